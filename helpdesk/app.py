@@ -1,0 +1,180 @@
+"""The application factory: one function wires config, database, plugins, queue and pages."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pluggy
+from flask import Flask, Response, jsonify, redirect, request, send_from_directory, url_for
+from flask_login import LoginManager, current_user
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from huey import Huey
+
+from helpdesk import __version__
+from helpdesk.config import Settings, load_settings
+from helpdesk.db import database, open_database
+from helpdesk.errors import DomainError
+from helpdesk.models import PRIORITIES, STATUSES, Agent, Team
+from helpdesk.plugins import create_plugin_manager
+from helpdesk.rendering import htmx, local_time, render_markdown
+from helpdesk.security import PUBLIC, access, add_security_headers, enforce_access
+from helpdesk.tasks import create_huey, register_tasks
+
+_PACKAGE = Path(__file__).resolve().parent
+logger = logging.getLogger(__name__)
+
+
+def _asset_dir(name: str) -> Path:
+    """templates/ and static/ live inside the package when installed from a wheel,
+    and beside it in a source checkout."""
+    installed = _PACKAGE / name
+    return installed if installed.is_dir() else _PACKAGE.parent / name
+
+
+@dataclass
+class Helpdesk:
+    """Per-app state, kept in ``app.extensions["helpdesk"]``."""
+
+    settings: Settings
+    pm: pluggy.PluginManager
+    huey: Huey
+    tasks: dict[str, Any] = field(default_factory=dict)
+
+    def queue_event(self, name: str, incident_id: int, payload: dict[str, Any]) -> None:
+        self.tasks["fire_event"](name, incident_id, payload)
+
+    def service_desk(self) -> Team:
+        team = Team.get_or_none(Team.name == self.settings.service_desk_team)
+        if team is None:
+            raise DomainError(
+                f"The service-desk team {self.settings.service_desk_team!r} does not exist; "
+                "run `helpdesk init` or create it on the Teams page."
+            )
+        return team
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build a helpdesk app; ``config`` overrides settings (tests)."""
+    settings = load_settings(config)
+    app = Flask(
+        "helpdesk",
+        template_folder=str(_asset_dir("templates")),
+        static_folder=None,
+        instance_path=str(settings.instance_path),
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=settings.secure_cookies,
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        TESTING=settings.testing,
+    )
+
+    database.initialize(open_database(settings.database_url))
+    pm = create_plugin_manager(settings.disabled_plugins)
+    huey = create_huey(settings)
+    state = Helpdesk(settings=settings, pm=pm, huey=huey)
+    state.tasks = register_tasks(app, huey)
+    app.extensions["helpdesk"] = state
+
+    CSRFProtect(app)
+    htmx.init_app(app)
+    login_manager = LoginManager(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in to continue."
+    login_manager.session_protection = "basic"
+
+    @login_manager.user_loader
+    def load_agent(agent_id: str) -> Agent | None:
+        agent = Agent.get_or_none(Agent.id == int(agent_id))
+        return agent if agent is not None and agent.active else None
+
+    @login_manager.unauthorized_handler
+    def unauthorized() -> Response:
+        target = url_for("auth.login", next=request.full_path.rstrip("?"))
+        if htmx:
+            # An expired session must not swap the login page into a fragment.
+            response = Response("", status=401)
+            response.headers["HX-Redirect"] = target
+            return response
+        return redirect(target)
+
+    enforce_access(app, login_manager)
+    _register_database_hooks(app)
+    _register_template_helpers(app, settings)
+    _register_static(app)
+    _register_errors(app)
+    from helpdesk.web import admin, auth, incidents, queues
+
+    for blueprint in (auth.bp, queues.bp, incidents.bp, admin.bp):
+        app.register_blueprint(blueprint)
+
+    @app.get("/healthz")
+    @access(PUBLIC)
+    def health() -> Response:
+        database.execute_sql("SELECT 1")
+        return jsonify(status="ok", version=__version__)
+
+    @app.after_request
+    def headers(response: Response) -> Response:
+        if response.mimetype == "text/html":
+            response.vary.add("HX-Request")
+            response.headers.setdefault("Cache-Control", "no-store")
+        return add_security_headers(response, settings.secure_cookies)
+
+    return app
+
+
+def _register_database_hooks(app: Flask) -> None:
+    @app.before_request
+    def connect() -> None:
+        database.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def close(exc: BaseException | None) -> None:
+        if not database.is_closed():
+            database.close()
+
+
+def _register_template_helpers(app: Flask, settings: Settings) -> None:
+    app.jinja_env.filters["markdown"] = render_markdown
+    app.jinja_env.globals.update(STATUSES=STATUSES, PRIORITIES=PRIORITIES, version=__version__)
+
+    @app.template_filter("localtime")
+    def localtime(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        zone = settings.time_zone
+        if current_user and current_user.is_authenticated and current_user.time_zone:
+            zone = current_user.time_zone
+        return local_time(value, zone, fmt)
+
+
+def _register_static(app: Flask) -> None:
+    static_dir = _asset_dir("static")
+
+    @app.get("/static/<path:filename>")
+    @access(PUBLIC)
+    def static(filename: str) -> Response:
+        # Versioned file names (htmx-2.0.11.min.js) may be cached for long.
+        return send_from_directory(static_dir, filename, max_age=3600)
+
+
+def _register_errors(app: Flask) -> None:
+    from helpdesk.web.errors import register
+
+    register(app)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error: CSRFError) -> tuple[str, int]:
+        from flask import render_template
+
+        return render_template("error.html", code=400, message=(
+            "Your form expired or came from another site; reload the page and try again."
+        )), 400

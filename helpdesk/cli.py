@@ -1,0 +1,212 @@
+"""The ``helpdesk`` command: init, serve, worker, user add, demo, db upgrade."""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from helpdesk.config import ConfigError, create_instance
+
+
+def _app(ctx: click.Context) -> Any:
+    from helpdesk.app import create_app
+
+    try:
+        return create_app(ctx.obj or None)
+    except ConfigError as error:
+        raise click.ClickException(f"configuration: {error}") from None
+
+
+@click.group()
+@click.option("--instance", type=click.Path(file_okay=False, path_type=Path), default=None,
+              envvar="HELPDESK_INSTANCE", help="Instance folder (default ./instance).")
+@click.pass_context
+def main(ctx: click.Context, instance: Path | None) -> None:
+    """Run and manage a helpdesk instance."""
+    ctx.obj = {"instance_path": str(instance)} if instance else {}
+
+
+@main.command()
+@click.option("--demo/--no-demo", default=False, help="Load demo data into a new database.")
+@click.pass_context
+def init(ctx: click.Context, demo: bool) -> None:
+    """Create the instance folder, secret key and schema; seed a new database once."""
+    from helpdesk import demo as demo_data
+    from helpdesk import people, schema
+    from helpdesk.db import database
+    from helpdesk.models import Agent
+
+    instance = Path(ctx.obj.get("instance_path") or load_instance_path()).resolve()
+    if create_instance(instance):
+        click.echo(f"Created instance folder {instance} with a new secret key.")
+    app = _app(ctx)
+    with app.app_context(), database.connection_context():
+        applied = schema.upgrade(database)
+        if applied:
+            click.echo(f"Database schema: applied {', '.join(applied)}.")
+        state = app.extensions["helpdesk"]
+        desk = people.ensure_team(state.settings.service_desk_team)
+        if Agent.select().exists():
+            return
+        if demo:
+            demo_data.seed(state, progress=True)
+            click.echo(demo_data.LOGIN_HELP)
+            return
+        password = secrets.token_urlsafe(12)
+        people.create_agent("admin", "Administrator", password, role="admin", teams=[desk])
+        click.echo(
+            "Created the first admin account. This password is shown only once:\n"
+            f"  user name: admin\n  password:  {password}"
+        )
+
+
+def load_instance_path() -> str:
+    import os
+
+    return os.environ.get("HELPDESK_INSTANCE", "instance")
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address (HELPDESK_HOST).")
+@click.option("--port", type=int, default=None, help="Port (HELPDESK_PORT).")
+@click.option("--no-worker", is_flag=True, help="Do not run the background worker in-process.")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None, no_worker: bool) -> None:
+    """Serve the web app with waitress, and the background worker in the same process."""
+    from waitress import serve as waitress_serve
+
+    from helpdesk import schema
+    from helpdesk.db import database
+
+    app = _app(ctx)
+    settings = app.extensions["helpdesk"].settings
+    with database.connection_context():
+        if schema.pending(database):
+            raise click.ClickException("the database schema is out of date: run `helpdesk init` "
+                                       "or `helpdesk db upgrade` first")
+    consumer = None
+    if not no_worker:
+        consumer = _start_consumer(app, settings.workers)
+    host, port = host or settings.host, port or settings.port
+    click.echo(f"Helpdesk serving on http://{host}:{port} "
+               f"({'with' if consumer else 'without'} background worker). Ctrl-C stops.")
+    try:
+        waitress_serve(app, host=host, port=port, threads=settings.threads, ident="helpdesk",
+                       max_request_body_size=settings.max_request_bytes)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if consumer is not None:
+            consumer.stop(graceful=True)
+
+
+def _start_consumer(app: Any, workers: int) -> Any:
+    """Start Huey's worker threads here, keeping Ctrl-C and SIGTERM for the web server."""
+    huey = app.extensions["helpdesk"].huey
+    consumer = huey.create_consumer(workers=workers, worker_type="thread", periodic=True)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    consumer.start()
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    return consumer
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@main.command()
+@click.option("--workers", type=int, default=None, help="Worker threads (HELPDESK_WORKERS).")
+@click.pass_context
+def worker(ctx: click.Context, workers: int | None) -> None:
+    """Run only the background worker (for installations with several processes)."""
+    app = _app(ctx)
+    state = app.extensions["helpdesk"]
+    consumer = state.huey.create_consumer(workers=workers or state.settings.workers,
+                                          worker_type="thread", periodic=True)
+    click.echo("Helpdesk worker running. Ctrl-C stops.")
+    consumer.run()
+
+
+@main.group()
+def user() -> None:
+    """Manage agent accounts."""
+
+
+@user.command("add")
+@click.argument("username")
+@click.option("--name", "display_name", required=True, help="Display name.")
+@click.option("--email", default="")
+@click.option("--role", type=click.Choice(["agent", "lead", "admin"]), default="agent")
+@click.option("--team", "team_names", multiple=True, help="Team to join (repeatable).")
+@click.option("--password", default=None, help="Password (prompted when omitted).")
+@click.pass_context
+def user_add(ctx: click.Context, username: str, display_name: str, email: str, role: str,
+             team_names: tuple[str, ...], password: str | None) -> None:
+    """Add an agent."""
+    from helpdesk import people
+    from helpdesk.db import database
+    from helpdesk.errors import DomainError
+    from helpdesk.models import Team
+
+    app = _app(ctx)
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with app.app_context(), database.connection_context():
+        teams = []
+        for name in team_names:
+            team = Team.get_or_none(Team.name == name)
+            if team is None:
+                raise click.ClickException(f"there is no team named {name!r}")
+            teams.append(team)
+        try:
+            agent = people.create_agent(username, display_name, password, email=email,
+                                        role=role, teams=teams)
+        except DomainError as error:
+            raise click.ClickException(str(error)) from None
+    click.echo(f"Added {agent.role} {agent.username}.")
+
+
+@main.command()
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Load the demo data (teams, agents, ~200 incidents) into an empty database."""
+    from helpdesk import demo as demo_data
+    from helpdesk.db import database
+    from helpdesk.models import Incident
+
+    app = _app(ctx)
+    with app.app_context(), database.connection_context():
+        if Incident.select().exists():
+            raise click.ClickException("the database already holds incidents; demo data "
+                                       "goes into a new instance only")
+        demo_data.seed(app.extensions["helpdesk"], progress=True)
+    click.echo(demo_data.LOGIN_HELP)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply pending schema migrations."""
+    from helpdesk import schema
+    from helpdesk.db import database
+
+    _app(ctx)
+    with database.connection_context():
+        applied = schema.upgrade(database)
+    click.echo(f"Applied: {', '.join(applied)}." if applied else "The schema is up to date.")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

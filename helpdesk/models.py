@@ -1,0 +1,218 @@
+"""The stored data: people, the catalogue, incidents and their timelines.
+
+Models hold data only. Every change of an incident goes through
+:mod:`helpdesk.incidents`, which writes the timeline in the same transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import peewee
+from flask_login import UserMixin
+
+from helpdesk.db import BaseModel
+
+ROLES = {"agent": "Agent", "lead": "Team lead", "admin": "Admin"}
+TYPES = {"incident": "Incident", "service_request": "Service request", "query": "Query"}
+LEVELS = {"high": "High", "medium": "Medium", "low": "Low"}
+PRIORITIES = {1: "P1 Critical", 2: "P2 High", 3: "P3 Medium", 4: "P4 Low"}
+SOURCES = {
+    "agent": "Agent",
+    "phone": "Phone",
+    "portal": "Portal",
+    "email": "Email",
+    "api": "API",
+    "monitoring": "Monitoring",
+}
+STATUSES = {
+    "new": "New",
+    "assigned": "Assigned",
+    "in_progress": "In progress",
+    "pending": "Pending",
+    "resolved": "Resolved",
+    "closed": "Closed",
+    "cancelled": "Cancelled",
+}
+ACTIVE_STATUSES = ("new", "assigned", "in_progress", "pending")
+PENDING_REASONS = {"customer": "Awaiting customer", "third_party": "Awaiting third party"}
+RESOLUTION_CODES = {
+    "fixed": "Fixed",
+    "workaround": "Workaround",
+    "information": "Information given",
+    "no_fault": "No fault found",
+    "user_error": "User error",
+}
+ENTRY_KINDS = {"created", "reply", "note", "change"}
+
+
+def utcnow() -> dt.datetime:
+    """Current time in UTC, naive (as stored): tests replace it via ``helpdesk.clock``."""
+    from helpdesk import clock
+
+    return clock.now()
+
+
+class Team(BaseModel):
+    name = peewee.CharField(max_length=100, unique=True)
+    description = peewee.TextField(default="")
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Agent(UserMixin, BaseModel):
+    username = peewee.CharField(max_length=64, unique=True)
+    display_name = peewee.CharField(max_length=120)
+    email = peewee.CharField(max_length=254, default="")
+    password_hash = peewee.CharField(max_length=255)
+    role = peewee.CharField(max_length=16, default="agent")
+    time_zone = peewee.CharField(max_length=64, null=True)
+    active = peewee.BooleanField(default=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login: deactivated agents cannot log in
+        return bool(self.active)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def is_lead(self) -> bool:
+        return self.role in {"lead", "admin"}
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
+class Membership(BaseModel):
+    team = peewee.ForeignKeyField(Team, backref="memberships", on_delete="CASCADE")
+    agent = peewee.ForeignKeyField(Agent, backref="memberships", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("team", "agent"), True), (("agent",), False))
+
+
+class Organisation(BaseModel):
+    name = peewee.CharField(max_length=200, unique=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Contact(BaseModel):
+    name = peewee.CharField(max_length=200)
+    email = peewee.CharField(max_length=254, null=True, unique=True)
+    phone = peewee.CharField(max_length=50, default="")
+    organisation = peewee.ForeignKeyField(Organisation, null=True, backref="contacts")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Category(BaseModel):
+    name = peewee.CharField(max_length=100, unique=True)
+    active = peewee.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Service(BaseModel):
+    name = peewee.CharField(max_length=100, unique=True)
+    description = peewee.TextField(default="")
+    active = peewee.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Incident(BaseModel):
+    type = peewee.CharField(max_length=20, default="incident")
+    title = peewee.CharField(max_length=200)
+    description = peewee.TextField(default="")
+    status = peewee.CharField(max_length=20, default="new")
+    pending_reason = peewee.CharField(max_length=20, null=True)
+    impact = peewee.CharField(max_length=10, default="medium")
+    urgency = peewee.CharField(max_length=10, default="medium")
+    priority = peewee.SmallIntegerField(default=3)
+    priority_overridden = peewee.BooleanField(default=False)
+    category = peewee.ForeignKeyField(Category, null=True)
+    service = peewee.ForeignKeyField(Service, null=True)
+    requester = peewee.ForeignKeyField(Contact, null=True)
+    source = peewee.CharField(max_length=20, default="agent")
+    assigned_team = peewee.ForeignKeyField(Team, null=True, backref="assigned_incidents")
+    assigned_agent = peewee.ForeignKeyField(Agent, null=True, backref="assigned_incidents")
+    owner_team = peewee.ForeignKeyField(Team, backref="owned_incidents")
+    owner_agent = peewee.ForeignKeyField(Agent, null=True, backref="owned_incidents")
+    created_by = peewee.ForeignKeyField(Agent, null=True, backref="+")
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+    updated_at = peewee.DateTimeField(default=utcnow, index=True)
+    resolved_at = peewee.DateTimeField(null=True)
+    closed_at = peewee.DateTimeField(null=True)
+    resolution_code = peewee.CharField(max_length=20, null=True)
+    resolution_note = peewee.TextField(null=True)
+    duplicate_of = peewee.ForeignKeyField("self", null=True, backref="duplicates")
+    parent = peewee.ForeignKeyField("self", null=True, backref="children")
+    version = peewee.IntegerField(default=1)
+
+    class Meta:
+        indexes = (
+            (("status", "updated_at"), False),
+            (("status", "priority"), False),
+        )
+
+    @property
+    def reference(self) -> str:
+        return f"INC-{self.id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.title}"
+
+
+class TimelineEntry(BaseModel):
+    """Append-only: database triggers refuse any UPDATE or DELETE (migration 0002)."""
+
+    incident = peewee.ForeignKeyField(Incident, backref="timeline")
+    at = peewee.DateTimeField(default=utcnow)
+    actor = peewee.ForeignKeyField(Agent, null=True, backref="+")
+    kind = peewee.CharField(max_length=16)
+    field = peewee.CharField(max_length=40, null=True)
+    old_value = peewee.TextField(null=True)
+    new_value = peewee.TextField(null=True)
+    body = peewee.TextField(default="")
+
+    class Meta:
+        indexes = ((("incident", "id"), False),)
+
+    @property
+    def is_public(self) -> bool:
+        return self.kind == "reply"
+
+
+class LoginAttempt(BaseModel):
+    """Failed logins, counted per key (user name, client address) to rate-limit."""
+
+    key = peewee.CharField(max_length=300, index=True)
+    at = peewee.DateTimeField(default=utcnow)
+
+
+MODELS = [
+    Team,
+    Agent,
+    Membership,
+    Organisation,
+    Contact,
+    Category,
+    Service,
+    Incident,
+    TimelineEntry,
+    LoginAttempt,
+]

@@ -1,0 +1,196 @@
+"""Agent queues: which incidents each queue holds, filters, sorting and keyset pages.
+
+A page of any size costs one query: the owner and assignee pairs are joined
+in, never loaded row by row.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import peewee
+
+from helpdesk.errors import DomainError
+from helpdesk.models import (
+    ACTIVE_STATUSES,
+    PRIORITIES,
+    STATUSES,
+    TYPES,
+    Agent,
+    Contact,
+    Incident,
+    Membership,
+    Team,
+)
+
+QUEUES = {
+    "assigned": "Assigned to me",
+    "owned": "Owned by me",
+    "teams": "My teams",
+    "unassigned": "Unassigned",
+    "unowned": "Unowned",
+    "open": "All open",
+}
+# name -> (column, descending)
+SORTS = {
+    "updated": ("updated_at", True),
+    "newest": ("created_at", True),
+    "oldest": ("created_at", False),
+    "priority": ("priority", False),
+}
+SORT_LABELS = {
+    "updated": "Recently updated",
+    "newest": "Newest first",
+    "oldest": "Oldest first",
+    "priority": "Priority (P1 first)",
+}
+
+OwnerTeam = Team.alias("owner_team")
+OwnerAgent = Agent.alias("owner_agent")
+AssignedTeam = Team.alias("assigned_team")
+AssignedAgent = Agent.alias("assigned_agent")
+
+
+@dataclass
+class Filters:
+    status: list[str] = field(default_factory=list)
+    priority: list[int] = field(default_factory=list)
+    type: list[str] = field(default_factory=list)
+    team: int | None = None
+    text: str = ""
+    sort: str = "updated"
+
+    @classmethod
+    def parse(cls, args: Any) -> Filters:
+        """Read filters from query arguments; unknown values are a clear error."""
+        statuses = [s for s in args.getlist("status") if s]
+        for status in statuses:
+            if status not in STATUSES:
+                raise DomainError(f"Unknown status filter {status!r}.")
+        try:
+            priorities = [int(p) for p in args.getlist("priority") if p]
+        except ValueError:
+            raise DomainError("The priority filter takes 1 to 4.") from None
+        if any(p not in PRIORITIES for p in priorities):
+            raise DomainError("The priority filter takes 1 to 4.")
+        types = [t for t in args.getlist("type") if t]
+        for kind in types:
+            if kind not in TYPES:
+                raise DomainError(f"Unknown type filter {kind!r}.")
+        team_arg = args.get("team") or None
+        try:
+            team = int(team_arg) if team_arg else None
+        except ValueError:
+            raise DomainError("The team filter takes a team id.") from None
+        sort = args.get("sort") or "updated"
+        if sort not in SORTS:
+            raise DomainError(f"Unknown sort {sort!r}.")
+        text = " ".join((args.get("q") or "").split())[:200]
+        return cls(statuses, priorities, types, team, text, sort)
+
+
+@dataclass
+class Page:
+    rows: list[Incident]
+    next_cursor: str | None
+
+
+def base_query() -> peewee.ModelSelect:
+    """Incidents with both pairs and the requester joined in (one query per page)."""
+    return (
+        Incident.select(Incident, OwnerTeam, OwnerAgent, AssignedTeam, AssignedAgent, Contact)
+        .join_from(Incident, OwnerTeam, on=(Incident.owner_team == OwnerTeam.id),
+                   attr="owner_team")
+        .join_from(Incident, OwnerAgent, peewee.JOIN.LEFT_OUTER,
+                   on=(Incident.owner_agent == OwnerAgent.id), attr="owner_agent")
+        .join_from(Incident, AssignedTeam, peewee.JOIN.LEFT_OUTER,
+                   on=(Incident.assigned_team == AssignedTeam.id), attr="assigned_team")
+        .join_from(Incident, AssignedAgent, peewee.JOIN.LEFT_OUTER,
+                   on=(Incident.assigned_agent == AssignedAgent.id), attr="assigned_agent")
+        .join_from(Incident, Contact, peewee.JOIN.LEFT_OUTER,
+                   on=(Incident.requester == Contact.id), attr="requester")
+    )
+
+
+def queue_condition(queue: str, agent: Agent) -> peewee.Expression:
+    my_teams = Membership.select(Membership.team).where(Membership.agent == agent.id)
+    conditions = {
+        "assigned": Incident.assigned_agent == agent.id,
+        "owned": Incident.owner_agent == agent.id,
+        "teams": (Incident.assigned_team.in_(my_teams)) | (Incident.owner_team.in_(my_teams)),
+        "unassigned": Incident.assigned_agent.is_null(),
+        "unowned": Incident.owner_agent.is_null(),
+        "open": peewee.SQL("1 = 1"),
+    }
+    if queue not in conditions:
+        raise DomainError(f"There is no queue {queue!r}.")
+    return conditions[queue]
+
+
+def _filtered(queue: str, agent: Agent, filters: Filters) -> peewee.ModelSelect:
+    query = base_query().where(queue_condition(queue, agent))
+    query = query.where(Incident.status.in_(filters.status or ACTIVE_STATUSES))
+    if filters.priority:
+        query = query.where(Incident.priority.in_(filters.priority))
+    if filters.type:
+        query = query.where(Incident.type.in_(filters.type))
+    if filters.team is not None:
+        query = query.where(
+            (Incident.assigned_team == filters.team) | (Incident.owner_team == filters.team)
+        )
+    if filters.text:
+        reference = filters.text.upper().removeprefix("INC-")
+        match = peewee.fn.LOWER(Incident.title).contains(filters.text.lower())
+        if reference.isdigit():
+            match = match | (Incident.id == int(reference))
+        query = query.where(match)
+    return query
+
+
+def encode_cursor(value: Any, row_id: int) -> str:
+    if isinstance(value, dt.datetime):
+        value = value.isoformat()
+    raw = json.dumps([value, row_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, column: str) -> tuple[Any, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if column.endswith("_at"):
+            value = dt.datetime.fromisoformat(value)
+        elif not isinstance(value, int):
+            raise ValueError
+        if not isinstance(row_id, int):
+            raise ValueError
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise DomainError("This page link is broken; start again from the first page.") from None
+    return value, row_id
+
+
+def page(
+    queue: str, agent: Agent, filters: Filters, size: int, after: str | None = None
+) -> Page:
+    """One page of a queue, ordered by the chosen sort, then id (a stable keyset)."""
+    column_name, descending = SORTS[filters.sort]
+    column = getattr(Incident, column_name)
+    query = _filtered(queue, agent, filters)
+    if after:
+        value, row_id = decode_cursor(after, column_name)
+        if descending:
+            query = query.where((column < value) | ((column == value) & (Incident.id < row_id)))
+        else:
+            query = query.where((column > value) | ((column == value) & (Incident.id > row_id)))
+    order = (column.desc(), Incident.id.desc()) if descending else (column, Incident.id)
+    rows = list(query.order_by(*order).limit(size + 1))
+    next_cursor = None
+    if len(rows) > size:
+        rows = rows[:size]
+        last = rows[-1]
+        next_cursor = encode_cursor(getattr(last, column_name), last.id)
+    return Page(rows, next_cursor)

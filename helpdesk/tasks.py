@@ -1,0 +1,58 @@
+"""Background work on Huey: one queue per app, configured from the same settings.
+
+The default queue is a SQLite file beside the database (zero set-up); Redis
+serves installations with several worker machines. Tests run tasks
+immediately, in the calling thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import unquote
+
+from flask import Flask
+from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
+
+from helpdesk.config import Settings
+from helpdesk.db import database
+
+logger = logging.getLogger(__name__)
+
+
+def create_huey(settings: Settings) -> Huey:
+    url = settings.queue_url
+    if settings.testing or url == "memory":
+        return MemoryHuey("helpdesk", immediate=True, results=False)
+    if url.startswith("sqlite:///"):
+        return SqliteHuey("helpdesk", filename=unquote(url[len("sqlite:///") :]), results=False)
+    return RedisHuey("helpdesk", url=url, results=False)
+
+
+def register_tasks(app: Flask, huey: Huey) -> dict[str, Any]:
+    """Declare the app's tasks on its queue; tasks take ids and load fresh state."""
+
+    @huey.task(name="fire_event", retries=0)
+    def fire_event(name: str, incident_id: int, payload: dict[str, Any]) -> None:
+        from helpdesk.models import Agent, Incident, Team, TimelineEntry
+        from helpdesk.plugins import call_event
+
+        loaders = {
+            "actor": Agent,
+            "previous_agent": Agent,
+            "previous_team": Team,
+            "entry": TimelineEntry,
+        }
+        with app.app_context(), database.connection_context():
+            incident = Incident.get_or_none(Incident.id == incident_id)
+            if incident is None:
+                logger.warning("event %s: INC-%s no longer exists", name, incident_id)
+                return
+            kwargs = {
+                key: (loaders[key].get_or_none(loaders[key].id == value)
+                      if key in loaders and value is not None else value)
+                for key, value in payload.items()
+            }
+            call_event(app.extensions["helpdesk"].pm, name, incident=incident, **kwargs)
+
+    return {"fire_event": fire_event}

@@ -1,0 +1,196 @@
+"""Admin pages: agents, teams and memberships, contacts and organisations, the catalogue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from helpdesk import people
+from helpdesk.db import write_transaction
+from helpdesk.errors import DomainError
+from helpdesk.models import ROLES, Agent, Category, Contact, Membership, Organisation, Service, Team
+from helpdesk.security import ADMIN, access
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+CATALOGUES = {
+    "categories": (Category, "Categories"),
+    "services": (Service, "Services"),
+    "organisations": (Organisation, "Organisations"),
+}
+
+
+def _form_teams() -> list[Team]:
+    ids = [int(v) for v in request.form.getlist("teams") if v.isdigit()]
+    return list(Team.select().where(Team.id.in_(ids))) if ids else []
+
+
+@bp.get("/")
+@access(ADMIN)
+def index() -> Any:
+    return redirect(url_for("admin.agents"))
+
+
+@bp.route("/agents", methods=["GET", "POST"])
+@access(ADMIN)
+def agents() -> Any:
+    error, status = None, 200
+    if request.method == "POST":
+        try:
+            agent = people.create_agent(
+                request.form.get("username", ""),
+                request.form.get("display_name", ""),
+                request.form.get("password", ""),
+                email=request.form.get("email", ""),
+                role=request.form.get("role", "agent"),
+                teams=_form_teams(),
+            )
+        except DomainError as refused:
+            error, status = str(refused), 422
+        else:
+            flash(f"Agent {agent.username} created.")
+            return redirect(url_for("admin.agents"), code=303)
+    memberships: dict[int, list[str]] = {}
+    for m in Membership.select(Membership, Team).join(Team).order_by(Team.name):
+        memberships.setdefault(m.agent_id, []).append(m.team.name)
+    return render_template(
+        "admin/agents.html",
+        agents=list(Agent.select().order_by(Agent.username)),
+        memberships=memberships,
+        teams=list(Team.select().order_by(Team.name)),
+        roles=ROLES,
+        error=error,
+        form=request.form,
+    ), status
+
+
+@bp.route("/agents/<int:agent_id>", methods=["GET", "POST"])
+@access(ADMIN)
+def agent(agent_id: int) -> Any:
+    record = Agent.get_or_none(Agent.id == agent_id) or abort(404)
+    error, status = None, 200
+    if request.method == "POST":
+        try:
+            people.update_agent(
+                record,
+                display_name=request.form.get("display_name", ""),
+                email=request.form.get("email", ""),
+                role=request.form.get("role", ""),
+                active=request.form.get("active") == "on",
+                teams=_form_teams(),
+                actor=current_user,
+            )
+            if request.form.get("password"):
+                people.set_password(record, request.form["password"])
+        except DomainError as refused:
+            error, status = str(refused), 422
+        else:
+            flash(f"Agent {record.username} saved.")
+            return redirect(url_for("admin.agent", agent_id=agent_id), code=303)
+    return render_template(
+        "admin/agent.html",
+        agent=record,
+        member_of=set(people.team_ids_of(record)),
+        teams=list(Team.select().order_by(Team.name)),
+        roles=ROLES,
+        error=error,
+    ), status
+
+
+@bp.route("/teams", methods=["GET", "POST"])
+@access(ADMIN)
+def teams() -> Any:
+    error, status = None, 200
+    if request.method == "POST":
+        try:
+            team = people.create_team(request.form.get("name", ""),
+                                      request.form.get("description", ""))
+        except DomainError as refused:
+            error, status = str(refused), 422
+        else:
+            flash(f"Team {team.name} created.")
+            return redirect(url_for("admin.teams"), code=303)
+    members: dict[int, list[Agent]] = {}
+    for m in Membership.select(Membership, Agent).join(Agent).order_by(Agent.display_name):
+        members.setdefault(m.team_id, []).append(m.agent)
+    return render_template(
+        "admin/teams.html",
+        teams=list(Team.select().order_by(Team.name)),
+        members=members,
+        error=error,
+    ), status
+
+
+@bp.route("/contacts", methods=["GET", "POST"])
+@access(ADMIN)
+def contacts() -> Any:
+    error, status = None, 200
+    if request.method == "POST":
+        name = (request.form.get("name") or "").strip()
+        email = (request.form.get("email") or "").strip().lower() or None
+        org_name = (request.form.get("organisation") or "").strip()
+        try:
+            if not name:
+                raise DomainError("A contact needs a name.")
+            if email and ("@" not in email or any(c in email for c in "\r\n <>,")):
+                raise DomainError(f"{email!r} is not an email address.")
+            with write_transaction():
+                organisation = None
+                if org_name:
+                    organisation, _ = Organisation.get_or_create(name=org_name)
+                Contact.create(name=name, email=email, organisation=organisation,
+                               phone=(request.form.get("phone") or "").strip())
+        except peewee.IntegrityError:
+            error, status = f"A contact with the email {email} already exists.", 422
+        except DomainError as refused:
+            error, status = str(refused), 422
+        else:
+            flash(f"Contact {name} created.")
+            return redirect(url_for("admin.contacts"), code=303)
+    rows = (
+        Contact.select(Contact, Organisation)
+        .join(Organisation, peewee.JOIN.LEFT_OUTER)
+        .order_by(Contact.name)
+    )
+    return render_template("admin/contacts.html", contacts=list(rows), error=error,
+                           form=request.form), status
+
+
+@bp.route("/catalogue/<kind>", methods=["GET", "POST"])
+@access(ADMIN)
+def catalogue(kind: str) -> Any:
+    if kind not in CATALOGUES:
+        abort(404)
+    model, title = CATALOGUES[kind]
+    has_active = "active" in model._meta.fields
+    error, status = None, 200
+    if request.method == "POST":
+        name = (request.form.get("name") or "").strip()
+        try:
+            toggle = request.form.get("toggle", "")
+            if not toggle and not name:
+                raise DomainError("A name is required.")
+            with write_transaction():
+                if toggle.isdigit() and has_active:
+                    item = model.get_or_none(model.id == int(toggle)) or abort(404)
+                    model.update(active=not item.active).where(model.id == item.id).execute()
+                else:
+                    model.create(name=name)
+        except peewee.IntegrityError:
+            error, status = f"{name!r} already exists.", 422
+        except DomainError as refused:
+            error, status = str(refused), 422
+        else:
+            flash("Saved.")
+            return redirect(url_for("admin.catalogue", kind=kind), code=303)
+    return render_template(
+        "admin/catalogue.html",
+        kind=kind,
+        title=title,
+        items=list(model.select().order_by(model.name)),
+        has_active=has_active,
+        error=error,
+    ), status

@@ -1,0 +1,67 @@
+"""Log in and out. Failed logins are rate-limited per user name and per address."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user, login_user, logout_user
+
+from helpdesk.models import Agent
+from helpdesk.people import check_password
+from helpdesk.security import (
+    AGENT,
+    PUBLIC,
+    access,
+    clear_login_failures,
+    login_blocked,
+    login_keys,
+    record_login_failure,
+    safe_next,
+)
+
+bp = Blueprint("auth", __name__)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@access(PUBLIC)
+def login() -> Response | tuple[str, int] | str:
+    target = safe_next(request.values.get("next"), url_for("queues.index"))
+    if current_user.is_authenticated:
+        return redirect(target)
+    if request.method == "GET":
+        return render_template("login.html", next=target)
+    settings = current_app.extensions["helpdesk"].settings
+    username = (request.form.get("username") or "").strip().lower()
+    password = request.form.get("password") or ""
+    keys = login_keys(username, request.remote_addr)
+    if login_blocked(keys, settings.login_max_failures, settings.login_window_seconds):
+        return render_template(
+            "login.html", next=target, username=username,
+            error="Too many failed attempts. Wait a few minutes before trying again.",
+        ), 429
+    agent = Agent.get_or_none(Agent.username == username) if username else None
+    if agent is None or not agent.active or not check_password(agent, password):
+        record_login_failure(keys)
+        return render_template(
+            "login.html", next=target, username=username,
+            error="Unknown user name or wrong password.",
+        ), 401
+    clear_login_failures(username)
+    login_user(agent)
+    return redirect(target)
+
+
+@bp.post("/logout")
+@access(AGENT)
+def logout() -> Response:
+    logout_user()
+    flash("You are logged out.")
+    return redirect(url_for("auth.login"))

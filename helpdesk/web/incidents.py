@@ -1,0 +1,272 @@
+"""The incident page, its inline edits, and the new-incident form.
+
+Every change goes through :mod:`helpdesk.incidents`. Without JavaScript a
+change posts, then redirects back to the page; from HTMX it returns the
+incident body, re-rendered from the same template block, with any message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee
+from flask import Blueprint, current_app, flash, redirect, request, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length
+
+from helpdesk import incidents as domain
+from helpdesk.errors import DomainError, StaleVersion
+from helpdesk.models import (
+    LEVELS,
+    PENDING_REASONS,
+    RESOLUTION_CODES,
+    TYPES,
+    Agent,
+    Category,
+    Contact,
+    Service,
+    Team,
+    TimelineEntry,
+)
+from helpdesk.rendering import render_page
+from helpdesk.security import AGENT, access
+from helpdesk.web.forms import choices, expected_version, optional_id
+
+bp = Blueprint("incidents", __name__, url_prefix="/incidents")
+BODY = "incident_body"
+
+
+def _state() -> Any:
+    return current_app.extensions["helpdesk"]
+
+
+def _timeline(incident_id: int) -> list[TimelineEntry]:
+    return list(
+        TimelineEntry.select(TimelineEntry, Agent)
+        .join(Agent, on=(TimelineEntry.actor == Agent.id), join_type=peewee.JOIN.LEFT_OUTER, attr="actor")
+        .where(TimelineEntry.incident == incident_id)
+        .order_by(TimelineEntry.id)
+    )
+
+
+def _render(incident_id: int, *, error: str | None = None, status: int = 200,
+            incident: Any = None) -> tuple[str, int]:
+    incident = incident or domain.get(incident_id)
+    html = render_page(
+        "incident.html",
+        {BODY},
+        incident=incident,
+        timeline=_timeline(incident.id),
+        error=error,
+        can_transfer=domain.can_transfer(incident, current_user),
+        transitions=domain.allowed_transitions(incident),
+        levels=LEVELS,
+        types=TYPES,
+        pending_reasons=PENDING_REASONS,
+        resolution_codes=RESOLUTION_CODES,
+        **choices(),
+    )
+    return html, status
+
+
+def _respond(incident_id: int, change: Any, done: str) -> Any:
+    """Run a domain change and answer with the fresh incident (or why it failed)."""
+    try:
+        change()
+    except StaleVersion as stale:
+        return _render(incident_id, error=str(stale), status=409, incident=stale.incident)
+    except DomainError as error:
+        if error.status == 404:
+            raise
+        return _render(incident_id, error=str(error), status=error.status)
+    from helpdesk.rendering import htmx
+
+    if htmx and htmx.target == BODY.replace("_", "-"):
+        return _render(incident_id)
+    flash(done)
+    return redirect(url_for("incidents.show", incident_id=incident_id), code=303)
+
+
+@bp.get("/<int:incident_id>")
+@access(AGENT)
+def show(incident_id: int) -> Any:
+    return _render(incident_id)
+
+
+@bp.post("/<int:incident_id>/take")
+@access(AGENT)
+def take(incident_id: int) -> Any:
+    return _respond(
+        incident_id,
+        lambda: domain.take_ownership(incident_id, current_user, expected_version()),
+        "You own this incident now.",
+    )
+
+
+@bp.post("/<int:incident_id>/owner")
+@access(AGENT)
+def transfer(incident_id: int) -> Any:
+    def change() -> None:
+        team = optional_id("owner_team", Team)
+        if team is None:
+            raise DomainError("Choose the owning team.")
+        domain.transfer_ownership(
+            incident_id, current_user, team, optional_id("owner_agent", Agent),
+            request.form.get("reason", ""), expected_version(),
+        )
+
+    return _respond(incident_id, change, "Ownership changed.")
+
+
+@bp.post("/<int:incident_id>/assignee")
+@access(AGENT)
+def assign(incident_id: int) -> Any:
+    return _respond(
+        incident_id,
+        lambda: domain.assign(
+            incident_id, current_user, optional_id("assigned_team", Team),
+            optional_id("assigned_agent", Agent), expected_version(),
+            note=request.form.get("note", ""),
+        ),
+        "Assignment changed.",
+    )
+
+
+@bp.post("/<int:incident_id>/status")
+@access(AGENT)
+def status(incident_id: int) -> Any:
+    return _respond(
+        incident_id,
+        lambda: domain.change_status(
+            incident_id, current_user, request.form.get("status", ""), expected_version(),
+            note=request.form.get("note", ""),
+            pending_reason=request.form.get("pending_reason") or None,
+            resolution_code=request.form.get("resolution_code") or None,
+        ),
+        "Status changed.",
+    )
+
+
+@bp.post("/<int:incident_id>/priority")
+@access(AGENT)
+def priority(incident_id: int) -> Any:
+    def change() -> None:
+        raw = request.form.get("priority", "")
+        if raw == "derived":
+            value = None
+        elif raw.isdigit():
+            value = int(raw)
+        else:
+            raise DomainError("Choose a priority from P1 to P4, or derive it again.")
+        domain.override_priority(incident_id, current_user, value,
+                                 request.form.get("reason", ""), expected_version(),
+                                 pm=_state().pm)
+
+    return _respond(incident_id, change, "Priority changed.")
+
+
+@bp.post("/<int:incident_id>/details")
+@access(AGENT)
+def details(incident_id: int) -> Any:
+    def change() -> None:
+        domain.update_details(
+            _state().pm, incident_id, current_user, expected_version(),
+            title=request.form.get("title", ""),
+            description=request.form.get("description", ""),
+            type=request.form.get("type", ""),
+            impact=request.form.get("impact", ""),
+            urgency=request.form.get("urgency", ""),
+            category=optional_id("category", Category),
+            service=optional_id("service", Service),
+            requester=optional_id("requester", Contact),
+        )
+
+    return _respond(incident_id, change, "Details saved.")
+
+
+@bp.post("/<int:incident_id>/comments")
+@access(AGENT)
+def comment(incident_id: int) -> Any:
+    public = request.form.get("visibility") == "public"
+    return _respond(
+        incident_id,
+        lambda: domain.add_comment(incident_id, current_user, request.form.get("body", ""),
+                                   public=public),
+        "Reply sent to the customer." if public else "Internal note added.",
+    )
+
+
+@bp.post("/<int:incident_id>/links")
+@access(AGENT)
+def link(incident_id: int) -> Any:
+    def change() -> None:
+        raw = (request.form.get("other") or "").strip().upper().removeprefix("INC-")
+        if raw and not raw.isdigit():
+            raise DomainError("Name the other incident by its reference, e.g. INC-42.")
+        domain.link(incident_id, current_user, request.form.get("kind", ""),
+                    int(raw) if raw else None, expected_version())
+
+    return _respond(incident_id, change, "Link saved.")
+
+
+# -- new incident ----------------------------------------------------------------
+
+
+class NewIncidentForm(FlaskForm):
+    title = StringField("Title", validators=[DataRequired("A title is required."),
+                                             Length(max=domain.MAX_TITLE)])
+    description = TextAreaField("Description (Markdown)")
+    type = SelectField("Type", choices=list(TYPES.items()), default="incident")
+    impact = SelectField("Impact", choices=list(LEVELS.items()), default="medium")
+    urgency = SelectField("Urgency", choices=list(LEVELS.items()), default="medium")
+    category = SelectField("Category", coerce=str, validate_choice=False)
+    service = SelectField("Affected service", coerce=str, validate_choice=False)
+    requester = SelectField("Requester", coerce=str, validate_choice=False)
+    assigned_team = SelectField("Assigned team", coerce=str, validate_choice=False)
+    assigned_agent = SelectField("Assigned agent", coerce=str, validate_choice=False)
+    keep_ownership = BooleanField("I own this incident", default=True)
+
+
+def _lookup(form: NewIncidentForm, name: str, model: Any) -> Any:
+    raw = getattr(form, name).data
+    if not raw:
+        return None
+    record = model.get_or_none(model.id == int(raw)) if str(raw).isdigit() else None
+    if record is None:
+        getattr(form, name).errors = [f"Choose an existing {getattr(form, name).label.text.lower()}."]
+    return record
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@access(AGENT)
+def new() -> Any:
+    form = NewIncidentForm()
+    error = None
+    if form.validate_on_submit():
+        related = {name: _lookup(form, name, model) for name, model in (
+            ("category", Category), ("service", Service), ("requester", Contact),
+            ("assigned_team", Team), ("assigned_agent", Agent))}
+        if not any(getattr(form, name).errors for name in related):
+            try:
+                incident = domain.log_incident(
+                    _state().pm,
+                    actor=current_user,
+                    service_desk=_state().service_desk(),
+                    title=form.title.data,
+                    description=form.description.data,
+                    type=form.type.data,
+                    impact=form.impact.data,
+                    urgency=form.urgency.data,
+                    keep_ownership=form.keep_ownership.data,
+                    **related,
+                )
+            except DomainError as refused:
+                error = str(refused)
+            else:
+                flash(f"{incident.reference} logged.")
+                return redirect(url_for("incidents.show", incident_id=incident.id), code=303)
+    status = 422 if request.method == "POST" else 200
+    return render_page("incident_new.html", {"incident_form"}, form=form, error=error,
+                       **choices()), status

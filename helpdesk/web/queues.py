@@ -1,0 +1,58 @@
+"""Queue pages: full page by default, only the list when the list asks for itself."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, current_app, redirect, request, url_for
+from flask_login import current_user
+
+from helpdesk import queues
+from helpdesk.errors import DomainError
+from helpdesk.models import PRIORITIES, STATUSES, TYPES, Team
+from helpdesk.people import is_member
+from helpdesk.rendering import render_page
+from helpdesk.security import AGENT, access
+
+bp = Blueprint("queues", __name__)
+
+
+@bp.get("/")
+@access(AGENT)
+def index() -> Response:
+    """Service-desk agents start from what they own; specialists from their work."""
+    desk = Team.get_or_none(Team.name == current_app.extensions["helpdesk"].settings
+                            .service_desk_team)
+    start = "owned" if desk is not None and is_member(current_user.id, desk) else "assigned"
+    return redirect(url_for("queues.show", name=start))
+
+
+@bp.get("/queues/<name>")
+@access(AGENT)
+def show(name: str) -> str:
+    if name not in queues.QUEUES:
+        abort(404)
+    settings = current_app.extensions["helpdesk"].settings
+    try:
+        filters = queues.Filters.parse(request.args)
+    except DomainError as error:
+        abort(400, str(error))
+    page = queues.page(name, current_user, filters, settings.page_size,
+                       after=request.args.get("after") or None)
+    args = request.args.to_dict(flat=False)
+    args.pop("after", None)
+    return render_page(
+        "queue.html",
+        {"queue_list"},
+        queue=name,
+        queues=queues.QUEUES,
+        filters=filters,
+        page=page,
+        teams=list(Team.select().order_by(Team.name)),
+        sorts=queues.SORT_LABELS,
+        statuses=STATUSES,
+        priorities=PRIORITIES,
+        types=TYPES,
+        first_url=url_for("queues.show", name=name, **args),
+        next_url=url_for("queues.show", name=name, after=page.next_cursor, **args)
+        if page.next_cursor else None,
+        refresh_seconds=settings.queue_refresh_seconds,
+    )
