@@ -13,7 +13,7 @@ import peewee
 from flask import Blueprint, current_app, flash, redirect, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from helpdesk import incidents as domain
@@ -218,14 +218,15 @@ class NewIncidentForm(FlaskForm):
     title = StringField("Title", validators=[DataRequired("A title is required."),
                                              Length(max=domain.MAX_TITLE)])
     description = TextAreaField("Description (Markdown)")
-    type = SelectField("Type", choices=list(TYPES.items()), default="incident")
-    impact = SelectField("Impact", choices=list(LEVELS.items()), default="medium")
-    urgency = SelectField("Urgency", choices=list(LEVELS.items()), default="medium")
-    category = SelectField("Category", coerce=str, validate_choice=False)
-    service = SelectField("Affected service", coerce=str, validate_choice=False)
-    requester = SelectField("Requester", coerce=str, validate_choice=False)
-    assigned_team = SelectField("Assigned team", coerce=str, validate_choice=False)
-    assigned_agent = SelectField("Assigned agent", coerce=str, validate_choice=False)
+    # Choices are checked by the domain (one place for the rules); these only carry input.
+    type = StringField("Type", default="incident")
+    impact = StringField("Impact", default="medium")
+    urgency = StringField("Urgency", default="medium")
+    category = StringField("Category")
+    service = StringField("Affected service")
+    requester = StringField("Requester")
+    assigned_team = StringField("Assigned team")
+    assigned_agent = StringField("Assigned agent")
     keep_ownership = BooleanField("I own this incident", default=True)
 
 
@@ -269,4 +270,4 @@ def new() -> Any:
                 return redirect(url_for("incidents.show", incident_id=incident.id), code=303)
     status = 422 if request.method == "POST" else 200
     return render_page("incident_new.html", {"incident_form"}, form=form, error=error,
-                       **choices()), status
+                       types=TYPES, levels=LEVELS, **choices()), status
