@@ -1,0 +1,126 @@
+"""Configuration loading and the `helpdesk` command, run as a user would run them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from helpdesk.config import ConfigError, load_settings
+
+HELPDESK = [sys.executable, "-m", "helpdesk.cli"]
+PG_URL = os.environ.get("HELPDESK_TEST_DATABASE_URL")
+
+
+def test_precedence_defaults_file_environment_overrides(tmp_path):
+    (tmp_path / "secret_key").write_text("s" * 40)
+    (tmp_path / "helpdesk.toml").write_text('time_zone = "Europe/London"\nport = 6000\npage_size = 40\n')
+    env = {"HELPDESK_PORT": "7000"}
+    settings = load_settings({"page_size": 10}, environ=env, instance_path=tmp_path)
+    assert settings.service_desk_team == "Service Desk"  # default
+    assert settings.time_zone == "Europe/London"  # instance file
+    assert settings.port == 7000  # environment beats the file
+    assert settings.page_size == 10  # explicit override beats everything
+    assert settings.database_url == f"sqlite:///{tmp_path.resolve() / 'helpdesk.db'}"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("HELPDESK_DATABASE_URL", "mysql://localhost/helpdesk"),
+        ("HELPDESK_QUEUE_URL", "amqp://localhost"),
+        ("HELPDESK_PORT", "eighty"),
+        ("HELPDESK_PORT", "70000"),
+        ("HELPDESK_TIME_ZONE", "Mars/Olympus"),
+        ("HELPDESK_BASE_URL", "helpdesk.example.com"),
+        ("HELPDESK_SECRET_KEY", "short"),
+        ("HELPDESK_DATABSE_URL", "sqlite:///x.db"),
+    ],
+)
+def test_bad_value_names_the_variable(tmp_path, name, value):
+    (tmp_path / "secret_key").write_text("s" * 40)
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ={name: value}, instance_path=tmp_path)
+    assert name in str(error.value)
+
+
+def test_bad_instance_file_names_the_file_and_key(tmp_path):
+    (tmp_path / "secret_key").write_text("s" * 40)
+    (tmp_path / "helpdesk.toml").write_text("threads = 0\n")
+    with pytest.raises(ConfigError, match=r"helpdesk.toml: threads"):
+        load_settings(environ={}, instance_path=tmp_path)
+
+
+def test_missing_secret_key_says_how_to_fix(tmp_path):
+    with pytest.raises(ConfigError, match="helpdesk init"):
+        load_settings(environ={}, instance_path=tmp_path / "nothing")
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
+    env.update(HELPDESK_INSTANCE=str(tmp_path / "instance"), **extra)
+    if PG_URL:
+        env["HELPDESK_DATABASE_URL"] = PG_URL
+    return env
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(HELPDESK + args, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+
+
+def test_cli_bad_setting_stops_with_the_variable_name(tmp_path):
+    result = _run(["init"], _env(tmp_path, HELPDESK_PORT="not-a-port"))
+    assert result.returncode != 0
+    assert "HELPDESK_PORT" in result.stderr
+
+
+def test_init_without_demo_prints_a_one_time_admin_password(app, tmp_path):
+    # `app` wiped the test database; init runs against it from another process.
+    env = _env(tmp_path)
+    first = _run(["init", "--no-demo"], env)
+    assert first.returncode == 0, first.stderr
+    assert "user name: admin" in first.stdout
+    password = first.stdout.split("password:")[1].split()[0]
+    again = _run(["init", "--no-demo"], env)
+    assert again.returncode == 0, again.stderr
+    assert password not in again.stdout  # shown once only
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_runs_web_and_worker_in_one_process_and_stops_cleanly(app, tmp_path):
+    env = _env(tmp_path, HELPDESK_PORT=str(_free_port()))
+    assert _run(["init", "--no-demo"], env).returncode == 0
+    server = subprocess.Popen(HELPDESK + ["serve"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{env['HELPDESK_PORT']}/healthz"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        with urllib.request.urlopen(url.replace("/healthz", "/login"), timeout=5) as response:
+            assert b"Log in" in response.read()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+    assert server.returncode == 0, output
+    assert "with background worker" in output
