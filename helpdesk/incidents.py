@@ -36,10 +36,11 @@ from helpdesk.models import (
 )
 from helpdesk.people import is_member
 
-# Legal status transitions. "assigned" is entered by assigning a team, and
+# Legal status transitions. "assigned" is entered only by assigning a team
+# (see :func:`assign`); pending → pending changes the pending reason; and
 # resolved → in progress is a reopen (see :func:`reopen`).
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "new": frozenset({"assigned", "in_progress", "pending", "resolved", "cancelled"}),
+    "new": frozenset({"in_progress", "pending", "resolved", "cancelled"}),
     "assigned": frozenset({"in_progress", "pending", "resolved", "cancelled"}),
     "in_progress": frozenset({"pending", "resolved", "cancelled"}),
     "pending": frozenset({"in_progress", "resolved", "cancelled"}),
@@ -470,12 +471,14 @@ def change_status(
             changes["closed_at"] = stamp
         if old == "resolved" and status == "in_progress":
             return _reopen(incident, actor, expected_version, note)
-        record = {"status": (old, status)}
-        if changes.get("pending_reason") or incident.pending_reason:
+        record = {"status": (old, status)} if status != old else {}
+        if changes["pending_reason"] != incident.pending_reason:
             record["pending_reason"] = (incident.pending_reason, changes["pending_reason"])
         if status == "resolved":
             record["resolution_code"] = (incident.resolution_code, changes["resolution_code"])
         fresh = _apply(incident, actor, changes, expected_version, record=record, body=note)
+        if status == old:
+            return fresh  # only the pending reason changed
         events.emit("incident_status_changed", incident.id, actor, old_status=old,
                     new_status=status)
         specific = {"resolved": "incident_resolved", "closed": "incident_closed"}.get(status)
