@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pluggy
 from flask import Flask, Response, jsonify, redirect, request, send_from_directory, url_for
@@ -99,7 +100,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     @login_manager.unauthorized_handler
     def unauthorized() -> Response:
-        target = url_for("auth.login", next=request.full_path.rstrip("?"))
+        target = url_for("auth.login", next=_return_path())
         if htmx:
             # An expired session must not swap the login page into a fragment.
             response = Response("", status=401)
@@ -131,6 +132,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         return add_security_headers(response, settings.secure_cookies)
 
     return app
+
+
+def _return_path() -> str | None:
+    """Where to go after logging in: the page asked for, or for a form sent after the
+    session ended, the page the form was on (its POST-only action would answer 405)."""
+    if request.method in {"GET", "HEAD"}:
+        return request.full_path.rstrip("?")
+    source = urlsplit(request.headers.get("HX-Current-URL") or request.referrer or "")
+    if source.netloc != request.host or not source.path:
+        return None
+    return source.path + (f"?{source.query}" if source.query else "")
 
 
 def _register_database_hooks(app: Flask) -> None:

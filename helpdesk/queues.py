@@ -158,15 +158,20 @@ def encode_cursor(value: Any, row_id: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _is_int64(value: Any) -> bool:
+    """A whole number the database can compare (a huge one overflows SQLite's INTEGER)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+
+
 def decode_cursor(cursor: str, column: str) -> tuple[Any, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         value, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
         if column.endswith("_at"):
             value = dt.datetime.fromisoformat(value)
-        elif not isinstance(value, int):
+        elif not _is_int64(value):
             raise ValueError
-        if not isinstance(row_id, int):
+        if not _is_int64(row_id):
             raise ValueError
     except (ValueError, TypeError, json.JSONDecodeError):
         raise DomainError("This page link is broken; start again from the first page.") from None

@@ -59,17 +59,26 @@ def make_app(tmp_path: Any, **overrides: Any) -> Flask:
 
 
 @pytest.fixture
-def app(tmp_path: Any) -> Iterator[Flask]:
+def settings_overrides() -> dict[str, Any]:
+    """Settings for this test's app; parametrize this name to change them."""
+    return {}
+
+
+@pytest.fixture
+def app(tmp_path: Any, settings_overrides: dict[str, Any]) -> Iterator[Flask]:
+    """A fresh app on a fresh database with the service-desk team."""
     if PG_URL:
         _reset_postgres(PG_URL)
-    app = make_app(tmp_path)
+    app = make_app(tmp_path, **settings_overrides)
     with app.app_context():
-        database.connect(reuse_if_open=True)
         schema.upgrade(database)
         people.ensure_team(app.extensions["helpdesk"].settings.service_desk_team)
-        yield app
-        if not database.is_closed():
-            database.close()
+    # No app context stays pushed during the test: each test-client request
+    # must get its own, as in production (Flask-Login caches the user in it).
+    database.connect(reuse_if_open=True)
+    yield app
+    if not database.is_closed():
+        database.close()
     real = database.obj
     if hasattr(real, "close_all"):
         real.close_all()
@@ -156,7 +165,8 @@ def log_incident(app: Flask, personas: Personas) -> Any:
     def factory(**values: Any) -> Any:
         values.setdefault("title", "Orders database slow")
         values.setdefault("actor", personas.owner)
-        return incidents.log_incident(state.pm, service_desk=personas.service_desk, **values)
+        with app.app_context():
+            return incidents.log_incident(state.pm, service_desk=personas.service_desk, **values)
 
     return factory
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import (
     Blueprint,
     Response,
@@ -65,3 +67,34 @@ def logout() -> Response:
     logout_user()
     flash("You are logged out.")
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/profile", methods=["GET", "POST"])
+@access(AGENT)
+def profile() -> Any:
+    """An agent's own settings: display time zone and password."""
+    from zoneinfo import available_timezones
+
+    from helpdesk.errors import DomainError
+    from helpdesk.people import set_password
+
+    zones = sorted(available_timezones())
+    error, status = None, 200
+    if request.method == "POST":
+        zone = request.form.get("time_zone") or None
+        current = request.form.get("current_password") or ""
+        new = request.form.get("new_password") or ""
+        try:
+            if zone is not None and zone not in zones:
+                raise DomainError("Choose a time zone from the list.")
+            if new and not check_password(current_user, current):
+                raise DomainError("Your current password is wrong; the password was not changed.")
+            if new:
+                set_password(current_user, new)
+            Agent.update(time_zone=zone).where(Agent.id == current_user.id).execute()
+        except DomainError as refused:
+            error, status = str(refused), 422
+        else:
+            flash("Profile saved.")
+            return redirect(url_for("auth.profile"), code=303)
+    return render_template("profile.html", zones=zones, error=error), status

@@ -33,10 +33,10 @@ def show(name: str) -> str:
     settings = current_app.extensions["helpdesk"].settings
     try:
         filters = queues.Filters.parse(request.args)
-    except DomainError as error:
+        page = queues.page(name, current_user, filters, settings.page_size,
+                           after=request.args.get("after") or None)
+    except DomainError as error:  # a bad filter or a broken page link: the request is wrong
         abort(400, str(error))
-    page = queues.page(name, current_user, filters, settings.page_size,
-                       after=request.args.get("after") or None)
     args = request.args.to_dict(flat=False)
     args.pop("after", None)
     return render_page(
