@@ -52,6 +52,11 @@ def init(ctx: click.Context, demo: bool) -> None:
         state = app.extensions["helpdesk"]
         desk = people.ensure_team(state.settings.service_desk_team)
         if Agent.select().exists():
+            demo_agent = Agent.get_or_none(Agent.username == demo_data.AGENTS[0][0])
+            if demo_agent is not None and people.check_password(demo_agent, demo_data.PASSWORD):
+                click.echo(demo_data.LOGIN_HELP)
+            else:
+                click.echo(f"Log in at {state.settings.base_url} with your account.")
             return
         if demo:
             demo_data.seed(state, progress=True)

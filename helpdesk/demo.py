@@ -30,7 +30,7 @@ AGENTS = [
     ("admin", "Administrator", "admin", ["Service Desk"]),
 ]
 LOGIN_HELP = (
-    "Demo data loaded. Log in with any of these user names and the password "
+    "Demo data is loaded. Log in with any of these user names and the password "
     f"{PASSWORD!r}:\n"
     "  john (service desk agent), amira (service desk lead), priya (Database),\n"
     "  mateo (Database lead), kofi (Network), lena (Desktop), admin (admin)"

@@ -124,3 +124,13 @@ def test_serve_runs_web_and_worker_in_one_process_and_stops_cleanly(app, tmp_pat
         output, _ = server.communicate(timeout=30)
     assert server.returncode == 0, output
     assert "with background worker" in output
+
+
+def test_second_init_tells_again_how_to_log_in_to_the_demo(app, tmp_path):
+    env = _env(tmp_path)
+    first = _run(["init", "--demo"], env)
+    assert first.returncode == 0, first.stderr
+    again = _run(["init", "--demo"], env)
+    assert again.returncode == 0, again.stderr
+    assert "helpdesk-demo" in again.stdout
+    assert "Creating demo incidents" not in again.stdout
