@@ -24,7 +24,7 @@ run: $(VENV)/.run-installed
 	$(BIN)/helpdesk serve
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check helpdesk tests bench
+	$(BIN)/ruff check helpdesk plugins tests bench
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -7,4 +7,23 @@ __version__ = "0.1.0"
 #: Decorator plugin authors use to mark their hook implementations.
 hookimpl = pluggy.HookimplMarker("helpdesk")
 
-__all__ = ["__version__", "hookimpl"]
+
+
+def plugin_settings(name: str) -> "PluginSettings":  # noqa: F821 - resolved lazily
+    """The settings of plugin ``name`` for the current app (see README, "Plugin settings")."""
+    from flask import current_app
+
+    return current_app.extensions["helpdesk"].plugin_settings(name)
+
+
+def __getattr__(name: str) -> object:
+    # The route declaration is part of the plugin API; imported lazily to keep
+    # `import helpdesk` light and free of import cycles.
+    if name == "access":
+        from helpdesk.security import access
+
+        return access
+    raise AttributeError(name)
+
+
+__all__ = ["__version__", "access", "hookimpl", "plugin_settings"]

@@ -15,11 +15,11 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from huey import Huey
 
 from helpdesk import __version__
-from helpdesk.config import Settings, load_settings
+from helpdesk.config import PluginSettings, Settings, load_settings
 from helpdesk.db import database, open_database
 from helpdesk.errors import DomainError
 from helpdesk.models import PRIORITIES, STATUSES, Agent, Team
-from helpdesk.plugins import create_plugin_manager
+from helpdesk.plugins import PluginInfo, Registry, load_plugins
 from helpdesk.rendering import htmx, local_time, render_markdown
 from helpdesk.security import PUBLIC, access, add_security_headers, enforce_access
 from helpdesk.tasks import create_huey, register_tasks
@@ -42,7 +42,12 @@ class Helpdesk:
     settings: Settings
     pm: pluggy.PluginManager
     huey: Huey
+    plugins: dict[str, PluginInfo] = field(default_factory=dict)
+    registry: Registry = field(default_factory=Registry)
     tasks: dict[str, Any] = field(default_factory=dict)
+
+    def plugin_settings(self, name: str) -> PluginSettings:
+        return PluginSettings(name, self.settings.plugins.get(name, {}))
 
     def queue_event(self, name: str, incident_id: int, payload: dict[str, Any]) -> None:
         self.tasks["fire_event"](name, incident_id, payload)
@@ -57,8 +62,18 @@ class Helpdesk:
         return team
 
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build a helpdesk app; ``config`` overrides settings (tests)."""
+def create_app(
+    config: dict[str, Any] | None = None,
+    *,
+    plugins: tuple[Any, ...] | list[Any] = (),
+    load_entry_points: bool = True,
+) -> Flask:
+    """Build a helpdesk app.
+
+    ``config`` overrides settings (tests); ``plugins`` are registered after the
+    installed ones; ``load_entry_points=False`` ignores installed plugins (the
+    test kit's default, so results do not depend on what else is installed).
+    """
     settings = load_settings(config)
     app = Flask(
         "helpdesk",
@@ -80,9 +95,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
 
     database.initialize(open_database(settings.database_url))
-    pm = create_plugin_manager(settings.disabled_plugins)
+    loaded = load_plugins(settings.disabled_plugins, load_entry_points=load_entry_points,
+                          extra=plugins)
     huey = create_huey(settings)
-    state = Helpdesk(settings=settings, pm=pm, huey=huey)
+    state = Helpdesk(settings=settings, pm=loaded.pm, huey=huey, plugins=loaded.infos,
+                     registry=loaded.registry)
     state.tasks = register_tasks(app, huey)
     app.extensions["helpdesk"] = state
 
@@ -113,10 +130,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _register_template_helpers(app, settings)
     _register_static(app)
     _register_errors(app)
-    from helpdesk.web import admin, auth, incidents, queues
+    from helpdesk.web import admin, auth, incidents, plugin_ui, queues
 
     for blueprint in (auth.bp, queues.bp, incidents.bp, admin.bp):
         app.register_blueprint(blueprint)
+    plugin_ui.init_app(app, state)
 
     @app.get("/healthz")
     @access(PUBLIC)

@@ -14,15 +14,51 @@ from helpdesk.config import ConfigError, create_instance
 
 
 def _app(ctx: click.Context) -> Any:
+    return _app_for((ctx.obj or {}).get("instance_path"))
+
+
+class HelpdeskGroup(click.Group):
+    """The built-in commands, plus those plugins add through ``helpdesk_cli_commands``."""
+
+    def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
+        if "plugin_commands" not in ctx.meta:
+            from helpdesk.plugins import PluginError, collect
+
+            instance = ctx.params.get("instance")
+            try:
+                app = _app_for(str(instance) if instance else None)
+            except (click.ClickException, PluginError):
+                ctx.meta["plugin_commands"] = {}  # the real command reports the problem
+                return {}
+            ctx.meta["plugin_app"] = app
+            commands = collect(app.extensions["helpdesk"].pm, "helpdesk_cli_commands")
+            ctx.meta["plugin_commands"] = {c.name: c for c in commands if c.name not in self.commands}
+        return ctx.meta["plugin_commands"]
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._plugin_commands(ctx)))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None:
+            command = self._plugin_commands(ctx).get(name)
+            if command is not None:
+                # Plugin commands run inside the app, as the docs promise.
+                ctx.with_resource(ctx.meta["plugin_app"].app_context())
+        return command
+
+
+def _app_for(instance: str | None) -> Any:
     from helpdesk.app import create_app
+    from helpdesk.plugins import PluginError
 
     try:
-        return create_app(ctx.obj or None)
-    except ConfigError as error:
-        raise click.ClickException(f"configuration: {error}") from None
+        return create_app({"instance_path": instance} if instance else None)
+    except (ConfigError, PluginError) as error:
+        raise click.ClickException(str(error)) from None
 
 
-@click.group()
+@click.group(cls=HelpdeskGroup)
 @click.option("--instance", type=click.Path(file_okay=False, path_type=Path), default=None,
               envvar="HELPDESK_INSTANCE", help="Instance folder (default ./instance).")
 @click.pass_context
@@ -193,6 +229,28 @@ def demo(ctx: click.Context) -> None:
                                        "goes into a new instance only")
         demo_data.seed(app.extensions["helpdesk"], progress=True)
     click.echo(demo_data.LOGIN_HELP)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool) -> None:
+    """List every plugin: where it came from, its hooks and records, enabled or disabled."""
+    import json
+
+    state = _app(ctx).extensions["helpdesk"]
+    infos = [info.as_dict() for info in state.plugins.values()]
+    if as_json:
+        click.echo(json.dumps(infos, indent=2))
+        return
+    for info in infos:
+        version = f" {info['version']}" if info["version"] else ""
+        state_label = "enabled" if info["enabled"] else "DISABLED"
+        click.echo(f"{info['name']}{version} [{info['source']}, {state_label}]")
+        if info["hooks"]:
+            click.echo(f"    hooks: {', '.join(info['hooks'])}")
+        for kind, names in info["records"].items():
+            click.echo(f"    {kind}: {', '.join(names)}")
 
 
 @main.group()

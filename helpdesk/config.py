@@ -23,7 +23,8 @@ CONFIG_FILE = "helpdesk.toml"
 SECRET_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
 # Environment names that are not settings but are read elsewhere.
 _ENV_NOT_SETTINGS = {"INSTANCE"}
-_ENV_NOT_SETTINGS_PREFIXES = ("TEST_", "PLUGINS__")
+_ENV_NOT_SETTINGS_PREFIXES = ("TEST_",)
+PLUGIN_ENV_PREFIX = "PLUGINS__"
 
 
 class ConfigError(Exception):
@@ -136,6 +137,7 @@ class Settings:
     queue_refresh_seconds: int = _setting(_int_between(5, 3600), 30, "live refresh of queues")
     disabled_plugins: tuple[str, ...] = _setting(_name_list, (), "plugin names to block")
     testing: bool = _setting(_boolean, False, "test mode: tasks run immediately")
+    plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def secure_cookies(self) -> bool:
@@ -173,6 +175,7 @@ def load_settings(
     ).resolve()
 
     values: dict[str, Any] = {}
+    plugins: dict[str, dict[str, Any]] = {}
     config_file = instance / CONFIG_FILE
     if config_file.is_file():
         try:
@@ -181,7 +184,11 @@ def load_settings(
             raise ConfigError(f"{config_file}: not valid TOML: {error}") from None
         for key, value in data.items():
             if key == "plugins":
-                continue  # plugin settings are read by the plugin accessor
+                if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+                    raise ConfigError(f"{config_file}: plugins: expected [plugins.<name>] tables")
+                for name, table in value.items():
+                    plugins.setdefault(name.lower(), {}).update(table)
+                continue
             if key not in known:
                 raise ConfigError(f"{config_file}: unknown setting {key!r}")
             values[key] = _parse(key, value, f"{config_file}: {key}")
@@ -190,12 +197,20 @@ def load_settings(
         if not env_name.startswith(ENV_PREFIX):
             continue
         name = env_name[len(ENV_PREFIX) :]
+        if name.startswith(PLUGIN_ENV_PREFIX):
+            plugin, _, key = name[len(PLUGIN_ENV_PREFIX) :].partition("__")
+            if not plugin or not key:
+                raise ConfigError(f"{env_name}: expected {ENV_PREFIX}{PLUGIN_ENV_PREFIX}<plugin>__<key>")
+            plugins.setdefault(plugin.lower(), {})[key.lower()] = value
+            continue
         if name in _ENV_NOT_SETTINGS or name.startswith(_ENV_NOT_SETTINGS_PREFIXES):
             continue
         if name.lower() not in known:
             raise ConfigError(f"{env_name}: unknown setting (known: {', '.join(sorted(known))})")
         values[name.lower()] = _parse(name.lower(), value, env_name)
 
+    for name, table in (overrides.pop("plugins", None) or {}).items():
+        plugins.setdefault(name.lower(), {}).update(table)
     for key, value in overrides.items():
         if key not in known:
             raise ConfigError(f"override {key!r}: unknown setting")
@@ -213,7 +228,49 @@ def load_settings(
         values["secret_key"] = _parse(
             "secret_key", secret_file.read_text(encoding="utf-8").strip(), str(secret_file)
         )
-    return Settings(instance_path=instance, **values)
+    return Settings(instance_path=instance, plugins=plugins, **values)
+
+
+class PluginSettings(Mapping[str, Any]):
+    """One plugin's settings: ``[plugins.<name>]`` in the instance file and
+    ``HELPDESK_PLUGINS__<NAME>__<KEY>`` in the environment (which wins)."""
+
+    def __init__(self, plugin: str, values: Mapping[str, Any]) -> None:
+        self.plugin = plugin
+        self._values = dict(values)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key.lower()]
+
+    def __iter__(self) -> Any:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def require(self, key: str) -> Any:
+        """The value, or a :class:`ConfigError` naming the environment variable to set."""
+        if key.lower() not in self._values:
+            raise ConfigError(
+                f"{ENV_PREFIX}{PLUGIN_ENV_PREFIX}{self.plugin.upper()}__{key.upper()}: "
+                f"plugin {self.plugin!r} needs this setting"
+            )
+        return self._values[key.lower()]
+
+    def secret(self, key: str) -> str | None:
+        """A secret given directly, or read from the file named by ``<key>_file``."""
+        if key.lower() in self._values:
+            return str(self._values[key.lower()])
+        path = self._values.get(f"{key.lower()}_file")
+        if path is None:
+            return None
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigError(
+                f"{ENV_PREFIX}{PLUGIN_ENV_PREFIX}{self.plugin.upper()}__{key.upper()}_FILE: "
+                f"cannot read {path}: {error.strerror}"
+            ) from None
 
 
 def create_instance(instance: Path) -> bool:

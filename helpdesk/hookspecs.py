@@ -6,12 +6,20 @@ removed, so a plugin that accepts fewer arguments keeps working.
 
 Families:
 
+* *registration* hooks run once per app at start-up (web, worker and CLI
+  processes alike) and return lists of named, frozen records from
+  :mod:`helpdesk.records`. Two plugins registering the same name stop
+  start-up with an error naming both. Return ``None`` or ``[]`` to register
+  nothing.
 * *decision* hooks are ``firstresult``: the first non-``None`` answer wins, and
   a built-in default (registered ``trylast``) always answers;
 * *event* hooks are named in the past tense. They fire after the change has
   committed, in the background worker, never inside the web request. An event
-  hook that raises is logged with the plugin's name; it neither undoes the
-  change nor stops other plugins' hooks.
+  hook that raises is logged with the plugin's name and listed on the admin
+  Plugins page; it neither undoes the change nor stops other plugins' hooks.
+* *UI slots* add panels, actions, queue columns, pages and CLI commands.
+  They run in the web request (or the CLI) and must be quick: no network, and
+  for queue columns no database queries.
 """
 
 from __future__ import annotations
@@ -21,6 +29,44 @@ from typing import Any
 import pluggy
 
 hookspec = pluggy.HookspecMarker("helpdesk")
+
+
+# -- registration hooks (start-up, every process) -----------------------------
+
+
+@hookspec
+def helpdesk_channel_types() -> list[Any] | None:
+    """Notification transports this plugin provides, as :class:`~helpdesk.records.ChannelType`.
+
+    ``send(message)`` formats and delivers one :class:`~helpdesk.records.Message`
+    and raises :class:`~helpdesk.records.DeliveryError` on failure; recording
+    attempts and retrying happen in the core, once.
+    """
+
+
+@hookspec
+def helpdesk_sla_policies() -> list[Any] | None:
+    """SLA policies this plugin provides, as :class:`~helpdesk.records.SlaPolicy`."""
+
+
+@hookspec
+def helpdesk_business_calendars() -> list[Any] | None:
+    """Business-hours calendars, as :class:`~helpdesk.records.BusinessCalendar`."""
+
+
+@hookspec
+def helpdesk_escalation_steps() -> list[Any] | None:
+    """Kinds of escalation step, as :class:`~helpdesk.records.EscalationStep`."""
+
+
+@hookspec
+def helpdesk_assets() -> Any | None:
+    """Template and static folders this plugin ships, as :class:`~helpdesk.records.PluginAssets`.
+
+    Templates are looked up after the instance folder's and the app's own, so
+    both can override a plugin's; put them under a folder named after the
+    plugin to avoid clashes. Return ``None`` when the plugin ships none.
+    """
 
 
 # -- decision hooks ---------------------------------------------------------
@@ -94,3 +140,53 @@ def incident_reopened(incident: Any, actor: Any) -> None:
 @hookspec
 def incident_closed(incident: Any, actor: Any) -> None:
     """The incident was closed (``actor`` is ``None`` when closed automatically)."""
+
+
+# -- UI slots (web request / CLI) ---------------------------------------------------
+
+
+@hookspec
+def helpdesk_incident_panels(incident: Any, agent: Any) -> list[Any] | None:
+    """Extra panels for the incident page, as :class:`~helpdesk.records.Panel`.
+
+    Fires while rendering the page for ``agent``; return ``None`` or ``[]`` to
+    add nothing. Panel templates are rendered with ``incident`` and ``agent``
+    plus the panel's own context; user text in them is escaped as usual.
+    """
+
+
+@hookspec
+def helpdesk_incident_actions(incident: Any, agent: Any) -> list[Any] | None:
+    """Extra buttons for the incident page, as :class:`~helpdesk.records.Action`.
+
+    Each posts (with the CSRF token and the incident version) to the action's
+    URL, usually a route of the plugin's own blueprint.
+    """
+
+
+@hookspec
+def helpdesk_queue_columns() -> list[Any] | None:
+    """Extra queue columns, as :class:`~helpdesk.records.QueueColumn` (called once per page)."""
+
+
+@hookspec
+def helpdesk_blueprints() -> list[Any] | None:
+    """Flask blueprints with extra agent pages.
+
+    Every view must declare who may use it with ``@helpdesk.access(...)``;
+    a view that declares nothing is refused with 403.
+    """
+
+
+@hookspec
+def helpdesk_admin_pages() -> list[Any] | None:
+    """Extra admin pages, as :class:`~helpdesk.records.AdminPage` (admins only, linked in the
+    admin menu)."""
+
+
+@hookspec
+def helpdesk_cli_commands() -> list[Any] | None:
+    """Extra ``helpdesk`` sub-commands, as ``click.Command`` objects.
+
+    They run with an app context, so the models and the domain can be used.
+    """

@@ -204,6 +204,17 @@ class LoginAttempt(BaseModel):
     at = peewee.DateTimeField(default=utcnow)
 
 
+class PluginFailure(BaseModel):
+    """An event hook that raised: kept for the admin Plugins page."""
+
+    plugin = peewee.CharField(max_length=100, index=True)
+    hook = peewee.CharField(max_length=100)
+    incident = peewee.IntegerField(null=True)
+    error = peewee.TextField()
+    trace = peewee.TextField(default="")
+    at = peewee.DateTimeField(default=utcnow, index=True)
+
+
 MODELS = [
     Team,
     Agent,
@@ -215,4 +226,5 @@ MODELS = [
     Incident,
     TimelineEntry,
     LoginAttempt,
+    PluginFailure,
 ]

@@ -1,42 +1,229 @@
-"""The plugin manager: built per app, never a module global."""
+"""The plugin manager: built per app by the factory, never a module global.
+
+Plugins come from three places: the built-in defaults (internal, marked
+``trylast``), the bundled plugins shipped in ``helpdesk_plugins`` and any
+installed package; the last two are found through the entry-point group
+``helpdesk``, exactly as a third-party plugin is.
+"""
 
 from __future__ import annotations
 
 import logging
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
 
 import pluggy
 
 from helpdesk import builtin, hookspecs
 
 logger = logging.getLogger(__name__)
+ENTRY_POINT_GROUP = "helpdesk"
+BUILTIN = "builtin"
+
+# registration hook -> what the admin pages call its records
+REGISTRATIONS = {
+    "helpdesk_channel_types": "channel types",
+    "helpdesk_sla_policies": "SLA policies",
+    "helpdesk_business_calendars": "business calendars",
+    "helpdesk_escalation_steps": "escalation steps",
+}
 
 
-def create_plugin_manager(disabled: tuple[str, ...] = ()) -> pluggy.PluginManager:
-    """Register the hook specs and the built-in defaults; block disabled names."""
-    pm = pluggy.PluginManager("helpdesk")
+class PluginError(Exception):
+    """A plugin cannot be loaded; start-up stops with this message."""
+
+
+@dataclass
+class PluginInfo:
+    """What ``helpdesk plugins`` and the admin page show about one plugin."""
+
+    name: str
+    source: str  # built-in, bundled, installed, registered (tests and embedding code)
+    version: str = ""
+    distribution: str = ""
+    blocked: bool = False
+    hooks: list[str] = field(default_factory=list)
+    records: dict[str, list[str]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "version": self.version,
+            "distribution": self.distribution,
+            "enabled": not self.blocked,
+            "hooks": self.hooks,
+            "records": self.records,
+        }
+
+
+@dataclass
+class Registry:
+    """Every registered record, by kind then name."""
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    owners: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def of(self, hook: str) -> dict[str, Any]:
+        return self.records.setdefault(hook, {})
+
+    @property
+    def channel_types(self) -> dict[str, Any]:
+        return self.of("helpdesk_channel_types")
+
+    @property
+    def sla_policies(self) -> dict[str, Any]:
+        return self.of("helpdesk_sla_policies")
+
+    @property
+    def business_calendars(self) -> dict[str, Any]:
+        return self.of("helpdesk_business_calendars")
+
+    @property
+    def escalation_steps(self) -> dict[str, Any]:
+        return self.of("helpdesk_escalation_steps")
+
+
+@dataclass
+class Plugins:
+    """The loaded plugin manager with what it found."""
+
+    pm: pluggy.PluginManager
+    infos: dict[str, PluginInfo]
+    registry: Registry
+
+
+def load_plugins(
+    disabled: Iterable[str] = (),
+    *,
+    load_entry_points: bool = True,
+    extra: Iterable[Any] = (),
+) -> Plugins:
+    """Build the plugin manager: built-in defaults, entry points, then ``extra`` plugins.
+
+    Raises :class:`PluginError` for a plugin that fails to import, implements a
+    hook that does not exist (a misspelling), or registers a record name that
+    another plugin registered too.
+    """
+    disabled = set(disabled)
+    if BUILTIN in disabled:
+        raise PluginError("HELPDESK_DISABLED_PLUGINS: the built-in defaults cannot be disabled; "
+                          "override them with a plugin instead")
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
+    infos: dict[str, PluginInfo] = {}
     for name in disabled:
         pm.set_blocked(name)
-    if not pm.is_blocked("builtin"):
-        pm.register(builtin, name="builtin")
-    pm.load_setuptools_entrypoints("helpdesk")
-    pm.check_pending()
-    return pm
+
+    _register(pm, builtin, BUILTIN)
+    infos[BUILTIN] = PluginInfo(BUILTIN, "built-in", distribution="helpdesk")
+
+    if load_entry_points:
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            dist = ep.dist.name if ep.dist else ""
+            info = PluginInfo(
+                ep.name,
+                "bundled" if dist == "helpdesk" else "installed",
+                version=ep.dist.version if ep.dist else "",
+                distribution=dist,
+                blocked=ep.name in disabled,
+            )
+            infos[ep.name] = info
+            if info.blocked:
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as error:
+                raise PluginError(
+                    f"plugin {ep.name!r} (from {dist or ep.value}) failed to import: "
+                    f"{type(error).__name__}: {error}. Disable it with "
+                    f"HELPDESK_DISABLED_PLUGINS={ep.name} or uninstall {dist or 'it'}."
+                ) from error
+            _register(pm, plugin, ep.name)
+
+    for plugin in extra:
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        if name in disabled:
+            infos[name] = PluginInfo(name, "registered", blocked=True)
+            continue
+        _register(pm, plugin, name)
+        infos[name] = PluginInfo(name, "registered")
+
+    for name in disabled - set(infos):
+        logger.warning("HELPDESK_DISABLED_PLUGINS names %r, which is not installed", name)
+
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as error:
+        raise PluginError(
+            f"plugin {error.plugin_name!r}: {error} (a misspelt hook name? see helpdesk.hookspecs)"
+        ) from None
+
+    registry = Registry()
+    for hook_name in REGISTRATIONS:
+        caller = getattr(pm.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):
+            for record in impl.function() or ():
+                owner = registry.owners.get((hook_name, record.name))
+                if owner is not None:
+                    raise PluginError(
+                        f"{REGISTRATIONS[hook_name]}: the name {record.name!r} is registered by "
+                        f"both {owner!r} and {impl.plugin_name!r}; disable one of them"
+                    )
+                registry.of(hook_name)[record.name] = record
+                registry.owners[(hook_name, record.name)] = impl.plugin_name
+                infos[impl.plugin_name].records.setdefault(REGISTRATIONS[hook_name], []).append(
+                    record.name
+                )
+
+    for name, info in infos.items():
+        plugin = pm.get_plugin(name)
+        if plugin is not None:
+            info.hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or ())
+    return Plugins(pm, infos, registry)
 
 
-def call_event(pm: pluggy.PluginManager, name: str, **kwargs: object) -> list[str]:
+def _register(pm: pluggy.PluginManager, plugin: Any, name: str) -> None:
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as error:
+        raise PluginError(f"plugin {name!r}: {error}") from None
+    except ValueError as error:  # registered twice under two names
+        raise PluginError(f"plugin {name!r}: {error}") from None
+
+
+def call_event(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> list[str]:
     """Call every implementation of an event hook, isolating failures.
 
-    A plugin that raises is logged with its name and does not stop the others.
-    Returns the names of the plugins that failed.
+    A plugin that raises is logged with its name, recorded for the admin page,
+    and does not stop the others. Returns the names of the plugins that failed.
     """
+    from helpdesk.models import PluginFailure
+
     caller = getattr(pm.hook, name)
     failed = []
     for impl in reversed(caller.get_hookimpls()):
         args = {arg: kwargs.get(arg) for arg in impl.argnames}
         try:
             impl.function(**args)
-        except Exception:
+        except Exception as error:
             logger.exception("plugin %r failed in hook %s", impl.plugin_name, name)
             failed.append(impl.plugin_name)
+            incident = kwargs.get("incident")
+            PluginFailure.create(
+                plugin=impl.plugin_name,
+                hook=name,
+                incident=getattr(incident, "id", None),
+                error=f"{type(error).__name__}: {error}"[:2000],
+                trace="".join(traceback.format_exception(error))[-8000:],
+            )
     return failed
+
+
+def collect(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[Any]:  # noqa: D103
+    """Flatten the lists a UI-slot hook returns (plugins may return ``None``)."""
+    results = getattr(pm.hook, hook)(**kwargs)
+    return [item for result in results if result for item in result]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from waitress.server import create_server
 
-from tests.conftest import PASSWORD
+from helpdesk.testing import PASSWORD
 
 CHROMIUM = os.environ.get("HELPDESK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 HAVE_CHROMIUM = os.path.exists(CHROMIUM)

@@ -3,7 +3,7 @@ from zoneinfo import ZoneInfo
 
 from helpdesk.models import Agent
 from helpdesk.people import check_password
-from tests.conftest import PASSWORD
+from helpdesk.testing import PASSWORD
 
 
 def test_agent_sees_times_in_their_own_time_zone(login, personas, log_incident):

@@ -29,7 +29,7 @@ from helpdesk import incidents as domain
 from helpdesk.models import Agent, Contact, Incident, Team, TimelineEntry
 from helpdesk.queues import QUEUES
 from helpdesk.security import LEVELS, PUBLIC
-from tests.conftest import PASSWORD, AgentClient
+from helpdesk.testing import PASSWORD, AgentClient
 
 HTMX = {"HX-Request": "true"}
 DEFAULT_PAGE = "/"  # where a login without a usable next= lands (the queue chooser)

@@ -194,3 +194,17 @@ def catalogue(kind: str) -> Any:
         has_active=has_active,
         error=error,
     ), status
+
+
+@bp.get("/plugins")
+@access(ADMIN)
+def plugins() -> Any:
+    """Every loaded plugin, where it came from, what it implements, and recent failures."""
+    from flask import current_app
+
+    from helpdesk.models import PluginFailure
+
+    state = current_app.extensions["helpdesk"]
+    failures = list(PluginFailure.select().order_by(PluginFailure.id.desc()).limit(50))
+    return render_template("admin/plugins.html", plugins=list(state.plugins.values()),
+                           failures=failures)

@@ -11,6 +11,7 @@ from helpdesk.models import PRIORITIES, STATUSES, TYPES, Team
 from helpdesk.people import is_member
 from helpdesk.rendering import render_page
 from helpdesk.security import AGENT, access
+from helpdesk.web import plugin_ui
 
 bp = Blueprint("queues", __name__)
 
@@ -55,4 +56,5 @@ def show(name: str) -> str:
         next_url=url_for("queues.show", name=name, after=page.next_cursor, **args)
         if page.next_cursor else None,
         refresh_seconds=settings.queue_refresh_seconds,
+        columns=plugin_ui.queue_columns(current_app.extensions["helpdesk"]),
     )

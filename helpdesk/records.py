@@ -1,0 +1,139 @@
+"""The named, frozen records plugins register, and the small types hooks exchange.
+
+A record's ``name`` is its identity: the config key, the name shown on the
+admin pages, and what other settings refer to. Two plugins registering the
+same name stop start-up with an error naming both. Records only gain fields
+(with defaults), never lose or rename them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class DeliveryError(Exception):
+    """A channel could not deliver a message.
+
+    ``permanent=True`` means retrying cannot help (bad address, refused by the
+    receiver); otherwise the core may retry later.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class Message:
+    """What a channel is asked to send: already rendered, addressed to one recipient."""
+
+    recipient: str
+    subject: str
+    text: str
+    event: str = "test"
+    incident_reference: str | None = None
+    url: str | None = None
+    idempotency_key: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChannelType:
+    """A notification transport: formats and sends one message, raises :class:`DeliveryError`."""
+
+    name: str
+    title: str
+    send: Callable[[Message], None]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SlaTargets:
+    """Targets one policy sets for one incident; ``None`` means no target of that kind."""
+
+    response: dt.timedelta | None
+    resolution: dt.timedelta | None
+    calendar: str | None = None  # business calendar name; None = around the clock
+
+
+@dataclass(frozen=True)
+class SlaPolicy:
+    """An SLA policy: the targets it sets for an incident (``None`` if it does not apply)."""
+
+    name: str
+    title: str
+    targets: Callable[[Any], SlaTargets | None]
+    warnings: tuple[float, ...] = (0.5, 0.75, 0.9)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class BusinessCalendar:
+    """Working hours per weekday (0 = Monday) in a time zone, and holidays."""
+
+    name: str
+    title: str
+    time_zone: str
+    hours: Mapping[int, tuple[dt.time, dt.time]]
+    holidays: frozenset[dt.date] = frozenset()
+
+
+@dataclass(frozen=True)
+class EscalationStep:
+    """A kind of escalation step (notify the owner, reassign, raise priority …)."""
+
+    name: str
+    title: str
+    run: Callable[..., None]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Panel:
+    """An extra panel on the incident page, rendered from a template with ``context``."""
+
+    title: str
+    template: str
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Action:
+    """An extra button on the incident page; it POSTs (with CSRF) to ``url``."""
+
+    label: str
+    url: str
+
+
+@dataclass(frozen=True)
+class QueueColumn:
+    """An extra column in the queues. ``value`` gets an incident of the page and must not
+    query the database (the page is one query)."""
+
+    name: str
+    title: str
+    value: Callable[[Any], str]
+
+
+@dataclass(frozen=True)
+class AdminPage:
+    """An extra admin page: the blueprint is mounted under /admin/plugins/<name>/ and
+    every route in it is for admins only."""
+
+    name: str
+    title: str
+    blueprint: Any
+
+
+@dataclass(frozen=True)
+class PluginAssets:
+    """Folders a plugin ships: templates (searched after the app's) and static files
+    (served at /plugins/<name>/static/)."""
+
+    name: str
+    templates: Path | None = None
+    static: Path | None = None
