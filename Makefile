@@ -15,8 +15,12 @@ $(VENV)/.run-installed: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.test-installed: $(BIN)/python setup.cfg pyproject.toml
+EXAMPLE_PLUGIN := $(wildcard tests/example_plugin/setup.cfg tests/example_plugin/helpdesk_example_chat/*.py tests/example_plugin/helpdesk_example_chat/templates/*/*.html)
+
+$(VENV)/.test-installed: $(BIN)/python setup.cfg pyproject.toml $(EXAMPLE_PLUGIN)
 	$(BIN)/python -m pip install --quiet -e '.[test,postgres,redis]'
+	# A real installed distribution, found through its entry point by tests/test_plugins.py.
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps ./tests/example_plugin
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed

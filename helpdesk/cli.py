@@ -254,6 +254,31 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 
 
 @main.group()
+def channels() -> None:
+    """Notification channel types."""
+
+
+@channels.command("test")
+@click.argument("channel")
+@click.argument("recipient")
+@click.pass_context
+def channels_test(ctx: click.Context, channel: str, recipient: str) -> None:
+    """Send a test message through CHANNEL to RECIPIENT, now, and say what happened."""
+    from helpdesk.channels import deliver
+    from helpdesk.records import DeliveryError, Message
+
+    app = _app(ctx)
+    with app.app_context():
+        try:
+            deliver(channel, Message(recipient=recipient, subject="Helpdesk test message",
+                                     text="If you can read this, the channel works."))
+        except DeliveryError as error:
+            kind = "permanent" if error.permanent else "temporary"
+            raise click.ClickException(f"{channel}: {kind} delivery failure: {error}") from None
+    click.echo(f"{channel}: sent to {recipient}.")
+
+
+@main.group()
 def db() -> None:
     """Database schema."""
 

@@ -158,8 +158,9 @@ def load_plugins(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as error:
+        name = pm.get_name(error.plugin) or repr(error.plugin)
         raise PluginError(
-            f"plugin {error.plugin_name!r}: {error} (a misspelt hook name? see helpdesk.hookspecs)"
+            f"plugin {name!r}: {error} (a misspelt hook name? see helpdesk.hookspecs)"
         ) from None
 
     registry = Registry()

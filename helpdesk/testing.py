@@ -60,8 +60,8 @@ def reset_postgres(url: str) -> None:
     db.close_all()
 
 
-def make_app(instance: Path, plugins: list[Any] | tuple[Any, ...] = (), load_entry_points: bool = False,
-             **settings: Any) -> Flask:
+def make_app(instance: Path, with_plugins: list[Any] | tuple[Any, ...] = (),
+             load_entry_points: bool = False, **settings: Any) -> Flask:
     """An app for tests: given instance folder, immediate tasks, the test database."""
     config = {
         "instance_path": str(instance),
@@ -71,7 +71,7 @@ def make_app(instance: Path, plugins: list[Any] | tuple[Any, ...] = (), load_ent
         "testing": True,
         **settings,
     }
-    return create_app(config, plugins=plugins, load_entry_points=load_entry_points)
+    return create_app(config, plugins=with_plugins, load_entry_points=load_entry_points)
 
 
 @pytest.fixture
@@ -292,3 +292,58 @@ def count_queries() -> Iterator[QueryCounter]:
     yield counter
     logger.removeHandler(counter)
     logger.setLevel(previous)
+
+
+@dataclass
+class ReceivedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+
+class HttpReceiver:
+    """A real HTTP server on loopback that records requests and answers with ``statuses``
+    in turn (then 200), for testing webhook-style channels."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[ReceivedRequest] = []
+        self.statuses: list[int] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length") or 0)
+                receiver.requests.append(ReceivedRequest(
+                    "POST", self.path, dict(self.headers.items()), self.rfile.read(length)))
+                self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def http_receiver() -> Iterator[HttpReceiver]:
+    """A loopback HTTP receiver: ``.url``, ``.requests``, ``.statuses`` (answers to give)."""
+    receiver = HttpReceiver()
+    yield receiver
+    receiver.close()

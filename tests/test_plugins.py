@@ -1,0 +1,335 @@
+"""The plugin system: discovery, blocking, validation, isolation, settings and visibility."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import json
+import os
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from flask import Blueprint
+
+from helpdesk import hookimpl, hookspecs, incidents
+from helpdesk.config import ConfigError, load_settings
+from helpdesk.models import Incident, PluginFailure
+from helpdesk.plugins import PluginError, load_plugins
+from helpdesk.records import AdminPage, ChannelType, Panel
+from helpdesk.security import PUBLIC, access
+from helpdesk.testing import make_app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def bundled_names() -> list[str]:
+    return sorted(ep.name for ep in importlib.metadata.entry_points(group="helpdesk")
+                  if ep.dist and ep.dist.name == "helpdesk")
+
+
+def plugin(name: str, **hooks: object) -> types.ModuleType:
+    """A throw-away plugin module with the given hook implementations."""
+    module = types.ModuleType(name)
+    for hook_name, function in hooks.items():
+        function.__name__ = hook_name
+        setattr(module, hook_name, hookimpl(function))
+    return module
+
+
+requires_example = pytest.mark.skipif(
+    not installed("helpdesk-example-chat") and os.environ.get("CI") != "true",
+    reason="tests/example_plugin is not installed (make test installs it)",
+)
+
+
+# -- discovery through a real installed distribution ------------------------------------
+
+
+@requires_example
+@pytest.mark.parametrize("helpdesk_load_entry_points", [True])
+def test_installed_plugin_is_found_called_and_its_template_rendered(
+        helpdesk_app, personas, incident_factory, login, http_receiver):
+    # (helpdesk_settings below points the plugin at the receiver)
+    info = helpdesk_app.extensions["helpdesk"].plugins["example_chat"]
+    assert (info.source, info.distribution, info.version) == ("installed", "helpdesk-example-chat",
+                                                              "1.0.0")
+    assert "incident_assigned" in info.hooks
+    assert info.records == {"channel types": ["example_chat"]}
+
+    incident = incident_factory(title="Disk full")
+    with helpdesk_app.app_context():
+        incidents.assign(incident.id, personas.owner, personas.database_team, None)
+    assert [r.json()["text"] for r in http_receiver.requests] == [
+        f"{incident.reference} assigned to Database\nDisk full"]
+    page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert f"Assignments of {incident.reference} are announced in" in page
+
+
+@pytest.fixture
+def helpdesk_settings(request, http_receiver):
+    marker = request.node.get_closest_marker("settings")
+    settings = {"plugins": {"example_chat": {"url": http_receiver.url}}}
+    if marker:
+        settings.update(marker.args[0])
+    return settings
+
+
+@requires_example
+@pytest.mark.settings({"disabled_plugins": "example_chat"})
+@pytest.mark.parametrize("helpdesk_load_entry_points", [True])
+def test_blocked_plugin_is_listed_but_never_called(helpdesk_app, personas, incident_factory, login,
+                                                   http_receiver):
+    info = helpdesk_app.extensions["helpdesk"].plugins["example_chat"]
+    assert info.blocked and info.hooks == []
+    incident = incident_factory()
+    with helpdesk_app.app_context():
+        incidents.assign(incident.id, personas.owner, personas.database_team, None)
+    assert http_receiver.requests == []
+    page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert "are announced in" not in page
+
+
+@pytest.mark.parametrize("name", bundled_names())
+def test_every_bundled_plugin_can_be_disabled_and_the_app_still_works(tmp_path, name):
+    from helpdesk import people, schema
+    from helpdesk.db import database
+    from helpdesk.testing import PASSWORD, AgentClient, reset_postgres
+
+    if os.environ.get("HELPDESK_TEST_DATABASE_URL"):
+        reset_postgres(os.environ["HELPDESK_TEST_DATABASE_URL"])
+    app = make_app(tmp_path, load_entry_points=True, disabled_plugins=name)
+    state = app.extensions["helpdesk"]
+    assert state.plugins[name].blocked
+    assert {n for n, info in state.plugins.items() if not info.blocked} >= set(bundled_names()) - {name}
+    with app.app_context():
+        schema.upgrade(database)
+        desk = people.ensure_team("Service Desk")
+        dbt = people.create_team("Database")
+        agent = people.create_agent("john", "John", PASSWORD, teams=[desk])
+        incident = incidents.log_incident(state.pm, title="Printer offline", actor=agent,
+                                          service_desk=desk)
+        incidents.assign(incident.id, agent, dbt, None)
+        incidents.change_status(incident.id, agent, "resolved", note="Replaced the toner.")
+    client = AgentClient(app, agent)
+    assert client.get("/queues/owned").status_code == 200
+    assert client.get(f"/incidents/{incident.id}").status_code == 200
+    assert Incident.get_by_id(incident.id).status == "resolved"
+    database.close()
+
+
+def test_the_bundled_plugins_are_installed_under_their_own_import_name():
+    assert {"routing", "age", "activity_log"} <= set(bundled_names())
+    for ep in importlib.metadata.entry_points(group="helpdesk"):
+        if ep.dist and ep.dist.name == "helpdesk":
+            assert ep.value.startswith("helpdesk_plugins.")
+
+
+# -- validation at start-up -----------------------------------------------------------------
+
+
+def test_two_plugins_registering_the_same_name_stop_start_up_naming_both():
+    def channels():
+        return [ChannelType("sms", "SMS", lambda message: None)]
+
+    first, second = plugin("acme_sms", helpdesk_channel_types=channels), plugin(
+        "other_sms", helpdesk_channel_types=channels)
+    with pytest.raises(PluginError) as error:
+        load_plugins(load_entry_points=False, extra=[first, second])
+    assert "'sms'" in str(error.value)
+    assert "acme_sms" in str(error.value) and "other_sms" in str(error.value)
+
+
+def test_a_misspelt_hook_stops_start_up_naming_the_plugin():
+    typo = plugin("typo_plugin", incident_creatd=lambda incident, actor: None)
+    with pytest.raises(PluginError, match="typo_plugin"):
+        load_plugins(load_entry_points=False, extra=[typo])
+
+
+def test_a_hook_with_an_unknown_argument_is_refused():
+    wrong = plugin("wrong_args", incident_created=lambda incident, actor, colour: None)
+    with pytest.raises(PluginError, match="wrong_args"):
+        load_plugins(load_entry_points=False, extra=[wrong])
+
+
+def test_a_plugin_that_fails_to_import_stops_start_up_saying_how_to_disable_it(monkeypatch):
+    import helpdesk.plugins
+
+    broken = importlib.metadata.EntryPoint(name="broken", value="helpdesk_no_such_module",
+                                           group="helpdesk")
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(helpdesk.plugins, "entry_points",
+                        lambda group: list(real(group=group)) + [broken])
+    with pytest.raises(PluginError) as error:
+        load_plugins()
+    assert "'broken'" in str(error.value)
+    assert "HELPDESK_DISABLED_PLUGINS=broken" in str(error.value)
+    # ... and disabling it lets the app start.
+    assert load_plugins(disabled=["broken"]).infos["broken"].blocked
+
+
+def test_the_built_in_defaults_cannot_be_disabled():
+    with pytest.raises(PluginError, match="built-in"):
+        load_plugins(disabled=["builtin"], load_entry_points=False)
+
+
+def test_a_decision_plugin_overrides_the_built_in_default(tmp_path):
+    everything_urgent = plugin("urgent", helpdesk_priority=lambda impact, urgency: 1)
+    loaded = load_plugins(load_entry_points=False, extra=[everything_urgent])
+    assert loaded.pm.hook.helpdesk_priority(impact="low", urgency="low") == 1
+    assert load_plugins(load_entry_points=False).pm.hook.helpdesk_priority(
+        impact="low", urgency="low") == 4
+
+
+# -- isolation --------------------------------------------------------------------------------
+
+
+def test_a_raising_event_hook_neither_undoes_the_change_nor_stops_other_plugins(
+        helpdesk_app, personas, incident_factory, register_plugin, login):
+    seen = []
+
+    def explode(incident, actor):
+        raise RuntimeError("webhook down")
+
+    register_plugin(plugin("exploding", incident_created=explode))
+    register_plugin(plugin("listening", incident_created=lambda incident, actor: seen.append(
+        incident.reference)))
+    incident = incident_factory(title="Still saved")
+    assert Incident.get_by_id(incident.id).title == "Still saved"
+    assert seen == [incident.reference]
+    failure = PluginFailure.get()
+    assert failure.hook == "incident_created" and failure.incident == incident.id
+    assert "webhook down" in failure.error
+    assert failure.plugin.startswith("test-plugin-")
+    page = login(personas.admin).get("/admin/plugins").get_data(as_text=True)
+    assert "webhook down" in page
+
+
+@pytest.fixture
+def helpdesk_plugins(request):
+    marker = request.node.get_closest_marker("plugins")
+    return list(marker.args) if marker else []
+
+
+def _broken_panels(incident, agent):
+    raise ValueError("panel broke")
+
+
+@pytest.mark.plugins(plugin("broken_panel", helpdesk_incident_panels=_broken_panels),
+                     plugin("good_panel", helpdesk_incident_panels=lambda incident, agent: [
+                         Panel("Good news", "error.html", {"code": 200, "message": "all fine"})]))
+def test_a_failing_panel_is_skipped_and_recorded_and_the_page_still_renders(
+        login, personas, incident_factory):
+    incident = incident_factory()
+    response = login(personas.owner).get(f"/incidents/{incident.id}")
+    assert response.status_code == 200
+    assert "Good news" in response.get_data(as_text=True)
+    assert PluginFailure.get().plugin == "broken_panel"
+
+
+_ADMIN_BP = Blueprint("quota_admin", __name__)
+
+
+@_ADMIN_BP.get("/")
+@access(PUBLIC)  # declared public by mistake: admin pages stay admin-only anyway
+def _quota_page():
+    return "quota settings"
+
+
+@pytest.mark.plugins(plugin("quota", helpdesk_admin_pages=lambda: [
+    AdminPage("quota", "Quotas", _ADMIN_BP)]))
+def test_plugin_admin_pages_are_for_admins_only_and_linked_in_the_admin_menu(login, personas):
+    assert login(personas.admin).get("/admin/plugins/quota/").get_data(as_text=True) == "quota settings"
+    assert login(personas.lead).get("/admin/plugins/quota/").status_code == 403
+    assert "/admin/plugins/quota/" in login(personas.admin).get("/admin/agents").get_data(as_text=True)
+
+
+# -- plugin settings ------------------------------------------------------------------------------
+
+
+def test_plugin_settings_come_from_the_instance_file_and_the_environment(tmp_path):
+    (tmp_path / "secret_key").write_text("s" * 40)
+    (tmp_path / "token.txt").write_text("s3cret\n")
+    (tmp_path / "helpdesk.toml").write_text(
+        '[plugins.chat]\nurl = "https://file.example"\nroom = "#ops"\n'
+        f'token_file = "{tmp_path / "token.txt"}"\n')
+    env = {"HELPDESK_PLUGINS__CHAT__URL": "https://env.example"}
+    settings = load_settings(environ=env, instance_path=tmp_path)
+    from helpdesk.config import PluginSettings
+
+    chat = PluginSettings("chat", settings.plugins["chat"])
+    assert chat["url"] == "https://env.example"  # the environment wins
+    assert chat["room"] == "#ops"
+    assert chat.secret("token") == "s3cret"
+    assert chat.get("missing") is None
+    with pytest.raises(ConfigError, match="HELPDESK_PLUGINS__CHAT__WEBHOOK"):
+        chat.require("webhook")
+
+
+def test_a_malformed_plugin_variable_is_a_clear_error(tmp_path):
+    (tmp_path / "secret_key").write_text("s" * 40)
+    with pytest.raises(ConfigError, match="HELPDESK_PLUGINS__CHAT"):
+        load_settings(environ={"HELPDESK_PLUGINS__CHAT": "x"}, instance_path=tmp_path)
+
+
+# -- visibility ----------------------------------------------------------------------------------
+
+
+def test_helpdesk_plugins_lists_what_is_loaded_and_why(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
+    env.update(HELPDESK_INSTANCE=str(tmp_path), HELPDESK_SECRET_KEY="k" * 40,
+               HELPDESK_DISABLED_PLUGINS="age")
+    result = subprocess.run([sys.executable, "-m", "helpdesk.cli", "plugins", "--json"], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    listed = {p["name"]: p for p in json.loads(result.stdout)}
+    assert listed["builtin"]["source"] == "built-in"
+    assert listed["builtin"]["hooks"] == ["helpdesk_priority", "helpdesk_route_incident"]
+    assert listed["age"]["enabled"] is False and listed["age"]["source"] == "bundled"
+    assert listed["routing"]["enabled"] and listed["routing"]["hooks"] == ["helpdesk_route_incident"]
+    text = subprocess.run([sys.executable, "-m", "helpdesk.cli", "plugins"], env=env,
+                          capture_output=True, text=True, timeout=60, check=True).stdout
+    assert re.search(r"^age .*DISABLED", text, re.MULTILINE)
+
+
+def test_admin_plugins_page_is_admin_only(login, personas):
+    assert login(personas.owner).get("/admin/plugins").status_code == 403
+    page = login(personas.admin).get("/admin/plugins").get_data(as_text=True)
+    assert "builtin" in page and "helpdesk_priority" in page
+
+
+# -- the hook reference ------------------------------------------------------------------------
+
+
+def _specs() -> dict[str, inspect.Signature]:
+    return {name: inspect.signature(function) for name, function in vars(hookspecs).items()
+            if callable(function) and hasattr(function, "helpdesk_spec")}
+
+
+def test_every_hook_spec_is_documented_in_its_docstring():
+    specs = _specs()
+    assert len(specs) >= 20
+    for name in specs:
+        doc = inspect.getdoc(getattr(hookspecs, name)) or ""
+        assert len(doc) > 30, f"{name} needs a docstring saying when it fires and what to return"
+
+
+def test_the_readme_hook_reference_matches_the_specs():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Hook reference", 1)[1].split("\n## ", 1)[0]
+    documented = dict(re.findall(r"^- `(\w+)\(([^)]*)\)`", section, re.MULTILINE))
+    specs = _specs()
+    assert set(documented) == set(specs), "README hook reference and helpdesk/hookspecs.py differ"
+    for name, signature in specs.items():
+        assert documented[name] == ", ".join(signature.parameters), name
