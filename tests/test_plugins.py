@@ -126,7 +126,10 @@ def test_every_bundled_plugin_can_be_disabled_and_the_app_still_works(tmp_path, 
     assert client.get("/queues/owned").status_code == 200
     assert client.get(f"/incidents/{incident.id}").status_code == 200
     assert Incident.get_by_id(incident.id).status == "resolved"
-    database.close()
+    if not database.is_closed():
+        database.close()
+    if hasattr(database.obj, "close_all"):
+        database.obj.close_all()  # the PostgreSQL pool
 
 
 def test_the_bundled_plugins_are_installed_under_their_own_import_name():

@@ -1,0 +1,55 @@
+"""The bundled age plugin: a queue column and an incident panel from its own template."""
+
+import pytest
+from helpdesk_plugins import age
+
+from helpdesk import incidents
+
+
+@pytest.fixture
+def helpdesk_plugins():
+    return [age]
+
+
+def test_queue_shows_how_old_each_incident_is(login, personas, incident_factory, frozen_clock):
+    incident_factory(title="Old one")
+    frozen_clock.advance(days=2, hours=3)
+    page = login(personas.owner).get("/queues/owned").get_data(as_text=True)
+    assert '<th scope="col">Age</th>' in page
+    assert '<td data-column="age">2d 3h</td>' in page
+
+
+def test_panel_counts_public_replies_and_time_since_the_last(helpdesk_app, login, personas,
+                                                            incident_factory, frozen_clock):
+    incident = incident_factory()
+    frozen_clock.advance(hours=1)
+    with helpdesk_app.app_context():
+        incidents.add_comment(incident.id, personas.owner, "On it", public=True)
+        incidents.add_comment(incident.id, personas.owner, "internal", public=False)
+    frozen_clock.advance(minutes=25)
+    page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert "Customer contact" in page
+    assert "<dt>Public replies</dt><dd>1</dd>" in page
+    assert "<dd>25m ago</dd>" in page
+    assert "<dt>Open for</dt><dd>1h 25m</dd>" in page
+
+
+def test_the_instance_folder_can_override_a_plugin_template(helpdesk_app, login, personas,
+                                                            incident_factory):
+    override = helpdesk_app.instance_path + "/templates/age/panel.html"
+    import os
+
+    os.makedirs(os.path.dirname(override), exist_ok=True)
+    with open(override, "w") as handle:
+        handle.write("<p>Our own contact panel: {{ replies }} replies</p>")
+    incident = incident_factory()
+    page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert "Our own contact panel: 0 replies" in page
+
+
+@pytest.mark.parametrize(("minutes", "shown"), [(0, "0m"), (59, "59m"), (60, "1h 0m"),
+                                                (60 * 24 + 1, "1d 0h")])
+def test_humanize(minutes, shown):
+    import datetime as dt
+
+    assert age.humanize(dt.timedelta(minutes=minutes)) == shown
