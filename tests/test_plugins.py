@@ -19,7 +19,7 @@ from helpdesk import hookimpl, hookspecs, incidents
 from helpdesk.config import ConfigError, load_settings
 from helpdesk.models import Incident, PluginFailure
 from helpdesk.plugins import PluginError, load_plugins
-from helpdesk.records import AdminPage, ChannelType, Panel
+from helpdesk.records import AdminPage, ChannelType, Panel, PluginAssets
 from helpdesk.security import PUBLIC, access
 from helpdesk.testing import make_app
 
@@ -336,3 +336,15 @@ def test_the_readme_hook_reference_matches_the_specs():
     assert set(documented) == set(specs), "README hook reference and helpdesk/hookspecs.py differ"
     for name, signature in specs.items():
         assert documented[name] == ", ".join(signature.parameters), name
+
+
+_STATIC = Path(__file__).resolve().parent / "example_plugin" / "helpdesk_example_chat" / "templates"
+
+
+@pytest.mark.plugins(plugin("styled", helpdesk_assets=lambda: PluginAssets("styled", static=_STATIC)))
+def test_plugin_static_files_are_served_under_the_plugin_name(login):
+    anonymous = login(None)
+    with anonymous.get("/plugins/styled/static/example_chat/panel.html") as served:
+        assert served.status_code == 200 and b"example-chat" in served.data
+    assert anonymous.get("/plugins/unknown/static/example_chat/panel.html").status_code == 404
+    assert anonymous.get("/plugins/styled/static/../../conftest.py").status_code == 404

@@ -15,13 +15,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 CHECK = textwrap.dedent(
     """
-    import re, sys, helpdesk
+    import re, sys, helpdesk, helpdesk_plugins
     from pathlib import Path
     assert Path(helpdesk.__file__).is_relative_to(Path(sys.argv[1])), helpdesk.__file__
+    # Bundled plugins install as helpdesk_plugins, not as a generic "plugins" package.
+    assert Path(helpdesk_plugins.__file__).is_relative_to(Path(sys.argv[1]))
     from helpdesk import people, schema
     from helpdesk.app import create_app
     from helpdesk.db import database
     app = create_app({"instance_path": sys.argv[2], "secret_key": "k" * 40, "testing": True})
+    bundled = {n for n, i in app.extensions["helpdesk"].plugins.items() if i.source == "bundled"}
+    assert {"routing", "age", "activity_log"} <= bundled, bundled
     with app.app_context():
         print("migrations", schema.upgrade(database))
         people.ensure_team("Service Desk")
@@ -50,6 +54,8 @@ def test_wheel_serves_pages_and_static_files(tmp_path):
     assert "helpdesk/templates/incident.html" in names
     assert any(n.startswith("helpdesk/static/htmx-2.0.") for n in names)
     assert "helpdesk/migrations/0001_initial.py" in names
+    assert "helpdesk_plugins/age/templates/age/panel.html" in names
+    assert not any(n.startswith("plugins/") for n in names)
 
     site = tmp_path / "site"
     subprocess.run(
