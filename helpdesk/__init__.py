@@ -13,7 +13,10 @@ def plugin_settings(name: str) -> "PluginSettings":  # noqa: F821 - resolved laz
     """The settings of plugin ``name`` for the current app (see README, "Plugin settings")."""
     from flask import current_app
 
-    return current_app.extensions["helpdesk"].plugin_settings(name)
+    from helpdesk.config import PluginSettings
+
+    settings = current_app.extensions["helpdesk.settings"]
+    return PluginSettings(name, settings.plugins.get(name, {}))
 
 
 def __getattr__(name: str) -> object:

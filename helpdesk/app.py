@@ -95,8 +95,10 @@ def create_app(
     )
 
     database.initialize(open_database(settings.database_url))
-    loaded = load_plugins(settings.disabled_plugins, load_entry_points=load_entry_points,
-                          extra=plugins)
+    app.extensions["helpdesk.settings"] = settings
+    with app.app_context():  # registration hooks may read their plugin settings
+        loaded = load_plugins(settings.disabled_plugins, load_entry_points=load_entry_points,
+                              extra=plugins)
     huey = create_huey(settings)
     state = Helpdesk(settings=settings, pm=loaded.pm, huey=huey, plugins=loaded.infos,
                      registry=loaded.registry)

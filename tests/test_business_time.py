@@ -1,0 +1,120 @@
+"""Business-time arithmetic: properties over random calendars, DST days, night shifts."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helpdesk import business_time as bt
+from helpdesk.records import BusinessCalendar
+
+T = dt.time
+OFFICE = {d: (T(9), T(17)) for d in range(5)}
+
+
+def calendar(zone: str = "Europe/London", hours: dict | None = None, holidays=()) -> BusinessCalendar:
+    return BusinessCalendar("test", "Test", zone, OFFICE if hours is None else hours, frozenset(holidays))
+
+
+def utc(*args: int) -> dt.datetime:
+    return dt.datetime(*args)
+
+
+zones = st.sampled_from(["Europe/London", "America/New_York", "Asia/Kolkata", "UTC", "Australia/Sydney"])
+windows = st.tuples(st.integers(0, 23), st.integers(0, 23)).filter(lambda w: w[0] != w[1])
+
+
+@st.composite
+def calendars(draw: st.DrawFn) -> BusinessCalendar:
+    days = draw(st.sets(st.integers(0, 6), min_size=1))
+    opens, closes = draw(windows)
+    holidays = draw(st.sets(st.dates(dt.date(2026, 1, 1), dt.date(2026, 12, 31)), max_size=10))
+    return calendar(draw(zones), {d: (T(opens), T(closes)) for d in days}, holidays)
+
+
+instants = st.datetimes(dt.datetime(2026, 1, 1), dt.datetime(2026, 12, 1))
+durations = st.timedeltas(dt.timedelta(0), dt.timedelta(days=20))
+
+
+@settings(max_examples=300, deadline=None)
+@given(calendars(), instants, durations)
+def test_adding_then_measuring_gives_the_same_duration(cal, start, duration):
+    due = bt.add(cal, start, duration)
+    assert bt.between(cal, start, due) == duration
+
+
+@settings(max_examples=300, deadline=None)
+@given(calendars(), instants, durations.filter(lambda d: d > dt.timedelta(0)))
+def test_a_due_time_is_inside_working_hours_and_never_on_a_holiday(cal, start, duration):
+    due = bt.add(cal, start, duration)
+    assert bt.is_working(cal, due)
+    # The window the due time falls in did not open on a holiday.
+    zone = __import__("zoneinfo").ZoneInfo(cal.time_zone)
+    local = due.replace(tzinfo=dt.UTC).astimezone(zone)
+    opened_on = [local.date() - dt.timedelta(days=1), local.date()]
+    assert any(d not in cal.holidays and d.weekday() in cal.hours for d in opened_on)
+
+
+@settings(max_examples=300, deadline=None)
+@given(calendars(), instants, instants, durations)
+def test_due_time_is_monotonic_in_the_start(cal, first, second, duration):
+    early, late = sorted((first, second))
+    assert bt.add(cal, early, duration) <= bt.add(cal, late, duration)
+
+
+@settings(max_examples=200, deadline=None)
+@given(calendars(), instants, instants, instants)
+def test_measuring_is_additive(cal, a, b, c):
+    a, b, c = sorted((a, b, c))
+    assert bt.between(cal, a, b) + bt.between(cal, b, c) == bt.between(cal, a, c)
+
+
+def test_friday_afternoon_work_continues_on_monday():
+    london = calendar()
+    # Friday 2026-03-06 16:30 GMT + 8 business hours -> Monday 15:30 + ... = Tuesday? 0.5h Fri, 7.5h Mon.
+    assert bt.add(london, utc(2026, 3, 6, 16, 30), dt.timedelta(hours=8)) == utc(2026, 3, 9, 16, 30)
+
+
+def test_holidays_are_skipped():
+    london = calendar(holidays={dt.date(2026, 12, 25), dt.date(2026, 12, 28)})
+    # Thursday 24 Dec 16:00 + 2h: 1h on the 24th, Friday 25th and Monday 28th are holidays.
+    assert bt.add(london, utc(2026, 12, 24, 16), dt.timedelta(hours=2)) == utc(2026, 12, 29, 10)
+
+
+@pytest.mark.parametrize(("zone", "day", "expected"), [
+    # A night shift 22:00-06:00 over the change: real hours inside the window count once.
+    ("Europe/London", dt.date(2026, 3, 28), dt.timedelta(hours=7)),   # spring forward
+    ("Europe/London", dt.date(2026, 10, 24), dt.timedelta(hours=9)),  # fall back
+    ("America/New_York", dt.date(2026, 3, 7), dt.timedelta(hours=7)),
+    ("America/New_York", dt.date(2026, 10, 31), dt.timedelta(hours=9)),
+    ("Asia/Kolkata", dt.date(2026, 3, 28), dt.timedelta(hours=8)),    # no DST
+])
+def test_a_night_shift_across_a_dst_change_counts_real_time(zone, day, expected):
+    night = calendar(zone, {d: (T(22), T(6)) for d in range(7)})
+    start = dt.datetime.combine(day, T(12))
+    assert bt.between(night, start, start + dt.timedelta(days=1)) == expected
+
+
+@pytest.mark.parametrize(("zone", "monday"), [("Europe/London", dt.date(2026, 3, 30)),
+                                              ("America/New_York", dt.date(2026, 3, 9)),
+                                              ("Europe/London", dt.date(2026, 10, 26)),
+                                              ("America/New_York", dt.date(2026, 11, 2))])
+def test_office_hours_follow_local_time_across_dst(zone, monday):
+    cal = calendar(zone)
+    sunday_noon = dt.datetime.combine(monday - dt.timedelta(days=1), T(12))
+    due = bt.add(cal, sunday_noon, dt.timedelta(hours=1))
+    local = due.replace(tzinfo=dt.UTC).astimezone(__import__("zoneinfo").ZoneInfo(zone))
+    assert (local.date(), local.time()) == (monday, T(10))
+
+
+def test_a_calendar_without_hours_is_refused():
+    with pytest.raises(bt.CalendarError):
+        bt.add(calendar(hours={}), utc(2026, 1, 1), dt.timedelta(hours=1))
+
+
+def test_around_the_clock_is_plain_arithmetic():
+    assert bt.add(None, utc(2026, 1, 1), dt.timedelta(hours=4)) == utc(2026, 1, 1, 4)
+    assert bt.between(None, utc(2026, 1, 1), utc(2026, 1, 2)) == dt.timedelta(days=1)
