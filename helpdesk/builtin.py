@@ -28,3 +28,8 @@ def helpdesk_priority(impact: str, urgency: str) -> int:
 @hookimpl(trylast=True)
 def helpdesk_route_incident(incident: Any) -> None:
     return None
+
+
+@hookimpl(trylast=True)
+def helpdesk_sla_policy(incident: Any) -> str:
+    return "priority"

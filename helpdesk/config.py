@@ -97,6 +97,24 @@ def _boolean(value: Any) -> bool:
     raise ValueError("expected true or false")
 
 
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if str(value) not in choices:
+            raise ValueError(f"expected one of: {', '.join(choices)}")
+        return str(value)
+
+    return parse
+
+
+def _statuses(value: Any) -> tuple[str, ...]:
+    names = _name_list(value)
+    allowed = {"new", "assigned", "in_progress", "pending"}
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise ValueError(f"unknown or final status {', '.join(unknown)}; choose from {', '.join(sorted(allowed))}")
+    return names
+
+
 def _secret_key(value: str) -> str:
     if len(value) < 32:
         raise ValueError("must be at least 32 characters (run `helpdesk init` to generate one)")
@@ -136,6 +154,10 @@ class Settings:
     page_size: int = _setting(_int_between(1, 200), 25, "rows per queue page")
     queue_refresh_seconds: int = _setting(_int_between(5, 3600), 30, "live refresh of queues")
     disabled_plugins: tuple[str, ...] = _setting(_name_list, (), "plugin names to block")
+    sla_response_met_by: str = _setting(_one_of("reply", "action"), "reply",
+                                        "what meets the response target")
+    sla_pause_statuses: tuple[str, ...] = _setting(_statuses, ("pending",), "statuses that pause SLAs")
+    auto_close_days: int = _setting(_int_between(0, 365), 5, "close resolved incidents after (0: never)")
     testing: bool = _setting(_boolean, False, "test mode: tasks run immediately")
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 

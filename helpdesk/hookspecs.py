@@ -95,6 +95,18 @@ def helpdesk_route_incident(incident: Any) -> Any | None:
     """
 
 
+@hookspec(firstresult=True)
+def helpdesk_sla_policy(incident: Any) -> str | None:
+    """Name the SLA policy that applies to ``incident``.
+
+    Fires in the web request or CLI when an incident is logged and when its
+    priority changes. Return the name of a registered policy (see
+    ``helpdesk_sla_policies``), or ``None`` to let the next plugin decide; the
+    built-in default names the ``priority`` policy. A name no plugin
+    registered means the incident has no SLA (and is logged as a warning).
+    """
+
+
 # -- event hooks (worker, after commit) -------------------------------------
 
 
@@ -140,6 +152,21 @@ def incident_reopened(incident: Any, actor: Any) -> None:
 @hookspec
 def incident_closed(incident: Any, actor: Any) -> None:
     """The incident was closed (``actor`` is ``None`` when closed automatically)."""
+
+
+@hookspec
+def incident_sla_warning(incident: Any, actor: Any, target: str, point: float, due_at: str) -> None:
+    """A warning point of an SLA target was reached (``point`` is the fraction used, e.g. 0.75).
+
+    ``target`` is ``"response"`` or ``"resolution"``; ``due_at`` is the due
+    time (ISO 8601, UTC); ``actor`` is always ``None``. Fires once per point
+    and target cycle, from the background SLA check.
+    """
+
+
+@hookspec
+def incident_sla_breached(incident: Any, actor: Any, target: str, due_at: str) -> None:
+    """An SLA target was breached (fires once per target cycle; ``actor`` is ``None``)."""
 
 
 # -- UI slots (web request / CLI) ---------------------------------------------------

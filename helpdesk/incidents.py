@@ -14,7 +14,7 @@ from typing import Any
 
 import peewee
 
-from helpdesk import events
+from helpdesk import events, sla
 from helpdesk.clock import now
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError, NotFound, PermissionDenied, StaleVersion
@@ -276,6 +276,7 @@ def log_incident(
             body=f"Logged via {SOURCES[incident.source]}; owner {owner(incident)}"
             + (f"; assigned to {assignee(incident)}" if assigned_team else ""),
         )
+        sla.on_created(incident)
         events.emit("incident_created", incident.id, actor)
         if assigned_team is not None:
             events.emit("incident_assigned", incident.id, actor, previous_team=None,
@@ -327,6 +328,7 @@ def take_ownership(incident_id: int, actor: Agent, expected_version: int | None 
                     f"{incident.reference} was just taken by {lost.incident.owner_agent}.",
                 )
             raise
+        sla.on_response(fresh, public_reply=False)
         events.emit("incident_owner_changed", incident.id, actor, previous_team=previous.team,
                     previous_agent=previous.agent, reason="taken")
     return fresh
@@ -411,6 +413,10 @@ def assign(
             record["status"] = (incident.status, status)
         fresh = _apply(incident, actor, changes, expected_version, record=record, body=note)
         if fresh is not incident:
+            if actor is not None:
+                sla.on_response(fresh, public_reply=False)
+            if status != incident.status:
+                sla.on_status(fresh, incident.status, status)
             events.emit("incident_assigned", incident.id, actor, previous_team=previous.team,
                         previous_agent=previous.agent)
             if status != incident.status:
@@ -479,6 +485,9 @@ def change_status(
         fresh = _apply(incident, actor, changes, expected_version, record=record, body=note)
         if status == old:
             return fresh  # only the pending reason changed
+        sla.on_status(fresh, old, status)
+        if actor is not None:
+            sla.on_response(fresh, public_reply=False)
         events.emit("incident_status_changed", incident.id, actor, old_status=old,
                     new_status=status)
         specific = {"resolved": "incident_resolved", "closed": "incident_closed"}.get(status)
@@ -518,6 +527,7 @@ def _reopen(incident: Incident, actor: Agent | None, expected_version: int | Non
         record={"status": (incident.status, status)},
         body=note.strip(),
     )
+    sla.on_status(fresh, incident.status, status)
     events.emit("incident_status_changed", incident.id, actor, old_status=incident.status,
                 new_status=status)
     events.emit("incident_reopened", incident.id, actor)
@@ -549,7 +559,7 @@ def override_priority(
             if not reason:
                 raise DomainError("Give a reason for overriding the priority.")
             value, overridden = priority, True
-        return _apply(
+        fresh = _apply(
             incident,
             actor,
             {"priority": value, "priority_overridden": overridden},
@@ -557,6 +567,9 @@ def override_priority(
             record={"priority": (incident.priority, value)},
             body=reason if overridden else "Priority derived from impact and urgency again",
         )
+        if fresh.priority != incident.priority:
+            sla.on_retarget(fresh)
+        return fresh
 
 
 def update_details(
@@ -589,7 +602,10 @@ def update_details(
             values["priority"] = derive_priority(
                 pm, values.get("impact", incident.impact), values.get("urgency", incident.urgency)
             )
-        return _apply(incident, actor, values, expected_version)
+        fresh = _apply(incident, actor, values, expected_version)
+        if fresh.priority != incident.priority:
+            sla.on_retarget(fresh)
+        return fresh
 
 
 # -- conversation and links -------------------------------------------------------
@@ -610,6 +626,7 @@ def add_comment(incident_id: int, actor: Agent, body: str, *, public: bool) -> T
             raise DomainError(f"{incident.reference} is {incident.status}; reply on a new incident.")
         entry = _entry(incident.id, actor, "reply" if public else "note", body=body)
         Incident.update(updated_at=entry.at).where(Incident.id == incident.id).execute()
+        sla.on_response(incident, public_reply=public)
         events.emit("incident_commented", incident.id, actor, entry=entry.id, public=public)
     return entry
 
@@ -646,6 +663,7 @@ def link(
             record = {"duplicate_of": (None, other), "status": (incident.status, "cancelled")}
             fresh = _apply(incident, actor, changes, expected_version, record=record,
                            body=f"Duplicate of {other.reference}")
+            sla.on_status(fresh, incident.status, "cancelled")
             events.emit("incident_status_changed", incident.id, actor,
                         old_status=incident.status, new_status="cancelled")
             return fresh

@@ -43,7 +43,7 @@ RESOLUTION_CODES = {
     "no_fault": "No fault found",
     "user_error": "User error",
 }
-ENTRY_KINDS = {"created", "reply", "note", "change"}
+ENTRY_KINDS = {"created", "reply", "note", "change", "sla"}
 
 
 def utcnow() -> dt.datetime:
@@ -197,6 +197,50 @@ class TimelineEntry(BaseModel):
         return self.kind == "reply"
 
 
+class SlaClock(BaseModel):
+    """One SLA target (response or resolution) of one incident, and where its clock stands.
+
+    Elapsed time is working time since ``started_at`` minus the working time
+    spent paused (``paused_seconds``, plus the current pause since
+    ``paused_at``). ``next_event_at`` is when the background check next has
+    something to do (a warning point or the breach); it is indexed so the
+    check only looks at what is due.
+    """
+
+    incident = peewee.ForeignKeyField(Incident, backref="sla_clocks", on_delete="CASCADE")
+    target = peewee.CharField(max_length=16)  # response | resolution
+    policy = peewee.CharField(max_length=100)
+    calendar = peewee.CharField(max_length=100, null=True)  # None: around the clock
+    target_seconds = peewee.IntegerField()
+    warnings = peewee.CharField(max_length=100, default="")  # e.g. "0.5,0.75,0.9"
+    cycle = peewee.IntegerField(default=1)  # bumped when the target changes
+    started_at = peewee.DateTimeField()
+    paused_seconds = peewee.IntegerField(default=0)
+    paused_at = peewee.DateTimeField(null=True)
+    due_at = peewee.DateTimeField(null=True)  # None while paused or finished
+    met_at = peewee.DateTimeField(null=True)
+    breached_at = peewee.DateTimeField(null=True)
+    stopped_at = peewee.DateTimeField(null=True)  # closed or cancelled without meeting it
+    next_event_at = peewee.DateTimeField(null=True, index=True)
+
+    class Meta:
+        indexes = ((("incident", "target"), True),)
+
+
+class SlaEvent(BaseModel):
+    """A warning or breach that fired: the unique row is claimed before any side effect."""
+
+    incident = peewee.ForeignKeyField(Incident, backref="sla_events", on_delete="CASCADE")
+    target = peewee.CharField(max_length=16)
+    kind = peewee.CharField(max_length=16)  # warning | breach
+    point = peewee.IntegerField()  # per mille of the target; 1000 for a breach
+    cycle = peewee.IntegerField()
+    at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("incident", "target", "kind", "point", "cycle"), True),)
+
+
 class LoginAttempt(BaseModel):
     """Failed logins, counted per key (user name, client address) to rate-limit."""
 
@@ -227,4 +271,6 @@ MODELS = [
     TimelineEntry,
     LoginAttempt,
     PluginFailure,
+    SlaClock,
+    SlaEvent,
 ]

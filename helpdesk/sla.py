@@ -1,0 +1,323 @@
+"""SLA clocks: started, paused, resumed, met and re-targeted with the incident, and the
+background check that fires warnings and breaches exactly once.
+
+The domain module calls the ``on_*`` functions inside its transactions, so a
+clock always changes together with the incident. :func:`check` is the
+periodic pass: it reads only clocks whose ``next_event_at`` is due (an
+indexed column), claims each event with a unique row before any side effect,
+and queues the plugin event hook to fire after commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+from flask import current_app, has_app_context
+
+from helpdesk import business_time, events
+from helpdesk.clock import now
+from helpdesk.db import is_sqlite, write_transaction
+from helpdesk.models import Incident, SlaClock, SlaEvent, TimelineEntry
+
+logger = logging.getLogger(__name__)
+TARGETS = ("response", "resolution")
+BREACH = 1000  # the per-mille "point" of a breach
+
+
+@dataclass(frozen=True)
+class Status:
+    """Where one clock stands, for badges and the SLA panel."""
+
+    target: str
+    state: str  # running, warning, breached, paused, met, stopped
+    due_at: dt.datetime | None
+    elapsed: dt.timedelta
+    paused: dt.timedelta
+    remaining: dt.timedelta
+    used: float  # fraction of the target used
+
+    @property
+    def label(self) -> str:
+        return {"running": "On track", "warning": "At risk", "breached": "Breached",
+                "paused": "Paused", "met": "Met", "stopped": "Stopped"}[self.state]
+
+
+def _state() -> Any | None:
+    return current_app.extensions["helpdesk"] if has_app_context() else None
+
+
+def _calendar(state: Any, name: str | None) -> Any:
+    if name is None:
+        return None
+    calendar = state.registry.business_calendars.get(name)
+    if calendar is None:
+        logger.warning("SLA: business calendar %r is not registered; counting around the clock", name)
+    return calendar
+
+
+def _points(clock: SlaClock) -> list[int]:
+    return sorted(int(round(float(p) * 1000)) for p in clock.warnings.split(",") if p.strip())
+
+
+def _policy_targets(state: Any, incident: Incident) -> tuple[Any, Any] | None:
+    name = state.pm.hook.helpdesk_sla_policy(incident=incident)
+    if name is None:
+        return None
+    policy = state.registry.sla_policies.get(name)
+    if policy is None:
+        logger.warning("SLA: policy %r chosen for %s is not registered", name, incident.reference)
+        return None
+    targets = policy.targets(incident)
+    return (policy, targets) if targets is not None else None
+
+
+# -- clock arithmetic -------------------------------------------------------------
+
+
+def paused_for(state: Any, clock: SlaClock, at: dt.datetime) -> dt.timedelta:
+    calendar = _calendar(state, clock.calendar)
+    paused = dt.timedelta(seconds=clock.paused_seconds)
+    if clock.paused_at is not None and at > clock.paused_at:
+        paused += business_time.between(calendar, clock.paused_at, at)
+    return paused
+
+
+def elapsed(state: Any, clock: SlaClock, at: dt.datetime) -> dt.timedelta:
+    """Working time on the clock at ``at``: since the start, less the time paused."""
+    calendar = _calendar(state, clock.calendar)
+    end = min(at, clock.met_at or at, clock.stopped_at or at)
+    total = business_time.between(calendar, clock.started_at, end)
+    return max(dt.timedelta(0), total - paused_for(state, clock, end))
+
+
+def _instant_of(state: Any, clock: SlaClock, fraction_per_mille: int) -> dt.datetime:
+    calendar = _calendar(state, clock.calendar)
+    work = dt.timedelta(seconds=clock.target_seconds * fraction_per_mille / 1000)
+    return business_time.add(calendar, clock.started_at, work + dt.timedelta(seconds=clock.paused_seconds))
+
+
+def _fired(clock: SlaClock) -> set[int]:
+    return {row.point for row in SlaEvent.select(SlaEvent.point).where(
+        (SlaEvent.incident == clock.incident_id) & (SlaEvent.target == clock.target)
+        & (SlaEvent.cycle == clock.cycle))}
+
+
+def _schedule(state: Any, clock: SlaClock) -> None:
+    """Recompute ``due_at`` and ``next_event_at`` from the recorded facts."""
+    clock.next_event_at = None
+    if clock.met_at or clock.stopped_at:
+        return  # finished: the due time stays for the record
+    if clock.paused_at:
+        clock.due_at = None  # unknown until the clock runs again
+        return
+    clock.due_at = _instant_of(state, clock, BREACH)
+    if clock.breached_at is not None:
+        return
+    fired = _fired(clock)
+    upcoming = [p for p in _points(clock) if p > max(fired, default=0)] + [BREACH]
+    clock.next_event_at = _instant_of(state, clock, upcoming[0])
+
+
+def status(state: Any, clock: SlaClock, at: dt.datetime) -> Status:
+    used_time = elapsed(state, clock, at)
+    target = dt.timedelta(seconds=clock.target_seconds)
+    used = used_time / target if target else 1.0
+    if clock.met_at:
+        kind = "met"
+    elif clock.stopped_at:
+        kind = "stopped"
+    elif clock.breached_at or (clock.due_at and at >= clock.due_at):
+        kind = "breached"
+    elif clock.paused_at:
+        kind = "paused"
+    elif _points(clock) and used * 1000 >= _points(clock)[0]:
+        kind = "warning"
+    else:
+        kind = "running"
+    return Status(clock.target, kind, clock.due_at, used_time, paused_for(state, clock, at),
+                  target - used_time, used)
+
+
+# -- changes, called by the domain inside its transaction ---------------------------
+
+
+def on_created(incident: Incident) -> None:
+    state = _state()
+    if state is None:
+        return
+    found = _policy_targets(state, incident)
+    if found is None:
+        return
+    policy, targets = found
+    for target, duration in (("response", targets.response), ("resolution", targets.resolution)):
+        if duration is None:
+            continue
+        clock = SlaClock(incident=incident.id, target=target, policy=policy.name,
+                         calendar=targets.calendar, target_seconds=int(duration.total_seconds()),
+                         warnings=",".join(str(p) for p in policy.warnings),
+                         started_at=incident.created_at)
+        _schedule(state, clock)
+        clock.save(force_insert=True)
+
+
+def _clocks(incident_id: int, targets: Iterable[str] = TARGETS) -> list[SlaClock]:
+    return list(SlaClock.select().where((SlaClock.incident == incident_id)
+                                        & (SlaClock.target.in_(list(targets)))))
+
+
+def _save(state: Any, clock: SlaClock) -> None:
+    _schedule(state, clock)
+    clock.save()
+
+
+def on_status(incident: Incident, old: str, new: str) -> None:
+    """Pause, resume, meet or stop the clocks as the status moves."""
+    state = _state()
+    if state is None:
+        return
+    at = now()
+    pausing = set(state.settings.sla_pause_statuses)
+    for clock in _clocks(incident.id):
+        calendar = _calendar(state, clock.calendar)
+        was_paused = clock.paused_at is not None
+        if new in {"closed", "cancelled"}:
+            if not clock.met_at and not clock.stopped_at:
+                clock.stopped_at = at
+        elif new == "resolved":
+            if not clock.met_at:
+                clock.met_at = at  # restoring service answers the customer too
+            if clock.target == "resolution" and not was_paused:
+                clock.paused_at = at  # while resolved the clock stands; reopening resumes it
+        elif old == "resolved" and clock.target == "resolution":
+            clock.met_at = None  # reopened: the resolution clock resumes where it stood
+            if was_paused:
+                clock.paused_seconds += int(business_time.between(calendar, clock.paused_at, at)
+                                            .total_seconds())
+                clock.paused_at = None
+        elif new in pausing and not was_paused and not clock.met_at:
+            clock.paused_at = at
+        elif new not in pausing and was_paused and old in pausing:
+            clock.paused_seconds += int(business_time.between(calendar, clock.paused_at, at).total_seconds())
+            clock.paused_at = None
+        if (clock.target == "response" and not clock.met_at and new == "in_progress"
+                and state.settings.sla_response_met_by == "action"):
+            clock.met_at = at
+        _save(state, clock)
+
+
+def on_response(incident: Incident, public_reply: bool) -> None:
+    """The first public reply (or first agent action, as configured) meets the response target."""
+    state = _state()
+    if state is None:
+        return
+    if not public_reply and state.settings.sla_response_met_by != "action":
+        return
+    for clock in _clocks(incident.id, ["response"]):
+        if clock.met_at is None and clock.stopped_at is None:
+            clock.met_at = now()
+            _save(state, clock)
+
+
+def on_retarget(incident: Incident) -> None:
+    """Priority or policy changed: new targets from the same start, keeping every pause."""
+    state = _state()
+    if state is None:
+        return
+    found = _policy_targets(state, incident)
+    if found is None:
+        return
+    policy, targets = found
+    for clock in _clocks(incident.id):
+        duration = targets.response if clock.target == "response" else targets.resolution
+        if duration is None or clock.met_at or clock.stopped_at:
+            continue
+        seconds = int(duration.total_seconds())
+        if (seconds, policy.name, targets.calendar) == (clock.target_seconds, clock.policy, clock.calendar):
+            continue
+        clock.target_seconds, clock.policy, clock.calendar = seconds, policy.name, targets.calendar
+        clock.warnings = ",".join(str(p) for p in policy.warnings)
+        clock.cycle += 1
+        clock.breached_at = None
+        _save(state, clock)
+
+
+# -- the background check -------------------------------------------------------------
+
+
+def check(state: Any, at: dt.datetime | None = None, batch: int = 500) -> int:
+    """Fire every SLA event due at ``at`` (default now); return how many fired.
+
+    Only clocks whose ``next_event_at`` has come are read. Each event is claimed
+    by inserting its unique :class:`SlaEvent` row in the same transaction as its
+    timeline entry, so running twice, in two workers at once, or again after a
+    crash never fires an event twice.
+    """
+    at = at or now()
+    fired = 0
+    last_id = 0
+    while True:
+        due = list(SlaClock.select(SlaClock.id).where(
+            (SlaClock.next_event_at <= at) & (SlaClock.id > last_id)).order_by(SlaClock.id).limit(batch))
+        if not due:
+            return fired
+        for row in due:
+            fired += _process(state, row.id, at)
+        last_id = due[-1].id
+
+
+def _locked(query: peewee.ModelSelect) -> peewee.ModelSelect:
+    """Row locks on PostgreSQL (SQLite's BEGIN IMMEDIATE already serialises writers)."""
+    return query if is_sqlite() else query.for_update()
+
+
+def _process(state: Any, clock_id: int, at: dt.datetime) -> int:
+    with write_transaction():
+        # Lock order as in the domain: the incident row first, then its clock.
+        incident_id = SlaClock.select(SlaClock.incident).where(SlaClock.id == clock_id).scalar()
+        if incident_id is None:
+            return 0
+        _locked(Incident.select(Incident.id).where(Incident.id == incident_id)).execute()
+        clock = _locked(SlaClock.select().where(SlaClock.id == clock_id)).get_or_none()
+        if clock is None or clock.next_event_at is None or clock.next_event_at > at:
+            return 0  # another worker got here first
+        if clock.met_at or clock.stopped_at or clock.paused_at:
+            _save(state, clock)
+            return 0
+        used = elapsed(state, clock, at)
+        per_mille = int(used.total_seconds() * 1000 // clock.target_seconds) if clock.target_seconds else BREACH
+        if per_mille >= BREACH:
+            point, kind = BREACH, "breach"
+        else:
+            reached = [p for p in _points(clock) if p <= per_mille]
+            if not reached:
+                _save(state, clock)
+                return 0
+            point, kind = reached[-1], "warning"  # earlier points are stale: only the latest fires
+        try:
+            with write_transaction():
+                SlaEvent.create(incident=clock.incident_id, target=clock.target, kind=kind, point=point,
+                                cycle=clock.cycle, at=at)
+        except peewee.IntegrityError:
+            return 0  # fired already (another worker, or an earlier run)
+        if kind == "breach":
+            clock.breached_at = clock.due_at or at
+        _save(state, clock)
+        TimelineEntry.create(
+            incident=clock.incident_id, actor=None, kind="sla", at=at, field=clock.target,
+            old_value=None, new_value=kind,
+            body=(f"{clock.target.capitalize()} target breached (due {clock.due_at:%Y-%m-%d %H:%M} UTC)"
+                  if kind == "breach" else
+                  f"{clock.target.capitalize()} target {point / 10:g}% used "
+                  f"(due {clock.due_at:%Y-%m-%d %H:%M} UTC)"))
+        if kind == "breach":
+            events.emit("incident_sla_breached", clock.incident_id, None, target=clock.target,
+                        due_at=clock.due_at.isoformat() if clock.due_at else None)
+        else:
+            events.emit("incident_sla_warning", clock.incident_id, None, target=clock.target,
+                        point=point / 1000, due_at=clock.due_at.isoformat() if clock.due_at else None)
+    return 1
