@@ -111,7 +111,9 @@ def _statuses(value: Any) -> tuple[str, ...]:
     allowed = {"new", "assigned", "in_progress", "pending"}
     unknown = [n for n in names if n not in allowed]
     if unknown:
-        raise ValueError(f"unknown or final status {', '.join(unknown)}; choose from {', '.join(sorted(allowed))}")
+        raise ValueError(
+            f"unknown or final status {', '.join(unknown)}; choose from {', '.join(sorted(allowed))}"
+        )
     return names
 
 

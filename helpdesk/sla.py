@@ -289,7 +289,8 @@ def _process(state: Any, clock_id: int, at: dt.datetime) -> int:
             _save(state, clock)
             return 0
         used = elapsed(state, clock, at)
-        per_mille = int(used.total_seconds() * 1000 // clock.target_seconds) if clock.target_seconds else BREACH
+        seconds = clock.target_seconds
+        per_mille = int(used.total_seconds() * 1000 // seconds) if seconds else BREACH
         if per_mille >= BREACH:
             point, kind = BREACH, "breach"
         else:
