@@ -20,7 +20,7 @@ from helpdesk.db import database, open_database
 from helpdesk.errors import DomainError
 from helpdesk.models import PRIORITIES, STATUSES, Agent, Team
 from helpdesk.plugins import PluginInfo, Registry, load_plugins
-from helpdesk.rendering import htmx, local_time, render_markdown
+from helpdesk.rendering import format_duration, htmx, local_time, render_markdown
 from helpdesk.security import PUBLIC, access, add_security_headers, enforce_access
 from helpdesk.tasks import create_huey, register_tasks
 
@@ -178,7 +178,11 @@ def _register_database_hooks(app: Flask) -> None:
 
 def _register_template_helpers(app: Flask, settings: Settings) -> None:
     app.jinja_env.filters["markdown"] = render_markdown
-    app.jinja_env.globals.update(STATUSES=STATUSES, PRIORITIES=PRIORITIES, version=__version__)
+    app.jinja_env.filters["duration"] = format_duration
+    from helpdesk.queues import QUEUES
+
+    app.jinja_env.globals.update(STATUSES=STATUSES, PRIORITIES=PRIORITIES, QUEUES=QUEUES,
+                                 version=__version__)
 
     @app.template_filter("localtime")
     def localtime(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:

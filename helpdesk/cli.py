@@ -278,6 +278,44 @@ def channels_test(ctx: click.Context, channel: str, recipient: str) -> None:
     click.echo(f"{channel}: sent to {recipient}.")
 
 
+@main.group("sla")
+def sla_group() -> None:
+    """SLA checks."""
+
+
+@sla_group.command("check")
+@click.option("--at", "at_text", default=None, metavar="TIME",
+              help="Run the pass as if it were TIME (ISO 8601, UTC), e.g. 2026-03-09T14:00.")
+@click.option("--dry-run", is_flag=True, help="Only list what would fire.")
+@click.pass_context
+def sla_check(ctx: click.Context, at_text: str | None, dry_run: bool) -> None:
+    """Run one SLA check pass now (for cron-only installs) or show what would fire."""
+    import datetime as dt
+
+    from helpdesk import sla
+    from helpdesk.clock import now
+    from helpdesk.db import database
+
+    try:
+        at = dt.datetime.fromisoformat(at_text) if at_text else now()
+    except ValueError:
+        raise click.BadParameter(f"{at_text!r} is not an ISO 8601 time", param_hint="--at") from None
+    if at.tzinfo is not None:
+        at = at.astimezone(dt.UTC).replace(tzinfo=None)
+    app = _app(ctx)
+    with app.app_context(), database.connection_context():
+        state = app.extensions["helpdesk"]
+        if dry_run:
+            due = sla.preview(state, at)
+            for incident_id, target, kind, point in due:
+                click.echo(f"INC-{incident_id} {target} {kind}"
+                           + (f" {point / 10:g}%" if kind == "warning" else ""))
+            click.echo(f"{len(due)} event(s) would fire at {at:%Y-%m-%d %H:%M} UTC.")
+            return
+        fired = sla.check(state, at)
+    click.echo(f"{fired} SLA event(s) fired at {at:%Y-%m-%d %H:%M} UTC.")
+
+
 @main.group()
 def db() -> None:
     """Database schema."""

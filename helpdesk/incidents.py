@@ -9,6 +9,7 @@ so two concurrent edits can never silently overwrite each other.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -668,3 +669,20 @@ def link(
                         old_status=incident.status, new_status="cancelled")
             return fresh
         return _apply(incident, actor, {"parent": other}, expected_version)
+
+
+def close_resolved(days: int, batch: int = 200) -> list[int]:
+    """Close incidents resolved more than ``days`` ago (the customer did not reopen them)."""
+    cutoff = now() - dt.timedelta(days=days)
+    closed = []
+    due = (Incident.select(Incident.id, Incident.version)
+           .where((Incident.status == "resolved") & (Incident.resolved_at <= cutoff))
+           .order_by(Incident.id).limit(batch))
+    for row in due:
+        try:
+            change_status(row.id, None, "closed", row.version,
+                          note=f"Closed automatically {days} days after resolution.")
+        except DomainError:  # reopened or changed meanwhile: leave it
+            continue
+        closed.append(row.id)
+    return closed

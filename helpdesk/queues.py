@@ -24,25 +24,30 @@ from helpdesk.models import (
     Contact,
     Incident,
     Membership,
+    SlaClock,
     Team,
 )
 
 QUEUES = {
     "assigned": "Assigned to me",
     "owned": "Owned by me",
+    "at_risk": "At risk",
     "teams": "My teams",
     "unassigned": "Unassigned",
     "unowned": "Unowned",
+    "breached": "Breached",
     "open": "All open",
 }
 # name -> (column, descending)
 SORTS = {
+    "due": ("due_at", False),
     "updated": ("updated_at", True),
     "newest": ("created_at", True),
     "oldest": ("created_at", False),
     "priority": ("priority", False),
 }
 SORT_LABELS = {
+    "due": "Nearest SLA breach",
     "updated": "Recently updated",
     "newest": "Newest first",
     "oldest": "Oldest first",
@@ -53,6 +58,18 @@ OwnerTeam = Team.alias("owner_team")
 OwnerAgent = Agent.alias("owner_agent")
 AssignedTeam = Team.alias("assigned_team")
 AssignedAgent = Agent.alias("assigned_agent")
+ResponseClock = SlaClock.alias("response_clock")
+ResolutionClock = SlaClock.alias("resolution_clock")
+# The nearest running SLA due time: the response target while it is open, else resolution.
+DUE = peewee.fn.COALESCE(
+    peewee.Case(None, [((ResponseClock.met_at.is_null()) & (ResponseClock.stopped_at.is_null()),
+                        ResponseClock.due_at)], None),
+    ResolutionClock.due_at,
+)
+BREACHED = (
+    (ResponseClock.breached_at.is_null(False) & ResponseClock.met_at.is_null())
+    | (ResolutionClock.breached_at.is_null(False) & ResolutionClock.met_at.is_null())
+)
 
 
 @dataclass
@@ -102,7 +119,8 @@ class Page:
 def base_query() -> peewee.ModelSelect:
     """Incidents with both pairs and the requester joined in (one query per page)."""
     return (
-        Incident.select(Incident, OwnerTeam, OwnerAgent, AssignedTeam, AssignedAgent, Contact)
+        Incident.select(Incident, OwnerTeam, OwnerAgent, AssignedTeam, AssignedAgent, Contact,
+                        ResponseClock, ResolutionClock)
         .join_from(Incident, OwnerTeam, on=(Incident.owner_team == OwnerTeam.id),
                    attr="owner_team")
         .join_from(Incident, OwnerAgent, peewee.JOIN.LEFT_OUTER,
@@ -113,14 +131,23 @@ def base_query() -> peewee.ModelSelect:
                    on=(Incident.assigned_agent == AssignedAgent.id), attr="assigned_agent")
         .join_from(Incident, Contact, peewee.JOIN.LEFT_OUTER,
                    on=(Incident.requester == Contact.id), attr="requester")
+        .join_from(Incident, ResponseClock, peewee.JOIN.LEFT_OUTER,
+                   on=((ResponseClock.incident == Incident.id) & (ResponseClock.target == "response")),
+                   attr="response_clock")
+        .join_from(Incident, ResolutionClock, peewee.JOIN.LEFT_OUTER,
+                   on=((ResolutionClock.incident == Incident.id) & (ResolutionClock.target == "resolution")),
+                   attr="resolution_clock")
     )
 
 
 def queue_condition(queue: str, agent: Agent) -> peewee.Expression:
     my_teams = Membership.select(Membership.team).where(Membership.agent == agent.id)
+    mine = (Incident.owner_agent == agent.id) | (Incident.owner_team.in_(my_teams))
     conditions = {
         "assigned": Incident.assigned_agent == agent.id,
         "owned": Incident.owner_agent == agent.id,
+        "at_risk": mine & DUE.is_null(False) & ~BREACHED,
+        "breached": BREACHED,
         "teams": (Incident.assigned_team.in_(my_teams)) | (Incident.owner_team.in_(my_teams)),
         "unassigned": Incident.assigned_agent.is_null(),
         "unowned": Incident.owner_agent.is_null(),
@@ -178,12 +205,23 @@ def decode_cursor(cursor: str, column: str) -> tuple[Any, int]:
     return value, row_id
 
 
+def sort_value(incident: Incident, sort: str) -> Any:
+    if sort != "due":
+        return getattr(incident, SORTS[sort][0])
+    response = incident.response_clock
+    if response is not None and response.met_at is None and response.stopped_at is None:
+        return response.due_at
+    return incident.resolution_clock.due_at if incident.resolution_clock else None
+
+
 def page(
     queue: str, agent: Agent, filters: Filters, size: int, after: str | None = None
 ) -> Page:
     """One page of a queue, ordered by the chosen sort, then id (a stable keyset)."""
     column_name, descending = SORTS[filters.sort]
-    column = getattr(Incident, column_name)
+    column = DUE if filters.sort == "due" else getattr(Incident, column_name)
+    if filters.sort == "due" and queue != "at_risk":
+        raise DomainError("Sorting by SLA due time is offered in the At risk queue.")
     query = _filtered(queue, agent, filters)
     if after:
         value, row_id = decode_cursor(after, column_name)
@@ -197,5 +235,5 @@ def page(
     if len(rows) > size:
         rows = rows[:size]
         last = rows[-1]
-        next_cursor = encode_cursor(getattr(last, column_name), last.id)
+        next_cursor = encode_cursor(sort_value(last, filters.sort), last.id)
     return Page(rows, next_cursor)

@@ -39,6 +39,18 @@ def render_markdown(text: str | None) -> Markup:
     return Markup(clean)  # noqa: S704 - sanitised by nh3 just above
 
 
+def format_duration(delta: dt.timedelta) -> str:
+    """A short, exact-enough duration: 45m, 3h 20m, 2d 4h (negative counts as zero)."""
+    minutes = max(0, int(delta.total_seconds() // 60))
+    days, minutes = divmod(minutes, 60 * 24)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m"
+
+
 def local_time(value: dt.datetime | None, zone: str, fmt: str = "%Y-%m-%d %H:%M") -> str:
     """Show a stored UTC time in the viewer's time zone."""
     if value is None:

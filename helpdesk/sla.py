@@ -270,6 +270,31 @@ def check(state: Any, at: dt.datetime | None = None, batch: int = 500) -> int:
         last_id = due[-1].id
 
 
+def preview(state: Any, at: dt.datetime) -> list[tuple[int, str, str, int]]:
+    """What a check at ``at`` would fire, without firing it: (incident id, target, kind, point)."""
+    due = []
+    for clock in SlaClock.select().where(SlaClock.next_event_at <= at).order_by(SlaClock.next_event_at):
+        event = _due_event(state, clock, at)
+        if event is not None:
+            due.append((clock.incident_id, clock.target, *event))
+    return due
+
+
+def _due_event(state: Any, clock: SlaClock, at: dt.datetime) -> tuple[str, int] | None:
+    """The event a running clock has due at ``at``: the breach, or the latest warning point."""
+    if clock.met_at or clock.stopped_at or clock.paused_at or clock.breached_at:
+        return None
+    seconds = clock.target_seconds
+    used = elapsed(state, clock, at)
+    per_mille = int(used.total_seconds() * 1000 // seconds) if seconds else BREACH
+    if per_mille >= BREACH:
+        return "breach", BREACH
+    fired = _fired(clock)
+    reached = [p for p in _points(clock) if p <= per_mille and p > max(fired, default=0)]
+    # Earlier points are stale once a later one is reached: only the latest fires.
+    return ("warning", reached[-1]) if reached else None
+
+
 def _locked(query: peewee.ModelSelect) -> peewee.ModelSelect:
     """Row locks on PostgreSQL (SQLite's BEGIN IMMEDIATE already serialises writers)."""
     return query if is_sqlite() else query.for_update()
@@ -285,20 +310,11 @@ def _process(state: Any, clock_id: int, at: dt.datetime) -> int:
         clock = _locked(SlaClock.select().where(SlaClock.id == clock_id)).get_or_none()
         if clock is None or clock.next_event_at is None or clock.next_event_at > at:
             return 0  # another worker got here first
-        if clock.met_at or clock.stopped_at or clock.paused_at:
-            _save(state, clock)
+        event = _due_event(state, clock, at)
+        if event is None:
+            _save(state, clock)  # nothing due after all (paused, met, or moved): reschedule
             return 0
-        used = elapsed(state, clock, at)
-        seconds = clock.target_seconds
-        per_mille = int(used.total_seconds() * 1000 // seconds) if seconds else BREACH
-        if per_mille >= BREACH:
-            point, kind = BREACH, "breach"
-        else:
-            reached = [p for p in _points(clock) if p <= per_mille]
-            if not reached:
-                _save(state, clock)
-                return 0
-            point, kind = reached[-1], "warning"  # earlier points are stale: only the latest fires
+        kind, point = event
         try:
             with write_transaction():
                 SlaEvent.create(incident=clock.incident_id, target=clock.target, kind=kind, point=point,

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from flask import Flask
-from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
+from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
 
 from helpdesk.config import Settings
 from helpdesk.db import database
@@ -55,4 +55,25 @@ def register_tasks(app: Flask, huey: Huey) -> dict[str, Any]:
             }
             call_event(app.extensions["helpdesk"].pm, name, incident=incident, **kwargs)
 
-    return {"fire_event": fire_event}
+    @huey.periodic_task(crontab(minute="*"), name="sla_check")
+    @huey.lock_task("sla-check")
+    def sla_check() -> None:
+        """Every minute, under a lock so passes never overlap."""
+        from helpdesk import sla
+
+        with app.app_context(), database.connection_context():
+            fired = sla.check(app.extensions["helpdesk"])
+            if fired:
+                logger.info("SLA check fired %d event(s)", fired)
+
+    @huey.periodic_task(crontab(minute="*/5"), name="auto_close")
+    @huey.lock_task("auto-close")
+    def auto_close() -> None:
+        from helpdesk import incidents
+
+        with app.app_context(), database.connection_context():
+            days = app.extensions["helpdesk"].settings.auto_close_days
+            if days:
+                incidents.close_resolved(days)
+
+    return {"fire_event": fire_event, "sla_check": sla_check, "auto_close": auto_close}

@@ -81,8 +81,8 @@ def test_owner_keeps_incident_assigned_to_database_team(server, personas, page):
     page.wait_for_url(re.compile(r"/queues/owned$"))
     row = page.get_by_role("row").filter(has_text=re.compile(rf"\b{reference}\b"))
     assert row.count() == 1
-    assert "Database /" in row.get_by_role("cell").nth(5).inner_text()
-    assert "Service Desk / John Carter" in row.get_by_role("cell").nth(4).inner_text()
+    assert "Database /" in row.locator('td[data-label="Assignee"]').inner_text()
+    assert "Service Desk / John Carter" in row.locator('td[data-label="Owner"]').inner_text()
 
     page.context.clear_cookies()
     log_in(page, server, personas.assignee.username)
@@ -90,7 +90,7 @@ def test_owner_keeps_incident_assigned_to_database_team(server, personas, page):
     page.wait_for_url(re.compile(r"/queues/teams$"))
     row = page.get_by_role("row").filter(has_text=re.compile(rf"\b{reference}\b"))
     assert row.count() == 1
-    assert "Database /" in row.get_by_role("cell").nth(5).inner_text()
+    assert "Database /" in row.locator('td[data-label="Assignee"]').inner_text()
 
 
 def test_invalid_new_incident_shows_error_inline_and_keeps_input(server, personas, page):

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flask import Flask
 
-from helpdesk import clock
+from helpdesk import clock, sla
 from helpdesk import incidents as domain
 from helpdesk.models import Agent, Contact, Incident, Team, TimelineEntry
 from helpdesk.queues import QUEUES
@@ -36,6 +36,14 @@ DEFAULT_PAGE = "/"  # where a login without a usable next= lands (the queue choo
 
 
 # -- fixtures ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def helpdesk_plugins() -> list[Any]:
+    """The bundled SLA plugins, so the At risk and Breached queues have clocks to show."""
+    from helpdesk_plugins import business_hours, sla_priority
+
+    return [business_hours, sla_priority]
 
 
 @pytest.fixture
@@ -506,6 +514,8 @@ def _queue_recipes(personas: Any) -> dict[str, tuple[Any, dict[str, Any]]]:
         "unassigned": (personas.colleague, {"assigned_team": db}),
         "unowned": (None, {"assigned_team": db, "assigned_agent": priya}),
         "open": (personas.other, {"assigned_team": db, "assigned_agent": priya}),
+        "at_risk": (personas.owner, {"assigned_team": db, "assigned_agent": priya}),
+        "breached": (personas.other, {"assigned_team": db, "assigned_agent": priya}),
     }
 
 
@@ -520,6 +530,9 @@ def test_queue_page_query_count_does_not_grow_with_rows(app, personas, log_incid
     def add(n: int) -> None:
         for i in range(n):
             log_incident(title=f"{queue} incident {i}", actor=actor, requester=requester, **values)
+        if queue == "breached":  # let every target pass its due time
+            with app.app_context():
+                sla.check(app.extensions["helpdesk"], clock.now() + dt.timedelta(days=60))
 
     def measure() -> tuple[int, list[int]]:
         count_queries.queries.clear()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, current_app, redirect, request, url_for
 from flask_login import current_user
 
-from helpdesk import queues
+from helpdesk import queues, sla
+from helpdesk.clock import now
 from helpdesk.errors import DomainError
 from helpdesk.models import PRIORITIES, STATUSES, TYPES, Team
 from helpdesk.people import is_member
@@ -31,9 +32,12 @@ def index() -> Response:
 def show(name: str) -> str:
     if name not in queues.QUEUES:
         abort(404)
-    settings = current_app.extensions["helpdesk"].settings
+    state = current_app.extensions["helpdesk"]
+    settings = state.settings
     try:
         filters = queues.Filters.parse(request.args)
+        if name == "at_risk" and not request.args.get("sort"):
+            filters.sort = "due"  # the owner's view: nearest breach first
         page = queues.page(name, current_user, filters, settings.page_size,
                            after=request.args.get("after") or None)
     except DomainError as error:  # a bad filter or a broken page link: the request is wrong
@@ -48,7 +52,8 @@ def show(name: str) -> str:
         filters=filters,
         page=page,
         teams=list(Team.select().order_by(Team.name)),
-        sorts=queues.SORT_LABELS,
+        sorts={k: v for k, v in queues.SORT_LABELS.items() if k != "due" or name == "at_risk"},
+        sla_status=lambda clock: sla.status(state, clock, now()) if clock else None,
         statuses=STATUSES,
         priorities=PRIORITIES,
         types=TYPES,

@@ -10,18 +10,12 @@ from typing import Any
 from helpdesk import hookimpl
 from helpdesk.clock import now
 from helpdesk.records import Panel, PluginAssets, QueueColumn
+from helpdesk.rendering import format_duration
 
 
 def humanize(delta: dt.timedelta) -> str:
-    """A short, exact-enough duration: 45m, 3h 20m, 2d 4h."""
-    minutes = max(0, int(delta.total_seconds() // 60))
-    days, minutes = divmod(minutes, 60 * 24)
-    hours, minutes = divmod(minutes, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m"
+    """45m, 3h 20m, 2d 4h: the same short form as the rest of the pages."""
+    return format_duration(delta)
 
 
 @hookimpl

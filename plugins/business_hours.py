@@ -1,0 +1,83 @@
+"""Business-hours calendars: working hours per weekday, a time zone, holidays.
+
+Registers the calendar ``business`` (Monday–Friday 09:00–17:00 in the
+instance's time zone, no holidays) unless configured otherwise::
+
+    [plugins.business_hours]
+    time_zone = "Europe/London"
+    hours = { mon = "09:00-17:30", tue = "09:00-17:30", wed = "09:00-17:30",
+              thu = "09:00-17:30", fri = "09:00-16:00" }
+    holidays = ["2026-12-25", "2026-12-28"]
+
+    [plugins.business_hours.calendars.night_desk]
+    hours = { mon = "22:00-06:00", tue = "22:00-06:00" }
+
+Every table under ``calendars`` adds another named calendar (it inherits the
+time zone and holidays unless it sets its own); a policy names the calendar
+it counts in. A window whose end is not after its start runs past midnight.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import current_app
+
+from helpdesk import hookimpl, plugin_settings
+from helpdesk.config import ConfigError
+from helpdesk.records import BusinessCalendar
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DEFAULT_HOURS = {day: "09:00-17:00" for day in DAYS[:5]}
+VARIABLE = "HELPDESK_PLUGINS__BUSINESS_HOURS"
+
+
+def _window(text: str, where: str) -> tuple[dt.time, dt.time]:
+    try:
+        opens, closes = (dt.time.fromisoformat(part.strip()) for part in text.split("-"))
+    except ValueError:
+        raise ConfigError(f"{where}: expected HH:MM-HH:MM, got {text!r}") from None
+    return opens, closes
+
+
+def calendar_from(name: str, values: dict[str, Any], defaults: dict[str, Any]) -> BusinessCalendar:
+    """Build one calendar from settings, with a clear error naming the bad value."""
+    where = f"{VARIABLE}__{name.upper()}"
+    zone = values.get("time_zone", defaults["time_zone"])
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: unknown time zone {zone!r}") from None
+    hours_in = values.get("hours", defaults["hours"])
+    if not isinstance(hours_in, dict):
+        raise ConfigError(f"{where}: hours must be a table such as {{ mon = \"09:00-17:00\" }}")
+    hours = {}
+    for day, text in hours_in.items():
+        if day.lower()[:3] not in DAYS:
+            raise ConfigError(f"{where}: unknown weekday {day!r}")
+        hours[DAYS.index(day.lower()[:3])] = _window(str(text), where)
+    holidays_in = values.get("holidays", defaults["holidays"])
+    if isinstance(holidays_in, str):
+        holidays_in = [h for h in holidays_in.split(",") if h.strip()]
+    try:
+        holidays = frozenset(h if isinstance(h, dt.date) else dt.date.fromisoformat(str(h).strip())
+                             for h in holidays_in)
+    except ValueError as error:
+        raise ConfigError(f"{where}: holidays: {error}") from None
+    return BusinessCalendar(name, name.replace("_", " ").capitalize(), zone, hours, holidays)
+
+
+@hookimpl
+def helpdesk_business_calendars() -> list[BusinessCalendar]:
+    settings = dict(plugin_settings("business_hours"))
+    defaults = {
+        "time_zone": current_app.extensions["helpdesk.settings"].time_zone,
+        "hours": DEFAULT_HOURS,
+        "holidays": [],
+    }
+    main = calendar_from("business", settings, defaults)
+    inherited = {"time_zone": main.time_zone, "hours": DEFAULT_HOURS, "holidays": sorted(main.holidays)}
+    extra = settings.get("calendars") or {}
+    return [main] + [calendar_from(name, values, inherited) for name, values in extra.items()]

@@ -1,0 +1,80 @@
+"""The default SLA policy ``priority``: response and resolution targets by priority.
+
+Defaults: P1 15 minutes / 4 hours around the clock; P2 30 minutes / 8
+business hours; P3 4 business hours / 3 business days; P4 1 business day /
+10 business days (a business day is 8 business hours of the ``business``
+calendar). Configure with durations such as ``15m``, ``8h``, ``3d`` (days of
+24 working hours) or ``3bd`` (business days of 8 hours)::
+
+    [plugins.sla_priority]
+    response = { p1 = "15m", p2 = "30m", p3 = "4h", p4 = "1bd" }
+    resolution = { p1 = "4h", p2 = "8h", p3 = "3bd", p4 = "10bd" }
+    around_the_clock = [1]          # priorities counted in real time
+    calendar = "business"           # the calendar for the others
+    warnings = [0.5, 0.75, 0.9]     # fractions of the target that warn
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from helpdesk import hookimpl, plugin_settings
+from helpdesk.config import ConfigError
+from helpdesk.records import SlaPolicy, SlaTargets
+
+DEFAULT_RESPONSE = {"p1": "15m", "p2": "30m", "p3": "4h", "p4": "1bd"}
+DEFAULT_RESOLUTION = {"p1": "4h", "p2": "8h", "p3": "3bd", "p4": "10bd"}
+BUSINESS_DAY_HOURS = 8
+_UNITS = {"m": 60, "h": 3600, "d": 86400, "bd": BUSINESS_DAY_HOURS * 3600}
+VARIABLE = "HELPDESK_PLUGINS__SLA_PRIORITY"
+
+
+def duration(text: str, where: str) -> dt.timedelta:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(m|h|d|bd)\s*", str(text))
+    if not match:
+        raise ConfigError(f"{where}: expected a duration such as 15m, 8h or 3bd, got {text!r}")
+    return dt.timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _table(settings: Any, key: str, default: dict[str, str]) -> dict[int, dt.timedelta]:
+    values = {**default, **{str(k).lower(): v for k, v in (settings.get(key) or {}).items()}}
+    table = {}
+    for priority in (1, 2, 3, 4):
+        table[priority] = duration(values[f"p{priority}"], f"{VARIABLE}__{key.upper()}: p{priority}")
+    return table
+
+
+def _list(value: Any) -> list[Any]:
+    """A list from TOML, or from a comma-separated environment value."""
+    return [v for v in str(value).split(",") if v.strip()] if isinstance(value, str) else list(value)
+
+
+def build_policy() -> SlaPolicy:
+    settings = plugin_settings("sla_priority")
+    response = _table(settings, "response", DEFAULT_RESPONSE)
+    resolution = _table(settings, "resolution", DEFAULT_RESOLUTION)
+    try:
+        around = {int(p) for p in _list(settings.get("around_the_clock", [1]))}
+    except ValueError:
+        raise ConfigError(f"{VARIABLE}__AROUND_THE_CLOCK: expected priorities such as 1,2") from None
+    calendar = settings.get("calendar", "business")
+    try:
+        warnings = tuple(sorted(float(w) for w in _list(settings.get("warnings", [0.5, 0.75, 0.9]))))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{VARIABLE}__WARNINGS: expected fractions such as [0.5, 0.75]") from None
+    if any(not 0 < w < 1 for w in warnings):
+        raise ConfigError(f"{VARIABLE}__WARNINGS: each warning is a fraction between 0 and 1")
+
+    def targets(incident: Any) -> SlaTargets:
+        return SlaTargets(response[incident.priority], resolution[incident.priority],
+                          None if incident.priority in around else calendar)
+
+    return SlaPolicy("priority", "Targets by priority", targets, warnings,
+                     "Response and resolution targets per priority; P1 around the clock.")
+
+
+@hookimpl
+def helpdesk_sla_policies() -> list[SlaPolicy]:
+    return [build_policy()]
