@@ -132,9 +132,9 @@ def create_app(
     _register_template_helpers(app, settings)
     _register_static(app)
     _register_errors(app)
-    from helpdesk.web import admin, auth, incidents, plugin_ui, queues
+    from helpdesk.web import admin, auth, incidents, notices, plugin_ui, queues
 
-    for blueprint in (auth.bp, queues.bp, incidents.bp, admin.bp):
+    for blueprint in (auth.bp, queues.bp, incidents.bp, admin.bp, notices.bp):
         app.register_blueprint(blueprint)
     plugin_ui.init_app(app, state)
 
@@ -183,6 +183,14 @@ def _register_template_helpers(app: Flask, settings: Settings) -> None:
 
     app.jinja_env.globals.update(STATUSES=STATUSES, PRIORITIES=PRIORITIES, QUEUES=QUEUES,
                                  version=__version__)
+
+    @app.context_processor
+    def unread_notices() -> dict[str, Any]:
+        from helpdesk.web.notices import unread_count
+
+        if current_user and current_user.is_authenticated:
+            return {"unread": unread_count(current_user.id)}
+        return {}
 
     @app.template_filter("localtime")
     def localtime(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:

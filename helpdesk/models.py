@@ -241,6 +241,19 @@ class SlaEvent(BaseModel):
         indexes = ((("incident", "target", "kind", "point", "cycle"), True),)
 
 
+class Notice(BaseModel):
+    """An in-app notice for one agent (SLA warnings and breaches for owners and assignees)."""
+
+    agent = peewee.ForeignKeyField(Agent, backref="notices", on_delete="CASCADE")
+    incident = peewee.ForeignKeyField(Incident, null=True, backref="+", on_delete="CASCADE")
+    text = peewee.CharField(max_length=500)
+    created_at = peewee.DateTimeField(default=utcnow)
+    read_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("agent", "read_at"), False),)
+
+
 class LoginAttempt(BaseModel):
     """Failed logins, counted per key (user name, client address) to rate-limit."""
 
@@ -273,4 +286,5 @@ MODELS = [
     PluginFailure,
     SlaClock,
     SlaEvent,
+    Notice,
 ]

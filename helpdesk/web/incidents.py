@@ -66,9 +66,24 @@ def _render(incident_id: int, *, error: str | None = None, status: int = 200,
         types=TYPES,
         pending_reasons=PENDING_REASONS,
         resolution_codes=RESOLUTION_CODES,
+        sla_clocks=_sla(incident),
         **choices(),
     )
     return html, status
+
+
+def _sla(incident: Any) -> list[tuple[Any, Any, list[Any]]]:
+    """Each SLA clock of the incident with where it stands and the events already fired."""
+    from helpdesk import sla
+    from helpdesk.clock import now
+    from helpdesk.models import SlaClock, SlaEvent
+
+    state = _state()
+    fired: dict[str, list[Any]] = {}
+    for event in SlaEvent.select().where(SlaEvent.incident == incident.id).order_by(SlaEvent.id):
+        fired.setdefault(event.target, []).append(event)
+    clocks = SlaClock.select().where(SlaClock.incident == incident.id).order_by(SlaClock.target.desc())
+    return [(clock, sla.status(state, clock, now()), fired.get(clock.target, [])) for clock in clocks]
 
 
 def _respond(incident_id: int, change: Any, done: str) -> Any:

@@ -41,6 +41,8 @@ def helpdesk_channel_types() -> list[ChannelType]:
 
 @hookimpl
 def incident_assigned(incident: Any, actor: Any, previous_team: Any, previous_agent: Any) -> None:
+    if "url" not in plugin_settings("example_chat"):
+        return  # not configured: stay quiet
     team = incident.assigned_team.name if incident.assigned_team else "nobody"
     deliver("example_chat", Message(
         recipient=plugin_settings("example_chat").get("room", "#helpdesk"),
@@ -59,5 +61,7 @@ def helpdesk_assets() -> PluginAssets:
 
 @hookimpl
 def helpdesk_incident_panels(incident: Any, agent: Any) -> list[Panel]:
+    if "url" not in plugin_settings("example_chat"):
+        return []
     room = plugin_settings("example_chat").get("room", "#helpdesk")
     return [Panel("Chat", "example_chat/panel.html", {"room": room})]
