@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from helpdesk import clock, events, people
+from helpdesk import clock, events, people, sla
 from helpdesk import incidents as domain
 from helpdesk.db import write_transaction
 from helpdesk.models import Category, Contact, Organisation, Service
@@ -88,7 +88,9 @@ def seed(state: Any, *, count: int = 200, progress: bool = False, seed_value: in
                 bar.__enter__()
             for number in iterator:
                 team_name = rng.choice(list(TOPICS))
-                start = real_now - dt.timedelta(minutes=rng.randint(10, 60 * 24 * 30))
+                # A third arrived today (their SLAs are running or at risk), the rest over a month.
+                recent = rng.random() < 0.35
+                start = real_now - dt.timedelta(minutes=rng.randint(10, 60 * 10 if recent else 60 * 24 * 30))
                 moment = [start]
 
                 def tick(minutes: int, moment: list[dt.datetime] = moment) -> None:
@@ -153,3 +155,5 @@ def seed(state: Any, *, count: int = 200, progress: bool = False, seed_value: in
             clock.set_source(None)
             if bar is not None:
                 bar.__exit__(None, None, None)
+        # Record the warnings and breaches the demo history has already reached.
+        sla.check(state, real_now)

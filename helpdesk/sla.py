@@ -259,15 +259,17 @@ def check(state: Any, at: dt.datetime | None = None, batch: int = 500) -> int:
     """
     at = at or now()
     fired = 0
-    last_id = 0
+    seen: set[int] = set()
     while True:
-        due = list(SlaClock.select(SlaClock.id).where(
-            (SlaClock.next_event_at <= at) & (SlaClock.id > last_id)).order_by(SlaClock.id).limit(batch))
-        if not due:
+        # The index on next_event_at finds what is due; nothing else is read.
+        due = [row.id for row in SlaClock.select(SlaClock.id).where(SlaClock.next_event_at <= at)
+               .order_by(SlaClock.next_event_at).limit(batch)]
+        fresh = [clock_id for clock_id in due if clock_id not in seen]
+        if not fresh:
             return fired
-        for row in due:
-            fired += _process(state, row.id, at)
-        last_id = due[-1].id
+        for clock_id in fresh:
+            seen.add(clock_id)
+            fired += _process(state, clock_id, at)
 
 
 def preview(state: Any, at: dt.datetime) -> list[tuple[int, str, str, int]]:

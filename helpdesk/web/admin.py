@@ -208,3 +208,36 @@ def plugins() -> Any:
     failures = list(PluginFailure.select().order_by(PluginFailure.id.desc()).limit(50))
     return render_template("admin/plugins.html", plugins=list(state.plugins.values()),
                            failures=failures)
+
+
+@bp.get("/sla")
+@access(ADMIN)
+def sla_overview() -> Any:
+    """Policies, calendars, and which policy applies to a sample incident."""
+    from flask import current_app
+
+    from helpdesk import incidents
+    from helpdesk.errors import NotFound
+
+    state = current_app.extensions["helpdesk"]
+    sample, applied, error = None, None, None
+    raw = (request.args.get("incident") or "").strip().upper().removeprefix("INC-")
+    if raw:
+        try:
+            if not raw.isdigit():
+                raise NotFound("Give an incident reference such as INC-42.")
+            sample = incidents.get(int(raw))
+            name = state.pm.hook.helpdesk_sla_policy(incident=sample)
+            policy = state.registry.sla_policies.get(name)
+            applied = (name, policy, policy.targets(sample) if policy else None)
+        except DomainError as refused:
+            error = str(refused)
+    return render_template(
+        "admin/sla.html",
+        policies=[(p, state.registry.owners[("helpdesk_sla_policies", n)])
+                  for n, p in state.registry.sla_policies.items()],
+        calendars=[(c, state.registry.owners[("helpdesk_business_calendars", n)])
+                   for n, c in state.registry.business_calendars.items()],
+        weekdays=["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
+        sample=sample, applied=applied, error=error, query=request.args.get("incident", ""),
+    )
