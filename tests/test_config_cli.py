@@ -134,3 +134,56 @@ def test_second_init_tells_again_how_to_log_in_to_the_demo(app, tmp_path):
     assert again.returncode == 0, again.stderr
     assert "helpdesk-demo" in again.stdout
     assert "Creating demo incidents" not in again.stdout
+
+
+def _wait_for(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise
+            time.sleep(0.2)
+
+
+def _log_incident_over_http(base: str, password: str, title: str) -> None:
+    import http.cookiejar
+    import re
+    from urllib.parse import urlencode
+
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    page = opener.open(f"{base}/login", timeout=5).read().decode()
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+    opener.open(f"{base}/login", urlencode({"csrf_token": token, "username": "admin",
+                                             "password": password}).encode(), timeout=5)
+    opener.open(f"{base}/incidents/new", urlencode({"csrf_token": token, "title": title,
+                                                    "type": "incident", "impact": "medium",
+                                                    "urgency": "medium"}).encode(), timeout=5)
+
+
+@pytest.mark.parametrize("separate_worker", [False, True], ids=["in-process worker", "helpdesk worker"])
+def test_events_are_processed_by_a_real_worker_from_the_sqlite_queue(app, tmp_path, separate_worker):
+    env = _env(tmp_path, HELPDESK_PORT=str(_free_port()))
+    init = _run(["init", "--no-demo"], env)
+    password = init.stdout.split("password:")[1].split()[0]
+    processes = [subprocess.Popen(HELPDESK + ["serve"] + (["--no-worker"] if separate_worker else []),
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
+    if separate_worker:
+        processes.append(subprocess.Popen(HELPDESK + ["worker"], env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True))
+    log = tmp_path / "instance" / "activity.jsonl"  # written by the bundled activity_log plugin
+    try:
+        base = f"http://127.0.0.1:{env['HELPDESK_PORT']}"
+        _wait_for(f"{base}/healthz", processes[0])
+        _log_incident_over_http(base, password, "Queued through SQLite")
+        deadline = time.monotonic() + 20
+        while not (log.exists() and "Queued through SQLite" in log.read_text()):
+            assert time.monotonic() < deadline, "the worker never ran the event"
+            time.sleep(0.2)
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGINT)
+        outputs = [process.communicate(timeout=30)[0] for process in processes]
+    assert all(process.returncode == 0 for process in processes), outputs
