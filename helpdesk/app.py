@@ -45,6 +45,7 @@ class Helpdesk:
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
     registry: Registry = field(default_factory=Registry)
     tasks: dict[str, Any] = field(default_factory=dict)
+    notification_env: Any = None
 
     def plugin_settings(self, name: str) -> PluginSettings:
         return PluginSettings(name, self.settings.plugins.get(name, {}))

@@ -43,4 +43,7 @@ def emit(name: str, incident_id: int, actor: Any, **extra: Any) -> None:
         logger.debug("event %s for INC-%s not queued: no app context", name, incident_id)
         return
     state = current_app.extensions["helpdesk"]
+    from helpdesk import notifications
+
+    notifications.record(state, name, incident_id, payload)  # in this transaction: the outbox
     after_commit(lambda: state.queue_event(name, incident_id, payload))

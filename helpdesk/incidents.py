@@ -628,7 +628,8 @@ def add_comment(incident_id: int, actor: Agent, body: str, *, public: bool) -> T
         entry = _entry(incident.id, actor, "reply" if public else "note", body=body)
         Incident.update(updated_at=entry.at).where(Incident.id == incident.id).execute()
         sla.on_response(incident, public_reply=public)
-        events.emit("incident_commented", incident.id, actor, entry=entry.id, public=public)
+        events.emit("incident_commented", incident.id, actor, entry=entry.id, public=public,
+                    body=body, actor_name=actor.display_name)
     return entry
 
 

@@ -71,6 +71,8 @@ class Agent(UserMixin, BaseModel):
     time_zone = peewee.CharField(max_length=64, null=True)
     active = peewee.BooleanField(default=True)
     created_at = peewee.DateTimeField(default=utcnow)
+    notify_email = peewee.BooleanField(default=True)
+    chat_url = peewee.CharField(max_length=500, null=True)  # Slack-compatible incoming webhook
 
     @property
     def is_active(self) -> bool:  # Flask-Login: deactivated agents cannot log in
@@ -254,6 +256,57 @@ class Notice(BaseModel):
         indexes = ((("agent", "read_at"), False),)
 
 
+class Delivery(BaseModel):
+    """One notification in the outbox: written with the change that caused it, sent by a task.
+
+    ``state``: pending (waiting for its next attempt), sending (claimed by a
+    worker until ``claimed_until``), sent, or dead (permanent failure or
+    retries exhausted; an admin can retry it).
+    """
+
+    channel = peewee.CharField(max_length=64)
+    recipient = peewee.CharField(max_length=500)
+    event = peewee.CharField(max_length=64)
+    incident = peewee.ForeignKeyField(Incident, null=True, backref="deliveries", on_delete="CASCADE")
+    agent = peewee.ForeignKeyField(Agent, null=True, backref="+", on_delete="CASCADE")
+    subject = peewee.CharField(max_length=300)
+    text = peewee.TextField()
+    html = peewee.TextField(default="")
+    data = peewee.TextField(default="{}")
+    idempotency_key = peewee.CharField(max_length=200, unique=True)
+    state = peewee.CharField(max_length=16, default="pending")
+    attempts = peewee.IntegerField(default=0)
+    last_error = peewee.TextField(default="")
+    next_attempt_at = peewee.DateTimeField(null=True)
+    claimed_until = peewee.DateTimeField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    sent_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("state", "next_attempt_at"), False), (("state", "claimed_until"), False))
+
+
+class DeliveryAttempt(BaseModel):
+    """Each try of a delivery and what came of it, for the admin page."""
+
+    delivery = peewee.ForeignKeyField(Delivery, backref="tries", on_delete="CASCADE")
+    at = peewee.DateTimeField(default=utcnow)
+    ok = peewee.BooleanField()
+    error = peewee.TextField(default="")
+
+
+class NotificationPreference(BaseModel):
+    """An agent's choice for one kind of event on one channel (absent: the default, on)."""
+
+    agent = peewee.ForeignKeyField(Agent, backref="preferences", on_delete="CASCADE")
+    kind = peewee.CharField(max_length=64)
+    channel = peewee.CharField(max_length=64)
+    enabled = peewee.BooleanField()
+
+    class Meta:
+        indexes = ((("agent", "kind", "channel"), True),)
+
+
 class LoginAttempt(BaseModel):
     """Failed logins, counted per key (user name, client address) to rate-limit."""
 
@@ -287,4 +340,7 @@ MODELS = [
     SlaClock,
     SlaEvent,
     Notice,
+    Delivery,
+    DeliveryAttempt,
+    NotificationPreference,
 ]

@@ -39,6 +39,7 @@ class Message:
     url: str | None = None
     idempotency_key: str = ""
     data: Mapping[str, Any] = field(default_factory=dict)
+    html: str = ""
 
 
 @dataclass(frozen=True)

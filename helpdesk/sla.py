@@ -297,26 +297,6 @@ def _due_event(state: Any, clock: SlaClock, at: dt.datetime) -> tuple[str, int] 
     return ("warning", reached[-1]) if reached else None
 
 
-def _notify(clock: SlaClock, kind: str, point: int, at: dt.datetime) -> None:
-    """In-app notices: the owner first (the owning team's leads when nobody owns it), then
-    the assignee."""
-    from helpdesk.models import Agent, Membership, Notice
-
-    incident = Incident.get_by_id(clock.incident_id)
-    if incident.owner_agent_id is not None:
-        recipients = [incident.owner_agent_id]
-    else:
-        recipients = [m.agent_id for m in Membership.select(Membership.agent).join(Agent).where(
-            (Membership.team == incident.owner_team_id) & (Agent.role.in_(["lead", "admin"]))
-            & (Agent.active == True))]  # noqa: E712 - peewee expression
-    if incident.assigned_agent_id is not None and incident.assigned_agent_id not in recipients:
-        recipients.append(incident.assigned_agent_id)
-    what = "breached" if kind == "breach" else f"{point / 10:g}% used"
-    text = f"{incident.reference} {incident.title[:120]}: {clock.target} target {what}"
-    for agent_id in recipients:
-        Notice.create(agent=agent_id, incident=incident.id, text=text, created_at=at)
-
-
 def _locked(query: peewee.ModelSelect) -> peewee.ModelSelect:
     """Row locks on PostgreSQL (SQLite's BEGIN IMMEDIATE already serialises writers)."""
     return query if is_sqlite() else query.for_update()
@@ -353,7 +333,6 @@ def _process(state: Any, clock_id: int, at: dt.datetime) -> int:
                   if kind == "breach" else
                   f"{clock.target.capitalize()} target {point / 10:g}% used "
                   f"(due {clock.due_at:%Y-%m-%d %H:%M} UTC)"))
-        _notify(clock, kind, point, at)
         if kind == "breach":
             events.emit("incident_sla_breached", clock.incident_id, None, target=clock.target,
                         due_at=clock.due_at.isoformat() if clock.due_at else None)

@@ -76,4 +76,21 @@ def register_tasks(app: Flask, huey: Huey) -> dict[str, Any]:
             if days:
                 incidents.close_resolved(days)
 
-    return {"fire_event": fire_event, "sla_check": sla_check, "auto_close": auto_close}
+    @huey.task(name="deliver", retries=0)
+    def deliver(delivery_id: int) -> None:
+        """Send one outbox row (claimed first, so a duplicate task does nothing)."""
+        from helpdesk import notifications
+
+        with app.app_context(), database.connection_context():
+            notifications.deliver(app.extensions["helpdesk"], delivery_id)
+
+    @huey.periodic_task(crontab(minute="*"), name="sweep_outbox")
+    @huey.lock_task("sweep-outbox")
+    def sweep_outbox() -> None:
+        from helpdesk import notifications
+
+        with app.app_context(), database.connection_context():
+            notifications.sweep(app.extensions["helpdesk"])
+
+    return {"fire_event": fire_event, "sla_check": sla_check, "auto_close": auto_close,
+            "deliver": deliver, "sweep_outbox": sweep_outbox}

@@ -1,0 +1,111 @@
+"""Outbound HTTP for channels: JSON POSTs that cannot be turned against the network inside.
+
+The host is resolved once; every address must be public unless an admin
+allow-listed the host or a network containing the address, and the
+connection goes to the address that was checked (no DNS rebinding between
+check and connect). Redirects are never followed; timeouts are always set.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import socket
+import ssl
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from helpdesk.records import DeliveryError
+
+
+def _allowed(host: str, address: str, allow: Iterable[str]) -> bool:
+    ip = ipaddress.ip_address(address)
+    for entry in allow:
+        entry = entry.strip()
+        if not entry:
+            continue
+        if entry.lower() == host.lower():
+            return True
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return ip.is_global
+
+
+def resolve(url: str, allow: Iterable[str] = ()) -> tuple[str, str, int, str]:
+    """Check a URL and pick the address to connect to: (scheme, host, port, address)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise DeliveryError(f"{url!r} is not an http(s) URL", permanent=True)
+    if parts.username or parts.password:
+        raise DeliveryError("URLs with credentials are not allowed", permanent=True)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise DeliveryError(f"cannot resolve {parts.hostname}: {error.strerror}") from None
+    addresses = sorted({info[4][0] for info in infos})
+    allow = list(allow)
+    refused = [a for a in addresses if not _allowed(parts.hostname, a, allow)]
+    if refused:
+        raise DeliveryError(
+            f"{parts.hostname} resolves to a private, loopback or link-local address ({refused[0]}); "
+            "an admin must allow-list it", permanent=True)
+    return parts.scheme, parts.hostname, port, addresses[0]
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+def post_json(url: str, payload: Any, *, headers: Mapping[str, str] | None = None,
+              timeout: float = 10.0, allow: Iterable[str] = ()) -> int:
+    """POST ``payload`` as JSON; return the status, or raise :class:`DeliveryError`.
+
+    2xx is success; 3xx (not followed), 4xx are permanent failures except 408
+    and 429; 5xx, timeouts and connection errors are temporary.
+    """
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    scheme, host, port, address = resolve(url, allow)
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    connection_class = _PinnedHTTPS if scheme == "https" else _PinnedHTTP
+    connection = connection_class(host, port, address, timeout)
+    try:
+        connection.request("POST", path, body=body, headers={
+            "Content-Type": "application/json", "User-Agent": "helpdesk", **(headers or {})})
+        response = connection.getresponse()
+        response.read(65536)
+        status = response.status
+    except TimeoutError:
+        raise DeliveryError(f"{host} did not answer within {timeout:g} s") from None
+    except (OSError, http.client.HTTPException) as error:
+        raise DeliveryError(f"{host}: {type(error).__name__}: {error}") from None
+    finally:
+        connection.close()
+    if 200 <= status < 300:
+        return status
+    if 300 <= status < 400:
+        raise DeliveryError(f"{host} answered {status} (a redirect, which is not followed)",
+                            permanent=True)
+    permanent = 400 <= status < 500 and status not in {408, 429}
+    raise DeliveryError(f"{host} answered {status}", permanent=permanent)
