@@ -272,6 +272,13 @@ class PluginSettings(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._values)
 
+    def list(self, key: str, default: Any = ()) -> list[Any]:
+        """A list from the instance file, or from a comma-separated environment value."""
+        value = self._values.get(key.lower(), default)
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return list(value)
+
     def require(self, key: str) -> Any:
         """The value, or a :class:`ConfigError` naming the environment variable to set."""
         if key.lower() not in self._values:

@@ -676,9 +676,11 @@ def close_resolved(days: int, batch: int = 200) -> list[int]:
     """Close incidents resolved more than ``days`` ago (the customer did not reopen them)."""
     cutoff = now() - dt.timedelta(days=days)
     closed = []
-    due = (Incident.select(Incident.id, Incident.version)
-           .where((Incident.status == "resolved") & (Incident.resolved_at <= cutoff))
-           .order_by(Incident.id).limit(batch))
+    # Read the batch first: each close commits and runs its after-commit work, which may
+    # close this thread's connection (immediate tasks) under a half-read cursor.
+    due = list(Incident.select(Incident.id, Incident.version)
+               .where((Incident.status == "resolved") & (Incident.resolved_at <= cutoff))
+               .order_by(Incident.id).limit(batch))
     for row in due:
         try:
             change_status(row.id, None, "closed", row.version,

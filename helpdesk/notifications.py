@@ -212,16 +212,16 @@ def record(state: Any, event: str, incident_id: int, payload: dict[str, Any]) ->
 def _webhook_urls(state: Any) -> list[str]:
     from helpdesk.config import PluginSettings
 
-    settings = PluginSettings("webhook", state.settings.plugins.get("webhook", {}))
-    urls = settings.get("urls") or []
-    return [u.strip() for u in (urls.split(",") if isinstance(urls, str) else urls) if str(u).strip()]
+    return PluginSettings("webhook", state.settings.plugins.get("webhook", {})).list("urls")
 
 
 def _outbox(channel: str, address: str, agent: Agent | None, event: str, kind: str, incident: Incident,
             subject: str, text: str, payload: dict[str, Any], stamp: dt.datetime) -> int:
     # Unique per message; receivers use it to drop repeats of an at-least-once delivery.
     key = f"{incident.reference}:{kind}:{channel}:{uuid.uuid4().hex}"
-    data = {"event": event, "kind": kind, "incident": incident.reference,
+    data = {"event": event, "kind": kind, "incident": incident.reference, "title": incident.title,
+            "status": incident.status, "priority": incident.priority,
+            "url": f"{current_app.extensions['helpdesk'].settings.base_url}/incidents/{incident.id}",
             **{k: v for k, v in payload.items() if isinstance(v, str | int | float | bool) or v is None}}
     row = Delivery.create(channel=channel, recipient=address, event=event, incident=incident.id,
                           agent=agent, subject=subject[:300], text=text, data=json.dumps(data),
@@ -237,7 +237,7 @@ def message_for(delivery: Delivery) -> Message:
     return Message(recipient=delivery.recipient, subject=delivery.subject, text=delivery.text,
                    html=delivery.html, event=delivery.event,
                    incident_reference=data.get("incident"), idempotency_key=delivery.idempotency_key,
-                   url=None, data=data)
+                   url=data.get("url"), data=data)
 
 
 def backoff(attempts: int) -> dt.timedelta:

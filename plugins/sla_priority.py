@@ -46,22 +46,17 @@ def _table(settings: Any, key: str, default: dict[str, str]) -> dict[int, dt.tim
     return table
 
 
-def _list(value: Any) -> list[Any]:
-    """A list from TOML, or from a comma-separated environment value."""
-    return [v for v in str(value).split(",") if v.strip()] if isinstance(value, str) else list(value)
-
-
 def build_policy() -> SlaPolicy:
     settings = plugin_settings("sla_priority")
     response = _table(settings, "response", DEFAULT_RESPONSE)
     resolution = _table(settings, "resolution", DEFAULT_RESOLUTION)
     try:
-        around = {int(p) for p in _list(settings.get("around_the_clock", [1]))}
+        around = {int(p) for p in settings.list("around_the_clock", [1])}
     except ValueError:
         raise ConfigError(f"{VARIABLE}__AROUND_THE_CLOCK: expected priorities such as 1,2") from None
     calendar = settings.get("calendar", "business")
     try:
-        warnings = tuple(sorted(float(w) for w in _list(settings.get("warnings", [0.5, 0.75, 0.9]))))
+        warnings = tuple(sorted(float(w) for w in settings.list("warnings", [0.5, 0.75, 0.9])))
     except (TypeError, ValueError):
         raise ConfigError(f"{VARIABLE}__WARNINGS: expected fractions such as [0.5, 0.75]") from None
     if any(not 0 < w < 1 for w in warnings):

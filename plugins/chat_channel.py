@@ -1,0 +1,38 @@
+"""The chat channel: Slack-compatible incoming webhooks (Mattermost and Rocket.Chat accept the
+same). Each agent sets their webhook URL on their profile page.
+
+    [plugins.chat]
+    timeout = 10
+    allow_private = ["chat.internal"]   # a self-hosted chat server on the private network
+"""
+
+from __future__ import annotations
+
+from helpdesk import hookimpl, plugin_settings
+from helpdesk.models import PRIORITIES
+from helpdesk.outbound import post_json
+from helpdesk.records import ChannelType, Message
+
+
+def text_for(message: Message) -> str:
+    data = message.data
+    reference = data.get("incident", "incident")
+    link = f"<{data['url']}|{reference}>" if data.get("url") else reference
+    priority = PRIORITIES.get(data.get("priority"), "")
+    sla = ""
+    if data.get("target"):
+        sla = f" · SLA {data['target']} " + ("breached" if message.event == "incident_sla_breached"
+                                             else f"{round(float(data.get('point') or 0) * 100)}% used")
+    return f"*{link}* {message.subject}\n{priority}{sla}".strip()
+
+
+def send(message: Message) -> None:
+    settings = plugin_settings("chat")
+    post_json(message.recipient, {"text": text_for(message)}, headers={
+        "Idempotency-Key": message.idempotency_key}, timeout=float(settings.get("timeout", 10)),
+        allow=settings.list("allow_private"))
+
+
+@hookimpl
+def helpdesk_channel_types() -> list[ChannelType]:
+    return [ChannelType("chat", "Chat (Slack-compatible webhook)", send, "Messages to agents' chat")]

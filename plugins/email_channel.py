@@ -1,0 +1,109 @@
+"""The e-mail channel: SMTP with STARTTLS or TLS and authentication.
+
+Every message about one incident carries ``In-Reply-To`` and ``References``
+pointing at the same root id, so mail clients thread them; the subject
+carries the reference; ``Auto-Submitted: auto-generated`` stops auto-replies.
+The ``Message-ID`` derives from the delivery's idempotency key, so a retried
+delivery is recognisably the same message. Header values are single-line:
+carriage returns and line feeds in titles cannot smuggle in headers.
+
+    [plugins.email]
+    host = "smtp.example.com"
+    port = 587
+    security = "starttls"          # none | starttls | tls
+    username = "helpdesk"
+    password_file = "/run/secrets/smtp"   # or password = "…" / HELPDESK_PLUGINS__EMAIL__PASSWORD
+    from_address = "Helpdesk <helpdesk@example.com>"
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+from urllib.parse import urlsplit
+
+from flask import current_app
+
+from helpdesk import hookimpl, plugin_settings
+from helpdesk.config import ConfigError
+from helpdesk.records import ChannelType, DeliveryError, Message
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def one_line(value: str) -> str:
+    """A header value without CR, LF or other control characters."""
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
+def _domain(from_address: str) -> str:
+    return parseaddr(from_address)[1].rpartition("@")[2] or "helpdesk.invalid"
+
+
+def build(message: Message, from_address: str) -> EmailMessage:
+    name, address = parseaddr(one_line(message.recipient))
+    if "@" not in address or any(c in address for c in " <>,;"):
+        raise DeliveryError(f"{message.recipient!r} is not an e-mail address", permanent=True)
+    domain = _domain(from_address)
+    mail = EmailMessage()
+    mail["Subject"] = one_line(message.subject)
+    mail["From"] = one_line(from_address)
+    mail["To"] = address
+    mail["Date"] = formatdate(usegmt=True)
+    token = re.sub(r"[^A-Za-z0-9.-]", ".", message.idempotency_key) or "message"
+    mail["Message-ID"] = f"<{token}@{domain}>"
+    mail["Auto-Submitted"] = "auto-generated"
+    if message.incident_reference:
+        root = f"<{one_line(message.incident_reference)}@{domain}>"
+        mail["In-Reply-To"] = root
+        mail["References"] = root
+        mail["X-Helpdesk-Incident"] = one_line(message.incident_reference)
+    text = message.text + (f"\n{message.url}\n" if message.url and message.url not in message.text else "")
+    mail.set_content(text)
+    body = message.html or "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>"
+                                   for p in text.strip().split("\n\n"))
+    mail.add_alternative(f"<!doctype html><html><body>{body}</body></html>", subtype="html")
+    return mail
+
+
+def send(message: Message) -> None:
+    settings = plugin_settings("email")
+    base_host = urlsplit(current_app.extensions["helpdesk.settings"].base_url).hostname or "localhost"
+    from_address = settings.get("from_address", f"Helpdesk <helpdesk@{base_host}>")
+    mail = build(message, from_address)
+    host, security = settings.get("host", "localhost"), settings.get("security", "none")
+    if security not in {"none", "starttls", "tls"}:
+        raise ConfigError("HELPDESK_PLUGINS__EMAIL__SECURITY: expected none, starttls or tls")
+    port = int(settings.get("port", 465 if security == "tls" else 25))
+    timeout = float(settings.get("timeout", 10))
+    try:
+        if security == "tls":
+            client = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
+        else:
+            client = smtplib.SMTP(host, port, timeout=timeout)
+        with client:
+            if security == "starttls":
+                client.starttls(context=ssl.create_default_context())
+            if settings.get("username"):
+                client.login(settings["username"], settings.secret("password") or "")
+            client.send_message(mail)
+    except smtplib.SMTPRecipientsRefused as error:
+        codes = [code for code, _ in error.recipients.values()]
+        raise DeliveryError(f"recipient refused: {error.recipients}",
+                            permanent=all(c >= 500 for c in codes)) from None
+    except smtplib.SMTPAuthenticationError as error:
+        raise DeliveryError(f"SMTP login refused ({error.smtp_code})", permanent=True) from None
+    except smtplib.SMTPResponseException as error:
+        raise DeliveryError(f"SMTP {error.smtp_code}: {error.smtp_error!r}",
+                            permanent=error.smtp_code >= 500) from None
+    except (OSError, smtplib.SMTPException) as error:
+        raise DeliveryError(f"SMTP {host}:{port}: {type(error).__name__}: {error}") from None
+
+
+@hookimpl
+def helpdesk_channel_types() -> list[ChannelType]:
+    return [ChannelType("email", "E-mail (SMTP)", send, "Threaded e-mail to agents and requesters")]

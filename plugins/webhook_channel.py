@@ -1,0 +1,56 @@
+"""The webhook channel: every incident event as signed JSON to the URLs an admin configured.
+
+    [plugins.webhook]
+    urls = ["https://hooks.example.com/helpdesk"]
+    secret_file = "/run/secrets/webhook"   # or secret = "…"
+    timeout = 10
+    allow_private = []                     # hosts or networks allowed although private
+
+Body (``Content-Type: application/json``)::
+
+    {"event": "incident_assigned", "kind": "incident_assigned", "incident": "INC-42",
+     "title": "…", "status": "assigned", "priority": 2, "url": "https://…/incidents/42",
+     "subject": "…", "idempotency_key": "…", "sent_at": 1767225600, …event fields}
+
+Headers: ``X-Helpdesk-Event``, ``Idempotency-Key``, ``X-Helpdesk-Timestamp`` (Unix
+seconds) and ``X-Helpdesk-Signature: sha256=<hex>``, the HMAC-SHA256 of
+``<timestamp>.<body>`` with the shared secret. Verify the signature, reject
+old timestamps, and drop repeated idempotency keys: delivery is at least once.
+Redirects are not followed; private, loopback and link-local addresses are
+refused unless allow-listed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+
+from helpdesk import hookimpl, plugin_settings
+from helpdesk.outbound import post_json
+from helpdesk.records import ChannelType, Message
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def send(message: Message) -> None:
+    settings = plugin_settings("webhook")
+    timestamp = str(int(time.time()))
+    body = json.dumps({**message.data, "subject": message.subject,
+                       "idempotency_key": message.idempotency_key, "sent_at": int(timestamp)},
+                      sort_keys=True).encode()
+    headers = {"X-Helpdesk-Event": message.event, "Idempotency-Key": message.idempotency_key,
+               "X-Helpdesk-Timestamp": timestamp}
+    secret = settings.secret("secret")
+    if secret:
+        headers["X-Helpdesk-Signature"] = signature(secret, timestamp, body)
+    post_json(message.recipient, body, headers=headers, timeout=float(settings.get("timeout", 10)),
+              allow=settings.list("allow_private"))
+
+
+@hookimpl
+def helpdesk_channel_types() -> list[ChannelType]:
+    return [ChannelType("webhook", "Webhook (signed JSON)", send, "Every event to configured URLs")]
