@@ -1,6 +1,7 @@
 """The admin SLA page: what is registered, and which policy applies to an incident."""
 
 import pytest
+
 from helpdesk_plugins import business_hours, sla_priority
 
 

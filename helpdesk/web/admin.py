@@ -241,3 +241,72 @@ def sla_overview() -> Any:
         weekdays=["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
         sample=sample, applied=applied, error=error, query=request.args.get("incident", ""),
     )
+
+
+DELIVERY_STATES = ("pending", "sending", "sent", "dead")
+
+
+@bp.get("/deliveries")
+@access(ADMIN)
+def deliveries() -> Any:
+    """The outbox: filter by state and channel; each delivery's attempts; retry dead ones."""
+    from flask import current_app
+
+    from helpdesk.models import Delivery, DeliveryAttempt
+
+    state_filter = request.args.get("state") or ""
+    channel_filter = request.args.get("channel") or ""
+    if state_filter and state_filter not in DELIVERY_STATES:
+        abort(400, f"Unknown delivery state {state_filter!r}.")
+    query = Delivery.select().order_by(Delivery.id.desc())
+    if state_filter:
+        query = query.where(Delivery.state == state_filter)
+    if channel_filter:
+        query = query.where(Delivery.channel == channel_filter)
+    rows = list(query.limit(100))
+    attempts: dict[int, list[Any]] = {}
+    if rows:
+        for attempt in DeliveryAttempt.select().where(
+                DeliveryAttempt.delivery.in_([r.id for r in rows])).order_by(DeliveryAttempt.id):
+            attempts.setdefault(attempt.delivery_id, []).append(attempt)
+    channels = sorted(current_app.extensions["helpdesk"].registry.channel_types)
+    return render_template("admin/deliveries.html", deliveries=rows, attempts=attempts,
+                           states=DELIVERY_STATES, channels=channels, state_filter=state_filter,
+                           channel_filter=channel_filter)
+
+
+@bp.post("/deliveries/<int:delivery_id>/retry")
+@access(ADMIN)
+def retry_delivery(delivery_id: int) -> Any:
+    from flask import current_app
+
+    from helpdesk import notifications
+
+    if notifications.retry(delivery_id):
+        current_app.extensions["helpdesk"].tasks["deliver"](delivery_id)
+        flash("Delivery queued again.")
+    else:
+        flash("Only a dead delivery can be retried.")
+    return redirect(url_for("admin.deliveries", state=request.args.get("state") or None), code=303)
+
+
+@bp.post("/channels/<name>/test")
+@access(ADMIN)
+def test_channel(name: str) -> Any:
+    """Send a test message through a channel type now, and say what happened."""
+    from helpdesk.channels import deliver
+    from helpdesk.records import DeliveryError, Message
+
+    recipient = (request.form.get("recipient") or "").strip()
+    if not recipient:
+        flash("Give a recipient for the test message.")
+    else:
+        try:
+            deliver(name, Message(recipient=recipient, subject="Helpdesk test message",
+                                  text="If you can read this, the channel works.",
+                                  idempotency_key=f"test-{name}"))
+        except DeliveryError as error:
+            flash(f"{name}: {'permanent' if error.permanent else 'temporary'} failure: {error}")
+        else:
+            flash(f"{name}: test message sent to {recipient}.")
+    return redirect(url_for("admin.deliveries"), code=303)

@@ -72,10 +72,14 @@ def logout() -> Response:
 @bp.route("/profile", methods=["GET", "POST"])
 @access(AGENT)
 def profile() -> Any:
-    """An agent's own settings: display time zone and password."""
+    """An agent's own settings: time zone, password, and how they want to be notified."""
+    from urllib.parse import urlsplit
     from zoneinfo import available_timezones
 
+    from helpdesk.db import write_transaction
     from helpdesk.errors import DomainError
+    from helpdesk.models import NotificationPreference
+    from helpdesk.notifications import AGENT_CHANNELS, KINDS
     from helpdesk.people import set_password
 
     zones = sorted(available_timezones())
@@ -84,17 +88,33 @@ def profile() -> Any:
         zone = request.form.get("time_zone") or None
         current = request.form.get("current_password") or ""
         new = request.form.get("new_password") or ""
+        chat_url = (request.form.get("chat_url") or "").strip() or None
         try:
             if zone is not None and zone not in zones:
                 raise DomainError("Choose a time zone from the list.")
+            if chat_url and (urlsplit(chat_url).scheme not in {"http", "https"}
+                             or not urlsplit(chat_url).hostname or len(chat_url) > 500):
+                raise DomainError("The chat webhook must be an http(s) URL.")
             if new and not check_password(current_user, current):
                 raise DomainError("Your current password is wrong; the password was not changed.")
-            if new:
-                set_password(current_user, new)
-            Agent.update(time_zone=zone).where(Agent.id == current_user.id).execute()
+            with write_transaction():
+                if new:
+                    set_password(current_user, new)
+                Agent.update(time_zone=zone, chat_url=chat_url,
+                             notify_email=request.form.get("notify_email") == "on") \
+                    .where(Agent.id == current_user.id).execute()
+                NotificationPreference.delete().where(
+                    NotificationPreference.agent == current_user.id).execute()
+                NotificationPreference.insert_many([
+                    {"agent": current_user.id, "kind": kind, "channel": channel,
+                     "enabled": request.form.get(f"pref-{kind}-{channel}") == "on"}
+                    for kind in KINDS for channel in AGENT_CHANNELS]).execute()
         except DomainError as refused:
             error, status = str(refused), 422
         else:
             flash("Profile saved.")
             return redirect(url_for("auth.profile"), code=303)
-    return render_template("profile.html", zones=zones, error=error), status
+    chosen = {(p.kind, p.channel): p.enabled for p in NotificationPreference.select().where(
+        NotificationPreference.agent == current_user.id)}
+    return render_template("profile.html", zones=zones, error=error, kinds=KINDS,
+                           channels=AGENT_CHANNELS, chosen=chosen), status

@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from helpdesk_plugins import activity_log
 
 from helpdesk import incidents
+from helpdesk_plugins import activity_log
 
 
 @pytest.fixture

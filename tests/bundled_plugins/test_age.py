@@ -1,9 +1,9 @@
 """The bundled age plugin: a queue column and an incident panel from its own template."""
 
 import pytest
-from helpdesk_plugins import age
 
 from helpdesk import incidents
+from helpdesk_plugins import age
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
 """The bundled routing plugin, tested with the plugin authors' kit like any plugin."""
 
 import pytest
-from helpdesk_plugins import routing
 
 from helpdesk.config import ConfigError
 from helpdesk.models import Category, Service
+from helpdesk_plugins import routing
 
 
 @pytest.fixture

@@ -1,0 +1,79 @@
+"""The pages around notifications: an agent's choices, the admin outbox, the bell."""
+
+import socket
+
+import pytest
+
+from helpdesk import incidents
+from helpdesk.models import Agent, Delivery, Notice, NotificationPreference
+from helpdesk_plugins import email_channel
+
+
+@pytest.fixture
+def helpdesk_plugins():
+    return [email_channel]
+
+
+@pytest.fixture
+def helpdesk_settings():
+    """E-mail goes to a loopback port where nothing listens: every send fails, temporarily."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    return {"plugins": {"email": {"host": "127.0.0.1", "port": closed_port, "timeout": 2}}}
+
+
+def test_agent_chooses_channels_per_kind_of_event(helpdesk_app, login, personas, incident_factory):
+    client = login(personas.assignee)
+    form = {f"pref-{kind}-{channel}": "on" for kind in ("team_new", "resolved")
+            for channel in ("inapp", "email", "chat")}
+    form.update({"pref-assigned-inapp": "on", "notify_email": "on"})  # assigned: in-app only
+    assert client.post("/profile", form).status_code == 303
+    stored = {(p.kind, p.channel): p.enabled for p in NotificationPreference.select()
+              .where(NotificationPreference.agent == personas.assignee.id)}
+    assert stored[("assigned", "email")] is False and stored[("assigned", "inapp")] is True
+
+    incident = incident_factory()
+    with helpdesk_app.app_context():
+        incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
+    assert Notice.select().where(Notice.agent == personas.assignee.id).count() == 1
+    assert not Delivery.select().where(Delivery.recipient == "priya@example.com").exists()
+    page = client.get("/profile").get_data(as_text=True)
+    assert 'name="pref-assigned-email" aria-label="Assigned to me: email" >' in page
+
+
+def test_a_chat_url_must_be_http(login, personas):
+    response = login(personas.owner).post("/profile", {"chat_url": "javascript:alert(1)"})
+    assert response.status_code == 422
+    assert Agent.get_by_id(personas.owner.id).chat_url is None
+
+
+def test_the_bell_counts_unread_notices_and_the_page_marks_them_read(login, personas, incident_factory):
+    Notice.create(agent=personas.owner.id, text="INC-1 something happened")
+    client = login(personas.owner)
+    assert "1 unread" in client.get("/notices/bell").get_data(as_text=True)
+    assert "INC-1 something happened" in client.get("/notices/").get_data(as_text=True)
+    assert client.post("/notices/read").status_code == 303
+    assert "unread" not in client.get("/notices/bell").get_data(as_text=True)
+    assert "INC-1 something" not in login(personas.colleague).get("/notices/").get_data(as_text=True)
+
+
+def test_admin_outbox_lists_and_filters_deliveries(helpdesk_app, login, personas, incident_factory):
+    incident = incident_factory()
+    with helpdesk_app.app_context():
+        incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
+    # Nothing listens on the configured SMTP port: the e-mail waits for a retry.
+    delivery = Delivery.get(Delivery.recipient == "priya@example.com")
+    assert delivery.state == "pending" and delivery.attempts == 1
+    admin = login(personas.admin)
+    page = admin.get("/admin/deliveries?state=pending").get_data(as_text=True)
+    assert "priya@example.com" in page and "SMTP" in page
+    assert "priya@example.com" not in admin.get("/admin/deliveries?state=sent").get_data(as_text=True)
+    assert admin.get("/admin/deliveries?state=bogus").status_code == 400
+    assert login(personas.lead).get("/admin/deliveries").status_code == 403
+
+
+def test_send_test_reports_the_failure(login, personas):
+    response = login(personas.admin).post("/admin/channels/email/test", {"recipient": "x@example.com"},
+                                          follow_redirects=True)
+    assert "email: temporary failure" in response.get_data(as_text=True)
