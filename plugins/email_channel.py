@@ -8,7 +8,7 @@ delivery is recognisably the same message. Header values are single-line:
 carriage returns and line feeds in titles cannot smuggle in headers.
 
     [plugins.email]
-    host = "smtp.example.com"
+    host = "smtp.example.com"      # without a host, the e-mail channel is off
     port = 587
     security = "starttls"          # none | starttls | tls
     username = "helpdesk"
@@ -75,7 +75,7 @@ def send(message: Message) -> None:
     base_host = urlsplit(current_app.extensions["helpdesk.settings"].base_url).hostname or "localhost"
     from_address = settings.get("from_address", f"Helpdesk <helpdesk@{base_host}>")
     mail = build(message, from_address)
-    host, security = settings.get("host", "localhost"), settings.get("security", "none")
+    host, security = settings.require("host"), settings.get("security", "none")
     if security not in {"none", "starttls", "tls"}:
         raise ConfigError("HELPDESK_PLUGINS__EMAIL__SECURITY: expected none, starttls or tls")
     port = int(settings.get("port", 465 if security == "tls" else 25))
@@ -106,4 +106,6 @@ def send(message: Message) -> None:
 
 @hookimpl
 def helpdesk_channel_types() -> list[ChannelType]:
+    if "host" not in plugin_settings("email"):
+        return []  # no SMTP server configured: no e-mail, rather than a pile of failed deliveries
     return [ChannelType("email", "E-mail (SMTP)", send, "Threaded e-mail to agents and requesters")]
