@@ -149,7 +149,7 @@ class Settings:
     host: str = _setting(_non_empty, "127.0.0.1", "address `helpdesk serve` listens on")
     port: int = _setting(_int_between(1, 65535), 5000, "port `helpdesk serve` listens on")
     threads: int = _setting(_int_between(1, 256), 8, "web server threads")
-    workers: int = _setting(_int_between(1, 64), 2, "background worker threads")
+    workers: int = _setting(_int_between(1, 128), 16, "background worker threads")
     max_request_bytes: int = _setting(_int_between(1024, 1 << 30), 2 * 1024 * 1024, "")
     login_max_failures: int = _setting(_int_between(1, 1000), 5, "failed logins per window")
     login_window_seconds: int = _setting(_int_between(1, 86400), 900, "rate-limit window")

@@ -66,7 +66,10 @@ DUE = peewee.fn.COALESCE(
                         ResponseClock.due_at)], None),
     ResolutionClock.due_at,
 )
-BREACHED = (
+# A breach stays on the record when the target is met late ...
+BREACHED = ResponseClock.breached_at.is_null(False) | ResolutionClock.breached_at.is_null(False)
+# ... but only an unmet breach takes an incident out of "at risk" (it is past that).
+BREACHED_NOW = (
     (ResponseClock.breached_at.is_null(False) & ResponseClock.met_at.is_null())
     | (ResolutionClock.breached_at.is_null(False) & ResolutionClock.met_at.is_null())
 )
@@ -146,7 +149,7 @@ def queue_condition(queue: str, agent: Agent) -> peewee.Expression:
     conditions = {
         "assigned": Incident.assigned_agent == agent.id,
         "owned": Incident.owner_agent == agent.id,
-        "at_risk": mine & DUE.is_null(False) & ~BREACHED,
+        "at_risk": mine & DUE.is_null(False) & ~BREACHED_NOW,
         "breached": BREACHED,
         "teams": (Incident.assigned_team.in_(my_teams)) | (Incident.owner_team.in_(my_teams)),
         "unassigned": Incident.assigned_agent.is_null(),

@@ -34,7 +34,7 @@ class Status:
     """Where one clock stands, for badges and the SLA panel."""
 
     target: str
-    state: str  # running, warning, breached, paused, met, stopped
+    state: str  # running, warning, breached, paused, met, late (met after a breach), stopped
     due_at: dt.datetime | None
     elapsed: dt.timedelta
     paused: dt.timedelta
@@ -44,7 +44,7 @@ class Status:
     @property
     def label(self) -> str:
         return {"running": "On track", "warning": "At risk", "breached": "Breached",
-                "paused": "Paused", "met": "Met", "stopped": "Stopped"}[self.state]
+                "paused": "Paused", "met": "Met", "late": "Met late", "stopped": "Stopped"}[self.state]
 
 
 def _state() -> Any | None:
@@ -128,7 +128,7 @@ def status(state: Any, clock: SlaClock, at: dt.datetime) -> Status:
     target = dt.timedelta(seconds=clock.target_seconds)
     used = used_time / target if target else 1.0
     if clock.met_at:
-        kind = "met"
+        kind = "late" if clock.breached_at else "met"
     elif clock.stopped_at:
         kind = "stopped"
     elif clock.breached_at or (clock.due_at and at >= clock.due_at):

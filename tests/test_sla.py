@@ -1,0 +1,724 @@
+"""SLA behaviour as owners and assignees see it: due times in business hours, warnings and
+breaches that fire once, pauses, re-targets, reopening, the response target, the background
+check under concurrency and crashes, auto-close, and the SLA queues and panel.
+
+Every expected instant is worked out by hand from the ``business`` calendar (Monday to Friday
+09:00-17:00 Europe/London) and the ``priority`` policy (P1 15m/4h around the clock, P2 30m/8
+business hours, P3 4bh/3 business days, P4 1bd/10bd; warnings at 50/75/90 %). Stored times are
+naive UTC: London is UTC+0 until Sunday 29 March 2026 and UTC+1 from then on. 2026-03-02 is a
+Monday.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import subprocess
+import sys
+import threading
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+import helpdesk.db
+from helpdesk import events, hookimpl, incidents, sla
+from helpdesk.models import Agent, Incident, Notice, SlaClock, SlaEvent, TimelineEntry
+from helpdesk.testing import PG_URL_VARIABLE, FrozenClock, Personas
+from helpdesk_plugins import business_hours, sla_priority
+
+PG_URL = os.environ.get(PG_URL_VARIABLE)
+ROOT = Path(__file__).resolve().parent.parent
+H = dt.timedelta(hours=1)
+SECOND = dt.timedelta(seconds=1)
+
+
+def utc(month: int, day: int, hour: int, minute: int = 0, second: int = 0) -> dt.datetime:
+    """An instant of 2026 as stored: naive UTC."""
+    return dt.datetime(2026, month, day, hour, minute, second)
+
+
+# -- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def helpdesk_plugins() -> list[Any]:
+    return [business_hours, sla_priority]
+
+
+@pytest.fixture
+def holidays() -> list[str]:
+    """Holidays of the business calendar; parametrize this name to add some."""
+    return []
+
+
+@pytest.fixture
+def extra_settings() -> dict[str, Any]:
+    """More settings for the app; parametrize this name to change them."""
+    return {}
+
+
+@pytest.fixture
+def helpdesk_settings(holidays: list[str], extra_settings: dict[str, Any]) -> dict[str, Any]:
+    return {"time_zone": "Europe/London",
+            "plugins": {"business_hours": {"holidays": holidays}},
+            **extra_settings}
+
+
+class Recorder:
+    """A plugin that records the SLA event hooks it receives."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, str, str, float | None]] = []
+        self._lock = threading.Lock()
+
+    @hookimpl
+    def incident_sla_warning(self, incident: Any, actor: Any, target: str, point: float,
+                             due_at: str) -> None:
+        with self._lock:
+            self.calls.append((incident.id, target, "warning", point))
+
+    @hookimpl
+    def incident_sla_breached(self, incident: Any, actor: Any, target: str, due_at: str) -> None:
+        with self._lock:
+            self.calls.append((incident.id, target, "breach", None))
+
+
+class Desk:
+    """The domain and the SLA check driven at chosen instants, always inside the app."""
+
+    def __init__(self, app: Flask, personas: Personas, clock: FrozenClock) -> None:
+        self.app = app
+        self.state = app.extensions["helpdesk"]
+        self.p = personas
+        self.clock = clock
+
+    def log(self, when: dt.datetime, impact: str, urgency: str, **values: Any) -> Incident:
+        self.clock.set(when)
+        values.setdefault("title", "Orders database slow")
+        values.setdefault("actor", self.p.owner)
+        with self.app.app_context():
+            return incidents.log_incident(self.state.pm, service_desk=self.p.service_desk,
+                                          impact=impact, urgency=urgency, **values)
+
+    def do(self, when: dt.datetime, change: Any, *args: Any, **kwargs: Any) -> Any:
+        self.clock.set(when)
+        with self.app.app_context():
+            return change(*args, **kwargs)
+
+    def reply(self, when: dt.datetime, incident: Incident, actor: Agent | None = None) -> None:
+        self.do(when, incidents.add_comment, incident.id, actor or self.p.owner,
+                "We are looking into it.", public=True)
+
+    def status(self, when: dt.datetime, incident: Incident, status: str, actor: Agent | None = None,
+               **kwargs: Any) -> Incident:
+        return self.do(when, incidents.change_status, incident.id, actor or self.p.owner, status,
+                       **kwargs)
+
+    def check(self, when: dt.datetime) -> int:
+        self.clock.set(when)
+        with self.app.app_context():
+            return sla.check(self.state, when)
+
+    def clock_of(self, incident: Incident, target: str = "resolution") -> SlaClock:
+        return SlaClock.get((SlaClock.incident == incident.id) & (SlaClock.target == target))
+
+    def standing(self, incident: Incident, target: str = "resolution",
+                 when: dt.datetime | None = None) -> sla.Status:
+        with self.app.app_context():
+            return sla.status(self.state, self.clock_of(incident, target), when or self.clock.now)
+
+    def events(self, incident: Incident | None = None) -> list[tuple[str, str, int, int]]:
+        query = SlaEvent.select().order_by(SlaEvent.id)
+        if incident is not None:
+            query = query.where(SlaEvent.incident == incident.id)
+        return [(e.target, e.kind, e.point, e.cycle) for e in query]
+
+    def sla_entries(self, incident: Incident | None = None) -> list[TimelineEntry]:
+        query = TimelineEntry.select().where(TimelineEntry.kind == "sla").order_by(TimelineEntry.id)
+        if incident is not None:
+            query = query.where(TimelineEntry.incident == incident.id)
+        return list(query)
+
+    def notices(self, agent: Agent | None = None, incident: Incident | None = None) -> list[Notice]:
+        """In-app notices about SLA targets (not those about assignments and the like)."""
+        query = Notice.select().order_by(Notice.id)
+        if agent is not None:
+            query = query.where(Notice.agent == agent.id)
+        if incident is not None:
+            query = query.where(Notice.incident == incident.id)
+        return [n for n in query if re.search(r"\b(response|resolution) target\b", n.text)]
+
+
+@pytest.fixture
+def desk(helpdesk_app: Flask, personas: Personas, frozen_clock: FrozenClock) -> Desk:
+    return Desk(helpdesk_app, personas, frozen_clock)
+
+
+def resolution_events(desk: Desk, incident: Incident) -> list[tuple[str, int, int]]:
+    return [(kind, point, cycle) for target, kind, point, cycle in desk.events(incident)
+            if target == "resolution"]
+
+
+# -- 1. the seed scenario ----------------------------------------------------------------------
+
+# A P2 logged at 16:30 London on a Friday: half an hour on Friday, then 7.5 business hours on
+# Monday. 50 % = 4 h, 75 % = 6 h, 90 % = 7.2 h (7 h 12 min) of the 8 business hours.
+SEED = {  # created, 50 %, 75 %, 90 %, due (all UTC)
+    "seed-winter": (utc(3, 6, 16, 30), utc(3, 9, 12, 30), utc(3, 9, 14, 30), utc(3, 9, 15, 42),
+                    utc(3, 9, 16, 30)),
+    # London moves to BST on Sunday 29 March: Monday's 09:00-17:00 is 08:00-16:00 UTC.
+    "across-dst": (utc(3, 27, 16, 30), utc(3, 30, 11, 30), utc(3, 30, 13, 30), utc(3, 30, 14, 42),
+                   utc(3, 30, 15, 30)),
+}
+
+
+@pytest.mark.parametrize("with_agent", [True, False], ids=["assignee-agent", "team-only"])
+@pytest.mark.parametrize("times", list(SEED.values()), ids=list(SEED))
+def test_seed_scenario_warns_owner_and_assignee_then_breaches_once(desk, times, with_agent):
+    created, w50, w75, w90, due = times
+    p = desk.p
+    incident = desk.log(created, impact="high", urgency="medium")
+    assert incident.priority == 2
+    agent = p.assignee if with_agent else None
+    fresh = desk.do(created, incidents.assign, incident.id, p.owner, p.database_team, agent)
+    assert (fresh.owner_agent_id, fresh.owner_team_id) == (p.owner.id, p.service_desk.id)
+    assert (fresh.assigned_team_id, fresh.assigned_agent_id) == (p.database_team.id,
+                                                                  agent.id if agent else None)
+    desk.reply(created + dt.timedelta(minutes=10), incident)  # meets the 30-minute response target
+
+    assert desk.clock_of(incident).due_at == due
+    assert desk.clock_of(incident, "response").met_at == created + dt.timedelta(minutes=10)
+
+    # Nothing over the weekend, nor a second before the 50 % instant.
+    for quiet in (created + dt.timedelta(minutes=15), created + dt.timedelta(days=1),
+                  created + dt.timedelta(days=2), w50 - SECOND):
+        assert desk.check(quiet) == 0, quiet
+    assert desk.events() == []
+
+    assert desk.check(w50) == 1
+    assert desk.events() == [("resolution", "warning", 500, 1)]
+    assert desk.check(w75 - SECOND) == 0
+    assert not [n for n in desk.notices() if "75%" in n.text]
+
+    assert desk.check(w75) == 1
+    recipients = [p.owner, p.assignee] if with_agent else [p.owner]
+    for agent_ in recipients:
+        notices = [n for n in desk.notices(agent_, incident) if "resolution target 75% used" in n.text]
+        assert len(notices) == 1, agent_
+        assert notices[0].created_at == w75 < due
+        assert notices[0].read_at is None
+        assert incident.reference in notices[0].text
+    notified = {n.agent_id for n in desk.notices()}
+    assert notified == {a.id for a in recipients}  # not the whole team, not the leads
+    entry = desk.sla_entries(incident)[-1]
+    assert (entry.kind, entry.field, entry.new_value, entry.at) == ("sla", "resolution", "warning", w75)
+    assert "75%" in entry.body and f"{due:%Y-%m-%d %H:%M}" in entry.body
+
+    assert desk.check(w90) == 1
+    assert desk.check(due - SECOND) == 0
+    assert desk.clock_of(incident).breached_at is None
+    assert desk.check(due) == 1
+    for again in (due, due, due + dt.timedelta(minutes=1), due + dt.timedelta(days=3)):
+        assert desk.check(again) == 0
+
+    assert desk.events() == [("resolution", "warning", 500, 1), ("resolution", "warning", 750, 1),
+                             ("resolution", "warning", 900, 1), ("resolution", "breach", 1000, 1)]
+    clock = desk.clock_of(incident)
+    assert clock.breached_at == due
+    assert clock.next_event_at is None
+    breaches = [e for e in desk.sla_entries(incident) if e.new_value == "breach"]
+    assert len(breaches) == 1 and breaches[0].at == due
+    assert len(desk.sla_entries(incident)) == 4
+    for agent_ in recipients:
+        assert len([n for n in desk.notices(agent_) if "breached" in n.text]) == 1
+    assert desk.standing(incident, when=due + H).state == "breached"
+
+
+# -- 2. pause and resume ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("holidays", [["2026-03-09"]])
+def test_pending_pauses_across_weekend_and_holiday_and_resumes_where_it_stood(desk):
+    # P2 logged Wednesday 13:00: 4 h on Wednesday + 4 h on Thursday -> first due Thursday 13:00.
+    incident = desk.log(utc(3, 4, 13), impact="high", urgency="medium")
+    desk.reply(utc(3, 4, 13, 5), incident)
+    assert desk.clock_of(incident).due_at == utc(3, 5, 13)
+    assert desk.check(utc(3, 4, 17)) == 1  # 4 h used: 50 %
+
+    # Pending from Thursday 10:00: 4 h Wednesday + 1 h Thursday used.
+    desk.status(utc(3, 5, 10), incident, "pending", pending_reason="customer")
+    paused = desk.standing(incident, when=utc(3, 5, 10))
+    assert (paused.state, paused.elapsed, paused.due_at) == ("paused", 5 * H, None)
+
+    # While paused nothing fires, not even after the first due time, and no time accrues.
+    for quiet in (utc(3, 5, 13), utc(3, 5, 16), utc(3, 6, 12), utc(3, 7, 12), utc(3, 9, 12)):
+        assert desk.check(quiet) == 0, quiet
+        assert desk.standing(incident, when=quiet).elapsed == 5 * H
+    # Changing only the pending reason keeps the clock paused.
+    desk.status(utc(3, 9, 12), incident, "pending", pending_reason="third_party")
+    assert desk.clock_of(incident).paused_at == utc(3, 5, 10)
+
+    # Back to work Tuesday 11:00. Paused business time: Thursday 10-17 (7 h) + Friday (8 h)
+    # + weekend (0) + Monday holiday (0) + Tuesday 09-11 (2 h) = 17 h.
+    desk.status(utc(3, 10, 11), incident, "in_progress")
+    resumed = desk.standing(incident, when=utc(3, 10, 11))
+    assert resumed.elapsed == 5 * H
+    assert resumed.paused == 17 * H
+    # The old due (Thursday 13:00) plus 17 business hours: Thursday 13-17 (4), Friday (8),
+    # Monday is the holiday, Tuesday 09-14 (5) -> Tuesday 14:00 = resume + the 3 h left.
+    assert desk.clock_of(incident).due_at == utc(3, 10, 14)
+    assert resumed.state == "warning"  # 62.5 % used
+
+    assert desk.check(utc(3, 10, 11, 59, 59)) == 0
+    assert desk.check(utc(3, 10, 12)) == 1  # 6 h used: 75 %
+    assert desk.check(utc(3, 10, 13, 12)) == 1  # 7.2 h: 90 %
+    assert desk.check(utc(3, 10, 13, 59, 59)) == 0
+    assert desk.check(utc(3, 10, 14)) == 1
+    assert resolution_events(desk, incident) == [("warning", 500, 1), ("warning", 750, 1),
+                                                 ("warning", 900, 1), ("breach", 1000, 1)]
+    assert desk.clock_of(incident).breached_at == utc(3, 10, 14)
+
+
+@pytest.mark.parametrize(("holidays", "due"), [([], utc(3, 9, 11)), (["2026-03-09"], utc(3, 10, 11))],
+                         ids=["no-holiday", "monday-holiday"])
+def test_time_left_after_a_pause_runs_over_the_weekend_and_holiday(desk, due):
+    # P2 logged Thursday 09:00; pending 13:00 (4 h used) until Friday 15:00. The 4 h left:
+    # Friday 15-17 (2 h), then Monday 09-11 - or Tuesday 09-11 when Monday is a holiday.
+    incident = desk.log(utc(3, 5, 9), impact="high", urgency="medium")
+    desk.reply(utc(3, 5, 9, 5), incident)
+    desk.status(utc(3, 5, 13), incident, "pending", pending_reason="customer")
+    desk.status(utc(3, 6, 15), incident, "in_progress")
+    standing = desk.standing(incident, when=utc(3, 6, 15))
+    assert (standing.elapsed, standing.paused) == (4 * H, 10 * H)
+    assert desk.clock_of(incident).due_at == due
+    desk.check(due - SECOND)
+    assert desk.clock_of(incident).breached_at is None
+    assert desk.check(due) == 1
+    assert resolution_events(desk, incident)[-1] == ("breach", 1000, 1)
+
+
+# -- 3. priority changes --------------------------------------------------------------------------
+
+
+def test_raising_priority_retargets_from_the_same_start_keeping_the_pause(desk):
+    p = desk.p
+    # P3 logged Monday 09:00 (3 business days: due Wednesday 17:00), pending Monday 11:00 to
+    # Tuesday 11:00 (8 business hours paused) -> due Thursday 17:00.
+    incident = desk.log(utc(3, 2, 9), impact="medium", urgency="medium")
+    assert incident.priority == 3
+    desk.reply(utc(3, 2, 9, 5), incident)
+    assert desk.clock_of(incident).due_at == utc(3, 4, 17)
+    desk.status(utc(3, 2, 11), incident, "pending", pending_reason="customer")
+    desk.status(utc(3, 3, 11), incident, "in_progress")
+    assert desk.clock_of(incident).due_at == utc(3, 5, 17)
+    assert desk.check(utc(3, 3, 14)) == 0  # 5 h of 24: no warning yet
+
+    # Escalated to P2 at Tuesday 14:00 with 5 h used: 8 h from Monday 09:00 plus the 8 h
+    # paused -> Tuesday 17:00; 62.5 % used, so the 50 % warning of the new target is due.
+    fresh = desk.do(utc(3, 3, 14), incidents.override_priority, incident.id, p.owner, 2,
+                    "Customer escalated: orders failing")
+    assert (fresh.priority, fresh.priority_overridden) == (2, True)
+    clock = desk.clock_of(incident)
+    assert (clock.cycle, clock.target_seconds, clock.due_at) == (2, 8 * 3600, utc(3, 3, 17))
+    standing = desk.standing(incident, when=utc(3, 3, 14))
+    assert (standing.elapsed, standing.paused) == (5 * H, 8 * H)
+
+    assert desk.check(utc(3, 3, 14)) == 1
+    assert desk.check(utc(3, 3, 14, 59, 59)) == 0
+    assert desk.check(utc(3, 3, 15)) == 1  # 6 h: 75 %
+    assert desk.check(utc(3, 3, 16, 12)) == 1  # 7.2 h: 90 %
+    assert desk.check(utc(3, 3, 17)) == 1
+    assert resolution_events(desk, incident) == [("warning", 500, 2), ("warning", 750, 2),
+                                                 ("warning", 900, 2), ("breach", 1000, 2)]
+    assert desk.clock_of(incident).breached_at == utc(3, 3, 17)
+
+    # Back to P3 on Wednesday 09:00 (a mistake): due Thursday 17:00 again, a new cycle, so the
+    # 50 % point (12 h used: Wednesday 13:00) warns again for the new target.
+    desk.do(utc(3, 4, 9), incidents.override_priority, incident.id, p.lead, 3, "Not that urgent")
+    clock = desk.clock_of(incident)
+    assert (clock.cycle, clock.due_at, clock.breached_at) == (3, utc(3, 5, 17), None)
+    assert desk.check(utc(3, 4, 12, 59, 59)) == 0
+    assert desk.check(utc(3, 4, 13)) == 1
+    assert resolution_events(desk, incident)[-1] == ("warning", 500, 3)
+
+
+@pytest.mark.parametrize("how", ["override", "details"])
+def test_new_target_already_passed_breaches_once_at_the_next_check(desk, how):
+    p = desk.p
+    incident = desk.log(utc(3, 2, 9), impact="medium", urgency="medium")
+    desk.reply(utc(3, 2, 9, 5), incident)
+    desk.status(utc(3, 2, 11), incident, "pending", pending_reason="customer")
+    desk.status(utc(3, 3, 11), incident, "in_progress")
+    # Half way through the 24 h: 2 h Monday + 6 h Tuesday + 4 h Wednesday = Wednesday 13:00.
+    assert desk.check(utc(3, 4, 13)) == 1
+    assert resolution_events(desk, incident) == [("warning", 500, 1)]
+
+    if how == "override":
+        fresh = desk.do(utc(3, 4, 13), incidents.override_priority, incident.id, p.owner, 2,
+                        "Whole warehouse affected")
+    else:  # impact raised: medium/medium (P3) -> high/medium (P2), derived
+        fresh = desk.do(utc(3, 4, 13), incidents.update_details, desk.state.pm, incident.id,
+                        p.owner, impact="high")
+    assert fresh.priority == 2
+    clock = desk.clock_of(incident)
+    # 8 h + 8 h paused from Monday 09:00: Tuesday 17:00, already behind us.
+    assert (clock.cycle, clock.due_at, clock.breached_at) == (2, utc(3, 3, 17), None)
+
+    assert desk.check(utc(3, 4, 13, 1)) == 1
+    for again in (utc(3, 4, 13, 1), utc(3, 4, 14), utc(3, 5, 9)):
+        assert desk.check(again) == 0
+    # Only the breach of the new cycle: its passed warnings are stale.
+    assert resolution_events(desk, incident) == [("warning", 500, 1), ("breach", 1000, 2)]
+    assert desk.clock_of(incident).breached_at == utc(3, 3, 17)
+    assert len([e for e in desk.sla_entries(incident) if e.new_value == "breach"]) == 1
+    assert desk.standing(incident, when=utc(3, 4, 14)).state == "breached"
+
+
+# -- 4. resolve and reopen --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["change_status", "reopen"])
+def test_reopen_resumes_the_resolution_clock_without_the_time_resolved(desk, how):
+    p = desk.p
+    incident = desk.log(utc(3, 2, 9), impact="high", urgency="medium", assigned_team=p.database_team,
+                        assigned_agent=p.assignee)
+    desk.reply(utc(3, 2, 9, 5), incident, p.assignee)
+    assert desk.check(utc(3, 2, 13)) == 1  # 4 h of 8: 50 %
+    desk.status(utc(3, 2, 13), incident, "resolved", p.assignee, note="Rebuilt the index")
+    clock = desk.clock_of(incident)
+    assert clock.met_at == utc(3, 2, 13)
+    assert desk.standing(incident, when=utc(3, 2, 17)).state == "met"
+    for later in (utc(3, 2, 17), utc(3, 3, 12), utc(3, 30, 12)):
+        assert desk.check(later) == 0
+    assert resolution_events(desk, incident) == [("warning", 500, 1)]
+
+    # The customer comes back on Wednesday 10:00. Resolved for Monday 13-17, Tuesday and
+    # Wednesday 09-10 (13 business hours): none of it counts, so 4 h are left -> 14:00.
+    note = "Still slow after the fix"
+    if how == "change_status":
+        fresh = desk.status(utc(3, 4, 10), incident, "in_progress", p.assignee, note=note)
+    else:
+        fresh = desk.do(utc(3, 4, 10), incidents.reopen, incident.id, p.assignee, note=note)
+    assert fresh.status == "in_progress" and fresh.resolved_at is None
+    clock = desk.clock_of(incident)
+    assert clock.met_at is None
+    assert clock.due_at == utc(3, 4, 14)
+    standing = desk.standing(incident, when=utc(3, 4, 10))
+    assert (standing.state, standing.elapsed, standing.paused) == ("warning", 4 * H, 13 * H)
+
+    assert desk.check(utc(3, 4, 11, 59)) == 0
+    assert desk.check(utc(3, 4, 12)) == 1  # 6 h: 75 %
+    assert desk.check(utc(3, 4, 14)) == 1
+    assert resolution_events(desk, incident) == [("warning", 500, 1), ("warning", 750, 1),
+                                                 ("breach", 1000, 1)]
+    # The response target stays met by the first reply.
+    assert desk.clock_of(incident, "response").met_at == utc(3, 2, 9, 5)
+
+
+# -- 5. the response target -----------------------------------------------------------------------
+
+
+def test_response_is_met_by_the_first_public_reply_not_a_note_or_status(desk):
+    p = desk.p
+    incident = desk.log(utc(3, 2, 9), impact="high", urgency="medium", assigned_team=p.database_team,
+                        assigned_agent=p.assignee)
+    desk.do(utc(3, 2, 9, 5), incidents.add_comment, incident.id, p.assignee, "Checking locks",
+            public=False)
+    desk.status(utc(3, 2, 9, 6), incident, "in_progress", p.assignee)
+    assert desk.clock_of(incident, "response").met_at is None
+    assert desk.check(utc(3, 2, 9, 15)) == 1  # 15 of 30 minutes: the response is at risk
+    assert desk.events(incident) == [("response", "warning", 500, 1)]
+
+    desk.reply(utc(3, 2, 9, 20), incident, p.assignee)
+    desk.reply(utc(3, 2, 9, 25), incident, p.owner)
+    assert desk.clock_of(incident, "response").met_at == utc(3, 2, 9, 20)
+    assert desk.check(utc(3, 2, 10)) == 0
+    assert desk.standing(incident, "response", utc(3, 2, 10)).state == "met"
+    assert [e for e in desk.events(incident) if e[0] == "response"] == [("response", "warning", 500, 1)]
+
+
+@pytest.mark.parametrize("extra_settings", [{"sla_response_met_by": "action"}])
+def test_response_met_by_an_agent_action_when_configured(desk):
+    p = desk.p
+    incident = desk.log(utc(3, 2, 9), impact="high", urgency="medium", assigned_team=p.database_team)
+    assert desk.clock_of(incident, "response").met_at is None
+    desk.status(utc(3, 2, 9, 7), incident, "in_progress", p.assignee)
+    assert desk.clock_of(incident, "response").met_at == utc(3, 2, 9, 7)
+    assert desk.check(utc(3, 2, 10)) == 0
+    assert desk.events(incident) == []
+
+
+# -- 6. the check fires each event once, however it is run ---------------------------------------
+
+
+def _many_p2(desk: Desk, count: int) -> list[Incident]:
+    p = desk.p
+    return [desk.log(utc(3, 2, 9), impact="high", urgency="medium", title=f"Orders {i}",
+                     assigned_team=p.database_team, assigned_agent=p.assignee) for i in range(count)]
+
+
+def _assert_each_once(desk: Desk, rows: list[Incident], expected: set[tuple[str, str, int]]) -> None:
+    for incident in rows:
+        got = [(target, kind, point) for target, kind, point, _ in desk.events(incident)]
+        assert sorted(got) == sorted(expected), incident.reference
+        entries = [(e.field, e.new_value) for e in desk.sla_entries(incident)]
+        assert sorted(entries) == sorted((t, k) for t, k, _ in expected)
+        for agent in (desk.p.owner, desk.p.assignee):
+            assert len(desk.notices(agent, incident)) == len(expected)
+
+
+def test_two_checks_at_once_in_threads_fire_each_event_once(desk, register_plugin):
+    recorder = register_plugin(Recorder())
+    rows = _many_p2(desk, 20)
+    app, state = desk.app, desk.state
+
+    def race(moment: dt.datetime) -> list[int]:
+        desk.clock.set(moment)
+        barrier = threading.Barrier(2, timeout=30)
+        fired: list[int] = []
+        errors: list[BaseException] = []
+
+        def worker() -> None:
+            try:
+                with app.app_context(), helpdesk.db.database.connection_context():
+                    barrier.wait()
+                    fired.append(sla.check(state, moment))
+            except BaseException as error:  # reported below, in the test's thread
+                errors.append(error)
+
+        threads = [threading.Thread(target=worker) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not errors, errors
+        assert len(fired) == 2
+        return fired
+
+    # Monday 15:00: every response (30 min) is breached, every resolution is 75 % used.
+    assert sum(race(utc(3, 2, 15))) == 40
+    _assert_each_once(desk, rows, {("response", "breach", 1000), ("resolution", "warning", 750)})
+    # Monday 17:00: every resolution is breached.
+    assert sum(race(utc(3, 2, 17))) == 20
+    expected = {("response", "breach", 1000), ("resolution", "warning", 750),
+                ("resolution", "breach", 1000)}
+    _assert_each_once(desk, rows, expected)
+    assert len(recorder.calls) == 60
+    assert len(set(recorder.calls)) == 60
+
+
+@pytest.mark.skipif(not PG_URL, reason="two processes racing need PostgreSQL; SQLite runs one "
+                    "writer at a time (BEGIN IMMEDIATE) and the test database is a per-test file")
+def test_two_check_processes_at_once_fire_each_event_once(desk, tmp_path):
+    rows = _many_p2(desk, 20)
+    others = {ep.name for ep in entry_points(group="helpdesk")} - {"business_hours", "sla_priority"}
+    env = {
+        **os.environ,
+        "HELPDESK_DATABASE_URL": PG_URL,
+        "HELPDESK_SECRET_KEY": "s" * 40,
+        "HELPDESK_INSTANCE": str(tmp_path / "cli"),
+        "HELPDESK_QUEUE_URL": "memory",
+        "HELPDESK_TIME_ZONE": "Europe/London",
+        "HELPDESK_DISABLED_PLUGINS": ",".join(sorted(others)),
+    }
+    command = [sys.executable, "-m", "helpdesk.cli", "sla", "check", "--at", "2026-03-02T15:00"]
+    processes = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    fired = 0
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        fired += int(re.search(r"(\d+) SLA event\(s\) fired", out).group(1))
+    assert fired == 40
+    _assert_each_once(desk, rows, {("response", "breach", 1000), ("resolution", "warning", 750)})
+
+
+def test_a_crash_after_the_claim_rolls_back_and_the_rerun_fires_once(desk, register_plugin, monkeypatch):
+    recorder = register_plugin(Recorder())
+    rows = _many_p2(desk, 3)
+    for incident in rows:
+        desk.reply(utc(3, 2, 9, 5), incident)  # only the resolution clocks run
+    real_emit = events.emit
+    sla_emits = []
+
+    def crashing_emit(name: str, *args: Any, **kwargs: Any) -> None:
+        # Inside the check's transaction, after the claim row, the clock, the timeline entry
+        # and the queued plugin event were written, the worker dies.
+        real_emit(name, *args, **kwargs)
+        if name.startswith("incident_sla_"):
+            sla_emits.append(name)
+            if len(sla_emits) == 2:
+                raise RuntimeError("worker died")
+
+    monkeypatch.setattr(events, "emit", crashing_emit)
+    with pytest.raises(RuntimeError, match="worker died"):
+        desk.check(utc(3, 2, 13))
+    first, second, third = rows
+    assert resolution_events(desk, first) == [("warning", 500, 1)]
+    for incident in (second, third):  # the claim went with the failed transaction
+        assert desk.events(incident) == []
+        assert desk.sla_entries(incident) == []
+        assert desk.notices(incident=incident) == []
+        assert desk.clock_of(incident).next_event_at == utc(3, 2, 13)
+    assert recorder.calls == [(first.id, "resolution", "warning", 0.5)]
+
+    assert desk.check(utc(3, 2, 13)) == 2
+    assert desk.check(utc(3, 2, 13)) == 0
+    for incident in rows:
+        assert resolution_events(desk, incident) == [("warning", 500, 1)]
+        assert len(desk.sla_entries(incident)) == 1
+        assert len(desk.notices(desk.p.owner, incident)) == 1
+        assert len(desk.notices(desk.p.assignee, incident)) == 1
+    assert sorted(recorder.calls) == sorted((i.id, "resolution", "warning", 0.5) for i in rows)
+
+
+# -- 7. stale warnings ------------------------------------------------------------------------------
+
+
+def test_first_check_after_the_breach_records_only_the_breach(desk):
+    p = desk.p
+    incident = desk.log(utc(3, 2, 9), impact="high", urgency="medium", assigned_team=p.database_team,
+                        assigned_agent=p.assignee)
+    assert desk.check(utc(3, 2, 17, 30)) == 2
+    assert sorted(desk.events(incident)) == [("resolution", "breach", 1000, 1),
+                                             ("response", "breach", 1000, 1)]
+    assert [e.new_value for e in desk.sla_entries(incident)] == ["breach", "breach"]
+    assert all("breached" in n.text for n in desk.notices())
+    assert desk.check(utc(3, 2, 17, 31)) == 0
+
+
+def test_first_check_between_warnings_records_only_the_latest(desk):
+    incident = desk.log(utc(3, 2, 9), impact="high", urgency="medium")
+    desk.reply(utc(3, 2, 9, 5), incident)
+    # 6.5 h of 8 used at 15:30: past 50 % and 75 %, short of 90 % (16:12).
+    assert desk.check(utc(3, 2, 15, 30)) == 1
+    assert resolution_events(desk, incident) == [("warning", 750, 1)]
+    assert desk.check(utc(3, 2, 16, 11)) == 0
+    assert desk.check(utc(3, 2, 16, 12)) == 1
+    assert resolution_events(desk, incident) == [("warning", 750, 1), ("warning", 900, 1)]
+
+
+# -- 8. the check reads only what is due --------------------------------------------------------
+
+
+def test_check_query_count_does_not_grow_with_clocks_not_due(desk, count_queries):
+    def add_quiet(when: dt.datetime, count: int) -> None:
+        for i in range(count):  # P4: response 1 business day, 50 % four hours away
+            desk.log(when, impact="low", urgency="low", title=f"Printer {i}")
+
+    def measure(due_at: dt.datetime) -> int:
+        count_queries.queries.clear()
+        assert desk.check(due_at) == 1
+        return len(count_queries.queries)
+
+    first = desk.log(utc(3, 2, 9), impact="high", urgency="medium")
+    add_quiet(utc(3, 2, 9), 5)
+    small = measure(utc(3, 2, 9, 15))  # the P2's response at 50 %
+    desk.reply(utc(3, 2, 9, 15), first)
+
+    desk.log(utc(3, 2, 9, 15), impact="high", urgency="medium")
+    add_quiet(utc(3, 2, 9, 15), 45)
+    large = measure(utc(3, 2, 9, 30))
+    assert SlaClock.select().count() == 2 * 52
+    assert large == small, "\n".join(count_queries.queries)
+
+
+# -- 9. auto-close ---------------------------------------------------------------------------------
+
+
+def test_close_resolved_closes_only_incidents_resolved_long_enough_ago(desk):
+    old, older, recent, reopened = (
+        desk.log(utc(3, 2, 9), impact="medium", urgency="medium", title=title)
+        for title in ("old", "older", "recent", "reopened"))
+    desk.status(utc(3, 2, 9, 30), older, "resolved", note="Fixed")
+    desk.status(utc(3, 2, 10), old, "resolved", note="Fixed")
+    desk.status(utc(3, 2, 10), reopened, "resolved", note="Fixed")
+    desk.status(utc(3, 3, 10), reopened, "in_progress", note="Not fixed after all")
+    desk.status(utc(3, 5, 10), recent, "resolved", note="Fixed")
+
+    # Saturday 10:01: "old" was resolved 5 days and a minute ago, "recent" 2 days ago.
+    closed = desk.do(utc(3, 7, 10, 1), incidents.close_resolved, 5)
+    assert closed == [old.id, older.id]
+    statuses = {i.id: i.status for i in Incident.select()}
+    # Reopened with no assignee it went back to "new"; either way it stays open.
+    assert statuses == {old.id: "closed", older.id: "closed", recent.id: "resolved",
+                        reopened.id: "new"}
+    assert Incident.get_by_id(old.id).closed_at == utc(3, 7, 10, 1)
+    change = TimelineEntry.select().where((TimelineEntry.incident == old.id)
+                                          & (TimelineEntry.field == "status")).order_by(
+        TimelineEntry.id.desc()).first()
+    assert (change.new_value, change.actor_id) == ("Closed", None)
+    assert "5 days" in change.body
+    # Closing keeps the resolution target met (it does not become "stopped").
+    assert desk.standing(old, when=utc(3, 7, 11)).state == "met"
+    assert desk.do(utc(3, 7, 10, 2), incidents.close_resolved, 5) == []
+    # Two days later the recent one goes too.
+    assert desk.do(utc(3, 10, 10, 1), incidents.close_resolved, 5) == [recent.id]
+
+
+# -- 10. queues and the SLA panel ------------------------------------------------------------------
+
+
+def _listed(response: Any) -> list[int]:
+    return [int(i) for i in re.findall(r'<a href="/incidents/(\d+)">INC-\d+</a>',
+                                       response.get_data(as_text=True))]
+
+
+def _sla_panel(response: Any) -> str:
+    page = response.get_data(as_text=True)
+    start = page.index('<h2 id="sla-heading">SLA</h2>')
+    return page[start:page.index("</section>", start)]
+
+
+def test_at_risk_and_breached_queues_and_the_sla_panel(desk, login):
+    p = desk.p
+    db = {"assigned_team": p.database_team, "assigned_agent": p.assignee}
+    # Friday's P2 was due at 09:30 (response) and 17:00 (resolution): breached by Monday.
+    late = desk.log(utc(2, 27, 9), impact="high", urgency="medium", title="late", **db)
+    assert desk.check(utc(3, 2, 9)) == 2
+    # Nearest due on Monday: the response while it is open, otherwise the resolution.
+    p4 = desk.log(utc(3, 2, 9), impact="low", urgency="low", title="p4", **db)  # response 17:00
+    p1 = desk.log(utc(3, 2, 9), impact="high", urgency="high", title="p1", **db)
+    desk.reply(utc(3, 2, 9), p1)  # response met; resolution 4 h around the clock: 13:00
+    p3 = desk.log(utc(3, 2, 9, 30), impact="medium", urgency="medium", title="p3", **db)  # 13:30
+    p2 = desk.log(utc(3, 2, 9, 40), impact="high", urgency="medium", title="p2", **db)  # 10:10
+    theirs = desk.log(utc(3, 2, 9, 40), impact="high", urgency="medium", title="theirs",
+                      actor=p.other)  # owned by the Network team
+    desk.clock.set(utc(3, 2, 9, 45))
+
+    owner = login(p.owner)
+    at_risk = owner.get("/queues/at_risk")
+    assert at_risk.status_code == 200
+    assert _listed(at_risk) == [p2.id, p1.id, p3.id, p4.id]
+    assert late.id not in _listed(at_risk) and theirs.id not in _listed(at_risk)
+
+    breached = owner.get("/queues/breached")
+    assert breached.status_code == 200
+    assert _listed(breached) == [late.id]
+
+    panel = _sla_panel(owner.get(f"/incidents/{p2.id}"))
+    assert "2026-03-02 10:10" in panel  # response due (London = UTC in March)
+    assert "2026-03-03 09:40" in panel  # resolution: 7 h 20 min Monday + 40 min Tuesday
+    late_panel = _sla_panel(owner.get(f"/incidents/{late.id}"))
+    assert "Breached" in late_panel and "2026-02-27 17:00" in late_panel
+
+
+
+def test_a_response_met_after_its_breach_stays_on_the_breached_record(helpdesk_app, personas, login,
+                                                                       incident_factory, frozen_clock):
+    frozen_clock.set(dt.datetime(2026, 3, 9, 9, 0))  # Monday
+    incident = incident_factory(title="Answered late", impact="high", urgency="medium")  # P2: 30 min
+    state = helpdesk_app.extensions["helpdesk"]
+    with helpdesk_app.app_context():
+        sla.check(state, frozen_clock.advance(minutes=45))
+        incidents.add_comment(incident.id, personas.owner, "Sorry for the wait", public=True)
+    owner = login(personas.owner)
+    assert f">{incident.reference}<" in owner.get("/queues/breached").get_data(as_text=True)
+    page = owner.get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert "Response: Met late" in page
+    # The resolution target still runs and is what puts the incident at risk.
+    assert f">{incident.reference}<" in owner.get("/queues/at_risk").get_data(as_text=True)
