@@ -418,6 +418,7 @@ def assign(
                 sla.on_response(fresh, public_reply=False)
             if status != incident.status:
                 sla.on_status(fresh, incident.status, status)
+            sla.on_retarget(fresh)  # the assigned team may count in another calendar
             events.emit("incident_assigned", incident.id, actor, previous_team=previous.team,
                         previous_agent=previous.agent)
             if status != incident.status:
@@ -604,7 +605,7 @@ def update_details(
                 pm, values.get("impact", incident.impact), values.get("urgency", incident.urgency)
             )
         fresh = _apply(incident, actor, values, expected_version)
-        if fresh.priority != incident.priority:
+        if (fresh.priority, fresh.service_id) != (incident.priority, incident.service_id):
             sla.on_retarget(fresh)
         return fresh
 

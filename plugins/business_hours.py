@@ -8,6 +8,8 @@ instance's time zone, no holidays) unless configured otherwise::
     hours = { mon = "09:00-17:30", tue = "09:00-17:30", wed = "09:00-17:30",
               thu = "09:00-17:30", fri = "09:00-16:00" }
     holidays = ["2026-12-25", "2026-12-28"]
+    country = "GB"                 # public holidays too, from the `holidays` package
+    subdivision = "ENG"            # (pip install 'helpdesk[holidays]')
 
     [plugins.business_hours.calendars.night_desk]
     hours = { mon = "22:00-06:00", tue = "22:00-06:00" }
@@ -66,7 +68,27 @@ def calendar_from(name: str, values: dict[str, Any], defaults: dict[str, Any]) -
                              for h in holidays_in)
     except ValueError as error:
         raise ConfigError(f"{where}: holidays: {error}") from None
+    country = values.get("country", defaults.get("country"))
+    if country:
+        holidays |= _public_holidays(str(country), values.get("subdivision", defaults.get("subdivision")),
+                                     where)
     return BusinessCalendar(name, name.replace("_", " ").capitalize(), zone, hours, holidays)
+
+
+def _public_holidays(country: str, subdivision: str | None, where: str) -> frozenset[dt.date]:
+    """A country's public holidays from last year to three years ahead."""
+    try:
+        import holidays as holiday_data
+    except ImportError:
+        raise ConfigError(f"{where}__COUNTRY: install the holidays package "
+                          "(pip install 'helpdesk[holidays]') or remove the setting") from None
+    year = dt.date.today().year
+    try:
+        found = holiday_data.country_holidays(country, subdiv=subdivision,
+                                              years=range(year - 1, year + 4))
+    except NotImplementedError:
+        raise ConfigError(f"{where}__COUNTRY: no public holidays known for {country!r}") from None
+    return frozenset(found.keys())
 
 
 @hookimpl
@@ -76,8 +98,10 @@ def helpdesk_business_calendars() -> list[BusinessCalendar]:
         "time_zone": current_app.extensions["helpdesk.settings"].time_zone,
         "hours": DEFAULT_HOURS,
         "holidays": [],
+        "country": None,
     }
     main = calendar_from("business", settings, defaults)
-    inherited = {"time_zone": main.time_zone, "hours": DEFAULT_HOURS, "holidays": sorted(main.holidays)}
+    inherited = {"time_zone": main.time_zone, "hours": DEFAULT_HOURS, "holidays": sorted(main.holidays),
+                 "country": None}
     extra = settings.get("calendars") or {}
     return [main] + [calendar_from(name, values, inherited) for name, values in extra.items()]

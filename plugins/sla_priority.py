@@ -10,7 +10,9 @@ calendar). Configure with durations such as ``15m``, ``8h``, ``3d`` (days of
     response = { p1 = "15m", p2 = "30m", p3 = "4h", p4 = "1bd" }
     resolution = { p1 = "4h", p2 = "8h", p3 = "3bd", p4 = "10bd" }
     around_the_clock = [1]          # priorities counted in real time
-    calendar = "business"           # the calendar for the others
+    calendar = "business"           # the calendar for the others ...
+    calendar_by_team = { Network = "night_desk" }   # ... unless the assigned team
+    calendar_by_service = { Payroll = "uk_office" } # or the affected service names one
     warnings = [0.5, 0.75, 0.9]     # fractions of the target that warn
 """
 
@@ -62,9 +64,19 @@ def build_policy() -> SlaPolicy:
     if any(not 0 < w < 1 for w in warnings):
         raise ConfigError(f"{VARIABLE}__WARNINGS: each warning is a fraction between 0 and 1")
 
+    by_team = dict(settings.get("calendar_by_team") or {})
+    by_service = dict(settings.get("calendar_by_service") or {})
+
     def targets(incident: Any) -> SlaTargets:
-        return SlaTargets(response[incident.priority], resolution[incident.priority],
-                          None if incident.priority in around else calendar)
+        if incident.priority in around:
+            chosen = None
+        elif incident.service_id and incident.service.name in by_service:
+            chosen = by_service[incident.service.name]
+        elif incident.assigned_team_id and incident.assigned_team.name in by_team:
+            chosen = by_team[incident.assigned_team.name]
+        else:
+            chosen = calendar
+        return SlaTargets(response[incident.priority], resolution[incident.priority], chosen)
 
     return SlaPolicy("priority", "Targets by priority", targets, warnings,
                      "Response and resolution targets per priority; P1 around the clock.")
