@@ -307,6 +307,17 @@ class NotificationPreference(BaseModel):
         indexes = ((("agent", "kind", "channel"), True),)
 
 
+class NotificationRule(BaseModel):
+    """An admin's switch for one default rule (audience, kind); absent means on."""
+
+    audience = peewee.CharField(max_length=16)  # owner, assignee, team, requester
+    kind = peewee.CharField(max_length=64)
+    enabled = peewee.BooleanField()
+
+    class Meta:
+        indexes = ((("audience", "kind"), True),)
+
+
 class LoginAttempt(BaseModel):
     """Failed logins, counted per key (user name, client address) to rate-limit."""
 
@@ -343,4 +354,5 @@ MODELS = [
     Delivery,
     DeliveryAttempt,
     NotificationPreference,
+    NotificationRule,
 ]

@@ -37,6 +37,7 @@ from helpdesk.models import (
     Membership,
     Notice,
     NotificationPreference,
+    NotificationRule,
 )
 from helpdesk.records import DeliveryError, Message
 
@@ -58,12 +59,28 @@ KINDS = {
 AGENT_CHANNELS = ("inapp", "email", "chat")
 
 
+# The default rules an admin can switch off: audience -> kinds it hears of.
+RULES = {
+    "owner": ("reassigned", "resolved", "sla_warning", "sla_breached"),
+    "assignee": ("assigned", "sla_warning", "sla_breached"),
+    "team": ("team_new",),
+    "requester": ("requester_ack", "requester_reply", "requester_resolved"),
+}
+RULE_LABELS = {
+    **KINDS,
+    "requester_ack": "Acknowledgement of a new incident",
+    "requester_reply": "Public replies",
+    "requester_resolved": "Resolution",
+}
+
+
 @dataclass(frozen=True)
 class Recipient:
     kind: str  # what the notification is about, for preferences and templates
     agent: Agent | None = None
     address: str | None = None  # a contact's e-mail address or a webhook URL
     channel: str | None = None  # for non-agent recipients
+    audience: str = "owner"  # which rule found them
 
 
 # -- rules -------------------------------------------------------------------------------
@@ -89,31 +106,37 @@ def recipients(event: str, incident: Incident, actor_id: int | None,
     found: list[Recipient] = []
     if event == "incident_assigned":
         if incident.assigned_agent_id is not None:
-            found.append(Recipient("assigned", incident.assigned_agent))
+            found.append(Recipient("assigned", incident.assigned_agent, audience="assignee"))
         elif incident.assigned_team_id is not None:
-            found += [Recipient("team_new", agent) for agent in _team_members(incident.assigned_team_id)]
+            found += [Recipient("team_new", agent, audience="team")
+                      for agent in _team_members(incident.assigned_team_id)]
         if payload.get("previous_team") is not None or payload.get("previous_agent") is not None:
             found += [Recipient("reassigned", agent) for agent in _owner_side(incident)]
     elif event in {"incident_sla_warning", "incident_sla_breached"}:
         kind = "sla_warning" if event == "incident_sla_warning" else "sla_breached"
         found += [Recipient(kind, agent) for agent in _owner_side(incident)]
         if incident.assigned_agent_id is not None:
-            found.append(Recipient(kind, incident.assigned_agent))
+            found.append(Recipient(kind, incident.assigned_agent, audience="assignee"))
     elif event == "incident_resolved":
         found += [Recipient("resolved", agent) for agent in _owner_side(incident)]
         if incident.requester_id and incident.requester.email:
             found.append(Recipient("requester_resolved", address=incident.requester.email,
-                                   channel="email"))
+                                   channel="email", audience="requester"))
     elif event == "incident_created":
         if incident.requester_id and incident.requester.email:
-            found.append(Recipient("requester_ack", address=incident.requester.email, channel="email"))
+            found.append(Recipient("requester_ack", address=incident.requester.email, channel="email",
+                                   audience="requester"))
     elif event == "incident_commented" and payload.get("public"):
         if incident.requester_id and incident.requester.email:
             found.append(Recipient("requester_reply", address=incident.requester.email,
-                                   channel="email"))
-    # An agent is not told of what they did themselves; each (agent, kind) once.
+                                   channel="email", audience="requester"))
+    # Rules an admin switched off; an agent is not told of what they did; each (agent, kind) once.
+    switched_off = {(r.audience, r.kind) for r in NotificationRule.select().where(
+        NotificationRule.enabled == False)} if found else set()  # noqa: E712 - peewee expression
     unique, seen = [], set()
     for recipient in found:
+        if (recipient.audience, recipient.kind) in switched_off:
+            continue
         key = (recipient.agent.id if recipient.agent else recipient.address, recipient.kind)
         if (recipient.agent is not None and recipient.agent.id == actor_id) or key in seen:
             continue

@@ -77,3 +77,17 @@ def test_send_test_reports_the_failure(login, personas):
     response = login(personas.admin).post("/admin/channels/email/test", {"recipient": "x@example.com"},
                                           follow_redirects=True)
     assert "email: temporary failure" in response.get_data(as_text=True)
+
+
+def test_admin_switches_off_a_rule_for_everyone(helpdesk_app, login, personas, incident_factory):
+    admin = login(personas.admin)
+    form = {f"rule-{a}-{k}": "on" for a, k in [("owner", "reassigned"), ("owner", "resolved"),
+                                               ("team", "team_new")]}
+    assert admin.post("/admin/notifications", form).status_code == 303  # "assigned" is now off
+    page = admin.get("/admin/notifications").get_data(as_text=True)
+    assert 'id="rule-assignee-assigned" name="rule-assignee-assigned" >' in page
+    incident = incident_factory()
+    with helpdesk_app.app_context():
+        incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
+    assert not Notice.select().where(Notice.agent == personas.assignee.id).exists()
+    assert login(personas.lead).get("/admin/notifications").status_code == 403

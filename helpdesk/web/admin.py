@@ -310,3 +310,23 @@ def test_channel(name: str) -> Any:
         else:
             flash(f"{name}: test message sent to {recipient}.")
     return redirect(url_for("admin.deliveries"), code=303)
+
+
+@bp.route("/notifications", methods=["GET", "POST"])
+@access(ADMIN)
+def notification_rules() -> Any:
+    """Who is told what: switch the default rules on or off."""
+    from helpdesk.models import NotificationRule
+    from helpdesk.notifications import RULE_LABELS, RULES
+
+    if request.method == "POST":
+        with write_transaction():
+            NotificationRule.delete().execute()
+            NotificationRule.insert_many([
+                {"audience": audience, "kind": kind,
+                 "enabled": request.form.get(f"rule-{audience}-{kind}") == "on"}
+                for audience, kinds in RULES.items() for kind in kinds]).execute()
+        flash("Notification rules saved.")
+        return redirect(url_for("admin.notification_rules"), code=303)
+    current = {(r.audience, r.kind): r.enabled for r in NotificationRule.select()}
+    return render_template("admin/notifications.html", rules=RULES, labels=RULE_LABELS, current=current)
