@@ -87,8 +87,8 @@ class Recipient:
 
 
 def _owner_side(incident: Incident) -> list[Agent]:
-    """The owner; the owning team's leads when nobody owns it."""
-    if incident.owner_agent_id is not None:
+    """The owner; the owning team's leads when nobody (active) owns it."""
+    if incident.owner_agent_id is not None and incident.owner_agent.active:
         return [incident.owner_agent]
     return list(Agent.select().join(Membership).where(
         (Membership.team == incident.owner_team_id) & (Agent.role.in_(["lead", "admin"]))
@@ -242,9 +242,11 @@ def _outbox(channel: str, address: str, agent: Agent | None, event: str, kind: s
             subject: str, text: str, payload: dict[str, Any], stamp: dt.datetime) -> int:
     # Unique per message; receivers use it to drop repeats of an at-least-once delivery.
     key = f"{incident.reference}:{kind}:{channel}:{uuid.uuid4().hex}"
+    # The incident page is for agents and integrations; a requester's mail has no use for it.
+    url = (f"{current_app.extensions['helpdesk'].settings.base_url}/incidents/{incident.id}"
+           if agent is not None or channel == "webhook" else None)
     data = {"event": event, "kind": kind, "incident": incident.reference, "title": incident.title,
-            "status": incident.status, "priority": incident.priority,
-            "url": f"{current_app.extensions['helpdesk'].settings.base_url}/incidents/{incident.id}",
+            "status": incident.status, "priority": incident.priority, "url": url,
             **{k: v for k, v in payload.items() if isinstance(v, str | int | float | bool) or v is None}}
     row = Delivery.create(channel=channel, recipient=address, event=event, incident=incident.id,
                           agent=agent, subject=subject[:300], text=text, data=json.dumps(data),
@@ -312,8 +314,16 @@ def _failed(delivery: Delivery, error: str, permanent: bool) -> str:
 def sweep(state: Any, limit: int = 1000) -> int:
     """Re-queue what is due: rows whose retry time came, and rows a dead worker left claimed."""
     at = now()
-    Delivery.update(state="pending", claimed_until=None, next_attempt_at=at) \
-        .where((Delivery.state == "sending") & (Delivery.claimed_until < at)).execute()
+    abandoned = [row.id for row in Delivery.select(Delivery.id).where(
+        (Delivery.state == "sending") & (Delivery.claimed_until < at))]
+    if abandoned:
+        with write_transaction():
+            Delivery.update(state="pending", claimed_until=None, next_attempt_at=at) \
+                .where((Delivery.id.in_(abandoned)) & (Delivery.state == "sending")).execute()
+            DeliveryAttempt.insert_many([
+                {"delivery": delivery_id, "at": at, "ok": False,
+                 "error": "the worker sending it stopped before finishing (lease expired); queued again"}
+                for delivery_id in abandoned]).execute()
     due = [row.id for row in Delivery.select(Delivery.id).where(
         (Delivery.state == "pending") & (Delivery.next_attempt_at <= at)).limit(limit)]
     for delivery_id in due:

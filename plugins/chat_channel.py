@@ -14,16 +14,22 @@ from helpdesk.outbound import post_json
 from helpdesk.records import ChannelType, Message
 
 
+def escape(text: str) -> str:
+    """Slack's escaping: &, < and > as entities, so ``<!channel>`` or ``<url|label>`` in a
+    title stay text instead of pinging everyone or disguising a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def text_for(message: Message) -> str:
     data = message.data
-    reference = data.get("incident", "incident")
+    reference = escape(str(data.get("incident", "incident")))
     link = f"<{data['url']}|{reference}>" if data.get("url") else reference
     priority = PRIORITIES.get(data.get("priority"), "")
     sla = ""
     if data.get("target"):
         sla = f" · SLA {data['target']} " + ("breached" if message.event == "incident_sla_breached"
                                              else f"{round(float(data.get('point') or 0) * 100)}% used")
-    return f"*{link}* {message.subject}\n{priority}{sla}".strip()
+    return f"*{link}* {escape(message.subject)}\n{priority}{sla}".strip()
 
 
 def send(message: Message) -> None:

@@ -91,3 +91,20 @@ def test_admin_switches_off_a_rule_for_everyone(helpdesk_app, login, personas, i
         incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
     assert not Notice.select().where(Notice.agent == personas.assignee.id).exists()
     assert login(personas.lead).get("/admin/notifications").status_code == 403
+
+
+def test_requester_mail_has_no_agent_link_and_a_deactivated_owner_falls_back_to_leads(
+        helpdesk_app, personas, incident_factory, channel_recorder):
+    from helpdesk.models import Contact
+
+    requester = Contact.create(name="Ana", email="ana@example.com")
+    incident = incident_factory(requester=requester)
+    (ack,) = channel_recorder.to("email")
+    assert ack.recipient == "ana@example.com" and ack.url is None and "/incidents/" not in ack.text
+    Agent.update(active=False).where(Agent.id == personas.owner.id).execute()
+    with helpdesk_app.app_context():
+        incidents.assign(incident.id, personas.colleague, personas.database_team, None)
+        incidents.assign(incident.id, personas.colleague, personas.network, None)  # a reassignment
+    told = {m.recipient for m in channel_recorder.to("email") if "Reassigned" in m.subject}
+    assert "john@example.com" not in told
+    assert {"amira@example.com", "root@example.com"} <= told  # the service desk's lead and admin

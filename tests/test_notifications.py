@@ -1,0 +1,759 @@
+"""Notifications as people receive them: threaded e-mail to requesters through a real SMTP
+server, signed webhooks with retries, timeouts, redirects and the private-address guard, the
+outbox committing with the change or not at all, recovery after a worker dies holding a
+claim, dead letters retried by an admin, the seed scenario's SLA warning to the owner,
+per-agent preferences, and Slack-compatible chat messages.
+
+Channels talk to real servers on loopback: an aiosmtpd SMTP server, the kit's
+``http_receiver`` and, where needed, small servers written here (one that hangs, one that
+redirects). Tasks run immediately, so a delivery is attempted as soon as its change commits;
+retries happen when the frozen clock has moved past the backoff and the sweeper runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import hashlib
+import hmac
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import parseaddr
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from flask import Flask
+
+from helpdesk import events, incidents, notifications, sla
+from helpdesk.db import write_transaction
+from helpdesk.errors import DomainError
+from helpdesk.models import (
+    PRIORITIES,
+    Agent,
+    Contact,
+    Delivery,
+    DeliveryAttempt,
+    Incident,
+    Notice,
+    NotificationPreference,
+)
+from helpdesk.testing import FrozenClock, Personas
+from helpdesk_plugins import business_hours, chat_channel, email_channel, sla_priority, webhook_channel
+
+SECRET = "s3cret"  # the webhook's shared secret
+FROM = "Helpdesk <help@example.com>"
+REQUESTER = "ada@example.org"
+
+
+def utc(month: int, day: int, hour: int, minute: int = 0) -> dt.datetime:
+    """An instant of 2026 as stored (naive UTC; London is on UTC until 29 March)."""
+    return dt.datetime(2026, month, day, hour, minute)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# -- servers -------------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    """One message the SMTP server accepted: the envelope and the parsed message."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    raw: bytes
+    message: EmailMessage
+
+
+class SmtpServer:
+    """A real SMTP server on loopback (aiosmtpd). ``replies`` are answers to DATA to give in
+    turn (e.g. "451 try later"), then it accepts."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.refused: list[Received] = []  # messages answered with one of ``replies``
+        self.replies: list[str] = []
+        self.port = free_port()
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd
+        raw = envelope.original_content or envelope.content
+        received = Received(envelope.mail_from, list(envelope.rcpt_tos), raw,
+                            email.message_from_bytes(raw, policy=email.policy.default))
+        if self.replies:
+            self.refused.append(received)
+            return self.replies.pop(0)
+        self.received.append(received)
+        return "250 OK"
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"host": "127.0.0.1", "port": self.port, "from_address": FROM, "timeout": 5}
+
+    def to(self, address: str) -> list[Received]:
+        """Messages whose envelope went to ``address``."""
+        return [r for r in self.received if address in r.rcpt_tos]
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class _Server:
+    """A tiny HTTP server on loopback with a custom answer; records the paths it was sent."""
+
+    answer: Any  # callable(handler) that writes the response
+    paths: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.paths.append(self.path)
+                server.answer(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_port}"
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def hanging_server() -> Iterator[_Server]:
+    """Reads the request, then says nothing for far longer than the webhook's timeout."""
+    release = threading.Event()
+
+    def hang(handler: BaseHTTPRequestHandler) -> None:
+        release.wait(10)
+        handler.send_response(200)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    server = _Server(hang)
+    yield server
+    release.set()
+    server.close()
+
+
+@pytest.fixture
+def redirecting_server(http_receiver: Any) -> Iterator[_Server]:
+    """Answers 302 with a Location on the kit's receiver (which must then see nothing)."""
+
+    def redirect(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", f"{http_receiver.url}/redirected")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    server = _Server(redirect)
+    yield server
+    server.close()
+
+
+def header(request: Any, name: str) -> str | None:
+    """A request header, whatever its case."""
+    return next((v for k, v in request.headers.items() if k.lower() == name.lower()), None)
+
+
+# -- the app -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def helpdesk_plugins() -> list[Any]:
+    return [email_channel, webhook_channel, chat_channel]
+
+
+@pytest.fixture
+def channel_settings(smtp: SmtpServer) -> dict[str, Any]:
+    """``[plugins.*]`` for the channels; classes override it (e.g. to add webhooks)."""
+    return {"email": smtp.settings, "chat": {"allow_private": ["127.0.0.1"], "timeout": 1}}
+
+
+@pytest.fixture
+def helpdesk_settings(channel_settings: dict[str, Any]) -> dict[str, Any]:
+    return {"time_zone": "Europe/London", "plugins": channel_settings}
+
+
+@pytest.fixture
+def state(helpdesk_app: Flask) -> Any:
+    return helpdesk_app.extensions["helpdesk"]
+
+
+@pytest.fixture
+def requester(helpdesk_app: Flask) -> Contact:
+    with helpdesk_app.app_context():
+        return Contact.create(name="Ada Lovelace", email=REQUESTER)
+
+
+def fresh(model: Any, row_id: int) -> Any:
+    return model.get_by_id(row_id)
+
+
+def only_delivery(channel: str) -> Delivery:
+    rows = list(Delivery.select().where(Delivery.channel == channel))
+    assert len(rows) == 1, [(r.channel, r.recipient, r.event) for r in rows]
+    return rows[0]
+
+
+def attempts_of(delivery: Delivery) -> list[bool]:
+    return [a.ok for a in DeliveryAttempt.select().where(DeliveryAttempt.delivery == delivery.id)
+            .order_by(DeliveryAttempt.id)]
+
+
+# -- 1. e-mail to the requester ----------------------------------------------------------------
+
+
+def test_requester_gets_acknowledgement_reply_and_resolution_as_one_thread(
+        helpdesk_app: Flask, state: Any, personas: Personas, requester: Contact, smtp: SmtpServer,
+        frozen_clock: FrozenClock) -> None:
+    reply = "Please install the new VPN client: version 5 < 6 & it reconnects by itself."
+    resolution = "Replaced the power supply of the VPN concentrator."
+    with helpdesk_app.app_context():
+        incident = incidents.log_incident(state.pm, title="VPN drops every hour", actor=personas.owner,
+                                          service_desk=personas.service_desk, requester=requester)
+        frozen_clock.advance(minutes=10)
+        incidents.add_comment(incident.id, personas.owner, "Internal: check the concentrator logs.",
+                              public=False)
+        incidents.add_comment(incident.id, personas.owner, reply, public=True)
+        frozen_clock.advance(hours=2)
+        incidents.change_status(incident.id, personas.owner, "resolved", note=resolution)
+
+    mails = smtp.to(REQUESTER)
+    assert len(mails) == 3, "acknowledgement, public reply and resolution; the internal note is not sent"
+    assert len(smtp.received) == 3, "nobody else is mailed: the owner did all of it himself"
+    acknowledgement, answer, resolved = (m.message for m in mails)
+    for received in mails:
+        message = received.message
+        assert received.rcpt_tos == [REQUESTER]
+        assert parseaddr(message["From"]) == parseaddr(FROM)
+        assert parseaddr(message["To"])[1] == REQUESTER
+        assert incident.reference in message["Subject"]
+        assert message["Auto-Submitted"] == "auto-generated"  # RFC 3834: no auto-replies to it
+        assert message["Message-ID"]
+        assert message.get_content_type() == "multipart/alternative"
+        plain = message.get_body(("plain",)).get_content()
+        html = message.get_body(("html",)).get_content()
+        assert plain.strip() and html.strip()
+    message_ids = [m["Message-ID"] for m in (acknowledgement, answer, resolved)]
+    assert len(set(message_ids)) == 3
+    # Threaded: every message refers to one root id of the incident, which is none of them.
+    roots = {(m["In-Reply-To"], m["References"]) for m in (acknowledgement, answer, resolved)}
+    assert len(roots) == 1
+    root, references = roots.pop()
+    assert root and root in references and root not in message_ids
+
+    assert incident.title in acknowledgement.get_body(("plain",)).get_content() \
+        or incident.title in acknowledgement["Subject"]
+    assert reply in answer.get_body(("plain",)).get_content()
+    assert "check the concentrator" not in answer.as_string()
+    # The reply is text, shown literally in the HTML part rather than read as markup.
+    answer_html = answer.get_body(("html",)).get_content()
+    assert "version 5 &lt; 6 &amp; it" in answer_html and "5 < 6" not in answer_html
+    assert resolution in resolved.get_body(("plain",)).get_content()
+    assert resolution in resolved.get_body(("html",)).get_content()
+
+
+def test_a_retried_mail_is_recognisably_the_same_message(
+        helpdesk_app: Flask, state: Any, requester: Contact, smtp: SmtpServer, incident_factory: Any,
+        frozen_clock: FrozenClock) -> None:
+    smtp.replies = ["451 4.3.0 Mailbox temporarily unavailable"]
+    incident_factory(title="Printer offline", requester=requester)
+    delivery = only_delivery("email")
+    assert delivery.state == "pending" and smtp.received == []
+    assert delivery.next_attempt_at > frozen_clock.now, "a temporary refusal is retried later"
+
+    frozen_clock.advance(minutes=5)
+    with helpdesk_app.app_context():
+        notifications.sweep(state)
+    assert fresh(Delivery, delivery.id).state == "sent"
+    (refused,) = smtp.refused
+    (mail,) = smtp.to(REQUESTER)
+    assert mail.message["Message-ID"] == refused.message["Message-ID"]
+    assert mail.message["Subject"] == refused.message["Subject"]
+
+
+@pytest.mark.parametrize("path", ["domain", "stored"])
+def test_a_title_cannot_add_recipients_or_headers(
+        helpdesk_app: Flask, state: Any, personas: Personas, requester: Contact, smtp: SmtpServer,
+        path: str) -> None:
+    """Through the domain (which normalises titles) and for a title that reached the database
+    unnormalised (an import, an old row): the mail channel keeps header values on one line."""
+    evil = "Printer jam\r\nBcc: victim@example.com\r\nX-Injected: yes"
+    with helpdesk_app.app_context():
+        if path == "domain":
+            incident = incidents.log_incident(state.pm, title=evil, actor=personas.owner,
+                                              service_desk=personas.service_desk, requester=requester)
+        else:
+            incident = incidents.log_incident(state.pm, title="Printer jam", actor=personas.owner,
+                                              service_desk=personas.service_desk, requester=requester)
+            Incident.update(title=evil).where(Incident.id == incident.id).execute()
+        incidents.add_comment(incident.id, personas.owner, "We are on it.", public=True)
+
+    assert len(smtp.received) == 2
+    for received in smtp.received:
+        assert received.rcpt_tos == [REQUESTER]
+        assert "victim@example.com" not in received.rcpt_tos
+        message = received.message
+        assert message["Bcc"] is None and message["X-Injected"] is None
+        head = received.raw.split(b"\r\n\r\n", 1)[0]
+        assert not re.search(rb"^(bcc|x-injected):", head, re.IGNORECASE | re.MULTILINE)
+        assert incident.reference in message["Subject"]
+        assert all("\r" not in str(v) and "\n" not in str(v) for v in message.values())
+
+
+# -- 2. webhooks -------------------------------------------------------------------------------
+
+
+def webhook_settings(smtp: SmtpServer, url: str, **extra: Any) -> dict[str, Any]:
+    values = {"urls": [url], "secret": SECRET, "allow_private": ["127.0.0.1"], "timeout": 1, **extra}
+    return {"email": smtp.settings, "webhook": values}
+
+
+class TestWebhook:
+    @pytest.fixture
+    def channel_settings(self, smtp: SmtpServer, http_receiver: Any) -> dict[str, Any]:
+        return webhook_settings(smtp, f"{http_receiver.url}/hooks/helpdesk")
+
+    def test_signed_with_the_shared_secret_and_keyed_for_idempotency(
+            self, state: Any, http_receiver: Any, incident_factory: Any) -> None:
+        incident = incident_factory(title="Mail server down")
+        (request,) = http_receiver.requests
+        assert request.path == "/hooks/helpdesk"
+        assert header(request, "Content-Type") == "application/json"
+        timestamp = header(request, "X-Helpdesk-Timestamp")
+        assert abs(int(timestamp) - time.time()) < 300, "receivers reject old timestamps"
+        expected = hmac.new(SECRET.encode(), timestamp.encode() + b"." + request.body,
+                            hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(header(request, "X-Helpdesk-Signature"), f"sha256={expected}")
+        forged = hmac.new(b"not the secret", timestamp.encode() + b"." + request.body,
+                          hashlib.sha256).hexdigest()
+        assert header(request, "X-Helpdesk-Signature") != f"sha256={forged}"
+
+        body = request.json()
+        assert body["idempotency_key"] and header(request, "Idempotency-Key") == body["idempotency_key"]
+        assert body["event"] == header(request, "X-Helpdesk-Event") == "incident_created"
+        assert body["incident"] == incident.reference and body["title"] == incident.title
+        assert body["url"] == f"{state.settings.base_url}/incidents/{incident.id}"
+
+    def test_every_event_has_its_own_idempotency_key(
+            self, helpdesk_app: Flask, personas: Personas, http_receiver: Any, incident_factory: Any) -> None:
+        incident = incident_factory()
+        with helpdesk_app.app_context():
+            incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
+        keys = [header(r, "Idempotency-Key") for r in http_receiver.requests]
+        assert len(keys) >= 2 and len(set(keys)) == len(keys)
+
+    def test_server_errors_are_retried_with_backoff_until_delivered_once(
+            self, helpdesk_app: Flask, state: Any, http_receiver: Any, incident_factory: Any,
+            frozen_clock: FrozenClock) -> None:
+        http_receiver.statuses = [500, 500]
+        incident_factory(title="Backups failing")
+        delivery = only_delivery("webhook")
+        assert (delivery.state, delivery.attempts, len(http_receiver.requests)) == ("pending", 1, 1)
+        first_wait = delivery.next_attempt_at - frozen_clock.now
+        assert first_wait > dt.timedelta(0)
+
+        with helpdesk_app.app_context():
+            assert notifications.sweep(state) == 0, "not retried before its time"
+            assert notifications.deliver(state, delivery.id) is None, "not even by a stray task"
+            assert len(http_receiver.requests) == 1
+
+            frozen_clock.advance(seconds=first_wait.total_seconds())
+            notifications.sweep(state)
+            delivery = fresh(Delivery, delivery.id)
+            assert (delivery.state, len(http_receiver.requests)) == ("pending", 2)
+            second_wait = delivery.next_attempt_at - frozen_clock.now
+            assert second_wait > first_wait, "each failure waits longer"
+
+            frozen_clock.advance(seconds=second_wait.total_seconds())
+            notifications.sweep(state)
+            delivery = fresh(Delivery, delivery.id)
+            assert delivery.state == "sent" and delivery.sent_at == frozen_clock.now
+
+            frozen_clock.advance(days=1)
+            notifications.sweep(state)
+        assert len(http_receiver.requests) == 3, "delivered once, then never again"
+        assert len({header(r, "Idempotency-Key") for r in http_receiver.requests}) == 1
+        assert attempts_of(delivery) == [False, False, True]
+
+    def test_retries_back_off_exponentially(
+            self, helpdesk_app: Flask, state: Any, http_receiver: Any, incident_factory: Any,
+            frozen_clock: FrozenClock) -> None:
+        http_receiver.statuses = [503, 503, 503]
+        incident_factory(title="Receiver overloaded")
+        delivery = only_delivery("webhook")
+        waits = []
+        with helpdesk_app.app_context():
+            for _ in range(3):
+                delivery = fresh(Delivery, delivery.id)
+                assert delivery.state == "pending"
+                waits.append(delivery.next_attempt_at - frozen_clock.now)
+                frozen_clock.set(delivery.next_attempt_at)
+                notifications.sweep(state)
+        assert fresh(Delivery, delivery.id).state == "sent" and len(http_receiver.requests) == 4
+        assert all(wait > dt.timedelta(0) for wait in waits)
+        # Doubling per failure, give or take the jitter that spreads receivers' load.
+        assert waits[2] >= 2 * waits[0]
+
+    def test_a_dead_worker_s_claim_expires_and_the_sweeper_delivers(
+            self, helpdesk_app: Flask, state: Any, http_receiver: Any, incident_factory: Any,
+            frozen_clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> None:
+        # The queued task is lost: no worker picks it up straight away.
+        with monkeypatch.context() as patch:
+            patch.setitem(state.tasks, "deliver", lambda delivery_id: None)
+            incident_factory(title="Disk full on app01")
+        delivery = only_delivery("webhook")
+        assert delivery.state == "pending" and http_receiver.requests == []
+
+        with helpdesk_app.app_context():
+            assert notifications.claim(delivery.id, frozen_clock.now), "a worker claims it, then dies"
+            assert not notifications.claim(delivery.id, frozen_clock.now), "only one worker wins"
+            frozen_clock.advance(seconds=notifications.LEASE.total_seconds() - 1)
+            notifications.sweep(state)
+            assert fresh(Delivery, delivery.id).state == "sending"
+            assert http_receiver.requests == [], "not taken from a worker that may still be sending"
+
+            frozen_clock.advance(seconds=2)
+            notifications.sweep(state)
+            assert fresh(Delivery, delivery.id).state == "sent"
+            frozen_clock.advance(hours=1)
+            notifications.sweep(state)
+        assert len(http_receiver.requests) == 1
+
+
+class TestHangingWebhook:
+    @pytest.fixture
+    def channel_settings(self, smtp: SmtpServer, hanging_server: _Server) -> dict[str, Any]:
+        return webhook_settings(smtp, f"{hanging_server.url}/hook")
+
+    def test_times_out_and_stays_pending_for_a_retry(
+            self, hanging_server: _Server, incident_factory: Any, frozen_clock: FrozenClock) -> None:
+        started = time.monotonic()
+        incident_factory(title="Slow receiver")
+        assert time.monotonic() - started < 5, "the change is not held up by a silent receiver"
+        assert hanging_server.paths == ["/hook"]
+        delivery = only_delivery("webhook")
+        assert delivery.state == "pending" and delivery.next_attempt_at > frozen_clock.now
+        assert re.search(r"time|within|1 s\b", delivery.last_error, re.IGNORECASE), delivery.last_error
+        assert attempts_of(delivery) == [False]
+
+
+class TestRedirectingWebhook:
+    @pytest.fixture
+    def channel_settings(self, smtp: SmtpServer, redirecting_server: _Server) -> dict[str, Any]:
+        return webhook_settings(smtp, f"{redirecting_server.url}/hook")
+
+    def test_a_redirect_is_not_followed_and_is_final(
+            self, helpdesk_app: Flask, state: Any, redirecting_server: _Server, http_receiver: Any,
+            incident_factory: Any, frozen_clock: FrozenClock) -> None:
+        incident_factory(title="Moved receiver")
+        assert redirecting_server.paths == ["/hook"]
+        assert http_receiver.requests == [], "the redirect target got nothing"
+        delivery = only_delivery("webhook")
+        assert delivery.state == "dead" and "302" in delivery.last_error
+        frozen_clock.advance(days=1)
+        with helpdesk_app.app_context():
+            notifications.sweep(state)
+        assert redirecting_server.paths == ["/hook"], "a permanent failure is not retried"
+
+
+class TestPrivateWebhook:
+    @pytest.fixture(params=["127.0.0.1", "localhost"])
+    def channel_settings(self, request: pytest.FixtureRequest, smtp: SmtpServer,
+                         http_receiver: Any) -> dict[str, Any]:
+        port = http_receiver.url.rsplit(":", 1)[1]
+        return webhook_settings(smtp, f"http://{request.param}:{port}/hook", allow_private=[])
+
+    def test_a_loopback_address_is_refused_unless_allow_listed(
+            self, http_receiver: Any, incident_factory: Any) -> None:
+        incident_factory(title="Internal receiver")
+        assert http_receiver.requests == [], "no request was made"
+        delivery = only_delivery("webhook")
+        assert delivery.state == "dead"
+        assert re.search(r"private|loopback|link-local", delivery.last_error), delivery.last_error
+
+
+# -- 3. the outbox commits with the change ---------------------------------------------------------
+
+
+def _crash() -> None:
+    raise RuntimeError("the worker process died half-way")
+
+
+class TestOutboxAtomicity:
+    @pytest.fixture
+    def channel_settings(self, smtp: SmtpServer, http_receiver: Any) -> dict[str, Any]:
+        return webhook_settings(smtp, f"{http_receiver.url}/hook")
+
+    @pytest.mark.parametrize("failure", ["illegal status change", "crash"])
+    def test_a_change_that_fails_leaves_no_notification(
+            self, helpdesk_app: Flask, personas: Personas, requester: Contact, smtp: SmtpServer,
+            http_receiver: Any, incident_factory: Any, failure: str) -> None:
+        incident = incident_factory(title="Payroll export fails", requester=requester)
+        before = (Delivery.select().count(), Notice.select().count(), len(smtp.received),
+                  len(http_receiver.requests))
+        assert before[0] > 0, "logging it did notify (the requester and the webhook)"
+
+        with helpdesk_app.app_context(), pytest.raises((DomainError, RuntimeError)):
+            with write_transaction():  # one change made of several steps, e.g. a bulk action
+                incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
+                incidents.add_comment(incident.id, personas.owner, "Passed to the DBAs.", public=True)
+                if failure == "crash":
+                    _crash()
+                incidents.change_status(incident.id, personas.owner, "closed")  # not from assigned
+
+        after = (Delivery.select().count(), Notice.select().count(), len(smtp.received),
+                 len(http_receiver.requests))
+        assert after == before
+        assert Incident.get_by_id(incident.id).assigned_agent_id is None
+
+        # The same steps without the failure do notify: the assignee, the requester, the webhook.
+        with helpdesk_app.app_context():
+            incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
+            incidents.add_comment(incident.id, personas.owner, "Passed to the DBAs.", public=True)
+        assert Notice.select().where(Notice.agent == personas.assignee.id).count() == 1
+        assert len(smtp.to(personas.assignee.email)) == 1
+        assert len(smtp.to(REQUESTER)) == 2
+        assert len(http_receiver.requests) > before[3]
+
+
+    def test_a_committed_change_is_notified_even_if_the_process_dies_right_after_commit(
+            self, helpdesk_app: Flask, state: Any, personas: Personas, requester: Contact,
+            smtp: SmtpServer, http_receiver: Any, incident_factory: Any,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        incident = incident_factory(title="Payroll export fails", requester=requester)
+        sent_before = len(smtp.received), len(http_receiver.requests)
+        with monkeypatch.context() as patch:
+            # Nothing registered to run after the commit runs: the process is gone.
+            patch.setattr(events, "after_commit", lambda callback: None)
+            patch.setattr(notifications, "after_commit", lambda callback: None)
+            with helpdesk_app.app_context():
+                incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
+                incidents.add_comment(incident.id, personas.owner, "Passed to the DBAs.", public=True)
+        assert (len(smtp.received), len(http_receiver.requests)) == sent_before
+        waiting = Delivery.select().where(Delivery.state == "pending").count()
+        assert waiting >= 3, "the assignee's and the requester's mail and the webhook are in the outbox"
+        assert Notice.select().where(Notice.agent == personas.assignee.id).count() == 1
+
+        with helpdesk_app.app_context():  # the next worker's periodic sweep
+            assert notifications.sweep(state) == waiting
+        assert len(smtp.to(personas.assignee.email)) == 1
+        assert len(smtp.to(REQUESTER)) == 2
+        assert len(http_receiver.requests) > sent_before[1]
+        assert Delivery.select().where(Delivery.state != "sent").count() == 0
+
+
+# -- 5. dead letters retried by an admin -------------------------------------------------------------
+
+
+class TestAdminRetry:
+    @pytest.fixture
+    def channel_settings(self, smtp: SmtpServer, http_receiver: Any) -> dict[str, Any]:
+        return webhook_settings(smtp, f"{http_receiver.url}/hook")
+
+    def test_an_admin_retries_a_dead_delivery(
+            self, personas: Personas, http_receiver: Any, incident_factory: Any, login: Any) -> None:
+        http_receiver.statuses = [400]
+        incident_factory(title="Receiver misconfigured")
+        delivery = only_delivery("webhook")
+        assert delivery.state == "dead", "a 400 is permanent"
+        url = f"/admin/deliveries/{delivery.id}/retry"
+
+        response = login(personas.owner).post(url)
+        assert response.status_code == 403
+        assert fresh(Delivery, delivery.id).state == "dead"
+        assert len(http_receiver.requests) == 1
+
+        response = login(personas.admin).post(url)  # the receiver was fixed meanwhile: 200 now
+        assert response.status_code == 303
+        delivery = fresh(Delivery, delivery.id)
+        assert delivery.state == "sent"
+        assert len(http_receiver.requests) == 2
+        assert len({header(r, "Idempotency-Key") for r in http_receiver.requests}) == 1
+        assert attempts_of(delivery) == [False, True]
+
+
+# -- 6. the seed scenario: SLA warning to the owner -------------------------------------------------
+
+
+class TestSeedScenario:
+    @pytest.fixture
+    def helpdesk_plugins(self) -> list[Any]:
+        return [business_hours, sla_priority, email_channel]
+
+    def test_owner_is_warned_at_75_percent_and_the_requester_told_of_the_resolution(
+            self, helpdesk_app: Flask, state: Any, personas: Personas, requester: Contact,
+            smtp: SmtpServer, frozen_clock: FrozenClock) -> None:
+        owner, assignee = personas.owner, personas.assignee
+        frozen_clock.set(utc(3, 6, 16, 30))  # Friday, half an hour before business hours end
+        with helpdesk_app.app_context():
+            incident = incidents.log_incident(state.pm, title="Orders database slow", actor=owner,
+                                              service_desk=personas.service_desk, requester=requester,
+                                              impact="high", urgency="medium")
+            assert incident.priority == 2
+            frozen_clock.advance(minutes=5)
+            incidents.add_comment(incident.id, owner, "We are looking into it.", public=True)
+            frozen_clock.advance(minutes=5)
+            incidents.assign(incident.id, owner, personas.database_team, assignee)
+        incident = Incident.get_by_id(incident.id)
+        assert incident.owner_agent_id == owner.id, "the service desk keeps ownership"
+        assert len(smtp.to(owner.email)) == 0, "nothing yet for the owner: he did it all"
+        assert len(smtp.to(assignee.email)) == 1  # assigned to her
+
+        # P2 resolution target: 8 business hours = Fri 16:30-17:00 + Mon 09:00-16:30.
+        # 75 % (6 h) is reached on Monday at 14:30.
+        with helpdesk_app.app_context():
+            frozen_clock.set(utc(3, 9, 14, 30))
+            sla.check(state, frozen_clock.now)
+            sla.check(state, frozen_clock.now)
+            frozen_clock.advance(minutes=1)
+            sla.check(state, frozen_clock.now)
+        warnings = smtp.to(owner.email)
+        assert len(warnings) == 1, "the owner is warned once, however often the check runs"
+        warning = warnings[0].message
+        assert parseaddr(warning["To"])[1] == owner.email == "john@example.com"
+        assert incident.reference in warning["Subject"] and "75%" in warning["Subject"]
+        assert f"{state.settings.base_url}/incidents/{incident.id}" in \
+            warning.get_body(("plain",)).get_content()
+        assignee_warnings = [m for m in smtp.to(assignee.email) if "75%" in m.message["Subject"]]
+        assert len(assignee_warnings) == 1, "the assignee is warned too"
+
+        before = len(smtp.to(REQUESTER))
+        with helpdesk_app.app_context():
+            frozen_clock.advance(minutes=30)
+            incidents.change_status(incident.id, assignee, "resolved", note="Rebuilt the orders index.")
+            frozen_clock.set(utc(3, 10, 9, 0))
+            sla.check(state, frozen_clock.now)
+            sla.check(state, frozen_clock.now)
+        resolution = smtp.to(REQUESTER)[before:]
+        assert len(resolution) == 1
+        assert incident.reference in resolution[0].message["Subject"]
+        assert "Rebuilt the orders index." in resolution[0].message.get_body(("plain",)).get_content()
+        assert Delivery.select().where(Delivery.state != "sent").count() == 0
+
+
+# -- 7. preferences ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("switched_off, team_mails, assigned_mails", [
+    (None, 1, 1),
+    ("all e-mail on the profile", 0, 0),
+    ("e-mail when assigned", 1, 0),
+])
+def test_an_agent_who_switched_off_email_still_gets_the_in_app_notice(
+        helpdesk_app: Flask, personas: Personas, smtp: SmtpServer, incident_factory: Any,
+        switched_off: str | None, team_mails: int, assigned_mails: int) -> None:
+    priya = personas.assignee
+    with helpdesk_app.app_context():
+        if switched_off == "all e-mail on the profile":
+            Agent.update(notify_email=False).where(Agent.id == priya.id).execute()
+        elif switched_off == "e-mail when assigned":
+            NotificationPreference.create(agent=priya.id, kind="assigned", channel="email", enabled=False)
+    incident = incident_factory(title="Replication lag")
+
+    def assign(agent: Agent | None) -> None:
+        with helpdesk_app.app_context():
+            incidents.assign(incident.id, personas.owner, personas.database_team, agent)
+
+    assign(None)  # new for her team
+    assert len(smtp.to(priya.email)) == team_mails
+    assert len(smtp.to(personas.db_lead.email)) == 1, "her team lead's choice is his own"
+    assign(priya)  # assigned to her
+    assert len(smtp.to(priya.email)) == team_mails + assigned_mails
+    assert Notice.select().where(Notice.agent == priya.id).count() == 2
+
+
+def test_an_agent_is_not_notified_of_their_own_action(
+        helpdesk_app: Flask, personas: Personas, smtp: SmtpServer, incident_factory: Any) -> None:
+    priya, john = personas.assignee, personas.owner
+    incident = incident_factory(title="Replication lag", actor=john)
+    assert Notice.select().count() == 0 and smtp.received == [], "john logged it himself"
+    with helpdesk_app.app_context():
+        incidents.assign(incident.id, john, personas.database_team, None)
+    assert Notice.select().where(Notice.agent == priya.id).count() == 1
+    assert len(smtp.to(priya.email)) == 1
+
+    with helpdesk_app.app_context():
+        incidents.assign(incident.id, priya, personas.database_team, priya)  # she takes it
+    assert Notice.select().where(Notice.agent == priya.id).count() == 1
+    assert len(smtp.to(priya.email)) == 1
+    # The owner is told his incident moved: the rule applies to the one who acted only.
+    assert Notice.select().where(Notice.agent == john.id).count() == 1
+    assert len(smtp.to(john.email)) == 1
+
+
+# -- 8. chat ---------------------------------------------------------------------------------------
+
+
+def test_an_agent_gets_a_slack_compatible_chat_message_when_assigned(
+        helpdesk_app: Flask, state: Any, personas: Personas, http_receiver: Any,
+        incident_factory: Any) -> None:
+    priya = personas.assignee
+    with helpdesk_app.app_context():
+        Agent.update(chat_url=f"{http_receiver.url}/services/T0/B0/abc").where(Agent.id == priya.id) \
+            .execute()
+    incident = incident_factory(title="Orders database slow", impact="high", urgency="medium")
+    assert http_receiver.requests == []
+    with helpdesk_app.app_context():
+        incidents.assign(incident.id, personas.owner, personas.database_team, priya)
+
+    (request,) = http_receiver.requests
+    assert request.path == "/services/T0/B0/abc"
+    assert header(request, "Content-Type") == "application/json"
+    body = request.json()
+    assert isinstance(body, dict) and isinstance(body["text"], str)
+    url = f"{state.settings.base_url}/incidents/{incident.id}"
+    assert f"<{url}|{incident.reference}>" in body["text"], "a Slack link to the incident"
+    assert PRIORITIES[incident.priority] in body["text"]
+    assert only_delivery("chat").state == "sent"
+
+
+def test_a_title_cannot_ping_the_chat_channel_or_smuggle_in_a_link(
+        helpdesk_app: Flask, state: Any, personas: Personas, http_receiver: Any,
+        incident_factory: Any) -> None:
+    """Titles come from requesters; in Slack's format ``<!channel>`` pings everyone and
+    ``<url|label>`` is a disguised link, so &, < and > must arrive as entities."""
+    priya = personas.assignee
+    with helpdesk_app.app_context():
+        Agent.update(chat_url=f"{http_receiver.url}/hook").where(Agent.id == priya.id).execute()
+    incident = incident_factory(title="<!channel> urgent <https://evil.example/login|Reset password> & more")
+    with helpdesk_app.app_context():
+        incidents.assign(incident.id, personas.owner, personas.database_team, priya)
+
+    (request,) = http_receiver.requests
+    text = request.json()["text"]
+    url = f"{state.settings.base_url}/incidents/{incident.id}"
+    assert re.findall(r"<[^<>]*>", text) == [f"<{url}|{incident.reference}>"], "only our own link"
+    assert "&lt;!channel&gt; urgent &lt;https://evil.example/login|Reset password&gt; &amp; more" in text
