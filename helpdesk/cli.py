@@ -316,6 +316,37 @@ def sla_check(ctx: click.Context, at_text: str | None, dry_run: bool) -> None:
     click.echo(f"{fired} SLA event(s) fired at {at:%Y-%m-%d %H:%M} UTC.")
 
 
+@sla_group.command("audit")
+@click.argument("references", nargs=-1)
+@click.pass_context
+def sla_audit(ctx: click.Context, references: tuple[str, ...]) -> None:
+    """Re-derive SLA clocks from the timeline and report any difference (all incidents by default)."""
+    from helpdesk import sla
+    from helpdesk.db import database
+    from helpdesk.models import Incident, SlaClock
+
+    app = _app(ctx)
+    with app.app_context(), database.connection_context():
+        state = app.extensions["helpdesk"]
+        if references:
+            ids = []
+            for reference in references:
+                number = reference.upper().removeprefix("INC-")
+                if not number.isdigit():
+                    raise click.BadParameter(f"{reference!r} is not an incident reference")
+                ids.append(int(number))
+        else:
+            ids = [row.incident_id for row in SlaClock.select(SlaClock.incident).distinct()]
+        problems = []
+        for incident in Incident.select().where(Incident.id.in_(ids)):
+            problems += sla.audit(state, incident)
+    for problem in problems:
+        click.echo(problem)
+    click.echo(f"{len(ids)} incident(s) audited, {len(problems)} difference(s).")
+    if problems:
+        ctx.exit(1)
+
+
 @main.group()
 def db() -> None:
     """Database schema."""

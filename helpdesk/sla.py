@@ -181,33 +181,37 @@ def on_status(incident: Incident, old: str, new: str) -> None:
     if state is None:
         return
     at = now()
-    pausing = set(state.settings.sla_pause_statuses)
     for clock in _clocks(incident.id):
-        calendar = _calendar(state, clock.calendar)
-        was_paused = clock.paused_at is not None
-        if new in {"closed", "cancelled"}:
-            if not clock.met_at and not clock.stopped_at:
-                clock.stopped_at = at
-        elif new == "resolved":
-            if not clock.met_at:
-                clock.met_at = at  # restoring service answers the customer too
-            if clock.target == "resolution" and not was_paused:
-                clock.paused_at = at  # while resolved the clock stands; reopening resumes it
-        elif old == "resolved" and clock.target == "resolution":
-            clock.met_at = None  # reopened: the resolution clock resumes where it stood
-            if was_paused:
-                clock.paused_seconds += int(business_time.between(calendar, clock.paused_at, at)
-                                            .total_seconds())
-                clock.paused_at = None
-        elif new in pausing and not was_paused and not clock.met_at:
-            clock.paused_at = at
-        elif new not in pausing and was_paused and old in pausing:
+        _move(state, clock, old, new, at)
+        _save(state, clock)
+
+
+def _move(state: Any, clock: SlaClock, old: str, new: str, at: dt.datetime) -> None:
+    """One status change applied to one clock: the rule both live changes and audits use."""
+    pausing = set(state.settings.sla_pause_statuses)
+    calendar = _calendar(state, clock.calendar)
+    was_paused = clock.paused_at is not None
+    if new in {"closed", "cancelled"}:
+        if not clock.met_at and not clock.stopped_at:
+            clock.stopped_at = at
+    elif new == "resolved":
+        if not clock.met_at:
+            clock.met_at = at  # restoring service answers the customer too
+        if clock.target == "resolution" and not was_paused:
+            clock.paused_at = at  # while resolved the clock stands; reopening resumes it
+    elif old == "resolved" and clock.target == "resolution":
+        clock.met_at = None  # reopened: the resolution clock resumes where it stood
+        if was_paused:
             clock.paused_seconds += int(business_time.between(calendar, clock.paused_at, at).total_seconds())
             clock.paused_at = None
-        if (clock.target == "response" and not clock.met_at and new == "in_progress"
-                and state.settings.sla_response_met_by == "action"):
-            clock.met_at = at
-        _save(state, clock)
+    elif new in pausing and not was_paused and not clock.met_at:
+        clock.paused_at = at
+    elif new not in pausing and was_paused and old in pausing:
+        clock.paused_seconds += int(business_time.between(calendar, clock.paused_at, at).total_seconds())
+        clock.paused_at = None
+    if (clock.target == "response" and not clock.met_at and new == "in_progress"
+            and state.settings.sla_response_met_by == "action"):
+        clock.met_at = at
 
 
 def on_response(incident: Incident, public_reply: bool) -> None:
@@ -244,6 +248,65 @@ def on_retarget(incident: Incident) -> None:
         clock.cycle += 1
         clock.breached_at = None
         _save(state, clock)
+
+
+# -- audit: the clocks again, from the timeline alone ----------------------------------
+
+
+AUDITED = ("paused_seconds", "paused_at", "met_at", "stopped_at")
+ACTION_FIELDS = {"owner", "assignee", "status"}  # the changes that count as an agent's action
+
+
+def derive(state: Any, incident: Incident) -> dict[str, SlaClock]:
+    """Replay the incident's timeline through the same rules to rebuild its clocks' facts.
+
+    Start, pauses, meeting and stopping come only from the timeline entries
+    (status changes, replies, agent actions); the target and calendar are the
+    stored ones (a re-target keeps the start and every pause).
+    """
+    from helpdesk.models import STATUSES
+
+    by_label = {label: code for code, label in STATUSES.items()}
+    clocks = {}
+    for stored in _clocks(incident.id):
+        clocks[stored.target] = SlaClock(target=stored.target, calendar=stored.calendar,
+                                         target_seconds=stored.target_seconds,
+                                         started_at=incident.created_at, paused_seconds=0)
+    action_meets = state.settings.sla_response_met_by == "action"
+    entries = TimelineEntry.select().where(TimelineEntry.incident == incident.id).order_by(TimelineEntry.id)
+    for entry in entries:
+        response = clocks.get("response")
+        if entry.kind == "change" and entry.field == "status":
+            old, new = by_label.get(entry.old_value), by_label.get(entry.new_value)
+            for clock in clocks.values():
+                _move(state, clock, old, new, entry.at)
+        if response is None or response.met_at or response.stopped_at:
+            continue
+        agent_action = entry.actor_id is not None and (
+            entry.kind == "note" or (entry.kind == "change" and entry.field in ACTION_FIELDS))
+        if entry.kind == "reply" or (action_meets and agent_action):
+            response.met_at = entry.at
+    return clocks
+
+
+def audit(state: Any, incident: Incident, tolerance: int = 1) -> list[str]:
+    """Where the stored clocks differ from the timeline's account (empty: they agree)."""
+    derived = derive(state, incident)
+    problems = []
+    for stored in _clocks(incident.id):
+        rebuilt = derived[stored.target]
+        for name in AUDITED:
+            mine, theirs = getattr(stored, name), getattr(rebuilt, name)
+            if isinstance(mine, dt.datetime) and isinstance(theirs, dt.datetime):
+                same = abs((mine - theirs).total_seconds()) <= tolerance
+            elif isinstance(mine, int) and isinstance(theirs, int):
+                same = abs(mine - theirs) <= tolerance
+            else:
+                same = mine == theirs
+            if not same:
+                problems.append(f"{incident.reference} {stored.target} {name}: stored {mine}, "
+                                f"timeline says {theirs}")
+    return problems
 
 
 # -- the background check -------------------------------------------------------------

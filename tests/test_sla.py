@@ -722,3 +722,29 @@ def test_a_response_met_after_its_breach_stays_on_the_breached_record(helpdesk_a
     assert "Response: Met late" in page
     # The resolution target still runs and is what puts the incident at risk.
     assert f">{incident.reference}<" in owner.get("/queues/at_risk").get_data(as_text=True)
+
+
+def test_clocks_can_be_rederived_from_the_timeline_and_tampering_is_found(helpdesk_app, personas,
+                                                                          incident_factory, frozen_clock):
+    frozen_clock.set(dt.datetime(2026, 3, 5, 10, 0))  # Thursday
+    incident = incident_factory(title="Audited", impact="medium", urgency="medium")  # P3
+    state = helpdesk_app.extensions["helpdesk"]
+    with helpdesk_app.app_context():
+        incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
+        frozen_clock.advance(hours=1)
+        incidents.change_status(incident.id, personas.assignee, "in_progress")
+        incidents.change_status(incident.id, personas.assignee, "pending", pending_reason="customer")
+        frozen_clock.advance(days=1, hours=3)  # Friday 14:00, over the end of the day
+        incidents.change_status(incident.id, personas.assignee, "in_progress")
+        frozen_clock.advance(hours=2)
+        incidents.add_comment(incident.id, personas.assignee, "Fixed, please check", public=True)
+        incidents.change_status(incident.id, personas.assignee, "resolved", note="Index rebuilt")
+        frozen_clock.advance(days=3)
+        incidents.reopen(incident.id, personas.owner, note="Still slow")
+        stored = {c.target: c for c in SlaClock.select().where(SlaClock.incident == incident.id)}
+        assert stored["resolution"].paused_seconds > 0 and stored["response"].met_at is not None
+        assert sla.audit(state, incident) == []
+        SlaClock.update(paused_seconds=SlaClock.paused_seconds + 3600).where(
+            (SlaClock.incident == incident.id) & (SlaClock.target == "resolution")).execute()
+        (problem,) = sla.audit(state, incident)
+    assert "resolution paused_seconds" in problem
