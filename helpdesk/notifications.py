@@ -204,7 +204,12 @@ def record(state: Any, event: str, incident_id: int, payload: dict[str, Any]) ->
     rendered: dict[str, tuple[str, str]] = {}
     for recipient in found:
         if recipient.kind not in rendered:
-            rendered[recipient.kind] = render(state, recipient.kind, incident, payload)
+            try:
+                rendered[recipient.kind] = render(state, recipient.kind, incident, payload)
+            except Exception:  # a broken override must not block the change it reports
+                logger.exception("notification template for %r failed; using a plain text", recipient.kind)
+                rendered[recipient.kind] = (f"[{incident.reference}] {incident.title}",
+                                            f"{incident.reference}: {incident.title}\n")
         subject, text = rendered[recipient.kind]
         targets: list[tuple[str, str, Agent | None]] = []
         if recipient.agent is not None:

@@ -108,3 +108,26 @@ def test_requester_mail_has_no_agent_link_and_a_deactivated_owner_falls_back_to_
     told = {m.recipient for m in channel_recorder.to("email") if "Reassigned" in m.subject}
     assert "john@example.com" not in told
     assert {"amira@example.com", "root@example.com"} <= told  # the service desk's lead and admin
+
+
+def test_an_instance_template_overrides_a_notification_and_a_broken_one_blocks_nothing(
+        helpdesk_app, personas, incident_factory, channel_recorder, caplog):
+    import os
+
+    folder = os.path.join(helpdesk_app.instance_path, "templates", "notifications")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "assigned.txt"), "w") as handle:
+        handle.write("Yours now: {{ incident.title }}\nPlease look at it.\n")
+    with open(os.path.join(folder, "team_new.txt"), "w") as handle:
+        handle.write("{{ incident.title.__class__.__mro__ }}\n{% broken")
+    first = incident_factory(title="{{ 7 * 7 }}")  # user text is data, not template source
+    with helpdesk_app.app_context():
+        incidents.assign(first.id, personas.owner, personas.database_team, personas.assignee)
+        second = incident_factory(title="Team job")
+        incidents.assign(second.id, personas.owner, personas.database_team, None)
+    (mine,) = [m for m in channel_recorder.to("email") if m.recipient == "priya@example.com"
+               and m.incident_reference == first.reference]
+    assert mine.subject == "Yours now: {{ 7 * 7 }}" and mine.text == "Please look at it.\n"
+    team = [m for m in channel_recorder.to("email") if m.incident_reference == second.reference]
+    assert team and all(m.subject == f"[{second.reference}] Team job" for m in team)
+    assert "notification template for 'team_new' failed" in caplog.text
