@@ -163,9 +163,25 @@ def _log_incident_over_http(base: str, password: str, title: str) -> None:
                                                     "urgency": "medium"}).encode(), timeout=5)
 
 
-@pytest.mark.parametrize("separate_worker", [False, True], ids=["in-process worker", "helpdesk worker"])
-def test_events_are_processed_by_a_real_worker_from_the_sqlite_queue(app, tmp_path, separate_worker):
+def _redis_url() -> str:
+    """A scratch Redis database on loopback; its queue is emptied first."""
+    redis = pytest.importorskip("redis")
+    url = "redis://127.0.0.1:6379/15"
+    try:
+        redis.Redis.from_url(url, socket_timeout=2).flushdb()
+    except redis.exceptions.ConnectionError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip("no Redis server on 127.0.0.1:6379")
+    return url
+
+
+@pytest.mark.parametrize(("separate_worker", "queue"), [(False, "sqlite"), (True, "sqlite"), (True, "redis")],
+                         ids=["in-process worker", "helpdesk worker", "helpdesk worker on redis"])
+def test_events_are_processed_by_a_real_worker_from_the_queue(app, tmp_path, separate_worker, queue):
     env = _env(tmp_path, HELPDESK_PORT=str(_free_port()))
+    if queue == "redis":
+        env["HELPDESK_QUEUE_URL"] = _redis_url()
     init = _run(["init", "--no-demo"], env)
     password = init.stdout.split("password:")[1].split()[0]
     processes = [subprocess.Popen(HELPDESK + ["serve"] + (["--no-worker"] if separate_worker else []),
