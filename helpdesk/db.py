@@ -7,6 +7,7 @@ instead of failing half-way. PostgreSQL uses a connection pool over psycopg 3.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ import peewee
 from playhouse.pool import PooledPostgresqlDatabase
 
 database = peewee.DatabaseProxy()
+logger = logging.getLogger(__name__)
 
 SQLITE_PRAGMAS = (
     ("journal_mode", "wal"),
@@ -96,7 +98,10 @@ def write_transaction() -> Iterator[None]:
         callbacks = list(pending)
         pending.clear()
         for callback in callbacks:
-            callback()
+            try:
+                callback()
+            except Exception:  # the change is committed: a failing follow-up must not undo the answer
+                logger.exception("after-commit callback failed")
 
 
 def after_commit(callback: Callable[[], None]) -> None:
@@ -106,3 +111,8 @@ def after_commit(callback: Callable[[], None]) -> None:
         callback()
     else:
         pending.append(callback)
+
+
+def for_update(query: peewee.ModelSelect) -> peewee.ModelSelect:
+    """Row locks on PostgreSQL (SQLite's BEGIN IMMEDIATE already serialises writers)."""
+    return query if is_sqlite() else query.for_update()

@@ -17,7 +17,7 @@ import peewee
 
 from helpdesk import events, sla
 from helpdesk.clock import now
-from helpdesk.db import write_transaction
+from helpdesk.db import for_update, write_transaction
 from helpdesk.errors import DomainError, NotFound, PermissionDenied, StaleVersion
 from helpdesk.models import (
     LEVELS,
@@ -371,6 +371,7 @@ def transfer_ownership(
             body=reason,
         )
         if fresh is not incident:
+            sla.on_response(fresh, public_reply=False)
             events.emit("incident_owner_changed", incident.id, actor,
                         previous_team=previous.team, previous_agent=previous.agent,
                         reason=reason)
@@ -605,8 +606,8 @@ def update_details(
                 pm, values.get("impact", incident.impact), values.get("urgency", incident.urgency)
             )
         fresh = _apply(incident, actor, values, expected_version)
-        if (fresh.priority, fresh.service_id) != (incident.priority, incident.service_id):
-            sla.on_retarget(fresh)
+        if fresh is not incident:
+            sla.on_retarget(fresh)  # the policy may key on any field; unchanged targets are kept
         return fresh
 
 
@@ -645,15 +646,21 @@ def link(
     if kind not in {"parent", "duplicate_of"}:
         raise DomainError("A link is either a parent or a duplicate-of link.")
     with write_transaction():
+        if other_id is not None and other_id != incident_id:
+            # Two links at once must not build a cycle: lock both rows, in id order.
+            list(for_update(Incident.select(Incident.id).where(
+                Incident.id.in_([incident_id, other_id])).order_by(Incident.id)))
         incident = get(incident_id)
         other = get(other_id) if other_id is not None else None
         if other is not None and other.id == incident.id:
             raise DomainError("An incident cannot be linked to itself.")
         if kind == "parent" and other is not None:
             ancestor: Incident | None = other
-            while ancestor is not None:
+            seen: set[int] = set()
+            while ancestor is not None and ancestor.id not in seen:
                 if ancestor.id == incident.id:
                     raise DomainError(f"{other.reference} is already below {incident.reference}.")
+                seen.add(ancestor.id)
                 ancestor = ancestor.parent
         if kind == "duplicate_of":
             if other is None:

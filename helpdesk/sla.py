@@ -21,7 +21,7 @@ from flask import current_app, has_app_context
 
 from helpdesk import business_time, events
 from helpdesk.clock import now
-from helpdesk.db import is_sqlite, write_transaction
+from helpdesk.db import for_update, write_transaction
 from helpdesk.models import Incident, SlaClock, SlaEvent, TimelineEntry
 
 logger = logging.getLogger(__name__)
@@ -243,6 +243,10 @@ def on_retarget(incident: Incident) -> None:
         seconds = int(duration.total_seconds())
         if (seconds, policy.name, targets.calendar) == (clock.target_seconds, clock.policy, clock.calendar):
             continue
+        if targets.calendar != clock.calendar:
+            # Pauses are working time of a calendar: measure them again in the new one.
+            replayed = derive(state, incident, {clock.target: targets.calendar})[clock.target]
+            clock.paused_seconds = replayed.paused_seconds
         clock.target_seconds, clock.policy, clock.calendar = seconds, policy.name, targets.calendar
         clock.warnings = ",".join(str(p) for p in policy.warnings)
         clock.cycle += 1
@@ -257,19 +261,22 @@ AUDITED = ("paused_seconds", "paused_at", "met_at", "stopped_at")
 ACTION_FIELDS = {"owner", "assignee", "status"}  # the changes that count as an agent's action
 
 
-def derive(state: Any, incident: Incident) -> dict[str, SlaClock]:
+def derive(state: Any, incident: Incident, calendars: dict[str, str | None] | None = None
+           ) -> dict[str, SlaClock]:
     """Replay the incident's timeline through the same rules to rebuild its clocks' facts.
 
     Start, pauses, meeting and stopping come only from the timeline entries
     (status changes, replies, agent actions); the target and calendar are the
-    stored ones (a re-target keeps the start and every pause).
+    stored ones unless ``calendars`` names others (a re-target keeps the start
+    and every pause, measured again in the new calendar).
     """
     from helpdesk.models import STATUSES
 
     by_label = {label: code for code, label in STATUSES.items()}
     clocks = {}
     for stored in _clocks(incident.id):
-        clocks[stored.target] = SlaClock(target=stored.target, calendar=stored.calendar,
+        calendar = (calendars or {}).get(stored.target, stored.calendar)
+        clocks[stored.target] = SlaClock(target=stored.target, calendar=calendar,
                                          target_seconds=stored.target_seconds,
                                          started_at=incident.created_at, paused_seconds=0)
     action_meets = state.settings.sla_response_met_by == "action"
@@ -360,19 +367,14 @@ def _due_event(state: Any, clock: SlaClock, at: dt.datetime) -> tuple[str, int] 
     return ("warning", reached[-1]) if reached else None
 
 
-def _locked(query: peewee.ModelSelect) -> peewee.ModelSelect:
-    """Row locks on PostgreSQL (SQLite's BEGIN IMMEDIATE already serialises writers)."""
-    return query if is_sqlite() else query.for_update()
-
-
 def _process(state: Any, clock_id: int, at: dt.datetime) -> int:
     with write_transaction():
         # Lock order as in the domain: the incident row first, then its clock.
         incident_id = SlaClock.select(SlaClock.incident).where(SlaClock.id == clock_id).scalar()
         if incident_id is None:
             return 0
-        _locked(Incident.select(Incident.id).where(Incident.id == incident_id)).execute()
-        clock = _locked(SlaClock.select().where(SlaClock.id == clock_id)).get_or_none()
+        for_update(Incident.select(Incident.id).where(Incident.id == incident_id)).execute()
+        clock = for_update(SlaClock.select().where(SlaClock.id == clock_id)).get_or_none()
         if clock is None or clock.next_event_at is None or clock.next_event_at > at:
             return 0  # another worker got here first
         event = _due_event(state, clock, at)

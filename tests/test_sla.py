@@ -748,3 +748,20 @@ def test_clocks_can_be_rederived_from_the_timeline_and_tampering_is_found(helpde
             (SlaClock.incident == incident.id) & (SlaClock.target == "resolution")).execute()
         (problem,) = sla.audit(state, incident)
     assert "resolution paused_seconds" in problem
+
+
+def test_a_retarget_into_another_calendar_measures_the_pause_again(helpdesk_app, personas,
+                                                                   incident_factory, frozen_clock):
+    frozen_clock.set(dt.datetime(2026, 3, 9, 10, 0))  # Monday, P3 in business hours
+    incident = incident_factory(title="Pending a day")
+    state = helpdesk_app.extensions["helpdesk"]
+    with helpdesk_app.app_context():
+        incidents.change_status(incident.id, personas.owner, "pending", pending_reason="customer")
+        frozen_clock.set(dt.datetime(2026, 3, 10, 10, 0))  # Tuesday 10:00
+        incidents.change_status(incident.id, personas.owner, "in_progress")
+        incidents.override_priority(incident.id, personas.owner, 1, "CEO affected")  # around the clock
+        clock = SlaClock.get((SlaClock.incident == incident.id) & (SlaClock.target == "resolution"))
+        assert clock.calendar is None and clock.paused_seconds == 24 * 3600
+        assert sla.elapsed(state, clock, frozen_clock.now) == dt.timedelta(0)
+        assert clock.due_at == dt.datetime(2026, 3, 10, 14, 0)  # 4 h from now, nothing lost
+        assert sla.audit(state, Incident.get_by_id(incident.id)) == []

@@ -74,6 +74,8 @@ def agent(agent_id: int) -> Any:
     error, status = None, 200
     if request.method == "POST":
         try:
+            if request.form.get("password"):
+                people.validate_password(request.form["password"])  # before anything is saved
             people.update_agent(
                 record,
                 display_name=request.form.get("display_name", ""),
