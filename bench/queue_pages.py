@@ -70,7 +70,7 @@ def measure(app, size: int) -> None:
     john = Agent.get(Agent.username == "john")
     client = app.test_client()
     with client.session_transaction() as session:
-        session["_user_id"] = str(john.id)
+        session["_user_id"] = john.get_id()
         session["_fresh"] = True
     logger = logging.getLogger("peewee")
     logger.setLevel(logging.DEBUG)

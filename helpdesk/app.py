@@ -13,6 +13,7 @@ from flask import Flask, Response, jsonify, redirect, request, send_from_directo
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from huey import Huey
+from werkzeug.routing import IntegerConverter
 
 from helpdesk import __version__
 from helpdesk.config import PluginSettings, Settings, load_settings
@@ -26,6 +27,12 @@ from helpdesk.tasks import create_huey, register_tasks
 
 _PACKAGE = Path(__file__).resolve().parent
 logger = logging.getLogger(__name__)
+
+
+class BoundedInt(IntegerConverter):
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:  # noqa: A002 - werkzeug's name
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 def _asset_dir(name: str) -> Path:
@@ -82,6 +89,8 @@ def create_app(
         static_folder=None,
         instance_path=str(settings.instance_path),
     )
+    # Ids in URLs stay within 64 bits: a longer number is a 404, not a database error.
+    app.url_map.converters["int"] = BoundedInt
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
@@ -106,6 +115,13 @@ def create_app(
     state.tasks = register_tasks(app, huey)
     app.extensions["helpdesk"] = state
 
+    if settings.trusted_proxies:
+        # Behind nginx or Caddy: the client address is the proxy's X-Forwarded-For entry, which
+        # the login rate limit needs (otherwise every client looks like 127.0.0.1).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     CSRFProtect(app)
     htmx.init_app(app)
     login_manager = LoginManager(app)
@@ -114,9 +130,14 @@ def create_app(
     login_manager.session_protection = "basic"
 
     @login_manager.user_loader
-    def load_agent(agent_id: str) -> Agent | None:
-        agent = Agent.get_or_none(Agent.id == int(agent_id))
-        return agent if agent is not None and agent.active else None
+    def load_agent(session_id: str) -> Agent | None:
+        raw_id, _, token = session_id.partition(":")
+        if not raw_id.isascii() or not raw_id.isdigit() or len(raw_id) > 18:
+            return None
+        agent = Agent.get_or_none(Agent.id == int(raw_id))
+        if agent is None or not agent.active or token != agent.session_token:
+            return None  # deleted, deactivated, or the password changed since this session began
+        return agent
 
     @login_manager.unauthorized_handler
     def unauthorized() -> Response:

@@ -78,6 +78,16 @@ class Agent(UserMixin, BaseModel):
     def is_active(self) -> bool:  # Flask-Login: deactivated agents cannot log in
         return bool(self.active)
 
+    def get_id(self) -> str:
+        """Session id: changes with the password, so a new password ends every old session."""
+        return f"{self.id}:{self.session_token}"
+
+    @property
+    def session_token(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(self.password_hash.encode()).hexdigest()[:16]
+
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"

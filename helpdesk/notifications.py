@@ -300,7 +300,7 @@ def deliver(state: Any, delivery_id: int) -> str | None:
         return _failed(delivery, f"{type(error).__name__}: {error}", False)
     with write_transaction():
         Delivery.update(state="sent", sent_at=now(), claimed_until=None, last_error="") \
-            .where(Delivery.id == delivery_id).execute()
+            .where((Delivery.id == delivery_id) & (Delivery.state == "sending")).execute()
         DeliveryAttempt.create(delivery=delivery_id, at=now(), ok=True)
     return "sent"
 
@@ -311,7 +311,7 @@ def _failed(delivery: Delivery, error: str, permanent: bool) -> str:
     with write_transaction():
         Delivery.update(state=state, claimed_until=None, last_error=error[:2000],
                         next_attempt_at=None if dead else now() + backoff(delivery.attempts)) \
-            .where(Delivery.id == delivery.id).execute()
+            .where((Delivery.id == delivery.id) & (Delivery.state == "sending")).execute()
         DeliveryAttempt.create(delivery=delivery.id, at=now(), ok=False, error=error[:2000])
     return state
 
@@ -324,7 +324,8 @@ def sweep(state: Any, limit: int = 1000) -> int:
     if abandoned:
         with write_transaction():
             Delivery.update(state="pending", claimed_until=None, next_attempt_at=at) \
-                .where((Delivery.id.in_(abandoned)) & (Delivery.state == "sending")).execute()
+                .where((Delivery.id.in_(abandoned)) & (Delivery.state == "sending")
+                       & (Delivery.claimed_until < at)).execute()
             DeliveryAttempt.insert_many([
                 {"delivery": delivery_id, "at": at, "ok": False,
                  "error": "the worker sending it stopped before finishing (lease expired); queued again"}

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import socket
 import ssl
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -77,6 +78,16 @@ class _PinnedHTTP(http.client.HTTPConnection):
         self.sock = socket.create_connection((self._address, self.port), self.timeout)
 
 
+def _cut(connection: http.client.HTTPConnection, expired: threading.Event) -> None:
+    expired.set()
+    sock = connection.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 def post_json(url: str, payload: Any, *, headers: Mapping[str, str] | None = None,
               timeout: float = 10.0, allow: Iterable[str] = ()) -> int:
     """POST ``payload`` as JSON; return the status, or raise :class:`DeliveryError`.
@@ -90,6 +101,12 @@ def post_json(url: str, payload: Any, *, headers: Mapping[str, str] | None = Non
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     connection_class = _PinnedHTTPS if scheme == "https" else _PinnedHTTP
     connection = connection_class(host, port, address, timeout)
+    # The socket timeout bounds each read; this bounds the whole exchange, so a receiver that
+    # drips bytes cannot hold a worker: when it expires the socket is shut down under the read.
+    expired = threading.Event()
+    watchdog = threading.Timer(timeout, _cut, (connection, expired))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         connection.request("POST", path, body=body, headers={
             "Content-Type": "application/json", "User-Agent": "helpdesk", **(headers or {})})
@@ -99,9 +116,14 @@ def post_json(url: str, payload: Any, *, headers: Mapping[str, str] | None = Non
     except TimeoutError:
         raise DeliveryError(f"{host} did not answer within {timeout:g} s") from None
     except (OSError, http.client.HTTPException) as error:
+        if expired.is_set():
+            raise DeliveryError(f"{host} did not answer within {timeout:g} s") from None
         raise DeliveryError(f"{host}: {type(error).__name__}: {error}") from None
     finally:
+        watchdog.cancel()
         connection.close()
+    if expired.is_set():
+        raise DeliveryError(f"{host} did not answer within {timeout:g} s")
     if 200 <= status < 300:
         return status
     if 300 <= status < 400:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,11 @@ BREACHED_NOW = (
 )
 
 
+def _small_int(text: str | None) -> int | None:
+    """ASCII digits that fit a 64-bit column, else None (no '²', no 10**30)."""
+    return int(text) if text and re.fullmatch(r"[0-9]{1,18}", text) else None
+
+
 @dataclass
 class Filters:
     status: list[str] = field(default_factory=list)
@@ -91,10 +97,7 @@ class Filters:
         for status in statuses:
             if status not in STATUSES:
                 raise DomainError(f"Unknown status filter {status!r}.")
-        try:
-            priorities = [int(p) for p in args.getlist("priority") if p]
-        except ValueError:
-            raise DomainError("The priority filter takes 1 to 4.") from None
+        priorities = [_small_int(p) for p in args.getlist("priority") if p]
         if any(p not in PRIORITIES for p in priorities):
             raise DomainError("The priority filter takes 1 to 4.")
         types = [t for t in args.getlist("type") if t]
@@ -102,10 +105,9 @@ class Filters:
             if kind not in TYPES:
                 raise DomainError(f"Unknown type filter {kind!r}.")
         team_arg = args.get("team") or None
-        try:
-            team = int(team_arg) if team_arg else None
-        except ValueError:
-            raise DomainError("The team filter takes a team id.") from None
+        team = _small_int(team_arg) if team_arg else None
+        if team_arg and team is None:
+            raise DomainError("The team filter takes a team id.")
         sort = args.get("sort") or "updated"
         if sort not in SORTS:
             raise DomainError(f"Unknown sort {sort!r}.")
@@ -173,10 +175,10 @@ def _filtered(queue: str, agent: Agent, filters: Filters) -> peewee.ModelSelect:
             (Incident.assigned_team == filters.team) | (Incident.owner_team == filters.team)
         )
     if filters.text:
-        reference = filters.text.upper().removeprefix("INC-")
+        reference = _small_int(filters.text.upper().removeprefix("INC-"))
         match = peewee.fn.LOWER(Incident.title).contains(filters.text.lower())
-        if reference.isdigit():
-            match = match | (Incident.id == int(reference))
+        if reference is not None:
+            match = match | (Incident.id == reference)
         query = query.where(match)
     return query
 

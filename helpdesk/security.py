@@ -92,7 +92,7 @@ def safe_next(target: str | None, default: str) -> str:
 
 
 def login_keys(username: str, address: str | None) -> list[str]:
-    return [f"user:{username.strip().lower()}", f"addr:{address or '-'}"]
+    return [f"user:{username.strip().lower()[:100]}", f"addr:{(address or '-')[:100]}"]
 
 
 def login_blocked(keys: list[str], max_failures: int, window_seconds: int) -> bool:
@@ -107,8 +107,9 @@ def login_blocked(keys: list[str], max_failures: int, window_seconds: int) -> bo
     return False
 
 
-def record_login_failure(keys: list[str]) -> None:
+def record_login_failure(keys: list[str], window_seconds: int) -> None:
     stamp = now()
+    LoginAttempt.delete().where(LoginAttempt.at < stamp - dt.timedelta(seconds=window_seconds)).execute()
     LoginAttempt.insert_many([{"key": key, "at": stamp} for key in keys]).execute()
 
 

@@ -13,6 +13,7 @@ from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
 from helpdesk.models import ROLES, Agent, Category, Contact, Membership, Organisation, Service, Team
 from helpdesk.security import ADMIN, access
+from helpdesk.web.forms import parse_id
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -24,7 +25,7 @@ CATALOGUES = {
 
 
 def _form_teams() -> list[Team]:
-    ids = [int(v) for v in request.form.getlist("teams") if v.isdigit()]
+    ids = [i for i in (parse_id(v) for v in request.form.getlist("teams")) if i is not None]
     return list(Team.select().where(Team.id.in_(ids))) if ids else []
 
 
@@ -176,8 +177,8 @@ def catalogue(kind: str) -> Any:
             if not toggle and not name:
                 raise DomainError("A name is required.")
             with write_transaction():
-                if toggle.isdigit() and has_active:
-                    item = model.get_or_none(model.id == int(toggle)) or abort(404)
+                if parse_id(toggle) is not None and has_active:
+                    item = model.get_or_none(model.id == parse_id(toggle)) or abort(404)
                     model.update(active=not item.active).where(model.id == item.id).execute()
                 else:
                     model.create(name=name)
@@ -226,9 +227,9 @@ def sla_overview() -> Any:
     raw = (request.args.get("incident") or "").strip().upper().removeprefix("INC-")
     if raw:
         try:
-            if not raw.isdigit():
+            if parse_id(raw) is None:
                 raise NotFound("Give an incident reference such as INC-42.")
-            sample = incidents.get(int(raw))
+            sample = incidents.get(parse_id(raw))
             name = state.pm.hook.helpdesk_sla_policy(incident=sample)
             policy = state.registry.sla_policies.get(name)
             applied = (name, policy, policy.targets(sample) if policy else None)

@@ -41,7 +41,7 @@ def login() -> Response | tuple[str, int] | str:
     if request.method == "GET":
         return render_template("login.html", next=target)
     settings = current_app.extensions["helpdesk"].settings
-    username = (request.form.get("username") or "").strip().lower()
+    username = (request.form.get("username") or "").strip().lower()[:64]
     password = request.form.get("password") or ""
     keys = login_keys(username, request.remote_addr)
     if login_blocked(keys, settings.login_max_failures, settings.login_window_seconds):
@@ -51,7 +51,7 @@ def login() -> Response | tuple[str, int] | str:
         ), 429
     agent = Agent.get_or_none(Agent.username == username) if username else None
     if agent is None or not agent.active or not check_password(agent, password):
-        record_login_failure(keys)
+        record_login_failure(keys, settings.login_window_seconds)
         return render_template(
             "login.html", next=target, username=username,
             error="Unknown user name or wrong password.",
@@ -112,6 +112,8 @@ def profile() -> Any:
         except DomainError as refused:
             error, status = str(refused), 422
         else:
+            if new:  # the new password ended every session, this one included: start a fresh one
+                login_user(Agent.get_by_id(current_user.id))
             flash("Profile saved.")
             return redirect(url_for("auth.profile"), code=303)
     chosen = {(p.kind, p.channel): p.enabled for p in NotificationPreference.select().where(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import peewee
 from flask import Flask, render_template
 from werkzeug.exceptions import HTTPException
 
@@ -24,6 +25,12 @@ def register(app: Flask) -> None:
         custom = error.description != type(error).description
         message = error.description if custom else MESSAGES.get(code, "Something went wrong.")
         return render_template("error.html", code=code, message=message), code
+
+    @app.errorhandler(peewee.DataError)
+    def data_error(error: peewee.DataError) -> tuple[str, int]:
+        # PostgreSQL refuses over-long text: the transaction rolled back, nothing was saved.
+        return render_template("error.html", code=422, message=(
+            "A value is too long or not valid for its field; nothing was saved.")), 422
 
     @app.errorhandler(DomainError)
     def domain_error(error: DomainError) -> tuple[str, int]:

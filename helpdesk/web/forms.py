@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import abort, request
 
 from helpdesk.models import Agent, Category, Contact, Membership, Service, Team
+
+_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and small enough for a 64-bit column
+
+
+def parse_id(raw: Any) -> int | None:
+    """An id typed or posted by a user, or ``None`` when it cannot be one."""
+    text = str(raw or "").strip()
+    return int(text) if _ID.fullmatch(text) else None
 
 
 def optional_id(name: str, model: Any) -> Any:
@@ -14,10 +23,8 @@ def optional_id(name: str, model: Any) -> Any:
     raw = (request.form.get(name) or "").strip()
     if not raw:
         return None
-    try:
-        record = model.get_or_none(model.id == int(raw))
-    except ValueError:
-        record = None
+    record_id = parse_id(raw)
+    record = model.get_or_none(model.id == record_id) if record_id is not None else None
     if record is None:
         abort(422, f"The chosen {name.replace('_', ' ')} does not exist.")
     return record

@@ -32,7 +32,7 @@ from helpdesk.models import (
 )
 from helpdesk.rendering import render_page
 from helpdesk.security import AGENT, access
-from helpdesk.web.forms import choices, expected_version, optional_id
+from helpdesk.web.forms import choices, expected_version, optional_id, parse_id
 
 bp = Blueprint("incidents", __name__, url_prefix="/incidents")
 BODY = "incident_body"
@@ -171,8 +171,8 @@ def priority(incident_id: int) -> Any:
         raw = request.form.get("priority", "")
         if raw == "derived":
             value = None
-        elif raw.isdigit():
-            value = int(raw)
+        elif parse_id(raw) is not None:
+            value = parse_id(raw)
         else:
             raise DomainError("Choose a priority from P1 to P4, or derive it again.")
         domain.override_priority(incident_id, current_user, value,
@@ -218,10 +218,10 @@ def comment(incident_id: int) -> Any:
 def link(incident_id: int) -> Any:
     def change() -> None:
         raw = (request.form.get("other") or "").strip().upper().removeprefix("INC-")
-        if raw and not raw.isdigit():
+        if raw and parse_id(raw) is None:
             raise DomainError("Name the other incident by its reference, e.g. INC-42.")
         domain.link(incident_id, current_user, request.form.get("kind", ""),
-                    int(raw) if raw else None, expected_version())
+                    parse_id(raw), expected_version())
 
     return _respond(incident_id, change, "Link saved.")
 
@@ -249,7 +249,8 @@ def _lookup(form: NewIncidentForm, name: str, model: Any) -> Any:
     raw = getattr(form, name).data
     if not raw:
         return None
-    record = model.get_or_none(model.id == int(raw)) if str(raw).isdigit() else None
+    record_id = parse_id(raw)
+    record = model.get_or_none(model.id == record_id) if record_id is not None else None
     if record is None:
         getattr(form, name).errors = [f"Choose an existing {getattr(form, name).label.text.lower()}."]
     return record
