@@ -109,6 +109,7 @@ def create_app(
     with app.app_context():  # registration hooks may read their plugin settings
         loaded = load_plugins(settings.disabled_plugins, load_entry_points=load_entry_points,
                               extra=plugins)
+        loaded.pm.hook.helpdesk_check_settings(registry=loaded.registry)
     huey = create_huey(settings)
     state = Helpdesk(settings=settings, pm=loaded.pm, huey=huey, plugins=loaded.infos,
                      registry=loaded.registry)

@@ -69,6 +69,18 @@ def helpdesk_assets() -> Any | None:
     """
 
 
+@hookspec
+def helpdesk_check_settings(registry: Any) -> None:
+    """Check this plugin's settings once at start-up, after every record is registered.
+
+    Fires in every process (web, worker, CLI) inside the app. Raise
+    :class:`helpdesk.config.ConfigError` naming the variable for a bad value,
+    so start-up stops with a clear message instead of failing on first use;
+    ``registry`` holds every registered record (e.g. to check that a calendar
+    named in your settings exists). Return nothing.
+    """
+
+
 # -- decision hooks ---------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ from helpdesk.models import Incident, SlaClock, SlaEvent, TimelineEntry
 logger = logging.getLogger(__name__)
 TARGETS = ("response", "resolution")
 BREACH = 1000  # the per-mille "point" of a breach
+_missing_calendars: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,8 @@ def _calendar(state: Any, name: str | None) -> Any:
     if name is None:
         return None
     calendar = state.registry.business_calendars.get(name)
-    if calendar is None:
+    if calendar is None and name not in _missing_calendars:
+        _missing_calendars.add(name)  # said once per process, not on every computation
         logger.warning("SLA: business calendar %r is not registered; counting around the clock", name)
     return calendar
 

@@ -24,6 +24,7 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app
@@ -70,16 +71,34 @@ def build(message: Message, from_address: str) -> EmailMessage:
     return mail
 
 
+def _connection_settings() -> tuple[str, int, str, float]:
+    """Host, port, security and timeout, checked (a ConfigError names the bad variable)."""
+    settings = plugin_settings("email")
+    host, security = settings.require("host"), settings.get("security", "none")
+    if security not in {"none", "starttls", "tls"}:
+        raise ConfigError("HELPDESK_PLUGINS__EMAIL__SECURITY: expected none, starttls or tls")
+    try:
+        port = int(settings.get("port", 465 if security == "tls" else 25))
+        timeout = float(settings.get("timeout", 10))
+    except (TypeError, ValueError):
+        raise ConfigError("HELPDESK_PLUGINS__EMAIL__PORT/TIMEOUT: expected numbers") from None
+    if not 0 < port < 65536 or not 0 < timeout <= 120:
+        raise ConfigError("HELPDESK_PLUGINS__EMAIL__PORT/TIMEOUT: port 1-65535, timeout up to 120 s")
+    return str(host), port, security, timeout
+
+
+@hookimpl
+def helpdesk_check_settings(registry: Any) -> None:
+    if "host" in plugin_settings("email"):
+        _connection_settings()
+
+
 def send(message: Message) -> None:
     settings = plugin_settings("email")
     base_host = urlsplit(current_app.extensions["helpdesk.settings"].base_url).hostname or "localhost"
     from_address = settings.get("from_address", f"Helpdesk <helpdesk@{base_host}>")
     mail = build(message, from_address)
-    host, security = settings.require("host"), settings.get("security", "none")
-    if security not in {"none", "starttls", "tls"}:
-        raise ConfigError("HELPDESK_PLUGINS__EMAIL__SECURITY: expected none, starttls or tls")
-    port = int(settings.get("port", 465 if security == "tls" else 25))
-    timeout = float(settings.get("timeout", 10))
+    host, port, security, timeout = _connection_settings()
     try:
         if security == "tls":
             client = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())

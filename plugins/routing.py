@@ -28,6 +28,8 @@ def _rules(value: Any, key: str) -> dict[str, str]:
         return {}
     if isinstance(value, dict):
         return {str(k): str(v) for k, v in value.items()}
+    if not isinstance(value, str):
+        raise ConfigError(f"HELPDESK_PLUGINS__ROUTING__{key.upper()}: expected Name=Team pairs or a table")
     rules = {}
     for pair in str(value).split(","):
         if not pair.strip():
@@ -38,6 +40,13 @@ def _rules(value: Any, key: str) -> dict[str, str]:
                               f"separated by commas; got {pair!r}")
         rules[name.strip()] = team.strip()
     return rules
+
+
+@hookimpl
+def helpdesk_check_settings(registry: Any) -> None:
+    settings = plugin_settings("routing")
+    for key in ("by_service", "by_category"):
+        _rules(settings.get(key), key)  # raises ConfigError naming the variable
 
 
 @hookimpl

@@ -19,6 +19,7 @@ calendar). Configure with durations such as ``15m``, ``8h``, ``3d`` (days of
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from typing import Any
 
@@ -31,6 +32,7 @@ DEFAULT_RESOLUTION = {"p1": "4h", "p2": "8h", "p3": "3bd", "p4": "10bd"}
 BUSINESS_DAY_HOURS = 8
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "bd": BUSINESS_DAY_HOURS * 3600}
 VARIABLE = "HELPDESK_PLUGINS__SLA_PRIORITY"
+logger = logging.getLogger(__name__)
 
 
 def duration(text: str, where: str) -> dt.timedelta:
@@ -85,3 +87,20 @@ def build_policy() -> SlaPolicy:
 @hookimpl
 def helpdesk_sla_policies() -> list[SlaPolicy]:
     return [build_policy()]
+
+
+@hookimpl
+def helpdesk_check_settings(registry: Any) -> None:
+    """Every calendar the settings name must be registered (else targets would silently run
+    around the clock)."""
+    settings = plugin_settings("sla_priority")
+    named = {("CALENDAR", settings["calendar"])} if "calendar" in settings else set()
+    if not named and "business" not in registry.business_calendars:
+        logger.warning("sla_priority: no 'business' calendar (business_hours disabled?): "
+                       "every target counts around the clock")
+    for key in ("calendar_by_team", "calendar_by_service"):
+        named |= {(key.upper(), name) for name in dict(settings.get(key) or {}).values()}
+    for key, name in sorted(named):
+        if name not in registry.business_calendars:
+            known = ", ".join(sorted(registry.business_calendars)) or "none (is business_hours disabled?)"
+            raise ConfigError(f"{VARIABLE}__{key}: no business calendar named {name!r}; known: {known}")

@@ -131,3 +131,11 @@ def test_an_instance_template_overrides_a_notification_and_a_broken_one_blocks_n
     team = [m for m in channel_recorder.to("email") if m.incident_reference == second.reference]
     assert team and all(m.subject == f"[{second.reference}] Team job" for m in team)
     assert "notification template for 'team_new' failed" in caplog.text
+
+
+def test_bad_email_settings_stop_start_up(tmp_path):
+    from helpdesk.config import ConfigError
+    from helpdesk.testing import make_app
+
+    with pytest.raises(ConfigError, match="HELPDESK_PLUGINS__EMAIL__SECURITY"):
+        make_app(tmp_path, [email_channel], plugins={"email": {"host": "mail", "security": "ssl"}})

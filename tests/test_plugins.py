@@ -302,7 +302,8 @@ def test_helpdesk_plugins_lists_what_is_loaded_and_why(tmp_path):
     assert listed["builtin"]["hooks"] == ["helpdesk_priority", "helpdesk_route_incident",
                                           "helpdesk_sla_policy"]
     assert listed["age"]["enabled"] is False and listed["age"]["source"] == "bundled"
-    assert listed["routing"]["enabled"] and listed["routing"]["hooks"] == ["helpdesk_route_incident"]
+    assert listed["routing"]["enabled"]
+    assert listed["routing"]["hooks"] == ["helpdesk_check_settings", "helpdesk_route_incident"]
     text = subprocess.run([sys.executable, "-m", "helpdesk.cli", "plugins"], env=env,
                           capture_output=True, text=True, timeout=60, check=True).stdout
     assert re.search(r"^age .*DISABLED", text, re.MULTILINE)

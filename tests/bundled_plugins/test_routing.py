@@ -4,6 +4,7 @@ import pytest
 
 from helpdesk.config import ConfigError
 from helpdesk.models import Category, Service
+from helpdesk.testing import make_app
 from helpdesk_plugins import routing
 
 
@@ -44,7 +45,6 @@ def test_a_rule_naming_an_unknown_team_is_skipped_with_a_warning(incident_factor
     assert "unknown team 'Nobody'" in caplog.text
 
 
-@pytest.mark.parametrize("helpdesk_settings", [{"plugins": {"routing": {"by_service": "CRM"}}}])
-def test_a_malformed_rule_is_a_clear_error(incident_factory):
+def test_a_malformed_rule_stops_start_up_naming_the_variable(tmp_path):
     with pytest.raises(ConfigError, match="HELPDESK_PLUGINS__ROUTING__BY_SERVICE"):
-        incident_factory(service=Service.create(name="CRM"))
+        make_app(tmp_path, [routing], plugins={"routing": {"by_service": "CRM"}})

@@ -59,6 +59,8 @@ def test_the_assigned_team_or_the_service_chooses_the_calendar(helpdesk_app, per
     ("business_hours", {"country": "XX"}, "__COUNTRY"),
     ("sla_priority", {"response": {"p1": "soon"}}, "HELPDESK_PLUGINS__SLA_PRIORITY__RESPONSE"),
     ("sla_priority", {"warnings": [1.5]}, "HELPDESK_PLUGINS__SLA_PRIORITY__WARNINGS"),
+    ("sla_priority", {"calendar_by_team": {"Database": "night_dsk"}},
+     "HELPDESK_PLUGINS__SLA_PRIORITY__CALENDAR_BY_TEAM: no business calendar named 'night_dsk'"),
 ])
 def test_bad_plugin_settings_stop_start_up_naming_the_variable(tmp_path, plugin, values, variable):
     with pytest.raises(ConfigError, match=variable):
