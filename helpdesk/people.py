@@ -32,6 +32,20 @@ def check_password(agent: Agent, password: str) -> bool:
     return True
 
 
+_DUMMY_HASH: str | None = None
+
+
+def spend_password_time(password: str) -> None:
+    """Verify against a throw-away hash, so an unknown user name takes as long as a known one."""
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = _hasher.hash("not a real password")
+    try:
+        _hasher.verify(_DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        pass
+
+
 def validate_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise DomainError(f"The password must be at least {MIN_PASSWORD} characters long.")

@@ -17,7 +17,7 @@ from flask import (
 from flask_login import current_user, login_user, logout_user
 
 from helpdesk.models import Agent
-from helpdesk.people import check_password
+from helpdesk.people import check_password, spend_password_time
 from helpdesk.security import (
     AGENT,
     PUBLIC,
@@ -50,6 +50,8 @@ def login() -> Response | tuple[str, int] | str:
             error="Too many failed attempts. Wait a few minutes before trying again.",
         ), 429
     agent = Agent.get_or_none(Agent.username == username) if username else None
+    if agent is None:
+        spend_password_time(password)  # no timing difference reveals which user names exist
     if agent is None or not agent.active or not check_password(agent, password):
         record_login_failure(keys, settings.login_window_seconds)
         return render_template(
