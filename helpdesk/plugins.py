@@ -196,35 +196,41 @@ def _register(pm: pluggy.PluginManager, plugin: Any, name: str) -> None:
         raise PluginError(f"plugin {name!r}: {error}") from None
 
 
-def call_event(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> list[str]:
-    """Call every implementation of an event hook, isolating failures.
+def call_each(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+    """Call every implementation of a hook on its own, isolating failures.
 
-    A plugin that raises is logged with its name, recorded for the admin page,
-    and does not stop the others. Returns the names of the plugins that failed.
+    A plugin that raises is logged with its name and recorded for the admin
+    Plugins page, and the others still run. Returns (plugin name, result) for
+    the implementations that succeeded.
     """
-    from helpdesk.models import PluginFailure
-
-    caller = getattr(pm.hook, name)
-    failed = []
-    for impl in reversed(caller.get_hookimpls()):
-        args = {arg: kwargs.get(arg) for arg in impl.argnames}
+    results = []
+    for impl in reversed(getattr(pm.hook, name).get_hookimpls()):
         try:
-            impl.function(**args)
+            results.append((impl.plugin_name, impl.function(**{a: kwargs.get(a) for a in impl.argnames})))
         except Exception as error:
             logger.exception("plugin %r failed in hook %s", impl.plugin_name, name)
-            failed.append(impl.plugin_name)
-            incident = kwargs.get("incident")
-            PluginFailure.create(
-                plugin=impl.plugin_name,
-                hook=name,
-                incident=getattr(incident, "id", None),
-                error=f"{type(error).__name__}: {error}"[:2000],
-                trace="".join(traceback.format_exception(error))[-8000:],
-            )
-    return failed
+            record_failure(impl.plugin_name, name, kwargs.get("incident"), error)
+    return results
 
 
-def collect(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[Any]:  # noqa: D103
-    """Flatten the lists a UI-slot hook returns (plugins may return ``None``)."""
-    results = getattr(pm.hook, hook)(**kwargs)
-    return [item for result in results if result for item in result]
+def record_failure(plugin: str, hook: str, incident: Any, error: Exception) -> None:
+    from helpdesk.models import PluginFailure
+
+    try:
+        PluginFailure.create(plugin=plugin, hook=hook, incident=getattr(incident, "id", None),
+                             error=f"{type(error).__name__}: {error}"[:2000],
+                             trace="".join(traceback.format_exception(error))[-8000:])
+    except Exception:  # the database may be what failed; the log has it
+        logger.exception("could not record the failure of plugin %r", plugin)
+
+
+def call_event(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> list[str]:
+    """Fire an event hook (worker, after commit); returns the names of plugins that failed."""
+    called = {plugin for plugin, _ in call_each(pm, name, **kwargs)}
+    return [impl.plugin_name for impl in getattr(pm.hook, name).get_hookimpls()
+            if impl.plugin_name not in called]
+
+
+def collect(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[Any]:
+    """Flatten the lists a UI-slot hook returns, plugin by plugin; a failing plugin is skipped."""
+    return [item for _, result in call_each(pm, hook, **kwargs) for item in result or ()]

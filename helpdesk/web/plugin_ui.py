@@ -9,7 +9,6 @@ recorded for admins, and the rest of the page still renders.
 from __future__ import annotations
 
 import logging
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from flask import Flask, Response, abort, render_template, send_from_directory
 from jinja2 import ChoiceLoader, FileSystemLoader
 from markupsafe import Markup
 
+from helpdesk import plugins
 from helpdesk.security import ADMIN, PUBLIC, access
 
 logger = logging.getLogger(__name__)
@@ -70,26 +70,7 @@ def _assets(state: Any) -> dict[str, Any]:
 
 
 def collect(state: Any, hook: str, **kwargs: Any) -> list[Any]:
-    """Call a UI-slot hook plugin by plugin, flattening the lists; a failing plugin is skipped."""
-    from helpdesk.models import PluginFailure
-
-    items: list[Any] = []
-    for impl in reversed(getattr(state.pm.hook, hook).get_hookimpls()):
-        try:
-            result = impl.function(**{arg: kwargs.get(arg) for arg in impl.argnames})
-        except Exception as error:
-            logger.exception("plugin %r failed in hook %s", impl.plugin_name, hook)
-            incident = kwargs.get("incident")
-            try:
-                PluginFailure.create(plugin=impl.plugin_name, hook=hook,
-                                     incident=getattr(incident, "id", None),
-                                     error=f"{type(error).__name__}: {error}"[:2000],
-                                     trace="".join(traceback.format_exception(error))[-8000:])
-            except Exception:  # noqa: S110 - the database may be what failed; the log has it
-                pass
-            continue
-        items.extend(result or ())
-    return items
+    return plugins.collect(state.pm, hook, **kwargs)
 
 
 def render_panels(state: Any, incident: Any, agent: Any) -> list[tuple[str, Markup]]:
