@@ -148,14 +148,18 @@ def status(state: Any, clock: SlaClock, at: dt.datetime) -> Status:
 # -- changes, called by the domain inside its transaction ---------------------------
 
 
-def on_created(incident: Incident) -> None:
+def _applicable(incident: Incident) -> tuple[Any, Any, Any] | None:
+    """(state, policy, targets) for an incident inside an app, or None when no SLA applies."""
     state = _state()
-    if state is None:
+    found = _policy_targets(state, incident) if state is not None else None
+    return (state, *found) if found is not None else None
+
+
+def on_created(incident: Incident) -> None:
+    applicable = _applicable(incident)
+    if applicable is None:
         return
-    found = _policy_targets(state, incident)
-    if found is None:
-        return
-    policy, targets = found
+    state, policy, targets = applicable
     for target, duration in (("response", targets.response), ("resolution", targets.resolution)):
         if duration is None:
             continue
@@ -231,13 +235,10 @@ def on_response(incident: Incident, public_reply: bool) -> None:
 
 def on_retarget(incident: Incident) -> None:
     """Priority or policy changed: new targets from the same start, keeping every pause."""
-    state = _state()
-    if state is None:
+    applicable = _applicable(incident)
+    if applicable is None:
         return
-    found = _policy_targets(state, incident)
-    if found is None:
-        return
-    policy, targets = found
+    state, policy, targets = applicable
     for clock in _clocks(incident.id):
         duration = targets.response if clock.target == "response" else targets.resolution
         if duration is None or clock.met_at or clock.stopped_at:
