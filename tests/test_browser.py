@@ -130,3 +130,27 @@ def test_no_console_errors_or_csp_violations(server, personas, page, log_inciden
     page.get_by_role("button", name="Add").click()
     page.wait_for_selector(".entry-note:has-text('Checked the cable.')")
     assert problems == []
+
+
+def test_a_stale_inline_edit_shows_the_fresh_state_and_nothing_is_lost(server, personas, page,
+                                                                        log_incident, app):
+    from helpdesk import incidents
+
+    incident = log_incident(title="Two agents at once")
+    log_in(page, server, personas.owner.username)
+    page.goto(f"{server}/incidents/{incident.id}")
+    # Meanwhile a colleague assigns it to the Network team.
+    with app.app_context():
+        incidents.assign(incident.id, personas.colleague, personas.network, None)
+    assignee = page.get_by_role("region", name="Assignee")
+    assignee.get_by_label("Assigned team").select_option(label="Database")
+    assignee.get_by_role("button", name="Save assignment").click()
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "changed by someone else" in alert.inner_text()
+    # The swapped-in body shows the colleague's change, and a retry from it goes through.
+    assert "Network /" in page.locator("#assignee-heading + .current").inner_text()
+    assignee = page.get_by_role("region", name="Assignee")
+    assignee.get_by_label("Assigned team").select_option(label="Database")
+    assignee.get_by_role("button", name="Save assignment").click()
+    page.wait_for_selector("#assignee-heading + .current:has-text('Database')")
