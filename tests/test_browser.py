@@ -154,3 +154,30 @@ def test_a_stale_inline_edit_shows_the_fresh_state_and_nothing_is_lost(server, p
     assignee.get_by_label("Assigned team").select_option(label="Database")
     assignee.get_by_role("button", name="Save assignment").click()
     page.wait_for_selector("#assignee-heading + .current:has-text('Database')")
+
+
+def test_an_incident_can_be_logged_with_the_keyboard_alone(server, personas, page):
+    def tab_to(name: str) -> None:
+        for _ in range(60):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.textContent.trim()") == name or page.evaluate(
+                    "document.activeElement.labels && document.activeElement.labels[0] "
+                    "&& document.activeElement.labels[0].textContent.trim()") == name:
+                return
+        raise AssertionError(f"{name!r} cannot be reached with Tab")
+
+    page.goto(f"{server}/login")
+    page.keyboard.type(personas.owner.username)  # the user name field has the focus
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/queues/"))
+    tab_to("New incident")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/incidents/new$"))
+    tab_to("Title")
+    page.keyboard.type("Keyboard only")
+    tab_to("Log incident")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/incidents/\d+$"))
+    assert page.get_by_role("heading", level=1).inner_text() == "Keyboard only"
