@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from helpdesk.config import ConfigError, create_instance
+from helpdesk.config import ConfigError, create_instance, instance_folder
 
 
 def _app(ctx: click.Context) -> Any:
@@ -77,7 +77,7 @@ def init(ctx: click.Context, demo: bool) -> None:
     from helpdesk.db import database
     from helpdesk.models import Agent
 
-    instance = Path(ctx.obj.get("instance_path") or load_instance_path()).resolve()
+    instance = instance_folder(ctx.obj.get("instance_path"))
     if create_instance(instance):
         click.echo(f"Created instance folder {instance} with a new secret key.")
     app = _app(ctx)
@@ -104,12 +104,6 @@ def init(ctx: click.Context, demo: bool) -> None:
             "Created the first admin account. This password is shown only once:\n"
             f"  user name: admin\n  password:  {password}"
         )
-
-
-def load_instance_path() -> str:
-    import os
-
-    return os.environ.get("HELPDESK_INSTANCE", "instance")
 
 
 @main.command()

@@ -182,6 +182,13 @@ def _parse(name: str, value: Any, source: str) -> Any:
         raise ConfigError(f"{source}: invalid value {value!r}: {error}") from None
 
 
+def instance_folder(explicit: str | os.PathLike[str] | None = None,
+                    environ: Mapping[str, str] | None = None) -> Path:
+    """The instance folder: given explicitly, else HELPDESK_INSTANCE, else ./instance."""
+    environ = os.environ if environ is None else environ
+    return Path(explicit or environ.get(ENV_PREFIX + "INSTANCE") or "instance").resolve()
+
+
 def load_settings(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -192,12 +199,7 @@ def load_settings(
     overrides = {k.lower(): v for k, v in (overrides or {}).items()}
     known = set(setting_names())
 
-    instance = Path(
-        overrides.pop("instance_path", None)
-        or instance_path
-        or environ.get(ENV_PREFIX + "INSTANCE")
-        or "instance"
-    ).resolve()
+    instance = instance_folder(overrides.pop("instance_path", None) or instance_path, environ)
 
     values: dict[str, Any] = {}
     plugins: dict[str, dict[str, Any]] = {}

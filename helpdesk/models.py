@@ -43,7 +43,6 @@ RESOLUTION_CODES = {
     "no_fault": "No fault found",
     "user_error": "User error",
 }
-ENTRY_KINDS = {"created", "reply", "note", "change", "sla"}
 
 
 def utcnow() -> dt.datetime:
