@@ -55,12 +55,12 @@ def seed(app, count: int) -> None:
     started = time.perf_counter()
     with write_transaction(), suppressed():
         for n in range(count):
-            incident = domain.log_incident(state.pm, title=f"Incident {n}", actor=john if n % 2 else None,
+            incident = domain.log_incident(state, title=f"Incident {n}", actor=john if n % 2 else None,
                                            service_desk=desk)
             if n % 5 == 0:
-                domain.assign(incident.id, john, desk, john)
+                domain.assign(state, incident.id, john, desk, john)
             elif n % 3:
-                domain.assign(incident.id, john, dbt, None)
+                domain.assign(state, incident.id, john, dbt, None)
     print(f"seeded {count} incidents in {time.perf_counter() - started:.1f} s")
 
 

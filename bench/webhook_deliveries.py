@@ -64,7 +64,7 @@ def run(count: int, workers: int, url: str) -> float:
                     for n in range(offset, min(count, offset + 2000))]).execute()
         ids = [row.id for row in Delivery.select(Delivery.id)]
     for delivery_id in ids:
-        state.tasks["deliver"](delivery_id)
+        state.tasks.deliver(delivery_id)
     consumer = state.huey.create_consumer(workers=workers, worker_type="thread", periodic=False,
                                           initial_delay=0.01, max_delay=0.1)
     started = time.perf_counter()

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import pluggy
 from flask import Flask, Response, jsonify, redirect, request, send_from_directory, url_for
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from huey import Huey
 from werkzeug.routing import IntegerConverter
 
 from helpdesk import __version__
-from helpdesk.config import PluginSettings, Settings, load_settings
+from helpdesk.config import Settings, load_settings
+from helpdesk.context import Context
 from helpdesk.db import database, open_database
-from helpdesk.errors import DomainError
-from helpdesk.models import PRIORITIES, STATUSES, Agent, Team
-from helpdesk.plugins import PluginInfo, Registry, load_plugins
+from helpdesk.models import PRIORITIES, STATUSES, Agent
+from helpdesk.plugins import load_plugins
 from helpdesk.rendering import format_duration, htmx, local_time, render_markdown
 from helpdesk.security import PUBLIC, access, add_security_headers, enforce_access
 from helpdesk.tasks import create_huey, register_tasks
@@ -40,34 +37,6 @@ def _asset_dir(name: str) -> Path:
     and beside it in a source checkout."""
     installed = _PACKAGE / name
     return installed if installed.is_dir() else _PACKAGE.parent / name
-
-
-@dataclass
-class Helpdesk:
-    """Per-app state, kept in ``app.extensions["helpdesk"]``."""
-
-    settings: Settings
-    pm: pluggy.PluginManager
-    huey: Huey
-    plugins: dict[str, PluginInfo] = field(default_factory=dict)
-    registry: Registry = field(default_factory=Registry)
-    tasks: dict[str, Any] = field(default_factory=dict)
-    notification_env: Any = None
-
-    def plugin_settings(self, name: str) -> PluginSettings:
-        return PluginSettings(name, self.settings.plugins.get(name, {}))
-
-    def queue_event(self, name: str, incident_id: int, payload: dict[str, Any]) -> None:
-        self.tasks["fire_event"](name, incident_id, payload)
-
-    def service_desk(self) -> Team:
-        team = Team.get_or_none(Team.name == self.settings.service_desk_team)
-        if team is None:
-            raise DomainError(
-                f"The service-desk team {self.settings.service_desk_team!r} does not exist; "
-                "run `helpdesk init` or create it on the Teams page."
-            )
-        return team
 
 
 def create_app(
@@ -106,15 +75,16 @@ def create_app(
 
     database.initialize(open_database(settings.database_url))
     app.extensions["helpdesk.settings"] = settings
-    with app.app_context():  # registration hooks may read their plugin settings
+    ctx = Context(settings=settings, huey=create_huey(settings),
+                  template_folders=(Path(settings.instance_path) / "templates", _asset_dir("templates")))
+    with app.app_context():  # registration hooks may still use helpdesk.plugin_settings
         loaded = load_plugins(settings.disabled_plugins, load_entry_points=load_entry_points,
-                              extra=plugins)
-        loaded.pm.hook.helpdesk_check_settings(registry=loaded.registry)
-    huey = create_huey(settings)
-    state = Helpdesk(settings=settings, pm=loaded.pm, huey=huey, plugins=loaded.infos,
-                     registry=loaded.registry)
-    state.tasks = register_tasks(app, huey)
-    app.extensions["helpdesk"] = state
+                              extra=plugins, ctx=ctx)
+    ctx.pm, ctx.plugins = loaded.pm, loaded.infos
+    ctx.tasks = register_tasks(app, ctx.huey, ctx)
+    app.extensions["helpdesk"] = ctx
+    with app.app_context():
+        loaded.pm.hook.helpdesk_check_settings(registry=loaded.registry, ctx=ctx)
 
     if settings.trusted_proxies:
         # Behind nginx or Caddy: the client address is the proxy's X-Forwarded-For entry, which
@@ -159,7 +129,7 @@ def create_app(
 
     for blueprint in (auth.bp, queues.bp, incidents.bp, admin.bp, notices.bp):
         app.register_blueprint(blueprint)
-    plugin_ui.init_app(app, state)
+    plugin_ui.init_app(app, ctx)
 
     @app.get("/healthz")
     @access(PUBLIC)

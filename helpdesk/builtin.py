@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from helpdesk import hookimpl
+from helpdesk.clock import now
+from helpdesk.records import ChannelType, Message
 
 # ITIL priority matrix: rows impact, columns urgency.
 PRIORITY_MATRIX = {
@@ -33,3 +35,19 @@ def helpdesk_route_incident(incident: Any) -> None:
 @hookimpl(trylast=True)
 def helpdesk_sla_policy(incident: Any) -> str:
     return "priority"
+
+
+def _send_inapp(ctx: Any, message: Message) -> None:
+    """A notice on the agent's bell; the delivery's key makes a repeated delivery harmless."""
+    from helpdesk.models import Notice
+
+    Notice.insert(agent=int(message.recipient), incident=message.incident_id,
+                  text=message.subject[:500], created_at=now(),
+                  key=message.idempotency_key or None).on_conflict_ignore().execute()
+
+
+@hookimpl(trylast=True)
+def helpdesk_channel_types() -> list[ChannelType]:
+    return [ChannelType(
+        "inapp", "In-app", _send_inapp, "Notices on the bell in the page header",
+        address_for=lambda ctx, agent, values: str(agent.id))]

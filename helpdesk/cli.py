@@ -31,7 +31,8 @@ class HelpdeskGroup(click.Group):
                 ctx.meta["plugin_commands"] = {}  # the real command reports the problem
                 return {}
             ctx.meta["plugin_app"] = app
-            commands = collect(app.extensions["helpdesk"].pm, "helpdesk_cli_commands")
+            commands = collect(app.extensions["helpdesk"].pm, "helpdesk_cli_commands",
+                               ctx=app.extensions["helpdesk"])
             ctx.meta["plugin_commands"] = {c.name: c for c in commands if c.name not in self.commands}
         return ctx.meta["plugin_commands"]
 
@@ -258,14 +259,15 @@ def channels() -> None:
 @click.pass_context
 def channels_test(ctx: click.Context, channel: str, recipient: str) -> None:
     """Send a test message through CHANNEL to RECIPIENT, now, and say what happened."""
-    from helpdesk.channels import deliver
+    from helpdesk.notify.outbox import send_now
     from helpdesk.records import DeliveryError, Message
 
     app = _app(ctx)
     with app.app_context():
         try:
-            deliver(channel, Message(recipient=recipient, subject="Helpdesk test message",
-                                     text="If you can read this, the channel works."))
+            send_now(app.extensions["helpdesk"], channel, Message(
+                recipient=recipient, subject="Helpdesk test message",
+                text="If you can read this, the channel works."))
         except DeliveryError as error:
             kind = "permanent" if error.permanent else "temporary"
             raise click.ClickException(f"{channel}: {kind} delivery failure: {error}") from None

@@ -99,7 +99,7 @@ def seed(state: Any, *, count: int = 200, progress: bool = False, seed_value: in
                 clock.set_source(lambda moment=moment: moment[0])
                 logged_by = rng.choice(desk_agents + [None])
                 incident = domain.log_incident(
-                    state.pm,
+                    state,
                     title=rng.choice(TOPICS[team_name]),
                     description=f"Reported by phone.\n\n- seen since this morning\n- ticket {number}",
                     actor=logged_by,
@@ -117,40 +117,40 @@ def seed(state: Any, *, count: int = 200, progress: bool = False, seed_value: in
                 actor = logged_by or rng.choice(desk_agents)
                 if logged_by is None and rng.random() < 0.6:
                     tick(rng.randint(1, 30))
-                    incident = domain.take_ownership(incident.id, actor)
+                    incident = domain.take_ownership(state, incident.id, actor)
                 if target == "new":
                     continue
                 if target == "cancelled":
                     tick(rng.randint(5, 120))
-                    domain.change_status(incident.id, actor, "cancelled",
+                    domain.change_status(state, incident.id, actor, "cancelled",
                                          note="Withdrawn by the requester.")
                     continue
                 tick(rng.randint(2, 60))
                 specialist = rng.choice(members[team_name])
-                incident = domain.assign(incident.id, actor, teams[team_name],
+                incident = domain.assign(state, incident.id, actor, teams[team_name],
                                          specialist if target != "assigned" else None)
                 if target == "assigned":
                     continue
                 tick(rng.randint(5, 240))
-                domain.change_status(incident.id, specialist, "in_progress")
-                domain.add_comment(incident.id, specialist, "Looking into it now.", public=False)
+                domain.change_status(state, incident.id, specialist, "in_progress")
+                domain.add_comment(state, incident.id, specialist, "Looking into it now.", public=False)
                 if target == "in_progress":
                     continue
                 tick(rng.randint(10, 300))
-                domain.add_comment(incident.id, specialist,
+                domain.add_comment(state, incident.id, specialist,
                                    "Could you tell us when this last worked?", public=True)
-                domain.change_status(incident.id, specialist, "pending", pending_reason="customer")
+                domain.change_status(state, incident.id, specialist, "pending", pending_reason="customer")
                 if target == "pending":
                     continue
                 tick(rng.randint(30, 1440))
-                domain.change_status(incident.id, specialist, "in_progress")
+                domain.change_status(state, incident.id, specialist, "in_progress")
                 tick(rng.randint(10, 600))
-                domain.change_status(incident.id, specialist, "resolved",
+                domain.change_status(state, incident.id, specialist, "resolved",
                                      note="Restarted the affected service; confirmed working.",
                                      resolution_code=rng.choice(["fixed", "workaround"]))
                 if target == "closed":
                     tick(rng.randint(60, 4320))
-                    domain.change_status(incident.id, actor, "closed")
+                    domain.change_status(state, incident.id, actor, "closed")
         finally:
             clock.set_source(None)
             if bar is not None:

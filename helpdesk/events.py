@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import peewee
-from flask import current_app, has_app_context
 
+from helpdesk.context import Context
 from helpdesk.db import after_commit
 
 logger = logging.getLogger(__name__)
@@ -31,19 +31,18 @@ def suppressed() -> Iterator[None]:
         _local.suppressed = False
 
 
-def emit(name: str, incident_id: int, actor: Any, **extra: Any) -> None:
-    """Queue event ``name`` to fire after the current transaction commits."""
+def emit(ctx: Context, name: str, incident_id: int, actor: Any, **extra: Any) -> None:
+    """Record event ``name``: notifications into the outbox now, in the change's transaction,
+    and the plugin hooks queued to fire after it commits."""
     if getattr(_local, "suppressed", False):
         return
     payload = {
         key: (value.id if isinstance(value, peewee.Model) else value)
         for key, value in {"actor": actor, **extra}.items()
     }
-    if not has_app_context():
-        logger.debug("event %s for INC-%s not queued: no app context", name, incident_id)
-        return
-    state = current_app.extensions["helpdesk"]
-    from helpdesk import notifications
+    from helpdesk.notify import outbox
 
-    notifications.record(state, name, incident_id, payload)  # in this transaction: the outbox
-    after_commit(lambda: state.queue_event(name, incident_id, payload))
+    outbox.record_event(ctx, name, incident_id, payload)  # in this transaction
+    tasks = ctx.tasks
+    if tasks is not None:
+        after_commit(lambda: tasks.fire_event(name, incident_id, payload))

@@ -17,6 +17,7 @@ import peewee
 
 from helpdesk import events, sla
 from helpdesk.clock import now
+from helpdesk.context import Context
 from helpdesk.db import for_update, write_transaction
 from helpdesk.errors import DomainError, NotFound, PermissionDenied, StaleVersion
 from helpdesk.models import (
@@ -78,8 +79,8 @@ def assignee(incident: Incident) -> Pair:
     return Pair(incident.assigned_team, incident.assigned_agent)
 
 
-def derive_priority(pm: Any, impact: str, urgency: str) -> int:
-    priority = pm.hook.helpdesk_priority(impact=impact, urgency=urgency)
+def derive_priority(ctx: Context, impact: str, urgency: str) -> int:
+    priority = ctx.pm.hook.helpdesk_priority(impact=impact, urgency=urgency, ctx=ctx)
     if priority not in PRIORITIES:
         raise DomainError(f"The priority rule returned {priority!r}, which is not 1–4.")
     return priority
@@ -209,11 +210,11 @@ def _raw(incident: Incident, name: str) -> Any:
 
 
 def log_incident(
-    pm: Any,
+    ctx: Context,
     *,
     title: str,
     actor: Agent | None,
-    service_desk: Team,
+    service_desk: Team | None = None,
     description: str = "",
     type: str = "incident",
     impact: str = "medium",
@@ -236,6 +237,7 @@ def log_incident(
     the service desk owns it with no owning agent until someone takes it.
     """
     source = source or ("agent" if actor else "api")
+    service_desk = service_desk or ctx.service_desk()
     incident = Incident(
         title=_title(title),
         description=(description or "").strip(),
@@ -248,7 +250,7 @@ def log_incident(
         source=_choice(source, SOURCES, "source"),
         created_by=actor,
     )
-    incident.priority = derive_priority(pm, incident.impact, incident.urgency)
+    incident.priority = derive_priority(ctx, incident.impact, incident.urgency)
 
     if owner_team is None and owner_agent is None:
         if actor is not None and keep_ownership:
@@ -260,7 +262,7 @@ def log_incident(
     _check_owner(owner_team, owner_agent)
 
     if assigned_team is None and assigned_agent is None:
-        assigned_team = pm.hook.helpdesk_route_incident(incident=incident)
+        assigned_team = ctx.pm.hook.helpdesk_route_incident(incident=incident, ctx=ctx)
     _check_assignee(assigned_team, assigned_agent)
 
     incident.owner_team, incident.owner_agent = owner_team, owner_agent
@@ -277,10 +279,10 @@ def log_incident(
             body=f"Logged via {SOURCES[incident.source]}; owner {owner(incident)}"
             + (f"; assigned to {assignee(incident)}" if assigned_team else ""),
         )
-        sla.on_created(incident)
-        events.emit("incident_created", incident.id, actor)
+        sla.on_created(ctx, incident)
+        events.emit(ctx, "incident_created", incident.id, actor)
         if assigned_team is not None:
-            events.emit("incident_assigned", incident.id, actor, previous_team=None,
+            events.emit(ctx, "incident_assigned", incident.id, actor, previous_team=None,
                         previous_agent=None)
     return incident
 
@@ -298,7 +300,8 @@ def _home_team(agent: Agent, service_desk: Team) -> Team:
 # -- ownership -----------------------------------------------------------------
 
 
-def take_ownership(incident_id: int, actor: Agent, expected_version: int | None = None) -> Incident:
+def take_ownership(ctx: Context, incident_id: int, actor: Agent,
+                   expected_version: int | None = None) -> Incident:
     """Any agent may take an unowned incident; exactly one of two racing agents wins."""
     with write_transaction():
         incident = get(incident_id)
@@ -329,8 +332,8 @@ def take_ownership(incident_id: int, actor: Agent, expected_version: int | None 
                     f"{incident.reference} was just taken by {lost.incident.owner_agent}.",
                 )
             raise
-        sla.on_response(fresh, public_reply=False)
-        events.emit("incident_owner_changed", incident.id, actor, previous_team=previous.team,
+        sla.on_response(ctx, fresh, public_reply=False)
+        events.emit(ctx, "incident_owner_changed", incident.id, actor, previous_team=previous.team,
                     previous_agent=previous.agent, reason="taken")
     return fresh
 
@@ -343,6 +346,7 @@ def can_transfer(incident: Incident, actor: Agent) -> bool:
 
 
 def transfer_ownership(
+    ctx: Context,
     incident_id: int,
     actor: Agent,
     team: Team,
@@ -371,8 +375,8 @@ def transfer_ownership(
             body=reason,
         )
         if fresh is not incident:
-            sla.on_response(fresh, public_reply=False)
-            events.emit("incident_owner_changed", incident.id, actor,
+            sla.on_response(ctx, fresh, public_reply=False)
+            events.emit(ctx, "incident_owner_changed", incident.id, actor,
                         previous_team=previous.team, previous_agent=previous.agent,
                         reason=reason)
     return fresh
@@ -382,6 +386,7 @@ def transfer_ownership(
 
 
 def assign(
+    ctx: Context,
     incident_id: int,
     actor: Agent | None,
     team: Team | None,
@@ -416,14 +421,14 @@ def assign(
         fresh = _apply(incident, actor, changes, expected_version, record=record, body=note)
         if fresh is not incident:
             if actor is not None:
-                sla.on_response(fresh, public_reply=False)
+                sla.on_response(ctx, fresh, public_reply=False)
             if status != incident.status:
-                sla.on_status(fresh, incident.status, status)
-            sla.on_retarget(fresh)  # the assigned team may count in another calendar
-            events.emit("incident_assigned", incident.id, actor, previous_team=previous.team,
+                sla.on_status(ctx, fresh, incident.status, status)
+            sla.on_retarget(ctx, fresh)  # the assigned team may count in another calendar
+            events.emit(ctx, "incident_assigned", incident.id, actor, previous_team=previous.team,
                         previous_agent=previous.agent)
             if status != incident.status:
-                events.emit("incident_status_changed", incident.id, actor,
+                events.emit(ctx, "incident_status_changed", incident.id, actor,
                             old_status=incident.status, new_status=status)
     return fresh
 
@@ -436,6 +441,7 @@ def allowed_transitions(incident: Incident) -> frozenset[str]:
 
 
 def change_status(
+    ctx: Context,
     incident_id: int,
     actor: Agent | None,
     status: str,
@@ -479,7 +485,7 @@ def change_status(
         if status == "closed":
             changes["closed_at"] = stamp
         if old == "resolved" and status == "in_progress":
-            return _reopen(incident, actor, expected_version, note)
+            return _reopen(ctx, incident, actor, expected_version, note)
         record = {"status": (old, status)} if status != old else {}
         if changes["pending_reason"] != incident.pending_reason:
             record["pending_reason"] = (incident.pending_reason, changes["pending_reason"])
@@ -488,18 +494,18 @@ def change_status(
         fresh = _apply(incident, actor, changes, expected_version, record=record, body=note)
         if status == old:
             return fresh  # only the pending reason changed
-        sla.on_status(fresh, old, status)
+        sla.on_status(ctx, fresh, old, status)
         if actor is not None:
-            sla.on_response(fresh, public_reply=False)
-        events.emit("incident_status_changed", incident.id, actor, old_status=old,
+            sla.on_response(ctx, fresh, public_reply=False)
+        events.emit(ctx, "incident_status_changed", incident.id, actor, old_status=old,
                     new_status=status)
         specific = {"resolved": "incident_resolved", "closed": "incident_closed"}.get(status)
         if specific:
-            events.emit(specific, incident.id, actor)
+            events.emit(ctx, specific, incident.id, actor)
     return fresh
 
 
-def reopen(incident_id: int, actor: Agent | None, expected_version: int | None = None,
+def reopen(ctx: Context, incident_id: int, actor: Agent | None, expected_version: int | None = None,
            note: str = "") -> Incident:
     with write_transaction():
         incident = get(incident_id)
@@ -508,10 +514,10 @@ def reopen(incident_id: int, actor: Agent | None, expected_version: int | None =
                 f"Only a resolved incident can be reopened; {incident.reference} is "
                 f"{STATUSES[incident.status].lower()}."
             )
-        return _reopen(incident, actor, expected_version, note)
+        return _reopen(ctx, incident, actor, expected_version, note)
 
 
-def _reopen(incident: Incident, actor: Agent | None, expected_version: int | None,
+def _reopen(ctx: Context, incident: Incident, actor: Agent | None, expected_version: int | None,
             note: str) -> Incident:
     """Back to work: in progress with its agent, else assigned to its team, else new."""
     if not (note or "").strip():
@@ -530,10 +536,10 @@ def _reopen(incident: Incident, actor: Agent | None, expected_version: int | Non
         record={"status": (incident.status, status)},
         body=note.strip(),
     )
-    sla.on_status(fresh, incident.status, status)
-    events.emit("incident_status_changed", incident.id, actor, old_status=incident.status,
+    sla.on_status(ctx, fresh, incident.status, status)
+    events.emit(ctx, "incident_status_changed", incident.id, actor, old_status=incident.status,
                 new_status=status)
-    events.emit("incident_reopened", incident.id, actor)
+    events.emit(ctx, "incident_reopened", incident.id, actor)
     return fresh
 
 
@@ -541,21 +547,19 @@ def _reopen(incident: Incident, actor: Agent | None, expected_version: int | Non
 
 
 def override_priority(
+    ctx: Context,
     incident_id: int,
     actor: Agent,
     priority: int | None,
     reason: str,
     expected_version: int | None = None,
-    pm: Any = None,
 ) -> Incident:
     """Set the priority by hand (recorded with a reason); ``None`` returns to the derived one."""
     reason = (reason or "").strip()
     with write_transaction():
         incident = get(incident_id)
         if priority is None:
-            if pm is None:
-                raise DomainError("Cannot derive the priority without the plugin manager.")
-            value, overridden = derive_priority(pm, incident.impact, incident.urgency), False
+            value, overridden = derive_priority(ctx, incident.impact, incident.urgency), False
         else:
             if priority not in PRIORITIES:
                 raise DomainError("Choose a priority from P1 to P4.")
@@ -571,12 +575,12 @@ def override_priority(
             body=reason if overridden else "Priority derived from impact and urgency again",
         )
         if fresh.priority != incident.priority:
-            sla.on_retarget(fresh)
+            sla.on_retarget(ctx, fresh)
         return fresh
 
 
 def update_details(
-    pm: Any,
+    ctx: Context,
     incident_id: int,
     actor: Agent,
     expected_version: int | None = None,
@@ -603,18 +607,18 @@ def update_details(
             raise DomainError(f"{incident.reference} is {incident.status}; it can no longer change.")
         if not incident.priority_overridden and ({"impact", "urgency"} & set(values)):
             values["priority"] = derive_priority(
-                pm, values.get("impact", incident.impact), values.get("urgency", incident.urgency)
+                ctx, values.get("impact", incident.impact), values.get("urgency", incident.urgency)
             )
         fresh = _apply(incident, actor, values, expected_version)
         if fresh is not incident:
-            sla.on_retarget(fresh)  # the policy may key on any field; unchanged targets are kept
+            sla.on_retarget(ctx, fresh)  # the policy may key on any field; unchanged targets are kept
         return fresh
 
 
 # -- conversation and links -------------------------------------------------------
 
 
-def add_comment(incident_id: int, actor: Agent, body: str, *, public: bool) -> TimelineEntry:
+def add_comment(ctx: Context, incident_id: int, actor: Agent, body: str, *, public: bool) -> TimelineEntry:
     """Add a public reply to the customer or an internal note.
 
     Comments never conflict with edits: they append to the timeline and do not
@@ -629,13 +633,14 @@ def add_comment(incident_id: int, actor: Agent, body: str, *, public: bool) -> T
             raise DomainError(f"{incident.reference} is {incident.status}; reply on a new incident.")
         entry = _entry(incident.id, actor, "reply" if public else "note", body=body)
         Incident.update(updated_at=entry.at).where(Incident.id == incident.id).execute()
-        sla.on_response(incident, public_reply=public)
-        events.emit("incident_commented", incident.id, actor, entry=entry.id, public=public,
+        sla.on_response(ctx, incident, public_reply=public)
+        events.emit(ctx, "incident_commented", incident.id, actor, entry=entry.id, public=public,
                     body=body, actor_name=actor.display_name)
     return entry
 
 
 def link(
+    ctx: Context,
     incident_id: int,
     actor: Agent,
     kind: str,
@@ -673,14 +678,14 @@ def link(
             record = {"duplicate_of": (None, other), "status": (incident.status, "cancelled")}
             fresh = _apply(incident, actor, changes, expected_version, record=record,
                            body=f"Duplicate of {other.reference}")
-            sla.on_status(fresh, incident.status, "cancelled")
-            events.emit("incident_status_changed", incident.id, actor,
+            sla.on_status(ctx, fresh, incident.status, "cancelled")
+            events.emit(ctx, "incident_status_changed", incident.id, actor,
                         old_status=incident.status, new_status="cancelled")
             return fresh
         return _apply(incident, actor, {"parent": other}, expected_version)
 
 
-def close_resolved(days: int, batch: int = 200) -> list[int]:
+def close_resolved(ctx: Context, days: int, batch: int = 200) -> list[int]:
     """Close incidents resolved more than ``days`` ago (the customer did not reopen them)."""
     cutoff = now() - dt.timedelta(days=days)
     closed = []
@@ -691,7 +696,7 @@ def close_resolved(days: int, batch: int = 200) -> list[int]:
                .order_by(Incident.id).limit(batch))
     for row in due:
         try:
-            change_status(row.id, None, "closed", row.version,
+            change_status(ctx, row.id, None, "closed", row.version,
                           note=f"Closed automatically {days} days after resolution.")
         except DomainError:  # reopened or changed meanwhile: leave it
             continue

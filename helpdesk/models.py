@@ -70,8 +70,6 @@ class Agent(UserMixin, BaseModel):
     time_zone = peewee.CharField(max_length=64, null=True)
     active = peewee.BooleanField(default=True)
     created_at = peewee.DateTimeField(default=utcnow)
-    notify_email = peewee.BooleanField(default=True)
-    chat_url = peewee.CharField(max_length=500, null=True)  # Slack-compatible incoming webhook
 
     @property
     def is_active(self) -> bool:  # Flask-Login: deactivated agents cannot log in
@@ -180,6 +178,15 @@ class Incident(BaseModel):
     def reference(self) -> str:
         return f"INC-{self.id}"
 
+    @staticmethod
+    def parse_reference(text: str | None) -> int | None:
+        """The id in ``INC-42``, ``inc-42`` or ``42``; ``None`` for anything else
+        (ASCII digits only, within 64 bits)."""
+        raw = (text or "").strip().upper().removeprefix("INC-")
+        if not raw or len(raw) > 18 or not raw.isascii() or not raw.isdigit():
+            return None
+        return int(raw)
+
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
@@ -260,6 +267,7 @@ class Notice(BaseModel):
     text = peewee.CharField(max_length=500)
     created_at = peewee.DateTimeField(default=utcnow)
     read_at = peewee.DateTimeField(null=True)
+    key = peewee.CharField(max_length=200, null=True, unique=True)  # the outbox delivery's key
 
     class Meta:
         indexes = ((("agent", "read_at"), False),)
@@ -290,6 +298,7 @@ class Delivery(BaseModel):
     claimed_until = peewee.DateTimeField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     sent_at = peewee.DateTimeField(null=True)
+    expires_at = peewee.DateTimeField(null=True)  # not sent after this (its moment has passed)
 
     class Meta:
         indexes = ((("state", "next_attempt_at"), False), (("state", "claimed_until"), False))
@@ -314,6 +323,19 @@ class NotificationPreference(BaseModel):
 
     class Meta:
         indexes = ((("agent", "kind", "channel"), True),)
+
+
+class AgentChannel(BaseModel):
+    """An agent's settings for one channel type: on or off, and the values of the
+    channel's per-agent fields (JSON), as chosen on the profile page."""
+
+    agent = peewee.ForeignKeyField(Agent, backref="channels", on_delete="CASCADE")
+    channel = peewee.CharField(max_length=64)
+    enabled = peewee.BooleanField(default=True)
+    values = peewee.TextField(default="{}")
+
+    class Meta:
+        indexes = ((("agent", "channel"), True),)
 
 
 class NotificationRule(BaseModel):
@@ -364,4 +386,5 @@ MODELS = [
     DeliveryAttempt,
     NotificationPreference,
     NotificationRule,
+    AgentChannel,
 ]

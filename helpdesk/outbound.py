@@ -1,4 +1,6 @@
-"""Outbound HTTP for channels: JSON POSTs that cannot be turned against the network inside.
+"""Outbound HTTP for channels: POSTs that cannot be turned against the network inside.
+
+Public as ``helpdesk.post`` (plugins use it instead of urllib or requests).
 
 The host is resolved once; every address must be public unless an admin
 allow-listed the host or a network containing the address, and the
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
-import json
+import json as _json
 import socket
 import ssl
 import threading
@@ -88,14 +90,42 @@ def _cut(connection: http.client.HTTPConnection, expired: threading.Event) -> No
             pass
 
 
+def post(url: str, body: bytes | str | None = None, *, json: Any = None,
+         headers: Mapping[str, str] | None = None, timeout: float = 10.0,
+         allow_private: Iterable[str] = ()) -> int:
+    """POST to ``url``; return the status, or raise :class:`DeliveryError`.
+
+    Send ``json=`` (any JSON-serialisable value; ``application/json``), or
+    ``body=`` as ``str`` (``text/plain; charset=utf-8``) or ``bytes``
+    (``application/octet-stream``); a ``Content-Type`` in ``headers`` wins.
+    ``timeout`` bounds the whole exchange, not just each read.
+    ``allow_private`` lists host names or networks (``"10.0.0.0/8"``) that may
+    be reached although private, loopback or link-local — by convention a
+    plugin passes its own ``allow_private`` setting, so an admin decides.
+    Only http(s); the address checked is the address connected to; redirects
+    are not followed. 2xx is success; 3xx and 4xx are permanent failures
+    (except 408 and 429); 5xx, timeouts and connection errors are temporary.
+    """
+    if json is not None:
+        payload, content_type = _json.dumps(json).encode(), "application/json"
+    elif isinstance(body, str):
+        payload, content_type = body.encode(), "text/plain; charset=utf-8"
+    else:
+        payload, content_type = body or b"", "application/octet-stream"
+    given = {key.lower() for key in (headers or {})}
+    extra = {} if "content-type" in given else {"Content-Type": content_type}
+    return _post(url, payload, {**extra, **(headers or {})}, timeout, allow_private)
+
+
 def post_json(url: str, payload: Any, *, headers: Mapping[str, str] | None = None,
               timeout: float = 10.0, allow: Iterable[str] = ()) -> int:
-    """POST ``payload`` as JSON; return the status, or raise :class:`DeliveryError`.
+    """POST ``payload`` as JSON (bytes are sent as they are, as JSON); see :func:`post`."""
+    body = payload if isinstance(payload, bytes) else _json.dumps(payload).encode()
+    return _post(url, body, {"Content-Type": "application/json", **(headers or {})}, timeout, allow)
 
-    2xx is success; 3xx (not followed), 4xx are permanent failures except 408
-    and 429; 5xx, timeouts and connection errors are temporary.
-    """
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+
+def _post(url: str, body: bytes, headers: Mapping[str, str], timeout: float,
+          allow: Iterable[str]) -> int:
     scheme, host, port, address = resolve(url, allow)
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -108,8 +138,7 @@ def post_json(url: str, payload: Any, *, headers: Mapping[str, str] | None = Non
     watchdog.daemon = True
     watchdog.start()
     try:
-        connection.request("POST", path, body=body, headers={
-            "Content-Type": "application/json", "User-Agent": "helpdesk", **(headers or {})})
+        connection.request("POST", path, body=body, headers={"User-Agent": "helpdesk", **headers})
         response = connection.getresponse()
         response.read(65536)
         status = response.status

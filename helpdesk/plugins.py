@@ -101,6 +101,7 @@ def load_plugins(
     *,
     load_entry_points: bool = True,
     extra: Iterable[Any] = (),
+    ctx: Any = None,
 ) -> Plugins:
     """Build the plugin manager: built-in defaults, entry points, then ``extra`` plugins.
 
@@ -163,11 +164,11 @@ def load_plugins(
             f"plugin {name!r}: {error} (a misspelt hook name? see helpdesk.hookspecs)"
         ) from None
 
-    registry = Registry()
+    registry = ctx.registry if ctx is not None else Registry()
     for hook_name in REGISTRATIONS:
         caller = getattr(pm.hook, hook_name)
         for impl in reversed(caller.get_hookimpls()):
-            for record in impl.function() or ():
+            for record in impl.function(**({"ctx": ctx} if "ctx" in impl.argnames else {})) or ():
                 owner = registry.owners.get((hook_name, record.name))
                 if owner is not None:
                     raise PluginError(

@@ -9,7 +9,7 @@ same name stop start-up with an error naming both. Records only gain fields
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,16 +40,61 @@ class Message:
     idempotency_key: str = ""
     data: Mapping[str, Any] = field(default_factory=dict)
     html: str = ""
+    kind: str = ""  # what it is about (e.g. "sla_warning"), for templates and preferences
+    incident_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ChannelField:
+    """A per-agent value a channel needs to reach an agent (e.g. a chat webhook URL).
+
+    Agents fill it in on their profile page; it is stored per agent and
+    channel by the core. ``kind`` is ``"text"``, ``"email"`` or ``"url"``; the
+    core checks an ``"url"`` field with the outbound guard when it is saved
+    (http(s) only, no private or loopback address unless ``allow_private``
+    in the plugin's settings lists it). ``check(ctx, value)`` may refuse a
+    value with ``ValueError("what is wrong")``.
+    """
+
+    name: str
+    label: str
+    kind: str = "text"
+    help: str = ""
+    check: Callable[[Any, str], None] | None = None
+    max_length: int = 500
 
 
 @dataclass(frozen=True)
 class ChannelType:
-    """A notification transport: formats and sends one message, raises :class:`DeliveryError`."""
+    """A notification transport: formats and sends one message, raises :class:`DeliveryError`.
+
+    ``send(ctx, message)`` delivers one :class:`Message`; the core records
+    attempts, retries temporary failures and dead-letters the rest.
+
+    How the rules reach people through it (each optional):
+
+    * ``address_for(ctx, agent, values)`` — the address of an agent (owner,
+      assignee, team member, lead) on this channel, or ``None`` when the agent
+      cannot be reached here. ``values`` holds the agent's :class:`ChannelField`
+      values from the profile page. Without it the channel never addresses agents.
+    * ``contact_address_for(ctx, contact)`` — the address of a requester
+      (contact), or ``None``.
+    * ``broadcast(ctx)`` — addresses that receive every incident event
+      (webhook-style); an empty list sends nothing.
+
+    ``enabled_by_default``: whether an agent who never visited their profile
+    is notified on this channel (when ``address_for`` finds an address).
+    """
 
     name: str
     title: str
-    send: Callable[[Message], None]
+    send: Callable[[Any, Message], None]
     description: str = ""
+    agent_fields: tuple[ChannelField, ...] = ()
+    address_for: Callable[[Any, Any, Mapping[str, str]], str | None] | None = None
+    contact_address_for: Callable[[Any, Any], str | None] | None = None
+    broadcast: Callable[[Any], Sequence[str]] | None = None
+    enabled_by_default: bool = True
 
 
 @dataclass(frozen=True)
@@ -63,11 +108,13 @@ class SlaTargets:
 
 @dataclass(frozen=True)
 class SlaPolicy:
-    """An SLA policy: the targets it sets for an incident (``None`` if it does not apply)."""
+    """An SLA policy: ``targets(ctx, incident)`` gives the targets it sets for an incident
+    (``None`` if it does not apply). ``ctx.registry.sla_policies`` holds the other
+    policies, so a policy can wrap another."""
 
     name: str
     title: str
-    targets: Callable[[Any], SlaTargets | None]
+    targets: Callable[[Any, Any], SlaTargets | None]  # (ctx, incident)
     warnings: tuple[float, ...] = (0.5, 0.75, 0.9)
     description: str = ""
 
@@ -85,7 +132,10 @@ class BusinessCalendar:
 
 @dataclass(frozen=True)
 class EscalationStep:
-    """A kind of escalation step (notify the owner, reassign, raise priority …)."""
+    """A kind of escalation step (notify the owner, reassign, raise priority …).
+
+    ``run(ctx, incident, level, params)`` performs the step; the escalation
+    engine (not yet built) decides when."""
 
     name: str
     title: str

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import peewee
-from flask import current_app, has_app_context
 
 from helpdesk import business_time, events
 from helpdesk.clock import now
+from helpdesk.context import Context
 from helpdesk.db import for_update, write_transaction
 from helpdesk.models import Incident, SlaClock, SlaEvent, TimelineEntry
 
@@ -48,10 +48,6 @@ class Status:
                 "paused": "Paused", "met": "Met", "late": "Met late", "stopped": "Stopped"}[self.state]
 
 
-def _state() -> Any | None:
-    return current_app.extensions["helpdesk"] if has_app_context() else None
-
-
 def _calendar(state: Any, name: str | None) -> Any:
     if name is None:
         return None
@@ -66,15 +62,16 @@ def _points(clock: SlaClock) -> list[int]:
     return sorted(int(round(float(p) * 1000)) for p in clock.warnings.split(",") if p.strip())
 
 
-def _policy_targets(state: Any, incident: Incident) -> tuple[Any, Any] | None:
-    name = state.pm.hook.helpdesk_sla_policy(incident=incident)
+def policy_targets(ctx: Context, incident: Incident) -> tuple[Any, Any] | None:
+    """The policy that applies to ``incident`` and the targets it sets, or ``None`` (no SLA)."""
+    name = ctx.pm.hook.helpdesk_sla_policy(incident=incident, ctx=ctx)
     if name is None:
         return None
-    policy = state.registry.sla_policies.get(name)
+    policy = ctx.registry.sla_policies.get(name)
     if policy is None:
         logger.warning("SLA: policy %r chosen for %s is not registered", name, incident.reference)
         return None
-    targets = policy.targets(incident)
+    targets = policy.targets(ctx, incident)
     return (policy, targets) if targets is not None else None
 
 
@@ -148,18 +145,11 @@ def status(state: Any, clock: SlaClock, at: dt.datetime) -> Status:
 # -- changes, called by the domain inside its transaction ---------------------------
 
 
-def _applicable(incident: Incident) -> tuple[Any, Any, Any] | None:
-    """(state, policy, targets) for an incident inside an app, or None when no SLA applies."""
-    state = _state()
-    found = _policy_targets(state, incident) if state is not None else None
-    return (state, *found) if found is not None else None
-
-
-def on_created(incident: Incident) -> None:
-    applicable = _applicable(incident)
+def on_created(ctx: Context, incident: Incident) -> None:
+    applicable = policy_targets(ctx, incident)
     if applicable is None:
         return
-    state, policy, targets = applicable
+    state, (policy, targets) = ctx, applicable
     for target, duration in (("response", targets.response), ("resolution", targets.resolution)):
         if duration is None:
             continue
@@ -181,12 +171,9 @@ def _save(state: Any, clock: SlaClock) -> None:
     clock.save()
 
 
-def on_status(incident: Incident, old: str, new: str) -> None:
+def on_status(ctx: Context, incident: Incident, old: str, new: str) -> None:
     """Pause, resume, meet or stop the clocks as the status moves."""
-    state = _state()
-    if state is None:
-        return
-    at = now()
+    state, at = ctx, now()
     for clock in _clocks(incident.id):
         _move(state, clock, old, new, at)
         _save(state, clock)
@@ -220,11 +207,9 @@ def _move(state: Any, clock: SlaClock, old: str, new: str, at: dt.datetime) -> N
         clock.met_at = at
 
 
-def on_response(incident: Incident, public_reply: bool) -> None:
+def on_response(ctx: Context, incident: Incident, public_reply: bool) -> None:
     """The first public reply (or first agent action, as configured) meets the response target."""
-    state = _state()
-    if state is None:
-        return
+    state = ctx
     if not public_reply and state.settings.sla_response_met_by != "action":
         return
     for clock in _clocks(incident.id, ["response"]):
@@ -233,12 +218,12 @@ def on_response(incident: Incident, public_reply: bool) -> None:
             _save(state, clock)
 
 
-def on_retarget(incident: Incident) -> None:
+def on_retarget(ctx: Context, incident: Incident) -> None:
     """Priority or policy changed: new targets from the same start, keeping every pause."""
-    applicable = _applicable(incident)
+    applicable = policy_targets(ctx, incident)
     if applicable is None:
         return
-    state, policy, targets = applicable
+    state, (policy, targets) = ctx, applicable
     for clock in _clocks(incident.id):
         duration = targets.response if clock.target == "response" else targets.resolution
         if duration is None or clock.met_at or clock.stopped_at:
@@ -402,9 +387,9 @@ def _process(state: Any, clock_id: int, at: dt.datetime) -> int:
                   f"{clock.target.capitalize()} target {point / 10:g}% used "
                   f"(due {clock.due_at:%Y-%m-%d %H:%M} UTC)"))
         if kind == "breach":
-            events.emit("incident_sla_breached", clock.incident_id, None, target=clock.target,
+            events.emit(state, "incident_sla_breached", clock.incident_id, None, target=clock.target,
                         due_at=clock.due_at.isoformat() if clock.due_at else None)
         else:
-            events.emit("incident_sla_warning", clock.incident_id, None, target=clock.target,
+            events.emit(state, "incident_sla_warning", clock.incident_id, None, target=clock.target,
                         point=point / 1000, due_at=clock.due_at.isoformat() if clock.due_at else None)
     return 1

@@ -15,6 +15,7 @@ from flask import Flask
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
 
 from helpdesk.config import Settings
+from helpdesk.context import Context, Tasks
 from helpdesk.db import database
 
 logger = logging.getLogger(__name__)
@@ -29,8 +30,12 @@ def create_huey(settings: Settings) -> Huey:
     return RedisHuey("helpdesk", url=url, results=False)
 
 
-def register_tasks(app: Flask, huey: Huey) -> dict[str, Any]:
-    """Declare the app's tasks on its queue; tasks take ids and load fresh state."""
+def register_tasks(app: Flask, huey: Huey, ctx: Context) -> Tasks:
+    """Declare the app's tasks on its queue; tasks take ids and load fresh state.
+
+    Each runs inside the app's context (plugins may still use
+    ``helpdesk.plugin_settings``) and hands ``ctx`` to the domain.
+    """
 
     @huey.task(name="fire_event", retries=0)
     def fire_event(name: str, incident_id: int, payload: dict[str, Any]) -> None:
@@ -53,7 +58,7 @@ def register_tasks(app: Flask, huey: Huey) -> dict[str, Any]:
                       if key in loaders and value is not None else value)
                 for key, value in payload.items()
             }
-            call_event(app.extensions["helpdesk"].pm, name, incident=incident, **kwargs)
+            call_event(ctx.pm, name, incident=incident, ctx=ctx, **kwargs)
 
     @huey.periodic_task(crontab(minute="*"), name="sla_check")
     @huey.lock_task("sla-check")
@@ -62,7 +67,7 @@ def register_tasks(app: Flask, huey: Huey) -> dict[str, Any]:
         from helpdesk import sla
 
         with app.app_context(), database.connection_context():
-            fired = sla.check(app.extensions["helpdesk"])
+            fired = sla.check(ctx)
             if fired:
                 logger.info("SLA check fired %d event(s)", fired)
 
@@ -72,25 +77,25 @@ def register_tasks(app: Flask, huey: Huey) -> dict[str, Any]:
         from helpdesk import incidents
 
         with app.app_context(), database.connection_context():
-            days = app.extensions["helpdesk"].settings.auto_close_days
+            days = ctx.settings.auto_close_days
             if days:
-                incidents.close_resolved(days)
+                incidents.close_resolved(ctx, days)
 
     @huey.task(name="deliver", retries=0)
     def deliver(delivery_id: int) -> None:
         """Send one outbox row (claimed first, so a duplicate task does nothing)."""
-        from helpdesk import notifications
+        from helpdesk.notify import outbox
 
         with app.app_context(), database.connection_context():
-            notifications.deliver(app.extensions["helpdesk"], delivery_id)
+            outbox.deliver(ctx, delivery_id)
 
     @huey.periodic_task(crontab(minute="*"), name="sweep_outbox")
     @huey.lock_task("sweep-outbox")
     def sweep_outbox() -> None:
-        from helpdesk import notifications
+        from helpdesk.notify import outbox
 
         with app.app_context(), database.connection_context():
-            notifications.sweep(app.extensions["helpdesk"])
+            outbox.sweep(ctx)
 
-    return {"fire_event": fire_event, "sla_check": sla_check, "auto_close": auto_close,
-            "deliver": deliver, "sweep_outbox": sweep_outbox}
+    return Tasks(fire_event=fire_event, deliver=deliver, sla_check=sla_check, auto_close=auto_close,
+                 sweep_outbox=sweep_outbox)

@@ -23,6 +23,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from flask.testing import FlaskClient
 
 from helpdesk import clock, people, schema
 from helpdesk.app import create_app
+from helpdesk.context import Context
 from helpdesk.db import database, open_database
 from helpdesk.models import Agent, Team
 from helpdesk.records import Message
@@ -74,6 +76,17 @@ def make_app(instance: Path, with_plugins: list[Any] | tuple[Any, ...] = (),
     return create_app(config, plugins=with_plugins, load_entry_points=load_entry_points)
 
 
+def bundled_plugin(name: str) -> Any:
+    """A bundled plugin's module by its plugin name (``"sla_priority"``, ``"email"`` …), found
+    through the entry points as the app finds it."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="helpdesk", name=name):
+        if ep.dist is None or ep.dist.name == "helpdesk":
+            return ep.load()
+    raise LookupError(f"no bundled plugin named {name!r}")
+
+
 @pytest.fixture
 def helpdesk_settings() -> dict[str, Any]:
     """Settings for the test's app (override or parametrize), e.g.
@@ -84,6 +97,13 @@ def helpdesk_settings() -> dict[str, Any]:
 @pytest.fixture
 def helpdesk_plugins() -> list[Any]:
     """Plugins (modules or objects with ``@hookimpl`` functions) to register; override it."""
+    return []
+
+
+@pytest.fixture
+def helpdesk_bundled_plugins() -> list[str]:
+    """Bundled plugins to load by name, e.g. ``["sla_priority", "business_hours"]`` for SLAs
+    as installed; override it (none by default, like every installed plugin)."""
     return []
 
 
@@ -99,12 +119,14 @@ def helpdesk_app(
     helpdesk_settings: dict[str, Any],
     helpdesk_plugins: list[Any],
     helpdesk_load_entry_points: bool,
+    helpdesk_bundled_plugins: list[str],
 ) -> Iterator[Flask]:
     """A fresh app on a fresh, migrated database with the service-desk team."""
     pg_url = os.environ.get(PG_URL_VARIABLE)
     if pg_url:
         reset_postgres(pg_url)
-    app = make_app(tmp_path, helpdesk_plugins, helpdesk_load_entry_points, **helpdesk_settings)
+    chosen = [bundled_plugin(name) for name in helpdesk_bundled_plugins] + list(helpdesk_plugins)
+    app = make_app(tmp_path, chosen, helpdesk_load_entry_points, **helpdesk_settings)
     with app.app_context():
         schema.upgrade(database)
         people.ensure_team(app.extensions["helpdesk"].settings.service_desk_team)
@@ -117,6 +139,12 @@ def helpdesk_app(
     real = database.obj
     if hasattr(real, "close_all"):
         real.close_all()
+
+
+@pytest.fixture
+def helpdesk_ctx(helpdesk_app: Flask) -> Context:
+    """The app's context, the first argument of every domain function."""
+    return helpdesk_app.extensions["helpdesk"]
 
 
 @dataclass
@@ -203,7 +231,7 @@ def incident_factory(helpdesk_app: Flask, personas: Personas) -> Callable[..., A
         values.setdefault("title", "Orders database slow")
         values.setdefault("actor", personas.owner)
         with helpdesk_app.app_context():
-            return incidents.log_incident(state.pm, service_desk=personas.service_desk, **values)
+            return incidents.log_incident(state, service_desk=personas.service_desk, **values)
 
     return factory
 
@@ -249,7 +277,7 @@ def channel_recorder(helpdesk_app: Flask) -> ChannelRecorder:
     channels = helpdesk_app.extensions["helpdesk"].registry.channel_types
     for name, channel in list(channels.items()):
         channels[name] = dataclasses.replace(
-            channel, send=lambda message, name=name: recorder.sent.append((name, message)))
+            channel, send=lambda ctx, message, name=name: recorder.sent.append((name, message)))
     return recorder
 
 
@@ -347,3 +375,146 @@ def http_receiver() -> Iterator[HttpReceiver]:
     receiver = HttpReceiver()
     yield receiver
     receiver.close()
+
+
+# -- people, SLA, outbox and receivers ---------------------------------------------------------
+
+
+@pytest.fixture
+def contact_factory(helpdesk_app: Flask) -> Callable[..., Any]:
+    """``contact_factory(name=…, email=…, organisation="Acme Ltd")``: a requester (contact);
+    the organisation is created when named."""
+    from helpdesk.models import Contact, Organisation
+
+    counter = iter(range(1, 1_000_000))
+
+    def factory(**values: Any) -> Any:
+        number = next(counter)
+        values.setdefault("name", f"Contact {number}")
+        values.setdefault("email", f"contact{number}@example.org")
+        organisation = values.pop("organisation", None)
+        if isinstance(organisation, str):
+            organisation = Organisation.get_or_create(name=organisation)[0]
+        return Contact.create(organisation=organisation, **values)
+
+    return factory
+
+
+@pytest.fixture
+def sla_check(helpdesk_app: Flask) -> Callable[..., int]:
+    """``sla_check(at=…)``: run one SLA pass as the worker would (default: the app's now);
+    returns how many warnings and breaches fired."""
+    from helpdesk import sla
+
+    def run(at: dt.datetime | None = None) -> int:
+        with helpdesk_app.app_context():
+            return sla.check(helpdesk_app.extensions["helpdesk"], at)
+
+    return run
+
+
+class Outbox:
+    """The notification outbox of the test's app: what is in it, and delivering it on demand."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def rows(self, **where: Any) -> list[Any]:
+        """Outbox rows (``helpdesk.models.Delivery``) in order, e.g. ``rows(channel="email")``."""
+        from helpdesk.models import Delivery
+
+        query = Delivery.select().order_by(Delivery.id)
+        for name, value in where.items():
+            query = query.where(getattr(Delivery, name) == value)
+        return list(query)
+
+    def drain(self) -> int:
+        """Deliver every row that is due now (as the sweeper and worker would); returns how many
+        were attempted."""
+        from helpdesk.notify import outbox
+
+        ctx = self.app.extensions["helpdesk"]
+        with self.app.app_context():
+            due = [row.id for row in self.rows(state="pending") if row.next_attempt_at <= clock.now()]
+            for delivery_id in due:
+                outbox.deliver(ctx, delivery_id)
+        return len(due)
+
+
+@pytest.fixture
+def outbox(helpdesk_app: Flask) -> Outbox:
+    """``outbox.rows(...)`` and ``outbox.drain()``."""
+    return Outbox(helpdesk_app)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Received:
+    """One message the SMTP server accepted: the envelope and the parsed message."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    raw: bytes
+    message: EmailMessage
+
+
+class SmtpServer:
+    """A real SMTP server on loopback (aiosmtpd). ``replies`` are answers to DATA to give in
+    turn (e.g. "451 try later"), then it accepts."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.refused: list[Received] = []  # messages answered with one of ``replies``
+        self.replies: list[str] = []
+        self.from_address = "Helpdesk <helpdesk@example.com>"
+        self.port = _free_port()
+        from aiosmtpd.controller import Controller
+
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd
+        import email
+        import email.policy
+
+        raw = envelope.original_content or envelope.content
+        received = Received(envelope.mail_from, list(envelope.rcpt_tos), raw,
+                            email.message_from_bytes(raw, policy=email.policy.default))
+        if self.replies:
+            self.refused.append(received)
+            return self.replies.pop(0)
+        self.received.append(received)
+        return "250 OK"
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The e-mail channel's settings for this server: ``{"plugins": {"email": server.settings}}``."""
+        return {"host": "127.0.0.1", "port": self.port, "from_address": self.from_address, "timeout": 5}
+
+    def to(self, address: str) -> list[Received]:
+        """Messages whose envelope went to ``address``."""
+        return [r for r in self.received if address in r.rcpt_tos]
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A real SMTP server on loopback (aiosmtpd): ``.settings`` for the e-mail channel,
+    ``.received``, ``.to(address)``, ``.replies`` (answers to give before accepting)."""
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()

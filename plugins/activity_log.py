@@ -14,20 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import click
-from flask import current_app
 
-from helpdesk import hookimpl, plugin_settings
-from helpdesk.clock import now
+from helpdesk import Context, hookimpl, now
 
 _lock = threading.Lock()
 
 
-def log_path() -> Path:
-    configured = plugin_settings("activity_log").get("path")
-    return Path(configured) if configured else Path(current_app.instance_path) / "activity.jsonl"
+def log_path(ctx: Context) -> Path:
+    configured = ctx.plugin_settings("activity_log").get("path")
+    return Path(configured) if configured else ctx.instance_path / "activity.jsonl"
 
 
-def _write(event: str, incident: Any, actor: Any, **details: Any) -> None:
+def _write(ctx: Context, event: str, incident: Any, actor: Any, **details: Any) -> None:
     line = {
         "at": now().isoformat() + "Z",
         "event": event,
@@ -35,47 +33,49 @@ def _write(event: str, incident: Any, actor: Any, **details: Any) -> None:
         "actor": actor.username if actor is not None else None,
         **{key: (str(value) if value is not None else None) for key, value in details.items()},
     }
-    path = log_path()
+    path = log_path(ctx)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _lock, path.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(line) + "\n")
 
 
 @hookimpl
-def incident_created(incident: Any, actor: Any) -> None:
-    _write("created", incident, actor, title=incident.title)
+def incident_created(ctx: Context, incident: Any, actor: Any) -> None:
+    _write(ctx, "created", incident, actor, title=incident.title)
 
 
 @hookimpl
-def incident_assigned(incident: Any, actor: Any, previous_team: Any, previous_agent: Any) -> None:
-    _write("assigned", incident, actor, team=incident.assigned_team, agent=incident.assigned_agent,
+def incident_assigned(ctx: Context, incident: Any, actor: Any, previous_team: Any,
+                      previous_agent: Any) -> None:
+    _write(ctx, "assigned", incident, actor, team=incident.assigned_team, agent=incident.assigned_agent,
            previous_team=previous_team, previous_agent=previous_agent)
 
 
 @hookimpl
-def incident_owner_changed(incident: Any, actor: Any, previous_team: Any, previous_agent: Any,
-                           reason: str) -> None:
-    _write("owner_changed", incident, actor, team=incident.owner_team, agent=incident.owner_agent,
+def incident_owner_changed(ctx: Context, incident: Any, actor: Any, previous_team: Any,
+                           previous_agent: Any, reason: str) -> None:
+    _write(ctx, "owner_changed", incident, actor, team=incident.owner_team, agent=incident.owner_agent,
            previous_team=previous_team, previous_agent=previous_agent, reason=reason)
 
 
 @hookimpl
-def incident_status_changed(incident: Any, actor: Any, old_status: str, new_status: str) -> None:
-    _write("status_changed", incident, actor, old=old_status, new=new_status)
+def incident_status_changed(ctx: Context, incident: Any, actor: Any, old_status: str,
+                            new_status: str) -> None:
+    _write(ctx, "status_changed", incident, actor, old=old_status, new=new_status)
 
 
 @hookimpl
-def incident_commented(incident: Any, actor: Any, entry: Any, public: bool) -> None:
-    _write("replied" if public else "noted", incident, actor)
+def incident_commented(ctx: Context, incident: Any, actor: Any, entry: Any, public: bool) -> None:
+    _write(ctx, "replied" if public else "noted", incident, actor)
 
 
 @hookimpl
-def helpdesk_cli_commands() -> list[click.Command]:
+def helpdesk_cli_commands(ctx: Context) -> list[click.Command]:
     @click.command("activity")
     @click.option("--lines", "-n", default=20, show_default=True, help="How many lines.")
     def activity(lines: int) -> None:
         """Print the latest incident events from the activity log."""
-        path = log_path()
+        path = log_path(ctx)
         if not path.exists():
             click.echo(f"No activity logged yet ({path}).")
             return

@@ -25,10 +25,7 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flask import current_app
-
-from helpdesk import hookimpl, plugin_settings
-from helpdesk.config import ConfigError
+from helpdesk import ConfigError, Context, hookimpl
 from helpdesk.records import BusinessCalendar
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -92,10 +89,10 @@ def _public_holidays(country: str, subdivision: str | None, where: str) -> froze
 
 
 @hookimpl
-def helpdesk_business_calendars() -> list[BusinessCalendar]:
-    settings = dict(plugin_settings("business_hours"))
+def helpdesk_business_calendars(ctx: Context) -> list[BusinessCalendar]:
+    settings = dict(ctx.plugin_settings("business_hours"))
     defaults = {
-        "time_zone": current_app.extensions["helpdesk.settings"].time_zone,
+        "time_zone": ctx.settings.time_zone,
         "hours": DEFAULT_HOURS,
         "holidays": [],
         "country": None,

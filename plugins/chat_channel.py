@@ -1,5 +1,6 @@
 """The chat channel: Slack-compatible incoming webhooks (Mattermost and Rocket.Chat accept the
-same). Each agent sets their webhook URL on their profile page.
+same). Each agent sets their webhook URL on their profile page (the channel's per-agent
+field), checked when saved as when sent.
 
     [plugins.chat]
     timeout = 10
@@ -8,10 +9,11 @@ same). Each agent sets their webhook URL on their profile page.
 
 from __future__ import annotations
 
-from helpdesk import hookimpl, plugin_settings
-from helpdesk.models import PRIORITIES
-from helpdesk.outbound import post_json
-from helpdesk.records import ChannelType, Message
+from collections.abc import Mapping
+from typing import Any
+
+from helpdesk import PRIORITIES, Context, hookimpl, post
+from helpdesk.records import ChannelField, ChannelType, Message
 
 
 def escape(text: str) -> str:
@@ -32,13 +34,21 @@ def text_for(message: Message) -> str:
     return f"*{link}* {escape(message.subject)}\n{priority}{sla}".strip()
 
 
-def send(message: Message) -> None:
-    settings = plugin_settings("chat")
-    post_json(message.recipient, {"text": text_for(message)}, headers={
-        "Idempotency-Key": message.idempotency_key}, timeout=float(settings.get("timeout", 10)),
-        allow=settings.list("allow_private"))
+def send(ctx: Context, message: Message) -> None:
+    settings = ctx.plugin_settings("chat")
+    post(message.recipient, json={"text": text_for(message)},
+         headers={"Idempotency-Key": message.idempotency_key},
+         timeout=float(settings.get("timeout", 10)), allow_private=settings.list("allow_private"))
+
+
+def address_for(ctx: Context, agent: Any, values: Mapping[str, str]) -> str | None:
+    return values.get("url") or None
 
 
 @hookimpl
 def helpdesk_channel_types() -> list[ChannelType]:
-    return [ChannelType("chat", "Chat (Slack-compatible webhook)", send, "Messages to agents' chat")]
+    return [ChannelType(
+        "chat", "Chat (Slack-compatible webhook)", send, "Messages to agents' chat",
+        agent_fields=(ChannelField("url", "Chat webhook URL (Slack, Mattermost, Rocket.Chat)", "url",
+                                   help="https://chat.example.com/hooks/…"),),
+        address_for=address_for, enabled_by_default=True)]

@@ -22,15 +22,13 @@ import html
 import re
 import smtplib
 import ssl
+from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import current_app
-
-from helpdesk import hookimpl, plugin_settings
-from helpdesk.config import ConfigError
+from helpdesk import ConfigError, Context, hookimpl
 from helpdesk.records import ChannelType, DeliveryError, Message
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -71,9 +69,9 @@ def build(message: Message, from_address: str) -> EmailMessage:
     return mail
 
 
-def _connection_settings() -> tuple[str, int, str, float]:
+def _connection_settings(ctx: Context) -> tuple[str, int, str, float]:
     """Host, port, security and timeout, checked (a ConfigError names the bad variable)."""
-    settings = plugin_settings("email")
+    settings = ctx.plugin_settings("email")
     host, security = settings.require("host"), settings.get("security", "none")
     if security not in {"none", "starttls", "tls"}:
         raise ConfigError("HELPDESK_PLUGINS__EMAIL__SECURITY: expected none, starttls or tls")
@@ -88,17 +86,17 @@ def _connection_settings() -> tuple[str, int, str, float]:
 
 
 @hookimpl
-def helpdesk_check_settings(registry: Any) -> None:
-    if "host" in plugin_settings("email"):
-        _connection_settings()
+def helpdesk_check_settings(ctx: Context) -> None:
+    if "host" in ctx.plugin_settings("email"):
+        _connection_settings(ctx)
 
 
-def send(message: Message) -> None:
-    settings = plugin_settings("email")
-    base_host = urlsplit(current_app.extensions["helpdesk.settings"].base_url).hostname or "localhost"
+def send(ctx: Context, message: Message) -> None:
+    settings = ctx.plugin_settings("email")
+    base_host = urlsplit(ctx.base_url).hostname or "localhost"
     from_address = settings.get("from_address", f"Helpdesk <helpdesk@{base_host}>")
     mail = build(message, from_address)
-    host, port, security, timeout = _connection_settings()
+    host, port, security, timeout = _connection_settings(ctx)
     try:
         if security == "tls":
             client = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
@@ -123,8 +121,18 @@ def send(message: Message) -> None:
         raise DeliveryError(f"SMTP {host}:{port}: {type(error).__name__}: {error}") from None
 
 
+def address_for(ctx: Context, agent: Any, values: Mapping[str, str]) -> str | None:
+    """An agent's mail goes to the address on their account (an admin sets it)."""
+    return agent.email or None
+
+
+def contact_address_for(ctx: Context, contact: Any) -> str | None:
+    return contact.email or None
+
+
 @hookimpl
-def helpdesk_channel_types() -> list[ChannelType]:
-    if "host" not in plugin_settings("email"):
+def helpdesk_channel_types(ctx: Context) -> list[ChannelType]:
+    if "host" not in ctx.plugin_settings("email"):
         return []  # no SMTP server configured: no e-mail, rather than a pile of failed deliveries
-    return [ChannelType("email", "E-mail (SMTP)", send, "Threaded e-mail to agents and requesters")]
+    return [ChannelType("email", "E-mail (SMTP)", send, "Threaded e-mail to agents and requesters",
+                        address_for=address_for, contact_address_for=contact_address_for)]

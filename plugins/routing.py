@@ -17,8 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from helpdesk import hookimpl, plugin_settings
-from helpdesk.config import ConfigError
+from helpdesk import ConfigError, Context, Team, hookimpl
 
 logger = logging.getLogger(__name__)
 
@@ -43,17 +42,15 @@ def _rules(value: Any, key: str) -> dict[str, str]:
 
 
 @hookimpl
-def helpdesk_check_settings(registry: Any) -> None:
-    settings = plugin_settings("routing")
+def helpdesk_check_settings(ctx: Context) -> None:
+    settings = ctx.plugin_settings("routing")
     for key in ("by_service", "by_category"):
         _rules(settings.get(key), key)  # raises ConfigError naming the variable
 
 
 @hookimpl
-def helpdesk_route_incident(incident: Any) -> Any:
-    from helpdesk.models import Team
-
-    settings = plugin_settings("routing")
+def helpdesk_route_incident(ctx: Context, incident: Any) -> Any:
+    settings = ctx.plugin_settings("routing")
     for key, record in (("by_service", incident.service), ("by_category", incident.category)):
         if record is None:
             continue

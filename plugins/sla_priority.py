@@ -23,8 +23,7 @@ import logging
 import re
 from typing import Any
 
-from helpdesk import hookimpl, plugin_settings
-from helpdesk.config import ConfigError
+from helpdesk import ConfigError, Context, hookimpl
 from helpdesk.records import SlaPolicy, SlaTargets
 
 DEFAULT_RESPONSE = {"p1": "15m", "p2": "30m", "p3": "4h", "p4": "1bd"}
@@ -50,8 +49,8 @@ def _table(settings: Any, key: str, default: dict[str, str]) -> dict[int, dt.tim
     return table
 
 
-def build_policy() -> SlaPolicy:
-    settings = plugin_settings("sla_priority")
+def build_policy(ctx: Context) -> SlaPolicy:
+    settings = ctx.plugin_settings("sla_priority")
     response = _table(settings, "response", DEFAULT_RESPONSE)
     resolution = _table(settings, "resolution", DEFAULT_RESOLUTION)
     try:
@@ -69,7 +68,7 @@ def build_policy() -> SlaPolicy:
     by_team = dict(settings.get("calendar_by_team") or {})
     by_service = dict(settings.get("calendar_by_service") or {})
 
-    def targets(incident: Any) -> SlaTargets:
+    def targets(ctx: Context, incident: Any) -> SlaTargets:
         if incident.priority in around:
             chosen = None
         elif incident.service_id and incident.service.name in by_service:
@@ -85,15 +84,15 @@ def build_policy() -> SlaPolicy:
 
 
 @hookimpl
-def helpdesk_sla_policies() -> list[SlaPolicy]:
-    return [build_policy()]
+def helpdesk_sla_policies(ctx: Context) -> list[SlaPolicy]:
+    return [build_policy(ctx)]
 
 
 @hookimpl
-def helpdesk_check_settings(registry: Any) -> None:
+def helpdesk_check_settings(ctx: Context, registry: Any) -> None:
     """Every calendar the settings name must be registered (else targets would silently run
     around the clock)."""
-    settings = plugin_settings("sla_priority")
+    settings = ctx.plugin_settings("sla_priority")
     named = {("CALENDAR", settings["calendar"])} if "calendar" in settings else set()
     if not named and "business" not in registry.business_calendars:
         logger.warning("sla_priority: no 'business' calendar (business_hours disabled?): "

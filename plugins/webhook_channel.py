@@ -27,8 +27,7 @@ import hmac
 import json
 import time
 
-from helpdesk import hookimpl, plugin_settings
-from helpdesk.outbound import post_json
+from helpdesk import Context, hookimpl, post
 from helpdesk.records import ChannelType, Message
 
 
@@ -36,21 +35,27 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
 
 
-def send(message: Message) -> None:
-    settings = plugin_settings("webhook")
+def send(ctx: Context, message: Message) -> None:
+    settings = ctx.plugin_settings("webhook")
     timestamp = str(int(time.time()))
     body = json.dumps({**message.data, "subject": message.subject,
                        "idempotency_key": message.idempotency_key, "sent_at": int(timestamp)},
                       sort_keys=True).encode()
-    headers = {"X-Helpdesk-Event": message.event, "Idempotency-Key": message.idempotency_key,
-               "X-Helpdesk-Timestamp": timestamp}
+    headers = {"Content-Type": "application/json", "X-Helpdesk-Event": message.event,
+               "Idempotency-Key": message.idempotency_key, "X-Helpdesk-Timestamp": timestamp}
     secret = settings.secret("secret")
     if secret:
         headers["X-Helpdesk-Signature"] = signature(secret, timestamp, body)
-    post_json(message.recipient, body, headers=headers, timeout=float(settings.get("timeout", 10)),
-              allow=settings.list("allow_private"))
+    post(message.recipient, body, headers=headers, timeout=float(settings.get("timeout", 10)),
+         allow_private=settings.list("allow_private"))
+
+
+def broadcast(ctx: Context) -> list[str]:
+    """Every incident event goes to every configured URL."""
+    return ctx.plugin_settings("webhook").list("urls")
 
 
 @hookimpl
 def helpdesk_channel_types() -> list[ChannelType]:
-    return [ChannelType("webhook", "Webhook (signed JSON)", send, "Every event to configured URLs")]
+    return [ChannelType("webhook", "Webhook (signed JSON)", send, "Every event to configured URLs",
+                        broadcast=broadcast)]

@@ -34,3 +34,9 @@ def app(helpdesk_app: Flask) -> Flask:
 @pytest.fixture
 def log_incident(incident_factory: Any) -> Any:
     return incident_factory
+
+
+@pytest.fixture
+def ctx(helpdesk_ctx: Any) -> Any:
+    """The app's context (short name for the kit's ``helpdesk_ctx``)."""
+    return helpdesk_ctx

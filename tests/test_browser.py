@@ -132,7 +132,7 @@ def test_no_console_errors_or_csp_violations(server, personas, page, log_inciden
     assert problems == []
 
 
-def test_a_stale_inline_edit_shows_the_fresh_state_and_nothing_is_lost(server, personas, page,
+def test_a_stale_inline_edit_shows_the_fresh_state_and_nothing_is_lost(ctx, server, personas, page,
                                                                         log_incident, app):
     from helpdesk import incidents
 
@@ -141,7 +141,7 @@ def test_a_stale_inline_edit_shows_the_fresh_state_and_nothing_is_lost(server, p
     page.goto(f"{server}/incidents/{incident.id}")
     # Meanwhile a colleague assigns it to the Network team.
     with app.app_context():
-        incidents.assign(incident.id, personas.colleague, personas.network, None)
+        incidents.assign(ctx, incident.id, personas.colleague, personas.network, None)
     assignee = page.get_by_role("region", name="Assignee")
     assignee.get_by_label("Assigned team").select_option(label="Database")
     assignee.get_by_role("button", name="Save assignment").click()

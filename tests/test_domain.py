@@ -70,7 +70,7 @@ def assignee_ids(incident: Incident) -> tuple[int | None, int | None]:
 
 
 @pytest.fixture
-def drive(personas, log_incident):
+def drive(ctx, personas, log_incident):
     """``drive(status)``: a new incident brought to ``status`` through the domain functions.
 
     Every incident past "new" is assigned to the Database team and its agent,
@@ -81,17 +81,17 @@ def drive(personas, log_incident):
     def to(status: str) -> Incident:
         incident = log_incident(title=f"Incident driven to {status}")
         if status != "new":
-            incidents.assign(incident.id, p.owner, p.database_team, p.assignee)
+            incidents.assign(ctx, incident.id, p.owner, p.database_team, p.assignee)
         if status in {"in_progress", "pending", "resolved", "closed"}:
-            incidents.change_status(incident.id, p.assignee, "in_progress")
+            incidents.change_status(ctx, incident.id, p.assignee, "in_progress")
         if status == "pending":
-            incidents.change_status(incident.id, p.assignee, "pending", pending_reason="customer")
+            incidents.change_status(ctx, incident.id, p.assignee, "pending", pending_reason="customer")
         if status in {"resolved", "closed"}:
-            incidents.change_status(incident.id, p.assignee, "resolved", note="Rebuilt the index")
+            incidents.change_status(ctx, incident.id, p.assignee, "resolved", note="Rebuilt the index")
         if status == "closed":
-            incidents.change_status(incident.id, p.owner, "closed")
+            incidents.change_status(ctx, incident.id, p.owner, "closed")
         if status == "cancelled":
-            incidents.change_status(incident.id, p.owner, "cancelled", note="Logged by mistake")
+            incidents.change_status(ctx, incident.id, p.owner, "cancelled", note="Logged by mistake")
         incident = reload(incident)
         assert incident.status == status
         return incident
@@ -144,12 +144,12 @@ def test_owner_chosen_at_logging_must_belong_to_the_owning_team(personas, log_in
 
 
 @pytest.mark.parametrize("taker", ["colleague", "lead", "admin", "assignee", "other"])
-def test_any_agent_can_take_an_unowned_incident(personas, log_incident, taker):
+def test_any_agent_can_take_an_unowned_incident(ctx, personas, log_incident, taker):
     agent = getattr(personas, taker)
     incident = log_incident(keep_ownership=False)
     before = reload(incident)
 
-    taken = incidents.take_ownership(incident.id, agent, before.version)
+    taken = incidents.take_ownership(ctx, incident.id, agent, before.version)
 
     after = reload(incident)
     assert after.owner_agent_id == agent.id
@@ -166,28 +166,28 @@ def test_any_agent_can_take_an_unowned_incident(personas, log_incident, taker):
     assert agent.display_name not in (entries[0].old_value or "")
 
 
-def test_incident_from_intake_can_be_taken(personas, log_incident):
+def test_incident_from_intake_can_be_taken(ctx, personas, log_incident):
     incident = log_incident(actor=None)
-    incidents.take_ownership(incident.id, personas.colleague)
+    incidents.take_ownership(ctx, incident.id, personas.colleague)
     assert owner_ids(incident) == (personas.service_desk.id, personas.colleague.id)
 
 
 @pytest.mark.parametrize("taker", ["colleague", "lead", "admin", "assignee"])
-def test_taking_an_owned_incident_is_refused(personas, log_incident, taker):
+def test_taking_an_owned_incident_is_refused(ctx, personas, log_incident, taker):
     incident = log_incident(actor=personas.owner)
     before = snapshot(incident)
 
     with pytest.raises(DomainError):
-        incidents.take_ownership(incident.id, getattr(personas, taker), incident.version)
+        incidents.take_ownership(ctx, incident.id, getattr(personas, taker), incident.version)
 
     assert snapshot(incident) == before
     assert owner_ids(incident) == (personas.service_desk.id, personas.owner.id)
 
 
-def test_taking_an_incident_you_already_own_changes_nothing(personas, log_incident):
+def test_taking_an_incident_you_already_own_changes_nothing(ctx, personas, log_incident):
     incident = log_incident(actor=personas.owner)
     before = snapshot(incident)
-    incidents.take_ownership(incident.id, personas.owner, incident.version)
+    incidents.take_ownership(ctx, incident.id, personas.owner, incident.version)
     assert snapshot(incident) == before
 
 
@@ -203,13 +203,13 @@ def test_taking_an_incident_you_already_own_changes_nothing(personas, log_incide
         ("admin", "assignee"),  # an admin, even outside the owning team
     ],
 )
-def test_owner_team_lead_or_admin_may_transfer_ownership(personas, log_incident, actor, logged_by):
+def test_owner_team_lead_or_admin_may_transfer_ownership(ctx, personas, log_incident, actor, logged_by):
     incident = log_incident(actor=getattr(personas, logged_by))
     before = reload(incident)
     assignee_before = assignee_ids(incident)
     transferring = getattr(personas, actor)
 
-    incidents.transfer_ownership(incident.id, transferring, personas.network, personas.other,
+    incidents.transfer_ownership(ctx, incident.id, transferring, personas.network, personas.other,
                                  "Network outage, Kofi drives it", before.version)
 
     assert owner_ids(incident) == (personas.network.id, personas.other.id)
@@ -233,68 +233,68 @@ def test_owner_team_lead_or_admin_may_transfer_ownership(personas, log_incident,
         ("lead", "assignee"),  # a lead, but of another team
     ],
 )
-def test_others_may_not_transfer_ownership(personas, log_incident, actor, logged_by):
+def test_others_may_not_transfer_ownership(ctx, personas, log_incident, actor, logged_by):
     incident = log_incident(actor=getattr(personas, logged_by))
     before = snapshot(incident)
 
     with pytest.raises(PermissionDenied):
-        incidents.transfer_ownership(incident.id, getattr(personas, actor), personas.network,
+        incidents.transfer_ownership(ctx, incident.id, getattr(personas, actor), personas.network,
                                      personas.other, "I want it", incident.version)
 
     assert snapshot(incident) == before
 
 
 @pytest.mark.parametrize("reason", ["", "   ", None])
-def test_transferring_an_owned_incident_needs_a_reason(personas, log_incident, reason):
+def test_transferring_an_owned_incident_needs_a_reason(ctx, personas, log_incident, reason):
     incident = log_incident(actor=personas.owner)
     before = snapshot(incident)
 
     with pytest.raises(DomainError) as refused:
-        incidents.transfer_ownership(incident.id, personas.owner, personas.database_team,
+        incidents.transfer_ownership(ctx, incident.id, personas.owner, personas.database_team,
                                      personas.assignee, reason, incident.version)
 
     assert not isinstance(refused.value, PermissionDenied)
     assert snapshot(incident) == before
 
 
-def test_unowned_incident_can_be_handed_to_a_team_without_a_reason(personas, log_incident):
+def test_unowned_incident_can_be_handed_to_a_team_without_a_reason(ctx, personas, log_incident):
     incident = log_incident(keep_ownership=False)
-    incidents.transfer_ownership(incident.id, personas.colleague, personas.database_team, None, "")
+    incidents.transfer_ownership(ctx, incident.id, personas.colleague, personas.database_team, None, "")
     assert owner_ids(incident) == (personas.database_team.id, None)
 
 
-def test_new_owner_agent_must_be_a_member_of_the_owner_team(personas, log_incident):
+def test_new_owner_agent_must_be_a_member_of_the_owner_team(ctx, personas, log_incident):
     incident = log_incident(actor=personas.owner)
     before = snapshot(incident)
 
     with pytest.raises(DomainError):
         # Priya is in the Database team, not the Network team.
-        incidents.transfer_ownership(incident.id, personas.owner, personas.network,
+        incidents.transfer_ownership(ctx, incident.id, personas.owner, personas.network,
                                      personas.assignee, "She knows the system", incident.version)
 
     assert snapshot(incident) == before
 
 
-def test_ownership_can_be_passed_to_a_team_without_an_agent(personas, log_incident):
+def test_ownership_can_be_passed_to_a_team_without_an_agent(ctx, personas, log_incident):
     incident = log_incident(actor=personas.owner)
-    incidents.transfer_ownership(incident.id, personas.owner, personas.database_team, None,
+    incidents.transfer_ownership(ctx, incident.id, personas.owner, personas.database_team, None,
                                  "Database team to pick an owner")
     assert owner_ids(incident) == (personas.database_team.id, None)
     # Unowned again, so any Database agent can now take it.
-    incidents.take_ownership(incident.id, personas.assignee)
+    incidents.take_ownership(ctx, incident.id, personas.assignee)
     assert owner_ids(incident) == (personas.database_team.id, personas.assignee.id)
 
 
 # -- 4. assignment ---------------------------------------------------------------------
 
 
-def test_assigning_an_agent_outside_the_assigned_team_is_refused(personas, log_incident):
+def test_assigning_an_agent_outside_the_assigned_team_is_refused(ctx, personas, log_incident):
     incident = log_incident()
     before = snapshot(incident)
 
     with pytest.raises(DomainError):
         # Kofi is a Network agent.
-        incidents.assign(incident.id, personas.owner, personas.database_team, personas.other,
+        incidents.assign(ctx, incident.id, personas.owner, personas.database_team, personas.other,
                          incident.version)
 
     assert snapshot(incident) == before
@@ -302,19 +302,19 @@ def test_assigning_an_agent_outside_the_assigned_team_is_refused(personas, log_i
     assert timeline(incident, kind="change") == []
 
 
-def test_assigning_an_agent_without_a_team_is_refused(personas, log_incident):
+def test_assigning_an_agent_without_a_team_is_refused(ctx, personas, log_incident):
     incident = log_incident()
     before = snapshot(incident)
     with pytest.raises(DomainError):
-        incidents.assign(incident.id, personas.owner, None, personas.assignee)
+        incidents.assign(ctx, incident.id, personas.owner, None, personas.assignee)
     assert snapshot(incident) == before
 
 
-def test_assigning_a_team_moves_a_new_incident_to_assigned(personas, log_incident):
+def test_assigning_a_team_moves_a_new_incident_to_assigned(ctx, personas, log_incident):
     incident = log_incident()
     assert reload(incident).status == "new"
 
-    incidents.assign(incident.id, personas.owner, personas.database_team, None, incident.version)
+    incidents.assign(ctx, incident.id, personas.owner, personas.database_team, None, incident.version)
 
     after = reload(incident)
     assert after.status == "assigned"
@@ -327,34 +327,34 @@ def test_assigning_a_team_moves_a_new_incident_to_assigned(personas, log_inciden
     assert len(timeline(incident, kind="change", field="assignee")) == 1
 
 
-def test_removing_the_assigned_team_moves_the_incident_back_to_new(personas, log_incident):
+def test_removing_the_assigned_team_moves_the_incident_back_to_new(ctx, personas, log_incident):
     incident = log_incident()
-    incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
-    incidents.assign(incident.id, personas.owner, None, None)
+    incidents.assign(ctx, incident.id, personas.owner, personas.database_team, personas.assignee)
+    incidents.assign(ctx, incident.id, personas.owner, None, None)
     after = reload(incident)
     assert after.status == "new"
     assert assignee_ids(incident) == (None, None)
 
 
-def test_assigning_does_not_touch_the_owner(personas, log_incident):
+def test_assigning_does_not_touch_the_owner(ctx, personas, log_incident):
     incident = log_incident(actor=personas.owner)
     owner_before = owner_ids(incident)
 
-    incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
-    incidents.assign(incident.id, personas.db_lead, personas.network, personas.other)
+    incidents.assign(ctx, incident.id, personas.owner, personas.database_team, personas.assignee)
+    incidents.assign(ctx, incident.id, personas.db_lead, personas.network, personas.other)
 
     assert owner_ids(incident) == owner_before
     assert assignee_ids(incident) == (personas.network.id, personas.other.id)
     assert timeline(incident, kind="change", field="owner") == []
 
 
-def test_transferring_does_not_touch_the_assignee(personas, log_incident):
+def test_transferring_does_not_touch_the_assignee(ctx, personas, log_incident):
     incident = log_incident(actor=personas.owner)
-    incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
+    incidents.assign(ctx, incident.id, personas.owner, personas.database_team, personas.assignee)
     assigned_before = assignee_ids(incident)
     status_before = reload(incident).status
 
-    incidents.transfer_ownership(incident.id, personas.owner, personas.network, personas.other,
+    incidents.transfer_ownership(ctx, incident.id, personas.owner, personas.network, personas.other,
                                  "Network is the root cause")
 
     assert assignee_ids(incident) == assigned_before
@@ -364,11 +364,11 @@ def test_transferring_does_not_touch_the_assignee(personas, log_incident):
 
 
 @pytest.mark.parametrize("status", ["resolved", "closed", "cancelled"])
-def test_finished_incident_cannot_be_reassigned(personas, drive, status):
+def test_finished_incident_cannot_be_reassigned(ctx, personas, drive, status):
     incident = drive(status)
     before = snapshot(incident)
     with pytest.raises(DomainError):
-        incidents.assign(incident.id, personas.owner, personas.network, personas.other)
+        incidents.assign(ctx, incident.id, personas.owner, personas.network, personas.other)
     assert snapshot(incident) == before
 
 
@@ -402,7 +402,7 @@ def test_lifecycle_rules():
 
 
 @pytest.mark.parametrize("old, new", ALL_PAIRS, ids=[f"{a}->{b}" for a, b in ALL_PAIRS])
-def test_status_change(personas, drive, old, new):
+def test_status_change(ctx, personas, drive, old, new):
     incident = drive(old)
     before = snapshot(incident)
     reason = next(r for r in PENDING_REASONS if r != incident.pending_reason)
@@ -410,11 +410,11 @@ def test_status_change(personas, drive, old, new):
 
     if not _is_legal(old, new):
         with pytest.raises(DomainError):
-            incidents.change_status(incident.id, personas.assignee, new, incident.version, **kwargs)
+            incidents.change_status(ctx, incident.id, personas.assignee, new, incident.version, **kwargs)
         assert snapshot(incident) == before
         return
 
-    result = incidents.change_status(incident.id, personas.assignee, new, incident.version, **kwargs)
+    result = incidents.change_status(ctx, incident.id, personas.assignee, new, incident.version, **kwargs)
 
     after = reload(incident)
     # The incident keeps its agent, so a reopen (resolved -> in progress) lands in progress too.
@@ -442,46 +442,46 @@ def test_status_change(personas, drive, old, new):
         assert after.resolved_at is None and after.resolution_note is None
 
 
-def test_pending_needs_a_reason(personas, drive):
+def test_pending_needs_a_reason(ctx, personas, drive):
     incident = drive("in_progress")
     before = snapshot(incident)
     with pytest.raises(DomainError):
-        incidents.change_status(incident.id, personas.assignee, "pending")
+        incidents.change_status(ctx, incident.id, personas.assignee, "pending")
     assert snapshot(incident) == before
 
 
 @pytest.mark.parametrize("target", ["resolved", "cancelled"])
 @pytest.mark.parametrize("note", ["", "  \n "])
 @pytest.mark.parametrize("start", ["new", "in_progress", "pending"])
-def test_resolving_and_cancelling_need_a_note(personas, drive, start, target, note):
+def test_resolving_and_cancelling_need_a_note(ctx, personas, drive, start, target, note):
     incident = drive(start)
     before = snapshot(incident)
     with pytest.raises(DomainError):
-        incidents.change_status(incident.id, personas.assignee, target, incident.version, note=note)
+        incidents.change_status(ctx, incident.id, personas.assignee, target, incident.version, note=note)
     assert snapshot(incident) == before
 
 
-def _reopen(method: str, incident: Incident, actor: Any, note: str) -> Incident:
+def _reopen(ctx: Any, method: str, incident: Incident, actor: Any, note: str) -> Incident:
     if method == "change_status":
-        return incidents.change_status(incident.id, actor, "in_progress", incident.version, note=note)
-    return incidents.reopen(incident.id, actor, incident.version, note=note)
+        return incidents.change_status(ctx, incident.id, actor, "in_progress", incident.version, note=note)
+    return incidents.reopen(ctx, incident.id, actor, incident.version, note=note)
 
 
 @pytest.mark.parametrize("method", ["change_status", "reopen"])
 @pytest.mark.parametrize("note", ["", "   "])
-def test_reopening_needs_a_note(personas, drive, method, note):
+def test_reopening_needs_a_note(ctx, personas, drive, method, note):
     incident = drive("resolved")
     before = snapshot(incident)
     with pytest.raises(DomainError):
-        _reopen(method, incident, personas.owner, note)
+        _reopen(ctx, method, incident, personas.owner, note)
     assert snapshot(incident) == before
 
 
 @pytest.mark.parametrize("method", ["change_status", "reopen"])
-def test_reopened_incident_with_an_agent_goes_back_in_progress(personas, drive, method):
+def test_reopened_incident_with_an_agent_goes_back_in_progress(ctx, personas, drive, method):
     incident = drive("resolved")
 
-    _reopen(method, incident, personas.owner, "Customer says it is slow again")
+    _reopen(ctx, method, incident, personas.owner, "Customer says it is slow again")
 
     after = reload(incident)
     assert after.status == "in_progress"
@@ -495,12 +495,12 @@ def test_reopened_incident_with_an_agent_goes_back_in_progress(personas, drive, 
 
 
 @pytest.mark.parametrize("method", ["change_status", "reopen"])
-def test_reopened_incident_with_only_a_team_goes_back_to_assigned(personas, log_incident, method):
+def test_reopened_incident_with_only_a_team_goes_back_to_assigned(ctx, personas, log_incident, method):
     incident = log_incident()
-    incidents.assign(incident.id, personas.owner, personas.database_team, None)
-    incidents.change_status(incident.id, personas.db_lead, "resolved", note="Restarted the replica")
+    incidents.assign(ctx, incident.id, personas.owner, personas.database_team, None)
+    incidents.change_status(ctx, incident.id, personas.db_lead, "resolved", note="Restarted the replica")
 
-    _reopen(method, reload(incident), personas.owner, "Happened again")
+    _reopen(ctx, method, reload(incident), personas.owner, "Happened again")
 
     after = reload(incident)
     assert after.status == "assigned"
@@ -509,32 +509,32 @@ def test_reopened_incident_with_only_a_team_goes_back_to_assigned(personas, log_
 
 
 @pytest.mark.parametrize("status", ["new", "assigned", "in_progress", "pending", "closed", "cancelled"])
-def test_only_a_resolved_incident_can_be_reopened(personas, drive, status):
+def test_only_a_resolved_incident_can_be_reopened(ctx, personas, drive, status):
     incident = drive(status)
     before = snapshot(incident)
     with pytest.raises(DomainError):
-        incidents.reopen(incident.id, personas.owner, incident.version, note="Still broken")
+        incidents.reopen(ctx, incident.id, personas.owner, incident.version, note="Still broken")
     assert snapshot(incident) == before
 
 
 # -- 6. stale versions ------------------------------------------------------------------------
 
 
-def _edits(personas, pm, other_incident) -> dict[str, Any]:
+def _edits(personas, ctx, other_incident) -> dict[str, Any]:
     p = personas
     return {
-        "take": lambda i, v: incidents.take_ownership(i, p.colleague, v),
-        "transfer": lambda i, v: incidents.transfer_ownership(i, p.lead, p.database_team,
+        "take": lambda i, v: incidents.take_ownership(ctx, i, p.colleague, v),
+        "transfer": lambda i, v: incidents.transfer_ownership(ctx, i, p.lead, p.database_team,
                                                               p.assignee, "Needs a DBA", v),
-        "assign": lambda i, v: incidents.assign(i, p.owner, p.database_team, p.assignee, v),
-        "start work": lambda i, v: incidents.change_status(i, p.owner, "in_progress", v),
-        "resolve": lambda i, v: incidents.change_status(i, p.owner, "resolved", v,
+        "assign": lambda i, v: incidents.assign(ctx, i, p.owner, p.database_team, p.assignee, v),
+        "start work": lambda i, v: incidents.change_status(ctx, i, p.owner, "in_progress", v),
+        "resolve": lambda i, v: incidents.change_status(ctx, i, p.owner, "resolved", v,
                                                         note="Restarted the service"),
-        "cancel": lambda i, v: incidents.change_status(i, p.owner, "cancelled", v, note="Dup"),
-        "override priority": lambda i, v: incidents.override_priority(i, p.lead, 1, "VIP", v),
-        "edit details": lambda i, v: incidents.update_details(pm, i, p.owner, v, impact="high"),
-        "set parent": lambda i, v: incidents.link(i, p.owner, "parent", other_incident.id, v),
-        "mark duplicate": lambda i, v: incidents.link(i, p.owner, "duplicate_of",
+        "cancel": lambda i, v: incidents.change_status(ctx, i, p.owner, "cancelled", v, note="Dup"),
+        "override priority": lambda i, v: incidents.override_priority(ctx, i, p.lead, 1, "VIP", v),
+        "edit details": lambda i, v: incidents.update_details(ctx, i, p.owner, v, impact="high"),
+        "set parent": lambda i, v: incidents.link(ctx, i, p.owner, "parent", other_incident.id, v),
+        "mark duplicate": lambda i, v: incidents.link(ctx, i, p.owner, "duplicate_of",
                                                       other_incident.id, v),
     }
 
@@ -544,17 +544,17 @@ EDIT_NAMES = ["take", "transfer", "assign", "start work", "resolve", "cancel", "
 
 
 @pytest.mark.parametrize("edit", EDIT_NAMES)
-def test_edit_based_on_an_old_version_is_refused_with_the_fresh_incident(personas, pm, log_incident,
+def test_edit_based_on_an_old_version_is_refused_with_the_fresh_incident(ctx, personas, pm, log_incident,
                                                                           edit):
     incident = log_incident(keep_ownership=False, impact="low", urgency="low")
     other_incident = log_incident(title="Orders database down")
     opened_at = reload(incident).version
     # Someone else saves a change after this agent opened the incident.
-    incidents.update_details(pm, incident.id, personas.lead, opened_at,
+    incidents.update_details(ctx, incident.id, personas.lead, opened_at,
                              title="Orders database slow for everyone")
     before = snapshot(incident)
     other_before = snapshot(other_incident)
-    run = _edits(personas, pm, other_incident)[edit]
+    run = _edits(personas, ctx, other_incident)[edit]
 
     with pytest.raises(StaleVersion) as stale:
         run(incident.id, opened_at)
@@ -571,17 +571,17 @@ def test_edit_based_on_an_old_version_is_refused_with_the_fresh_incident(persona
     assert reload(incident).version == shown.version + 1
 
 
-def test_edit_without_an_expected_version_is_not_checked(personas, pm, log_incident):
+def test_edit_without_an_expected_version_is_not_checked(ctx, personas, pm, log_incident):
     incident = log_incident()
-    incidents.update_details(pm, incident.id, personas.lead, None, title="Renamed")
-    incidents.update_details(pm, incident.id, personas.owner, None, description="More detail")
+    incidents.update_details(ctx, incident.id, personas.lead, None, title="Renamed")
+    incidents.update_details(ctx, incident.id, personas.owner, None, description="More detail")
     assert reload(incident).version == 3
 
 
 # -- 7. the take race ---------------------------------------------------------------------------
 
 
-def _race_to_take(app, incident_id: int, racers, expected_version: int, timeout: float = 30):
+def _race_to_take(ctx, app, incident_id: int, racers, expected_version: int, timeout: float = 30):
     """Let every racer call take_ownership at the same moment, each on its own connection."""
     start = threading.Barrier(len(racers), timeout=timeout)
     outcome: dict[int, Any] = {}
@@ -590,7 +590,7 @@ def _race_to_take(app, incident_id: int, racers, expected_version: int, timeout:
         try:
             with app.app_context(), database.connection_context():
                 start.wait()
-                outcome[agent.id] = incidents.take_ownership(incident_id, agent, expected_version)
+                outcome[agent.id] = incidents.take_ownership(ctx, incident_id, agent, expected_version)
         except Exception as exc:  # reported to the test below
             outcome[agent.id] = exc
 
@@ -621,7 +621,7 @@ def _check_one_winner(incident: Incident, racers, outcome: dict[int, Any]):
     return winner, losers
 
 
-def test_two_agents_taking_the_same_incident_at_once_exactly_one_wins(app, personas, log_incident):
+def test_two_agents_taking_the_same_incident_at_once_exactly_one_wins(ctx, app, personas, log_incident):
     pairs = [
         (personas.owner, personas.colleague),
         (personas.colleague, personas.lead),
@@ -631,11 +631,11 @@ def test_two_agents_taking_the_same_incident_at_once_exactly_one_wins(app, perso
     ]
     for round_no, racers in enumerate(pairs):
         incident = reload(log_incident(title=f"Race {round_no}", keep_ownership=False))
-        outcome = _race_to_take(app, incident.id, racers, incident.version)
+        outcome = _race_to_take(ctx, app, incident.id, racers, incident.version)
         _check_one_winner(incident, racers, outcome)
 
 
-def test_take_race_where_both_read_before_either_writes(app, personas, log_incident, monkeypatch):
+def test_take_race_where_both_read_before_either_writes(ctx, app, personas, log_incident, monkeypatch):
     """Both agents load the unowned incident, then both write: the loser is told it is stale.
 
     SQLite takes the write lock before reading (BEGIN IMMEDIATE), so two takes can never
@@ -657,7 +657,7 @@ def test_take_race_where_both_read_before_either_writes(app, personas, log_incid
     for round_no in range(3):
         incident = reload(log_incident(title=f"Overlapping race {round_no}", keep_ownership=False))
         both_read.reset()
-        outcome = _race_to_take(app, incident.id, racers, incident.version)
+        outcome = _race_to_take(ctx, app, incident.id, racers, incident.version)
         winner, (loser,) = _check_one_winner(incident, racers, outcome)
         lost = outcome[loser.id]
         assert isinstance(lost, StaleVersion)
@@ -688,9 +688,9 @@ def _tamper(how: str, entry: TimelineEntry) -> None:
     ["update one row", "update whole timeline", "save instance", "delete instance",
      "delete whole timeline"],
 )
-def test_timeline_entries_can_be_neither_changed_nor_deleted(personas, log_incident, how):
+def test_timeline_entries_can_be_neither_changed_nor_deleted(ctx, personas, log_incident, how):
     incident = log_incident()
-    incidents.add_comment(incident.id, personas.owner, "Called the customer back", public=True)
+    incidents.add_comment(ctx, incident.id, personas.owner, "Called the customer back", public=True)
     entry = timeline(incident, kind="reply")[0]
     before = snapshot(incident)
     # Control: the same statement touching no stored row is accepted, so the refusal
@@ -707,7 +707,7 @@ def test_timeline_entries_can_be_neither_changed_nor_deleted(personas, log_incid
 
     assert snapshot(incident) == before
     # The connection is still usable and the timeline still grows.
-    incidents.add_comment(incident.id, personas.owner, "Second call", public=False)
+    incidents.add_comment(ctx, incident.id, personas.owner, "Second call", public=False)
     assert len(timeline(incident)) == len(before[1]) + 1
 
 
@@ -740,11 +740,11 @@ def test_priority_matrix_is_symmetric_and_rises_with_impact_and_urgency(log_inci
     assert [key for key, value in derived.items() if value == 1] == [("high", "high")]
 
 
-def test_changing_impact_derives_the_priority_again(personas, pm, log_incident):
+def test_changing_impact_derives_the_priority_again(ctx, personas, pm, log_incident):
     incident = log_incident(impact="low", urgency="high")
     reference = reload(log_incident(impact="high", urgency="high", title="Reference"))
 
-    incidents.update_details(pm, incident.id, personas.owner, 1, impact="high")
+    incidents.update_details(ctx, incident.id, personas.owner, 1, impact="high")
 
     after = reload(incident)
     assert after.priority == reference.priority
@@ -752,13 +752,13 @@ def test_changing_impact_derives_the_priority_again(personas, pm, log_incident):
     assert len(entry) == 1
 
 
-def test_manual_priority_override_is_recorded_and_kept_when_impact_changes(personas, pm,
+def test_manual_priority_override_is_recorded_and_kept_when_impact_changes(ctx, personas, pm,
                                                                           log_incident):
     incident = log_incident(impact="low", urgency="low")
     derived = reload(incident).priority
     assert derived != 1
 
-    incidents.override_priority(incident.id, personas.lead, 1, "CEO cannot work", 1)
+    incidents.override_priority(ctx, incident.id, personas.lead, 1, "CEO cannot work", 1)
 
     after = reload(incident)
     assert (after.priority, after.priority_overridden) == (1, True)
@@ -767,58 +767,58 @@ def test_manual_priority_override_is_recorded_and_kept_when_impact_changes(perso
     assert entries[0].body == "CEO cannot work"
     assert entries[0].actor_id == personas.lead.id
 
-    incidents.update_details(pm, incident.id, personas.owner, after.version, impact="medium",
+    incidents.update_details(ctx, incident.id, personas.owner, after.version, impact="medium",
                              urgency="medium")
     after = reload(incident)
     assert (after.impact, after.urgency) == ("medium", "medium")
     assert (after.priority, after.priority_overridden) == (1, True)
 
 
-def test_priority_can_return_to_the_derived_value(personas, pm, log_incident):
+def test_priority_can_return_to_the_derived_value(ctx, personas, pm, log_incident):
     incident = log_incident(impact="low", urgency="low")
-    incidents.override_priority(incident.id, personas.lead, 1, "CEO cannot work")
-    incidents.update_details(pm, incident.id, personas.owner, None, impact="high", urgency="medium")
+    incidents.override_priority(ctx, incident.id, personas.lead, 1, "CEO cannot work")
+    incidents.update_details(ctx, incident.id, personas.owner, None, impact="high", urgency="medium")
     expected = reload(log_incident(impact="high", urgency="medium", title="Reference")).priority
     assert expected != 1
 
-    incidents.override_priority(incident.id, personas.lead, None, "", pm=pm)
+    incidents.override_priority(ctx, incident.id, personas.lead, None, "")
 
     after = reload(incident)
     assert (after.priority, after.priority_overridden) == (expected, False)
     assert len(timeline(incident, kind="change", field="priority")) == 2
     # Derived again, so the next impact change moves it.
-    incidents.update_details(pm, incident.id, personas.owner, None, impact="low", urgency="low")
+    incidents.update_details(ctx, incident.id, personas.owner, None, impact="low", urgency="low")
     assert reload(incident).priority == reload(log_incident(impact="low", urgency="low")).priority
 
 
 @pytest.mark.parametrize("reason", ["", "   ", None])
-def test_priority_override_without_a_reason_is_refused(personas, log_incident, reason):
+def test_priority_override_without_a_reason_is_refused(ctx, personas, log_incident, reason):
     incident = log_incident()
     before = snapshot(incident)
     with pytest.raises(DomainError):
-        incidents.override_priority(incident.id, personas.lead, 1, reason)
+        incidents.override_priority(ctx, incident.id, personas.lead, 1, reason)
     assert snapshot(incident) == before
 
 
 @pytest.mark.parametrize("priority", [0, 5, "1"])
-def test_priority_override_outside_p1_to_p4_is_refused(personas, log_incident, priority):
+def test_priority_override_outside_p1_to_p4_is_refused(ctx, personas, log_incident, priority):
     incident = log_incident()
     before = snapshot(incident)
     with pytest.raises(DomainError):
-        incidents.override_priority(incident.id, personas.lead, priority, "Because")
+        incidents.override_priority(ctx, incident.id, personas.lead, priority, "Because")
     assert snapshot(incident) == before
 
 
 # -- 10. comments ---------------------------------------------------------------------------------
 
 
-def test_public_reply_and_internal_note_are_kept_apart_and_do_not_bump_the_version(personas,
+def test_public_reply_and_internal_note_are_kept_apart_and_do_not_bump_the_version(ctx, personas,
                                                                                   log_incident):
     incident = log_incident()
     version = reload(incident).version
 
-    reply = incidents.add_comment(incident.id, personas.owner, "We are looking into it", public=True)
-    note = incidents.add_comment(incident.id, personas.assignee, "Missing index on orders",
+    reply = incidents.add_comment(ctx, incident.id, personas.owner, "We are looking into it", public=True)
+    note = incidents.add_comment(ctx, incident.id, personas.assignee, "Missing index on orders",
                                  public=False)
 
     assert (reply.kind, reply.is_public, reply.actor_id) == ("reply", True, personas.owner.id)
@@ -828,40 +828,40 @@ def test_public_reply_and_internal_note_are_kept_apart_and_do_not_bump_the_versi
     assert timeline(incident, kind="reply")[0].body == "We are looking into it"
     assert reload(incident).version == version
     # An edit based on the version read before the comments still goes through.
-    incidents.change_status(incident.id, personas.owner, "in_progress", version)
+    incidents.change_status(ctx, incident.id, personas.owner, "in_progress", version)
     assert reload(incident).status == "in_progress"
 
 
 @pytest.mark.parametrize("public", [True, False])
 @pytest.mark.parametrize("body", ["", "  \n\t ", None])
-def test_empty_comment_is_refused(personas, log_incident, public, body):
+def test_empty_comment_is_refused(ctx, personas, log_incident, public, body):
     incident = log_incident()
     before = snapshot(incident)
     with pytest.raises(DomainError):
-        incidents.add_comment(incident.id, personas.owner, body, public=public)
+        incidents.add_comment(ctx, incident.id, personas.owner, body, public=public)
     assert snapshot(incident) == before
 
 
 @pytest.mark.parametrize("status", ["closed", "cancelled"])
-def test_finished_incident_takes_internal_notes_but_no_public_replies(personas, drive, status):
+def test_finished_incident_takes_internal_notes_but_no_public_replies(ctx, personas, drive, status):
     incident = drive(status)
     before = snapshot(incident)
     with pytest.raises(DomainError):
-        incidents.add_comment(incident.id, personas.owner, "Any news?", public=True)
+        incidents.add_comment(ctx, incident.id, personas.owner, "Any news?", public=True)
     assert snapshot(incident) == before
-    incidents.add_comment(incident.id, personas.owner, "For the record", public=False)
+    incidents.add_comment(ctx, incident.id, personas.owner, "For the record", public=False)
     assert len(timeline(incident, kind="note")) == 1
 
 
 # -- 11. links -------------------------------------------------------------------------------------
 
 
-def test_marking_a_duplicate_cancels_it_and_records_the_original(personas, log_incident):
+def test_marking_a_duplicate_cancels_it_and_records_the_original(ctx, personas, log_incident):
     original = log_incident(title="Orders database down")
     duplicate = log_incident(title="Cannot place orders", actor=personas.colleague)
     original_before = snapshot(original)
 
-    incidents.link(duplicate.id, personas.colleague, "duplicate_of", original.id, 1)
+    incidents.link(ctx, duplicate.id, personas.colleague, "duplicate_of", original.id, 1)
 
     after = reload(duplicate)
     assert after.status == "cancelled"
@@ -877,56 +877,56 @@ def test_marking_a_duplicate_cancels_it_and_records_the_original(personas, log_i
     assert all(e.actor_id == personas.colleague.id for e in fields.values())
 
 
-def test_a_duplicate_must_point_at_the_original(personas, log_incident):
+def test_a_duplicate_must_point_at_the_original(ctx, personas, log_incident):
     original = log_incident(title="Orders database down")
     first = log_incident(title="Orders failing")
-    incidents.link(first.id, personas.owner, "duplicate_of", original.id)
+    incidents.link(ctx, first.id, personas.owner, "duplicate_of", original.id)
     second = log_incident(title="Orders failing again")
     before = snapshot(second)
     with pytest.raises(DomainError):
-        incidents.link(second.id, personas.owner, "duplicate_of", first.id)
+        incidents.link(ctx, second.id, personas.owner, "duplicate_of", first.id)
     assert snapshot(second) == before
 
 
 @pytest.mark.parametrize("status", ["resolved", "closed", "cancelled"])
-def test_only_an_active_incident_can_be_marked_duplicate(personas, drive, log_incident, status):
+def test_only_an_active_incident_can_be_marked_duplicate(ctx, personas, drive, log_incident, status):
     original = log_incident(title="Orders database down")
     incident = drive(status)
     before = snapshot(incident)
     with pytest.raises(DomainError):
-        incidents.link(incident.id, personas.owner, "duplicate_of", original.id)
+        incidents.link(ctx, incident.id, personas.owner, "duplicate_of", original.id)
     assert snapshot(incident) == before
 
 
-def test_parent_link_is_recorded(personas, log_incident):
+def test_parent_link_is_recorded(ctx, personas, log_incident):
     parent = log_incident(title="Data centre power loss")
     child = log_incident(title="Orders database down")
-    incidents.link(child.id, personas.owner, "parent", parent.id, 1)
+    incidents.link(ctx, child.id, personas.owner, "parent", parent.id, 1)
     assert reload(child).parent_id == parent.id
     assert reload(child).status == "new"
     assert [c.id for c in reload(parent).children] == [child.id]
     assert len(timeline(child, kind="change", field="parent")) == 1
 
 
-def test_parent_links_cannot_form_a_cycle(personas, log_incident):
+def test_parent_links_cannot_form_a_cycle(ctx, personas, log_incident):
     top = log_incident(title="Data centre power loss")
     middle = log_incident(title="Storage array offline")
     bottom = log_incident(title="Orders database down")
-    incidents.link(middle.id, personas.owner, "parent", top.id)
-    incidents.link(bottom.id, personas.owner, "parent", middle.id)
+    incidents.link(ctx, middle.id, personas.owner, "parent", top.id)
+    incidents.link(ctx, bottom.id, personas.owner, "parent", middle.id)
     before = {i.id: snapshot(i) for i in (top, middle, bottom)}
 
     for child, parent in [(top, middle), (top, bottom), (middle, bottom)]:
         with pytest.raises(DomainError):
-            incidents.link(child.id, personas.owner, "parent", parent.id)
+            incidents.link(ctx, child.id, personas.owner, "parent", parent.id)
 
     assert {i.id: snapshot(i) for i in (top, middle, bottom)} == before
 
 
 @pytest.mark.parametrize("kind", ["parent", "duplicate_of"])
-def test_incident_cannot_be_linked_to_itself(personas, log_incident, kind):
+def test_incident_cannot_be_linked_to_itself(ctx, personas, log_incident, kind):
     incident = log_incident()
     before = snapshot(incident)
     with pytest.raises(DomainError):
-        incidents.link(incident.id, personas.owner, kind, incident.id)
+        incidents.link(ctx, incident.id, personas.owner, kind, incident.id)
     assert snapshot(incident) == before

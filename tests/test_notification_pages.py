@@ -23,11 +23,11 @@ def helpdesk_settings():
     return {"plugins": {"email": {"host": "127.0.0.1", "port": closed_port, "timeout": 2}}}
 
 
-def test_agent_chooses_channels_per_kind_of_event(helpdesk_app, login, personas, incident_factory):
+def test_agent_chooses_channels_per_kind_of_event(ctx, helpdesk_app, login, personas, incident_factory):
     client = login(personas.assignee)
     form = {f"pref-{kind}-{channel}": "on" for kind in ("team_new", "resolved")
-            for channel in ("inapp", "email", "chat")}
-    form.update({"pref-assigned-inapp": "on", "notify_email": "on"})  # assigned: in-app only
+            for channel in ("inapp", "email")}
+    form.update({"pref-assigned-inapp": "on", "channel-inapp": "on", "channel-email": "on"})
     assert client.post("/profile", form).status_code == 303
     stored = {(p.kind, p.channel): p.enabled for p in NotificationPreference.select()
               .where(NotificationPreference.agent == personas.assignee.id)}
@@ -35,17 +35,11 @@ def test_agent_chooses_channels_per_kind_of_event(helpdesk_app, login, personas,
 
     incident = incident_factory()
     with helpdesk_app.app_context():
-        incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
+        incidents.assign(ctx, incident.id, personas.owner, personas.database_team, personas.assignee)
     assert Notice.select().where(Notice.agent == personas.assignee.id).count() == 1
     assert not Delivery.select().where(Delivery.recipient == "priya@example.com").exists()
     page = client.get("/profile").get_data(as_text=True)
-    assert 'name="pref-assigned-email" aria-label="Assigned to me: email" >' in page
-
-
-def test_a_chat_url_must_be_http(login, personas):
-    response = login(personas.owner).post("/profile", {"chat_url": "javascript:alert(1)"})
-    assert response.status_code == 422
-    assert Agent.get_by_id(personas.owner.id).chat_url is None
+    assert 'name="pref-assigned-email" aria-label="Assigned to me: E-mail (SMTP)" >' in page
 
 
 def test_the_bell_counts_unread_notices_and_the_page_marks_them_read(login, personas, incident_factory):
@@ -58,10 +52,10 @@ def test_the_bell_counts_unread_notices_and_the_page_marks_them_read(login, pers
     assert "INC-1 something" not in login(personas.colleague).get("/notices/").get_data(as_text=True)
 
 
-def test_admin_outbox_lists_and_filters_deliveries(helpdesk_app, login, personas, incident_factory):
+def test_admin_outbox_lists_and_filters_deliveries(ctx, helpdesk_app, login, personas, incident_factory):
     incident = incident_factory()
     with helpdesk_app.app_context():
-        incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
+        incidents.assign(ctx, incident.id, personas.owner, personas.database_team, personas.assignee)
     # Nothing listens on the configured SMTP port: the e-mail waits for a retry.
     delivery = Delivery.get(Delivery.recipient == "priya@example.com")
     assert delivery.state == "pending" and delivery.attempts == 1
@@ -79,7 +73,7 @@ def test_send_test_reports_the_failure(login, personas):
     assert "email: temporary failure" in response.get_data(as_text=True)
 
 
-def test_admin_switches_off_a_rule_for_everyone(helpdesk_app, login, personas, incident_factory):
+def test_admin_switches_off_a_rule_for_everyone(ctx, helpdesk_app, login, personas, incident_factory):
     admin = login(personas.admin)
     form = {f"rule-{a}-{k}": "on" for a, k in [("owner", "reassigned"), ("owner", "resolved"),
                                                ("team", "team_new")]}
@@ -88,12 +82,12 @@ def test_admin_switches_off_a_rule_for_everyone(helpdesk_app, login, personas, i
     assert 'id="rule-assignee-assigned" name="rule-assignee-assigned" >' in page
     incident = incident_factory()
     with helpdesk_app.app_context():
-        incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
+        incidents.assign(ctx, incident.id, personas.owner, personas.database_team, personas.assignee)
     assert not Notice.select().where(Notice.agent == personas.assignee.id).exists()
     assert login(personas.lead).get("/admin/notifications").status_code == 403
 
 
-def test_requester_mail_has_no_agent_link_and_a_deactivated_owner_falls_back_to_leads(
+def test_requester_mail_has_no_agent_link_and_a_deactivated_owner_falls_back_to_leads(ctx,
         helpdesk_app, personas, incident_factory, channel_recorder):
     from helpdesk.models import Contact
 
@@ -103,14 +97,14 @@ def test_requester_mail_has_no_agent_link_and_a_deactivated_owner_falls_back_to_
     assert ack.recipient == "ana@example.com" and ack.url is None and "/incidents/" not in ack.text
     Agent.update(active=False).where(Agent.id == personas.owner.id).execute()
     with helpdesk_app.app_context():
-        incidents.assign(incident.id, personas.colleague, personas.database_team, None)
-        incidents.assign(incident.id, personas.colleague, personas.network, None)  # a reassignment
+        incidents.assign(ctx, incident.id, personas.colleague, personas.database_team, None)
+        incidents.assign(ctx, incident.id, personas.colleague, personas.network, None)  # a reassignment
     told = {m.recipient for m in channel_recorder.to("email") if "Reassigned" in m.subject}
     assert "john@example.com" not in told
     assert {"amira@example.com", "root@example.com"} <= told  # the service desk's lead and admin
 
 
-def test_an_instance_template_overrides_a_notification_and_a_broken_one_blocks_nothing(
+def test_an_instance_template_overrides_a_notification_and_a_broken_one_blocks_nothing(ctx,
         helpdesk_app, personas, incident_factory, channel_recorder, caplog):
     import os
 
@@ -122,9 +116,9 @@ def test_an_instance_template_overrides_a_notification_and_a_broken_one_blocks_n
         handle.write("{{ incident.title.__class__.__mro__ }}\n{% broken")
     first = incident_factory(title="{{ 7 * 7 }}")  # user text is data, not template source
     with helpdesk_app.app_context():
-        incidents.assign(first.id, personas.owner, personas.database_team, personas.assignee)
+        incidents.assign(ctx, first.id, personas.owner, personas.database_team, personas.assignee)
         second = incident_factory(title="Team job")
-        incidents.assign(second.id, personas.owner, personas.database_team, None)
+        incidents.assign(ctx, second.id, personas.owner, personas.database_team, None)
     (mine,) = [m for m in channel_recorder.to("email") if m.recipient == "priya@example.com"
                and m.incident_reference == first.reference]
     assert mine.subject == "Yours now: {{ 7 * 7 }}" and mine.text == "Please look at it.\n"

@@ -13,31 +13,29 @@ retries happen when the frozen clock has moved past the backoff and the sweeper 
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.policy
 import hashlib
 import hmac
+import json
 import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from email.utils import parseaddr
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from flask import Flask
 
-from helpdesk import events, incidents, notifications, sla
+from helpdesk import events, incidents, sla
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
 from helpdesk.models import (
     PRIORITIES,
     Agent,
+    AgentChannel,
     Contact,
     Delivery,
     DeliveryAttempt,
@@ -45,7 +43,8 @@ from helpdesk.models import (
     Notice,
     NotificationPreference,
 )
-from helpdesk.testing import FrozenClock, Personas
+from helpdesk.notify import outbox as notifications
+from helpdesk.testing import FrozenClock, Personas, SmtpServer
 from helpdesk_plugins import business_hours, chat_channel, email_channel, sla_priority, webhook_channel
 
 SECRET = "s3cret"  # the webhook's shared secret
@@ -67,58 +66,10 @@ def free_port() -> int:
 # -- servers -------------------------------------------------------------------------------
 
 
-@dataclass
-class Received:
-    """One message the SMTP server accepted: the envelope and the parsed message."""
-
-    mail_from: str
-    rcpt_tos: list[str]
-    raw: bytes
-    message: EmailMessage
-
-
-class SmtpServer:
-    """A real SMTP server on loopback (aiosmtpd). ``replies`` are answers to DATA to give in
-    turn (e.g. "451 try later"), then it accepts."""
-
-    def __init__(self) -> None:
-        self.received: list[Received] = []
-        self.refused: list[Received] = []  # messages answered with one of ``replies``
-        self.replies: list[str] = []
-        self.port = free_port()
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd
-        raw = envelope.original_content or envelope.content
-        received = Received(envelope.mail_from, list(envelope.rcpt_tos), raw,
-                            email.message_from_bytes(raw, policy=email.policy.default))
-        if self.replies:
-            self.refused.append(received)
-            return self.replies.pop(0)
-        self.received.append(received)
-        return "250 OK"
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return {"host": "127.0.0.1", "port": self.port, "from_address": FROM, "timeout": 5}
-
-    def to(self, address: str) -> list[Received]:
-        """Messages whose envelope went to ``address``."""
-        return [r for r in self.received if address in r.rcpt_tos]
-
-    def start(self) -> None:
-        self._controller.start()
-
-    def stop(self) -> None:
-        self._controller.stop()
-
-
 @pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
+def smtp(smtp_server: SmtpServer) -> SmtpServer:
+    smtp_server.from_address = FROM
+    return smtp_server
 
 
 @dataclass
@@ -235,20 +186,20 @@ def attempts_of(delivery: Delivery) -> list[bool]:
 # -- 1. e-mail to the requester ----------------------------------------------------------------
 
 
-def test_requester_gets_acknowledgement_reply_and_resolution_as_one_thread(
+def test_requester_gets_acknowledgement_reply_and_resolution_as_one_thread(ctx,
         helpdesk_app: Flask, state: Any, personas: Personas, requester: Contact, smtp: SmtpServer,
         frozen_clock: FrozenClock) -> None:
     reply = "Please install the new VPN client: version 5 < 6 & it reconnects by itself."
     resolution = "Replaced the power supply of the VPN concentrator."
     with helpdesk_app.app_context():
-        incident = incidents.log_incident(state.pm, title="VPN drops every hour", actor=personas.owner,
+        incident = incidents.log_incident(ctx, title="VPN drops every hour", actor=personas.owner,
                                           service_desk=personas.service_desk, requester=requester)
         frozen_clock.advance(minutes=10)
-        incidents.add_comment(incident.id, personas.owner, "Internal: check the concentrator logs.",
+        incidents.add_comment(ctx, incident.id, personas.owner, "Internal: check the concentrator logs.",
                               public=False)
-        incidents.add_comment(incident.id, personas.owner, reply, public=True)
+        incidents.add_comment(ctx, incident.id, personas.owner, reply, public=True)
         frozen_clock.advance(hours=2)
-        incidents.change_status(incident.id, personas.owner, "resolved", note=resolution)
+        incidents.change_status(ctx, incident.id, personas.owner, "resolved", note=resolution)
 
     mails = smtp.to(REQUESTER)
     assert len(mails) == 3, "acknowledgement, public reply and resolution; the internal note is not sent"
@@ -305,7 +256,7 @@ def test_a_retried_mail_is_recognisably_the_same_message(
 
 
 @pytest.mark.parametrize("path", ["domain", "stored"])
-def test_a_title_cannot_add_recipients_or_headers(
+def test_a_title_cannot_add_recipients_or_headers(ctx,
         helpdesk_app: Flask, state: Any, personas: Personas, requester: Contact, smtp: SmtpServer,
         path: str) -> None:
     """Through the domain (which normalises titles) and for a title that reached the database
@@ -313,13 +264,13 @@ def test_a_title_cannot_add_recipients_or_headers(
     evil = "Printer jam\r\nBcc: victim@example.com\r\nX-Injected: yes"
     with helpdesk_app.app_context():
         if path == "domain":
-            incident = incidents.log_incident(state.pm, title=evil, actor=personas.owner,
+            incident = incidents.log_incident(ctx, title=evil, actor=personas.owner,
                                               service_desk=personas.service_desk, requester=requester)
         else:
-            incident = incidents.log_incident(state.pm, title="Printer jam", actor=personas.owner,
+            incident = incidents.log_incident(ctx, title="Printer jam", actor=personas.owner,
                                               service_desk=personas.service_desk, requester=requester)
             Incident.update(title=evil).where(Incident.id == incident.id).execute()
-        incidents.add_comment(incident.id, personas.owner, "We are on it.", public=True)
+        incidents.add_comment(ctx, incident.id, personas.owner, "We are on it.", public=True)
 
     assert len(smtp.received) == 2
     for received in smtp.received:
@@ -368,10 +319,11 @@ class TestWebhook:
         assert body["url"] == f"{state.settings.base_url}/incidents/{incident.id}"
 
     def test_every_event_has_its_own_idempotency_key(
-            self, helpdesk_app: Flask, personas: Personas, http_receiver: Any, incident_factory: Any) -> None:
+            self, ctx: Any, helpdesk_app: Flask, personas: Personas, http_receiver: Any,
+            incident_factory: Any) -> None:
         incident = incident_factory()
         with helpdesk_app.app_context():
-            incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
+            incidents.assign(ctx, incident.id, personas.owner, personas.database_team, personas.assignee)
         keys = [header(r, "Idempotency-Key") for r in http_receiver.requests]
         assert len(keys) >= 2 and len(set(keys)) == len(keys)
 
@@ -432,7 +384,7 @@ class TestWebhook:
             frozen_clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> None:
         # The queued task is lost: no worker picks it up straight away.
         with monkeypatch.context() as patch:
-            patch.setitem(state.tasks, "deliver", lambda delivery_id: None)
+            patch.setattr(state.tasks, "deliver", lambda delivery_id: None)
             incident_factory(title="Disk full on app01")
         delivery = only_delivery("webhook")
         assert delivery.state == "pending" and http_receiver.requests == []
@@ -519,7 +471,7 @@ class TestOutboxAtomicity:
 
     @pytest.mark.parametrize("failure", ["illegal status change", "crash"])
     def test_a_change_that_fails_leaves_no_notification(
-            self, helpdesk_app: Flask, personas: Personas, requester: Contact, smtp: SmtpServer,
+            self, ctx: Any, helpdesk_app: Flask, personas: Personas, requester: Contact, smtp: SmtpServer,
             http_receiver: Any, incident_factory: Any, failure: str) -> None:
         incident = incident_factory(title="Payroll export fails", requester=requester)
         before = (Delivery.select().count(), Notice.select().count(), len(smtp.received),
@@ -528,11 +480,11 @@ class TestOutboxAtomicity:
 
         with helpdesk_app.app_context(), pytest.raises((DomainError, RuntimeError)):
             with write_transaction():  # one change made of several steps, e.g. a bulk action
-                incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
-                incidents.add_comment(incident.id, personas.owner, "Passed to the DBAs.", public=True)
+                incidents.assign(ctx, incident.id, personas.owner, personas.database_team, personas.assignee)
+                incidents.add_comment(ctx, incident.id, personas.owner, "Passed to the DBAs.", public=True)
                 if failure == "crash":
                     _crash()
-                incidents.change_status(incident.id, personas.owner, "closed")  # not from assigned
+                incidents.change_status(ctx, incident.id, personas.owner, "closed")  # not from assigned
 
         after = (Delivery.select().count(), Notice.select().count(), len(smtp.received),
                  len(http_receiver.requests))
@@ -541,8 +493,8 @@ class TestOutboxAtomicity:
 
         # The same steps without the failure do notify: the assignee, the requester, the webhook.
         with helpdesk_app.app_context():
-            incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
-            incidents.add_comment(incident.id, personas.owner, "Passed to the DBAs.", public=True)
+            incidents.assign(ctx, incident.id, personas.owner, personas.database_team, personas.assignee)
+            incidents.add_comment(ctx, incident.id, personas.owner, "Passed to the DBAs.", public=True)
         assert Notice.select().where(Notice.agent == personas.assignee.id).count() == 1
         assert len(smtp.to(personas.assignee.email)) == 1
         assert len(smtp.to(REQUESTER)) == 2
@@ -550,7 +502,7 @@ class TestOutboxAtomicity:
 
 
     def test_a_committed_change_is_notified_even_if_the_process_dies_right_after_commit(
-            self, helpdesk_app: Flask, state: Any, personas: Personas, requester: Contact,
+            self, ctx: Any, helpdesk_app: Flask, state: Any, personas: Personas, requester: Contact,
             smtp: SmtpServer, http_receiver: Any, incident_factory: Any,
             monkeypatch: pytest.MonkeyPatch) -> None:
         incident = incident_factory(title="Payroll export fails", requester=requester)
@@ -560,17 +512,18 @@ class TestOutboxAtomicity:
             patch.setattr(events, "after_commit", lambda callback: None)
             patch.setattr(notifications, "after_commit", lambda callback: None)
             with helpdesk_app.app_context():
-                incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
-                incidents.add_comment(incident.id, personas.owner, "Passed to the DBAs.", public=True)
+                incidents.assign(ctx, incident.id, personas.owner, personas.database_team, personas.assignee)
+                incidents.add_comment(ctx, incident.id, personas.owner, "Passed to the DBAs.", public=True)
         assert (len(smtp.received), len(http_receiver.requests)) == sent_before
         waiting = Delivery.select().where(Delivery.state == "pending").count()
-        assert waiting >= 3, "the assignee's and the requester's mail and the webhook are in the outbox"
-        assert Notice.select().where(Notice.agent == personas.assignee.id).count() == 1
+        assert waiting >= 4, "the assignee's notice and mail, the requester's mail, the webhook"
+        assert Notice.select().where(Notice.agent == personas.assignee.id).count() == 0
 
         with helpdesk_app.app_context():  # the next worker's periodic sweep
             assert notifications.sweep(state) == waiting
         assert len(smtp.to(personas.assignee.email)) == 1
         assert len(smtp.to(REQUESTER)) == 2
+        assert Notice.select().where(Notice.agent == personas.assignee.id).count() == 1
         assert len(http_receiver.requests) > sent_before[1]
         assert Delivery.select().where(Delivery.state != "sent").count() == 0
 
@@ -614,19 +567,19 @@ class TestSeedScenario:
         return [business_hours, sla_priority, email_channel]
 
     def test_owner_is_warned_at_75_percent_and_the_requester_told_of_the_resolution(
-            self, helpdesk_app: Flask, state: Any, personas: Personas, requester: Contact,
+            self, ctx: Any, helpdesk_app: Flask, state: Any, personas: Personas, requester: Contact,
             smtp: SmtpServer, frozen_clock: FrozenClock) -> None:
         owner, assignee = personas.owner, personas.assignee
         frozen_clock.set(utc(3, 6, 16, 30))  # Friday, half an hour before business hours end
         with helpdesk_app.app_context():
-            incident = incidents.log_incident(state.pm, title="Orders database slow", actor=owner,
+            incident = incidents.log_incident(ctx, title="Orders database slow", actor=owner,
                                               service_desk=personas.service_desk, requester=requester,
                                               impact="high", urgency="medium")
             assert incident.priority == 2
             frozen_clock.advance(minutes=5)
-            incidents.add_comment(incident.id, owner, "We are looking into it.", public=True)
+            incidents.add_comment(ctx, incident.id, owner, "We are looking into it.", public=True)
             frozen_clock.advance(minutes=5)
-            incidents.assign(incident.id, owner, personas.database_team, assignee)
+            incidents.assign(ctx, incident.id, owner, personas.database_team, assignee)
         incident = Incident.get_by_id(incident.id)
         assert incident.owner_agent_id == owner.id, "the service desk keeps ownership"
         assert len(smtp.to(owner.email)) == 0, "nothing yet for the owner: he did it all"
@@ -653,7 +606,7 @@ class TestSeedScenario:
         before = len(smtp.to(REQUESTER))
         with helpdesk_app.app_context():
             frozen_clock.advance(minutes=30)
-            incidents.change_status(incident.id, assignee, "resolved", note="Rebuilt the orders index.")
+            incidents.change_status(ctx, incident.id, assignee, "resolved", note="Rebuilt the orders index.")
             frozen_clock.set(utc(3, 10, 9, 0))
             sla.check(state, frozen_clock.now)
             sla.check(state, frozen_clock.now)
@@ -673,19 +626,19 @@ class TestSeedScenario:
     ("e-mail when assigned", 1, 0),
 ])
 def test_an_agent_who_switched_off_email_still_gets_the_in_app_notice(
-        helpdesk_app: Flask, personas: Personas, smtp: SmtpServer, incident_factory: Any,
+        ctx: Any, helpdesk_app: Flask, personas: Personas, smtp: SmtpServer, incident_factory: Any,
         switched_off: str | None, team_mails: int, assigned_mails: int) -> None:
     priya = personas.assignee
     with helpdesk_app.app_context():
         if switched_off == "all e-mail on the profile":
-            Agent.update(notify_email=False).where(Agent.id == priya.id).execute()
+            AgentChannel.create(agent=priya.id, channel="email", enabled=False)
         elif switched_off == "e-mail when assigned":
             NotificationPreference.create(agent=priya.id, kind="assigned", channel="email", enabled=False)
     incident = incident_factory(title="Replication lag")
 
     def assign(agent: Agent | None) -> None:
         with helpdesk_app.app_context():
-            incidents.assign(incident.id, personas.owner, personas.database_team, agent)
+            incidents.assign(ctx, incident.id, personas.owner, personas.database_team, agent)
 
     assign(None)  # new for her team
     assert len(smtp.to(priya.email)) == team_mails
@@ -695,18 +648,18 @@ def test_an_agent_who_switched_off_email_still_gets_the_in_app_notice(
     assert Notice.select().where(Notice.agent == priya.id).count() == 2
 
 
-def test_an_agent_is_not_notified_of_their_own_action(
+def test_an_agent_is_not_notified_of_their_own_action(ctx,
         helpdesk_app: Flask, personas: Personas, smtp: SmtpServer, incident_factory: Any) -> None:
     priya, john = personas.assignee, personas.owner
     incident = incident_factory(title="Replication lag", actor=john)
     assert Notice.select().count() == 0 and smtp.received == [], "john logged it himself"
     with helpdesk_app.app_context():
-        incidents.assign(incident.id, john, personas.database_team, None)
+        incidents.assign(ctx, incident.id, john, personas.database_team, None)
     assert Notice.select().where(Notice.agent == priya.id).count() == 1
     assert len(smtp.to(priya.email)) == 1
 
     with helpdesk_app.app_context():
-        incidents.assign(incident.id, priya, personas.database_team, priya)  # she takes it
+        incidents.assign(ctx, incident.id, priya, personas.database_team, priya)  # she takes it
     assert Notice.select().where(Notice.agent == priya.id).count() == 1
     assert len(smtp.to(priya.email)) == 1
     # The owner is told his incident moved: the rule applies to the one who acted only.
@@ -717,17 +670,17 @@ def test_an_agent_is_not_notified_of_their_own_action(
 # -- 8. chat ---------------------------------------------------------------------------------------
 
 
-def test_an_agent_gets_a_slack_compatible_chat_message_when_assigned(
+def test_an_agent_gets_a_slack_compatible_chat_message_when_assigned(ctx,
         helpdesk_app: Flask, state: Any, personas: Personas, http_receiver: Any,
         incident_factory: Any) -> None:
     priya = personas.assignee
     with helpdesk_app.app_context():
-        Agent.update(chat_url=f"{http_receiver.url}/services/T0/B0/abc").where(Agent.id == priya.id) \
-            .execute()
+        AgentChannel.create(agent=priya.id, channel="chat",
+                            values=json.dumps({"url": f"{http_receiver.url}/services/T0/B0/abc"}))
     incident = incident_factory(title="Orders database slow", impact="high", urgency="medium")
     assert http_receiver.requests == []
     with helpdesk_app.app_context():
-        incidents.assign(incident.id, personas.owner, personas.database_team, priya)
+        incidents.assign(ctx, incident.id, personas.owner, personas.database_team, priya)
 
     (request,) = http_receiver.requests
     assert request.path == "/services/T0/B0/abc"
@@ -740,17 +693,18 @@ def test_an_agent_gets_a_slack_compatible_chat_message_when_assigned(
     assert only_delivery("chat").state == "sent"
 
 
-def test_a_title_cannot_ping_the_chat_channel_or_smuggle_in_a_link(
+def test_a_title_cannot_ping_the_chat_channel_or_smuggle_in_a_link(ctx,
         helpdesk_app: Flask, state: Any, personas: Personas, http_receiver: Any,
         incident_factory: Any) -> None:
     """Titles come from requesters; in Slack's format ``<!channel>`` pings everyone and
     ``<url|label>`` is a disguised link, so &, < and > must arrive as entities."""
     priya = personas.assignee
     with helpdesk_app.app_context():
-        Agent.update(chat_url=f"{http_receiver.url}/hook").where(Agent.id == priya.id).execute()
+        AgentChannel.create(agent=priya.id, channel="chat",
+                            values=json.dumps({"url": f"{http_receiver.url}/hook"}))
     incident = incident_factory(title="<!channel> urgent <https://evil.example/login|Reset password> & more")
     with helpdesk_app.app_context():
-        incidents.assign(incident.id, personas.owner, personas.database_team, priya)
+        incidents.assign(ctx, incident.id, personas.owner, personas.database_team, priya)
 
     (request,) = http_receiver.requests
     text = request.json()["text"]

@@ -59,7 +59,7 @@ requires_example = pytest.mark.skipif(
 
 @requires_example
 @pytest.mark.parametrize("helpdesk_load_entry_points", [True])
-def test_installed_plugin_is_found_called_and_its_template_rendered(
+def test_installed_plugin_is_found_called_and_its_template_rendered(ctx,
         helpdesk_app, personas, incident_factory, login, http_receiver):
     # (helpdesk_settings below points the plugin at the receiver)
     info = helpdesk_app.extensions["helpdesk"].plugins["example_chat"]
@@ -70,7 +70,7 @@ def test_installed_plugin_is_found_called_and_its_template_rendered(
 
     incident = incident_factory(title="Disk full")
     with helpdesk_app.app_context():
-        incidents.assign(incident.id, personas.owner, personas.database_team, None)
+        incidents.assign(ctx, incident.id, personas.owner, personas.database_team, None)
     assert [r.json()["text"] for r in http_receiver.requests] == [
         f"{incident.reference} assigned to Database\nDisk full"]
     page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
@@ -80,7 +80,7 @@ def test_installed_plugin_is_found_called_and_its_template_rendered(
 @pytest.fixture
 def helpdesk_settings(request, http_receiver):
     marker = request.node.get_closest_marker("settings")
-    settings = {"plugins": {"example_chat": {"url": http_receiver.url}}}
+    settings = {"plugins": {"example_chat": {"url": http_receiver.url, "allow_private": ["127.0.0.1"]}}}
     if marker:
         settings.update(marker.args[0])
     return settings
@@ -89,20 +89,20 @@ def helpdesk_settings(request, http_receiver):
 @requires_example
 @pytest.mark.settings({"disabled_plugins": "example_chat"})
 @pytest.mark.parametrize("helpdesk_load_entry_points", [True])
-def test_blocked_plugin_is_listed_but_never_called(helpdesk_app, personas, incident_factory, login,
+def test_blocked_plugin_is_listed_but_never_called(ctx, helpdesk_app, personas, incident_factory, login,
                                                    http_receiver):
     info = helpdesk_app.extensions["helpdesk"].plugins["example_chat"]
     assert info.blocked and info.hooks == []
     incident = incident_factory()
     with helpdesk_app.app_context():
-        incidents.assign(incident.id, personas.owner, personas.database_team, None)
+        incidents.assign(ctx, incident.id, personas.owner, personas.database_team, None)
     assert http_receiver.requests == []
     page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
     assert "are announced in" not in page
 
 
 @pytest.mark.parametrize("name", bundled_names())
-def test_every_bundled_plugin_can_be_disabled_and_the_app_still_works(tmp_path, name):
+def test_every_bundled_plugin_can_be_disabled_and_the_app_still_works(ctx, tmp_path, name):
     from helpdesk import people, schema
     from helpdesk.db import database
     from helpdesk.testing import PASSWORD, AgentClient, reset_postgres
@@ -118,10 +118,10 @@ def test_every_bundled_plugin_can_be_disabled_and_the_app_still_works(tmp_path, 
         desk = people.ensure_team("Service Desk")
         dbt = people.create_team("Database")
         agent = people.create_agent("john", "John", PASSWORD, teams=[desk])
-        incident = incidents.log_incident(state.pm, title="Printer offline", actor=agent,
+        incident = incidents.log_incident(ctx, title="Printer offline", actor=agent,
                                           service_desk=desk)
-        incidents.assign(incident.id, agent, dbt, None)
-        incidents.change_status(incident.id, agent, "resolved", note="Replaced the toner.")
+        incidents.assign(ctx, incident.id, agent, dbt, None)
+        incidents.change_status(ctx, incident.id, agent, "resolved", note="Replaced the toner.")
     client = AgentClient(app, agent)
     assert client.get("/queues/owned").status_code == 200
     assert client.get(f"/incidents/{incident.id}").status_code == 200
@@ -191,9 +191,9 @@ def test_the_built_in_defaults_cannot_be_disabled():
 def test_a_decision_plugin_overrides_the_built_in_default(tmp_path):
     everything_urgent = plugin("urgent", helpdesk_priority=lambda impact, urgency: 1)
     loaded = load_plugins(load_entry_points=False, extra=[everything_urgent])
-    assert loaded.pm.hook.helpdesk_priority(impact="low", urgency="low") == 1
+    assert loaded.pm.hook.helpdesk_priority(impact="low", urgency="low", ctx=None) == 1
     assert load_plugins(load_entry_points=False).pm.hook.helpdesk_priority(
-        impact="low", urgency="low") == 4
+        impact="low", urgency="low", ctx=None) == 4
 
 
 # -- isolation --------------------------------------------------------------------------------
@@ -299,8 +299,8 @@ def test_helpdesk_plugins_lists_what_is_loaded_and_why(tmp_path):
     assert result.returncode == 0, result.stderr
     listed = {p["name"]: p for p in json.loads(result.stdout)}
     assert listed["builtin"]["source"] == "built-in"
-    assert listed["builtin"]["hooks"] == ["helpdesk_priority", "helpdesk_route_incident",
-                                          "helpdesk_sla_policy"]
+    assert listed["builtin"]["hooks"] == ["helpdesk_channel_types", "helpdesk_priority",
+                                          "helpdesk_route_incident", "helpdesk_sla_policy"]
     assert listed["age"]["enabled"] is False and listed["age"]["source"] == "bundled"
     assert listed["routing"]["enabled"]
     assert listed["routing"]["hooks"] == ["helpdesk_check_settings", "helpdesk_route_incident"]

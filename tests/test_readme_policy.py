@@ -32,4 +32,6 @@ def test_gold_customers_get_the_gold_policy_and_others_the_default(incident_fact
     assert {c.policy for c in SlaClock.select().where(SlaClock.incident == gold.id)} == {"gold"}
     assert {c.policy for c in SlaClock.select().where(SlaClock.incident == other.id)} == {"priority"}
     response = SlaClock.get((SlaClock.incident == gold.id) & (SlaClock.target == "response"))
-    assert response.target_seconds == 600 and response.calendar is None
+    standard = SlaClock.get((SlaClock.incident == other.id) & (SlaClock.target == "response"))
+    assert response.target_seconds * 2 == standard.target_seconds, "half the standard target"
+    assert response.calendar == standard.calendar

@@ -101,13 +101,13 @@ class Desk:
         values.setdefault("title", "Orders database slow")
         values.setdefault("actor", self.p.owner)
         with self.app.app_context():
-            return incidents.log_incident(self.state.pm, service_desk=self.p.service_desk,
+            return incidents.log_incident(self.state, service_desk=self.p.service_desk,
                                           impact=impact, urgency=urgency, **values)
 
     def do(self, when: dt.datetime, change: Any, *args: Any, **kwargs: Any) -> Any:
         self.clock.set(when)
         with self.app.app_context():
-            return change(*args, **kwargs)
+            return change(self.state, *args, **kwargs)
 
     def reply(self, when: dt.datetime, incident: Incident, actor: Agent | None = None) -> None:
         self.do(when, incidents.add_comment, incident.id, actor or self.p.owner,
@@ -361,7 +361,7 @@ def test_new_target_already_passed_breaches_once_at_the_next_check(desk, how):
         fresh = desk.do(utc(3, 4, 13), incidents.override_priority, incident.id, p.owner, 2,
                         "Whole warehouse affected")
     else:  # impact raised: medium/medium (P3) -> high/medium (P2), derived
-        fresh = desk.do(utc(3, 4, 13), incidents.update_details, desk.state.pm, incident.id,
+        fresh = desk.do(utc(3, 4, 13), incidents.update_details, incident.id,
                         p.owner, impact="high")
     assert fresh.priority == 2
     clock = desk.clock_of(incident)
@@ -545,10 +545,10 @@ def test_a_crash_after_the_claim_rolls_back_and_the_rerun_fires_once(desk, regis
     real_emit = events.emit
     sla_emits = []
 
-    def crashing_emit(name: str, *args: Any, **kwargs: Any) -> None:
+    def crashing_emit(ctx: Any, name: str, *args: Any, **kwargs: Any) -> None:
         # Inside the check's transaction, after the claim row, the clock, the timeline entry
         # and the queued plugin event were written, the worker dies.
-        real_emit(name, *args, **kwargs)
+        real_emit(ctx, name, *args, **kwargs)
         if name.startswith("incident_sla_"):
             sla_emits.append(name)
             if len(sla_emits) == 2:
@@ -708,14 +708,14 @@ def test_at_risk_and_breached_queues_and_the_sla_panel(desk, login):
 
 
 
-def test_a_response_met_after_its_breach_stays_on_the_breached_record(helpdesk_app, personas, login,
+def test_a_response_met_after_its_breach_stays_on_the_breached_record(ctx, helpdesk_app, personas, login,
                                                                        incident_factory, frozen_clock):
     frozen_clock.set(dt.datetime(2026, 3, 9, 9, 0))  # Monday
     incident = incident_factory(title="Answered late", impact="high", urgency="medium")  # P2: 30 min
     state = helpdesk_app.extensions["helpdesk"]
     with helpdesk_app.app_context():
         sla.check(state, frozen_clock.advance(minutes=45))
-        incidents.add_comment(incident.id, personas.owner, "Sorry for the wait", public=True)
+        incidents.add_comment(ctx, incident.id, personas.owner, "Sorry for the wait", public=True)
     owner = login(personas.owner)
     assert f">{incident.reference}<" in owner.get("/queues/breached").get_data(as_text=True)
     page = owner.get(f"/incidents/{incident.id}").get_data(as_text=True)
@@ -724,23 +724,23 @@ def test_a_response_met_after_its_breach_stays_on_the_breached_record(helpdesk_a
     assert f">{incident.reference}<" in owner.get("/queues/at_risk").get_data(as_text=True)
 
 
-def test_clocks_can_be_rederived_from_the_timeline_and_tampering_is_found(helpdesk_app, personas,
+def test_clocks_can_be_rederived_from_the_timeline_and_tampering_is_found(ctx, helpdesk_app, personas,
                                                                           incident_factory, frozen_clock):
     frozen_clock.set(dt.datetime(2026, 3, 5, 10, 0))  # Thursday
     incident = incident_factory(title="Audited", impact="medium", urgency="medium")  # P3
     state = helpdesk_app.extensions["helpdesk"]
     with helpdesk_app.app_context():
-        incidents.assign(incident.id, personas.owner, personas.database_team, personas.assignee)
+        incidents.assign(ctx, incident.id, personas.owner, personas.database_team, personas.assignee)
         frozen_clock.advance(hours=1)
-        incidents.change_status(incident.id, personas.assignee, "in_progress")
-        incidents.change_status(incident.id, personas.assignee, "pending", pending_reason="customer")
+        incidents.change_status(ctx, incident.id, personas.assignee, "in_progress")
+        incidents.change_status(ctx, incident.id, personas.assignee, "pending", pending_reason="customer")
         frozen_clock.advance(days=1, hours=3)  # Friday 14:00, over the end of the day
-        incidents.change_status(incident.id, personas.assignee, "in_progress")
+        incidents.change_status(ctx, incident.id, personas.assignee, "in_progress")
         frozen_clock.advance(hours=2)
-        incidents.add_comment(incident.id, personas.assignee, "Fixed, please check", public=True)
-        incidents.change_status(incident.id, personas.assignee, "resolved", note="Index rebuilt")
+        incidents.add_comment(ctx, incident.id, personas.assignee, "Fixed, please check", public=True)
+        incidents.change_status(ctx, incident.id, personas.assignee, "resolved", note="Index rebuilt")
         frozen_clock.advance(days=3)
-        incidents.reopen(incident.id, personas.owner, note="Still slow")
+        incidents.reopen(ctx, incident.id, personas.owner, note="Still slow")
         stored = {c.target: c for c in SlaClock.select().where(SlaClock.incident == incident.id)}
         assert stored["resolution"].paused_seconds > 0 and stored["response"].met_at is not None
         assert sla.audit(state, incident) == []
@@ -750,16 +750,16 @@ def test_clocks_can_be_rederived_from_the_timeline_and_tampering_is_found(helpde
     assert "resolution paused_seconds" in problem
 
 
-def test_a_retarget_into_another_calendar_measures_the_pause_again(helpdesk_app, personas,
+def test_a_retarget_into_another_calendar_measures_the_pause_again(ctx, helpdesk_app, personas,
                                                                    incident_factory, frozen_clock):
     frozen_clock.set(dt.datetime(2026, 3, 9, 10, 0))  # Monday, P3 in business hours
     incident = incident_factory(title="Pending a day")
     state = helpdesk_app.extensions["helpdesk"]
     with helpdesk_app.app_context():
-        incidents.change_status(incident.id, personas.owner, "pending", pending_reason="customer")
+        incidents.change_status(ctx, incident.id, personas.owner, "pending", pending_reason="customer")
         frozen_clock.set(dt.datetime(2026, 3, 10, 10, 0))  # Tuesday 10:00
-        incidents.change_status(incident.id, personas.owner, "in_progress")
-        incidents.override_priority(incident.id, personas.owner, 1, "CEO affected")  # around the clock
+        incidents.change_status(ctx, incident.id, personas.owner, "in_progress")
+        incidents.override_priority(ctx, incident.id, personas.owner, 1, "CEO affected")  # around the clock
         clock = SlaClock.get((SlaClock.incident == incident.id) & (SlaClock.target == "resolution"))
         assert clock.calendar is None and clock.paused_seconds == 24 * 3600
         assert sla.elapsed(state, clock, frozen_clock.now) == dt.timedelta(0)

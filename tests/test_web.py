@@ -590,7 +590,7 @@ MATRIX = {("high", "high"): 1, ("high", "medium"): 2, ("medium", "medium"): 3, (
 
 
 @pytest.fixture
-def thirteen(app, personas, log_incident, frozen_clock) -> list[dict[str, Any]]:
+def thirteen(ctx, app, personas, log_incident, frozen_clock) -> list[dict[str, Any]]:
     """13 incidents logged three to a minute (equal times), with mixed priorities;
     two of them (with equal times as well) are changed later."""
     start = frozen_clock[0]
@@ -604,7 +604,7 @@ def thirteen(app, personas, log_incident, frozen_clock) -> list[dict[str, Any]]:
                      "priority": MATRIX[(impact, urgency)], "title": incident.title})
     frozen_clock[0] = start + dt.timedelta(hours=1)
     for row in (made[4], made[9]):
-        domain.assign(row["id"], personas.owner, personas.database_team, None)
+        domain.assign(ctx, row["id"], personas.owner, personas.database_team, None)
         row["updated"] = frozen_clock[0]
     return made
 

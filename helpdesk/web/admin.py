@@ -230,9 +230,9 @@ def sla_overview() -> Any:
             if parse_id(raw) is None:
                 raise NotFound("Give an incident reference such as INC-42.")
             sample = incidents.get(parse_id(raw))
-            name = state.pm.hook.helpdesk_sla_policy(incident=sample)
+            name = state.pm.hook.helpdesk_sla_policy(incident=sample, ctx=state)
             policy = state.registry.sla_policies.get(name)
-            applied = (name, policy, policy.targets(sample) if policy else None)
+            applied = (name, policy, policy.targets(state, sample) if policy else None)
         except DomainError as refused:
             error = str(refused)
     return render_template(
@@ -281,12 +281,11 @@ def deliveries() -> Any:
 @bp.post("/deliveries/<int:delivery_id>/retry")
 @access(ADMIN)
 def retry_delivery(delivery_id: int) -> Any:
-    from flask import current_app
+    from helpdesk.notify import outbox
+    from helpdesk.web import context
 
-    from helpdesk import notifications
-
-    if notifications.retry(delivery_id):
-        current_app.extensions["helpdesk"].tasks["deliver"](delivery_id)
+    if outbox.retry(delivery_id):
+        context().tasks.deliver(delivery_id)
         flash("Delivery queued again.")
     else:
         flash("Only a dead delivery can be retried.")
@@ -297,15 +296,16 @@ def retry_delivery(delivery_id: int) -> Any:
 @access(ADMIN)
 def test_channel(name: str) -> Any:
     """Send a test message through a channel type now, and say what happened."""
-    from helpdesk.channels import deliver
+    from helpdesk.notify.outbox import send_now
     from helpdesk.records import DeliveryError, Message
+    from helpdesk.web import context
 
     recipient = (request.form.get("recipient") or "").strip()
     if not recipient:
         flash("Give a recipient for the test message.")
     else:
         try:
-            deliver(name, Message(recipient=recipient, subject="Helpdesk test message",
+            send_now(context(), name, Message(recipient=recipient, subject="Helpdesk test message",
                                   text="If you can read this, the channel works.",
                                   idempotency_key=f"test-{name}"))
         except DeliveryError as error:
@@ -320,7 +320,7 @@ def test_channel(name: str) -> Any:
 def notification_rules() -> Any:
     """Who is told what: switch the default rules on or off."""
     from helpdesk.models import NotificationRule
-    from helpdesk.notifications import RULE_LABELS, RULES
+    from helpdesk.notify.rules import RULE_LABELS, RULES
 
     if request.method == "POST":
         with write_transaction():

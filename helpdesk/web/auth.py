@@ -74,43 +74,49 @@ def logout() -> Response:
 @bp.route("/profile", methods=["GET", "POST"])
 @access(AGENT)
 def profile() -> Any:
-    """An agent's own settings: time zone, password, and how they want to be notified."""
-    from urllib.parse import urlsplit
+    """An agent's own settings: time zone, password, and how they want to be notified.
+
+    Every registered channel type that can address agents is offered, with its
+    per-agent fields (a plugin's pager number as much as the chat URL).
+    """
     from zoneinfo import available_timezones
 
     from helpdesk.db import write_transaction
     from helpdesk.errors import DomainError
     from helpdesk.models import NotificationPreference
-    from helpdesk.notifications import AGENT_CHANNELS, KINDS
+    from helpdesk.notify import addresses
+    from helpdesk.notify.rules import KINDS
     from helpdesk.people import set_password
+    from helpdesk.web import context
 
+    ctx = context()
+    channels = addresses.agent_channel_types(ctx)
     zones = sorted(available_timezones())
     error, status = None, 200
     if request.method == "POST":
         zone = request.form.get("time_zone") or None
         current = request.form.get("current_password") or ""
         new = request.form.get("new_password") or ""
-        chat_url = (request.form.get("chat_url") or "").strip() or None
+        choices = {channel.name: (request.form.get(f"channel-{channel.name}") == "on",
+                                  {f.name: request.form.get(f"channel-{channel.name}-{f.name}", "")
+                                   for f in channel.agent_fields})
+                   for channel in channels}
         try:
             if zone is not None and zone not in zones:
                 raise DomainError("Choose a time zone from the list.")
-            if chat_url and (urlsplit(chat_url).scheme not in {"http", "https"}
-                             or not urlsplit(chat_url).hostname or len(chat_url) > 500):
-                raise DomainError("The chat webhook must be an http(s) URL.")
             if new and not check_password(current_user, current):
                 raise DomainError("Your current password is wrong; the password was not changed.")
             with write_transaction():
+                addresses.save(ctx, current_user, choices)  # checks every value first
                 if new:
                     set_password(current_user, new)
-                Agent.update(time_zone=zone, chat_url=chat_url,
-                             notify_email=request.form.get("notify_email") == "on") \
-                    .where(Agent.id == current_user.id).execute()
+                Agent.update(time_zone=zone).where(Agent.id == current_user.id).execute()
                 NotificationPreference.delete().where(
                     NotificationPreference.agent == current_user.id).execute()
                 NotificationPreference.insert_many([
-                    {"agent": current_user.id, "kind": kind, "channel": channel,
-                     "enabled": request.form.get(f"pref-{kind}-{channel}") == "on"}
-                    for kind in KINDS for channel in AGENT_CHANNELS]).execute()
+                    {"agent": current_user.id, "kind": kind, "channel": channel.name,
+                     "enabled": request.form.get(f"pref-{kind}-{channel.name}") == "on"}
+                    for kind in KINDS for channel in channels]).execute()
         except DomainError as refused:
             error, status = str(refused), 422
         else:
@@ -120,5 +126,10 @@ def profile() -> Any:
             return redirect(url_for("auth.profile"), code=303)
     chosen = {(p.kind, p.channel): p.enabled for p in NotificationPreference.select().where(
         NotificationPreference.agent == current_user.id)}
+    stored = addresses.settings_for([current_user.id])
+    settings = {channel.name: addresses.setting(stored, current_user.id, channel) for channel in channels}
+    if request.method == "POST":  # a refused form shows what was typed, not what is stored
+        settings = {name: addresses.AgentSetting(enabled, values)
+                    for name, (enabled, values) in choices.items()}
     return render_template("profile.html", zones=zones, error=error, kinds=KINDS,
-                           channels=AGENT_CHANNELS, chosen=chosen), status
+                           channels=channels, settings=settings, chosen=chosen), status

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import peewee
-from flask import Blueprint, current_app, flash, redirect, request, url_for
+from flask import Blueprint, flash, redirect, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, StringField, TextAreaField
@@ -32,14 +32,11 @@ from helpdesk.models import (
 )
 from helpdesk.rendering import render_page
 from helpdesk.security import AGENT, access
+from helpdesk.web import context
 from helpdesk.web.forms import choices, expected_version, optional_id, parse_id
 
 bp = Blueprint("incidents", __name__, url_prefix="/incidents")
 BODY = "incident_body"
-
-
-def _state() -> Any:
-    return current_app.extensions["helpdesk"]
 
 
 def _timeline(incident_id: int) -> list[TimelineEntry]:
@@ -78,7 +75,7 @@ def _sla(incident: Any) -> list[tuple[Any, Any, list[Any]]]:
     from helpdesk.clock import now
     from helpdesk.models import SlaClock, SlaEvent
 
-    state = _state()
+    state = context()
     fired: dict[str, list[Any]] = {}
     for event in SlaEvent.select().where(SlaEvent.incident == incident.id).order_by(SlaEvent.id):
         fired.setdefault(event.target, []).append(event)
@@ -115,7 +112,7 @@ def show(incident_id: int) -> Any:
 def take(incident_id: int) -> Any:
     return _respond(
         incident_id,
-        lambda: domain.take_ownership(incident_id, current_user, expected_version()),
+        lambda: domain.take_ownership(context(), incident_id, current_user, expected_version()),
         "You own this incident now.",
     )
 
@@ -128,7 +125,7 @@ def transfer(incident_id: int) -> Any:
         if team is None:
             raise DomainError("Choose the owning team.")
         domain.transfer_ownership(
-            incident_id, current_user, team, optional_id("owner_agent", Agent),
+            context(), incident_id, current_user, team, optional_id("owner_agent", Agent),
             request.form.get("reason", ""), expected_version(),
         )
 
@@ -141,7 +138,7 @@ def assign(incident_id: int) -> Any:
     return _respond(
         incident_id,
         lambda: domain.assign(
-            incident_id, current_user, optional_id("assigned_team", Team),
+            context(), incident_id, current_user, optional_id("assigned_team", Team),
             optional_id("assigned_agent", Agent), expected_version(),
             note=request.form.get("note", ""),
         ),
@@ -155,7 +152,7 @@ def status(incident_id: int) -> Any:
     return _respond(
         incident_id,
         lambda: domain.change_status(
-            incident_id, current_user, request.form.get("status", ""), expected_version(),
+            context(), incident_id, current_user, request.form.get("status", ""), expected_version(),
             note=request.form.get("note", ""),
             pending_reason=request.form.get("pending_reason") or None,
             resolution_code=request.form.get("resolution_code") or None,
@@ -175,9 +172,8 @@ def priority(incident_id: int) -> Any:
             value = parse_id(raw)
         else:
             raise DomainError("Choose a priority from P1 to P4, or derive it again.")
-        domain.override_priority(incident_id, current_user, value,
-                                 request.form.get("reason", ""), expected_version(),
-                                 pm=_state().pm)
+        domain.override_priority(context(), incident_id, current_user, value,
+                                 request.form.get("reason", ""), expected_version())
 
     return _respond(incident_id, change, "Priority changed.")
 
@@ -187,7 +183,7 @@ def priority(incident_id: int) -> Any:
 def details(incident_id: int) -> Any:
     def change() -> None:
         domain.update_details(
-            _state().pm, incident_id, current_user, expected_version(),
+            context(), incident_id, current_user, expected_version(),
             title=request.form.get("title", ""),
             description=request.form.get("description", ""),
             type=request.form.get("type", ""),
@@ -207,7 +203,7 @@ def comment(incident_id: int) -> Any:
     public = request.form.get("visibility") == "public"
     return _respond(
         incident_id,
-        lambda: domain.add_comment(incident_id, current_user, request.form.get("body", ""),
+        lambda: domain.add_comment(context(), incident_id, current_user, request.form.get("body", ""),
                                    public=public),
         "Reply sent to the customer." if public else "Internal note added.",
     )
@@ -220,7 +216,7 @@ def link(incident_id: int) -> Any:
         raw = (request.form.get("other") or "").strip().upper().removeprefix("INC-")
         if raw and parse_id(raw) is None:
             raise DomainError("Name the other incident by its reference, e.g. INC-42.")
-        domain.link(incident_id, current_user, request.form.get("kind", ""),
+        domain.link(context(), incident_id, current_user, request.form.get("kind", ""),
                     parse_id(raw), expected_version())
 
     return _respond(incident_id, change, "Link saved.")
@@ -268,9 +264,8 @@ def new() -> Any:
         if not any(getattr(form, name).errors for name in related):
             try:
                 incident = domain.log_incident(
-                    _state().pm,
+                    context(),
                     actor=current_user,
-                    service_desk=_state().service_desk(),
                     title=form.title.data,
                     description=form.description.data,
                     type=form.type.data,

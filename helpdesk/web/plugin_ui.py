@@ -17,12 +17,13 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 from markupsafe import Markup
 
 from helpdesk import plugins
+from helpdesk.context import Context
 from helpdesk.security import ADMIN, PUBLIC, access
 
 logger = logging.getLogger(__name__)
 
 
-def init_app(app: Flask, state: Any) -> None:
+def init_app(app: Flask, state: Context) -> None:
     assets = _assets(state)
     loaders = [FileSystemLoader(str(Path(app.instance_path) / "templates")), app.jinja_loader]
     loaders += [FileSystemLoader(str(a.templates)) for a in assets.values() if a.templates]
@@ -63,14 +64,14 @@ def init_app(app: Flask, state: Any) -> None:
 def _assets(state: Any) -> dict[str, Any]:
     found = {}
     for impl in state.pm.hook.helpdesk_assets.get_hookimpls():
-        record = impl.function()
+        record = impl.function(**({"ctx": state} if "ctx" in impl.argnames else {}))
         if record is not None:
             found[record.name] = record
     return found
 
 
 def collect(state: Any, hook: str, **kwargs: Any) -> list[Any]:
-    return plugins.collect(state.pm, hook, **kwargs)
+    return plugins.collect(state.pm, hook, ctx=state, **kwargs)
 
 
 def render_panels(state: Any, incident: Any, agent: Any) -> list[tuple[str, Markup]]:

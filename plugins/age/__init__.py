@@ -7,10 +7,8 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from helpdesk import hookimpl
-from helpdesk.clock import now
+from helpdesk import TimelineEntry, format_duration, hookimpl, now
 from helpdesk.records import Panel, PluginAssets, QueueColumn
-from helpdesk.rendering import format_duration
 
 
 def humanize(delta: dt.timedelta) -> str:
@@ -30,8 +28,6 @@ def helpdesk_queue_columns() -> list[QueueColumn]:
 
 @hookimpl
 def helpdesk_incident_panels(incident: Any, agent: Any) -> list[Panel]:
-    from helpdesk.models import TimelineEntry
-
     replies = (TimelineEntry.select()
                .where((TimelineEntry.incident == incident.id) & (TimelineEntry.kind == "reply"))
                .order_by(TimelineEntry.id.desc()))

@@ -25,12 +25,12 @@ def read(tmp_path):
     return [json.loads(line) for line in (tmp_path / "log" / "activity.jsonl").read_text().splitlines()]
 
 
-def test_every_change_is_one_json_line(helpdesk_app, personas, incident_factory, tmp_path):
+def test_every_change_is_one_json_line(ctx, helpdesk_app, personas, incident_factory, tmp_path):
     incident = incident_factory(title="Mail down", actor=None)
     with helpdesk_app.app_context():
-        incidents.take_ownership(incident.id, personas.colleague)
-        incidents.assign(incident.id, personas.colleague, personas.database_team, personas.assignee)
-        incidents.add_comment(incident.id, personas.assignee, "Restarting", public=False)
+        incidents.take_ownership(ctx, incident.id, personas.colleague)
+        incidents.assign(ctx, incident.id, personas.colleague, personas.database_team, personas.assignee)
+        incidents.add_comment(ctx, incident.id, personas.assignee, "Restarting", public=False)
     events = [(line["event"], line["actor"]) for line in read(tmp_path)]
     assert events == [("created", None), ("owner_changed", "sara"), ("assigned", "sara"),
                       ("status_changed", "sara"), ("noted", "priya")]

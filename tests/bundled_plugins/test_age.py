@@ -19,13 +19,13 @@ def test_queue_shows_how_old_each_incident_is(login, personas, incident_factory,
     assert '<td data-column="age">2d 3h</td>' in page
 
 
-def test_panel_counts_public_replies_and_time_since_the_last(helpdesk_app, login, personas,
+def test_panel_counts_public_replies_and_time_since_the_last(ctx, helpdesk_app, login, personas,
                                                             incident_factory, frozen_clock):
     incident = incident_factory()
     frozen_clock.advance(hours=1)
     with helpdesk_app.app_context():
-        incidents.add_comment(incident.id, personas.owner, "On it", public=True)
-        incidents.add_comment(incident.id, personas.owner, "internal", public=False)
+        incidents.add_comment(ctx, incident.id, personas.owner, "On it", public=True)
+        incidents.add_comment(ctx, incident.id, personas.owner, "internal", public=False)
     frozen_clock.advance(minutes=25)
     page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
     assert "Customer contact" in page

@@ -39,13 +39,13 @@ def test_public_holidays_of_a_country_are_in_the_calendar(helpdesk_app):
     assert dt.date(year, 7, 4) not in calendar.holidays
 
 
-def test_the_assigned_team_or_the_service_chooses_the_calendar(helpdesk_app, personas, incident_factory,
+def test_the_assigned_team_or_the_service_chooses_the_calendar(ctx, helpdesk_app, personas, incident_factory,
                                                                frozen_clock):
     frozen_clock.set(dt.datetime(2026, 3, 2, 21, 0))  # Monday 21:00 UTC (= London)
     incident = incident_factory()  # P3
     assert calendar_of(incident) == "business"
     with helpdesk_app.app_context():
-        incidents.assign(incident.id, personas.owner, personas.network, None)
+        incidents.assign(ctx, incident.id, personas.owner, personas.network, None)
     clock = SlaClock.get((SlaClock.incident == incident.id) & (SlaClock.target == "resolution"))
     assert clock.calendar == "night_desk" and clock.cycle == 2
     assert clock.due_at == dt.datetime(2026, 3, 3, 0, 0)  # 22:00 + 2 h of night desk

@@ -1,37 +1,25 @@
-"""A chat notification channel: posts a JSON message to a webhook URL.
+"""Example plugin: announce assignments in a chat room (the README's plugin guide).
 
-Tells the chat room whenever an incident is assigned, and shows on the
-incident page where notifications go.
+It uses only the public face (``helpdesk`` and ``helpdesk.records``): a channel
+type that posts through the guarded ``helpdesk.post``, an event hook that puts
+a message in the outbox with ``helpdesk.enqueue``, and a panel.
 """
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from helpdesk import hookimpl, plugin_settings
-from helpdesk.channels import deliver
-from helpdesk.records import ChannelType, DeliveryError, Message, Panel, PluginAssets
+from helpdesk import Context, enqueue, hookimpl, post
+from helpdesk.records import ChannelType, Message, Panel, PluginAssets
 
 
-def send(message: Message) -> None:
-    """Post one message; 5xx and network errors are temporary, 4xx permanent."""
-    body = json.dumps({"text": f"{message.subject}\n{message.text}",
-                       "channel": message.recipient}).encode()
-    request = urllib.request.Request(
-        plugin_settings("example_chat").require("url"), data=body, method="POST",
-        headers={"Content-Type": "application/json", "Idempotency-Key": message.idempotency_key},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5):  # noqa: S310 - URL from admin config
-            pass
-    except urllib.error.HTTPError as error:
-        raise DeliveryError(f"chat answered {error.code}", permanent=error.code < 500) from None
-    except OSError as error:
-        raise DeliveryError(f"chat unreachable: {error}") from None
+def send(ctx: Context, message: Message) -> None:
+    settings = ctx.plugin_settings("example_chat")
+    post(settings.require("url"), json={"text": f"{message.subject}\n{message.text}",
+                                        "channel": message.recipient},
+         headers={"Idempotency-Key": message.idempotency_key}, timeout=5,
+         allow_private=settings.list("allow_private"))
 
 
 @hookimpl
@@ -40,18 +28,15 @@ def helpdesk_channel_types() -> list[ChannelType]:
 
 
 @hookimpl
-def incident_assigned(incident: Any, actor: Any, previous_team: Any, previous_agent: Any) -> None:
-    if "url" not in plugin_settings("example_chat"):
+def incident_assigned(ctx: Context, incident: Any) -> None:
+    settings = ctx.plugin_settings("example_chat")
+    if "url" not in settings:
         return  # not configured: stay quiet
     team = incident.assigned_team.name if incident.assigned_team else "nobody"
-    deliver("example_chat", Message(
-        recipient=plugin_settings("example_chat").get("room", "#helpdesk"),
-        subject=f"{incident.reference} assigned to {team}",
-        text=incident.title,
-        event="incident_assigned",
-        incident_reference=incident.reference,
-        idempotency_key=f"{incident.reference}-v{incident.version}",
-    ))
+    enqueue(ctx, "example_chat", settings.get("room", "#helpdesk"),
+            f"{incident.reference} assigned to {team}", incident.title, incident=incident,
+            event="incident_assigned",
+            idempotency_key=f"example_chat:{incident.reference}:v{incident.version}")
 
 
 @hookimpl
@@ -60,8 +45,8 @@ def helpdesk_assets() -> PluginAssets:
 
 
 @hookimpl
-def helpdesk_incident_panels(incident: Any, agent: Any) -> list[Panel]:
-    if "url" not in plugin_settings("example_chat"):
+def helpdesk_incident_panels(ctx: Context, incident: Any, agent: Any) -> list[Panel]:
+    settings = ctx.plugin_settings("example_chat")
+    if "url" not in settings:
         return []
-    room = plugin_settings("example_chat").get("room", "#helpdesk")
-    return [Panel("Chat", "example_chat/panel.html", {"room": room})]
+    return [Panel("Chat", "example_chat/panel.html", {"room": settings.get("room", "#helpdesk")})]

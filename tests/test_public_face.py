@@ -1,0 +1,85 @@
+"""The plugin API's public face: what plugins may import, what hooks are called, and that the
+README's example is the file `make test` installs."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import pytest
+
+import helpdesk
+from helpdesk import hookspecs
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN_SOURCES = sorted([*ROOT.glob("plugins/**/*.py"), *ROOT.glob("tests/example_plugin/helpdesk_*/*.py"),
+                         *ROOT.glob("tests/example_pager/helpdesk_*/*.py")])
+ALLOWED_MODULES = {"helpdesk", "helpdesk.records"}
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.module, [alias.name for alias in node.names]))
+    return found
+
+
+@pytest.mark.parametrize("path", PLUGIN_SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_plugins_import_only_the_public_face(path):
+    for module, names in _imports(path):
+        if module.split(".")[0] != "helpdesk":
+            continue
+        assert module in ALLOWED_MODULES, f"{path.name} imports {module}; use helpdesk or helpdesk.records"
+        if module == "helpdesk":
+            private = [name for name in names if name not in helpdesk.__all__]
+            assert not private, f"{path.name} imports {private} from helpdesk, which are not public"
+    source = path.read_text()
+    for internal in ("current_app", ".extensions[", "helpdesk_plugins."):
+        assert internal not in source, f"{path.name} reaches into the app ({internal}); use ctx"
+
+
+def test_every_public_name_resolves_and_the_api_has_a_version():
+    for name in helpdesk.__all__:
+        assert getattr(helpdesk, name) is not None, name
+    major, minor = helpdesk.PLUGIN_API.split(".")
+    assert major.isdigit() and minor.isdigit()
+
+
+def test_every_hook_has_a_family_and_follows_its_naming_rule():
+    specs = {name for name, value in vars(hookspecs).items()
+             if callable(value) and hasattr(value, "helpdesk_spec")}
+    assert specs == set(hookspecs.FAMILIES), "every spec is tagged with its family"
+    for name, family in hookspecs.FAMILIES.items():
+        prefix = "incident_" if family == "event" else "helpdesk_"
+        assert name.startswith(prefix), f"{name}: {family} hooks are named {prefix}…"
+
+
+def test_every_hook_that_runs_after_start_up_receives_the_context():
+    for name, _family in hookspecs.FAMILIES.items():
+        if name == "helpdesk_assets":
+            continue
+        assert "ctx" in inspect.signature(getattr(hookspecs, name)).parameters, name
+
+
+def test_every_hook_doc_says_when_it_fires_or_what_it_gives():
+    for name in hookspecs.FAMILIES:
+        doc = inspect.getdoc(getattr(hookspecs, name)) or ""
+        assert len(doc.split()) >= 12, f"{name}: at least a real sentence, please"
+
+
+def _readme_block(after: str, language: str) -> str:
+    section = (ROOT / "README.md").read_text().split(after, 1)[1]
+    return section.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_example_plugin_is_the_installed_one_line_for_line():
+    printed = _readme_block("`helpdesk_example_chat/__init__.py`", "python")
+    shipped = (ROOT / "tests/example_plugin/helpdesk_example_chat/__init__.py").read_text()
+    assert printed == shipped
+    panel = _readme_block("`helpdesk_example_chat/templates/example_chat/panel.html`", "html")
+    assert panel == (ROOT / "tests/example_plugin/helpdesk_example_chat/templates/example_chat/panel.html"
+                     ).read_text()
