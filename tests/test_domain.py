@@ -19,6 +19,7 @@ import pytest
 from helpdesk import incidents
 from helpdesk.db import database, is_sqlite
 from helpdesk.errors import DomainError, PermissionDenied, StaleVersion
+from helpdesk.incidents import responsibility
 from helpdesk.models import PENDING_REASONS, STATUSES, Incident, TimelineEntry
 from helpdesk.people import is_member
 
@@ -26,6 +27,12 @@ LEVELS_LOW_TO_HIGH = ("low", "medium", "high")
 
 
 # -- helpers -------------------------------------------------------------------
+
+
+@pytest.fixture
+def helpdesk_bundled_plugins():
+    """The domain runs as installed: SLA clocks start, pause and stop with every change."""
+    return ["sla_priority", "business_hours"]
 
 
 @pytest.fixture
@@ -645,7 +652,7 @@ def test_take_race_where_both_read_before_either_writes(ctx, app, personas, log_
         pytest.skip("SQLite serialises write transactions before they read")
     racers = [personas.owner, personas.colleague]
     both_read = threading.Barrier(len(racers), timeout=30)
-    real_is_member = incidents.is_member
+    real_is_member = responsibility.is_member
 
     def is_member_after_both_read(agent, team):
         # take_ownership asks this right after reading the incident.
@@ -653,7 +660,7 @@ def test_take_race_where_both_read_before_either_writes(ctx, app, personas, log_
             both_read.wait()
         return real_is_member(agent, team)
 
-    monkeypatch.setattr(incidents, "is_member", is_member_after_both_read)
+    monkeypatch.setattr(responsibility, "is_member", is_member_after_both_read)
     for round_no in range(3):
         incident = reload(log_incident(title=f"Overlapping race {round_no}", keep_ownership=False))
         both_read.reset()

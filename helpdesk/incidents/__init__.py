@@ -1,0 +1,33 @@
+"""Every state change of an incident, and nothing else.
+
+Each function takes the app's context first, checks the rules, writes the
+change together with its timeline entries in one transaction, and derives
+its follow-ups (SLA clocks, plugin events, notifications) in one place
+(:func:`~helpdesk.incidents.changes.follow_up`). Views, the CLI, intake and
+plugins call these functions; they never write incidents themselves.
+Changes are conditional on the version read (optimistic locking), so two
+concurrent edits can never silently overwrite each other.
+
+The package follows the domain's seams: :mod:`.changes` (how a change is
+written and followed up), :mod:`.intake` (logging), :mod:`.responsibility`
+(owner and assignee), :mod:`.lifecycle` (status) and :mod:`.details`
+(priority, fields, conversation, links).
+"""
+
+from helpdesk.incidents.changes import MAX_TITLE, Pair, assignee, get, owner
+from helpdesk.incidents.details import add_comment, link, override_priority, update_details
+from helpdesk.incidents.intake import derive_priority, log_incident
+from helpdesk.incidents.lifecycle import (
+    TRANSITIONS,
+    allowed_transitions,
+    change_status,
+    close_resolved,
+    reopen,
+)
+from helpdesk.incidents.responsibility import assign, can_transfer, take_ownership, transfer_ownership
+
+__all__ = [
+    "MAX_TITLE", "TRANSITIONS", "Pair", "add_comment", "allowed_transitions", "assign", "assignee",
+    "can_transfer", "change_status", "close_resolved", "derive_priority", "get", "link", "log_incident",
+    "override_priority", "owner", "reopen", "take_ownership", "transfer_ownership", "update_details",
+]

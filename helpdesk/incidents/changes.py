@@ -1,0 +1,223 @@
+"""How every incident change is written: checked against the version read, recorded field by
+field on the timeline in the same transaction, and followed up (SLA clocks, plugin events and
+notifications) by one function derived from what was recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import peewee
+
+from helpdesk import events, sla
+from helpdesk.clock import now
+from helpdesk.context import Context
+from helpdesk.errors import DomainError, NotFound, StaleVersion
+from helpdesk.models import (
+    LEVELS,
+    PENDING_REASONS,
+    PRIORITIES,
+    RESOLUTION_CODES,
+    STATUSES,
+    TYPES,
+    Agent,
+    Incident,
+    Team,
+    TimelineEntry,
+)
+from helpdesk.people import is_member
+
+MAX_TITLE = 200
+#: Changes that count as an agent acting on the incident (may meet the response target).
+ACTION_FIELDS = frozenset({"owner", "assignee", "status"})
+#: Changes after which the SLA policy may set other targets.
+RETARGET_FIELDS = frozenset({"assignee", "priority", "title", "description", "type", "impact",
+                             "urgency", "category", "service", "requester"})
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A team + agent pair (owner or assignee), shown as "Team / Agent"."""
+
+    team: Team | None
+    agent: Agent | None
+
+    def __str__(self) -> str:
+        return f"{self.team.name if self.team else '—'} / {self.agent if self.agent else '—'}"
+
+
+@dataclass
+class Change:
+    """What one domain call changed: the fresh incident and each recorded (old, new) value."""
+
+    before: Incident
+    after: Incident
+    recorded: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.recorded)
+
+
+def get(incident_id: int) -> Incident:
+    incident = Incident.get_or_none(Incident.id == incident_id)
+    if incident is None:
+        raise NotFound(f"There is no incident INC-{incident_id}.")
+    return incident
+
+
+def owner(incident: Incident) -> Pair:
+    return Pair(incident.owner_team, incident.owner_agent)
+
+
+def assignee(incident: Incident) -> Pair:
+    return Pair(incident.assigned_team, incident.assigned_agent)
+
+
+def choice(value: str | None, choices: dict, what: str) -> str:
+    if value not in choices:
+        raise DomainError(f"Unknown {what} {value!r}; choose one of: {', '.join(choices)}.")
+    return value
+
+
+def title(value: str | None) -> str:
+    cleaned = " ".join((value or "").split())
+    if not cleaned:
+        raise DomainError("A title is required.")
+    if len(cleaned) > MAX_TITLE:
+        raise DomainError(f"The title is limited to {MAX_TITLE} characters.")
+    return cleaned
+
+
+def check_assignee(team: Team | None, agent: Agent | None) -> None:
+    if agent is not None and team is None:
+        raise DomainError("Choose the assigned team as well as the agent.")
+    if agent is not None and not agent.active:
+        raise DomainError(f"{agent} is deactivated and cannot be assigned.")
+    if agent is not None and not is_member(agent, team):
+        raise DomainError(f"{agent} is not a member of {team.name}; choose an agent of that team.")
+
+
+def check_owner(team: Team | None, agent: Agent | None) -> None:
+    if team is None:
+        raise DomainError("An incident always has an owning team.")
+    if agent is not None and not agent.active:
+        raise DomainError(f"{agent} is deactivated and cannot own incidents.")
+    if agent is not None and not is_member(agent, team):
+        raise DomainError(f"{agent} is not a member of {team.name}; choose an agent of that team.")
+
+
+def entry(incident_id: int, actor: Agent | None, kind: str, **values: Any) -> TimelineEntry:
+    return TimelineEntry.create(incident=incident_id, actor=actor, kind=kind, at=now(), **values)
+
+
+def _display(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    labels = {
+        "status": STATUSES,
+        "impact": LEVELS,
+        "urgency": LEVELS,
+        "type": TYPES,
+        "priority": PRIORITIES,
+        "pending_reason": PENDING_REASONS,
+        "resolution_code": RESOLUTION_CODES,
+    }.get(name)
+    if labels is not None:
+        return labels.get(value, str(value))
+    if isinstance(value, Incident):
+        return value.reference
+    return str(value)
+
+
+def _raw(incident: Incident, name: str) -> Any:
+    column = Incident._meta.fields[name]
+    if isinstance(column, peewee.ForeignKeyField):
+        return getattr(incident, column.object_id_name)
+    return getattr(incident, name)
+
+
+def apply(
+    incident: Incident,
+    actor: Agent | None,
+    changes: dict[str, Any],
+    expected_version: int | None,
+    *,
+    extra_where: Any = None,
+    record: dict[str, tuple[Any, Any]] | None = None,
+    body: str = "",
+) -> Change:
+    """Write ``changes`` if the incident is still at the version read.
+
+    One timeline entry per changed field (old → new) is written in the same
+    transaction. ``record`` replaces per-field entries with named ones (e.g.
+    the owner pair as one entry). Nothing changed: an empty :class:`Change`.
+    """
+    if expected_version is not None and expected_version != incident.version:
+        raise StaleVersion(
+            f"{incident.reference} was changed by someone else since you opened it "
+            "(your change was not saved). Here is the current state.",
+            incident,
+        )
+    changed = {
+        name: value
+        for name, value in changes.items()
+        if _raw(incident, name) != (value.id if isinstance(value, peewee.Model) else value)
+    }
+    if not changed:
+        return Change(incident, incident)
+    query = Incident.update(version=Incident.version + 1, updated_at=now(), **changed).where(
+        (Incident.id == incident.id) & (Incident.version == incident.version)
+    )
+    if extra_where is not None:
+        query = query.where(extra_where)
+    if query.execute() != 1:
+        raise StaleVersion(
+            f"{incident.reference} was changed by someone else at the same moment "
+            "(your change was not saved). Here is the current state.",
+            get(incident.id),
+        )
+    if record is None:
+        record = {name: (getattr(incident, name), value) for name, value in changed.items()}
+    for name, (old, new) in record.items():
+        entry(incident.id, actor, "change", field=name, old_value=_display(name, old),
+              new_value=_display(name, new), body=body)
+    return Change(incident, get(incident.id), dict(record))
+
+
+def follow_up(ctx: Context, change: Change, actor: Agent | None, *, reason: str = "") -> Incident:
+    """The consequences of a recorded change, derived in this one place from what changed.
+
+    SLA clocks move with the status, an agent's action may meet the response
+    target (the same rule the SLA audit replays), new targets are asked for
+    when anything a policy may key on changed; then the plugin events, in a
+    fixed order: owner, assignee, status, then the specific status events.
+    """
+    if not change.changed:
+        return change.after
+    after, recorded = change.after, change.recorded
+    status = recorded.get("status")
+    if status is not None:
+        sla.on_status(ctx, after, status[0], status[1])
+    if actor is not None and ACTION_FIELDS & recorded.keys():
+        sla.on_response(ctx, after, public_reply=False)
+    if RETARGET_FIELDS & recorded.keys():
+        sla.on_retarget(ctx, after)
+    if "owner" in recorded:
+        previous = recorded["owner"][0]
+        events.emit(ctx, "incident_owner_changed", after.id, actor, previous_team=previous.team,
+                    previous_agent=previous.agent, reason=reason)
+    if "assignee" in recorded:
+        previous = recorded["assignee"][0]
+        events.emit(ctx, "incident_assigned", after.id, actor, previous_team=previous.team,
+                    previous_agent=previous.agent)
+    if status is not None:
+        old, new = status
+        events.emit(ctx, "incident_status_changed", after.id, actor, old_status=old, new_status=new)
+        if old == "resolved" and new not in {"closed", "cancelled"}:
+            events.emit(ctx, "incident_reopened", after.id, actor)
+        specific = {"resolved": "incident_resolved", "closed": "incident_closed"}.get(new)
+        if specific:
+            events.emit(ctx, specific, after.id, actor)
+    return after

@@ -1,0 +1,121 @@
+"""What an incident is about: priority (derived or overridden), descriptive fields, the
+conversation (replies and notes) and links to other incidents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from helpdesk import events, sla
+from helpdesk.context import Context
+from helpdesk.db import for_update, write_transaction
+from helpdesk.errors import DomainError
+from helpdesk.incidents.changes import apply, choice, entry, follow_up, get
+from helpdesk.incidents.changes import title as clean_title
+from helpdesk.incidents.intake import derive_priority
+from helpdesk.models import LEVELS, PRIORITIES, TYPES, Agent, Incident, TimelineEntry
+
+EDITABLE = frozenset({"title", "description", "type", "impact", "urgency", "category", "service",
+                      "requester"})
+
+
+def override_priority(ctx: Context, incident_id: int, actor: Agent, priority: int | None, reason: str,
+                      expected_version: int | None = None) -> Incident:
+    """Set the priority by hand (recorded with a reason); ``None`` returns to the derived one."""
+    reason = (reason or "").strip()
+    with write_transaction():
+        incident = get(incident_id)
+        if priority is None:
+            value, overridden = derive_priority(ctx, incident.impact, incident.urgency), False
+        else:
+            if priority not in PRIORITIES:
+                raise DomainError("Choose a priority from P1 to P4.")
+            if not reason:
+                raise DomainError("Give a reason for overriding the priority.")
+            value, overridden = priority, True
+        change = apply(incident, actor, {"priority": value, "priority_overridden": overridden},
+                       expected_version, record={"priority": (incident.priority, value)},
+                       body=reason if overridden else "Priority derived from impact and urgency again")
+        return follow_up(ctx, change, actor)
+
+
+def update_details(ctx: Context, incident_id: int, actor: Agent, expected_version: int | None = None,
+                   **values: Any) -> Incident:
+    """Edit title, description, type, impact, urgency, category, service or requester."""
+    unknown = set(values) - EDITABLE
+    if unknown:
+        raise DomainError(f"These fields cannot be edited here: {', '.join(sorted(unknown))}.")
+    if "title" in values:
+        values["title"] = clean_title(values["title"])
+    if "description" in values:
+        values["description"] = (values["description"] or "").strip()
+    if "type" in values:
+        choice(values["type"], TYPES, "type")
+    for level in ("impact", "urgency"):
+        if level in values:
+            choice(values[level], LEVELS, level)
+    with write_transaction():
+        incident = get(incident_id)
+        if incident.status in {"closed", "cancelled"}:
+            raise DomainError(f"{incident.reference} is {incident.status}; it can no longer change.")
+        if not incident.priority_overridden and ({"impact", "urgency"} & set(values)):
+            values["priority"] = derive_priority(
+                ctx, values.get("impact", incident.impact), values.get("urgency", incident.urgency))
+        return follow_up(ctx, apply(incident, actor, values, expected_version), actor)
+
+
+def add_comment(ctx: Context, incident_id: int, actor: Agent, body: str, *, public: bool) -> TimelineEntry:
+    """Add a public reply to the customer or an internal note.
+
+    Comments never conflict with edits: they append to the timeline and do not
+    bump the version, so an agent typing a reply does not block an owner change.
+    """
+    body = (body or "").strip()
+    if not body:
+        raise DomainError("Write something before sending." if public else "The note is empty.")
+    with write_transaction():
+        incident = get(incident_id)
+        if incident.status in {"closed", "cancelled"} and public:
+            raise DomainError(f"{incident.reference} is {incident.status}; reply on a new incident.")
+        note = entry(incident.id, actor, "reply" if public else "note", body=body)
+        Incident.update(updated_at=note.at).where(Incident.id == incident.id).execute()
+        sla.on_response(ctx, incident, public_reply=public)
+        events.emit(ctx, "incident_commented", incident.id, actor, entry=note.id, public=public,
+                    body=body, actor_name=actor.display_name)
+    return note
+
+
+def link(ctx: Context, incident_id: int, actor: Agent, kind: str, other_id: int | None,
+         expected_version: int | None = None) -> Incident:
+    """Link to a parent incident, or mark as a duplicate (which also cancels it)."""
+    if kind not in {"parent", "duplicate_of"}:
+        raise DomainError("A link is either a parent or a duplicate-of link.")
+    with write_transaction():
+        if other_id is not None and other_id != incident_id:
+            # Two links at once must not build a cycle: lock both rows, in id order.
+            list(for_update(Incident.select(Incident.id).where(
+                Incident.id.in_([incident_id, other_id])).order_by(Incident.id)))
+        incident = get(incident_id)
+        other = get(other_id) if other_id is not None else None
+        if other is not None and other.id == incident.id:
+            raise DomainError("An incident cannot be linked to itself.")
+        if kind == "parent" and other is not None:
+            ancestor: Incident | None = other
+            seen: set[int] = set()
+            while ancestor is not None and ancestor.id not in seen:
+                if ancestor.id == incident.id:
+                    raise DomainError(f"{other.reference} is already below {incident.reference}.")
+                seen.add(ancestor.id)
+                ancestor = ancestor.parent
+        if kind == "duplicate_of":
+            if other is None:
+                raise DomainError("Name the incident this one duplicates.")
+            if other.duplicate_of_id is not None:
+                raise DomainError(f"{other.reference} is itself a duplicate; link to the original.")
+            if not incident.is_active:
+                raise DomainError(f"{incident.reference} is no longer active.")
+            change = apply(incident, actor, {"duplicate_of": other, "status": "cancelled"},
+                           expected_version,
+                           record={"duplicate_of": (None, other), "status": (incident.status, "cancelled")},
+                           body=f"Duplicate of {other.reference}")
+            return follow_up(ctx, change, actor)
+        return follow_up(ctx, apply(incident, actor, {"parent": other}, expected_version), actor)

@@ -1,0 +1,111 @@
+"""Who answers for an incident (the owner pair) and who works on it (the assignee pair),
+changed independently of each other."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from helpdesk.context import Context
+from helpdesk.db import write_transaction
+from helpdesk.errors import DomainError, PermissionDenied, StaleVersion
+from helpdesk.incidents.changes import (
+    Pair,
+    apply,
+    assignee,
+    check_assignee,
+    check_owner,
+    follow_up,
+    get,
+    owner,
+)
+from helpdesk.incidents.intake import home_team
+from helpdesk.models import STATUSES, Agent, Incident, Team
+from helpdesk.people import is_member
+
+
+def take_ownership(ctx: Context, incident_id: int, actor: Agent,
+                   expected_version: int | None = None) -> Incident:
+    """Any agent may take an unowned incident; exactly one of two racing agents wins."""
+    with write_transaction():
+        incident = get(incident_id)
+        if incident.owner_agent_id is not None:
+            if incident.owner_agent_id == actor.id:
+                return incident
+            raise DomainError(
+                f"{incident.reference} is already owned by {incident.owner_agent}; "
+                "ask them, a team lead or an admin to transfer it."
+            )
+        team = incident.owner_team
+        if not is_member(actor, team):
+            team = home_team(actor, team)
+        previous = owner(incident)
+        try:
+            change = apply(incident, actor, {"owner_team": team, "owner_agent": actor}, expected_version,
+                           extra_where=Incident.owner_agent.is_null(),
+                           record={"owner": (previous, Pair(team, actor))}, body="Took ownership")
+        except StaleVersion as lost:
+            if lost.incident.owner_agent_id not in (None, actor.id):
+                lost.args = (f"{incident.reference} was just taken by {lost.incident.owner_agent}.",)
+            raise
+        return follow_up(ctx, change, actor, reason="taken")
+
+
+def can_transfer(incident: Incident, actor: Agent) -> bool:
+    """The owner, a lead of the owning team, or an admin may transfer ownership of an incident
+    that is still open or resolved (a closed or cancelled one is history)."""
+    if incident.status in {"closed", "cancelled"}:
+        return False
+    if actor.is_admin or incident.owner_agent_id is None or incident.owner_agent_id == actor.id:
+        return True
+    return actor.role == "lead" and is_member(actor, incident.owner_team_id)
+
+
+def transfer_ownership(ctx: Context, incident_id: int, actor: Agent, team: Team, agent: Agent | None,
+                       reason: str, expected_version: int | None = None) -> Incident:
+    reason = (reason or "").strip()
+    with write_transaction():
+        incident = get(incident_id)
+        if incident.status in {"closed", "cancelled"}:
+            raise DomainError(f"{incident.reference} is {STATUSES[incident.status].lower()}; "
+                              "its ownership is history.")
+        if not can_transfer(incident, actor):
+            raise PermissionDenied(
+                f"Only the owner ({incident.owner_agent}), a lead of {incident.owner_team} "
+                "or an admin can transfer ownership."
+            )
+        if incident.owner_agent_id is not None and not reason:
+            raise DomainError("Give a reason for transferring ownership.")
+        check_owner(team, agent)
+        previous = owner(incident)
+        change = apply(incident, actor, {"owner_team": team, "owner_agent": agent}, expected_version,
+                       record={"owner": (previous, Pair(team, agent))}, body=reason)
+        return follow_up(ctx, change, actor, reason=reason)
+
+
+def assign(ctx: Context, incident_id: int, actor: Agent | None, team: Team | None, agent: Agent | None,
+           expected_version: int | None = None, note: str = "") -> Incident:
+    """Set the assigned team and agent (independent of the owner).
+
+    Assigning a new incident moves it to "assigned"; removing the team of an
+    assigned one moves it back to "new".
+    """
+    with write_transaction():
+        incident = get(incident_id)
+        if not incident.is_active:
+            raise DomainError(
+                f"{incident.reference} is {STATUSES[incident.status].lower()}; "
+                "reopen it before reassigning."
+            )
+        check_assignee(team, agent)
+        changes: dict[str, Any] = {"assigned_team": team, "assigned_agent": agent}
+        record: dict[str, tuple[Any, Any]] = {"assignee": (assignee(incident), Pair(team, agent))}
+        status = incident.status
+        if team is not None and status == "new":
+            status = "assigned"
+        elif team is None and status == "assigned":
+            status = "new"
+        if status != incident.status:
+            changes["status"] = status
+            record["status"] = (incident.status, status)
+        change = apply(incident, actor, changes, expected_version, record=record, body=note)
+        return follow_up(ctx, change, actor)
