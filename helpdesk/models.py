@@ -183,9 +183,10 @@ class Incident(BaseModel):
         """The id in ``INC-42``, ``inc-42`` or ``42``; ``None`` for anything else
         (ASCII digits only, within 64 bits)."""
         raw = (text or "").strip().upper().removeprefix("INC-")
-        if not raw or len(raw) > 18 or not raw.isascii() or not raw.isdigit():
+        if not raw or len(raw) > 19 or not raw.isascii() or not raw.isdigit():
             return None
-        return int(raw)
+        value = int(raw)
+        return value if 0 < value < 2**63 else None
 
     @property
     def is_active(self) -> bool:

@@ -11,7 +11,7 @@ from flask_login import current_user
 from helpdesk import people
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
-from helpdesk.models import ROLES, Agent, Category, Contact, Membership, Organisation, Service, Team
+from helpdesk.models import ROLES, Agent, Category, Contact, Incident, Membership, Organisation, Service, Team
 from helpdesk.security import ADMIN, access
 from helpdesk.web.forms import parse_id
 
@@ -224,12 +224,13 @@ def sla_overview() -> Any:
 
     state = current_app.extensions["helpdesk"]
     sample, applied, error = None, None, None
-    raw = (request.args.get("incident") or "").strip().upper().removeprefix("INC-")
+    raw = (request.args.get("incident") or "").strip()
     if raw:
         try:
-            if parse_id(raw) is None:
+            incident_id = Incident.parse_reference(raw)
+            if incident_id is None:
                 raise NotFound("Give an incident reference such as INC-42.")
-            sample = incidents.get(parse_id(raw))
+            sample = incidents.get(incident_id)
             name = state.pm.hook.helpdesk_sla_policy(incident=sample, ctx=state)
             policy = state.registry.sla_policies.get(name)
             applied = (name, policy, policy.targets(state, sample) if policy else None)

@@ -26,6 +26,7 @@ from helpdesk.models import (
     Agent,
     Category,
     Contact,
+    Incident,
     Service,
     Team,
     TimelineEntry,
@@ -213,11 +214,12 @@ def comment(incident_id: int) -> Any:
 @access(AGENT)
 def link(incident_id: int) -> Any:
     def change() -> None:
-        raw = (request.form.get("other") or "").strip().upper().removeprefix("INC-")
-        if raw and parse_id(raw) is None:
+        raw = (request.form.get("other") or "").strip()
+        other = Incident.parse_reference(raw)
+        if raw and other is None:
             raise DomainError("Name the other incident by its reference, e.g. INC-42.")
         domain.link(context(), incident_id, current_user, request.form.get("kind", ""),
-                    parse_id(raw), expected_version())
+                    other, expected_version())
 
     return _respond(incident_id, change, "Link saved.")
 
