@@ -33,6 +33,20 @@ class BaseModel(peewee.Model):
         database = database
         legacy_table_names = False
 
+    def save(self, *args: object, **kwargs: object) -> int:
+        """Refuse over-long text on every database alike (SQLite does not enforce lengths),
+        with a message naming the field instead of a database error."""
+        from helpdesk.errors import DomainError
+
+        for name, column in self._meta.fields.items():
+            value = self.__data__.get(name)
+            limit = getattr(column, "max_length", None)
+            if isinstance(column, peewee.CharField) and isinstance(value, str) and limit \
+                    and len(value) > limit:
+                label = name.replace("_", " ").capitalize()
+                raise DomainError(f"{label} is limited to {limit} characters.")
+        return super().save(*args, **kwargs)
+
 
 def open_database(url: str) -> peewee.Database:
     """Create (but do not connect) the peewee database a URL names."""
