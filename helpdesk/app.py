@@ -57,9 +57,6 @@ class Helpdesk:
     def plugin_settings(self, name: str) -> PluginSettings:
         return PluginSettings(name, self.settings.plugins.get(name, {}))
 
-    def queue_event(self, name: str, incident_id: int, payload: dict[str, Any]) -> None:
-        self.tasks["fire_event"](name, incident_id, payload)
-
     def service_desk(self) -> Team:
         team = Team.get_or_none(Team.name == self.settings.service_desk_team)
         if team is None:

@@ -1,7 +1,8 @@
-"""Plugin events: queued when a change commits, fired by the background worker.
+"""Plugin events: written to the event outbox with the change, fired by the background worker.
 
 Events carry ids only; the worker loads fresh objects before calling the
-hooks, so a plugin always sees committed state.
+hooks, so a plugin always sees committed state. Delivery is at least once
+(:mod:`helpdesk.event_outbox`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from typing import Any
 
 import peewee
 from flask import current_app, has_app_context
-
-from helpdesk.db import after_commit
 
 logger = logging.getLogger(__name__)
 _local = threading.local()
@@ -32,7 +31,7 @@ def suppressed() -> Iterator[None]:
 
 
 def emit(name: str, incident_id: int, actor: Any, **extra: Any) -> None:
-    """Queue event ``name`` to fire after the current transaction commits."""
+    """Record event ``name`` in the current transaction; its hooks fire after the commit."""
     if getattr(_local, "suppressed", False):
         return
     payload = {
@@ -43,7 +42,7 @@ def emit(name: str, incident_id: int, actor: Any, **extra: Any) -> None:
         logger.debug("event %s for INC-%s not queued: no app context", name, incident_id)
         return
     state = current_app.extensions["helpdesk"]
-    from helpdesk import notifications
+    from helpdesk import event_outbox, notifications
 
     notifications.record(state, name, incident_id, payload)  # in this transaction: the outbox
-    after_commit(lambda: state.queue_event(name, incident_id, payload))
+    event_outbox.record(state, name, incident_id, payload)

@@ -16,7 +16,12 @@ Families:
 * *event* hooks are named in the past tense. They fire after the change has
   committed, in the background worker, never inside the web request. An event
   hook that raises is logged with the plugin's name and listed on the admin
-  Plugins page; it neither undoes the change nor stops other plugins' hooks.
+  Plugins page; it neither undoes the change nor stops other plugins' hooks,
+  and it is called again later (backoff, up to 8 attempts, then an admin may
+  retry it). Events are delivered **at least once**: after a crash a hook may
+  run twice for one event, so handlers must be idempotent. Every event hook
+  receives ``event_key``, the same string for every call about one event (and
+  different for every other event): record it to drop repeats.
 * *UI slots* add panels, actions, queue columns, pages and CLI commands.
   They run in the web request (or the CLI) and must be quick: no network, and
   for queue columns no database queries.
@@ -123,51 +128,58 @@ def helpdesk_sla_policy(incident: Any) -> str | None:
 
 
 @hookspec
-def incident_created(incident: Any, actor: Any) -> None:
+def incident_created(incident: Any, actor: Any, event_key: str) -> None:
     """A new incident was logged. ``actor`` is the agent, or ``None`` for intake."""
 
 
 @hookspec
 def incident_assigned(
-    incident: Any, actor: Any, previous_team: Any, previous_agent: Any
+    incident: Any, actor: Any, previous_team: Any, previous_agent: Any, event_key: str
 ) -> None:
     """The assigned team or agent changed; the previous pair is given (each may be ``None``)."""
 
 
 @hookspec
 def incident_owner_changed(
-    incident: Any, actor: Any, previous_team: Any, previous_agent: Any, reason: str
+    incident: Any, actor: Any, previous_team: Any, previous_agent: Any, reason: str,
+    event_key: str,
 ) -> None:
     """The owning team or agent changed (taken or transferred, with the reason given)."""
 
 
 @hookspec
-def incident_status_changed(incident: Any, actor: Any, old_status: str, new_status: str) -> None:
+def incident_status_changed(
+    incident: Any, actor: Any, old_status: str, new_status: str, event_key: str
+) -> None:
     """The status changed; fires for every transition, before the specific hooks below."""
 
 
 @hookspec
-def incident_commented(incident: Any, actor: Any, entry: Any, public: bool) -> None:
+def incident_commented(
+    incident: Any, actor: Any, entry: Any, public: bool, event_key: str
+) -> None:
     """A public reply (``public=True``) or an internal note was added; ``entry`` is it."""
 
 
 @hookspec
-def incident_resolved(incident: Any, actor: Any) -> None:
+def incident_resolved(incident: Any, actor: Any, event_key: str) -> None:
     """The incident was resolved; its resolution code and note are set."""
 
 
 @hookspec
-def incident_reopened(incident: Any, actor: Any) -> None:
+def incident_reopened(incident: Any, actor: Any, event_key: str) -> None:
     """A resolved incident was reopened."""
 
 
 @hookspec
-def incident_closed(incident: Any, actor: Any) -> None:
+def incident_closed(incident: Any, actor: Any, event_key: str) -> None:
     """The incident was closed (``actor`` is ``None`` when closed automatically)."""
 
 
 @hookspec
-def incident_sla_warning(incident: Any, actor: Any, target: str, point: float, due_at: str) -> None:
+def incident_sla_warning(
+    incident: Any, actor: Any, target: str, point: float, due_at: str, event_key: str
+) -> None:
     """A warning point of an SLA target was reached (``point`` is the fraction used, e.g. 0.75).
 
     ``target`` is ``"response"`` or ``"resolution"``; ``due_at`` is the due
@@ -177,7 +189,9 @@ def incident_sla_warning(incident: Any, actor: Any, target: str, point: float, d
 
 
 @hookspec
-def incident_sla_breached(incident: Any, actor: Any, target: str, due_at: str) -> None:
+def incident_sla_breached(
+    incident: Any, actor: Any, target: str, due_at: str, event_key: str
+) -> None:
     """An SLA target was breached (fires once per target cycle; ``actor`` is ``None``)."""
 
 

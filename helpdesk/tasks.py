@@ -8,6 +8,7 @@ immediately, in the calling thread.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -32,49 +33,41 @@ def create_huey(settings: Settings) -> Huey:
 def register_tasks(app: Flask, huey: Huey) -> dict[str, Any]:
     """Declare the app's tasks on its queue; tasks take ids and load fresh state."""
 
-    @huey.task(name="fire_event", retries=0)
-    def fire_event(name: str, incident_id: int, payload: dict[str, Any]) -> None:
-        from helpdesk.models import Agent, Incident, Team, TimelineEntry
-        from helpdesk.plugins import call_event
+    def exclusive(name: str, work: Callable[[], Any]) -> Any:
+        """Run one pass of periodic work under its lease (a crash leaves nothing stuck)."""
+        from helpdesk import leases
 
-        loaders = {
-            "actor": Agent,
-            "previous_agent": Agent,
-            "previous_team": Team,
-            "entry": TimelineEntry,
-        }
         with app.app_context(), database.connection_context():
-            incident = Incident.get_or_none(Incident.id == incident_id)
-            if incident is None:
-                logger.warning("event %s: INC-%s no longer exists", name, incident_id)
-                return
-            kwargs = {
-                key: (loaders[key].get_or_none(loaders[key].id == value)
-                      if key in loaders and value is not None else value)
-                for key, value in payload.items()
-            }
-            call_event(app.extensions["helpdesk"].pm, name, incident=incident, **kwargs)
+            seconds = app.extensions["helpdesk"].settings.lease_seconds
+            return leases.run_exclusive(name, seconds, work)
+
+    @huey.task(name="fire_event", retries=0)
+    def fire_event(event_id: int) -> None:
+        """Call one plugin's hook for one event-outbox row (claimed first; retried by the core)."""
+        from helpdesk import event_outbox
+
+        with app.app_context(), database.connection_context():
+            event_outbox.deliver(app.extensions["helpdesk"], event_id)
 
     @huey.periodic_task(crontab(minute="*"), name="sla_check")
-    @huey.lock_task("sla-check")
     def sla_check() -> None:
-        """Every minute, under a lock so passes never overlap."""
+        """Every minute, under a lease so passes never overlap."""
         from helpdesk import sla
 
-        with app.app_context(), database.connection_context():
+        def work() -> None:
             fired = sla.check(app.extensions["helpdesk"])
             if fired:
                 logger.info("SLA check fired %d event(s)", fired)
 
+        exclusive("sla_check", work)
+
     @huey.periodic_task(crontab(minute="*/5"), name="auto_close")
-    @huey.lock_task("auto-close")
     def auto_close() -> None:
         from helpdesk import incidents
 
-        with app.app_context(), database.connection_context():
-            days = app.extensions["helpdesk"].settings.auto_close_days
-            if days:
-                incidents.close_resolved(days)
+        days = app.extensions["helpdesk"].settings.auto_close_days
+        if days:
+            exclusive("auto_close", lambda: incidents.close_resolved(days))
 
     @huey.task(name="deliver", retries=0)
     def deliver(delivery_id: int) -> None:
@@ -85,12 +78,16 @@ def register_tasks(app: Flask, huey: Huey) -> dict[str, Any]:
             notifications.deliver(app.extensions["helpdesk"], delivery_id)
 
     @huey.periodic_task(crontab(minute="*"), name="sweep_outbox")
-    @huey.lock_task("sweep-outbox")
     def sweep_outbox() -> None:
-        from helpdesk import notifications
+        """Re-queue what is due in both outboxes: notifications, then plugin events."""
+        from helpdesk import event_outbox, notifications
 
-        with app.app_context(), database.connection_context():
-            notifications.sweep(app.extensions["helpdesk"])
+        def work() -> None:
+            state = app.extensions["helpdesk"]
+            notifications.sweep(state)
+            event_outbox.sweep(state)
+
+        exclusive("sweep_outbox", work)
 
     return {"fire_event": fire_event, "sla_check": sla_check, "auto_close": auto_close,
             "deliver": deliver, "sweep_outbox": sweep_outbox}
