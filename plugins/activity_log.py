@@ -2,7 +2,8 @@
 
 Settings: ``[plugins.activity_log] path = "/var/log/helpdesk/activity.jsonl"``
 (default: ``activity.jsonl`` in the instance folder). ``helpdesk activity``
-prints the latest lines.
+prints the latest lines. Events arrive at least once: a repeat after a crash
+carries the same ``event_key``, so readers can drop it.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ def log_path() -> Path:
     return Path(configured) if configured else Path(current_app.instance_path) / "activity.jsonl"
 
 
-def _write(event: str, incident: Any, actor: Any, **details: Any) -> None:
+def _write(event: str, incident: Any, actor: Any, event_key: str, **details: Any) -> None:
     line = {
         "at": now().isoformat() + "Z",
         "event": event,
+        # The same for a repeat of one event (delivery is at least once): readers drop repeats by it.
+        "event_key": event_key,
         "incident": incident.reference,
         "actor": actor.username if actor is not None else None,
         **{key: (str(value) if value is not None else None) for key, value in details.items()},
@@ -42,31 +45,34 @@ def _write(event: str, incident: Any, actor: Any, **details: Any) -> None:
 
 
 @hookimpl
-def incident_created(incident: Any, actor: Any) -> None:
-    _write("created", incident, actor, title=incident.title)
+def incident_created(incident: Any, actor: Any, event_key: str) -> None:
+    _write("created", incident, actor, event_key=event_key, title=incident.title)
 
 
 @hookimpl
-def incident_assigned(incident: Any, actor: Any, previous_team: Any, previous_agent: Any) -> None:
-    _write("assigned", incident, actor, team=incident.assigned_team, agent=incident.assigned_agent,
-           previous_team=previous_team, previous_agent=previous_agent)
+def incident_assigned(incident: Any, actor: Any, previous_team: Any, previous_agent: Any,
+                      event_key: str) -> None:
+    _write("assigned", incident, actor, event_key=event_key, team=incident.assigned_team,
+           agent=incident.assigned_agent, previous_team=previous_team, previous_agent=previous_agent)
 
 
 @hookimpl
 def incident_owner_changed(incident: Any, actor: Any, previous_team: Any, previous_agent: Any,
-                           reason: str) -> None:
-    _write("owner_changed", incident, actor, team=incident.owner_team, agent=incident.owner_agent,
-           previous_team=previous_team, previous_agent=previous_agent, reason=reason)
+                           reason: str, event_key: str) -> None:
+    _write("owner_changed", incident, actor, event_key=event_key, team=incident.owner_team,
+           agent=incident.owner_agent, previous_team=previous_team, previous_agent=previous_agent,
+           reason=reason)
 
 
 @hookimpl
-def incident_status_changed(incident: Any, actor: Any, old_status: str, new_status: str) -> None:
-    _write("status_changed", incident, actor, old=old_status, new=new_status)
+def incident_status_changed(incident: Any, actor: Any, old_status: str, new_status: str,
+                            event_key: str) -> None:
+    _write("status_changed", incident, actor, event_key=event_key, old=old_status, new=new_status)
 
 
 @hookimpl
-def incident_commented(incident: Any, actor: Any, entry: Any, public: bool) -> None:
-    _write("replied" if public else "noted", incident, actor)
+def incident_commented(incident: Any, actor: Any, entry: Any, public: bool, event_key: str) -> None:
+    _write("replied" if public else "noted", incident, actor, event_key=event_key)
 
 
 @hookimpl
