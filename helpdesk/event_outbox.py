@@ -135,9 +135,8 @@ def _failed(row: EventDelivery, error: str, permanent: bool) -> str:
     return state
 
 
-def release_claims(condition: Any, reason: str) -> int:
-    """Put rows back to pending, due now (their worker stopped before finishing)."""
-    at = now()
+def release_claims(condition: Any, reason: str, at: dt.datetime) -> int:
+    """Put rows back to pending, due at ``at`` (their worker stopped before finishing)."""
     with write_transaction():
         return EventDelivery.update(state="pending", claimed_until=None, claimed_by=None,
                                     next_attempt_at=at, last_error=reason) \
@@ -149,7 +148,7 @@ def sweep(state: Any, limit: int = 1000) -> int:
     and rows a dead worker left claimed past their lease."""
     at = now()
     release_claims(EventDelivery.claimed_until < at,
-                   "the worker running it stopped before finishing (lease expired); queued again")
+                   "the worker running it stopped before finishing (lease expired); queued again", at)
     due = [row.id for row in EventDelivery.select(EventDelivery.id).where(
         (EventDelivery.state == "pending") & (EventDelivery.next_attempt_at <= at))
         .order_by(EventDelivery.id).limit(limit)]

@@ -25,7 +25,7 @@ from huey import SqliteHuey
 
 from helpdesk import event_outbox, incidents
 from helpdesk.clock import now
-from helpdesk.models import EventDelivery, Incident, Lease, SlaClock, SlaEvent, TimelineEntry
+from helpdesk.models import Agent, EventDelivery, Incident, Lease, SlaClock, SlaEvent, TimelineEntry
 from helpdesk.tasks import register_tasks
 
 HELPDESK = [sys.executable, "-m", "helpdesk.cli"]
@@ -57,20 +57,23 @@ class Workers:
             HELPDESK_QUEUE_URL=f"sqlite:///{self.queue}", HELPDESK_SECRET_KEY=settings.secret_key,
             HELPDESK_LEASE_SECONDS=str(LEASE_SECONDS), HELPDESK_WORKERS="4",
             PYTHONPATH=os.pathsep.join([str(FAULT_PLUGIN), *filter(None, [os.environ.get("PYTHONPATH")])]),
-            **extra,
         )
+        env.update(extra)
         return env
 
-    def start(self, *, hanging: bool) -> subprocess.Popen[str]:
-        extra = {"HELPDESK_TEST_FAULT_DIR": str(self.faults)} if hanging else {}
+    def start(self, *, hanging: str = "", queue_url: str = "") -> subprocess.Popen[str]:
+        """A worker; ``hanging`` names a fault of tests/fault_plugin to hang in."""
+        extra = {"HELPDESK_TEST_FAULT_DIR": str(self.faults), "HELPDESK_TEST_FAULTS": hanging}
+        if queue_url:
+            extra["HELPDESK_QUEUE_URL"] = queue_url
         process = subprocess.Popen(HELPDESK + ["worker"], env=self.env(**extra), stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
         self.processes.append(process)
         return process
 
-    def enqueue(self, task: str) -> None:
+    def enqueue(self, task: str, *args: Any) -> None:
         """Put one run of a task on the workers' queue, as the periodic scheduler does."""
-        register_tasks(self.app, SqliteHuey("helpdesk", filename=str(self.queue), results=False))[task]()
+        register_tasks(self.app, SqliteHuey("helpdesk", filename=str(self.queue), results=False))[task](*args)
 
     def stop_all(self) -> list[str]:
         outputs = []
@@ -106,7 +109,7 @@ def wait_until(condition: Callable[[], Any], what: str, seconds: float = 40) -> 
 
 def kill_mid_pass(workers: Workers, task: str) -> None:
     """Start a worker that hangs mid-pass, check it holds and renews the lease, SIGKILL it."""
-    doomed = workers.start(hanging=True)
+    doomed = workers.start(hanging=task)
     workers.enqueue(task)
     wait_until(lambda: (workers.faults / f"{task}.reached").exists() or doomed.poll() is not None,
                f"the worker is in the middle of {task}")
@@ -122,7 +125,7 @@ def kill_mid_pass(workers: Workers, task: str) -> None:
 
 def take_over(workers: Workers, task: str) -> None:
     """A new worker; once the dead holder's lease has expired, the next pass runs."""
-    workers.start(hanging=False)
+    workers.start()
     wait_until(lambda: Lease.get_or_none(Lease.name == task) is None
                or Lease.get(Lease.name == task).expires_at < now(), "the lease expired")
     workers.enqueue(task)
@@ -203,3 +206,104 @@ def test_a_lease_has_one_holder_until_it_expires_and_then_the_next_takes_it_over
     assert Lease.get(Lease.name == "nightly").holder == "worker-b"
     leases.release("nightly", "worker-b")
     assert Lease.get_or_none(Lease.name == "nightly") is None
+
+
+def activity_lines(workers: Workers) -> list[dict[str, Any]]:
+    log = workers.folder / "activity.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_an_event_hook_killed_mid_call_is_delivered_again_under_the_same_key(
+        app, workers, incident_factory, monkeypatch):
+    monkeypatch.setattr(event_outbox, "after_commit", lambda callback: None)  # only the outbox has it
+    incident_factory(title="Badge reader dead")
+    logged = EventDelivery.select().where(EventDelivery.plugin == "activity_log")
+    [created] = [row for row in logged if row.event == "incident_created"]
+
+    doomed = workers.start(hanging="event_hook")  # the activity log writes its line, then hangs
+    workers.enqueue("fire_event", created.id)
+    wait_until(lambda: (workers.faults / "event_hook.reached").exists() or doomed.poll() is not None,
+               "the hook ran in the doomed worker")
+    assert doomed.poll() is None, workers.stop_all()
+    assert f":{doomed.pid}:" in EventDelivery.get_by_id(created.id).claimed_by
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=10)
+    assert EventDelivery.get_by_id(created.id).state == "running", "claimed by a dead worker"
+
+    workers.start()
+    wait_until(lambda: EventDelivery.get_by_id(created.id).claimed_until is None
+               or EventDelivery.get_by_id(created.id).claimed_until < now(), "the claim expired")
+    workers.enqueue("sweep_outbox")
+    wait_until(lambda: all(row.state == "done" for row in logged.clone()), "every event is delivered")
+
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for line in activity_lines(workers):
+        by_key.setdefault(line["event_key"], []).append({k: v for k, v in line.items() if k != "at"})
+    assert set(by_key) == {row.event_key for row in logged.clone()}, "every event, and nothing else"
+    assert len(by_key[created.event_key]) == 2, "the line written before the kill, and the redelivery"
+    assert all(len(lines) <= 2 and all(line == lines[0] for line in lines) for lines in by_key.values())
+
+
+def test_events_committed_while_the_queue_is_down_are_delivered_once_it_is_back(
+        app, workers, personas):
+    import http.cookiejar
+    import re
+    import socket
+    import urllib.request
+    from urllib.parse import urlencode
+
+    redis = pytest.importorskip("redis")
+    queue = "redis://127.0.0.1:6379/13"
+    try:
+        redis.Redis.from_url(queue, socket_timeout=2).flushdb()
+    except redis.exceptions.ConnectionError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip("no Redis server on 127.0.0.1:6379")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]  # nothing listens here once the socket is closed
+    web = subprocess.Popen(HELPDESK + ["serve", "--no-worker"], env=workers.env(
+        HELPDESK_QUEUE_URL=f"redis://127.0.0.1:{closed}/13", HELPDESK_PORT=str(port)),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    workers.processes.append(web)
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _answers(f"{base}/login") or web.poll() is not None, "the web server is up")
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    token = re.search(r'name="csrf-token" content="([^"]+)"',
+                      opener.open(f"{base}/login", timeout=5).read().decode()).group(1)
+    from argon2 import PasswordHasher
+
+    from helpdesk.testing import PASSWORD
+
+    # Hashed with the server's parameters: a login that rehashes ends its own session (people.py).
+    Agent.update(password_hash=PasswordHasher().hash(PASSWORD)).where(Agent.id == personas.owner.id).execute()
+    with opener.open(f"{base}/login", urlencode({"csrf_token": token, "username": personas.owner.username,
+                                                  "password": PASSWORD}).encode(), timeout=5) as response:
+        assert "/login" not in response.url
+    titles = ["Queue down: scanner", "Queue down: plotter"]
+    for title in titles:
+        with opener.open(f"{base}/incidents/new", urlencode({
+                "csrf_token": token, "title": title, "type": "incident", "impact": "medium",
+                "urgency": "medium"}).encode(), timeout=10) as response:
+            assert title in response.read().decode(), "the change committed and says so"
+    logged = EventDelivery.select().where(EventDelivery.plugin == "activity_log")
+    assert logged.count() >= 2 and all(row.state == "pending" for row in logged)
+
+    workers.start(queue_url=queue)  # the queue is back: the worker's first sweep finds the events
+    wait_until(lambda: all(row.state == "done" for row in logged.clone()), "every event is delivered")
+    created = [line["title"] for line in activity_lines(workers) if line["event"] == "created"]
+    assert sorted(created) == sorted(titles)
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False

@@ -1,12 +1,17 @@
 """A fault injector for tests/test_durable_work.py: makes a real worker hang mid-pass.
 
 It is found as an installed plugin (the entry point in ``helpdesk_fault-0.1.dist-info``)
-only by processes whose PYTHONPATH holds this folder; nothing else loads it. With
-``HELPDESK_TEST_FAULT_DIR`` set, the second unit of work of a pass hangs after
-writing ``<dir>/<task>.reached``: the second SLA clock of ``sla_check``, the
-second incident of ``auto_close``, and the plugin-event half of
-``sweep_outbox`` (after the notification half ran). The test then kills the
-worker with SIGKILL while it holds the pass's lease.
+only by processes whose PYTHONPATH holds this folder; nothing else loads it.
+``HELPDESK_TEST_FAULTS`` names the faults to inject; each hangs after writing
+``<HELPDESK_TEST_FAULT_DIR>/<fault>.reached``:
+
+* ``sla_check``: at the second SLA clock of a pass;
+* ``auto_close``: at the second incident of a pass;
+* ``sweep_outbox``: at the plugin-event half (after the notification half ran);
+* ``event_hook``: in the activity log's hook, after it wrote its line (so the
+  event is redelivered, a duplicate under the same key).
+
+The test then kills the worker with SIGKILL while it hangs.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 from helpdesk import event_outbox, incidents, sla
 
 FAULT_DIR = os.environ.get("HELPDESK_TEST_FAULT_DIR")
+FAULTS = set(filter(None, os.environ.get("HELPDESK_TEST_FAULTS", "").split(",")))
 
 
 def _hang(task: str) -> None:
@@ -27,20 +33,28 @@ def _hang(task: str) -> None:
         time.sleep(1)
 
 
-def _hang_on_call(module: Any, attribute: str, task: str, call: int) -> None:
+def _hang_on_call(module: Any, attribute: str, fault: str, call: int, after: bool = False) -> None:
+    if fault not in FAULTS:
+        return
     real = getattr(module, attribute)
     calls = []
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
+        if len(calls) >= call and not after:
+            _hang(fault)
+        result = real(*args, **kwargs)
         if len(calls) >= call:
-            _hang(task)
-        return real(*args, **kwargs)
+            _hang(fault)
+        return result
 
     setattr(module, attribute, wrapper)
 
 
 if FAULT_DIR:
+    from helpdesk_plugins import activity_log
+
     _hang_on_call(sla, "_process", "sla_check", 2)
     _hang_on_call(incidents, "change_status", "auto_close", 2)
     _hang_on_call(event_outbox, "sweep", "sweep_outbox", 1)
+    _hang_on_call(activity_log, "_write", "event_hook", 1, after=True)
