@@ -34,13 +34,20 @@ class BaseModel(peewee.Model):
         legacy_table_names = False
 
 
-def open_database(url: str) -> peewee.Database:
-    """Create (but do not connect) the peewee database a URL names."""
+def open_database(url: str, busy_seconds: int = 10) -> peewee.Database:
+    """Create (but do not connect) the peewee database a URL names.
+
+    ``busy_seconds`` bounds how long a write waits for SQLite's lock (and a
+    PostgreSQL connection for its server) before failing; the web layer
+    answers that failure with a 503, so nobody waits without end.
+    """
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = Path(unquote(url[len("sqlite:///") :]))
         path.parent.mkdir(parents=True, exist_ok=True)
-        return peewee.SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS, timeout=10)
+        pragmas = [(name, busy_seconds * 1000 if name == "busy_timeout" else value)
+                   for name, value in SQLITE_PRAGMAS]
+        return peewee.SqliteDatabase(str(path), pragmas=pragmas, timeout=busy_seconds)
     if parts.scheme in {"postgres", "postgresql"}:
         options = dict(parse_qsl(parts.query))
         return PooledPostgresqlDatabase(
@@ -51,7 +58,8 @@ def open_database(url: str) -> peewee.Database:
             port=parts.port,
             max_connections=int(options.pop("max_connections", 32)),
             stale_timeout=300,
-            timeout=10,
+            timeout=busy_seconds,  # waiting for a free pooled connection
+            **({"connect_timeout": busy_seconds} if "connect_timeout" not in options else {}),
             **options,
         )
     raise ValueError(f"unsupported database URL scheme {parts.scheme!r}")
