@@ -138,6 +138,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_worker: boo
     finally:
         if consumer is not None:
             consumer.stop(graceful=True)
+            consumer.heartbeat.stop()
 
 
 def _start_consumer(app: Any, workers: int) -> Any:
@@ -145,6 +146,7 @@ def _start_consumer(app: Any, workers: int) -> Any:
     huey = app.extensions["helpdesk"].huey
     consumer = huey.create_consumer(workers=workers, worker_type="thread", periodic=True)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    consumer.heartbeat = _start_heartbeat(app)
     consumer.start()
     for sig, handler in previous.items():
         signal.signal(sig, handler)
@@ -165,8 +167,19 @@ def worker(ctx: click.Context, workers: int | None) -> None:
     state = app.extensions["helpdesk"]
     consumer = state.huey.create_consumer(workers=workers or state.settings.workers,
                                           worker_type="thread", periodic=True)
+    heartbeat = _start_heartbeat(app)
     click.echo("Helpdesk worker running. Ctrl-C stops.")
-    consumer.run()
+    try:
+        consumer.run()
+    finally:
+        heartbeat.stop()
+
+
+def _start_heartbeat(app: Any) -> Any:
+    """Say this worker is alive, after taking back what dead workers left claimed."""
+    from helpdesk.workers import Heartbeat
+
+    return Heartbeat(app).start()
 
 
 @main.group()

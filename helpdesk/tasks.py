@@ -80,10 +80,11 @@ def register_tasks(app: Flask, huey: Huey) -> dict[str, Any]:
     @huey.periodic_task(crontab(minute="*"), name="sweep_outbox")
     def sweep_outbox() -> None:
         """Re-queue what is due in both outboxes: notifications, then plugin events."""
-        from helpdesk import event_outbox, notifications
+        from helpdesk import event_outbox, notifications, workers
 
         def work() -> None:
             state = app.extensions["helpdesk"]
+            workers.reclaim_from_gone(state.settings.lease_seconds)  # without waiting for leases
             notifications.sweep(state)
             event_outbox.sweep(state)
 

@@ -61,9 +61,11 @@ class Workers:
         env.update(extra)
         return env
 
-    def start(self, *, hanging: str = "", queue_url: str = "") -> subprocess.Popen[str]:
+    def start(self, *, hanging: str = "", queue_url: str = "",
+              lease_seconds: int = LEASE_SECONDS) -> subprocess.Popen[str]:
         """A worker; ``hanging`` names a fault of tests/fault_plugin to hang in."""
-        extra = {"HELPDESK_TEST_FAULT_DIR": str(self.faults), "HELPDESK_TEST_FAULTS": hanging}
+        extra = {"HELPDESK_TEST_FAULT_DIR": str(self.faults), "HELPDESK_TEST_FAULTS": hanging,
+                 "HELPDESK_LEASE_SECONDS": str(lease_seconds)}
         if queue_url:
             extra["HELPDESK_QUEUE_URL"] = queue_url
         process = subprocess.Popen(HELPDESK + ["worker"], env=self.env(**extra), stdout=subprocess.PIPE,
@@ -307,3 +309,23 @@ def _answers(url: str) -> bool:
             return True
     except OSError:
         return False
+
+
+def test_what_a_killed_worker_claimed_is_taken_back_when_the_next_starts_without_waiting_for_its_lease(
+        app, workers, incident_factory, monkeypatch):
+    monkeypatch.setattr(event_outbox, "after_commit", lambda callback: None)
+    incident_factory(title="Phones dead")
+    [created] = EventDelivery.select().where((EventDelivery.plugin == "activity_log")
+                                             & (EventDelivery.event == "incident_created"))
+    doomed = workers.start(hanging="event_hook", lease_seconds=600)
+    workers.enqueue("fire_event", created.id)
+    wait_until(lambda: (workers.faults / "event_hook.reached").exists() or doomed.poll() is not None,
+               "the hook ran in the doomed worker")
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=10)
+    assert EventDelivery.get_by_id(created.id).claimed_until > now() + dt.timedelta(minutes=9)
+
+    started = time.monotonic()
+    workers.start(lease_seconds=600)
+    wait_until(lambda: EventDelivery.get_by_id(created.id).state == "done", "the event is delivered", 60)
+    assert time.monotonic() - started < 60, "seconds, not the 10-minute lease"
