@@ -152,13 +152,14 @@ def create_app(
     _register_template_helpers(app, settings)
     _register_static(app)
     _register_errors(app)
-    from helpdesk.web import admin, auth, incidents, notices, outage, plugin_ui, queues
+    from helpdesk.web import admin, auth, idempotency, incidents, notices, outage, plugin_ui, queues
 
     for blueprint in (auth.bp, queues.bp, incidents.bp, admin.bp, notices.bp):
         app.register_blueprint(blueprint)
     plugin_ui.init_app(app, state)
 
     outage.init_app(app)  # 503s for database outages, /healthz and /readyz
+    idempotency.init_app(app)  # a repeated form answers with the first result
 
     @app.after_request
     def headers(response: Response) -> Response:

@@ -97,12 +97,16 @@ def write_transaction() -> Iterator[None]:
             context = database.atomic()
         with context:
             yield
+            if outermost:
+                for hook in _take_before_commit():
+                    hook()
     except BaseException:
         del pending[mark:]  # this (sub)transaction rolled back: so do its callbacks
         raise
     finally:
         _local.depth -= 1
     if outermost:
+        _local.commits = commit_count() + 1
         callbacks = list(pending)
         pending.clear()
         for callback in callbacks:
@@ -110,6 +114,25 @@ def write_transaction() -> Iterator[None]:
                 callback()
             except Exception:  # the change is committed: a failing follow-up must not undo the answer
                 logger.exception("after-commit callback failed")
+
+
+def _take_before_commit() -> list[Callable[[], None]]:
+    hooks = getattr(_local, "before_commit", [])
+    _local.before_commit = []
+    return hooks
+
+
+def with_next_commit(callback: Callable[[], None] | None) -> None:
+    """Run ``callback`` inside this thread's next outermost write transaction, just before it
+    commits (once; ``None`` cancels). The web layer records a request's idempotency key this
+    way, atomically with the first change the request makes."""
+    _local.before_commit = [callback] if callback else []
+
+
+def commit_count() -> int:
+    """How many outermost write transactions this thread has committed (the web layer tells
+    by it whether a request that failed had already changed something)."""
+    return getattr(_local, "commits", 0)
 
 
 def after_commit(callback: Callable[[], None]) -> None:

@@ -326,6 +326,24 @@ class WorkerBeat(BaseModel):
     seen_at = peewee.DateTimeField(index=True)
 
 
+class IdempotentRequest(BaseModel):
+    """A state-changing request that committed, by the idempotency key its form carried.
+
+    Written in the transaction of the request's first change, so a repeat of
+    the same request (a double click, a retry after a lost answer) is
+    recognised and answered with the first result instead of writing again.
+    """
+
+    agent = peewee.IntegerField(null=True)
+    key = peewee.CharField(max_length=64)
+    fingerprint = peewee.CharField(max_length=64)  # method, path and form fields, hashed
+    location = peewee.CharField(max_length=500, null=True)  # where the first answer sent the browser
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        indexes = ((("key", "agent"), True),)
+
+
 class EventDelivery(BaseModel):
     """One plugin's copy of one event in the event outbox (see :mod:`helpdesk.event_outbox`).
 
@@ -419,4 +437,5 @@ MODELS = [
     Lease,
     WorkerBeat,
     EventDelivery,
+    IdempotentRequest,
 ]

@@ -87,6 +87,7 @@ def register_tasks(app: Flask, huey: Huey) -> dict[str, Any]:
             workers.reclaim_from_gone(state.settings.lease_seconds)  # without waiting for leases
             notifications.sweep(state)
             event_outbox.sweep(state)
+            workers.forget_old_requests()
 
         exclusive("sweep_outbox", work)
 

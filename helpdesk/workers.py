@@ -22,7 +22,7 @@ from typing import Any
 from helpdesk.clock import now
 from helpdesk.db import database, write_transaction
 from helpdesk.leases import holder_id
-from helpdesk.models import Delivery, DeliveryAttempt, EventDelivery, Lease, WorkerBeat
+from helpdesk.models import Delivery, DeliveryAttempt, EventDelivery, IdempotentRequest, Lease, WorkerBeat
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,12 @@ def reclaim(holders: list[str], at: dt.datetime | None = None) -> int:
 
 def reclaim_from_gone(lease_seconds: int) -> int:
     return reclaim(gone_holders(lease_seconds))
+
+
+def forget_old_requests(days: int = 1) -> int:
+    """Idempotency keys older than a day: nobody repeats a form that old (the sweep clears them)."""
+    return IdempotentRequest.delete().where(
+        IdempotentRequest.created_at < now() - dt.timedelta(days=days)).execute()
 
 
 class Heartbeat:

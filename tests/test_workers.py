@@ -63,3 +63,13 @@ def test_what_a_gone_worker_claimed_goes_back_to_pending_and_its_leases_are_free
     assert mine.state == "running", "a live worker's claim is left alone"
     assert Lease.get_or_none(Lease.name == "sweep_outbox") is None
     assert not WorkerBeat.select().where(WorkerBeat.holder == ended).exists()
+
+
+def test_the_sweep_forgets_idempotency_keys_after_a_day(app):
+    from helpdesk.models import IdempotentRequest
+
+    IdempotentRequest.create(key="a" * 32, agent=1, fingerprint="f", created_at=now() - dt.timedelta(days=2))
+    IdempotentRequest.create(key="b" * 32, agent=1, fingerprint="f", created_at=now() - dt.timedelta(hours=1))
+    with app.app_context():
+        app.extensions["helpdesk"].tasks["sweep_outbox"]()
+    assert [row.key for row in IdempotentRequest.select()] == ["b" * 32]

@@ -83,6 +83,14 @@ def init_app(app: Flask) -> None:
     """Register the 503 handlers and the health routes."""
 
     def unavailable(error: Exception) -> Response:
+        from helpdesk.web import idempotency
+
+        if request.method == "POST" and idempotency.committed_in_request():
+            # The change was saved; the answer failed. Say so, from the committed state.
+            logger.warning("%s %s: database failed after the change was saved: %s",
+                           request.method, request.path, error)
+            _forget_broken_connections()
+            return idempotency.answer_from_committed_state(None, "Saved.")
         busy = "locked" in str(error) or "busy" in str(error)
         logger.warning("%s %s answered 503: database %s: %s", request.method, request.path,
                        "busy" if busy else "unavailable", error)
