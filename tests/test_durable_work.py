@@ -329,3 +329,53 @@ def test_what_a_killed_worker_claimed_is_taken_back_when_the_next_starts_without
     workers.start(lease_seconds=600)
     wait_until(lambda: EventDelivery.get_by_id(created.id).state == "done", "the event is delivered", 60)
     assert time.monotonic() - started < 60, "seconds, not the 10-minute lease"
+
+
+def test_a_worker_stopped_with_sigterm_finishes_the_task_in_flight(app, workers, incident_factory,
+                                                                   monkeypatch):
+    monkeypatch.setattr(event_outbox, "after_commit", lambda callback: None)
+    incident_factory(title="Toner low")
+    [created] = EventDelivery.select().where((EventDelivery.plugin == "activity_log")
+                                             & (EventDelivery.event == "incident_created"))
+    worker = workers.start(hanging="slow_hook")  # the hook takes 2 s
+    workers.enqueue("fire_event", created.id)
+    wait_until(lambda: (workers.faults / "slow_hook.reached").exists(), "the hook is running")
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=30)
+    assert worker.returncode == 0
+    assert EventDelivery.get_by_id(created.id).state == "done", "finished, not abandoned"
+    assert [line["title"] for line in activity_lines(workers)] == ["Toner low"]
+
+
+def test_serve_stopped_with_sigterm_refuses_new_connections_and_answers_the_request_in_flight(
+        app, workers):
+    import socket
+    import threading
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = workers.env(HELPDESK_PORT=str(port), HELPDESK_TEST_FAULTS="slow_page",
+                      HELPDESK_TEST_FAULT_DIR=str(workers.faults))
+    server = subprocess.Popen(HELPDESK + ["serve", "--no-worker"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    workers.processes.append(server)
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _answers(f"{base}/healthz") or server.poll() is not None, "the server is up")
+    answers: list[tuple[int, str]] = []
+
+    def slow_request() -> None:
+        with urllib.request.urlopen(f"{base}/fault/slow", timeout=20) as response:
+            answers.append((response.status, response.read().decode()))
+
+    in_flight = threading.Thread(target=slow_request)
+    in_flight.start()
+    wait_until(lambda: (workers.faults / "slow_page.reached").exists(), "the slow request is running")
+    server.send_signal(signal.SIGTERM)
+    wait_until(lambda: not _answers(f"{base}/healthz"), "new connections are refused", 5)
+    assert in_flight.is_alive(), "the slow request is still being served"
+    in_flight.join(timeout=20)
+    assert answers == [(200, "done")]
+    server.wait(timeout=20)
+    assert server.returncode == 0

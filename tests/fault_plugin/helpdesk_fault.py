@@ -11,7 +11,10 @@ only by processes whose PYTHONPATH holds this folder; nothing else loads it.
 * ``event_hook``: in the activity log's hook, after it wrote its line (so the
   event is redelivered, a duplicate under the same key).
 
-The test then kills the worker with SIGKILL while it hangs.
+The test then kills the worker with SIGKILL while it hangs. Two faults are
+slow rather than stuck, for the graceful-stop tests: ``slow_hook`` makes the
+activity log's hook take 2 s, ``slow_page`` adds ``/fault/slow``, a page that
+takes 2 s.
 """
 
 from __future__ import annotations
@@ -21,16 +24,39 @@ import time
 from pathlib import Path
 from typing import Any
 
-from helpdesk import event_outbox, incidents, sla
+from flask import Blueprint
+
+from helpdesk import event_outbox, hookimpl, incidents, sla
+from helpdesk.security import PUBLIC, access
 
 FAULT_DIR = os.environ.get("HELPDESK_TEST_FAULT_DIR")
 FAULTS = set(filter(None, os.environ.get("HELPDESK_TEST_FAULTS", "").split(",")))
 
 
 def _hang(task: str) -> None:
-    Path(FAULT_DIR or ".", f"{task}.reached").touch()
+    _reached(task)
     while True:
         time.sleep(1)
+
+
+def _reached(fault: str) -> None:
+    Path(FAULT_DIR or ".", f"{fault}.reached").touch()
+
+
+@hookimpl
+def helpdesk_blueprints() -> list[Blueprint]:
+    if "slow_page" not in FAULTS:
+        return []
+    blueprint = Blueprint("fault", __name__, url_prefix="/fault")
+
+    @blueprint.get("/slow")
+    @access(PUBLIC)
+    def slow() -> str:
+        _reached("slow_page")
+        time.sleep(2)
+        return "done"
+
+    return [blueprint]
 
 
 def _hang_on_call(module: Any, attribute: str, fault: str, call: int, after: bool = False) -> None:
@@ -58,3 +84,12 @@ if FAULT_DIR:
     _hang_on_call(incidents, "change_status", "auto_close", 2)
     _hang_on_call(event_outbox, "sweep", "sweep_outbox", 1)
     _hang_on_call(activity_log, "_write", "event_hook", 1, after=True)
+    if "slow_hook" in FAULTS:
+        _write = activity_log._write
+
+        def slow_write(*args: Any, **kwargs: Any) -> None:
+            _reached("slow_hook")
+            time.sleep(2)
+            _write(*args, **kwargs)
+
+        activity_log._write = slow_write
