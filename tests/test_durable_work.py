@@ -379,3 +379,48 @@ def test_serve_stopped_with_sigterm_refuses_new_connections_and_answers_the_requ
     assert answers == [(200, "done")]
     server.wait(timeout=20)
     assert server.returncode == 0
+
+
+def test_under_socket_activation_a_restart_refuses_no_connection(app, workers):
+    """The listening socket outlives the process (as systemd's helpdesk.socket holds it): a request
+    sent while no server runs waits in the queue and is answered by the next process."""
+    import socket
+    import threading
+    import urllib.request
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    launch = ("import os, sys; os.dup2(int(os.environ.pop('TEST_FD')), 3); "
+              "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1'); "
+              "os.execv(sys.executable, [sys.executable, '-m', 'helpdesk.cli', 'serve', '--no-worker'])")
+
+    def start() -> subprocess.Popen[str]:
+        env = workers.env(TEST_FD=str(listener.fileno()))
+        process = subprocess.Popen([sys.executable, "-c", launch], env=env, pass_fds=[listener.fileno()],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        workers.processes.append(process)
+        return process
+
+    try:
+        first = start()
+        wait_until(lambda: _answers(f"{base}/healthz") or first.poll() is not None, "the first server")
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=20)
+        assert first.returncode == 0
+        answers: list[int] = []
+
+        def request() -> None:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=30) as response:
+                answers.append(response.status)
+
+        waiting = threading.Thread(target=request)
+        waiting.start()  # while no server runs: the connection waits in the socket's queue
+        time.sleep(0.5)
+        assert not answers
+        start()
+        waiting.join(timeout=30)
+        assert answers == [200]
+    finally:
+        listener.close()
