@@ -41,7 +41,9 @@ def register_tasks(app: Flask, huey: Huey) -> dict[str, Any]:
             seconds = app.extensions["helpdesk"].settings.lease_seconds
             return leases.run_exclusive(name, seconds, work)
 
-    @huey.task(name="fire_event", retries=0)
+    # A task that raises met the database or queue away (hooks' and channels' own failures are
+    # recorded and retried by the outboxes): run it again soon rather than at the next sweep.
+    @huey.task(name="fire_event", retries=3, retry_delay=5)
     def fire_event(event_id: int) -> None:
         """Call one plugin's hook for one event-outbox row (claimed first; retried by the core)."""
         from helpdesk import event_outbox
@@ -69,7 +71,7 @@ def register_tasks(app: Flask, huey: Huey) -> dict[str, Any]:
         if days:
             exclusive("auto_close", lambda: incidents.close_resolved(days))
 
-    @huey.task(name="deliver", retries=0)
+    @huey.task(name="deliver", retries=3, retry_delay=5)
     def deliver(delivery_id: int) -> None:
         """Send one outbox row (claimed first, so a duplicate task does nothing)."""
         from helpdesk import notifications
