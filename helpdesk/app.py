@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, jsonify, redirect, request, send_from_directory, url_for
+from flask import Flask, Response, redirect, request, send_from_directory, url_for
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.routing import IntegerConverter
@@ -73,7 +73,7 @@ def create_app(
         TESTING=settings.testing,
     )
 
-    database.initialize(open_database(settings.database_url))
+    database.initialize(open_database(settings.database_url, settings.database_busy_seconds))
     app.extensions["helpdesk.settings"] = settings
     ctx = Context(settings=settings, huey=create_huey(settings),
                   template_folders=(Path(settings.instance_path) / "templates", _asset_dir("templates")))
@@ -125,17 +125,14 @@ def create_app(
     _register_template_helpers(app, settings)
     _register_static(app)
     _register_errors(app)
-    from helpdesk.web import admin, auth, incidents, notices, plugin_ui, queues
+    from helpdesk.web import admin, auth, idempotency, incidents, notices, outage, plugin_ui, queues
 
     for blueprint in (auth.bp, queues.bp, incidents.bp, admin.bp, notices.bp):
         app.register_blueprint(blueprint)
     plugin_ui.init_app(app, ctx)
 
-    @app.get("/healthz")
-    @access(PUBLIC)
-    def health() -> Response:
-        database.execute_sql("SELECT 1")
-        return jsonify(status="ok", version=__version__)
+    outage.init_app(app)  # 503s for database outages, /healthz and /readyz
+    idempotency.init_app(app)  # a repeated form answers with the first result
 
     @app.after_request
     def headers(response: Response) -> Response:
@@ -159,10 +156,7 @@ def _return_path() -> str | None:
 
 
 def _register_database_hooks(app: Flask) -> None:
-    @app.before_request
-    def connect() -> None:
-        database.connect(reuse_if_open=True)
-
+    # A request connects on its first query (peewee's autoconnect), so /healthz needs no database.
     @app.teardown_request
     def close(exc: BaseException | None) -> None:
         if not database.is_closed():

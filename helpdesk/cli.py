@@ -113,10 +113,11 @@ def init(ctx: click.Context, demo: bool) -> None:
 @click.option("--no-worker", is_flag=True, help="Do not run the background worker in-process.")
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, no_worker: bool) -> None:
-    """Serve the web app with waitress, and the background worker in the same process."""
-    from waitress import serve as waitress_serve
+    """Serve the web app with waitress, and the background worker in the same process.
 
-    from helpdesk import schema
+    SIGTERM stops it gracefully: no new connections, requests and tasks in
+    flight finish (for at most ``shutdown_seconds``)."""
+    from helpdesk import schema, serving
     from helpdesk.db import database
 
     app = _app(ctx)
@@ -129,45 +130,57 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_worker: boo
     if not no_worker:
         consumer = _start_consumer(app, settings.workers)
     host, port = host or settings.host, port or settings.port
-    click.echo(f"Helpdesk serving on http://{host}:{port} "
-               f"({'with' if consumer else 'without'} background worker). Ctrl-C stops.")
     try:
-        waitress_serve(app, host=host, port=port, threads=settings.threads, ident="helpdesk",
-                       max_request_body_size=settings.max_request_bytes)
-    except KeyboardInterrupt:
-        pass
+        serving.serve(app, host=host, port=port, threads=settings.threads,
+                      max_request_bytes=settings.max_request_bytes,
+                      shutdown_seconds=settings.shutdown_seconds, on_listen=lambda: click.echo(
+                          f"Helpdesk serving on http://{host}:{port} "
+                          f"({'with' if consumer else 'without'} background worker). Ctrl-C stops."))
     finally:
         if consumer is not None:
-            consumer.stop(graceful=True)
+            consumer.stop(graceful=True)  # tasks in flight finish, within shutdown_seconds
+            consumer.heartbeat.stop()
 
 
 def _start_consumer(app: Any, workers: int) -> Any:
     """Start Huey's worker threads here, keeping Ctrl-C and SIGTERM for the web server."""
     huey = app.extensions["helpdesk"].huey
-    consumer = huey.create_consumer(workers=workers, worker_type="thread", periodic=True)
+    consumer = huey.create_consumer(workers=workers, worker_type="thread", periodic=True,
+                                    shutdown_timeout=app.extensions["helpdesk"].settings.shutdown_seconds)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    consumer.heartbeat = _start_heartbeat(app)
     consumer.start()
     for sig, handler in previous.items():
         signal.signal(sig, handler)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     return consumer
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 @main.command()
 @click.option("--workers", type=int, default=None, help="Worker threads (HELPDESK_WORKERS).")
 @click.pass_context
 def worker(ctx: click.Context, workers: int | None) -> None:
-    """Run only the background worker (for installations with several processes)."""
+    """Run only the background worker (for installations with several processes).
+
+    SIGTERM stops it gracefully: tasks in flight finish (for at most ``shutdown_seconds``)."""
     app = _app(ctx)
     state = app.extensions["helpdesk"]
+    # SIGTERM (systemd's stop) and Ctrl-C let tasks in flight finish, within shutdown_seconds.
     consumer = state.huey.create_consumer(workers=workers or state.settings.workers,
-                                          worker_type="thread", periodic=True)
+                                          worker_type="thread", periodic=True, graceful_signal="TERM",
+                                          shutdown_timeout=state.settings.shutdown_seconds)
+    heartbeat = _start_heartbeat(app)
     click.echo("Helpdesk worker running. Ctrl-C stops.")
-    consumer.run()
+    try:
+        consumer.run()
+    finally:
+        heartbeat.stop()
+
+
+def _start_heartbeat(app: Any) -> Any:
+    """Say this worker is alive, after taking back what dead workers left claimed."""
+    from helpdesk.workers import Heartbeat
+
+    return Heartbeat(app).start()
 
 
 @main.group()

@@ -161,6 +161,12 @@ class Settings:
                                         "what meets the response target")
     sla_pause_statuses: tuple[str, ...] = _setting(_statuses, ("pending",), "statuses that pause SLAs")
     auto_close_days: int = _setting(_int_between(0, 365), 5, "close resolved incidents after (0: never)")
+    database_busy_seconds: int = _setting(_int_between(1, 600), 10,
+                                          "longest wait for the database before answering 503")
+    shutdown_seconds: int = _setting(_int_between(1, 3600), 30,
+                                     "on SIGTERM, how long requests and tasks in flight may finish")
+    lease_seconds: int = _setting(_int_between(1, 3600), 120,
+                                  "a worker's claim on periodic work or a delivery, renewed while it works")
     testing: bool = _setting(_boolean, False, "test mode: tasks run immediately")
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 

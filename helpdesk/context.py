@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
 class Tasks:
     """Typed handles of the app's background tasks (each enqueues; immediate in tests)."""
 
-    fire_event: Callable[[str, int, dict[str, Any]], Any]
+    fire_event: Callable[[int], Any]  # one event-outbox row
     deliver: Callable[[int], Any]
     sla_check: Callable[[], Any]
     auto_close: Callable[[], Any]

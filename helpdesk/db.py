@@ -48,13 +48,20 @@ class BaseModel(peewee.Model):
         return super().save(*args, **kwargs)
 
 
-def open_database(url: str) -> peewee.Database:
-    """Create (but do not connect) the peewee database a URL names."""
+def open_database(url: str, busy_seconds: int = 10) -> peewee.Database:
+    """Create (but do not connect) the peewee database a URL names.
+
+    ``busy_seconds`` bounds how long a write waits for SQLite's lock (and a
+    PostgreSQL connection for its server) before failing; the web layer
+    answers that failure with a 503, so nobody waits without end.
+    """
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = Path(unquote(url[len("sqlite:///") :]))
         path.parent.mkdir(parents=True, exist_ok=True)
-        return peewee.SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS, timeout=10)
+        pragmas = [(name, busy_seconds * 1000 if name == "busy_timeout" else value)
+                   for name, value in SQLITE_PRAGMAS]
+        return peewee.SqliteDatabase(str(path), pragmas=pragmas, timeout=busy_seconds)
     if parts.scheme in {"postgres", "postgresql"}:
         options = dict(parse_qsl(parts.query))
         return PooledPostgresqlDatabase(
@@ -65,7 +72,8 @@ def open_database(url: str) -> peewee.Database:
             port=parts.port,
             max_connections=int(options.pop("max_connections", 32)),
             stale_timeout=300,
-            timeout=10,
+            timeout=busy_seconds,  # waiting for a free pooled connection
+            **({"connect_timeout": busy_seconds} if "connect_timeout" not in options else {}),
             **options,
         )
     raise ValueError(f"unsupported database URL scheme {parts.scheme!r}")
@@ -103,12 +111,16 @@ def write_transaction() -> Iterator[None]:
             context = database.atomic()
         with context:
             yield
+            if outermost:
+                for hook in _take_before_commit():
+                    hook()
     except BaseException:
         del pending[mark:]  # this (sub)transaction rolled back: so do its callbacks
         raise
     finally:
         _local.depth -= 1
     if outermost:
+        _local.commits = commit_count() + 1
         callbacks = list(pending)
         pending.clear()
         for callback in callbacks:
@@ -116,6 +128,25 @@ def write_transaction() -> Iterator[None]:
                 callback()
             except Exception:  # the change is committed: a failing follow-up must not undo the answer
                 logger.exception("after-commit callback failed")
+
+
+def _take_before_commit() -> list[Callable[[], None]]:
+    hooks = getattr(_local, "before_commit", [])
+    _local.before_commit = []
+    return hooks
+
+
+def with_next_commit(callback: Callable[[], None] | None) -> None:
+    """Run ``callback`` inside this thread's next outermost write transaction, just before it
+    commits (once; ``None`` cancels). The web layer records a request's idempotency key this
+    way, atomically with the first change the request makes."""
+    _local.before_commit = [callback] if callback else []
+
+
+def commit_count() -> int:
+    """How many outermost write transactions this thread has committed (the web layer tells
+    by it whether a request that failed had already changed something)."""
+    return getattr(_local, "commits", 0)
 
 
 def after_commit(callback: Callable[[], None]) -> None:

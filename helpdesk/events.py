@@ -1,7 +1,8 @@
-"""Plugin events: queued when a change commits, fired by the background worker.
+"""Plugin events: written to the event outbox with the change, fired by the background worker.
 
 Events carry ids only; the worker loads fresh objects before calling the
-hooks, so a plugin always sees committed state.
+hooks, so a plugin always sees committed state. Delivery is at least once
+(:mod:`helpdesk.event_outbox`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 import peewee
 
 from helpdesk.context import Context
-from helpdesk.db import after_commit
 
 logger = logging.getLogger(__name__)
 _local = threading.local()
@@ -32,17 +32,16 @@ def suppressed() -> Iterator[None]:
 
 
 def emit(ctx: Context, name: str, incident_id: int, actor: Any, **extra: Any) -> None:
-    """Record event ``name``: notifications into the outbox now, in the change's transaction,
-    and the plugin hooks queued to fire after it commits."""
+    """Record event ``name`` in the current transaction: its notifications into the outbox,
+    and one row per plugin implementing its hook, fired after the commit (at least once)."""
     if getattr(_local, "suppressed", False):
         return
     payload = {
         key: (value.id if isinstance(value, peewee.Model) else value)
         for key, value in {"actor": actor, **extra}.items()
     }
+    from helpdesk import event_outbox
     from helpdesk.notify import outbox
 
     outbox.record_event(ctx, name, incident_id, payload)  # in this transaction
-    tasks = ctx.tasks
-    if tasks is not None:
-        after_commit(lambda: tasks.fire_event(name, incident_id, payload))
+    event_outbox.record(ctx, name, incident_id, payload)

@@ -22,12 +22,16 @@ Families, and the naming rule a test enforces (see :data:`FAMILIES`):
 * *decision* hooks (``helpdesk_<noun>``) are ``firstresult``: the first
   non-``None`` answer wins, and a built-in default (registered ``trylast``)
   always answers; return ``None`` to let the next plugin decide.
-* *event* hooks (``incident_<past participle>``) fire after the change has
-  committed, in the background worker, never inside the web request. An
-  event hook that raises is logged with the plugin's name and listed on the
-  admin Plugins page; it neither undoes the change nor stops other plugins'
-  hooks. Return nothing. Handlers should be idempotent: a crash can deliver
-  an event twice.
+* *event* hooks (``incident_…``) fire after the change has committed, in
+  the background worker, never inside the web request. An event hook that
+  raises is logged with the plugin's name and listed on the admin Plugins
+  page; it neither undoes the change nor stops other plugins' hooks, and it
+  is called again later (backoff, up to 8 attempts, then an admin may retry
+  it). Events are delivered **at least once**: after a crash a hook may run
+  twice for one event, so handlers must be idempotent. Every event hook
+  receives ``event_key``, the same string for every call about one event
+  (and different for every other event): record it, or build outbox
+  idempotency keys from it, to drop repeats. Return nothing.
 * *UI slots* (``helpdesk_<noun>``) add panels, actions, queue columns, pages
   and CLI commands. They run in the web request (or the CLI) and must be
   quick: no network, and for queue columns no database queries.
@@ -184,14 +188,14 @@ def helpdesk_sla_policy(incident: Any, ctx: Any) -> str | None:
 
 @_family("event")
 @hookspec
-def incident_created(incident: Any, actor: Any, ctx: Any) -> None:
+def incident_created(incident: Any, actor: Any, ctx: Any, event_key: str) -> None:
     """A new incident was logged. ``actor`` is the agent, or ``None`` for intake."""
 
 
 @_family("event")
 @hookspec
 def incident_assigned(
-    incident: Any, actor: Any, previous_team: Any, previous_agent: Any, ctx: Any
+    incident: Any, actor: Any, previous_team: Any, previous_agent: Any, ctx: Any, event_key: str
 ) -> None:
     """The assigned team or agent changed; the previous pair is given (each may be ``None``).
 
@@ -202,7 +206,8 @@ def incident_assigned(
 @_family("event")
 @hookspec
 def incident_owner_changed(
-    incident: Any, actor: Any, previous_team: Any, previous_agent: Any, reason: str, ctx: Any
+    incident: Any, actor: Any, previous_team: Any, previous_agent: Any, reason: str, ctx: Any,
+    event_key: str,
 ) -> None:
     """The owning team or agent changed: ``reason`` is ``"taken"`` when an agent took an
     unowned incident, else the reason the transferring agent gave."""
@@ -211,7 +216,7 @@ def incident_owner_changed(
 @_family("event")
 @hookspec
 def incident_status_changed(incident: Any, actor: Any, old_status: str, new_status: str,
-                            ctx: Any) -> None:
+                            ctx: Any, event_key: str) -> None:
     """The status changed; fires for every transition, before the specific hooks below.
 
     Statuses are the codes of :data:`helpdesk.STATUSES` (``"new"``,
@@ -221,27 +226,28 @@ def incident_status_changed(incident: Any, actor: Any, old_status: str, new_stat
 
 @_family("event")
 @hookspec
-def incident_commented(incident: Any, actor: Any, entry: Any, public: bool, ctx: Any) -> None:
+def incident_commented(incident: Any, actor: Any, entry: Any, public: bool, ctx: Any,
+                       event_key: str) -> None:
     """A public reply (``public=True``) or an internal note was added; ``entry`` is its
     timeline entry (``entry.body`` is the Markdown text)."""
 
 
 @_family("event")
 @hookspec
-def incident_resolved(incident: Any, actor: Any, ctx: Any) -> None:
+def incident_resolved(incident: Any, actor: Any, ctx: Any, event_key: str) -> None:
     """The incident was resolved: service is restored; ``incident.resolution_code`` and
     ``incident.resolution_note`` say how."""
 
 
 @_family("event")
 @hookspec
-def incident_reopened(incident: Any, actor: Any, ctx: Any) -> None:
+def incident_reopened(incident: Any, actor: Any, ctx: Any, event_key: str) -> None:
     """A resolved incident was reopened (the reason is the latest timeline entry)."""
 
 
 @_family("event")
 @hookspec
-def incident_closed(incident: Any, actor: Any, ctx: Any) -> None:
+def incident_closed(incident: Any, actor: Any, ctx: Any, event_key: str) -> None:
     """The incident was closed (``actor`` is ``None`` when closed automatically after the
     grace period)."""
 
@@ -249,7 +255,7 @@ def incident_closed(incident: Any, actor: Any, ctx: Any) -> None:
 @_family("event")
 @hookspec
 def incident_sla_warning(incident: Any, actor: Any, target: str, point: float, due_at: str,
-                         ctx: Any) -> None:
+                         ctx: Any, event_key: str) -> None:
     """A warning point of an SLA target was reached (``point`` is the fraction used, e.g. 0.75).
 
     ``target`` is ``"response"`` or ``"resolution"``; ``due_at`` is the due
@@ -260,7 +266,8 @@ def incident_sla_warning(incident: Any, actor: Any, target: str, point: float, d
 
 @_family("event")
 @hookspec
-def incident_sla_breached(incident: Any, actor: Any, target: str, due_at: str, ctx: Any) -> None:
+def incident_sla_breached(incident: Any, actor: Any, target: str, due_at: str, ctx: Any,
+                          event_key: str) -> None:
     """An SLA target was breached: fires once per target cycle from the background SLA check;
     ``actor`` is ``None``, ``due_at`` the time it was due (ISO 8601, UTC)."""
 

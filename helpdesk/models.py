@@ -297,6 +297,7 @@ class Delivery(BaseModel):
     last_error = peewee.TextField(default="")
     next_attempt_at = peewee.DateTimeField(null=True)
     claimed_until = peewee.DateTimeField(null=True)
+    claimed_by = peewee.CharField(max_length=200, null=True)  # the worker (WorkerBeat.holder)
     created_at = peewee.DateTimeField(default=utcnow)
     sent_at = peewee.DateTimeField(null=True)
     expires_at = peewee.DateTimeField(null=True)  # not sent after this (its moment has passed)
@@ -312,6 +313,75 @@ class DeliveryAttempt(BaseModel):
     at = peewee.DateTimeField(default=utcnow)
     ok = peewee.BooleanField()
     error = peewee.TextField(default="")
+
+
+class Lease(BaseModel):
+    """Who runs one piece of periodic work, and until when (see :mod:`helpdesk.leases`).
+
+    A holder that dies stops renewing; once ``expires_at`` passes, the next
+    worker takes the lease over, so no crash can stop the work for good.
+    """
+
+    name = peewee.CharField(max_length=64, primary_key=True)
+    holder = peewee.CharField(max_length=200)
+    acquired_at = peewee.DateTimeField()
+    expires_at = peewee.DateTimeField()
+
+
+class WorkerBeat(BaseModel):
+    """A running worker process and when it last said it was alive (faster recovery)."""
+
+    holder = peewee.CharField(max_length=200, primary_key=True)
+    started_at = peewee.DateTimeField()
+    seen_at = peewee.DateTimeField(index=True)
+
+
+class IdempotentRequest(BaseModel):
+    """A state-changing request that committed, by the idempotency key its form carried.
+
+    Written in the transaction of the request's first change, so a repeat of
+    the same request (a double click, a retry after a lost answer) is
+    recognised and answered with the first result instead of writing again.
+    """
+
+    agent = peewee.IntegerField(null=True)
+    key = peewee.CharField(max_length=64)
+    fingerprint = peewee.CharField(max_length=64)  # method, path and form fields, hashed
+    location = peewee.CharField(max_length=500, null=True)  # where the first answer sent the browser
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        indexes = ((("key", "agent"), True),)
+
+
+class EventDelivery(BaseModel):
+    """One plugin's copy of one event in the event outbox (see :mod:`helpdesk.event_outbox`).
+
+    Written in the transaction of the change, one row per implementing plugin,
+    so a failing plugin is retried and dead-lettered alone. ``event_key`` is
+    the same for every plugin's copy of one event: the hook's idempotency key.
+    """
+
+    event = peewee.CharField(max_length=64)
+    incident = peewee.ForeignKeyField(Incident, null=True, backref="+", on_delete="CASCADE")
+    plugin = peewee.CharField(max_length=100)
+    payload = peewee.TextField(default="{}")
+    event_key = peewee.CharField(max_length=64)
+    state = peewee.CharField(max_length=16, default="pending")  # pending, running, done, dead
+    attempts = peewee.IntegerField(default=0)
+    last_error = peewee.TextField(default="")
+    next_attempt_at = peewee.DateTimeField(null=True)
+    claimed_until = peewee.DateTimeField(null=True)
+    claimed_by = peewee.CharField(max_length=200, null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    done_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            (("event_key", "plugin"), True),
+            (("state", "next_attempt_at"), False),
+            (("state", "claimed_until"), False),
+        )
 
 
 class NotificationPreference(BaseModel):
@@ -388,4 +458,8 @@ MODELS = [
     NotificationPreference,
     NotificationRule,
     AgentChannel,
+    Lease,
+    WorkerBeat,
+    EventDelivery,
+    IdempotentRequest,
 ]

@@ -2,12 +2,14 @@
 
 The default queue is a SQLite file beside the database (zero set-up); Redis
 serves installations with several worker machines. Tests run tasks
-immediately, in the calling thread.
+immediately, in the calling thread. Periodic work runs under leases in the
+database (:mod:`helpdesk.leases`), so a crash never leaves it stopped.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -37,51 +39,44 @@ def register_tasks(app: Flask, huey: Huey, ctx: Context) -> Tasks:
     ``helpdesk.plugin_settings``) and hands ``ctx`` to the domain.
     """
 
-    @huey.task(name="fire_event", retries=0)
-    def fire_event(name: str, incident_id: int, payload: dict[str, Any]) -> None:
-        from helpdesk.models import Agent, Incident, Team, TimelineEntry
-        from helpdesk.plugins import call_event
+    def exclusive(name: str, work: Callable[[], Any]) -> Any:
+        """Run one pass of periodic work under its lease (a crash leaves nothing stuck)."""
+        from helpdesk import leases
 
-        loaders = {
-            "actor": Agent,
-            "previous_agent": Agent,
-            "previous_team": Team,
-            "entry": TimelineEntry,
-        }
         with app.app_context(), database.connection_context():
-            incident = Incident.get_or_none(Incident.id == incident_id)
-            if incident is None:
-                logger.warning("event %s: INC-%s no longer exists", name, incident_id)
-                return
-            kwargs = {
-                key: (loaders[key].get_or_none(loaders[key].id == value)
-                      if key in loaders and value is not None else value)
-                for key, value in payload.items()
-            }
-            call_event(ctx.pm, name, incident=incident, ctx=ctx, **kwargs)
+            return leases.run_exclusive(name, ctx.settings.lease_seconds, work)
+
+    # A task that raises met the database or queue away (hooks' and channels' own failures are
+    # recorded and retried by the outboxes): run it again soon rather than at the next sweep.
+    @huey.task(name="fire_event", retries=3, retry_delay=5)
+    def fire_event(event_id: int) -> None:
+        """Call one plugin's hook for one event-outbox row (claimed first; retried by the core)."""
+        from helpdesk import event_outbox
+
+        with app.app_context(), database.connection_context():
+            event_outbox.deliver(ctx, event_id)
 
     @huey.periodic_task(crontab(minute="*"), name="sla_check")
-    @huey.lock_task("sla-check")
     def sla_check() -> None:
-        """Every minute, under a lock so passes never overlap."""
+        """Every minute, under a lease so passes never overlap."""
         from helpdesk import sla
 
-        with app.app_context(), database.connection_context():
+        def work() -> None:
             fired = sla.check(ctx)
             if fired:
                 logger.info("SLA check fired %d event(s)", fired)
 
+        exclusive("sla_check", work)
+
     @huey.periodic_task(crontab(minute="*/5"), name="auto_close")
-    @huey.lock_task("auto-close")
     def auto_close() -> None:
         from helpdesk import incidents
 
-        with app.app_context(), database.connection_context():
-            days = ctx.settings.auto_close_days
-            if days:
-                incidents.close_resolved(ctx, days)
+        days = ctx.settings.auto_close_days
+        if days:
+            exclusive("auto_close", lambda: incidents.close_resolved(ctx, days))
 
-    @huey.task(name="deliver", retries=0)
+    @huey.task(name="deliver", retries=3, retry_delay=5)
     def deliver(delivery_id: int) -> None:
         """Send one outbox row (claimed first, so a duplicate task does nothing)."""
         from helpdesk.notify import outbox
@@ -90,12 +85,18 @@ def register_tasks(app: Flask, huey: Huey, ctx: Context) -> Tasks:
             outbox.deliver(ctx, delivery_id)
 
     @huey.periodic_task(crontab(minute="*"), name="sweep_outbox")
-    @huey.lock_task("sweep-outbox")
     def sweep_outbox() -> None:
+        """Re-queue what is due in both outboxes: notifications, then plugin events."""
+        from helpdesk import event_outbox, workers
         from helpdesk.notify import outbox
 
-        with app.app_context(), database.connection_context():
+        def work() -> None:
+            workers.reclaim_from_gone(ctx.settings.lease_seconds)  # without waiting for leases
             outbox.sweep(ctx)
+            event_outbox.sweep(ctx)
+            workers.forget_old_requests()
+
+        exclusive("sweep_outbox", work)
 
     return Tasks(fire_event=fire_event, deliver=deliver, sla_check=sla_check, auto_close=auto_close,
                  sweep_outbox=sweep_outbox)

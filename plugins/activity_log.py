@@ -25,10 +25,12 @@ def log_path(ctx: Context) -> Path:
     return Path(configured) if configured else ctx.instance_path / "activity.jsonl"
 
 
-def _write(ctx: Context, event: str, incident: Any, actor: Any, **details: Any) -> None:
+def _write(ctx: Context, event: str, incident: Any, actor: Any, event_key: str, **details: Any) -> None:
     line = {
         "at": now().isoformat() + "Z",
         "event": event,
+        # The same for a repeat of one event (delivery is at least once): readers drop repeats by it.
+        "event_key": event_key,
         "incident": incident.reference,
         "actor": actor.username if actor is not None else None,
         **{key: (str(value) if value is not None else None) for key, value in details.items()},
@@ -40,33 +42,35 @@ def _write(ctx: Context, event: str, incident: Any, actor: Any, **details: Any) 
 
 
 @hookimpl
-def incident_created(ctx: Context, incident: Any, actor: Any) -> None:
-    _write(ctx, "created", incident, actor, title=incident.title)
+def incident_created(ctx: Context, incident: Any, actor: Any, event_key: str) -> None:
+    _write(ctx, "created", incident, actor, event_key, title=incident.title)
 
 
 @hookimpl
 def incident_assigned(ctx: Context, incident: Any, actor: Any, previous_team: Any,
-                      previous_agent: Any) -> None:
-    _write(ctx, "assigned", incident, actor, team=incident.assigned_team, agent=incident.assigned_agent,
-           previous_team=previous_team, previous_agent=previous_agent)
+                      previous_agent: Any, event_key: str) -> None:
+    _write(ctx, "assigned", incident, actor, event_key, team=incident.assigned_team,
+           agent=incident.assigned_agent, previous_team=previous_team, previous_agent=previous_agent)
 
 
 @hookimpl
 def incident_owner_changed(ctx: Context, incident: Any, actor: Any, previous_team: Any,
-                           previous_agent: Any, reason: str) -> None:
-    _write(ctx, "owner_changed", incident, actor, team=incident.owner_team, agent=incident.owner_agent,
-           previous_team=previous_team, previous_agent=previous_agent, reason=reason)
+                           previous_agent: Any, reason: str, event_key: str) -> None:
+    _write(ctx, "owner_changed", incident, actor, event_key, team=incident.owner_team,
+           agent=incident.owner_agent, previous_team=previous_team, previous_agent=previous_agent,
+           reason=reason)
 
 
 @hookimpl
 def incident_status_changed(ctx: Context, incident: Any, actor: Any, old_status: str,
-                            new_status: str) -> None:
-    _write(ctx, "status_changed", incident, actor, old=old_status, new=new_status)
+                            new_status: str, event_key: str) -> None:
+    _write(ctx, "status_changed", incident, actor, event_key, old=old_status, new=new_status)
 
 
 @hookimpl
-def incident_commented(ctx: Context, incident: Any, actor: Any, entry: Any, public: bool) -> None:
-    _write(ctx, "replied" if public else "noted", incident, actor)
+def incident_commented(ctx: Context, incident: Any, actor: Any, entry: Any, public: bool,
+                       event_key: str) -> None:
+    _write(ctx, "replied" if public else "noted", incident, actor, event_key)
 
 
 @hookimpl

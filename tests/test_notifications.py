@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from helpdesk import events, incidents, sla
+from helpdesk import event_outbox, incidents, sla
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
 from helpdesk.models import (
@@ -509,7 +509,7 @@ class TestOutboxAtomicity:
         sent_before = len(smtp.received), len(http_receiver.requests)
         with monkeypatch.context() as patch:
             # Nothing registered to run after the commit runs: the process is gone.
-            patch.setattr(events, "after_commit", lambda callback: None)
+            patch.setattr(event_outbox, "after_commit", lambda callback: None)
             patch.setattr(notifications, "after_commit", lambda callback: None)
             with helpdesk_app.app_context():
                 incidents.assign(ctx, incident.id, personas.owner, personas.database_team, personas.assignee)

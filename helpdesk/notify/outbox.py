@@ -192,9 +192,12 @@ def backoff(attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not crypto
 
 
-def claim(delivery_id: int, at: dt.datetime) -> bool:
+def claim(delivery_id: int, at: dt.datetime, lease: dt.timedelta = LEASE) -> bool:
     """Take a pending row whose time has come; exactly one worker can win it."""
-    return Delivery.update(state="sending", claimed_until=at + LEASE, attempts=Delivery.attempts + 1) \
+    from helpdesk.leases import holder_id
+
+    return Delivery.update(state="sending", claimed_until=at + lease, claimed_by=holder_id(),
+                           attempts=Delivery.attempts + 1) \
         .where((Delivery.id == delivery_id) & (Delivery.state == "pending")
                & (Delivery.next_attempt_at <= at)).execute() == 1
 
@@ -213,7 +216,7 @@ def _withdrawn(delivery: Delivery, at: dt.datetime) -> tuple[str, str] | None:
 def deliver(ctx: Context, delivery_id: int) -> str | None:
     """Claim and send one delivery; return its new state (None if another worker has it)."""
     at = now()
-    if not claim(delivery_id, at):
+    if not claim(delivery_id, at, dt.timedelta(seconds=ctx.settings.lease_seconds)):
         return None
     delivery = Delivery.get_by_id(delivery_id)
     withdrawn = _withdrawn(delivery, at)

@@ -205,12 +205,33 @@ def plugins() -> Any:
     """Every loaded plugin, where it came from, what it implements, and recent failures."""
     from flask import current_app
 
-    from helpdesk.models import PluginFailure
+    from helpdesk import event_outbox
+    from helpdesk.models import EventDelivery, PluginFailure
 
     state = current_app.extensions["helpdesk"]
     failures = list(PluginFailure.select().order_by(PluginFailure.id.desc()).limit(50))
+    # Events still owed to a plugin: dead ones first, then those waiting for a retry or running.
+    owed = list(EventDelivery.select().where(
+        (EventDelivery.state == "dead") | ((EventDelivery.state != "done") & (EventDelivery.attempts > 0)))
+        .order_by((EventDelivery.state == "dead").desc(), EventDelivery.id.desc()).limit(100))
     return render_template("admin/plugins.html", plugins=list(state.plugins.values()),
-                           failures=failures)
+                           failures=failures, owed=owed, event_counts=event_outbox.counts())
+
+
+@bp.post("/plugins/events/<int:event_id>/retry")
+@access(ADMIN)
+def retry_event(event_id: int) -> Any:
+    """Queue a dead plugin event again (after the plugin was fixed or re-enabled)."""
+    from flask import current_app
+
+    from helpdesk import event_outbox
+
+    if event_outbox.retry(event_id):
+        current_app.extensions["helpdesk"].tasks.fire_event(event_id)
+        flash("Event queued again.")
+    else:
+        flash("Only a dead event can be retried.")
+    return redirect(url_for("admin.plugins"), code=303)
 
 
 @bp.get("/sla")

@@ -1,0 +1,171 @@
+"""Plugin events at least once: the event outbox.
+
+:func:`record` runs inside the transaction of the change (called by
+:func:`helpdesk.events.emit`) and writes one row per plugin that implements
+the event's hook, so an event exists exactly when its change does, and a
+plugin that fails is retried, and dead-lettered, alone. After the commit a
+``fire_event`` task per row calls that plugin's hook; the task claims its row
+with a conditional UPDATE, so a duplicate task does nothing. A hook that
+raises is retried with exponential backoff and jitter, and after
+:data:`MAX_ATTEMPTS` the row is *dead* until an admin retries it (admin
+Plugins page). :func:`sweep` re-queues rows whose retry time came, rows a
+queue outage never delivered to a worker, and rows a dead worker left
+claimed.
+
+Delivery is at least once: a hook may run again for the same event (a worker
+killed after the hook ran but before the row was marked done). Every copy of
+one event carries the same ``event_key``, handed to the hook, so a handler
+that must not act twice records the keys it has seen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import random
+import uuid
+from typing import Any
+
+from helpdesk.clock import now
+from helpdesk.db import after_commit, write_transaction
+from helpdesk.models import Agent, EventDelivery, Incident, Team, TimelineEntry
+
+logger = logging.getLogger(__name__)
+MAX_ATTEMPTS = 8
+BACKOFF_BASE = 30.0  # seconds; doubles per attempt, capped
+BACKOFF_CAP = 3600.0
+# Payload keys that name a row; the worker loads the row fresh before calling the hook.
+LOADERS: dict[str, Any] = {
+    "actor": Agent,
+    "previous_agent": Agent,
+    "previous_team": Team,
+    "entry": TimelineEntry,
+}
+
+
+def _implementations(state: Any, event: str) -> list[Any]:
+    caller = getattr(state.pm.hook, event, None)
+    if caller is None:
+        return []
+    return [impl for impl in reversed(caller.get_hookimpls())
+            if not (getattr(impl, "hookwrapper", False) or getattr(impl, "wrapper", False))]
+
+
+def record(state: Any, event: str, incident_id: int, payload: dict[str, Any]) -> list[int]:
+    """Write one outbox row per implementing plugin (in the caller's transaction);
+    queue their delivery for after the commit."""
+    plugins = [impl.plugin_name for impl in _implementations(state, event)]
+    if not plugins:
+        return []
+    key = uuid.uuid4().hex
+    stamp = now()
+    data = json.dumps(payload)
+    created = [EventDelivery.create(event=event, incident=incident_id, plugin=plugin, payload=data,
+                                    event_key=key, next_attempt_at=stamp, created_at=stamp).id
+               for plugin in plugins]
+    after_commit(lambda: [state.tasks.fire_event(event_id) for event_id in created])
+    return created
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1))
+    return dt.timedelta(seconds=delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not crypto
+
+
+def claim(event_id: int, holder: str, lease_seconds: int, at: dt.datetime) -> bool:
+    """Take a pending row whose time has come; exactly one worker can win it."""
+    return EventDelivery.update(
+        state="running", claimed_until=at + dt.timedelta(seconds=lease_seconds), claimed_by=holder,
+        attempts=EventDelivery.attempts + 1,
+    ).where((EventDelivery.id == event_id) & (EventDelivery.state == "pending")
+            & (EventDelivery.next_attempt_at <= at)).execute() == 1
+
+
+def _arguments(row: EventDelivery, incident: Incident) -> dict[str, Any]:
+    payload = json.loads(row.payload or "{}")
+    arguments = {
+        key: (LOADERS[key].get_or_none(LOADERS[key].id == value)
+              if key in LOADERS and value is not None else value)
+        for key, value in payload.items()
+    }
+    return {**arguments, "incident": incident, "event_key": row.event_key}
+
+
+def deliver(state: Any, event_id: int) -> str | None:
+    """Claim one row and call its plugin's hook; return the row's new state
+    (None when another worker has it or it is not due)."""
+    from helpdesk.leases import holder_id
+    from helpdesk.plugins import record_failure
+
+    if not claim(event_id, holder_id(), state.settings.lease_seconds, now()):
+        return None
+    row = EventDelivery.get_by_id(event_id)
+    impl = next((i for i in _implementations(state, row.event) if i.plugin_name == row.plugin), None)
+    if impl is None:
+        return _failed(row, f"the plugin {row.plugin!r} is not enabled in this worker", permanent=True)
+    incident = Incident.get_or_none(Incident.id == row.incident_id) if row.incident_id else None
+    if incident is None:
+        logger.warning("event %s: INC-%s no longer exists", row.event, row.incident_id)
+        return _finish(row, "done", "the incident no longer exists")
+    arguments = {**_arguments(row, incident), "ctx": state}
+    try:
+        impl.function(**{name: arguments.get(name) for name in impl.argnames})
+    except Exception as error:
+        logger.exception("plugin %r failed in hook %s (attempt %d)", row.plugin, row.event, row.attempts)
+        record_failure(row.plugin, row.event, incident, error)
+        return _failed(row, f"{type(error).__name__}: {error}", permanent=False)
+    return _finish(row, "done", "")
+
+
+def _finish(row: EventDelivery, state: str, note: str) -> str:
+    with write_transaction():
+        EventDelivery.update(state=state, claimed_until=None, done_at=now(), last_error=note) \
+            .where((EventDelivery.id == row.id) & (EventDelivery.state == "running")).execute()
+    return state
+
+
+def _failed(row: EventDelivery, error: str, permanent: bool) -> str:
+    dead = permanent or row.attempts >= MAX_ATTEMPTS
+    state = "dead" if dead else "pending"
+    with write_transaction():
+        EventDelivery.update(state=state, claimed_until=None, last_error=error[:2000],
+                             next_attempt_at=None if dead else now() + backoff(row.attempts)) \
+            .where((EventDelivery.id == row.id) & (EventDelivery.state == "running")).execute()
+    return state
+
+
+def release_claims(condition: Any, reason: str, at: dt.datetime) -> int:
+    """Put rows back to pending, due at ``at`` (their worker stopped before finishing)."""
+    with write_transaction():
+        return EventDelivery.update(state="pending", claimed_until=None, claimed_by=None,
+                                    next_attempt_at=at, last_error=reason) \
+            .where((EventDelivery.state == "running") & condition).execute()
+
+
+def sweep(state: Any, limit: int = 1000) -> int:
+    """Re-queue what is due: rows whose retry time came, rows never handed to a worker,
+    and rows a dead worker left claimed past their lease."""
+    at = now()
+    release_claims(EventDelivery.claimed_until < at,
+                   "the worker running it stopped before finishing (lease expired); queued again", at)
+    due = [row.id for row in EventDelivery.select(EventDelivery.id).where(
+        (EventDelivery.state == "pending") & (EventDelivery.next_attempt_at <= at))
+        .order_by(EventDelivery.id).limit(limit)]
+    for event_id in due:
+        state.tasks.fire_event(event_id)
+    return len(due)
+
+
+def retry(event_id: int) -> bool:
+    """An admin's retry of a dead row: back to pending, due now, attempts reset."""
+    return EventDelivery.update(state="pending", attempts=0, next_attempt_at=now()) \
+        .where((EventDelivery.id == event_id) & (EventDelivery.state == "dead")).execute() == 1
+
+
+def counts() -> dict[str, int]:
+    """Rows per state, for the admin page."""
+    from peewee import fn
+
+    return {row.state: row.n for row in EventDelivery.select(
+        EventDelivery.state, fn.COUNT(EventDelivery.id).alias("n")).group_by(EventDelivery.state)}

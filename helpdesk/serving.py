@@ -1,0 +1,80 @@
+"""The web server of `helpdesk serve`: waitress, stopped gracefully.
+
+On SIGTERM (or Ctrl-C) the server stops accepting connections at once, lets
+the requests already in flight finish and their answers go out (for at most
+``shutdown_seconds``), then exits, so a restart drops no request that had
+been accepted. Under systemd socket activation (``helpdesk.socket``, see the
+README) the listening socket outlives the process: connections that arrive
+while the new process starts wait in the kernel's queue instead of being
+refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from typing import Any
+
+from waitress import create_server, wasyncore
+from waitress.channel import HTTPChannel
+
+logger = logging.getLogger(__name__)
+SD_LISTEN_FDS_START = 3
+
+
+def inherited_sockets() -> list[socket.socket]:
+    """Listening sockets handed over by systemd (socket activation), if any."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    count = int(os.environ.get("LISTEN_FDS", "0") or 0)
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)  # not for child processes
+    return [socket.socket(fileno=SD_LISTEN_FDS_START + n) for n in range(count)]
+
+
+def _busy(server: Any) -> bool:
+    dispatcher = server.task_dispatcher
+    channels = [c for c in list(server._map.values()) if isinstance(c, HTTPChannel)]
+    return bool(dispatcher.active_count > 0 or dispatcher.queue
+                or any(c.requests or c.total_outbufs_len for c in channels))
+
+
+def serve(app: Any, *, host: str, port: int, threads: int, max_request_bytes: int,
+          shutdown_seconds: int, on_listen: Any = None) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT, then stop gracefully (bounded)."""
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: Any) -> None:
+        if stopping.is_set():  # a second signal: stop now
+            raise KeyboardInterrupt
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    options: dict[str, Any] = {"threads": threads, "ident": "helpdesk",
+                               "max_request_body_size": max_request_bytes}
+    sockets = inherited_sockets()
+    server = (create_server(app, sockets=sockets, **options) if sockets
+              else create_server(app, host=host, port=port, **options))
+    if on_listen is not None:
+        on_listen()
+    try:
+        while not stopping.is_set():
+            wasyncore.loop(timeout=0.5, map=server._map, count=1)
+        # Stop accepting (the listening socket closes), finish what was accepted.
+        wasyncore.dispatcher.close(server)
+        deadline = time.monotonic() + shutdown_seconds
+        while _busy(server) and time.monotonic() < deadline:
+            wasyncore.loop(timeout=0.1, map=server._map, count=1)
+        if _busy(server):
+            logger.warning("stopping with requests still in flight after %ss", shutdown_seconds)
+    except KeyboardInterrupt:
+        logger.warning("stopping at once (second signal)")
+    finally:
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+        wasyncore.close_all(server._map)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
