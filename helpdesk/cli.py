@@ -131,8 +131,11 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_worker: boo
     click.echo(f"Helpdesk serving on http://{host}:{port} "
                f"({'with' if consumer else 'without'} background worker). Ctrl-C stops.")
     try:
+        # Behind trusted proxies waitress must pass X-Forwarded-* on (it drops them by default):
+        # the app's ProxyFix takes the address the nearest `trusted_proxies` proxies saw.
         waitress_serve(app, host=host, port=port, threads=settings.threads, ident="helpdesk",
-                       max_request_body_size=settings.max_request_bytes)
+                       max_request_body_size=settings.max_request_bytes,
+                       clear_untrusted_proxy_headers=not settings.trusted_proxies)
     except KeyboardInterrupt:
         pass
     finally:
