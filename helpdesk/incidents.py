@@ -302,6 +302,8 @@ def take_ownership(incident_id: int, actor: Agent, expected_version: int | None 
     """Any agent may take an unowned incident; exactly one of two racing agents wins."""
     with write_transaction():
         incident = get(incident_id)
+        if incident.status in {"closed", "cancelled"}:
+            raise DomainError(f"{incident.reference} is {incident.status}; its owner stays on record.")
         if incident.owner_agent_id is not None:
             if incident.owner_agent_id == actor.id:
                 return incident
@@ -358,6 +360,8 @@ def transfer_ownership(
                 f"Only the owner ({incident.owner_agent}), a lead of {incident.owner_team} "
                 "or an admin can transfer ownership."
             )
+        if incident.status in {"closed", "cancelled"}:
+            raise DomainError(f"{incident.reference} is {incident.status}; its owner stays on record.")
         if incident.owner_agent_id is not None and not reason:
             raise DomainError("Give a reason for transferring ownership.")
         _check_owner(team, agent)
