@@ -8,6 +8,7 @@ hook enforces the declaration, so a route that declares nothing is refused
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ from helpdesk.models import LoginAttempt
 PUBLIC, AGENT, LEAD, ADMIN = "public", "agent", "lead", "admin"
 LEVELS = (PUBLIC, AGENT, LEAD, ADMIN)
 F = TypeVar("F", bound=Callable[..., Any])
+security_log = logging.getLogger("helpdesk.security")
 LOGIN_LOCK = 0x6C6F67696E  # the advisory lock id that serialises login claims on PostgreSQL
 
 CSP = (
@@ -69,8 +71,21 @@ def enforce_access(app: Flask, login_manager: Any) -> None:
         if level != PUBLIC and not current_user.is_authenticated:
             return login_manager.unauthorized()
         if not allowed(level, current_user):
+            log_refusal("access refused", user=current_user.username, path=request.path)
             abort(403)
         return None
+
+
+def printable(value: object, limit: int = 200) -> str:
+    """User text made safe for one log line: control characters and line breaks escaped
+    (a user name of "x\\n2026-01-01 INFO admin login ok" cannot forge a second line)."""
+    text = str(value)[:limit]
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def log_refusal(what: str, **details: object) -> None:
+    """A security event (failed login, refused access) on the ``helpdesk.security`` log."""
+    security_log.warning("%s %s", what, " ".join(f"{k}={printable(v)!s}" for k, v in details.items()))
 
 
 def add_security_headers(response: Response, secure: bool) -> Response:

@@ -23,8 +23,10 @@ from helpdesk.security import (
     PUBLIC,
     access,
     claim_login_attempt,
+    log_refusal,
     login_limits,
     login_succeeded,
+    printable,
     safe_next,
 )
 from helpdesk.sessions import end_all, is_current, live
@@ -44,19 +46,22 @@ def login() -> Response | tuple[str, int] | str:
     settings = current_app.extensions["helpdesk"].settings
     username = (request.form.get("username") or "").strip().lower()[:64]
     password = request.form.get("password") or ""
-    limits = login_limits(username, request.remote_addr, settings.login_max_failures,
+    limits = login_limits(printable(username), request.remote_addr, settings.login_max_failures,
                           settings.login_account_max_failures)
     claims = claim_login_attempt(limits, settings.login_window_seconds)
     if claims is None:
+        log_refusal("login rate-limited", user=username, address=request.remote_addr)
         return render_template(
             "login.html", next=target, username=username,
             error="Too many failed attempts. Wait a few minutes before trying again.",
         ), 429
-    agent = Agent.get_or_none(Agent.username == username) if username else None
+    # A name with control characters cannot exist (and PostgreSQL refuses NUL): unknown.
+    agent = Agent.get_or_none(Agent.username == username) if username.isprintable() and username else None
     # Unknown, deactivated and active accounts cost one password verification each, so
     # neither the answer nor its timing tells which user names exist or still work.
     right = check_password(agent, password) if agent is not None else spend_password_time(password)
     if agent is None or not agent.active or not right:
+        log_refusal("login failed", user=username, address=request.remote_addr)
         return render_template(
             "login.html", next=target, username=username,
             error="Unknown user name or wrong password.",

@@ -193,3 +193,77 @@ def test_a_message_whose_headers_change_when_written_is_never_sent() -> None:
 ])
 def test_header_text_keeps_the_meaning_on_one_line(value: str, shown: str) -> None:
     assert mail_headers.header_text(value) == shown
+
+
+# -- D1 sort and paging parameters, D3 search text ----------------------------------------------
+
+
+@pytest.mark.parametrize("query", [
+    {"sort": "subject;DROP TABLE incident"}, {"sort": "__class__"}, {"sort": "title,(select 1)"},
+    {"sort": "updated desc"}, {"after": "-1"}, {"after": "1e9"}, {"after": "٣"},
+    {"after": "x" * 10000}, {"priority": "٣"}, {"priority": "9" * 40}, {"team": "1 OR 1=1"},
+    {"status": "open' OR '1'='1"}, {"type": "__class__"},
+])
+def test_d1_hostile_sort_filter_and_page_parameters_are_a_clear_400(
+        helpdesk_app: Flask, personas: Any, incident_factory: Any, query: dict[str, str]) -> None:
+    from helpdesk.testing import AgentClient
+
+    incident_factory(title="Printer jam")
+    client = AgentClient(helpdesk_app, personas.owner)
+    response = client.get("/queues/open", query_string=query)
+    assert response.status_code == 400
+    assert Incident.select().count() == 1
+    assert client.get("/queues/open").status_code == 200, "the table and the session are intact"
+
+
+@pytest.mark.parametrize("text, matches", [
+    ("%", ["100% down"]), ("_", ["under_score"]), ("\\", ["back\\slash"]), ('"unbalanced', []),
+    ("NEAR(", []), ("*", []), ("x" * 100_000, []), ("' OR 1=1 --", []),
+])
+def test_d3_search_text_is_taken_literally(
+        helpdesk_app: Flask, personas: Any, incident_factory: Any, text: str, matches: list[str]) -> None:
+    from helpdesk.testing import AgentClient
+
+    for title in ["100% down", "under_score", "back\\slash", "Printer jam"]:
+        incident_factory(title=title)
+    client = AgentClient(helpdesk_app, personas.owner)
+    response = client.get("/queues/open", query_string={"q": text})
+    assert response.status_code in {200, 400}
+    page = response.get_data(as_text=True)
+    shown = [title for title in ["100% down", "under_score", "back\\slash", "Printer jam"]
+             if f">{title}<" in page.replace("&#34;", '"')]
+    assert shown == (matches if response.status_code == 200 else [])
+
+
+# -- D6 log lines ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("username", [
+    "foo\n2026-01-01 INFO admin login ok", "foo\r\n2026-01-01 INFO admin login ok",
+    "foo\u2028INFO admin login ok", "foo\x1b[2Jcleared", "foo\x00bar"])
+def test_d6_a_user_name_cannot_forge_a_log_line(
+        helpdesk_app: Flask, personas: Any, caplog: pytest.LogCaptureFixture, username: str) -> None:
+    from helpdesk.testing import AgentClient
+
+    with caplog.at_level("WARNING", logger="helpdesk.security"):
+        response = AgentClient(helpdesk_app, None).post("/login", {"username": username,
+                                                                     "password": "whatever it is"})
+    assert response.status_code == 401
+    (record,) = [r for r in caplog.records if r.name == "helpdesk.security"]
+    line = record.getMessage()
+    assert line.startswith("login failed user=foo")
+    assert not any(not c.isprintable() for c in line), repr(line)
+
+
+def test_d6_a_refused_page_is_logged_on_one_line(helpdesk_app: Flask, personas: Any,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    from helpdesk.testing import AgentClient
+
+    with caplog.at_level("WARNING", logger="helpdesk.security"):
+        john = AgentClient(helpdesk_app, personas.owner)
+        assert john.get("/admin/catalogue/x%0aINFO%20admin%20ok").status_code == 403
+        assert john.get("/admin/agents").status_code == 403
+    messages = [r.getMessage() for r in caplog.records if r.name == "helpdesk.security"]
+    assert "access refused user=john path=/admin/agents" in messages
+    assert "access refused user=john path=/admin/catalogue/x\\nINFO admin ok" in messages
+    assert all("\n" not in m for m in messages)
