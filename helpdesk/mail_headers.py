@@ -95,6 +95,13 @@ def parse_mailbox(value: str) -> tuple[str, str]:
     return header_text(name, NAME_LIMIT), address(addr)
 
 
+def message_id(local: str, domain: str) -> str:
+    """``<local@domain>`` for Message-ID, In-Reply-To and References: the local part keeps
+    only letters, digits, dots and dashes, so no user text can leave the angle brackets."""
+    token = re.sub(r"[^A-Za-z0-9.-]", ".", local)[:200] or "message"
+    return f"<{token}@{address('x@' + domain).partition('@')[2]}>"
+
+
 def _header_names(raw: bytes) -> list[str]:
     head = raw.split(b"\r\n\r\n", 1)[0]
     names = []

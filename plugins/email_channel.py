@@ -21,7 +21,6 @@ recipient: a title cannot smuggle in headers or recipients.
 from __future__ import annotations
 
 import html
-import re
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -33,7 +32,7 @@ from flask import current_app
 
 from helpdesk import hookimpl, plugin_settings
 from helpdesk.config import ConfigError
-from helpdesk.mail_headers import UnsafeHeader, header_text, mailbox, parse_mailbox, serialise
+from helpdesk.mail_headers import UnsafeHeader, header_text, mailbox, message_id, parse_mailbox, serialise
 from helpdesk.records import ChannelType, DeliveryError, Message
 
 one_line = header_text  # every header value from user text: encoded words decoded, breaks removed
@@ -51,11 +50,10 @@ def build(message: Message, from_address: str) -> EmailMessage:
     mail["From"] = mailbox(sender, sender_name)
     mail["To"] = mailbox(address)
     mail["Date"] = formatdate(usegmt=True)
-    token = re.sub(r"[^A-Za-z0-9.-]", ".", message.idempotency_key) or "message"
-    mail["Message-ID"] = f"<{token}@{domain}>"
+    mail["Message-ID"] = message_id(message.idempotency_key, domain)
     mail["Auto-Submitted"] = "auto-generated"
     if message.incident_reference:
-        root = f"<{one_line(message.incident_reference)}@{domain}>"
+        root = message_id(message.incident_reference, domain)
         mail["In-Reply-To"] = root
         mail["References"] = root
         mail["X-Helpdesk-Incident"] = one_line(message.incident_reference)

@@ -1,4 +1,8 @@
-"""Log in and out. Failed logins are rate-limited per user name and per address."""
+"""Log in and out, and the agent's own profile and sessions.
+
+Failed logins are rate-limited per user name and address, per address and per user name
+(see :func:`helpdesk.security.login_limits`); every login starts a new server-side session.
+"""
 
 from __future__ import annotations
 
@@ -122,8 +126,7 @@ def profile() -> Any:
         except DomainError as refused:
             error, status = str(refused), 422
         else:
-            if new:  # a new password ends every session, this one included: start a fresh one
-                end_all(current_user.id)
+            if new:  # the new password ended every session, this one included: start a fresh one
                 start_session(Agent.get_by_id(current_user.id))
             flash("Profile saved.")
             return redirect(url_for("auth.profile"), code=303)

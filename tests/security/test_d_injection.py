@@ -9,6 +9,7 @@ message holds only the headers set is the project's own, see ``helpdesk.mail_hea
 from __future__ import annotations
 
 import base64
+import re
 from email.message import EmailMessage
 from typing import Any
 
@@ -108,6 +109,8 @@ def test_d4_a_subject_cannot_add_headers_or_recipients(
     assert_clean(mail, expected_headers)
     assert mail.message["Subject"].startswith("[INC-7] ")
     assert len(mail.message["Subject"]) <= mail_headers.SUBJECT_LIMIT
+    for name in ("In-Reply-To", "References", "Message-ID"):  # one <token@domain> each
+        assert re.fullmatch(r"<[A-Za-z0-9.-]+@example\.com>", str(mail.message[name])), name
 
 
 @pytest.mark.parametrize("name", [
