@@ -9,7 +9,8 @@ here fails ``test_the_table_covers_every_route``. Cells:
 * ``OK`` — the role may use it: any answer but a login redirect, 401, 403, 405 or 5xx
   (an empty form may well be a 400/422).
 
-A throw-away plugin adds routes of each kind, including one that declares no audience.
+Installed plugins are loaded, and a throw-away plugin adds routes of each kind, including
+one that declares no audience.
 """
 
 from __future__ import annotations
@@ -135,6 +136,12 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
 @pytest.fixture
 def helpdesk_plugins() -> list[Any]:
     return [MatrixPlugin()]
+
+
+@pytest.fixture
+def helpdesk_load_entry_points() -> bool:
+    """Every installed plugin too (the bundled ones, the example): their routes are inventoried."""
+    return True
 
 
 @pytest.fixture
