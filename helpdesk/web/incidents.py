@@ -95,7 +95,7 @@ def _respond(incident_id: int, change: Any, done: str) -> Any:
         change()
     except StaleVersion as stale:
         return _render(incident_id, error=str(stale), status=409, incident=stale.incident,
-                       attempt=stale_attempt())
+                       attempt=stale_attempt(stale.incident))
     except DomainError as error:
         if error.status == 404:
             raise

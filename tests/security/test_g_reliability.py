@@ -7,6 +7,7 @@ SLA panel's paused time stops with the clock, and the resolution note's label.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
 import threading
 from typing import Any
@@ -36,52 +37,68 @@ def version(incident_id: int) -> int:
     return Incident.get_by_id(incident_id).version
 
 
+def opened(client: AgentClient, incident_id: int) -> dict[str, str]:
+    """What an agent's page holds for its forms: the version and the last timeline entry seen."""
+    page = text(client.get(f"/incidents/{incident_id}"))
+    return {"version": re.search(r'name="version" value="(\d+)"', page).group(1),
+            "seen": re.search(r'name="seen" value="(\d+)"', page).group(1)}
+
+
 @pytest.mark.parametrize("htmx", [False, True], ids=["form", "htmx"])
 def test_g12_a_stale_edit_shows_the_fresh_state_and_keeps_what_was_typed(
         app: Flask, personas: Personas, incident_factory: Any, htmx: bool) -> None:
+    """Sara and John open version 1; Sara saves a new title, description and impact; John's
+    save (new title, description, type, urgency) is refused with both intents shown, and
+    one click applies John's type and urgency without undoing any of Sara's fields."""
     incident = incident_factory(title="Mail slow")
-    opened = incident.version
     sara, john = AgentClient(app, personas.colleague), AgentClient(app, personas.owner)
+    johns_page = opened(john, incident.id)
     assert sara.post(f"/incidents/{incident.id}/details", {
-        "version": opened, "title": "Mail slow for the whole finance floor", "description": "Sara's",
-        "type": "incident", "impact": "high", "urgency": "medium"}).status_code == 303
+        **opened(sara, incident.id), "title": "Mail slow for the whole finance floor",
+        "description": "Sara's notes", "type": "incident", "impact": "high",
+        "urgency": "medium"}).status_code == 303
     before = snapshot()
 
     typed = "Outlook hangs on send.\n\nSteps:\n1. open\n2. send <b>now</b>"
     response = john.post(f"/incidents/{incident.id}/details", {
-        "version": opened, "title": "Mail slow since 9:00", "description": typed,
-        "type": "service_request", "impact": "low", "urgency": "high"},
+        **johns_page, "title": "Mail slow since 9:00", "description": typed,
+        "type": "service_request", "impact": "medium", "urgency": "high"},
         headers=HTMX if htmx else {})
     assert response.status_code == 409
     body = text(response)
     assert ("<html" in body) is not htmx
     assert snapshot() == before, "nothing of John's edit was saved"
-    assert "Mail slow for the whole finance floor" in body, "the fresh state"
-    kept = body.split('id="stale-heading"', 1)[1]
-    assert "Mail slow since 9:00" in kept and "Service request" in kept and "Low" in kept
+    assert '<h1 id="incident-title">Mail slow for the whole finance floor</h1>' in body, "the fresh state"
+    kept = body.split('id="stale-heading"', 1)[1].split("</section>", 1)[0]
+    assert "Mail slow since 9:00" in kept and "Service request" in kept
     assert "send &lt;b&gt;now&lt;/b&gt;" in kept and "<b>now</b>" not in kept
-    # one click re-applies it on top of the fresh version
+    assert kept.count("changed meanwhile") == 3, "title, description, impact: Sara's stay"
+    # one click applies the rest on top of the fresh version
     form = re.search(r'<form method="post" action="([^"]+)"[^>]*>(.*?)</form>', kept, re.S)
-    fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', form.group(2)))
+    fields = {k: html.unescape(v) for k, v in re.findall(r'name="([^"]+)" value="([^"]*)"', form.group(2))}
     assert int(fields["version"]) == version(incident.id)
-    fields["description"] = typed  # a browser sends the hidden value unescaped
     fields.pop("csrf_token")
     assert john.post(form.group(1), fields).status_code == 303
     saved = Incident.get_by_id(incident.id)
-    assert (saved.title, saved.description, saved.type) == ("Mail slow since 9:00", typed, "service_request")
+    assert (saved.title, saved.description, saved.impact) == (
+        "Mail slow for the whole finance floor", "Sara's notes", "high"), "Sara's change stands"
+    assert (saved.type, saved.urgency) == ("service_request", "high"), "John's change applied"
 
 
 def test_g12_a_stale_assignment_keeps_the_chosen_team_and_agent(
         app: Flask, personas: Personas, incident_factory: Any) -> None:
     incident = incident_factory()
-    opened = incident.version
+    john = AgentClient(app, personas.owner)
+    johns_page = opened(john, incident.id)
     assert AgentClient(app, personas.colleague).post(f"/incidents/{incident.id}/assignee", {
-        "version": opened, "assigned_team": personas.database_team.id}).status_code == 303
-    response = AgentClient(app, personas.owner).post(f"/incidents/{incident.id}/assignee", {
-        "version": opened, "assigned_team": personas.network.id, "assigned_agent": personas.other.id})
+        **johns_page, "assigned_team": personas.database_team.id}).status_code == 303
+    response = john.post(f"/incidents/{incident.id}/assignee", {
+        **johns_page, "assigned_team": personas.network.id, "assigned_agent": personas.other.id})
     assert response.status_code == 409
-    kept = text(response).split('id="stale-heading"', 1)[1]
-    assert "<dd>Network</dd>" in kept and "<dd>Kofi Mensah</dd>" in kept
+    kept = text(response).split('id="stale-heading"', 1)[1].split("</section>", 1)[0]
+    assert "<dd>Network <strong>(changed meanwhile to Database;" in kept
+    assert "<dd>Kofi Mensah <strong>(changed meanwhile to —;" in kept
+    assert Incident.get_by_id(incident.id).assigned_team_id == personas.database_team.id
 
 
 def test_g13_twenty_simultaneous_takes_one_owner(
