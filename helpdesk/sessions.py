@@ -24,11 +24,17 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def start(agent: Agent, address: str | None = None) -> str:
-    """Begin a session for ``agent``; return the token for the cookie (never stored)."""
+def start(agent: Agent, address: str | None = None, idle_seconds: int | None = None,
+          lifetime_seconds: int | None = None) -> str:
+    """Begin a session for ``agent``; return the token for the cookie (never stored).
+    Given the limits, sessions that expired unseen (a closed browser) are deleted too."""
     token = secrets.token_urlsafe(32)
     stamp = now()
     with write_transaction():
+        if idle_seconds is not None and lifetime_seconds is not None:
+            AgentSession.delete().where(
+                (AgentSession.last_seen_at < stamp - dt.timedelta(seconds=idle_seconds))
+                | (AgentSession.created_at < stamp - dt.timedelta(seconds=lifetime_seconds))).execute()
         AgentSession.create(token_hash=_hash(token), agent=agent.id, created_at=stamp,
                             last_seen_at=stamp, address=(address or "")[:100])
     return token

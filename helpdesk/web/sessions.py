@@ -19,7 +19,9 @@ KEY = "sid"
 def start_session(agent: Agent) -> None:
     """Log ``agent`` in with a fresh session (nothing of the previous cookie survives)."""
     session.clear()
-    session[KEY] = sessions.start(agent, request.remote_addr)
+    settings = current_app.extensions["helpdesk.settings"]
+    session[KEY] = sessions.start(agent, request.remote_addr, settings.session_idle_seconds,
+                                  settings.session_lifetime_seconds)
     login_user(agent)
 
 

@@ -149,6 +149,16 @@ def test_sessions_expire_when_idle_and_after_their_lifetime(
     assert AgentSession.select().count() == 0, "expired sessions are deleted when seen"
 
 
+def test_sessions_abandoned_in_a_closed_browser_are_deleted_at_the_next_login(
+        app: Flask, personas: Personas, frozen_clock: FrozenClock) -> None:
+    for _ in range(3):
+        AgentClient(app, personas.owner)  # browsers closed without logging out
+    frozen_clock.advance(seconds=app.extensions["helpdesk"].settings.session_idle_seconds + 1)
+    fresh = AgentClient(app, personas.colleague)
+    assert [s.agent_id for s in AgentSession.select()] == [personas.colleague.id]
+    assert logged_in(fresh)
+
+
 @pytest.mark.parametrize("name, value", [
     ("session_idle_seconds", "10"), ("session_idle_seconds", "8h"),
     ("session_lifetime_seconds", "0"), ("session_lifetime_seconds", "true"),
