@@ -69,7 +69,10 @@ def measure(app, size: int) -> None:
 
     john = Agent.get(Agent.username == "john")
     client = app.test_client()
+    from helpdesk import sessions
+
     with client.session_transaction() as session:
+        session["sid"] = sessions.start(john)
         session["_user_id"] = john.get_id()
         session["_fresh"] = True
     logger = logging.getLogger("peewee")

@@ -52,6 +52,7 @@ _PUBLIC = {
     "format_duration": ("helpdesk.rendering", "format_duration"),
     "enqueue": ("helpdesk.notify.outbox", "enqueue"),
     "incidents": ("helpdesk.incidents", None),
+    "mail_headers": ("helpdesk.mail_headers", None),  # safe headers for channels that write mail
     # read models and their vocabularies
     "Agent": ("helpdesk.models", "Agent"),
     "Category": ("helpdesk.models", "Category"),

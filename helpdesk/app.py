@@ -21,6 +21,8 @@ from helpdesk.plugins import load_plugins
 from helpdesk.rendering import format_duration, htmx, local_time, render_markdown
 from helpdesk.security import PUBLIC, access, add_security_headers, enforce_access
 from helpdesk.tasks import create_huey, register_tasks
+from helpdesk.web.hosts import HostCheck, trusted_hosts
+from helpdesk.web.sessions import session_agent
 
 _PACKAGE = Path(__file__).resolve().parent
 logger = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ def create_app(
     with app.app_context():
         loaded.pm.hook.helpdesk_check_settings(registry=loaded.registry, ctx=ctx)
 
+    app.wsgi_app = HostCheck(app.wsgi_app, trusted_hosts(settings))  # type: ignore[method-assign]
     if settings.trusted_proxies:
         # Behind nginx or Caddy: the client address is the proxy's X-Forwarded-For entry, which
         # the login rate limit needs (otherwise every client looks like 127.0.0.1).
@@ -105,7 +108,7 @@ def create_app(
         raw_id, _, token = session_id.partition(":")
         if not raw_id.isascii() or not raw_id.isdigit() or len(raw_id) > 18:
             return None
-        agent = Agent.get_or_none(Agent.id == int(raw_id))
+        agent = session_agent(int(raw_id))  # None: logged out, revoked or expired
         if agent is None or not agent.active or token != agent.session_token:
             return None  # deleted, deactivated, or the password changed since this session began
         return agent

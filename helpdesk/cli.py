@@ -131,9 +131,13 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_worker: boo
         consumer = _start_consumer(app, settings.workers)
     host, port = host or settings.host, port or settings.port
     try:
+        # Behind trusted proxies waitress must pass X-Forwarded-* on (it drops them by default):
+        # the app's ProxyFix takes the address the nearest `trusted_proxies` proxies saw.
         serving.serve(app, host=host, port=port, threads=settings.threads,
                       max_request_bytes=settings.max_request_bytes,
-                      shutdown_seconds=settings.shutdown_seconds, on_listen=lambda: click.echo(
+                      shutdown_seconds=settings.shutdown_seconds,
+                      clear_untrusted_proxy_headers=not settings.trusted_proxies,
+                      on_listen=lambda: click.echo(
                           f"Helpdesk serving on http://{host}:{port} "
                           f"({'with' if consumer else 'without'} background worker). Ctrl-C stops."))
     finally:

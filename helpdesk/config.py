@@ -9,6 +9,7 @@ start-up with a :class:`ConfigError` that names the variable.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Callable, Mapping
@@ -118,9 +119,20 @@ def _statuses(value: Any) -> tuple[str, ...]:
 
 
 def _secret_key(value: str) -> str:
-    if len(value) < 32:
+    if len(value.strip()) < 32:
         raise ValueError("must be at least 32 characters (run `helpdesk init` to generate one)")
     return value
+
+
+_HOST = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?|\[[0-9a-f:.]+\](:[0-9]{1,5})?")
+
+
+def _host_list(value: Any) -> tuple[str, ...]:
+    hosts = tuple(name.lower().rstrip(".") for name in _name_list(value))
+    for host in hosts:
+        if not _HOST.fullmatch(host):
+            raise ValueError(f"{host!r} is not a host name (example.com, *.example.com, host:8080)")
+    return hosts
 
 
 def _name_list(value: Any) -> tuple[str, ...]:
@@ -154,6 +166,13 @@ class Settings:
     trusted_proxies: int = _setting(_int_between(0, 5), 0, "reverse proxies in front (X-Forwarded-*)")
     login_max_failures: int = _setting(_int_between(1, 1000), 5, "failed logins per window")
     login_window_seconds: int = _setting(_int_between(1, 86400), 900, "rate-limit window")
+    login_account_max_failures: int = _setting(_int_between(1, 100000), 100,
+                                               "failed logins per user name from all addresses")
+    session_idle_seconds: int = _setting(_int_between(60, 30 * 86400), 8 * 3600,
+                                         "a session unused this long ends")
+    session_lifetime_seconds: int = _setting(_int_between(60, 365 * 86400), 7 * 86400,
+                                             "a session ends this long after logging in")
+    allowed_hosts: tuple[str, ...] = _setting(_host_list, (), "host names served besides base_url's")
     page_size: int = _setting(_int_between(1, 200), 25, "rows per queue page")
     queue_refresh_seconds: int = _setting(_int_between(5, 3600), 30, "live refresh of queues")
     disabled_plugins: tuple[str, ...] = _setting(_name_list, (), "plugin names to block")

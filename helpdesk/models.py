@@ -427,6 +427,18 @@ class LoginAttempt(BaseModel):
     at = peewee.DateTimeField(default=utcnow)
 
 
+class AgentSession(BaseModel):
+    """A logged-in browser, kept server-side so it can be ended (logout, "log out other
+    sessions", deactivation, role change) and expire; the cookie holds only a random token,
+    the table only its SHA-256."""
+
+    token_hash = peewee.CharField(max_length=64, unique=True)
+    agent = peewee.ForeignKeyField(Agent, backref="+", on_delete="CASCADE")
+    created_at = peewee.DateTimeField(default=utcnow)
+    last_seen_at = peewee.DateTimeField(default=utcnow)
+    address = peewee.CharField(max_length=100, default="")
+
+
 class PluginFailure(BaseModel):
     """An event hook that raised: kept for the admin Plugins page."""
 
@@ -462,4 +474,5 @@ MODELS = [
     WorkerBeat,
     EventDelivery,
     IdempotentRequest,
+    AgentSession,
 ]

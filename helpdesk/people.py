@@ -8,6 +8,7 @@ import peewee
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from helpdesk import sessions
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
 from helpdesk.models import ROLES, Agent, Membership, Team
@@ -35,8 +36,9 @@ def check_password(agent: Agent, password: str) -> bool:
 _DUMMY_HASH: str | None = None
 
 
-def spend_password_time(password: str) -> None:
-    """Verify against a throw-away hash, so an unknown user name takes as long as a known one."""
+def spend_password_time(password: str) -> bool:
+    """Verify against a throw-away hash, so an unknown user name takes as long as a known one;
+    always False."""
     global _DUMMY_HASH
     if _DUMMY_HASH is None:
         _DUMMY_HASH = _hasher.hash("not a real password")
@@ -44,6 +46,7 @@ def spend_password_time(password: str) -> None:
         _hasher.verify(_DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         pass
+    return False
 
 
 def validate_password(password: str) -> None:
@@ -107,6 +110,8 @@ def update_agent(
         Agent.update(
             display_name=display_name.strip(), email=email.strip(), role=role, active=active
         ).where(Agent.id == agent.id).execute()
+        if not active or role != agent.role:  # deactivated or role changed: log in again (C4)
+            sessions.end_all(agent.id)
         Membership.delete().where(Membership.agent == agent).execute()
         for team in teams:
             Membership.create(team=team, agent=agent)
@@ -116,6 +121,7 @@ def update_agent(
 def set_password(agent: Agent, password: str) -> None:
     validate_password(password)
     Agent.update(password_hash=hash_password(password)).where(Agent.id == agent.id).execute()
+    sessions.end_all(agent.id)  # a new password ends every session (C4)
 
 
 def create_team(name: str, description: str = "") -> Team:

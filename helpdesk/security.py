@@ -8,19 +8,24 @@ hook enforces the declaration, so a route that declares nothing is refused
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, request
 from flask_login import current_user
+from peewee import fn
 
 from helpdesk.clock import now
+from helpdesk.db import database, is_sqlite, write_transaction
 from helpdesk.models import LoginAttempt
 
 PUBLIC, AGENT, LEAD, ADMIN = "public", "agent", "lead", "admin"
 LEVELS = (PUBLIC, AGENT, LEAD, ADMIN)
 F = TypeVar("F", bound=Callable[..., Any])
+security_log = logging.getLogger("helpdesk.security")
+LOGIN_LOCK = 0x6C6F67696E  # the advisory lock id that serialises login claims on PostgreSQL
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -66,8 +71,21 @@ def enforce_access(app: Flask, login_manager: Any) -> None:
         if level != PUBLIC and not current_user.is_authenticated:
             return login_manager.unauthorized()
         if not allowed(level, current_user):
+            log_refusal("access refused", user=current_user.username, path=request.path)
             abort(403)
         return None
+
+
+def printable(value: object, limit: int = 200) -> str:
+    """User text made safe for one log line: control characters and line breaks escaped
+    (a user name of "x\\n2026-01-01 INFO admin login ok" cannot forge a second line)."""
+    text = str(value)[:limit]
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def log_refusal(what: str, **details: object) -> None:
+    """A security event (failed login, refused access) on the ``helpdesk.security`` log."""
+    security_log.warning("%s %s", what, " ".join(f"{k}={printable(v)!s}" for k, v in details.items()))
 
 
 def add_security_headers(response: Response, secure: bool) -> Response:
@@ -91,27 +109,48 @@ def safe_next(target: str | None, default: str) -> str:
     return target
 
 
-def login_keys(username: str, address: str | None) -> list[str]:
-    return [f"user:{username.strip().lower()[:100]}", f"addr:{(address or '-')[:100]}"]
+def login_limits(username: str, address: str | None, per_pair: int, per_account: int) -> dict[str, int]:
+    """The counters one login attempt spends, each with its limit per window.
+
+    * user name + address: ``login_max_failures`` (someone guessing from one place);
+    * address: four times that (one place spraying many user names);
+    * user name from every address: ``login_account_max_failures`` (a distributed guess).
+
+    So a stranger who knows a user name only locks themselves out, not its owner; only a
+    guess spread over many addresses reaches the account-wide limit.
+    """
+    user = username.strip().lower()[:100]
+    addr = (address or "-")[:100]
+    return {f"pair:{user}|{addr}": per_pair, f"addr:{addr}": per_pair * 4, f"user:{user}": per_account}
 
 
-def login_blocked(keys: list[str], max_failures: int, window_seconds: int) -> bool:
-    since = now() - dt.timedelta(seconds=window_seconds)
-    for key in keys:
-        limit = max_failures if key.startswith("user:") else max_failures * 4
-        count = LoginAttempt.select().where(
-            (LoginAttempt.key == key) & (LoginAttempt.at > since)
-        ).count()
-        if count >= limit:
-            return True
-    return False
+def _serialise_login_claims() -> None:
+    """Make count-then-record one step: SQLite's BEGIN IMMEDIATE already serialises writers;
+    PostgreSQL takes a transaction-scoped advisory lock (released at commit)."""
+    if not is_sqlite():
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (LOGIN_LOCK,))
 
 
-def record_login_failure(keys: list[str], window_seconds: int) -> None:
+def claim_login_attempt(limits: dict[str, int], window_seconds: int) -> list[int] | None:
+    """Spend one attempt on every counter before the password is verified; ``None`` (and
+    nothing spent) when any counter is at its limit. Atomic: of N parallel attempts, at
+    most the limit get a claim, so at most the limit reach a password check. Returns the
+    claim ids, which a successful login gives back."""
     stamp = now()
-    LoginAttempt.delete().where(LoginAttempt.at < stamp - dt.timedelta(seconds=window_seconds)).execute()
-    LoginAttempt.insert_many([{"key": key, "at": stamp} for key in keys]).execute()
+    since = stamp - dt.timedelta(seconds=window_seconds)
+    with write_transaction():
+        _serialise_login_claims()
+        LoginAttempt.delete().where(LoginAttempt.at <= since).execute()
+        counts = dict(LoginAttempt.select(LoginAttempt.key, fn.COUNT(LoginAttempt.id))
+                      .where(LoginAttempt.key.in_(list(limits)) & (LoginAttempt.at > since))
+                      .group_by(LoginAttempt.key).tuples())
+        if any(counts.get(key, 0) >= limit for key, limit in limits.items()):
+            return None
+        return [LoginAttempt.create(key=key, at=stamp).id for key in limits]
 
 
-def clear_login_failures(username: str) -> None:
-    LoginAttempt.delete().where(LoginAttempt.key == f"user:{username.strip().lower()}").execute()
+def login_succeeded(limits: dict[str, int], claims: list[int]) -> None:
+    """A right password: this attempt does not count, and the user name's earlier failures
+    are forgiven (the address's are not: it may have guessed at other names)."""
+    keys = [key for key in limits if not key.startswith("addr:")]
+    LoginAttempt.delete().where(LoginAttempt.key.in_(keys) | LoginAttempt.id.in_(claims)).execute()

@@ -44,7 +44,8 @@ def _busy(server: Any) -> bool:
 
 
 def serve(app: Any, *, host: str, port: int, threads: int, max_request_bytes: int,
-          shutdown_seconds: int, on_listen: Any = None) -> None:
+          shutdown_seconds: int, clear_untrusted_proxy_headers: bool = True,
+          on_listen: Any = None) -> None:
     """Serve ``app`` until SIGTERM or SIGINT, then stop gracefully (bounded)."""
     stopping = threading.Event()
 
@@ -55,7 +56,8 @@ def serve(app: Any, *, host: str, port: int, threads: int, max_request_bytes: in
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     options: dict[str, Any] = {"threads": threads, "ident": "helpdesk",
-                               "max_request_body_size": max_request_bytes}
+                               "max_request_body_size": max_request_bytes,
+                               "clear_untrusted_proxy_headers": clear_untrusted_proxy_headers}
     sockets = inherited_sockets()
     server = (create_server(app, sockets=sockets, **options) if sockets
               else create_server(app, host=host, port=port, **options))

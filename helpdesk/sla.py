@@ -138,7 +138,8 @@ def status(state: Any, clock: SlaClock, at: dt.datetime) -> Status:
         kind = "warning"
     else:
         kind = "running"
-    return Status(clock.target, kind, clock.due_at, used_time, paused_for(state, clock, at),
+    finished = min(at, clock.met_at or at, clock.stopped_at or at)  # a pause ends with the clock
+    return Status(clock.target, kind, clock.due_at, used_time, paused_for(state, clock, finished),
                   target - used_time, used)
 
 

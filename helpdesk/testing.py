@@ -71,6 +71,7 @@ def make_app(instance: Path, with_plugins: list[Any] | tuple[Any, ...] = (),
         "queue_url": "memory",
         "secret_key": "test-secret-key-" + "x" * 32,
         "testing": True,
+        "allowed_hosts": "localhost",  # the Flask test client's host, whatever base_url a test sets
         **settings,
     }
     return create_app(config, plugins=with_plugins, load_entry_points=load_entry_points)
@@ -199,10 +200,11 @@ class AgentClient:
             response = self.http.post("/login", data={
                 "username": agent.username, "password": PASSWORD, "csrf_token": self.csrf_token()})
             assert response.status_code == 302, response.get_data(as_text=True)
+            self._token = None  # logging in starts a new session with a new CSRF token
 
     def csrf_token(self) -> str:
         if self._token is None:
-            html = self.http.get("/login").get_data(as_text=True)
+            html = self.http.get("/login", follow_redirects=True).get_data(as_text=True)
             self._token = re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
         return self._token
 

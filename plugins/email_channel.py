@@ -4,8 +4,10 @@ Every message about one incident carries ``In-Reply-To`` and ``References``
 pointing at the same root id, so mail clients thread them; the subject
 carries the reference; ``Auto-Submitted: auto-generated`` stops auto-replies.
 The ``Message-ID`` derives from the delivery's idempotency key, so a retried
-delivery is recognisably the same message. Header values are single-line:
-carriage returns and line feeds in titles cannot smuggle in headers.
+delivery is recognisably the same message. Every header holding user text is
+built by :mod:`helpdesk.mail_headers` (encoded words decoded, line breaks
+removed, the written message checked), and the envelope names only the
+recipient: a title cannot smuggle in headers or recipients.
 
     [plugins.email]
     host = "smtp.example.com"      # without a host, the e-mail channel is off
@@ -19,45 +21,40 @@ carriage returns and line feeds in titles cannot smuggle in headers.
 from __future__ import annotations
 
 import html
-import re
 import smtplib
 import ssl
 from collections.abc import Mapping
 from email.message import EmailMessage
-from email.utils import formatdate, parseaddr
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import urlsplit
 
-from helpdesk import ConfigError, Context, hookimpl
+from helpdesk import ConfigError, Context, hookimpl, mail_headers
 from helpdesk.records import ChannelType, DeliveryError, Message
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
-
-def one_line(value: str) -> str:
-    """A header value without CR, LF or other control characters."""
-    return " ".join(_CONTROL.sub(" ", value).split())
-
-
-def _domain(from_address: str) -> str:
-    return parseaddr(from_address)[1].rpartition("@")[2] or "helpdesk.invalid"
+# Safe headers from user text whatever the Python: encoded words decoded and defused, breaks removed.
+UnsafeHeader, header_text = mail_headers.UnsafeHeader, mail_headers.header_text
+mailbox, message_id = mail_headers.mailbox, mail_headers.message_id
+parse_mailbox, serialise = mail_headers.parse_mailbox, mail_headers.serialise
+one_line = header_text  # every header value from user text
 
 
 def build(message: Message, from_address: str) -> EmailMessage:
-    name, address = parseaddr(one_line(message.recipient))
-    if "@" not in address or any(c in address for c in " <>,;"):
-        raise DeliveryError(f"{message.recipient!r} is not an e-mail address", permanent=True)
-    domain = _domain(from_address)
+    try:
+        sender_name, sender = parse_mailbox(from_address)
+        address = parse_mailbox(message.recipient)[1]
+    except UnsafeHeader as error:
+        raise DeliveryError(str(error), permanent=True) from None
+    domain = sender.rpartition("@")[2]
     mail = EmailMessage()
     mail["Subject"] = one_line(message.subject)
-    mail["From"] = one_line(from_address)
-    mail["To"] = address
+    mail["From"] = mailbox(sender, sender_name)
+    mail["To"] = mailbox(address)
     mail["Date"] = formatdate(usegmt=True)
-    token = re.sub(r"[^A-Za-z0-9.-]", ".", message.idempotency_key) or "message"
-    mail["Message-ID"] = f"<{token}@{domain}>"
+    mail["Message-ID"] = message_id(message.idempotency_key, domain)
     mail["Auto-Submitted"] = "auto-generated"
     if message.incident_reference:
-        root = f"<{one_line(message.incident_reference)}@{domain}>"
+        root = message_id(message.incident_reference, domain)
         mail["In-Reply-To"] = root
         mail["References"] = root
         mail["X-Helpdesk-Incident"] = one_line(message.incident_reference)
@@ -96,6 +93,10 @@ def send(ctx: Context, message: Message) -> None:
     base_host = urlsplit(ctx.base_url).hostname or "localhost"
     from_address = settings.get("from_address", f"Helpdesk <helpdesk@{base_host}>")
     mail = build(message, from_address)
+    try:  # written and checked here; the envelope names the one recipient, never header contents
+        raw, envelope = serialise(mail), (parse_mailbox(from_address)[1], [parse_mailbox(mail["To"])[1]])
+    except UnsafeHeader as error:
+        raise DeliveryError(str(error), permanent=True) from None
     host, port, security, timeout = _connection_settings(ctx)
     try:
         if security == "tls":
@@ -107,7 +108,7 @@ def send(ctx: Context, message: Message) -> None:
                 client.starttls(context=ssl.create_default_context())
             if settings.get("username"):
                 client.login(settings["username"], settings.secret("password") or "")
-            client.send_message(mail)
+            client.sendmail(*envelope, raw)
     except smtplib.SMTPRecipientsRefused as error:
         codes = [code for code, _ in error.recipients.values()]
         raise DeliveryError(f"recipient refused: {error.recipients}",

@@ -181,3 +181,32 @@ def test_an_incident_can_be_logged_with_the_keyboard_alone(server, personas, pag
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/incidents/\d+$"))
     assert page.get_by_role("heading", level=1).inner_text() == "Keyboard only"
+
+
+def test_a_stale_details_edit_keeps_what_was_typed_and_applies_it_in_one_click(
+        server, personas, page, browser, log_incident):
+    incident = log_incident(title="Printer offline")
+    log_in(page, server, personas.owner.username)
+    page.goto(f"{server}/incidents/{incident.id}")
+    # A colleague, in another browser, edits the same incident first.
+    other = browser.new_context()
+    colleague = other.new_page()
+    log_in(colleague, server, personas.colleague.username)
+    colleague.goto(f"{server}/incidents/{incident.id}")
+    colleague.get_by_text("Edit details").click()
+    colleague.get_by_label("Title").fill("Printer offline on floor 3")
+    colleague.get_by_role("button", name="Save details").click()
+    colleague.wait_for_selector("#incident-title:has-text('floor 3')")
+    other.close()
+
+    page.get_by_text("Edit details").click()
+    page.get_by_label("Description (Markdown)").fill("Toner light blinks; restarted twice.")
+    page.get_by_role("button", name="Save details").click()
+    kept = page.get_by_role("region", name="Your change, not saved")
+    kept.wait_for()
+    assert "Toner light blinks; restarted twice." in kept.inner_text()
+    assert "floor 3" in page.locator("#incident-title").inner_text(), "the fresh state beside it"
+    kept.get_by_role("button", name="Apply my change to the current version").click()
+    page.wait_for_selector("#incident-body .description:has-text('Toner light blinks')")
+    assert page.get_by_role("region", name="Your change, not saved").count() == 0
+    assert "floor 3" in page.locator("#incident-title").inner_text()

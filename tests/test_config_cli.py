@@ -156,8 +156,10 @@ def _log_incident_over_http(base: str, password: str, title: str) -> None:
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
     page = opener.open(f"{base}/login", timeout=5).read().decode()
     token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
-    opener.open(f"{base}/login", urlencode({"csrf_token": token, "username": "admin",
-                                             "password": password}).encode(), timeout=5)
+    page = opener.open(f"{base}/login", urlencode({"csrf_token": token, "username": "admin",
+                                                    "password": password}).encode(), timeout=5).read()
+    # logging in starts a new session, with a new CSRF token (on the page it lands on)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page.decode()).group(1)
     opener.open(f"{base}/incidents/new", urlencode({"csrf_token": token, "title": title,
                                                     "type": "incident", "impact": "medium",
                                                     "urgency": "medium"}).encode(), timeout=5)

@@ -287,6 +287,8 @@ def test_events_committed_while_the_queue_is_down_are_delivered_once_it_is_back(
     with opener.open(f"{base}/login", urlencode({"csrf_token": token, "username": personas.owner.username,
                                                   "password": PASSWORD}).encode(), timeout=5) as response:
         assert "/login" not in response.url
+        # A login starts a new session, and with it a new CSRF token.
+        token = re.search(r'name="csrf-token" content="([^"]+)"', response.read().decode()).group(1)
     titles = ["Queue down: scanner", "Queue down: plotter"]
     for title in titles:
         with opener.open(f"{base}/incidents/new", urlencode({

@@ -28,6 +28,8 @@ def take_ownership(ctx: Context, incident_id: int, actor: Agent,
     """Any agent may take an unowned incident; exactly one of two racing agents wins."""
     with write_transaction():
         incident = get(incident_id)
+        if incident.status in {"closed", "cancelled"}:
+            raise DomainError(f"{incident.reference} is {incident.status}; its owner stays on record.")
         if incident.owner_agent_id is not None:
             if incident.owner_agent_id == actor.id:
                 return incident
@@ -66,8 +68,7 @@ def transfer_ownership(ctx: Context, incident_id: int, actor: Agent, team: Team,
     with write_transaction():
         incident = get(incident_id)
         if incident.status in {"closed", "cancelled"}:
-            raise DomainError(f"{incident.reference} is {STATUSES[incident.status].lower()}; "
-                              "its ownership is history.")
+            raise DomainError(f"{incident.reference} is {incident.status}; its owner stays on record.")
         if not can_transfer(incident, actor):
             raise PermissionDenied(
                 f"Only the owner ({incident.owner_agent}), a lead of {incident.owner_team} "

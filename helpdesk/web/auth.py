@@ -1,4 +1,8 @@
-"""Log in and out. Failed logins are rate-limited per user name and per address."""
+"""Log in and out, and the agent's own profile and sessions.
+
+Failed logins are rate-limited per user name and address, per address and per user name
+(see :func:`helpdesk.security.login_limits`); every login starts a new server-side session.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from flask import (
     request,
     url_for,
 )
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user
 
 from helpdesk.models import Agent
 from helpdesk.people import check_password, spend_password_time
@@ -22,12 +26,15 @@ from helpdesk.security import (
     AGENT,
     PUBLIC,
     access,
-    clear_login_failures,
-    login_blocked,
-    login_keys,
-    record_login_failure,
+    claim_login_attempt,
+    log_refusal,
+    login_limits,
+    login_succeeded,
+    printable,
     safe_next,
 )
+from helpdesk.sessions import end_all, is_current, live
+from helpdesk.web.sessions import current_token, end_session, start_session
 
 bp = Blueprint("auth", __name__)
 
@@ -43,30 +50,35 @@ def login() -> Response | tuple[str, int] | str:
     settings = current_app.extensions["helpdesk"].settings
     username = (request.form.get("username") or "").strip().lower()[:64]
     password = request.form.get("password") or ""
-    keys = login_keys(username, request.remote_addr)
-    if login_blocked(keys, settings.login_max_failures, settings.login_window_seconds):
+    limits = login_limits(printable(username), request.remote_addr, settings.login_max_failures,
+                          settings.login_account_max_failures)
+    claims = claim_login_attempt(limits, settings.login_window_seconds)
+    if claims is None:
+        log_refusal("login rate-limited", user=username, address=request.remote_addr)
         return render_template(
             "login.html", next=target, username=username,
             error="Too many failed attempts. Wait a few minutes before trying again.",
         ), 429
-    agent = Agent.get_or_none(Agent.username == username) if username else None
-    if agent is None:
-        spend_password_time(password)  # no timing difference reveals which user names exist
-    if agent is None or not agent.active or not check_password(agent, password):
-        record_login_failure(keys, settings.login_window_seconds)
+    # A name with control characters cannot exist (and PostgreSQL refuses NUL): unknown.
+    agent = Agent.get_or_none(Agent.username == username) if username.isprintable() and username else None
+    # Unknown, deactivated and active accounts cost one password verification each, so
+    # neither the answer nor its timing tells which user names exist or still work.
+    right = check_password(agent, password) if agent is not None else spend_password_time(password)
+    if agent is None or not agent.active or not right:
+        log_refusal("login failed", user=username, address=request.remote_addr)
         return render_template(
             "login.html", next=target, username=username,
             error="Unknown user name or wrong password.",
         ), 401
-    clear_login_failures(username)
-    login_user(agent)
+    login_succeeded(limits, claims)
+    start_session(agent)
     return redirect(target)
 
 
 @bp.post("/logout")
 @access(AGENT)
 def logout() -> Response:
-    logout_user()
+    end_session()
     flash("You are logged out.")
     return redirect(url_for("auth.login"))
 
@@ -121,9 +133,10 @@ def profile() -> Any:
             error, status = str(refused), 422
         else:
             if new:  # the new password ended every session, this one included: start a fresh one
-                login_user(Agent.get_by_id(current_user.id))
+                start_session(Agent.get_by_id(current_user.id))
             flash("Profile saved.")
             return redirect(url_for("auth.profile"), code=303)
+    rows, token = live(current_user.id), current_token()
     chosen = {(p.kind, p.channel): p.enabled for p in NotificationPreference.select().where(
         NotificationPreference.agent == current_user.id)}
     stored = addresses.settings_for([current_user.id])
@@ -132,4 +145,14 @@ def profile() -> Any:
         settings = {name: addresses.AgentSetting(enabled, values)
                     for name, (enabled, values) in choices.items()}
     return render_template("profile.html", zones=zones, error=error, kinds=KINDS,
-                           channels=channels, settings=settings, chosen=chosen), status
+                           channels=channels, settings=settings, chosen=chosen, sessions=rows,
+                           this_session=next((r.id for r in rows if is_current(r, token)), None)), status
+
+
+@bp.post("/profile/sessions/end-others")
+@access(AGENT)
+def end_other_sessions() -> Response:
+    """"Log out other sessions": every browser but this one must log in again."""
+    ended = end_all(current_user.id, keep=current_token())
+    flash(f"Logged out {ended} other session{'s' if ended != 1 else ''}.")
+    return redirect(url_for("auth.profile"), code=303)

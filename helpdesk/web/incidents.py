@@ -35,6 +35,7 @@ from helpdesk.rendering import render_page
 from helpdesk.security import AGENT, access
 from helpdesk.web import context
 from helpdesk.web.forms import choices, expected_version, optional_id, parse_id
+from helpdesk.web.stale import attempt as stale_attempt
 
 bp = Blueprint("incidents", __name__, url_prefix="/incidents")
 BODY = "incident_body"
@@ -50,7 +51,7 @@ def _timeline(incident_id: int) -> list[TimelineEntry]:
 
 
 def _render(incident_id: int, *, error: str | None = None, status: int = 200,
-            incident: Any = None) -> tuple[str, int]:
+            incident: Any = None, attempt: Any = None) -> tuple[str, int]:
     incident = incident or domain.get(incident_id)
     html = render_page(
         "incident.html",
@@ -58,7 +59,9 @@ def _render(incident_id: int, *, error: str | None = None, status: int = 200,
         incident=incident,
         timeline=_timeline(incident.id),
         error=error,
-        can_transfer=domain.can_transfer(incident, current_user),
+        attempt=attempt,
+        can_transfer=(domain.can_transfer(incident, current_user)
+                      and incident.status not in {"closed", "cancelled"}),
         transitions=domain.allowed_transitions(incident),
         levels=LEVELS,
         types=TYPES,
@@ -89,7 +92,8 @@ def _respond(incident_id: int, change: Any, done: str) -> Any:
     try:
         change()
     except StaleVersion as stale:
-        return _render(incident_id, error=str(stale), status=409, incident=stale.incident)
+        return _render(incident_id, error=str(stale), status=409, incident=stale.incident,
+                       attempt=stale_attempt(stale.incident))
     except DomainError as error:
         if error.status == 404:
             raise

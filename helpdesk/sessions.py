@@ -1,0 +1,83 @@
+"""Server-side sessions: what makes a session revocable and expiring.
+
+The signed cookie carries a random token; this table keeps its SHA-256 with the agent,
+when it began and when it was last used. A request is logged in only while its row exists,
+is younger than ``session_lifetime_seconds`` and was used within ``session_idle_seconds``.
+Deleting rows is how a session ends: logout (this one), "log out other sessions" (all but
+this one), a new password, deactivation or a change of role (all of them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from helpdesk.clock import now
+from helpdesk.db import write_transaction
+from helpdesk.models import Agent, AgentSession
+
+TOUCH_EVERY = dt.timedelta(seconds=60)  # last use is written at most once a minute per session
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start(agent: Agent, address: str | None = None, idle_seconds: int | None = None,
+          lifetime_seconds: int | None = None) -> str:
+    """Begin a session for ``agent``; return the token for the cookie (never stored).
+    Given the limits, sessions that expired unseen (a closed browser) are deleted too."""
+    token = secrets.token_urlsafe(32)
+    stamp = now()
+    with write_transaction():
+        if idle_seconds is not None and lifetime_seconds is not None:
+            AgentSession.delete().where(
+                (AgentSession.last_seen_at < stamp - dt.timedelta(seconds=idle_seconds))
+                | (AgentSession.created_at < stamp - dt.timedelta(seconds=lifetime_seconds))).execute()
+        AgentSession.create(token_hash=_hash(token), agent=agent.id, created_at=stamp,
+                            last_seen_at=stamp, address=(address or "")[:100])
+    return token
+
+
+def agent_of(token: object, agent_id: int, idle_seconds: int, lifetime_seconds: int) -> Agent | None:
+    """The agent whose live session ``token`` is (one query), or None; an expired session
+    is deleted when seen."""
+    if not isinstance(token, str) or not token or len(token) > 200:
+        return None
+    row = (AgentSession.select(AgentSession, Agent).join(Agent)
+           .where(AgentSession.token_hash == _hash(token)).first())
+    if row is None or row.agent_id != agent_id:
+        return None
+    stamp = now()
+    if (stamp - row.created_at > dt.timedelta(seconds=lifetime_seconds)
+            or stamp - row.last_seen_at > dt.timedelta(seconds=idle_seconds)):
+        AgentSession.delete().where(AgentSession.id == row.id).execute()
+        return None
+    if stamp - row.last_seen_at >= TOUCH_EVERY:
+        AgentSession.update(last_seen_at=stamp).where(AgentSession.id == row.id).execute()
+    return row.agent
+
+
+def end(token: object) -> None:
+    """End one session (logout)."""
+    if isinstance(token, str) and token:
+        AgentSession.delete().where(AgentSession.token_hash == _hash(token)).execute()
+
+
+def end_all(agent_id: int, keep: object = None) -> int:
+    """End every session of an agent, but ``keep`` (a token) if given; return how many ended."""
+    query = AgentSession.delete().where(AgentSession.agent == agent_id)
+    if isinstance(keep, str) and keep:
+        query = query.where(AgentSession.token_hash != _hash(keep))
+    return query.execute()
+
+
+def live(agent_id: int) -> list[AgentSession]:
+    """An agent's sessions, newest use first (for the profile page)."""
+    return list(AgentSession.select().where(AgentSession.agent == agent_id)
+                .order_by(AgentSession.last_seen_at.desc()))
+
+
+def is_current(row: AgentSession, token: object) -> bool:
+    return isinstance(token, str) and row.token_hash == _hash(token)

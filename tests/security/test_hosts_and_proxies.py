@@ -1,0 +1,131 @@
+"""The Host header (#10 item 10) and client addresses behind a reverse proxy with
+``helpdesk serve`` (#10 item 5).
+
+The proxy test runs the real server (``helpdesk serve``, waitress) and a small reverse proxy,
+each in its own process on loopback; clients connect from different loopback addresses
+(127.0.0.2, 127.0.0.3), which the proxy reports in X-Forwarded-For as nginx does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from helpdesk.testing import PG_URL_VARIABLE
+
+HELPDESK = [sys.executable, "-m", "helpdesk.cli"]
+
+
+# -- Host header -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("settings_overrides", [
+    {"base_url": "https://help.example.com", "allowed_hosts": "help.internal, *.corp.example"}])
+@pytest.mark.parametrize("host, status", [
+    ("help.example.com", 200), ("help.example.com:443", 200), ("HELP.EXAMPLE.COM", 200),
+    ("help.internal", 200), ("desk.corp.example", 200),
+    ("evil.example", 400), ("help.example.com.evil.example", 400), ("help.example.com@evil.example", 400),
+    ("localhost", 400), ("127.0.0.1", 400), ("", 400),
+])
+def test_only_the_configured_hosts_are_served(app: Flask, host: str, status: int) -> None:
+    for method, path in [("GET", "/login"), ("POST", "/login"), ("GET", "/queues/open")]:
+        response = app.test_client().open(path, method=method, headers={"Host": host},
+                                           base_url="https://help.example.com")
+        expected = status if status == 400 else {"/login": 200 if method == "GET" else 400,
+                                                 "/queues/open": 302}[path]
+        assert response.status_code == expected, (method, path)
+        if status == 400:
+            assert "evil" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("settings_overrides", [{"base_url": "https://help.example.com"}])
+def test_a_forged_host_cannot_steer_the_login_redirect(app: Flask) -> None:
+    response = app.test_client().get("/queues/open", headers={"Host": "evil.example"})
+    assert response.status_code == 400 and "Location" not in response.headers
+
+
+@pytest.mark.parametrize("settings_overrides", [{"allowed_hosts": ""}])  # not even the kit's
+def test_loopback_base_url_serves_every_loopback_name(app: Flask) -> None:
+    """The default base_url (http://127.0.0.1:5000): localhost is the same machine."""
+    assert app.extensions["helpdesk"].settings.base_url == "http://127.0.0.1:5000"
+    for host in ["127.0.0.1:5000", "localhost", "localhost:5000"]:
+        assert app.test_client().get("/login", headers={"Host": host}).status_code == 200
+    assert app.test_client().get("/login", headers={"Host": "example.com"}).status_code == 400
+
+
+# -- trusted_proxies with helpdesk serve ------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(port: int, process: subprocess.Popen[str], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise AssertionError(process.stdout.read() if process.poll() is not None
+                                     else "timeout") from None
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def served_behind_proxy(app: Flask, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """`helpdesk serve` with trusted_proxies = 1 behind the test's reverse proxy; yields the
+    proxy's base URL and the admin password. (`app` wiped the test database.)"""
+    backend, front = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
+    env.update(HELPDESK_INSTANCE=str(tmp_path / "instance"), HELPDESK_PORT=str(backend),
+               HELPDESK_TRUSTED_PROXIES="1", HELPDESK_BASE_URL=f"http://127.0.0.1:{front}")
+    if os.environ.get(PG_URL_VARIABLE):
+        env["HELPDESK_DATABASE_URL"] = os.environ[PG_URL_VARIABLE]
+    init = subprocess.run(HELPDESK + ["init", "--no-demo"], env=env, capture_output=True, text=True,
+                          timeout=120, check=True)
+    password = init.stdout.split("password:")[1].split()[0]
+    server = subprocess.Popen(HELPDESK + ["serve", "--no-worker"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    proxy = subprocess.Popen([sys.executable, str(Path(__file__).with_name("reverse_proxy.py")),
+                              str(front), str(backend)], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(backend, server)
+        wait_for(front, proxy)
+        yield f"http://127.0.0.1:{front}", password
+    finally:
+        for process in (proxy, server):
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=30)
+
+
+def test_behind_the_proxy_each_client_has_its_own_address(
+        served_behind_proxy: tuple[str, str], web_client: Any) -> None:
+    """A stranger guessing the admin's password from 127.0.0.2 (and forging X-Forwarded-For
+    to look like many clients) locks out only 127.0.0.2; the admin at 127.0.0.3 logs in."""
+    base, password = served_behind_proxy
+
+    def login_from(source: str, guess: str, forged: str | None = None) -> int:
+        client = web_client(base, source=source,
+                            address_header={"X-Forwarded-For": forged} if forged else None)
+        assert client.get("/login")[0] == 200
+        return client.post("/login", {"username": "admin", "password": guess})[0]
+
+    answers = [login_from("127.0.0.2", "guess guess", forged=f"10.0.0.{n}") for n in range(7)]
+    assert answers == [401] * 5 + [429] * 2, "forged X-Forwarded-For entries do not rotate the address"
+    assert login_from("127.0.0.2", password) == 429
+    assert login_from("127.0.0.3", password) == 302, "the real admin, elsewhere, is not locked out"

@@ -1,0 +1,241 @@
+"""Every route × role × method (A9, C1, C2): one table says what each cell must answer.
+
+The table is the route inventory: a route added to the app (or by a plugin) without a row
+here fails ``test_the_table_covers_every_route``. Cells:
+
+* ``LOGIN`` — anonymous: redirected to the login page (nothing runs);
+* ``403`` — logged in without the role; ``405`` — the method is not allowed (a GET on an
+  action never changes anything);
+* ``OK`` — the role may use it: any answer but a login redirect, 401, 403, 405 or 5xx
+  (an empty form may well be a 400/422).
+
+Installed plugins are loaded, and a throw-away plugin adds routes of each kind, including
+one that declares no audience.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Blueprint, Flask
+
+from helpdesk import hookimpl
+from helpdesk.models import Agent, Delivery, Incident, Notice, TimelineEntry
+from helpdesk.records import AdminPage
+from helpdesk.security import access
+from helpdesk.testing import AgentClient, Personas
+
+LOGIN, OK = "login", "ok"
+ROLES = ("anonymous", "agent", "lead", "admin")
+
+# -- a plugin with routes of every kind -------------------------------------------------------
+
+pages = Blueprint("matrix_plugin", __name__, url_prefix="/matrix")
+admin_page = Blueprint("matrix_admin", __name__)
+
+
+@pages.route("/agent", methods=["GET", "POST"])
+@access("agent")
+def plugin_agent_page() -> str:
+    return "agent page"
+
+
+@pages.post("/lead")
+@access("lead")
+def plugin_lead_action() -> str:
+    return "lead action"
+
+
+@pages.get("/public")
+@access("public")
+def plugin_public_page() -> str:
+    return "public page"
+
+
+@pages.get("/undeclared")
+def plugin_undeclared() -> str:  # no @access: must never answer
+    return "secret"
+
+
+@admin_page.get("/")
+@access("agent")  # an admin page is admin-only whatever the plugin declared
+def plugin_admin_page() -> str:
+    return "admin page"
+
+
+class MatrixPlugin:
+    @hookimpl
+    def helpdesk_blueprints(self) -> list[Blueprint]:
+        return [pages]
+
+    @hookimpl
+    def helpdesk_admin_pages(self) -> list[AdminPage]:
+        return [AdminPage("matrix", "Matrix", admin_page)]
+
+
+def cells(anonymous: Any, agent: Any, lead: Any, admin: Any) -> dict[str, Any]:
+    return dict(zip(ROLES, (anonymous, agent, lead, admin), strict=True))
+
+
+AGENT_ONLY = cells(LOGIN, OK, OK, OK)
+LEAD_ONLY = cells(LOGIN, 403, OK, OK)
+ADMIN_ONLY = cells(LOGIN, 403, 403, OK)
+PUBLIC = cells(OK, OK, OK, OK)
+NOT_ALLOWED = cells(405, 405, 405, 405)
+
+# (rule, method) -> expected answer per role. GET on every POST-only rule is 405.
+EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
+    ("/", "GET"): AGENT_ONLY,
+    ("/healthz", "GET"): PUBLIC,
+    ("/readyz", "GET"): PUBLIC,
+    ("/login", "GET"): PUBLIC,
+    ("/login", "POST"): cells(401, OK, OK, OK),  # an empty form is a failed login
+    ("/logout", "POST"): cells(LOGIN, LOGIN, LOGIN, LOGIN),  # logged out, back to the login page
+    ("/profile", "GET"): AGENT_ONLY,
+    ("/profile", "POST"): AGENT_ONLY,
+    ("/profile/sessions/end-others", "POST"): AGENT_ONLY,
+    ("/queues/<name>", "GET"): AGENT_ONLY,
+    ("/notices/", "GET"): AGENT_ONLY,
+    ("/notices/bell", "GET"): AGENT_ONLY,
+    ("/notices/read", "POST"): AGENT_ONLY,
+    ("/incidents/new", "GET"): AGENT_ONLY,
+    ("/incidents/new", "POST"): AGENT_ONLY,
+    ("/incidents/<int:incident_id>", "GET"): AGENT_ONLY,
+    **{(f"/incidents/<int:incident_id>/{action}", "POST"): AGENT_ONLY
+       for action in ("assignee", "comments", "details", "links", "owner", "priority", "status", "take")},
+    ("/admin/", "GET"): ADMIN_ONLY,
+    ("/admin/agents", "GET"): ADMIN_ONLY,
+    ("/admin/agents", "POST"): ADMIN_ONLY,
+    ("/admin/agents/<int:agent_id>", "GET"): ADMIN_ONLY,
+    ("/admin/agents/<int:agent_id>", "POST"): ADMIN_ONLY,
+    ("/admin/catalogue/<kind>", "GET"): ADMIN_ONLY,
+    ("/admin/catalogue/<kind>", "POST"): ADMIN_ONLY,
+    ("/admin/channels/<name>/test", "POST"): ADMIN_ONLY,
+    ("/admin/contacts", "GET"): ADMIN_ONLY,
+    ("/admin/contacts", "POST"): ADMIN_ONLY,
+    ("/admin/deliveries", "GET"): ADMIN_ONLY,
+    ("/admin/deliveries/<int:delivery_id>/retry", "POST"): ADMIN_ONLY,
+    ("/admin/notifications", "GET"): ADMIN_ONLY,
+    ("/admin/notifications", "POST"): ADMIN_ONLY,
+    ("/admin/plugins", "GET"): ADMIN_ONLY,
+    ("/admin/plugins/events/<int:event_id>/retry", "POST"): ADMIN_ONLY,
+    ("/admin/sla", "GET"): ADMIN_ONLY,
+    ("/admin/teams", "GET"): ADMIN_ONLY,
+    ("/admin/teams", "POST"): ADMIN_ONLY,
+    ("/static/<path:filename>", "GET"): PUBLIC,
+    ("/plugins/<name>/static/<path:filename>", "GET"): cells(404, 404, 404, 404),  # no such file
+    # the throw-away plugin's routes
+    ("/matrix/agent", "GET"): AGENT_ONLY,
+    ("/matrix/agent", "POST"): AGENT_ONLY,
+    ("/matrix/lead", "POST"): LEAD_ONLY,
+    ("/matrix/public", "GET"): PUBLIC,
+    ("/matrix/undeclared", "GET"): cells(403, 403, 403, 403),
+    ("/admin/plugins/matrix/", "GET"): ADMIN_ONLY,
+}
+
+
+@pytest.fixture
+def helpdesk_plugins() -> list[Any]:
+    return [MatrixPlugin()]
+
+
+@pytest.fixture
+def helpdesk_load_entry_points() -> bool:
+    """Every installed plugin too (the bundled ones, the example): their routes are inventoried."""
+    return True
+
+
+@pytest.fixture
+def url_values(personas: Personas, incident_factory: Any) -> dict[str, Any]:
+    incident = incident_factory()
+    delivery = Delivery.select().first()
+    return {"incident_id": incident.id, "agent_id": personas.colleague.id, "name": "open",
+            "kind": "categories", "filename": "helpdesk.css",
+            "delivery_id": delivery.id if delivery else 1, "event_id": 1}
+
+
+def rules(app: Flask) -> dict[tuple[str, str], Any]:
+    return {(rule.rule, method): rule for rule in app.url_map.iter_rules()
+            for method in rule.methods - {"HEAD", "OPTIONS"}}
+
+
+def build(rule: Any, values: dict[str, Any]) -> str:
+    path = rule.rule
+    for name in rule.arguments:
+        value = values[name]
+        if rule.endpoint == "admin.test_channel":
+            value = "inapp"
+        path = path.replace(f"<int:{name}>", str(value)).replace(f"<path:{name}>", str(value))
+        path = path.replace(f"<{name}>", str(value))
+    return path
+
+
+def test_the_table_covers_every_route(app: Flask) -> None:
+    assert set(rules(app)) == set(EXPECTED)
+
+
+def check(response: Any, expected: Any) -> None:
+    status = response.status_code
+    if expected == LOGIN:
+        assert status in {302, 401} and "/login" in (response.headers.get("Location", "")
+                                                      + response.headers.get("HX-Redirect", ""))
+    elif expected == OK:
+        assert status not in {401, 403, 405} and status < 500
+        assert "/login" not in response.headers.get("Location", "")
+    else:
+        assert status == expected
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_route_answers_each_role_as_the_table_says(
+        app: Flask, personas: Personas, url_values: dict[str, Any], role: str) -> None:
+    who = {"anonymous": None, "agent": personas.assignee, "lead": personas.db_lead, "admin": personas.admin}
+    found = rules(app)
+    for (path, method), expected in sorted(EXPECTED.items()):
+        client = AgentClient(app, who[role])  # fresh: a logout or a refused session stays in its cell
+        url = build(found[(path, method)], url_values)
+        response = client.post(url) if method == "POST" else client.get(url)
+        response.close()  # static files are streamed
+        try:
+            check(response, expected[role])
+        except AssertionError:
+            where = response.headers.get("Location", "")
+            raise AssertionError(f"{method} {url} as {role}: {response.status_code} {where}, "
+                                 f"expected {expected[role]}") from None
+        if method == "POST" and (path, "GET") not in EXPECTED:  # C2: GET on an action is refused
+            assert client.get(url).status_code == 405, url
+
+
+def snapshot() -> tuple[Any, ...]:
+    return (list(Incident.select().order_by(Incident.id).tuples()), TimelineEntry.select().count(),
+            Delivery.select().count(), Notice.select().count(),
+            list(Agent.select(Agent.id, Agent.role, Agent.active, Agent.password_hash).tuples()))
+
+
+FORGERIES = {
+    "no token": lambda client, other: {"data": {}},
+    "another session's token": lambda client, other: {"data": {"csrf_token": other.csrf_token()}},
+    "HX-Request only": lambda client, other: {"data": {}, "headers": {"HX-Request": "true",
+                                                                      "Origin": "https://evil.example"}},
+    "text/plain body": lambda client, other: {"data": f"csrf_token={other.csrf_token()}",
+                                              "content_type": "text/plain"},
+}
+
+
+@pytest.mark.parametrize("forgery", FORGERIES, ids=FORGERIES)
+def test_c1_every_state_changing_route_refuses_a_cross_site_post(
+        app: Flask, personas: Personas, url_values: dict[str, Any], forgery: str) -> None:
+    """As an admin (who may do everything), from a page on another site."""
+    admin, other = AgentClient(app, personas.admin), AgentClient(app, personas.colleague)
+    found = rules(app)
+    before = snapshot()
+    for (path, method) in sorted(EXPECTED):
+        if method != "POST" or path.startswith("/matrix") or path == "/login":
+            continue
+        url = build(found[(path, method)], url_values)
+        forged = {"headers": {"Origin": "https://evil.example"}, **FORGERIES[forgery](admin, other)}
+        response = admin.http.post(url, **forged)
+        assert response.status_code in {400, 403}, (url, response.status_code)
+    assert snapshot() == before
+    assert admin.get("/profile").status_code == 200, "the admin is still logged in"
