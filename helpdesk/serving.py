@@ -43,6 +43,13 @@ def _busy(server: Any) -> bool:
                 or any(c.requests or c.total_outbufs_len for c in channels))
 
 
+def _close_idle_connections(server: Any) -> None:
+    for channel in list(server._map.values()):
+        if isinstance(channel, HTTPChannel) and not channel.requests and not channel.total_outbufs_len:
+            channel.will_close = True
+            channel.handle_close()
+
+
 def serve(app: Any, *, host: str, port: int, threads: int, max_request_bytes: int,
           shutdown_seconds: int, clear_untrusted_proxy_headers: bool = True,
           on_listen: Any = None) -> None:
@@ -69,7 +76,10 @@ def serve(app: Any, *, host: str, port: int, threads: int, max_request_bytes: in
         # Stop accepting (the listening socket closes), finish what was accepted.
         wasyncore.dispatcher.close(server)
         deadline = time.monotonic() + shutdown_seconds
-        while _busy(server) and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            _close_idle_connections(server)  # a kept-alive connection takes no new request
+            if not _busy(server):
+                break
             wasyncore.loop(timeout=0.1, map=server._map, count=1)
         if _busy(server):
             logger.warning("stopping with requests still in flight after %ss", shutdown_seconds)

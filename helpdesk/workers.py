@@ -7,7 +7,9 @@ when its heartbeat is older than three beats. When a worker starts, and at
 every outbox sweep, the deliveries and plugin events a gone holder had
 claimed go back to pending (due now) and its leases are freed: recovery takes
 seconds instead of the full ``lease_seconds``. A holder with no heartbeat row
-(a one-off CLI command) keeps its claims until they expire.
+(a one-off CLI command) keeps its claims until they expire. Each beat also
+queues an outbox sweep, so work a queue outage left in the outbox moves again
+within a beat of the queue's return.
 """
 
 from __future__ import annotations
@@ -133,6 +135,12 @@ class Heartbeat:
                     beat(holder_id())
             except Exception:  # the database may be away for a moment; the next beat may work
                 logger.exception("worker heartbeat failed")
+            try:
+                # A sweep per beat, not only Huey's once a minute: what a queue outage or a dead
+                # worker left behind moves again within seconds (the lease keeps passes apart).
+                self.app.extensions["helpdesk"].tasks["sweep_outbox"]()
+            except Exception:
+                logger.warning("could not queue the outbox sweep (is the queue reachable?)")
 
     def stop(self) -> None:
         """On a clean stop: no more beats, and no row left to look stale."""

@@ -1,14 +1,18 @@
 """The soak: simulated agents write notes through `helpdesk serve` while faults hit it.
 
-Bounded and on loopback. Agents (threads, each with its own session) keep
+Bounded and on loopback, in two deployments: the single process (`helpdesk
+serve` with its worker) and two web processes with a separate worker on a
+Redis queue (database 13). Agents (threads, each with its own session) keep
 adding notes; each note's form carries its idempotency key, and an agent whose
 request failed (connection refused or reset, 503) sends the same form again,
-as a browser retry would. Meanwhile the server is killed with SIGKILL and
-restarted, restarted gracefully with SIGTERM, and (on SQLite) its database
-is locked past the busy wait. Afterwards: every note that was answered exists
-exactly once, no note exists twice, every note's plugin event was delivered
-(duplicates only under the same event key), no answer was a 500, and 503s
-came only while the database was locked.
+as a browser retry would. Meanwhile the worker is killed with SIGKILL and
+restarted (in one process, the web server with it), a web server is restarted
+gracefully with SIGTERM, and (on SQLite) the database is locked past the busy
+wait (a queue that goes away is tested on its own in test_durable_work.py).
+Afterwards: every note that was answered exists exactly once, no note exists
+twice, every note's plugin event was delivered (duplicates only under the same
+event key), no answer was a 500, and 503s came only while the database was
+locked.
 
 ``HELPDESK_TEST_SOAK_SECONDS`` sets the length (default 8 s, the short
 variant `make test` runs; `.ci/run` runs a longer one).
@@ -60,23 +64,26 @@ def workers(app: Any, tmp_path: Path) -> Any:
 
 
 class Server:
-    """`helpdesk serve` (web and in-process worker) on one port, restarted by the faults."""
+    """One `helpdesk` process (``serve`` with its worker, ``serve --no-worker`` or ``worker``),
+    restarted by the faults."""
 
-    def __init__(self, workers: Workers) -> None:
+    def __init__(self, workers: Workers, command: list[str], queue_url: str = "") -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.base = f"http://127.0.0.1:{self.port}"
-        self.workers = workers
+        self.workers, self.command, self.queue_url = workers, command, queue_url
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         env = self.workers.env(HELPDESK_PORT=str(self.port), HELPDESK_DATABASE_BUSY_SECONDS="1",
-                               HELPDESK_THREADS="8", HELPDESK_SHUTDOWN_SECONDS="10")
-        self.process = subprocess.Popen(HELPDESK + ["serve"], env=env, stdout=subprocess.PIPE,
+                               HELPDESK_THREADS="8", HELPDESK_SHUTDOWN_SECONDS="10",
+                               **({"HELPDESK_QUEUE_URL": self.queue_url} if self.queue_url else {}))
+        self.process = subprocess.Popen(HELPDESK + self.command, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
         self.workers.processes.append(self.process)
-        wait_until(lambda: self.answers() or self.process.poll() is not None, "the server is up")
+        if self.command[0] == "serve":
+            wait_until(lambda: self.answers() or self.process.poll() is not None, "the server is up")
         assert self.process.poll() is None
 
     def answers(self) -> bool:
@@ -149,15 +156,36 @@ class Agent_:
             count += 1
 
 
-def test_soak_no_lost_or_doubled_note_and_every_event_delivered_through_crashes_restarts_and_locks(
-        app, workers, personas, incident_factory):
+def redis_queue() -> str:
+    redis = pytest.importorskip("redis")
+    url = "redis://127.0.0.1:6379/13"
+    try:
+        redis.Redis.from_url(url, socket_timeout=2).flushdb()
+    except redis.exceptions.ConnectionError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip("no Redis server on 127.0.0.1:6379")
+    return url
+
+
+@pytest.mark.parametrize("deployment", ["one process", "two web processes and a worker on redis"])
+def test_soak_no_lost_or_doubled_note_and_every_event_delivered_through_crashes_restarts_and_outages(
+        app, workers, personas, incident_factory, deployment):
     incidents = [incident_factory(title=f"Soak {n}") for n in range(3)]
     hasher = PasswordHasher()  # the server's own parameters: a login that rehashes is another test
     people = [personas.owner, personas.colleague, personas.assignee, personas.lead]
     for person in people:
         Agent.update(password_hash=hasher.hash(PASSWORD)).where(Agent.id == person.id).execute()
-    server = Server(workers)
-    server.start()
+    if deployment == "one process":
+        webs = [Server(workers, ["serve"])]
+        worker = webs[0]
+    else:
+        queue = redis_queue()
+        webs = [Server(workers, ["serve", "--no-worker"], queue) for _ in range(2)]
+        worker = Server(workers, ["worker"], queue)
+        worker.start()
+    for web in webs:
+        web.start()
 
     events: list[tuple[float, Any, str]] = []
     lock = threading.Lock()
@@ -168,7 +196,7 @@ def test_soak_no_lost_or_doubled_note_and_every_event_delivered_through_crashes_
 
     started = time.monotonic()
     stop = threading.Event()
-    agents = [Agent_(server, person.username, f"{person.username}-{n}", incidents[i % 3].id, log)
+    agents = [Agent_(webs[n % len(webs)], person.username, f"{person.username}-{n}", incidents[i % 3].id, log)
               for i, person in enumerate(people) for n in range(AGENTS_PER_PERSONA)]
     threads = [threading.Thread(target=agent.run, args=(stop,)) for agent in agents]
     for thread in threads:
@@ -177,13 +205,13 @@ def test_soak_no_lost_or_doubled_note_and_every_event_delivered_through_crashes_
     windows: dict[str, tuple[float, float]] = {}
     time.sleep(SECONDS / 4)
     fault = time.monotonic()
-    server.stop(signal.SIGKILL)  # a crash: requests in flight are lost, the worker dies mid-task
-    server.start()
+    worker.stop(signal.SIGKILL)  # a crash: the worker dies mid-task (and, in one process, the web too)
+    worker.start()
     windows["kill"] = (fault, time.monotonic())
     time.sleep(SECONDS / 4)
     fault = time.monotonic()
-    server.stop(signal.SIGTERM)  # a restart: what is in flight finishes
-    server.start()
+    webs[0].stop(signal.SIGTERM)  # a restart: what is in flight finishes
+    webs[0].start()
     windows["restart"] = (fault, time.monotonic())
     if is_sqlite():
         time.sleep(SECONDS / 8)
@@ -236,5 +264,6 @@ def test_soak_no_lost_or_doubled_note_and_every_event_delivered_through_crashes_
     assert set(by_key) == {row.event_key for row in commented}, "every note's event reached the plugin"
     assert all(all(line == copies[0] for line in copies) for copies in by_key.values()), \
         "duplicates only under the same key"
-    server.stop(signal.SIGTERM)
-    assert server.process.returncode == 0
+    for process in {id(p): p for p in [*webs, worker]}.values():
+        process.stop(signal.SIGTERM)
+        assert process.process.returncode == 0
