@@ -236,30 +236,35 @@ def id_queries(queue: str, agent: Agent, filters: Filters, size: int, after: str
             .order_by(*order).limit(size + 1) for branch in branches(queue, agent, teams, filters)]
 
 
-def page_ids(queue: str, agent: Agent, filters: Filters, size: int, after: str | None = None
-             ) -> tuple[list[int], str | None]:
-    """The ids of one page in order, and the cursor of the next page (None on the last).
-
-    Branches are merged by a UNION whose sort reads at most ``size`` + 1 rows per branch.
-    """
-    column_name, descending = SORTS[filters.sort]
+def ids_statement(queue: str, agent: Agent, filters: Filters, size: int, after: str | None = None
+                  ) -> tuple[str, list[Any]] | None:
+    """The SQL that finds a page's (id, sort key) rows, or None when the queue is empty by
+    definition (an agent in no team). Several branches merge in a UNION whose sort reads at
+    most ``size`` + 1 rows per branch."""
     queries = id_queries(queue, agent, filters, size, after)
     if not queries:
-        return [], None
+        return None
+    context = database.obj.get_sql_context
     if len(queries) == 1:
-        rows = [(row.id, row.sort_key) for row in queries[0].namedtuples()]
-    else:
-        context = database.obj.get_sql_context
-        parts, params = [], []
-        for n, query in enumerate(queries):
-            sql, values = context().sql(query).query()
-            parts.append(f"SELECT * FROM ({sql}) AS b{n}")  # noqa: S608 - peewee's SQL, values bound
-            params.extend(values)
-        direction = "DESC" if descending else "ASC"
-        sql = (" UNION ".join(parts) + f" ORDER BY sort_key {direction}, id {direction} "
-               f"LIMIT {int(size) + 1}")
-        converter = getattr(Incident, column_name).python_value
-        rows = [(row_id, converter(key)) for row_id, key in database.execute_sql(sql, params)]
+        return context().sql(queries[0]).query()
+    parts, params = [], []
+    for n, query in enumerate(queries):
+        sql, values = context().sql(query).query()
+        parts.append(f"SELECT * FROM ({sql}) AS b{n}")  # noqa: S608 - peewee's SQL, values bound
+        params.extend(values)
+    direction = "DESC" if SORTS[filters.sort][1] else "ASC"
+    return (" UNION ".join(parts) + f" ORDER BY sort_key {direction}, id {direction} "
+            f"LIMIT {int(size) + 1}"), params
+
+
+def page_ids(queue: str, agent: Agent, filters: Filters, size: int, after: str | None = None
+             ) -> tuple[list[int], str | None]:
+    """The ids of one page in order, and the cursor of the next page (None on the last)."""
+    statement = ids_statement(queue, agent, filters, size, after)
+    if statement is None:
+        return [], None
+    converter = getattr(Incident, SORTS[filters.sort][0]).python_value
+    rows = [(row_id, converter(key)) for row_id, key in database.execute_sql(*statement)]
     next_cursor = None
     if len(rows) > size:
         rows = rows[:size]
