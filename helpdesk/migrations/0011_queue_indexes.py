@@ -90,6 +90,11 @@ def summary(incident_id):
             f"sla_breached = {BREACHED.format(id=incident_id)}")
 
 
+def backfill(db):
+    """The summary of every incident that has clocks (all rows written before 0011)."""
+    db.execute_sql(f"{summary('incident.id')} WHERE id IN (SELECT incident_id FROM sla_clock)")
+
+
 def up(migrator, db):
     sqlite = isinstance(db, SqliteDatabase)
     # Plain ALTERs (peewee's SQLite migrator would rebuild the table for NOT NULL).
@@ -112,7 +117,7 @@ def up(migrator, db):
         db.execute_sql(
             "CREATE TRIGGER sla_clock_summary AFTER INSERT OR UPDATE OR DELETE ON sla_clock "
             "FOR EACH ROW EXECUTE FUNCTION incident_sla_summary()")
-    db.execute_sql(f"{summary('incident.id')} WHERE id IN (SELECT incident_id FROM sla_clock)")
+    backfill(db)
     for name, columns, condition in INDEXES:
         db.execute_sql(f'CREATE INDEX "{name}" ON "incident" ({columns}) WHERE {condition}')
     if sqlite:
