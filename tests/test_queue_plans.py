@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import json
+import os
 from typing import Any
 
 import pytest
@@ -22,9 +23,14 @@ from flask import Flask
 from helpdesk import clock, incidents, queues, seed, sla
 from helpdesk.db import database, is_sqlite
 from helpdesk.models import ACTIVE_STATUSES, Agent, Incident, Membership, SlaClock
+from helpdesk.testing import PG_URL_VARIABLE
 from helpdesk_plugins import business_hours, sla_priority
 
 POOL = 3000
+
+
+def is_sqlite_run() -> bool:
+    return not os.environ.get(PG_URL_VARIABLE)
 
 
 @pytest.fixture
@@ -203,3 +209,27 @@ def test_every_queue_and_sort_reads_an_index_range_not_the_pool(helpdesk_app, po
             # the page's own rows: found by id, their pairs and clocks by key
             rows = queues.base_query().where(Incident.id.in_(ids))
             assert_no_full_scan(*rows.sql(), where=(queue, sort, "rows"))
+
+
+def queue_plans_missing_their_index(agent: Agent) -> list[tuple[str, str]]:
+    missing = []
+    for queue, sort in combinations():
+        for branch in queues.id_queries(queue, agent, queues.Filters(sort=sort), 10):
+            plan = sqlite_plan(*branch.sql())
+            if len(plan) != 1 or "incident_q_" not in plan[0]:
+                missing.append((queue, sort))
+    return missing
+
+
+@pytest.mark.skipif(not is_sqlite_run(), reason="SQLite's planner statistics")
+def test_sqlite_gathers_planner_statistics_when_a_connection_closes(helpdesk_app, pool):
+    with helpdesk_app.app_context():
+        agent = two_team_agent()
+        database.execute_sql("DELETE FROM sqlite_stat1")  # a pool that grew since the last ANALYZE
+        database.close()
+        database.connect()
+        # without statistics some queues read the status index and sort the whole pool ...
+        assert queue_plans_missing_their_index(agent)
+        database.close()  # ... until a connection that ran them closes (PRAGMA optimize)
+        database.connect()
+        assert queue_plans_missing_their_index(agent) == []
