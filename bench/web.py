@@ -258,6 +258,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--database", default="sqlite", help="sqlite, or a PostgreSQL URL (wiped)")
+    parser.add_argument("--keep", type=Path, help="keep each seeded SQLite pool here and reuse it")
     args = parser.parse_args()
     if shutil.which("wrk") is None or not (BIN / "gunicorn").exists():
         raise SystemExit("needs wrk (apt-get install wrk) and gunicorn (pip install '.[bench]')")
@@ -266,20 +267,28 @@ def main() -> None:
     paths["create (POST)"] = "/incidents/new"
     results: dict[int, dict[str, dict]] = {}
     for size in [int(s) for s in args.sizes.split(",")]:
-        folder = Path(tempfile.mkdtemp(prefix=f"helpdesk-web-{size}-"))
-        url = f"sqlite:///{folder / 'helpdesk.db'}" if args.database == "sqlite" else args.database
+        sqlite = args.database == "sqlite"
+        if args.keep and sqlite:
+            folder = args.keep / f"pool-{size}"
+            folder.mkdir(parents=True, exist_ok=True)
+        else:
+            folder = Path(tempfile.mkdtemp(prefix=f"helpdesk-web-{size}-"))
+        url = f"sqlite:///{folder / 'helpdesk.db'}" if sqlite else args.database
         print(f"{size:,} incidents ({url.split(':')[0]}):", flush=True)
-        ids = prepare(size, url, folder)
+        ready = folder / "ids.txt"
+        if sqlite and args.keep and ready.exists():
+            first, last = map(int, ready.read_text().split())
+            ids = {"first": first, "last": last}
+        else:
+            ids = prepare(size, url, folder)
+            ready.write_text(f"{ids['first']} {ids['last']}")
         counts = queries_per_request(url, folder, paths, ids)
         env = {"HELPDESK_INSTANCE": str(folder), "HELPDESK_DATABASE_URL": url,
                "HELPDESK_SECRET_KEY": "bench-" + "k" * 40, "BENCH_DATABASE_URL": url}
         rows: dict[str, dict] = {}
+        # Both servers run side by side and wrk drives one at a time, alternating: on a shared
+        # machine the bare page measured right after each page is the fair yardstick.
         bare, bare_base = serve("web:bare_app()", env, args.workers)
-        try:
-            wrk(bare_base + "/", "x=1", 2, args.connections)  # warm up
-            rows["bare Flask + peewee, 50 rows"] = wrk(bare_base + "/", "x=1", args.seconds, args.connections)
-        finally:
-            stop(bare)
         server, base = serve("helpdesk.app:create_app()", env, args.workers)
         try:
             cookie, token = login(base)
@@ -287,25 +296,30 @@ def main() -> None:
             for name, path in paths.items():
                 script = scripts["incident"] if name == "incident page" else (
                     scripts["create"] if name.startswith("create") else None)
-                wrk(base + path.replace("RANDOM", str(ids["first"])), cookie, 2, args.connections, script)
-                rows[name] = wrk(base + path.replace("RANDOM", str(ids["first"])), cookie, args.seconds,
-                                 args.connections, script)
+                target = base + path.replace("RANDOM", str(ids["first"]))
+                wrk(target, cookie, 2, args.connections, script)  # warm up
+                rows[name] = wrk(target, cookie, args.seconds, args.connections, script)
                 rows[name]["queries"] = counts[name]
+                rows[name]["bare"] = wrk(bare_base + "/", "x=1", args.seconds, args.connections)["rps"]
             rss = worker_rss(server)
         finally:
             stop(server)
+            stop(bare)
         results[size] = rows
-        print(f"{'page':32} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'queries':>8} {'non-2xx':>8}")
+        print(f"{'page':24} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'queries':>7} {'non-2xx':>7} "
+              f"{'bare req/s':>10} {'of bare':>7}")
         for name, row in rows.items():
-            print(f"{name:32} {row['rps']:8.0f} {row['p50'] or 0:8.1f} {row['p99'] or 0:8.1f} "
-                  f"{row.get('queries', ''):>8} {row['errors']:>8}")
+            print(f"{name:24} {row['rps']:7.0f} {row['p50'] or 0:7.1f} {row['p99'] or 0:7.1f} "
+                  f"{row['queries']:>7} {row['errors']:>7} {row['bare']:10.0f} "
+                  f"{row['rps'] / row['bare']:7.0%}")
         print(f"RSS per web worker: {', '.join(f'{mb} MB' for mb in rss)}\n", flush=True)
-        shutil.rmtree(folder, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
     sizes = list(results)
-    print("req/s (p99 ms) by size: " + " | ".join(f"{s:,}" for s in sizes))
+    print("req/s, p99 ms and share of the bare page's rate by size: " + " | ".join(f"{s:,}" for s in sizes))
     for name in next(iter(results.values())):
-        cells = " | ".join(f"{results[s][name]['rps']:.0f} ({results[s][name]['p99'] or 0:.0f})"
-                           for s in sizes)
+        cells = " | ".join(f"{results[s][name]['rps']:.0f}, {results[s][name]['p99'] or 0:.0f} ms, "
+                           f"{results[s][name]['rps'] / results[s][name]['bare']:.0%}" for s in sizes)
         print(f"| {name} | {cells} |")
 
 
