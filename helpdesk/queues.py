@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
+import operator
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,6 +168,13 @@ def branches(queue: str, agent: Agent, teams: list[int], filters: Filters) -> li
     if queue == "open" and filters.team is not None:  # the team filter is the only condition
         return [Incident.assigned_team == filters.team, Incident.owner_team == filters.team]
     return found[queue]
+
+
+def queue_condition(queue: str, agent: Agent) -> peewee.Expression:
+    """The whole queue as one condition on incidents (status not included), e.g. for a
+    bounded count; pages use :func:`branches`, which an index serves one by one."""
+    parts = branches(queue, agent, team_ids(agent), Filters())
+    return functools.reduce(operator.or_, parts) if parts else peewee.SQL("1 = 0")
 
 
 def _filter_condition(filters: Filters) -> peewee.Expression:

@@ -128,6 +128,8 @@ def test_every_queue_and_sort_pages_through_exactly_its_incidents(helpdesk_app, 
                 if after is None:
                     break
             assert seen == expected_pages(queue, sort, agent), (queue, sort)
+            whole = Incident.select(Incident.id).where(queues.queue_condition(queue, agent) & queues.ACTIVE)
+            assert {row.id for row in whole} == set(seen), queue
         # the rows come back in the order of their ids, with the pairs joined in
         page = queues.page("teams", agent, queues.Filters(sort="priority"), 25)
         assert [row.id for row in page.rows] == expected_pages("teams", "priority", agent)[:25]
