@@ -8,12 +8,10 @@ instead of failing half-way. PostgreSQL uses a connection pool over psycopg 3.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
@@ -27,25 +25,7 @@ SQLITE_PRAGMAS = (
     ("busy_timeout", 10000),
     ("foreign_keys", 1),
     ("synchronous", "normal"),
-    ("analysis_limit", 1000),  # PRAGMA optimize samples, so a large table is analysed in ms
 )
-
-
-class SqliteDatabase(peewee.SqliteDatabase):
-    """SQLite that keeps the query planner's statistics current.
-
-    Without statistics SQLite may read a queue from the status index and sort the whole
-    active pool; with them it walks the queue's own index. As SQLite advises for short-lived
-    connections, each connection runs ``PRAGMA optimize`` when it closes: a no-op unless a
-    table the connection queried was never analysed or has grown 25-fold since.
-    """
-
-    def _close(self, conn: Any) -> None:
-        try:
-            conn.execute("PRAGMA optimize")
-        except sqlite3.Error as error:  # busy or read-only: statistics can wait for next time
-            logger.info("PRAGMA optimize skipped: %s", error)
-        super()._close(conn)
 
 
 class BaseModel(peewee.Model):
@@ -60,7 +40,7 @@ def open_database(url: str) -> peewee.Database:
     if parts.scheme == "sqlite":
         path = Path(unquote(url[len("sqlite:///") :]))
         path.parent.mkdir(parents=True, exist_ok=True)
-        return SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS, timeout=10)
+        return peewee.SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS, timeout=10)
     if parts.scheme in {"postgres", "postgresql"}:
         options = dict(parse_qsl(parts.query))
         return PooledPostgresqlDatabase(

@@ -19,7 +19,7 @@ from typing import Any
 
 import peewee
 
-from helpdesk.db import database
+from helpdesk.db import database, is_sqlite
 from helpdesk.errors import DomainError
 from helpdesk.models import (
     ACTIVE_STATUSES,
@@ -145,35 +145,37 @@ def team_ids(agent: Agent) -> list[int]:
             .order_by(Membership.team)]
 
 
-def branches(queue: str, agent: Agent, teams: list[int], filters: Filters) -> list[peewee.Expression]:
-    """A queue as a union of index ranges: each branch is an equality (or a partial index's
-    own condition) that one queue index serves in sort order, so no branch reads rows past
-    the page. A queue over several teams is one branch per team and side (owner, assignee)."""
-    mine = [Incident.owner_agent == agent.id] + [Incident.owner_team == team for team in teams]
-    by_team = ([Incident.assigned_team == team for team in teams]
-               + [Incident.owner_team == team for team in teams])
+def branches(queue: str, agent: Agent, teams: list[int], filters: Filters
+             ) -> list[tuple[str, peewee.Expression]]:
+    """A queue as a union of index ranges: (queue index key, condition) pairs, each an
+    equality (or a partial index's own condition) that one queue index serves in sort order,
+    so no branch reads rows past the page. A queue over several teams is one branch per team
+    and side (owner, assignee). Keys are those of ``models.QUEUE_INDEX_KEYS``."""
     at_risk = Incident.sla_due_at.is_null(False)
     found = {
-        "assigned": [Incident.assigned_agent == agent.id],
-        "owned": [Incident.owner_agent == agent.id],
-        "at_risk": [branch & at_risk for branch in mine],
-        "breached": [Incident.sla_breached],
-        "teams": by_team,
-        "unassigned": [Incident.assigned_agent.is_null()],
-        "unowned": [Incident.owner_agent.is_null()],
-        "open": [peewee.SQL("1 = 1")],
+        "assigned": [("assignee", Incident.assigned_agent == agent.id)],
+        "owned": [("owner", Incident.owner_agent == agent.id)],
+        "at_risk": [("risk_owner", (Incident.owner_agent == agent.id) & at_risk)]
+        + [("risk_owner_team", (Incident.owner_team == team) & at_risk) for team in teams],
+        "breached": [("breached", Incident.sla_breached)],
+        "teams": [("assigned_team", Incident.assigned_team == team) for team in teams]
+        + [("owner_team", Incident.owner_team == team) for team in teams],
+        "unassigned": [("unassigned", Incident.assigned_agent.is_null())],
+        "unowned": [("unowned", Incident.owner_agent.is_null())],
+        "open": [("open", peewee.SQL("1 = 1"))],
     }
     if queue not in found:
         raise DomainError(f"There is no queue {queue!r}.")
     if queue == "open" and filters.team is not None:  # the team filter is the only condition
-        return [Incident.assigned_team == filters.team, Incident.owner_team == filters.team]
+        return [("assigned_team", Incident.assigned_team == filters.team),
+                ("owner_team", Incident.owner_team == filters.team)]
     return found[queue]
 
 
 def queue_condition(queue: str, agent: Agent) -> peewee.Expression:
     """The whole queue as one condition on incidents (status not included), e.g. for a
     bounded count; pages use :func:`branches`, which an index serves one by one."""
-    parts = branches(queue, agent, team_ids(agent), Filters())
+    parts = [condition for _key, condition in branches(queue, agent, team_ids(agent), Filters())]
     return functools.reduce(operator.or_, parts) if parts else peewee.SQL("1 = 0")
 
 
@@ -225,10 +227,15 @@ def decode_cursor(cursor: str, column: str) -> tuple[Any, int]:
     return value, row_id
 
 
+# sort -> the suffix of the queue index that serves it (newest and oldest share one)
+INDEX_SORTS = {"updated": "updated", "newest": "created", "oldest": "created", "priority": "priority",
+               "due": "due"}
+
+
 def id_queries(queue: str, agent: Agent, filters: Filters, size: int, after: str | None = None,
-               teams: list[int] | None = None) -> list[peewee.ModelSelect]:
+               teams: list[int] | None = None) -> list[tuple[str, peewee.ModelSelect]]:
     """One query per branch: (id, sort key) of at most ``size`` + 1 rows, on the incident
-    table alone, in index order (the EXPLAIN test reads these)."""
+    table alone, in index order; each with the name of the queue index meant to serve it."""
     column_name, descending = SORTS[filters.sort]
     if filters.sort == "due" and queue != "at_risk":
         raise DomainError("Sorting by SLA due time is offered in the At risk queue.")
@@ -241,8 +248,27 @@ def id_queries(queue: str, agent: Agent, filters: Filters, size: int, after: str
         condition &= (key < bound) if descending else (key > bound)
     order = (column.desc(), Incident.id.desc()) if descending else (column, Incident.id)
     teams = team_ids(agent) if teams is None else teams
-    return [Incident.select(Incident.id, column.alias("sort_key")).where(branch & condition)
-            .order_by(*order).limit(size + 1) for branch in branches(queue, agent, teams, filters)]
+    return [(f"incident_q_{key}_{INDEX_SORTS[filters.sort]}",
+             Incident.select(Incident.id, column.alias("sort_key")).where(branch & condition)
+             .order_by(*order).limit(size + 1))
+            for key, branch in branches(queue, agent, teams, filters)]
+
+
+def branch_statements(queue: str, agent: Agent, filters: Filters, size: int, after: str | None = None
+                      ) -> list[tuple[str, list[Any]]]:
+    """The SQL of each branch. SQLite is told which index to read (``INDEXED BY``): its
+    planner, without statistics or with sampled ones, may otherwise take the status index
+    and sort the whole active pool. PostgreSQL's statistics (autovacuum) pick it unaided."""
+    forced = is_sqlite() and (not filters.status or set(filters.status) <= set(ACTIVE_STATUSES))
+    statements = []
+    for index, query in id_queries(queue, agent, filters, size, after):
+        sql, params = database.obj.get_sql_context().sql(query).query()
+        if forced:
+            source = 'FROM "incident" AS "t1"'
+            assert sql.count(source) == 1, sql
+            sql = sql.replace(source, f'{source} INDEXED BY "{index}"')
+        statements.append((sql, params))
+    return statements
 
 
 def ids_statement(queue: str, agent: Agent, filters: Filters, size: int, after: str | None = None
@@ -250,15 +276,11 @@ def ids_statement(queue: str, agent: Agent, filters: Filters, size: int, after: 
     """The SQL that finds a page's (id, sort key) rows, or None when the queue is empty by
     definition (an agent in no team). Several branches merge in a UNION whose sort reads at
     most ``size`` + 1 rows per branch."""
-    queries = id_queries(queue, agent, filters, size, after)
-    if not queries:
-        return None
-    context = database.obj.get_sql_context
-    if len(queries) == 1:
-        return context().sql(queries[0]).query()
+    statements = branch_statements(queue, agent, filters, size, after)
+    if len(statements) <= 1:
+        return statements[0] if statements else None
     parts, params = [], []
-    for n, query in enumerate(queries):
-        sql, values = context().sql(query).query()
+    for n, (sql, values) in enumerate(statements):
         parts.append(f"SELECT * FROM ({sql}) AS b{n}")  # noqa: S608 - peewee's SQL, values bound
         params.extend(values)
     direction = "DESC" if SORTS[filters.sort][1] else "ASC"

@@ -81,6 +81,8 @@ def incidents(state: Any, count: int, *, years: float = 2.0, seed: int = 15, bat
     policy = state.registry.sla_policies["priority"]
     calendars = state.registry.business_calendars
     targets_cache: dict[tuple[int, int | None], Any] = {}
+    if is_sqlite():  # dozens of indexes take random inserts: keep their pages in memory
+        database.execute_sql("PRAGMA cache_size = -262144")
     end = now()
     span = dt.timedelta(days=365 * years)
     desk = teams[0]
