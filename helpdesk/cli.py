@@ -378,5 +378,25 @@ def db_upgrade(ctx: click.Context) -> None:
     click.echo(f"Applied: {', '.join(applied)}." if applied else "The schema is up to date.")
 
 
+@main.command()
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def backup(ctx: click.Context, target: Path) -> None:
+    """Copy the live SQLite database to TARGET (PostgreSQL: use pg_dump)."""
+    from urllib.parse import unquote
+
+    from helpdesk.backup import BackupError, backup_sqlite
+
+    url = _app(ctx).extensions["helpdesk"].settings.database_url
+    if not url.startswith("sqlite:///"):
+        raise click.ClickException("this database is PostgreSQL: back it up with "
+                                   "pg_dump --format=custom (see the README, Deploying)")
+    try:
+        result = backup_sqlite(Path(unquote(url[len("sqlite:///"):])), target)
+    except BackupError as error:
+        raise click.ClickException(f"no backup made: {error}") from None
+    click.echo(f"Backed up {result.incidents} incidents to {result.path} ({result.bytes:,} bytes).")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

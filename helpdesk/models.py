@@ -167,6 +167,12 @@ class Incident(BaseModel):
     duplicate_of = peewee.ForeignKeyField("self", null=True, backref="duplicates")
     parent = peewee.ForeignKeyField("self", null=True, backref="children")
     version = peewee.IntegerField(default=1)
+    # Denormalised from the SLA clocks by database triggers (migration 0011), in the same
+    # statement as the clock change, so the queues filter and sort without joining clocks:
+    # the nearest running due time (None once a target is breached and unmet), and
+    # whether any target of the current clocks was breached.
+    sla_due_at = peewee.DateTimeField(null=True)
+    sla_breached = peewee.BooleanField(default=False)
 
     class Meta:
         indexes = (
@@ -194,6 +200,45 @@ class Incident(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.reference} {self.title}"
+
+
+# The active pool, as literal SQL: the queue indexes are partial on it, and a planner only
+# uses a partial index when the query repeats its condition (a bound parameter would not do).
+ACTIVE_SQL = "status IN (" + ", ".join(f"'{status}'" for status in ACTIVE_STATUSES) + ")"
+# Queue indexes: name -> (leading equality column or None, extra condition or None). Each
+# leads with its queue's own condition, so a page is one index range read in order and a
+# queue whose rows are rare is as quick as a common one (see helpdesk.queues).
+QUEUE_INDEX_KEYS = {
+    "open": (None, None),
+    "assignee": ("assigned_agent_id", None),
+    "owner": ("owner_agent_id", None),
+    "assigned_team": ("assigned_team_id", None),
+    "owner_team": ("owner_team_id", None),
+    "unassigned": (None, "assigned_agent_id IS NULL"),
+    "unowned": (None, "owner_agent_id IS NULL"),
+    "breached": (None, "sla_breached"),
+    "risk_owner": ("owner_agent_id", "sla_due_at IS NOT NULL"),
+    "risk_owner_team": ("owner_team_id", "sla_due_at IS NOT NULL"),
+}
+QUEUE_SORT_COLUMNS = {"updated": "updated_at", "created": "created_at", "priority": "priority",
+                      "due": "sla_due_at"}
+
+
+def queue_indexes() -> dict[str, tuple[list[str], str]]:
+    """Every queue index: name -> (columns, WHERE condition); the id ends each keyset."""
+    found = {}
+    for key, (lead, extra) in QUEUE_INDEX_KEYS.items():
+        for sort, column in QUEUE_SORT_COLUMNS.items():
+            if sort == "due" and not key.startswith("risk_"):
+                continue
+            condition = ACTIVE_SQL + (f" AND {extra}" if extra else "")
+            found[f"incident_q_{key}_{sort}"] = ([c for c in (lead, column, "id") if c], condition)
+    return found
+
+
+for _name, (_columns, _condition) in queue_indexes().items():
+    Incident.add_index(Incident.index(*(Incident._meta.columns[c] for c in _columns), name=_name)
+                       .where(peewee.SQL(_condition)))
 
 
 class TimelineEntry(BaseModel):

@@ -1,20 +1,25 @@
 """Agent queues: which incidents each queue holds, filters, sorting and keyset pages.
 
-A page of any size costs one query: the owner and assignee pairs are joined
-in, never loaded row by row.
+A page of any size costs the same few queries, and the same time at any number of
+incidents: the page's ids are read in order from an index that leads with the queue's
+own condition, then the owner and assignee pairs, requester and clocks are joined in for
+those rows only, never loaded row by row.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
+import operator
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import peewee
 
+from helpdesk.db import database, is_sqlite
 from helpdesk.errors import DomainError
 from helpdesk.models import (
     ACTIVE_STATUSES,
@@ -41,7 +46,7 @@ QUEUES = {
 }
 # name -> (column, descending)
 SORTS = {
-    "due": ("due_at", False),
+    "due": ("sla_due_at", False),
     "updated": ("updated_at", True),
     "newest": ("created_at", True),
     "oldest": ("created_at", False),
@@ -61,19 +66,9 @@ AssignedTeam = Team.alias("assigned_team")
 AssignedAgent = Agent.alias("assigned_agent")
 ResponseClock = SlaClock.alias("response_clock")
 ResolutionClock = SlaClock.alias("resolution_clock")
-# The nearest running SLA due time: the response target while it is open, else resolution.
-DUE = peewee.fn.COALESCE(
-    peewee.Case(None, [((ResponseClock.met_at.is_null()) & (ResponseClock.stopped_at.is_null()),
-                        ResponseClock.due_at)], None),
-    ResolutionClock.due_at,
-)
-# A breach stays on the record when the target is met late ...
-BREACHED = ResponseClock.breached_at.is_null(False) | ResolutionClock.breached_at.is_null(False)
-# ... but only an unmet breach takes an incident out of "at risk" (it is past that).
-BREACHED_NOW = (
-    (ResponseClock.breached_at.is_null(False) & ResponseClock.met_at.is_null())
-    | (ResolutionClock.breached_at.is_null(False) & ResolutionClock.met_at.is_null())
-)
+# The active pool in literals, exactly as the partial queue indexes state it (a planner
+# only picks a partial index when the query repeats its condition; see models.queue_indexes).
+ACTIVE = Incident.status.in_([peewee.SQL(repr(status)) for status in ACTIVE_STATUSES])
 
 
 def _small_int(text: str | None) -> int | None:
@@ -122,7 +117,7 @@ class Page:
 
 
 def base_query() -> peewee.ModelSelect:
-    """Incidents with both pairs and the requester joined in (one query per page)."""
+    """Incidents with both pairs, the requester and both SLA clocks joined in (one query)."""
     return (
         Incident.select(Incident, OwnerTeam, OwnerAgent, AssignedTeam, AssignedAgent, Contact,
                         ResponseClock, ResolutionClock)
@@ -145,42 +140,64 @@ def base_query() -> peewee.ModelSelect:
     )
 
 
-def queue_condition(queue: str, agent: Agent) -> peewee.Expression:
-    my_teams = Membership.select(Membership.team).where(Membership.agent == agent.id)
-    mine = (Incident.owner_agent == agent.id) | (Incident.owner_team.in_(my_teams))
-    conditions = {
-        "assigned": Incident.assigned_agent == agent.id,
-        "owned": Incident.owner_agent == agent.id,
-        "at_risk": mine & DUE.is_null(False) & ~BREACHED_NOW,
-        "breached": BREACHED,
-        "teams": (Incident.assigned_team.in_(my_teams)) | (Incident.owner_team.in_(my_teams)),
-        "unassigned": Incident.assigned_agent.is_null(),
-        "unowned": Incident.owner_agent.is_null(),
-        "open": peewee.SQL("1 = 1"),
+def team_ids(agent: Agent) -> list[int]:
+    return [row.team_id for row in Membership.select(Membership.team).where(Membership.agent == agent.id)
+            .order_by(Membership.team)]
+
+
+def branches(queue: str, agent: Agent, teams: list[int], filters: Filters
+             ) -> list[tuple[str, peewee.Expression]]:
+    """A queue as a union of index ranges: (queue index key, condition) pairs, each an
+    equality (or a partial index's own condition) that one queue index serves in sort order,
+    so no branch reads rows past the page. A queue over several teams is one branch per team
+    and side (owner, assignee). Keys are those of ``models.QUEUE_INDEX_KEYS``."""
+    at_risk = Incident.sla_due_at.is_null(False)
+    found = {
+        "assigned": [("assignee", Incident.assigned_agent == agent.id)],
+        "owned": [("owner", Incident.owner_agent == agent.id)],
+        "at_risk": [("risk_owner", (Incident.owner_agent == agent.id) & at_risk)]
+        + [("risk_owner_team", (Incident.owner_team == team) & at_risk) for team in teams],
+        "breached": [("breached", Incident.sla_breached)],
+        "teams": [("assigned_team", Incident.assigned_team == team) for team in teams]
+        + [("owner_team", Incident.owner_team == team) for team in teams],
+        "unassigned": [("unassigned", Incident.assigned_agent.is_null())],
+        "unowned": [("unowned", Incident.owner_agent.is_null())],
+        "open": [("open", peewee.SQL("1 = 1"))],
     }
-    if queue not in conditions:
+    if queue not in found:
         raise DomainError(f"There is no queue {queue!r}.")
-    return conditions[queue]
+    if queue == "open" and filters.team is not None:  # the team filter is the only condition
+        return [("assigned_team", Incident.assigned_team == filters.team),
+                ("owner_team", Incident.owner_team == filters.team)]
+    return found[queue]
 
 
-def _filtered(queue: str, agent: Agent, filters: Filters) -> peewee.ModelSelect:
-    query = base_query().where(queue_condition(queue, agent))
-    query = query.where(Incident.status.in_(filters.status or ACTIVE_STATUSES))
+def queue_condition(queue: str, agent: Agent) -> peewee.Expression:
+    """The whole queue as one condition on incidents (status not included), e.g. for a
+    bounded count; pages use :func:`branches`, which an index serves one by one."""
+    parts = [condition for _key, condition in branches(queue, agent, team_ids(agent), Filters())]
+    return functools.reduce(operator.or_, parts) if parts else peewee.SQL("1 = 0")
+
+
+def _filter_condition(filters: Filters) -> peewee.Expression:
+    condition = ACTIVE
+    if filters.status:  # only active statuses are served by the queue indexes
+        condition = Incident.status.in_(filters.status)
+        if set(filters.status) <= set(ACTIVE_STATUSES):
+            condition = ACTIVE & condition
     if filters.priority:
-        query = query.where(Incident.priority.in_(filters.priority))
+        condition &= Incident.priority.in_(filters.priority)
     if filters.type:
-        query = query.where(Incident.type.in_(filters.type))
+        condition &= Incident.type.in_(filters.type)
     if filters.team is not None:
-        query = query.where(
-            (Incident.assigned_team == filters.team) | (Incident.owner_team == filters.team)
-        )
+        condition &= (Incident.assigned_team == filters.team) | (Incident.owner_team == filters.team)
     if filters.text:
         reference = _small_int(filters.text.upper().removeprefix("INC-"))
         match = peewee.fn.LOWER(Incident.title).contains(filters.text.lower())
         if reference is not None:
             match = match | (Incident.id == reference)
-        query = query.where(match)
-    return query
+        condition &= match
+    return condition
 
 
 def encode_cursor(value: Any, row_id: int) -> str:
@@ -210,35 +227,92 @@ def decode_cursor(cursor: str, column: str) -> tuple[Any, int]:
     return value, row_id
 
 
-def sort_value(incident: Incident, sort: str) -> Any:
-    if sort != "due":
-        return getattr(incident, SORTS[sort][0])
-    response = incident.response_clock
-    if response is not None and response.met_at is None and response.stopped_at is None:
-        return response.due_at
-    return incident.resolution_clock.due_at if incident.resolution_clock else None
+# sort -> the suffix of the queue index that serves it (newest and oldest share one)
+INDEX_SORTS = {"updated": "updated", "newest": "created", "oldest": "created", "priority": "priority",
+               "due": "due"}
+
+
+def id_queries(queue: str, agent: Agent, filters: Filters, size: int, after: str | None = None,
+               teams: list[int] | None = None) -> list[tuple[str, peewee.ModelSelect]]:
+    """One query per branch: (id, sort key) of at most ``size`` + 1 rows, on the incident
+    table alone, in index order; each with the name of the queue index meant to serve it."""
+    column_name, descending = SORTS[filters.sort]
+    if filters.sort == "due" and queue != "at_risk":
+        raise DomainError("Sorting by SLA due time is offered in the At risk queue.")
+    column = getattr(Incident, column_name)
+    condition = _filter_condition(filters)
+    if after:
+        value, row_id = decode_cursor(after, column_name)
+        key = peewee.Tuple(column, Incident.id)
+        bound = peewee.Tuple(peewee.Value(value, converter=column.db_value), row_id)
+        condition &= (key < bound) if descending else (key > bound)
+    order = (column.desc(), Incident.id.desc()) if descending else (column, Incident.id)
+    teams = team_ids(agent) if teams is None else teams
+    return [(f"incident_q_{key}_{INDEX_SORTS[filters.sort]}",
+             Incident.select(Incident.id, column.alias("sort_key")).where(branch & condition)
+             .order_by(*order).limit(size + 1))
+            for key, branch in branches(queue, agent, teams, filters)]
+
+
+def branch_statements(queue: str, agent: Agent, filters: Filters, size: int, after: str | None = None
+                      ) -> list[tuple[str, list[Any]]]:
+    """The SQL of each branch. SQLite is told which index to read (``INDEXED BY``): its
+    planner, without statistics or with sampled ones, may otherwise take the status index
+    and sort the whole active pool. PostgreSQL's statistics (autovacuum) pick it unaided."""
+    forced = is_sqlite() and (not filters.status or set(filters.status) <= set(ACTIVE_STATUSES))
+    statements = []
+    for index, query in id_queries(queue, agent, filters, size, after):
+        sql, params = database.obj.get_sql_context().sql(query).query()
+        if forced:
+            source = 'FROM "incident" AS "t1"'
+            assert sql.count(source) == 1, sql
+            sql = sql.replace(source, f'{source} INDEXED BY "{index}"')
+        statements.append((sql, params))
+    return statements
+
+
+def ids_statement(queue: str, agent: Agent, filters: Filters, size: int, after: str | None = None
+                  ) -> tuple[str, list[Any]] | None:
+    """The SQL that finds a page's (id, sort key) rows, or None when the queue is empty by
+    definition (an agent in no team). Several branches merge in a UNION whose sort reads at
+    most ``size`` + 1 rows per branch."""
+    statements = branch_statements(queue, agent, filters, size, after)
+    if len(statements) <= 1:
+        return statements[0] if statements else None
+    parts, params = [], []
+    for n, (sql, values) in enumerate(statements):
+        parts.append(f"SELECT * FROM ({sql}) AS b{n}")  # noqa: S608 - peewee's SQL, values bound
+        params.extend(values)
+    direction = "DESC" if SORTS[filters.sort][1] else "ASC"
+    return (" UNION ".join(parts) + f" ORDER BY sort_key {direction}, id {direction} "
+            f"LIMIT {int(size) + 1}"), params
+
+
+def page_ids(queue: str, agent: Agent, filters: Filters, size: int, after: str | None = None
+             ) -> tuple[list[int], str | None]:
+    """The ids of one page in order, and the cursor of the next page (None on the last)."""
+    statement = ids_statement(queue, agent, filters, size, after)
+    if statement is None:
+        return [], None
+    converter = getattr(Incident, SORTS[filters.sort][0]).python_value
+    rows = [(row_id, converter(key)) for row_id, key in database.execute_sql(*statement)]
+    next_cursor = None
+    if len(rows) > size:
+        rows = rows[:size]
+        next_cursor = encode_cursor(*reversed(rows[-1]))
+    return [row_id for row_id, _key in rows], next_cursor
 
 
 def page(
     queue: str, agent: Agent, filters: Filters, size: int, after: str | None = None
 ) -> Page:
-    """One page of a queue, ordered by the chosen sort, then id (a stable keyset)."""
-    column_name, descending = SORTS[filters.sort]
-    column = DUE if filters.sort == "due" else getattr(Incident, column_name)
-    if filters.sort == "due" and queue != "at_risk":
-        raise DomainError("Sorting by SLA due time is offered in the At risk queue.")
-    query = _filtered(queue, agent, filters)
-    if after:
-        value, row_id = decode_cursor(after, column_name)
-        if descending:
-            query = query.where((column < value) | ((column == value) & (Incident.id < row_id)))
-        else:
-            query = query.where((column > value) | ((column == value) & (Incident.id > row_id)))
-    order = (column.desc(), Incident.id.desc()) if descending else (column, Incident.id)
-    rows = list(query.order_by(*order).limit(size + 1))
-    next_cursor = None
-    if len(rows) > size:
-        rows = rows[:size]
-        last = rows[-1]
-        next_cursor = encode_cursor(sort_value(last, filters.sort), last.id)
-    return Page(rows, next_cursor)
+    """One page of a queue, ordered by the chosen sort, then id (a stable keyset).
+
+    The page's ids come first from the incident table alone (index ranges read in order);
+    the pairs, requester and clocks are joined only for those rows.
+    """
+    ids, next_cursor = page_ids(queue, agent, filters, size, after)
+    if not ids:
+        return Page([], next_cursor)
+    found = {row.id: row for row in base_query().where(Incident.id.in_(ids))}
+    return Page([found[row_id] for row_id in ids if row_id in found], next_cursor)

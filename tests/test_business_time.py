@@ -118,3 +118,20 @@ def test_a_calendar_without_hours_is_refused():
 def test_around_the_clock_is_plain_arithmetic():
     assert bt.add(None, utc(2026, 1, 1), dt.timedelta(hours=4)) == utc(2026, 1, 1, 4)
     assert bt.between(None, utc(2026, 1, 1), utc(2026, 1, 2)) == dt.timedelta(days=1)
+
+
+long_spans = st.datetimes(dt.datetime(2024, 1, 1), dt.datetime(2027, 12, 31))
+
+
+@settings(max_examples=300, deadline=None)
+@given(calendars(), long_spans, long_spans)
+def test_long_spans_measure_what_the_windows_add_up_to(cal, first, second):
+    # Spans of weeks or years are counted from per-day sums, not window by window: the
+    # answer must be the plain sum over every working window (DST, holidays, night shifts).
+    start, end = sorted((first, second))
+    expected = dt.timedelta(0)
+    for begin, close in bt.windows(cal, start) if end > start else ():
+        if begin >= end:
+            break
+        expected += min(close, end) - begin
+    assert bt.between(cal, start, end) == expected
