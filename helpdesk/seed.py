@@ -137,7 +137,7 @@ def incidents(state: Any, count: int, *, years: float = 2.0, seed: int = 15, bat
             if key not in targets_cache:
                 probe = Incident(priority=priority, impact=impact, urgency=urgency,
                                  assigned_team=assigned_team, owner_team=owner_team)
-                targets_cache[key] = policy.targets(probe)
+                targets_cache[key] = policy.targets(state, probe)
             targets = targets_cache[key]
             calendar = calendars.get(targets.calendar) if targets.calendar else None
             for target, duration in (("response", targets.response), ("resolution", targets.resolution)):

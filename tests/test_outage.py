@@ -50,6 +50,7 @@ def test_a_note_while_sqlite_is_locked_waits_a_bounded_time_then_answers_503_kee
         pytest.skip("SQLite's file lock")
     incident = log_incident(title="Printer offline")
     client = login(personas.owner)
+    client.csrf_token()  # the form's token, read while the database answers
     database_file = Path(app.extensions["helpdesk"].settings.database_url.removeprefix("sqlite:///"))
     holder = sqlite3.connect(database_file, timeout=0, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
@@ -83,6 +84,7 @@ def test_a_dropped_postgresql_connection_answers_503_once_and_the_next_request_w
     incident = log_incident(title="VPN flaps")
     client = login(personas.owner)
     assert client.get(f"/incidents/{incident.id}").status_code == 200
+    client.csrf_token()  # the form's token, read before the connections drop
     backends = [row[0] for row in database.execute_sql(
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
     own = database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]

@@ -130,11 +130,17 @@ class Agent_:
             time.sleep(0.2)
 
     def login(self) -> None:
+        """As a person does: when the form went stale (a lost answer to a login that did
+        succeed starts a new session, and with it a new CSRF token), load it again."""
         deadline = time.monotonic() + 60
-        _, page = self._with_retries(f"{self.server.base}/login", None, deadline)
-        token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
-        status, _ = self._with_retries(f"{self.server.base}/login", {
-            "csrf_token": token, "username": self.username, "password": PASSWORD}, deadline)
+        status = 0
+        while status != 200 and time.monotonic() < deadline:
+            _, page = self._with_retries(f"{self.server.base}/login", None, deadline)
+            found = re.search(r'name="csrf-token" content="([^"]+)"', page)
+            if found is None:
+                continue
+            status, _ = self._with_retries(f"{self.server.base}/login", {
+                "csrf_token": found.group(1), "username": self.username, "password": PASSWORD}, deadline)
         assert status == 200
 
     def run(self, stop: threading.Event) -> None:
