@@ -105,9 +105,12 @@ def helpdesk_escalation_steps(ctx: Any) -> list[Any] | None:
     """Kinds of escalation step, as :class:`~helpdesk.records.EscalationStep`.
 
     Fires once at start-up in every process; the records are listed on the
-    admin Plugins page. ``run(ctx, incident, level, params)`` is the calling
-    convention the escalation engine will use (it does not run steps yet).
-    Return ``None`` or ``[]`` to register nothing.
+    admin Plugins page and offered in escalation policies. The escalation
+    engine (worker, in the SLA check's pass; web, for manual escalation)
+    calls ``run(ctx, incident, level, params) -> StepResult`` inside the
+    transaction that claims the level; ``params`` were checked against the
+    step's ``params`` schema when the policy was saved. Return ``None`` or
+    ``[]`` to register nothing.
     """
 
 
