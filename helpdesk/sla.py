@@ -21,8 +21,8 @@ import peewee
 from helpdesk import business_time, events
 from helpdesk.clock import now
 from helpdesk.context import Context
-from helpdesk.escalation.engine import check as escalation_check
 from helpdesk.db import for_update, write_transaction
+from helpdesk.escalation.engine import check as escalation_check
 from helpdesk.models import Incident, SlaClock, SlaEvent, TimelineEntry
 
 logger = logging.getLogger(__name__)

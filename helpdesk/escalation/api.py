@@ -28,7 +28,8 @@ def watchers(incident_id: int) -> list[Agent]:
         (Watcher.incident == incident_id) & (Agent.active == True)).order_by(Agent.id))  # noqa: E712
 
 
-def add_watchers(ctx: Context, incident_id: int, agents: Iterable[Agent], actor: Agent | None = None) -> list[Agent]:
+def add_watchers(ctx: Context, incident_id: int, agents: Iterable[Agent],
+                 actor: Agent | None = None) -> list[Agent]:
     """Make active ``agents`` watch the incident (recorded on its timeline); returns those added."""
     added = []
     with write_transaction():

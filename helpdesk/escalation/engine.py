@@ -281,7 +281,8 @@ def _run_level(ctx: Context, incident: Incident, state: EscalationState, policy:
     note = f"; skipped level {', '.join(map(str, skipped))} (its moment passed meanwhile)" if skipped else ""
     TimelineEntry.create(incident=incident.id, actor=actor, kind="escalation", at=at, field="level",
                          old_value=str(previous), new_value=str(number),
-                         body=f"Escalated to level {number} of {policy.title} (v{policy.version}): {how}{note}")
+                         body=f"Escalated to level {number} of {policy.title} (v{policy.version}): "
+                              f"{how}{note}")
     return _run_steps(ctx, run, level, policy.title, simulated)
 
 
@@ -310,7 +311,8 @@ def _run_steps(ctx: Context, run: EscalationRun, level: Mapping[str, Any], polic
                 result = kind.run(ctx, Incident.get_by_id(run.incident_id), info, dict(step["params"]))
                 result = result if isinstance(result, StepResult) else StepResult()
                 if not result.ok:
-                    raise StepError(result.summary or "the step reported a failure", temporary=result.temporary)
+                    raise StepError(result.summary or "the step reported a failure",
+                                    temporary=result.temporary)
             done.append(index)
             if result.summary:
                 summaries.append(result.summary)
@@ -335,7 +337,8 @@ def _run_steps(ctx: Context, run: EscalationRun, level: Mapping[str, Any], polic
                                   + "; ".join(failures) + then)
     else:
         state, next_attempt = "done", None
-    EscalationRun.update(state=state, steps_done=",".join(map(str, sorted(done))), next_attempt_at=next_attempt,
+    EscalationRun.update(state=state, steps_done=",".join(map(str, sorted(done))),
+                         next_attempt_at=next_attempt,
                          error="; ".join(failures)[:4000]).where(EscalationRun.id == run.id).execute()
     if summaries:
         TimelineEntry.create(incident=run.incident_id, actor=None, kind="escalation", at=at, field="steps",
@@ -429,7 +432,8 @@ def acknowledge(ctx: Context, incident_id: int, actor: Agent, reason: str,
         EscalationState.update(acknowledged_level=state.level, snoozed_until=until) \
             .where(EscalationState.id == state.id).execute()
         held = f"; automatic escalation snoozed until {until:%Y-%m-%d %H:%M} UTC" if until else ""
-        TimelineEntry.create(incident=incident_id, actor=actor, kind="escalation", at=at, field="acknowledged",
+        TimelineEntry.create(incident=incident_id, actor=actor, kind="escalation", at=at,
+                             field="acknowledged",
                              new_value=str(state.level),
                              body=f"Acknowledged escalation level {state.level}: {reason}{held}")
         schedule(ctx, incident)

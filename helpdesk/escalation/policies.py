@@ -116,7 +116,8 @@ def check_param(ctx: Context, where: str, param: StepParam, value: Any) -> Any:
         raise PolicyError(where, "must be printable text of at most 2000 characters")
     if kind == "choice" and value not in param.choices:
         raise PolicyError(where, f"choose one of {', '.join(param.choices)}")
-    if kind == "priority" and (not isinstance(value, int) or isinstance(value, bool) or value not in PRIORITIES):
+    if kind == "priority" and (not isinstance(value, int) or isinstance(value, bool)
+                               or value not in PRIORITIES):
         raise PolicyError(where, "priorities are numbers from 1 to 4")
     if kind == "team" and Team.get_or_none(Team.name == value) is None:
         raise PolicyError(where, f"there is no team named {value!r}")

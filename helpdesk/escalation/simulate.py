@@ -139,10 +139,11 @@ def _run(ctx: Context, incident_id: int, sim: Simulation) -> None:
                     .order_by(SlaClock.next_event_at)]:
                 sla._process(ctx, clock_id, moment)
             engine.process(ctx, incident_id, moment, simulated=True)
-        for event in SlaEvent.select().where((SlaEvent.incident == incident_id) & (SlaEvent.id > last_event)) \
-                .order_by(SlaEvent.id):
+        for event in SlaEvent.select().where(
+                (SlaEvent.incident == incident_id) & (SlaEvent.id > last_event)).order_by(SlaEvent.id):
             last_event = event.id
-            what = f"{event.target} breached" if event.kind == "breach" else f"{event.target} {event.point / 10:g}%"
+            what = (f"{event.target} breached" if event.kind == "breach"
+                    else f"{event.target} {event.point / 10:g}%")
             sim.happenings.append(Happening(event.at, f"sla_{event.kind}", what))
         for run in EscalationRun.select().where((EscalationRun.incident == incident_id)
                                                 & (EscalationRun.id > last_run)).order_by(EscalationRun.id):

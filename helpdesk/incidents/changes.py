@@ -11,10 +11,10 @@ from typing import Any
 import peewee
 
 from helpdesk import events, sla
-from helpdesk.escalation import engine as escalation
 from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.errors import DomainError, NotFound, StaleVersion
+from helpdesk.escalation import engine as escalation
 from helpdesk.models import (
     LEVELS,
     PENDING_REASONS,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from helpdesk import events, sla
-from helpdesk.escalation import engine as escalation
 from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
+from helpdesk.escalation import engine as escalation
 from helpdesk.incidents.changes import assignee, check_assignee, check_owner, choice, entry, owner
 from helpdesk.incidents.changes import title as clean_title
 from helpdesk.models import (

@@ -81,8 +81,8 @@ class Desk:
         return EscalationRun.select().count()
 
     def runs(self, incident: Incident) -> list[tuple[int, int, dt.datetime, str]]:
-        return [(r.level, r.version, r.at, r.state) for r in
-                EscalationRun.select().where(EscalationRun.incident == incident.id).order_by(EscalationRun.id)]
+        query = EscalationRun.select().where(EscalationRun.incident == incident.id).order_by(EscalationRun.id)
+        return [(r.level, r.version, r.at, r.state) for r in query]
 
     def deliveries(self, incident: Incident, agent: Any) -> list[Delivery]:
         return list(Delivery.select().where((Delivery.incident == incident.id) & (Delivery.agent == agent.id)
