@@ -37,6 +37,7 @@ QUEUES = {
     "unassigned": "Unassigned",
     "unowned": "Unowned",
     "breached": "Breached",
+    "escalated": "Escalated",
     "open": "All open",
 }
 # name -> (column, descending)
@@ -153,6 +154,7 @@ def queue_condition(queue: str, agent: Agent) -> peewee.Expression:
         "owned": Incident.owner_agent == agent.id,
         "at_risk": mine & DUE.is_null(False) & ~BREACHED_NOW,
         "breached": BREACHED,
+        "escalated": Incident.escalation_level > 0,
         "teams": (Incident.assigned_team.in_(my_teams)) | (Incident.owner_team.in_(my_teams)),
         "unassigned": Incident.assigned_agent.is_null(),
         "unowned": Incident.owner_agent.is_null(),
