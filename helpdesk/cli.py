@@ -361,5 +361,10 @@ def db_upgrade(ctx: click.Context) -> None:
     click.echo(f"Applied: {', '.join(applied)}." if applied else "The schema is up to date.")
 
 
+from helpdesk.escalation.cli import escalation_group  # noqa: E402 - the group is defined in its module
+
+main.add_command(escalation_group)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -48,8 +48,9 @@ def escalation_view(incident: Incident) -> dict[str, Any]:
     upcoming = None
     if policy is not None and incident.is_active:
         clocks = engine.clocks_of(incident.id)
+        done = state.level if state else 0
         for number, level in enumerate(policies.definition_of(policy)["levels"], 1):
-            if number > (state.level if state else 0) and engine.matches(incident, level.get("conditions") or {}):
+            if number > done and engine.matches(incident, level.get("conditions") or {}):
                 upcoming = (number, level["title"], engine.moment(context(), level, clocks))
                 break
     problems = list(EscalationRun.select().where((EscalationRun.incident == incident.id)
