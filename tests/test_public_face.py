@@ -14,7 +14,8 @@ from helpdesk import hookspecs
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_SOURCES = sorted([*ROOT.glob("plugins/**/*.py"), *ROOT.glob("tests/example_plugin/helpdesk_*/*.py"),
-                         *ROOT.glob("tests/example_pager/helpdesk_*/*.py")])
+                         *ROOT.glob("tests/example_pager/helpdesk_*/*.py"),
+                         *ROOT.glob("tests/example_step/helpdesk_*/*.py")])
 ALLOWED_MODULES = {"helpdesk", "helpdesk.records"}
 
 

@@ -300,6 +300,8 @@ def _run_steps(ctx: Context, run: EscalationRun, level: Mapping[str, Any], polic
                            title=level["title"], key=_key(run), manual=run.manual, reason=run.reason,
                            simulated=simulated)
     summaries, failures, temporary = [], [], True
+    # Watchers at the start are told of the level; one a step adds was told by that step.
+    watching = watchers(run.incident_id) if run.attempts == 1 else []
     for index, step in enumerate(level["steps"]):
         if index in done:
             continue
@@ -345,7 +347,7 @@ def _run_steps(ctx: Context, run: EscalationRun, level: Mapping[str, Any], polic
                              body=f"Level {run.level}: " + "; ".join(summaries))
     if run.attempts == 1:
         incident = Incident.get_by_id(run.incident_id)
-        notify_agents(ctx, incident, watchers(incident.id),
+        notify_agents(ctx, incident, watching,
                       f"{incident.reference} escalated to level {run.level}: {incident.title}",
                       f"{incident.reference} {incident.title}\nEscalated to level {run.level} "
                       f"({level['title']}) of {policy_title}.", key=f"{_key(run)}:watchers", kind="watching")
