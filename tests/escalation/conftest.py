@@ -13,7 +13,7 @@ from flask import Flask
 from helpdesk import incidents, sla
 from helpdesk.escalation import engine, policies
 from helpdesk.models import Delivery, EscalationRun, Incident, TimelineEntry
-from helpdesk.testing import FrozenClock, Personas
+from helpdesk.testing import AgentClient, FrozenClock, Personas
 
 
 def utc(month: int, day: int, hour: int, minute: int = 0) -> dt.datetime:
@@ -95,6 +95,14 @@ class Desk:
 
     def fresh(self, incident: Incident) -> Incident:
         return Incident.get_by_id(incident.id)
+
+    def login(self, agent: Any) -> AgentClient:
+        return AgentClient(self.app, agent)
+
+    def login_page(self, incident: Incident, agent: Any = None) -> str:
+        """The incident page as ``agent`` (the owner by default) sees it."""
+        client = self.login(agent or self.p.owner)
+        return client.get(f"/incidents/{incident.id}").get_data(as_text=True)
 
     def escalate(self, when: dt.datetime, incident: Incident, actor: Any, reason: str) -> Any:
         return self.call(when, engine.escalate, incident.id, actor, reason)
