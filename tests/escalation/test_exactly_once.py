@@ -126,8 +126,9 @@ def test_two_workers_and_a_crash_between_claim_and_step_run_each_level_once(desk
     for incident in rows:
         assert [(level, state) for level, _, _, state in desk.runs(incident)] == [
             (1, "done"), (2, "done"), (3, "done")], incident.reference
-        markers = [e.body for e in TimelineEntry.select().where(
-            (TimelineEntry.incident == incident.id) & (TimelineEntry.kind == "note")).order_by(TimelineEntry.id)]
+        notes = TimelineEntry.select().where((TimelineEntry.incident == incident.id)
+                                             & (TimelineEntry.kind == "note")).order_by(TimelineEntry.id)
+        markers = [e.body for e in notes]
         assert markers == ["marker level 1", "marker level 2", "marker level 3"]
         assert len(desk.deliveries(incident, p.owner)) == 1
         assert len(desk.deliveries(incident, p.lead)) == 1
