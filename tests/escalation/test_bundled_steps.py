@@ -41,7 +41,8 @@ def test_watchers_hear_of_changes_while_they_are_active(desk):
                         active=False, teams=[p.network], actor=p.admin)
     desk.call(utc(3, 9, 15), incidents.add_comment, incident.id, p.owner, "Restarted",
               public=False)
-    told = Delivery.select().where((Delivery.incident == incident.id) & (Delivery.data.contains('"watching"')))
+    told = Delivery.select().where((Delivery.incident == incident.id)
+                                   & (Delivery.data.contains('"watching"')))
     assert [d.agent_id for d in told] == [p.db_lead.id]  # the deactivated watcher gets nothing
     assert "(watching)" in told[0].subject
 
