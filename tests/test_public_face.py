@@ -84,3 +84,8 @@ def test_the_readme_example_plugin_is_the_installed_one_line_for_line():
     panel = _readme_block("`helpdesk_example_chat/templates/example_chat/panel.html`", "html")
     assert panel == (ROOT / "tests/example_plugin/helpdesk_example_chat/templates/example_chat/panel.html"
                      ).read_text()
+
+
+def test_the_readme_escalation_step_is_the_installed_one_line_for_line():
+    printed = _readme_block("`helpdesk_example_step/__init__.py`", "python")
+    assert printed == (ROOT / "tests/example_step/helpdesk_example_step/__init__.py").read_text()
