@@ -191,18 +191,6 @@ def schedule(ctx: Context, incident: Incident) -> None:
         EscalationState.update(next_at=next_at).where(EscalationState.id == state.id).execute()
 
 
-def revisit_all(at: dt.datetime) -> None:
-    """Open incidents without a state (logged before escalation existed) get one, and the next
-    check looks at every open incident again."""
-    from helpdesk.models import ACTIVE_STATUSES
-
-    missing = Incident.select(Incident.id, peewee.Value(at)).where(
-        Incident.status.in_(ACTIVE_STATUSES)
-        & ~Incident.id.in_(EscalationState.select(EscalationState.incident)))
-    EscalationState.insert_from(missing, [EscalationState.incident, EscalationState.next_at]).execute()
-    policies.revisit(at)
-
-
 # -- the check ----------------------------------------------------------------------------------------
 
 

@@ -282,8 +282,18 @@ def save(ctx: Context, raw: Mapping[str, Any], actor: Agent | None = None,
 
 
 def revisit(at: Any) -> None:
-    """Ask the next check to look at every open incident again (policies changed)."""
+    """Ask the next check to look at every open incident again (policies changed); open incidents
+    logged before escalation existed get their state row here."""
+    import peewee
+
     active = Incident.select(Incident.id).where(Incident.status.in_(ACTIVE_STATUSES))
+    missing = Incident.select(Incident.id, peewee.Value(at), peewee.Value(0), peewee.Value(0),
+                              peewee.Value(0)).where(
+        Incident.status.in_(ACTIVE_STATUSES)
+        & ~Incident.id.in_(EscalationState.select(EscalationState.incident)))
+    EscalationState.insert_from(missing, [EscalationState.incident, EscalationState.next_at,
+                                          EscalationState.version, EscalationState.level,
+                                          EscalationState.acknowledged_level]).execute()
     EscalationState.update(next_at=at).where(EscalationState.incident.in_(active)).execute()
 
 

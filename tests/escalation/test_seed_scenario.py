@@ -135,3 +135,14 @@ def test_a_policy_edit_mid_flight_never_reruns_a_level_and_applies_from_the_next
     assert desk.runs(incident) == [(1, 1, AT75, "done"), (2, 2, at80, "done"), (3, 2, DUE, "done")]
     assert len(desk.deliveries(incident, p.owner)) == 1
     assert len(desk.deliveries(incident, p.db_lead)) == 1
+
+
+def test_incidents_logged_before_any_policy_or_state_existed_are_picked_up_when_one_is_saved(desk):
+    from helpdesk.models import EscalationState
+
+    incident = desk.log_p2()
+    EscalationState.delete().execute()  # as after the upgrade that brought escalation
+    desk.clock.set(LOGGED + dt.timedelta(hours=1))
+    desk.policy(three_levels())
+    assert desk.check(AT75) == 1
+    assert desk.runs(incident) == [(1, 1, AT75, "done")]
