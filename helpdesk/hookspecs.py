@@ -268,6 +268,15 @@ def incident_sla_breached(incident: Any, actor: Any, target: str, due_at: str, c
     ``actor`` is ``None``, ``due_at`` the time it was due (ISO 8601, UTC)."""
 
 
+@_family("event")
+@hookspec
+def incident_escalated(incident: Any, actor: Any, level: int, policy: str, version: int, manual: bool,
+                       ctx: Any) -> None:
+    """The incident reached ``level`` of escalation policy ``policy`` (at ``version``): fires once
+    per level, after its steps ran, from the SLA check (``actor`` ``None``) or when an agent
+    escalated it by hand (``manual``, ``actor`` is that agent)."""
+
+
 # -- UI slots (web request / CLI) ---------------------------------------------------
 
 

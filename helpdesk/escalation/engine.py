@@ -43,7 +43,7 @@ from typing import Any
 
 import peewee
 
-from helpdesk import business_time
+from helpdesk import business_time, events
 from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.db import for_update, write_transaction
@@ -271,7 +271,10 @@ def _run_level(ctx: Context, incident: Incident, state: EscalationState, policy:
                          old_value=str(previous), new_value=str(number),
                          body=f"Escalated to level {number} of {policy.title} (v{policy.version}): "
                               f"{how}{note}")
-    return _run_steps(ctx, run, level, policy.title, simulated)
+    fired = _run_steps(ctx, run, level, policy.title, simulated)
+    events.emit(ctx, "incident_escalated", incident.id, actor, level=number, policy=policy.name,
+                version=policy.version, manual=manual)
+    return fired
 
 
 def _key(run: EscalationRun) -> str:

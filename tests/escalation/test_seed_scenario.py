@@ -146,3 +146,25 @@ def test_incidents_logged_before_any_policy_or_state_existed_are_picked_up_when_
     desk.policy(three_levels())
     assert desk.check(AT75) == 1
     assert desk.runs(incident) == [(1, 1, AT75, "done")]
+
+
+def test_plugins_hear_of_each_level_once_automatic_or_by_hand(desk, register_plugin):
+    from helpdesk import hookimpl
+
+    heard = []
+
+    class Listener:
+        @hookimpl
+        def incident_escalated(self, incident, actor, level, policy, version, manual):
+            heard.append((incident.id, actor.id if actor else None, level, policy, version, manual))
+
+    register_plugin(Listener())
+    desk.policy(three_levels())
+    incident = desk.log_p2()
+    desk.check(AT75)
+    desk.check(AT75)
+    desk.escalate(AT75 + dt.timedelta(minutes=1), incident, desk.p.owner, "Customer waiting")
+    desk.check(DUE)
+    assert heard == [(incident.id, None, 1, "standard", 1, False),
+                     (incident.id, desk.p.owner.id, 2, "standard", 1, True),
+                     (incident.id, None, 3, "standard", 1, False)]
