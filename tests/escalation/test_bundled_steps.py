@@ -63,10 +63,14 @@ def test_declaring_a_major_incident_flags_it_shows_a_banner_and_tells_every_admi
     other_admin = people.create_agent("ops", "Ops Admin", "pw-" + "x" * 12, role="admin", teams=[p.network])
     _one_level(desk, {"step": "declare_major", "reason": "Orders down for every customer"})
     incident = desk.log_p2()
+    child = desk.log_p2(title="Checkout fails for Acme")
+    desk.call(None, incidents.link, child.id, p.owner, "parent", incident.id)
     assert "Major incident" not in desk.login_page(incident)
     desk.check(AT75)
     assert Incident.get_by_id(incident.id).major
-    assert "<strong>Major incident</strong>" in desk.login_page(incident)
+    page = desk.login_page(incident)
+    assert "<strong>Major incident</strong>" in page
+    assert f'Linked incidents: <a href="/incidents/{child.id}">{child.reference}</a>' in page
     for admin in (p.admin, other_admin):
         (message,) = desk.deliveries(incident, admin)
         assert "MAJOR INCIDENT: Orders down for every customer" in message.text
