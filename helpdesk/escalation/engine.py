@@ -59,7 +59,7 @@ from helpdesk.models import (
     SlaClock,
     TimelineEntry,
 )
-from helpdesk.records import EscalationLevel, StepError, StepResult
+from helpdesk.records import DeliveryError, EscalationLevel, StepError, StepResult
 
 logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -309,9 +309,11 @@ def _run_steps(ctx: Context, run: EscalationRun, level: Mapping[str, Any], polic
             done.append(index)
             if result.summary:
                 summaries.append(result.summary)
-        except (StepError, DomainError) as error:
+        except (StepError, DomainError, DeliveryError) as error:
             failures.append(f"{step['step']}: {error}")
-            temporary = temporary and isinstance(error, StepError) and error.temporary
+            retry = (isinstance(error, StepError) and error.temporary) or (
+                isinstance(error, DeliveryError) and not error.permanent)
+            temporary = temporary and retry
         except Exception as error:  # a broken step: retried, and recorded for the admin Plugins page
             from helpdesk.plugins import record_failure
 

@@ -51,7 +51,8 @@ def escalation_view(incident: Incident) -> dict[str, Any]:
         done = state.level if state else 0
         for number, level in enumerate(policies.definition_of(policy)["levels"], 1):
             if number > done and engine.matches(incident, level.get("conditions") or {}):
-                upcoming = (number, level["title"], engine.moment(context(), level, clocks))
+                upcoming = (number, level["title"], engine.moment(context(), level, clocks),
+                            level["trigger"] == "manual")
                 break
     problems = list(EscalationRun.select().where((EscalationRun.incident == incident.id)
                                                  & (EscalationRun.state.in_(["retrying", "failed"]))))

@@ -168,3 +168,22 @@ def test_plugins_hear_of_each_level_once_automatic_or_by_hand(desk, register_plu
     assert heard == [(incident.id, None, 1, "standard", 1, False),
                      (incident.id, desk.p.owner.id, 2, "standard", 1, True),
                      (incident.id, None, 3, "standard", 1, False)]
+
+
+def test_time_pending_moves_the_next_level_later_and_resolving_stops_it(desk):
+    from helpdesk import incidents
+
+    p = desk.p
+    desk.policy(three_levels())
+    incident = desk.log_p2()
+    desk.call(utc(3, 9, 10), incidents.change_status, incident.id, p.owner, "pending",
+              pending_reason="customer")
+    assert "Next: level 1 (Owner reviews), once its SLA clock runs." in desk.login_page(incident)
+    assert desk.check(AT75) == 0
+    desk.call(utc(3, 9, 12), incidents.change_status, incident.id, p.owner, "in_progress")
+    # Two business hours pending: 75 % comes at 16:30 instead of 14:30.
+    assert desk.check(utc(3, 9, 16, 29)) == 0
+    assert desk.check(utc(3, 9, 16, 30)) == 1
+    desk.call(utc(3, 9, 16, 40), incidents.change_status, incident.id, p.owner, "resolved",
+              resolution_code="fixed", note="Index rebuilt")
+    assert desk.check(utc(3, 10, 17)) == 1  # nothing more once service is restored
