@@ -15,7 +15,7 @@ import pluggy
 
 __version__ = "0.1.0"
 #: The plugin API version: the major number changes only with an incompatible change.
-PLUGIN_API = "1.0"
+PLUGIN_API = "1.1"
 
 #: Decorator plugin authors use to mark their hook implementations.
 hookimpl = pluggy.HookimplMarker("helpdesk")
@@ -53,6 +53,13 @@ _PUBLIC = {
     "enqueue": ("helpdesk.notify.outbox", "enqueue"),
     "incidents": ("helpdesk.incidents", None),
     "mail_headers": ("helpdesk.mail_headers", None),  # safe headers for channels that write mail
+    # escalation steps (plugin API 1.1)
+    "StepError": ("helpdesk.records", "StepError"),
+    "notify_agents": ("helpdesk.escalation.api", "notify_agents"),
+    "team_leads": ("helpdesk.escalation.api", "team_leads"),
+    "watchers": ("helpdesk.escalation.api", "watchers"),
+    "add_watchers": ("helpdesk.escalation.api", "add_watchers"),
+    "declare_major": ("helpdesk.escalation.api", "declare_major"),
     # read models and their vocabularies
     "Agent": ("helpdesk.models", "Agent"),
     "Category": ("helpdesk.models", "Category"),

@@ -128,9 +128,19 @@ def create_app(
     _register_template_helpers(app, settings)
     _register_static(app)
     _register_errors(app)
-    from helpdesk.web import admin, auth, idempotency, incidents, notices, outage, plugin_ui, queues
+    from helpdesk.web import (
+        admin,
+        auth,
+        escalation,
+        idempotency,
+        incidents,
+        notices,
+        outage,
+        plugin_ui,
+        queues,
+    )
 
-    for blueprint in (auth.bp, queues.bp, incidents.bp, admin.bp, notices.bp):
+    for blueprint in (auth.bp, queues.bp, incidents.bp, admin.bp, notices.bp, escalation.bp):
         app.register_blueprint(blueprint)
     plugin_ui.init_app(app, ctx)
 

@@ -398,5 +398,10 @@ def backup(ctx: click.Context, target: Path) -> None:
     click.echo(f"Backed up {result.incidents} incidents to {result.path} ({result.bytes:,} bytes).")
 
 
+from helpdesk.escalation.cli import escalation_group  # noqa: E402 - the group is defined in its module
+
+main.add_command(escalation_group)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

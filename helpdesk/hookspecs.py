@@ -109,9 +109,12 @@ def helpdesk_escalation_steps(ctx: Any) -> list[Any] | None:
     """Kinds of escalation step, as :class:`~helpdesk.records.EscalationStep`.
 
     Fires once at start-up in every process; the records are listed on the
-    admin Plugins page. ``run(ctx, incident, level, params)`` is the calling
-    convention the escalation engine will use (it does not run steps yet).
-    Return ``None`` or ``[]`` to register nothing.
+    admin Plugins page and offered in escalation policies. The escalation
+    engine (worker, in the SLA check's pass; web, for manual escalation)
+    calls ``run(ctx, incident, level, params) -> StepResult`` inside the
+    transaction that claims the level; ``params`` were checked against the
+    step's ``params`` schema when the policy was saved. Return ``None`` or
+    ``[]`` to register nothing.
     """
 
 
@@ -270,6 +273,15 @@ def incident_sla_breached(incident: Any, actor: Any, target: str, due_at: str, c
                           event_key: str) -> None:
     """An SLA target was breached: fires once per target cycle from the background SLA check;
     ``actor`` is ``None``, ``due_at`` the time it was due (ISO 8601, UTC)."""
+
+
+@_family("event")
+@hookspec
+def incident_escalated(incident: Any, actor: Any, level: int, policy: str, version: int, manual: bool,
+                       ctx: Any, event_key: str) -> None:
+    """The incident reached ``level`` of escalation policy ``policy`` (at ``version``): fires once
+    per level, after its steps ran, from the SLA check (``actor`` ``None``) or when an agent
+    escalated it by hand (``manual``, ``actor`` is that agent)."""
 
 
 # -- UI slots (web request / CLI) ---------------------------------------------------

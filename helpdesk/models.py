@@ -173,6 +173,8 @@ class Incident(BaseModel):
     # whether any target of the current clocks was breached.
     sla_due_at = peewee.DateTimeField(null=True)
     sla_breached = peewee.BooleanField(default=False)
+    escalation_level = peewee.SmallIntegerField(default=0)  # the last level run (0: none)
+    major = peewee.BooleanField(default=False)  # declared a major incident
 
     class Meta:
         indexes = (
@@ -219,6 +221,7 @@ QUEUE_INDEX_KEYS = {
     "breached": (None, "sla_breached"),
     "risk_owner": ("owner_agent_id", "sla_due_at IS NOT NULL"),
     "risk_owner_team": ("owner_team_id", "sla_due_at IS NOT NULL"),
+    "escalated": (None, "escalation_level > 0"),  # migration 0012
 }
 QUEUE_SORT_COLUMNS = {"updated": "updated_at", "created": "created_at", "priority": "priority",
                       "due": "sla_due_at"}
@@ -521,3 +524,82 @@ MODELS = [
     IdempotentRequest,
     AgentSession,
 ]
+
+
+class EscalationPolicy(BaseModel):
+    """An escalation policy as admins edit it; ``definition`` (JSON) is its current version's
+    conditions and levels, also kept unchanged per version in :class:`EscalationPolicyVersion`."""
+
+    name = peewee.CharField(max_length=64, unique=True)
+    title = peewee.CharField(max_length=200)
+    enabled = peewee.BooleanField(default=True)
+    position = peewee.IntegerField(default=0)  # the first enabled policy that applies wins
+    version = peewee.IntegerField(default=1)
+    definition = peewee.TextField()
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+class EscalationPolicyVersion(BaseModel):
+    """Every saved version of a policy, so a run names exactly what it ran."""
+
+    policy = peewee.ForeignKeyField(EscalationPolicy, backref="versions", on_delete="CASCADE")
+    version = peewee.IntegerField()
+    definition = peewee.TextField()
+    saved_at = peewee.DateTimeField(default=utcnow)
+    saved_by = peewee.ForeignKeyField(Agent, null=True, backref="+")
+
+    class Meta:
+        indexes = ((("policy", "version"), True),)
+
+
+class EscalationState(BaseModel):
+    """Where one incident stands in its escalation: the policy (and version) that escalated it,
+    the last level run, an acknowledgement, a snooze, and when the check next looks (indexed)."""
+
+    incident = peewee.ForeignKeyField(Incident, unique=True, backref="+", on_delete="CASCADE")
+    policy = peewee.ForeignKeyField(EscalationPolicy, null=True, backref="+", on_delete="SET NULL")
+    version = peewee.IntegerField(default=0)
+    level = peewee.IntegerField(default=0)
+    acknowledged_level = peewee.IntegerField(default=0)
+    snoozed_until = peewee.DateTimeField(null=True)
+    next_at = peewee.DateTimeField(null=True, index=True)
+
+
+class EscalationRun(BaseModel):
+    """The claim of one level for one incident: unique per (incident, policy, version, level,
+    target cycle) and written in the transaction of the steps' effects, so a level never runs
+    twice. ``state``: done, retrying (a temporary failure; ``next_attempt_at``), failed."""
+
+    incident = peewee.ForeignKeyField(Incident, backref="+", on_delete="CASCADE")
+    policy = peewee.ForeignKeyField(EscalationPolicy, null=True, backref="+", on_delete="SET NULL")
+    policy_name = peewee.CharField(max_length=64)
+    version = peewee.IntegerField()
+    level = peewee.IntegerField()
+    cycle = peewee.IntegerField()
+    at = peewee.DateTimeField()
+    manual = peewee.BooleanField(default=False)
+    actor = peewee.ForeignKeyField(Agent, null=True, backref="+")
+    reason = peewee.TextField(default="")
+    state = peewee.CharField(max_length=16, default="done")
+    steps_done = peewee.CharField(max_length=200, default="")  # indices of the steps that ran
+    attempts = peewee.IntegerField(default=1)
+    error = peewee.TextField(default="")
+    next_attempt_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("incident", "policy_name", "version", "level", "cycle"), True),
+                   (("state", "next_attempt_at"), False))
+
+
+class Watcher(BaseModel):
+    """An agent following an incident: told of its changes while the agent is active."""
+
+    incident = peewee.ForeignKeyField(Incident, backref="+", on_delete="CASCADE")
+    agent = peewee.ForeignKeyField(Agent, backref="+", on_delete="CASCADE")
+    added_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("incident", "agent"), True),)
+
+
+MODELS += [EscalationPolicy, EscalationPolicyVersion, EscalationState, EscalationRun, Watcher]

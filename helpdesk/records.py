@@ -131,16 +131,80 @@ class BusinessCalendar:
 
 
 @dataclass(frozen=True)
+class StepParam:
+    """One parameter of an escalation step, checked when a policy is saved.
+
+    ``kind``: ``"text"``, ``"int"``, ``"bool"``, ``"choice"`` (one of
+    ``choices``), ``"team"`` (a team's name), ``"agent"`` (a user name),
+    ``"agents"`` (user names, a list), ``"priority"`` (1-4) or ``"channel"``
+    (a registered channel type's name). ``check(ctx, value)`` may refuse a
+    value with ``ValueError("what is wrong")``.
+    """
+
+    name: str
+    kind: str = "text"
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    default: Any = None
+    help: str = ""
+    check: Callable[[Any, Any], None] | None = None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step did, for the incident timeline (``summary``).
+
+    ``ok=False`` is a failure: nothing the step wrote is kept;
+    ``temporary=True`` asks the engine to retry it later (with backoff).
+    Raising :class:`StepError` (or any exception) means the same.
+    """
+
+    summary: str = ""
+    ok: bool = True
+    temporary: bool = False
+
+
+class StepError(Exception):
+    """A step could not run; ``temporary=True`` means a later retry may succeed."""
+
+    def __init__(self, message: str, *, temporary: bool = False) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+
+
+@dataclass(frozen=True)
+class EscalationLevel:
+    """The level a step runs for: which policy (name and version), which level (1 = first),
+    the idempotency ``key`` of this run (the same on a retry; build outbox keys from it),
+    whether it was escalated by hand (and why), and whether this is a simulation."""
+
+    policy: str
+    version: int
+    number: int
+    title: str
+    key: str
+    manual: bool = False
+    reason: str = ""
+    simulated: bool = False
+
+
+@dataclass(frozen=True)
 class EscalationStep:
     """A kind of escalation step (notify the owner, reassign, raise priority …).
 
-    ``run(ctx, incident, level, params)`` performs the step; the escalation
-    engine (not yet built) decides when."""
+    ``run(ctx, incident, level, params) -> StepResult`` performs the step for
+    one :class:`EscalationLevel`; ``params`` are the values a policy gives,
+    already checked against ``params`` (a tuple of :class:`StepParam`). The
+    engine calls it inside the transaction that claims the level, so whatever
+    the step writes (through the domain functions, ``helpdesk.enqueue`` …)
+    commits exactly when the claim does: write, don't send, so a crash or a
+    simulation leaves nothing behind."""
 
     name: str
     title: str
-    run: Callable[..., None]
+    run: Callable[..., Any]
     description: str = ""
+    params: tuple[StepParam, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from helpdesk import business_time, events
 from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.db import for_update, write_transaction
+from helpdesk.escalation.engine import check as escalation_check
 from helpdesk.models import Incident, SlaClock, SlaEvent, TimelineEntry
 
 logger = logging.getLogger(__name__)
@@ -325,6 +326,7 @@ def check(state: Any, at: dt.datetime | None = None, batch: int = 500) -> int:
                .order_by(SlaClock.next_event_at).limit(batch)]
         fresh = [clock_id for clock_id in due if clock_id not in seen]
         if not fresh:
+            escalation_check(state, at)  # the same pass runs the escalation levels now due
             return fired
         for clock_id in fresh:
             seen.add(clock_id)

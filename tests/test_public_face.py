@@ -14,7 +14,8 @@ from helpdesk import hookspecs
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_SOURCES = sorted([*ROOT.glob("plugins/**/*.py"), *ROOT.glob("tests/example_plugin/helpdesk_*/*.py"),
-                         *ROOT.glob("tests/example_pager/helpdesk_*/*.py")])
+                         *ROOT.glob("tests/example_pager/helpdesk_*/*.py"),
+                         *ROOT.glob("tests/example_step/helpdesk_*/*.py")])
 ALLOWED_MODULES = {"helpdesk", "helpdesk.records"}
 
 
@@ -83,3 +84,8 @@ def test_the_readme_example_plugin_is_the_installed_one_line_for_line():
     panel = _readme_block("`helpdesk_example_chat/templates/example_chat/panel.html`", "html")
     assert panel == (ROOT / "tests/example_plugin/helpdesk_example_chat/templates/example_chat/panel.html"
                      ).read_text()
+
+
+def test_the_readme_escalation_step_is_the_installed_one_line_for_line():
+    printed = _readme_block("`helpdesk_example_step/__init__.py`", "python")
+    assert printed == (ROOT / "tests/example_step/helpdesk_example_step/__init__.py").read_text()

@@ -41,7 +41,11 @@ def helpdesk_plugins() -> list[Any]:
 @pytest.fixture
 def pool(helpdesk_app: Flask) -> Any:
     with helpdesk_app.app_context():
-        return seed.incidents(helpdesk_app.extensions["helpdesk"], POOL, batch=1000)
+        seeded = seed.incidents(helpdesk_app.extensions["helpdesk"], POOL, batch=1000)
+        # Some incidents escalated, as the escalation engine leaves them (tests/escalation run it).
+        escalated = [row.id for row in Incident.select(Incident.id) if row.id % 7 == 0]
+        Incident.update(escalation_level=2).where(Incident.id.in_(escalated)).execute()
+        return seeded
 
 
 def combinations() -> list[tuple[str, str]]:
@@ -87,6 +91,7 @@ def expected_pages(queue: str, sort: str, agent: Agent) -> list[int]:
             "owned": incident.owner_agent_id == agent.id,
             "at_risk": mine and due is not None and not unmet,
             "breached": on_record,
+            "escalated": incident.escalation_level > 0,
             "teams": incident.assigned_team_id in teams or incident.owner_team_id in teams,
             "unassigned": incident.assigned_agent_id is None,
             "unowned": incident.owner_agent_id is None,

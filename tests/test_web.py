@@ -516,6 +516,7 @@ def _queue_recipes(personas: Any) -> dict[str, tuple[Any, dict[str, Any]]]:
         "open": (personas.other, {"assigned_team": db, "assigned_agent": priya}),
         "at_risk": (personas.owner, {"assigned_team": db, "assigned_agent": priya}),
         "breached": (personas.other, {"assigned_team": db, "assigned_agent": priya}),
+        "escalated": (personas.other, {"assigned_team": db, "assigned_agent": priya}),
     }
 
 
@@ -533,6 +534,8 @@ def test_queue_page_query_count_does_not_grow_with_rows(app, personas, log_incid
         if queue == "breached":  # let every target pass its due time
             with app.app_context():
                 sla.check(app.extensions["helpdesk"], clock.now() + dt.timedelta(days=60))
+        if queue == "escalated":  # as the escalation engine leaves them (tests/escalation run it)
+            Incident.update(escalation_level=1).execute()
 
     def measure() -> tuple[int, list[int]]:
         count_queries.queries.clear()

@@ -14,6 +14,7 @@ from helpdesk import events, sla
 from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.errors import DomainError, NotFound, StaleVersion
+from helpdesk.escalation import engine as escalation
 from helpdesk.models import (
     LEVELS,
     PENDING_REASONS,
@@ -220,4 +221,5 @@ def follow_up(ctx: Context, change: Change, actor: Agent | None, *, reason: str 
         specific = {"resolved": "incident_resolved", "closed": "incident_closed"}.get(new)
         if specific:
             events.emit(ctx, specific, after.id, actor)
+    escalation.schedule(ctx, after)  # its next level may now come sooner, later, or never
     return after

@@ -7,6 +7,7 @@ from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
+from helpdesk.escalation import engine as escalation
 from helpdesk.incidents.changes import assignee, check_assignee, check_owner, choice, entry, owner
 from helpdesk.incidents.changes import title as clean_title
 from helpdesk.models import (
@@ -108,6 +109,7 @@ def log_incident(
               body=f"Logged via {SOURCES[incident.source]}; owner {owner(incident)}"
               + (f"; assigned to {assignee(incident)}" if assigned_team else ""))
         sla.on_created(ctx, incident)
+        escalation.schedule(ctx, incident)
         events.emit(ctx, "incident_created", incident.id, actor)
         if assigned_team is not None:
             events.emit(ctx, "incident_assigned", incident.id, actor, previous_team=None,

@@ -22,6 +22,8 @@ KINDS = {
     "resolved": "An incident I own was resolved",
     "sla_warning": "SLA warning",
     "sla_breached": "SLA breached",
+    "escalation": "An incident escalated to me",
+    "watching": "An incident I watch changed",
 }
 
 # The default rules an admin can switch off: audience -> kinds it hears of.
@@ -30,7 +32,11 @@ RULES = {
     "assignee": ("assigned", "sla_warning", "sla_breached"),
     "team": ("team_new",),
     "requester": ("requester_ack", "requester_reply", "requester_resolved"),
+    "watcher": ("watching",),
 }
+# What watchers hear of (escalation levels are told to them by the escalation engine).
+WATCHED = frozenset({"incident_assigned", "incident_owner_changed", "incident_status_changed",
+                     "incident_sla_warning", "incident_sla_breached", "incident_commented"})
 RULE_LABELS = {
     **KINDS,
     "requester_ack": "Acknowledgement of a new incident",
@@ -82,6 +88,13 @@ def _team_members(team_id: int) -> list[Agent]:
         (Membership.team == team_id) & (Agent.active == True)))  # noqa: E712
 
 
+def _watchers(incident_id: int) -> list[Agent]:
+    from helpdesk.models import Watcher
+
+    return list(Agent.select().join(Watcher, on=(Watcher.agent == Agent.id)).where(
+        Watcher.incident == incident_id).order_by(Agent.id))
+
+
 def _requester(incident: Incident, kind: str) -> list[Recipient]:
     return [Recipient(kind, contact=incident.requester, audience="requester")] \
         if incident.requester_id else []
@@ -111,6 +124,8 @@ def recipients(event: str, incident: Incident, actor_id: int | None,
         found += _requester(incident, "requester_ack")
     elif event == "incident_commented" and payload.get("public"):
         found += _requester(incident, "requester_reply")
+    if event in WATCHED:
+        found += [Recipient("watching", agent, audience="watcher") for agent in _watchers(incident.id)]
     # Rules an admin switched off; an agent is not told of what they did; each person and kind once.
     switched_off = {(r.audience, r.kind) for r in NotificationRule.select().where(
         NotificationRule.enabled == False)} if found else set()  # noqa: E712 - peewee expression

@@ -1,0 +1,435 @@
+"""The escalation engine: which level of which policy is due for an incident, and running it
+exactly once.
+
+Each incident has one :class:`~helpdesk.models.EscalationState` row whose
+``next_at`` (indexed) says when the check must look at it again; it is
+recomputed whenever the incident changes (:func:`schedule`, called by the
+domain's follow-ups), after every pass, and when a policy is saved. The SLA
+check calls :func:`check` in the same pass as its warnings and breaches.
+
+Rules, in the order they apply:
+
+* **Which policy**: the first enabled policy (by position) whose conditions
+  match. Once a level has run, the incident stays with that policy; an edit
+  of it applies from the next level on (its current version), and levels
+  already run are never run again, whatever their number in the new version.
+* **When**: a level's moment is working time on its SLA clock (paused time
+  does not count, the clock's calendar applies); a met, stopped or paused
+  clock reaches nothing. Manual levels run only by hand.
+* **Stale levels** (the worker was down, or a snooze ended): of the levels
+  whose moment has passed, only the latest runs, once; the ones before it are
+  named on the timeline as skipped. (SLA warnings whose moment passed are not
+  sent late either: see :mod:`helpdesk.sla`.)
+* **Exactly once**: a level is claimed by inserting its unique
+  :class:`~helpdesk.models.EscalationRun` row (incident, policy, version,
+  level, target cycle) in the transaction that also holds the steps'
+  effects and the incident's timeline; two workers, or a rerun after a crash,
+  find the row (or wait for the incident's lock) and do nothing.
+* **Failures**: a step that fails has its writes undone (a savepoint) and is
+  shown on the timeline; a temporary failure is retried with backoff (1, 2, 4,
+  8 minutes) from the next check, only the steps that did not run, then the run
+  is marked failed (listed on the admin Escalation page).
+* **Snooze**: an acknowledged, snoozed incident runs no automatic level until
+  the snooze ends (then the stale rule applies); manual escalation still works.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+
+from helpdesk import business_time, events
+from helpdesk.clock import now
+from helpdesk.context import Context
+from helpdesk.db import for_update, write_transaction
+from helpdesk.errors import DomainError, PermissionDenied
+from helpdesk.escalation import policies
+from helpdesk.models import (
+    Agent,
+    EscalationPolicy,
+    EscalationRun,
+    EscalationState,
+    Incident,
+    Membership,
+    SlaClock,
+    TimelineEntry,
+)
+from helpdesk.records import DeliveryError, EscalationLevel, StepError, StepResult
+
+logger = logging.getLogger(__name__)
+MAX_ATTEMPTS = 5
+MAX_SNOOZE = dt.timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class Fired:
+    """One level that ran (or was retried) in a pass: what the simulator and the CLI show."""
+
+    incident_id: int
+    at: dt.datetime
+    policy: str
+    version: int
+    level: int
+    title: str
+    state: str
+    summary: str
+    manual: bool = False
+
+
+# -- conditions and moments ------------------------------------------------------------------------
+
+
+def matches(incident: Incident, conditions: Mapping[str, list[Any]]) -> bool:
+    """Whether ``incident`` meets every condition given (priority, type, team, service,
+    organisation); no conditions match everything."""
+    for key, values in conditions.items():
+        if key == "priority" and incident.priority not in values:
+            return False
+        if key == "type" and incident.type not in values:
+            return False
+        if key == "team":
+            names = {team.name for team in (incident.owner_team, incident.assigned_team) if team is not None}
+            if not names & set(values):
+                return False
+        if key == "service" and (incident.service is None or incident.service.name not in values):
+            return False
+        if key == "organisation":
+            organisation = incident.requester.organisation if incident.requester is not None else None
+            if organisation is None or organisation.name not in values:
+                return False
+    return True
+
+
+def clocks_of(incident_id: int) -> dict[str, SlaClock]:
+    return {clock.target: clock for clock in SlaClock.select().where(SlaClock.incident == incident_id)}
+
+
+def moment(ctx: Context, level: Mapping[str, Any], clocks: Mapping[str, SlaClock]) -> dt.datetime | None:
+    """When an automatic level is reached, in working time of its SLA clock; ``None`` for a
+    manual level or a clock that is missing, paused, met or stopped (it reaches nothing)."""
+    if level["trigger"] == "manual":
+        return None
+    clock = clocks.get(level["target"])
+    if clock is None or clock.met_at or clock.stopped_at or clock.paused_at:
+        return None
+    target = clock.target_seconds
+    work = {"fraction": lambda: target * level.get("fraction", 1),
+            "breach": lambda: target,
+            "after_breach": lambda: target + 60 * level.get("minutes", 0),
+            "before_due": lambda: max(0, target - 60 * level.get("minutes", 0))}[level["trigger"]]()
+    from helpdesk import sla
+
+    calendar = sla._calendar(ctx, clock.calendar)  # the SLA module's calendar lookup, on purpose
+    return business_time.add(calendar, clock.started_at, dt.timedelta(seconds=work + clock.paused_seconds))
+
+
+def _cycle(level: Mapping[str, Any], clocks: Mapping[str, SlaClock]) -> int:
+    clock = clocks.get(level.get("target", ""))
+    return clock.cycle if clock is not None else 1
+
+
+# -- the policy of an incident ----------------------------------------------------------------------
+
+
+def applicable(incident: Incident) -> EscalationPolicy | None:
+    """The first enabled policy (by position, then name) whose conditions the incident meets."""
+    for policy in EscalationPolicy.select().where(EscalationPolicy.enabled == True).order_by(  # noqa: E712
+            EscalationPolicy.position, EscalationPolicy.name):
+        if matches(incident, policies.definition_of(policy).get("conditions") or {}):
+            return policy
+    return None
+
+
+def _policy(incident: Incident, state: EscalationState) -> EscalationPolicy | None:
+    """The incident keeps the policy that escalated it; before that, whichever applies now."""
+    if state.level > 0 and state.policy_id is not None:
+        return EscalationPolicy.get_or_none(EscalationPolicy.id == state.policy_id)
+    return applicable(incident)
+
+
+def _state(incident_id: int, lock: bool = False) -> EscalationState:
+    query = EscalationState.select().where(EscalationState.incident == incident_id)
+    state = (for_update(query) if lock else query).get_or_none()
+    if state is None:
+        try:
+            with write_transaction():
+                state = EscalationState.create(incident=incident_id)
+        except peewee.IntegrityError:  # created meanwhile by a concurrent change
+            state = (for_update(query) if lock else query).get()
+    return state
+
+
+def _next_at(ctx: Context, incident: Incident, state: EscalationState, at: dt.datetime) -> dt.datetime | None:
+    """When the check must look again: a retry's time, or the next level's moment (not before the
+    snooze ends); a moment already passed means now."""
+    candidates = [run.next_attempt_at for run in EscalationRun.select(EscalationRun.next_attempt_at).where(
+        (EscalationRun.incident == incident.id) & (EscalationRun.state == "retrying"))]
+    if incident.is_active:
+        policy = _policy(incident, state)
+        if policy is not None:
+            clocks = clocks_of(incident.id)
+            for number, level in enumerate(policies.definition_of(policy)["levels"], 1):
+                if number <= state.level or not matches(incident, level.get("conditions") or {}):
+                    continue
+                when = moment(ctx, level, clocks)
+                if when is not None:
+                    candidates.append(max(when, state.snoozed_until or when))
+    return min(candidates) if candidates else None
+
+
+def schedule(ctx: Context, incident: Incident) -> None:
+    """Recompute when the check next looks at ``incident`` (called in the change's transaction)."""
+    state = _state(incident.id)
+    fresh = Incident.get_by_id(incident.id)
+    next_at = _next_at(ctx, fresh, state, now())
+    if next_at != state.next_at:
+        EscalationState.update(next_at=next_at).where(EscalationState.id == state.id).execute()
+
+
+# -- the check ----------------------------------------------------------------------------------------
+
+
+def check(ctx: Context, at: dt.datetime | None = None, batch: int = 500) -> list[Fired]:
+    """Run every level (and retry) due at ``at``; only incidents whose ``next_at`` came are read."""
+    at = at or now()
+    fired: list[Fired] = []
+    seen: set[int] = set()
+    while True:
+        due = [row.incident_id for row in EscalationState.select(EscalationState.incident)
+               .where(EscalationState.next_at <= at).order_by(EscalationState.next_at).limit(batch)]
+        fresh = [incident_id for incident_id in due if incident_id not in seen]
+        if not fresh:
+            return fired
+        for incident_id in fresh:
+            seen.add(incident_id)
+            fired += process(ctx, incident_id, at)
+
+
+def process(ctx: Context, incident_id: int, at: dt.datetime, simulated: bool = False) -> list[Fired]:
+    """One incident's due work at ``at``, in one transaction: retries, then the latest level
+    reached (the stale rule), then the next time to look."""
+    with write_transaction():
+        # Lock order as in the domain: the incident row first, then its escalation state.
+        locked = for_update(Incident.select(Incident.id).where(Incident.id == incident_id)).execute()
+        if not list(locked):
+            return []
+        state = _state(incident_id, lock=True)
+        if state.next_at is None or state.next_at > at:
+            return []  # another worker got here first
+        incident = Incident.get_by_id(incident_id)
+        fired = _retry_due(ctx, incident, at)
+        snoozed = state.snoozed_until is not None and at < state.snoozed_until
+        policy = _policy(incident, state)
+        if incident.is_active and policy is not None and not snoozed:
+            definition = policies.definition_of(policy)
+            clocks = clocks_of(incident.id)
+            reached = [number for number, level in enumerate(definition["levels"], 1)
+                       if number > state.level and matches(incident, level.get("conditions") or {})
+                       and (when := moment(ctx, level, clocks)) is not None and when <= at]
+            if reached:
+                skipped = reached[:-1]
+                run = _run_level(ctx, incident, state, policy, reached[-1], at, clocks=clocks,
+                                 skipped=skipped, simulated=simulated)
+                if run is not None:
+                    fired.append(run)
+        state = EscalationState.get_by_id(state.id)
+        incident = Incident.get_by_id(incident_id)
+        next_at = _next_at(ctx, incident, state, at)
+        EscalationState.update(next_at=next_at if next_at is None or next_at > at else None) \
+            .where(EscalationState.id == state.id).execute()
+    return fired
+
+
+# -- running a level -----------------------------------------------------------------------------------
+
+
+def _run_level(ctx: Context, incident: Incident, state: EscalationState, policy: EscalationPolicy,
+               number: int, at: dt.datetime, *, clocks: Mapping[str, SlaClock], manual: bool = False,
+               actor: Agent | None = None, reason: str = "", skipped: list[int] | None = None,
+               simulated: bool = False) -> Fired | None:
+    level = policies.definition_of(policy)["levels"][number - 1]
+    cycle = _cycle(level, clocks)
+    try:
+        with write_transaction():
+            run = EscalationRun.create(incident=incident.id, policy=policy.id, policy_name=policy.name,
+                                       version=policy.version, level=number, cycle=cycle, at=at,
+                                       manual=manual, actor=actor, reason=reason)
+    except peewee.IntegrityError:
+        return None  # claimed already (another worker, or an earlier pass)
+    previous = state.level
+    EscalationState.update(level=number, version=policy.version, policy=policy.id) \
+        .where(EscalationState.id == state.id).execute()
+    Incident.update(escalation_level=number).where(Incident.id == incident.id).execute()
+    how = f"by {actor} ({reason})" if manual else level["title"]
+    note = f"; skipped level {', '.join(map(str, skipped))} (its moment passed meanwhile)" if skipped else ""
+    TimelineEntry.create(incident=incident.id, actor=actor, kind="escalation", at=at, field="level",
+                         old_value=str(previous), new_value=str(number),
+                         body=f"Escalated to level {number} of {policy.title} (v{policy.version}): "
+                              f"{how}{note}")
+    fired = _run_steps(ctx, run, level, policy.title, simulated)
+    events.emit(ctx, "incident_escalated", incident.id, actor, level=number, policy=policy.name,
+                version=policy.version, manual=manual)
+    return fired
+
+
+def _key(run: EscalationRun) -> str:
+    return f"esc:{run.incident_id}:{run.policy_name}:v{run.version}:l{run.level}:c{run.cycle}"
+
+
+def _run_steps(ctx: Context, run: EscalationRun, level: Mapping[str, Any], policy_title: str,
+               simulated: bool = False) -> Fired:
+    """The level's steps not yet done, each in a savepoint; the run's state is updated with them."""
+    from helpdesk.escalation.api import notify_agents, watchers
+
+    done = [int(i) for i in run.steps_done.split(",") if i]
+    info = EscalationLevel(policy=run.policy_name, version=run.version, number=run.level,
+                           title=level["title"], key=_key(run), manual=run.manual, reason=run.reason,
+                           simulated=simulated)
+    summaries, failures, temporary = [], [], True
+    # Watchers at the start are told of the level; one a step adds was told by that step.
+    watching = watchers(run.incident_id) if run.attempts == 1 else []
+    for index, step in enumerate(level["steps"]):
+        if index in done:
+            continue
+        kind = ctx.registry.escalation_steps.get(step["step"])
+        try:
+            if kind is None:
+                raise StepError(f"the step {step['step']!r} is not installed")
+            with write_transaction():
+                result = kind.run(ctx, Incident.get_by_id(run.incident_id), info, dict(step["params"]))
+                result = result if isinstance(result, StepResult) else StepResult()
+                if not result.ok:
+                    raise StepError(result.summary or "the step reported a failure",
+                                    temporary=result.temporary)
+            done.append(index)
+            if result.summary:
+                summaries.append(result.summary)
+        except (StepError, DomainError, DeliveryError) as error:
+            failures.append(f"{step['step']}: {error}")
+            retry = (isinstance(error, StepError) and error.temporary) or (
+                isinstance(error, DeliveryError) and not error.permanent)
+            temporary = temporary and retry
+        except Exception as error:  # a broken step: retried, and recorded for the admin Plugins page
+            from helpdesk.plugins import record_failure
+
+            logger.exception("escalation step %r failed on INC-%s", step["step"], run.incident_id)
+            owner = ctx.registry.owners.get(("helpdesk_escalation_steps", step["step"]), step["step"])
+            record_failure(owner, "run", Incident.get_by_id(run.incident_id), error)
+            failures.append(f"{step['step']}: {type(error).__name__}: {error}")
+    at = run.at if run.attempts == 1 else now()
+    if failures:
+        retry = temporary and run.attempts < MAX_ATTEMPTS
+        state = "retrying" if retry else "failed"
+        next_attempt = at + dt.timedelta(minutes=2 ** (run.attempts - 1)) if retry else None
+        then = f"; retrying at {next_attempt:%Y-%m-%d %H:%M} UTC" if retry else "; not retried"
+        TimelineEntry.create(incident=run.incident_id, actor=None, kind="escalation", at=at, field="failure",
+                             body=f"Level {run.level} step failed (attempt {run.attempts}): "
+                                  + "; ".join(failures) + then)
+    else:
+        state, next_attempt = "done", None
+    EscalationRun.update(state=state, steps_done=",".join(map(str, sorted(done))),
+                         next_attempt_at=next_attempt,
+                         error="; ".join(failures)[:4000]).where(EscalationRun.id == run.id).execute()
+    if summaries:
+        TimelineEntry.create(incident=run.incident_id, actor=None, kind="escalation", at=at, field="steps",
+                             body=f"Level {run.level}: " + "; ".join(summaries))
+    if run.attempts == 1:
+        incident = Incident.get_by_id(run.incident_id)
+        notify_agents(ctx, incident, watching,
+                      f"{incident.reference} escalated to level {run.level}: {incident.title}",
+                      f"{incident.reference} {incident.title}\nEscalated to level {run.level} "
+                      f"({level['title']}) of {policy_title}.", key=f"{_key(run)}:watchers", kind="watching")
+    return Fired(run.incident_id, at, run.policy_name, run.version, run.level, level["title"], state,
+                 "; ".join(summaries + failures), run.manual)
+
+
+def _retry_due(ctx: Context, incident: Incident, at: dt.datetime) -> list[Fired]:
+    fired = []
+    for run in EscalationRun.select().where((EscalationRun.incident == incident.id)
+                                            & (EscalationRun.state == "retrying")
+                                            & (EscalationRun.next_attempt_at <= at)):
+        policy = EscalationPolicy.get_or_none(EscalationPolicy.id == run.policy_id)
+        if policy is None:
+            EscalationRun.update(state="failed", error="the policy was deleted", next_attempt_at=None) \
+                .where(EscalationRun.id == run.id).execute()
+            continue
+        EscalationRun.update(attempts=EscalationRun.attempts + 1).where(EscalationRun.id == run.id).execute()
+        run = EscalationRun.get_by_id(run.id)
+        level = policies.definition_of(policy, run.version)["levels"][run.level - 1]
+        fired.append(_run_steps(ctx, run, level, policy.title))
+    return fired
+
+
+# -- by hand ---------------------------------------------------------------------------------------------
+
+
+def escalate(ctx: Context, incident_id: int, actor: Agent, reason: str) -> Fired:
+    """Run the next level of the incident's policy now (any agent; a reason is required)."""
+    reason = " ".join((reason or "").split())
+    if not reason:
+        raise DomainError("Give a reason for escalating.")
+    at = now()
+    with write_transaction():
+        for_update(Incident.select(Incident.id).where(Incident.id == incident_id)).execute()
+        incident = Incident.get_or_none(Incident.id == incident_id)
+        if incident is None:
+            from helpdesk.errors import NotFound
+
+            raise NotFound(f"There is no incident INC-{incident_id}.")
+        if not incident.is_active:
+            raise DomainError(f"{incident.reference} is no longer open; there is nothing to escalate.")
+        state = _state(incident_id, lock=True)
+        policy = _policy(incident, state)
+        if policy is None:
+            raise DomainError(f"No escalation policy applies to {incident.reference}.")
+        levels = policies.definition_of(policy)["levels"]
+        following = [n for n, level in enumerate(levels, 1)
+                     if n > state.level and matches(incident, level.get("conditions") or {})]
+        if not following:
+            raise DomainError(f"{incident.reference} is already at the last level of {policy.title}.")
+        fired = _run_level(ctx, incident, state, policy, following[0], at, clocks=clocks_of(incident_id),
+                           manual=True, actor=actor, reason=reason)
+        if fired is None:
+            raise DomainError(f"Level {following[0]} of {incident.reference} was just run by someone else.")
+        schedule(ctx, incident)
+    return fired
+
+
+def can_acknowledge(incident: Incident, agent: Agent) -> bool:
+    """The owner, a lead of the owning team, or an admin."""
+    if agent.is_admin or incident.owner_agent_id == agent.id:
+        return True
+    return agent.role == "lead" and Membership.select().where(
+        (Membership.agent == agent.id) & (Membership.team == incident.owner_team_id)).exists()
+
+
+def acknowledge(ctx: Context, incident_id: int, actor: Agent, reason: str,
+                snooze: dt.timedelta | None = None) -> EscalationState:
+    """Acknowledge the current level and optionally hold further automatic levels for ``snooze``."""
+    reason = " ".join((reason or "").split())
+    if not reason:
+        raise DomainError("Give a reason (what you are doing about it).")
+    if snooze is not None and not dt.timedelta(0) <= snooze <= MAX_SNOOZE:
+        raise DomainError("A snooze lasts from a minute to 7 days.")
+    at = now()
+    with write_transaction():
+        for_update(Incident.select(Incident.id).where(Incident.id == incident_id)).execute()
+        incident = Incident.get_by_id(incident_id)
+        if not can_acknowledge(incident, actor):
+            raise PermissionDenied("Only the owner, a lead of the owning team or an admin can acknowledge.")
+        state = _state(incident_id, lock=True)
+        until = at + snooze if snooze else None
+        EscalationState.update(acknowledged_level=state.level, snoozed_until=until) \
+            .where(EscalationState.id == state.id).execute()
+        held = f"; automatic escalation snoozed until {until:%Y-%m-%d %H:%M} UTC" if until else ""
+        TimelineEntry.create(incident=incident_id, actor=actor, kind="escalation", at=at,
+                             field="acknowledged",
+                             new_value=str(state.level),
+                             body=f"Acknowledged escalation level {state.level}: {reason}{held}")
+        schedule(ctx, incident)
+    return EscalationState.get_by_id(state.id)

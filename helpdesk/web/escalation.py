@@ -1,0 +1,238 @@
+"""Escalation on the incident page (acknowledge, snooze, escalate by hand) and the policy pages
+(edit as TOML, import, export, the simulator). Team leads and admins manage policies.
+
+Every change goes through :mod:`helpdesk.escalation`; these views only parse forms.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from helpdesk.clock import now
+from helpdesk.errors import DomainError
+from helpdesk.escalation import engine, policies
+from helpdesk.escalation.api import watchers
+from helpdesk.escalation.simulate import simulate
+from helpdesk.models import (
+    PRIORITIES,
+    TYPES,
+    EscalationPolicy,
+    EscalationRun,
+    EscalationState,
+    Incident,
+    Service,
+    Team,
+)
+from helpdesk.security import AGENT, LEAD, access
+from helpdesk.web import context
+
+bp = Blueprint("escalation", __name__)
+SNOOZES = {0: "No snooze", 30: "30 minutes", 60: "1 hour", 120: "2 hours", 240: "4 hours",
+           480: "8 hours", 1440: "1 day"}
+
+
+@bp.app_template_global()
+def escalation_view(incident: Incident) -> dict[str, Any]:
+    """What the incident page shows: the level, the policy and version that escalated it, an
+    acknowledgement or snooze, the next level and when, failed steps, watchers."""
+    state = EscalationState.get_or_none(EscalationState.incident == incident.id)
+    policy = None
+    if state is not None and state.policy_id is not None and state.level > 0:
+        policy = EscalationPolicy.get_or_none(EscalationPolicy.id == state.policy_id)
+    policy = policy or engine.applicable(incident)
+    upcoming = None
+    if policy is not None and incident.is_active:
+        clocks = engine.clocks_of(incident.id)
+        done = state.level if state else 0
+        for number, level in enumerate(policies.definition_of(policy)["levels"], 1):
+            if number > done and engine.matches(incident, level.get("conditions") or {}):
+                upcoming = (number, level["title"], engine.moment(context(), level, clocks),
+                            level["trigger"] == "manual")
+                break
+    problems = list(EscalationRun.select().where((EscalationRun.incident == incident.id)
+                                                 & (EscalationRun.state.in_(["retrying", "failed"]))))
+    return {"state": state, "policy": policy, "upcoming": upcoming, "problems": problems,
+            "watchers": watchers(incident.id), "snoozes": SNOOZES,
+            "snoozed": state is not None and state.snoozed_until is not None and state.snoozed_until > now(),
+            "can_acknowledge": engine.can_acknowledge(incident, current_user)}
+
+
+def _respond(incident_id: int, change: Any, done: str) -> Any:
+    from helpdesk.web.incidents import _respond as respond
+
+    return respond(incident_id, change, done)
+
+
+@bp.post("/incidents/<int:incident_id>/escalate")
+@access(AGENT)
+def escalate(incident_id: int) -> Any:
+    return _respond(incident_id, lambda: engine.escalate(context(), incident_id, current_user,
+                                                         request.form.get("reason", "")),
+                    "Escalated to the next level.")
+
+
+@bp.post("/incidents/<int:incident_id>/acknowledge")
+@access(AGENT)
+def acknowledge(incident_id: int) -> Any:
+    raw = request.form.get("snooze", "0")
+    if raw not in {str(m) for m in SNOOZES}:
+        abort(422, "Choose a snooze from the list.")
+    minutes = int(raw)
+    return _respond(incident_id, lambda: engine.acknowledge(
+        context(), incident_id, current_user, request.form.get("reason", ""),
+        dt.timedelta(minutes=minutes) if minutes else None), "Escalation acknowledged.")
+
+
+# -- policies ------------------------------------------------------------------------------------------
+
+
+def _steps() -> list[Any]:
+    return sorted(context().registry.escalation_steps.values(), key=lambda s: s.name)
+
+
+@bp.get("/escalation")
+@access(LEAD)
+def policy_list() -> Any:
+    rows = list(EscalationPolicy.select().order_by(EscalationPolicy.position, EscalationPolicy.name))
+    problems = list(EscalationRun.select().where(EscalationRun.state.in_(["retrying", "failed"]))
+                    .order_by(EscalationRun.id.desc()).limit(100))
+    return render_template("escalation/policies.html", policies=rows, problems=problems, steps=_steps(),
+                           definition_of=policies.definition_of, describe=policies.describe_trigger)
+
+
+NEW_POLICY = """name = "standard"
+title = "Standard escalation"
+enabled = true
+position = 0
+
+[conditions]
+priority = [1, 2]
+
+[[levels]]
+title = "Owner reviews"
+trigger = "fraction"
+target = "resolution"
+fraction = 0.75
+[[levels.steps]]
+step = "notify_owner"
+"""
+
+
+@bp.route("/escalation/edit", methods=["GET", "POST"])
+@access(LEAD)
+def edit() -> Any:
+    """One form for a new policy and an edit: the policy as TOML, checked on save."""
+    name = request.args.get("name", "")
+    policy = EscalationPolicy.get_or_none(EscalationPolicy.name == name) if name else None
+    if name and policy is None:
+        abort(404)
+    text, error, status = (policies.to_toml(policy) if policy else NEW_POLICY), None, 200
+    if request.method == "POST":
+        text = request.form.get("toml", "")
+        version = request.form.get("version") or None
+        try:
+            raw = policies.from_toml(text)
+            if policy is not None and raw.get("name") != policy.name:
+                raise policies.PolicyError("name", "a policy's name cannot change; import it as a new one")
+            saved = policies.save(context(), raw, current_user,
+                                  expected_version=int(version) if version and version.isdigit() else None)
+        except DomainError as refused:
+            error, status = str(refused), 422
+        else:
+            flash(f"Policy {saved.name} saved (version {saved.version}).")
+            return redirect(url_for("escalation.policy_list"), code=303)
+    return render_template("escalation/edit.html", policy=policy, text=text, error=error,
+                           steps=_steps(), triggers=policies.TRIGGERS), status
+
+
+@bp.post("/escalation/import")
+@access(LEAD)
+def import_policy() -> Any:
+    upload = request.files.get("file")
+    text = upload.read(200_000).decode("utf-8", "replace") if upload else request.form.get("toml", "")
+    try:
+        saved = policies.save(context(), policies.from_toml(text), current_user)
+    except DomainError as refused:
+        return render_template("escalation/edit.html", policy=None, text=text, error=str(refused),
+                               steps=_steps(), triggers=policies.TRIGGERS), 422
+    flash(f"Policy {saved.name} imported (version {saved.version}).")
+    return redirect(url_for("escalation.policy_list"), code=303)
+
+
+@bp.get("/escalation/<name>.toml")
+@access(LEAD)
+def export(name: str) -> Any:
+    policy = EscalationPolicy.get_or_none(EscalationPolicy.name == name)
+    if policy is None:
+        abort(404)
+    return Response(policies.to_toml(policy), mimetype="text/plain",
+                    headers={"Content-Disposition": f'attachment; filename="{policy.name}.toml"'})
+
+
+@bp.post("/escalation/delete")
+@access(LEAD)
+def delete() -> Any:
+    name = request.form.get("name", "")
+    if EscalationPolicy.get_or_none(EscalationPolicy.name == name) is None:
+        abort(404)
+    policies.delete(name)
+    flash(f"Policy {name} deleted; levels it ran stay on the incidents' timelines.")
+    return redirect(url_for("escalation.policy_list"), code=303)
+
+
+# -- the simulator ---------------------------------------------------------------------------------------
+
+
+def _local(text: str) -> dt.datetime | None:
+    """A local date and time from a form (the agent's zone, else the instance's) as naive UTC."""
+    if not text:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise DomainError("Give the time as YYYY-MM-DD HH:MM.") from None
+    if moment.tzinfo is None:
+        zone = ZoneInfo(current_user.time_zone or context().settings.time_zone)
+        moment = moment.replace(tzinfo=zone)
+    return moment.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+@bp.route("/escalation/simulate", methods=["GET", "POST"])
+@access(LEAD)
+def simulator() -> Any:
+    form = request.form if request.method == "POST" else request.args
+    results, error, status = [], None, 200
+    if request.method == "POST":
+        try:
+            hours = int(form.get("horizon") or 72)
+            horizon = dt.timedelta(hours=hours)
+            reference = (form.get("incident") or "").strip()
+            kwargs: dict[str, Any] = {"horizon": horizon}
+            if reference:
+                incident_id = Incident.parse_reference(reference)
+                if incident_id is None:
+                    raise DomainError("Give an incident reference such as INC-42, or leave it empty.")
+                kwargs["incident_id"] = incident_id
+            else:
+                priority = form.get("priority") or ""
+                kwargs["hypothetical"] = {
+                    "logged_at": _local(form.get("logged_at", "")) or now(),
+                    "type": form.get("type") or "incident", "team": form.get("team") or None,
+                    "service": form.get("service") or None,
+                    "priority": int(priority) if priority.isdigit() else None,
+                    "impact": form.get("impact") or "medium", "urgency": form.get("urgency") or "medium"}
+            results.append(("Live policies", simulate(context(), **kwargs)))
+            draft = (form.get("draft") or "").strip()
+            if draft:
+                results.append(("With the draft policy", simulate(context(), **kwargs,
+                                                                   draft=policies.from_toml(draft))))
+        except (DomainError, ValueError) as refused:
+            error, status = str(refused), 422
+    return render_template("escalation/simulate.html", form=form, results=results, error=error,
+                           priorities=PRIORITIES, types=TYPES, teams=list(Team.select().order_by(Team.name)),
+                           services=list(Service.select().order_by(Service.name))), status

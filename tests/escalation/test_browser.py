@@ -1,0 +1,128 @@
+"""Done when: a team lead configures a three-level policy in the browser, sees in the simulator
+what will happen to the next P2, and the real run matches it (Debian's Chromium, Playwright)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from waitress.server import create_server
+
+from helpdesk.models import EscalationRun, Incident
+from helpdesk.testing import PASSWORD
+
+from .conftest import AT75, AT90, DUE, LOGGED
+
+CHROMIUM = os.environ.get("HELPDESK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+if not os.path.exists(CHROMIUM):
+    if os.environ.get("CI") == "true":
+        raise RuntimeError(f"CI=true but Chromium is missing at {CHROMIUM}: apt-get install chromium")
+    pytest.skip(f"Chromium not found at {CHROMIUM}", allow_module_level=True)
+
+pytestmark = pytest.mark.browser
+
+POLICY = """name = "standard"
+title = "Standard escalation"
+[conditions]
+priority = [1, 2]
+
+[[levels]]
+title = "Owner reviews"
+trigger = "fraction"
+fraction = 0.75
+[[levels.steps]]
+step = "notify_owner"
+
+[[levels]]
+title = "Team lead"
+trigger = "fraction"
+fraction = 0.9
+[[levels.steps]]
+step = "notify_owner_team_leads"
+
+[[levels]]
+title = "Second line"
+trigger = "breach"
+[[levels.steps]]
+step = "reassign"
+team = "Network"
+"""
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    return {**browser_type_launch_args, "executable_path": CHROMIUM,
+            "args": ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync"]}
+
+
+@pytest.fixture
+def server(helpdesk_app: Any) -> Iterator[str]:
+    httpd = create_server(helpdesk_app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=httpd.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.effective_port}"
+    httpd.close()
+    thread.join(timeout=5)
+
+
+def log_in(page: Any, base: str, username: str) -> None:
+    page.context.clear_cookies()
+    page.goto(f"{base}/login")
+    page.get_by_label("User name").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r"/queues/"))
+
+
+def test_a_lead_configures_simulates_and_the_real_run_matches(server, desk, page):
+    p = desk.p
+    desk.clock.set(LOGGED - dt.timedelta(hours=1))
+    log_in(page, server, p.lead.username)
+    page.get_by_role("link", name="Escalation").click()
+    page.get_by_role("link", name="New policy").click()
+    page.get_by_label(re.compile("The policy")).fill(POLICY.replace('team = "Network"', 'team = "Netwrk"'))
+    page.get_by_role("button", name="Save").click()
+    page.get_by_role("alert").wait_for()
+    refusal = page.get_by_role("alert").inner_text()
+    assert "levels[3].steps[1].team: there is no team named 'Netwrk'" in refusal
+    page.get_by_label(re.compile("The policy")).fill(POLICY)
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url(re.compile(r"/escalation$"))
+    assert "Policy standard saved (version 1)." in page.locator(".flash").inner_text()
+
+    page.get_by_role("link", name="Simulator").click()
+    page.get_by_label("Logged at (your time zone)").fill("2026-03-06T16:30")
+    page.get_by_label("Priority").select_option("2")
+    page.get_by_label("Horizon (hours)").fill("96")
+    page.get_by_role("button", name="Simulate").click()
+    page.get_by_role("heading", name="Live policies").wait_for()
+    rows = page.get_by_role("row").filter(has_text="Escalation:")
+    predicted = [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())]
+    assert predicted == ["2026-03-09 14:30", "2026-03-09 15:42", "2026-03-09 16:30"]
+
+    # The next P2 arrives, Friday 16:30, logged by John in the browser.
+    desk.clock.set(LOGGED)
+    log_in(page, server, p.owner.username)
+    page.get_by_role("link", name="New incident").click()
+    page.get_by_label("Title").fill("Orders database is slow")
+    page.get_by_label("Impact").select_option("high")
+    page.get_by_role("button", name="Log incident").click()
+    page.wait_for_url(re.compile(r"/incidents/\d+$"))
+    incident = Incident.get(Incident.title == "Orders database is slow")
+    assert incident.priority == 2
+    for moment in (AT75, AT90, DUE):  # the worker's passes at the predicted moments
+        desk.check(moment)
+    runs = [f"{run.at:%Y-%m-%d %H:%M}" for run in EscalationRun.select().order_by(EscalationRun.id)]
+    assert runs == predicted
+    page.reload()
+    panel = page.get_by_role("region", name="Escalation").inner_text()
+    assert "Level 3 of Standard escalation (version 1)." in panel
+    assert "Network /" in page.get_by_role("region", name="Assignee").inner_text()
+

@@ -1,0 +1,54 @@
+"""`helpdesk escalation`: export a policy, import it edited, and simulate the next P2, run as an
+admin would run them (another process on the same database)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from helpdesk.models import EscalationPolicy
+
+from .conftest import three_levels
+
+ROOT = Path(__file__).resolve().parents[2]
+USED = {"business_hours", "sla_priority", "escalation_steps"}
+
+
+def _cli(desk, tmp_path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HELPDESK_DATABASE_URL": desk.ctx.settings.database_url,
+           "HELPDESK_SECRET_KEY": "s" * 40, "HELPDESK_INSTANCE": str(tmp_path / "cli"),
+           "HELPDESK_QUEUE_URL": "memory", "HELPDESK_TIME_ZONE": "Europe/London",
+           "HELPDESK_DISABLED_PLUGINS": ",".join(sorted({ep.name for ep in entry_points(group="helpdesk")}
+                                                        - USED))}
+    return subprocess.run([sys.executable, "-m", "helpdesk.cli", "escalation", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_export_import_and_simulate_from_the_command_line(desk, tmp_path):
+    desk.policy(three_levels())
+    exported = _cli(desk, tmp_path, "export", "standard")
+    assert exported.returncode == 0, exported.stderr
+    edited = tmp_path / "standard.toml"
+    edited.write_text(exported.stdout.replace("fraction = 0.9", "fraction = 0.8"))
+    imported = _cli(desk, tmp_path, "import", str(edited))
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.strip() == "standard: version 2"
+    assert EscalationPolicy.get().version == 2
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text(exported.stdout.replace('team = "Network"', 'team = "Nowhere"'))
+    refused = _cli(desk, tmp_path, "import", str(broken))
+    assert refused.returncode == 1
+    assert "levels[3].steps[1].team: there is no team named 'Nowhere'" in refused.stderr
+
+    simulated = _cli(desk, tmp_path, "simulate", "--at", "2026-03-06T16:30", "--priority", "2",
+                     "--horizon", "96")
+    assert simulated.returncode == 0, simulated.stderr
+    levels = [line for line in simulated.stdout.splitlines() if "escalation" in line]
+    assert [line.split("  ")[0] for line in levels] == ["2026-03-09 14:30 UTC", "2026-03-09 14:54 UTC",
+                                                        "2026-03-09 16:30 UTC"]
+    assert "level 3 of standard (v2) — Level 3: reassigned to Network" in levels[2]
+    assert EscalationPolicy.get().version == 2  # nothing saved by the simulation
