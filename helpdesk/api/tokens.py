@@ -134,13 +134,13 @@ def authenticate(secret: str) -> ApiToken | None:
 def spend(token: ApiToken) -> int | None:
     """Count one request against the token's per-minute limit and stamp its last use.
 
-    One conditional UPDATE counts within the current minute, another starts a
-    new minute, so concurrent requests (threads or processes) never overshoot.
+    Conditional UPDATEs count within the current minute or start a new one, so
+    concurrent requests (threads or processes) never overshoot the limit.
     Returns ``None`` when allowed, else the seconds until the next minute.
     """
     stamp = now()
     minute = stamp.replace(second=0, microsecond=0)
-    with write_transaction():
+    for _attempt in range(3):
         counted = ApiToken.update(window_count=ApiToken.window_count + 1, last_used_at=stamp).where(
             (ApiToken.id == token.id) & (ApiToken.window_start == minute)
             & (ApiToken.window_count < ApiToken.rate_limit)).execute()
@@ -151,4 +151,9 @@ def spend(token: ApiToken) -> int | None:
             & (ApiToken.window_start.is_null() | (ApiToken.window_start < minute))).execute()
         if started:
             return None
+        # Neither: this minute's budget is spent, or a concurrent request just started the minute.
+        current = ApiToken.select(ApiToken.window_start, ApiToken.window_count, ApiToken.rate_limit) \
+            .where(ApiToken.id == token.id).get()
+        if current.window_start == minute and current.window_count >= current.rate_limit:
+            break
     return max(1, 60 - stamp.second)
