@@ -227,9 +227,11 @@ def _apply(ctx: Context, token: ApiToken, alert: Alert) -> Outcome:
                                f"{alert.fingerprint}).", public=False)
         return done("repeated", incident.id)
     if incident.status == "resolved" and incident.resolved_at and at - incident.resolved_at <= FLAP_WINDOW:
+        flapping = " It is flapping: from now on its changes are only counted, and it no longer " \
+            "resolves this incident." if group.flaps + 1 >= MAX_FLAPS else ""
         domain.reopen(ctx, incident.id, actor, note=f"The alert is firing again ({source}: "
                       f"{alert.fingerprint}) within {int(FLAP_WINDOW.total_seconds() // 60)} minutes "
-                      "of the resolution.")
+                      f"of the resolution.{flapping}")
         AlertGroup.update(last_seen=at, count=AlertGroup.count + 1, state="firing",
                           flaps=AlertGroup.flaps + 1, changed_at=at).where(
             AlertGroup.id == group.id).execute()
