@@ -20,7 +20,7 @@ from helpdesk.api.http import (
     json_response,
 )
 from helpdesk.clock import now
-from helpdesk.errors import DomainError
+from helpdesk.errors import DomainError, StaleVersion
 from helpdesk.models import (
     LEVELS,
     PENDING_REASONS,
@@ -200,6 +200,18 @@ def record(model: Any, record_id: int | None, what: str) -> Any:
     return found
 
 
+def precondition(incident_id: int) -> int | None:
+    """The ``If-Match`` version, checked before anything else as HTTP orders it (a stale
+    request is a 412 even when the change itself would also be refused); the domain checks
+    it again, atomically, when it writes."""
+    version = expected_version()
+    incident = domain.get(incident_id)
+    if version is not None and version != incident.version:
+        raise StaleVersion(f"{incident.reference} was changed since you read it (your ETag is "
+                           f'"{version}", it is now "{incident.version}"); nothing was saved.', incident)
+    return version
+
+
 def agent_of_token() -> Agent:
     return current_token().agent
 
@@ -270,7 +282,7 @@ def get_incident(incident_id: int) -> Response:
           "requester", body=DETAILS, responses=CHANGED)
 def change_details(incident_id: int) -> Response:
     data = body(DETAILS)
-    version = expected_version()
+    version = precondition(incident_id)
     values: dict[str, Any] = {k: v for k, v in data.items() if not k.endswith("_id")}
     for name, model in (("category", Category), ("service", Service), ("requester", Contact)):
         if f"{name}_id" in data:
@@ -283,7 +295,7 @@ def change_details(incident_id: int) -> Response:
           body=OWNER, responses=CHANGED)
 def change_owner(incident_id: int) -> Response:
     data = body(OWNER)
-    version = expected_version()
+    version = precondition(incident_id)
     return answer(domain.transfer_ownership(
         context(), incident_id, agent_of_token(), record(Team, data["team_id"], "team"),
         record(Agent, data.get("agent_id"), "agent"), data.get("reason", ""), version))
@@ -292,7 +304,7 @@ def change_owner(incident_id: int) -> Response:
 @endpoint("POST", "/incidents/<int:incident_id>/take", scope="write", if_match=True,
           summary="Take ownership of an unowned incident", responses=CHANGED)
 def take(incident_id: int) -> Response:
-    version = expected_version()
+    version = precondition(incident_id)
     return answer(domain.take_ownership(context(), incident_id, agent_of_token(), version))
 
 
@@ -300,7 +312,7 @@ def take(incident_id: int) -> Response:
           summary="Change the assigned team and agent", body=ASSIGNEE, responses=CHANGED)
 def change_assignee(incident_id: int) -> Response:
     data = body(ASSIGNEE)
-    version = expected_version()
+    version = precondition(incident_id)
     return answer(domain.assign(
         context(), incident_id, agent_of_token(), record(Team, data.get("team_id"), "team"),
         record(Agent, data.get("agent_id"), "agent"), version, note=data.get("note", "")))
@@ -311,7 +323,7 @@ def change_assignee(incident_id: int) -> Response:
           responses=CHANGED)
 def change_status(incident_id: int) -> Response:
     data = body(STATUS)
-    version = expected_version()
+    version = precondition(incident_id)
     return answer(domain.change_status(
         context(), incident_id, agent_of_token(), data["status"], version,
         note=data.get("note", ""), pending_reason=data.get("pending_reason"),
@@ -323,7 +335,7 @@ def change_status(incident_id: int) -> Response:
           body=PRIORITY, responses=CHANGED)
 def change_priority(incident_id: int) -> Response:
     data = body(PRIORITY)
-    version = expected_version()
+    version = precondition(incident_id)
     return answer(domain.override_priority(context(), incident_id, agent_of_token(),
                                            data["priority"], data.get("reason", ""), version))
 
@@ -333,7 +345,7 @@ def change_priority(incident_id: int) -> Response:
           responses=CHANGED)
 def change_link(incident_id: int) -> Response:
     data = body(LINK)
-    version = expected_version()
+    version = precondition(incident_id)
     return answer(domain.link(context(), incident_id, agent_of_token(), data["kind"],
                               data.get("other_id"), version))
 
