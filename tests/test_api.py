@@ -602,3 +602,35 @@ def test_responses_match_the_documented_schemas(app, personas, issue, log_incide
         if "$ref" in schema:
             schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
         assert _conforms(response.get_json(), schema) == [], path
+
+
+def test_a_stored_answer_replays_for_a_day_then_the_key_is_free_again(app, personas, api,
+                                                                       frozen_clock):
+    assert api.post("/incidents", {"title": "A"}, Idempotency_Key="daily").status_code == 201
+    frozen_clock.advance(hours=23)
+    assert api.post("/incidents", {"title": "A"}, Idempotency_Key="daily").headers.get(
+        "Idempotent-Replayed") == "true"
+    frozen_clock.advance(hours=2)
+    assert "Idempotent-Replayed" not in api.post("/incidents", {"title": "A"},
+                                                 Idempotency_Key="daily").headers
+    assert Incident.select().count() == 2
+
+
+def test_the_timeline_cannot_be_edited_or_deleted_through_the_api(app, personas, api, log_incident):
+    incident = log_incident()
+    api.post(f"/incidents/{incident.id}/comments", {"body": "original"})
+    before = [(e.id, e.body, e.actor_id, e.at) for e in TimelineEntry.select()]
+    for method in ("PUT", "PATCH", "DELETE"):
+        for path in (f"/incidents/{incident.id}/timeline", f"/incidents/{incident.id}/comments"):
+            assert problem(api.call(method, path, {"body": "forged", "author_id": 99}), 405)
+    assert problem(api.call("DELETE", f"/incidents/{incident.id}"), 405)
+    assert [(e.id, e.body, e.actor_id, e.at) for e in TimelineEntry.select()] == before
+
+
+def test_refused_tokens_are_logged_without_the_secret(app, personas, issue, caplog):
+    reader = issue(personas.owner, ["read"], name="reader")
+    with caplog.at_level("WARNING", logger="helpdesk.api.http"):
+        Api(app, "hdp_not-a-real-token-at-all").get("/incidents")
+        Api(app, reader).post("/incidents", {"title": "x"})
+    assert "starting 'hdp_not-'" in caplog.text and "not-a-real-token-at-all" not in caplog.text
+    assert "lacks scope 'write'" in caplog.text and reader not in caplog.text

@@ -5,8 +5,10 @@ against the same schemas the document publishes, problem details, ETags and idem
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +29,8 @@ PREFIX = "/api/v1"
 PROBLEM = "application/problem+json"
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
 MAX_KEY = 200
+KEEP_ANSWERS = dt.timedelta(hours=24)  # how long a stored answer replays (Idempotency-Key)
+logger = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -166,11 +170,15 @@ def authenticate(view: Any) -> Response | None:
                        headers={"WWW-Authenticate": 'Bearer realm="helpdesk"'})
     token = tokens.authenticate(secret.strip())
     if token is None:
+        logger.warning("API: refused an unusable token starting %r for %s %s",
+                       secret.strip()[:8], request.method, request.path)
         return problem(401, "Unauthorized", "The token is unknown, revoked or expired, or its "
                        "agent is deactivated.",
                        headers={"WWW-Authenticate": 'Bearer realm="helpdesk", error="invalid_token"'})
     scope = getattr(view, "api_scope", None)
     if scope not in tokens.scopes_of(token):
+        logger.warning("API: token %d (%r) lacks scope %r for %s %s", token.id, token.name, scope,
+                       request.method, request.path)
         return problem(403, "Forbidden", f"This token lacks the {scope!r} scope.",
                        headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'})
     wait = tokens.spend(token)
@@ -288,6 +296,8 @@ def _idempotent(spec: Endpoint, view: Callable[..., Any], kwargs: dict[str, Any]
     token = current_token()
     fingerprint = hashlib.sha256(
         f"{spec.method} {request.path}\n".encode() + request.get_data()).hexdigest()
+    ApiIdempotency.delete().where((ApiIdempotency.token == token.id)
+                                  & (ApiIdempotency.created_at < now() - KEEP_ANSWERS)).execute()
     for _attempt in range(3):
         stored = ApiIdempotency.get_or_none((ApiIdempotency.token == token.id)
                                             & (ApiIdempotency.key == key))
