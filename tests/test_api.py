@@ -634,3 +634,16 @@ def test_refused_tokens_are_logged_without_the_secret(app, personas, issue, capl
         Api(app, reader).post("/incidents", {"title": "x"})
     assert "starting 'hdp_not-'" in caplog.text and "not-a-real-token-at-all" not in caplog.text
     assert "lacks scope 'write'" in caplog.text and reader not in caplog.text
+
+
+def test_the_reference_page_lists_every_operation_from_the_document(app, personas):
+    page = AgentClient(app, personas.owner).get("/api/docs")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    doc = _documented(app)
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            assert f'id="{op["operationId"]}"' in html and f"{method.upper()} {path}" in html
+    assert "<script" not in html.split("</header>", 1)[-1].split("<footer", 1)[0]
+    assert "created_at" not in html  # read-only fields are not offered as input
+    assert app.test_client().get("/api/docs").status_code == 302  # agents only

@@ -109,3 +109,17 @@ def revoke_any() -> Any:
     else:
         flash(f"Token {token.name} revoked.")
     return redirect(url_for("tokens.service"), code=303)
+
+
+@bp.get("/api/docs")
+@access(AGENT)
+def docs() -> Any:
+    """The API reference, rendered on the server from the same OpenAPI document (no script,
+    nothing fetched from elsewhere)."""
+    from helpdesk.api.openapi import document
+    from helpdesk.web import context
+
+    doc = document(context().base_url)
+    operations = [(path, method.upper(), op) for path, ops in doc["paths"].items()
+                  for method, op in ops.items()]
+    return render_template("api_docs.html", doc=doc, operations=operations)
