@@ -13,7 +13,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from helpdesk.api import views  # noqa: F401 - registers the routes on the blueprint
+from helpdesk.api import directory, incidents, intake  # noqa: F401 - they register the routes
 from helpdesk.api.http import PREFIX, authenticate, bp, endpoint, http_error, json_response
 
 

@@ -120,7 +120,7 @@ def endpoint(method: str, rule: str, *, scope: str | None, summary: str,
                 return problem(refused.status, refused.title, refused.detail, fields=refused.fields,
                                headers=refused.headers, **refused.extra)
             except StaleVersion as stale:
-                from helpdesk.api.views import incident_json
+                from helpdesk.api.incidents import incident_json
 
                 return problem(412, "Precondition failed", str(stale),
                                headers={"ETag": f'"{stale.incident.version}"'},

@@ -1,9 +1,8 @@
-"""The API's operations on incidents and the directory. Every change calls the same domain
-function the pages call (:mod:`helpdesk.incidents`); nothing here writes an incident."""
+"""The API's incident operations. Every change calls the same domain function the pages call
+(:mod:`helpdesk.incidents`); nothing here writes an incident."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import peewee
@@ -11,14 +10,25 @@ from flask import Response, request, url_for
 
 from helpdesk import incidents as domain
 from helpdesk import queues, sla
-from helpdesk.api.http import (
-    ApiError,
-    body,
-    current_token,
-    endpoint,
-    expected_version,
-    json_response,
+from helpdesk.api.common import (
+    ID,
+    OPTIONAL_ID,
+    PAGE_PARAMS,
+    PAIR,
+    REF,
+    SHORT,
+    STAMP,
+    TEXT,
+    after_id,
+    agent_of_token,
+    limit,
+    listing,
+    page,
+    param,
+    ref,
+    stamp,
 )
+from helpdesk.api.http import ApiError, body, endpoint, expected_version, json_response
 from helpdesk.clock import now
 from helpdesk.errors import DomainError, StaleVersion
 from helpdesk.models import (
@@ -31,9 +41,7 @@ from helpdesk.models import (
     Agent,
     Category,
     Contact,
-    Delivery,
     Incident,
-    Membership,
     Service,
     SlaClock,
     Team,
@@ -41,18 +49,6 @@ from helpdesk.models import (
 )
 from helpdesk.web import context
 
-MAX_PAGE = 100
-DEFAULT_PAGE = 25
-
-# -- schemas (published in the OpenAPI document and used to check bodies) -------------------
-
-ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
-OPTIONAL_ID = {"type": ["integer", "null"], "minimum": 1, "maximum": 2**63 - 1}
-TEXT = {"type": "string", "maxLength": 20000}
-SHORT = {"type": "string", "maxLength": 2000}
-REF = {"type": ["object", "null"], "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}}
-PAIR = {"type": "object", "properties": {"team": REF, "agent": REF}}
-STAMP = {"type": ["string", "null"], "format": "date-time"}
 INCIDENT = {
     "type": "object",
     "properties": {
@@ -113,33 +109,16 @@ ENTRY = {"type": "object", "properties": {
     "new_value": {"type": ["string", "null"]}, "body": {"type": "string"}}}
 
 
-def listing(item: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "properties": {"items": {"type": "array", "items": item},
-                                             "next_cursor": {"type": ["string", "null"]}}}
-
-
-def _param(name: str, description: str, schema: dict[str, Any], many: bool = False) -> dict[str, Any]:
-    if many:
-        schema = {"type": "array", "items": schema}
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": schema, **({"style": "form", "explode": True} if many else {})}
-
-
-PAGE_PARAMS = [
-    _param("limit", f"Page size, 1 to {MAX_PAGE}", {"type": "integer", "minimum": 1,
-                                                    "maximum": MAX_PAGE}),
-    _param("after", "The next_cursor of the previous page", {"type": "string", "maxLength": 500}),
-]
 INCIDENT_PARAMS = [
-    _param("queue", "Which queue, as on the pages (default: open)", {"type": "string",
+    param("queue", "Which queue, as on the pages (default: open)", {"type": "string",
                                                                     "enum": list(queues.QUEUES)}),
-    _param("status", "Statuses (default: the active ones)", {"type": "string",
+    param("status", "Statuses (default: the active ones)", {"type": "string",
                                                              "enum": list(STATUSES)}, many=True),
-    _param("priority", "Priorities", {"type": "integer", "enum": list(PRIORITIES)}, many=True),
-    _param("type", "Types", {"type": "string", "enum": list(TYPES)}, many=True),
-    _param("team", "Assigned or owning team id", ID),
-    _param("q", "Text in the title, or a reference", {"type": "string", "maxLength": 200}),
-    _param("sort", "Order", {"type": "string", "enum": list(queues.SORTS)}),
+    param("priority", "Priorities", {"type": "integer", "enum": list(PRIORITIES)}, many=True),
+    param("type", "Types", {"type": "string", "enum": list(TYPES)}, many=True),
+    param("team", "Assigned or owning team id", ID),
+    param("q", "Text in the title, or a reference", {"type": "string", "maxLength": 200}),
+    param("sort", "Order", {"type": "string", "enum": list(queues.SORTS)}),
     *PAGE_PARAMS,
 ]
 ONE = {200: ("The incident (ETag: its version)", INCIDENT)}
@@ -149,17 +128,6 @@ CHANGED = {200: ("The changed incident (ETag: its new version)", INCIDENT),
 
 
 # -- representations ----------------------------------------------------------------------------
-
-
-def stamp(value: dt.datetime | None) -> str | None:
-    return value.isoformat() + "Z" if value else None
-
-
-def ref(record: Any, name: str = "name") -> dict[str, Any] | None:
-    if record is None:
-        return None
-    label = record.display_name if isinstance(record, Agent) else getattr(record, name)
-    return {"id": record.id, "name": label}
 
 
 def incident_json(incident: Incident) -> dict[str, Any]:
@@ -212,10 +180,6 @@ def precondition(incident_id: int) -> int | None:
     return version
 
 
-def agent_of_token() -> Agent:
-    return current_token().agent
-
-
 # -- incidents -----------------------------------------------------------------------------------
 
 
@@ -226,23 +190,15 @@ def list_incidents() -> Response:
     queue = request.args.get("queue") or "open"
     if queue not in queues.QUEUES:
         raise ApiError(400, "Bad request", f"There is no queue {queue!r}.", field="queue")
-    size = _limit()
+    size = limit()
     try:
         filters = queues.Filters.parse(request.args)
-        page = queues.page(queue, agent_of_token(), filters, size, after=request.args.get("after") or None)
+        found = queues.page(queue, agent_of_token(), filters, size,
+                            after=request.args.get("after") or None)
     except DomainError as error:
         raise ApiError(400, "Bad request", str(error), field=_query_field(str(error))) from None
-    return json_response({"items": [incident_json(row) for row in page.rows],
-                          "next_cursor": page.next_cursor})
-
-
-def _limit() -> int:
-    raw = request.args.get("limit")
-    if raw is None:
-        return DEFAULT_PAGE
-    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_PAGE):
-        raise ApiError(400, "Bad request", f"limit takes 1 to {MAX_PAGE}.", field="limit")
-    return int(raw)
+    return json_response({"items": [incident_json(row) for row in found.rows],
+                          "next_cursor": found.next_cursor})
 
 
 def _query_field(message: str) -> str:
@@ -374,28 +330,13 @@ def entry_json(entry: TimelineEntry) -> dict[str, Any]:
           query=PAGE_PARAMS, responses={200: ("Timeline entries", listing(ENTRY))})
 def timeline(incident_id: int) -> Response:
     domain.get(incident_id)
-    size, after = _limit(), _after_id()
+    size, after = limit(), after_id()
     rows = list(
         TimelineEntry.select(TimelineEntry, Agent)
         .join(Agent, peewee.JOIN.LEFT_OUTER, on=(TimelineEntry.actor == Agent.id), attr="actor")
         .where((TimelineEntry.incident == incident_id) & (TimelineEntry.id > after))
         .order_by(TimelineEntry.id).limit(size + 1))
-    return _page([entry_json(e) for e in rows[:size]], rows, size)
-
-
-def _after_id() -> int:
-    raw = request.args.get("after")
-    if raw is None or raw == "":
-        return 0
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
-        raise ApiError(400, "Bad request", "after takes the next_cursor of the previous page.",
-                       field="after")
-    return int(raw)
-
-
-def _page(items: list[dict[str, Any]], rows: list[Any], size: int) -> Response:
-    cursor = str(rows[size - 1].id) if len(rows) > size else None
-    return json_response({"items": items, "next_cursor": cursor})
+    return page([entry_json(e) for e in rows[:size]], rows, size)
 
 
 SLA_CLOCK = {"type": "object", "properties": {
@@ -423,162 +364,3 @@ def sla_status(incident_id: int) -> Response:
             "paused_seconds": int(status.paused.total_seconds()),
             "remaining_seconds": int(status.remaining.total_seconds()), "used": round(status.used, 4)})
     return json_response({"clocks": clocks})
-
-
-# -- the directory ---------------------------------------------------------------------------------
-
-NAMED = {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
-                                          "active": {"type": "boolean"}}}
-TEAM = {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
-                                         "members": {"type": "array", "items": REF}}}
-AGENT = {"type": "object", "properties": {
-    "id": {"type": "integer"}, "username": {"type": "string"}, "name": {"type": "string"},
-    "role": {"type": "string"}, "active": {"type": "boolean"},
-    "teams": {"type": "array", "items": REF}}}
-CONTACT = {"type": "object", "properties": {
-    "id": {"type": "integer"}, "name": {"type": "string"}, "email": {"type": ["string", "null"]},
-    "phone": {"type": "string"}, "organisation": REF}}
-
-
-@endpoint("GET", "/teams", scope="read", summary="Teams and their active members",
-          responses={200: ("Teams", listing(TEAM))})
-def teams() -> Response:
-    members: dict[int, list[dict[str, Any]]] = {}
-    for m in (Membership.select(Membership, Agent).join(Agent).where(Agent.active == True)  # noqa: E712
-              .order_by(Agent.display_name)):
-        members.setdefault(m.team_id, []).append(ref(m.agent))
-    return json_response({"items": [{"id": t.id, "name": t.name, "members": members.get(t.id, [])}
-                                    for t in Team.select().order_by(Team.name)], "next_cursor": None})
-
-
-@endpoint("GET", "/agents", scope="read", summary="Agents (no e-mail addresses or credentials)",
-          query=PAGE_PARAMS, responses={200: ("Agents", listing(AGENT))})
-def agents() -> Response:
-    size, after = _limit(), _after_id()
-    rows = list(Agent.select().where(Agent.id > after).order_by(Agent.id).limit(size + 1))
-    teams_of: dict[int, list[dict[str, Any]]] = {}
-    ids = [a.id for a in rows[:size]]
-    if ids:
-        for m in Membership.select(Membership, Team).join(Team).where(Membership.agent.in_(ids)):
-            teams_of.setdefault(m.agent_id, []).append(ref(m.team))
-    return _page([{"id": a.id, "username": a.username, "name": a.display_name, "role": a.role,
-                   "active": a.active, "teams": teams_of.get(a.id, [])} for a in rows[:size]],
-                 rows, size)
-
-
-@endpoint("GET", "/contacts", scope="read", summary="Contacts (requesters)", query=[
-    *PAGE_PARAMS, _param("q", "Text in the name or e-mail", {"type": "string", "maxLength": 200})],
-    responses={200: ("Contacts", listing(CONTACT))})
-def contacts() -> Response:
-    size, after = _limit(), _after_id()
-    query = Contact.select().where(Contact.id > after)
-    text = " ".join((request.args.get("q") or "").split())[:200].lower()
-    if text:
-        query = query.where(peewee.fn.LOWER(Contact.name).contains(text)
-                            | peewee.fn.LOWER(Contact.email).contains(text))
-    rows = list(query.order_by(Contact.id).limit(size + 1))
-    return _page([{"id": c.id, "name": c.name, "email": c.email, "phone": c.phone,
-                   "organisation": ref(c.organisation)} for c in rows[:size]], rows, size)
-
-
-def _catalogue(model: Any) -> Response:
-    return json_response({"items": [{"id": r.id, "name": r.name, "active": r.active}
-                                    for r in model.select().order_by(model.name)], "next_cursor": None})
-
-
-@endpoint("GET", "/categories", scope="read", summary="Categories",
-          responses={200: ("Categories", listing(NAMED))})
-def categories() -> Response:
-    return _catalogue(Category)
-
-
-@endpoint("GET", "/services", scope="read", summary="Services",
-          responses={200: ("Services", listing(NAMED))})
-def services() -> Response:
-    return _catalogue(Service)
-
-
-DELIVERY = {"type": "object", "properties": {
-    "id": {"type": "integer"}, "channel": {"type": "string"}, "event": {"type": "string"},
-    "incident": {"type": ["integer", "null"]}, "state": {"type": "string"},
-    "attempts": {"type": "integer"}, "last_error": {"type": "string"}, "created_at": STAMP,
-    "sent_at": STAMP}}
-
-
-@endpoint("GET", "/deliveries", scope="admin", summary="Notification deliveries (admins)",
-          query=[*PAGE_PARAMS, _param("state", "Delivery state", {
-              "type": "string", "enum": ["pending", "sending", "sent", "dead"]})],
-          responses={200: ("Deliveries, newest first", listing(DELIVERY))})
-def deliveries() -> Response:
-    if not agent_of_token().is_admin:  # the role may have been taken away since
-        raise ApiError(404, "Not found", "There is nothing at this address.")
-    size, after = _limit(), _after_id()
-    query = Delivery.select()
-    if after:
-        query = query.where(Delivery.id < after)
-    state = request.args.get("state")
-    if state:
-        if state not in {"pending", "sending", "sent", "dead"}:
-            raise ApiError(400, "Bad request", f"Unknown delivery state {state!r}.", field="state")
-        query = query.where(Delivery.state == state)
-    rows = list(query.order_by(Delivery.id.desc()).limit(size + 1))
-    return _page([{"id": d.id, "channel": d.channel, "event": d.event, "incident": d.incident_id,
-                   "state": d.state, "attempts": d.attempts, "last_error": d.last_error,
-                   "created_at": stamp(d.created_at), "sent_at": stamp(d.sent_at)}
-                  for d in rows[:size]], rows, size)
-
-
-# -- monitoring alerts ---------------------------------------------------------------------------
-
-GENERIC_ALERT = {
-    "type": "object", "required": ["fingerprint", "title"],
-    "properties": {
-        "fingerprint": {"type": "string", "minLength": 1, "maxLength": 200},
-        "status": {"type": "string", "enum": ["firing", "resolved"]},
-        "title": {"type": "string", "minLength": 1, "maxLength": 2000},
-        "description": {"type": "string", "maxLength": 20000},
-        "severity": {"type": "string", "maxLength": 50},
-        "service": {"type": "string", "maxLength": 100, "description": "A service's name"},
-        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-    },
-}
-ALERTMANAGER = {
-    "type": "object", "required": ["alerts"],
-    "description": "Prometheus Alertmanager's webhook payload (version 4)",
-    "properties": {
-        "version": {"type": "string"}, "status": {"type": "string"},
-        "receiver": {"type": "string"}, "groupKey": {"type": "string"},
-        "commonLabels": {"type": "object"},
-        "alerts": {"type": "array", "maxItems": 100, "items": {"type": "object", "properties": {
-            "status": {"type": "string", "enum": ["firing", "resolved"]},
-            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-            "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
-            "fingerprint": {"type": "string"}, "startsAt": {"type": "string"},
-            "endsAt": {"type": "string"}, "generatorURL": {"type": "string"}}}},
-    },
-}
-ALERT_RESULTS = {"type": "object", "properties": {"results": {"type": "array", "items": {
-    "type": "object", "properties": {
-        "fingerprint": {"type": "string"},
-        "outcome": {"type": "string", "enum": ["created", "repeated", "reopened", "resolved",
-                                               "noted", "ignored"]},
-        "incident": {"type": ["integer", "null"]}}}}}}
-
-
-@endpoint("POST", "/alerts", scope="alerts", summary="Receive monitoring alerts (a generic alert "
-          "or an Alertmanager webhook): one incident per firing fingerprint",
-          body={"oneOf": [GENERIC_ALERT, ALERTMANAGER]},
-          responses={202: ("What became of each alert", ALERT_RESULTS)})
-def receive_alerts() -> Response:
-    from helpdesk.api import alerts
-
-    if not request.is_json:
-        raise ApiError(415, "Unsupported media type", "Send the alert as application/json.")
-    try:
-        parsed = alerts.parse(request.get_json(silent=True))
-    except alerts.BadAlert as bad:
-        raise ApiError(422, "Unprocessable content", str(bad), field=bad.field) from None
-    token = current_token()
-    results = [alerts.receive(context(), token, alert) for alert in parsed]
-    return json_response({"results": [{"fingerprint": r.fingerprint, "outcome": r.outcome,
-                                       "incident": r.incident} for r in results]}, 202)
