@@ -13,17 +13,19 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from helpdesk.api import directory, incidents, intake  # noqa: F401 - they register the routes
+from helpdesk.api import directory, extensions, incidents, intake  # noqa: F401 - they register routes
 from helpdesk.api.http import PREFIX, authenticate, bp, endpoint, http_error, json_response
 
 
 @endpoint("GET", "/openapi.json", scope=None, summary="This document (OpenAPI 3.1)",
           responses={200: ("The OpenAPI document", {"type": "object"})})
 def openapi() -> Response:
+    from flask import current_app
+
     from helpdesk.api.openapi import document
     from helpdesk.web import context
 
-    return json_response(document(context().base_url))
+    return json_response(document(context().base_url, current_app.extensions["helpdesk.api_endpoints"]))
 
 
 def init_app(app: Flask) -> None:
@@ -34,6 +36,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(token_pages.bp)
     app.extensions["csrf"].exempt(bp)
     app.extensions["helpdesk.api_auth"] = authenticate
+    app.extensions["helpdesk.api_endpoints"] = extensions.register(app, app.extensions["helpdesk"])
     pages = app.error_handler_spec[None][None].get(HTTPException)
 
     def error(exc: HTTPException) -> Any:

@@ -108,38 +108,44 @@ def endpoint(method: str, rule: str, *, scope: str | None, summary: str,
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
         spec = Endpoint(method, rule, view.__name__, scope, summary, body, query or [],
                         responses or {}, if_match, idempotent=method == "POST")
-
-        def handle(**kwargs: Any) -> Response:
-            try:
-                if spec.query:
-                    _check_query(spec)
-                if spec.idempotent and request.headers.get("Idempotency-Key") is not None:
-                    return _idempotent(spec, view, kwargs)
-                return view(**kwargs)
-            except ApiError as refused:
-                return problem(refused.status, refused.title, refused.detail, fields=refused.fields,
-                               headers=refused.headers, **refused.extra)
-            except StaleVersion as stale:
-                from helpdesk.api.incidents import incident_json
-
-                return problem(412, "Precondition failed", str(stale),
-                               headers={"ETag": f'"{stale.incident.version}"'},
-                               current=incident_json(stale.incident))
-            except DomainError as refused:
-                return problem(refused.status, _TITLES.get(refused.status, "Refused"), str(refused),
-                               fields=_field_of(str(refused)))
-            except peewee.DataError:
-                return problem(422, "Unprocessable content",
-                               "A value is too long or not valid for its field; nothing was saved.")
-
-        handle.__name__ = view.__name__
-        handle.access_level = TOKEN if scope else "public"  # type: ignore[attr-defined]
-        handle.api_scope = scope  # type: ignore[attr-defined]
+        handle = handler(spec, view)
         bp.add_url_rule(rule, view.__name__, handle, methods=[method])
         ENDPOINTS.append(spec)
         return view
 
     return register
+
+
+def handler(spec: Endpoint, view: Callable[..., Any]) -> Callable[..., Response]:
+    """The view as served: query check, idempotency key, and every refusal as problem details."""
+
+    def handle(**kwargs: Any) -> Response:
+        try:
+            if spec.query:
+                _check_query(spec)
+            if spec.idempotent and request.headers.get("Idempotency-Key") is not None:
+                return _idempotent(spec, view, kwargs)
+            return view(**kwargs)
+        except ApiError as refused:
+            return problem(refused.status, refused.title, refused.detail, fields=refused.fields,
+                           headers=refused.headers, **refused.extra)
+        except StaleVersion as stale:
+            from helpdesk.api.incidents import incident_json
+
+            return problem(412, "Precondition failed", str(stale),
+                           headers={"ETag": f'"{stale.incident.version}"'},
+                           current=incident_json(stale.incident))
+        except DomainError as refused:
+            return problem(refused.status, _TITLES.get(refused.status, "Refused"), str(refused),
+                           fields=_field_of(str(refused)))
+        except peewee.DataError:
+            return problem(422, "Unprocessable content",
+                           "A value is too long or not valid for its field; nothing was saved.")
+
+    handle.__name__ = spec.name
+    handle.access_level = TOKEN if spec.scope else "public"  # type: ignore[attr-defined]
+    handle.api_scope = spec.scope  # type: ignore[attr-defined]
+    return handle
 
 
 _TITLES = {403: "Forbidden", 404: "Not found", 409: "Conflict", 422: "Unprocessable content"}

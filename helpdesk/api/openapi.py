@@ -73,9 +73,10 @@ def _path_names(spec: Endpoint) -> list[str]:
     return re.findall(r"{([a-z_]+)}", spec.path)
 
 
-def document(base_url: str) -> dict[str, Any]:
+def document(base_url: str, endpoints: list[Endpoint] | None = None) -> dict[str, Any]:
+    """The document for an app's route table (default: the core operations)."""
     paths: dict[str, dict[str, Any]] = {}
-    for spec in ENDPOINTS:
+    for spec in ENDPOINTS if endpoints is None else endpoints:
         paths.setdefault(spec.path, {})[spec.method.lower()] = _operation(spec)
     return {
         "openapi": "3.1.0",

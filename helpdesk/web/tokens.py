@@ -116,10 +116,12 @@ def revoke_any() -> Any:
 def docs() -> Any:
     """The API reference, rendered on the server from the same OpenAPI document (no script,
     nothing fetched from elsewhere)."""
+    from flask import current_app
+
     from helpdesk.api.openapi import document
     from helpdesk.web import context
 
-    doc = document(context().base_url)
+    doc = document(context().base_url, current_app.extensions["helpdesk.api_endpoints"])
     operations = [(path, method.upper(), op) for path, ops in doc["paths"].items()
                   for method, op in ops.items()]
     return render_template("api_docs.html", doc=doc, operations=operations)
