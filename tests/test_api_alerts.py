@@ -223,3 +223,23 @@ def test_a_storm_of_identical_alerts_logs_exactly_one_incident(app, personas, so
     outcomes = sorted(body["results"][0]["outcome"] for _, body in answers)
     assert outcomes == ["created"] + ["repeated"] * 99
     assert AlertGroup.get().count == 100
+
+
+def test_grafana_alerting_webhook_payload(app, personas, source):
+    """Grafana's unified alerting sends Alertmanager's shape with extra fields of its own."""
+    payload = {
+        "receiver": "helpdesk", "status": "firing", "orgId": 1, "version": "1",
+        "title": "[FIRING:1] Latency", "state": "alerting", "message": "…", "truncatedAlerts": 0,
+        "groupLabels": {"alertname": "Latency"}, "commonLabels": {"alertname": "Latency"},
+        "commonAnnotations": {}, "externalURL": "http://grafana.local/",
+        "alerts": [{"status": "firing", "fingerprint": "57c6d9296de2ad39",
+                    "labels": {"alertname": "Latency", "grafana_folder": "Shop", "severity": "high"},
+                    "annotations": {"summary": "Checkout latency over 2 s"},
+                    "values": {"B": 2.4}, "valueString": "[ var='B' value=2.4 ]",
+                    "startsAt": "2026-11-30T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+                    "dashboardURL": "", "panelURL": "", "silenceURL": "", "generatorURL": ""}],
+    }
+    [(what, incident_id)] = outcome(send(app, source(name="grafana"), payload))
+    incident = Incident.get_by_id(incident_id)
+    assert (what, incident.title, incident.impact, incident.source) == (
+        "created", "Checkout latency over 2 s", "high", "monitoring")
