@@ -65,7 +65,7 @@ def test_an_agent_makes_uses_and_revokes_a_token_in_the_browser(server, personas
     page.goto(f"{server}/profile")
     page.get_by_role("link", name="API tokens").click()
     page.get_by_label("Name (what uses it)").fill("Nightly report")
-    page.get_by_label(re.compile(r"^read:")).check()
+    page.get_by_label(re.compile(r"\bread: ")).check()
     page.get_by_role("button", name="Create token").click()
     secret = page.get_by_label("Token").input_value()
     assert secret.startswith("hdp_")

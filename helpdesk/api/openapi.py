@@ -67,6 +67,12 @@ def _operation(spec: Endpoint) -> dict[str, Any]:
     return operation
 
 
+def _rank(spec: Endpoint) -> int:
+    """Incidents first, then alerts, the directory, plugins' operations, and this document."""
+    section = spec.rule.strip("/").split("/")[0]
+    return {"incidents": 0, "alerts": 1, "plugins": 3, "openapi.json": 4}.get(section, 2)
+
+
 def _path_names(spec: Endpoint) -> list[str]:
     import re
 
@@ -76,7 +82,7 @@ def _path_names(spec: Endpoint) -> list[str]:
 def document(base_url: str, endpoints: list[Endpoint] | None = None) -> dict[str, Any]:
     """The document for an app's route table (default: the core operations)."""
     paths: dict[str, dict[str, Any]] = {}
-    for spec in ENDPOINTS if endpoints is None else endpoints:
+    for spec in sorted(ENDPOINTS if endpoints is None else endpoints, key=_rank):
         paths.setdefault(spec.path, {})[spec.method.lower()] = _operation(spec)
     return {
         "openapi": "3.1.0",

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from werkzeug.datastructures import MultiDict
 
 from helpdesk.api import tokens
 from helpdesk.clock import now
@@ -36,6 +37,11 @@ def _rate() -> int:
     return value
 
 
+def _refilled(issued: tokens.Issued | None) -> Any:
+    """What the form shows: what was typed when it was refused, empty after a success."""
+    return MultiDict() if issued else request.form
+
+
 def _rows(query: Any) -> list[tuple[ApiToken, str]]:
     at = now()
     return [(t, tokens.state(t, at)) for t in query.order_by(ApiToken.id.desc())]
@@ -59,7 +65,7 @@ def personal() -> Any:
     scopes = {k: v for k, v in tokens.SCOPES.items() if k != "alerts"
               and (k != "admin" or current_user.is_admin)}
     return render_template("tokens.html", rows=_rows(mine), issued=issued, error=error,
-                           scopes=scopes, form=request.form), status
+                           scopes=scopes, form=_refilled(issued)), status
 
 
 @bp.post("/profile/tokens/revoke")
@@ -94,7 +100,7 @@ def service() -> Any:
             status = 201
     everyone = ApiToken.select(ApiToken, Agent).join(Agent, on=(ApiToken.agent == Agent.id))
     return render_template("admin/tokens.html", rows=_rows(everyone), issued=issued, error=error,
-                           scopes=tokens.SCOPES, form=request.form,
+                           scopes=tokens.SCOPES, form=_refilled(issued),
                            agents=list(Agent.select().where(Agent.active == True)  # noqa: E712
                                        .order_by(Agent.display_name))), status
 
