@@ -103,3 +103,16 @@ def test_a_malformed_plugin_operation_stops_start_up(tmp_path, record, message):
 
     with pytest.raises(ConfigError, match=message):
         make_app(tmp_path, [Broken()])
+
+
+def test_plugin_body_schemas_may_use_numbers_objects_and_untyped_fields(app, personas):
+    from helpdesk.api.http import ApiError, validate
+
+    schema = {"type": "object", "properties": {"ratio": {"type": "number", "maximum": 1},
+                                               "extra": {"type": "object"}, "anything": {}}}
+    validate({"ratio": 0.5, "extra": {"a": 1}, "anything": [1, "x"]}, schema)
+    for bad, field in (({"ratio": "0.5"}, "ratio"), ({"ratio": True}, "ratio"),
+                       ({"extra": []}, "extra"), ({"ratio": 1.5}, "ratio")):
+        with pytest.raises(ApiError) as refused:
+            validate(bad, schema)
+        assert refused.value.fields == [field]

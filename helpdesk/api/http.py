@@ -231,11 +231,13 @@ def validate(data: dict[str, Any], schema: dict[str, Any]) -> None:
 
 
 def _check(value: Any, schema: dict[str, Any]) -> str | None:
-    kinds = schema.get("type")
+    kinds = schema.get("type") or []
     kinds = kinds if isinstance(kinds, list) else [kinds]
-    python = {"string": str, "integer": int, "boolean": bool, "null": type(None), "array": list}
-    if not any(isinstance(value, python[k]) and not (k == "integer" and isinstance(value, bool))
-               for k in kinds):
+    python = {"string": str, "integer": int, "number": (int, float), "boolean": bool,
+              "null": type(None), "array": list, "object": dict}
+    if kinds and not any(isinstance(value, python.get(k, object))
+                         and not (k in {"integer", "number"} and isinstance(value, bool))
+                         for k in kinds):
         return f"expected {' or '.join(kinds)}"
     if isinstance(value, str):
         if "maxLength" in schema and len(value) > schema["maxLength"]:
@@ -244,7 +246,7 @@ def _check(value: Any, schema: dict[str, Any]) -> str | None:
             return "must not be empty"
     if "enum" in schema and value not in schema["enum"]:
         return "one of " + ", ".join(str(v) for v in schema["enum"] if v is not None)
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         if "minimum" in schema and value < schema["minimum"]:
             return f"at least {schema['minimum']}"
         if "maximum" in schema and value > schema["maximum"]:
