@@ -19,7 +19,7 @@ import pytest
 
 from helpdesk.api import tokens
 from helpdesk.api.http import ENDPOINTS
-from helpdesk.models import Agent, ApiToken, Category, Incident, TimelineEntry
+from helpdesk.models import Agent, ApiToken, Category, Incident, Service, TimelineEntry
 from helpdesk.security import TOKEN
 from helpdesk.testing import AgentClient
 
@@ -647,3 +647,19 @@ def test_the_reference_page_lists_every_operation_from_the_document(app, persona
     assert "<script" not in html.split("</header>", 1)[-1].split("<footer", 1)[0]
     assert "created_at" not in html  # read-only fields are not offered as input
     assert app.test_client().get("/api/docs").status_code == 302  # agents only
+
+
+def test_a_page_of_incidents_costs_the_same_queries_whatever_its_size(app, personas, api, log_incident,
+                                                                      count_queries, frozen_clock):
+    category, service = Category.create(name="Hardware"), Service.create(name="Mail")
+    for n in range(12):
+        log_incident(title=f"Printer {n}", category=category if n % 2 else None, service=service)
+    api.get("/teams")  # the token's first request of the minute starts its rate window
+    counts = []
+    for size in (2, 12):
+        count_queries.queries.clear()
+        page = api.get(f"/incidents?limit={size}").get_json()
+        assert len(page["items"]) == size
+        assert {i["service"]["name"] for i in page["items"]} == {"Mail"}
+        counts.append(len(count_queries.queries))
+    assert counts[0] == counts[1]

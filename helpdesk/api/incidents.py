@@ -197,8 +197,19 @@ def list_incidents() -> Response:
                             after=request.args.get("after") or None)
     except DomainError as error:
         raise ApiError(400, "Bad request", str(error), field=_query_field(str(error))) from None
+    for model, name in ((Category, "category"), (Service, "service")):
+        _attach(found.rows, model, name)
     return json_response({"items": [incident_json(row) for row in found.rows],
                           "next_cursor": found.next_cursor})
+
+
+def _attach(rows: list[Incident], model: Any, name: str) -> None:
+    """Load the catalogue entries a page refers to in one query (the queue query leaves them)."""
+    ids = {getattr(row, f"{name}_id") for row in rows} - {None}
+    found = {record.id: record for record in model.select().where(model.id.in_(ids))} if ids else {}
+    for row in rows:
+        if getattr(row, f"{name}_id") is not None:
+            setattr(row, name, found[getattr(row, f"{name}_id")])
 
 
 def _query_field(message: str) -> str:
