@@ -25,6 +25,7 @@ COMMON_ERRORS = {
     401: "No token, or an unknown, revoked or expired one",
     403: "The token lacks the scope, or its agent may not do this",
     404: "Not found (or not visible to this token)",
+    405: "This method is not offered at this address",
     422: "The body names an unknown field or a value the rules refuse",
     429: "Rate limit reached (Retry-After says when to try again)",
 }
@@ -42,7 +43,7 @@ def _operation(spec: Endpoint) -> dict[str, Any]:
                 "description": description,
                 "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}})
     parameters = [{"name": name, "in": "path", "required": True,
-                   "schema": {"type": "integer", "minimum": 1}}
+                   "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
                   for name in _path_names(spec)] + list(spec.query)
     if spec.if_match:
         parameters.append({"name": "If-Match", "in": "header", "required": True,
