@@ -37,7 +37,9 @@ def live(app, personas, log_incident):
 
 def _run(operation: Any, live: str, bearer: str) -> None:
     @given(case=operation.as_strategy())
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
+    # Derandomized: `make test` gives the same verdict every run; raise EXAMPLES (and drop
+    # derandomize) to explore further by hand.
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     def run(case: Any) -> None:
         response = case.call(base_url=live, headers={"Authorization": f"Bearer {bearer}"}, timeout=30)
