@@ -128,6 +128,7 @@ def create_app(
     _register_template_helpers(app, settings)
     _register_static(app)
     _register_errors(app)
+    from helpdesk import api
     from helpdesk.web import (
         admin,
         auth,
@@ -142,6 +143,7 @@ def create_app(
 
     for blueprint in (auth.bp, queues.bp, incidents.bp, admin.bp, notices.bp, escalation.bp):
         app.register_blueprint(blueprint)
+    api.init_app(app)
     plugin_ui.init_app(app, ctx)
 
     outage.init_app(app)  # 503s for database outages, /healthz and /readyz

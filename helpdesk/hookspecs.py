@@ -333,6 +333,18 @@ def helpdesk_blueprints(ctx: Any) -> list[Any] | None:
 
 @_family("ui")
 @hookspec
+def helpdesk_api_endpoints(ctx: Any) -> list[Any] | None:
+    """Extra JSON API operations, as :class:`~helpdesk.records.ApiEndpoint`.
+
+    Fires once at start-up in the web process. Each is served under
+    ``/api/v1/plugins/<name>`` with the API's token check (the record's
+    scope), body checking, problem details and an entry in the OpenAPI
+    document. Return ``None`` or ``[]`` to add nothing.
+    """
+
+
+@_family("ui")
+@hookspec
 def helpdesk_admin_pages(ctx: Any) -> list[Any] | None:
     """Extra admin pages, as :class:`~helpdesk.records.AdminPage`.
 

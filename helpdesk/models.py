@@ -498,6 +498,60 @@ class PluginFailure(BaseModel):
     at = peewee.DateTimeField(default=utcnow, index=True)
 
 
+class ApiToken(BaseModel):
+    """A token for the JSON API: personal (an agent's own) or service (made by an admin, acting
+    as a chosen agent). Only the SHA-256 of the secret is stored; the secret is shown once."""
+
+    kind = peewee.CharField(max_length=16)  # personal | service
+    name = peewee.CharField(max_length=100)
+    agent = peewee.ForeignKeyField(Agent, backref="api_tokens", on_delete="CASCADE")
+    created_by = peewee.ForeignKeyField(Agent, null=True, backref="+", on_delete="SET NULL")
+    secret_hash = peewee.CharField(max_length=64, unique=True)
+    hint = peewee.CharField(max_length=16)  # the secret's first characters, to recognise it
+    scopes = peewee.CharField(max_length=100)  # comma-separated: read, write, admin, alerts
+    rate_limit = peewee.IntegerField(default=120)  # requests per minute
+    resolve_alerts = peewee.BooleanField(default=False)  # alert source: a resolved alert resolves
+    created_at = peewee.DateTimeField(default=utcnow)
+    expires_at = peewee.DateTimeField(null=True)
+    last_used_at = peewee.DateTimeField(null=True)
+    revoked_at = peewee.DateTimeField(null=True)
+    window_start = peewee.DateTimeField(null=True)  # the current rate-limit minute
+    window_count = peewee.IntegerField(default=0)
+
+
+class ApiIdempotency(BaseModel):
+    """The stored answer to a POST sent with an ``Idempotency-Key``, per token."""
+
+    token = peewee.ForeignKeyField(ApiToken, backref="+", on_delete="CASCADE")
+    key = peewee.CharField(max_length=200)
+    request_hash = peewee.CharField(max_length=64)
+    status = peewee.IntegerField()
+    body = peewee.TextField()
+    location = peewee.CharField(max_length=300, default="")
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        indexes = ((("token", "key"), True),)
+
+
+class AlertGroup(BaseModel):
+    """One monitoring alert (source + fingerprint) and the incident it feeds: repeats count
+    here instead of logging new incidents."""
+
+    source = peewee.CharField(max_length=100)
+    fingerprint = peewee.CharField(max_length=200)
+    incident = peewee.ForeignKeyField(Incident, backref="+", on_delete="CASCADE")
+    state = peewee.CharField(max_length=16)  # firing | resolved
+    count = peewee.IntegerField(default=1)  # firing notifications received for this incident
+    flaps = peewee.IntegerField(default=0)  # re-firings after a resolve, for this incident
+    first_seen = peewee.DateTimeField(default=utcnow)
+    last_seen = peewee.DateTimeField(default=utcnow)
+    changed_at = peewee.DateTimeField(default=utcnow)  # last firing <-> resolved change
+
+    class Meta:
+        indexes = ((("source", "fingerprint"), True),)
+
+
 MODELS = [
     Team,
     Agent,
@@ -523,6 +577,9 @@ MODELS = [
     EventDelivery,
     IdempotentRequest,
     AgentSession,
+    ApiToken,
+    ApiIdempotency,
+    AlertGroup,
 ]
 
 

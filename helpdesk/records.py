@@ -252,3 +252,25 @@ class PluginAssets:
     name: str
     templates: Path | None = None
     static: Path | None = None
+
+
+@dataclass(frozen=True)
+class ApiEndpoint:
+    """An extra JSON API operation, served at ``/api/v1/plugins/<name><rule>`` with the API's
+    own token check (``scope``: read, write or admin), body checking against ``body`` (a JSON
+    schema of an object; other fields are refused with 422), problem details, and a place in
+    the OpenAPI document.
+
+    ``view(ctx, agent, data, **url_values)`` gets the token's agent (act only as they may) and
+    the checked body (``None`` without one); it returns the JSON answer (status 200) or a
+    ``(status, answer)`` pair, and raises :class:`helpdesk.DomainError` to refuse.
+    """
+
+    name: str
+    method: str
+    scope: str
+    summary: str
+    view: Callable[..., Any]
+    rule: str = ""
+    body: Mapping[str, Any] | None = None
+    response: Mapping[str, Any] | None = None

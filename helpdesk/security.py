@@ -22,7 +22,8 @@ from helpdesk.db import database, is_sqlite, write_transaction
 from helpdesk.models import LoginAttempt
 
 PUBLIC, AGENT, LEAD, ADMIN = "public", "agent", "lead", "admin"
-LEVELS = (PUBLIC, AGENT, LEAD, ADMIN)
+TOKEN = "token"  # noqa: S105 - an access level: the JSON API's bearer tokens (helpdesk.api)
+LEVELS = (PUBLIC, AGENT, LEAD, ADMIN, TOKEN)
 F = TypeVar("F", bound=Callable[..., Any])
 security_log = logging.getLogger("helpdesk.security")
 LOGIN_LOCK = 0x6C6F67696E  # the advisory lock id that serialises login claims on PostgreSQL
@@ -68,6 +69,9 @@ def enforce_access(app: Flask, login_manager: Any) -> None:
         if level is None:
             app.logger.error("route %s declares no access level: refused", request.endpoint)
             abort(403)
+        if level == TOKEN:  # only the API's own check admits these; without it, nobody
+            check_token = app.extensions.get("helpdesk.api_auth")
+            return check_token(view) if check_token else abort(403)
         if level != PUBLIC and not current_user.is_authenticated:
             return login_manager.unauthorized()
         if not allowed(level, current_user):

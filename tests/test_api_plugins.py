@@ -1,0 +1,118 @@
+"""A plugin adds API operations (``helpdesk_api_endpoints``): same tokens, scopes, body
+checks, problem details and OpenAPI document as the core operations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from helpdesk import DomainError, hookimpl, incidents
+from helpdesk.api import tokens
+from helpdesk.config import ConfigError
+from helpdesk.models import TimelineEntry
+from helpdesk.records import ApiEndpoint
+from helpdesk.testing import AgentClient, make_app
+
+PAGE = {"type": "object", "required": ["message"], "properties": {
+    "message": {"type": "string", "minLength": 1, "maxLength": 100}}}
+
+
+def who_is_on_call(ctx: Any, agent: Any, data: Any) -> dict[str, Any]:
+    return {"on_call": "Priya Raman", "asked_by": agent.display_name}
+
+
+def page_on_call(ctx: Any, agent: Any, data: dict[str, Any], incident_id: int) -> Any:
+    if data["message"].startswith("!"):
+        raise DomainError("Pages cannot start with '!'.")
+    note = incidents.add_comment(ctx, incident_id, agent, f"Paged on-call: {data['message']}",
+                                 public=False)
+    return 201, {"entry": note.id}
+
+
+class OnCall:
+    @hookimpl
+    def helpdesk_api_endpoints(self, ctx: Any) -> list[ApiEndpoint]:
+        return [
+            ApiEndpoint("oncall", "GET", "read", "Who is on call", who_is_on_call,
+                        response={"type": "object", "properties": {"on_call": {"type": "string"}}}),
+            ApiEndpoint("oncall", "POST", "write", "Page the on-call engineer about an incident",
+                        page_on_call, rule="/<int:incident_id>/page", body=PAGE),
+        ]
+
+
+@pytest.fixture
+def helpdesk_plugins() -> list[Any]:
+    return [OnCall()]
+
+
+def bearer(app, agent, scopes) -> dict[str, str]:
+    with app.app_context():
+        return {"Authorization": f"Bearer {tokens.create(agent, 'plugin', scopes).secret}"}
+
+
+def test_a_plugin_operation_is_served_with_the_apis_token_check(app, personas, log_incident):
+    incident = log_incident()
+    client = app.test_client()
+    reader, writer = bearer(app, personas.owner, ["read"]), bearer(app, personas.owner, ["write"])
+    assert client.get("/api/v1/plugins/oncall", headers=reader).get_json() == {
+        "on_call": "Priya Raman", "asked_by": "John Carter"}
+    assert client.get("/api/v1/plugins/oncall").status_code == 401
+    url = f"/api/v1/plugins/oncall/{incident.id}/page"
+    assert client.post(url, json={"message": "db"}, headers=reader).status_code == 403
+    sent = client.post(url, json={"message": "db down"}, headers=writer)
+    assert sent.status_code == 201
+    note = TimelineEntry.get_by_id(sent.get_json()["entry"])
+    assert (note.body, note.actor_id) == ("Paged on-call: db down", personas.owner.id)
+
+
+def test_a_plugin_operation_gets_the_same_body_checks_and_problems(app, personas, log_incident):
+    incident = log_incident()
+    client = app.test_client()
+    writer = bearer(app, personas.owner, ["write"])
+    url = f"/api/v1/plugins/oncall/{incident.id}/page"
+    unknown = client.post(url, json={"message": "x", "author_id": 1}, headers=writer)
+    assert unknown.status_code == 422 and unknown.get_json()["fields"] == ["author_id"]
+    refused = client.post(url, json={"message": "!now"}, headers=writer)
+    assert (refused.status_code, refused.mimetype) == (422, "application/problem+json")
+    assert refused.get_json()["detail"] == "Pages cannot start with '!'."
+    # a logged-in browser cannot use it: cookies do not authenticate the API
+    assert AgentClient(app, personas.owner).post(url, {"message": "x"}).status_code == 401
+    assert TimelineEntry.select().where(TimelineEntry.kind == "note").count() == 0
+
+
+def test_plugin_operations_are_in_the_openapi_document(app):
+    doc = app.test_client().get("/api/v1/openapi.json").get_json()
+    page = doc["paths"]["/api/v1/plugins/oncall/{incident_id}/page"]["post"]
+    assert page["x-scope"] == "write" and page["requestBody"]["content"]["application/json"][
+        "schema"]["properties"] == PAGE["properties"]
+    assert doc["paths"]["/api/v1/plugins/oncall"]["get"]["summary"] == "Who is on call"
+
+
+@pytest.mark.parametrize("record,message", [
+    (ApiEndpoint("On Call", "GET", "read", "x", who_is_on_call), "the name takes"),
+    (ApiEndpoint("oncall", "GET", "alerts", "x", who_is_on_call), "scope one of"),
+    (ApiEndpoint("oncall", "TRACE", "read", "x", who_is_on_call), "method is one of"),
+    (ApiEndpoint("oncall", "GET", "read", "x", who_is_on_call, rule="/../admin"), "the rule"),
+])
+def test_a_malformed_plugin_operation_stops_start_up(tmp_path, record, message):
+    class Broken:
+        @hookimpl
+        def helpdesk_api_endpoints(self, ctx: Any) -> list[ApiEndpoint]:
+            return [record]
+
+    with pytest.raises(ConfigError, match=message):
+        make_app(tmp_path, [Broken()])
+
+
+def test_plugin_body_schemas_may_use_numbers_objects_and_untyped_fields(app, personas):
+    from helpdesk.api.http import ApiError, validate
+
+    schema = {"type": "object", "properties": {"ratio": {"type": "number", "maximum": 1},
+                                               "extra": {"type": "object"}, "anything": {}}}
+    validate({"ratio": 0.5, "extra": {"a": 1}, "anything": [1, "x"]}, schema)
+    for bad, field in (({"ratio": "0.5"}, "ratio"), ({"ratio": True}, "ratio"),
+                       ({"extra": []}, "extra"), ({"ratio": 1.5}, "ratio")):
+        with pytest.raises(ApiError) as refused:
+            validate(bad, schema)
+        assert refused.value.fields == [field]
