@@ -361,5 +361,14 @@ def db_upgrade(ctx: click.Context) -> None:
     click.echo(f"Applied: {', '.join(applied)}." if applied else "The schema is up to date.")
 
 
+@main.command("mail-in")
+@click.pass_context
+def mail_in(ctx: click.Context) -> None:
+    """Take one e-mail on stdin (for an MTA pipe); exit codes follow sysexits.h."""
+    from helpdesk.mail.cli import run
+
+    sys.exit(run((ctx.obj or {}).get("instance_path"), sys.stdin.buffer))
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -161,6 +161,11 @@ class Settings:
                                         "what meets the response target")
     sla_pause_statuses: tuple[str, ...] = _setting(_statuses, ("pending",), "statuses that pause SLAs")
     auto_close_days: int = _setting(_int_between(0, 365), 5, "close resolved incidents after (0: never)")
+    support_address: str = _setting(str, "", "the support mailbox customers write to (inbound mail)")
+    mail_max_bytes: int = _setting(_int_between(1024, 1 << 30), 30 * 1024 * 1024,
+                                   "larger inbound mail is kept raw and quarantined")
+    mail_auto_reply_limit: int = _setting(_int_between(0, 1000), 5,
+                                          "acknowledgements per sender per hour (loop brake)")
     testing: bool = _setting(_boolean, False, "test mode: tasks run immediately")
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 

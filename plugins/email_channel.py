@@ -56,6 +56,7 @@ def build(message: Message, from_address: str) -> EmailMessage:
     token = re.sub(r"[^A-Za-z0-9.-]", ".", message.idempotency_key) or "message"
     mail["Message-ID"] = f"<{token}@{domain}>"
     mail["Auto-Submitted"] = "auto-generated"
+    mail["X-Helpdesk-Loop"] = domain  # inbound mail carrying our own mark is dropped (no loops)
     if message.incident_reference:
         root = f"<{one_line(message.incident_reference)}@{domain}>"
         mail["In-Reply-To"] = root
