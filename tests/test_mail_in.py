@@ -446,3 +446,38 @@ def test_mail_in_with_bad_settings_is_a_configuration_error(app):
     done = subprocess.run(HELPDESK + ["mail-in"], input=b"x", env=_env(app, HELPDESK_PORT="nope"),
                           capture_output=True, timeout=120, check=False)
     assert done.returncode == 78 and b"HELPDESK_PORT" in done.stderr
+
+
+# -- what agents and admins see ------------------------------------------------------------------
+
+
+def test_agents_see_the_customers_message_and_its_original(take, ada_incident, login, personas):
+    incident, ack = ada_incident
+    result = take(reply_to(ack, "Ada Lovelace <ada@example.org>",
+                           "<b>Still</b> jammed.\n\n-- \nAda, floor 3"))
+    agent = login(personas.colleague)
+    page = agent.get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert "Ada Lovelace (customer)" in page and "From the customer" in page
+    assert "&lt;b&gt;Still&lt;/b&gt; jammed." in page and "floor 3" not in page.split("Timeline")[1]
+    original = agent.get(f"/mail/{result.mail.id}").get_data(as_text=True)
+    assert "Ada, floor 3" in original  # the full text, signature included
+    download = agent.get(f"/mail/{result.mail.id}/original.eml")
+    assert download.status_code == 200
+    assert download.headers["Content-Disposition"].startswith("attachment")
+    assert download.headers["Content-Security-Policy"] == "sandbox"
+    assert download.headers["X-Content-Type-Options"] == "nosniff"
+    assert download.mimetype == "application/octet-stream"
+    assert b"Still" in download.data
+    assert login(None).get(f"/mail/{result.mail.id}").status_code == 302  # to the login page
+
+
+def test_admins_list_quarantined_mail_and_mark_it_handled(take, login, personas):
+    result = take(fixture("malformed_from.eml"))
+    assert login(personas.owner).get("/admin/mail").status_code == 403
+    admin = login(personas.admin)
+    page = admin.get("/admin/mail?outcome=quarantined").get_data(as_text=True)
+    assert "1 quarantined message waiting" in page and "no usable sender" in page
+    assert admin.http.post(f"/admin/mail/{result.mail.id}/handled").status_code == 400  # no CSRF token
+    assert admin.post(f"/admin/mail/{result.mail.id}/handled").status_code == 303
+    assert InboundMail.get_by_id(result.mail.id).handled_at is not None
+    assert "0 quarantined messages waiting" in admin.get("/admin/mail").get_data(as_text=True)
