@@ -19,7 +19,10 @@ from helpdesk.clock import now
 from helpdesk.models import LoginAttempt
 
 PUBLIC, AGENT, LEAD, ADMIN = "public", "agent", "lead", "admin"
-LEVELS = (PUBLIC, AGENT, LEAD, ADMIN)
+#: The customer portal: a signed-in customer (a contact), checked by the portal's own gate;
+#: an agent's session never counts as a customer, nor a customer's as an agent.
+CUSTOMER = "customer"
+LEVELS = (PUBLIC, AGENT, LEAD, ADMIN, CUSTOMER)
 F = TypeVar("F", bound=Callable[..., Any])
 
 CSP = (
@@ -30,7 +33,7 @@ CSP = (
 
 
 def access(level: str) -> Callable[[F], F]:
-    """Declare who may call a view: public, any agent, team leads, or admins."""
+    """Declare who may call a view: public, any agent, team leads, admins, or customers."""
     if level not in LEVELS:
         raise ValueError(f"unknown access level {level!r}")
 
@@ -44,7 +47,7 @@ def access(level: str) -> Callable[[F], F]:
 def allowed(level: str, user: Any) -> bool:
     if level == PUBLIC:
         return True
-    if not user.is_authenticated:
+    if level == CUSTOMER or not user.is_authenticated:
         return False
     if level == ADMIN:
         return user.is_admin
@@ -63,6 +66,9 @@ def enforce_access(app: Flask, login_manager: Any) -> None:
         if level is None:
             app.logger.error("route %s declares no access level: refused", request.endpoint)
             abort(403)
+        if level == CUSTOMER:  # the portal's gate: None lets a signed-in customer through
+            gate = app.extensions.get("helpdesk.customer_gate")
+            return gate() if gate is not None else abort(404)
         if level != PUBLIC and not current_user.is_authenticated:
             return login_manager.unauthorized()
         if not allowed(level, current_user):
