@@ -125,9 +125,10 @@ def create_app(
     _register_template_helpers(app, settings)
     _register_static(app)
     _register_errors(app)
-    from helpdesk.web import admin, auth, incidents, mail, notices, plugin_ui, portal, queues
+    from helpdesk.web import admin, attachments, auth, incidents, mail, notices, plugin_ui, portal, queues
 
-    for blueprint in (auth.bp, queues.bp, incidents.bp, admin.bp, notices.bp, mail.bp, portal.bp):
+    for blueprint in (auth.bp, queues.bp, incidents.bp, admin.bp, notices.bp, mail.bp, portal.bp,
+                      attachments.bp):
         app.register_blueprint(blueprint)
     plugin_ui.init_app(app, ctx)
 

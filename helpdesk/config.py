@@ -166,6 +166,8 @@ class Settings:
                                    "larger inbound mail is kept raw and quarantined")
     mail_auto_reply_limit: int = _setting(_int_between(0, 1000), 5,
                                           "acknowledgements per sender per hour (loop brake)")
+    attachment_max_bytes: int = _setting(_int_between(1024, 1 << 30), 10 * 1024 * 1024,
+                                         "largest attachment kept (mail and portal)")
     testing: bool = _setting(_boolean, False, "test mode: tasks run immediately")
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 

@@ -410,6 +410,25 @@ class PortalToken(BaseModel):
     used_at = peewee.DateTimeField(null=True)
 
 
+class Attachment(BaseModel):
+    """A file that came with an incident or one of its timeline entries.
+
+    The bytes live in the instance folder under their SHA-256 (identical files
+    are stored once); the name is sanitised and only ever shown and sent as a
+    download name. ``entry`` is None for files that came with the incident itself.
+    """
+
+    incident = peewee.ForeignKeyField(Incident, backref="attachments", on_delete="CASCADE")
+    entry = peewee.ForeignKeyField(TimelineEntry, null=True, backref="+")
+    sha256 = peewee.CharField(max_length=64, index=True)
+    size = peewee.IntegerField()
+    filename = peewee.CharField(max_length=200)
+    content_type = peewee.CharField(max_length=100)
+    contact = peewee.ForeignKeyField(Contact, null=True, backref="+")
+    agent = peewee.ForeignKeyField(Agent, null=True, backref="+")
+    created_at = peewee.DateTimeField(default=utcnow)
+
+
 MODELS = [
     Team,
     Agent,
@@ -432,4 +451,5 @@ MODELS = [
     AgentChannel,
     InboundMail,
     PortalToken,
+    Attachment,
 ]

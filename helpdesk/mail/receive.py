@@ -45,14 +45,14 @@ from urllib.parse import urlsplit
 
 import peewee
 
-from helpdesk import customers
+from helpdesk import attachments, customers
 from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
 from helpdesk.incidents import log_incident
 from helpdesk.incidents.changes import entry
-from helpdesk.mail.parse import Mail, Unreadable, message_ids, one_line, parse, trim_reply
+from helpdesk.mail.parse import Attachment, Mail, Unreadable, message_ids, one_line, parse, trim_reply
 from helpdesk.mail.reference import incident_in_subject
 from helpdesk.models import Agent, Contact, InboundMail, Incident, Notice
 
@@ -240,10 +240,7 @@ def _decide(ctx: Context, mail: Mail, base: dict, raw: bytes) -> Received:
         return done("dropped", "delivery failure report" + (f" for {', '.join(sorted(failed))}" if failed
                                                              else ""))
 
-    notes = list(mail.notes)
-    if mail.attachments:
-        notes.append("attachments not kept: " + ", ".join(
-            f"{a.filename} ({a.content_type}, {a.size} bytes)" for a in mail.attachments[:20]))
+    notes = list(mail.notes) + _refused_attachments(ctx, mail)
     contact = customers.find_or_create_contact(mail.sender, mail.sender_name)
     incident_id = _thread(ctx, mail)
     incident = Incident.get_or_none(Incident.id == incident_id) if incident_id else None
@@ -255,8 +252,10 @@ def _decide(ctx: Context, mail: Mail, base: dict, raw: bytes) -> Received:
             note = entry(incident.id, None, "note", contact=contact.id,
                          body=f"Automatic reply from {contact.email} ({automatic}), kept without "
                               f"answering:\n\n{text}")
+            _keep_attachments(ctx, mail, incident.id, note.id, contact)
             return done("recorded", automatic, incident=incident.id, entry=note.id, contact=contact.id)
         posted = customers.post_message(ctx, incident.id, contact, text, via="email")
+        _keep_attachments(ctx, mail, posted.incident.id, posted.entry.id if posted.entry else None, contact)
         return done(posted.outcome, "", incident=posted.incident.id,
                     entry=posted.entry.id if posted.entry else None, contact=contact.id)
 
@@ -279,7 +278,29 @@ def _decide(ctx: Context, mail: Mail, base: dict, raw: bytes) -> Received:
         description += "\n\n_" + "; ".join(notes) + "_"
     created = log_incident(ctx, title=_title(mail), actor=None, requester=contact, source="email",
                            description=description, acknowledge=acknowledge)
+    _keep_attachments(ctx, mail, created.id, None, contact)
     return done("created", reason, incident=created.id, contact=contact.id)
+
+
+def _accepted(ctx: Context, mail: Mail) -> list[Attachment]:
+    limit = ctx.settings.attachment_max_bytes
+    return [a for a in mail.attachments if a.size <= limit][: attachments.MAX_COUNT]
+
+
+def _refused_attachments(ctx: Context, mail: Mail) -> list[str]:
+    """Notes for the files not kept (too large, too many); the raw message still has them."""
+    kept = {id(a) for a in _accepted(ctx, mail)}
+    refused = [a for a in mail.attachments if id(a) not in kept]
+    if not refused:
+        return []
+    return ["not kept (over the size or count limit; the original message has them): " + ", ".join(
+        f"{attachments.sanitise_name(a.filename)} ({a.size} bytes)" for a in refused[:20])]
+
+
+def _keep_attachments(ctx: Context, mail: Mail, incident_id: int, entry_id: int | None,
+                      contact: Contact) -> None:
+    for attachment in _accepted(ctx, mail):
+        attachments.store(ctx, incident_id, entry_id, attachment.filename, attachment.data, contact=contact)
 
 
 def _title(mail: Mail) -> str:

@@ -1,4 +1,4 @@
-"""Customer communication: inbound mail (exactly once, quarantine), portal sign-in links,
+"""Customer communication: inbound mail (exactly once, quarantine), portal sign-in links, attachments,
 customers as authors of timeline entries, failing contact addresses. Frozen on purpose.
 """
 from peewee import *
@@ -50,7 +50,26 @@ def up(migrator, db):
             database = db
             table_name = 'portal_token'
 
-    db.create_tables([InboundMail, PortalToken])
+    class Agent(Model):
+        class Meta:
+            database = db
+            table_name = 'agent'
+
+    class Attachment(Model):
+        incident = ForeignKeyField(Incident, on_delete='CASCADE')
+        entry = ForeignKeyField(TimelineEntry, null=True)
+        sha256 = CharField(max_length=64, index=True)
+        size = IntegerField()
+        filename = CharField(max_length=200)
+        content_type = CharField(max_length=100)
+        contact = ForeignKeyField(Contact, null=True)
+        agent = ForeignKeyField(Agent, null=True)
+        created_at = DateTimeField()
+        class Meta:
+            database = db
+            table_name = 'attachment'
+
+    db.create_tables([InboundMail, PortalToken, Attachment])
     migrator.migrate(
         migrator.add_column('timeline_entry', 'contact_id',
                             ForeignKeyField(Contact, null=True, field=Contact.id)),
@@ -61,4 +80,5 @@ def up(migrator, db):
 def down(migrator, db):
     migrator.migrate(migrator.drop_column('contact', 'email_failing_at'),
                      migrator.drop_column('timeline_entry', 'contact_id'))
-    migrator.migrate(migrator.drop_table('portal_token'), migrator.drop_table('inbound_mail'))
+    migrator.migrate(migrator.drop_table('attachment'), migrator.drop_table('portal_token'),
+                     migrator.drop_table('inbound_mail'))

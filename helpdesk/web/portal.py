@@ -29,9 +29,10 @@ from flask import (
     url_for,
 )
 
-from helpdesk import customer_links, customers, incidents
+from helpdesk import attachments, customer_links, customers, incidents
+from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
-from helpdesk.models import Contact, Incident, TimelineEntry
+from helpdesk.models import Attachment, Contact, Incident, TimelineEntry
 from helpdesk.security import CUSTOMER, PUBLIC, access
 from helpdesk.web import context
 
@@ -135,13 +136,25 @@ def new() -> Any:
     try:
         if form["urgency"] not in URGENCY:
             raise DomainError("Tell us how urgent it is.")
-        incident = incidents.log_incident(
-            context(), title=form["title"], actor=None, requester=g.customer, source="portal",
-            description=form["description"][:customers.MAX_MESSAGE], urgency=form["urgency"])
+        files = _files()
+        with write_transaction():
+            incident = incidents.log_incident(
+                context(), title=form["title"], actor=None, requester=g.customer, source="portal",
+                description=form["description"][:customers.MAX_MESSAGE], urgency=form["urgency"])
+            for name, data in files:
+                attachments.store(context(), incident.id, None, name, data, contact=g.customer)
     except DomainError as error:
         return render_template("portal/new.html", urgency=URGENCY, form=form, error=str(error)), 422
     flash(f"Thank you. Your request is {incident.reference}.")
     return redirect(url_for("portal.show", incident_id=incident.id), code=303)
+
+
+def _files() -> list[tuple[str, bytes]]:
+    """The uploaded files, checked against the limits (a DomainError says which one is too big)."""
+    files = [(upload.filename or "", upload.read()) for upload in request.files.getlist("files")
+             if upload and upload.filename]
+    attachments.check(context(), files)
+    return files
 
 
 def _conversation(incident: Incident) -> list[TimelineEntry]:
@@ -163,8 +176,13 @@ def show(incident_id: int, error: str | None = None, status: int = 200) -> Any:
 def reply(incident_id: int) -> Any:
     incident = _own(incident_id)
     try:
-        posted = customers.post_message(context(), incident.id, g.customer, request.form.get("body", ""),
-                                        via="portal")
+        files = _files()
+        with write_transaction():
+            posted = customers.post_message(context(), incident.id, g.customer,
+                                            request.form.get("body", ""), via="portal")
+            for name, data in files:
+                attachments.store(context(), posted.incident.id, posted.entry.id if posted.entry else None,
+                                  name, data, contact=g.customer)
     except DomainError as error:
         return show(incident_id, error=str(error), status=422)
     flash({"reopened": "Thank you. We reopened the incident.",
@@ -188,3 +206,27 @@ def confirm(incident_id: int) -> Any:
         return show(incident_id, error=str(error), status=422)
     flash("Thank you for confirming. The incident is closed.")
     return redirect(url_for("portal.show", incident_id=incident.id), code=303)
+
+
+@bp.get("/attachments/<int:attachment_id>")
+@access(CUSTOMER)
+def attachment(attachment_id: int) -> Response:
+    """A file on the customer's own incident, from a public entry or the incident itself; 404
+    for everything else (someone else's file, one on an internal note, none at all)."""
+    from helpdesk.web.attachments import serve
+
+    found = (Attachment.select().join(Incident).where(
+        (Attachment.id == attachment_id) & (Incident.requester == g.customer.id)).first())
+    if found is None or (found.entry_id is not None and not found.entry.is_public):
+        logger.warning("portal: contact %s asked for attachment %s, which is not theirs (404)",
+                       g.customer.id, attachment_id)
+        abort(404)
+    return serve(found)
+
+
+@bp.app_template_global()
+def portal_attachments(incident: Incident, entry: TimelineEntry | None) -> list[Attachment]:
+    query = Attachment.select().where(Attachment.incident == incident.id)
+    query = query.where(Attachment.entry.is_null()) if entry is None else query.where(
+        Attachment.entry == entry.id)
+    return list(query.order_by(Attachment.id))
