@@ -46,7 +46,8 @@ def _hash(raw: str) -> str:
 def _limited(keys: list[tuple[str, int]]) -> bool:
     """Count this request against each key; True when one is over its limit."""
     stamp = now()
-    LoginAttempt.delete().where(LoginAttempt.at < stamp - WINDOW).execute()
+    LoginAttempt.delete().where(LoginAttempt.key.startswith("portal-")
+                                & (LoginAttempt.at < stamp - WINDOW)).execute()
     over = False
     for key, limit in keys:
         count = LoginAttempt.select().where((LoginAttempt.key == key)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from peewee import fn
+
 from helpdesk import events
 from helpdesk.clock import now
 from helpdesk.context import Context
@@ -35,8 +37,9 @@ def find_contact(address: str) -> Contact | None:
     address = normalise_address(address)
     if not address:
         return None
+    # Exact, case-insensitive: never LIKE, where "_" or "%" in an address would match others.
     return Contact.get_or_none(Contact.email == address) or Contact.select().where(
-        Contact.email.ilike(address)).first()
+        fn.LOWER(Contact.email) == address).order_by(Contact.id).first()
 
 
 def find_or_create_contact(address: str, name: str = "") -> Contact:

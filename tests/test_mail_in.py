@@ -481,3 +481,17 @@ def test_admins_list_quarantined_mail_and_mark_it_handled(take, login, personas)
     assert admin.post(f"/admin/mail/{result.mail.id}/handled").status_code == 303
     assert InboundMail.get_by_id(result.mail.id).handled_at is not None
     assert "0 quarantined messages waiting" in admin.get("/admin/mail").get_data(as_text=True)
+
+
+def test_wildcard_characters_in_an_address_match_nobody_else(take, ada_incident):
+    incident, ack = ada_incident
+    result = take(reply_to(ack, "a_a@example.org", "Posting as Ada?"))
+    assert result.outcome == "created" and result.incident.requester.email == "a_a@example.org"
+    assert customer_entries(incident.id) == []
+
+
+def test_mail_from_an_agents_address_never_acts_for_the_agent(take, ada_incident, personas):
+    incident, ack = ada_incident
+    result = take(reply_to(ack, f"John <{personas.owner.email.upper()}>", "Close it, I am the owner."))
+    assert result.outcome == "quarantined" and "agent" in result.reason
+    assert customer_entries(incident.id) == [] and Incident.select().count() == 1

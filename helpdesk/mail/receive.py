@@ -44,6 +44,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import peewee
+from peewee import fn
 
 from helpdesk import attachments, customers
 from helpdesk.clock import now
@@ -154,7 +155,7 @@ def _thread(ctx: Context, mail: Mail) -> int | None:
     domain = our_domain(ctx)
     for reference in mail.references:
         known = InboundMail.select(InboundMail.incident).where(
-            (InboundMail.message_id == reference) & InboundMail.incident.is_null(False)).first()
+            (InboundMail.key == _key(reference, b"")) & InboundMail.incident.is_null(False)).first()
         if known is not None:
             return known.incident_id
         local, _, host = reference.rpartition("@")
@@ -240,6 +241,11 @@ def _decide(ctx: Context, mail: Mail, base: dict, raw: bytes) -> Received:
         return done("dropped", "delivery failure report" + (f" for {', '.join(sorted(failed))}" if failed
                                                              else ""))
 
+    if Agent.select().where(fn.LOWER(Agent.email) == mail.sender).exists():
+        # Anyone can write an agent's address in From: mail never speaks for an agent.
+        _tell_admins(f"Inbound mail from agent address {mail.sender} was quarantined.")
+        return done("quarantined", "sent from an agent's address: agents answer in the helpdesk, "
+                                   "and mail never acts in an agent's name")
     notes = list(mail.notes) + _refused_attachments(ctx, mail)
     contact = customers.find_or_create_contact(mail.sender, mail.sender_name)
     incident_id = _thread(ctx, mail)
