@@ -495,3 +495,28 @@ def test_mail_from_an_agents_address_never_acts_for_the_agent(take, ada_incident
     result = take(reply_to(ack, f"John <{personas.owner.email.upper()}>", "Close it, I am the owner."))
     assert result.outcome == "quarantined" and "agent" in result.reason
     assert customer_entries(incident.id) == [] and Incident.select().count() == 1
+
+
+def test_five_thousand_parts_are_quarantined(take):
+    parts = "".join(f"--b\r\nContent-Type: text/plain\r\n\r\npart {n}\r\n" for n in range(5000))
+    raw = ("From: ada@example.org\r\nTo: help@example.com\r\nSubject: Many parts\r\n"
+           "Message-ID: <many-parts@example.org>\r\nMIME-Version: 1.0\r\n"
+           'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + parts + "--b--\r\n")
+    result = take(raw)
+    assert result.outcome == "quarantined" and "more than 500 MIME parts" in result.reason
+
+
+def test_messages_forwarded_fifty_deep_are_read_to_a_limit(take):
+    inner = "From: deep@example.org\r\nSubject: level 50\r\n\r\nthe bottom\r\n"
+    for level in range(49, -1, -1):
+        headers = (f"From: {'ada@example.org' if level == 0 else 'deep@example.org'}\r\n"
+                   f"Subject: level {level}\r\n")
+        if level == 0:
+            headers += "To: help@example.com\r\nMessage-ID: <deep@example.org>\r\n"
+        inner = (headers + f'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b{level}"\r\n\r\n'
+                 f"--b{level}\r\nContent-Type: text/plain\r\n\r\nlevel {level} text\r\n"
+                 f"--b{level}\r\nContent-Type: message/rfc822\r\n\r\n{inner}\r\n--b{level}--\r\n")
+    result = take(inner)
+    assert result.outcome == "created"
+    assert "level 0 text" in result.incident.description
+    assert "forwarded more than 10 deep were not read" in result.incident.description
