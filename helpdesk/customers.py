@@ -6,8 +6,9 @@ author: public (the customer sees it in the portal), never counted as the
 desk's response, and announced to the owner and the assignee. Written to an
 active incident it is simply added; to a resolved one it reopens it (the
 grace period before auto-close is the time a customer has to say "not
-fixed"); to a closed or cancelled one it becomes a new incident that names
-the old one, so nothing the customer wrote is lost.
+fixed"); to one pending on the customer it resumes work; to a closed or
+cancelled one it becomes a new incident that names the old one, so nothing
+the customer wrote is lost.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from helpdesk.db import for_update, write_transaction
 from helpdesk.errors import DomainError, StaleVersion
 from helpdesk.incidents import log_incident
 from helpdesk.incidents.changes import entry, get
-from helpdesk.incidents.lifecycle import _reopen
+from helpdesk.incidents.lifecycle import _reopen, change_status
 from helpdesk.models import Contact, Incident, TimelineEntry
 
 MAX_MESSAGE = 200_000
@@ -109,6 +110,10 @@ def _place(ctx: Context, incident: Incident, contact: Contact, body: str, via: s
                            f"Reopened: {contact.name} replied after the resolution.")
         _announce(ctx, reopened, note, contact)
         return Posted("reopened", reopened, note)
+    if incident.status == "pending" and incident.pending_reason == "customer":
+        # The desk was waiting for this answer: back to work (SLA clocks resume).
+        incident = change_status(ctx, incident.id, None, "in_progress", incident.version,
+                                 note=f"{contact.name} answered.")
     _announce(ctx, incident, note, contact)
     return Posted("replied", incident, note)
 

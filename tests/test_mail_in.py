@@ -520,3 +520,14 @@ def test_messages_forwarded_fifty_deep_are_read_to_a_limit(take):
     assert result.outcome == "created"
     assert "level 0 text" in result.incident.description
     assert "forwarded more than 10 deep were not read" in result.incident.description
+
+
+def test_an_answer_to_an_incident_waiting_for_the_customer_resumes_it(take, ada_incident, personas, ctx,
+                                                                      app):
+    incident, ack = ada_incident
+    with app.app_context():
+        incidents.change_status(ctx, incident.id, personas.owner, "pending", pending_reason="customer",
+                                note="Which floor exactly?")
+    result = take(reply_to(ack, "ada@example.org", "Floor 3, by the window."))
+    assert result.outcome == "replied"
+    assert Incident.get_by_id(incident.id).status == "in_progress"
