@@ -131,17 +131,21 @@ def create_app(
     from helpdesk import api
     from helpdesk.web import (
         admin,
+        attachments,
         auth,
         escalation,
         idempotency,
         incidents,
+        mail,
         notices,
         outage,
         plugin_ui,
+        portal,
         queues,
     )
 
-    for blueprint in (auth.bp, queues.bp, incidents.bp, admin.bp, notices.bp, escalation.bp):
+    for blueprint in (auth.bp, queues.bp, incidents.bp, admin.bp, notices.bp, escalation.bp, mail.bp,
+                      portal.bp, attachments.bp):
         app.register_blueprint(blueprint)
     api.init_app(app)
     plugin_ui.init_app(app, ctx)

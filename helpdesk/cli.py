@@ -403,5 +403,41 @@ from helpdesk.escalation.cli import escalation_group  # noqa: E402 - the group i
 main.add_command(escalation_group)
 
 
+@main.command("mail-in")
+@click.pass_context
+def mail_in(ctx: click.Context) -> None:
+    """Take one e-mail on stdin (for an MTA pipe); exit codes follow sysexits.h."""
+    from helpdesk.mail.cli import run
+
+    sys.exit(run((ctx.obj or {}).get("instance_path"), sys.stdin.buffer))
+
+
+@main.command("mail-poll")
+@click.argument("names", nargs=-1)
+@click.pass_context
+def mail_poll(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Poll the configured IMAP mailboxes once (all, or those NAMES)."""
+    from helpdesk.db import database
+    from helpdesk.mail import imap
+
+    app = _app(ctx)
+    state = app.extensions["helpdesk"]
+    try:
+        boxes = [box for box in imap.mailboxes(state) if not names or box.name in names]
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    if not boxes:
+        raise click.ClickException("no IMAP mailbox is configured ([plugins.imap.mailboxes.<name>])")
+    stopped = False
+    with app.app_context(), database.connection_context():
+        for box in boxes:
+            polled = imap.poll(state, box)
+            click.echo(f"{box.name}: {', '.join(polled.outcomes) or 'nothing new'}"
+                       + (f" ({polled.stopped})" if polled.stopped else ""))
+            stopped = stopped or bool(polled.stopped)
+    if stopped:
+        ctx.exit(75)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

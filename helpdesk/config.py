@@ -186,6 +186,13 @@ class Settings:
                                      "on SIGTERM, how long requests and tasks in flight may finish")
     lease_seconds: int = _setting(_int_between(1, 3600), 120,
                                   "a worker's claim on periodic work or a delivery, renewed while it works")
+    support_address: str = _setting(str, "", "the support mailbox customers write to (inbound mail)")
+    mail_max_bytes: int = _setting(_int_between(1024, 1 << 30), 30 * 1024 * 1024,
+                                   "larger inbound mail is kept raw and quarantined")
+    mail_auto_reply_limit: int = _setting(_int_between(0, 1000), 5,
+                                          "acknowledgements per sender per hour (loop brake)")
+    attachment_max_bytes: int = _setting(_int_between(1024, 1 << 30), 10 * 1024 * 1024,
+                                         "largest attachment kept (mail and portal)")
     testing: bool = _setting(_boolean, False, "test mode: tasks run immediately")
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 

@@ -117,6 +117,8 @@ class Contact(BaseModel):
     email = peewee.CharField(max_length=254, null=True, unique=True)
     phone = peewee.CharField(max_length=50, default="")
     organisation = peewee.ForeignKeyField(Organisation, null=True, backref="contacts")
+    #: Set when mail to this address bounced (a delivery status notification came back).
+    email_failing_at = peewee.DateTimeField(null=True)
 
     def __str__(self) -> str:
         return self.name
@@ -255,13 +257,16 @@ class TimelineEntry(BaseModel):
     old_value = peewee.TextField(null=True)
     new_value = peewee.TextField(null=True)
     body = peewee.TextField(default="")
+    #: The customer who wrote a ``customer`` entry (by e-mail or in the portal).
+    contact = peewee.ForeignKeyField(Contact, null=True, backref="+")
 
     class Meta:
         indexes = ((("incident", "id"), False),)
 
     @property
     def is_public(self) -> bool:
-        return self.kind == "reply"
+        """Seen by the customer: agents' replies and the customer's own messages."""
+        return self.kind in {"reply", "customer"}
 
 
 class SlaClock(BaseModel):
@@ -550,6 +555,61 @@ class AlertGroup(BaseModel):
 
     class Meta:
         indexes = ((("source", "fingerprint"), True),)
+class InboundMail(BaseModel):
+    """One received e-mail and what became of it; the unique key makes intake exactly-once.
+
+    ``key`` is a hash of the ``Message-ID`` (or of the raw bytes when there is
+    none). ``outcome``: created, replied, reopened, followed_up (new incident
+    linked to a closed one), recorded (auto-reply kept on the incident, no
+    answer), dropped (our own mail, loops, bounces) or quarantined (could not
+    be read or placed: an admin looks at it). The raw message is kept in the
+    instance folder (``raw_path``) and the untrimmed text in ``full_text``.
+    """
+
+    key = peewee.CharField(max_length=64, unique=True)
+    message_id = peewee.TextField(default="")
+    sender = peewee.CharField(max_length=254, default="")
+    subject = peewee.CharField(max_length=300, default="")
+    received_at = peewee.DateTimeField(default=utcnow, index=True)
+    raw_path = peewee.CharField(max_length=200, default="")
+    size = peewee.IntegerField(default=0)
+    automatic = peewee.BooleanField(default=False)
+    outcome = peewee.CharField(max_length=16, index=True)
+    reason = peewee.TextField(default="")
+    full_text = peewee.TextField(default="")
+    incident = peewee.ForeignKeyField(Incident, null=True, backref="mails", on_delete="SET NULL")
+    entry = peewee.ForeignKeyField(TimelineEntry, null=True, backref="+")
+    contact = peewee.ForeignKeyField(Contact, null=True, backref="+")
+    handled_at = peewee.DateTimeField(null=True)  # an admin dealt with a quarantined message
+
+
+class PortalToken(BaseModel):
+    """A one-time sign-in link for the customer portal, stored as a hash; used once, expires."""
+
+    contact = peewee.ForeignKeyField(Contact, backref="+", on_delete="CASCADE")
+    token_hash = peewee.CharField(max_length=64, unique=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    expires_at = peewee.DateTimeField()
+    used_at = peewee.DateTimeField(null=True)
+
+
+class Attachment(BaseModel):
+    """A file that came with an incident or one of its timeline entries.
+
+    The bytes live in the instance folder under their SHA-256 (identical files
+    are stored once); the name is sanitised and only ever shown and sent as a
+    download name. ``entry`` is None for files that came with the incident itself.
+    """
+
+    incident = peewee.ForeignKeyField(Incident, backref="attachments", on_delete="CASCADE")
+    entry = peewee.ForeignKeyField(TimelineEntry, null=True, backref="+")
+    sha256 = peewee.CharField(max_length=64, index=True)
+    size = peewee.IntegerField()
+    filename = peewee.CharField(max_length=200)
+    content_type = peewee.CharField(max_length=100)
+    contact = peewee.ForeignKeyField(Contact, null=True, backref="+")
+    agent = peewee.ForeignKeyField(Agent, null=True, backref="+")
+    created_at = peewee.DateTimeField(default=utcnow)
 
 
 MODELS = [
@@ -580,6 +640,9 @@ MODELS = [
     ApiToken,
     ApiIdempotency,
     AlertGroup,
+    InboundMail,
+    PortalToken,
+    Attachment,
 ]
 
 

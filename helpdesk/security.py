@@ -23,7 +23,10 @@ from helpdesk.models import LoginAttempt
 
 PUBLIC, AGENT, LEAD, ADMIN = "public", "agent", "lead", "admin"
 TOKEN = "token"  # noqa: S105 - an access level: the JSON API's bearer tokens (helpdesk.api)
-LEVELS = (PUBLIC, AGENT, LEAD, ADMIN, TOKEN)
+#: The customer portal: a signed-in customer (a contact), checked by the portal's own gate;
+#: an agent's session never counts as a customer, nor a customer's as an agent.
+CUSTOMER = "customer"
+LEVELS = (PUBLIC, AGENT, LEAD, ADMIN, TOKEN, CUSTOMER)
 F = TypeVar("F", bound=Callable[..., Any])
 security_log = logging.getLogger("helpdesk.security")
 LOGIN_LOCK = 0x6C6F67696E  # the advisory lock id that serialises login claims on PostgreSQL
@@ -36,7 +39,7 @@ CSP = (
 
 
 def access(level: str) -> Callable[[F], F]:
-    """Declare who may call a view: public, any agent, team leads, or admins."""
+    """Declare who may call a view: public, any agent, team leads, admins, or customers."""
     if level not in LEVELS:
         raise ValueError(f"unknown access level {level!r}")
 
@@ -50,7 +53,7 @@ def access(level: str) -> Callable[[F], F]:
 def allowed(level: str, user: Any) -> bool:
     if level == PUBLIC:
         return True
-    if not user.is_authenticated:
+    if level == CUSTOMER or not user.is_authenticated:
         return False
     if level == ADMIN:
         return user.is_admin
@@ -72,6 +75,9 @@ def enforce_access(app: Flask, login_manager: Any) -> None:
         if level == TOKEN:  # only the API's own check admits these; without it, nobody
             check_token = app.extensions.get("helpdesk.api_auth")
             return check_token(view) if check_token else abort(403)
+        if level == CUSTOMER:  # the portal's gate: None lets a signed-in customer through
+            gate = app.extensions.get("helpdesk.customer_gate")
+            return gate() if gate is not None else abort(404)
         if level != PUBLIC and not current_user.is_authenticated:
             return login_manager.unauthorized()
         if not allowed(level, current_user):

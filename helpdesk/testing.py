@@ -65,6 +65,13 @@ def reset_postgres(url: str) -> None:
 def make_app(instance: Path, with_plugins: list[Any] | tuple[Any, ...] = (),
              load_entry_points: bool = False, **settings: Any) -> Flask:
     """An app for tests: given instance folder, immediate tasks, the test database."""
+    # A second app re-binds the one database proxy: close the first one's pool now, or its
+    # open PostgreSQL connection is garbage-collected later, as a warning in some other test.
+    previous = database.obj
+    if previous is not None and hasattr(previous, "close_all"):
+        if not database.is_closed():
+            database.close()
+        previous.close_all()
     config = {
         "instance_path": str(instance),
         "database_url": os.environ.get(PG_URL_VARIABLE) or f"sqlite:///{instance / 'helpdesk.db'}",

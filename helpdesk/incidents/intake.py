@@ -62,6 +62,7 @@ def log_incident(
     owner_team: Team | None = None,
     owner_agent: Agent | None = None,
     keep_ownership: bool = True,
+    acknowledge: bool = True,
 ) -> Incident:
     """Log a new incident.
 
@@ -69,6 +70,7 @@ def log_incident(
     (the service desk if they belong to it) unless they choose another owner
     or ``keep_ownership`` is false; arriving any other way (``actor`` None),
     the service desk owns it with no owning agent until someone takes it.
+    ``acknowledge=False`` sends the requester no acknowledgement (automatic mail: no loops).
     """
     source = source or ("agent" if actor else "api")
     service_desk = service_desk or ctx.service_desk()
@@ -110,7 +112,8 @@ def log_incident(
               + (f"; assigned to {assignee(incident)}" if assigned_team else ""))
         sla.on_created(ctx, incident)
         escalation.schedule(ctx, incident)
-        events.emit(ctx, "incident_created", incident.id, actor)
+        events.emit(ctx, "incident_created", incident.id, actor,
+                    **({} if acknowledge else {"acknowledge": False}))
         if assigned_team is not None:
             events.emit(ctx, "incident_assigned", incident.id, actor, previous_team=None,
                         previous_agent=None)

@@ -13,6 +13,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader, TemplateNotFound
 from jinja2.sandbox import SandboxedEnvironment
 
 from helpdesk.context import Context
+from helpdesk.mail.reference import subject_tag
 from helpdesk.models import Incident
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def render(ctx: Context, kind: str, incident: Incident, payload: dict[str, Any])
         "url": ctx.incident_url(incident.id),
         "payload": payload,
         "kind": kind,
+        "reply_tag": subject_tag(ctx, incident.id),  # signed: replies thread by it (helpdesk.mail)
         "owner": f"{incident.owner_team.name} / {incident.owner_agent or '—'}",
         "assignee": (f"{incident.assigned_team.name} / {incident.assigned_agent or '—'}"
                      if incident.assigned_team_id else "unassigned"),

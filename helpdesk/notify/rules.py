@@ -24,12 +24,13 @@ KINDS = {
     "sla_breached": "SLA breached",
     "escalation": "An incident escalated to me",
     "watching": "An incident I watch changed",
+    "customer_reply": "The customer wrote on an incident I own or work on",
 }
 
 # The default rules an admin can switch off: audience -> kinds it hears of.
 RULES = {
-    "owner": ("reassigned", "resolved", "sla_warning", "sla_breached"),
-    "assignee": ("assigned", "sla_warning", "sla_breached"),
+    "owner": ("reassigned", "resolved", "sla_warning", "sla_breached", "customer_reply"),
+    "assignee": ("assigned", "sla_warning", "sla_breached", "customer_reply"),
     "team": ("team_new",),
     "requester": ("requester_ack", "requester_reply", "requester_resolved"),
     "watcher": ("watching",),
@@ -120,8 +121,14 @@ def recipients(event: str, incident: Incident, actor_id: int | None,
     elif event == "incident_resolved":
         found += [Recipient("resolved", agent) for agent in _owner_side(incident)]
         found += _requester(incident, "requester_resolved")
-    elif event == "incident_created":
+    elif event == "incident_created" and payload.get("acknowledge", True):
         found += _requester(incident, "requester_ack")
+    elif event == "incident_commented" and payload.get("customer"):
+        # The customer wrote (mail or portal): the owner answers for the conversation, the
+        # assignee is doing the work; the customer is not sent their own words back.
+        found += [Recipient("customer_reply", agent) for agent in _owner_side(incident)]
+        if incident.assigned_agent_id is not None:
+            found.append(Recipient("customer_reply", incident.assigned_agent, audience="assignee"))
     elif event == "incident_commented" and payload.get("public"):
         found += _requester(incident, "requester_reply")
     if event in WATCHED:

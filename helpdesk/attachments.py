@@ -1,0 +1,97 @@
+"""Attachments: files customers send by mail or through the portal.
+
+Kept outside any web root, in ``<instance>/attachments/`` under their SHA-256
+(the same file twice is stored once). The name a sender gave is only a
+download name: sanitised (no path, control or bidi-override characters,
+bounded length). The content type is derived here from the sanitised name,
+never taken from the sender, and anything a browser could run (HTML, SVG,
+XML, scripts) is served as ``application/octet-stream``; downloads always
+come as ``attachment`` with ``nosniff`` and ``CSP: sandbox`` (see the views).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import re
+import unicodedata
+from pathlib import Path
+
+from helpdesk.context import Context
+from helpdesk.errors import DomainError
+from helpdesk.models import Agent, Attachment, Contact, TimelineEntry
+
+MAX_COUNT = 10  # files per message
+MAX_NAME = 120
+#: Types served under their own name; everything else is application/octet-stream.
+SAFE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf",
+                        "text/plain", "text/csv", "application/zip", "application/gzip",
+                        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                        "application/msword", "application/vnd.ms-excel"})
+_BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069\u061c]")
+
+
+def sanitise_name(name: str | None) -> str:
+    """A harmless display and download name for whatever a sender called the file."""
+    name = unicodedata.normalize("NFC", str(name or ""))
+    name = _BIDI.sub("", name)
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C")  # controls, NUL, format
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]  # no path, whatever the separator
+    name = re.sub(r'[<>:"|?*]', "_", name).strip().lstrip(".").strip()
+    if len(name) > MAX_NAME:
+        stem, dot, ext = name.rpartition(".")
+        ext = ext[:16] if dot and stem else ""
+        name = (stem if dot and stem else name)[: MAX_NAME - len(ext) - 1] + ("." + ext if ext else "")
+    return name or "attachment"
+
+
+def content_type(name: str) -> str:
+    guessed = mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+    return guessed if guessed in SAFE_TYPES else "application/octet-stream"
+
+
+def _path(ctx: Context, sha256: str) -> Path:
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise DomainError("Not an attachment key.")
+    return Path(ctx.instance_path) / "attachments" / sha256[:2] / sha256
+
+
+def check(ctx: Context, files: list[tuple[str, bytes]]) -> None:
+    """Refuse the whole set with a clear message if one file is over the limits."""
+    if len(files) > MAX_COUNT:
+        raise DomainError(f"At most {MAX_COUNT} files at once, please.")
+    limit = ctx.settings.attachment_max_bytes
+    for name, data in files:
+        if len(data) > limit:
+            raise DomainError(f"{sanitise_name(name)} is {len(data) // 1024} KiB; the limit is "
+                              f"{limit // 1024} KiB per file.")
+
+
+def store(ctx: Context, incident_id: int, entry: TimelineEntry | int | None, name: str, data: bytes, *,
+          contact: Contact | None = None, agent: Agent | None = None) -> Attachment:
+    """Keep one file (call :func:`check` first) and record it on the incident."""
+    digest = hashlib.sha256(data).hexdigest()
+    path = _path(ctx, digest)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f"{digest}.{os.getpid()}.tmp")
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    clean = sanitise_name(name)
+    return Attachment.create(incident=incident_id, entry=entry, sha256=digest, size=len(data),
+                             filename=clean, content_type=content_type(clean),
+                             contact=contact, agent=agent)
+
+
+def path_of(ctx: Context, attachment: Attachment) -> Path:
+    return _path(ctx, attachment.sha256)
+
+
+def for_entries(incident_id: int) -> dict[int | None, list[Attachment]]:
+    """The incident's attachments by timeline entry (None: came with the incident)."""
+    found: dict[int | None, list[Attachment]] = {}
+    for attachment in Attachment.select().where(Attachment.incident == incident_id).order_by(Attachment.id):
+        found.setdefault(attachment.entry_id, []).append(attachment)
+    return found

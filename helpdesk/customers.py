@@ -1,0 +1,140 @@
+"""Customers in the conversation: who they are (contacts found by address) and what their
+messages do to an incident, whether they arrive by e-mail or through the portal.
+
+A customer's message is a ``customer`` timeline entry with the contact as its
+author: public (the customer sees it in the portal), never counted as the
+desk's response, and announced to the owner and the assignee. Written to an
+active incident it is simply added; to a resolved one it reopens it (the
+grace period before auto-close is the time a customer has to say "not
+fixed"); to one pending on the customer it resumes work; to a closed or
+cancelled one it becomes a new incident that names the old one, so nothing
+the customer wrote is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from peewee import fn
+
+from helpdesk import events
+from helpdesk.clock import now
+from helpdesk.context import Context
+from helpdesk.db import for_update, write_transaction
+from helpdesk.errors import DomainError, StaleVersion
+from helpdesk.incidents import log_incident
+from helpdesk.incidents.changes import entry, get
+from helpdesk.incidents.lifecycle import _reopen, change_status
+from helpdesk.models import Contact, Incident, TimelineEntry
+
+MAX_MESSAGE = 200_000
+
+
+def normalise_address(address: str) -> str:
+    return (address or "").strip().lower()
+
+
+def find_contact(address: str) -> Contact | None:
+    address = normalise_address(address)
+    if not address:
+        return None
+    # Exact, case-insensitive: never LIKE, where "_" or "%" in an address would match others.
+    return Contact.get_or_none(Contact.email == address) or Contact.select().where(
+        fn.LOWER(Contact.email) == address).order_by(Contact.id).first()
+
+
+def find_or_create_contact(address: str, name: str = "") -> Contact:
+    """The contact with this e-mail address (case-insensitive), created on first contact."""
+    found = find_contact(address)
+    if found is not None:
+        return found
+    address = normalise_address(address)
+    with write_transaction():
+        return Contact.create(name=(name or address)[:200], email=address)
+
+
+def is_participant(incident: Incident, contact: Contact) -> bool:
+    """Whether this contact may speak on the incident: its requester, or someone whose
+    messages it already holds."""
+    if incident.requester_id == contact.id:
+        return True
+    return TimelineEntry.select().where((TimelineEntry.incident == incident.id)
+                                        & (TimelineEntry.contact == contact.id)).exists()
+
+
+@dataclass
+class Posted:
+    """What a customer's message became: ``replied``, ``reopened`` or ``followed_up``."""
+
+    outcome: str
+    incident: Incident
+    entry: TimelineEntry | None
+
+
+def post_message(ctx: Context, incident_id: int, contact: Contact, body: str, *,
+                 via: str = "email") -> Posted:
+    """Add a customer's message to an incident they take part in (see the module docstring).
+
+    Runs in the caller's transaction when there is one. An agent closing the
+    incident at the same moment is resolved by the version check: the message
+    is then placed again on the fresh state (a follow-up incident if it closed).
+    """
+    body = (body or "").strip()[:MAX_MESSAGE]
+    if not body:
+        raise DomainError("Write something before sending.")
+    for _ in range(3):
+        try:
+            with write_transaction():
+                incident = for_update(Incident.select().where(Incident.id == incident_id)).first()
+                if incident is None:
+                    get(incident_id)  # raises NotFound
+                if not is_participant(incident, contact):
+                    raise DomainError(f"{contact.email} is not part of {incident.reference}.")
+                return _place(ctx, incident, contact, body, via)
+        except StaleVersion:
+            continue
+    raise DomainError("The incident kept changing while your message was added; try again.")
+
+
+def _place(ctx: Context, incident: Incident, contact: Contact, body: str, via: str) -> Posted:
+    if incident.status in {"closed", "cancelled"}:
+        follow = log_incident(
+            ctx, title=_follow_up_title(incident), actor=None, requester=contact, source=via,
+            description=f"Follow-up to {incident.reference} ({incident.status}), from {contact.name}:"
+                        f"\n\n{body}")
+        return Posted("followed_up", follow, None)
+    note = entry(incident.id, None, "customer", body=body, contact=contact.id)
+    Incident.update(updated_at=note.at).where(Incident.id == incident.id).execute()
+    if incident.status == "resolved":
+        reopened = _reopen(ctx, incident, None, incident.version,
+                           f"Reopened: {contact.name} replied after the resolution.")
+        _announce(ctx, reopened, note, contact)
+        return Posted("reopened", reopened, note)
+    if incident.status == "pending" and incident.pending_reason == "customer":
+        # The desk was waiting for this answer: back to work (SLA clocks resume).
+        incident = change_status(ctx, incident.id, None, "in_progress", incident.version,
+                                 note=f"{contact.name} answered.")
+    _announce(ctx, incident, note, contact)
+    return Posted("replied", incident, note)
+
+
+def _follow_up_title(incident: Incident) -> str:
+    title = f"Follow-up to {incident.reference}: {incident.title}"
+    return title[:200]
+
+
+def _announce(ctx: Context, incident: Incident, note: TimelineEntry, contact: Contact) -> None:
+    events.emit(ctx, "incident_commented", incident.id, None, entry=note.id, public=True,
+                body=note.body, actor_name=contact.name, customer=True)
+
+
+def recent_acknowledgements(contact: Contact, hours: int = 1) -> int:
+    """Acknowledgements written to this contact's incidents lately (the loop brake counts them)."""
+    import datetime as dt
+
+    from helpdesk.models import Delivery
+
+    since = now() - dt.timedelta(hours=hours)
+    return (Delivery.select().join(Incident, on=(Delivery.incident == Incident.id))
+            .where((Incident.requester == contact.id) & (Delivery.event == "incident_created")
+                   & (Delivery.agent.is_null()) & (Delivery.created_at >= since)).count())

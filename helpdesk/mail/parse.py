@@ -1,0 +1,294 @@
+"""Reading one RFC 5322 message into what intake needs, or a clear reason why it cannot be read.
+
+The standard library's parser (``policy.default``) decodes charsets and encoded
+words; this module adds limits (parts, nesting), a fallback for unknown
+charsets, HTML turned into plain text after the nh3 allowlist, forwarded
+messages (``message/rfc822``) kept as quoted text, and the trimming of quoted
+replies and signatures. It never raises for bad input: :class:`Unreadable`
+carries the reason, and the caller keeps the raw message.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from dataclasses import dataclass, field
+from email.message import EmailMessage, Message
+from email.utils import getaddresses, parseaddr
+from html.parser import HTMLParser
+
+import nh3
+
+MAX_PARTS = 500
+MAX_DEPTH = 10
+MAX_TEXT = 200_000  # characters of body text kept on the timeline
+
+
+class Unreadable(Exception):
+    """The message cannot be placed on an incident; the reason is shown to admins."""
+
+
+@dataclass
+class Attachment:
+    filename: str
+    content_type: str
+    size: int
+    data: bytes = b""
+
+
+@dataclass
+class Mail:
+    """The parts of an inbound message intake decides on."""
+
+    message_id: str
+    sender: str  # the From address, lower case
+    sender_name: str
+    subject: str
+    text: str  # the whole body as plain text (forwarded messages included)
+    references: list[str] = field(default_factory=list)  # In-Reply-To first, then References
+    headers: dict[str, str] = field(default_factory=dict)  # loop-relevant headers, lower-case names
+    attachments: list[Attachment] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was odd but survivable
+    return_path: str | None = None
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_MSGID = re.compile(r"<([^<>\s]{1,900})>")
+LOOP_HEADERS = ("auto-submitted", "precedence", "x-auto-response-suppress", "x-autoreply",
+                "x-autorespond", "x-helpdesk-loop", "x-loop", "list-id", "list-unsubscribe",
+                "content-type", "x-failed-recipients")
+
+
+def one_line(value: str) -> str:
+    return " ".join(_CONTROL.sub(" ", value or "").split())
+
+
+def _header(message: Message, name: str) -> str:
+    """A header as text; a header the parser cannot decode is read raw instead of failing."""
+    try:
+        value = message.get(name)
+    except Exception:  # noqa: BLE001 - any malformed header: fall back to its raw bytes
+        raw = message.get_all(name, failobj=[None])
+        value = raw[0] if raw else None
+        if value is not None:
+            value = str(value.encode("ascii", "replace").decode("ascii") if isinstance(value, str) else value)
+    return "" if value is None else str(value)
+
+
+def message_ids(value: str) -> list[str]:
+    return [found.strip().lower() for found in _MSGID.findall(value or "")]
+
+
+def _decode(part: Message, notes: list[str]) -> str:
+    """A text part's content; an unknown or lying charset is read as UTF-8 with replacements."""
+    try:
+        content = part.get_content()  # type: ignore[attr-defined]
+        if isinstance(content, str):
+            return content
+    except (LookupError, UnicodeError, AssertionError, KeyError, ValueError):
+        pass
+    payload = part.get_payload(decode=True) or b""
+    if not isinstance(payload, bytes):
+        payload = str(payload).encode("utf-8", "replace")
+    notes.append(f"unreadable charset {part.get_content_charset()!r}: read as UTF-8")
+    return payload.decode("utf-8", "replace")
+
+
+class _Text(HTMLParser):
+    """Plain text from (already sanitised) HTML: block elements become line breaks."""
+
+    BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote",
+              "pre", "table", "ul", "ol", "hr"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.quote = 0
+        self.href: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "blockquote":
+            self.quote += 1
+        if tag in self.BLOCKS:
+            self.out.append("\n")
+        if tag == "li":
+            self.out.append("- ")
+        if tag == "a":
+            self.href = dict(attrs).get("href")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "blockquote":
+            self.quote = max(0, self.quote - 1)
+        if tag in self.BLOCKS:
+            self.out.append("\n")
+        if tag == "a" and self.href:
+            if self.href.startswith(("http://", "https://")):
+                self.out.append(f" ({self.href})")
+            self.href = None
+
+    def handle_data(self, data: str) -> None:
+        if self.quote:
+            data = "\n".join("> " + line if line.strip() else line for line in data.split("\n"))
+        self.out.append(data)
+
+
+def html_to_text(markup: str) -> str:
+    """HTML mail as plain text: nh3's allowlist first (scripts, styles, remote images,
+    event handlers and unsafe links go), then the remaining structure as line breaks."""
+    from helpdesk.rendering import _ALLOWED_ATTRIBUTES, _ALLOWED_TAGS
+
+    clean = nh3.clean(markup, tags=_ALLOWED_TAGS | {"div", "span"}, attributes=_ALLOWED_ATTRIBUTES,
+                      url_schemes={"http", "https", "mailto"})
+    parser = _Text()
+    parser.feed(clean)
+    parser.close()
+    text = "".join(parser.out).replace("\xa0", " ")
+    lines = [line.rstrip() for line in text.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _leaves(message: Message, count: list[int], depth: int = 0) -> list[Message]:
+    """The parts of one message, not descending into attached messages (read on their own)."""
+    if depth > MAX_DEPTH:
+        raise Unreadable(f"multiparts nested more than {MAX_DEPTH} deep")
+    parts: list[Message] = []
+    children = message.get_payload() if message.is_multipart() else None
+    if not isinstance(children, list) or message.get_content_type().startswith("message/"):
+        return [message]
+    for child in children:
+        count[0] += 1
+        if count[0] > MAX_PARTS:
+            raise Unreadable(f"more than {MAX_PARTS} MIME parts")
+        if isinstance(child, Message) and child.is_multipart() \
+                and not child.get_content_type().startswith("message/"):
+            parts += _leaves(child, count, depth + 1)
+        else:
+            parts.append(child)
+    return parts
+
+
+def _body(message: Message, notes: list[str], attachments: list[Attachment], depth: int,
+          count: list[int]) -> str:
+    """The readable text of one message: its preferred body plus forwarded messages."""
+    if depth > MAX_DEPTH:
+        notes.append(f"messages forwarded more than {MAX_DEPTH} deep were not read")
+        return ""
+    texts: list[str] = []
+    body = None
+    if isinstance(message, EmailMessage):
+        try:
+            body = message.get_body(preferencelist=("plain", "html"))
+        except Exception:  # noqa: BLE001 - a broken structure: fall through to the walk below
+            body = None
+    if body is not None:
+        content = _decode(body, notes)
+        texts.append(html_to_text(content) if body.get_content_subtype() == "html" else content)
+    for part in _leaves(message, count):
+        if part is body:
+            continue
+        ctype = part.get_content_type()
+        if ctype.startswith("message/"):
+            inner = part.get_payload()
+            inner = inner[0] if isinstance(inner, list) and inner else inner
+            if isinstance(inner, Message):
+                forwarded = _body(inner, notes, attachments, depth + 1, count)
+                texts.append(f"---- Forwarded message from {one_line(_header(inner, 'From'))} "
+                             f"({one_line(_header(inner, 'Subject'))}) ----\n{forwarded}")
+            continue
+        disposition = part.get_content_disposition()
+        if body is None and ctype in {"text/plain", "text/html"} and disposition != "attachment":
+            content = _decode(part, notes)
+            texts.append(html_to_text(content) if ctype == "text/html" else content)
+            body = part
+            continue
+        if ctype.startswith("multipart/") or (ctype.startswith("text/") and disposition is None):
+            continue  # alternative renderings of the body
+        data = part.get_payload(decode=True) or b""
+        name = part.get_filename() or f"part-{count[0]}.{ctype.rpartition('/')[2] or 'bin'}"
+        attachments.append(Attachment(one_line(str(name))[:255], ctype, len(data), data))
+    return "\n\n".join(t.strip() for t in texts if t and t.strip())
+
+
+def parse(raw: bytes) -> Mail:
+    """Parse one message, or raise :class:`Unreadable` saying why it cannot be used."""
+    try:
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+    except Exception as error:  # noqa: BLE001 - the parser should not raise, but never trust it
+        raise Unreadable(f"the message cannot be parsed: {type(error).__name__}") from None
+    notes: list[str] = []
+    defects = [type(d).__name__ for d in message.defects]
+    if any(d in {"NoBoundaryInMultipartDefect", "StartBoundaryNotFoundDefect",
+                 "MultipartInvariantViolationDefect"} for d in defects):
+        raise Unreadable(f"broken MIME structure: {', '.join(defects)}")
+    raw_from = _header(message, "From")
+    try:
+        addresses = getaddresses([raw_from])
+    except Exception:  # noqa: BLE001
+        addresses = [parseaddr(raw_from)]
+    name, sender = addresses[0] if addresses else ("", "")
+    sender = one_line(sender).lower()
+    if sender.count("@") != 1 or any(c in sender for c in " <>,;\"'") or len(sender) > 254:
+        raise Unreadable(f"no usable sender address in From: {one_line(raw_from)[:200]!r}")
+    attachments: list[Attachment] = []
+    try:
+        text = _body(message, notes, attachments, 0, [0])
+    except Unreadable:
+        raise
+    except Exception as error:  # noqa: BLE001 - the body is unreadable: keep it raw for an admin
+        raise Unreadable(f"the body cannot be read: {type(error).__name__}: {error}") from None
+    if len(text) > MAX_TEXT:
+        notes.append(f"the text was cut at {MAX_TEXT} characters (the original is kept)")
+        text = text[:MAX_TEXT]
+    references = message_ids(_header(message, "In-Reply-To")) + message_ids(_header(message, "References"))
+    ids = message_ids(_header(message, "Message-ID"))
+    headers = {h: one_line(_header(message, h))[:500] for h in LOOP_HEADERS if message.get_all(h)}
+    return_path = None
+    if message.get_all("Return-Path"):
+        return_path = one_line(_header(message, "Return-Path"))
+    return Mail(message_id=ids[0] if ids else "", sender=sender, sender_name=one_line(name)[:200],
+                subject=one_line(_header(message, "Subject")), text=text.strip(),
+                references=list(dict.fromkeys(references)), headers=headers,
+                attachments=attachments, notes=notes, return_path=return_path)
+
+
+# -- trimming ---------------------------------------------------------------------------------
+
+_CUT = [
+    re.compile(r"^-- ?$"),  # signature separator
+    re.compile(r"^_{8,}\s*$"),  # Outlook's rule above the quoted message
+    re.compile(r"^-{2,}\s*(Original Message|Ursprüngliche Nachricht|Message d'origine)\s*-{2,}", re.I),
+    re.compile(r"^(On|Am|Le|El|Il|Op)\s.{0,300}"
+               r"(wrote|schrieb|a écrit|escribió|ha scritto|schreef)\b.{0,200}:\s*$", re.I),
+    re.compile(r"^Sent from my \w+", re.I),
+]
+_OUTLOOK_FROM = re.compile(r"^\*?(From|Von|De):\*?\s", re.I)
+_OUTLOOK_NEXT = re.compile(r"^\*?(Sent|Date|Gesendet|Envoyé|To|An):\*?\s", re.I)
+
+
+def trim_reply(text: str) -> str:
+    """The new part of a reply: without the quoted earlier message and the signature.
+
+    Returns the whole text when trimming would leave nothing (a reply that is
+    all quote is better shown whole than as an empty entry).
+    """
+    lines = text.replace("\r\n", "\n").split("\n")
+    cut = len(lines)
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if any(p.match(stripped) for p in _CUT):
+            cut = index
+            break
+        if index + 1 < len(lines) and stripped.startswith(("On ", "Am ", "Le ")) \
+                and re.search(r"(wrote|schrieb|a écrit)\s?:\s*$", lines[index + 1].strip()):
+            cut = index  # "On <date>, <name>" wrapped onto two lines
+            break
+        if _OUTLOOK_FROM.match(stripped) and any(_OUTLOOK_NEXT.match(n.strip())
+                                                  for n in lines[index + 1:index + 4]):
+            cut = index
+            break
+    kept = lines[:cut]
+    while kept and (not kept[-1].strip() or kept[-1].lstrip().startswith(">")):
+        kept.pop()
+    result = "\n".join(kept).strip()
+    return result or text.strip()

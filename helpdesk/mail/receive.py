@@ -1,0 +1,327 @@
+"""Receiving one inbound message: exactly once, on the right incident, never in a loop,
+never lost.
+
+Order of decisions (each one is recorded on the message's ``InboundMail`` row):
+
+1. **Once**: the row's unique key (the ``Message-ID``, or the raw bytes' hash)
+   is claimed in the same transaction as the incident change, so a message
+   fetched twice, or by two pollers at once, lands once (``duplicate``).
+2. **Kept**: the raw bytes are written to ``<instance>/mail/`` before
+   anything else; mail too large or unreadable is ``quarantined`` for an
+   admin (the Inbound mail page), never dropped.
+3. **No loops**: our own mail coming back (``X-Helpdesk-Loop`` with our
+   domain, or ``From`` one of our addresses) and bounces are ``dropped``
+   (a bounce marks the failing contact's address); automatic mail
+   (``Auto-Submitted``, ``Precedence: bulk|junk|list``, ``X-Autoreply``,
+   mailing lists, an empty ``Return-Path``) never gets an acknowledgement, and
+   an automatic reply on an incident is kept as a note without telling
+   anyone or reopening anything (``recorded``). Past
+   ``mail_auto_reply_limit`` acknowledgements to one sender within an hour,
+   no more are sent and admins get a notice.
+4. **Threading**: ``In-Reply-To``/``References`` naming a message we
+   received or sent, then the signed ``[INC-n #sig]`` subject token.
+5. **Who speaks**: only a participant (the requester, or a contact whose
+   messages the incident holds) posts on an incident. Anyone else's reply
+   becomes a new incident with them as requester that names the one they
+   replied to: a spoofed or forwarded reply never speaks for someone else.
+6. A reply is trimmed of quotes and signatures (the full text is kept on the
+   row, and shown to agents); to a resolved incident it reopens it, to a
+   closed one it starts a follow-up incident (:mod:`helpdesk.customers`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.parser
+import email.policy
+import hashlib
+import logging
+import os
+import re
+from dataclasses import dataclass
+from email.utils import parseaddr
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import peewee
+from peewee import fn
+
+from helpdesk import attachments, customers
+from helpdesk.clock import now
+from helpdesk.context import Context
+from helpdesk.db import write_transaction
+from helpdesk.errors import DomainError
+from helpdesk.incidents import log_incident
+from helpdesk.incidents.changes import entry
+from helpdesk.mail.parse import Attachment, Mail, Unreadable, message_ids, one_line, parse, trim_reply
+from helpdesk.mail.reference import incident_in_subject
+from helpdesk.models import Agent, Contact, InboundMail, Incident, Notice
+
+logger = logging.getLogger(__name__)
+OUTCOMES = ("created", "replied", "reopened", "followed_up", "recorded", "dropped", "quarantined")
+_OUR_ID = re.compile(r"^inc-(\d{1,18})[.@]")
+_BOUNCE_SENDERS = ("mailer-daemon@", "postmaster@")
+_FINAL_RECIPIENT = re.compile(rb"(?im)^(?:final|original)-recipient:\s*rfc822\s*;\s*<?([^\s<>;]+@[^\s<>;]+)")
+
+
+@dataclass
+class Received:
+    """What became of one message."""
+
+    outcome: str  # one of OUTCOMES, or "duplicate"
+    mail: InboundMail
+    reason: str = ""
+
+    @property
+    def incident(self) -> Incident | None:
+        return self.mail.incident if self.mail.incident_id else None
+
+
+def our_domain(ctx: Context) -> str:
+    """The domain our outbound mail's Message-IDs carry (as the e-mail channel builds them)."""
+    base_host = urlsplit(ctx.base_url).hostname or "localhost"
+    sender = ctx.plugin_settings("email").get("from_address", f"Helpdesk <helpdesk@{base_host}>")
+    return parseaddr(str(sender))[1].rpartition("@")[2].lower() or "helpdesk.invalid"
+
+
+def our_addresses(ctx: Context) -> set[str]:
+    base_host = urlsplit(ctx.base_url).hostname or "localhost"
+    sender = ctx.plugin_settings("email").get("from_address", f"Helpdesk <helpdesk@{base_host}>")
+    found = {parseaddr(str(sender))[1].lower(), ctx.settings.support_address.strip().lower()}
+    return {address for address in found if "@" in address}
+
+
+def store_raw(ctx: Context, raw: bytes) -> str:
+    """Keep the raw message under ``<instance>/mail/`` by content hash; returns its relative path."""
+    digest = hashlib.sha256(raw).hexdigest()
+    folder = Path(ctx.instance_path) / "mail" / digest[:2]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{digest}.eml"
+    if not path.exists():
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_bytes(raw)
+        os.replace(temporary, path)
+    return str(path.relative_to(ctx.instance_path))
+
+
+def raw_message(ctx: Context, mail: InboundMail) -> bytes:
+    """The stored original of a received message (admins and agents may download it)."""
+    path = (Path(ctx.instance_path) / mail.raw_path).resolve()
+    if not mail.raw_path or Path(ctx.instance_path).resolve() / "mail" not in path.parents:
+        raise DomainError("The original of this message is not kept.")
+    return path.read_bytes()
+
+
+def _key(message_id: str, raw: bytes) -> str:
+    if message_id:
+        return hashlib.sha256(f"message-id:{message_id}".encode()).hexdigest()
+    return hashlib.sha256(b"raw:" + raw).hexdigest()
+
+
+def _quick_headers(raw: bytes) -> tuple[str, str, str]:
+    """Message-ID, sender and subject of a message we could not parse, as far as they go."""
+    try:
+        headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw[:65536])
+        ids = message_ids(str(headers.get("Message-ID", "")))
+        return (ids[0] if ids else "", one_line(parseaddr(str(headers.get("From", "")))[1])[:254],
+                one_line(str(headers.get("Subject", "")))[:300])
+    except Exception:  # noqa: BLE001 - we are already on the unreadable path
+        return "", "", ""
+
+
+def is_automatic(mail: Mail) -> str:
+    """Why this message was sent by a machine ("" when a person sent it)."""
+    h = mail.headers
+    auto = h.get("auto-submitted", "").lower()
+    if auto and not auto.startswith("no"):
+        return f"Auto-Submitted: {auto}"
+    if h.get("precedence", "").lower() in {"bulk", "junk", "list", "auto_reply"}:
+        return f"Precedence: {h['precedence']}"
+    for name in ("x-autoreply", "x-autorespond", "x-auto-response-suppress", "list-id"):
+        if name in h:
+            return f"{name}: {h[name]}"
+    if mail.return_path is not None and mail.return_path.strip() in {"<>", ""}:
+        return "empty Return-Path"
+    return ""
+
+
+def _is_bounce(mail: Mail) -> bool:
+    ctype = mail.headers.get("content-type", "").lower()
+    return (mail.sender.startswith(_BOUNCE_SENDERS) or "report-type=delivery-status" in ctype.replace(" ", "")
+            or "x-failed-recipients" in mail.headers)
+
+
+def _thread(ctx: Context, mail: Mail) -> int | None:
+    domain = our_domain(ctx)
+    for reference in mail.references:
+        known = InboundMail.select(InboundMail.incident).where(
+            (InboundMail.key == _key(reference, b"")) & InboundMail.incident.is_null(False)).first()
+        if known is not None:
+            return known.incident_id
+        local, _, host = reference.rpartition("@")
+        found = _OUR_ID.match(local + "@")
+        if found and host == domain:
+            return int(found.group(1))
+    return incident_in_subject(ctx, mail.subject)
+
+
+def _tell_admins(text: str) -> None:
+    admins = Agent.select(Agent.id).where((Agent.role == "admin") & (Agent.active == True))  # noqa: E712
+    Notice.insert_many([{"agent": admin.id, "text": text[:500], "created_at": now()}
+                        for admin in admins]).execute()
+
+
+def receive(ctx: Context, raw: bytes) -> Received:
+    """Take one message (see the module docstring). Raises only when the database (or the
+    instance folder) is unavailable, so the caller can ask the sender to try again."""
+    raw_path = store_raw(ctx, raw)
+    base = {"raw_path": raw_path, "size": len(raw), "received_at": now()}
+    if len(raw) > ctx.settings.mail_max_bytes:
+        message_id, sender, subject = _quick_headers(raw)
+        return _quarantine(ctx, _key(message_id, raw), base, message_id, sender, subject,
+                           f"larger than mail_max_bytes ({len(raw)} > {ctx.settings.mail_max_bytes} bytes)")
+    try:
+        mail = parse(raw)
+    except Unreadable as error:
+        message_id, sender, subject = _quick_headers(raw)
+        return _quarantine(ctx, _key(message_id, raw), base, message_id, sender, subject, str(error))
+    key = _key(mail.message_id, raw)
+    existing = InboundMail.get_or_none(InboundMail.key == key)
+    if existing is not None:
+        return Received("duplicate", existing, "this Message-ID was received before")
+    base.update(key=key, message_id=mail.message_id, sender=mail.sender, subject=mail.subject[:300],
+                full_text=mail.text)
+    try:
+        with write_transaction():
+            return _decide(ctx, mail, base, raw)
+    except peewee.IntegrityError:  # the same message, claimed at this moment by another receiver
+        existing = InboundMail.get_or_none(InboundMail.key == key)
+        if existing is None:
+            raise
+        return Received("duplicate", existing, "this Message-ID was received before")
+
+
+def _quarantine(ctx: Context, key: str, base: dict, message_id: str, sender: str, subject: str,
+                reason: str) -> Received:
+    existing = InboundMail.get_or_none(InboundMail.key == key)
+    if existing is not None:
+        return Received("duplicate", existing, "this message was received before")
+    with write_transaction():
+        row = InboundMail.create(key=key, message_id=message_id, sender=sender, subject=subject,
+                                 outcome="quarantined", reason=reason, **base)
+        _tell_admins(f"Inbound mail from {sender or 'an unknown sender'} was quarantined: {reason}")
+    logger.warning("inbound mail %s quarantined: %s", row.id, reason)
+    return Received("quarantined", row, reason)
+
+
+def _record(base: dict, outcome: str, reason: str = "", **values: object) -> InboundMail:
+    return InboundMail.create(outcome=outcome, reason=reason, **base, **values)
+
+
+def _decide(ctx: Context, mail: Mail, base: dict, raw: bytes) -> Received:
+    # Claim the key first: a concurrent receiver of the same message waits here, then fails.
+    row = _record(base, "dropped", "being received")
+    automatic = is_automatic(mail)
+    row.automatic = bool(automatic)
+
+    def done(outcome: str, reason: str = "", **values: object) -> Received:
+        row.outcome, row.reason = outcome, reason[:2000]
+        for name, value in values.items():
+            setattr(row, name, value)
+        row.save()
+        return Received(outcome, row, reason)
+
+    loop_mark = mail.headers.get("x-helpdesk-loop", "").lower()
+    if loop_mark == our_domain(ctx) or mail.sender in our_addresses(ctx):
+        return done("dropped", "our own mail came back (X-Helpdesk-Loop or our From address)")
+    if _is_bounce(mail):
+        failed = _bounced_addresses(mail, raw)
+        if failed:
+            Contact.update(email_failing_at=now()).where(Contact.email.in_(failed)).execute()
+        return done("dropped", "delivery failure report" + (f" for {', '.join(sorted(failed))}" if failed
+                                                             else ""))
+
+    if Agent.select().where(fn.LOWER(Agent.email) == mail.sender).exists():
+        # Anyone can write an agent's address in From: mail never speaks for an agent.
+        _tell_admins(f"Inbound mail from agent address {mail.sender} was quarantined.")
+        return done("quarantined", "sent from an agent's address: agents answer in the helpdesk, "
+                                   "and mail never acts in an agent's name")
+    notes = list(mail.notes) + _refused_attachments(ctx, mail)
+    contact = customers.find_or_create_contact(mail.sender, mail.sender_name)
+    incident_id = _thread(ctx, mail)
+    incident = Incident.get_or_none(Incident.id == incident_id) if incident_id else None
+    if incident is not None and customers.is_participant(incident, contact):
+        text = trim_reply(mail.text) or "(empty message)"
+        if notes:
+            text += "\n\n_" + "; ".join(notes) + "_"
+        if automatic:
+            note = entry(incident.id, None, "note", contact=contact.id,
+                         body=f"Automatic reply from {contact.email} ({automatic}), kept without "
+                              f"answering:\n\n{text}")
+            _keep_attachments(ctx, mail, incident.id, note.id, contact)
+            return done("recorded", automatic, incident=incident.id, entry=note.id, contact=contact.id)
+        posted = customers.post_message(ctx, incident.id, contact, text, via="email")
+        _keep_attachments(ctx, mail, posted.incident.id, posted.entry.id if posted.entry else None, contact)
+        return done(posted.outcome, "", incident=posted.incident.id,
+                    entry=posted.entry.id if posted.entry else None, contact=contact.id)
+
+    reason = ""
+    if incident is not None:
+        reason = (f"{contact.email} is not a participant of {incident.reference}: "
+                  "a new incident instead of a reply in someone else's name")
+    acknowledge = not automatic
+    if automatic:
+        reason = "; ".join(filter(None, [reason, f"automatic mail ({automatic}): no acknowledgement"]))
+    elif customers.recent_acknowledgements(contact) >= ctx.settings.mail_auto_reply_limit:
+        acknowledge = False
+        reason = "; ".join(filter(None, [reason, "acknowledgement withheld: loop brake "
+                                         f"({ctx.settings.mail_auto_reply_limit} per hour) reached"]))
+        _tell_admins(f"Mail loop brake: no more acknowledgements to {contact.email} this hour.")
+    description = mail.text or "(empty message)"
+    if incident is not None:
+        description = f"Sent as a reply to {incident.reference}.\n\n{description}"
+    if notes:
+        description += "\n\n_" + "; ".join(notes) + "_"
+    created = log_incident(ctx, title=_title(mail), actor=None, requester=contact, source="email",
+                           description=description, acknowledge=acknowledge)
+    _keep_attachments(ctx, mail, created.id, None, contact)
+    return done("created", reason, incident=created.id, contact=contact.id)
+
+
+def _accepted(ctx: Context, mail: Mail) -> list[Attachment]:
+    limit = ctx.settings.attachment_max_bytes
+    return [a for a in mail.attachments if a.size <= limit][: attachments.MAX_COUNT]
+
+
+def _refused_attachments(ctx: Context, mail: Mail) -> list[str]:
+    """Notes for the files not kept (too large, too many); the raw message still has them."""
+    kept = {id(a) for a in _accepted(ctx, mail)}
+    refused = [a for a in mail.attachments if id(a) not in kept]
+    if not refused:
+        return []
+    return ["not kept (over the size or count limit; the original message has them): " + ", ".join(
+        f"{attachments.sanitise_name(a.filename)} ({a.size} bytes)" for a in refused[:20])]
+
+
+def _keep_attachments(ctx: Context, mail: Mail, incident_id: int, entry_id: int | None,
+                      contact: Contact) -> None:
+    for attachment in _accepted(ctx, mail):
+        attachments.store(ctx, incident_id, entry_id, attachment.filename, attachment.data, contact=contact)
+
+
+def _title(mail: Mail) -> str:
+    title = one_line(mail.subject)
+    return (title or f"E-mail from {mail.sender}")[:200]
+
+
+def _bounced_addresses(mail: Mail, raw: bytes) -> set[str]:
+    """The recipients a delivery failure report names (X-Failed-Recipients, Final-Recipient)."""
+    found = {a.strip().lower() for a in mail.headers.get("x-failed-recipients", "").split(",") if "@" in a}
+    for match in _FINAL_RECIPIENT.finditer(raw[:1_000_000]):
+        found.add(match.group(1).decode("ascii", "replace").lower())
+    return found
+
+
+def received_since(hours: int = 24) -> int:
+    """How many messages arrived lately (for the admin page's summary)."""
+    return InboundMail.select().where(InboundMail.received_at >= now() - dt.timedelta(hours=hours)).count()

@@ -1,0 +1,51 @@
+"""Attachment downloads for agents (the portal has its own, limited to a customer's incidents),
+and the template helper that lists an entry's files.
+
+Every download is ``Content-Disposition: attachment`` (with an RFC 5987 name),
+``X-Content-Type-Options: nosniff`` and ``Content-Security-Policy: sandbox``, in
+the content type derived from the sanitised name — never inline HTML or SVG.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, abort, send_file
+
+from helpdesk import attachments
+from helpdesk.models import Attachment
+from helpdesk.security import AGENT, access
+from helpdesk.web import context
+
+bp = Blueprint("attachments", __name__)
+
+
+@bp.app_template_global()
+def attachments_of(entry: Any) -> list[Attachment]:
+    """The files that came with a timeline entry; a ``created`` entry shows the incident's own."""
+    entry_id = None if entry.kind == "created" else entry.id
+    query = Attachment.select().where(Attachment.incident == entry.incident_id)
+    query = query.where(Attachment.entry.is_null()) if entry_id is None else query.where(
+        Attachment.entry == entry_id)
+    return list(query.order_by(Attachment.id))
+
+
+def serve(attachment: Attachment) -> Response:
+    path = attachments.path_of(context(), attachment)
+    if not path.is_file():
+        abort(404)
+    response = send_file(path, mimetype=attachment.content_type, as_attachment=True,
+                         download_name=attachment.filename, max_age=0)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "sandbox"
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.get("/attachments/<int:attachment_id>")
+@access(AGENT)
+def download(attachment_id: int) -> Response:
+    attachment = Attachment.get_or_none(Attachment.id == attachment_id)
+    if attachment is None:
+        abort(404)
+    return serve(attachment)

@@ -1,0 +1,83 @@
+"""Inbound mail for the desk: the original of a customer's message (any agent, as the
+incident page), and the admins' list of every received message with the quarantine.
+
+The raw message is offered only as a download (``attachment``, ``nosniff``,
+``CSP: sandbox``); its text is shown as text, never as HTML.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+
+from helpdesk.clock import now
+from helpdesk.errors import DomainError
+from helpdesk.mail.receive import OUTCOMES, raw_message
+from helpdesk.models import InboundMail
+from helpdesk.security import ADMIN, AGENT, access
+from helpdesk.web import context
+
+bp = Blueprint("mail", __name__)
+PAGE = 100
+
+
+@bp.app_template_global()
+def inbound_mail_for(entry: Any) -> InboundMail | None:
+    """The received e-mail a timeline entry came from (``None`` for portal messages)."""
+    if entry.kind not in {"customer", "note"} or entry.contact_id is None:
+        return None
+    return InboundMail.get_or_none(InboundMail.entry == entry.id)
+
+
+@bp.get("/mail/<int:mail_id>")
+@access(AGENT)
+def show(mail_id: int) -> Any:
+    mail = InboundMail.get_or_none(InboundMail.id == mail_id)
+    if mail is None:
+        abort(404)
+    return render_template("mail.html", mail=mail)
+
+
+@bp.get("/mail/<int:mail_id>/original.eml")
+@access(AGENT)
+def original(mail_id: int) -> Response:
+    mail = InboundMail.get_or_none(InboundMail.id == mail_id)
+    if mail is None:
+        abort(404)
+    try:
+        raw = raw_message(context(), mail)
+    except (DomainError, OSError):
+        abort(404)
+    response = Response(raw, mimetype="application/octet-stream")
+    response.headers["Content-Disposition"] = f'attachment; filename="message-{mail.id}.eml"'
+    response.headers["Content-Security-Policy"] = "sandbox"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@bp.get("/admin/mail")
+@access(ADMIN)
+def inbox() -> Any:
+    outcome = request.args.get("outcome") or ""
+    query = InboundMail.select().order_by(InboundMail.id.desc()).limit(PAGE)
+    if outcome in OUTCOMES:
+        query = query.where(InboundMail.outcome == outcome)
+    else:
+        outcome = ""
+    waiting = InboundMail.select().where((InboundMail.outcome == "quarantined")
+                                         & InboundMail.handled_at.is_null()).count()
+    return render_template("admin/mail.html", mails=list(query), outcome=outcome, outcomes=OUTCOMES,
+                           waiting=waiting)
+
+
+@bp.post("/admin/mail/<int:mail_id>/handled")
+@access(ADMIN)
+def handled(mail_id: int) -> Any:
+    """An admin dealt with a quarantined message (e.g. logged it by hand)."""
+    updated = InboundMail.update(handled_at=now()).where(
+        (InboundMail.id == mail_id) & (InboundMail.outcome == "quarantined")).execute()
+    if not updated:
+        abort(404)
+    flash(f"Message {mail_id} marked as handled.")
+    return redirect(url_for("mail.inbox", outcome="quarantined"), code=303)

@@ -1,0 +1,232 @@
+"""The customer portal: sign in by an e-mailed link, log an incident in plain words, follow
+one's own incidents, reply, confirm a resolution or reopen.
+
+Every page but sign-in is ``@access(CUSTOMER)``: the portal's gate lets only a
+signed-in customer through (an agent's session is not one, and a customer's
+session opens no agent page). A customer sees only incidents they requested;
+any other id — someone else's, or none at all — is the same 404 on every
+page and action, and is logged. Only public entries are shown (the desk's
+replies and the customer's own messages), never internal notes or field
+changes; forms read only the fields they offer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from helpdesk import attachments, customer_links, customers, incidents
+from helpdesk.db import write_transaction
+from helpdesk.errors import DomainError
+from helpdesk.models import Attachment, Contact, Incident, TimelineEntry
+from helpdesk.security import CUSTOMER, PUBLIC, access
+from helpdesk.web import context
+
+bp = Blueprint("portal", __name__, url_prefix="/portal")
+logger = logging.getLogger(__name__)
+SESSION_KEY = "portal_contact"
+#: Plain words for urgency (what the customer can tell us); impact is the desk's judgement.
+URGENCY = {"high": "I cannot work at all", "medium": "It slows me down", "low": "It can wait"}
+SENT = ("If this address is known to us, a sign-in link is on its way. "
+        "It works once, within 15 minutes.")
+
+
+def current_customer() -> Contact | None:
+    raw = session.get(SESSION_KEY)
+    if not isinstance(raw, int):
+        return None
+    return Contact.get_or_none(Contact.id == raw)
+
+
+def _gate() -> Response | None:
+    contact = current_customer()
+    if contact is None:
+        return redirect(url_for("portal.sign_in"))
+    g.customer = contact
+    return None
+
+
+@bp.record_once
+def _install(state: Any) -> None:
+    app: Flask = state.app
+    app.extensions["helpdesk.customer_gate"] = _gate
+
+
+def _own(incident_id: int) -> Incident:
+    """The customer's own incident, or 404 — the same for someone else's and for none."""
+    incident = Incident.get_or_none((Incident.id == incident_id) & (Incident.requester == g.customer.id))
+    if incident is None:
+        logger.warning("portal: contact %s asked for INC-%s, which is not theirs (404)",
+                       g.customer.id, incident_id)
+        abort(404)
+    return incident
+
+
+# -- signing in ----------------------------------------------------------------------------------
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+@access(PUBLIC)
+def sign_in() -> Any:
+    if request.method == "GET":
+        return render_template("portal/sign_in.html")
+    ctx = context()
+    issued = customer_links.issue(ctx, request.form.get("email", ""), request.remote_addr)
+    if issued is not None:
+        contact, token = issued
+        url = f"{ctx.base_url}{url_for('portal.redeem', token=token)}"
+        customer_links.send(ctx, contact, url, wait=ctx.settings.testing)
+    return render_template("portal/sign_in.html", sent=SENT)
+
+
+@bp.route("/sign-in/<token>", methods=["GET", "POST"])
+@access(PUBLIC)
+def redeem(token: str) -> Any:
+    """GET only shows a button: mail scanners that open links must not use up the link."""
+    if request.method == "GET":
+        return render_template("portal/redeem.html", token=token)
+    contact = customer_links.redeem(context(), token)
+    if contact is None:
+        return render_template("portal/sign_in.html", error=(
+            "This link is invalid, expired or already used. Ask for a new one.")), 400
+    session.pop(SESSION_KEY, None)
+    session[SESSION_KEY] = contact.id
+    return redirect(url_for("portal.index"), code=303)
+
+
+@bp.post("/sign-out")
+@access(CUSTOMER)
+def sign_out() -> Response:
+    session.pop(SESSION_KEY, None)
+    flash("You are signed out.")
+    return redirect(url_for("portal.sign_in"), code=303)
+
+
+# -- the customer's incidents ----------------------------------------------------------------------
+
+
+@bp.get("/")
+@access(CUSTOMER)
+def index() -> Any:
+    mine = list(Incident.select().where(Incident.requester == g.customer.id)
+                .order_by(Incident.updated_at.desc()).limit(200))
+    return render_template("portal/index.html", incidents=mine)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@access(CUSTOMER)
+def new() -> Any:
+    if request.method == "GET":
+        return render_template("portal/new.html", urgency=URGENCY, form={})
+    form = {name: (request.form.get(name) or "").strip() for name in ("title", "description", "urgency")}
+    try:
+        if form["urgency"] not in URGENCY:
+            raise DomainError("Tell us how urgent it is.")
+        files = _files()
+        with write_transaction():
+            incident = incidents.log_incident(
+                context(), title=form["title"], actor=None, requester=g.customer, source="portal",
+                description=form["description"][:customers.MAX_MESSAGE], urgency=form["urgency"])
+            for name, data in files:
+                attachments.store(context(), incident.id, None, name, data, contact=g.customer)
+    except DomainError as error:
+        return render_template("portal/new.html", urgency=URGENCY, form=form, error=str(error)), 422
+    flash(f"Thank you. Your request is {incident.reference}.")
+    return redirect(url_for("portal.show", incident_id=incident.id), code=303)
+
+
+def _files() -> list[tuple[str, bytes]]:
+    """The uploaded files, checked against the limits (a DomainError says which one is too big)."""
+    files = [(upload.filename or "", upload.read()) for upload in request.files.getlist("files")
+             if upload and upload.filename]
+    attachments.check(context(), files)
+    return files
+
+
+def _conversation(incident: Incident) -> list[TimelineEntry]:
+    return list(TimelineEntry.select().where((TimelineEntry.incident == incident.id)
+                                             & TimelineEntry.kind.in_(["reply", "customer"]))
+                .order_by(TimelineEntry.id))
+
+
+@bp.get("/incidents/<int:incident_id>")
+@access(CUSTOMER)
+def show(incident_id: int, error: str | None = None, status: int = 200) -> Any:
+    incident = _own(incident_id)
+    return render_template("portal/incident.html", incident=incident, entries=_conversation(incident),
+                           error=error), status
+
+
+@bp.post("/incidents/<int:incident_id>/reply")
+@access(CUSTOMER)
+def reply(incident_id: int) -> Any:
+    incident = _own(incident_id)
+    try:
+        files = _files()
+        with write_transaction():
+            posted = customers.post_message(context(), incident.id, g.customer,
+                                            request.form.get("body", ""), via="portal")
+            for name, data in files:
+                attachments.store(context(), posted.incident.id, posted.entry.id if posted.entry else None,
+                                  name, data, contact=g.customer)
+    except DomainError as error:
+        return show(incident_id, error=str(error), status=422)
+    flash({"reopened": "Thank you. We reopened the incident.",
+           "followed_up": f"This incident is closed, so we logged your message as "
+                          f"{posted.incident.reference}."}.get(posted.outcome,
+                                                              "Thank you, we got your message."))
+    return redirect(url_for("portal.show", incident_id=posted.incident.id), code=303)
+
+
+@bp.post("/incidents/<int:incident_id>/confirm")
+@access(CUSTOMER)
+def confirm(incident_id: int) -> Any:
+    """The customer confirms the resolution: the incident closes now instead of after the grace period."""
+    incident = _own(incident_id)
+    try:
+        if incident.status != "resolved":
+            raise DomainError("Only a resolved incident can be confirmed.")
+        incidents.change_status(context(), incident.id, None, "closed", incident.version,
+                                note=f"{g.customer.name} confirmed the resolution in the portal.")
+    except DomainError as error:
+        return show(incident_id, error=str(error), status=422)
+    flash("Thank you for confirming. The incident is closed.")
+    return redirect(url_for("portal.show", incident_id=incident.id), code=303)
+
+
+@bp.get("/attachments/<int:attachment_id>")
+@access(CUSTOMER)
+def attachment(attachment_id: int) -> Response:
+    """A file on the customer's own incident, from a public entry or the incident itself; 404
+    for everything else (someone else's file, one on an internal note, none at all)."""
+    from helpdesk.web.attachments import serve
+
+    found = (Attachment.select().join(Incident).where(
+        (Attachment.id == attachment_id) & (Incident.requester == g.customer.id)).first())
+    if found is None or (found.entry_id is not None and not found.entry.is_public):
+        logger.warning("portal: contact %s asked for attachment %s, which is not theirs (404)",
+                       g.customer.id, attachment_id)
+        abort(404)
+    return serve(found)
+
+
+@bp.app_template_global()
+def portal_attachments(incident: Incident, entry: TimelineEntry | None) -> list[Attachment]:
+    query = Attachment.select().where(Attachment.incident == incident.id)
+    query = query.where(Attachment.entry.is_null()) if entry is None else query.where(
+        Attachment.entry == entry.id)
+    return list(query.order_by(Attachment.id))

@@ -1,0 +1,220 @@
+"""The IMAP poller against a real IMAP server on loopback (Debian's Dovecot, started here in a
+temporary folder): messages are received and only then marked seen, a crash between the
+commit and the \\Seen flag does not deliver twice, two pollers at once deliver each message
+once, and a bad message is quarantined without blocking the rest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import imaplib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpdesk.mail import imap
+from helpdesk.models import InboundMail, Incident
+
+DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+PASSWORD = "imap-test-password"  # noqa: S105 - a throw-away server's password
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Dovecot:
+    """A Dovecot IMAP server on loopback with one mailbox, in its own temporary folder."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="helpdesk-imap-"))
+        self.folder.chmod(0o755)  # Dovecot's mail processes run as the dovecot user
+        self.port = _free_port()
+        home = self.folder / "home"
+        home.mkdir()
+        shutil.chown(home, "dovecot", "dovecot")
+        self.config = self.folder / "dovecot.conf"
+        self.config.write_text(f"""
+base_dir = {self.folder}/run
+state_dir = {self.folder}/state
+log_path = {self.folder}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = 1
+passdb {{
+  driver = static
+  args = password={PASSWORD}
+}}
+userdb {{
+  driver = static
+  args = uid=dovecot gid=dovecot home={home}/%u
+}}
+mail_location = maildir:~/Maildir
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {self.port}
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+""")
+
+    def start(self) -> None:
+        subprocess.run([DOVECOT, "-c", str(self.config)], check=True, timeout=30)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError((self.folder / "dovecot.log").read_text())
+
+    def stop(self) -> None:
+        subprocess.run(["doveadm", "-c", str(self.config), "stop"], timeout=30, check=False,
+                       capture_output=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def client(self) -> imaplib.IMAP4:
+        client = imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
+        client.login("support", PASSWORD)
+        client.select("INBOX")
+        return client
+
+    def append(self, raw: bytes) -> None:
+        client = self.client()
+        client.append("INBOX", None, None, raw)
+        client.logout()
+
+    def unseen(self) -> int:
+        client = self.client()
+        _, data = client.uid("SEARCH", None, "UNSEEN")
+        client.logout()
+        return len((data[0] or b"").split())
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"mailboxes": {"support": {"host": "127.0.0.1", "port": self.port, "security": "none",
+                                          "username": "support", "password": PASSWORD}}}
+
+
+@pytest.fixture
+def dovecot() -> Iterator[Dovecot]:
+    if not os.path.exists(DOVECOT) or os.geteuid() != 0 or not shutil.which("doveadm"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but Dovecot cannot run here: apt-get install dovecot-imapd, run as root")
+        pytest.skip("Dovecot is not installed (apt-get install dovecot-imapd; .ci/run does) "
+                    "or the tests do not run as root, which Dovecot needs here")
+    server = Dovecot()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def helpdesk_settings(dovecot: Dovecot) -> dict[str, Any]:
+    return {"support_address": "help@example.com", "plugins": {"imap": dovecot.settings}}
+
+
+def message(number: int, sender: str = "ada@example.org") -> bytes:
+    mail = EmailMessage()
+    mail["From"], mail["To"] = sender, "help@example.com"
+    mail["Subject"] = f"Problem number {number}"
+    mail["Message-ID"] = f"<imap-{number}@example.org>"
+    mail.set_content(f"Details of problem {number}.")
+    return bytes(mail)
+
+
+def test_poll_receives_each_message_then_marks_it_seen(app, ctx, dovecot):
+    for number in range(3):
+        dovecot.append(message(number))
+    dovecot.append(b"From: nobody\r\nSubject: broken\r\n\r\nno sender address")  # quarantined
+    dovecot.append(message(3))
+    (box,) = imap.mailboxes(ctx)
+    with app.app_context():
+        polled = imap.poll(ctx, box)
+    assert polled.outcomes == ["created"] * 3 + ["quarantined", "created"] and not polled.stopped
+    assert dovecot.unseen() == 0
+    assert Incident.select().count() == 4
+    with app.app_context():
+        assert imap.poll(ctx, box).outcomes == []  # nothing new
+
+
+def test_a_crash_between_commit_and_seen_delivers_once(app, ctx, dovecot, monkeypatch):
+    dovecot.append(message(1))
+    real_uid = imaplib.IMAP4.uid
+
+    def connection_dies_at_store(self: imaplib.IMAP4, command: str, *args: Any) -> Any:
+        if command == "STORE":
+            raise OSError("connection reset by peer")
+        return real_uid(self, command, *args)
+
+    (box,) = imap.mailboxes(ctx)
+    with monkeypatch.context() as patch:
+        patch.setattr(imaplib.IMAP4, "uid", connection_dies_at_store)
+        with app.app_context():
+            first = imap.poll(ctx, box)
+    assert first.outcomes == ["created"] and "connection lost" in first.stopped
+    assert dovecot.unseen() == 1  # the incident is committed, the message still unseen
+    with app.app_context():
+        second = imap.poll(ctx, box)
+    assert second.outcomes == ["duplicate"]
+    assert dovecot.unseen() == 0
+    assert Incident.select().count() == 1 and InboundMail.select().count() == 1
+
+
+def test_an_unreachable_mailbox_is_reported_not_raised(app, ctx, dovecot):
+    box = imap.Mailbox("gone", "127.0.0.1", _free_port(), "none", "support", PASSWORD, timeout=2)
+    with app.app_context():
+        polled = imap.poll(ctx, box)
+    assert polled.outcomes == [] and "cannot reach" in polled.stopped
+
+
+def test_two_pollers_at_once_deliver_each_message_once(app, dovecot):
+    for number in range(6):
+        dovecot.append(message(number, sender=f"user{number}@example.org"))
+    settings = app.extensions["helpdesk"].settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
+    env.update({"HELPDESK_INSTANCE": str(settings.instance_path),
+                "HELPDESK_DATABASE_URL": settings.database_url,
+                "HELPDESK_SECRET_KEY": settings.secret_key, "HELPDESK_QUEUE_URL": "memory"})
+    # The mailbox is configured in the instance file, as an admin would.
+    (Path(settings.instance_path) / "helpdesk.toml").write_text(
+        "[plugins.imap.mailboxes.support]\n"
+        f'host = "127.0.0.1"\nport = {dovecot.port}\nsecurity = "none"\n'
+        f'username = "support"\npassword = "{PASSWORD}"\n')
+    pollers = [subprocess.Popen([sys.executable, "-m", "helpdesk.cli", "mail-poll"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outputs = [p.communicate(timeout=120) for p in pollers]
+    assert [p.returncode for p in pollers] == [0, 0], outputs
+    assert Incident.select().count() == 6
+    assert InboundMail.select().count() == 6
+    assert dovecot.unseen() == 0
+    lines = b"".join(out for out, _ in outputs).decode()
+    assert lines.count("created") == 6  # each message created by exactly one of the two
+
+
+def test_the_worker_polls_every_configured_mailbox_each_minute(app, ctx, dovecot):
+    """The periodic task the worker runs (Huey runs it immediately in tests)."""
+    dovecot.append(message(7))
+    (periodic,) = [task for task in ctx.huey._registry.periodic_tasks if task.name == "poll_mailboxes"]
+    assert periodic.validate_datetime(dt.datetime(2026, 3, 2, 9, 1))  # every minute
+    ctx.huey.enqueue(periodic)
+    assert Incident.select().count() == 1 and dovecot.unseen() == 0

@@ -1,0 +1,533 @@
+"""Inbound e-mail as customers send it: every message on the right incident's timeline exactly
+once, or kept raw and quarantined for an admin — never lost, never a loop.
+
+The ``.eml`` fixtures in ``tests/mail/`` are real RFC 5322 messages, each with its expected
+outcome in :data:`FIXTURES`. Replies are answers to what the helpdesk really sent: the e-mail
+channel delivers to an aiosmtpd server on loopback, and the tests reply to those messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from helpdesk import incidents
+from helpdesk.mail.parse import parse, trim_reply
+from helpdesk.mail.receive import Received, receive
+from helpdesk.models import Contact, Delivery, InboundMail, Incident, Notice, TimelineEntry
+from helpdesk.testing import SmtpServer
+
+MAIL = Path(__file__).with_name("mail")
+SUPPORT = "help@example.com"
+FROM = f"Helpdesk <{SUPPORT}>"
+
+
+@pytest.fixture
+def smtp(smtp_server: SmtpServer) -> SmtpServer:
+    smtp_server.from_address = FROM
+    return smtp_server
+
+
+@pytest.fixture
+def helpdesk_settings(smtp: SmtpServer) -> dict[str, Any]:
+    return {"support_address": SUPPORT, "plugins": {"email": smtp.settings}}
+
+
+@pytest.fixture
+def helpdesk_bundled_plugins() -> list[str]:
+    return ["email"]
+
+
+@pytest.fixture
+def take(app: Flask) -> Any:
+    """``take(raw_bytes)``: receive one message in the app, as ``helpdesk mail-in`` does."""
+    ctx = app.extensions["helpdesk"]
+
+    def run(raw: bytes | str) -> Received:
+        with app.app_context():
+            return receive(ctx, raw.encode() if isinstance(raw, str) else raw)
+
+    return run
+
+
+def fixture(name: str) -> bytes:
+    return (MAIL / name).read_bytes()
+
+
+def customer_entries(incident_id: int) -> list[TimelineEntry]:
+    return list(TimelineEntry.select().where((TimelineEntry.incident == incident_id)
+                                             & (TimelineEntry.kind == "customer")).order_by(TimelineEntry.id))
+
+
+def reply_to(received: Any, sender: str, body: str, *, subject: str | None = None,
+             headers: bool = True, message_id: str | None = None, **extra: str) -> bytes:
+    """A customer's reply to a message the helpdesk sent (threaded as mail clients do)."""
+    mail = EmailMessage()
+    mail["From"] = sender
+    mail["To"] = SUPPORT
+    mail["Subject"] = subject if subject is not None else "Re: " + received.message["Subject"]
+    mail["Message-ID"] = message_id or make_msgid(domain="example.org")
+    if headers:
+        mail["In-Reply-To"] = received.message["Message-ID"]
+        mail["References"] = f"{received.message['References']} {received.message['Message-ID']}"
+    for name, value in extra.items():
+        mail[name.replace("_", "-")] = value
+    mail.set_content(body)
+    return bytes(mail)
+
+
+@pytest.fixture
+def ada_incident(take: Any, smtp: SmtpServer) -> tuple[Incident, Any]:
+    """Ada mails the desk; the incident and the acknowledgement she received."""
+    result = take(fixture("new_plain.eml"))
+    assert result.outcome == "created"
+    acks = smtp.to("ada@example.org")
+    assert len(acks) == 1
+    return result.incident, acks[0]
+
+
+# -- the fixtures and their outcomes -------------------------------------------------------------
+
+FIXTURES = {
+    "new_plain.eml": ("created", "the printer on floor 3 shows paper jam"),
+    "encoded_words.eml": ("created", "Grüß Gott, der Drucker im Büro druckt nur noch weiße Seiten."),
+    "html_alternative.eml": ("created", "(plain part)"),
+    "html_hostile.eml": ("created", "Visible text stays."),
+    "broken_charset.eml": ("created", "I cannot log in since the update."),
+    "forwarded.eml": ("created", 'The invoice system answers "error 500" when we export.'),
+    "auto_reply.eml": ("created", "I am out of the office until Monday."),
+    "bounce.eml": ("dropped", None),
+    "missing_boundary.eml": ("quarantined", None),
+    "malformed_from.eml": ("quarantined", None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_each_fixture_has_its_outcome_and_is_kept_raw(app, take, name):
+    outcome, text = FIXTURES[name]
+    result = take(fixture(name))
+    assert result.outcome == outcome, result.reason
+    row = InboundMail.get_by_id(result.mail.id)
+    kept = Path(app.extensions["helpdesk"].instance_path) / row.raw_path
+    assert kept.read_bytes() == fixture(name)  # the original, byte for byte, whatever happened
+    if text is not None:
+        incident = Incident.get_by_id(row.incident_id)
+        assert incident.source == "email"
+        assert text in incident.description
+    if outcome == "quarantined":
+        assert row.reason and row.incident_id is None
+
+
+def test_encoded_words_decode_in_title_and_requester(take):
+    result = take(fixture("encoded_words.eml"))
+    incident = result.incident
+    assert incident.title == "Drucker kaputt — bitte helfen (Büro)"
+    assert incident.requester.name == "Jörg Müller" and incident.requester.email == "joerg@example.de"
+
+
+def test_hostile_html_becomes_plain_text_without_active_content(take, login, personas):
+    result = take(fixture("html_hostile.eml"))
+    description = result.incident.description
+    for dangerous in ("alert(", "ontoggle", "onload", "javascript", "evil.example", "tracker.example",
+                      "<script", "srcdoc", "@import"):
+        assert dangerous not in description.lower()
+    assert "help page (https://example.org/help)" in description
+    assert "> quoted line" in description
+    page = login(personas.owner).get(f"/incidents/{result.incident.id}").get_data(as_text=True)
+    assert "<img src=x onerror" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_a_forwarded_message_keeps_its_sender_and_subject(take):
+    description = take(fixture("forwarded.eml")).incident.description
+    assert "See the message from accounting below." in description
+    assert "Forwarded message from Accounting <accounting@example.org> (Invoice system error)" in description
+
+
+def test_unreadable_mail_is_quarantined_and_admins_are_told(take, personas):
+    result = take(fixture("missing_boundary.eml"))
+    assert result.outcome == "quarantined" and "MIME" in result.reason
+    assert Incident.select().count() == 0
+    assert Notice.select().where(Notice.agent == personas.admin.id).count() == 1
+    # The same broken message again is the same message: one row, one notice.
+    assert take(fixture("missing_boundary.eml")).outcome == "duplicate"
+    assert InboundMail.select().count() == 1
+
+
+def test_oversized_mail_is_quarantined_whole(ctx, take):
+    ctx.settings = dataclasses.replace(ctx.settings, mail_max_bytes=4096)
+    raw = fixture("new_plain.eml").replace(b"Ada\r\n", b"Ada\r\n" + b"x" * 8000 + b"\r\n")
+    result = take(raw)
+    assert result.outcome == "quarantined" and "mail_max_bytes" in result.reason
+    assert result.mail.sender == "ada@example.org" and result.mail.size == len(raw)
+
+
+def test_a_20_mb_attachment_still_creates_the_incident_with_a_note(take):
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "ada@example.org", SUPPORT, "Logs attached"
+    mail["Message-ID"] = "<big-1@example.org>"
+    mail.set_content("The logs are attached.")
+    mail.add_attachment(os.urandom(20 * 1024 * 1024), maintype="application", subtype="octet-stream",
+                        filename="server.log.gz")
+    result = take(bytes(mail))
+    assert result.outcome == "created"
+    assert "The logs are attached." in result.incident.description
+    assert "server.log.gz (20971520 bytes)" in result.incident.description  # over the limit: noted
+
+
+# -- new mail ------------------------------------------------------------------------------------
+
+
+def test_new_mail_creates_an_incident_for_a_new_requester_and_acknowledges(take, smtp, personas):
+    result = take(fixture("new_plain.eml"))
+    incident = result.incident
+    assert incident.title == "Printer on floor 3 is jammed"
+    assert incident.source == "email" and incident.owner_team_id == personas.service_desk.id
+    assert Contact.get(Contact.email == "ada@example.org").name == "Ada Lovelace"
+    ack = smtp.to("ada@example.org")[0].message
+    assert ack["Auto-Submitted"] == "auto-generated"
+    assert ack["X-Helpdesk-Loop"] == "example.com"
+    assert f"[INC-{incident.id} #" in ack["Subject"]  # the signed token replies can thread by
+
+
+def test_an_existing_contact_is_found_whatever_the_case_of_the_address(take, contact_factory):
+    ada = contact_factory(name="Ada L.", email="ada@example.org")
+    raw = fixture("new_plain.eml").replace(b"<ada@example.org>", b"<ADA@Example.ORG>")
+    assert take(raw).incident.requester_id == ada.id
+    assert Contact.select().count() == 1
+
+
+# -- replies -------------------------------------------------------------------------------------
+
+
+def test_a_reply_threads_by_its_headers_once_trimmed_and_tells_owner_and_assignee(
+        take, ada_incident, personas, smtp, ctx, app):
+    incident, ack = ada_incident
+    with app.app_context():
+        incidents.take_ownership(ctx, incident.id, personas.owner)
+        incidents.assign(ctx, incident.id, personas.owner, personas.database_team, personas.assignee)
+    body = ("It is jammed again, tray 2 this time.\n\nAda\n\n"
+            f"On Mon, 30 Nov 2026 at 09:01, Helpdesk <{SUPPORT}> wrote:\n> we have logged your request")
+    raw = reply_to(ack, "Ada Lovelace <ada@example.org>", body)
+    result = take(raw)
+    assert result.outcome == "replied" and result.incident.id == incident.id
+    (entry,) = customer_entries(incident.id)
+    assert entry.body == "It is jammed again, tray 2 this time.\n\nAda"
+    assert entry.contact.email == "ada@example.org" and entry.actor is None
+    assert "we have logged your request" in result.mail.full_text  # the original is kept
+    told = {d.recipient for d in Delivery.select().where((Delivery.event == "incident_commented")
+                                                         & (Delivery.channel == "email"))}
+    assert told == {personas.owner.email, personas.assignee.email}  # not Ada herself
+    # Fetched again (an IMAP re-poll, an MTA retry): still one entry.
+    again = take(raw)
+    assert again.outcome == "duplicate"
+    assert len(customer_entries(incident.id)) == 1
+
+
+def test_a_reply_without_headers_threads_by_the_signed_subject_token(take, ada_incident):
+    incident, ack = ada_incident
+    result = take(reply_to(ack, "ada@example.org", "Still broken.", headers=False))
+    assert result.outcome == "replied" and result.incident.id == incident.id
+
+
+def test_a_forged_subject_token_does_not_thread(take, ada_incident):
+    incident, _ = ada_incident
+    mail = EmailMessage()
+    mail["From"], mail["To"] = "ada@example.org", SUPPORT
+    mail["Subject"] = f"Re: [INC-{incident.id} #0000000000] something"
+    mail["Message-ID"] = "<forged-1@example.org>"
+    mail.set_content("Forged token.")
+    result = take(bytes(mail))
+    assert result.outcome == "created" and result.incident.id != incident.id
+
+
+def test_a_reply_from_someone_else_never_posts_in_the_requesters_name(take, ada_incident, smtp):
+    incident, ack = ada_incident
+    result = take(reply_to(ack, "Eve <eve@example.net>", "Please send me the admin password."))
+    assert result.outcome == "created" and result.incident.id != incident.id
+    assert customer_entries(incident.id) == []
+    assert result.incident.requester.email == "eve@example.net"
+    assert f"Sent as a reply to {incident.reference}" in result.incident.description
+    assert "not a participant" in result.reason
+
+
+def test_a_reply_to_a_resolved_incident_reopens_it(take, ada_incident, personas, ctx, app):
+    incident, ack = ada_incident
+    with app.app_context():
+        incidents.change_status(ctx, incident.id, personas.owner, "resolved", note="Cleared the jam.")
+    result = take(reply_to(ack, "ada@example.org", "No, it is still jammed."))
+    assert result.outcome == "reopened"
+    assert Incident.get_by_id(incident.id).status in {"new", "assigned", "in_progress"}
+    assert len(customer_entries(incident.id)) == 1
+
+
+def test_a_reply_to_a_closed_incident_starts_a_follow_up(take, ada_incident, personas, ctx, app):
+    incident, ack = ada_incident
+    with app.app_context():
+        incidents.change_status(ctx, incident.id, personas.owner, "resolved", note="Cleared the jam.")
+        incidents.change_status(ctx, incident.id, None, "closed", note="Closed automatically.")
+    result = take(reply_to(ack, "ada@example.org", "It happened again today."))
+    assert result.outcome == "followed_up"
+    follow = result.incident
+    assert follow.id != incident.id and follow.requester.email == "ada@example.org"
+    assert f"Follow-up to {incident.reference}" in follow.title
+    assert "It happened again today." in follow.description
+    assert Incident.get_by_id(incident.id).status == "closed"
+
+
+# -- loops ---------------------------------------------------------------------------------------
+
+
+def test_our_own_mail_coming_back_is_dropped(take, ada_incident, smtp):
+    incident, ack = ada_incident
+    result = take(ack.raw)
+    assert result.outcome == "dropped" and "our own" in result.reason
+    assert Incident.select().count() == 1 and customer_entries(incident.id) == []
+
+
+def test_an_auto_reply_on_an_incident_is_kept_quietly(take, ada_incident, personas, ctx, app, smtp):
+    incident, ack = ada_incident
+    with app.app_context():
+        incidents.change_status(ctx, incident.id, personas.owner, "resolved", note="Cleared the jam.")
+    before = len(smtp.received)
+    raw = reply_to(ack, "ada@example.org", "I am out of the office.", Auto_Submitted="auto-replied")
+    result = take(raw)
+    assert result.outcome == "recorded"
+    assert Incident.get_by_id(incident.id).status == "resolved"  # not reopened by a machine
+    assert len(smtp.received) == before  # nobody told, nothing answered
+
+
+def test_automatic_new_mail_gets_no_acknowledgement(take, smtp):
+    result = take(fixture("auto_reply.eml"))
+    assert result.outcome == "created" and result.mail.automatic
+    assert smtp.to("ada@example.org") == []
+
+
+def test_a_bounce_is_dropped_and_marks_the_address_failing(take, contact_factory):
+    ada = contact_factory(name="Ada", email="ada@example.org")
+    result = take(fixture("bounce.eml"))
+    assert result.outcome == "dropped" and "ada@example.org" in result.reason
+    assert Contact.get_by_id(ada.id).email_failing_at is not None
+    assert Incident.select().count() == 0
+
+
+def test_the_loop_brake_stops_acknowledgements_and_tells_admins(take, smtp, personas):
+    for number in range(8):  # a robot that sets no Auto-Submitted header, mailing again and again
+        raw = fixture("new_plain.eml").replace(b"<new-plain-1@", f"<robot-{number}@".encode())
+        assert take(raw).outcome == "created"
+    assert len(smtp.to("ada@example.org")) == 5  # mail_auto_reply_limit
+    assert Notice.select().where((Notice.agent == personas.admin.id)
+                                 & Notice.text.contains("loop brake")).count() == 3
+
+
+def _strip_loop_headers(raw: bytes) -> bytes:
+    """A relay that drops the headers which mark automatic mail (they exist)."""
+    from email import message_from_bytes, policy
+
+    mail = message_from_bytes(raw, policy=policy.default)
+    for name in ("Auto-Submitted", "X-Helpdesk-Loop"):
+        del mail[name]
+    return bytes(mail)
+
+
+@pytest.mark.parametrize("relay", ["keeps headers", "drops headers"])
+def test_two_helpdesks_answering_each_other_stop(app, take, smtp, tmp_path, relay):
+    """Two instances of this helpdesk, each the other's customer: whatever one sends lands in
+    the other's mail-in. With the loop headers intact the first automatic answer ends it; with
+    a relay stripping them, each side's loop brake ends it within a few messages."""
+    other_smtp = SmtpServer()
+    other_smtp.from_address = "Other desk <desk@other.example>"
+    other_smtp.start()
+    other = tmp_path / "other"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
+    env.update(HELPDESK_INSTANCE=str(other), HELPDESK_QUEUE_URL="memory",
+               HELPDESK_SUPPORT_ADDRESS="desk@other.example",
+               HELPDESK_DATABASE_URL=f"sqlite:///{other / 'helpdesk.db'}",
+               **{f"HELPDESK_PLUGINS__EMAIL__{k.upper()}": str(v) for k, v in other_smtp.settings.items()})
+    transit = (lambda raw: raw) if relay == "keeps headers" else _strip_loop_headers
+    try:
+        init = subprocess.run(HELPDESK + ["init", "--no-demo"], env=env, capture_output=True, timeout=120,
+                              check=False)
+        assert init.returncode == 0, init.stderr
+        first = take(fixture("new_plain.eml").replace(b"ada@example.org", b"desk@other.example"))
+        assert first.outcome == "created"
+        sent_ours, sent_theirs, rounds = 0, 0, 0
+        while rounds < 20:
+            rounds += 1
+            ours = smtp.to("desk@other.example")[sent_ours:]
+            sent_ours += len(ours)
+            for message in ours:
+                done = subprocess.run(HELPDESK + ["mail-in"], input=transit(message.raw), env=env,
+                                      capture_output=True, timeout=120, check=False)
+                assert done.returncode == 0, done.stderr
+            theirs = other_smtp.to(SUPPORT)[sent_theirs:]
+            sent_theirs += len(theirs)
+            for message in theirs:
+                assert take(transit(message.raw)).outcome in {"created", "recorded", "replied"}
+            if not ours and not theirs:
+                break
+    finally:
+        other_smtp.stop()
+    assert rounds < 20, "the helpdesks kept answering each other"
+    if relay == "keeps headers":
+        assert (sent_ours, sent_theirs) == (1, 0)  # our acknowledgement, answered by nothing
+    else:
+        assert sent_ours <= 5 and sent_theirs <= 5  # mail_auto_reply_limit on each side
+
+
+# -- parsing and trimming details ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, kept", [
+    ("Thanks!\n\n-- \nAda Lovelace\nAnalyst", "Thanks!"),
+    ("Fixed now.\n\nOn Mon, 30 Nov 2026, Helpdesk wrote:\n> old", "Fixed now."),
+    ("Yes.\n\nOn Mon, 30 Nov 2026 at 09:00, Helpdesk\n<help@example.com> wrote:\n> old", "Yes."),
+    ("Works.\n\n-----Original Message-----\nFrom: Helpdesk", "Works."),
+    ("Danke.\n\nAm 30.11.2026 um 09:00 schrieb Helpdesk <help@example.com>:\n> alt", "Danke."),
+    ("Ok.\n\nFrom: Helpdesk <help@example.com>\nSent: Monday\nTo: Ada\n\nold text", "Ok."),
+    ("Sure.\nSent from my iPhone", "Sure."),
+    ("> all quoted\n> nothing new", "> all quoted\n> nothing new"),  # kept whole, not emptied
+    ("Point one:\n> your question\nmy answer", "Point one:\n> your question\nmy answer"),
+])
+def test_trimming_keeps_only_the_new_words(text, kept):
+    assert trim_reply(text) == kept
+
+
+def test_a_lying_charset_is_read_with_a_note():
+    mail = parse(fixture("broken_charset.eml"))
+    assert "I cannot log in" in mail.text and any("charset" in note for note in mail.notes)
+
+
+# -- the MTA pipe ----------------------------------------------------------------------------------
+
+
+HELPDESK = [sys.executable, "-m", "helpdesk.cli"]
+
+
+def _env(app: Flask, **extra: str) -> dict[str, str]:
+    settings = app.extensions["helpdesk"].settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
+    env.update({"HELPDESK_INSTANCE": str(settings.instance_path),
+                "HELPDESK_DATABASE_URL": settings.database_url, "HELPDESK_SECRET_KEY": settings.secret_key,
+                "HELPDESK_QUEUE_URL": "memory", "HELPDESK_SUPPORT_ADDRESS": SUPPORT, **extra})
+    return env
+
+
+def test_mail_in_takes_a_message_from_stdin(app, personas):
+    env = _env(app)
+    done = subprocess.run(HELPDESK + ["mail-in"], input=fixture("new_plain.eml"), env=env,
+                          capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().startswith("created INC-")
+    assert Incident.select().where(Incident.source == "email").count() == 1
+    again = subprocess.run(HELPDESK + ["mail-in"], input=fixture("new_plain.eml"), env=env,
+                           capture_output=True, timeout=120, check=False)
+    assert again.returncode == 0 and again.stdout.decode().startswith("duplicate")
+    assert Incident.select().count() == 1
+
+
+def test_mail_in_asks_the_mta_to_retry_while_the_database_is_down(app, tmp_path):
+    env = _env(app, HELPDESK_DATABASE_URL="postgresql://postgres@127.0.0.1:9/nothing?connect_timeout=2")
+    done = subprocess.run(HELPDESK + ["mail-in"], input=fixture("new_plain.eml"), env=env,
+                          capture_output=True, timeout=120, check=False)
+    assert done.returncode == 75, done.stderr  # EX_TEMPFAIL: the MTA keeps the message
+    assert b"try again later" in done.stderr
+
+
+def test_mail_in_with_bad_settings_is_a_configuration_error(app):
+    done = subprocess.run(HELPDESK + ["mail-in"], input=b"x", env=_env(app, HELPDESK_PORT="nope"),
+                          capture_output=True, timeout=120, check=False)
+    assert done.returncode == 78 and b"HELPDESK_PORT" in done.stderr
+
+
+# -- what agents and admins see ------------------------------------------------------------------
+
+
+def test_agents_see_the_customers_message_and_its_original(take, ada_incident, login, personas):
+    incident, ack = ada_incident
+    result = take(reply_to(ack, "Ada Lovelace <ada@example.org>",
+                           "<b>Still</b> jammed.\n\n-- \nAda, floor 3"))
+    agent = login(personas.colleague)
+    page = agent.get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert "Ada Lovelace (customer)" in page and "From the customer" in page
+    assert "&lt;b&gt;Still&lt;/b&gt; jammed." in page and "floor 3" not in page.split("Timeline")[1]
+    original = agent.get(f"/mail/{result.mail.id}").get_data(as_text=True)
+    assert "Ada, floor 3" in original  # the full text, signature included
+    download = agent.get(f"/mail/{result.mail.id}/original.eml")
+    assert download.status_code == 200
+    assert download.headers["Content-Disposition"].startswith("attachment")
+    assert download.headers["Content-Security-Policy"] == "sandbox"
+    assert download.headers["X-Content-Type-Options"] == "nosniff"
+    assert download.mimetype == "application/octet-stream"
+    assert b"Still" in download.data
+    assert login(None).get(f"/mail/{result.mail.id}").status_code == 302  # to the login page
+
+
+def test_admins_list_quarantined_mail_and_mark_it_handled(take, login, personas):
+    result = take(fixture("malformed_from.eml"))
+    assert login(personas.owner).get("/admin/mail").status_code == 403
+    admin = login(personas.admin)
+    page = admin.get("/admin/mail?outcome=quarantined").get_data(as_text=True)
+    assert "1 quarantined message waiting" in page and "no usable sender" in page
+    assert admin.http.post(f"/admin/mail/{result.mail.id}/handled").status_code == 400  # no CSRF token
+    assert admin.post(f"/admin/mail/{result.mail.id}/handled").status_code == 303
+    assert InboundMail.get_by_id(result.mail.id).handled_at is not None
+    assert "0 quarantined messages waiting" in admin.get("/admin/mail").get_data(as_text=True)
+
+
+def test_wildcard_characters_in_an_address_match_nobody_else(take, ada_incident):
+    incident, ack = ada_incident
+    result = take(reply_to(ack, "a_a@example.org", "Posting as Ada?"))
+    assert result.outcome == "created" and result.incident.requester.email == "a_a@example.org"
+    assert customer_entries(incident.id) == []
+
+
+def test_mail_from_an_agents_address_never_acts_for_the_agent(take, ada_incident, personas):
+    incident, ack = ada_incident
+    result = take(reply_to(ack, f"John <{personas.owner.email.upper()}>", "Close it, I am the owner."))
+    assert result.outcome == "quarantined" and "agent" in result.reason
+    assert customer_entries(incident.id) == [] and Incident.select().count() == 1
+
+
+def test_five_thousand_parts_are_quarantined(take):
+    parts = "".join(f"--b\r\nContent-Type: text/plain\r\n\r\npart {n}\r\n" for n in range(5000))
+    raw = ("From: ada@example.org\r\nTo: help@example.com\r\nSubject: Many parts\r\n"
+           "Message-ID: <many-parts@example.org>\r\nMIME-Version: 1.0\r\n"
+           'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + parts + "--b--\r\n")
+    result = take(raw)
+    assert result.outcome == "quarantined" and "more than 500 MIME parts" in result.reason
+
+
+def test_messages_forwarded_fifty_deep_are_read_to_a_limit(take):
+    inner = "From: deep@example.org\r\nSubject: level 50\r\n\r\nthe bottom\r\n"
+    for level in range(49, -1, -1):
+        headers = (f"From: {'ada@example.org' if level == 0 else 'deep@example.org'}\r\n"
+                   f"Subject: level {level}\r\n")
+        if level == 0:
+            headers += "To: help@example.com\r\nMessage-ID: <deep@example.org>\r\n"
+        inner = (headers + f'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b{level}"\r\n\r\n'
+                 f"--b{level}\r\nContent-Type: text/plain\r\n\r\nlevel {level} text\r\n"
+                 f"--b{level}\r\nContent-Type: message/rfc822\r\n\r\n{inner}\r\n--b{level}--\r\n")
+    result = take(inner)
+    assert result.outcome == "created"
+    assert "level 0 text" in result.incident.description
+    assert "forwarded more than 10 deep were not read" in result.incident.description
+
+
+def test_an_answer_to_an_incident_waiting_for_the_customer_resumes_it(take, ada_incident, personas, ctx,
+                                                                      app):
+    incident, ack = ada_incident
+    with app.app_context():
+        incidents.change_status(ctx, incident.id, personas.owner, "pending", pending_reason="customer",
+                                note="Which floor exactly?")
+    result = take(reply_to(ack, "ada@example.org", "Floor 3, by the window."))
+    assert result.outcome == "replied"
+    assert Incident.get_by_id(incident.id).status == "in_progress"
