@@ -125,11 +125,12 @@ def create_app(
     _register_template_helpers(app, settings)
     _register_static(app)
     _register_errors(app)
-    from helpdesk.web import admin, auth, incidents, notices, plugin_ui, queues
+    from helpdesk.web import admin, auth, incidents, insights, notices, plugin_ui, queues
 
     for blueprint in (auth.bp, queues.bp, incidents.bp, admin.bp, notices.bp):
         app.register_blueprint(blueprint)
     plugin_ui.init_app(app, ctx)
+    insights.init_app(app)
 
     @app.get("/healthz")
     @access(PUBLIC)

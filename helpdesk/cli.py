@@ -361,5 +361,23 @@ def db_upgrade(ctx: click.Context) -> None:
     click.echo(f"Applied: {', '.join(applied)}." if applied else "The schema is up to date.")
 
 
+@main.group("search")
+def search_group() -> None:
+    """Full-text search index."""
+
+
+@search_group.command("rebuild")
+@click.pass_context
+def search_rebuild(ctx: click.Context) -> None:
+    """Rebuild every incident's search document (after upgrading to search, or a restore)."""
+    from helpdesk import search
+    from helpdesk.db import database
+
+    app = _app(ctx)
+    with app.app_context(), database.connection_context():
+        count = search.rebuild()
+    click.echo(f"Indexed {count} incident(s).")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

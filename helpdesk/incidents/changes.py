@@ -10,7 +10,7 @@ from typing import Any
 
 import peewee
 
-from helpdesk import events, sla
+from helpdesk import events, search, sla
 from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.errors import DomainError, NotFound, StaleVersion
@@ -178,6 +178,8 @@ def apply(
             "(your change was not saved). Here is the current state.",
             get(incident.id),
         )
+    if search.TEXT_FIELDS & changed.keys():
+        search.refresh(incident.id)
     if record is None:
         record = {name: (getattr(incident, name), value) for name, value in changed.items()}
     for name, (old, new) in record.items():
