@@ -10,7 +10,7 @@ from typing import Any
 
 import peewee
 
-from helpdesk import events, search, sla
+from helpdesk import events, reports, search, sla
 from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.errors import DomainError, NotFound, StaleVersion
@@ -206,6 +206,7 @@ def follow_up(ctx: Context, change: Change, actor: Agent | None, *, reason: str 
         sla.on_response(ctx, after, public_reply=False)
     if RETARGET_FIELDS & recorded.keys():
         sla.on_retarget(ctx, after)
+    reports.refresh(ctx, after.id)
     if "owner" in recorded:
         previous = recorded["owner"][0]
         events.emit(ctx, "incident_owner_changed", after.id, actor, previous_team=previous.team,

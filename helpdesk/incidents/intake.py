@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from helpdesk import events, search, sla
+from helpdesk import events, reports, search, sla
 from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.db import write_transaction
@@ -109,6 +109,7 @@ def log_incident(
               + (f"; assigned to {assignee(incident)}" if assigned_team else ""))
         sla.on_created(ctx, incident)
         search.refresh(incident.id)
+        reports.refresh(ctx, incident.id)
         events.emit(ctx, "incident_created", incident.id, actor)
         if assigned_team is not None:
             events.emit(ctx, "incident_assigned", incident.id, actor, previous_team=None,

@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from helpdesk.web import exports, search
+    from helpdesk.web import exports, reports, search
 
-    for blueprint in (search.bp, exports.bp):
+    for blueprint in (search.bp, exports.bp, reports.bp):
         app.register_blueprint(blueprint)
