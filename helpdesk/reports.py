@@ -71,14 +71,16 @@ def _target(ctx: Context, clock: SlaClock | None) -> tuple[str, dt.datetime | No
         outcome = "met" if worked.total_seconds() <= clock.target_seconds else "late"
         wall = int((clock.met_at - clock.started_at).total_seconds())
         return outcome, None, int(worked.total_seconds()), wall
-    if clock.stopped_at is not None:
-        breach = clock.breached_at
-        if breach is None and clock.due_at is not None and clock.due_at <= clock.stopped_at:
-            breach = clock.due_at
-        return "stopped", breach, None, None
-    # Open: breached once its due time has passed (a paused clock has none until it runs,
-    # unless it breached before it paused).
-    return "open", clock.breached_at or clock.due_at, None, None
+    stood = clock.stopped_at or clock.paused_at
+    if stood is not None:
+        # Stopped or paused: breached if the target was used up by then. The exact instant
+        # matters only as "before now", which it is (it is no later than the stop or pause).
+        breach = None
+        if sla.elapsed(ctx, clock, stood).total_seconds() >= clock.target_seconds:
+            breach = clock.breached_at or (clock.due_at if clock.due_at and clock.due_at <= stood
+                                           else stood)
+        return ("stopped" if clock.stopped_at else "open"), breach, None, None
+    return "open", clock.due_at, None, None
 
 
 def _fact(ctx: Context, incident: Incident, clocks: dict[str, SlaClock], counts: tuple[int, int],
@@ -296,7 +298,7 @@ def _group_column(by: str) -> peewee.Node:
     return {"team": IncidentFact.owner_team, "priority": IncidentFact.priority,
             "service": IncidentFact.service, "category": IncidentFact.category,
             "owner": IncidentFact.owner_agent,
-            "month": peewee.fn.SUBSTR(IncidentFact.created_day, 1, 7)}[by]
+            "month": peewee.fn.SUBSTR(IncidentFact.created_day, peewee.SQL("1"), peewee.SQL("7"))}[by]
 
 
 def _labels(by: str, keys: list[Any]) -> dict[Any, str]:
