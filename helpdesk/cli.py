@@ -359,6 +359,9 @@ def db_upgrade(ctx: click.Context) -> None:
     with database.connection_context():
         applied = schema.upgrade(database)
     click.echo(f"Applied: {', '.join(applied)}." if applied else "The schema is up to date.")
+    if any(name.startswith("0015_") for name in applied):  # search and reports start from the data
+        ctx.invoke(search_rebuild)
+        ctx.invoke(reports_rebuild)
 
 
 @main.group("search")
@@ -377,6 +380,24 @@ def search_rebuild(ctx: click.Context) -> None:
     with app.app_context(), database.connection_context():
         count = search.rebuild()
     click.echo(f"Indexed {count} incident(s).")
+
+
+@main.group("reports")
+def reports_group() -> None:
+    """Report facts."""
+
+
+@reports_group.command("rebuild")
+@click.pass_context
+def reports_rebuild(ctx: click.Context) -> None:
+    """Recount every incident's report facts (after upgrading, a restore or a calendar change)."""
+    from helpdesk import reports
+    from helpdesk.db import database
+
+    app = _app(ctx)
+    with app.app_context(), database.connection_context():
+        count = reports.rebuild(app.extensions["helpdesk"])
+    click.echo(f"Counted {count} incident(s).")
 
 
 if __name__ == "__main__":  # pragma: no cover

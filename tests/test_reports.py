@@ -13,6 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
+import os
+import subprocess
+import sys
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,7 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpdesk import incidents, people, reports
+from helpdesk import incidents, people, reports, search
+from helpdesk.db import database
 from helpdesk.errors import DomainError
 from helpdesk.models import Incident, IncidentFact, TimelineEntry
 from helpdesk_plugins import business_hours, sla_priority
@@ -282,3 +286,40 @@ def test_the_owners_view_lists_what_they_own_nearest_breach_first(app, ctx, pers
     table = body.split('id="nearest-breaches"')[1].split("</table>")[0]
     assert table.index(f"INC-{fast.id}") < table.index(f"INC-{slow.id}")
     assert "Colleague&#39;s" not in table and "Colleague's" not in table
+
+
+def test_rebuild_commands_count_and_index_what_is_already_there(app, ctx, personas, log_incident, tmp_path):
+    incident = log_incident(title="Payroll slow")
+    with app.app_context():  # as after upgrading a database that had incidents before 0015
+        IncidentFact.delete().execute()
+        database.execute_sql("DELETE FROM search_document")
+        assert search.search(ctx, personas.owner, "payroll").hits == []
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
+    env.update(HELPDESK_INSTANCE=str(tmp_path), HELPDESK_DATABASE_URL=ctx.settings.database_url,
+               HELPDESK_SECRET_KEY="s" * 40, HELPDESK_QUEUE_URL="memory")
+    for command, said in ((["search", "rebuild"], "Indexed 1 incident(s)."),
+                          (["reports", "rebuild"], "Counted 1 incident(s).")):
+        result = subprocess.run([sys.executable, "-m", "helpdesk.cli", *command], env=env,
+                                capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+        assert said in result.stdout
+    with app.app_context():
+        assert [h.incident.id for h in search.search(ctx, personas.owner, "payroll").hits] == [incident.id]
+        assert IncidentFact.get_by_id(incident.id).owner_agent == personas.owner.id
+
+
+def test_a_reply_while_pending_counts_the_time_worked_before_the_pause(app, ctx, personas, frozen_clock):
+    with app.app_context():
+        frozen_clock.set(dt.datetime(2026, 3, 2, 9, 0))  # Monday 09:00 GMT
+        incident = incidents.log_incident(ctx, title="Slow", actor=personas.owner)  # P3: 4h
+        frozen_clock.set(dt.datetime(2026, 3, 2, 10, 0))
+        incidents.change_status(ctx, incident.id, personas.owner, "pending", pending_reason="customer")
+        frozen_clock.set(dt.datetime(2026, 3, 2, 10, 30))
+        incidents.add_comment(ctx, incident.id, personas.owner, "Could you send a screenshot?", public=True)
+        frozen_clock.set(dt.datetime(2026, 3, 2, 14, 0))
+        incidents.change_status(ctx, incident.id, personas.owner, "in_progress")
+        fact = IncidentFact.get_by_id(incident.id)
+    # Worked 09:00-10:00, then paused; met at 10:30 — the pause after that is not its time.
+    assert fact.response_outcome == "met"
+    assert fact.response_business_seconds == 3600
+    assert fact.response_wall_seconds == 5400
