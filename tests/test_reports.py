@@ -10,10 +10,13 @@ report over random histories — pauses, reopenings, SLA checks, both DST change
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import itertools
 import math
 import os
+import re
 import subprocess
 import sys
 from typing import Any
@@ -323,3 +326,19 @@ def test_a_reply_while_pending_counts_the_time_worked_before_the_pause(app, ctx,
     assert fact.response_outcome == "met"
     assert fact.response_business_seconds == 3600
     assert fact.response_wall_seconds == 5400
+
+
+def test_the_compliance_table_downloads_with_the_page_filters_and_scope(app, personas, log_incident, login):
+    log_incident(title="Desk incident")
+    log_incident(title="Network incident", actor=personas.other)
+    lead = login(personas.lead)
+    page = lead.get("/reports?by=team").get_data(as_text=True)
+    link = re.search(r'href="(/reports/compliance\.csv\?[^"]+)"', page).group(1).replace("&amp;", "&")
+    assert "by=team" in link
+    rows = list(csv.reader(io.StringIO(lead.get(link).get_data(as_text=True).removeprefix("\ufeff"))))
+    assert rows[0][:2] == ["Owning team", "Response met"]
+    assert sorted(r[0] for r in rows[1:]) == ["Network", "Service Desk"]
+    outsider = login(personas.assignee)
+    assert outsider.get(f"/reports/compliance.csv?team={personas.network.id}").status_code == 403
+    assert [r[0] for r in csv.reader(io.StringIO(
+        login(personas.other).get("/reports/compliance.csv").get_data(as_text=True)))][1:] == ["Network"]

@@ -4,13 +4,15 @@ Charts are SVG drawn on the server, each with its numbers in a table beside it."
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from dataclasses import dataclass
 
-from flask import Blueprint, abort, request
+from flask import Blueprint, Response, abort, request
 from flask_login import current_user
 
-from helpdesk import reports
+from helpdesk import exports, reports
 from helpdesk.clock import now
 from helpdesk.errors import DomainError
 from helpdesk.models import PRIORITIES, Agent, Category, Membership, Service, Team
@@ -92,6 +94,37 @@ def index() -> str:
         resolution_bars=compliance_bars(rows, "resolution"),
         flow=flow_chart(days), **_choices(scope),
     )
+
+
+@bp.get("/reports/compliance.csv")
+@access(AGENT)
+def compliance_csv() -> Response:
+    """The compliance table of the report page, with the same filters and the same scope."""
+    ctx = context()
+    scope = reports.Scope.of(current_user)
+    today = local_time(now(), ctx.settings.time_zone, "%Y-%m-%d")
+    try:
+        filters = reports.Filters.parse(request.args, dt.date.fromisoformat(today))
+        rows = reports.compliance(filters, scope, now())
+    except DomainError as error:
+        abort(error.status, str(error))
+    header = [reports.DIMENSIONS[filters.by]] + [
+        f"{target.capitalize()} {label}" for target in ("response", "resolution")
+        for label in ("met", "met late", "breached", "on time %")]
+    table = [header]
+    for row in rows:
+        cells: list[object] = [row.label]
+        for target in ("response", "resolution"):
+            rate = row.rate(target)
+            cells += [row.counts[target][o] for o in reports.OUTCOMES]
+            cells.append("" if rate is None else round(rate * 100, 1))
+        table.append(cells)
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([[exports.neutralise(c) for c in line] for line in table])
+    response = Response("\ufeff" + buffer.getvalue(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="compliance-{filters.start}-{filters.end}.csv"')
+    return response
 
 
 @bp.get("/reports/mine")
