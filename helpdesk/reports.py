@@ -346,28 +346,36 @@ class Durations:
     p90: float | None
 
 
-def _percentile(query: peewee.ModelSelect, column: peewee.Field, count: int, fraction: float) -> float | None:
+def _nearest_rank(ordered: list[int], fraction: float) -> float | None:
     """The nearest-rank percentile: the smallest value with at least ``fraction`` of the values
     at or below it."""
-    if not count:
+    if not ordered:
         return None
-    rank = max(1, -(-int(count * fraction * 1000) // 1000))  # ceil, without float drift
-    return query.select(column).order_by(column).offset(rank - 1).limit(1).scalar()
+    return ordered[max(1, -(-int(len(ordered) * fraction * 1000) // 1000)) - 1]  # ceil, no float drift
+
+
+MEASURES = ("response_business", "response_wall", "resolution_business", "resolution_wall")
 
 
 def durations(filters: Filters, scope: Scope) -> dict[str, Durations]:
     """Mean, median and 90th percentile seconds to respond and to resolve (targets met),
-    in working time on the clock ("business") and in wall time."""
-    where = _where(filters, scope)
+    in working time on the clock ("business") and in wall time.
+
+    One pass over the period's facts (four small integers a row); the percentiles are taken
+    here, since SQLite has no percentile function and one sort per figure would cost more."""
+    columns = [getattr(IncidentFact, f"{m}_seconds") for m in MEASURES]
+    values: dict[str, list[int]] = {m: [] for m in MEASURES}
+    query = (IncidentFact.select(*columns)
+             .where(_where(filters, scope) & (columns[0].is_null(False) | columns[2].is_null(False))))
+    for row in query.tuples().iterator():
+        for measure, value in zip(MEASURES, row, strict=True):
+            if value is not None:
+                values[measure].append(value)
     found = {}
-    for target in ("response", "resolution"):
-        for kind in ("business", "wall"):
-            column = getattr(IncidentFact, f"{target}_{kind}_seconds")
-            query = IncidentFact.select().where(where & column.is_null(False))
-            count, mean = query.select(peewee.fn.COUNT(column), peewee.fn.AVG(column)).tuples().get()
-            found[f"{target}_{kind}"] = Durations(
-                int(count), float(mean) if mean is not None else None,
-                _percentile(query, column, int(count), 0.5), _percentile(query, column, int(count), 0.9))
+    for measure, numbers in values.items():
+        numbers.sort()
+        found[measure] = Durations(len(numbers), sum(numbers) / len(numbers) if numbers else None,
+                                   _nearest_rank(numbers, 0.5), _nearest_rank(numbers, 0.9))
     return found
 
 

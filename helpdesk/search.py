@@ -271,7 +271,7 @@ def query_rows(query: Query, viewer: Agent | None, notes: list[str], *, public_o
     return select.order_by(rank.desc(), Incident.created_at.desc(), Incident.id.desc())
 
 
-def each(query: Query, viewer: Agent | None, *, batch: int = 500, public_only: bool = False,
+def each(query: Query, viewer: Agent | None, *, batch: int = 2000, public_only: bool = False,
          requester: Contact | None = None) -> Iterator[Incident]:
     """Every incident a query finds, in page order, a keyset batch at a time (constant memory
     however many match: exports stream this)."""
