@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from peewee import chunked
+
 from helpdesk import exports, people, queues, reports, schema, search
 from helpdesk.app import create_app
 from helpdesk.db import database
@@ -86,10 +88,10 @@ def seed(ctx: Any, count: int, rng: random.Random) -> None:
                                "calendar": None, "target_seconds": seconds, "started_at": created,
                                "met_at": met if done else None,
                                "due_at": created + dt.timedelta(seconds=seconds)})
-        with database.atomic():
-            Incident.insert_many(rows).execute()
-            TimelineEntry.insert_many(entries).execute()
-            SlaClock.insert_many(clocks).execute()
+        with database.atomic():  # PostgreSQL takes at most 65,535 parameters a statement
+            for model, items in ((Incident, rows), (TimelineEntry, entries), (SlaClock, clocks)):
+                for part in chunked(items, 1000):
+                    model.insert_many(part).execute()
     print(f"seeded {count} incidents, {2 * count} timeline entries, {2 * count} clocks "
           f"in {time.perf_counter() - started:.0f} s")
     started = time.perf_counter()
