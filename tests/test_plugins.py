@@ -102,7 +102,7 @@ def test_blocked_plugin_is_listed_but_never_called(ctx, helpdesk_app, personas, 
 
 
 @pytest.mark.parametrize("name", bundled_names())
-def test_every_bundled_plugin_can_be_disabled_and_the_app_still_works(ctx, tmp_path, name):
+def test_every_bundled_plugin_can_be_disabled_and_the_app_still_works(tmp_path, name):
     from helpdesk import people, schema
     from helpdesk.db import database
     from helpdesk.testing import PASSWORD, AgentClient, reset_postgres
@@ -118,10 +118,10 @@ def test_every_bundled_plugin_can_be_disabled_and_the_app_still_works(ctx, tmp_p
         desk = people.ensure_team("Service Desk")
         dbt = people.create_team("Database")
         agent = people.create_agent("john", "John", PASSWORD, teams=[desk])
-        incident = incidents.log_incident(ctx, title="Printer offline", actor=agent,
+        incident = incidents.log_incident(state, title="Printer offline", actor=agent,
                                           service_desk=desk)
-        incidents.assign(ctx, incident.id, agent, dbt, None)
-        incidents.change_status(ctx, incident.id, agent, "resolved", note="Replaced the toner.")
+        incidents.assign(state, incident.id, agent, dbt, None)
+        incidents.change_status(state, incident.id, agent, "resolved", note="Replaced the toner.")
     client = AgentClient(app, agent)
     assert client.get("/queues/owned").status_code == 200
     assert client.get(f"/incidents/{incident.id}").status_code == 200
