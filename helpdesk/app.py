@@ -136,6 +136,7 @@ def create_app(
         escalation,
         idempotency,
         incidents,
+        insights,
         mail,
         notices,
         outage,
@@ -149,6 +150,7 @@ def create_app(
         app.register_blueprint(blueprint)
     api.init_app(app)
     plugin_ui.init_app(app, ctx)
+    insights.init_app(app)
 
     outage.init_app(app)  # 503s for database outages, /healthz and /readyz
     idempotency.init_app(app)  # a repeated form answers with the first result

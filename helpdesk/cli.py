@@ -376,6 +376,45 @@ def db_upgrade(ctx: click.Context) -> None:
     with database.connection_context():
         applied = schema.upgrade(database)
     click.echo(f"Applied: {', '.join(applied)}." if applied else "The schema is up to date.")
+    if any(name.startswith("0015_") for name in applied):  # search and reports start from the data
+        ctx.invoke(search_rebuild)
+        ctx.invoke(reports_rebuild)
+
+
+@main.group("search")
+def search_group() -> None:
+    """Full-text search index."""
+
+
+@search_group.command("rebuild")
+@click.pass_context
+def search_rebuild(ctx: click.Context) -> None:
+    """Rebuild every incident's search document (after upgrading to search, or a restore)."""
+    from helpdesk import search
+    from helpdesk.db import database
+
+    app = _app(ctx)
+    with app.app_context(), database.connection_context():
+        count = search.rebuild()
+    click.echo(f"Indexed {count} incident(s).")
+
+
+@main.group("reports")
+def reports_group() -> None:
+    """Report facts."""
+
+
+@reports_group.command("rebuild")
+@click.pass_context
+def reports_rebuild(ctx: click.Context) -> None:
+    """Recount every incident's report facts (after upgrading, a restore or a calendar change)."""
+    from helpdesk import reports
+    from helpdesk.db import database
+
+    app = _app(ctx)
+    with app.app_context(), database.connection_context():
+        count = reports.rebuild(app.extensions["helpdesk"])
+    click.echo(f"Counted {count} incident(s).")
 
 
 @main.command()

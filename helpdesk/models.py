@@ -610,6 +610,46 @@ class Attachment(BaseModel):
     contact = peewee.ForeignKeyField(Contact, null=True, backref="+")
     agent = peewee.ForeignKeyField(Agent, null=True, backref="+")
     created_at = peewee.DateTimeField(default=utcnow)
+class IncidentFact(BaseModel):
+    """One incident as reports count it, rewritten in the transaction of each change
+    (:mod:`helpdesk.reports`): reports read these narrow rows, never incidents and clocks.
+
+    Per SLA target: ``*_outcome`` is met / late (met after the target) / open / stopped / none;
+    ``*_breach_at`` is when an unmet target is (or was) breached, so "breached" is decided
+    at report time; the seconds are to the target being met, in working time on the clock
+    (pauses left out) and in wall time.
+    """
+
+    incident_id = peewee.IntegerField(primary_key=True)
+    created_at = peewee.DateTimeField()
+    created_day = peewee.CharField(max_length=10)  # local date, YYYY-MM-DD
+    resolved_day = peewee.CharField(max_length=10, null=True)
+    owner_team = peewee.IntegerField()
+    owner_agent = peewee.IntegerField(null=True)
+    assigned_team = peewee.IntegerField(null=True)
+    priority = peewee.SmallIntegerField()
+    category = peewee.IntegerField(null=True)
+    service = peewee.IntegerField(null=True)
+    status = peewee.CharField(max_length=20)
+    resolved_count = peewee.IntegerField(default=0)
+    reopen_count = peewee.IntegerField(default=0)
+    next_breach_at = peewee.DateTimeField(null=True)
+    response_outcome = peewee.CharField(max_length=8, default="none")
+    response_breach_at = peewee.DateTimeField(null=True)
+    response_business_seconds = peewee.IntegerField(null=True)
+    response_wall_seconds = peewee.IntegerField(null=True)
+    resolution_outcome = peewee.CharField(max_length=8, default="none")
+    resolution_breach_at = peewee.DateTimeField(null=True)
+    resolution_business_seconds = peewee.IntegerField(null=True)
+    resolution_wall_seconds = peewee.IntegerField(null=True)
+
+    class Meta:
+        indexes = (
+            (("created_day",), False),
+            (("resolved_day",), False),
+            (("owner_team", "created_day"), False),
+            (("owner_agent", "next_breach_at"), False),
+        )
 
 
 MODELS = [
@@ -643,6 +683,7 @@ MODELS = [
     InboundMail,
     PortalToken,
     Attachment,
+    IncidentFact,
 ]
 
 

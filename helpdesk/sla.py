@@ -202,7 +202,9 @@ def _move(state: Any, clock: SlaClock, old: str, new: str, at: dt.datetime) -> N
     elif new in pausing and not was_paused and not clock.met_at:
         clock.paused_at = at
     elif new not in pausing and was_paused and old in pausing:
-        clock.paused_seconds += int(business_time.between(calendar, clock.paused_at, at).total_seconds())
+        # A target met during the pause (a reply while pending) stopped counting when it was met.
+        until = min(at, clock.met_at or at)
+        clock.paused_seconds += int(business_time.between(calendar, clock.paused_at, until).total_seconds())
         clock.paused_at = None
     if (clock.target == "response" and not clock.met_at and new == "in_progress"
             and state.settings.sla_response_met_by == "action"):

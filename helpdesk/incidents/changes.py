@@ -10,7 +10,7 @@ from typing import Any
 
 import peewee
 
-from helpdesk import events, sla
+from helpdesk import events, reports, search, sla
 from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.errors import DomainError, NotFound, StaleVersion
@@ -179,6 +179,8 @@ def apply(
             "(your change was not saved). Here is the current state.",
             get(incident.id),
         )
+    if search.TEXT_FIELDS & changed.keys():
+        search.refresh(incident.id)
     if record is None:
         record = {name: (getattr(incident, name), value) for name, value in changed.items()}
     for name, (old, new) in record.items():
@@ -205,6 +207,7 @@ def follow_up(ctx: Context, change: Change, actor: Agent | None, *, reason: str 
         sla.on_response(ctx, after, public_reply=False)
     if RETARGET_FIELDS & recorded.keys():
         sla.on_retarget(ctx, after)
+    reports.refresh(ctx, after.id)
     if "owner" in recorded:
         previous = recorded["owner"][0]
         events.emit(ctx, "incident_owner_changed", after.id, actor, previous_team=previous.team,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from helpdesk import events, sla
+from helpdesk import events, reports, search, sla
 from helpdesk.context import Context
 from helpdesk.db import for_update, write_transaction
 from helpdesk.errors import DomainError
@@ -78,7 +78,9 @@ def add_comment(ctx: Context, incident_id: int, actor: Agent, body: str, *, publ
             raise DomainError(f"{incident.reference} is {incident.status}; reply on a new incident.")
         note = entry(incident.id, actor, "reply" if public else "note", body=body)
         Incident.update(updated_at=note.at).where(Incident.id == incident.id).execute()
+        search.refresh(incident.id)
         sla.on_response(ctx, incident, public_reply=public)
+        reports.refresh(ctx, incident.id)
         events.emit(ctx, "incident_commented", incident.id, actor, entry=note.id, public=public,
                     body=body, actor_name=actor.display_name)
     return note

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from helpdesk import events, sla
+from helpdesk import events, reports, search, sla
 from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.db import write_transaction
@@ -112,6 +112,8 @@ def log_incident(
               + (f"; assigned to {assignee(incident)}" if assigned_team else ""))
         sla.on_created(ctx, incident)
         escalation.schedule(ctx, incident)
+        search.refresh(incident.id)
+        reports.refresh(ctx, incident.id)
         events.emit(ctx, "incident_created", incident.id, actor,
                     **({} if acknowledge else {"acknowledge": False}))
         if assigned_team is not None:

