@@ -40,7 +40,7 @@ def test_a_replys_words_find_the_incident(ctx, app, personas, log_incident, logi
     other = log_incident(title="Printer offline on floor 3", description="Paper jam")
     wanted = log_incident(title="Month-end run", description="The batch did not finish")
     with app.app_context():
-        domain.add_comment(ctx, app.extensions["helpdesk"], wanted.id, personas.owner,
+        domain.add_comment(ctx, wanted.id, personas.owner,
                            "Payroll is very slow since this morning", public=True)
     response = login(personas.colleague).get("/search?q=payroll+slow")
     assert response.status_code == 200
