@@ -46,6 +46,8 @@ def take_ownership(ctx: Context, incident_id: int, actor: Agent,
                            extra_where=Incident.owner_agent.is_null(),
                            record={"owner": (previous, Pair(team, actor))}, body="Took ownership")
         except StaleVersion as lost:
+            if lost.incident.owner_agent_id == actor.id:
+                return lost.incident  # the same agent's other request won: taking it again is a no-op
             if lost.incident.owner_agent_id not in (None, actor.id):
                 lost.args = (f"{incident.reference} was just taken by {lost.incident.owner_agent}.",)
             raise
