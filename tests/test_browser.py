@@ -167,7 +167,9 @@ def test_an_incident_can_be_logged_with_the_keyboard_alone(server, personas, pag
         raise AssertionError(f"{name!r} cannot be reached with Tab")
 
     page.goto(f"{server}/login")
-    page.keyboard.type(personas.owner.username)  # the user name field has the focus
+    # The user name field takes the focus by itself (autofocus); wait for it rather than race it.
+    page.wait_for_function("document.activeElement && document.activeElement.name === 'username'")
+    page.keyboard.type(personas.owner.username)
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
