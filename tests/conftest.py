@@ -7,10 +7,14 @@ it there as well.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from browser_kit import CHROMIUM, CHROMIUM_ARGS
 from flask import Flask
+from waitress.server import create_server
 
 pytest_plugins = ["helpdesk.testing"]
 
@@ -40,3 +44,20 @@ def log_incident(incident_factory: Any) -> Any:
 def ctx(helpdesk_ctx: Any) -> Any:
     """The app's context (short name for the kit's ``helpdesk_ctx``)."""
     return helpdesk_ctx
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """Playwright launches Debian's Chromium (``playwright install`` cannot download here)."""
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture
+def server(app: Flask) -> Iterator[str]:
+    """The app served by waitress on a free loopback port, as `helpdesk serve` does."""
+    httpd = create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=httpd.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.effective_port}"
+    httpd.close()
+    thread.join(timeout=5)

@@ -42,7 +42,10 @@ def _run(operation: Any, live: str, bearer: str) -> None:
     @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     def run(case: Any) -> None:
-        response = case.call(base_url=live, headers={"Authorization": f"Bearer {bearer}"}, timeout=30)
+        # One connection per case: a case must not read bytes a malformed earlier exchange left
+        # on a kept-alive socket (seen once in CI as "xHTTP/1.1 400", not reproducible since).
+        response = case.call(base_url=live, timeout=30,
+                             headers={"Authorization": f"Bearer {bearer}", "Connection": "close"})
         case.validate_response(response, checks=CHECKS)
 
     run()

@@ -6,57 +6,16 @@ instead, so a CI run can never pass without having driven the browser.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import threading
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from waitress.server import create_server
+from browser_kit import log_in, require_chromium
 
 from helpdesk.testing import PASSWORD
 
-CHROMIUM = os.environ.get("HELPDESK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-HAVE_CHROMIUM = os.path.exists(CHROMIUM)
-
-if not HAVE_CHROMIUM:
-    if os.environ.get("CI") == "true":
-        raise RuntimeError(f"CI=true but Chromium is missing at {CHROMIUM}: apt-get install chromium")
-    pytest.skip(f"Chromium not found at {CHROMIUM}; apt-get install chromium to run browser tests",
-                allow_module_level=True)
+require_chromium()
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    return {
-        **browser_type_launch_args,
-        "executable_path": CHROMIUM,
-        "args": ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    }
-
-
-@pytest.fixture
-def server(app: Any) -> Iterator[str]:
-    """The app served by waitress on a free loopback port, as `helpdesk serve` does."""
-    httpd = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=httpd.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.effective_port}"
-    httpd.close()
-    thread.join(timeout=5)
-
-
-def log_in(page: Any, base: str, username: str) -> None:
-    page.goto(f"{base}/login")
-    page.get_by_label("User name").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(re.compile(r"/queues/"))
 
 
 def test_owner_keeps_incident_assigned_to_database_team(server, personas, page):

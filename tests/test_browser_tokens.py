@@ -4,43 +4,18 @@ the profile's token page, copies the secret shown once, uses it over HTTP, and r
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from waitress.server import create_server
+from browser_kit import require_chromium
 
 from helpdesk.testing import PASSWORD
 
-CHROMIUM = os.environ.get("HELPDESK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    if os.environ.get("CI") == "true":
-        raise RuntimeError(f"CI=true but Chromium is missing at {CHROMIUM}: apt-get install chromium")
-    pytest.skip(f"Chromium not found at {CHROMIUM}", allow_module_level=True)
+require_chromium()
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    return {**browser_type_launch_args, "executable_path": CHROMIUM,
-            "args": ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]}
-
-
-@pytest.fixture
-def server(app: Any) -> Iterator[str]:
-    httpd = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=httpd.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.effective_port}"
-    httpd.close()
-    thread.join(timeout=5)
 
 
 def api_status(base: str, secret: str) -> int:

@@ -6,25 +6,18 @@ incident page; the customer confirms the resolution.
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_browser import CHROMIUM, HAVE_CHROMIUM, log_in  # noqa: F401 - skips without Chromium
-from waitress.server import create_server
+from browser_kit import log_in, require_chromium
 
 from helpdesk import incidents
 from helpdesk.models import Attachment, Incident
 from helpdesk.testing import SmtpServer
 
+require_chromium()
+
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    return {**browser_type_launch_args, "executable_path": CHROMIUM,
-            "args": ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]}
 
 
 @pytest.fixture
@@ -41,16 +34,6 @@ def helpdesk_settings(smtp: SmtpServer) -> dict[str, Any]:
 @pytest.fixture
 def helpdesk_bundled_plugins() -> list[str]:
     return ["email"]
-
-
-@pytest.fixture
-def server(app: Any) -> Iterator[str]:
-    httpd = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=httpd.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.effective_port}"
-    httpd.close()
-    thread.join(timeout=5)
 
 
 def test_customer_signs_in_logs_replies_and_confirms(server, app, ctx, smtp, personas, contact_factory,

@@ -4,26 +4,16 @@ what will happen to the next P2, and the real run matches it (Debian's Chromium,
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import shutil
-import threading
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from waitress.server import create_server
+from browser_kit import log_in, require_chromium
 
 from helpdesk.models import EscalationRun, Incident
-from helpdesk.testing import PASSWORD
 
 from .conftest import AT75, AT90, DUE, LOGGED
 
-CHROMIUM = os.environ.get("HELPDESK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    if os.environ.get("CI") == "true":
-        raise RuntimeError(f"CI=true but Chromium is missing at {CHROMIUM}: apt-get install chromium")
-    pytest.skip(f"Chromium not found at {CHROMIUM}", allow_module_level=True)
+require_chromium()
 
 pytestmark = pytest.mark.browser
 
@@ -53,32 +43,6 @@ trigger = "breach"
 step = "reassign"
 team = "Network"
 """
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    return {**browser_type_launch_args, "executable_path": CHROMIUM,
-            "args": ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync"]}
-
-
-@pytest.fixture
-def server(helpdesk_app: Any) -> Iterator[str]:
-    httpd = create_server(helpdesk_app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=httpd.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.effective_port}"
-    httpd.close()
-    thread.join(timeout=5)
-
-
-def log_in(page: Any, base: str, username: str) -> None:
-    page.context.clear_cookies()
-    page.goto(f"{base}/login")
-    page.get_by_label("User name").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(re.compile(r"/queues/"))
 
 
 def test_a_lead_configures_simulates_and_the_real_run_matches(server, desk, page):

@@ -1,0 +1,42 @@
+"""What every browser test shares: Debian's Chromium, driven by Playwright, and logging in.
+
+A browser test module calls ``require_chromium()`` at import: without Chromium it skips with
+the reason shown; with CI=true it fails instead, so a CI run can never pass without having
+driven the browser. The live server and the launch arguments are fixtures in conftest.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from typing import Any
+
+import pytest
+
+CHROMIUM = os.environ.get("HELPDESK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+HAVE_CHROMIUM = os.path.exists(CHROMIUM)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def require_chromium() -> None:
+    """Skip the calling module without Chromium (fail under CI=true)."""
+    if HAVE_CHROMIUM:
+        return
+    if os.environ.get("CI") == "true":
+        raise RuntimeError(f"CI=true but Chromium is missing at {CHROMIUM}: apt-get install chromium")
+    pytest.skip(f"Chromium not found at {CHROMIUM}; apt-get install chromium to run browser tests",
+                allow_module_level=True)
+
+
+def log_in(page: Any, base: str, username: str) -> None:
+    """Log in afresh (any earlier session's cookies dropped) and wait for the first queue page."""
+    from helpdesk.testing import PASSWORD  # not at import: conftest imports this module early
+
+    page.context.clear_cookies()
+    page.goto(f"{base}/login")
+    page.get_by_label("User name").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r"/queues/"))
