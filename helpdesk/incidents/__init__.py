@@ -24,10 +24,17 @@ from helpdesk.incidents.lifecycle import (
     close_resolved,
     reopen,
 )
-from helpdesk.incidents.responsibility import assign, can_transfer, take_ownership, transfer_ownership
+from helpdesk.incidents.responsibility import (
+    assign,
+    can_transfer,
+    take_ownership,
+    take_work,
+    transfer_ownership,
+)
 
 __all__ = [
     "MAX_TITLE", "TRANSITIONS", "Pair", "add_comment", "allowed_transitions", "assign", "assignee",
     "can_transfer", "change_status", "close_resolved", "derive_priority", "get", "link", "log_incident",
-    "override_priority", "owner", "reopen", "take_ownership", "transfer_ownership", "update_details",
+    "override_priority", "owner", "reopen", "take_ownership", "take_work", "transfer_ownership",
+    "update_details",
 ]

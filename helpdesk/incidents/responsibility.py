@@ -54,6 +54,51 @@ def take_ownership(ctx: Context, incident_id: int, actor: Agent,
         return follow_up(ctx, change, actor, reason="taken")
 
 
+def take_work(ctx: Context, incident_id: int, actor: Agent,
+              expected_version: int | None = None) -> Incident:
+    """"Take": assign the incident to me and start work on it, in one change.
+
+    The assigned team stays when I am in it, otherwise it becomes my home team. Only an
+    incident with no assigned agent (or already mine) can be taken, so of two agents
+    taking at once exactly one wins; the other is told who did. A pending incident is
+    taken back into progress, since taking it means working on it now.
+    """
+    with write_transaction():
+        incident = get(incident_id)
+        if not incident.is_active:
+            raise DomainError(f"{incident.reference} is {STATUSES[incident.status].lower()}; "
+                              "reopen it before taking it.")
+        if incident.assigned_agent_id not in (None, actor.id):
+            raise DomainError(f"{incident.reference} is assigned to {incident.assigned_agent}; "
+                              "ask them, or reassign it.")
+        team = incident.assigned_team
+        if team is None or not is_member(actor, team):
+            team = home_team(actor, team or incident.owner_team)
+        changes: dict[str, Any] = {"assigned_team": team, "assigned_agent": actor}
+        record: dict[str, tuple[Any, Any]] = {}
+        if (incident.assigned_team_id, incident.assigned_agent_id) != (team.id, actor.id):
+            record["assignee"] = (assignee(incident), Pair(team, actor))
+        if incident.status != "in_progress":
+            changes.update(status="in_progress", pending_reason=None)
+            record["status"] = (incident.status, "in_progress")
+            if incident.pending_reason is not None:
+                record["pending_reason"] = (incident.pending_reason, None)
+        if not record:
+            return incident  # mine and in progress already: taking it again changes nothing
+        try:
+            change = apply(incident, actor, changes, expected_version,
+                           extra_where=(Incident.assigned_agent.is_null()
+                                        | (Incident.assigned_agent == actor.id)),
+                           record=record, body="Took it")
+        except StaleVersion as lost:
+            if lost.incident.assigned_agent_id == actor.id and lost.incident.status == "in_progress":
+                return lost.incident  # my own other request won: taking it again is a no-op
+            if lost.incident.assigned_agent_id not in (None, actor.id):
+                lost.args = (f"{incident.reference} was just taken by {lost.incident.assigned_agent}.",)
+            raise
+        return follow_up(ctx, change, actor, reason="taken")
+
+
 def can_transfer(incident: Incident, actor: Agent) -> bool:
     """The owner, a lead of the owning team, or an admin may transfer ownership of an incident
     that is still open or resolved (a closed or cancelled one is history)."""
