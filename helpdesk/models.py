@@ -764,3 +764,19 @@ class Watcher(BaseModel):
 
 
 MODELS += [EscalationPolicy, EscalationPolicyVersion, EscalationState, EscalationRun, Watcher]
+
+
+class PeriodicRun(BaseModel):
+    """The last pass of one piece of periodic work (``sla_check``, ``sweep_outbox`` …): when it
+    started and finished, how long it took, and the last error, for /metrics."""
+
+    name = peewee.CharField(max_length=64, primary_key=True)
+    started_at = peewee.DateTimeField()
+    finished_at = peewee.DateTimeField(null=True)
+    seconds = peewee.FloatField(default=0)
+    runs = peewee.IntegerField(default=0)
+    failures = peewee.IntegerField(default=0)
+    error = peewee.TextField(default="")
+
+
+MODELS += [PeriodicRun]

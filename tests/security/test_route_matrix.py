@@ -143,6 +143,7 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
         "incidents/<int:incident_id>/status", "incidents/<int:incident_id>/take")},
     ("/api/v1/incidents/<int:incident_id>", "PATCH"): TOKEN_ONLY,
     ("/attachments/<int:attachment_id>", "GET"): AGENT_ONLY,
+    ("/metrics", "GET"): TOKEN_ONLY,
     ("/escalation", "GET"): LEAD_ONLY,
     ("/escalation/<name>.toml", "GET"): LEAD_ONLY,
     ("/escalation/delete", "POST"): LEAD_ONLY,
