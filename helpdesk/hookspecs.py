@@ -133,6 +133,21 @@ def helpdesk_assets(ctx: Any) -> Any | None:
 
 @_family("registration")
 @hookspec
+def helpdesk_alert_sources(ctx: Any) -> list[Any] | None:
+    """Monitoring systems whose alerts become incidents, as :class:`~helpdesk.records.AlertSource`.
+
+    Fires once at start-up in every process. Each source is received at
+    ``POST /api/v1/alerts/<name>``; its ``parse(payload)`` returns
+    :class:`~helpdesk.records.Alert` records (or raises
+    :class:`~helpdesk.records.BadAlert`), and the core does the rest: one incident
+    per firing fingerprint, counted repeats, resolution, bounded flapping. The core
+    registers ``generic`` and ``alertmanager``. Return ``None`` or ``[]`` to
+    register nothing.
+    """
+
+
+@_family("registration")
+@hookspec
 def helpdesk_check_settings(registry: Any, ctx: Any) -> None:
     """Check this plugin's settings once at start-up, after every record is registered.
 
