@@ -189,6 +189,19 @@ def helpdesk_route_incident(incident: Any, ctx: Any) -> Any | None:
 
 @_family("decision")
 @hookspec(firstresult=True)
+def helpdesk_attachment_verdict(filename: str, content_type: str, data: bytes, ctx: Any) -> str | None:
+    """Accept or refuse one attachment before it is kept (a virus scanner, a file-type rule).
+
+    Runs where the file arrived (the portal's or an agent's request, mail intake), before
+    anything is stored. Return a short reason to refuse the file — the portal shows it to
+    the customer, mail intake notes it on the incident (the original message keeps the
+    file) — or ``None`` to let the next plugin decide; when no plugin refuses, the file is
+    kept. A plugin that raises refuses the file (fail closed) and is logged.
+    """
+
+
+@_family("decision")
+@hookspec(firstresult=True)
 def helpdesk_sla_policy(incident: Any, ctx: Any) -> str | None:
     """Name the SLA policy that applies to ``incident``.
 
