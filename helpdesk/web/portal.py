@@ -108,7 +108,7 @@ def password_sign_in() -> Any:
     if contact is None:
         return render_template("portal/sign_in.html", email=email, error=(
             "That address and password do not match. Forgot it? Ask for a sign-in link.")), 401
-    session.pop(SESSION_KEY, None)
+    session.clear()  # nothing of the signed-out session survives (CSRF token included)
     session[SESSION_KEY] = contact.id
     return redirect(url_for("portal.index"), code=303)
 
@@ -143,7 +143,7 @@ def redeem(token: str) -> Any:
     if contact is None:
         return render_template("portal/sign_in.html", error=(
             "This link is invalid, expired or already used. Ask for a new one.")), 400
-    session.pop(SESSION_KEY, None)
+    session.clear()  # nothing of the signed-out session survives (CSRF token included)
     session[SESSION_KEY] = contact.id
     return redirect(url_for("portal.index"), code=303)
 
