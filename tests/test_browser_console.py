@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,16 @@ def on_first_screen(page: Any, selector: str) -> None:
     assert page.evaluate("window.scrollY") == 0, f"page scrolled to reach {selector}"
     assert 0 <= box["y"] and box["y"] + box["height"] <= size["height"], (selector, box)
     assert 0 <= box["x"] and box["x"] + box["width"] <= size["width"], (selector, box)
+
+
+def wait_until(page: Any, expression: str, timeout: float = 10.0) -> None:
+    """Poll a page expression from Python (wait_for_function evaluates strings, which the
+    page's CSP refuses)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never true: {expression}")
+        time.sleep(0.05)
 
 
 def focused(page: Any) -> str:
@@ -83,7 +94,7 @@ def test_a_specialist_takes_works_and_resolves_on_the_first_screen_without_the_m
     on_first_screen(page, "[data-shortcut=take]")
     page.keyboard.press("t")
     page.wait_for_selector("#assignee-heading + .current:has-text('Priya Raman')")
-    page.wait_for_function("document.getElementById('console-announce').textContent.includes('Took it')")
+    wait_until(page, "document.getElementById('console-announce').textContent.includes('Took it')")
     assert focused(page) == "assignee-heading"
 
     page.keyboard.press("n")
@@ -95,7 +106,7 @@ def test_a_specialist_takes_works_and_resolves_on_the_first_screen_without_the_m
     on_first_screen(page, "form.reply button[type=submit]")
     page.keyboard.press("Enter")
     page.wait_for_selector(".entry-note:has-text('Restarted the listener')")
-    page.wait_for_function("document.activeElement.classList.contains('entry-note')")
+    wait_until(page, "document.activeElement.classList.contains('entry-note')")
 
     tab_to(page, "#resolve-canned")
     on_first_screen(page, "#resolve-canned")
@@ -157,9 +168,9 @@ def test_after_a_note_the_focus_is_on_the_new_entry_and_it_is_announced(server, 
     page.locator("#reply-body").fill("Sent the how-to link.")
     page.get_by_role("button", name="Add").click()
     page.wait_for_selector(".entry-note:has-text('Sent the how-to link.')")
-    page.wait_for_function("document.activeElement.classList.contains('entry-note')")
+    wait_until(page, "document.activeElement.classList.contains('entry-note')")
     assert "Sent the how-to link." in page.evaluate("document.activeElement.textContent")
-    page.wait_for_function(
+    wait_until(page,
         "document.getElementById('console-announce').textContent === 'Internal note added.'")
     assert page.evaluate("window.scrollY") == 0
 
