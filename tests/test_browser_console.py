@@ -77,7 +77,7 @@ def test_take_from_a_queue_with_the_keyboard(server, personas, page, log_inciden
     # Back in the queue, the same incident is still the selected one: o opens it.
     page.keyboard.press("o")
     page.wait_for_url(re.compile(re.escape(second) + "$"))
-    side = page.get_by_role("complementary", name="Incident facts and actions")
+    side = page.get_by_role("region", name="Incident facts and actions")
     assert "Database / Priya Raman" in side.get_by_role("region", name="Assignee").inner_text()
     assert "In progress" in side.get_by_role("region", name="Status").inner_text()
 
