@@ -386,11 +386,11 @@ def _process(state: Any, clock_id: int, at: dt.datetime) -> int:
         _save(state, clock)
         TimelineEntry.create(
             incident=clock.incident_id, actor=None, kind="sla", at=at, field=clock.target,
-            old_value=None, new_value=kind,
-            body=(f"{clock.target.capitalize()} target breached (due {clock.due_at:%Y-%m-%d %H:%M} UTC)"
-                  if kind == "breach" else
-                  f"{clock.target.capitalize()} target {point / 10:g}% used "
-                  f"(due {clock.due_at:%Y-%m-%d %H:%M} UTC)"))
+            # The due time is data (ISO, naive UTC as stored), so pages show it in the reader's
+            # zone; entries written before kept it in their text.
+            old_value=clock.due_at.isoformat() if clock.due_at else None, new_value=kind,
+            body=(f"{clock.target.capitalize()} target breached" if kind == "breach" else
+                  f"{clock.target.capitalize()} target {point / 10:g}% used"))
         if kind == "breach":
             events.emit(state, "incident_sla_breached", clock.incident_id, None, target=clock.target,
                         due_at=clock.due_at.isoformat() if clock.due_at else None)

@@ -384,8 +384,11 @@ def test_every_agent_action_through_the_api(app, personas, issue, log_incident):
     assert public["kind"] == "reply" and public["actor"]["name"] == "John Carter"
     timeline = john.get(at + "/timeline").get_json()["items"]
     actors = {(e["field"], e["actor"]["name"]) for e in timeline if e["kind"] == "change"}
-    assert {("assignee", "John Carter"), ("status", "Priya Raman"), ("priority", "John Carter"),
+    # Assigning the new incident is one entry: its status entry (new -> assigned) says the pair.
+    assert {("status", "John Carter"), ("status", "Priya Raman"), ("priority", "John Carter"),
             ("title", "John Carter"), ("parent", "John Carter"), ("owner", "John Carter")} <= actors
+    assert any(e["body"].startswith("Assigned to Database / Priya Raman.") for e in timeline
+               if e["kind"] == "change" and e["field"] == "status")
     # Priya's token cannot do what Priya cannot: transfer ownership she does not hold
     refused = problem(priya.post(at + "/owner", {"team_id": personas.database_team.id, "reason": "x"},
                                  If_Match=f'"{data["version"]}"'), 403)

@@ -26,9 +26,11 @@ def test_take_assigns_me_with_my_team_and_starts_work(ctx, personas, log_inciden
     assert after.version == incident.version + 1
     # The owner pair is untouched: the service desk still answers for the incident.
     assert (after.owner_team_id, after.owner_agent_id) == (incident.owner_team_id, incident.owner_agent_id)
-    fields = {e.field for e in TimelineEntry.select().where((TimelineEntry.incident == incident.id)
-                                                            & (TimelineEntry.actor == personas.assignee.id))}
-    assert {"assignee", "status"} <= fields
+    # One action, one timeline entry: the status entry says who took it.
+    entries = list(TimelineEntry.select().where((TimelineEntry.incident == incident.id)
+                                                & (TimelineEntry.actor == personas.assignee.id)))
+    assert [(e.field, e.old_value, e.new_value) for e in entries] == [("status", "New", "In progress")]
+    assert entries[0].body == "Took it: assigned to Database / Priya Raman and in progress."
 
 
 def test_take_keeps_the_assigned_team_when_i_am_in_it(ctx, personas, log_incident):

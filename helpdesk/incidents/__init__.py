@@ -18,6 +18,8 @@ from helpdesk.incidents.changes import MAX_TITLE, Pair, assignee, get, owner
 from helpdesk.incidents.details import add_comment, link, override_priority, update_details
 from helpdesk.incidents.intake import derive_priority, log_incident
 from helpdesk.incidents.lifecycle import (
+    CANNED_RESOLUTIONS,
+    NEXT_STATUS,
     TRANSITIONS,
     allowed_transitions,
     change_status,
@@ -33,7 +35,8 @@ from helpdesk.incidents.responsibility import (
 )
 
 __all__ = [
-    "MAX_TITLE", "TRANSITIONS", "Pair", "add_comment", "allowed_transitions", "assign", "assignee",
+    "CANNED_RESOLUTIONS", "MAX_TITLE", "NEXT_STATUS", "TRANSITIONS",
+    "Pair", "add_comment", "allowed_transitions", "assign", "assignee",
     "can_transfer", "change_status", "close_resolved", "derive_priority", "get", "link", "log_incident",
     "override_priority", "owner", "reopen", "take_ownership", "take_work", "transfer_ownership",
     "update_details",

@@ -148,12 +148,17 @@ def apply(
     extra_where: Any = None,
     record: dict[str, tuple[Any, Any]] | None = None,
     body: str = "",
+    one_entry: bool = False,
 ) -> Change:
     """Write ``changes`` if the incident is still at the version read.
 
     One timeline entry per changed field (old → new) is written in the same
     transaction. ``record`` replaces per-field entries with named ones (e.g.
-    the owner pair as one entry). Nothing changed: an empty :class:`Change`.
+    the owner pair as one entry). ``one_entry``: the action is one entry on the
+    timeline — the status change when there is one (SLA replay and reports read
+    status entries), else the first recorded item — with ``body`` (which the caller
+    words to say the rest); every recorded item still drives the follow-ups.
+    Nothing changed: an empty :class:`Change`.
     """
     if expected_version is not None and expected_version != incident.version:
         raise StaleVersion(
@@ -183,7 +188,11 @@ def apply(
         search.refresh(incident.id)
     if record is None:
         record = {name: (getattr(incident, name), value) for name, value in changed.items()}
-    for name, (old, new) in record.items():
+    written = record
+    if one_entry and len(record) > 1:
+        primary = "status" if "status" in record else next(iter(record))
+        written = {primary: record[primary]}
+    for name, (old, new) in written.items():
         entry(incident.id, actor, "change", field=name, old_value=_display(name, old),
               new_value=_display(name, new), body=body)
     return Change(incident, get(incident.id), dict(record))

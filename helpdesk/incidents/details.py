@@ -118,6 +118,6 @@ def link(ctx: Context, incident_id: int, actor: Agent, kind: str, other_id: int 
             change = apply(incident, actor, {"duplicate_of": other, "status": "cancelled"},
                            expected_version,
                            record={"duplicate_of": (None, other), "status": (incident.status, "cancelled")},
-                           body=f"Duplicate of {other.reference}")
+                           body=f"Duplicate of {other.reference}", one_entry=True)
             return follow_up(ctx, change, actor)
         return follow_up(ctx, apply(incident, actor, {"parent": other}, expected_version), actor)

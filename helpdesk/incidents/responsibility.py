@@ -85,11 +85,14 @@ def take_work(ctx: Context, incident_id: int, actor: Agent,
                 record["pending_reason"] = (incident.pending_reason, None)
         if not record:
             return incident  # mine and in progress already: taking it again changes nothing
+        done = [f"assigned to {Pair(team, actor)}"] if "assignee" in record else []
+        if "status" in record:
+            done.append("in progress")
         try:
             change = apply(incident, actor, changes, expected_version,
                            extra_where=(Incident.assigned_agent.is_null()
                                         | (Incident.assigned_agent == actor.id)),
-                           record=record, body="Took it")
+                           record=record, body=f"Took it: {' and '.join(done)}.", one_entry=True)
         except StaleVersion as lost:
             if lost.incident.assigned_agent_id == actor.id and lost.incident.status == "in_progress":
                 return lost.incident  # my own other request won: taking it again is a no-op
@@ -155,5 +158,9 @@ def assign(ctx: Context, incident_id: int, actor: Agent | None, team: Team | Non
         if status != incident.status:
             changes["status"] = status
             record["status"] = (incident.status, status)
-        change = apply(incident, actor, changes, expected_version, record=record, body=note)
+            # One entry for the action: the status entry says where the incident went.
+            said = f"Assigned to {Pair(team, agent)}." if team else "Unassigned."
+            note = "\n\n".join(part for part in (said, note.strip()) if part)
+        change = apply(incident, actor, changes, expected_version, record=record, body=note,
+                       one_entry=True)
         return follow_up(ctx, change, actor)

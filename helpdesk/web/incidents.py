@@ -7,6 +7,8 @@ incident body, re-rendered from the same template block, with any message.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import peewee
@@ -22,6 +24,7 @@ from helpdesk.models import (
     LEVELS,
     PENDING_REASONS,
     RESOLUTION_CODES,
+    STATUSES,
     TYPES,
     Agent,
     Category,
@@ -32,7 +35,7 @@ from helpdesk.models import (
     TimelineEntry,
 )
 from helpdesk.rendering import render_page
-from helpdesk.security import AGENT, access
+from helpdesk.security import AGENT, access, safe_next
 from helpdesk.web import context
 from helpdesk.web.forms import choices, expected_version, optional_id, parse_id
 from helpdesk.web.stale import attempt as stale_attempt
@@ -50,25 +53,46 @@ def _timeline(incident_id: int) -> list[TimelineEntry]:
     )
 
 
+TIMELINE_FILTERS = {"all": "All", "public": "Public", "internal": "Internal", "system": "System"}
+
+
 def _render(incident_id: int, *, error: str | None = None, status: int = 200,
-            incident: Any = None, attempt: Any = None) -> tuple[str, int]:
+            incident: Any = None, attempt: Any = None, announce: str = "",
+            focus: str = "") -> tuple[str, int]:
+    """The incident page (or its body for HTMX); ``announce`` is read out politely and
+    ``focus`` names the element that changed, where console.js puts the focus."""
     incident = incident or domain.get(incident_id)
+    found = choices()
+    mine = [team for team in found["teams"]
+            if any(agent.id == current_user.id for agent in found["members"].get(team.id, []))]
+    show = request.args.get("show", "all")
     html = render_page(
         "incident.html",
         {BODY},
         incident=incident,
         timeline=_timeline(incident.id),
+        show=show if show in TIMELINE_FILTERS else "all",
+        timeline_filters=TIMELINE_FILTERS,
         error=error,
         attempt=attempt,
+        announce=announce,
+        focus=focus,
         can_transfer=(domain.can_transfer(incident, current_user)
                       and incident.status not in {"closed", "cancelled"}),
+        can_take=(incident.is_active and incident.assigned_agent_id in (None, current_user.id)
+                  and not (incident.assigned_agent_id == current_user.id
+                           and incident.status == "in_progress")),
+        my_teams=[team for team in mine if team.id != incident.assigned_team_id],
         transitions=domain.allowed_transitions(incident),
+        next_status=domain.NEXT_STATUS.get(incident.status),
+        canned_resolutions=domain.CANNED_RESOLUTIONS,
         levels=LEVELS,
         types=TYPES,
         pending_reasons=PENDING_REASONS,
         resolution_codes=RESOLUTION_CODES,
         sla_clocks=_sla(incident),
-        **choices(),
+        parse_time=dt.datetime.fromisoformat,
+        **found,
     )
     return html, status
 
@@ -87,23 +111,43 @@ def _sla(incident: Any) -> list[tuple[Any, Any, list[Any]]]:
     return [(clock, sla.status(state, clock, now()), fired.get(clock.target, [])) for clock in clocks]
 
 
-def _respond(incident_id: int, change: Any, done: str) -> Any:
-    """Run a domain change and answer with the fresh incident (or why it failed)."""
+def _respond(incident_id: int, change: Callable[[], Any], done: str | Callable[[Any], str],
+             focus: str | Callable[[Any], str] = "", back: str | None = None) -> Any:
+    """Run a domain change and answer with the fresh incident (or why it failed).
+
+    ``done`` (text, or made from what the change returned) is announced, ``focus`` names
+    the element that changed: from HTMX both travel in the fresh body; without JavaScript
+    the message is flashed and the redirect's fragment scrolls to what changed (or, with
+    ``back``, a local path such as the queue the action came from, goes back there).
+    """
     try:
-        change()
+        result = change()
     except StaleVersion as stale:
         return _render(incident_id, error=str(stale), status=409, incident=stale.incident,
-                       attempt=stale_attempt(stale.incident))
+                       attempt=stale_attempt(stale.incident), focus="incident-title")
     except DomainError as error:
         if error.status == 404:
             raise
-        return _render(incident_id, error=str(error), status=error.status)
+        return _render(incident_id, error=str(error), status=error.status, focus="incident-title")
     from helpdesk.rendering import htmx
 
+    if result is None:  # a change that returns nothing: describe the incident as it is now
+        result = domain.get(incident_id)
+    message = done(result) if callable(done) else done
+    target = focus(result) if callable(focus) else focus
     if htmx and htmx.target == BODY.replace("_", "-"):
-        return _render(incident_id)
-    flash(done)
-    return redirect(url_for("incidents.show", incident_id=incident_id), code=303)
+        return _render(incident_id, announce=message, focus=target)
+    flash(message)
+    anchor = f"#{target}" if target else ""
+    here = url_for("incidents.show", incident_id=incident_id) + anchor
+    return redirect(safe_next(back, here) if back else here, code=303)
+
+
+def _assigned(incident: Any) -> str:
+    if incident.assigned_team is None:
+        return "Unassigned."
+    who = incident.assigned_agent.display_name if incident.assigned_agent else "no agent"
+    return f"Assigned to {incident.assigned_team.name} / {who}."
 
 
 @bp.get("/<int:incident_id>")
@@ -118,7 +162,19 @@ def take(incident_id: int) -> Any:
     return _respond(
         incident_id,
         lambda: domain.take_ownership(context(), incident_id, current_user, expected_version()),
-        "You own this incident now.",
+        "You own this incident now.", "owner-heading",
+    )
+
+
+@bp.post("/<int:incident_id>/take-work")
+@access(AGENT)
+def take_work(incident_id: int) -> Any:
+    """Take: assign the incident to me and start work on it (race-safe in the domain)."""
+    return _respond(
+        incident_id,
+        lambda: domain.take_work(context(), incident_id, current_user, expected_version()),
+        lambda incident: f"Took it: a{_assigned(incident)[1:-1]} and in progress.",
+        "assignee-heading", back=request.form.get("next"),
     )
 
 
@@ -134,7 +190,9 @@ def transfer(incident_id: int) -> Any:
             request.form.get("reason", ""), expected_version(),
         )
 
-    return _respond(incident_id, change, "Ownership changed.")
+    return _respond(incident_id, change, lambda incident: (
+        f"Owner now {incident.owner_team.name} / "
+        f"{incident.owner_agent.display_name if incident.owner_agent else 'no agent'}."), "owner-heading")
 
 
 @bp.post("/<int:incident_id>/assignee")
@@ -147,22 +205,34 @@ def assign(incident_id: int) -> Any:
             optional_id("assigned_agent", Agent), expected_version(),
             note=request.form.get("note", ""),
         ),
-        "Assignment changed.",
+        _assigned, "assignee-heading",
     )
 
 
 @bp.post("/<int:incident_id>/status")
 @access(AGENT)
 def status(incident_id: int) -> Any:
+    """Move the status; ``canned`` (the Resolve quick action) names a canned resolution whose
+    code is used and whose text is the note unless the agent wrote another."""
+    note = request.form.get("note", "")
+    code = request.form.get("resolution_code") or None
+    canned = domain.CANNED_RESOLUTIONS.get(request.form.get("canned", ""))
+    if canned is not None:
+        # A note still holding one of the canned texts was not typed: it follows the choice
+        # (without JavaScript the box keeps the first text when another is chosen).
+        texts = {text.strip() for _, text in domain.CANNED_RESOLUTIONS.values()}
+        code = canned[0]
+        if not note.strip() or note.strip() in texts:
+            note = canned[1]
     return _respond(
         incident_id,
         lambda: domain.change_status(
             context(), incident_id, current_user, request.form.get("status", ""), expected_version(),
-            note=request.form.get("note", ""),
+            note=note,
             pending_reason=request.form.get("pending_reason") or None,
-            resolution_code=request.form.get("resolution_code") or None,
+            resolution_code=code,
         ),
-        "Status changed.",
+        lambda incident: f"Status now {STATUSES[incident.status].lower()}.", "status-heading",
     )
 
 
@@ -180,7 +250,8 @@ def priority(incident_id: int) -> Any:
         domain.override_priority(context(), incident_id, current_user, value,
                                  request.form.get("reason", ""), expected_version())
 
-    return _respond(incident_id, change, "Priority changed.")
+    return _respond(incident_id, change, lambda incident: f"Priority now P{incident.priority}.",
+                    "priority-heading")
 
 
 @bp.post("/<int:incident_id>/details")
@@ -199,7 +270,7 @@ def details(incident_id: int) -> Any:
             requester=optional_id("requester", Contact),
         )
 
-    return _respond(incident_id, change, "Details saved.")
+    return _respond(incident_id, change, "Details saved.", "details-heading")
 
 
 @bp.post("/<int:incident_id>/comments")
@@ -211,6 +282,7 @@ def comment(incident_id: int) -> Any:
         lambda: domain.add_comment(context(), incident_id, current_user, request.form.get("body", ""),
                                    public=public),
         "Reply sent to the customer." if public else "Internal note added.",
+        lambda note: f"entry-{note.id}",
     )
 
 
@@ -225,7 +297,7 @@ def link(incident_id: int) -> Any:
         domain.link(context(), incident_id, current_user, request.form.get("kind", ""),
                     other, expected_version())
 
-    return _respond(incident_id, change, "Link saved.")
+    return _respond(incident_id, change, "Link saved.", "details-heading")
 
 
 # -- new incident ----------------------------------------------------------------

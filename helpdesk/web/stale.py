@@ -58,6 +58,8 @@ FIELDS: dict[str, tuple[str, Any]] = {
 
 # timeline entry field -> the form fields it covers (the pairs are recorded as one entry)
 RECORDED_AS = {"owner": ("owner_team", "owner_agent"), "assignee": ("assigned_team", "assigned_agent")}
+# status entries (by label) that an assignment or a take may have written with the assignee folded in
+MOVES_ASSIGNEE = {STATUSES[name] for name in ("new", "assigned", "in_progress")}
 # form field -> the incident attribute holding its current raw value
 CURRENT = {"category": "category_id", "service": "service_id", "requester": "requester_id",
            "owner_team": "owner_team_id", "owner_agent": "owner_agent_id",
@@ -102,10 +104,17 @@ def changed_since(incident: Any, seen: str | None) -> set[str] | None:
     if not seen or not seen.isascii() or not seen.isdigit() or len(seen) > 18:
         return None
     names: set[str] = set()
-    for entry in TimelineEntry.select(TimelineEntry.field).where(
+    for entry in TimelineEntry.select(TimelineEntry.field, TimelineEntry.new_value).where(
             (TimelineEntry.incident == incident.id) & (TimelineEntry.kind == "change")
             & (TimelineEntry.id > int(seen))):
         names.update(RECORDED_AS.get(entry.field, (entry.field,)))
+        if entry.field == "status":
+            # One action is one entry: a status entry also stands for the pending reason or
+            # resolution code it set, and (entering new, assigned or in progress: an assignment
+            # or a take) for the assignee it may have changed.
+            names.update(("pending_reason", "resolution_code"))
+            if entry.new_value in MOVES_ASSIGNEE:
+                names.update(RECORDED_AS["assignee"])
     return names
 
 

@@ -105,7 +105,8 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("/incidents/new", "POST"): AGENT_ONLY,
     ("/incidents/<int:incident_id>", "GET"): AGENT_ONLY,
     **{(f"/incidents/<int:incident_id>/{action}", "POST"): AGENT_ONLY
-       for action in ("assignee", "comments", "details", "links", "owner", "priority", "status", "take")},
+       for action in ("assignee", "comments", "details", "links", "owner", "priority", "status", "take",
+                      "take-work")},
     ("/admin/", "GET"): ADMIN_ONLY,
     ("/admin/agents", "GET"): ADMIN_ONLY,
     ("/admin/agents", "POST"): ADMIN_ONLY,
