@@ -15,7 +15,7 @@ import pluggy
 
 __version__ = "0.1.0"
 #: The plugin API version: the major number changes only with an incompatible change.
-PLUGIN_API = "1.1"
+PLUGIN_API = "1.2"
 
 #: Decorator plugin authors use to mark their hook implementations.
 hookimpl = pluggy.HookimplMarker("helpdesk")
@@ -60,6 +60,8 @@ _PUBLIC = {
     "watchers": ("helpdesk.escalation.api", "watchers"),
     "add_watchers": ("helpdesk.escalation.api", "add_watchers"),
     "declare_major": ("helpdesk.escalation.api", "declare_major"),
+    # macro actions (plugin API 1.2)
+    "MacroAction": ("helpdesk.records", "MacroAction"),
     # read models and their vocabularies
     "Agent": ("helpdesk.models", "Agent"),
     "Category": ("helpdesk.models", "Category"),

@@ -51,3 +51,11 @@ def helpdesk_channel_types() -> list[ChannelType]:
     return [ChannelType(
         "inapp", "In-app", _send_inapp, "Notices on the bell in the page header",
         address_for=lambda ctx, agent, values: str(agent.id))]
+
+
+@hookimpl(trylast=True)
+def helpdesk_macro_actions() -> list[Any]:
+    """Set status, set priority, assign: the actions every macro form offers."""
+    from helpdesk.macros import BUILTIN_ACTIONS
+
+    return list(BUILTIN_ACTIONS)

@@ -29,6 +29,7 @@ REGISTRATIONS = {
     "helpdesk_sla_policies": "SLA policies",
     "helpdesk_business_calendars": "business calendars",
     "helpdesk_escalation_steps": "escalation steps",
+    "helpdesk_macro_actions": "macro actions",
 }
 
 
@@ -85,6 +86,10 @@ class Registry:
     @property
     def escalation_steps(self) -> dict[str, Any]:
         return self.of("helpdesk_escalation_steps")
+
+    @property
+    def macro_actions(self) -> dict[str, Any]:
+        return self.of("helpdesk_macro_actions")
 
 
 @dataclass

@@ -14,7 +14,7 @@ written and followed up), :mod:`.intake` (logging), :mod:`.responsibility`
 (priority, fields, conversation, links).
 """
 
-from helpdesk.incidents.changes import MAX_TITLE, Pair, assignee, get, owner
+from helpdesk.incidents.changes import MAX_TITLE, Pair, assignee, get, one_change, owner
 from helpdesk.incidents.details import add_comment, link, override_priority, update_details
 from helpdesk.incidents.intake import derive_priority, log_incident
 from helpdesk.incidents.lifecycle import (
@@ -35,6 +35,6 @@ from helpdesk.incidents.responsibility import (
 __all__ = [
     "MAX_TITLE", "TRANSITIONS", "Pair", "add_comment", "allowed_transitions", "assign", "assignee",
     "can_transfer", "change_status", "close_resolved", "derive_priority", "get", "link", "log_incident",
-    "override_priority", "owner", "reopen", "take_ownership", "take_work", "transfer_ownership",
+    "one_change", "override_priority", "owner", "reopen", "take_ownership", "take_work", "transfer_ownership",
     "update_details",
 ]
