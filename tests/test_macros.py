@@ -42,7 +42,8 @@ def form(name="Ask for logs", body="Hello {requester_name}", **extra):
 
 
 def timeline(incident_id):
-    return list(TimelineEntry.select().where(TimelineEntry.incident == incident_id).order_by(TimelineEntry.id))
+    entries = TimelineEntry.select().where(TimelineEntry.incident == incident_id)
+    return list(entries.order_by(TimelineEntry.id))
 
 
 # -- management pages and permissions ----------------------------------------------------
