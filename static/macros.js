@@ -60,6 +60,8 @@
       method: "POST", body: new FormData(form), credentials: "same-origin",
       headers: {"Accept": "application/json", "X-CSRFToken": csrf()}
     }).then(function (response) {
+      // A repeat of a request already saved is answered with the incident page: go there.
+      if (response.redirected) { return {ok: true, url: response.url}; }
       return response.json().catch(function () { return {ok: false, error: null}; });
     }).then(function (answer) {
       if (answer.ok) { window.location.assign(answer.url); return; }
