@@ -17,6 +17,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import peewee
+
 from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.db import write_transaction
@@ -103,12 +105,12 @@ def team_ids(agent: Agent) -> list[int]:
 
 
 def visible(agent: Agent) -> Any:
-    """The macros an agent may see and apply: their own, then their teams'."""
-    teams = team_ids(agent)
-    where = Macro.agent == agent.id
-    if teams:
-        where = where | Macro.team.in_(teams)
-    return Macro.select().where(where).order_by(Macro.team.is_null(False), Macro.name, Macro.id)
+    """The macros an agent may see and apply: their own, then their teams' (one query, with
+    the team's name)."""
+    mine = Membership.select(Membership.team).where(Membership.agent == agent.id)
+    return (Macro.select(Macro, Team).join(Team, peewee.JOIN.LEFT_OUTER, on=(Macro.team == Team.id))
+            .where((Macro.agent == agent.id) | Macro.team.in_(mine))
+            .order_by(Macro.team.is_null(False), Macro.name, Macro.id))
 
 
 def get_visible(agent: Agent, macro_id: int) -> Macro:

@@ -119,3 +119,12 @@ def test_a_new_contact_needs_the_csrf_token(personas, login):
         new_contact_name="Grace Hopper", new_contact_email="grace@example.com"))
     assert answer.status_code == 400
     assert Contact.select().count() == 0 and Incident.select().count() == 0
+
+
+def test_search_text_is_taken_literally(personas, login, contact_factory):
+    contact_factory(name="Ada Lovelace", email="ada@example.com")
+    john = login(personas.owner)
+    for query in ("%", "_", "\\", '"unbalanced', "a%e", "x" * 100_000):
+        answer = john.get("/incidents/new/requesters", query_string={"requester_query": query})
+        assert answer.status_code == 200, query
+        assert "Ada Lovelace" not in answer.get_data(as_text=True), query

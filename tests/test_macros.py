@@ -266,3 +266,25 @@ def test_a_macro_whose_action_is_no_longer_installed_is_refused_whole(personas, 
     answer = login(personas.owner).post(f"/incidents/{incident.id}/macro", {"macro": macro.id, "body": "Hi"})
     assert answer.status_code == 422 and "not installed" in answer.get_data(as_text=True)
     assert [e.kind for e in timeline(incident.id)] == ["created"]
+
+
+def test_the_picker_costs_the_same_queries_however_many_team_macros(personas, app, count_queries):
+    from flask_login import login_user
+
+    from helpdesk.web.macros import reply_macros
+
+    def picker_queries() -> tuple[int, int]:
+        with app.test_request_context("/"):
+            login_user(personas.assignee)
+            count_queries.queries.clear()
+            found = reply_macros()
+            return len(found), len(count_queries.queries)
+
+    make(personas.db_lead, "One", team=personas.database_team)
+    few = picker_queries()
+    for number in range(5):
+        make(personas.db_lead, f"More {number}", team=personas.database_team)
+    make(personas.assignee, "Mine")
+    many = picker_queries()
+    assert (few[0], many[0]) == (1, 7)
+    assert many[1] == few[1], "no query per macro (team names come with the list)"
