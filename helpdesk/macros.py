@@ -137,9 +137,12 @@ def can_edit(agent: Agent, macro: Macro) -> bool:
 
 def editable(agent: Agent, macro_id: int) -> Macro:
     """A macro the agent may change; one they may see but not change is refused (403)."""
-    macro = get_visible(agent, macro_id) if not agent.is_admin else Macro.get_or_none(Macro.id == macro_id)
-    if macro is None:
-        raise NotFound("There is no such macro.")
+    macro = Macro.get_or_none(Macro.id == macro_id)
+    personal_of_another = macro is not None and macro.agent_id is not None and macro.agent_id != agent.id
+    foreign_team = (macro is not None and macro.team_id is not None and not agent.is_admin
+                    and not is_member(agent, macro.team_id))
+    if macro is None or personal_of_another or foreign_team:
+        raise NotFound("There is no such macro.")  # someone else's is not even there
     if not can_edit(agent, macro):
         raise PermissionDenied("Only a lead of the team or an admin can change a team macro.")
     return macro

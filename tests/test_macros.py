@@ -92,6 +92,7 @@ def test_other_agents_personal_macros_are_not_found(personas, login, incident_fa
     sent = sara.post(f"/incidents/{incident.id}/macro", {"macro": mine.id, "body": "hi"})
     assert sent.status_code == 404
     assert "Ask for logs" not in sara.get("/macros/").get_data(as_text=True)
+    assert login(personas.admin).get(f"/macros/{mine.id}").status_code == 404, "personal, even for admins"
     assert Macro.get_by_id(mine.id).name == "Ask for logs"
     assert [e.kind for e in timeline(incident.id)] == ["created"]
 
