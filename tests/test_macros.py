@@ -289,3 +289,21 @@ def test_the_picker_costs_the_same_queries_however_many_team_macros(personas, ap
     many = picker_queries()
     assert (few[0], many[0]) == (1, 7)
     assert many[1] == few[1], "no query per macro (team names come with the list)"
+
+
+def test_from_htmx_a_sent_macro_redirects_and_a_refusal_lands_in_the_reply_box(personas, login,
+                                                                               incident_factory):
+    incident = incident_factory()
+    fine = make(personas.owner, actions=[{"action": "priority", "params": {"priority": 2}}])
+    illegal = make(personas.owner, name="Close",
+                   actions=[{"action": "status", "params": {"status": "closed"}}])
+    john = login(personas.owner)
+    htmx = {"HX-Request": "true", "HX-Target": "incident-body"}
+    refused = john.post(f"/incidents/{incident.id}/macro", {"macro": illegal.id, "body": "<b>x</b>"},
+                        headers=htmx)
+    assert refused.status_code == 422
+    assert refused.headers["HX-Retarget"] == "#macro-result"
+    assert "cannot go from new to closed" in refused.get_data(as_text=True)
+    sent = john.post(f"/incidents/{incident.id}/macro", {"macro": fine.id, "body": "Raised."}, headers=htmx)
+    assert sent.status_code == 204 and sent.headers["HX-Redirect"] == f"/incidents/{incident.id}"
+    assert Incident.get_by_id(incident.id).priority == 2
