@@ -305,6 +305,10 @@ def apply(ctx: Context, incident_id: int, actor: Agent, macro_id: int, body: str
 # -- the built-in actions (registered by helpdesk.builtin) --------------------------------
 
 _TARGETS = ("in_progress", "pending", "resolved", "cancelled", "closed")
+#: The fields each target status needs (the macro form shows only these; the rest are ignored).
+STATUS_NEEDS: dict[str, tuple[str, ...]] = {"in_progress": (), "pending": ("pending_reason",),
+                                            "resolved": ("resolution_code", "note"),
+                                            "cancelled": ("note",), "closed": ()}
 
 
 def _check_status(ctx: Context, params: Mapping[str, Any]) -> None:
@@ -322,9 +326,10 @@ def _run_status(ctx: Context, incident: Incident, actor: Agent, params: Mapping[
     status = params["status"]
     if incident.status == status and status != "pending":
         return "already"
-    incidents.change_status(ctx, incident.id, actor, status, note=params.get("note") or "",
-                            pending_reason=params.get("pending_reason"),
-                            resolution_code=params.get("resolution_code"))
+    needed = {name: params.get(name) for name in STATUS_NEEDS.get(status, ())}
+    incidents.change_status(ctx, incident.id, actor, status, note=needed.get("note") or "",
+                            pending_reason=needed.get("pending_reason"),
+                            resolution_code=needed.get("resolution_code"))
     return "done"
 
 

@@ -45,6 +45,21 @@
       });
   });
 
+  // The macro form's status action: show only the fields the chosen target status needs.
+  function showNeeded(select) {
+    var needs = JSON.parse(select.getAttribute("data-shows") || "{}")[select.value] || [];
+    var own = select.closest("[data-param]");
+    select.closest("fieldset").querySelectorAll("[data-param]").forEach(function (part) {
+      if (part !== own) { part.hidden = needs.indexOf(part.getAttribute("data-param")) < 0; }
+    });
+  }
+  function showAllNeeded() { document.querySelectorAll("select[data-shows]").forEach(showNeeded); }
+  document.addEventListener("DOMContentLoaded", showAllNeeded);
+  document.addEventListener("htmx:afterSettle", showAllNeeded);
+  document.addEventListener("change", function (event) {
+    if (event.target.matches && event.target.matches("select[data-shows]")) { showNeeded(event.target); }
+  });
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest && event.target.closest("[data-macro-send]");
     if (!button) { return; }

@@ -68,8 +68,8 @@ def test_a_refused_macro_says_why_and_keeps_the_edited_reply(server, personas, p
     assert TimelineEntry.select().where(TimelineEntry.incident == incident.id).count() == 1
 
 
-def test_new_incident_with_requester_search_priority_preview_and_duplicate_hint(server, personas, page,
-                                                                                log_incident, contact_factory):
+def test_new_incident_with_requester_search_priority_preview_and_duplicate_hint(
+        server, personas, page, log_incident, contact_factory):
     ada = contact_factory(name="Ada Lovelace", email="ada@example.com")
     contact_factory(name="Bob Jones", email="bob@example.com")
     earlier = log_incident(title="VPN drops every minute", requester=ada)
@@ -123,3 +123,30 @@ def test_new_incident_with_a_new_contact_typed_in(server, personas, page):
     page.wait_for_url(re.compile(r"/incidents/\d+$"))
     grace = Contact.get(Contact.email == "grace@example.com")
     assert Incident.get(Incident.title == "Cannot log in").requester_id == grace.id
+
+
+def test_creating_a_macro_shows_only_the_fields_the_status_needs(server, personas, page):
+    log_in(page, server, personas.owner.username)
+    page.goto(f"{server}/profile")
+    page.get_by_role("link", name="Canned replies (macros)").click()
+    page.get_by_role("link", name="New personal macro").click()
+    page.get_by_label("Name", exact=True).fill("Waiting for you")
+    page.get_by_label("Reply (Markdown)").fill("Dear {customer}, we wait for {reference}.")
+    status = page.get_by_role("group", name="Set status")
+    status.get_by_label("Set status").check()
+    status.locator("select[data-shows]").select_option("pending")
+    assert status.get_by_label(re.compile("Pending reason")).is_visible()
+    assert not status.get_by_label(re.compile("^Note")).is_visible()
+    status.locator("select[data-shows]").select_option("resolved")
+    assert status.get_by_label(re.compile("^Note")).is_visible()
+    assert not status.get_by_label(re.compile("Pending reason")).is_visible()
+    status.locator("select[data-shows]").select_option("pending")
+    status.get_by_label(re.compile("Pending reason")).select_option("customer")
+    page.get_by_role("button", name="Save macro").click()
+    page.locator("#body-error").get_by_text("Unknown placeholder {customer}").wait_for()
+    page.get_by_label("Reply (Markdown)").fill("Dear {requester_name}, we wait for {reference}.")
+    page.get_by_role("button", name="Save macro").click()
+    page.get_by_role("cell", name="Waiting for you", exact=True).wait_for()
+    macro = Macro.get(Macro.name == "Waiting for you")
+    assert json.loads(macro.actions) == [{"action": "status", "params": {"status": "pending",
+                                                                         "pending_reason": "customer"}}]

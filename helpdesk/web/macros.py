@@ -81,7 +81,8 @@ def _form(macro: Macro | None, *, errors: dict[str, str] | None = None, status: 
                   "actions": {}}
     html = render_page("macros/edit.html", {"macro_form"}, macro=macro, values=values,
                        errors=errors or {}, actions=_actions(), options=_options,
-                       teams=macros.lead_teams(current_user), placeholders=macros.PLACEHOLDERS)
+                       teams=macros.lead_teams(current_user), placeholders=macros.PLACEHOLDERS,
+                       status_needs=macros.STATUS_NEEDS)
     return html, status
 
 
