@@ -150,3 +150,23 @@ def test_creating_a_macro_shows_only_the_fields_the_status_needs(server, persona
     macro = Macro.get(Macro.name == "Waiting for you")
     assert json.loads(macro.actions) == [{"action": "status", "params": {"status": "pending",
                                                                          "pending_reason": "customer"}}]
+
+
+def test_the_macro_pages_and_the_new_incident_page_fit_a_phone(server, personas, page, contact_factory):
+    """Their content, that is: the page header is the design system's (helper E's) to fit."""
+    ada = contact_factory(name="Ada Lovelace-Byron, Countess of a rather long name",
+                          email="ada.lovelace.byron.countess@example.com")
+    macro = Macro.create(name="A macro with a rather long name to wrap", public=True, agent=personas.owner,
+                         created_by=personas.owner, body="Hello {requester_name}",
+                         actions=json.dumps([{"action": "status", "params": {"status": "in_progress"}}]))
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in(page, server, personas.owner.username)
+    for path in ("/macros/", "/macros/new", f"/macros/{macro.id}", "/incidents/new",
+                 f"/incidents/new?requester_query=lovelace&requester={ada.id}"):
+        page.goto(f"{server}{path}")
+        if "requester=" in path:
+            assert page.locator(f"#requester-{ada.id}").is_checked()
+        wide = page.evaluate("""() => [...document.querySelectorAll('#main *')]
+            .filter(e => e.getBoundingClientRect().right > 390)
+            .map(e => e.tagName + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right))""")
+        assert wide == [], f"{path} overflows 390 px: {wide[:5]}"

@@ -128,3 +128,13 @@ def test_search_text_is_taken_literally(personas, login, contact_factory):
         answer = john.get("/incidents/new/requesters", query_string={"requester_query": query})
         assert answer.status_code == 200, query
         assert "Ada Lovelace" not in answer.get_data(as_text=True), query
+
+
+def test_a_link_may_prefill_the_requester_and_shows_the_duplicate_hint(personas, login, contact_factory,
+                                                                       incident_factory):
+    ada = contact_factory(name="Ada Lovelace")
+    earlier = incident_factory(title="VPN drops", requester=ada)
+    page = login(personas.owner).get(f"/incidents/new?requester={ada.id}&impact=high").get_data(as_text=True)
+    assert f'id="requester-{ada.id}" name="requester" value="{ada.id}" checked' in page
+    assert "Is it one of these?" in page and earlier.reference in page
+    assert 'aria-live="polite">P2 High</output>' in page

@@ -108,7 +108,8 @@ def _page(form: NewIncidentForm, error: str | None, status: int) -> Any:
 
 
 def new() -> Any:
-    form = NewIncidentForm()
+    # A GET may prefill the form (e.g. /incidents/new?requester=5 from a contact's page).
+    form = NewIncidentForm(request.args) if request.method == "GET" and request.args else NewIncidentForm()
     error = None
     searching = request.method == "POST" and "find_requester" in request.form
     if searching:
