@@ -307,3 +307,35 @@ def test_from_htmx_a_sent_macro_redirects_and_a_refusal_lands_in_the_reply_box(p
     sent = john.post(f"/incidents/{incident.id}/macro", {"macro": fine.id, "body": "Raised."}, headers=htmx)
     assert sent.status_code == 204 and sent.headers["HX-Redirect"] == f"/incidents/{incident.id}"
     assert Incident.get_by_id(incident.id).priority == 2
+
+
+def test_macro_names_and_texts_are_escaped_everywhere_they_show(personas, login, incident_factory):
+    hostile = '<img src=x onerror=alert(1)>"\''
+    make(personas.owner, name=hostile, body=f"{hostile} {{reference}}",
+         actions=[{"action": "assign", "params": {"team": hostile}}])
+    john = login(personas.owner)
+    for page in (john.get("/macros/"), john.get(f"/macros/{Macro.get().id}")):
+        html = page.get_data(as_text=True)
+        assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    incident = incident_factory()
+    filled = john.get(f"/incidents/{incident.id}/macros/{Macro.get().id}")
+    assert filled.mimetype == "application/json"  # set as the textarea's value, never as HTML
+    assert filled.get_json()["body"] == f"{hostile} {incident.reference}"
+
+
+def test_the_reply_tools_offer_my_macros_escaped_and_post_to_the_macro_route(personas, app, incident_factory):
+    from flask import render_template
+    from flask_login import login_user
+
+    hostile = '<img src=x onerror=alert(1)>'
+    make(personas.owner, name=hostile, actions=[{"action": "priority", "params": {"priority": 1}}])
+    make(personas.colleague, name="Sara's own")
+    incident = incident_factory()
+    with app.test_request_context("/"):
+        login_user(personas.owner)
+        html = render_template("_reply_tools.html", incident=incident)
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "Sara's own" not in html
+    assert f'formaction="/incidents/{incident.id}/macro"' in html
+    assert f'name="macro_version" value="{incident.version}"' in html
+    assert 'data-does="Set priority (Priority: P1)"' in html
