@@ -15,7 +15,7 @@ import pluggy
 
 __version__ = "0.1.0"
 #: The plugin API version: the major number changes only with an incompatible change.
-PLUGIN_API = "1.1"
+PLUGIN_API = "1.2"
 
 #: Decorator plugin authors use to mark their hook implementations.
 hookimpl = pluggy.HookimplMarker("helpdesk")
@@ -64,6 +64,8 @@ _PUBLIC = {
     "Alert": ("helpdesk.records", "Alert"),
     "AlertSource": ("helpdesk.records", "AlertSource"),
     "BadAlert": ("helpdesk.records", "BadAlert"),
+    # macro actions (plugin API 1.2)
+    "MacroAction": ("helpdesk.records", "MacroAction"),
     # read models and their vocabularies
     "Agent": ("helpdesk.models", "Agent"),
     "Category": ("helpdesk.models", "Category"),

@@ -137,6 +137,7 @@ def create_app(
         idempotency,
         incidents,
         insights,
+        macros,
         mail,
         metrics,
         notices,
@@ -147,7 +148,7 @@ def create_app(
     )
 
     for blueprint in (auth.bp, queues.bp, incidents.bp, admin.bp, notices.bp, escalation.bp, mail.bp,
-                      portal.bp, attachments.bp):
+                      portal.bp, attachments.bp, macros.bp):
         app.register_blueprint(blueprint)
     api.init_app(app)
     plugin_ui.init_app(app, ctx)

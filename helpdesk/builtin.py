@@ -66,3 +66,11 @@ def helpdesk_check_settings(ctx: Any) -> None:
     from helpdesk.api.alerts import options
 
     options(ctx)
+
+
+@hookimpl(trylast=True)
+def helpdesk_macro_actions() -> list[Any]:
+    """Set status, set priority, assign: the actions every macro form offers."""
+    from helpdesk.macros import BUILTIN_ACTIONS
+
+    return list(BUILTIN_ACTIONS)

@@ -120,6 +120,19 @@ def helpdesk_escalation_steps(ctx: Any) -> list[Any] | None:
 
 @_family("registration")
 @hookspec
+def helpdesk_macro_actions(ctx: Any) -> list[Any] | None:
+    """Actions a canned reply (macro) can take, as :class:`~helpdesk.records.MacroAction`.
+
+    Fires once at start-up in every process; the records are offered on the macro form (with
+    their ``params``) and listed on the admin Plugins page. When an agent sends a macro, the
+    web request calls ``run(ctx, incident, actor, params)`` for each of its actions inside the
+    one transaction that writes the reply (plugin API 1.2). Return ``None`` or ``[]`` to
+    register nothing.
+    """
+
+
+@_family("registration")
+@hookspec
 def helpdesk_assets(ctx: Any) -> Any | None:
     """Template and static folders this plugin ships, as :class:`~helpdesk.records.PluginAssets`.
 

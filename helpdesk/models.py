@@ -799,3 +799,20 @@ class Rating(BaseModel):
 
 
 MODELS += [Rating]
+class Macro(BaseModel):
+    """A canned reply: text with placeholders, public or an internal note, and the actions it
+    takes along (set status, priority, assignment, or a plugin's). Personal (``agent`` set) or
+    shared with one team (``team`` set). ``actions`` is a JSON list of
+    ``{"action": name, "params": {...}}``, checked against the registered macro actions."""
+
+    name = peewee.CharField(max_length=100)
+    body = peewee.TextField(default="")
+    public = peewee.BooleanField(default=False)
+    actions = peewee.TextField(default="[]")
+    agent = peewee.ForeignKeyField(Agent, null=True, backref="+", on_delete="CASCADE")
+    team = peewee.ForeignKeyField(Team, null=True, backref="+", on_delete="CASCADE")
+    created_by = peewee.ForeignKeyField(Agent, null=True, backref="+", on_delete="SET NULL")
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+MODELS += [Macro]

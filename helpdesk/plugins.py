@@ -30,6 +30,7 @@ REGISTRATIONS = {
     "helpdesk_business_calendars": "business calendars",
     "helpdesk_escalation_steps": "escalation steps",
     "helpdesk_alert_sources": "alert sources",
+    "helpdesk_macro_actions": "macro actions",
 }
 
 
@@ -90,6 +91,10 @@ class Registry:
     @property
     def alert_sources(self) -> dict[str, Any]:
         return self.of("helpdesk_alert_sources")
+
+    @property
+    def macro_actions(self) -> dict[str, Any]:
+        return self.of("helpdesk_macro_actions")
 
 
 @dataclass

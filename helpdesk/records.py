@@ -317,3 +317,27 @@ class AlertSource:
     title: str
     parse: Callable[[Any], Sequence[Alert]]
     description: str = ""
+
+
+@dataclass(frozen=True)
+class MacroAction:
+    """Something a canned reply (macro) does besides replying: set the status, the priority,
+    the assignment, or whatever a plugin registers (plugin API 1.2).
+
+    ``params`` (a tuple of :class:`StepParam`; kinds ``text``, ``int``, ``choice``,
+    ``priority``, ``team`` (a team's name) and ``agent`` (a user name, or ``"me"``)) are the
+    fields the macro form offers and checks when a macro is saved; ``check(ctx, params)`` may
+    refuse their combination with ``ValueError("what is wrong")``.
+
+    ``run(ctx, incident, actor, params)`` performs the action when an agent sends the macro,
+    through the domain functions (``helpdesk.incidents``), inside the one transaction that also
+    writes the reply and the macro's other actions: raising :class:`helpdesk.DomainError`
+    refuses the whole macro (nothing is written, and the agent sees the message). Its return
+    value (a short summary, or ``None``) is ignored for now."""
+
+    name: str
+    label: str
+    run: Callable[..., Any]
+    params: tuple[StepParam, ...] = ()
+    check: Callable[[Any, Mapping[str, Any]], None] | None = None
+    description: str = ""

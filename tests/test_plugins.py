@@ -300,8 +300,10 @@ def test_helpdesk_plugins_lists_what_is_loaded_and_why(tmp_path):
     listed = {p["name"]: p for p in json.loads(result.stdout)}
     assert listed["builtin"]["source"] == "built-in"
     assert listed["builtin"]["hooks"] == ["helpdesk_alert_sources", "helpdesk_channel_types",
-                                          "helpdesk_check_settings", "helpdesk_priority",
-                                          "helpdesk_route_incident", "helpdesk_sla_policy"]
+                                          "helpdesk_check_settings", "helpdesk_macro_actions",
+                                          "helpdesk_priority", "helpdesk_route_incident",
+                                          "helpdesk_sla_policy"]
+    assert listed["builtin"]["records"]["macro actions"] == ["status", "priority", "assign"]
     assert listed["age"]["enabled"] is False and listed["age"]["source"] == "bundled"
     assert listed["routing"]["enabled"]
     assert listed["routing"]["hooks"] == ["helpdesk_check_settings", "helpdesk_route_incident"]

@@ -14,7 +14,7 @@ written and followed up), :mod:`.intake` (logging), :mod:`.responsibility`
 (priority, fields, conversation, links).
 """
 
-from helpdesk.incidents.changes import MAX_TITLE, Pair, assignee, get, owner
+from helpdesk.incidents.changes import MAX_TITLE, Pair, assignee, get, one_change, owner
 from helpdesk.incidents.details import add_comment, link, override_priority, update_details
 from helpdesk.incidents.intake import derive_priority, log_incident
 from helpdesk.incidents.lifecycle import (
@@ -38,6 +38,6 @@ __all__ = [
     "CANNED_RESOLUTIONS", "MAX_TITLE", "NEXT_STATUS", "TRANSITIONS",
     "Pair", "add_comment", "allowed_transitions", "assign", "assignee",
     "can_transfer", "change_status", "close_resolved", "derive_priority", "get", "link", "log_incident",
-    "override_priority", "owner", "reopen", "take_ownership", "take_work", "transfer_ownership",
+    "one_change", "override_priority", "owner", "reopen", "take_ownership", "take_work", "transfer_ownership",
     "update_details",
 ]

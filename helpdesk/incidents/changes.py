@@ -5,6 +5,9 @@ notifications) by one function derived from what was recorded.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +16,7 @@ import peewee
 from helpdesk import events, reports, search, sla
 from helpdesk.clock import now
 from helpdesk.context import Context
+from helpdesk.db import for_update, write_transaction
 from helpdesk.errors import DomainError, NotFound, StaleVersion
 from helpdesk.escalation import engine as escalation
 from helpdesk.models import (
@@ -59,6 +63,36 @@ class Change:
     @property
     def changed(self) -> bool:
         return bool(self.recorded)
+
+
+_together = threading.local()
+
+
+@contextmanager
+def one_change(incident_id: int, expected_version: int | None) -> Iterator[Incident]:
+    """Several domain changes to one incident made as one (a macro's reply and its actions).
+
+    One transaction; the version read is checked once, up front, with the row locked; the
+    domain functions called inside (with ``expected_version=None``) each record their own
+    timeline entries and follow-ups, but the version goes up by one in all, so anyone who
+    read the incident before sees one change, and a refusal anywhere writes nothing.
+    """
+    with write_transaction():
+        incident = for_update(Incident.select().where(Incident.id == incident_id)).first()
+        if incident is None:
+            raise NotFound(f"There is no incident INC-{incident_id}.")
+        if expected_version is not None and expected_version != incident.version:
+            raise StaleVersion(
+                f"{incident.reference} was changed by someone else since you opened it "
+                "(your change was not saved). Here is the current state.",
+                incident,
+            )
+        outer = getattr(_together, "state", None)
+        _together.state = {"incident": incident.id, "bumped": False}
+        try:
+            yield incident
+        finally:
+            _together.state = outer
 
 
 def get(incident_id: int) -> Incident:
@@ -173,7 +207,11 @@ def apply(
     }
     if not changed:
         return Change(incident, incident)
-    query = Incident.update(version=Incident.version + 1, updated_at=now(), **changed).where(
+    together = getattr(_together, "state", None)
+    if together is not None and together["incident"] != incident.id:
+        together = None
+    bump = 0 if together is not None and together["bumped"] else 1
+    query = Incident.update(version=Incident.version + bump, updated_at=now(), **changed).where(
         (Incident.id == incident.id) & (Incident.version == incident.version)
     )
     if extra_where is not None:
@@ -184,6 +222,8 @@ def apply(
             "(your change was not saved). Here is the current state.",
             get(incident.id),
         )
+    if together is not None:
+        together["bumped"] = True
     if search.TEXT_FIELDS & changed.keys():
         search.refresh(incident.id)
     if record is None:

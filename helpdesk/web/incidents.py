@@ -14,9 +14,6 @@ from typing import Any
 import peewee
 from flask import Blueprint, flash, redirect, request, url_for
 from flask_login import current_user
-from flask_wtf import FlaskForm
-from wtforms import BooleanField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length
 
 from helpdesk import incidents as domain
 from helpdesk.errors import DomainError, StaleVersion
@@ -300,63 +297,8 @@ def link(incident_id: int) -> Any:
     return _respond(incident_id, change, "Link saved.", "details-heading")
 
 
-# -- new incident ----------------------------------------------------------------
+# -- new incident: the page and its live parts live in helpdesk/web/intake.py ----------------
 
+from helpdesk.web import intake as _intake  # noqa: E402 - needs bp, defined above
 
-class NewIncidentForm(FlaskForm):
-    title = StringField("Title", validators=[DataRequired("A title is required."),
-                                             Length(max=domain.MAX_TITLE)])
-    description = TextAreaField("Description (Markdown)")
-    # Choices are checked by the domain (one place for the rules); these only carry input.
-    type = StringField("Type", default="incident")
-    impact = StringField("Impact", default="medium")
-    urgency = StringField("Urgency", default="medium")
-    category = StringField("Category")
-    service = StringField("Affected service")
-    requester = StringField("Requester")
-    assigned_team = StringField("Assigned team")
-    assigned_agent = StringField("Assigned agent")
-    keep_ownership = BooleanField("I own this incident", default=True)
-
-
-def _lookup(form: NewIncidentForm, name: str, model: Any) -> Any:
-    raw = getattr(form, name).data
-    if not raw:
-        return None
-    record_id = parse_id(raw)
-    record = model.get_or_none(model.id == record_id) if record_id is not None else None
-    if record is None:
-        getattr(form, name).errors = [f"Choose an existing {getattr(form, name).label.text.lower()}."]
-    return record
-
-
-@bp.route("/new", methods=["GET", "POST"])
-@access(AGENT)
-def new() -> Any:
-    form = NewIncidentForm()
-    error = None
-    if form.validate_on_submit():
-        related = {name: _lookup(form, name, model) for name, model in (
-            ("category", Category), ("service", Service), ("requester", Contact),
-            ("assigned_team", Team), ("assigned_agent", Agent))}
-        if not any(getattr(form, name).errors for name in related):
-            try:
-                incident = domain.log_incident(
-                    context(),
-                    actor=current_user,
-                    title=form.title.data,
-                    description=form.description.data,
-                    type=form.type.data,
-                    impact=form.impact.data,
-                    urgency=form.urgency.data,
-                    keep_ownership=form.keep_ownership.data,
-                    **related,
-                )
-            except DomainError as refused:
-                error = str(refused)
-            else:
-                flash(f"{incident.reference} logged.")
-                return redirect(url_for("incidents.show", incident_id=incident.id), code=303)
-    status = 422 if request.method == "POST" else 200
-    return render_page("incident_new.html", {"incident_form"}, form=form, error=error,
-                       types=TYPES, levels=LEVELS, **choices()), status
+_intake.install(bp)

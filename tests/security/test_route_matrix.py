@@ -103,6 +103,16 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("/notices/read", "POST"): AGENT_ONLY,
     ("/incidents/new", "GET"): AGENT_ONLY,
     ("/incidents/new", "POST"): AGENT_ONLY,
+    **{(f"/incidents/new/{part}", "GET"): AGENT_ONLY
+       for part in ("priority", "requesters", "open-incidents", "agents")},
+    ("/incidents/<int:incident_id>/macros/<int:macro_id>", "GET"): AGENT_ONLY,  # 404: no such macro
+    ("/incidents/<int:incident_id>/macro", "POST"): AGENT_ONLY,
+    ("/macros/", "GET"): AGENT_ONLY,
+    ("/macros/new", "GET"): AGENT_ONLY,
+    ("/macros/new", "POST"): AGENT_ONLY,
+    ("/macros/<int:macro_id>", "GET"): AGENT_ONLY,  # 404: no such macro
+    ("/macros/<int:macro_id>", "POST"): AGENT_ONLY,
+    ("/macros/<int:macro_id>/delete", "POST"): AGENT_ONLY,
     ("/incidents/<int:incident_id>", "GET"): AGENT_ONLY,
     **{(f"/incidents/<int:incident_id>/{action}", "POST"): AGENT_ONLY
        for action in ("assignee", "comments", "details", "links", "owner", "priority", "status", "take",
@@ -213,7 +223,7 @@ def url_values(personas: Personas, incident_factory: Any) -> dict[str, Any]:
     return {"incident_id": incident.id, "agent_id": personas.colleague.id, "name": "open",
             "kind": "categories", "filename": "helpdesk.css",
             "delivery_id": delivery.id if delivery else 1, "event_id": 1, "mail_id": 1,
-            "attachment_id": 1, "token": "unknown-link", "source": "generic"}
+            "attachment_id": 1, "token": "unknown-link", "source": "generic", "macro_id": 1}
 
 
 def rules(app: Flask) -> dict[tuple[str, str], Any]:
