@@ -462,8 +462,9 @@ def _sla_view(errors: dict[str, str] | None = None, form: Any = None, status: in
         except DomainError as refused:
             error = str(refused)
     business = state.registry.business_calendars.get("business")
-    editable_calendar = "business_hours" in state.plugins and business is not None
-    editable_targets = "priority" in state.registry.sla_policies
+    owners = state.registry.owners  # the forms edit what the bundled plugins read
+    editable_calendar = owners.get(("helpdesk_business_calendars", "business"), "").endswith("business_hours")
+    editable_targets = owners.get(("helpdesk_sla_policies", "priority"), "").endswith("sla_priority")
     response = {**SLA_DEFAULTS["response"], **(site_settings.effective(state, "sla_priority.response") or {})}
     resolution = {**SLA_DEFAULTS["resolution"],
                   **(site_settings.effective(state, "sla_priority.resolution") or {})}
