@@ -171,6 +171,15 @@ def effective(ctx: Context, name: str, default: Any = None) -> Any:
     return ctx.plugin_settings(plugin).get(key, default)
 
 
+def holiday_list(ctx: Context) -> list[Any]:
+    """The holidays configured for the business calendar (public holidays from ``country``
+    are added by the plugin and are not listed here)."""
+    current = effective(ctx, "business_hours.holidays") or []
+    if isinstance(current, str):
+        current = [h.strip() for h in current.split(",") if h.strip()]
+    return list(current)
+
+
 def stored_value(ctx: Context, name: str, default: Any = None) -> Any:
     plugin, _, key = name.partition(".")
     return ctx.stored.get(plugin, {}).get(key, default)
@@ -211,6 +220,9 @@ def refresh(ctx: Context, force: bool = False) -> bool:
     """
     current = revision()
     if current == ctx.settings_revision and not force:
+        return False
+    if current == 0 and not ctx.stored and not force:
+        ctx.settings_revision = 0  # nothing was ever saved in the browser: nothing to load
         return False
     with _refresh_lock:
         if current == ctx.settings_revision and not force:

@@ -11,7 +11,7 @@ import pytest
 
 from helpdesk import ConfigError, hookimpl, site_settings
 from helpdesk.models import ConfigChange, Contact, Membership, SlaClock, StoredSetting, Team
-from helpdesk.testing import make_app
+from helpdesk.testing import AgentClient, make_app
 from helpdesk_plugins import business_hours, email_channel, sla_priority, webhook_channel
 
 SECRET = "hunter2-very-secret-smtp-pass"
@@ -176,6 +176,8 @@ def test_file_and_environment_win_are_shown_locked_and_a_crafted_post_changes_no
 
 
 def test_a_second_process_sees_a_change_without_restart(app, login, personas, tmp_path, ctx):
+    """A second app on the same database (another web worker or a Huey worker) picks up a
+    change at its next request or task, with no restart."""
     second = make_app(
         tmp_path / "second", [business_hours, sla_priority], database_url=ctx.settings.database_url
     )
@@ -183,13 +185,20 @@ def test_a_second_process_sees_a_change_without_restart(app, login, personas, tm
     assert other.registry.business_calendars["business"].hours[0][0].hour == 9
     lead = login(personas.lead)
     assert lead.post("/admin/sla/calendar", {"time_zone": "Europe/Paris", **HOURS}).status_code == 303
-    with second.test_request_context():
-        assert site_settings.refresh(other) is True  # what each request and task does first
-        assert site_settings.refresh(other) is False  # unchanged: nothing reloaded
+    # Its next request reads the revision first and shows the new hours.
+    page = AgentClient(second, personas.lead).get("/admin/sla").get_data(as_text=True)
+    assert "Europe/Paris" in page and "Mon 10:00–11:00" in page
     calendar = other.registry.business_calendars["business"]
-    assert (
-        calendar.time_zone == "Europe/Paris" and calendar.hours[0][0].hour == 10 and 5 not in calendar.hours
-    )
+    assert calendar.time_zone == "Europe/Paris" and calendar.hours[0][0].hour == 10
+    assert 5 not in calendar.hours  # Saturday is off now
+    with second.test_request_context():
+        assert site_settings.refresh(other) is False  # unchanged: one query, nothing reloaded
+    # A task in the second process (a Huey worker) checks the revision before it runs.
+    form = {f"response-p{p}": v for p, v in zip("1234", ["15m", "30m", "2h", "1bd"], strict=True)}
+    assert lead.post("/admin/sla/targets", form).status_code == 303
+    assert other.stored.get("sla_priority") is None
+    other.tasks.sla_check()
+    assert other.stored["sla_priority"]["response"]["p3"] == "2h"
 
 
 def test_holidays_are_added_and_removed(login, personas, ctx):

@@ -478,6 +478,7 @@ def _sla_view(errors: dict[str, str] | None = None, form: Any = None, status: in
         days=site_settings.DAYS,
         sample=sample, applied=applied, error=error, query=request.args.get("incident", ""),
         business=business if editable_calendar else None,
+        holidays=sorted(str(h) for h in site_settings.holiday_list(state)),
         targets=(response, resolution) if editable_targets else None,
         locked={name: site_settings.locked_by(state, name) for name in site_settings.SLA_KEYS},
         errors=errors or {}, form=form,
@@ -543,10 +544,7 @@ def sla_calendar() -> Any:
             errors["business_hours.hours"] = "At least one working day is needed."
         changes["business_hours.hours"] = hours
     if "holidays-present" in form:
-        current = site_settings.effective(state, "business_hours.holidays") or []
-        if isinstance(current, str):
-            current = [h.strip() for h in current.split(",") if h.strip()]
-        holidays = {str(h) for h in current} - set(form.getlist("remove_holiday"))
+        holidays = {str(h) for h in site_settings.holiday_list(state)} - set(form.getlist("remove_holiday"))
         added = (form.get("add_holiday") or "").strip()
         if added:
             try:
