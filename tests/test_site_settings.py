@@ -269,3 +269,46 @@ def test_an_admin_corrects_a_contact(login, personas, contact_factory):
         "ann.lee@example.com",
         personas.admin.id,
     )
+
+
+def test_changing_the_hours_with_incidents_open_follows_the_documented_rule(
+    ctx, personas, incident_factory, frozen_clock, sla_check
+):
+    """H7: a running clock keeps its target and its recorded facts; its due time follows the
+    new hours from the SLA check's next look at it; every event fires once."""
+    import datetime as dt
+
+    from helpdesk.models import SlaEvent, TimelineEntry
+
+    incident = incident_factory(impact="medium", urgency="medium")  # P3 at Mon 09:00: 4 h → 13:00
+    clock = SlaClock.get((SlaClock.incident == incident.id) & (SlaClock.target == "response"))
+    assert clock.due_at == dt.datetime(2026, 3, 2, 13, 0)
+    site_settings.save(
+        ctx,
+        {"business_hours.hours": {d: "09:00-10:00" for d in ("mon", "tue", "wed", "thu", "fri")}},
+        personas.lead,
+    )
+    clock = SlaClock.get_by_id(clock.id)
+    assert (
+        clock.due_at == dt.datetime(2026, 3, 2, 13, 0) and clock.target_seconds == 4 * 3600
+    )  # not retroactive
+    # The check reaches the stored 50 % point (11:00): only one working hour has passed in the
+    # new hours, so nothing fires and the clock is re-timed: due Thursday 10:00.
+    assert sla_check(dt.datetime(2026, 3, 2, 11, 0)) == 0
+    clock = SlaClock.get_by_id(clock.id)
+    assert clock.due_at == dt.datetime(2026, 3, 5, 10, 0) and clock.next_event_at == dt.datetime(
+        2026, 3, 3, 10, 0
+    )
+    assert sla_check(dt.datetime(2026, 3, 3, 10, 0)) == 1  # 50 %
+    assert sla_check(dt.datetime(2026, 3, 3, 10, 0)) == 0  # never twice
+    assert sla_check(dt.datetime(2026, 3, 5, 10, 0)) == 1  # the breach (75 % and 90 % are stale by then)
+    events = list(
+        SlaEvent.select().where((SlaEvent.incident == incident.id) & (SlaEvent.target == "response"))
+    )
+    assert sorted((e.kind, e.point) for e in events) == [("breach", 1000), ("warning", 500)]
+    assert (
+        TimelineEntry.select()
+        .where((TimelineEntry.incident == incident.id) & (TimelineEntry.kind == "sla"))
+        .count()
+        == 2
+    )
