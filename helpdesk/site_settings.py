@@ -64,6 +64,7 @@ class Field:
     help: str = ""
     choices: tuple[str, ...] = ()
     parse: Callable[[str], Any] | None = None
+    default: str = ""  # what the plugin uses when nothing is set (shown as a placeholder)
 
     @property
     def name(self) -> str:
@@ -124,8 +125,9 @@ def _names(text: str) -> list[str]:
 CHANNEL_FIELDS: dict[str, tuple[Field, ...]] = {
     "email": (
         Field("email", "host", "SMTP host", help="Without a host, e-mail is off.", parse=_host),
-        Field("email", "port", "Port", "int", "25, 587 (STARTTLS) or 465 (TLS)", parse=_port),
-        Field("email", "security", "Security", "choice", choices=("none", "starttls", "tls")),
+        Field("email", "port", "Port", "int", "25, 587 (STARTTLS) or 465 (TLS)", parse=_port,
+              default="25 (465 with TLS)"),
+        Field("email", "security", "Security", "choice", choices=("none", "starttls", "tls"), default="none"),
         Field("email", "username", "User name", help="Leave empty for no login."),
         Field("email", "password", "Password", "secret"),
         Field("email", "from_address", "From", help="Helpdesk <helpdesk@example.com>", parse=_mailbox),
@@ -134,12 +136,12 @@ CHANNEL_FIELDS: dict[str, tuple[Field, ...]] = {
         Field("webhook", "urls", "URLs", "lines", "One per line; every incident event goes to each.",
               parse=_urls),
         Field("webhook", "secret", "Signing secret", "secret"),
-        Field("webhook", "timeout", "Timeout (seconds)", "int", parse=_seconds),
+        Field("webhook", "timeout", "Timeout (seconds)", "int", parse=_seconds, default="10"),
         Field("webhook", "allow_private", "Private hosts allowed", "lines",
               "Hosts or networks on the private network, one per line.", parse=_names),
     ),
     "chat": (
-        Field("chat", "timeout", "Timeout (seconds)", "int", parse=_seconds),
+        Field("chat", "timeout", "Timeout (seconds)", "int", parse=_seconds, default="10"),
         Field("chat", "allow_private", "Private hosts allowed", "lines",
               "A self-hosted chat server on the private network, one per line.", parse=_names),
     ),

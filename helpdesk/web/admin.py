@@ -606,8 +606,10 @@ def _channels_view(errors: dict[str, str] | None = None, form: Any = None, statu
                 shown = "" if value is None else str(value)
             rows.append({"field": spec, "value": shown, "locked": site_settings.locked_by(state, spec.name),
                          "is_set": value is not None and value != ""})
+        urls = state.plugin_settings("webhook").list("urls") if channel == "webhook" else [""]
         sections.append({"name": channel, "title": site_settings.CHANNEL_TITLES[channel], "rows": rows,
-                         "registered": channel in state.registry.channel_types})
+                         "registered": channel in state.registry.channel_types,
+                         "recipient": current_user.email if channel == "email" else (urls or [""])[0]})
     return render_template("admin/channels.html", sections=sections, errors=errors or {}, form=form,
                            history=site_settings.changes(tuple(f"{c}." for c in site_settings.CHANNEL_FIELDS),
                                                          30)), status
