@@ -56,7 +56,7 @@ class Team(BaseModel):
     name = peewee.CharField(max_length=100, unique=True)
     description = peewee.TextField(default="")
     created_at = peewee.DateTimeField(default=utcnow)
-    #: An inactive team keeps its incidents and history but is not offered for new work.
+    #: An inactive team keeps its incidents and history but is assigned no new work.
     active = peewee.BooleanField(default=True)
 
     def __str__(self) -> str:

@@ -314,3 +314,22 @@ def test_changing_the_hours_with_incidents_open_follows_the_documented_rule(
         .count()
         == 2
     )
+
+
+def test_an_inactive_team_is_given_no_new_work_but_keeps_what_it_has(login, personas, ctx, incident_factory):
+    from helpdesk import incidents
+    from helpdesk.errors import DomainError
+
+    kept = incident_factory(assigned_team=personas.network)
+    fresh = incident_factory()
+    login(personas.admin).post(
+        f"/admin/teams/{personas.network.id}", {"name": "Network", "members": [str(personas.other.id)]}
+    )  # "active" unticked
+    network = Team.get_by_id(personas.network.id)
+    assert not network.active
+    with pytest.raises(DomainError, match="inactive"):
+        incidents.assign(ctx, fresh.id, personas.owner, network, None)
+    # What it already has stays with it (an agent of the team may still be chosen).
+    assert incidents.assign(ctx, kept.id, personas.owner, network, personas.other).assigned_agent_id == (
+        personas.other.id
+    )
