@@ -250,6 +250,8 @@ def install(ctx: Context, huey: Huey | None) -> None:
     try:
         if "config_change" in database.get_tables():
             refresh(ctx)
+    except peewee.DatabaseError as error:  # unreachable now: the first request or task loads them
+        logger.warning("stored settings not loaded at start-up (%s); they load on first use", error)
     finally:
         if was_closed and not database.is_closed():
             database.close()
