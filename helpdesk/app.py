@@ -87,6 +87,9 @@ def create_app(
     app.extensions["helpdesk"] = ctx
     with app.app_context():
         loaded.pm.hook.helpdesk_check_settings(registry=loaded.registry, ctx=ctx)
+        from helpdesk import site_settings
+
+        site_settings.install(ctx, ctx.huey)  # settings saved in the browser, current in every process
 
     app.wsgi_app = HostCheck(app.wsgi_app, trusted_hosts(settings))  # type: ignore[method-assign]
     if settings.trusted_proxies:

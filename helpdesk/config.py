@@ -195,6 +195,10 @@ class Settings:
                                          "largest attachment kept (mail and portal)")
     testing: bool = _setting(_boolean, False, "test mode: tasks run immediately")
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Where each plugin setting came from, ``"<plugin>.<key>"`` -> the instance file's path,
+    #: the environment variable or "configuration given to create_app": such a value wins over
+    #: one stored in the browser, which shows it as locked.
+    sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def secure_cookies(self) -> bool:
@@ -235,6 +239,7 @@ def load_settings(
 
     values: dict[str, Any] = {}
     plugins: dict[str, dict[str, Any]] = {}
+    sources: dict[str, str] = {}
     config_file = instance / CONFIG_FILE
     if config_file.is_file():
         try:
@@ -247,6 +252,7 @@ def load_settings(
                     raise ConfigError(f"{config_file}: plugins: expected [plugins.<name>] tables")
                 for name, table in value.items():
                     plugins.setdefault(name.lower(), {}).update(table)
+                    sources.update({f"{name.lower()}.{key}": str(config_file) for key in table})
                 continue
             if key not in known:
                 raise ConfigError(f"{config_file}: unknown setting {key!r}")
@@ -261,6 +267,7 @@ def load_settings(
             if not plugin or not key:
                 raise ConfigError(f"{env_name}: expected {ENV_PREFIX}{PLUGIN_ENV_PREFIX}<plugin>__<key>")
             plugins.setdefault(plugin.lower(), {})[key.lower()] = value
+            sources[f"{plugin.lower()}.{key.lower()}"] = env_name
             continue
         if name in _ENV_NOT_SETTINGS or name.startswith(_ENV_NOT_SETTINGS_PREFIXES):
             continue
@@ -270,6 +277,7 @@ def load_settings(
 
     for name, table in (overrides.pop("plugins", None) or {}).items():
         plugins.setdefault(name.lower(), {}).update(table)
+        sources.update({f"{name.lower()}.{key}": "configuration given to create_app" for key in table})
     for key, value in overrides.items():
         if key not in known:
             raise ConfigError(f"override {key!r}: unknown setting")
@@ -287,7 +295,7 @@ def load_settings(
         values["secret_key"] = _parse(
             "secret_key", secret_file.read_text(encoding="utf-8").strip(), str(secret_file)
         )
-    return Settings(instance_path=instance, plugins=plugins, **values)
+    return Settings(instance_path=instance, plugins=plugins, sources=sources, **values)
 
 
 class PluginSettings(Mapping[str, Any]):

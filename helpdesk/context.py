@@ -57,6 +57,10 @@ class Context:
     #: Folders notification templates are looked up in, first match wins (instance, then app).
     template_folders: tuple[Path, ...] = ()
     notification_env: Any = None
+    #: Plugin settings saved in the browser, ``{plugin: {key: value}}``, kept current by
+    #: ``helpdesk.site_settings.refresh`` (``settings_revision`` is what was last read).
+    stored: dict[str, dict[str, Any]] = field(default_factory=dict)
+    settings_revision: int | None = None
 
     @property
     def instance_path(self) -> Path:
@@ -67,8 +71,13 @@ class Context:
         return self.settings.base_url
 
     def plugin_settings(self, name: str) -> PluginSettings:
-        """The settings of plugin ``name`` (``[plugins.<name>]`` and ``HELPDESK_PLUGINS__…``)."""
-        return PluginSettings(name, self.settings.plugins.get(name, {}))
+        """The settings of plugin ``name``: ``[plugins.<name>]`` and ``HELPDESK_PLUGINS__…`` win
+        key by key over what an admin saved in the browser (a ``<key>_file`` there also hides
+        a stored ``<key>``), so infrastructure-as-code installs keep working."""
+        given = self.settings.plugins.get(name, {})
+        stored = {key: value for key, value in self.stored.get(name, {}).items()
+                  if f"{key}_file" not in given}
+        return PluginSettings(name, {**stored, **given})
 
     def incident_url(self, incident_id: int) -> str:
         return f"{self.settings.base_url}/incidents/{incident_id}"

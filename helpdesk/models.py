@@ -56,6 +56,8 @@ class Team(BaseModel):
     name = peewee.CharField(max_length=100, unique=True)
     description = peewee.TextField(default="")
     created_at = peewee.DateTimeField(default=utcnow)
+    #: An inactive team keeps its incidents and history but is assigned no new work.
+    active = peewee.BooleanField(default=True)
 
     def __str__(self) -> str:
         return self.name
@@ -799,6 +801,8 @@ class Rating(BaseModel):
 
 
 MODELS += [Rating]
+
+
 class Macro(BaseModel):
     """A canned reply: text with placeholders, public or an internal note, and the actions it
     takes along (set status, priority, assignment, or a plugin's). Personal (``agent`` set) or
@@ -816,3 +820,28 @@ class Macro(BaseModel):
 
 
 MODELS += [Macro]
+
+
+class StoredSetting(BaseModel):
+    """A plugin setting saved in the browser (``<plugin>.<key>``, JSON value). The instance file
+    and the environment win over it key by key (see helpdesk.site_settings)."""
+
+    key = peewee.CharField(max_length=120, unique=True)
+    value = peewee.TextField()
+    updated_at = peewee.DateTimeField(default=utcnow)
+    updated_by = peewee.ForeignKeyField(Agent, null=True, backref="+", on_delete="SET NULL")
+
+
+class ConfigChange(BaseModel):
+    """The audit trail of configuration changed in the browser (settings, teams, contacts):
+    who, when, old → new, secrets redacted. Its highest id is the settings revision every
+    process compares before using its cached copy."""
+
+    key = peewee.CharField(max_length=160, index=True)
+    old_value = peewee.TextField(default="")
+    new_value = peewee.TextField(default="")
+    actor = peewee.ForeignKeyField(Agent, null=True, backref="+", on_delete="SET NULL")
+    at = peewee.DateTimeField(default=utcnow)
+
+
+MODELS += [StoredSetting, ConfigChange]

@@ -11,7 +11,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from helpdesk import sessions
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
-from helpdesk.models import ROLES, Agent, Membership, Team
+from helpdesk.models import ROLES, Agent, ConfigChange, Membership, Team
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -161,3 +161,60 @@ def is_member(agent: Agent | int, team: Team | int) -> bool:
         .where((Membership.agent == agent) & (Membership.team == team))
         .exists()
     )
+
+
+def update_team(team: Team, *, name: str, description: str, active: bool, members: list[Agent],
+                service_desk: str, actor: Agent | None = None) -> dict[str, tuple[str, str]]:
+    """Rename, describe, (de)activate a team and set its members; audited. Returns what changed
+    (field -> (old, new)). Raises :class:`FieldErrors` with a message per field."""
+    name = name.strip()
+    errors = {}
+    if not name:
+        errors["name"] = "A team needs a name."
+    elif len(name) > 100:
+        errors["name"] = "At most 100 characters."
+    elif Team.select().where((Team.name == name) & (Team.id != team.id)).exists():
+        errors["name"] = f"A team named {name!r} already exists."
+    elif team.name == service_desk and name != team.name:
+        errors["name"] = ("This is the service-desk team the settings name (service_desk_team); "
+                          "change the setting first.")
+    if team.name == service_desk and not active:
+        errors["active"] = "The service-desk team owns the pool and cannot be deactivated."
+    if errors:
+        raise FieldErrors(errors)
+    old_members = sorted(a.username for a in Agent.select().join(Membership).where(Membership.team == team))
+    new_members = sorted(a.username for a in members)
+    changed = {}
+    for field, old, new in (("name", team.name, name), ("description", team.description, description.strip()),
+                            ("active", "yes" if team.active else "no", "yes" if active else "no"),
+                            ("members", ", ".join(old_members), ", ".join(new_members))):
+        if old != new:
+            changed[field] = (old, new)
+    if not changed:
+        return changed
+    try:
+        with write_transaction():
+            Team.update(name=name, description=description.strip(), active=active) \
+                .where(Team.id == team.id).execute()
+            if "members" in changed:
+                Membership.delete().where(Membership.team == team).execute()
+                for agent in members:
+                    Membership.create(team=team, agent=agent)
+            for field, (old, new) in changed.items():
+                # The configuration audit trail (helpdesk.site_settings reads it).
+                ConfigChange.create(key=f"team:{team.id}.{field}", old_value=old, new_value=new, actor=actor)
+    except peewee.IntegrityError:
+        raise FieldErrors({"name": f"A team named {name!r} already exists."}) from None
+    return changed
+
+
+class FieldErrors(DomainError):
+    """Refused values, with a message per form field (nothing was saved)."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(" ".join(errors.values()))
+        self.errors = errors
+
+
+def team_member_ids(team: Team) -> list[int]:
+    return [m.agent_id for m in Membership.select(Membership.agent).where(Membership.team == team)]

@@ -28,5 +28,6 @@ def test_admin_sees_policies_calendars_and_the_policy_of_an_incident(login, pers
     assert "Give an incident reference" in admin.get("/admin/sla?incident=abc").get_data(as_text=True)
 
 
-def test_only_admins_see_it(login, personas):
-    assert login(personas.lead).get("/admin/sla").status_code == 403
+def test_leads_and_admins_see_it_agents_do_not(login, personas):
+    assert login(personas.owner).get("/admin/sla").status_code == 403
+    assert login(personas.lead).get("/admin/sla").status_code == 200

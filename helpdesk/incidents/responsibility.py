@@ -148,6 +148,8 @@ def assign(ctx: Context, incident_id: int, actor: Agent | None, team: Team | Non
                 "reopen it before reassigning."
             )
         check_assignee(team, agent)
+        if team is not None and not team.active and team.id != incident.assigned_team_id:
+            raise DomainError(f"The team {team.name} is inactive and takes no new work; choose another.")
         changes: dict[str, Any] = {"assigned_team": team, "assigned_agent": agent}
         record: dict[str, tuple[Any, Any]] = {"assignee": (assignee(incident), Pair(team, agent))}
         status = incident.status

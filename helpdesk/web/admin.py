@@ -1,7 +1,9 @@
-"""Admin pages: agents, teams and memberships, contacts and organisations, the catalogue."""
+"""Admin pages: agents, teams and memberships, contacts and organisations, the catalogue,
+SLA calendars and targets (leads too), mail and channel settings, the configuration audit."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import peewee
@@ -12,10 +14,26 @@ from helpdesk import people
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
 from helpdesk.models import ROLES, Agent, Category, Contact, Incident, Membership, Organisation, Service, Team
-from helpdesk.security import ADMIN, access
+from helpdesk.security import ADMIN, LEAD, PUBLIC, access
 from helpdesk.web.forms import parse_id
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_app_request
+def fresh_settings() -> None:
+    """Before any page that may use settings: one query compares the settings revision, and
+    what another process saved is loaded (see helpdesk.site_settings)."""
+    from flask import current_app
+
+    from helpdesk import site_settings
+
+    if request.endpoint is None:
+        return
+    view = current_app.view_functions.get(request.endpoint)
+    if getattr(view, "access_level", PUBLIC) == PUBLIC:
+        return  # /healthz, static files, the login page: no database needed
+    site_settings.refresh(current_app.extensions["helpdesk"])
 
 CATALOGUES = {
     "categories": (Category, "Categories"),
@@ -234,40 +252,6 @@ def retry_event(event_id: int) -> Any:
     return redirect(url_for("admin.plugins"), code=303)
 
 
-@bp.get("/sla")
-@access(ADMIN)
-def sla_overview() -> Any:
-    """Policies, calendars, and which policy applies to a sample incident."""
-    from flask import current_app
-
-    from helpdesk import incidents
-    from helpdesk.errors import NotFound
-
-    state = current_app.extensions["helpdesk"]
-    sample, applied, error = None, None, None
-    raw = (request.args.get("incident") or "").strip()
-    if raw:
-        try:
-            incident_id = Incident.parse_reference(raw)
-            if incident_id is None:
-                raise NotFound("Give an incident reference such as INC-42.")
-            sample = incidents.get(incident_id)
-            name = state.pm.hook.helpdesk_sla_policy(incident=sample, ctx=state)
-            policy = state.registry.sla_policies.get(name)
-            applied = (name, policy, policy.targets(state, sample) if policy else None)
-        except DomainError as refused:
-            error = str(refused)
-    return render_template(
-        "admin/sla.html",
-        policies=[(p, state.registry.owners[("helpdesk_sla_policies", n)])
-                  for n, p in state.registry.sla_policies.items()],
-        calendars=[(c, state.registry.owners[("helpdesk_business_calendars", n)])
-                   for n, c in state.registry.business_calendars.items()],
-        weekdays=["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
-        sample=sample, applied=applied, error=error, query=request.args.get("incident", ""),
-    )
-
-
 DELIVERY_STATES = ("pending", "sending", "sent", "dead")
 
 
@@ -334,6 +318,8 @@ def test_channel(name: str) -> Any:
             flash(f"{name}: {'permanent' if error.permanent else 'temporary'} failure: {error}")
         else:
             flash(f"{name}: test message sent to {recipient}.")
+    if request.form.get("back") == "channels":
+        return redirect(url_for("admin.channels") + f"#channel-{name}", code=303)
     return redirect(url_for("admin.deliveries"), code=303)
 
 
@@ -355,3 +341,327 @@ def notification_rules() -> Any:
         return redirect(url_for("admin.notification_rules"), code=303)
     current = {(r.audience, r.kind): r.enabled for r in NotificationRule.select()}
     return render_template("admin/notifications.html", rules=RULES, labels=RULE_LABELS, current=current)
+
+
+# -- teams and contacts, edited ---------------------------------------------------------------
+
+
+@bp.route("/teams/<int:team_id>", methods=["GET", "POST"])
+@access(ADMIN)
+def team(team_id: int) -> Any:
+    """Rename, describe, (de)activate a team and choose its members (leads are members with
+    the Team lead role)."""
+    from helpdesk.web import context
+
+    record = Team.get_or_none(Team.id == team_id) or abort(404)
+    errors: dict[str, str] = {}
+    status = 200
+    agents = list(Agent.select().order_by(Agent.display_name))
+    if request.method == "POST":
+        chosen = {parse_id(v) for v in request.form.getlist("members")}
+        try:
+            changed = people.update_team(
+                record, name=request.form.get("name", ""), description=request.form.get("description", ""),
+                active=request.form.get("active") == "on",
+                members=[a for a in agents if a.id in chosen],
+                service_desk=context().settings.service_desk_team, actor=current_user)
+        except people.FieldErrors as refused:
+            errors, status = refused.errors, 422
+        else:
+            flash(f"Team {request.form.get('name', '').strip()} saved." if changed else "Nothing changed.")
+            return redirect(url_for("admin.team", team_id=team_id), code=303)
+    from helpdesk import site_settings
+
+    members = set(people.team_member_ids(record)) if request.method == "GET" else {
+        parse_id(v) for v in request.form.getlist("members")}
+    return render_template("admin/team.html", team=record, agents=agents, members=members, roles=ROLES,
+                           errors=errors, form=request.form if request.method == "POST" else None,
+                           history=site_settings.changes((f"team:{team_id}.",), 20)), status
+
+
+CONTACT_FIELDS = ("name", "email", "phone", "organisation")
+
+
+@bp.route("/contacts/<int:contact_id>", methods=["GET", "POST"])
+@access(ADMIN)
+def contact(contact_id: int) -> Any:
+    """Correct a contact's name, e-mail, phone and organisation (audited)."""
+    from helpdesk import site_settings
+
+    record = (Contact.select(Contact, Organisation).join(Organisation, peewee.JOIN.LEFT_OUTER)
+              .where(Contact.id == contact_id).get_or_none()) or abort(404)
+    errors: dict[str, str] = {}
+    status = 200
+    old = {"name": record.name, "email": record.email or "", "phone": record.phone or "",
+           "organisation": record.organisation.name if record.organisation else ""}
+    if request.method == "POST":
+        new = {key: (request.form.get(key) or "").strip() for key in CONTACT_FIELDS}
+        new["email"] = new["email"].lower()
+        if not new["name"]:
+            errors["name"] = "A contact needs a name."
+        elif len(new["name"]) > 200:
+            errors["name"] = "At most 200 characters."
+        if new["email"] and (new["email"].count("@") != 1 or any(c in new["email"] for c in "\r\n <>,;")
+                             or len(new["email"]) > 254):
+            errors["email"] = f"{new['email']!r} is not an e-mail address."
+        elif new["email"] and Contact.select().where((Contact.email == new["email"])
+                                                     & (Contact.id != record.id)).exists():
+            errors["email"] = "Another contact has this e-mail address."
+        if len(new["phone"]) > 50:
+            errors["phone"] = "At most 50 characters."
+        if len(new["organisation"]) > 200:
+            errors["organisation"] = "At most 200 characters."
+        changed = {k: (old[k], new[k]) for k in CONTACT_FIELDS if old[k] != new[k]}
+        if errors:
+            status = 422
+        elif not changed:
+            flash("Nothing changed.")
+            return redirect(url_for("admin.contact", contact_id=contact_id), code=303)
+        else:
+            try:
+                with write_transaction():
+                    organisation = None
+                    if new["organisation"]:
+                        organisation, _ = Organisation.get_or_create(name=new["organisation"])
+                    Contact.update(name=new["name"], email=new["email"] or None, phone=new["phone"],
+                                   organisation=organisation).where(Contact.id == record.id).execute()
+                    for key, (before, after) in changed.items():
+                        site_settings.record(f"contact:{record.id}.{key}", before, after, current_user)
+            except peewee.IntegrityError:
+                errors, status = {"email": "Another contact has this e-mail address."}, 422
+            else:
+                flash(f"Contact {new['name']} saved.")
+                return redirect(url_for("admin.contact", contact_id=contact_id), code=303)
+    values = {k: request.form.get(k, "") for k in CONTACT_FIELDS} if request.method == "POST" else old
+    return render_template("admin/contact.html", contact=record, values=values, errors=errors,
+                           history=site_settings.changes((f"contact:{contact_id}.",), 20)), status
+
+
+# -- SLA: business hours, holidays, targets (admins and team leads) -------------------------------
+
+
+def _sla_view(errors: dict[str, str] | None = None, form: Any = None, status: int = 200) -> Any:
+    """The SLA page: what applies (read-only), and the forms for the built-in calendar and policy."""
+    from flask import current_app
+
+    from helpdesk import incidents, site_settings
+    from helpdesk.errors import NotFound
+
+    state = current_app.extensions["helpdesk"]
+    sample, applied, error = None, None, None
+    raw = (request.args.get("incident") or "").strip()
+    if raw:
+        try:
+            incident_id = Incident.parse_reference(raw)
+            if incident_id is None:
+                raise NotFound("Give an incident reference such as INC-42.")
+            sample = incidents.get(incident_id)
+            name = state.pm.hook.helpdesk_sla_policy(incident=sample, ctx=state)
+            policy = state.registry.sla_policies.get(name)
+            applied = (name, policy, policy.targets(state, sample) if policy else None)
+        except DomainError as refused:
+            error = str(refused)
+    business = state.registry.business_calendars.get("business")
+    owners = state.registry.owners  # the forms edit what the bundled plugins read
+    editable_calendar = owners.get(("helpdesk_business_calendars", "business"), "").endswith("business_hours")
+    editable_targets = owners.get(("helpdesk_sla_policies", "priority"), "").endswith("sla_priority")
+    response = {**SLA_DEFAULTS["response"], **(site_settings.effective(state, "sla_priority.response") or {})}
+    resolution = {**SLA_DEFAULTS["resolution"],
+                  **(site_settings.effective(state, "sla_priority.resolution") or {})}
+    return render_template(
+        "admin/sla.html",
+        policies=[(p, state.registry.owners[("helpdesk_sla_policies", n)])
+                  for n, p in state.registry.sla_policies.items()],
+        calendars=[(c, state.registry.owners[("helpdesk_business_calendars", n)])
+                   for n, c in state.registry.business_calendars.items()],
+        weekdays=["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
+        days=site_settings.DAYS,
+        sample=sample, applied=applied, error=error, query=request.args.get("incident", ""),
+        business=business if editable_calendar else None,
+        holidays=sorted(str(h) for h in site_settings.holiday_list(state)),
+        targets=(response, resolution) if editable_targets else None,
+        locked={name: site_settings.locked_by(state, name) for name in site_settings.SLA_KEYS},
+        errors=errors or {}, form=form,
+        history=site_settings.changes(("business_hours.", "sla_priority."), 20),
+    ), status
+
+
+SLA_DEFAULTS = {"response": {"p1": "15m", "p2": "30m", "p3": "4h", "p4": "1bd"},
+                "resolution": {"p1": "4h", "p2": "8h", "p3": "3bd", "p4": "10bd"}}
+
+
+@bp.get("/sla")
+@access(LEAD)
+def sla_overview() -> Any:
+    """Policies, calendars, which policy applies to a sample incident, and the forms to change
+    the business calendar and the targets by priority."""
+    return _sla_view()
+
+
+def _save_settings(changes: dict[str, Any], errors: dict[str, str]) -> dict[str, str]:
+    """Save after the form's own checks; the plugins' refusals come back as field errors."""
+    from helpdesk import site_settings
+    from helpdesk.web import context
+
+    if errors:
+        return errors
+    try:
+        changed = site_settings.save(context(), changes, current_user)
+    except site_settings.Invalid as refused:
+        return refused.errors
+    flash("Saved: " + ", ".join(changed) + "." if changed else "Nothing changed.")
+    return {}
+
+
+@bp.post("/sla/calendar")
+@access(LEAD)
+def sla_calendar() -> Any:
+    """Working hours per weekday, the calendar's time zone and its holidays (the ``business``
+    calendar of the business_hours plugin). Changes apply to new computations at once."""
+    from helpdesk import site_settings
+    from helpdesk.web import context
+
+    state = context()
+    errors: dict[str, str] = {}
+    changes: dict[str, Any] = {}
+    form = request.form
+    if "time_zone" in form:
+        try:
+            changes["business_hours.time_zone"] = site_settings.parse_zone(form["time_zone"].strip())
+        except ValueError as error:
+            errors["business_hours.time_zone"] = f"Expected {error}."
+    if any(f"open-{day}" in form for day in site_settings.DAYS):
+        hours = {}
+        for day in site_settings.DAYS:
+            if form.get(f"works-{day}") != "on":
+                continue
+            try:
+                hours[day] = site_settings.parse_window(form.get(f"open-{day}", ""),
+                                                        form.get(f"close-{day}", ""))
+            except ValueError as error:
+                errors[f"hours-{day}"] = f"Expected {error}."
+        if not hours and not errors:
+            errors["business_hours.hours"] = "At least one working day is needed."
+        changes["business_hours.hours"] = hours
+    if "holidays-present" in form:
+        holidays = {str(h) for h in site_settings.holiday_list(state)} - set(form.getlist("remove_holiday"))
+        added = (form.get("add_holiday") or "").strip()
+        if added:
+            try:
+                holidays.add(dt.date.fromisoformat(added).isoformat())
+            except ValueError:
+                errors["business_hours.holidays"] = "Expected a date such as 2026-12-25."
+        changes["business_hours.holidays"] = sorted(holidays)
+    errors = _save_settings(changes, errors)
+    if errors:
+        return _sla_view(errors, form, 422)
+    return redirect(url_for("admin.sla_overview"), code=303)
+
+
+@bp.post("/sla/targets")
+@access(LEAD)
+def sla_targets() -> Any:
+    """Response and resolution targets per priority (the built-in ``priority`` policy). New
+    incidents get them; a running clock is re-targeted only when its incident's priority
+    or policy changes."""
+    from helpdesk import site_settings
+
+    errors: dict[str, str] = {}
+    changes: dict[str, Any] = {}
+    for target in ("response", "resolution"):
+        name = f"sla_priority.{target}"
+        if not any(f"{target}-{p}" in request.form for p in site_settings.PRIORITY_KEYS):
+            continue
+        table = {}
+        for p in site_settings.PRIORITY_KEYS:
+            try:
+                table[p] = site_settings.parse_duration(request.form.get(f"{target}-{p}", ""))
+            except ValueError as error:
+                errors[f"{target}-{p}"] = f"Expected {error}."
+        changes[name] = table
+    errors = _save_settings(changes, errors)
+    if errors:
+        return _sla_view(errors, request.form, 422)
+    return redirect(url_for("admin.sla_overview"), code=303)
+
+
+# -- mail and channel settings (admins only: secrets, and where messages go) --------------------
+
+
+def _channels_view(errors: dict[str, str] | None = None, form: Any = None, status: int = 200) -> Any:
+    from helpdesk import site_settings
+    from helpdesk.web import context
+
+    state = context()
+    sections = []
+    for channel, fields in site_settings.CHANNEL_FIELDS.items():
+        rows = []
+        for spec in fields:
+            value = site_settings.effective(state, spec.name)
+            if spec.secret:
+                shown = ""
+            elif isinstance(value, list | tuple):
+                shown = "\n".join(str(v) for v in value)
+            else:
+                shown = "" if value is None else str(value)
+            rows.append({"field": spec, "value": shown, "locked": site_settings.locked_by(state, spec.name),
+                         "is_set": value is not None and value != ""})
+        urls = state.plugin_settings("webhook").list("urls") if channel == "webhook" else [""]
+        sections.append({"name": channel, "title": site_settings.CHANNEL_TITLES[channel], "rows": rows,
+                         "registered": channel in state.registry.channel_types,
+                         "recipient": current_user.email if channel == "email" else (urls or [""])[0]})
+    return render_template("admin/channels.html", sections=sections, errors=errors or {}, form=form,
+                           history=site_settings.changes(tuple(f"{c}." for c in site_settings.CHANNEL_FIELDS),
+                                                         30)), status
+
+
+@bp.get("/channels")
+@access(ADMIN)
+def channels() -> Any:
+    """Mail and channel settings; secrets are never shown; a test button per channel."""
+    return _channels_view()
+
+
+@bp.post("/channels/<name>")
+@access(ADMIN)
+def save_channel(name: str) -> Any:
+    """Save one channel's settings, checked as at start-up. An empty secret keeps the stored
+    one; "forget" removes it. An empty field goes back to the default."""
+    from helpdesk import site_settings
+
+    fields = site_settings.CHANNEL_FIELDS.get(name) or abort(404)
+    errors: dict[str, str] = {}
+    changes: dict[str, Any] = {}
+    for spec in fields:
+        if spec.name not in request.form and f"{spec.name}.forget" not in request.form:
+            continue  # not sent: a locked (disabled) field, left as it is
+        text = (request.form.get(spec.name) or "").strip()
+        if spec.secret:
+            if request.form.get(f"{spec.name}.forget") == "on":
+                changes[spec.name] = None
+            elif text:
+                changes[spec.name] = text
+            continue  # empty: keep the stored secret
+        if not text:
+            changes[spec.name] = None
+            continue
+        if spec.choices and text not in spec.choices:
+            errors[spec.name] = f"Choose one of {', '.join(spec.choices)}."
+            continue
+        try:
+            changes[spec.name] = spec.parse(text) if spec.parse else text
+        except ValueError as error:
+            errors[spec.name] = f"Expected {error}."
+    errors = _save_settings(changes, errors)
+    if errors:
+        return _channels_view(errors, request.form, 422)
+    return redirect(url_for("admin.channels") + f"#channel-{name}", code=303)
+
+
+@bp.get("/changes")
+@access(ADMIN)
+def config_changes() -> Any:
+    """The configuration audit trail: who changed which setting, team or contact, when."""
+    from helpdesk import site_settings
+
+    return render_template("admin/changes.html", history=site_settings.changes(limit=200))

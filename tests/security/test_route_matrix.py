@@ -133,7 +133,16 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("/admin/notifications", "POST"): ADMIN_ONLY,
     ("/admin/plugins", "GET"): ADMIN_ONLY,
     ("/admin/plugins/events/<int:event_id>/retry", "POST"): ADMIN_ONLY,
-    ("/admin/sla", "GET"): ADMIN_ONLY,
+    ("/admin/sla", "GET"): LEAD_ONLY,  # leads configure business hours and targets too
+    ("/admin/sla/calendar", "POST"): LEAD_ONLY,
+    ("/admin/sla/targets", "POST"): LEAD_ONLY,
+    ("/admin/channels", "GET"): ADMIN_ONLY,  # mail and channel settings: admins only (secrets)
+    ("/admin/channels/<name>", "POST"): ADMIN_ONLY,
+    ("/admin/changes", "GET"): ADMIN_ONLY,
+    ("/admin/teams/<int:team_id>", "GET"): ADMIN_ONLY,
+    ("/admin/teams/<int:team_id>", "POST"): ADMIN_ONLY,
+    ("/admin/contacts/<int:contact_id>", "GET"): ADMIN_ONLY,
+    ("/admin/contacts/<int:contact_id>", "POST"): ADMIN_ONLY,
     ("/admin/teams", "GET"): ADMIN_ONLY,
     ("/admin/teams", "POST"): ADMIN_ONLY,
     ("/admin/mail", "GET"): ADMIN_ONLY,
@@ -223,7 +232,8 @@ def url_values(personas: Personas, incident_factory: Any) -> dict[str, Any]:
     return {"incident_id": incident.id, "agent_id": personas.colleague.id, "name": "open",
             "kind": "categories", "filename": "helpdesk.css",
             "delivery_id": delivery.id if delivery else 1, "event_id": 1, "mail_id": 1,
-            "attachment_id": 1, "token": "unknown-link", "source": "generic", "macro_id": 1}
+            "attachment_id": 1, "token": "unknown-link", "source": "generic", "macro_id": 1,
+            "team_id": personas.colleague.memberships[0].team_id, "contact_id": incident.requester_id or 1}
 
 
 def rules(app: Flask) -> dict[tuple[str, str], Any]:
