@@ -1,8 +1,9 @@
-"""Rendering helpers: safe Markdown, template fragments, local times."""
+"""Rendering helpers: safe Markdown, template fragments, local times and durations in words."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -39,23 +40,120 @@ def render_markdown(text: str | None) -> Markup:
     return Markup(clean)  # noqa: S704 - sanitised by nh3 just above
 
 
+def _count(number: int, unit: str) -> str:
+    return f"{number} {unit}" if number == 1 else f"{number} {unit}s"
+
+
 def format_duration(delta: dt.timedelta) -> str:
-    """A short, exact-enough duration: 45m, 3h 20m, 2d 4h (negative counts as zero)."""
+    """A duration in words, to the minute and at most two units: "45 minutes",
+    "3 hours 20 minutes", "2 days 4 hours" (negative counts as zero).
+
+    Words, not "3h 20m": the issue found the short form unreadable for people outside the desk.
+    """
     minutes = max(0, int(delta.total_seconds() // 60))
     days, minutes = divmod(minutes, 60 * 24)
     hours, minutes = divmod(minutes, 60)
     if days:
-        return f"{days}d {hours}h"
+        return _count(days, "day") + (f" {_count(hours, 'hour')}" if hours else "")
     if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m"
+        return _count(hours, "hour") + (f" {_count(minutes, 'minute')}" if minutes else "")
+    return _count(minutes, "minute")
 
 
-def local_time(value: dt.datetime | None, zone: str, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """Show a stored UTC time in the viewer's time zone."""
+def format_percent(fraction: float | None) -> str:
+    """A share as people write it: 0.5 -> "50 %", 0.875 -> "87.5 %" (no trailing ".0")."""
+    if fraction is None:
+        return "—"
+    return f"{round(fraction * 100, 1):g} %"
+
+
+def target_span(seconds: int | float | None, calendar: str | None = None) -> str:
+    """An SLA target's length in words: "8 business hours", "4 hours, around the clock".
+
+    Time counted in a calendar is said in hours (a business day is not 24 hours): the bundled
+    ``business`` calendar reads "business hours"; any other calendar is named.
+    """
+    if seconds is None:
+        return "none"
+    if not calendar:
+        return f"{format_duration(dt.timedelta(seconds=seconds))}, around the clock"
+    hours, minutes = divmod(max(0, int(seconds) // 60), 60)
+    if calendar != "business":
+        words = " ".join(([_count(hours, "hour")] if hours else [])
+                         + ([_count(minutes, "minute")] if minutes or not hours else []))
+        return f"{words} in the {calendar} calendar"
+    if not hours:
+        return f"{minutes} business minute{'s' if minutes != 1 else ''}"
+    text = f"{hours} business hour{'s' if hours != 1 else ''}"
+    return text + (f" {_count(minutes, 'minute')}" if minutes else "")
+
+
+DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M"
+
+
+def _zoned(value: dt.datetime, zone: str) -> dt.datetime:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)  # stored times are naive UTC
+    return value.astimezone(ZoneInfo(zone))
+
+
+def local_time(value: dt.datetime | None, zone: str, fmt: str = DEFAULT_TIME_FORMAT,
+               with_zone: bool = False) -> str:
+    """Show a stored UTC time in the viewer's time zone; ``with_zone`` adds its abbreviation
+    ("2026-06-09 09:15 BST") so a reader never has to guess which clock a time is on."""
     if value is None:
         return "—"
-    return value.replace(tzinfo=dt.UTC).astimezone(ZoneInfo(zone)).strftime(fmt)
+    local = _zoned(value, zone)
+    text = local.strftime(fmt)
+    if with_zone and ("%H" in fmt or "%M" in fmt or "%I" in fmt):
+        text = f"{text} {zone_label(local)}"
+    return text
+
+
+def zone_label(local: dt.datetime) -> str:
+    """The zone's abbreviation ("BST", "CET"), or "UTC+05:30" where the zone has none."""
+    name = local.tzname() or ""
+    if name and not name.lstrip("+-").isdigit():
+        return name
+    offset = local.utcoffset() or dt.timedelta(0)
+    sign = "-" if offset < dt.timedelta(0) else "+"
+    hours, rest = divmod(abs(int(offset.total_seconds())) // 60, 60)
+    return f"UTC{sign}{hours:02d}:{rest:02d}"
+
+
+def relative_time(value: dt.datetime, moment: dt.datetime) -> str:
+    """How far ``value`` is from ``moment`` in words: "in 3 hours", "5 minutes ago", "just now"."""
+    delta = value - moment
+    if abs(delta) < dt.timedelta(minutes=1):
+        return "just now"
+    words = format_duration(abs(delta))
+    return f"in {words}" if delta > dt.timedelta(0) else f"{words} ago"
+
+
+def time_element(value: dt.datetime | None, zone: str, fmt: str = DEFAULT_TIME_FORMAT,
+                 moment: dt.datetime | None = None) -> Markup:
+    """A ``<time>`` element: the local time with its zone abbreviation (or, given ``moment``,
+    the time relative to it), the full zone name and exact time on hover, ISO UTC for machines."""
+    if value is None:
+        return Markup("—")
+    exact = local_time(value, zone, fmt, with_zone=True)
+    shown = relative_time(value, moment) if moment is not None else exact
+    title = f"{exact} ({zone})" if moment is not None else zone
+    stamp = _zoned(value, "UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(stamp, title, shown)
+
+
+_UTC_STAMP = re.compile(r"\b(\d{4}-\d{2}-\d{2} \d{2}:\d{2}) UTC\b")
+
+
+def zone_stamps(text: str | None, zone: str) -> str:
+    """Stored texts that name a UTC time ("due 2026-06-09 08:15 UTC", written by the SLA
+    clock) shown in the viewer's zone, so one page never mixes two clocks."""
+    def local(match: re.Match[str]) -> str:
+        stamp = dt.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M")
+        return local_time(stamp, zone, with_zone=True)
+
+    return _UTC_STAMP.sub(local, text or "")
 
 
 def fragment_target(htmx: HTMX, blocks: set[str]) -> str | None:
