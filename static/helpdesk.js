@@ -21,3 +21,23 @@ document.addEventListener("htmx:responseError", function (event) {
       "What you typed is still here: try again in a few seconds."
     : "Something went wrong and nothing was changed; try again.";
 });
+
+// A table wider than a phone screen scrolls inside itself (helpdesk.css); one that does gets
+// a tab stop, so the keyboard can scroll it too even when it holds no link or field.
+(function () {
+  function reachable() {
+    document.querySelectorAll("main table").forEach(function (table) {
+      var scrolls = table.scrollWidth > table.clientWidth + 1;
+      if (scrolls && !table.hasAttribute("tabindex")) {
+        table.setAttribute("tabindex", "0");
+        table.dataset.scrollStop = "";
+      } else if (!scrolls && table.dataset.scrollStop !== undefined) {
+        table.removeAttribute("tabindex");
+        delete table.dataset.scrollStop;
+      }
+    });
+  }
+  document.addEventListener("DOMContentLoaded", reachable);
+  document.addEventListener("htmx:afterSettle", reachable);
+  window.addEventListener("resize", reachable);
+}());

@@ -41,6 +41,7 @@ pytestmark = pytest.mark.browser
 
 AXE = Path(__file__).parent / "assets" / "axe.min.js"
 WIDTHS = {"desktop": (1366, 900), "phone": (390, 844)}
+NEXT_FRAME = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
 SCREENSHOTS = Path(os.environ.get("HELPDESK_SCREENSHOT_DIR")
                    or Path(__file__).resolve().parent.parent / "build" / "screenshots")
 
@@ -98,7 +99,8 @@ class Problem:
         return (self.endpoint, self.width, self.check)
 
     def __str__(self) -> str:
-        return f"{self.url} [{self.endpoint}] at {self.width} ({WIDTHS[self.width][0]} px): {self.check}: {self.detail}"
+        where = f"{self.url} [{self.endpoint}] at {self.width} ({WIDTHS[self.width][0]} px)"
+        return f"{where}: {self.check}: {self.detail}"
 
 
 @dataclass
@@ -140,7 +142,7 @@ def walk_data(app: Flask, ctx: Any, personas: Any, log_incident: Any, contact_fa
     return WalkData(incident.id, incident.reference, contact.email, tokens, values={
         "name": list(QUEUES), "kind": list(CATALOGUES), "incident_id": [incident.id],
         "agent_id": [personas.owner.id], "token": [tokens[0]],
-        "mail_id": [models.InboundMail.select(models.InboundMail.id).order_by(models.InboundMail.id).first().id]})
+        "mail_id": [models.InboundMail.select().order_by(models.InboundMail.id).first().id]})
 
 
 def _model_for(argument: str) -> Any:
@@ -185,9 +187,8 @@ def _axe(page: Any, rules: list[str] | None = None) -> list[dict[str, Any]]:
         page.add_script_tag(path=str(AXE))
     options = {"runOnly": {"type": "rule", "values": rules}} if rules else {}
     return page.evaluate("options => axe.run(document, options).then(r => r.violations.map(v => ({"
-                         "id: v.id, impact: v.impact, help: v.help, "
-                         "targets: v.nodes.slice(0, 3).map(n => n.target.join(' ')), count: v.nodes.length})))",
-                         options)
+                         "id: v.id, impact: v.impact, help: v.help, count: v.nodes.length, "
+                         "targets: v.nodes.slice(0, 3).map(n => n.target.join(' '))})))", options)
 
 
 def _overflow(page: Any) -> str | None:
@@ -201,7 +202,8 @@ def _overflow(page: Any) -> str | None:
       const out = [...document.body.querySelectorAll('*')].filter(el =>
         el.getBoundingClientRect().right > width + 0.5 && !scrolls(el));
       const name = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
-        (typeof el.className === 'string' && el.className.trim() ? '.' + el.className.trim().split(/\\s+/).join('.') : '');
+        (typeof el.className === 'string' && el.className.trim()
+          ? '.' + el.className.trim().split(/\\s+/).join('.') : '');
       const deepest = out.filter(el => !out.some(other => other !== el && el.contains(other))).slice(0, 3);
       return `page is ${doc.scrollWidth} px wide in a ${width} px window; sticking out: ` +
         deepest.map(el => `${name(el)} (to ${Math.round(el.getBoundingClientRect().right)} px: ` +
@@ -238,7 +240,8 @@ def test_every_page_passes_axe_fits_a_phone_and_logs_no_errors(app, server, brow
     for audience in audiences:
         page = _context(browser, audience, server, walk_data, personas)
         console: list[str] = []
-        page.on("console", lambda msg, console=console: console.append(msg.text) if msg.type == "error" else None)
+        page.on("console", lambda msg, console=console:
+                console.append(msg.text) if msg.type == "error" else None)
         page.on("pageerror", lambda exc, console=console: console.append(str(exc)))
         for _, endpoint, url in (row for row in urls if row[0] == audience):
             page.set_viewport_size(dict(zip(("width", "height"), WIDTHS["desktop"], strict=True)))
@@ -252,6 +255,7 @@ def test_every_page_passes_axe_fits_a_phone_and_logs_no_errors(app, server, brow
                 continue
             for width, (w, h) in WIDTHS.items():
                 page.set_viewport_size({"width": w, "height": h})
+                page.evaluate(NEXT_FRAME)  # helpdesk.js has seen the resize
                 for violation in _axe(page):
                     problems.append(Problem(endpoint, url, width, f"axe:{violation['id']}",
                                             f"{violation['impact']}: {violation['help']} on "
@@ -279,23 +283,28 @@ def test_every_page_passes_axe_fits_a_phone_and_logs_no_errors(app, server, brow
     assert not fixed, f"listed in KNOWN but passing now (remove them): {fixed}"
 
 
-def test_the_header_is_one_row_at_1366_px_with_unread_notices_and_wraps_on_a_phone(server, browser, personas,
-                                                                                   walk_data):
-    """An admin sees the most header links; with the bell's count everything still sits in
-    one row at 1366 px, every queue link visible; on a phone it wraps without overflowing."""
+def test_the_header_is_one_row_at_1366_px_with_unread_notices_and_wraps_on_a_phone(app, server, browser,
+                                                                                   personas, walk_data):
+    """With the bell's count everything still sits in one row at 1366 px, every queue link
+    visible (for an agent with a long name); on a phone it wraps without overflowing."""
+    with app.app_context():
+        models.Agent.update(display_name="Alexandra Papadopoulou-Smythe").where(
+            models.Agent.id == personas.admin.id).execute()
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     page = context.new_page()
     log_in(page, server, personas.admin.username)
     assert "12 unread" in page.locator("#bell").inner_text()
     row = page.evaluate("""() => {
-      const top = document.querySelector('.top'), parts = [...top.children].map(e => e.getBoundingClientRect());
+      const top = document.querySelector('.top');
+      const parts = [...top.children].map(e => e.getBoundingClientRect());
       const links = [...top.querySelectorAll('nav a')].map(a => a.getBoundingClientRect());
       return {height: top.getBoundingClientRect().height, tops: parts.map(r => Math.round(r.top)),
               bottoms: parts.map(r => Math.round(r.bottom)),
               hidden: links.filter(r => r.right > window.innerWidth || r.left < 0).length,
-              navClipped: top.querySelector('nav').scrollWidth > top.querySelector('nav').clientWidth}; }""")
+              navClipped: top.querySelector('nav').scrollWidth > top.querySelector('nav').clientWidth,
+              nav: [top.querySelector('nav').scrollWidth, top.querySelector('nav').clientWidth]}; }""")
     assert row["height"] < 60 and max(row["tops"]) < min(row["bottoms"]), row  # one row
-    assert row["hidden"] == 0 and not row["navClipped"], row
+    assert row["hidden"] == 0 and not row["navClipped"], row["nav"]
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.locator("details.menu > summary").click()
@@ -319,11 +328,12 @@ def test_screenshots_of_the_incident_page_and_a_queue(app, server, browser, pers
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shots = []
     for scheme in ("light", "dark"):
-        for width, (w, h) in WIDTHS.items():
+        for w, h in WIDTHS.values():
             context = browser.new_context(viewport={"width": w, "height": h}, color_scheme=scheme)
             page = context.new_page()
             log_in(page, server, personas.owner.username)
-            for name, url in (("incident", f"/incidents/{walk_data.incident_id}"), ("queue", "/queues/owned")):
+            for name, url in (("incident", f"/incidents/{walk_data.incident_id}"),
+                              ("queue", "/queues/owned")):
                 page.goto(server + url)
                 target = SCREENSHOTS / f"{name}-{w}-{scheme}.png"
                 page.screenshot(path=str(target), full_page=True)
