@@ -15,7 +15,8 @@ Screenshots of the incident page and a queue (light and dark, both widths) are w
 pixel assertions.
 
 axe-core 4.14.1 is vendored in tests/assets/ (MPL-2.0, licence beside it; from
-``npm pack axe-core``) and injected into a context that bypasses the app's CSP.
+``npm pack axe-core``) and injected from the app's own origin (the browser context answers
+its address), so the app's CSP stays on and a CSP violation shows as a console error.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ require_chromium()
 pytestmark = pytest.mark.browser
 
 AXE = Path(__file__).parent / "assets" / "axe.min.js"
+AXE_URL = "/__walk__/axe.min.js"  # answered by the test's browser context, never by the app
 WIDTHS = {"desktop": (1366, 900), "phone": (390, 844)}
 NEXT_FRAME = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
 SCREENSHOTS = Path(os.environ.get("HELPDESK_SCREENSHOT_DIR")
@@ -193,7 +195,7 @@ def page_urls(app: Flask, data: WalkData) -> tuple[list[tuple[str, str, str]], l
 
 def _axe(page: Any, rules: list[str] | None = None) -> list[dict[str, Any]]:
     if not page.evaluate("typeof window.axe !== 'undefined'"):
-        page.add_script_tag(path=str(AXE))
+        page.add_script_tag(url=AXE_URL)  # same origin, so the app's CSP allows it
     options = {"runOnly": {"type": "rule", "values": rules}} if rules else {}
     return page.evaluate("options => axe.run(document, options).then(r => r.violations.map(v => ({"
                          "id: v.id, impact: v.impact, help: v.help, count: v.nodes.length, "
@@ -227,8 +229,11 @@ def _log_in_customer(page: Any, server: str, token: str) -> None:
 
 
 def _context(browser: Any, audience: str, server: str, data: WalkData, personas: Any) -> Any:
-    context = browser.new_context(viewport=dict(zip(("width", "height"), WIDTHS["desktop"], strict=True)),
-                                  bypass_csp=True)
+    # The app's CSP stays on (bypass_csp would also hide CSP violations from the console
+    # check): axe-core is served from the app's own origin by the browser context instead.
+    context = browser.new_context(viewport=dict(zip(("width", "height"), WIDTHS["desktop"], strict=True)))
+    context.route(f"{server}{AXE_URL}", lambda route: route.fulfill(
+        path=str(AXE), content_type="text/javascript", headers={"Cache-Control": "max-age=3600"}))
     page = context.new_page()
     if audience in ("agent", "lead", "admin"):
         user = {"agent": personas.owner, "lead": personas.lead, "admin": personas.admin}[audience]
