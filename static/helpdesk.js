@@ -41,3 +41,16 @@ document.addEventListener("htmx:responseError", function (event) {
   document.addEventListener("htmx:afterSettle", reachable);
   window.addEventListener("resize", reachable);
 }());
+
+// The header menu under the agent's name closes with Escape (focus back on its summary) and
+// when clicking elsewhere, as menus do; without JavaScript it still opens and closes by click.
+document.addEventListener("keydown", function (event) {
+  if (event.key !== "Escape") { return; }
+  var menu = event.target.closest && event.target.closest("details.menu[open]");
+  if (menu) { menu.open = false; menu.querySelector("summary").focus(); }
+});
+document.addEventListener("click", function (event) {
+  document.querySelectorAll("details.menu[open]").forEach(function (menu) {
+    if (!menu.contains(event.target)) { menu.open = false; }
+  });
+});

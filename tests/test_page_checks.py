@@ -319,6 +319,13 @@ def test_the_header_is_one_row_at_1366_px_with_unread_notices_and_wraps_on_a_pho
               nav: [top.querySelector('nav').scrollWidth, top.querySelector('nav').clientWidth]}; }""")
     assert row["height"] < 60 and max(row["tops"]) < min(row["bottoms"]), row  # one row
     assert row["hidden"] == 0 and not row["navClipped"], row["nav"]
+    menu = page.locator("details.menu")
+    menu.locator("summary").focus()
+    page.keyboard.press("Enter")
+    assert menu.get_attribute("open") is not None
+    page.keyboard.press("Escape")  # closes, focus back on the summary
+    assert menu.get_attribute("open") is None
+    assert page.evaluate("document.activeElement.tagName") == "SUMMARY"
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.locator("details.menu > summary").click()
