@@ -6,9 +6,10 @@ A GET route is *not a page* (and is skipped) only by the rule in :func:`not_a_pa
 API, static files, downloads (a file extension, an export, an attachment), the health probes
 and the htmx fragments named in ``FRAGMENTS``. Any other GET route must open as a full page
 for its audience (``@access`` level), or the walk fails naming it. URL arguments are filled
-from records this test makes (``ARGUMENTS``); an ``<x_id>`` argument nobody knows is filled
-with the first row of the model called ``X`` in ``helpdesk.models``, so a new record page
-needs at most one row made in ``walk_data``.
+from records ``walk_data`` makes (``values`` per argument, ``by_endpoint`` for names such as
+a queue's); an ``<x_id>`` argument nobody lists is filled with the first row of the model
+``X`` (or the one model whose name ends in ``X``) in ``helpdesk.models``, so a new record
+page needs at most one row made in ``walk_data``.
 
 Screenshots of the incident page and a queue (light and dark, both widths) are written to
 ``$HELPDESK_SCREENSHOT_DIR`` (default ``build/screenshots/``) for review: artefacts, not
@@ -111,7 +112,8 @@ class WalkData:
     incident_reference: str
     contact_email: str
     tokens: list[str]
-    values: dict[str, list[Any]] = field(default_factory=dict)
+    values: dict[str, list[Any]] = field(default_factory=dict)  # argument -> values
+    by_endpoint: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # endpoint -> that
 
 
 @pytest.fixture
@@ -142,15 +144,23 @@ def walk_data(app: Flask, ctx: Any, personas: Any, log_incident: Any, contact_fa
     from helpdesk.web.admin import CATALOGUES
 
     return WalkData(incident.id, incident.reference, contact.email, tokens, values={
-        "name": list(QUEUES), "kind": list(CATALOGUES), "incident_id": [incident.id],
-        "agent_id": [personas.owner.id], "token": [tokens[0]],
-        "mail_id": [models.InboundMail.select().order_by(models.InboundMail.id).first().id]})
+        "incident_id": [incident.id], "agent_id": [personas.owner.id], "contact_id": [contact.id],
+        "mail_id": [models.InboundMail.select().order_by(models.InboundMail.id).first().id],
+    }, by_endpoint={
+        "queues.show": {"name": list(QUEUES)}, "admin.catalogue": {"kind": list(CATALOGUES)},
+        "portal.redeem": {"token": [tokens[0]]},
+    })
 
 
 def _model_for(argument: str) -> Any:
-    """``saved_view_id`` -> models.SavedView (None when there is no such model)."""
+    """``saved_view_id`` -> models.SavedView; ``view_id`` -> the one model whose name ends in
+    View; None when there is no such model (or more than one)."""
     name = "".join(part.capitalize() for part in argument.removesuffix("_id").split("_"))
-    return getattr(models, name, None)
+    if isinstance(exact := getattr(models, name, None), type):
+        return exact
+    ending = [value for key, value in vars(models).items()
+              if key.endswith(name) and isinstance(value, type) and hasattr(value, "select")]
+    return ending[0] if len(ending) == 1 else None
 
 
 def fill(rule: Rule, data: WalkData) -> tuple[list[str], str | None]:
@@ -159,7 +169,7 @@ def fill(rule: Rule, data: WalkData) -> tuple[list[str], str | None]:
 
     combos: list[dict[str, Any]] = [{}]
     for argument in sorted(rule.arguments):
-        values = data.values.get(argument)
+        values = data.by_endpoint.get(rule.endpoint, {}).get(argument, data.values.get(argument))
         if values is None and argument.endswith("_id") and (model := _model_for(argument)):
             row = model.select(model.id).order_by(model.id).first()
             values = [row.id] if row else None
