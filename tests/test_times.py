@@ -104,3 +104,12 @@ def test_exports_keep_utc_times(login, personas, log_incident):
     csv = client.get("/queues/owned/export?format=csv").get_data(as_text=True)
     assert "Created (UTC)" in csv and "IST" not in csv
     assert incident.created_at.strftime("%Y-%m-%d %H:%M:%S") in csv  # machine-readable, unconverted
+
+
+def test_escalation_triggers_say_their_delay_in_words():
+    from helpdesk.escalation.policies import describe_trigger
+
+    assert describe_trigger({"trigger": "after_breach", "target": "resolution", "minutes": 90}) == \
+        "1 hour 30 minutes after the resolution breach"
+    assert describe_trigger({"trigger": "before_due", "target": "response", "minutes": 30}) == \
+        "30 minutes before the response due time"
