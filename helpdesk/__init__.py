@@ -60,6 +60,10 @@ _PUBLIC = {
     "watchers": ("helpdesk.escalation.api", "watchers"),
     "add_watchers": ("helpdesk.escalation.api", "add_watchers"),
     "declare_major": ("helpdesk.escalation.api", "declare_major"),
+    # monitoring alert sources
+    "Alert": ("helpdesk.records", "Alert"),
+    "AlertSource": ("helpdesk.records", "AlertSource"),
+    "BadAlert": ("helpdesk.records", "BadAlert"),
     # read models and their vocabularies
     "Agent": ("helpdesk.models", "Agent"),
     "Category": ("helpdesk.models", "Category"),

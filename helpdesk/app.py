@@ -149,6 +149,7 @@ def create_app(
         incidents,
         insights,
         mail,
+        metrics,
         notices,
         outage,
         plugin_ui,
@@ -165,6 +166,7 @@ def create_app(
 
     outage.init_app(app)  # 503s for database outages, /healthz and /readyz
     idempotency.init_app(app)  # a repeated form answers with the first result
+    metrics.register(app)  # /metrics for Prometheus, behind a token with the metrics scope
 
     @app.after_request
     def headers(response: Response) -> Response:

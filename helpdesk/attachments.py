@@ -12,6 +12,7 @@ come as ``attachment`` with ``nosniff`` and ``CSP: sandbox`` (see the views).
 from __future__ import annotations
 
 import hashlib
+import logging
 import mimetypes
 import os
 import re
@@ -21,6 +22,8 @@ from pathlib import Path
 from helpdesk.context import Context
 from helpdesk.errors import DomainError
 from helpdesk.models import Agent, Attachment, Contact, TimelineEntry
+
+logger = logging.getLogger(__name__)
 
 MAX_COUNT = 10  # files per message
 MAX_NAME = 120
@@ -59,7 +62,8 @@ def _path(ctx: Context, sha256: str) -> Path:
 
 
 def check(ctx: Context, files: list[tuple[str, bytes]]) -> None:
-    """Refuse the whole set with a clear message if one file is over the limits."""
+    """Refuse the whole set with a clear message if one file is over the limits or a plugin
+    refuses it (so the sender can fix it; nothing is half-kept)."""
     if len(files) > MAX_COUNT:
         raise DomainError(f"At most {MAX_COUNT} files at once, please.")
     limit = ctx.settings.attachment_max_bytes
@@ -67,6 +71,26 @@ def check(ctx: Context, files: list[tuple[str, bytes]]) -> None:
         if len(data) > limit:
             raise DomainError(f"{sanitise_name(name)} is {len(data) // 1024} KiB; the limit is "
                               f"{limit // 1024} KiB per file.")
+    for name, data in files:
+        reason = verdict(ctx, name, data)
+        if reason:
+            raise DomainError(f"{sanitise_name(name)} was not accepted: {reason}")
+
+
+def verdict(ctx: Context, name: str, data: bytes) -> str | None:
+    """Ask the plugins (``helpdesk_attachment_verdict``, e.g. a virus scanner) about one file:
+    ``None`` to keep it, else the reason it is refused. A plugin that fails refuses the file
+    (fail closed): an unscanned file is not kept, the message itself still is."""
+    clean = sanitise_name(name)
+    try:
+        answer = ctx.pm.hook.helpdesk_attachment_verdict(filename=clean, content_type=content_type(clean),
+                                                        data=data, ctx=ctx)
+    except Exception as failure:  # noqa: BLE001 - any plugin failure: fail closed, and say so
+        logger.warning("attachment %s refused: a verdict plugin failed: %s", clean, failure)
+        return "it could not be checked (try again later)"
+    if answer is None:
+        return None
+    return " ".join(str(answer).split())[:200] or "refused by a plugin"
 
 
 def store(ctx: Context, incident_id: int, entry: TimelineEntry | int | None, name: str, data: bytes, *,

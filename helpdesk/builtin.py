@@ -51,3 +51,18 @@ def helpdesk_channel_types() -> list[ChannelType]:
     return [ChannelType(
         "inapp", "In-app", _send_inapp, "Notices on the bell in the page header",
         address_for=lambda ctx, agent, values: str(agent.id))]
+
+
+@hookimpl(trylast=True)
+def helpdesk_alert_sources() -> list[Any]:
+    from helpdesk.api.alerts import BUILT_IN_SOURCES
+
+    return list(BUILT_IN_SOURCES)
+
+
+@hookimpl(trylast=True)
+def helpdesk_check_settings(ctx: Any) -> None:
+    """``[plugins.alerts]``: the flap window, the flap limit and the signing secrets."""
+    from helpdesk.api.alerts import options
+
+    options(ctx)

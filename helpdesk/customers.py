@@ -14,7 +14,9 @@ the customer wrote is lost.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import peewee
 from peewee import fn
 
 from helpdesk import events
@@ -25,7 +27,7 @@ from helpdesk.errors import DomainError, StaleVersion
 from helpdesk.incidents import log_incident
 from helpdesk.incidents.changes import entry, get
 from helpdesk.incidents.lifecycle import _reopen, change_status
-from helpdesk.models import Contact, Incident, TimelineEntry
+from helpdesk.models import Contact, Incident, Rating, TimelineEntry
 
 MAX_MESSAGE = 200_000
 
@@ -72,7 +74,7 @@ class Posted:
 
 
 def post_message(ctx: Context, incident_id: int, contact: Contact, body: str, *,
-                 via: str = "email") -> Posted:
+                 via: str = "email", seen: bool = False) -> Posted:
     """Add a customer's message to an incident they take part in (see the module docstring).
 
     Runs in the caller's transaction when there is one. An agent closing the
@@ -88,7 +90,9 @@ def post_message(ctx: Context, incident_id: int, contact: Contact, body: str, *,
                 incident = for_update(Incident.select().where(Incident.id == incident_id)).first()
                 if incident is None:
                     get(incident_id)  # raises NotFound
-                if not is_participant(incident, contact):
+                # ``seen``: the portal checked that this signed-in customer may see the incident
+                # (their own, or their organisation's shared one); mail must be a participant.
+                if not seen and not is_participant(incident, contact):
                     raise DomainError(f"{contact.email} is not part of {incident.reference}.")
                 return _place(ctx, incident, contact, body, via)
         except StaleVersion:
@@ -138,3 +142,90 @@ def recent_acknowledgements(contact: Contact, hours: int = 1) -> int:
     return (Delivery.select().join(Incident, on=(Delivery.incident == Incident.id))
             .where((Incident.requester == contact.id) & (Delivery.event == "incident_created")
                    & (Delivery.agent.is_null()) & (Delivery.created_at >= since)).count())
+
+
+# -- the portal's accounts: passwords, shared organisations, ratings ---------------------------
+
+
+def visible_in_portal(contact: Contact) -> peewee.Expression:
+    """The incidents a customer sees in the portal: the ones they requested, and their
+    organisation's when an admin shares them (``Organisation.share_incidents``)."""
+    own = Incident.requester == contact.id
+    organisation = contact.organisation if contact.organisation_id else None
+    if organisation is None or not organisation.share_incidents:
+        return own
+    colleagues = Contact.select(Contact.id).where(Contact.organisation == organisation.id)
+    return own | Incident.requester.in_(colleagues)
+
+
+def set_portal_password(contact: Contact, password: str, current: str = "") -> None:
+    """Choose or change the portal password; changing one needs the current one (a session
+    left open must not be enough to take the account over)."""
+    from helpdesk.people import hash_password, validate_password, verify_hash
+
+    if contact.password_hash and not verify_hash(contact.password_hash, current or ""):
+        raise DomainError("The current password is not right.")
+    validate_password(password or "")
+    Contact.update(password_hash=hash_password(password)).where(Contact.id == contact.id).execute()
+    contact.password_hash = None  # never keep the hash on an object a template might see
+
+
+def portal_sign_in(ctx: Context, address: str, password: str, client: str | None) -> Contact | None:
+    """The contact an address and password sign in, or ``None`` for every failure alike
+    (unknown address, no password chosen, wrong password, failing address), each costing one
+    password check. Rate-limited like agents' logins, counted apart from them; raises
+    :class:`RateLimited` when over the limit."""
+    from helpdesk.people import verify_hash
+    from helpdesk.security import claim_login_attempt, login_limits, login_succeeded
+
+    address = (address or "").strip().lower()[:254]
+    settings = ctx.settings
+    limits = {f"portal-{key}": limit for key, limit in login_limits(
+        address, client, settings.login_max_failures, settings.login_account_max_failures).items()}
+    claims = claim_login_attempt(limits, settings.login_window_seconds)
+    if claims is None:
+        raise RateLimited("Too many attempts; wait a few minutes, or ask for a sign-in link.")
+    contact = find_contact(address) if "@" in address else None
+    stored = contact.password_hash if contact is not None else None
+    if not verify_hash(stored, password or "") or contact is None or contact.email_failing_at:
+        return None
+    login_succeeded(limits, claims)
+    return contact
+
+
+class RateLimited(DomainError):
+    """Too many sign-in attempts for this address or from this client."""
+
+
+RATINGS = {5: "Very good", 4: "Good", 3: "All right", 2: "Poor", 1: "Very poor"}
+MAX_COMMENT = 2000
+
+
+def rate(ctx: Context, incident_id: int, contact: Contact, score: Any, comment: str = "") -> Rating:
+    """The requester rates a resolved (or closed) incident, 1 to 5 with optional words; a
+    second rating replaces the first. Each is noted on the timeline for the desk."""
+    try:
+        score = int(score)
+    except (TypeError, ValueError):
+        score = 0
+    if score not in RATINGS:
+        raise DomainError("Choose how satisfied you are, from 1 to 5.")
+    comment = (comment or "").strip()[:MAX_COMMENT]
+    with write_transaction():
+        incident = get(incident_id)
+        if incident.requester_id != contact.id:
+            raise DomainError(f"Only the requester rates {incident.reference}.")
+        if incident.status not in {"resolved", "closed"}:
+            raise DomainError("You can rate an incident once it is resolved.")
+        stamp = now()
+        rating, created = Rating.get_or_create(incident=incident.id, defaults={
+            "contact": contact.id, "score": score, "comment": comment, "created_at": stamp,
+            "updated_at": stamp})
+        if not created:
+            Rating.update(score=score, comment=comment, contact=contact.id, updated_at=stamp).where(
+                Rating.id == rating.id).execute()
+            rating.score, rating.comment = score, comment
+        entry(incident.id, None, "rating", contact=contact.id,
+              body=f"{contact.name} rated the resolution {score}/5 ({RATINGS[score]})"
+                   + (f": {comment}" if comment else "."))
+    return rating

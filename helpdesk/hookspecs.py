@@ -133,6 +133,21 @@ def helpdesk_assets(ctx: Any) -> Any | None:
 
 @_family("registration")
 @hookspec
+def helpdesk_alert_sources(ctx: Any) -> list[Any] | None:
+    """Monitoring systems whose alerts become incidents, as :class:`~helpdesk.records.AlertSource`.
+
+    Fires once at start-up in every process. Each source is received at
+    ``POST /api/v1/alerts/<name>``; its ``parse(payload)`` returns
+    :class:`~helpdesk.records.Alert` records (or raises
+    :class:`~helpdesk.records.BadAlert`), and the core does the rest: one incident
+    per firing fingerprint, counted repeats, resolution, bounded flapping. The core
+    registers ``generic`` and ``alertmanager``. Return ``None`` or ``[]`` to
+    register nothing.
+    """
+
+
+@_family("registration")
+@hookspec
 def helpdesk_check_settings(registry: Any, ctx: Any) -> None:
     """Check this plugin's settings once at start-up, after every record is registered.
 
@@ -169,6 +184,19 @@ def helpdesk_route_incident(incident: Any, ctx: Any) -> Any | None:
     title, type, category, service, requester and source set. Return a
     :class:`helpdesk.Team` to assign it to, or ``None`` to leave the
     decision to the next plugin (the built-in default leaves it unassigned).
+    """
+
+
+@_family("decision")
+@hookspec(firstresult=True)
+def helpdesk_attachment_verdict(filename: str, content_type: str, data: bytes, ctx: Any) -> str | None:
+    """Accept or refuse one attachment before it is kept (a virus scanner, a file-type rule).
+
+    Runs where the file arrived (the portal's or an agent's request, mail intake), before
+    anything is stored. Return a short reason to refuse the file — the portal shows it to
+    the customer, mail intake notes it on the incident (the original message keeps the
+    file) — or ``None`` to let the next plugin decide; when no plugin refuses, the file is
+    kept. A plugin that raises refuses the file (fail closed) and is logged.
     """
 
 

@@ -19,13 +19,16 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
+import peewee
+
 from helpdesk.clock import now
 from helpdesk.db import database, write_transaction
-from helpdesk.models import Lease
+from helpdesk.models import Lease, PeriodicRun
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -88,9 +91,29 @@ def run_exclusive(name: str, seconds: int, work: Callable[[], T]) -> T | None:
     renewer = threading.Thread(target=_keep_renewing, args=(name, holder, seconds, stop),
                                name=f"lease-{name}", daemon=True)
     renewer.start()
+    started, clock_start = now(), time.monotonic()
+    error = ""
     try:
         return work()
+    except Exception as failure:
+        error = f"{type(failure).__name__}: {failure}"[:500]
+        raise
     finally:
         stop.set()
         renewer.join()
+        _record(name, started, time.monotonic() - clock_start, error)
         release(name, holder)
+
+
+def _record(name: str, started: dt.datetime, seconds: float, error: str) -> None:
+    """Note the pass for /metrics; never let the note itself fail the work."""
+    try:
+        PeriodicRun.insert(name=name, started_at=started, finished_at=now(), seconds=seconds,
+                           runs=1, failures=1 if error else 0, error=error).on_conflict(
+            conflict_target=[PeriodicRun.name],
+            update={PeriodicRun.started_at: started, PeriodicRun.finished_at: now(),
+                    PeriodicRun.seconds: seconds, PeriodicRun.runs: PeriodicRun.runs + 1,
+                    PeriodicRun.failures: PeriodicRun.failures + (1 if error else 0),
+                    PeriodicRun.error: error}).execute()
+    except peewee.DatabaseError as failure:
+        logger.warning("%s: could not record the pass: %s", name, failure)

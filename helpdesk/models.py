@@ -107,6 +107,8 @@ class Membership(BaseModel):
 
 class Organisation(BaseModel):
     name = peewee.CharField(max_length=200, unique=True)
+    #: Its contacts see each other's incidents in the portal (set by an admin).
+    share_incidents = peewee.BooleanField(default=False)
 
     def __str__(self) -> str:
         return self.name
@@ -119,6 +121,8 @@ class Contact(BaseModel):
     organisation = peewee.ForeignKeyField(Organisation, null=True, backref="contacts")
     #: Set when mail to this address bounced (a delivery status notification came back).
     email_failing_at = peewee.DateTimeField(null=True)
+    #: argon2 hash when the customer chose a portal password (else: e-mailed links only).
+    password_hash = peewee.CharField(max_length=200, null=True)
 
     def __str__(self) -> str:
         return self.name
@@ -764,3 +768,34 @@ class Watcher(BaseModel):
 
 
 MODELS += [EscalationPolicy, EscalationPolicyVersion, EscalationState, EscalationRun, Watcher]
+
+
+class PeriodicRun(BaseModel):
+    """The last pass of one piece of periodic work (``sla_check``, ``sweep_outbox`` …): when it
+    started and finished, how long it took, and the last error, for /metrics."""
+
+    name = peewee.CharField(max_length=64, primary_key=True)
+    started_at = peewee.DateTimeField()
+    finished_at = peewee.DateTimeField(null=True)
+    seconds = peewee.FloatField(default=0)
+    runs = peewee.IntegerField(default=0)
+    failures = peewee.IntegerField(default=0)
+    error = peewee.TextField(default="")
+
+
+MODELS += [PeriodicRun]
+
+
+class Rating(BaseModel):
+    """A customer's satisfaction with a resolution (1 to 5, optional words), one per incident;
+    changing it updates the row and adds a timeline entry."""
+
+    incident = peewee.ForeignKeyField(Incident, unique=True, backref="+", on_delete="CASCADE")
+    contact = peewee.ForeignKeyField(Contact, null=True, backref="+", on_delete="SET NULL")
+    score = peewee.SmallIntegerField()
+    comment = peewee.TextField(default="")
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+MODELS += [Rating]

@@ -33,6 +33,17 @@ def check_password(agent: Agent, password: str) -> bool:
     return True
 
 
+def verify_hash(stored: str | None, password: str) -> bool:
+    """Whether ``password`` matches an argon2 hash (any owner's: agents, portal customers);
+    with nothing stored, spend the same time and say no."""
+    if not stored:
+        return spend_password_time(password)
+    try:
+        return _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
 _DUMMY_HASH: str | None = None
 
 

@@ -29,6 +29,7 @@ REGISTRATIONS = {
     "helpdesk_sla_policies": "SLA policies",
     "helpdesk_business_calendars": "business calendars",
     "helpdesk_escalation_steps": "escalation steps",
+    "helpdesk_alert_sources": "alert sources",
 }
 
 
@@ -85,6 +86,10 @@ class Registry:
     @property
     def escalation_steps(self) -> dict[str, Any]:
         return self.of("helpdesk_escalation_steps")
+
+    @property
+    def alert_sources(self) -> dict[str, Any]:
+        return self.of("helpdesk_alert_sources")
 
 
 @dataclass

@@ -274,3 +274,46 @@ class ApiEndpoint:
     rule: str = ""
     body: Mapping[str, Any] | None = None
     response: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One monitoring alert in normal form, whatever shape it arrived in.
+
+    ``fingerprint`` identifies the problem within its source (repeats of one fingerprint
+    count on one incident); ``firing`` is False for a resolved alert; ``severity`` maps to
+    impact and urgency (critical, high, warning, info …); ``service`` names a service.
+    """
+
+    fingerprint: str
+    firing: bool
+    title: str
+    description: str = ""
+    severity: str | None = None
+    service: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class BadAlert(Exception):
+    """A payload an alert source cannot read: answered 422, naming ``field``."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class AlertSource:
+    """A kind of monitoring system whose alerts become incidents, received at
+    ``POST /api/v1/alerts/<name>`` (a service token with the ``alerts`` scope, or a body
+    signed with the source's secret from ``[plugins.alerts] secrets``).
+
+    ``parse(payload)`` turns the decoded JSON body into alerts, raising :class:`BadAlert`
+    for what it cannot read; de-duplication, incidents, resolution and flapping are the
+    core's, the same for every source.
+    """
+
+    name: str
+    title: str
+    parse: Callable[[Any], Sequence[Alert]]
+    description: str = ""

@@ -98,6 +98,13 @@ def register_tasks(app: Flask, huey: Huey, ctx: Context) -> Tasks:
 
         exclusive("sweep_outbox", work)
 
+    @huey.periodic_task(crontab(minute="7"), name="weekly_summary")
+    def weekly_summary() -> None:
+        """Hourly look: last week's summary to team leads, queued once per week (outbox keys)."""
+        from helpdesk import summaries
+
+        exclusive("weekly_summary", lambda: summaries.send_weekly(ctx))
+
     from helpdesk.mail import imap
 
     imap.register(app, huey, ctx)  # polls the configured IMAP mailboxes

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from test_portal import Customer
 
-from helpdesk import incidents
+from helpdesk import hookimpl, incidents
 from helpdesk.attachments import sanitise_name
 from helpdesk.mail.receive import receive
 from helpdesk.models import Attachment, Incident
@@ -171,3 +171,54 @@ def test_mail_attachments_are_kept_and_oversized_ones_noted(app, ctx, login, per
     assert "huge.bin (102400 bytes)" in result.incident.description
     page = login(personas.owner).get(f"/incidents/{result.incident.id}").get_data(as_text=True)
     assert "small.png" in page
+
+
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+class Scanner:
+    """A virus scanner as a plugin would wire one in: refuse what carries a signature."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail, self.seen = fail, []
+
+    @hookimpl
+    def helpdesk_attachment_verdict(self, filename: str, content_type: str, data: bytes, ctx: Any) -> Any:
+        self.seen.append((filename, content_type))
+        if self.fail:
+            raise ConnectionError("clamd is not answering")
+        return "it contains the EICAR test signature" if EICAR in data else None
+
+
+def test_a_scanner_refuses_a_portal_upload_with_its_reason_and_nothing_is_kept(app, ada, register_plugin):
+    scanner = register_plugin(Scanner())
+    answer = upload(ada, "/portal/new", [("clean.png", b"\x89PNG ok"), ("invoice.pdf", EICAR)],
+                    title="Two files", urgency="low")
+    assert answer.status_code == 422
+    page = answer.get_data(as_text=True)
+    assert "invoice.pdf was not accepted: it contains the EICAR test signature" in page
+    assert (Incident.select().count(), Attachment.select().count()) == (0, 0)
+    assert ("invoice.pdf", "application/pdf") in scanner.seen
+
+
+def test_mail_keeps_the_message_and_notes_the_refused_file(app, ctx, register_plugin):
+    register_plugin(Scanner())
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "ada@example.org", "help@example.com", "Invoice"
+    mail["Message-ID"] = "<invoice-1@example.org>"
+    mail.set_content("Please see the invoice.")
+    mail.add_attachment(EICAR, maintype="application", subtype="pdf", filename="invoice.pdf")
+    mail.add_attachment(b"\x89PNG fine", maintype="image", subtype="png", filename="logo.png")
+    with app.app_context():
+        result = receive(ctx, bytes(mail))
+    assert result.outcome == "created"
+    assert [a.filename for a in Attachment.select()] == ["logo.png"]
+    assert "invoice.pdf: it contains the EICAR test signature" in result.incident.description
+
+
+def test_a_failing_scanner_keeps_no_unscanned_file(app, ada, register_plugin):
+    register_plugin(Scanner(fail=True))
+    answer = upload(ada, "/portal/new", [("notes.txt", b"plain words")], title="A file", urgency="low")
+    assert answer.status_code == 422
+    assert "could not be checked" in answer.get_data(as_text=True)
+    assert Attachment.select().count() == 0

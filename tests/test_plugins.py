@@ -299,7 +299,8 @@ def test_helpdesk_plugins_lists_what_is_loaded_and_why(tmp_path):
     assert result.returncode == 0, result.stderr
     listed = {p["name"]: p for p in json.loads(result.stdout)}
     assert listed["builtin"]["source"] == "built-in"
-    assert listed["builtin"]["hooks"] == ["helpdesk_channel_types", "helpdesk_priority",
+    assert listed["builtin"]["hooks"] == ["helpdesk_alert_sources", "helpdesk_channel_types",
+                                          "helpdesk_check_settings", "helpdesk_priority",
                                           "helpdesk_route_incident", "helpdesk_sla_policy"]
     assert listed["age"]["enabled"] is False and listed["age"]["source"] == "bundled"
     assert listed["routing"]["enabled"]

@@ -60,7 +60,10 @@ class Customer:
         return re.search(r"http://127\.0\.0\.1:5000(/portal/sign-in/\S+)", body).group(1)
 
     def follow(self, path: str) -> Any:
-        return self.http.post(path, data={"csrf_token": self.csrf()})
+        answer = self.http.post(path, data={"csrf_token": self.csrf()})
+        if answer.status_code == 303:
+            self._token = None  # signing in starts a new session: pages carry a new token
+        return answer
 
     def sign_in(self) -> Customer:
         assert self.ask_for_link().status_code == 200
@@ -72,7 +75,10 @@ class Customer:
         return self.http.get(url)
 
     def post(self, url: str, data: dict[str, Any] | None = None) -> Any:
-        return self.http.post(url, data={"csrf_token": self.csrf(), **(data or {})})
+        answer = self.http.post(url, data={"csrf_token": self.csrf(), **(data or {})})
+        if url.endswith("password-sign-in") and answer.status_code == 303:
+            self._token = None
+        return answer
 
 
 @pytest.fixture

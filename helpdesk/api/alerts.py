@@ -1,38 +1,56 @@
 """Monitoring alerts become incidents, one per problem.
 
-An alert is identified by its source (the name of the service token that sends
-it) and its fingerprint. The first firing alert logs an incident (source
-"monitoring", owned by the service desk, routed like any other); repeats while
-it is open only count; a resolved alert notes it on the incident, or resolves
-it when the source is set to; an alert firing again soon after its incident was
-resolved reopens the same incident. Flapping is bounded: after
-:data:`MAX_FLAPS` re-firings an incident is no longer resolved automatically,
-and the timeline gets no further alert entries for it (the counter still
-moves). The group row is unique per source and fingerprint and written in the
-same transaction as the incident, so a storm of identical alerts, however
-concurrent, logs exactly one incident.
+An alert is identified by its source and its fingerprint: the source is the name
+of the service token that sends it, or, for a body signed with a source's secret,
+that source's name. The first firing alert logs an incident (source "monitoring",
+owned by the service desk, routed like any other); repeats while it is open only
+count; a resolved alert notes it on the incident, or resolves it when the sender is
+set to; an alert firing again within the flap window after its incident was
+resolved reopens the same incident. Flapping is bounded: after ``max_flaps``
+re-firings an incident is no longer resolved automatically, and the timeline gets
+no further alert entries for it (the counter still moves). The group row is unique
+per source and fingerprint and written in the same transaction as the incident, so
+a storm of identical alerts, however concurrent, logs exactly one incident.
+
+Payload shapes are alert sources (records of the ``helpdesk_alert_sources`` family):
+the core registers ``generic`` and ``alertmanager`` below; plugins add others.
+Settings, ``[plugins.alerts]``: ``flap_minutes`` (60), ``max_flaps`` (3),
+``secrets`` (source name → signing secret, 32+ characters) and ``resolve`` (source
+names whose signed "resolved" alerts resolve the incident; tokens carry their own
+choice).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
-from dataclasses import dataclass, field
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import peewee
 
 from helpdesk import incidents as domain
 from helpdesk.clock import now
+from helpdesk.config import ConfigError
 from helpdesk.context import Context
 from helpdesk.db import for_update, write_transaction
 from helpdesk.errors import DomainError
-from helpdesk.models import AlertGroup, ApiToken, Incident, Service
+from helpdesk.models import Agent, AlertGroup, Incident, Service
+from helpdesk.records import Alert, AlertSource, BadAlert
 
-FLAP_WINDOW = dt.timedelta(hours=1)
+__all__ = ["Alert", "AlertSource", "BadAlert", "Origin", "Options", "options", "parse", "receive",
+           "verify_signature"]
+
+FLAP_WINDOW = dt.timedelta(hours=1)  # defaults; [plugins.alerts] flap_minutes / max_flaps
 MAX_FLAPS = 3
 MAX_ALERTS = 100
+SIGNATURE_HEADER = "X-Helpdesk-Signature"
+SIGNATURE_TOLERANCE = 300  # seconds a signed body's timestamp may differ from ours
+MIN_SECRET = 32
 SEVERITIES = {  # label value -> (impact, urgency)
     "critical": ("high", "high"), "page": ("high", "high"), "high": ("high", "medium"),
     "error": ("high", "medium"), "major": ("high", "medium"), "warning": ("medium", "medium"),
@@ -41,32 +59,71 @@ SEVERITIES = {  # label value -> (impact, urgency)
 }
 
 
-class BadAlert(DomainError):
-    """The payload is not an alert we understand (HTTP 422); ``field`` names where."""
-
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-@dataclass(frozen=True)
-class Alert:
-    """One alert in normal form, whatever shape it arrived in."""
-
-    fingerprint: str
-    firing: bool
-    title: str
-    description: str = ""
-    severity: str | None = None
-    service: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-
-
 @dataclass(frozen=True)
 class Outcome:
     fingerprint: str
     outcome: str  # created, repeated, reopened, resolved, noted, ignored
     incident: int | None
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who sent the alerts: the group's source name, the acting agent (a token's agent;
+    ``None`` for a signed body) and whether a resolved alert resolves the incident."""
+
+    source: str
+    actor: Agent | None
+    resolve: bool
+
+
+@dataclass(frozen=True)
+class Options:
+    flap_window: dt.timedelta = FLAP_WINDOW
+    max_flaps: int = MAX_FLAPS
+    secrets: Mapping[str, str] | None = None
+    resolve: frozenset[str] = frozenset()
+
+
+def options(ctx: Context) -> Options:
+    """``[plugins.alerts]`` checked: a bad value is a :class:`ConfigError` naming it."""
+    table = ctx.plugin_settings("alerts")
+
+    def whole(key: str, default: int, low: int, high: int) -> int:
+        value = table.get(key, default)
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = low - 1
+        if not low <= number <= high or isinstance(value, bool):
+            raise ConfigError(f"HELPDESK_PLUGINS__ALERTS__{key.upper()}: a whole number from {low} "
+                              f"to {high}, not {value!r}")
+        return number
+
+    secrets = table.get("secrets", {}) or {}
+    if not isinstance(secrets, Mapping):
+        raise ConfigError("[plugins.alerts] secrets: a table of source name = \"secret\"")
+    for name, secret in secrets.items():
+        if not isinstance(secret, str) or len(secret) < MIN_SECRET:
+            raise ConfigError(f"[plugins.alerts] secrets.{name}: at least {MIN_SECRET} characters "
+                              "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    return Options(flap_window=dt.timedelta(minutes=whole("flap_minutes", 60, 1, 10080)),
+                   max_flaps=whole("max_flaps", MAX_FLAPS, 1, 1000),
+                   secrets={str(k).lower(): v for k, v in secrets.items()},
+                   resolve=frozenset(str(n).lower() for n in table.list("resolve")))
+
+
+def verify_signature(ctx: Context, source: str, header: str, body: bytes) -> bool:
+    """``t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`` with the source's secret,
+    within :data:`SIGNATURE_TOLERANCE` seconds (a replayed old body is refused)."""
+    secret = (options(ctx).secrets or {}).get(source)
+    if not secret or not header:
+        return False
+    parts = dict(part.strip().partition("=")[::2] for part in header.split(",") if "=" in part)
+    stamp, given = parts.get("t", ""), parts.get("v1", "")
+    if not stamp.isdigit() or abs(time.time() - int(stamp)) > SIGNATURE_TOLERANCE:
+        return False
+    expected = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, given)
 
 
 def _text(value: Any, where: str, limit: int = 2000, required: bool = False) -> str:
@@ -87,11 +144,18 @@ def _status(value: Any, where: str) -> bool:
 
 
 def parse(payload: Any) -> list[Alert]:
-    """Alertmanager's webhook shape (``alerts`` list) or the generic one (one alert object)."""
+    """``POST /api/v1/alerts``: Alertmanager's webhook shape (``alerts`` list) or the generic
+    one (one alert object), told apart by the ``alerts`` field."""
+    if isinstance(payload, dict) and "alerts" in payload:
+        return parse_alertmanager(payload)
+    return parse_generic(payload)
+
+
+def parse_generic(payload: Any) -> list[Alert]:
+    """One alert as a JSON object: fingerprint, status, title, description, severity, service,
+    labels."""
     if not isinstance(payload, dict):
         raise BadAlert("The body must be one JSON object.", "body")
-    if "alerts" in payload:
-        return _alertmanager(payload)
     known = {"fingerprint", "status", "title", "description", "severity", "service", "labels"}
     unknown = sorted(set(payload) - known)
     if unknown:
@@ -118,8 +182,11 @@ def _labels(value: Any, where: str) -> dict[str, str]:
     return value
 
 
-def _alertmanager(payload: dict[str, Any]) -> list[Alert]:
-    alerts = payload["alerts"]
+def parse_alertmanager(payload: Any) -> list[Alert]:
+    """Prometheus Alertmanager's webhook (version 4): ``alerts`` with labels and annotations."""
+    if not isinstance(payload, dict):
+        raise BadAlert("The body must be one JSON object.", "body")
+    alerts = payload.get("alerts")
     if not isinstance(alerts, list) or not alerts:
         raise BadAlert("alerts must be a non-empty list.", "alerts")
     if len(alerts) > MAX_ALERTS:
@@ -152,6 +219,14 @@ def _alertmanager(payload: dict[str, Any]) -> list[Alert]:
     return parsed
 
 
+BUILT_IN_SOURCES = [
+    AlertSource("generic", "Generic JSON alert", parse_generic,
+                "One alert object: fingerprint, status (firing/resolved), title, severity …"),
+    AlertSource("alertmanager", "Prometheus Alertmanager", parse_alertmanager,
+                "Alertmanager's webhook receiver payload (version 4)"),
+]
+
+
 def _summary(alert: Alert) -> str:
     lines = [alert.description] if alert.description else []
     if alert.labels:
@@ -170,19 +245,21 @@ def _log(ctx: Context, alert: Alert) -> Incident:
                                impact=impact, urgency=urgency, service=service, source="monitoring")
 
 
-def receive(ctx: Context, token: ApiToken, alert: Alert) -> Outcome:
+def receive(ctx: Context, origin: Origin, alert: Alert, settings: Options | None = None) -> Outcome:
     """Apply one alert; retried when a concurrent first alert of the same fingerprint won."""
+    settings = settings or options(ctx)
     for _attempt in range(5):
         try:
             with write_transaction():
-                return _apply(ctx, token, alert)
+                return _apply(ctx, origin, alert, settings)
         except peewee.IntegrityError:
             continue  # the other request created the group: now it is there to count on
     raise DomainError("The alert could not be recorded for contention; send it again.")
 
 
-def _apply(ctx: Context, token: ApiToken, alert: Alert) -> Outcome:
-    source, at, actor = token.name, now(), token.agent
+def _apply(ctx: Context, origin: Origin, alert: Alert, settings: Options) -> Outcome:
+    source, at, actor = origin.source, now(), origin.actor
+    flap_window, max_flaps = settings.flap_window, settings.max_flaps
     group = for_update(AlertGroup.select().where(
         (AlertGroup.source == source) & (AlertGroup.fingerprint == alert.fingerprint))).first()
 
@@ -205,10 +282,10 @@ def _apply(ctx: Context, token: ApiToken, alert: Alert) -> Outcome:
             return done("ignored" if not incident.is_active else "repeated", incident.id)
         AlertGroup.update(last_seen=at, state="resolved", changed_at=at).where(
             AlertGroup.id == group.id).execute()
-        if group.flaps >= MAX_FLAPS:
+        if group.flaps >= max_flaps:
             return done("noted", incident.id)  # flapping: counted, no more entries
         text = f"Monitoring reports the alert resolved ({source}: {alert.fingerprint})."
-        if token.resolve_alerts:
+        if origin.resolve:
             domain.change_status(ctx, incident.id, actor, "resolved", note=text,
                                  resolution_code="fixed")
             return done("resolved", incident.id)
@@ -222,15 +299,15 @@ def _apply(ctx: Context, token: ApiToken, alert: Alert) -> Outcome:
                           flaps=AlertGroup.flaps + (1 if refired else 0),
                           changed_at=at if refired else group.changed_at).where(
             AlertGroup.id == group.id).execute()
-        if refired and group.flaps < MAX_FLAPS:
+        if refired and group.flaps < max_flaps:
             domain.add_comment(ctx, incident.id, actor, f"The alert is firing again ({source}: "
                                f"{alert.fingerprint}).", public=False)
         return done("repeated", incident.id)
-    if incident.status == "resolved" and incident.resolved_at and at - incident.resolved_at <= FLAP_WINDOW:
+    if incident.status == "resolved" and incident.resolved_at and at - incident.resolved_at <= flap_window:
         flapping = " It is flapping: from now on its changes are only counted, and it no longer " \
-            "resolves this incident." if group.flaps + 1 >= MAX_FLAPS else ""
+            "resolves this incident." if group.flaps + 1 >= max_flaps else ""
         domain.reopen(ctx, incident.id, actor, note=f"The alert is firing again ({source}: "
-                      f"{alert.fingerprint}) within {int(FLAP_WINDOW.total_seconds() // 60)} minutes "
+                      f"{alert.fingerprint}) within {int(flap_window.total_seconds() // 60)} minutes "
                       f"of the resolution.{flapping}")
         AlertGroup.update(last_seen=at, count=AlertGroup.count + 1, state="firing",
                           flaps=AlertGroup.flaps + 1, changed_at=at).where(

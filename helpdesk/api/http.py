@@ -90,6 +90,7 @@ class Endpoint:
     responses: dict[int, tuple[str, dict[str, Any] | None]] = field(default_factory=dict)
     if_match: bool = False
     idempotent: bool = False
+    signed: bool = False  # also accepts a body signed with the <source>'s secret (alert sources)
 
     @property
     def path(self) -> str:
@@ -102,13 +103,17 @@ ENDPOINTS: list[Endpoint] = []
 def endpoint(method: str, rule: str, *, scope: str | None, summary: str,
              body: dict[str, Any] | None = None, query: list[dict[str, Any]] | None = None,
              responses: dict[int, tuple[str, dict[str, Any] | None]] | None = None,
-             if_match: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+             if_match: bool = False, idempotent: bool | None = None,
+             signed: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register an API view and describe it for the OpenAPI document in the same place."""
 
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
         spec = Endpoint(method, rule, view.__name__, scope, summary, body, query or [],
-                        responses or {}, if_match, idempotent=method == "POST")
+                        responses or {}, if_match,
+                        idempotent=method == "POST" if idempotent is None else idempotent,
+                        signed=signed)
         handle = handler(spec, view)
+        handle.signed_body = signed  # type: ignore[attr-defined]
         bp.add_url_rule(rule, view.__name__, handle, methods=[method])
         ENDPOINTS.append(spec)
         return view
@@ -169,6 +174,8 @@ def authenticate(view: Any) -> Response | None:
     """Called by the access check for every token route: a bearer token with the view's scope,
     within its rate limit. Session cookies are ignored (so there is no CSRF surface)."""
     header = request.headers.get("Authorization", "")
+    if not header and getattr(view, "signed_body", False):
+        return _authenticate_signature()
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         return problem(401, "Unauthorized", "Send an API token: 'Authorization: Bearer <token>'. "
@@ -193,6 +200,27 @@ def authenticate(view: Any) -> Response | None:
                        f"This token may make {token.rate_limit} requests a minute.",
                        headers={"Retry-After": str(wait)})
     g.api_token = token
+    return None
+
+
+def _authenticate_signature() -> Response | None:
+    """A body signed with its alert source's secret stands in for a token (no agent acts)."""
+    from helpdesk.api import alerts
+    from helpdesk.web import context
+
+    source = (request.view_args or {}).get("source", "")
+    signature = request.headers.get(alerts.SIGNATURE_HEADER, "")
+    if not signature:
+        return problem(401, "Unauthorized", "Send an API token ('Authorization: Bearer <token>') or "
+                       f"sign the body ({alerts.SIGNATURE_HEADER}).",
+                       headers={"WWW-Authenticate": 'Bearer realm="helpdesk"'})
+    if not alerts.verify_signature(context(), source, signature, request.get_data()):
+        logger.warning("API: refused a badly signed alert for source %r", source)
+        return problem(401, "Unauthorized", "The signature does not match this source's secret, or "
+                       f"its time is more than {alerts.SIGNATURE_TOLERANCE} seconds off.",
+                       headers={"WWW-Authenticate": 'Bearer realm="helpdesk"'})
+    g.api_token = None
+    g.signed_source = source
     return None
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Response, request
+from collections.abc import Callable
+from typing import Any
+
+from flask import Response, g, request
 
 from helpdesk.api.http import ApiError, current_token, endpoint, json_response
 from helpdesk.web import context
@@ -49,13 +52,43 @@ ALERT_RESULTS = {"type": "object", "properties": {"results": {"type": "array", "
 def receive_alerts() -> Response:
     from helpdesk.api import alerts
 
+    return _receive(alerts.parse)
+
+
+@endpoint("POST", "/alerts/<source>", scope="alerts", signed=True, idempotent=False,
+          summary="Receive alerts in one registered source's shape (generic, alertmanager, or a "
+          "plugin's). Authenticate with a service token, or sign the body with the source's "
+          "secret: X-Helpdesk-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of '<t>.<body>'>",
+          body={"type": "object"}, responses={202: ("What became of each alert", ALERT_RESULTS)})
+def receive_source_alerts(source: str) -> Response:
+    record = context().registry.alert_sources.get(source)
+    if record is None:
+        raise ApiError(404, "Not found", f"There is no alert source {source!r}.", field="source")
+    return _receive(record.parse, signed_source=g.get("signed_source"))
+
+
+def _receive(parse: Callable[[Any], Any], signed_source: str | None = None) -> Response:
+    from helpdesk.api import alerts
+
     if not request.is_json:
         raise ApiError(415, "Unsupported media type", "Send the alert as application/json.")
+    payload = request.get_json(silent=True)
+    if payload is None:
+        raise ApiError(400, "Bad request", "The body is not valid JSON.")
     try:
-        parsed = alerts.parse(request.get_json(silent=True))
+        parsed = list(parse(payload))
     except alerts.BadAlert as bad:
         raise ApiError(422, "Unprocessable content", str(bad), field=bad.field) from None
-    token = current_token()
-    results = [alerts.receive(context(), token, alert) for alert in parsed]
+    if len(parsed) > alerts.MAX_ALERTS:
+        raise ApiError(422, "Unprocessable content", f"At most {alerts.MAX_ALERTS} alerts per request.",
+                       field="alerts")
+    ctx = context()
+    settings = alerts.options(ctx)
+    if signed_source is not None:
+        origin = alerts.Origin(signed_source, None, signed_source in settings.resolve)
+    else:
+        token = current_token()
+        origin = alerts.Origin(token.name, token.agent, token.resolve_alerts)
+    results = [alerts.receive(ctx, origin, alert, settings) for alert in parsed]
     return json_response({"results": [{"fingerprint": r.fingerprint, "outcome": r.outcome,
                                        "incident": r.incident} for r in results]}, 202)

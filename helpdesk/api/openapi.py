@@ -43,8 +43,9 @@ def _operation(spec: Endpoint) -> dict[str, Any]:
                 "description": description,
                 "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}})
     parameters = [{"name": name, "in": "path", "required": True,
-                   "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
-                  for name in _path_names(spec)] + list(spec.query)
+                   "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1} if integer
+                   else {"type": "string", "minLength": 1, "maxLength": 100}}
+                  for name, integer in _path_names(spec)] + list(spec.query)
     if spec.if_match:
         parameters.append({"name": "If-Match", "in": "header", "required": True,
                            "description": "The ETag (version) you read", "schema": {"type": "string"}})
@@ -61,7 +62,7 @@ def _operation(spec: Endpoint) -> dict[str, Any]:
             "schema": {**spec.body, "additionalProperties": False} if "properties" in spec.body
             else spec.body}}}
     if spec.scope:
-        operation["security"] = [{"token": [spec.scope]}]
+        operation["security"] = [{"token": [spec.scope]}] + ([{"signature": []}] if spec.signed else [])
         operation["x-scope"] = spec.scope
     else:
         operation["security"] = []
@@ -74,10 +75,12 @@ def _rank(spec: Endpoint) -> int:
     return {"incidents": 0, "alerts": 1, "plugins": 3, "openapi.json": 4}.get(section, 2)
 
 
-def _path_names(spec: Endpoint) -> list[str]:
+def _path_names(spec: Endpoint) -> list[tuple[str, bool]]:
+    """The path's parameters in order, each with whether it is an integer."""
     import re
 
-    return re.findall(r"{([a-z_]+)}", spec.path)
+    return [(name, converter == "int") for converter, name in
+            re.findall(r"<(?:([a-z]+):)?([a-z_]+)>", spec.rule)]
 
 
 def document(base_url: str, endpoints: list[Endpoint] | None = None) -> dict[str, Any]:
@@ -97,6 +100,10 @@ def document(base_url: str, endpoints: list[Endpoint] | None = None) -> dict[str
             "schemas": {"Problem": PROBLEM_SCHEMA},
             "securitySchemes": {"token": {
                 "type": "http", "scheme": "bearer",
-                "description": "Scopes: " + "; ".join(f"{k}: {v}" for k, v in tokens.SCOPES.items())}},
+                "description": "Scopes: " + "; ".join(f"{k}: {v}" for k, v in tokens.SCOPES.items())},
+                "signature": {
+                    "type": "apiKey", "in": "header", "name": "X-Helpdesk-Signature",
+                    "description": "Alert sources only: t=<unix time>,v1=<hex HMAC-SHA256 of "
+                    "'<t>.<body>' with the source's secret from [plugins.alerts] secrets>"}},
         },
     }

@@ -26,6 +26,7 @@ SCOPES = {
     "write": "Log and change incidents, reply and add notes",
     "admin": "Admin-only reads (notification deliveries)",
     "alerts": "Send monitoring alerts (service tokens)",
+    "metrics": "Read operational metrics at /metrics (admins)",
 }
 MAX_NAME = 100
 MAX_RATE = 10_000
@@ -75,6 +76,9 @@ def create(
     if "admin" in chosen and not agent.is_admin:
         raise PermissionDenied(f"{agent} is not an admin, so a token acting as them cannot have "
                                "the admin scope.")
+    if "metrics" in chosen and not agent.is_admin:
+        raise PermissionDenied(f"{agent} is not an admin, so a token acting as them cannot read "
+                               "the metrics.")
     if "alerts" in chosen and kind != "service":
         raise DomainError("Only service tokens may send monitoring alerts.")
     if not agent.active:

@@ -246,7 +246,8 @@ def _decide(ctx: Context, mail: Mail, base: dict, raw: bytes) -> Received:
         _tell_admins(f"Inbound mail from agent address {mail.sender} was quarantined.")
         return done("quarantined", "sent from an agent's address: agents answer in the helpdesk, "
                                    "and mail never acts in an agent's name")
-    notes = list(mail.notes) + _refused_attachments(ctx, mail)
+    kept, refused = _triage(ctx, mail)
+    notes = list(mail.notes) + refused
     contact = customers.find_or_create_contact(mail.sender, mail.sender_name)
     incident_id = _thread(ctx, mail)
     incident = Incident.get_or_none(Incident.id == incident_id) if incident_id else None
@@ -258,10 +259,10 @@ def _decide(ctx: Context, mail: Mail, base: dict, raw: bytes) -> Received:
             note = entry(incident.id, None, "note", contact=contact.id,
                          body=f"Automatic reply from {contact.email} ({automatic}), kept without "
                               f"answering:\n\n{text}")
-            _keep_attachments(ctx, mail, incident.id, note.id, contact)
+            _keep_attachments(ctx, kept, incident.id, note.id, contact)
             return done("recorded", automatic, incident=incident.id, entry=note.id, contact=contact.id)
         posted = customers.post_message(ctx, incident.id, contact, text, via="email")
-        _keep_attachments(ctx, mail, posted.incident.id, posted.entry.id if posted.entry else None, contact)
+        _keep_attachments(ctx, kept, posted.incident.id, posted.entry.id if posted.entry else None, contact)
         return done(posted.outcome, "", incident=posted.incident.id,
                     entry=posted.entry.id if posted.entry else None, contact=contact.id)
 
@@ -284,28 +285,32 @@ def _decide(ctx: Context, mail: Mail, base: dict, raw: bytes) -> Received:
         description += "\n\n_" + "; ".join(notes) + "_"
     created = log_incident(ctx, title=_title(mail), actor=None, requester=contact, source="email",
                            description=description, acknowledge=acknowledge)
-    _keep_attachments(ctx, mail, created.id, None, contact)
+    _keep_attachments(ctx, kept, created.id, None, contact)
     return done("created", reason, incident=created.id, contact=contact.id)
 
 
-def _accepted(ctx: Context, mail: Mail) -> list[Attachment]:
-    limit = ctx.settings.attachment_max_bytes
-    return [a for a in mail.attachments if a.size <= limit][: attachments.MAX_COUNT]
-
-
-def _refused_attachments(ctx: Context, mail: Mail) -> list[str]:
-    """Notes for the files not kept (too large, too many); the raw message still has them."""
-    kept = {id(a) for a in _accepted(ctx, mail)}
-    refused = [a for a in mail.attachments if id(a) not in kept]
+def _triage(ctx: Context, mail: Mail) -> tuple[list[Attachment], list[str]]:
+    """The files to keep, and notes for those not kept (over the size or count limit, or
+    refused by a plugin's verdict); the raw message, kept as received, still has them all."""
+    limit, kept, refused = ctx.settings.attachment_max_bytes, [], []
+    for attachment in mail.attachments:
+        name = attachments.sanitise_name(attachment.filename)
+        if attachment.size > limit or len(kept) >= attachments.MAX_COUNT:
+            refused.append(f"{name} ({attachment.size} bytes): over the size or count limit")
+            continue
+        reason = attachments.verdict(ctx, attachment.filename, attachment.data)
+        if reason:
+            refused.append(f"{name}: {reason}")
+        else:
+            kept.append(attachment)
     if not refused:
-        return []
-    return ["not kept (over the size or count limit; the original message has them): " + ", ".join(
-        f"{attachments.sanitise_name(a.filename)} ({a.size} bytes)" for a in refused[:20])]
+        return kept, []
+    return kept, ["not kept (the original message has them): " + "; ".join(refused[:20])]
 
 
-def _keep_attachments(ctx: Context, mail: Mail, incident_id: int, entry_id: int | None,
+def _keep_attachments(ctx: Context, kept: list[Attachment], incident_id: int, entry_id: int | None,
                       contact: Contact) -> None:
-    for attachment in _accepted(ctx, mail):
+    for attachment in kept:
         attachments.store(ctx, incident_id, entry_id, attachment.filename, attachment.data, contact=contact)
 
 

@@ -25,6 +25,7 @@ KINDS = {
     "escalation": "An incident escalated to me",
     "watching": "An incident I watch changed",
     "customer_reply": "The customer wrote on an incident I own or work on",
+    "weekly_summary": "Weekly summary of my team (team leads, Mondays)",
 }
 
 # The default rules an admin can switch off: audience -> kinds it hears of.

@@ -32,7 +32,7 @@ from flask import (
 from helpdesk import attachments, customer_links, customers, incidents
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
-from helpdesk.models import Attachment, Contact, Incident, TimelineEntry
+from helpdesk.models import Attachment, Contact, Incident, Rating, TimelineEntry
 from helpdesk.security import CUSTOMER, PUBLIC, access
 from helpdesk.web import context
 
@@ -67,8 +67,10 @@ def _install(state: Any) -> None:
 
 
 def _own(incident_id: int) -> Incident:
-    """The customer's own incident, or 404 — the same for someone else's and for none."""
-    incident = Incident.get_or_none((Incident.id == incident_id) & (Incident.requester == g.customer.id))
+    """An incident the customer may see (their own, or their organisation's when it shares
+    them), or 404 — the same for someone else's and for none."""
+    incident = Incident.get_or_none((Incident.id == incident_id)
+                                    & customers.visible_in_portal(g.customer))
     if incident is None:
         logger.warning("portal: contact %s asked for INC-%s, which is not theirs (404)",
                        g.customer.id, incident_id)
@@ -93,6 +95,44 @@ def sign_in() -> Any:
     return render_template("portal/sign_in.html", sent=SENT)
 
 
+@bp.post("/password-sign-in")
+@access(PUBLIC)
+def password_sign_in() -> Any:
+    """E-mail address and password, for customers who chose one; every failure answers alike."""
+    email = (request.form.get("email") or "").strip()[:254]
+    try:
+        contact = customers.portal_sign_in(context(), email, request.form.get("password") or "",
+                                           request.remote_addr)
+    except customers.RateLimited as limited:
+        return render_template("portal/sign_in.html", email=email, error=str(limited)), 429
+    if contact is None:
+        return render_template("portal/sign_in.html", email=email, error=(
+            "That address and password do not match. Forgot it? Ask for a sign-in link.")), 401
+    session.clear()  # nothing of the signed-out session survives (CSRF token included)
+    session[SESSION_KEY] = contact.id
+    return redirect(url_for("portal.index"), code=303)
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@access(CUSTOMER)
+def password() -> Any:
+    """Choose a password (signed in by a link), or change it (the current one needed)."""
+    has_one = bool(Contact.select(Contact.password_hash).where(Contact.id == g.customer.id)
+                   .scalar())
+    if request.method == "GET":
+        return render_template("portal/password.html", has_one=has_one)
+    new, again = request.form.get("password") or "", request.form.get("again") or ""
+    try:
+        if new != again:
+            raise DomainError("The two passwords differ.")
+        with write_transaction():
+            customers.set_portal_password(g.customer, new, request.form.get("current") or "")
+    except DomainError as error:
+        return render_template("portal/password.html", has_one=has_one, error=str(error)), 422
+    flash("Your password is set. Next time, sign in with it or with a link.")
+    return redirect(url_for("portal.index"), code=303)
+
+
 @bp.route("/sign-in/<token>", methods=["GET", "POST"])
 @access(PUBLIC)
 def redeem(token: str) -> Any:
@@ -103,7 +143,7 @@ def redeem(token: str) -> Any:
     if contact is None:
         return render_template("portal/sign_in.html", error=(
             "This link is invalid, expired or already used. Ask for a new one.")), 400
-    session.pop(SESSION_KEY, None)
+    session.clear()  # nothing of the signed-out session survives (CSRF token included)
     session[SESSION_KEY] = contact.id
     return redirect(url_for("portal.index"), code=303)
 
@@ -122,9 +162,11 @@ def sign_out() -> Response:
 @bp.get("/")
 @access(CUSTOMER)
 def index() -> Any:
-    mine = list(Incident.select().where(Incident.requester == g.customer.id)
-                .order_by(Incident.updated_at.desc()).limit(200))
-    return render_template("portal/index.html", incidents=mine)
+    visible = list(Incident.select(Incident, Contact).join(Contact, on=(Incident.requester == Contact.id))
+                   .where(customers.visible_in_portal(g.customer))
+                   .order_by(Incident.updated_at.desc()).limit(200))
+    shared = any(i.requester_id != g.customer.id for i in visible)
+    return render_template("portal/index.html", incidents=visible, shared=shared)
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -167,8 +209,10 @@ def _conversation(incident: Incident) -> list[TimelineEntry]:
 @access(CUSTOMER)
 def show(incident_id: int, error: str | None = None, status: int = 200) -> Any:
     incident = _own(incident_id)
+    rating = Rating.get_or_none(Rating.incident == incident.id)
     return render_template("portal/incident.html", incident=incident, entries=_conversation(incident),
-                           error=error), status
+                           error=error, rating=rating, ratings=customers.RATINGS,
+                           mine=incident.requester_id == g.customer.id), status
 
 
 @bp.post("/incidents/<int:incident_id>/reply")
@@ -179,7 +223,7 @@ def reply(incident_id: int) -> Any:
         files = _files()
         with write_transaction():
             posted = customers.post_message(context(), incident.id, g.customer,
-                                            request.form.get("body", ""), via="portal")
+                                            request.form.get("body", ""), via="portal", seen=True)
             for name, data in files:
                 attachments.store(context(), posted.incident.id, posted.entry.id if posted.entry else None,
                                   name, data, contact=g.customer)
@@ -198,6 +242,8 @@ def confirm(incident_id: int) -> Any:
     """The customer confirms the resolution: the incident closes now instead of after the grace period."""
     incident = _own(incident_id)
     try:
+        if incident.requester_id != g.customer.id:
+            raise DomainError(f"Only the requester confirms {incident.reference}.")
         if incident.status != "resolved":
             raise DomainError("Only a resolved incident can be confirmed.")
         incidents.change_status(context(), incident.id, None, "closed", incident.version,
@@ -205,6 +251,19 @@ def confirm(incident_id: int) -> Any:
     except DomainError as error:
         return show(incident_id, error=str(error), status=422)
     flash("Thank you for confirming. The incident is closed.")
+    return redirect(url_for("portal.show", incident_id=incident.id), code=303)
+
+
+@bp.post("/incidents/<int:incident_id>/rating")
+@access(CUSTOMER)
+def rating(incident_id: int) -> Any:
+    incident = _own(incident_id)
+    try:
+        customers.rate(context(), incident.id, g.customer, request.form.get("score"),
+                       request.form.get("comment") or "")
+    except DomainError as error:
+        return show(incident_id, error=str(error), status=422)
+    flash("Thank you for telling us.")
     return redirect(url_for("portal.show", incident_id=incident.id), code=303)
 
 
@@ -216,7 +275,7 @@ def attachment(attachment_id: int) -> Response:
     from helpdesk.web.attachments import serve
 
     found = (Attachment.select().join(Incident).where(
-        (Attachment.id == attachment_id) & (Incident.requester == g.customer.id)).first())
+        (Attachment.id == attachment_id) & customers.visible_in_portal(g.customer)).first())
     if found is None or (found.entry_id is not None and not found.entry.is_public):
         logger.warning("portal: contact %s asked for attachment %s, which is not theirs (404)",
                        g.customer.id, attachment_id)

@@ -63,7 +63,7 @@ def personal() -> Any:
     mine = ApiToken.select(ApiToken, Agent).join(Agent, on=(ApiToken.agent == Agent.id)).where(
         (ApiToken.agent == current_user.id) & (ApiToken.kind == "personal"))
     scopes = {k: v for k, v in tokens.SCOPES.items() if k != "alerts"
-              and (k != "admin" or current_user.is_admin)}
+              and (k not in {"admin", "metrics"} or current_user.is_admin)}
     return render_template("tokens.html", rows=_rows(mine), issued=issued, error=error,
                            scopes=scopes, form=_refilled(issued)), status
 

@@ -8,6 +8,7 @@ import email.policy
 import http.client
 import re
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -86,8 +87,9 @@ class WebClient:
     token from pages, never follows redirects."""
 
     def __init__(self, base: str, address_header: dict[str, str] | None = None,
-                 source: str | None = None) -> None:
+                 source: str | None = None, connect: str | None = None) -> None:
         self.base = base
+        self.connect = connect  # an address to dial instead of the base URL's host (a proxy)
         self.source = (source, 0) if source else None
         self.cookies: dict[str, str] = {}
         self.extra = address_header or {}
@@ -96,10 +98,17 @@ class WebClient:
     def request(self, method: str, path: str, form: dict[str, str] | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
         parts = urlsplit(self.base)
-        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30,
-                                                source_address=self.source)
+        if parts.scheme == "https":  # a test's self-signed certificate: not verified
+            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+                self.connect or parts.hostname, parts.port, timeout=30, source_address=self.source,
+                context=ssl._create_unverified_context())  # noqa: S323 - loopback test proxy
+        else:
+            connection = http.client.HTTPConnection(self.connect or parts.hostname, parts.port,
+                                                    timeout=30, source_address=self.source)
         body = urlencode(form).encode() if form is not None else None
         sent = {**self.extra, **(headers or {})}
+        if self.connect:
+            sent.setdefault("Host", parts.netloc)
         if body is not None:
             sent.setdefault("Content-Type", "application/x-www-form-urlencoded")
         if self.cookies:

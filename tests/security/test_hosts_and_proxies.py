@@ -129,3 +129,94 @@ def test_behind_the_proxy_each_client_has_its_own_address(
     assert answers == [401] * 5 + [429] * 2, "forged X-Forwarded-For entries do not rotate the address"
     assert login_from("127.0.0.2", password) == 429
     assert login_from("127.0.0.3", password) == 302, "the real admin, elsewhere, is not locked out"
+
+
+# -- the README's nginx block, run by nginx ------------------------------------------------------
+
+NGINX = "/usr/sbin/nginx"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def readme_nginx_block() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return text.split("```nginx\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.fixture
+def served_behind_nginx(app: Flask, tmp_path: Path) -> Iterator[tuple[int, int, str]]:
+    """`helpdesk serve` (trusted_proxies = 1, base_url https://help.example.com) behind nginx
+    running the README's server blocks, with only ports and certificate paths changed; yields
+    the HTTPS and HTTP ports and the admin password."""
+    if not os.path.exists(NGINX):
+        if os.environ.get("CI") == "true":
+            raise AssertionError("CI=true but nginx is missing: apt-get install nginx-light")
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    backend, https, plain = free_port(), free_port(), free_port()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=help.example.com", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True, timeout=60)
+    block = (readme_nginx_block()
+             .replace("listen 443 ssl;", f"listen 127.0.0.1:{https} ssl;")
+             .replace("listen 80;", f"listen 127.0.0.1:{plain};")
+             .replace("/etc/ssl/certs/help.example.com.pem", str(tmp_path / "cert.pem"))
+             .replace("/etc/ssl/private/help.example.com.key", str(tmp_path / "key.pem"))
+             .replace("http://127.0.0.1:5000", f"http://127.0.0.1:{backend}"))
+    (tmp_path / "nginx.conf").write_text(
+        f"user root;\nworker_processes 1;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
+        f"events {{ worker_connections 64; }}\nhttp {{\n access_log {tmp_path}/access.log;\n"
+        + "".join(f" {kind}_temp_path {tmp_path}/{kind};\n"
+                  for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        + block + "}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
+    env.update(HELPDESK_INSTANCE=str(tmp_path / "instance"), HELPDESK_PORT=str(backend),
+               HELPDESK_TRUSTED_PROXIES="1", HELPDESK_BASE_URL="https://help.example.com")
+    if os.environ.get(PG_URL_VARIABLE):
+        env["HELPDESK_DATABASE_URL"] = os.environ[PG_URL_VARIABLE]
+    init = subprocess.run(HELPDESK + ["init", "--no-demo"], env=env, capture_output=True, text=True,
+                          timeout=120, check=True)
+    password = init.stdout.split("password:")[1].split()[0]
+    server = subprocess.Popen(HELPDESK + ["serve", "--no-worker"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    nginx = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
+                              "-g", "daemon off;"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    try:
+        wait_for(backend, server)
+        wait_for(https, nginx)
+        yield https, plain, password
+    finally:
+        for process in (nginx, server):
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=30)
+
+
+def test_the_readme_nginx_config_serves_https_with_each_clients_address(
+        served_behind_nginx: tuple[int, int, str], web_client: Any) -> None:
+    https, plain, password = served_behind_nginx
+    base = f"https://help.example.com:{https}"
+
+    def client(source: str, forged: str | None = None) -> Any:
+        return web_client(base, source=source, connect="127.0.0.1",
+                          address_header={"X-Forwarded-For": forged} if forged else None)
+
+    # Plain HTTP is sent to HTTPS.
+    status, headers, _ = web_client(f"http://help.example.com:{plain}", connect="127.0.0.1").get("/login")
+    assert status == 301 and headers["Location"].startswith("https://help.example.com")
+    # The Host nginx passes on is the public name, which the app serves (any other is a 400).
+    assert client("127.0.0.4").get("/queues/open")[0] == 302
+
+    def login_from(source: str, guess: str, forged: str | None = None) -> int:
+        browser = client(source, forged)
+        assert browser.get("/login")[0] == 200
+        # Over HTTPS the CSRF check also wants the page's own Referer, as browsers send it.
+        return browser.post("/login", {"username": "admin", "password": guess},
+                            headers={"Referer": f"{base}/login"})[0]
+
+    answers = [login_from("127.0.0.2", "guess guess", forged=f"10.0.0.{n}") for n in range(6)]
+    assert answers == [401] * 5 + [429], "nginx appends the real client; forged entries do not count"
+    admin = client("127.0.0.3")
+    assert admin.get("/login")[0] == 200
+    status, headers, _ = admin.post("/login", {"username": "admin", "password": password},
+                                    headers={"Referer": f"{base}/login"})
+    assert status == 302, "the real admin, elsewhere, is not locked out"
+    assert "secure" in headers.get("Set-Cookie", "").lower()  # an https base_url: cookies stay on TLS

@@ -142,7 +142,9 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
         "incidents/<int:incident_id>/owner", "incidents/<int:incident_id>/priority",
         "incidents/<int:incident_id>/status", "incidents/<int:incident_id>/take")},
     ("/api/v1/incidents/<int:incident_id>", "PATCH"): TOKEN_ONLY,
+    ("/api/v1/alerts/<source>", "POST"): TOKEN_ONLY,
     ("/attachments/<int:attachment_id>", "GET"): AGENT_ONLY,
+    ("/metrics", "GET"): TOKEN_ONLY,
     ("/escalation", "GET"): LEAD_ONLY,
     ("/escalation/<name>.toml", "GET"): LEAD_ONLY,
     ("/escalation/delete", "POST"): LEAD_ONLY,
@@ -160,11 +162,15 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("/portal/incidents/<int:incident_id>", "GET"): CUSTOMER_ONLY,
     ("/portal/incidents/<int:incident_id>/confirm", "POST"): CUSTOMER_ONLY,
     ("/portal/incidents/<int:incident_id>/reply", "POST"): CUSTOMER_ONLY,
+    ("/portal/incidents/<int:incident_id>/rating", "POST"): CUSTOMER_ONLY,
+    ("/portal/password", "GET"): CUSTOMER_ONLY,
+    ("/portal/password", "POST"): CUSTOMER_ONLY,
     ("/portal/new", "GET"): CUSTOMER_ONLY,
     ("/portal/new", "POST"): CUSTOMER_ONLY,
     ("/portal/sign-in", "GET"): PUBLIC,
     ("/portal/sign-in", "POST"): PUBLIC,
     ("/portal/sign-in/<token>", "GET"): PUBLIC,
+    ("/portal/password-sign-in", "POST"): cells(401, 401, 401, 401),  # no such address
     ("/portal/sign-in/<token>", "POST"): cells(400, 400, 400, 400),  # an unknown link
     ("/portal/sign-out", "POST"): CUSTOMER_ONLY,
     ("/profile/tokens", "GET"): AGENT_ONLY,
@@ -206,7 +212,7 @@ def url_values(personas: Personas, incident_factory: Any) -> dict[str, Any]:
     return {"incident_id": incident.id, "agent_id": personas.colleague.id, "name": "open",
             "kind": "categories", "filename": "helpdesk.css",
             "delivery_id": delivery.id if delivery else 1, "event_id": 1, "mail_id": 1,
-            "attachment_id": 1, "token": "unknown-link"}
+            "attachment_id": 1, "token": "unknown-link", "source": "generic"}
 
 
 def rules(app: Flask) -> dict[tuple[str, str], Any]:
