@@ -3,8 +3,9 @@ axe-core finds no violations, nothing scrolls sideways, the console stays free o
 
 The pages come from ``app.url_map``: a page added later is walked without touching this file.
 A GET route is *not a page* (and is skipped) only by the rule in :func:`not_a_page` — the JSON
-API, static files, downloads (a file extension, an export, an attachment), the health probes
-and the htmx fragments named in ``FRAGMENTS``. Any other GET route must open as a full page
+API and other routes for token holders (``/metrics``), static files, downloads (a file
+extension, an export, an attachment), the health probes and the htmx fragments named in
+``FRAGMENTS``. Any other GET route must open as a full page
 for its audience (``@access`` level), or the walk fails naming it. URL arguments are filled
 from records ``walk_data`` makes (``values`` per argument, ``by_endpoint`` for names such as
 a queue's); an ``<x_id>`` argument nobody lists is filled with the first row of the model
@@ -65,11 +66,13 @@ VARIANTS = {
 }
 
 
-def not_a_page(rule: Rule) -> str | None:
+def not_a_page(app: Flask, rule: Rule) -> str | None:
     """Why a GET route is not an HTML page, or None when it is one (and must be walked)."""
     path = rule.rule
     if path.startswith("/api/v1/"):
         return "JSON API"
+    if getattr(app.view_functions[rule.endpoint], "access_level", None) == "token":
+        return "for machines with a token"
     if "/static/" in path or rule.endpoint in ("static", "plugin_static"):
         return "static file"
     if re.search(r"\.[a-z0-9]{2,5}$", path):
@@ -190,7 +193,7 @@ def page_urls(app: Flask, data: WalkData) -> tuple[list[tuple[str, str, str]], l
     urls, unfilled = [], []
     with app.test_request_context():
         for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-            if "GET" not in (rule.methods or ()) or not_a_page(rule):
+            if "GET" not in (rule.methods or ()) or not_a_page(app, rule):
                 continue
             addresses, missing = fill(rule, data)
             if missing:
@@ -351,7 +354,7 @@ def test_what_the_walk_skips_is_really_no_page(app, login, personas, walk_data):
     checked = 0
     with app.test_request_context():
         skipped = [rule for rule in app.url_map.iter_rules()
-                   if "GET" in (rule.methods or ()) and not_a_page(rule)]
+                   if "GET" in (rule.methods or ()) and not_a_page(app, rule)]
         addresses = [(rule, fill(rule, walk_data)[0]) for rule in skipped]
     for rule, urls in addresses:
         for url in urls:
@@ -360,7 +363,7 @@ def test_what_the_walk_skips_is_really_no_page(app, login, personas, walk_data):
             response.close()
             body = body if response.mimetype == "text/html" else ""
             assert not (response.status_code == 200 and "<main" in body), \
-                f"{url} ({rule.endpoint}) answers a full page but is skipped as {not_a_page(rule)!r}"
+                f"{url} ({rule.endpoint}) answers a full page but is skipped as {not_a_page(app, rule)!r}"
             checked += 1
     assert checked >= 5
 
