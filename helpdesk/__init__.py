@@ -49,7 +49,7 @@ _PUBLIC = {
     "DomainError": ("helpdesk.errors", "DomainError"),
     "now": ("helpdesk.clock", "now"),
     "post": ("helpdesk.outbound", "post"),
-    "format_duration": ("helpdesk.rendering", "format_duration"),
+    "format_duration": ("helpdesk.words", "format_duration"),
     "enqueue": ("helpdesk.notify.outbox", "enqueue"),
     "incidents": ("helpdesk.incidents", None),
     "mail_headers": ("helpdesk.mail_headers", None),  # safe headers for channels that write mail

@@ -10,15 +10,26 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, redirect, request, send_from_directory, url_for
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from markupsafe import Markup
 from werkzeug.routing import IntegerConverter
 
-from helpdesk import __version__
+from helpdesk import __version__, clock
 from helpdesk.config import Settings, load_settings
 from helpdesk.context import Context
 from helpdesk.db import database, open_database
 from helpdesk.models import PRIORITIES, STATUSES, Agent
 from helpdesk.plugins import load_plugins
-from helpdesk.rendering import format_duration, htmx, local_time, render_markdown
+from helpdesk.rendering import (
+    DEFAULT_TIME_FORMAT,
+    format_duration,
+    format_percent,
+    htmx,
+    local_time,
+    render_markdown,
+    target_span,
+    time_element,
+    zone_stamps,
+)
 from helpdesk.security import PUBLIC, access, add_security_headers, enforce_access
 from helpdesk.tasks import create_huey, register_tasks
 from helpdesk.web.hosts import HostCheck, trusted_hosts
@@ -206,12 +217,30 @@ def _register_template_helpers(app: Flask, settings: Settings) -> None:
             return {"unread": unread_count(current_user.id)}
         return {}
 
+    def viewer_zone() -> str:
+        """The signed-in agent's zone, else the instance's (customers and anonymous pages)."""
+        if current_user and current_user.is_authenticated and getattr(current_user, "time_zone", None):
+            return str(current_user.time_zone)
+        return settings.time_zone
+
     @app.template_filter("localtime")
-    def localtime(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
-        zone = settings.time_zone
-        if current_user and current_user.is_authenticated and current_user.time_zone:
-            zone = current_user.time_zone
-        return local_time(value, zone, fmt)
+    def localtime(value: Any, fmt: str = DEFAULT_TIME_FORMAT) -> str:
+        """Plain text (usable inside attributes), always with the zone: "2026-06-09 09:15 BST"."""
+        return local_time(value, viewer_zone(), fmt, with_zone=True)
+
+    @app.template_filter("timetag")
+    def timetag(value: Any, fmt: str = DEFAULT_TIME_FORMAT, relative: bool = False) -> Markup:
+        """A <time> element: local time with zone (or "in 3 hours" when ``relative``), the
+        full zone name and exact time on hover, ISO UTC in ``datetime``."""
+        return time_element(value, viewer_zone(), fmt, moment=clock.now() if relative else None)
+
+    @app.template_filter("zonestamps")
+    def zonestamps(text: Any) -> str:
+        """Stored texts naming a UTC time ("due … UTC") shown in the viewer's zone."""
+        return zone_stamps(text, viewer_zone())
+
+    app.jinja_env.filters["percent"] = format_percent
+    app.jinja_env.filters["target_span"] = target_span
 
 
 def _register_static(app: Flask) -> None:

@@ -1,8 +1,9 @@
-"""Rendering helpers: safe Markdown, template fragments, local times."""
+"""Rendering helpers: safe Markdown, template fragments, local times and durations in words."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -11,6 +12,8 @@ from flask import current_app, render_template
 from flask_htmx import HTMX
 from markdown_it import MarkdownIt
 from markupsafe import Markup
+
+from helpdesk.words import format_duration, format_percent, target_span  # noqa: F401 - the filters
 
 #: Reads the HX-* request headers; stateless, attached to each app by the factory.
 htmx = HTMX()
@@ -39,23 +42,72 @@ def render_markdown(text: str | None) -> Markup:
     return Markup(clean)  # noqa: S704 - sanitised by nh3 just above
 
 
-def format_duration(delta: dt.timedelta) -> str:
-    """A short, exact-enough duration: 45m, 3h 20m, 2d 4h (negative counts as zero)."""
-    minutes = max(0, int(delta.total_seconds() // 60))
-    days, minutes = divmod(minutes, 60 * 24)
-    hours, minutes = divmod(minutes, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m"
+DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M"
 
 
-def local_time(value: dt.datetime | None, zone: str, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """Show a stored UTC time in the viewer's time zone."""
+def _zoned(value: dt.datetime, zone: str) -> dt.datetime:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)  # stored times are naive UTC
+    return value.astimezone(ZoneInfo(zone))
+
+
+def local_time(value: dt.datetime | None, zone: str, fmt: str = DEFAULT_TIME_FORMAT,
+               with_zone: bool = False) -> str:
+    """Show a stored UTC time in the viewer's time zone; ``with_zone`` adds its abbreviation
+    ("2026-06-09 09:15 BST") so a reader never has to guess which clock a time is on."""
     if value is None:
         return "—"
-    return value.replace(tzinfo=dt.UTC).astimezone(ZoneInfo(zone)).strftime(fmt)
+    local = _zoned(value, zone)
+    text = local.strftime(fmt)
+    if with_zone and ("%H" in fmt or "%M" in fmt or "%I" in fmt):
+        text = f"{text} {zone_label(local)}"
+    return text
+
+
+def zone_label(local: dt.datetime) -> str:
+    """The zone's abbreviation ("BST", "CET"), or "UTC+05:30" where the zone has none."""
+    name = local.tzname() or ""
+    if name and not name.lstrip("+-").isdigit():
+        return name
+    offset = local.utcoffset() or dt.timedelta(0)
+    sign = "-" if offset < dt.timedelta(0) else "+"
+    hours, rest = divmod(abs(int(offset.total_seconds())) // 60, 60)
+    return f"UTC{sign}{hours:02d}:{rest:02d}"
+
+
+def relative_time(value: dt.datetime, moment: dt.datetime) -> str:
+    """How far ``value`` is from ``moment`` in words: "in 3 hours", "5 minutes ago", "just now"."""
+    delta = value - moment
+    if abs(delta) < dt.timedelta(minutes=1):
+        return "just now"
+    words = format_duration(abs(delta))
+    return f"in {words}" if delta > dt.timedelta(0) else f"{words} ago"
+
+
+def time_element(value: dt.datetime | None, zone: str, fmt: str = DEFAULT_TIME_FORMAT,
+                 moment: dt.datetime | None = None) -> Markup:
+    """A ``<time>`` element: the local time with its zone abbreviation (or, given ``moment``,
+    the time relative to it), the full zone name and exact time on hover, ISO UTC for machines."""
+    if value is None:
+        return Markup("—")
+    exact = local_time(value, zone, fmt, with_zone=True)
+    shown = relative_time(value, moment) if moment is not None else exact
+    title = f"{exact} ({zone})" if moment is not None else zone
+    stamp = _zoned(value, "UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(stamp, title, shown)
+
+
+_UTC_STAMP = re.compile(r"\b(\d{4}-\d{2}-\d{2} \d{2}:\d{2}) UTC\b")
+
+
+def zone_stamps(text: str | None, zone: str) -> str:
+    """Stored texts that name a UTC time ("due 2026-06-09 08:15 UTC", written by the SLA
+    clock) shown in the viewer's zone, so one page never mixes two clocks."""
+    def local(match: re.Match[str]) -> str:
+        stamp = dt.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M")
+        return local_time(stamp, zone, with_zone=True)
+
+    return _UTC_STAMP.sub(local, text or "")
 
 
 def fragment_target(htmx: HTMX, blocks: set[str]) -> str | None:

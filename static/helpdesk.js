@@ -21,3 +21,36 @@ document.addEventListener("htmx:responseError", function (event) {
       "What you typed is still here: try again in a few seconds."
     : "Something went wrong and nothing was changed; try again.";
 });
+
+// A table wider than a phone screen scrolls inside itself (helpdesk.css); one that does gets
+// a tab stop, so the keyboard can scroll it too even when it holds no link or field.
+(function () {
+  function reachable() {
+    document.querySelectorAll("main table").forEach(function (table) {
+      var scrolls = table.scrollWidth > table.clientWidth + 1;
+      if (scrolls && !table.hasAttribute("tabindex")) {
+        table.setAttribute("tabindex", "0");
+        table.dataset.scrollStop = "";
+      } else if (!scrolls && table.dataset.scrollStop !== undefined) {
+        table.removeAttribute("tabindex");
+        delete table.dataset.scrollStop;
+      }
+    });
+  }
+  document.addEventListener("DOMContentLoaded", reachable);
+  document.addEventListener("htmx:afterSettle", reachable);
+  window.addEventListener("resize", reachable);
+}());
+
+// The header menu under the agent's name closes with Escape (focus back on its summary) and
+// when clicking elsewhere, as menus do; without JavaScript it still opens and closes by click.
+document.addEventListener("keydown", function (event) {
+  if (event.key !== "Escape") { return; }
+  var menu = event.target.closest && event.target.closest("details.menu[open]");
+  if (menu) { menu.open = false; menu.querySelector("summary").focus(); }
+});
+document.addEventListener("click", function (event) {
+  document.querySelectorAll("details.menu[open]").forEach(function (menu) {
+    if (!menu.contains(event.target)) { menu.open = false; }
+  });
+});

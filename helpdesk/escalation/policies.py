@@ -27,6 +27,7 @@ incident matches when every condition given contains its value.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import tomllib
@@ -51,6 +52,7 @@ from helpdesk.models import (
     Team,
 )
 from helpdesk.records import StepParam
+from helpdesk.words import format_duration
 
 TRIGGERS = {"fraction": "share of the target used", "breach": "at the breach",
             "after_breach": "minutes after the breach", "before_due": "minutes before the due time",
@@ -238,9 +240,9 @@ def describe_trigger(level: Mapping[str, Any]) -> str:
     if trigger == "breach":
         return f"{target.capitalize()} breach"
     if trigger == "after_breach":
-        return f"{level['minutes']} min after the {target} breach"
+        return f"{format_duration(dt.timedelta(minutes=level['minutes']))} after the {target} breach"
     if trigger == "before_due":
-        return f"{level['minutes']} min before the {target} due time"
+        return f"{format_duration(dt.timedelta(minutes=level['minutes']))} before the {target} due time"
     return "By hand"
 
 

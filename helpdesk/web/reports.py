@@ -149,10 +149,7 @@ def mine() -> str:
 
 @bp.app_template_filter("seconds")
 def seconds(value: float | None) -> str:
-    """Seconds as a short duration (2d 4h, 3h 20m, 45m), or a dash when there is none."""
+    """Seconds as a duration in words ("3 hours 20 minutes"), or a dash when there is none."""
     return "—" if value is None else format_duration(dt.timedelta(seconds=value))
 
 
-@bp.app_template_filter("percent")
-def percent(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.1f} %"

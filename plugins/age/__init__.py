@@ -12,7 +12,7 @@ from helpdesk.records import Panel, PluginAssets, QueueColumn
 
 
 def humanize(delta: dt.timedelta) -> str:
-    """45m, 3h 20m, 2d 4h: the same short form as the rest of the pages."""
+    """In words ("3 hours 20 minutes"), as durations read everywhere else on the pages."""
     return format_duration(delta)
 
 

@@ -16,7 +16,7 @@ def test_queue_shows_how_old_each_incident_is(login, personas, incident_factory,
     frozen_clock.advance(days=2, hours=3)
     page = login(personas.owner).get("/queues/owned").get_data(as_text=True)
     assert '<th scope="col">Age</th>' in page
-    assert '<td data-column="age">2d 3h</td>' in page
+    assert '<td data-column="age">2 days 3 hours</td>' in page
 
 
 def test_panel_counts_public_replies_and_time_since_the_last(ctx, helpdesk_app, login, personas,
@@ -30,8 +30,8 @@ def test_panel_counts_public_replies_and_time_since_the_last(ctx, helpdesk_app, 
     page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
     assert "Customer contact" in page
     assert "<dt>Public replies</dt><dd>1</dd>" in page
-    assert "<dd>25m ago</dd>" in page
-    assert "<dt>Open for</dt><dd>1h 25m</dd>" in page
+    assert "<dd>25 minutes ago</dd>" in page
+    assert "<dt>Open for</dt><dd>1 hour 25 minutes</dd>" in page
 
 
 def test_the_instance_folder_can_override_a_plugin_template(helpdesk_app, login, personas,
@@ -47,9 +47,10 @@ def test_the_instance_folder_can_override_a_plugin_template(helpdesk_app, login,
     assert "Our own contact panel: 0 replies" in page
 
 
-@pytest.mark.parametrize(("minutes", "shown"), [(0, "0m"), (59, "59m"), (60, "1h 0m"),
-                                                (60 * 24 + 1, "1d 0h")])
-def test_humanize(minutes, shown):
+@pytest.mark.parametrize(("minutes", "shown"), [(0, "0 minutes"), (1, "1 minute"), (59, "59 minutes"),
+                                                (60, "1 hour"), (200, "3 hours 20 minutes"),
+                                                (60 * 24 + 1, "1 day"), (60 * 52, "2 days 4 hours")])
+def test_humanize_says_durations_in_words(minutes, shown):
     import datetime as dt
 
     assert age.humanize(dt.timedelta(minutes=minutes)) == shown

@@ -49,6 +49,7 @@ def test_a_lead_configures_simulates_and_the_real_run_matches(server, desk, page
     p = desk.p
     desk.clock.set(LOGGED - dt.timedelta(hours=1))
     log_in(page, server, p.lead.username)
+    page.locator("details.menu > summary").click()  # the header menu under the agent's name
     page.get_by_role("link", name="Escalation").click()
     page.get_by_role("link", name="New policy").click()
     page.get_by_label(re.compile("The policy")).fill(POLICY.replace('team = "Network"', 'team = "Netwrk"'))
@@ -69,7 +70,7 @@ def test_a_lead_configures_simulates_and_the_real_run_matches(server, desk, page
     page.get_by_role("heading", name="Live policies").wait_for()
     rows = page.get_by_role("row").filter(has_text="Escalation:")
     predicted = [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())]
-    assert predicted == ["2026-03-09 14:30", "2026-03-09 15:42", "2026-03-09 16:30"]
+    assert predicted == ["2026-03-09 14:30 GMT", "2026-03-09 15:42 GMT", "2026-03-09 16:30 GMT"]
 
     # The next P2 arrives, Friday 16:30, logged by John in the browser.
     desk.clock.set(LOGGED)
@@ -83,7 +84,7 @@ def test_a_lead_configures_simulates_and_the_real_run_matches(server, desk, page
     assert incident.priority == 2
     for moment in (AT75, AT90, DUE):  # the worker's passes at the predicted moments
         desk.check(moment)
-    runs = [f"{run.at:%Y-%m-%d %H:%M}" for run in EscalationRun.select().order_by(EscalationRun.id)]
+    runs = [f"{run.at:%Y-%m-%d %H:%M} GMT" for run in EscalationRun.select().order_by(EscalationRun.id)]
     assert runs == predicted
     # The clock moved past the session's idle limit: John logs in again, as he would.
     url = page.url

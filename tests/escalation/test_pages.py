@@ -119,6 +119,6 @@ def test_the_simulator_page_shows_the_next_p2_in_local_time(desk):
     assert response.status_code == 200
     for moment, what in (("2026-03-09 14:30", "level 1"), ("2026-03-09 15:42", "level 2"),
                          ("2026-03-09 16:30", "level 3")):
-        assert re.search(rf"<td>{moment}</td><td>Escalation: {what} of standard", page), what
+        assert re.search(rf"<td>{moment} GMT</td><td>Escalation: {what} of standard", page), what
     bad = lead.post("/escalation/simulate", data={"incident": "INC-x"})
     assert bad.status_code == 422 and "INC-42" in _text(bad)

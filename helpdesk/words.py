@@ -1,0 +1,54 @@
+"""Durations and shares in words, with no web dependency, so the domain can word its own
+texts the way the pages do ("3 hours 20 minutes", "50 %", "8 business hours")."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+def _count(number: int, unit: str) -> str:
+    return f"{number} {unit}" if number == 1 else f"{number} {unit}s"
+
+
+def format_duration(delta: dt.timedelta) -> str:
+    """A duration in words, to the minute and at most two units: "45 minutes",
+    "3 hours 20 minutes", "2 days 4 hours" (negative counts as zero).
+
+    Words, not "3h 20m": the issue found the short form unreadable for people outside the desk.
+    """
+    minutes = max(0, int(delta.total_seconds() // 60))
+    days, minutes = divmod(minutes, 60 * 24)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return _count(days, "day") + (f" {_count(hours, 'hour')}" if hours else "")
+    if hours:
+        return _count(hours, "hour") + (f" {_count(minutes, 'minute')}" if minutes else "")
+    return _count(minutes, "minute")
+
+
+def format_percent(fraction: float | None) -> str:
+    """A share as people write it: 0.5 -> "50 %", 0.875 -> "87.5 %" (no trailing ".0")."""
+    if fraction is None:
+        return "—"
+    return f"{round(fraction * 100, 1):g} %"
+
+
+def target_span(seconds: int | float | None, calendar: str | None = None) -> str:
+    """An SLA target's length in words: "8 business hours", "4 hours, around the clock".
+
+    Time counted in a calendar is said in hours (a business day is not 24 hours): the bundled
+    ``business`` calendar reads "business hours"; any other calendar is named.
+    """
+    if seconds is None:
+        return "none"
+    if not calendar:
+        return f"{format_duration(dt.timedelta(seconds=seconds))}, around the clock"
+    hours, minutes = divmod(max(0, int(seconds) // 60), 60)
+    if calendar != "business":
+        words = " ".join(([_count(hours, "hour")] if hours else [])
+                         + ([_count(minutes, "minute")] if minutes or not hours else []))
+        return f"{words} in the {calendar} calendar"
+    if not hours:
+        return f"{minutes} business minute{'s' if minutes != 1 else ''}"
+    text = f"{hours} business hour{'s' if hours != 1 else ''}"
+    return text + (f" {_count(minutes, 'minute')}" if minutes else "")
