@@ -130,7 +130,7 @@ def text(response: Any) -> str:
 
 def listed(response: Any) -> list[int]:
     """Incident ids in a queue's table, top to bottom."""
-    return [int(i) for i in re.findall(r'<a href="/incidents/(\d+)">INC-\d+</a>', text(response))]
+    return [int(i) for i in re.findall(r'<a href="/incidents/(\d+)"[^>]*>INC-\d+</a>', text(response))]
 
 
 def next_link(response: Any) -> str | None:
@@ -213,7 +213,7 @@ def url_values(personas, log_incident) -> dict[str, Any]:
     incident = log_incident()
     return {"incident_id": incident.id, "agent_id": personas.owner.id, "name": "open",
             "kind": "categories", "filename": "helpdesk.css", "delivery_id": 1, "event_id": 1,
-            "mail_id": 1, "attachment_id": 1}
+            "mail_id": 1, "attachment_id": 1, "view_id": 1}
 
 
 def test_anonymous_get_of_any_non_public_page_redirects_to_login_and_back(app, url_values):
