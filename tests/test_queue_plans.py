@@ -244,3 +244,24 @@ def test_sqlite_reads_the_queue_index_whatever_its_statistics(helpdesk_app, pool
         database.close()
         database.connect()
         assert queue_plans_missing_their_index(agent) == []
+
+
+def test_the_navigation_counts_read_queue_indexes_bounded_not_the_pool(helpdesk_app, pool, monkeypatch):
+    # Counts in the navigation (one statement for every queue): each branch reads at most
+    # COUNT_LIMIT entries of its queue's partial index, so the cost stays flat at any pool.
+    monkeypatch.setattr(queues, "COUNT_LIMIT", 100)  # below the pool's queues, so the cap bites
+    with helpdesk_app.app_context():
+        agent = two_team_agent()
+        sql, params = queues.count_statement(agent)
+        if is_sqlite():
+            plan = sqlite_plan(sql, params)
+            scans = [line for line in plan if line.split()[:2] == ["SCAN", "t1"]
+                     or line.split()[:2] == ["SEARCH", "t1"]]
+            assert scans and all("INDEX incident_q_" in line for line in scans), plan
+        else:
+            assert_no_full_scan(sql, params, where="counts")
+        found = queues.counts(agent)
+        for queue in queues.QUEUES:
+            whole = Incident.select().where(queues.queue_condition(queue, agent) & queues.ACTIVE).count()
+            assert found[queue] == min(whole, 100), queue
+        assert any(value == 100 for value in found.values())
