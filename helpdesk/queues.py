@@ -257,14 +257,15 @@ def id_queries(queue: str, agent: Agent, filters: Filters, size: int, after: str
         key = peewee.Tuple(column, Incident.id)
         converter = getattr(Incident, column_name).db_value
         bound = peewee.Tuple(peewee.Value(value, converter=converter), row_id)
-        condition &= (key < bound) if descending else (key > bound)
         if filters.sort == "due" and queue != "at_risk":
-            # The same bound on the sort key alone, redundant but for PostgreSQL's estimate:
-            # it judges a row comparison by its first column, so past the last due time
-            # (the rows without one, all at the same key) it would expect no rows and sort
-            # a bitmap scan instead of reading the due index in order.
+            # The same keyset spelled so PostgreSQL estimates it right: a row comparison is
+            # judged by its first column alone, so past the last due time (the rows without
+            # one share a single key) it would expect no rows and sort a bitmap scan rather
+            # than read the due index in order. Both databases read the index range a >= v.
             start = peewee.Value(value, converter=converter)
-            condition &= (column <= start) if descending else (column >= start)
+            condition &= (column >= start) & ((column > start) | (Incident.id > row_id))
+        else:
+            condition &= (key < bound) if descending else (key > bound)
     order = (column.desc(), Incident.id.desc()) if descending else (column, Incident.id)
     teams = team_ids(agent) if teams is None else teams
     return [(f"incident_q_{key}_{INDEX_SORTS[filters.sort]}",

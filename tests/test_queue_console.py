@@ -146,7 +146,8 @@ def test_bulk_assign_applies_each_row_and_reports_the_stale_one(app, ctx, person
 
 def test_bulk_reports_the_domains_reason_for_a_refused_row(app, ctx, personas, log_incident):
     mine = log_incident(title="Free")
-    theirs = log_incident(title="Taken", assigned_team=personas.database_team, assigned_agent=personas.assignee)
+    theirs = log_incident(title="Taken", assigned_team=personas.database_team,
+                          assigned_agent=personas.assignee)
     response = bulk(AgentClient(app, personas.owner), [row_value(mine), row_value(theirs)], action="take")
     page = html.unescape(text(response))
     assert "1 applied, 1 not applied." in page
@@ -300,7 +301,8 @@ def test_counts_per_queue_follow_the_viewer(app, ctx, personas, log_incident):
     assert mine["assigned"] == 1 and john["assigned"] == 0
     assert john["open"] == 3 and mine["open"] == 3
     nav = text(AgentClient(app, priya).get("/queue-nav?current=assigned"))
-    assert re.search(r'href="/queues/assigned" aria-current="page">Assigned to me <span class="count"[^>]*>1</span>', nav)
+    assert re.search(r'href="/queues/assigned" aria-current="page">Assigned to me '
+                     r'<span class="count"[^>]*>1</span>', nav)
 
 
 def test_counts_stop_at_the_cap_and_say_so(app, personas, log_incident, monkeypatch):
