@@ -31,8 +31,8 @@ def test_bulk_assign_reports_the_row_changed_meanwhile_and_applies_the_others(
 
     bar = page.get_by_role("form", name="Change the selected incidents")
     bar.get_by_label("With selected").select_option("assign")
-    bar.get_by_label("Team").select_option(label="Database")
-    bar.get_by_label("Agent").select_option(label="Priya Raman")
+    bar.get_by_label("Assign to team").select_option(label="Database")
+    bar.get_by_label("Assign to agent").select_option(label="Priya Raman")
     assert not bar.get_by_label("Pending reason").is_visible()  # only what the action needs
     bar.get_by_role("button", name="Apply to selected").click()
 
@@ -56,14 +56,14 @@ def test_a_view_saved_and_shared_with_the_team_is_used_by_a_teammate(server, per
     minor = log_incident(title="Mouse squeaks", impact="low", urgency="low")
     log_in(page, server, personas.owner.username)
     page.goto(f"{server}/queues/open")
-    page.get_by_label("Priority").first.select_option(label="P1 Critical")
+    page.get_by_label("Priority", exact=True).select_option(label="P1 Critical")
     page.wait_for_url(re.compile(r"priority=1"))
     page.get_by_label("Sort").select_option("due")
     page.wait_for_url(re.compile(r"sort=due"))
     page.locator(".save-view summary").click()
     page.get_by_label("View name").fill("Desk critical")
     page.get_by_label("Share with").select_option(label="Service Desk")
-    page.get_by_label("Updated", exact=True).uncheck()
+    page.get_by_label("Updated column").uncheck()
     page.get_by_role("button", name="Save view").click()
     page.wait_for_url(re.compile(r"view=\d+"))
     assert page.get_by_role("heading", level=1).inner_text().startswith("Desk critical")
