@@ -144,6 +144,18 @@ def test_bulk_assign_applies_each_row_and_reports_the_stale_one(app, ctx, person
     assert fresh(two).assigned_agent_id == personas.other.id
 
 
+def test_after_a_bulk_change_the_page_keeps_the_queue_and_its_filters(app, personas, log_incident):
+    one = log_incident(title="Kept filter", impact="high", urgency="high")
+    log_incident(title="Filtered out", impact="low", urgency="low")
+    client = AgentClient(app, personas.owner)
+    response = client.post("/queue-bulk", data={"queue": "open", "back": "/queues/open?priority=1&sort=due",
+                                                "row": [row_value(one)], "action": "take"})
+    page = text(response)
+    assert "1 applied, 0 not applied." in page and "Filtered out" not in page
+    # the forms on the result page return to the filtered queue, not to the bulk route
+    assert page.count('name="back" value="/queues/open?priority=1&amp;sort=due"') == 2
+
+
 def test_bulk_reports_the_domains_reason_for_a_refused_row(app, ctx, personas, log_incident):
     mine = log_incident(title="Free")
     theirs = log_incident(title="Taken", assigned_team=personas.database_team,
