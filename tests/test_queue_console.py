@@ -290,8 +290,9 @@ def test_density_is_stored_per_agent(app, personas, log_incident):
     assert Agent.get_by_id(personas.owner.id).queue_density == "compact"
     assert "density-comfortable" in text(AgentClient(app, personas.colleague).get("/queues/open"))
     assert client.post("/queue-density", data={"density": "tiny"}).status_code == 422
-    offsite = client.post("/queue-density", data={"density": "compact", "back": "//evil.example/"})
-    assert "evil" not in offsite.headers["Location"]
+    for offsite in ("//evil.example/", "/\\evil.example/", "https://evil.example/"):
+        answer = client.post("/queue-density", data={"density": "compact", "back": offsite})
+        assert "evil" not in answer.headers["Location"], offsite
 
 
 # -- counts -------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from helpdesk.models import (
 )
 from helpdesk.people import is_member
 from helpdesk.rendering import render_page
-from helpdesk.security import AGENT, access
+from helpdesk.security import AGENT, access, safe_next
 from helpdesk.web import context, plugin_ui
 from helpdesk.web.forms import parse_id
 
@@ -170,12 +170,8 @@ def nav() -> str:
 
 
 def _back(default: str) -> str:
-    """A local path to return to (never another host)."""
-    target = request.form.get("back") or ""
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return default
-    return target
+    """A local path to return to (never another host; see ``security.safe_next``)."""
+    return safe_next(request.form.get("back"), default)
 
 
 @bp.post("/queue-density")
