@@ -144,6 +144,17 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
 @bp.get("/queues/<name>")
 @access(AGENT)
 def show(name: str) -> Any:
+    view_id = parse_id(request.args.get("view"))
+    if view_id is not None and not any(key in request.args for key in queues.FILTER_KEYS):
+        # A saved view opened from the navigation: spell its filters out in the address, so
+        # the export links, the filter form and the browser history all carry them.
+        try:
+            view = queues.get_view(current_user, view_id)
+        except DomainError:
+            abort(404)
+        if queues.view_args(view):
+            return redirect(url_for("queues.show", name=name, view=view.id,
+                                    **MultiDict(queues.view_args(view)).to_dict(flat=False)), code=303)
     return _render_queue(name, request.args)
 
 
