@@ -72,6 +72,8 @@ class Agent(UserMixin, BaseModel):
     time_zone = peewee.CharField(max_length=64, null=True)
     active = peewee.BooleanField(default=True)
     created_at = peewee.DateTimeField(default=utcnow)
+    #: How tall the queue rows are for this agent: "comfortable" or "compact" (migration 0016).
+    queue_density = peewee.CharField(max_length=16, default="comfortable")
 
     @property
     def is_active(self) -> bool:  # Flask-Login: deactivated agents cannot log in
@@ -235,20 +237,29 @@ QUEUE_SORT_COLUMNS = {"updated": "updated_at", "created": "created_at", "priorit
                       "due": "sla_due_at"}
 
 
+# The due sort of every queue but At risk (whose rows all have a due time): rows with no
+# running due time (none, met, or breached) sort after every due one. An expression, not a
+# parameter, so SQLite and PostgreSQL match it to the index (migration 0016).
+DUE_LAST = "9999-12-31 00:00:00"
+DUE_SORT_SQL = f"COALESCE(sla_due_at, '{DUE_LAST}')"
+
+
 def queue_indexes() -> dict[str, tuple[list[str], str]]:
-    """Every queue index: name -> (columns, WHERE condition); the id ends each keyset."""
+    """Every queue index: name -> (columns, WHERE condition); the id ends each keyset.
+    A column written as SQL (the due sort) is an expression of the index."""
     found = {}
     for key, (lead, extra) in QUEUE_INDEX_KEYS.items():
         for sort, column in QUEUE_SORT_COLUMNS.items():
             if sort == "due" and not key.startswith("risk_"):
-                continue
+                column = DUE_SORT_SQL
             condition = ACTIVE_SQL + (f" AND {extra}" if extra else "")
             found[f"incident_q_{key}_{sort}"] = ([c for c in (lead, column, "id") if c], condition)
     return found
 
 
 for _name, (_columns, _condition) in queue_indexes().items():
-    Incident.add_index(Incident.index(*(Incident._meta.columns[c] for c in _columns), name=_name)
+    Incident.add_index(Incident.index(*(Incident._meta.columns[c] if c in Incident._meta.columns
+                                        else peewee.SQL(c) for c in _columns), name=_name)
                        .where(peewee.SQL(_condition)))
 
 
@@ -845,3 +856,23 @@ class ConfigChange(BaseModel):
 
 
 MODELS += [StoredSetting, ConfigChange]
+
+
+class SavedView(BaseModel):
+    """A queue with its filters, sort and columns, saved by an agent under a name; shared
+    with one of the agent's teams when ``team`` is set (its members see and use it; only
+    its owner or a lead of that team changes it)."""
+
+    owner = peewee.ForeignKeyField(Agent, backref="+", on_delete="CASCADE")
+    team = peewee.ForeignKeyField(Team, null=True, backref="+", on_delete="SET NULL")
+    name = peewee.CharField(max_length=60)
+    queue = peewee.CharField(max_length=16)
+    filters = peewee.TextField(default="{}")  # JSON: status, priority, type, team, q, sort
+    columns = peewee.CharField(max_length=200, default="")  # shown columns, comma-separated
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("owner", "name"), True),)
+
+
+MODELS += [SavedView]

@@ -23,6 +23,7 @@ from helpdesk.db import database, is_sqlite
 from helpdesk.errors import DomainError
 from helpdesk.models import (
     ACTIVE_STATUSES,
+    DUE_LAST,
     PRIORITIES,
     STATUSES,
     TYPES,
@@ -235,20 +236,36 @@ INDEX_SORTS = {"updated": "updated", "newest": "created", "oldest": "created", "
                "due": "due"}
 
 
+def sort_expression(queue: str, sort: str) -> Any:
+    """What a queue's sort orders by: a column, or for the due sort outside At risk (whose
+    rows all have a due time) the due time with the rows that have none last, written as
+    the expression of the queue's due index (see ``models.DUE_SORT_SQL``)."""
+    if sort == "due" and queue != "at_risk":
+        return peewee.fn.COALESCE(Incident.sla_due_at, peewee.SQL(f"'{DUE_LAST}'"))
+    return getattr(Incident, SORTS[sort][0])
+
+
 def id_queries(queue: str, agent: Agent, filters: Filters, size: int, after: str | None = None,
                teams: list[int] | None = None) -> list[tuple[str, peewee.ModelSelect]]:
     """One query per branch: (id, sort key) of at most ``size`` + 1 rows, on the incident
     table alone, in index order; each with the name of the queue index meant to serve it."""
     column_name, descending = SORTS[filters.sort]
-    if filters.sort == "due" and queue != "at_risk":
-        raise DomainError("Sorting by SLA due time is offered in the At risk queue.")
-    column = getattr(Incident, column_name)
+    column = sort_expression(queue, filters.sort)
     condition = _filter_condition(filters)
     if after:
         value, row_id = decode_cursor(after, column_name)
         key = peewee.Tuple(column, Incident.id)
-        bound = peewee.Tuple(peewee.Value(value, converter=column.db_value), row_id)
-        condition &= (key < bound) if descending else (key > bound)
+        converter = getattr(Incident, column_name).db_value
+        bound = peewee.Tuple(peewee.Value(value, converter=converter), row_id)
+        if filters.sort == "due" and queue != "at_risk":
+            # The same keyset spelled so PostgreSQL estimates it right: a row comparison is
+            # judged by its first column alone, so past the last due time (the rows without
+            # one share a single key) it would expect no rows and sort a bitmap scan rather
+            # than read the due index in order. Both databases read the index range a >= v.
+            start = peewee.Value(value, converter=converter)
+            condition &= (column >= start) & ((column > start) | (Incident.id > row_id))
+        else:
+            condition &= (key < bound) if descending else (key > bound)
     order = (column.desc(), Incident.id.desc()) if descending else (column, Incident.id)
     teams = team_ids(agent) if teams is None else teams
     return [(f"incident_q_{key}_{INDEX_SORTS[filters.sort]}",
@@ -319,3 +336,162 @@ def page(
         return Page([], next_cursor)
     found = {row.id: row for row in base_query().where(Incident.id.in_(ids))}
     return Page([found[row_id] for row_id in ids if row_id in found], next_cursor)
+
+
+# -- counts in the navigation -------------------------------------------------------------------
+
+#: Counts stop here: the navigation says "999+" rather than counting a whole pool.
+COUNT_LIMIT = 1000
+
+
+def count_statement(agent: Agent, teams: list[int] | None = None) -> tuple[str, list[Any]]:
+    """One statement counting every queue of ``agent``, each to at most :data:`COUNT_LIMIT`:
+    per branch, at most that many ids read from the queue's own partial index (SQLite is
+    told which), merged without duplicates. The cost is bounded whatever the pool."""
+    teams = team_ids(agent) if teams is None else teams
+    columns, params = [], []
+    for queue in QUEUES:
+        parts = []
+        for key, branch in branches(queue, agent, teams, Filters()):
+            query = Incident.select(Incident.id).where(branch & ACTIVE).limit(COUNT_LIMIT)
+            sql, values = database.obj.get_sql_context().sql(query).query()
+            if is_sqlite():
+                source = 'FROM "incident" AS "t1"'
+                sql = sql.replace(source, f'{source} INDEXED BY "incident_q_{key}_updated"')
+            parts.append(f"SELECT id FROM ({sql}) AS b{len(parts)}")  # noqa: S608 - values bound
+            params.extend(values)
+        if parts:
+            columns.append(f"(SELECT count(*) FROM ({' UNION '.join(parts)}) AS u)")  # noqa: S608
+        else:
+            columns.append("0")
+    return "SELECT " + ", ".join(columns), params
+
+
+def counts(agent: Agent) -> dict[str, int]:
+    """Each queue's active incidents for ``agent`` (one query), capped at :data:`COUNT_LIMIT`."""
+    row = database.execute_sql(*count_statement(agent)).fetchone()
+    return {queue: min(int(value), COUNT_LIMIT) for queue, value in zip(QUEUES, row, strict=True)}
+
+
+def count_label(value: int) -> str:
+    """``"999+"`` at the cap, else the number."""
+    return f"{COUNT_LIMIT - 1}+" if value >= COUNT_LIMIT else str(value)
+
+
+# -- columns and saved views --------------------------------------------------------------------
+
+#: Columns an agent may hide (the reference and title always show), in page order.
+COLUMNS = {
+    "priority": "Priority",
+    "status": "Status",
+    "due": "Due",
+    "owner": "Owner",
+    "assignee": "Assignee",
+    "updated": "Updated",
+}
+FILTER_KEYS = ("status", "priority", "type", "team", "q", "sort")
+VIEW_NAME_LENGTH = 60
+
+
+def parse_columns(values: list[str]) -> list[str]:
+    """Chosen column names in page order; an unknown one is a clear error, none means all."""
+    for value in values:
+        if value not in COLUMNS:
+            raise DomainError(f"Unknown column {value!r}.")
+    chosen = [name for name in COLUMNS if name in values]
+    return chosen or list(COLUMNS)
+
+
+def view_filters(query: str) -> dict[str, list[str]]:
+    """A saved view's filters from a query string (``status=new&sort=due``), checked as the
+    queue page checks them; an unknown filter name is refused, not dropped."""
+    from urllib.parse import parse_qs
+
+    from werkzeug.datastructures import MultiDict
+
+    parsed = parse_qs(query or "", keep_blank_values=False, max_num_fields=50)
+    for key in parsed:
+        if key not in FILTER_KEYS:
+            raise DomainError(f"Unknown filter {key!r}; filters are: {', '.join(FILTER_KEYS)}.")
+    Filters.parse(MultiDict([(k, v) for k, values in parsed.items() for v in values]))
+    return parsed
+
+
+def visible_views(agent: Agent) -> list[Any]:
+    """The agent's own views and those shared with the agent's teams, by name."""
+    from helpdesk.models import SavedView
+
+    teams = team_ids(agent)
+    shared = SavedView.team.in_(teams) if teams else peewee.SQL("1 = 0")
+    return list(SavedView.select().where((SavedView.owner == agent.id) | shared)
+                .order_by(SavedView.name, SavedView.id))
+
+
+def get_view(agent: Agent, view_id: int | None) -> Any:
+    """A view the agent may use; one of another team (or none) is not found."""
+    from helpdesk.errors import NotFound
+    from helpdesk.models import SavedView
+
+    view = SavedView.get_or_none(SavedView.id == view_id) if view_id is not None else None
+    if view is None or not (view.owner_id == agent.id
+                            or (view.team_id is not None and view.team_id in team_ids(agent))):
+        raise NotFound("There is no such saved view.")
+    return view
+
+
+def can_edit_view(agent: Agent, view: Any) -> bool:
+    """Its creator, or a lead who is a member of the team it is shared with."""
+    if view.owner_id == agent.id:
+        return True
+    return bool(agent.is_lead and view.team_id is not None and view.team_id in team_ids(agent))
+
+
+def save_view(agent: Agent, *, name: str, queue: str, query: str, columns: list[str],
+              team: int | None, view: Any = None) -> Any:
+    """Create (or, given ``view``, change) a saved view after checking every input: the name
+    (1–60 characters, unique per owner), the queue, the filters, the columns and that the
+    team shared with is one of the agent's teams."""
+    from helpdesk.errors import PermissionDenied
+    from helpdesk.models import SavedView
+
+    name = " ".join((name or "").split())
+    if not name:
+        raise DomainError("Give the view a name.")
+    if len(name) > VIEW_NAME_LENGTH:
+        raise DomainError(f"A view name has at most {VIEW_NAME_LENGTH} characters.")
+    if queue not in QUEUES:
+        raise DomainError(f"There is no queue {queue!r}.")
+    filters = view_filters(query)
+    shown = parse_columns(columns)
+    if view is not None and not can_edit_view(agent, view):
+        raise PermissionDenied("Only its creator or a lead of its team can change this view.")
+    if team is not None and team not in team_ids(agent) and not (view is not None and team == view.team_id):
+        raise DomainError("Share a view only with one of your teams.")
+    owner = view.owner_id if view is not None else agent.id
+    clash = SavedView.select().where((SavedView.owner == owner) & (SavedView.name == name))
+    if view is not None:
+        clash = clash.where(SavedView.id != view.id)
+    if clash.exists():
+        raise DomainError(f"There is already a view named {name!r}.")
+    values = {"name": name, "queue": queue, "filters": json.dumps(filters, sort_keys=True),
+              "columns": ",".join(shown), "team": team}
+    with database.atomic():
+        if view is None:
+            return SavedView.create(owner=agent.id, **values)
+        SavedView.update(**values).where(SavedView.id == view.id).execute()
+    return SavedView.get_by_id(view.id)
+
+
+def delete_view(agent: Agent, view: Any) -> None:
+    """Remove a view: its creator, or a lead of the team it is shared with."""
+    from helpdesk.errors import PermissionDenied
+
+    if not can_edit_view(agent, view):
+        raise PermissionDenied("Only its creator or a lead of its team can delete this view.")
+    view.delete_instance()
+
+
+def view_args(view: Any) -> list[tuple[str, str]]:
+    """A saved view's filters as query arguments."""
+    stored = json.loads(view.filters or "{}")
+    return [(key, value) for key in FILTER_KEYS for value in stored.get(key, [])]

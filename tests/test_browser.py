@@ -70,7 +70,7 @@ def test_queue_filter_swaps_only_the_list_and_updates_the_address(server, person
     log_in(page, server, personas.owner.username)
     page.goto(f"{server}/queues/owned")
     heading = page.get_by_role("heading", level=1).element_handle()
-    page.get_by_label("Priority").select_option("1")
+    page.get_by_role("search", name="Filter incidents").get_by_label("Priority").select_option("1")
     page.wait_for_url(re.compile(r"priority=1"))
     page.wait_for_function("document.querySelectorAll('#queue-list tbody tr').length === 1")
     assert "VPN drops" in page.locator("#queue-list").inner_text()

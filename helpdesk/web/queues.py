@@ -1,20 +1,43 @@
-"""Queue pages: full page by default, only the list when the list asks for itself."""
+"""Queue pages: full page by default, only the list when the list asks for itself; bulk
+changes reported row by row, the row density, saved views and the navigation's counts."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
 from flask import Blueprint, Response, abort, current_app, redirect, request, url_for
 from flask_login import current_user
+from werkzeug.datastructures import MultiDict
 
+from helpdesk import incidents as domain
 from helpdesk import queues, sla
 from helpdesk.clock import now
-from helpdesk.errors import DomainError
-from helpdesk.models import PRIORITIES, STATUSES, TYPES, Team
+from helpdesk.errors import DomainError, StaleVersion
+from helpdesk.models import (
+    PENDING_REASONS,
+    PRIORITIES,
+    RESOLUTION_CODES,
+    STATUSES,
+    TYPES,
+    Agent,
+    Incident,
+    Membership,
+    Team,
+)
 from helpdesk.people import is_member
 from helpdesk.rendering import render_page
-from helpdesk.security import AGENT, access
-from helpdesk.web import plugin_ui
+from helpdesk.security import AGENT, access, safe_next
+from helpdesk.web import context, plugin_ui
+from helpdesk.web.forms import parse_id
 
 bp = Blueprint("queues", __name__)
+
+#: At most this many rows in one bulk change (a clear error above it).
+BULK_LIMIT = 200
+DENSITIES = {"comfortable": "Comfortable", "compact": "Compact"}
+BULK_ACTIONS = {"assign": "Assign", "take": "Take", "status": "Set status", "priority": "Set priority"}
 
 
 @bp.get("/")
@@ -27,39 +50,318 @@ def index() -> Response:
     return redirect(url_for("queues.show", name=start))
 
 
-@bp.get("/queues/<name>")
-@access(AGENT)
-def show(name: str) -> str:
+def may_take(incident: Incident) -> bool:
+    """The Take button shows for an active incident nobody is assigned to work on."""
+    return incident.is_active and incident.assigned_agent_id is None
+
+
+def take_route() -> bool:
+    """Whether the one-step Take route is installed (it lives with the incident pages)."""
+    return "incidents.take_work" in current_app.view_functions
+
+
+def _people() -> dict[str, Any]:
+    """Teams and their active agents for the filter and the bulk bar (two queries)."""
+    teams = list(Team.select().order_by(Team.name))
+    members: dict[int, list[Agent]] = {team.id: [] for team in teams}
+    rows = (Membership.select(Membership, Agent).join(Agent)
+            .where(Agent.active == True).order_by(Agent.display_name))  # noqa: E712
+    for membership in rows:
+        members.setdefault(membership.team_id, []).append(membership.agent)
+    return {"teams": teams, "members": members}
+
+
+def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
+                  status: int = 200) -> tuple[str, int]:
     if name not in queues.QUEUES:
         abort(404)
     state = current_app.extensions["helpdesk"]
     settings = state.settings
+    view = None
+    if args.get("view"):
+        try:
+            view = queues.get_view(current_user, parse_id(args.get("view")))
+        except DomainError:
+            abort(404)
+        merged = MultiDict(queues.view_args(view))
+        for key in queues.FILTER_KEYS:  # the filter form, sent from the view, wins
+            if key in args:
+                merged.setlist(key, args.getlist(key))
+        merged.setlist("view", [str(view.id)])
+        if args.get("after"):
+            merged["after"] = args["after"]
+        args = merged
     try:
-        filters = queues.Filters.parse(request.args)
-        if name == "at_risk" and not request.args.get("sort"):
+        filters = queues.Filters.parse(args)
+        if name == "at_risk" and not args.get("sort"):
             filters.sort = "due"  # the owner's view: nearest breach first
         page = queues.page(name, current_user, filters, settings.page_size,
-                           after=request.args.get("after") or None)
+                           after=args.get("after") or None)
     except DomainError as error:  # a bad filter or a broken page link: the request is wrong
         abort(400, str(error))
-    args = request.args.to_dict(flat=False)
-    args.pop("after", None)
-    return render_page(
+    link_args = args.to_dict(flat=False)
+    link_args.pop("after", None)
+    shown = queues.parse_columns(view.columns.split(",")) if view and view.columns else list(queues.COLUMNS)
+    html = render_page(
         "queue.html",
         {"queue_list"},
         queue=name,
         queues=queues.QUEUES,
         filters=filters,
         page=page,
-        teams=list(Team.select().order_by(Team.name)),
-        sorts={k: v for k, v in queues.SORT_LABELS.items() if k != "due" or name == "at_risk"},
+        sorts=queues.SORT_LABELS,
         sla_status=lambda clock: sla.status(state, clock, now()) if clock else None,
         statuses=STATUSES,
         priorities=PRIORITIES,
         types=TYPES,
-        first_url=url_for("queues.show", name=name, **args),
-        next_url=url_for("queues.show", name=name, after=page.next_cursor, **args)
+        pending_reasons=PENDING_REASONS,
+        resolution_codes=RESOLUTION_CODES,
+        first_url=url_for("queues.show", name=name, **link_args),
+        next_url=url_for("queues.show", name=name, after=page.next_cursor, **link_args)
         if page.next_cursor else None,
         refresh_seconds=settings.queue_refresh_seconds,
         columns=plugin_ui.queue_columns(current_app.extensions["helpdesk"]),
+        shown=shown,
+        all_columns=queues.COLUMNS,
+        view=view,
+        can_edit_view=bool(view and queues.can_edit_view(current_user, view)),
+        my_team_ids=queues.team_ids(current_user),
+        filter_query=urlencode([(key, value) for key, value in MultiDict(args).items(multi=True)
+                                if key in queues.FILTER_KEYS and value]),
+        density=current_user.queue_density if current_user.queue_density in DENSITIES else "comfortable",
+        densities=DENSITIES,
+        may_take=may_take,
+        take_route=take_route(),
+        now=now(),
+        bulk=bulk,
+        bulk_limit=BULK_LIMIT,
+        bulk_actions=BULK_ACTIONS,
+        **_people(),
     )
+    return html, status
+
+
+@bp.get("/queues/<name>")
+@access(AGENT)
+def show(name: str) -> Any:
+    view_id = parse_id(request.args.get("view"))
+    if view_id is not None and not any(key in request.args for key in queues.FILTER_KEYS):
+        # A saved view opened from the navigation: spell its filters out in the address, so
+        # the export links, the filter form and the browser history all carry them.
+        try:
+            view = queues.get_view(current_user, view_id)
+        except DomainError:
+            abort(404)
+        if queues.view_args(view):
+            return redirect(url_for("queues.show", name=name, view=view.id,
+                                    **MultiDict(queues.view_args(view)).to_dict(flat=False)), code=303)
+    return _render_queue(name, request.args)
+
+
+# -- the navigation: counts and saved views, loaded after the page ------------------------------
+
+
+@bp.get("/queue-nav")
+@access(AGENT)
+def nav() -> str:
+    """The queue links with bounded counts (one query) and the agent's saved views; the page
+    asks for it after loading, so no page's own query count depends on it."""
+    from flask import render_template
+
+    counts = queues.counts(current_user)
+    views = queues.visible_views(current_user)
+    return render_template("_queue_nav.html", QUEUES=queues.QUEUES, counts=counts,
+                           count_label=queues.count_label,
+                           my_views=[v for v in views if v.owner_id == current_user.id],
+                           team_views=[v for v in views if v.owner_id != current_user.id],
+                           queue=request.args.get("current"))
+
+
+# -- density ----------------------------------------------------------------------------------
+
+
+def _back(default: str) -> str:
+    """A local path to return to (never another host; see ``security.safe_next``)."""
+    return safe_next(request.form.get("back"), default)
+
+
+@bp.post("/queue-density")
+@access(AGENT)
+def density() -> Response:
+    """Store the agent's row density (compact or comfortable)."""
+    value = request.form.get("density", "")
+    if value not in DENSITIES:
+        abort(422, "Choose compact or comfortable rows.")
+    Agent.update(queue_density=value).where(Agent.id == current_user.id).execute()
+    return redirect(_back(url_for("queues.index")), code=303)
+
+
+# -- bulk changes -----------------------------------------------------------------------------
+
+
+@dataclass
+class RowResult:
+    incident_id: int
+    reference: str
+    outcome: str  # applied, stale, refused
+    message: str
+
+
+@dataclass
+class BulkReport:
+    action: str
+    rows: list[RowResult]
+
+    @property
+    def applied(self) -> list[RowResult]:
+        return [row for row in self.rows if row.outcome == "applied"]
+
+    @property
+    def not_applied(self) -> list[RowResult]:
+        return [row for row in self.rows if row.outcome != "applied"]
+
+
+def parse_rows(values: list[str]) -> list[tuple[int, int]]:
+    """``id:version`` pairs as posted by the row checkboxes; anything else is a bad request."""
+    rows = []
+    for value in values:
+        incident_id, _, version = value.partition(":")
+        parsed_id, parsed_version = parse_id(incident_id), parse_id(version)
+        if parsed_id is None or parsed_version is None:
+            abort(400, "A selected row is malformed; reload the page.")
+        rows.append((parsed_id, parsed_version))
+    return list(dict.fromkeys(rows))
+
+
+def _optional(model: Any, field: str) -> Any:
+    record_id = parse_id(request.form.get(field))
+    if not request.form.get(field):
+        return None
+    record = model.get_or_none(model.id == record_id) if record_id is not None else None
+    if record is None:
+        abort(422, f"The chosen {field.replace('_', ' ')} does not exist.")
+    return record
+
+
+def _change(action: str) -> Any:
+    """The domain change one row gets, from the bulk bar's fields (checked once)."""
+    ctx, actor, form = context(), current_user._get_current_object(), request.form
+    if action == "assign":
+        team, agent = _optional(Team, "assigned_team"), _optional(Agent, "assigned_agent")
+        if team is None and agent is None:
+            abort(422, "Choose a team or an agent to assign to.")
+        return lambda incident_id, version: domain.assign(ctx, incident_id, actor, team, agent, version)
+    if action == "take":
+        return lambda incident_id, version: domain.take_work(ctx, incident_id, actor, version)
+    if action == "status":
+        target = form.get("status", "")
+        if target not in STATUSES:
+            abort(422, "Choose the status to set.")
+        return lambda incident_id, version: domain.change_status(
+            ctx, incident_id, actor, target, version, note=form.get("note", ""),
+            pending_reason=form.get("pending_reason") or None,
+            resolution_code=form.get("resolution_code") or None)
+    if action == "priority":
+        value = parse_id(form.get("priority"))
+        if value not in PRIORITIES:
+            abort(422, "Choose a priority from P1 to P4.")
+        return lambda incident_id, version: domain.override_priority(
+            ctx, incident_id, actor, value, form.get("reason", ""), version)
+    abort(422, "Choose what to do with the selected rows.")
+
+
+def run_bulk(action: str, rows: list[tuple[int, int]]) -> BulkReport:
+    """Each row's change in its own transaction, checked against the version the agent saw;
+    every row gets its outcome (nothing fails silently)."""
+    change = _change(action)
+    results = []
+    for incident_id, version in rows:
+        reference = Incident(id=incident_id).reference
+        try:
+            change(incident_id, version)
+        except StaleVersion:
+            results.append(RowResult(incident_id, reference, "stale",
+                                     "Changed by someone else since you loaded the page."))
+        except DomainError as error:
+            results.append(RowResult(incident_id, reference, "refused", str(error)))
+        else:
+            results.append(RowResult(incident_id, reference, "applied", "Applied."))
+    return BulkReport(action, results)
+
+
+@bp.post("/queue-bulk")
+@access(AGENT)
+def bulk() -> Any:
+    """Change the selected rows; the queue page comes back with the outcome of each."""
+    name = request.form.get("queue", "")
+    if name not in queues.QUEUES:
+        abort(400, "Unknown queue.")
+    rows = parse_rows(request.form.getlist("row"))
+    back_args = MultiDict()
+    back = _back("")
+    if back:
+        back_args = MultiDict(parse_qsl(urlsplit(back).query))
+        back_args.pop("after", None)
+    if not rows:
+        return _render_queue(name, back_args, bulk=BulkReport("none", []), status=422)
+    if len(rows) > BULK_LIMIT:
+        abort(413, f"Select at most {BULK_LIMIT} rows for one bulk change ({len(rows)} were sent).")
+    report = run_bulk(request.form.get("action", ""), rows)
+    return _render_queue(name, back_args, bulk=report, status=200)
+
+
+# -- saved views ------------------------------------------------------------------------------
+
+
+def _view_fields() -> dict[str, Any]:
+    team_raw = request.form.get("team_share") or ""
+    team = parse_id(team_raw) if team_raw else None
+    if team_raw and team is None:
+        abort(422, "Choose one of your teams.")
+    return {"name": request.form.get("name", ""), "queue": request.form.get("queue", ""),
+            "query": request.form.get("query", ""), "columns": request.form.getlist("column"),
+            "team": team}
+
+
+def _view_error(error: DomainError) -> Any:
+    if error.status == 403:
+        abort(403, str(error))
+    abort(422, str(error))
+
+
+@bp.post("/views")
+@access(AGENT)
+def create_view() -> Any:
+    """Save the queue as it is filtered and sorted, with the chosen columns, under a name."""
+    try:
+        view = queues.save_view(current_user, **_view_fields())
+    except DomainError as error:
+        return _view_error(error)
+    return redirect(url_for("queues.show", name=view.queue, view=view.id), code=303)
+
+
+@bp.post("/views/<int:view_id>")
+@access(AGENT)
+def update_view(view_id: int) -> Any:
+    """Change a view's name, sharing, filters or columns (its creator or a lead of its team)."""
+    try:
+        view = queues.get_view(current_user, view_id)
+        view = queues.save_view(current_user, view=view, **_view_fields())
+    except DomainError as error:
+        if error.status == 404:
+            abort(404)
+        return _view_error(error)
+    return redirect(url_for("queues.show", name=view.queue, view=view.id), code=303)
+
+
+@bp.post("/views/<int:view_id>/delete")
+@access(AGENT)
+def delete_view(view_id: int) -> Any:
+    try:
+        view = queues.get_view(current_user, view_id)
+        queues.delete_view(current_user, view)
+    except DomainError as error:
+        if error.status == 404:
+            abort(404)
+        return _view_error(error)
+    return redirect(url_for("queues.show", name=view.queue), code=303)

@@ -98,6 +98,12 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("/profile", "POST"): AGENT_ONLY,
     ("/profile/sessions/end-others", "POST"): AGENT_ONLY,
     ("/queues/<name>", "GET"): AGENT_ONLY,
+    ("/queue-nav", "GET"): AGENT_ONLY,
+    ("/queue-density", "POST"): AGENT_ONLY,
+    ("/queue-bulk", "POST"): AGENT_ONLY,
+    ("/views", "POST"): AGENT_ONLY,
+    ("/views/<int:view_id>", "POST"): AGENT_ONLY,
+    ("/views/<int:view_id>/delete", "POST"): AGENT_ONLY,
     ("/notices/", "GET"): AGENT_ONLY,
     ("/notices/bell", "GET"): AGENT_ONLY,
     ("/notices/read", "POST"): AGENT_ONLY,
@@ -233,7 +239,8 @@ def url_values(personas: Personas, incident_factory: Any) -> dict[str, Any]:
             "kind": "categories", "filename": "helpdesk.css",
             "delivery_id": delivery.id if delivery else 1, "event_id": 1, "mail_id": 1,
             "attachment_id": 1, "token": "unknown-link", "source": "generic", "macro_id": 1,
-            "team_id": personas.colleague.memberships[0].team_id, "contact_id": incident.requester_id or 1}
+            "team_id": personas.colleague.memberships[0].team_id, "contact_id": incident.requester_id or 1,
+            "view_id": 1}
 
 
 def rules(app: Flask) -> dict[tuple[str, str], Any]:

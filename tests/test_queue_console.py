@@ -1,0 +1,356 @@
+"""The queue console as an agent meets it: rows (markup contract, due column, pairs), bulk
+changes reported row by row, saved views and who may see or change them, the row density,
+the bounded counts in the navigation, and a page's query count that does not follow its size."""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import re
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from helpdesk import incidents as domain
+from helpdesk import queues
+from helpdesk.models import Agent, Incident, SavedView
+from helpdesk.testing import AgentClient
+
+
+def text(response: Any) -> str:
+    return response.get_data(as_text=True)
+
+
+def row_value(incident: Incident) -> str:
+    return f"{incident.id}:{incident.version}"
+
+
+def fresh(incident: Incident) -> Incident:
+    return Incident.get_by_id(incident.id)
+
+
+@pytest.fixture
+def helpdesk_plugins() -> list[Any]:
+    """Business hours and the priority SLA policy, so incidents have clocks and due times."""
+    from helpdesk_plugins import business_hours, sla_priority
+
+    return [business_hours, sla_priority]
+
+
+@pytest.fixture
+def take_route(app: Flask) -> None:
+    """The one-step Take route lives with the incident pages (another part of the console);
+    until it is there, stand in for it so the queue offers its Take buttons."""
+    if "incidents.take_work" not in app.view_functions:
+        app.add_url_rule("/incidents/<int:incident_id>/take-work", endpoint="incidents.take_work",
+                         view_func=lambda incident_id: ("", 204), methods=["POST"])
+
+
+# -- rows ---------------------------------------------------------------------------------------
+
+
+def test_rows_carry_the_shortcut_contract_and_say_unassigned_plainly(app, personas, log_incident,
+                                                                     take_route):
+    free = log_incident(title="Printer jammed")
+    taken = log_incident(title="VPN down", assigned_team=personas.database_team,
+                         assigned_agent=personas.assignee)
+    page = text(AgentClient(app, personas.owner).get("/queues/open"))
+    rows = re.findall(r"<tr data-row[^>]*>.*?</tr>", page, re.S)
+    assert len(rows) == 2
+    by_id = {int(re.search(r'data-incident="(\d+)"', row).group(1)): row for row in rows}
+    free_row, taken_row = by_id[free.id], by_id[taken.id]
+    assert re.search(rf'<a href="/incidents/{free.id}" data-open>INC-{free.id}</a>', free_row)
+    # the viewer may take the unassigned one only, with the version seen
+    assert 'data-shortcut="take"' in free_row and 'data-shortcut="take"' not in taken_row
+    form = re.search(r'<form method="post" action="([^"]+)" class="take">(.*?)</form>', free_row, re.S)
+    assert form.group(1) == f"/incidents/{free.id}/take-work"
+    assert 'name="csrf_token"' in form.group(2)
+    assert f'name="version" value="{free.version}"' in form.group(2)
+    # no team, no agent: "Unassigned", not "Unassigned / no agent"
+    assignee = re.search(r'<td data-label="Assignee">(.*?)</td>', free_row).group(1)
+    assert "Unassigned" in assignee and "no agent" not in assignee
+    assert "Database" in taken_row and "Priya" in taken_row
+    # each row's checkbox posts the id and the version the agent saw
+    assert f'value="{row_value(free)}" form="bulk-form"' in free_row
+    # the Sort label is a real label of its control
+    assert '<label for="f-sort">Sort</label>' in page and 'id="f-sort"' in page
+
+
+def test_without_the_take_route_the_queue_still_renders_without_take_buttons(app, personas, log_incident):
+    if "incidents.take_work" in app.view_functions:
+        pytest.skip("the Take route is installed")
+    log_incident(title="Printer jammed")
+    response = AgentClient(app, personas.owner).get("/queues/open")
+    assert response.status_code == 200 and 'data-shortcut="take"' not in text(response)
+
+
+def test_due_column_shows_the_running_due_time_and_marks_a_breach_in_words(app, personas, log_incident,
+                                                                           frozen_clock):
+    from helpdesk import sla
+
+    incident = log_incident(title="Disk full", impact="high", urgency="high")
+    if incident.sla_due_at is None and fresh(incident).sla_due_at is None:
+        pytest.skip("no SLA policy applies in this configuration")
+    client = AgentClient(app, personas.owner)
+    row = re.search(r'<td data-label="Due" class="due">(.*?)</td>', text(client.get("/queues/open")), re.S)
+    assert "left" in row.group(1) and "<time" in row.group(1) and "Breached" not in row.group(1)
+    frozen_clock.advance(days=30)
+    with app.app_context():
+        sla.check(app.extensions["helpdesk"], frozen_clock.now)
+    page = text(AgentClient(app, personas.owner).get("/queues/breached"))  # a month later: log in again
+    row = re.search(r'<td data-label="Due" class="due">(.*?)</td>', page, re.S)
+    assert row, page[page.find("<main"):][:3000]
+    assert "Breached" in row.group(1) and "over" in row.group(1)
+
+
+def test_every_queue_sorts_by_due_time_with_rows_without_one_last(app, personas, log_incident):
+    first = log_incident(title="Soon", impact="high", urgency="high")
+    later = log_incident(title="Later", impact="low", urgency="low")
+    none = log_incident(title="No clock")
+    Incident.update(sla_due_at=None).where(Incident.id == none.id).execute()
+    with app.app_context():
+        due = {i.id: i.sla_due_at for i in Incident.select()}
+        ids, _ = queues.page_ids("open", personas.owner, queues.Filters(sort="due"), 10)
+    expected = sorted([first.id, later.id, none.id],
+                      key=lambda i: (due[i] is None, due[i] or 0, i))
+    assert ids == expected
+    page = text(AgentClient(app, personas.owner).get("/queues/unassigned?sort=due"))
+    assert '<option value="due" selected>' in page
+
+
+# -- bulk changes -------------------------------------------------------------------------------
+
+
+def bulk(client: AgentClient, rows: list[str], **fields: Any) -> Any:
+    return client.post("/queue-bulk", data={"queue": "open", "back": "/queues/open", "row": rows, **fields})
+
+
+def test_bulk_assign_applies_each_row_and_reports_the_stale_one(app, ctx, personas, log_incident):
+    one, two, three = (log_incident(title=f"Bulk {n}") for n in range(3))
+    seen = [row_value(i) for i in (one, two, three)]
+    # someone else changes the second after the page was loaded
+    domain.assign(ctx, two.id, personas.colleague, personas.network, personas.other)
+    response = bulk(AgentClient(app, personas.owner), seen, action="assign",
+                    assigned_team=personas.database_team.id, assigned_agent=personas.assignee.id)
+    assert response.status_code == 200
+    page = html.unescape(text(response))
+    assert "2 applied, 1 not applied." in page
+    assert re.search(rf"INC-{two.id}</a>:\s*not applied \(stale\) — Changed by someone else", page)
+    assert 'role="status" aria-live="polite"' in text(response)
+    assert fresh(one).assigned_agent_id == personas.assignee.id
+    assert fresh(three).assigned_agent_id == personas.assignee.id
+    assert fresh(two).assigned_agent_id == personas.other.id
+
+
+def test_after_a_bulk_change_the_page_keeps_the_queue_and_its_filters(app, personas, log_incident):
+    one = log_incident(title="Kept filter", impact="high", urgency="high")
+    log_incident(title="Filtered out", impact="low", urgency="low")
+    client = AgentClient(app, personas.owner)
+    response = client.post("/queue-bulk", data={"queue": "open", "back": "/queues/open?priority=1&sort=due",
+                                                "row": [row_value(one)], "action": "take"})
+    page = text(response)
+    assert "1 applied, 0 not applied." in page and "Filtered out" not in page
+    # the forms on the result page return to the filtered queue, not to the bulk route
+    assert page.count('name="back" value="/queues/open?priority=1&amp;sort=due"') == 2
+
+
+def test_bulk_reports_the_domains_reason_for_a_refused_row(app, ctx, personas, log_incident):
+    mine = log_incident(title="Free")
+    theirs = log_incident(title="Taken", assigned_team=personas.database_team,
+                          assigned_agent=personas.assignee)
+    response = bulk(AgentClient(app, personas.owner), [row_value(mine), row_value(theirs)], action="take")
+    page = html.unescape(text(response))
+    assert "1 applied, 1 not applied." in page
+    refused = re.search(rf"INC-{theirs.id}</a>:\s*not applied — (.+?)</li>", page, re.S).group(1)
+    assert refused.strip() and "Changed by someone else" not in refused
+    assert fresh(mine).assigned_agent_id == personas.owner.id and fresh(mine).status == "in_progress"
+    assert fresh(theirs).assigned_agent_id == personas.assignee.id
+
+
+def test_bulk_status_and_priority_go_through_the_domain_rules(app, personas, log_incident):
+    one, two = log_incident(title="A"), log_incident(title="B")
+    client = AgentClient(app, personas.owner)
+    page = html.unescape(text(bulk(client, [row_value(one), row_value(two)], action="priority",
+                                   priority="1")))
+    assert "0 applied, 2 not applied." in page and "Give a reason" in page  # the domain's rule
+    page = html.unescape(text(bulk(client, [row_value(one), row_value(two)], action="priority",
+                                   priority="1", reason="Whole floor down")))
+    assert "2 applied, 0 not applied." in page
+    assert fresh(one).priority == 1 and fresh(two).priority == 1
+    page = html.unescape(text(bulk(client, [row_value(fresh(one))], action="status", status="pending",
+                                   pending_reason="customer")))
+    assert "1 applied, 0 not applied." in page and fresh(one).status == "pending"
+
+
+def test_bulk_needs_csrf_a_login_and_a_bounded_selection(app, personas, log_incident):
+    incident = log_incident(title="Guarded")
+    row = row_value(incident)
+    client = AgentClient(app, personas.owner)
+    forged = client.http.post("/queue-bulk", data={"queue": "open", "row": [row], "action": "take"})
+    assert forged.status_code == 400 and fresh(incident).assigned_agent_id is None
+    anonymous = AgentClient(app, None).post("/queue-bulk", data={"queue": "open", "row": [row],
+                                                                 "action": "take"})
+    assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
+    assert fresh(incident).version == incident.version
+    too_many = bulk(client, [f"{n}:1" for n in range(1, 202)], action="take")
+    assert too_many.status_code == 413 and "at most 200 rows" in text(too_many)
+    assert bulk(client, ["x:1"], action="take").status_code == 400
+    nothing = bulk(client, [], action="take")
+    assert nothing.status_code == 422 and "Select at least one row" in text(nothing)
+    unknown = bulk(client, [row], action="delete")
+    assert unknown.status_code == 422 and fresh(incident).version == incident.version
+
+
+# -- saved views --------------------------------------------------------------------------------
+
+
+def save(client: AgentClient, **fields: Any) -> Any:
+    data = {"name": "P1 in Database", "queue": "open", "query": "priority=1&sort=due",
+            "column": ["priority", "status", "due", "assignee"], **fields}
+    return client.post("/views", data=data)
+
+
+def test_a_shared_view_is_used_by_a_teammate_but_not_seen_by_another_team(app, personas, log_incident):
+    wanted = log_incident(title="Critical one", impact="high", urgency="high")
+    log_incident(title="Minor one", impact="low", urgency="low")
+    owner = AgentClient(app, personas.owner)
+    created = save(owner, team_share=personas.service_desk.id)
+    assert created.status_code == 303
+    view = SavedView.get(SavedView.name == "P1 in Database")
+    assert view.team_id == personas.service_desk.id and json.loads(view.filters)["sort"] == ["due"]
+
+    teammate = AgentClient(app, personas.colleague)
+    assert f'data-view="{view.id}"' in text(teammate.get("/queue-nav"))
+    opened = teammate.get(f"/queues/open?view={view.id}")  # its filters spelled out in the address
+    assert opened.status_code == 303 and "priority=1" in opened.headers["Location"]
+    assert "sort=due" in opened.headers["Location"]
+    page = text(teammate.get(opened.headers["Location"]))
+    exports = re.search(r'<p class="export-links">.*?</p>', page, re.S).group(0)
+    assert "priority=1" in exports and "sort=due" in exports  # the export holds what the view shows
+    assert f"INC-{wanted.id}<" in page and "Minor one" not in page
+    assert '<th scope="col" class="col-updated">' not in page  # the view's columns
+    assert '<th scope="col" class="col-due">Due</th>' in page
+
+    outsider = AgentClient(app, personas.other)  # Network team
+    assert f'data-view="{view.id}"' not in text(outsider.get("/queue-nav"))
+    assert outsider.get(f"/queues/open?view={view.id}").status_code == 404
+    assert outsider.post(f"/views/{view.id}/delete").status_code == 404
+
+
+def test_only_the_creator_or_a_lead_of_its_team_changes_a_shared_view(app, personas):
+    owner = AgentClient(app, personas.owner)
+    save(owner, team_share=personas.service_desk.id)
+    view = SavedView.get(SavedView.name == "P1 in Database")
+    teammate = AgentClient(app, personas.colleague)
+    assert save(teammate, name="Renamed").status_code == 303  # a teammate may save their own copy
+    denied = teammate.post(f"/views/{view.id}", data={"name": "Hijacked", "queue": "open", "query": ""})
+    assert denied.status_code == 403
+    assert teammate.post(f"/views/{view.id}/delete").status_code == 403
+    assert SavedView.get_by_id(view.id).name == "P1 in Database"
+    lead = AgentClient(app, personas.lead)  # service-desk lead
+    changed = lead.post(f"/views/{view.id}", data={"name": "Desk P1", "queue": "open", "query": "priority=1",
+                                                    "team_share": personas.service_desk.id})
+    assert changed.status_code == 303 and SavedView.get_by_id(view.id).name == "Desk P1"
+    assert SavedView.get_by_id(view.id).owner_id == personas.owner.id
+    assert owner.post(f"/views/{view.id}/delete").status_code == 303
+    assert SavedView.get_or_none(SavedView.id == view.id) is None
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"query": "colour=red"}, "Unknown filter &#39;colour&#39;"),
+    ({"query": "status=exploded"}, "Unknown status filter"),
+    ({"name": "x" * 61}, "at most 60 characters"),
+    ({"name": "   "}, "Give the view a name"),
+    ({"column": ["secret"]}, "Unknown column"),
+    ({"queue": "everything"}, "There is no queue"),
+])
+def test_view_input_is_checked_with_a_clear_error(app, personas, fields, message):
+    response = save(AgentClient(app, personas.owner), **fields)
+    assert response.status_code == 422 and message in text(response)
+    assert SavedView.select().count() == 0
+
+
+def test_view_names_are_unique_per_owner_and_shared_only_with_own_teams(app, personas):
+    owner = AgentClient(app, personas.owner)
+    assert save(owner).status_code == 303
+    again = save(owner)
+    assert again.status_code == 422 and "already a view named" in html.unescape(text(again))
+    assert save(AgentClient(app, personas.colleague)).status_code == 303  # another owner: fine
+    foreign = save(owner, name="Other", team_share=personas.network.id)
+    assert foreign.status_code == 422 and "one of your teams" in text(foreign)
+
+
+# -- density ------------------------------------------------------------------------------------
+
+
+def test_density_is_stored_per_agent(app, personas, log_incident):
+    log_incident(title="Dense")
+    client = AgentClient(app, personas.owner)
+    assert "density-comfortable" in text(client.get("/queues/open"))
+    answer = client.post("/queue-density", data={"density": "compact", "back": "/queues/open?sort=newest"})
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("/queues/open?sort=newest")
+    assert "density-compact" in text(client.get("/queues/open"))
+    assert Agent.get_by_id(personas.owner.id).queue_density == "compact"
+    assert "density-comfortable" in text(AgentClient(app, personas.colleague).get("/queues/open"))
+    assert client.post("/queue-density", data={"density": "tiny"}).status_code == 422
+    for offsite in ("//evil.example/", "/\\evil.example/", "https://evil.example/"):
+        answer = client.post("/queue-density", data={"density": "compact", "back": offsite})
+        assert "evil" not in answer.headers["Location"], offsite
+
+
+# -- counts -------------------------------------------------------------------------------------
+
+
+def test_counts_per_queue_follow_the_viewer(app, ctx, personas, log_incident):
+    db, priya = personas.database_team, personas.assignee
+    log_incident(title="John owns, Priya works", assigned_team=db, assigned_agent=priya)
+    log_incident(title="John owns, unassigned agent", assigned_team=db)
+    log_incident(title="Nobody owns", actor=None)
+    closed = log_incident(title="Closed", assigned_team=db, assigned_agent=priya)
+    domain.change_status(ctx, closed.id, priya, "cancelled", note="Not needed")
+    with app.app_context():
+        john, mine = queues.counts(personas.owner), queues.counts(priya)
+        for agent, found in ((personas.owner, john), (priya, mine)):
+            for queue in queues.QUEUES:
+                whole = Incident.select().where(queues.queue_condition(queue, agent) & queues.ACTIVE).count()
+                assert found[queue] == whole, (agent.username, queue)
+    assert mine["assigned"] == 1 and john["assigned"] == 0
+    assert john["open"] == 3 and mine["open"] == 3
+    nav = text(AgentClient(app, priya).get("/queue-nav?current=assigned"))
+    assert re.search(r'href="/queues/assigned" aria-current="page">Assigned to me '
+                     r'<span class="count"[^>]*>1</span>', nav)
+
+
+def test_counts_stop_at_the_cap_and_say_so(app, personas, log_incident, monkeypatch):
+    for n in range(4):
+        log_incident(title=f"Many {n}")
+    monkeypatch.setattr(queues, "COUNT_LIMIT", 3)
+    with app.app_context():
+        assert queues.counts(personas.owner)["open"] == 3
+    assert queues.count_label(3) == "2+"
+    assert ">2+</span>" in text(AgentClient(app, personas.owner).get("/queue-nav"))
+
+
+# -- query count --------------------------------------------------------------------------------
+
+
+def test_queue_page_query_count_is_the_same_at_page_size_10_and_100(app, personas, log_incident,
+                                                                     count_queries, take_route):
+    for n in range(105):
+        log_incident(title=f"Row {n}", assigned_team=personas.database_team,
+                     assigned_agent=personas.assignee if n % 2 else None)
+    state = app.extensions["helpdesk"]
+    client = AgentClient(app, personas.owner)
+    client.get("/queues/open")  # warm up what is done once per client
+    measured = {}
+    for size in (10, 100):
+        state.settings = dataclasses.replace(state.settings, page_size=size)
+        count_queries.queries.clear()
+        for sort in ("updated", "due"):
+            response = client.get(f"/queues/open?sort={sort}")
+            assert response.status_code == 200
+            assert text(response).count("<tr data-row") == size
+        measured[size] = len(count_queries.queries)
+    assert measured[10] == measured[100], measured
