@@ -39,6 +39,7 @@ def test_a_lead_sets_business_hours_and_a_new_incidents_due_time_follows(server,
                                                                            log_incident):
     before = log_incident(title="Before the change", impact="medium", urgency="medium")  # P3: 4 h
     log_in(page, server, personas.lead.username)
+    page.locator("details.menu summary", has_text=personas.lead.display_name).click()  # header menu
     page.get_by_role("link", name="SLA", exact=True).click()
     page.wait_for_url(re.compile(r"/admin/sla$"))
     page.get_by_label("Time zone of the calendar").fill("UTC")

@@ -95,7 +95,8 @@ def test_guessing_is_rate_limited(app, smtp, acme):
     assert password_sign_in(guesser, "ada@example.org", PASSWORD).status_code == 429
 
 
-def test_a_shared_organisation_follows_and_answers_each_others_incidents(app, ctx, smtp, acme, personas):
+def test_a_shared_organisation_follows_and_answers_each_others_incidents(app, ctx, smtp, acme, personas,
+                                                                        login):
     with app.app_context():
         adas = incidents.log_incident(ctx, title="Printer jam", actor=personas.owner, requester=acme["ada"])
         eves = incidents.log_incident(ctx, title="Eve's laptop", actor=personas.owner, requester=acme["eve"])
@@ -111,12 +112,16 @@ def test_a_shared_organisation_follows_and_answers_each_others_incidents(app, ct
     ada = Customer(app, smtp, "ada@example.org").sign_in()
     assert "Bob Byte" in page(ada.get(f"/portal/incidents/{adas.id}"))
 
-    Organisation.update(share_incidents=False).where(Organisation.id == acme["org"].id).execute()
+    admin = login(personas.admin)  # the admin stops the sharing on the Organisations page
+    page_ = admin.get("/admin/catalogue/organisations").get_data(as_text=True)
+    assert "shares its incidents among its contacts" in page_
+    assert admin.post("/admin/catalogue/organisations", data={"share": acme["org"].id}).status_code == 303
+    assert not Organisation.get_by_id(acme["org"].id).share_incidents
     assert bob.get(f"/portal/incidents/{adas.id}").status_code == 404
     assert "Printer jam" not in page(bob.get("/portal/"))
 
 
-def test_the_requester_rates_a_resolution_and_can_change_it(app, ctx, smtp, acme, personas):
+def test_the_requester_rates_a_resolution_and_can_change_it(app, ctx, smtp, acme, personas, login):
     with app.app_context():
         incident = incidents.log_incident(ctx, title="VPN down", actor=personas.owner, requester=acme["ada"])
     ada = Customer(app, smtp, "ada@example.org").sign_in()
@@ -134,6 +139,8 @@ def test_the_requester_rates_a_resolution_and_can_change_it(app, ctx, smtp, acme
                                                           & (TimelineEntry.kind == "rating"))]
     assert notes == ["Ada Lovelace rated the resolution 2/5 (Poor): Took long",
                      "Ada Lovelace rated the resolution 4/5 (Good)."]
+    agent_page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert "Customer rating" in agent_page and "rated the resolution 4/5 (Good)" in agent_page
     bad = ada.post(f"/portal/incidents/{incident.id}/rating", {"score": "9"})
     assert bad.status_code == 422
     # A colleague may read the shared incident but not rate or confirm it for Ada.

@@ -192,10 +192,16 @@ def catalogue(kind: str) -> Any:
         name = (request.form.get("name") or "").strip()
         try:
             toggle = request.form.get("toggle", "")
-            if not toggle and not name:
+            share = request.form.get("share", "")
+            if not toggle and not share and not name:
                 raise DomainError("A name is required.")
             with write_transaction():
-                if parse_id(toggle) is not None and has_active:
+                if parse_id(share) is not None and model is Organisation:
+                    # Its contacts see each other's incidents in the portal (or no longer do).
+                    item = model.get_or_none(model.id == parse_id(share)) or abort(404)
+                    model.update(share_incidents=not item.share_incidents).where(
+                        model.id == item.id).execute()
+                elif parse_id(toggle) is not None and has_active:
                     item = model.get_or_none(model.id == parse_id(toggle)) or abort(404)
                     model.update(active=not item.active).where(model.id == item.id).execute()
                 else:
