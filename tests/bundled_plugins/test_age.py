@@ -1,5 +1,7 @@
 """The bundled age plugin: a queue column and an incident panel from its own template."""
 
+import re
+
 import pytest
 
 from helpdesk import incidents
@@ -16,7 +18,7 @@ def test_queue_shows_how_old_each_incident_is(login, personas, incident_factory,
     frozen_clock.advance(days=2, hours=3)
     page = login(personas.owner).get("/queues/owned").get_data(as_text=True)
     assert '<th scope="col">Age</th>' in page
-    assert '<td data-column="age">2 days 3 hours</td>' in page
+    assert re.search(r'<td data-column="age"[^>]*>2 days 3 hours</td>', page)
 
 
 def test_panel_counts_public_replies_and_time_since_the_last(ctx, helpdesk_app, login, personas,

@@ -130,7 +130,7 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("/admin/agents/<int:agent_id>", "POST"): ADMIN_ONLY,
     ("/admin/catalogue/<kind>", "GET"): ADMIN_ONLY,
     ("/admin/catalogue/<kind>", "POST"): ADMIN_ONLY,
-    ("/admin/channels/<name>/test", "POST"): ADMIN_ONLY,
+    ("/admin/channels/<name>/test", "POST"): LEAD_ONLY,
     ("/admin/contacts", "GET"): ADMIN_ONLY,
     ("/admin/contacts", "POST"): ADMIN_ONLY,
     ("/admin/deliveries", "GET"): ADMIN_ONLY,
@@ -142,8 +142,8 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("/admin/sla", "GET"): LEAD_ONLY,  # leads configure business hours and targets too
     ("/admin/sla/calendar", "POST"): LEAD_ONLY,
     ("/admin/sla/targets", "POST"): LEAD_ONLY,
-    ("/admin/channels", "GET"): ADMIN_ONLY,  # mail and channel settings: admins only (secrets)
-    ("/admin/channels/<name>", "POST"): ADMIN_ONLY,
+    ("/admin/channels", "GET"): LEAD_ONLY,  # mail and channel settings: leads and admins (secrets write-only)
+    ("/admin/channels/<name>", "POST"): LEAD_ONLY,
     ("/admin/changes", "GET"): ADMIN_ONLY,
     ("/admin/teams/<int:team_id>", "GET"): ADMIN_ONLY,
     ("/admin/teams/<int:team_id>", "POST"): ADMIN_ONLY,
