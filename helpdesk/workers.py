@@ -138,9 +138,9 @@ class Heartbeat:
             try:
                 # A sweep per beat, not only Huey's once a minute: what a queue outage or a dead
                 # worker left behind moves again within seconds (the lease keeps passes apart).
-                self.app.extensions["helpdesk"].tasks["sweep_outbox"]()
-            except Exception:
-                logger.warning("could not queue the outbox sweep (is the queue reachable?)")
+                self.app.extensions["helpdesk"].tasks.sweep_outbox()
+            except Exception as error:  # the queue is away; say what failed, never hide a bug
+                logger.warning("could not queue the outbox sweep (is the queue reachable?): %r", error)
 
     def stop(self) -> None:
         """On a clean stop: no more beats, and no row left to look stale."""

@@ -38,7 +38,7 @@ def test_search_from_the_header_by_keyboard_then_open_the_reports(app, ctx, serv
     assert incident.reference in hit.inner_text()
     assert page.locator(".search-hits mark").all_inner_texts() == ["Payroll", "slow"]
 
-    page.locator("details.menu > summary").click()  # the header menu under the agent's name
+    page.locator("details.menu:has(.who) > summary").click()  # the header menu under the agent's name
     page.get_by_role("link", name="Reports", exact=True).click()
     page.wait_for_url(re.compile(r"/reports"))
     assert page.get_by_role("img", name=re.compile("Response target by")).is_visible()

@@ -49,7 +49,7 @@ def test_a_lead_configures_simulates_and_the_real_run_matches(server, desk, page
     p = desk.p
     desk.clock.set(LOGGED - dt.timedelta(hours=1))
     log_in(page, server, p.lead.username)
-    page.locator("details.menu > summary").click()  # the header menu under the agent's name
+    page.locator("details.menu:has(.who) > summary").click()  # the header menu under the agent's name
     page.get_by_role("link", name="Escalation").click()
     page.get_by_role("link", name="New policy").click()
     page.get_by_label(re.compile("The policy")).fill(POLICY.replace('team = "Network"', 'team = "Netwrk"'))
