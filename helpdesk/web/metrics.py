@@ -4,8 +4,9 @@ What the desk's operators watch: how long requests take (this process's histogra
 started — scrape each web process on its own port), how much background work waits (the task
 queue, both outboxes and how late their oldest due row is), whether the periodic passes run
 (SLA check, sweep, auto-close: last duration, when they last finished, failures), live
-workers, and the active incidents by status. Every figure is one indexed query or a counter
-in memory, so a scrape costs the same at a thousand incidents as at a million.
+workers, and the active incidents by status. A scrape is a fixed handful of queries on indexed
+columns and counters in memory: its cost follows what is pending or active, never the history
+(delivered messages, closed incidents).
 """
 
 from __future__ import annotations
