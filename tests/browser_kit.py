@@ -34,6 +34,9 @@ def log_in(page: Any, base: str, username: str) -> None:
     """Log in afresh (any earlier session's cookies dropped) and wait for the first queue page."""
     from helpdesk.testing import PASSWORD  # not at import: conftest imports this module early
 
+    # Leave the old page first: its htmx requests (queue counts, refreshes) would otherwise be
+    # answered "log in" once the cookies are gone and navigate away under this goto.
+    page.goto("about:blank")
     page.context.clear_cookies()
     page.goto(f"{base}/login")
     page.get_by_label("User name").fill(username)

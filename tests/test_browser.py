@@ -43,7 +43,6 @@ def test_owner_keeps_incident_assigned_to_database_team(server, personas, page):
     assert "Database /" in row.locator('td[data-label="Assignee"]').inner_text()
     assert "Service Desk / John Carter" in row.locator('td[data-label="Owner"]').inner_text()
 
-    page.context.clear_cookies()
     log_in(page, server, personas.assignee.username)
     page.get_by_role("navigation", name="Queues").get_by_role("link", name="My teams").click()
     page.wait_for_url(re.compile(r"/queues/teams$"))
