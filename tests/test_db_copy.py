@@ -19,10 +19,15 @@ from helpdesk.models import Agent, Incident, TimelineEntry
 from helpdesk.testing import PG_URL_VARIABLE, make_app
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-COPY_DB = "helpdesk_copy_target"
+COPY_DB = f"helpdesk_copy_target_{os.getpid()}"  # one per test run: runs may share the server
 
 
-def _postgres_target() -> str:
+def _drop_postgres_target() -> None:
+    with psycopg.connect(ADMIN_URL, connect_timeout=3, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {COPY_DB} WITH (FORCE)")
+
+
+def _postgres_target(request: pytest.FixtureRequest) -> str:
     """A new, empty PostgreSQL database for the copy (dropped first if a run left one)."""
     try:
         connection = psycopg.connect(ADMIN_URL, connect_timeout=3, autocommit=True)
@@ -34,6 +39,7 @@ def _postgres_target() -> str:
         cursor.execute(f"DROP DATABASE IF EXISTS {COPY_DB} WITH (FORCE)")
         cursor.execute(f"CREATE DATABASE {COPY_DB}")
     connection.close()
+    request.addfinalizer(_drop_postgres_target)
     return f"postgresql://postgres@127.0.0.1:5432/{COPY_DB}"
 
 
@@ -75,10 +81,10 @@ def _close(db: peewee.Database) -> None:
     db.close_all() if hasattr(db, "close_all") else db.close()
 
 
-def test_copy_to_the_other_kind_of_database_and_run_on_it(app, desk, tmp_path):
+def test_copy_to_the_other_kind_of_database_and_run_on_it(app, desk, tmp_path, request):
     child, parent = desk
     source = _source_url(app)
-    target = (_postgres_target() if source.startswith("sqlite")
+    target = (_postgres_target(request) if source.startswith("sqlite")
               else f"sqlite:///{tmp_path / 'copied.db'}")
     result = copy_database(source, target)
 
@@ -115,7 +121,7 @@ def test_copying_a_database_onto_itself_is_refused(app):
 
 @pytest.mark.skipif(not os.environ.get(PG_URL_VARIABLE), reason="the PostgreSQL pass copies PG → SQLite "
                     "above; this checks the reverse from that pass too")
-def test_sqlite_to_postgres_from_the_postgres_pass(tmp_path, monkeypatch):
+def test_sqlite_to_postgres_from_the_postgres_pass(tmp_path, monkeypatch, request):
     monkeypatch.delenv(PG_URL_VARIABLE)
     from helpdesk import people, schema
     from helpdesk.testing import PASSWORD
@@ -129,7 +135,7 @@ def test_sqlite_to_postgres_from_the_postgres_pass(tmp_path, monkeypatch):
         first = incidents.log_incident(ctx, title="Mail queue stuck", actor=john)
     source = _source_url(app)
     _close(database.obj)
-    target = _postgres_target()
+    target = _postgres_target(request)
     result = copy_database(source, target)
     assert {t.table: t.rows for t in result.tables}["incident"] == 1
     check = make_app(tmp_path / "pg-instance", database_url=target)
