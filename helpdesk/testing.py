@@ -57,7 +57,7 @@ def reset_postgres(url: str) -> None:
     """Empty the test database (everything in schema public)."""
     db = open_database(url)
     with db.connection_context():
-        db.execute_sql("DROP SCHEMA public CASCADE")
+        db.execute_sql("DROP SCHEMA IF EXISTS public CASCADE")  # an interrupted run may have left none
         db.execute_sql("CREATE SCHEMA public")
     db.close_all()
 
