@@ -74,7 +74,9 @@ def test_take_from_a_queue_with_the_keyboard(server, personas, page, log_inciden
     assert page.evaluate("document.activeElement.getAttribute('href')") == second
     page.keyboard.press("t")
     page.wait_for_selector(".flash:has-text('Took it')")
-    # Back in the queue, the same incident is still the selected one: o opens it.
+    # Back in the queue, the same incident is still the selected one (console.js restores it
+    # once the page has loaded): o opens it.
+    wait_until(page, f"document.activeElement.getAttribute('href') === {second!r}")
     page.keyboard.press("o")
     page.wait_for_url(re.compile(re.escape(second) + "$"))
     side = page.get_by_role("region", name="Incident facts and actions")
@@ -95,7 +97,7 @@ def test_a_specialist_takes_works_and_resolves_on_the_first_screen_without_the_m
     page.keyboard.press("t")
     page.wait_for_selector("#assignee-heading + .current:has-text('Priya Raman')")
     wait_until(page, "document.getElementById('console-announce').textContent.includes('Took it')")
-    assert focused(page) == "assignee-heading"
+    wait_until(page, "document.activeElement.id === 'assignee-heading'")  # after htmx settles
 
     page.keyboard.press("n")
     assert focused(page) == "reply-body"
@@ -116,7 +118,7 @@ def test_a_specialist_takes_works_and_resolves_on_the_first_screen_without_the_m
     on_first_screen(page, "form.resolve button[type=submit]")
     page.keyboard.press("Enter")
     page.wait_for_selector("#status-heading ~ .current:has-text('Resolved')")
-    assert focused(page) == "status-heading"
+    wait_until(page, "document.activeElement.id === 'status-heading'")  # after htmx settles
     assert page.evaluate("window.scrollY") == 0
     assert "Resolution (Fixed)" in page.get_by_role("region", name="Status").inner_text()
 
