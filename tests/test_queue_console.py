@@ -78,14 +78,6 @@ def test_rows_carry_the_shortcut_contract_and_say_unassigned_plainly(app, person
     assert '<label for="f-sort">Sort</label>' in page and 'id="f-sort"' in page
 
 
-def test_without_the_take_route_the_queue_still_renders_without_take_buttons(app, personas, log_incident):
-    if "incidents.take_work" in app.view_functions:
-        pytest.skip("the Take route is installed")
-    log_incident(title="Printer jammed")
-    response = AgentClient(app, personas.owner).get("/queues/open")
-    assert response.status_code == 200 and 'data-shortcut="take"' not in text(response)
-
-
 def test_due_column_shows_the_running_due_time_and_marks_a_breach_in_words(app, personas, log_incident,
                                                                            frozen_clock):
     from helpdesk import sla
