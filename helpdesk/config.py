@@ -118,9 +118,21 @@ def _statuses(value: Any) -> tuple[str, ...]:
     return names
 
 
+#: Words found in the sample keys of READMEs, compose files and framework templates; a key
+#: holding one was copied from an example, so everyone who read that example can sign sessions.
+_SAMPLE_KEY_WORDS = ("changeme", "change-me", "change_me", "replace", "example", "sample",
+                     "insecure", "your-secret", "your_secret", "secretkey", "secret-key",
+                     "secret_key", "placeholder", "default", "notsecret", "not-secret")
+
+
 def _secret_key(value: str) -> str:
     if len(value.strip()) < 32:
         raise ValueError("must be at least 32 characters (run `helpdesk init` to generate one)")
+    lowered = value.lower()
+    sample = next((word for word in _SAMPLE_KEY_WORDS if word in lowered), None)
+    if sample:
+        raise ValueError(f"looks like a sample key (it contains {sample!r}); "
+                         "generate one: `python -c 'import secrets; print(secrets.token_urlsafe(48))'`")
     return value
 
 

@@ -76,7 +76,7 @@ def make_app(instance: Path, with_plugins: list[Any] | tuple[Any, ...] = (),
         "instance_path": str(instance),
         "database_url": os.environ.get(PG_URL_VARIABLE) or f"sqlite:///{instance / 'helpdesk.db'}",
         "queue_url": "memory",
-        "secret_key": "test-secret-key-" + "x" * 32,
+        "secret_key": "for-tests-only-" + "x" * 32,
         "testing": True,
         "allowed_hosts": "localhost",  # the Flask test client's host, whatever base_url a test sets
         **settings,

@@ -276,8 +276,21 @@ def test_c14_identity_headers_are_ignored(app: Flask, personas: Personas, header
     assert response.status_code == 302 and "/login" in response.headers["Location"]
 
 
-@pytest.mark.parametrize("secret", ["", " " * 40, "short", "changeme", "x" * 31])
+@pytest.mark.parametrize("secret", [
+    "", " " * 40, "short", "changeme", "x" * 31,
+    # sample keys as they are pasted from READMEs and compose files
+    "change-me-to-a-long-random-string-please", "django-insecure-0f9#kq2!l7x@v8m3n1b6z4c5d2s9a",
+    "your-secret-key-goes-here-1234567890abcdef", "SECRET_KEY_FOR_EXAMPLE_PURPOSES_ONLY_0123",
+])
 def test_c15_a_weak_secret_key_stops_start_up(tmp_path: Any, secret: str) -> None:
     with pytest.raises(ConfigError, match="HELPDESK_SECRET_KEY"):
         load_settings(environ={"HELPDESK_SECRET_KEY": secret}, instance_path=tmp_path)
+
+
+def test_c15_a_generated_key_is_accepted(tmp_path: Any) -> None:
+    """The refusal of sample words must not refuse what `helpdesk init` writes."""
+    import secrets
+    for _ in range(200):
+        key = secrets.token_urlsafe(48)
+        assert load_settings(environ={"HELPDESK_SECRET_KEY": key}, instance_path=tmp_path).secret_key == key
 
