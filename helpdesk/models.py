@@ -876,3 +876,17 @@ class SavedView(BaseModel):
 
 
 MODELS += [SavedView]
+
+
+class CustomerSession(BaseModel):
+    """A customer signed in to the portal, kept server-side like :class:`AgentSession` so
+    that signing out, a new password or a deleted contact ends it; the cookie holds only a
+    random token, the table its SHA-256."""
+
+    token_hash = peewee.CharField(max_length=64, unique=True)
+    contact = peewee.ForeignKeyField(Contact, backref="+", on_delete="CASCADE")
+    created_at = peewee.DateTimeField(default=utcnow)
+    last_seen_at = peewee.DateTimeField(default=utcnow)
+
+
+MODELS += [CustomerSession]

@@ -5,6 +5,9 @@ when it began and when it was last used. A request is logged in only while its r
 is younger than ``session_lifetime_seconds`` and was used within ``session_idle_seconds``.
 Deleting rows is how a session ends: logout (this one), "log out other sessions" (all but
 this one), a new password, deactivation or a change of role (all of them).
+
+Customers' portal sessions work the same way in their own table (:class:`CustomerSession`):
+signing out ends this one, a new password ends the others.
 """
 
 from __future__ import annotations
@@ -15,13 +18,19 @@ import secrets
 
 from helpdesk.clock import now
 from helpdesk.db import write_transaction
-from helpdesk.models import Agent, AgentSession
+from helpdesk.models import Agent, AgentSession, Contact, CustomerSession
 
 TOUCH_EVERY = dt.timedelta(seconds=60)  # last use is written at most once a minute per session
 
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _expired(stamp: dt.datetime, created_at: dt.datetime, last_seen_at: dt.datetime,
+             idle_seconds: int, lifetime_seconds: int) -> bool:
+    return (stamp - created_at > dt.timedelta(seconds=lifetime_seconds)
+            or stamp - last_seen_at > dt.timedelta(seconds=idle_seconds))
 
 
 def start(agent: Agent, address: str | None = None, idle_seconds: int | None = None,
@@ -50,8 +59,7 @@ def agent_of(token: object, agent_id: int, idle_seconds: int, lifetime_seconds: 
     if row is None or row.agent_id != agent_id:
         return None
     stamp = now()
-    if (stamp - row.created_at > dt.timedelta(seconds=lifetime_seconds)
-            or stamp - row.last_seen_at > dt.timedelta(seconds=idle_seconds)):
+    if _expired(stamp, row.created_at, row.last_seen_at, idle_seconds, lifetime_seconds):
         AgentSession.delete().where(AgentSession.id == row.id).execute()
         return None
     if stamp - row.last_seen_at >= TOUCH_EVERY:
@@ -81,3 +89,53 @@ def live(agent_id: int) -> list[AgentSession]:
 
 def is_current(row: AgentSession, token: object) -> bool:
     return isinstance(token, str) and row.token_hash == _hash(token)
+
+
+# -- customers (the portal) -------------------------------------------------------------------
+
+
+def start_customer(contact: Contact, idle_seconds: int, lifetime_seconds: int) -> str:
+    """Begin a portal session for ``contact``; return the token for the cookie. The
+    contact's sessions that expired unseen are deleted on the way."""
+    token = secrets.token_urlsafe(32)
+    stamp = now()
+    with write_transaction():
+        CustomerSession.delete().where(
+            (CustomerSession.contact == contact.id)
+            & ((CustomerSession.last_seen_at < stamp - dt.timedelta(seconds=idle_seconds))
+               | (CustomerSession.created_at < stamp - dt.timedelta(seconds=lifetime_seconds)))
+        ).execute()
+        CustomerSession.create(token_hash=_hash(token), contact=contact.id, created_at=stamp,
+                               last_seen_at=stamp)
+    return token
+
+
+def customer_of(token: object, idle_seconds: int, lifetime_seconds: int) -> Contact | None:
+    """The contact whose live portal session ``token`` is (one query), or None."""
+    if not isinstance(token, str) or not token or len(token) > 200:
+        return None
+    row = (CustomerSession.select(CustomerSession, Contact).join(Contact)
+           .where(CustomerSession.token_hash == _hash(token)).first())
+    if row is None:
+        return None
+    stamp = now()
+    if _expired(stamp, row.created_at, row.last_seen_at, idle_seconds, lifetime_seconds):
+        CustomerSession.delete().where(CustomerSession.id == row.id).execute()
+        return None
+    if stamp - row.last_seen_at >= TOUCH_EVERY:
+        CustomerSession.update(last_seen_at=stamp).where(CustomerSession.id == row.id).execute()
+    return row.contact
+
+
+def end_customer(token: object) -> None:
+    """Sign out: this portal session ends, so a copy of its cookie is worthless."""
+    if isinstance(token, str) and token:
+        CustomerSession.delete().where(CustomerSession.token_hash == _hash(token)).execute()
+
+
+def end_customer_sessions(contact_id: int, keep: object = None) -> int:
+    """End a contact's portal sessions but ``keep`` (a token); return how many ended."""
+    query = CustomerSession.delete().where(CustomerSession.contact == contact_id)
+    if isinstance(keep, str) and keep:
+        query = query.where(CustomerSession.token_hash != _hash(keep))
+    return query.execute()

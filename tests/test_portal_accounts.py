@@ -148,3 +148,51 @@ def test_the_requester_rates_a_resolution_and_can_change_it(app, ctx, smtp, acme
     assert bob.post(f"/portal/incidents/{incident.id}/rating", {"score": "1"}).status_code == 422
     assert bob.post(f"/portal/incidents/{incident.id}/confirm").status_code == 422
     assert Incident.get_by_id(incident.id).status == "resolved"
+
+
+def _copy_of(customer: Customer, app: Any) -> Any:
+    """Another browser holding a copy of this customer's session cookie (a stolen cookie)."""
+    name = app.config["SESSION_COOKIE_NAME"]
+    thief = app.test_client()
+    thief.set_cookie(name, customer.http.get_cookie(name).value)
+    return thief
+
+
+def test_signing_out_ends_the_session_even_for_a_copy_of_the_cookie(app, smtp, acme):
+    ada = Customer(app, smtp, "ada@example.org").sign_in()
+    thief = _copy_of(ada, app)
+    assert "Your requests" in page(thief.get("/portal/"))
+
+    assert ada.post("/portal/sign-out").status_code == 303
+    for browser in (ada.http, thief):
+        answer = browser.get("/portal/")
+        assert answer.status_code == 302 and "/portal/sign-in" in answer.headers["Location"]
+
+
+def test_a_new_password_ends_the_accounts_other_sessions(app, smtp, acme):
+    ada = Customer(app, smtp, "ada@example.org").sign_in()
+    elsewhere = Customer(app, smtp, "ada@example.org").sign_in()  # a shared computer
+    assert "Your requests" in page(elsewhere.get("/portal/"))
+
+    assert ada.post("/portal/password", {"password": PASSWORD, "again": PASSWORD}).status_code == 303
+    assert "Your requests" in page(ada.get("/portal/")), "the browser that changed it stays in"
+    answer = elsewhere.get("/portal/")
+    assert answer.status_code == 302 and "/portal/sign-in" in answer.headers["Location"]
+
+
+def test_a_cookie_planted_before_sign_in_is_not_signed_in_afterwards(app, smtp, acme):
+    """C3 on the portal: the attacker's pre-sign-in cookie (and its CSRF token) stay worthless."""
+    victim = Customer(app, smtp, "ada@example.org")
+    planted_token = victim.csrf()
+    planted = _copy_of(victim, app)
+    victim.sign_in()
+    assert victim.csrf() != planted_token
+    answer = planted.get("/portal/")
+    assert answer.status_code == 302 and "/portal/sign-in" in answer.headers["Location"]
+
+
+def test_a_deleted_contact_is_signed_out(app, smtp, acme):
+    ada = Customer(app, smtp, "ada@example.org").sign_in()
+    Contact.delete_by_id(acme["ada"].id)
+    answer = ada.get("/portal/")
+    assert answer.status_code == 302 and "/portal/sign-in" in answer.headers["Location"]

@@ -20,6 +20,7 @@ from flask import (
     Flask,
     Response,
     abort,
+    current_app,
     flash,
     g,
     redirect,
@@ -29,7 +30,7 @@ from flask import (
     url_for,
 )
 
-from helpdesk import attachments, customer_links, customers, incidents
+from helpdesk import attachments, customer_links, customers, incidents, sessions
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
 from helpdesk.models import Attachment, Contact, Incident, Rating, TimelineEntry
@@ -38,7 +39,7 @@ from helpdesk.web import context
 
 bp = Blueprint("portal", __name__, url_prefix="/portal")
 logger = logging.getLogger(__name__)
-SESSION_KEY = "portal_contact"
+SESSION_KEY = "portal_sid"  # the token of a server-side CustomerSession
 #: Plain words for urgency (what the customer can tell us); impact is the desk's judgement.
 URGENCY = {"high": "I cannot work at all", "medium": "It slows me down", "low": "It can wait"}
 SENT = ("If this address is known to us, a sign-in link is on its way. "
@@ -46,10 +47,19 @@ SENT = ("If this address is known to us, a sign-in link is on its way. "
 
 
 def current_customer() -> Contact | None:
-    raw = session.get(SESSION_KEY)
-    if not isinstance(raw, int):
-        return None
-    return Contact.get_or_none(Contact.id == raw)
+    """The contact whose live server-side portal session the cookie's token is."""
+    settings = current_app.extensions["helpdesk.settings"]
+    return sessions.customer_of(session.get(SESSION_KEY), settings.session_idle_seconds,
+                                settings.session_lifetime_seconds)
+
+
+def _start_customer_session(contact: Contact) -> None:
+    """Nothing of the signed-out session survives (CSRF token included, C3); the new
+    session lives server-side, so signing out or a new password can end it (C4)."""
+    session.clear()
+    settings = current_app.extensions["helpdesk.settings"]
+    session[SESSION_KEY] = sessions.start_customer(contact, settings.session_idle_seconds,
+                                                   settings.session_lifetime_seconds)
 
 
 def _gate() -> Response | None:
@@ -108,8 +118,7 @@ def password_sign_in() -> Any:
     if contact is None:
         return render_template("portal/sign_in.html", email=email, error=(
             "That address and password do not match. Forgot it? Ask for a sign-in link.")), 401
-    session.clear()  # nothing of the signed-out session survives (CSRF token included)
-    session[SESSION_KEY] = contact.id
+    _start_customer_session(contact)
     return redirect(url_for("portal.index"), code=303)
 
 
@@ -127,6 +136,8 @@ def password() -> Any:
             raise DomainError("The two passwords differ.")
         with write_transaction():
             customers.set_portal_password(g.customer, new, request.form.get("current") or "")
+            # Whoever else holds a session of this account (a shared or stolen computer) is out.
+            sessions.end_customer_sessions(g.customer.id, keep=session.get(SESSION_KEY))
     except DomainError as error:
         return render_template("portal/password.html", has_one=has_one, error=str(error)), 422
     flash("Your password is set. Next time, sign in with it or with a link.")
@@ -143,15 +154,15 @@ def redeem(token: str) -> Any:
     if contact is None:
         return render_template("portal/sign_in.html", error=(
             "This link is invalid, expired or already used. Ask for a new one.")), 400
-    session.clear()  # nothing of the signed-out session survives (CSRF token included)
-    session[SESSION_KEY] = contact.id
+    _start_customer_session(contact)
     return redirect(url_for("portal.index"), code=303)
 
 
 @bp.post("/sign-out")
 @access(CUSTOMER)
 def sign_out() -> Response:
-    session.pop(SESSION_KEY, None)
+    sessions.end_customer(session.get(SESSION_KEY))
+    session.clear()
     flash("You are signed out.")
     return redirect(url_for("portal.sign_in"), code=303)
 
