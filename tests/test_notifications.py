@@ -528,6 +528,128 @@ class TestOutboxAtomicity:
         assert Delivery.select().where(Delivery.state != "sent").count() == 0
 
 
+# -- 4b. a long outage of every channel (G3) -----------------------------------------------------
+
+
+class _LateReceiver:
+    """An HTTP receiver on a port chosen now but listening only from :meth:`start` (a
+    service that is down, then comes back); records each request's idempotency key."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.keys: list[str] = []
+        self._httpd: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.keys.append(self.headers.get("Idempotency-Key", ""))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+
+class TestLongOutage:
+    """SMTP, webhook and chat all refuse connections for two hours, then recover: work on
+    incidents goes on meanwhile, and afterwards everything pending is delivered, once each."""
+
+    @pytest.fixture
+    def down(self) -> Iterator[dict[str, Any]]:
+        servers = {"smtp": SmtpServer(), "webhook": _LateReceiver(), "chat": _LateReceiver()}
+        yield servers
+        servers["webhook"].close()
+        servers["chat"].close()
+        if getattr(servers["smtp"], "_started", False):
+            servers["smtp"].stop()
+        else:
+            servers["smtp"]._controller.loop.close()  # made in advance, never served
+
+    @pytest.fixture
+    def channel_settings(self, down: dict[str, Any]) -> dict[str, Any]:
+        down["smtp"].from_address = FROM
+        return {"email": down["smtp"].settings,
+                "webhook": {"urls": [f"{down['webhook'].url}/hook"], "secret": SECRET,
+                            "allow_private": ["127.0.0.1"], "timeout": 1},
+                "chat": {"allow_private": ["127.0.0.1"], "timeout": 1}}
+
+    def test_everything_pending_is_delivered_once_after_two_hours_down(
+            self, ctx: Any, helpdesk_app: Flask, state: Any, personas: Personas, down: dict[str, Any],
+            incident_factory: Any, frozen_clock: FrozenClock) -> None:
+        with helpdesk_app.app_context():
+            AgentChannel.create(agent=personas.assignee.id, channel="chat",
+                                values=json.dumps({"url": f"{down['chat'].url}/services/T/B/x"}))
+        started = frozen_clock.now
+        made = []
+        while frozen_clock.now < started + dt.timedelta(hours=2):
+            if len(made) < 4 and (frozen_clock.now - started) >= dt.timedelta(minutes=30 * len(made)):
+                incident = incident_factory(title=f"Outage report {len(made)}")  # the desk works on
+                with helpdesk_app.app_context():
+                    incidents.assign(ctx, incident.id, personas.owner, personas.database_team,
+                                     personas.assignee)
+                made.append(incident.id)
+            frozen_clock.advance(minutes=5)
+            with helpdesk_app.app_context():
+                notifications.sweep(state)
+        with helpdesk_app.app_context():
+            rows = list(Delivery.select())
+        rows = [r for r in rows if r.channel != "inapp"]  # the in-app notices need no network
+        assert len(made) == 4 and {r.channel for r in rows} == {"email", "webhook", "chat"}
+        assert {r.state for r in rows} == {"pending"}, "two hours down: nothing given up yet"
+        assert max(r.attempts for r in rows) > 8, "it kept trying through the outage"
+
+        down["smtp"].start()
+        down["smtp"]._started = True
+        down["webhook"].start()
+        down["chat"].start()
+        for _ in range(17):  # backoff is capped at 15 minutes (give or take its jitter)
+            frozen_clock.advance(minutes=1)
+            with helpdesk_app.app_context():
+                notifications.sweep(state)
+
+        with helpdesk_app.app_context():
+            rows = list(Delivery.select())
+        assert {r.state for r in rows} == {"sent"}
+        by_channel = {name: [r for r in rows if r.channel == name] for name in ("email", "webhook", "chat")}
+        webhook_keys, chat_keys = down["webhook"].keys, down["chat"].keys
+        assert sorted(webhook_keys) == sorted(r.idempotency_key for r in by_channel["webhook"])
+        assert sorted(chat_keys) == sorted(r.idempotency_key for r in by_channel["chat"])
+        assert len(down["smtp"].received) == len(by_channel["email"]) > 0
+        assert len({m.message["Message-ID"] for m in down["smtp"].received}) == len(by_channel["email"])
+
+    def test_a_failure_older_than_the_retry_window_is_dead(
+            self, ctx: Any, helpdesk_app: Flask, state: Any, incident_factory: Any,
+            frozen_clock: FrozenClock) -> None:
+        incident_factory(title="Nobody listens")
+        delivery = only_delivery("webhook")
+        for _ in range(200):
+            frozen_clock.advance(minutes=20)
+            with helpdesk_app.app_context():
+                notifications.sweep(state)
+            if fresh(Delivery, delivery.id).state != "pending":
+                break
+        delivery = fresh(Delivery, delivery.id)
+        assert delivery.state == "dead" and delivery.attempts >= notifications.MAX_ATTEMPTS
+        window = dt.timedelta(hours=state.settings.delivery_retry_hours)
+        assert frozen_clock.now - delivery.created_at >= window
+
+
 # -- 5. dead letters retried by an admin -------------------------------------------------------------
 
 

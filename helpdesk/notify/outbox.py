@@ -8,7 +8,9 @@ writes one row per person and channel, plus one per broadcast address.
 with a conditional UPDATE, checks that it is still worth sending (the
 recipient may still receive it, its moment has not passed), sends it through
 its channel type and records the attempt; temporary failures are retried with
-exponential backoff and jitter, permanent ones and exhausted retries go to the
+exponential backoff and jitter (capped at 15 minutes, so a message is at most that late
+after its channel recovers) for ``delivery_retry_hours`` (and at least
+:data:`MAX_ATTEMPTS` times); permanent failures and exhausted retries go to the
 dead state. :func:`sweep` re-queues rows a crashed worker left claimed, and
 rows whose retry time has come: delivery is at least once, and every message
 carries an idempotency key so receivers can drop repeats.
@@ -36,9 +38,9 @@ from helpdesk.records import DeliveryError, Message
 
 logger = logging.getLogger(__name__)
 LEASE = dt.timedelta(minutes=5)  # a claimed row is re-queued after this if its worker died
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 8  # at least this many tries, however short the retry window
 BACKOFF_BASE = 30.0  # seconds; doubles per attempt, capped
-BACKOFF_CAP = 3600.0
+BACKOFF_CAP = 900.0
 #: Delivery states: waiting, claimed by a worker, done, given up (an admin may retry), not sent
 #: because its moment passed, not sent because the recipient may no longer receive it.
 STATES = ("pending", "sending", "sent", "dead", "expired", "cancelled")
@@ -188,8 +190,9 @@ def send_now(ctx: Context, channel: str, message: Message) -> None:
 
 
 def backoff(attempts: int) -> dt.timedelta:
-    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1))
-    return dt.timedelta(seconds=delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not crypto
+    """Doubling waits with jitter, never longer than :data:`BACKOFF_CAP` (jitter included)."""
+    delay = BACKOFF_BASE * 2 ** max(0, attempts - 1) * random.uniform(0.8, 1.2)  # noqa: S311 - jitter
+    return dt.timedelta(seconds=min(BACKOFF_CAP * random.uniform(0.8, 1.0), delay))  # noqa: S311
 
 
 def claim(delivery_id: int, at: dt.datetime, lease: dt.timedelta = LEASE) -> bool:
@@ -233,10 +236,10 @@ def deliver(ctx: Context, delivery_id: int) -> str | None:
             raise DeliveryError(f"the channel type {delivery.channel!r} is not available", permanent=True)
         channel.send(ctx, message_for(delivery))
     except DeliveryError as error:
-        return _failed(delivery, str(error), error.permanent)
+        return _failed(ctx, delivery, str(error), error.permanent)
     except Exception as error:  # a broken transport: treat as temporary, but say what it was
         logger.exception("channel %s crashed on delivery %s", delivery.channel, delivery_id)
-        return _failed(delivery, f"{type(error).__name__}: {error}", False)
+        return _failed(ctx, delivery, f"{type(error).__name__}: {error}", False)
     with write_transaction():
         Delivery.update(state="sent", sent_at=now(), claimed_until=None, last_error="") \
             .where((Delivery.id == delivery_id) & (Delivery.state == "sending")).execute()
@@ -244,8 +247,11 @@ def deliver(ctx: Context, delivery_id: int) -> str | None:
     return "sent"
 
 
-def _failed(delivery: Delivery, error: str, permanent: bool) -> str:
-    dead = permanent or delivery.attempts >= MAX_ATTEMPTS
+def _failed(ctx: Context, delivery: Delivery, error: str, permanent: bool) -> str:
+    """A temporary failure is retried until the row is ``delivery_retry_hours`` old (an
+    outage of hours must not turn every pending message into a dead letter, G3)."""
+    window = dt.timedelta(hours=ctx.settings.delivery_retry_hours)
+    dead = permanent or (delivery.attempts >= MAX_ATTEMPTS and now() - delivery.created_at >= window)
     state = "dead" if dead else "pending"
     with write_transaction():
         Delivery.update(state=state, claimed_until=None, last_error=error[:2000],
