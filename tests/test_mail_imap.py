@@ -16,12 +16,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
+from helpdesk.db import database
 from helpdesk.mail import imap
 from helpdesk.models import InboundMail, Incident
 
@@ -178,6 +181,57 @@ def test_a_crash_between_commit_and_seen_delivers_once(app, ctx, dovecot, monkey
     assert second.outcomes == ["duplicate"]
     assert dovecot.unseen() == 0
     assert Incident.select().count() == 1 and InboundMail.select().count() == 1
+
+
+@contextmanager
+def database_down(url: str) -> Iterator[None]:
+    """The helpdesk's database unavailable for a while: on SQLite another process holds the
+    file's exclusive lock; on PostgreSQL the database refuses connections and the open ones
+    are ended (as a restart would)."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        holder = sqlite3.connect(url.split("///", 1)[1], isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    import psycopg
+
+    name = urlsplit(url).path.lstrip("/")
+    admin_url = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        try:
+            yield
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+
+
+def test_with_the_database_down_the_message_stays_unseen_and_arrives_later(app, ctx, dovecot):
+    """G11: nothing is marked seen that was not committed; the next polls deliver it, once."""
+    dovecot.append(message(1))
+    dovecot.append(message(2))
+    (box,) = imap.mailboxes(ctx)
+    with database_down(app.extensions["helpdesk"].settings.database_url):
+        with app.app_context(), database.connection_context():  # as the worker's task runs it
+            polled = imap.poll(ctx, box)
+    assert polled.outcomes == [] and "stays unseen" in polled.stopped
+    assert dovecot.unseen() == 2
+
+    outcomes: list[str] = []
+    for _ in range(3):  # a pooled connection the outage ended may fail once more
+        with app.app_context(), database.connection_context():
+            outcomes += imap.poll(ctx, box).outcomes
+        if dovecot.unseen() == 0:
+            break
+    assert outcomes == ["created", "created"] and dovecot.unseen() == 0
+    assert Incident.select().count() == 2 and InboundMail.select().count() == 2
 
 
 def test_an_unreachable_mailbox_is_reported_not_raised(app, ctx, dovecot):
