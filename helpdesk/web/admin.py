@@ -304,17 +304,28 @@ def retry_delivery(delivery_id: int) -> Any:
     return redirect(url_for("admin.deliveries", state=request.args.get("state") or None), code=303)
 
 
+#: Test messages one person may send per rate-limit window (``login_window_seconds``).
+SEND_TESTS_PER_WINDOW = 10
+
+
 @bp.post("/channels/<name>/test")
 @access(LEAD)
 def test_channel(name: str) -> Any:
     """Send a test message through a channel type now, and say what happened."""
     from helpdesk.notify.outbox import send_now
     from helpdesk.records import DeliveryError, Message
+    from helpdesk.security import claim_login_attempt
     from helpdesk.web import context
 
     recipient = (request.form.get("recipient") or "").strip()
+    settings = context().settings
     if not recipient:
         flash("Give a recipient for the test message.")
+    elif claim_login_attempt({f"send-test:{current_user.id}": SEND_TESTS_PER_WINDOW},
+                             settings.login_window_seconds) is None:
+        # A test send is a request to any address the channel allows: bounded per person (F5).
+        flash(f"At most {SEND_TESTS_PER_WINDOW} test messages per "
+              f"{settings.login_window_seconds // 60} minutes; try again later.")
     else:
         try:
             send_now(context(), name, Message(recipient=recipient, subject="Helpdesk test message",

@@ -1,6 +1,7 @@
-"""F. Outbound requests (F1, F3): the guarded POST every webhook-style channel uses refuses
-internal addresses and other schemes, and never follows a redirect. (Refusing such URLs when
-they are saved is part of the notification work; F5's rate limit and F6 are tested with it.)
+"""F. Outbound requests (F1, F3, F5): the guarded POST every webhook-style channel uses refuses
+internal addresses and other schemes, and never follows a redirect; "Send test" never echoes
+what the receiver answered and is rate-limited per person. (Refusing such URLs when they are
+saved is part of the notification work; F6 is tested with it.)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Recorder(BaseHTTPRequestHandler):
             self.end_headers()
             return
         body = b'{"secret": "AKIA..."}'
-        self.send_response(200)
+        self.send_response(500 if self.path == "/fail" else 200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -71,3 +72,39 @@ def test_f3_a_redirect_is_not_followed_and_the_delivery_fails(internal_service: 
                   allow=["127.0.0.1"])
     assert Recorder.hits == ["/redirect"], "the Location was not fetched"
     assert "AKIA" not in str(refused.value)
+
+
+@pytest.fixture
+def helpdesk_bundled_plugins() -> list[str]:
+    return ["webhook"]
+
+
+@pytest.fixture
+def helpdesk_settings(internal_service: str) -> dict[str, Any]:
+    return {"plugins": {"webhook": {"urls": [f"http://{internal_service}/fail"], "secret": "s" * 32,
+                                    "allow_private": ["127.0.0.1"], "timeout": 2}}}
+
+
+def test_f5_send_test_says_what_happened_but_never_what_the_receiver_answered(
+        login, personas, internal_service):
+    hook = {"recipient": f"http://{internal_service}/fail"}  # a webhook's recipient is its URL
+    answer = login(personas.admin).post("/admin/channels/webhook/test", hook, follow_redirects=True)
+    page = answer.get_data(as_text=True)
+    assert Recorder.hits == ["/fail"] and "webhook: temporary failure" in page and "500" in page
+    assert "AKIA" not in page and "secret" not in page.lower().split("webhook: temporary failure")[1][:300]
+
+
+def test_f5_send_test_is_rate_limited_per_person(login, personas, internal_service):
+    from helpdesk.web.admin import SEND_TESTS_PER_WINDOW
+
+    hook = {"recipient": f"http://{internal_service}/fail"}
+    admin = login(personas.admin)
+    for _ in range(SEND_TESTS_PER_WINDOW):
+        admin.post("/admin/channels/webhook/test", hook)
+    assert len(Recorder.hits) == SEND_TESTS_PER_WINDOW
+    refused = admin.post("/admin/channels/webhook/test", hook, follow_redirects=True)
+    assert "At most 10 test messages per 15 minutes" in refused.get_data(as_text=True)
+    assert len(Recorder.hits) == SEND_TESTS_PER_WINDOW, "the refused test made no request"
+    lead = login(personas.lead)  # counted per person: another admin or lead is not blocked
+    lead.post("/admin/channels/webhook/test", hook)
+    assert len(Recorder.hits) == SEND_TESTS_PER_WINDOW + 1
