@@ -35,10 +35,10 @@ def handback_view(incident: Incident) -> dict[str, Any]:
             "can_decide": waiting is not None and handback.can_decide(incident, current_user)}
 
 
-def _respond(incident_id: int, change: Any, done: str) -> Any:
+def _respond(incident_id: int, change: Any, done: str, focus: str = "assignee-heading") -> Any:
     from helpdesk.web.incidents import _respond as respond
 
-    return respond(incident_id, change, done, "handback-heading")
+    return respond(incident_id, change, done, focus)
 
 
 @bp.post("/incidents/<int:incident_id>/hand-back")
@@ -46,7 +46,8 @@ def _respond(incident_id: int, change: Any, done: str) -> Any:
 def hand_back(incident_id: int) -> Any:
     return _respond(incident_id, lambda: handback.hand_back(
         context(), incident_id, current_user, request.form.get("request", ""),
-        optional_id("suggested_team", Team)), "Handed back to the owner with your request.")
+        optional_id("suggested_team", Team)), "Handed back to the owner with your request.",
+        "handback-heading")
 
 
 @bp.post("/incidents/<int:incident_id>/hand-back/accept")
