@@ -15,7 +15,7 @@ import pluggy
 
 __version__ = "0.1.0"
 #: The plugin API version: the major number changes only with an incompatible change.
-PLUGIN_API = "1.2"
+PLUGIN_API = "1.3"
 
 #: Decorator plugin authors use to mark their hook implementations.
 hookimpl = pluggy.HookimplMarker("helpdesk")
@@ -60,6 +60,8 @@ _PUBLIC = {
     "watchers": ("helpdesk.escalation.api", "watchers"),
     "add_watchers": ("helpdesk.escalation.api", "add_watchers"),
     "declare_major": ("helpdesk.escalation.api", "declare_major"),
+    # on call (plugin API 1.3): who to page or assign for a team now
+    "on_call": ("helpdesk.people", "on_call"),
     # monitoring alert sources
     "Alert": ("helpdesk.records", "Alert"),
     "AlertSource": ("helpdesk.records", "AlertSource"),

@@ -148,6 +148,7 @@ def create_app(
         attachments,
         auth,
         escalation,
+        handback,
         idempotency,
         incidents,
         insights,
@@ -162,7 +163,7 @@ def create_app(
     )
 
     for blueprint in (auth.bp, queues.bp, incidents.bp, admin.bp, notices.bp, escalation.bp, mail.bp,
-                      portal.bp, attachments.bp, macros.bp):
+                      portal.bp, attachments.bp, macros.bp, handback.bp):
         app.register_blueprint(blueprint)
     api.init_app(app)
     plugin_ui.init_app(app, ctx)

@@ -58,6 +58,10 @@ class Team(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     #: An inactive team keeps its incidents and history but is assigned no new work.
     active = peewee.BooleanField(default=True)
+    #: Functional escalation (migration 0022): "open" (any agent may reassign its incidents) or
+    #: "refer" (refer and request: its own agents only hand incidents back to the owner, see
+    #: helpdesk.incidents.handback).
+    escalation_mode = peewee.CharField(max_length=8, default="open")
 
     def __str__(self) -> str:
         return self.name
@@ -877,6 +881,43 @@ class SavedView(BaseModel):
 
 MODELS += [SavedView]
 
+
+ESCALATION_MODES = {"open": "Open (any agent may reassign)",
+                    "refer": "Refer and request (hand back to the owner with a request)"}
+
+
+class TeamOnCall(BaseModel):
+    """A team's current on-call agent (one at a time, no rota), optionally until a moment;
+    the reassign escalation step can assign to them."""
+
+    team = peewee.ForeignKeyField(Team, unique=True, backref="+", on_delete="CASCADE")
+    agent = peewee.ForeignKeyField(Agent, backref="+", on_delete="CASCADE")
+    until = peewee.DateTimeField(null=True)  # None: until changed
+    set_by = peewee.ForeignKeyField(Agent, null=True, backref="+", on_delete="SET NULL")
+    set_at = peewee.DateTimeField(default=utcnow)
+
+
+class HandBack(BaseModel):
+    """A specialist team (in refer mode) handing an incident back to its owner with a request,
+    optionally suggesting a team; the owner accepts or rejects it. ``state``: pending, accepted,
+    rejected, lapsed (the incident moved on before anyone decided)."""
+
+    incident = peewee.ForeignKeyField(Incident, backref="+", on_delete="CASCADE")
+    team = peewee.ForeignKeyField(Team, backref="+", on_delete="CASCADE")
+    requested_by = peewee.ForeignKeyField(Agent, null=True, backref="+", on_delete="SET NULL")
+    requested_at = peewee.DateTimeField(default=utcnow)
+    request = peewee.TextField()
+    suggested_team = peewee.ForeignKeyField(Team, null=True, backref="+", on_delete="SET NULL")
+    state = peewee.CharField(max_length=16, default="pending")
+    decided_by = peewee.ForeignKeyField(Agent, null=True, backref="+", on_delete="SET NULL")
+    decided_at = peewee.DateTimeField(null=True)
+    decision = peewee.TextField(default="")
+
+    class Meta:
+        indexes = ((("incident", "state"), False),)
+
+
+MODELS += [TeamOnCall, HandBack]
 
 class CustomerSession(BaseModel):
     """A customer signed in to the portal, kept server-side like :class:`AgentSession` so

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from dataclasses import dataclass
 
 import peewee
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from helpdesk import sessions
+from helpdesk.clock import now
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
-from helpdesk.models import ROLES, Agent, ConfigChange, Membership, Team
+from helpdesk.models import ESCALATION_MODES, ROLES, Agent, ConfigChange, Membership, Team, TeamOnCall
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -164,11 +167,16 @@ def is_member(agent: Agent | int, team: Team | int) -> bool:
 
 
 def update_team(team: Team, *, name: str, description: str, active: bool, members: list[Agent],
-                service_desk: str, actor: Agent | None = None) -> dict[str, tuple[str, str]]:
-    """Rename, describe, (de)activate a team and set its members; audited. Returns what changed
-    (field -> (old, new)). Raises :class:`FieldErrors` with a message per field."""
+                service_desk: str, actor: Agent | None = None,
+                escalation_mode: str | None = None) -> dict[str, tuple[str, str]]:
+    """Rename, describe, (de)activate a team, set its members and its escalation mode (``None``:
+    unchanged); audited. Returns what changed (field -> (old, new)). Raises
+    :class:`FieldErrors` with a message per field."""
     name = name.strip()
+    mode = team.escalation_mode if escalation_mode is None else escalation_mode
     errors = {}
+    if mode not in ESCALATION_MODES:
+        errors["escalation_mode"] = f"Choose one of: {', '.join(ESCALATION_MODES)}."
     if not name:
         errors["name"] = "A team needs a name."
     elif len(name) > 100:
@@ -187,14 +195,15 @@ def update_team(team: Team, *, name: str, description: str, active: bool, member
     changed = {}
     for field, old, new in (("name", team.name, name), ("description", team.description, description.strip()),
                             ("active", "yes" if team.active else "no", "yes" if active else "no"),
-                            ("members", ", ".join(old_members), ", ".join(new_members))):
+                            ("members", ", ".join(old_members), ", ".join(new_members)),
+                            ("escalation_mode", team.escalation_mode, mode)):
         if old != new:
             changed[field] = (old, new)
     if not changed:
         return changed
     try:
         with write_transaction():
-            Team.update(name=name, description=description.strip(), active=active) \
+            Team.update(name=name, description=description.strip(), active=active, escalation_mode=mode) \
                 .where(Team.id == team.id).execute()
             if "members" in changed:
                 Membership.delete().where(Membership.team == team).execute()
@@ -218,3 +227,72 @@ class FieldErrors(DomainError):
 
 def team_member_ids(team: Team) -> list[int]:
     return [m.agent_id for m in Membership.select(Membership.agent).where(Membership.team == team)]
+
+
+# -- on call -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OnCall:
+    """A team's on-call agent as escalation sees it: ``agent`` when there is one to assign to
+    now (set, active, still a member, not past ``until``), else ``None`` and ``note`` says why."""
+
+    agent: Agent | None
+    note: str = ""
+    until: dt.datetime | None = None
+
+
+def on_call(team: Team | int) -> OnCall:
+    """Who is on call for ``team`` now (public face: escalation steps call it)."""
+    row = TeamOnCall.get_or_none(TeamOnCall.team == team)
+    name = row.team.name if row is not None else (team.name if isinstance(team, Team) else f"team {team}")
+    if row is None:
+        return OnCall(None, f"{name} has no on-call agent")
+    agent = row.agent
+    if row.until is not None and row.until <= now():
+        return OnCall(None, f"{agent}'s on-call for {name} ended at {row.until:%Y-%m-%d %H:%M} UTC")
+    if not agent.active:
+        return OnCall(None, f"{name}'s on-call agent {agent} is deactivated")
+    if not is_member(agent, row.team_id):
+        return OnCall(None, f"{name}'s on-call agent {agent} is no longer a member")
+    return OnCall(agent, until=row.until)
+
+
+def can_set_on_call(actor: Agent, team: Team) -> bool:
+    """Admins, and the team's own leads."""
+    return actor.is_admin or (actor.role == "lead" and is_member(actor, team))
+
+
+def set_on_call(team: Team, agent: Agent | None, *, actor: Agent, until: dt.datetime | None = None) -> bool:
+    """Make ``agent`` (an active member) the team's on-call agent, optionally until a moment
+    (naive UTC), or clear it (``None``); audited. Returns whether anything changed."""
+    from helpdesk.errors import PermissionDenied
+
+    if not can_set_on_call(actor, team):
+        raise PermissionDenied(f"Only a lead of {team.name} or an admin can set its on-call agent.")
+    if agent is not None:
+        if not agent.active:
+            raise FieldErrors({"on_call": f"{agent} is deactivated and cannot be on call."})
+        if not is_member(agent, team):
+            raise FieldErrors({"on_call": f"{agent} is not a member of {team.name}."})
+        if until is not None and until <= now():
+            raise FieldErrors({"until": "The end of the on-call must be in the future."})
+    elif until is not None:
+        raise FieldErrors({"until": "Choose the on-call agent as well."})
+    current = TeamOnCall.get_or_none(TeamOnCall.team == team)
+
+    def said(row_agent: Agent | None, row_until: dt.datetime | None) -> str:
+        if row_agent is None:
+            return ""
+        return row_agent.username + (f" until {row_until:%Y-%m-%d %H:%M} UTC" if row_until else "")
+
+    old = said(current.agent, current.until) if current else ""
+    new = said(agent, until)
+    if old == new:
+        return False
+    with write_transaction():
+        TeamOnCall.delete().where(TeamOnCall.team == team).execute()
+        if agent is not None:
+            TeamOnCall.create(team=team, agent=agent, until=until, set_by=actor, set_at=now())
+        ConfigChange.create(key=f"team:{team.id}.on_call", old_value=old, new_value=new, actor=actor)
+    return True

@@ -65,14 +65,25 @@ def notify_assigned_team_leads(ctx: Any, incident: Any, level: EscalationLevel,
 
 
 def reassign(ctx: Any, incident: Any, level: EscalationLevel, params: dict[str, Any]) -> StepResult:
+    """To the team, or (``agent = "on_call"``) to its on-call agent; with nobody on call, to the
+    team alone, and the result says why (never a silent fallback)."""
     team = helpdesk.Team.get_or_none(helpdesk.Team.name == params["team"])
     if team is None:
         raise helpdesk.StepError(f"there is no team named {params['team']!r} any more")
-    if incident.assigned_team_id == team.id:
-        return StepResult(f"already assigned to {team}")
-    helpdesk.incidents.assign(ctx, incident.id, None, team, None,
-                              note=f"Escalation level {level.number}: {level.title}")
-    return StepResult(f"reassigned to {team}")
+    agent, fallback = None, ""
+    if params.get("agent") == "on_call":
+        on_call = helpdesk.on_call(team)
+        agent = on_call.agent
+        if agent is None:
+            fallback = f"; {on_call.note}, so assigned to the team only"
+    if incident.assigned_team_id == team.id and (agent is None or incident.assigned_agent_id == agent.id):
+        return StepResult(f"already assigned to {team}" + (f" / {agent}" if agent else "") + fallback)
+    note = f"Escalation level {level.number}: {level.title}"
+    if agent is not None:
+        note += f" (on call for {team})"
+    note += fallback
+    helpdesk.incidents.assign(ctx, incident.id, None, team, agent, note=note)
+    return StepResult(f"reassigned to {team}" + (f" / {agent} (on call)" if agent else fallback))
 
 
 def raise_priority(ctx: Any, incident: Any, level: EscalationLevel, params: dict[str, Any]) -> StepResult:
@@ -119,8 +130,12 @@ def helpdesk_escalation_steps(ctx: Any) -> list[EscalationStep]:
         EscalationStep("notify_assigned_team_leads", "Notify the assigned team's leads",
                        notify_assigned_team_leads, params=(MESSAGE,)),
         EscalationStep("reassign", "Reassign to a team", reassign,
-                       params=(StepParam("team", "team", required=True),),
-                       description="Functional escalation: the incident goes to a team with more skill."),
+                       params=(StepParam("team", "team", required=True),
+                               StepParam("agent", "choice", choices=("on_call",),
+                                         help="\"on_call\": also assign the team's on-call agent (the "
+                                              "team alone when nobody usable is on call).")),
+                       description="Functional escalation: the incident goes to a team with more skill, "
+                                   "or its on-call agent."),
         EscalationStep("raise_priority", "Raise the priority", raise_priority,
                        params=(StepParam("to", "priority", help="The priority to raise to (1-4)."),
                                StepParam("by", "int", default=1, help="Steps to raise by (if no 'to').")),

@@ -134,6 +134,11 @@ def walk_data(app: Flask, ctx: Any, personas: Any, log_incident: Any, contact_fa
         incidents.add_comment(ctx, incident.id, personas.owner, "We are on it.", public=True)
         incidents.add_comment(ctx, incident.id, personas.owner, "Internal: toner low too.", public=False)
         incidents.change_status(ctx, incident.id, personas.assignee, "in_progress")
+        # Database refers and requests: the incident page shows a pending hand-back to its owner.
+        models.Team.update(escalation_mode="refer").where(
+            models.Team.id == personas.database_team.id).execute()
+        incidents.handback.hand_back(ctx, incident.id, personas.assignee, "Needs the network team.",
+                                     personas.network)
         log_incident(title="VPN drops every hour", requester=contact, impact="low", urgency="low")
         models.Category.create(name="Hardware")
         models.Service.create(name="Printing")

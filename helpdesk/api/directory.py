@@ -27,7 +27,9 @@ from helpdesk.models import Agent, Category, Contact, Delivery, Membership, Serv
 NAMED = {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
                                           "active": {"type": "boolean"}}}
 TEAM = {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
-                                         "members": {"type": "array", "items": REF}}}
+                                         "members": {"type": "array", "items": REF},
+                                         "escalation_mode": {"type": "string", "enum": ["open", "refer"]},
+                                         "on_call": {"anyOf": [REF, {"type": "null"}]}}}
 AGENT = {"type": "object", "properties": {
     "id": {"type": "integer"}, "username": {"type": "string"}, "name": {"type": "string"},
     "role": {"type": "string"}, "active": {"type": "boolean"},
@@ -37,15 +39,22 @@ CONTACT = {"type": "object", "properties": {
     "phone": {"type": "string"}, "organisation": REF}}
 
 
-@endpoint("GET", "/teams", scope="read", summary="Teams and their active members",
+@endpoint("GET", "/teams", scope="read",
+          summary="Teams, their active members, escalation mode (open | refer) and on-call agent",
           responses={200: ("Teams", listing(TEAM))})
 def teams() -> Response:
+    from helpdesk.people import on_call
+
     members: dict[int, list[dict[str, Any]]] = {}
     for m in (Membership.select(Membership, Agent).join(Agent).where(Agent.active == True)  # noqa: E712
               .order_by(Agent.display_name)):
         members.setdefault(m.team_id, []).append(ref(m.agent))
-    return json_response({"items": [{"id": t.id, "name": t.name, "members": members.get(t.id, [])}
-                                    for t in Team.select().order_by(Team.name)], "next_cursor": None})
+    items = []
+    for t in Team.select().order_by(Team.name):
+        agent = on_call(t).agent
+        items.append({"id": t.id, "name": t.name, "members": members.get(t.id, []),
+                      "escalation_mode": t.escalation_mode, "on_call": ref(agent) if agent else None})
+    return json_response({"items": items, "next_cursor": None})
 
 
 @endpoint("GET", "/agents", scope="read", summary="Agents (no e-mail addresses or credentials)",

@@ -8,6 +8,7 @@ from typing import Any
 from helpdesk.context import Context
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError, PermissionDenied, StaleVersion
+from helpdesk.incidents import handback
 from helpdesk.incidents.changes import (
     Pair,
     apply,
@@ -88,11 +89,13 @@ def take_work(ctx: Context, incident_id: int, actor: Agent,
         done = [f"assigned to {Pair(team, actor)}"] if "assignee" in record else []
         if "status" in record:
             done.append("in progress")
+        lapsed = handback.lapse(incident, team.id) if team.id != incident.assigned_team_id else ""
         try:
             change = apply(incident, actor, changes, expected_version,
                            extra_where=(Incident.assigned_agent.is_null()
                                         | (Incident.assigned_agent == actor.id)),
-                           record=record, body=f"Took it: {' and '.join(done)}.", one_entry=True)
+                           record=record, one_entry=True,
+                           body=" ".join(filter(None, [f"Took it: {' and '.join(done)}.", lapsed])))
         except StaleVersion as lost:
             if lost.incident.assigned_agent_id == actor.id and lost.incident.status == "in_progress":
                 return lost.incident  # my own other request won: taking it again is a no-op
@@ -138,31 +141,44 @@ def assign(ctx: Context, incident_id: int, actor: Agent | None, team: Team | Non
     """Set the assigned team and agent (independent of the owner).
 
     Assigning a new incident moves it to "assigned"; removing the team of an
-    assigned one moves it back to "new".
+    assigned one moves it back to "new". A team in refer-and-request mode keeps
+    its incidents until the owner takes them back (:mod:`.handback`).
     """
     with write_transaction():
         incident = get(incident_id)
-        if not incident.is_active:
-            raise DomainError(
-                f"{incident.reference} is {STATUSES[incident.status].lower()}; "
-                "reopen it before reassigning."
-            )
-        check_assignee(team, agent)
-        if team is not None and not team.active and team.id != incident.assigned_team_id:
-            raise DomainError(f"The team {team.name} is inactive and takes no new work; choose another.")
-        changes: dict[str, Any] = {"assigned_team": team, "assigned_agent": agent}
-        record: dict[str, tuple[Any, Any]] = {"assignee": (assignee(incident), Pair(team, agent))}
-        status = incident.status
-        if team is not None and status == "new":
-            status = "assigned"
-        elif team is None and status == "assigned":
-            status = "new"
-        if status != incident.status:
-            changes["status"] = status
-            record["status"] = (incident.status, status)
-            # One entry for the action: the status entry says where the incident went.
-            said = f"Assigned to {Pair(team, agent)}." if team else "Unassigned."
-            note = "\n\n".join(part for part in (said, note.strip()) if part)
-        change = apply(incident, actor, changes, expected_version, record=record, body=note,
-                       one_entry=True)
-        return follow_up(ctx, change, actor)
+        override = handback.check_reassignment(incident, actor, team)
+        return reassign_checked(ctx, incident, actor, team, agent, note, expected_version, override)
+
+
+def reassign_checked(ctx: Context, incident: Incident, actor: Agent | None, team: Team | None,
+                     agent: Agent | None, note: str = "", expected_version: int | None = None,
+                     *extra: str) -> Incident:
+    """:func:`assign` once the refer rule was applied (or does not apply: an accepted hand-back);
+    inside the caller's transaction."""
+    if not incident.is_active:
+        raise DomainError(
+            f"{incident.reference} is {STATUSES[incident.status].lower()}; "
+            "reopen it before reassigning."
+        )
+    check_assignee(team, agent)
+    if team is not None and not team.active and team.id != incident.assigned_team_id:
+        raise DomainError(f"The team {team.name} is inactive and takes no new work; choose another.")
+    changes: dict[str, Any] = {"assigned_team": team, "assigned_agent": agent}
+    record: dict[str, tuple[Any, Any]] = {"assignee": (assignee(incident), Pair(team, agent))}
+    status = incident.status
+    if team is not None and status == "new":
+        status = "assigned"
+    elif team is None and status == "assigned":
+        status = "new"
+    lines = [note.strip(), *extra]
+    if status != incident.status:
+        changes["status"] = status
+        record["status"] = (incident.status, status)
+        # One entry for the action: the status entry says where the incident went.
+        lines.insert(0, f"Assigned to {Pair(team, agent)}." if team else "Unassigned.")
+    if incident.assigned_team_id != (team.id if team is not None else None):
+        lines.append(handback.lapse(incident, team.id if team is not None else None))
+    note = "\n\n".join(part for part in lines if part)
+    change = apply(incident, actor, changes, expected_version, record=record, body=note,
+                   one_entry=True)
+    return follow_up(ctx, change, actor)

@@ -26,12 +26,14 @@ KINDS = {
     "watching": "An incident I watch changed",
     "customer_reply": "The customer wrote on an incident I own or work on",
     "weekly_summary": "Weekly summary of my team (team leads, Mondays)",
+    "hand_back": "A specialist team handed an incident I own back with a request",
+    "hand_back_decided": "The owner decided my hand-back request",
 }
 
 # The default rules an admin can switch off: audience -> kinds it hears of.
 RULES = {
-    "owner": ("reassigned", "resolved", "sla_warning", "sla_breached", "customer_reply"),
-    "assignee": ("assigned", "sla_warning", "sla_breached", "customer_reply"),
+    "owner": ("reassigned", "resolved", "sla_warning", "sla_breached", "customer_reply", "hand_back"),
+    "assignee": ("assigned", "sla_warning", "sla_breached", "customer_reply", "hand_back_decided"),
     "team": ("team_new",),
     "requester": ("requester_ack", "requester_reply", "requester_resolved"),
     "watcher": ("watching",),
@@ -130,6 +132,13 @@ def recipients(event: str, incident: Incident, actor_id: int | None,
         found += [Recipient("customer_reply", agent) for agent in _owner_side(incident)]
         if incident.assigned_agent_id is not None:
             found.append(Recipient("customer_reply", incident.assigned_agent, audience="assignee"))
+    elif event == "incident_hand_back":
+        # Refer and request: the owner side decides (helpdesk.incidents.handback).
+        found += [Recipient("hand_back", agent) for agent in _owner_side(incident)]
+    elif event == "incident_hand_back_decided" and payload.get("requested_by"):
+        asked = Agent.get_or_none(Agent.id == payload["requested_by"])
+        if asked is not None:
+            found.append(Recipient("hand_back_decided", asked, audience="assignee"))
     elif event == "incident_commented" and payload.get("public"):
         found += _requester(incident, "requester_reply")
     if event in WATCHED:

@@ -366,8 +366,9 @@ def notification_rules() -> Any:
 @bp.route("/teams/<int:team_id>", methods=["GET", "POST"])
 @access(ADMIN)
 def team(team_id: int) -> Any:
-    """Rename, describe, (de)activate a team and choose its members (leads are members with
-    the Team lead role)."""
+    """Rename, describe, (de)activate a team, choose its members (leads are members with the
+    Team lead role) and its escalation mode; its on-call agent (a form posting to the team's
+    on-call page)."""
     from helpdesk.web import context
 
     record = Team.get_or_none(Team.id == team_id) or abort(404)
@@ -381,7 +382,8 @@ def team(team_id: int) -> Any:
                 record, name=request.form.get("name", ""), description=request.form.get("description", ""),
                 active=request.form.get("active") == "on",
                 members=[a for a in agents if a.id in chosen],
-                service_desk=context().settings.service_desk_team, actor=current_user)
+                service_desk=context().settings.service_desk_team, actor=current_user,
+                escalation_mode=request.form.get("escalation_mode", record.escalation_mode))
         except people.FieldErrors as refused:
             errors, status = refused.errors, 422
         else:
@@ -391,8 +393,14 @@ def team(team_id: int) -> Any:
 
     members = set(people.team_member_ids(record)) if request.method == "GET" else {
         parse_id(v) for v in request.form.getlist("members")}
+    from helpdesk.models import ESCALATION_MODES, TeamOnCall
+    from helpdesk.web.handback import on_call_members
+
     return render_template("admin/team.html", team=record, agents=agents, members=members, roles=ROLES,
                            errors=errors, form=request.form if request.method == "POST" else None,
+                           modes=ESCALATION_MODES, on_call=people.on_call(record),
+                           on_call_row=TeamOnCall.get_or_none(TeamOnCall.team == record),
+                           on_call_members=on_call_members(record),
                            history=site_settings.changes((f"team:{team_id}.",), 20)), status
 
 

@@ -181,6 +181,11 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("/escalation/simulate", "POST"): LEAD_ONLY,
     ("/incidents/<int:incident_id>/acknowledge", "POST"): AGENT_ONLY,
     ("/incidents/<int:incident_id>/escalate", "POST"): AGENT_ONLY,
+    **{(f"/incidents/<int:incident_id>/{action}", "POST"): AGENT_ONLY
+       for action in ("hand-back", "hand-back/accept", "hand-back/reject")},
+    ("/teams/on-call", "GET"): LEAD_ONLY,
+    ("/teams/<int:team_id>/on-call", "GET"): LEAD_ONLY,  # leads of that team (else 404) and admins
+    ("/teams/<int:team_id>/on-call", "POST"): LEAD_ONLY,
     ("/mail/<int:mail_id>", "GET"): AGENT_ONLY,
     ("/mail/<int:mail_id>/original.eml", "GET"): AGENT_ONLY,
     ("/portal/", "GET"): CUSTOMER_ONLY,
