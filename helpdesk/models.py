@@ -919,6 +919,7 @@ class HandBack(BaseModel):
 
 MODELS += [TeamOnCall, HandBack]
 
+
 class CustomerSession(BaseModel):
     """A customer signed in to the portal, kept server-side like :class:`AgentSession` so
     that signing out, a new password or a deleted contact ends it; the cookie holds only a
