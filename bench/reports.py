@@ -95,8 +95,9 @@ def main() -> None:
             started = time.perf_counter()
             print(f"{escalation_runs(args.incidents):,} escalation runs in "
                   f"{time.perf_counter() - started:.0f} s", flush=True)
+        if IncidentFact.select().count() != Incident.select().count():
             started = time.perf_counter()
-            counted = reports.rebuild(ctx, batch=5000)
+            counted = reports.rebuild(ctx)
             print(f"reports rebuild (facts and aggregates): {counted:,} incidents in "
                   f"{time.perf_counter() - started:.0f} s", flush=True)
             seed.analyse()
