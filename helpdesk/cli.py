@@ -378,6 +378,7 @@ def db_upgrade(ctx: click.Context) -> None:
     click.echo(f"Applied: {', '.join(applied)}." if applied else "The schema is up to date.")
     if any(name.startswith("0015_") for name in applied):  # search and reports start from the data
         ctx.invoke(search_rebuild)
+    if any(name.startswith(("0015_", "0023_")) for name in applied):  # facts and their day rollups
         ctx.invoke(reports_rebuild)
 
 
@@ -428,7 +429,8 @@ def reports_group() -> None:
 @reports_group.command("rebuild")
 @click.pass_context
 def reports_rebuild(ctx: click.Context) -> None:
-    """Recount every incident's report facts (after upgrading, a restore or a calendar change)."""
+    """Recount every incident's report facts and the per-day aggregates reports read (after
+    upgrading, a restore or a calendar change)."""
     from helpdesk import reports
     from helpdesk.db import database
 

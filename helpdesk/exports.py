@@ -87,13 +87,19 @@ def csv_chunks(incidents: Iterable[Incident]) -> Iterator[str]:
 def write_xlsx(incidents: Iterable[Incident], out: IO[bytes], title: str = "Incidents") -> int:
     """An XLSX workbook written row by row (openpyxl's write-only mode keeps rows on disk);
     returns the number of incidents written (at most :data:`XLSX_MAX_ROWS`)."""
+    return write_rows_xlsx(rows(incidents), out, title)
+
+
+def write_rows_xlsx(table: Iterable[list[Any]], out: IO[bytes], title: str) -> int:
+    """Any table (a header, then rows, already neutralised) as an XLSX workbook written row by
+    row, every text cell stored as text; returns the rows written below the header."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
 
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(title=title[:31])
     written = -1
-    for row in rows(incidents):
+    for row in table:
         if written >= XLSX_MAX_ROWS:
             break
         cells = []

@@ -663,6 +663,7 @@ class IncidentFact(BaseModel):
     resolution_breach_at = peewee.DateTimeField(null=True)
     resolution_business_seconds = peewee.IntegerField(null=True)
     resolution_wall_seconds = peewee.IntegerField(null=True)
+    ended_day = peewee.CharField(max_length=10, null=True)  # left the active statuses (latest)
 
     class Meta:
         indexes = (
@@ -670,7 +671,78 @@ class IncidentFact(BaseModel):
             (("resolved_day",), False),
             (("owner_team", "created_day"), False),
             (("owner_agent", "next_breach_at"), False),
+            (("response_outcome", "created_day"), False),
+            (("resolution_outcome", "created_day"), False),
         )
+
+
+#: The dimensions of a report aggregate row; 0 stands for "none" in the nullable ones, so
+#: the unique key has no NULL in it.
+REPORT_KEYS = ("day", "owner_team", "owner_agent", "priority", "service", "category")
+
+
+class ReportDay(BaseModel):
+    """What the incidents of one (local day, owning team, owner, priority, service, category)
+    add to reports, kept as a delta of their :class:`IncidentFact` rows in the transaction of
+    every change (:mod:`helpdesk.reports`). Counts by the day logged (``opened``, outcomes,
+    duration sums, reopens), except ``resolved`` (by the day resolved) and ``ended*`` (by the
+    day the incident left the active statuses, ``ended_age<k>`` when that was k days after
+    the day it was logged)."""
+
+    day = peewee.CharField(max_length=10)
+    owner_team = peewee.IntegerField()
+    owner_agent = peewee.IntegerField()
+    priority = peewee.SmallIntegerField()
+    service = peewee.IntegerField()
+    category = peewee.IntegerField()
+    opened = peewee.IntegerField(default=0)
+    resolved = peewee.IntegerField(default=0)
+    ended = peewee.IntegerField(default=0)
+    ended_age0 = peewee.IntegerField(default=0)
+    ended_age1 = peewee.IntegerField(default=0)
+    ended_age2 = peewee.IntegerField(default=0)
+    ended_age3 = peewee.IntegerField(default=0)
+    ended_age4 = peewee.IntegerField(default=0)
+    ended_age5 = peewee.IntegerField(default=0)
+    ended_age6 = peewee.IntegerField(default=0)
+    response_met = peewee.IntegerField(default=0)
+    response_late = peewee.IntegerField(default=0)
+    response_breached = peewee.IntegerField(default=0)  # stopped unmet after the target
+    resolution_met = peewee.IntegerField(default=0)
+    resolution_late = peewee.IntegerField(default=0)
+    resolution_breached = peewee.IntegerField(default=0)
+    resolved_once = peewee.IntegerField(default=0)
+    reopened = peewee.IntegerField(default=0)
+    response_business_n = peewee.IntegerField(default=0)
+    response_business_sum = peewee.BigIntegerField(default=0)
+    response_wall_n = peewee.IntegerField(default=0)
+    response_wall_sum = peewee.BigIntegerField(default=0)
+    resolution_business_n = peewee.IntegerField(default=0)
+    resolution_business_sum = peewee.BigIntegerField(default=0)
+    resolution_wall_n = peewee.IntegerField(default=0)
+    resolution_wall_sum = peewee.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = ((REPORT_KEYS, True),)
+
+
+class ReportDuration(BaseModel):
+    """A histogram of times to respond and resolve per report key: how many targets met in
+    ``measure`` (0-3, :data:`helpdesk.reports.MEASURES`) fell in ``bucket`` (see
+    :func:`helpdesk.reports.bucket`), for approximate percentiles over long periods."""
+
+    day = peewee.CharField(max_length=10)
+    owner_team = peewee.IntegerField()
+    owner_agent = peewee.IntegerField()
+    priority = peewee.SmallIntegerField()
+    service = peewee.IntegerField()
+    category = peewee.IntegerField()
+    measure = peewee.SmallIntegerField()
+    bucket = peewee.SmallIntegerField()
+    count = peewee.IntegerField(default=0)
+
+    class Meta:
+        indexes = (((*REPORT_KEYS, "measure", "bucket"), True),)
 
 
 MODELS = [
@@ -932,3 +1004,5 @@ class CustomerSession(BaseModel):
 
 
 MODELS += [CustomerSession]
+
+MODELS += [ReportDay, ReportDuration]

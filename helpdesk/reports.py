@@ -17,6 +17,8 @@ when a report runs in summer. Days are local days of the instance's time zone.
 from __future__ import annotations
 
 import datetime as dt
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,12 +32,16 @@ from helpdesk.errors import DomainError, PermissionDenied
 from helpdesk.models import (
     ACTIVE_STATUSES,
     PRIORITIES,
+    REPORT_KEYS,
     STATUSES,
     Agent,
     Category,
+    EscalationRun,
     Incident,
     IncidentFact,
     Membership,
+    ReportDay,
+    ReportDuration,
     Service,
     SlaClock,
     Team,
@@ -111,6 +117,9 @@ def _fact(ctx: Context, incident: Incident, clocks: dict[str, SlaClock], counts:
         "resolution_breach_at": resolution[1],
         "resolution_business_seconds": resolution[2],
         "resolution_wall_seconds": resolution[3],
+        "ended_day": (None if incident.status in ACTIVE_STATUSES
+                      else _local_day(incident.resolved_at or incident.closed_at or incident.updated_at,
+                                      zone)),
     }
 
 
@@ -143,8 +152,122 @@ def _write(ctx: Context, incidents: list[Incident]) -> None:
         clocks.setdefault(clock.incident_id, {})[clock.target] = clock
     counts = _status_counts(ids)
     rows = [_fact(ctx, i, clocks.get(i.id, {}), counts.get(i.id, (0, 0)), zone) for i in incidents]
+    old = list(IncidentFact.select().where(IncidentFact.incident_id.in_(ids)).dicts())
     IncidentFact.delete().where(IncidentFact.incident_id.in_(ids)).execute()
     IncidentFact.insert_many(rows).execute()
+    apply_delta(old, rows)
+
+
+# -- per-day aggregates -----------------------------------------------------------------------
+#
+# Every fact adds a few numbers to a few aggregate rows (its day logged, the day it was
+# resolved, the day it left the active statuses). A change rewrites the incident's fact, so
+# the aggregates move by (new contributions - old contributions), written in the same
+# transaction with an additive upsert: nothing to catch up, no worker to lag behind, and two
+# changes to different incidents that touch one aggregate row add up instead of
+# overwriting each other. (A worker with a high-water mark would keep the change's
+# transaction shorter, but reports would lag and the delta would need the old fact anyway.)
+
+#: Buckets of the duration histograms: under a minute, then a factor of 1.25 each.
+BUCKET_BASE, BUCKET_RATIO, BUCKET_LAST = 60, 1.25, 90
+#: Up to this many targets met in a period, percentiles are exact (from the facts); beyond,
+#: they come from the histograms (within 12 %, or 30 s under a minute).
+EXACT_PERCENTILES = 20_000
+_OUTCOME_COLUMNS = {"met": "met", "late": "late"}
+
+
+def bucket(seconds: int) -> int:
+    """The histogram bucket of a duration: 0 under a minute, k for 60·1.25^(k-1) up to 60·1.25^k."""
+    if seconds < BUCKET_BASE:
+        return 0
+    return min(BUCKET_LAST, 1 + int(math.log(seconds / BUCKET_BASE) / math.log(BUCKET_RATIO) + 1e-9))
+
+
+def bucket_value(index: int) -> float:
+    """The figure a bucket stands for: its geometric middle (30 s for the first)."""
+    if index == 0:
+        return BUCKET_BASE / 2
+    return BUCKET_BASE * BUCKET_RATIO ** (index - 1) * math.sqrt(BUCKET_RATIO)
+
+
+def _key(fact: dict[str, Any], day: str) -> tuple[Any, ...]:
+    return (day, fact["owner_team"], fact["owner_agent"] or 0, fact["priority"], fact["service"] or 0,
+            fact["category"] or 0)
+
+
+def _contributions(fact: dict[str, Any], sign: int, days: dict[tuple[Any, ...], dict[str, int]],
+                   spans: dict[tuple[Any, ...], int]) -> None:
+    """Add ``sign`` × what one fact counts for to ``days`` (ReportDay) and ``spans``
+    (ReportDuration)."""
+    logged = _key(fact, fact["created_day"])
+    row = days.setdefault(logged, {})
+
+    def add(target: dict[str, int], column: str, value: int) -> None:
+        target[column] = target.get(column, 0) + sign * value
+
+    add(row, "opened", 1)
+    for target in ("response", "resolution"):
+        outcome = fact[f"{target}_outcome"]
+        if outcome in ("met", "late"):
+            add(row, f"{target}_{outcome}", 1)
+        elif outcome == "stopped" and fact[f"{target}_breach_at"] is not None:
+            add(row, f"{target}_breached", 1)
+    if fact["resolved_count"]:
+        add(row, "resolved_once", 1)
+    if fact["reopen_count"]:
+        add(row, "reopened", 1)
+    for index, measure in enumerate(MEASURES):
+        value = fact[f"{measure}_seconds"]
+        if value is not None:
+            add(row, f"{measure}_n", 1)
+            add(row, f"{measure}_sum", value)
+            span = (*logged, index, bucket(value))
+            spans[span] = spans.get(span, 0) + sign
+    if fact["resolved_day"]:
+        add(days.setdefault(_key(fact, fact["resolved_day"]), {}), "resolved", 1)
+    if fact.get("ended_day"):
+        ended = days.setdefault(_key(fact, fact["ended_day"]), {})
+        add(ended, "ended", 1)
+        age = (dt.date.fromisoformat(fact["ended_day"]) - dt.date.fromisoformat(fact["created_day"])).days
+        if 0 <= age < 7:
+            add(ended, f"ended_age{age}", 1)
+
+
+def _upsert(days: dict[tuple[Any, ...], dict[str, int]], spans: dict[tuple[Any, ...], int],
+            batch: int = 500) -> None:
+    keys = [getattr(ReportDay, name) for name in REPORT_KEYS]
+    changed = [(k, {c: v for c, v in values.items() if v}) for k, values in days.items()]
+    changed = [(k, v) for k, v in changed if v]
+    # One statement per set of columns: an INSERT names the same columns in every row.
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for k, values in changed:
+        by_columns.setdefault(tuple(sorted(values)), []).append({**dict(zip(REPORT_KEYS, k, strict=True)),
+                                                                 **values})
+    for columns, rows in by_columns.items():
+        update = {getattr(ReportDay, c): getattr(ReportDay, c) + peewee.EXCLUDED[c] for c in columns}
+        for start in range(0, len(rows), batch):
+            (ReportDay.insert_many(rows[start:start + batch])
+             .on_conflict(conflict_target=keys, update=update).execute())
+    span_rows = [{**dict(zip((*REPORT_KEYS, "measure", "bucket"), k, strict=True)), "count": v}
+                 for k, v in spans.items() if v]
+    span_keys = [getattr(ReportDuration, n) for n in (*REPORT_KEYS, "measure", "bucket")]
+    for start in range(0, len(span_rows), batch):
+        (ReportDuration.insert_many(span_rows[start:start + batch])
+         .on_conflict(conflict_target=span_keys,
+                      update={ReportDuration.count: ReportDuration.count + peewee.EXCLUDED["count"]})
+         .execute())
+
+
+def apply_delta(old: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]]) -> None:
+    """Move the aggregates from the ``old`` facts of some incidents to their ``new`` ones
+    (in the caller's transaction)."""
+    days: dict[tuple[Any, ...], dict[str, int]] = {}
+    spans: dict[tuple[Any, ...], int] = {}
+    for fact in old:
+        _contributions(fact, -1, days, spans)
+    for fact in new:
+        _contributions(fact, 1, days, spans)
+    _upsert(days, spans)
 
 
 def refresh(ctx: Context, incident_id: int) -> None:
@@ -154,9 +277,14 @@ def refresh(ctx: Context, incident_id: int) -> None:
 
 
 def rebuild(ctx: Context, batch: int = 2000) -> int:
-    """Every incident's fact row again (after upgrading, a restore, or a change of calendar)."""
+    """Every incident's fact row and the per-day aggregates again (after upgrading, a
+    restore, or a change of calendar); the aggregates grow batch by batch as deltas from
+    nothing, exactly as changes move them."""
     count, last = 0, 0
-    IncidentFact.delete().execute()
+    with database.atomic():
+        IncidentFact.delete().execute()
+        ReportDay.delete().execute()
+        ReportDuration.delete().execute()
     while True:
         with database.atomic():
             incidents = list(Incident.select().where(Incident.id > last).order_by(Incident.id).limit(batch))
@@ -256,21 +384,30 @@ class Scope:
             IncidentFact.owner_team.in_(list(self.team_ids) or [0]))
 
 
-def _where(filters: Filters, scope: Scope, day: peewee.Field = IncidentFact.created_day) -> peewee.Expression:
-    """The facts a report counts: ``day`` (logged, by default) within the period, the filters,
-    and only what the viewer may see."""
+def _filtered(filters: Filters, scope: Scope, model: type[peewee.Model] = IncidentFact
+              ) -> peewee.Expression:
+    """The filters and the viewer's scope on a fact or aggregate ``model`` (any period)."""
     scope.check(filters)
-    condition = day.between(filters.start.isoformat(), filters.end.isoformat())
+    condition: peewee.Expression = peewee.SQL("1 = 1")
     for name in ("priority", "service", "category"):
         value = getattr(filters, name)
         if value is not None:
-            condition &= getattr(IncidentFact, name) == value
+            condition &= getattr(model, name) == value
     if filters.team is not None:
-        condition &= IncidentFact.owner_team == filters.team
+        condition &= model.owner_team == filters.team
     if filters.owner is not None:
-        condition &= IncidentFact.owner_agent == filters.owner
-    scoped = scope.condition()
-    return condition & scoped if scoped is not None else condition
+        condition &= model.owner_agent == filters.owner
+    if not scope.everything:
+        condition &= ((model.owner_agent == scope.agent_id)
+                      | model.owner_team.in_(list(scope.team_ids) or [0]))
+    return condition
+
+
+def _where(filters: Filters, scope: Scope, day: peewee.Field = IncidentFact.created_day) -> peewee.Expression:
+    """The facts (or aggregate rows, by the model of ``day``) a report counts: ``day``
+    (logged, by default) within the period, the filters, and only what the viewer may see."""
+    return (day.between(filters.start.isoformat(), filters.end.isoformat())
+            & _filtered(filters, scope, day.model))
 
 
 def _outcome(target: str, at: dt.datetime) -> peewee.Node:
@@ -294,11 +431,12 @@ class ComplianceRow:
         return self.counts[target]["met"] / decided if decided else None
 
 
-def _group_column(by: str) -> peewee.Node:
-    return {"team": IncidentFact.owner_team, "priority": IncidentFact.priority,
-            "service": IncidentFact.service, "category": IncidentFact.category,
-            "owner": IncidentFact.owner_agent,
-            "month": peewee.fn.SUBSTR(IncidentFact.created_day, peewee.SQL("1"), peewee.SQL("7"))}[by]
+def _group_column(by: str, model: type[peewee.Model] = IncidentFact) -> peewee.Node:
+    day = model.created_day if model is IncidentFact else model.day
+    return {"team": model.owner_team, "priority": model.priority,
+            "service": model.service, "category": model.category,
+            "owner": model.owner_agent,
+            "month": peewee.fn.SUBSTR(day, peewee.SQL("1"), peewee.SQL("7"))}[by]
 
 
 def _labels(by: str, keys: list[Any]) -> dict[Any, str]:
@@ -314,8 +452,9 @@ def _labels(by: str, keys: list[Any]) -> dict[Any, str]:
             .where(model.id.in_(known))} if known else {}
 
 
-def compliance(filters: Filters, scope: Scope, at: dt.datetime) -> list[ComplianceRow]:
-    """Response and resolution targets met, met late and breached, grouped by ``filters.by``."""
+def compliance_from_facts(filters: Filters, scope: Scope, at: dt.datetime) -> list[ComplianceRow]:
+    """Response and resolution targets met, met late and breached, grouped by ``filters.by``,
+    counted over the facts (the reference :func:`compliance` must agree with)."""
     group = _group_column(filters.by)
     columns = [group.alias("key")]
     for target in ("response", "resolution"):
@@ -325,16 +464,20 @@ def compliance(filters: Filters, scope: Scope, at: dt.datetime) -> list[Complian
                            .alias(f"{target}_{kind}"))
     rows = list(IncidentFact.select(*columns).where(_where(filters, scope))
                 .group_by(group).order_by(group).dicts())
-    labels = _labels(filters.by, [r["key"] for r in rows])
+    return _compliance_rows(filters.by, {
+        row["key"]: {t: {k: int(row[f"{t}_{k}"] or 0) for k in OUTCOMES} for t in ("response", "resolution")}
+        for row in rows})
+
+
+def _compliance_rows(by: str, grouped: dict[Any, dict[str, dict[str, int]]]) -> list[ComplianceRow]:
+    labels = _labels(by, list(grouped))
     result = []
-    for row in rows:
-        counts = {t: {k: int(row[f"{t}_{k}"] or 0) for k in OUTCOMES} for t in ("response", "resolution")}
-        if row["key"] is None:
-            label = {"owner": "No owner", "service": "No service", "category": "No category"}.get(
-                filters.by, "—")
+    for key in sorted(grouped, key=lambda k: (k is None, k)):
+        if key is None:
+            label = {"owner": "No owner", "service": "No service", "category": "No category"}.get(by, "—")
         else:
-            label = labels.get(row["key"], f"#{row['key']}")
-        result.append(ComplianceRow(row["key"], label, counts))
+            label = labels.get(key, f"#{key}")
+        result.append(ComplianceRow(key, label, grouped[key]))
     return result
 
 
@@ -357,7 +500,7 @@ def _nearest_rank(ordered: list[int], fraction: float) -> float | None:
 MEASURES = ("response_business", "response_wall", "resolution_business", "resolution_wall")
 
 
-def durations(filters: Filters, scope: Scope) -> dict[str, Durations]:
+def durations_from_facts(filters: Filters, scope: Scope) -> dict[str, Durations]:
     """Mean, median and 90th percentile seconds to respond and to resolve (targets met),
     in working time on the clock ("business") and in wall time.
 
@@ -386,7 +529,7 @@ class FlowDay:
     resolved: int
 
 
-def flow(filters: Filters, scope: Scope) -> list[FlowDay]:
+def flow_from_facts(filters: Filters, scope: Scope) -> list[FlowDay]:
     """Incidents logged and resolved per local day of the period (a day with neither shows 0).
 
     Resolved counts the incidents whose current resolution falls on that day (a reopened
@@ -416,7 +559,7 @@ class Reopens:
         return self.reopened / self.resolved if self.resolved else None
 
 
-def reopens(filters: Filters, scope: Scope) -> Reopens:
+def reopens_from_facts(filters: Filters, scope: Scope) -> Reopens:
     """Of the incidents logged in the period and resolved at least once, how many were reopened."""
     resolved, reopened = (IncidentFact.select(
         peewee.fn.SUM(peewee.Case(None, [(IncidentFact.resolved_count > 0, 1)], 0)),
@@ -433,3 +576,229 @@ def nearest_breaches(agent: Agent, limit: int = 20) -> list[tuple[Incident, dt.d
     incidents = {i.id: i for i in Incident.select().where(
         Incident.id.in_([f.incident_id for f in facts]))} if facts else {}
     return [(incidents[f.incident_id], f.next_breach_at) for f in facts if f.incident_id in incidents]
+
+
+# -- asking the aggregates ------------------------------------------------------------------
+#
+# What reports read. Per-day rows are summed over the period, so a quarter at a million
+# incidents is a few thousand rows whatever the incident count. Two figures are not in them:
+# "breached" for targets still open depends on when the report runs, so it is counted from
+# the facts of the period's incidents with an open target (bounded by what is open, and
+# indexed); and percentiles, which sums cannot give (see :func:`durations`).
+
+_NONE_IS_ZERO = {"owner", "service", "category"}
+
+
+def _agg_key(by: str, key: Any) -> Any:
+    return None if by in _NONE_IS_ZERO and key == 0 else key
+
+
+def compliance(filters: Filters, scope: Scope, at: dt.datetime) -> list[ComplianceRow]:
+    """Response and resolution targets met, met late and breached, grouped by ``filters.by``:
+    met, late and stopped-unmet from the per-day aggregates, open targets past their breach
+    instant at ``at`` from the facts."""
+    group = _group_column(filters.by, ReportDay)
+    columns = [group.alias("key"), peewee.fn.SUM(ReportDay.opened).alias("opened")]
+    for target in ("response", "resolution"):
+        for kind in OUTCOMES:
+            columns.append(peewee.fn.SUM(getattr(ReportDay, f"{target}_{kind}")).alias(f"{target}_{kind}"))
+    grouped: dict[Any, dict[str, dict[str, int]]] = {}
+    for row in (ReportDay.select(*columns).where(_where(filters, scope, ReportDay.day))
+                .group_by(group).having(peewee.fn.SUM(ReportDay.opened) > 0).dicts()):
+        grouped[_agg_key(filters.by, row["key"])] = {
+            t: {k: int(row[f"{t}_{k}"] or 0) for k in OUTCOMES} for t in ("response", "resolution")}
+    fact_group = _group_column(filters.by)
+    open_columns = [fact_group.alias("key")]
+    for target in ("response", "resolution"):
+        outcome = getattr(IncidentFact, f"{target}_outcome")
+        breach = getattr(IncidentFact, f"{target}_breach_at")
+        open_columns.append(peewee.fn.SUM(peewee.Case(None, [
+            ((outcome == "open") & breach.is_null(False) & (breach <= at), 1)], 0)).alias(target))
+    still_open = (IncidentFact.response_outcome == "open") | (IncidentFact.resolution_outcome == "open")
+    for row in (IncidentFact.select(*open_columns).where(_where(filters, scope) & still_open)
+                .group_by(fact_group).dicts()):
+        counts = grouped.setdefault(row["key"], {t: dict.fromkeys(OUTCOMES, 0)
+                                                 for t in ("response", "resolution")})
+        for target in ("response", "resolution"):
+            counts[target]["breached"] += int(row[target] or 0)
+    return _compliance_rows(filters.by, grouped)
+
+
+def _histogram_rank(counts: dict[int, int], fraction: float) -> float | None:
+    """The nearest-rank percentile of a histogram, as the figure its bucket stands for."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    rank, seen = max(1, math.ceil(total * fraction)), 0
+    for index in sorted(counts):
+        seen += counts[index]
+        if seen >= rank:
+            return bucket_value(index)
+    return None  # pragma: no cover - the loop reaches the total
+
+
+def durations(filters: Filters, scope: Scope, exact_limit: int = EXACT_PERCENTILES) -> dict[str, Durations]:
+    """Mean, median and 90th percentile seconds to respond and to resolve (targets met), in
+    working time on the clock ("business") and in wall time.
+
+    Counts and means are exact, from the aggregates' sums. Percentiles are exact (nearest
+    rank over the facts) while the period has at most ``exact_limit`` targets met; beyond,
+    they come from the per-day histograms: the bucket holding the nearest-rank value, given
+    as its geometric middle, so within 12 % of the exact figure (or 30 s under a minute)."""
+    columns = []
+    for measure in MEASURES:
+        columns += [peewee.fn.SUM(getattr(ReportDay, f"{measure}_n")),
+                    peewee.fn.SUM(getattr(ReportDay, f"{measure}_sum"))]
+    sums = ReportDay.select(*columns).where(_where(filters, scope, ReportDay.day)).tuples().get()
+    counts = {m: int(sums[2 * i] or 0) for i, m in enumerate(MEASURES)}
+    means = {m: (int(sums[2 * i + 1] or 0) / counts[m] if counts[m] else None)
+             for i, m in enumerate(MEASURES)}
+    if max(counts.values()) <= exact_limit:
+        exact = durations_from_facts(filters, scope) if max(counts.values()) else {}
+        return {m: Durations(counts[m], means[m], exact[m].p50 if exact else None,
+                             exact[m].p90 if exact else None) for m in MEASURES}
+    histograms: dict[int, dict[int, int]] = {i: {} for i in range(len(MEASURES))}
+    query = (ReportDuration.select(ReportDuration.measure, ReportDuration.bucket,
+                                   peewee.fn.SUM(ReportDuration.count))
+             .where(_where(filters, scope, ReportDuration.day))
+             .group_by(ReportDuration.measure, ReportDuration.bucket))
+    for measure, index, count in query.tuples():
+        if count:
+            histograms[measure][index] = int(count)
+    return {m: Durations(counts[m], means[m], _histogram_rank(histograms[i], 0.5),
+                         _histogram_rank(histograms[i], 0.9)) for i, m in enumerate(MEASURES)}
+
+
+def _days(filters: Filters) -> list[str]:
+    return [(filters.start + dt.timedelta(days=n)).isoformat()
+            for n in range((filters.end - filters.start).days + 1)]
+
+
+def flow(filters: Filters, scope: Scope) -> list[FlowDay]:
+    """Incidents logged and resolved per local day of the period (a day with neither shows 0).
+
+    Resolved counts the incidents whose current resolution falls on that day (a reopened
+    incident leaves the count until it is resolved again)."""
+    found = {day: (int(opened or 0), int(resolved or 0)) for day, opened, resolved in
+             ReportDay.select(ReportDay.day, peewee.fn.SUM(ReportDay.opened),
+                              peewee.fn.SUM(ReportDay.resolved))
+             .where(_where(filters, scope, ReportDay.day)).group_by(ReportDay.day).tuples()}
+    return [FlowDay(day, *found.get(day, (0, 0))) for day in _days(filters)]
+
+
+def reopens(filters: Filters, scope: Scope) -> Reopens:
+    """Of the incidents logged in the period and resolved at least once, how many were reopened."""
+    resolved, reopened = (ReportDay.select(peewee.fn.SUM(ReportDay.resolved_once),
+                                           peewee.fn.SUM(ReportDay.reopened))
+                          .where(_where(filters, scope, ReportDay.day)).tuples().get())
+    return Reopens(int(resolved or 0), int(reopened or 0))
+
+
+#: Backlog age buckets: (label, from days, to days); ages are whole local days since logging.
+AGE_BUCKETS = (("under 1 day", 0, 1), ("1–3 days", 1, 3), ("3–7 days", 3, 7), ("over 7 days", 7, None))
+
+
+@dataclass
+class BacklogDay:
+    day: str
+    open: int
+    ages: tuple[int, ...]  # per AGE_BUCKETS
+
+
+def backlog(filters: Filters, scope: Scope) -> list[BacklogDay]:
+    """The incidents open at the end of each local day of the period (logged by then, not yet
+    out of the active statuses), by age.
+
+    An incident counts from the day it was logged to the day it last left the active
+    statuses (resolved, closed or cancelled): one reopened and resolved again counts as open
+    in between, as it was on the later resolution's account. Every incident counts, not only
+    those logged in the period. From the aggregates alone: the running sum of logged minus
+    ended, and for ages under a week the days logged minus those ended by then."""
+    lead = filters.start - dt.timedelta(days=6)
+    where = _filtered(filters, scope, ReportDay)
+    base = (ReportDay.select(peewee.fn.SUM(ReportDay.opened) - peewee.fn.SUM(ReportDay.ended))
+            .where(where & (ReportDay.day < lead.isoformat())).scalar())
+    age_columns = [peewee.fn.SUM(getattr(ReportDay, f"ended_age{k}")) for k in range(7)]
+    series: dict[str, tuple[int, ...]] = {}
+    for row in (ReportDay.select(ReportDay.day, peewee.fn.SUM(ReportDay.opened),
+                                 peewee.fn.SUM(ReportDay.ended), *age_columns)
+                .where(where & ReportDay.day.between(lead.isoformat(), filters.end.isoformat()))
+                .group_by(ReportDay.day).tuples()):
+        series[row[0]] = tuple(int(v or 0) for v in row[1:])
+    empty = (0,) * 9
+
+    def at(day: dt.date) -> tuple[int, ...]:
+        return series.get(day.isoformat(), empty)
+
+    running = int(base or 0)
+    day = lead
+    while day < filters.start:
+        running += at(day)[0] - at(day)[1]
+        day += dt.timedelta(days=1)
+    result = []
+    for iso in _days(filters):
+        day = dt.date.fromisoformat(iso)
+        running += at(day)[0] - at(day)[1]
+        ages = []
+        for _label, low, high in AGE_BUCKETS[:-1]:
+            first, last = day - dt.timedelta(days=high - 1), day - dt.timedelta(days=low)  # logged
+            logged = sum(at(first + dt.timedelta(days=n))[0] for n in range((last - first).days + 1))
+            ended = 0
+            for back in range(high):  # ended on day - back, k days after logging
+                ended_day = day - dt.timedelta(days=back)
+                for k in range(7):
+                    if first <= ended_day - dt.timedelta(days=k) <= last:
+                        ended += at(ended_day)[2 + k]
+            ages.append(logged - ended)
+        result.append(BacklogDay(iso, running, (*ages, running - sum(ages))))
+    return result
+
+
+def backlog_from_facts(filters: Filters, scope: Scope) -> list[BacklogDay]:
+    """:func:`backlog` counted over every fact (the reference; reads every incident)."""
+    facts = list(IncidentFact.select(IncidentFact.created_day, IncidentFact.ended_day)
+                 .where(_filtered(filters, scope)).tuples())
+    result = []
+    for iso in _days(filters):
+        day = dt.date.fromisoformat(iso)
+        ages = [0] * len(AGE_BUCKETS)
+        for created, ended in facts:
+            if created <= iso and (ended is None or ended > iso):
+                age = (day - dt.date.fromisoformat(created)).days
+                for n, (_label, low, high) in enumerate(AGE_BUCKETS):
+                    if age >= low and (high is None or age < high):
+                        ages[n] += 1
+        result.append(BacklogDay(iso, sum(ages), tuple(ages)))
+    return result
+
+
+@dataclass
+class EscalationLevel:
+    level: int
+    runs: int
+    incidents: int
+    manual: int
+    failed: int
+
+
+def escalations(filters: Filters, scope: Scope, time_zone: str) -> list[EscalationLevel]:
+    """Escalation levels that ran in the period (local days), per level: how many runs, on how
+    many incidents, how many raised by hand, how many failed. Read from the escalation runs
+    themselves (a run is rare next to incidents), joined to the facts for the filters and
+    the viewer's scope."""
+    zone = ZoneInfo(time_zone)
+
+    def utc(day: dt.date) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(), zone).astimezone(dt.UTC).replace(tzinfo=None)
+
+    start, end = utc(filters.start), utc(filters.end + dt.timedelta(days=1))
+    query = (EscalationRun.select(
+        EscalationRun.level, peewee.fn.COUNT(EscalationRun.id),
+        peewee.fn.COUNT(EscalationRun.incident.distinct()),
+        peewee.fn.SUM(peewee.Case(None, [(EscalationRun.manual == True, 1)], 0)),  # noqa: E712
+        peewee.fn.SUM(peewee.Case(None, [(EscalationRun.state == "failed", 1)], 0)))
+        .join(IncidentFact, on=(IncidentFact.incident_id == EscalationRun.incident))
+        .where((EscalationRun.at >= start) & (EscalationRun.at < end) & _filtered(filters, scope))
+        .group_by(EscalationRun.level).order_by(EscalationRun.level))
+    return [EscalationLevel(int(level), int(runs), int(distinct), int(manual or 0), int(failed or 0))
+            for level, runs, distinct, manual, failed in query.tuples()]

@@ -71,21 +71,28 @@ def _choices(scope: reports.Scope) -> dict[str, object]:
             "categories": list(Category.select().order_by(Category.name))}
 
 
-@bp.get("/reports")
-@access(AGENT)
-def index() -> str:
+def _filters() -> tuple[reports.Filters, reports.Scope]:
+    """The period and filters of the URL, checked against what the viewer may see."""
     ctx = context()
     scope = reports.Scope.of(current_user)
     today = local_time(now(), ctx.settings.time_zone, "%Y-%m-%d")
     try:
         filters = reports.Filters.parse(request.args, dt.date.fromisoformat(today))
-        at = now()
-        rows = reports.compliance(filters, scope, at)
-        times = reports.durations(filters, scope)
-        days = reports.flow(filters, scope)
-        reopened = reports.reopens(filters, scope)
+        scope.check(filters)
     except DomainError as error:
         abort(error.status, str(error))
+    return filters, scope
+
+
+@bp.get("/reports")
+@access(AGENT)
+def index() -> str:
+    filters, scope = _filters()
+    at = now()
+    rows = reports.compliance(filters, scope, at)
+    times = reports.durations(filters, scope)
+    days = reports.flow(filters, scope)
+    reopened = reports.reopens(filters, scope)
     return render_page(
         "reports/index.html", set(),
         filters=filters, scope=scope, rows=rows, times=times, days=days, reopened=reopened,
@@ -96,35 +103,118 @@ def index() -> str:
     )
 
 
+def backlog_chart(days: list[reports.BacklogDay], width: float = 640, height: float = 160
+                  ) -> dict[str, object]:
+    """One stacked bar per day, a segment per age bucket (youngest at the bottom)."""
+    peak = max([d.open for d in days] + [1])
+    step = width / max(len(days), 1)
+    bars = []
+    for index, day in enumerate(days):
+        y, segments = height, []
+        for bucket, count in enumerate(day.ages):
+            part = height * count / peak
+            y -= part
+            segments.append((bucket, y, part, count))
+        bars.append((index * step, day, segments))
+    return {"bars": bars, "bar_width": max(step - 1, 0.5), "peak": peak, "width": width,
+            "height": height}
+
+
+@bp.get("/reports/backlog")
+@access(AGENT)
+def backlog() -> str:
+    """Open incidents at the end of each day of the period, by age."""
+    filters, scope = _filters()
+    days = reports.backlog(filters, scope)
+    return render_page("reports/backlog.html", set(), filters=filters, scope=scope, days=days,
+                       ages=[label for label, _, _ in reports.AGE_BUCKETS], chart=backlog_chart(days),
+                       dimensions=reports.DIMENSIONS, **_choices(scope))
+
+
+@bp.get("/reports/escalations")
+@access(AGENT)
+def escalations() -> str:
+    """Escalation levels run in the period, per level."""
+    filters, scope = _filters()
+    levels = reports.escalations(filters, scope, context().settings.time_zone)
+    peak = max([level.runs for level in levels] + [1])
+    return render_page("reports/escalations.html", set(), filters=filters, scope=scope, levels=levels,
+                       peak=peak, dimensions=reports.DIMENSIONS, **_choices(scope))
+
+
+def _table(name: str, filters: reports.Filters, scope: reports.Scope) -> list[list[object]]:
+    """A report table as rows (header first), exactly the rows its page shows."""
+    if name == "compliance":
+        table: list[list[object]] = [[reports.DIMENSIONS[filters.by]] + [
+            f"{target.capitalize()} {label}" for target in ("response", "resolution")
+            for label in ("met", "met late", "breached", "on time %")]]
+        for row in reports.compliance(filters, scope, now()):
+            cells: list[object] = [row.label]
+            for target in ("response", "resolution"):
+                rate = row.rate(target)
+                cells += [row.counts[target][o] for o in reports.OUTCOMES]
+                cells.append("" if rate is None else round(rate * 100, 1))
+            table.append(cells)
+        return table
+    if name == "times":
+        table = [["Measure", "Incidents", "Mean (s)", "Median (s)", "90th percentile (s)"]]
+        for key, found in reports.durations(filters, scope).items():
+            table.append([TIME_LABELS[key], found.count] + [
+                "" if v is None else round(v) for v in (found.mean, found.p50, found.p90)])
+        return table
+    if name == "flow":
+        return [["Day", "Logged", "Resolved"]] + [[d.day, d.opened, d.resolved]
+                                                  for d in reports.flow(filters, scope)]
+    if name == "reopens":
+        found = reports.reopens(filters, scope)
+        return [["Resolved at least once", "Reopened", "Reopen rate %"],
+                [found.resolved, found.reopened, "" if found.rate is None else round(found.rate * 100, 1)]]
+    if name == "backlog":
+        return [["Day", "Open", *(f"Open {label}" for label, _, _ in reports.AGE_BUCKETS)]] + [
+            [d.day, d.open, *d.ages] for d in reports.backlog(filters, scope)]
+    return [["Level", "Runs", "Incidents", "Raised by hand", "Failed"]] + [
+        [level.level, level.runs, level.incidents, level.manual, level.failed]
+        for level in reports.escalations(filters, scope, context().settings.time_zone)]
+
+
+TIME_LABELS = {"response_business": "Respond, business time", "response_wall": "Respond, wall time",
+               "resolution_business": "Resolve, business time", "resolution_wall": "Resolve, wall time"}
+TABLES = ("compliance", "times", "flow", "reopens", "backlog", "escalations")
+
+
+def _download(name: str, fmt: str, filters: reports.Filters, scope: reports.Scope) -> Response:
+    table = [[exports.neutralise(cell) for cell in line] for line in _table(name, filters, scope)]
+    filename = f"{name}-{filters.start}-{filters.end}.{fmt}"
+    if fmt == "csv":
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows(table)
+        response = Response("\ufeff" + buffer.getvalue(), mimetype="text/csv")
+    else:
+        spool = io.BytesIO()
+        exports.write_rows_xlsx(table, spool, name.capitalize())
+        response = Response(spool.getvalue(), mimetype=(
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@bp.get("/reports/export/<name>.<fmt>")
+@access(AGENT)
+def export(name: str, fmt: str) -> Response:
+    """Any report table as CSV or XLSX, with the page's filters and the viewer's scope (a
+    report table is small: days or groups, never incidents, so it is built in memory)."""
+    if name not in TABLES or fmt not in ("csv", "xlsx"):
+        abort(404)
+    filters, scope = _filters()
+    return _download(name, fmt, filters, scope)
+
+
 @bp.get("/reports/compliance.csv")
 @access(AGENT)
 def compliance_csv() -> Response:
-    """The compliance table of the report page, with the same filters and the same scope."""
-    ctx = context()
-    scope = reports.Scope.of(current_user)
-    today = local_time(now(), ctx.settings.time_zone, "%Y-%m-%d")
-    try:
-        filters = reports.Filters.parse(request.args, dt.date.fromisoformat(today))
-        rows = reports.compliance(filters, scope, now())
-    except DomainError as error:
-        abort(error.status, str(error))
-    header = [reports.DIMENSIONS[filters.by]] + [
-        f"{target.capitalize()} {label}" for target in ("response", "resolution")
-        for label in ("met", "met late", "breached", "on time %")]
-    table = [header]
-    for row in rows:
-        cells: list[object] = [row.label]
-        for target in ("response", "resolution"):
-            rate = row.rate(target)
-            cells += [row.counts[target][o] for o in reports.OUTCOMES]
-            cells.append("" if rate is None else round(rate * 100, 1))
-        table.append(cells)
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows([[exports.neutralise(c) for c in line] for line in table])
-    response = Response("\ufeff" + buffer.getvalue(), mimetype="text/csv")
-    response.headers["Content-Disposition"] = (
-        f'attachment; filename="compliance-{filters.start}-{filters.end}.csv"')
-    return response
+    """The compliance table of the report page (the address kept from before XLSX)."""
+    filters, scope = _filters()
+    return _download("compliance", "csv", filters, scope)
 
 
 @bp.get("/reports/mine")
