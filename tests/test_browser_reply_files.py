@@ -1,5 +1,6 @@
 """An agent attaches files to a reply in Chromium (htmx posts the form as multipart), sees them
-under the new entry, and the customer's mail carries them; a refused file keeps the text."""
+under the new entry, and the customer's mail carries them; a refused file, or a request over
+the server's size limit, keeps the text."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def smtp(smtp_server: SmtpServer) -> SmtpServer:
 @pytest.fixture
 def helpdesk_settings(smtp: SmtpServer) -> dict[str, Any]:
     return {"support_address": "help@example.com", "plugins": {"email": smtp.settings},
-            "attachment_max_bytes": 16 * 1024}
+            "attachment_max_bytes": 16 * 1024, "max_request_bytes": 64 * 1024}
 
 
 @pytest.fixture
@@ -65,6 +66,15 @@ def test_agent_attaches_files_to_a_reply_and_sees_them_on_the_timeline(
     page.wait_for_selector("#reply-error:has-text('firmware.bin is 17 KiB')")
     assert page.locator("#reply-body").input_value() == "Please install the attached firmware."
     assert page.locator("#vis-public").is_checked()
+    assert page.locator(".entry-reply").count() == 0
+
+    # A request over max_request_bytes (413, not swapped by htmx): said so, the text is kept.
+    huge = tmp_path / "disk-image.bin"
+    huge.write_bytes(b"\0" * (80 * 1024))
+    page.get_by_label("Attach files").set_input_files(str(huge))
+    page.get_by_role("button", name="Add").click()
+    page.wait_for_selector("#request-error:has-text('too large to send at once')")
+    assert page.locator("#reply-body").input_value() == "Please install the attached firmware."
     assert page.locator(".entry-reply").count() == 0
 
     # The right file: the reply and its file appear under the new entry.
