@@ -1,4 +1,4 @@
-"""Attachments: files customers send by mail or through the portal.
+"""Attachments: files customers send by mail or through the portal, and agents with a reply or note.
 
 Kept outside any web root, in ``<instance>/attachments/`` under their SHA-256
 (the same file twice is stored once). The name a sender gave is only a

@@ -207,6 +207,9 @@ class Settings:
                                           "acknowledgements per sender per hour (loop brake)")
     attachment_max_bytes: int = _setting(_int_between(1024, 1 << 30), 10 * 1024 * 1024,
                                          "largest attachment kept (mail and portal)")
+    mail_attachments_max_bytes: int = _setting(_int_between(0, 1 << 30), 10 * 1024 * 1024,
+                                               "most bytes of files attached to one outbound mail; "
+                                               "beyond, the mail lists them and points to the portal")
     testing: bool = _setting(_boolean, False, "test mode: tasks run immediately")
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: Where each plugin setting came from, ``"<plugin>.<key>"`` -> the instance file's path,

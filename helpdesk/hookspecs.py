@@ -207,9 +207,10 @@ def helpdesk_attachment_verdict(filename: str, content_type: str, data: bytes, c
 
     Runs where the file arrived (the portal's or an agent's request, mail intake), before
     anything is stored. Return a short reason to refuse the file — the portal shows it to
-    the customer, mail intake notes it on the incident (the original message keeps the
-    file) — or ``None`` to let the next plugin decide; when no plugin refuses, the file is
-    kept. A plugin that raises refuses the file (fail closed) and is logged.
+    the customer, the reply box to the agent (nothing of that reply is written), mail intake
+    notes it on the incident (the original message keeps the file) — or ``None`` to let the
+    next plugin decide; when no plugin refuses, the file is kept. A plugin that raises
+    refuses the file (fail closed) and is logged.
     """
 
 

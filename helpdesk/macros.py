@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import peewee
@@ -281,18 +281,22 @@ def describe(ctx: Context, macro: Macro) -> list[str]:
 
 
 def apply(ctx: Context, incident_id: int, actor: Agent, macro_id: int, body: str | None, *,
-          public: bool | None, expected_version: int | None) -> Incident:
-    """Send the reply (as edited by the agent; the macro's own text when ``body`` is None) and
-    run the macro's actions, as one change: one transaction, one version check, one version
-    bump. A refused action refuses the whole macro with the domain's message."""
+          public: bool | None, expected_version: int | None,
+          files: Sequence[tuple[str, bytes]] = ()) -> Incident:
+    """Send the reply (as edited by the agent; the macro's own text when ``body`` is None) with
+    the agent's ``files`` and run the macro's actions, as one change: one transaction, one
+    version check, one version bump. A refused action or file refuses the whole macro with
+    the domain's message."""
     from helpdesk import incidents
 
     macro = get_visible(actor, macro_id)
     with incidents.one_change(incident_id, expected_version) as incident:
         text = expand(macro.body, incident, actor) if body is None else body
+        if files and not text.strip():
+            raise DomainError("Files go with a message: write one, or choose a macro with a reply.")
         if text.strip():
             incidents.add_comment(ctx, incident.id, actor, text,
-                                  public=macro.public if public is None else public)
+                                  public=macro.public if public is None else public, files=files)
         for item in actions_of(macro):
             kind = ctx.registry.macro_actions.get(item.get("action"))
             if kind is None:

@@ -102,6 +102,20 @@ def message_id(local: str, domain: str) -> str:
     return f"<{token}@{address('x@' + domain).partition('@')[2]}>"
 
 
+_FOREIGN_ID = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,200}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,200}[A-Za-z0-9])?$")
+
+
+def reference_id(value: str) -> str:
+    """``<local@domain>`` for a Message-ID someone else wrote (a customer's mail we answer),
+    kept exactly as written so their client threads by it; ``""`` unless it is a plain
+    dot-atom id (no quotes, spaces, brackets, control characters or encoded words)."""
+    value = str(value or "").strip().strip("<>")
+    if not _FOREIGN_ID.match(value) or "=?" in value:
+        return ""
+    return f"<{value}>"
+
+
 def _header_names(raw: bytes) -> list[str]:
     head = raw.split(b"\r\n\r\n", 1)[0]
     names = []

@@ -42,6 +42,21 @@ class Message:
     html: str = ""
     kind: str = ""  # what it is about (e.g. "sla_warning"), for templates and preferences
     incident_id: int | None = None
+    #: Files sent with it (an agent's attachments on a public reply to the requester), read
+    #: from storage when the message is sent; a channel that cannot carry files ignores them.
+    attachments: tuple[MessageFile, ...] = ()
+    #: Earlier messages of this conversation with the recipient, as ``<id@domain>`` Message-IDs,
+    #: oldest first; the last is the message this one answers (mail threads by them).
+    references: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MessageFile:
+    """One file a :class:`Message` carries: a sanitised name, a safe content type, the bytes."""
+
+    filename: str
+    content_type: str
+    data: bytes
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,12 @@
 """The e-mail channel: SMTP with STARTTLS or TLS and authentication.
 
-Every message about one incident carries ``In-Reply-To`` and ``References``
-pointing at the same root id, so mail clients thread them; the subject
-carries the reference; ``Auto-Submitted: auto-generated`` stops auto-replies.
+Every message about one incident carries ``References`` starting with the same
+root id, so mail clients thread them; a message to a requester answers the
+previous message of their conversation (``In-Reply-To``: ours or theirs, as the
+core found it, ``Message.references``). The subject carries the reference;
+``Auto-Submitted: auto-generated`` stops auto-replies. Files a message carries
+(an agent's attachments on a public reply) are MIME parts with their
+sanitised name (RFC 2231 for non-ASCII) and a safe content type.
 The ``Message-ID`` derives from the delivery's idempotency key, so a retried
 delivery is recognisably the same message. Every header holding user text is
 built by :mod:`helpdesk.mail_headers` (encoded words decoded, line breaks
@@ -21,6 +25,7 @@ recipient: a title cannot smuggle in headers or recipients.
 from __future__ import annotations
 
 import html
+import re
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -56,15 +61,32 @@ def build(message: Message, from_address: str) -> EmailMessage:
     mail["X-Helpdesk-Loop"] = domain  # inbound mail carrying our own mark is dropped (no loops)
     if message.incident_reference:
         root = message_id(message.incident_reference, domain)
-        mail["In-Reply-To"] = root
-        mail["References"] = root
+        thread = [found for found in (mail_headers.reference_id(r) for r in message.references) if found]
+        thread = list(dict.fromkeys([root, *thread]))
+        mail["In-Reply-To"] = thread[-1]
+        mail["References"] = " ".join(thread)
         mail["X-Helpdesk-Incident"] = one_line(message.incident_reference)
     text = message.text + (f"\n{message.url}\n" if message.url and message.url not in message.text else "")
     mail.set_content(text)
     body = message.html or "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>"
                                    for p in text.strip().split("\n\n"))
     mail.add_alternative(f"<!doctype html><html><body>{body}</body></html>", subtype="html")
+    for file in message.attachments:
+        maintype, subtype = _content_type(file.content_type)
+        # The name travels only as a MIME parameter (quoted, or RFC 2231 when not ASCII), and
+        # is made one harmless line first: it cannot end the header or start another one.
+        name = one_line(file.filename, 120).replace('"', "_") or "attachment"
+        mail.add_attachment(bytes(file.data), maintype=maintype, subtype=subtype, filename=name)
     return mail
+
+
+def _content_type(value: str) -> tuple[str, str]:
+    maintype, slash, subtype = str(value or "").lower().partition("/")
+    token = re.compile(r"[a-z0-9][a-z0-9.+-]{0,60}")
+    if not slash or not token.fullmatch(maintype) or not token.fullmatch(subtype) \
+            or maintype in {"multipart", "message"}:
+        return "application", "octet-stream"
+    return maintype, subtype
 
 
 def _connection_settings(ctx: Context) -> tuple[str, int, str, float]:

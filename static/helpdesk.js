@@ -19,7 +19,10 @@ document.addEventListener("htmx:responseError", function (event) {
   box.textContent = status === 503
     ? "The helpdesk is busy or cannot reach its database; nothing was changed. " +
       "What you typed is still here: try again in a few seconds."
-    : "Something went wrong and nothing was changed; try again.";
+    : status === 413
+      ? "That was too large to send at once (the files together are over the server's limit); " +
+        "nothing was changed. What you typed is still here: send fewer or smaller files."
+      : "Something went wrong and nothing was changed; try again.";
 });
 
 // A table wider than a phone screen scrolls inside itself (helpdesk.css); one that does gets

@@ -219,11 +219,16 @@ def test_requester_gets_acknowledgement_reply_and_resolution_as_one_thread(ctx,
         assert plain.strip() and html.strip()
     message_ids = [m["Message-ID"] for m in (acknowledgement, answer, resolved)]
     assert len(set(message_ids)) == 3
-    # Threaded: every message refers to one root id of the incident, which is none of them.
-    roots = {(m["In-Reply-To"], m["References"]) for m in (acknowledgement, answer, resolved)}
+    # Threaded: every message's References start with one root id of the incident (none of
+    # them), and each answers the one before it, as a person replying would.
+    roots = {m["References"].split()[0] for m in (acknowledgement, answer, resolved)}
     assert len(roots) == 1
-    root, references = roots.pop()
-    assert root and root in references and root not in message_ids
+    root = roots.pop()
+    assert root not in message_ids
+    assert acknowledgement["In-Reply-To"] == root
+    assert answer["In-Reply-To"] == acknowledgement["Message-ID"]
+    assert resolved["In-Reply-To"] == answer["Message-ID"]
+    assert resolved["References"].split() == [root, *message_ids[:2]]
 
     assert incident.title in acknowledgement.get_body(("plain",)).get_content() \
         or incident.title in acknowledgement["Subject"]

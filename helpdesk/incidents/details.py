@@ -3,9 +3,10 @@ conversation (replies and notes) and links to other incidents."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from helpdesk import events, reports, search, sla
+from helpdesk import attachments, events, reports, search, sla
 from helpdesk.context import Context
 from helpdesk.db import for_update, write_transaction
 from helpdesk.errors import DomainError
@@ -63,26 +64,38 @@ def update_details(ctx: Context, incident_id: int, actor: Agent, expected_versio
         return follow_up(ctx, apply(incident, actor, values, expected_version), actor)
 
 
-def add_comment(ctx: Context, incident_id: int, actor: Agent, body: str, *, public: bool) -> TimelineEntry:
-    """Add a public reply to the customer or an internal note.
+def add_comment(ctx: Context, incident_id: int, actor: Agent, body: str, *, public: bool,
+                files: Sequence[tuple[str, bytes]] = ()) -> TimelineEntry:
+    """Add a public reply to the customer or an internal note, with the agent's ``files``
+    (name, bytes) attached to it.
 
     Comments never conflict with edits: they append to the timeline and do not
     bump the version, so an agent typing a reply does not block an owner change.
+    The files pass the same checks as a customer's (limits, ``helpdesk_attachment_verdict``,
+    failing closed) before anything is written, and are recorded in the entry's transaction:
+    a refused file leaves no entry, an entry never misses its files. A public reply's files
+    go to the requester with its mail (read from storage when it is sent); a note's never leave
+    the desk.
     """
     body = (body or "").strip()
     if not body:
         raise DomainError("Write something before sending." if public else "The note is empty.")
+    files = list(files)
+    if files:
+        attachments.check(ctx, files)
     with write_transaction():
         incident = get(incident_id)
         if incident.status in {"closed", "cancelled"} and public:
             raise DomainError(f"{incident.reference} is {incident.status}; reply on a new incident.")
         note = entry(incident.id, actor, "reply" if public else "note", body=body)
+        for name, data in files:
+            attachments.store(ctx, incident.id, note.id, name, data, agent=actor)
         Incident.update(updated_at=note.at).where(Incident.id == incident.id).execute()
         search.refresh(incident.id)
         sla.on_response(ctx, incident, public_reply=public)
         reports.refresh(ctx, incident.id)
         events.emit(ctx, "incident_commented", incident.id, actor, entry=note.id, public=public,
-                    body=body, actor_name=actor.display_name)
+                    body=body, actor_name=actor.display_name, attachments=len(files))
     return note
 
 

@@ -51,6 +51,9 @@ class Mail:
     attachments: list[Attachment] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what was odd but survivable
     return_path: str | None = None
+    #: The Message-ID as written (``message_id`` is lower case, for matching): our answers
+    #: name it exactly, so the sender's mail client threads them under it.
+    original_id: str = ""
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -242,6 +245,7 @@ def parse(raw: bytes) -> Mail:
         text = text[:MAX_TEXT]
     references = message_ids(_header(message, "In-Reply-To")) + message_ids(_header(message, "References"))
     ids = message_ids(_header(message, "Message-ID"))
+    written = [found.strip() for found in _MSGID.findall(_header(message, "Message-ID") or "")]
     headers = {h: one_line(_header(message, h))[:500] for h in LOOP_HEADERS if message.get_all(h)}
     return_path = None
     if message.get_all("Return-Path"):
@@ -249,7 +253,8 @@ def parse(raw: bytes) -> Mail:
     return Mail(message_id=ids[0] if ids else "", sender=sender, sender_name=one_line(name)[:200],
                 subject=one_line(_header(message, "Subject")), text=text.strip(),
                 references=list(dict.fromkeys(references)), headers=headers,
-                attachments=attachments, notes=notes, return_path=return_path)
+                attachments=attachments, notes=notes, return_path=return_path,
+                original_id=written[0] if written else "")
 
 
 # -- trimming ---------------------------------------------------------------------------------

@@ -189,8 +189,8 @@ def receive(ctx: Context, raw: bytes) -> Received:
     existing = InboundMail.get_or_none(InboundMail.key == key)
     if existing is not None:
         return Received("duplicate", existing, "this Message-ID was received before")
-    base.update(key=key, message_id=mail.message_id, sender=mail.sender, subject=mail.subject[:300],
-                full_text=mail.text)
+    base.update(key=key, message_id=mail.original_id or mail.message_id, sender=mail.sender,
+                subject=mail.subject[:300], full_text=mail.text)
     try:
         with write_transaction():
             return _decide(ctx, mail, base, raw)

@@ -32,7 +32,7 @@ from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.db import after_commit, write_transaction
 from helpdesk.models import Agent, Delivery, DeliveryAttempt, Incident, NotificationPreference
-from helpdesk.notify import addresses, rules
+from helpdesk.notify import addresses, conversation, rules
 from helpdesk.notify.message import render_safely
 from helpdesk.records import DeliveryError, Message
 
@@ -94,9 +94,13 @@ def record_event(ctx: Context, event: str, incident_id: int, payload: dict[str, 
             else:
                 address = None
             if address:
+                # A requester's message joins their conversation on this channel (mail threads).
+                thread = conversation.references(ctx, channel.name, str(address), incident,
+                                                  recipient.contact) if recipient.contact is not None else []
                 created.append(_write(ctx, channel.name, str(address), event=event, kind=recipient.kind,
                                       incident=incident, agent=recipient.agent, subject=subject, text=text,
-                                      payload=payload, expires_at=rules.expires_at(recipient.kind, payload)))
+                                      payload=payload, expires_at=rules.expires_at(recipient.kind, payload),
+                                      references=thread))
     for channel in channels:
         if channel.broadcast is None:
             continue
@@ -116,7 +120,8 @@ def _deliver_after_commit(ctx: Context, delivery_ids: list[int]) -> None:
 
 def _write(ctx: Context, channel: str, address: str, *, event: str, kind: str, incident: Incident | None,
            agent: Agent | None, subject: str, text: str, payload: Mapping[str, Any],
-           expires_at: dt.datetime | None, html: str = "", key: str | None = None) -> int:
+           expires_at: dt.datetime | None, html: str = "", key: str | None = None,
+           references: list[str] | None = None) -> int:
     stamp = now()
     reference = incident.reference if incident is not None else "none"
     # Unique per message; receivers use it to drop repeats of an at-least-once delivery.
@@ -128,6 +133,8 @@ def _write(ctx: Context, channel: str, address: str, *, event: str, kind: str, i
             **({"incident": incident.reference, "title": incident.title, "status": incident.status,
                 "priority": incident.priority} if incident is not None else {}),
             **{k: v for k, v in payload.items() if isinstance(v, str | int | float | bool) or v is None}}
+    if references:
+        data["references"] = references
     row = Delivery.create(channel=channel, recipient=address[:500], event=event[:64],
                           incident=incident.id if incident is not None else None, agent=agent,
                           subject=subject[:300], text=text, html=html, data=json.dumps(data),
@@ -172,12 +179,18 @@ def enqueue(ctx: Context, channel: str, recipient: str, subject: str, text: str,
 # -- delivery (worker) ------------------------------------------------------------------------------
 
 
-def message_for(delivery: Delivery) -> Message:
+def message_for(delivery: Delivery, ctx: Context | None = None) -> Message:
+    """The message a delivery sends; with ``ctx`` (at send time) a reply's files are read from
+    storage now, and the text says which could not be attached (see :mod:`.conversation`)."""
     data = json.loads(delivery.data or "{}")
-    return Message(recipient=delivery.recipient, subject=delivery.subject, text=delivery.text,
+    references = tuple(str(r) for r in data.pop("references", None) or ())
+    files, note = conversation.files_for(ctx, delivery, data) if ctx is not None else ((), "")
+    text = delivery.text if not note else f"{delivery.text.rstrip()}\n\n{note}\n"
+    return Message(recipient=delivery.recipient, subject=delivery.subject, text=text,
                    html=delivery.html, event=delivery.event, kind=data.get("kind", ""),
                    incident_reference=data.get("incident"), incident_id=delivery.incident_id,
-                   idempotency_key=delivery.idempotency_key, url=data.get("url"), data=data)
+                   idempotency_key=delivery.idempotency_key, url=data.get("url"), data=data,
+                   attachments=files, references=references)
 
 
 def send_now(ctx: Context, channel: str, message: Message) -> None:
@@ -234,7 +247,7 @@ def deliver(ctx: Context, delivery_id: int) -> str | None:
     try:
         if channel is None:
             raise DeliveryError(f"the channel type {delivery.channel!r} is not available", permanent=True)
-        channel.send(ctx, message_for(delivery))
+        channel.send(ctx, message_for(delivery, ctx))
     except DeliveryError as error:
         return _failed(ctx, delivery, str(error), error.permanent)
     except Exception as error:  # a broken transport: treat as temporary, but say what it was

@@ -55,9 +55,10 @@ TIMELINE_FILTERS = {"all": "All", "public": "Public", "internal": "Internal", "s
 
 def _render(incident_id: int, *, error: str | None = None, status: int = 200,
             incident: Any = None, attempt: Any = None, announce: str = "",
-            focus: str = "") -> tuple[str, int]:
+            focus: str = "", reply: dict[str, Any] | None = None) -> tuple[str, int]:
     """The incident page (or its body for HTMX); ``announce`` is read out politely and
-    ``focus`` names the element that changed, where console.js puts the focus."""
+    ``focus`` names the element that changed, where console.js puts the focus; ``reply`` is
+    what the agent typed in the reply box when it was refused (shown again)."""
     incident = incident or domain.get(incident_id)
     found = choices()
     mine = [team for team in found["teams"]
@@ -72,6 +73,7 @@ def _render(incident_id: int, *, error: str | None = None, status: int = 200,
         timeline_filters=TIMELINE_FILTERS,
         error=error,
         attempt=attempt,
+        reply=reply or {},
         announce=announce,
         focus=focus,
         can_transfer=(domain.can_transfer(incident, current_user)
@@ -109,7 +111,8 @@ def _sla(incident: Any) -> list[tuple[Any, Any, list[Any]]]:
 
 
 def _respond(incident_id: int, change: Callable[[], Any], done: str | Callable[[Any], str],
-             focus: str | Callable[[Any], str] = "", back: str | None = None) -> Any:
+             focus: str | Callable[[Any], str] = "", back: str | None = None,
+             reply: dict[str, Any] | None = None) -> Any:
     """Run a domain change and answer with the fresh incident (or why it failed).
 
     ``done`` (text, or made from what the change returned) is announced, ``focus`` names
@@ -121,11 +124,12 @@ def _respond(incident_id: int, change: Callable[[], Any], done: str | Callable[[
         result = change()
     except StaleVersion as stale:
         return _render(incident_id, error=str(stale), status=409, incident=stale.incident,
-                       attempt=stale_attempt(stale.incident), focus="incident-title")
+                       attempt=stale_attempt(stale.incident), focus="incident-title", reply=reply)
     except DomainError as error:
         if error.status == 404:
             raise
-        return _render(incident_id, error=str(error), status=error.status, focus="incident-title")
+        return _render(incident_id, error=str(error), status=error.status,
+                       focus="reply-body" if reply else "incident-title", reply=reply)
     from helpdesk.rendering import htmx
 
     if result is None:  # a change that returns nothing: describe the incident as it is now
@@ -273,14 +277,25 @@ def details(incident_id: int) -> Any:
 @bp.post("/<int:incident_id>/comments")
 @access(AGENT)
 def comment(incident_id: int) -> Any:
+    """A reply or a note, with the files chosen in the reply box (``files``, multipart). A
+    refused file refuses the whole post: nothing is written and the box keeps what was typed."""
     public = request.form.get("visibility") == "public"
+    files = uploaded_files()
+    noun = "Reply sent to the customer" if public else "Internal note added"
     return _respond(
         incident_id,
         lambda: domain.add_comment(context(), incident_id, current_user, request.form.get("body", ""),
-                                   public=public),
-        "Reply sent to the customer." if public else "Internal note added.",
+                                   public=public, files=files),
+        f"{noun} with {len(files)} file{'s' if len(files) != 1 else ''}." if files else f"{noun}.",
         lambda note: f"entry-{note.id}",
+        reply={"body": request.form.get("body", ""), "public": public, "files": len(files)},
     )
+
+
+def uploaded_files() -> list[tuple[str, bytes]]:
+    """The files of the reply box (``files``): (name as sent, bytes); empty choices skipped."""
+    return [(upload.filename or "", upload.read()) for upload in request.files.getlist("files")
+            if upload and upload.filename]
 
 
 @bp.post("/<int:incident_id>/links")

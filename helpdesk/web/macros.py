@@ -22,6 +22,7 @@ from helpdesk.rendering import render_page
 from helpdesk.security import AGENT, access
 from helpdesk.web import context
 from helpdesk.web.forms import parse_id
+from helpdesk.web.incidents import uploaded_files
 
 bp = Blueprint("macros", __name__)
 
@@ -173,7 +174,7 @@ def apply(incident_id: int) -> Any:
         incident = macros.apply(
             context(), incident_id, current_user, macro_id, typed if typed.strip() else None,
             public=(request.form.get("visibility") == "public") if typed.strip() else None,
-            expected_version=version)
+            expected_version=version, files=uploaded_files())
     except DomainError as refused:
         if refused.status == 404:
             raise
