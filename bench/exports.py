@@ -20,7 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from web import AGENT, prepare
 
@@ -42,15 +44,22 @@ def child(folder: Path, queue: str, fmt: str) -> dict:
     with app.app_context():
         database.connect(reuse_if_open=True)
         agent = Agent.get(Agent.username == AGENT)
-        list(exports.queue_incidents(queue, agent, queues.Filters(), batch=50))  # warm up imports
+        next(iter(exports.queue_incidents(queue, agent, queues.Filters(), batch=50)), None)  # warm up
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         logger = logging.getLogger("peewee")
         logger.setLevel(logging.DEBUG)
         logger.addHandler(Counter())
         started = time.perf_counter()
-        incidents = exports.queue_incidents(queue, agent, queues.Filters())
+        counted = [0]
+
+        def counting() -> Iterator[Any]:
+            for incident in exports.queue_incidents(queue, agent, queues.Filters()):
+                counted[0] += 1
+                yield incident
+
+        incidents = counting()
         chunks = exports.csv_chunks(incidents) if fmt == "csv" else exports.xlsx_chunks(incidents)
-        size = rows = 0
+        size = 0
         with open("/dev/null", "wb") as sink:
             for chunk in chunks:
                 data = chunk.encode() if isinstance(chunk, str) else chunk
@@ -58,8 +67,7 @@ def child(folder: Path, queue: str, fmt: str) -> dict:
                 sink.write(data)
         seconds = time.perf_counter() - started
         logger.setLevel(logging.WARNING)
-        rows = sum(1 for _ in exports.queue_incidents(queue, agent, queues.Filters(), batch=5000))
-    return {"rows": rows, "seconds": seconds, "bytes": size, "statements": len(statements),
+    return {"rows": counted[0], "seconds": seconds, "bytes": size, "statements": len(statements),
             "rss_before": before, "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
 
 
