@@ -389,7 +389,9 @@ def rows_by_id(ids: list[int]) -> list[Incident]:
     found = []
     for row in database.execute_sql(sql, leading + list(ids)):
         values = iter(row)
-        datas = [{name: convert(next(values)) for name, convert in group} for group in groups]
+        # A NULL stays None without its field's converter (each returns None for None).
+        datas = [{name: value if (value := next(values)) is None else convert(value)
+                  for name, convert in group} for group in groups]
         incident = _blank(Incident, datas[0])
         for (_alias, model, attr, is_fk), data in zip(_JOINED, datas[1:], strict=True):
             joined = _blank(model, data) if data.get("id") is not None else None
