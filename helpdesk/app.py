@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, redirect, request, send_from_directory, url_for
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from jinja2 import pass_context
 from markupsafe import Markup
 from werkzeug.routing import IntegerConverter
 
@@ -224,21 +225,33 @@ def _register_template_helpers(app: Flask, settings: Settings) -> None:
             return str(current_user.time_zone)
         return settings.time_zone
 
+    @app.context_processor
+    def zone_once() -> dict[str, Any]:
+        # Found once per render, not once per time on the page (each lookup of the signed-in
+        # agent goes through several proxies); macros imported without context look it up.
+        return {"_viewer_zone": viewer_zone()}
+
+    def zone_of(context: Any) -> str:
+        return context.get("_viewer_zone") or viewer_zone()
+
     @app.template_filter("localtime")
-    def localtime(value: Any, fmt: str = DEFAULT_TIME_FORMAT) -> str:
+    @pass_context
+    def localtime(context: Any, value: Any, fmt: str = DEFAULT_TIME_FORMAT) -> str:
         """Plain text (usable inside attributes), always with the zone: "2026-06-09 09:15 BST"."""
-        return local_time(value, viewer_zone(), fmt, with_zone=True)
+        return local_time(value, zone_of(context), fmt, with_zone=True)
 
     @app.template_filter("timetag")
-    def timetag(value: Any, fmt: str = DEFAULT_TIME_FORMAT, relative: bool = False) -> Markup:
+    @pass_context
+    def timetag(context: Any, value: Any, fmt: str = DEFAULT_TIME_FORMAT, relative: bool = False) -> Markup:
         """A <time> element: local time with zone (or "in 3 hours" when ``relative``), the
         full zone name and exact time on hover, ISO UTC in ``datetime``."""
-        return time_element(value, viewer_zone(), fmt, moment=clock.now() if relative else None)
+        return time_element(value, zone_of(context), fmt, moment=clock.now() if relative else None)
 
     @app.template_filter("zonestamps")
-    def zonestamps(text: Any) -> str:
+    @pass_context
+    def zonestamps(context: Any, text: Any) -> str:
         """Stored texts naming a UTC time ("due … UTC") shown in the viewer's zone."""
-        return zone_stamps(text, viewer_zone())
+        return zone_stamps(text, zone_of(context))
 
     app.jinja_env.filters["percent"] = format_percent
     app.jinja_env.filters["target_span"] = target_span

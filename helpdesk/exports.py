@@ -127,10 +127,12 @@ def xlsx_chunks(incidents: Iterable[Incident], title: str = "Incidents",
 
 def queue_incidents(queue: str, agent: Agent, filters: queues.Filters,
                     batch: int = BATCH) -> Iterator[Incident]:
-    """Every incident of a queue as the agent sees it, through the queue's own keyset pages."""
+    """Every incident of a queue as the agent sees it, through the queue's own keyset pages:
+    two queries per batch (the ids, then their rows), none per row."""
     after = None
+    teams = queues.team_ids(agent)
     while True:
-        page = queues.page(queue, agent, filters, batch, after=after)
+        page = queues.page(queue, agent, filters, batch, after=after, teams=teams)
         yield from page.rows
         if page.next_cursor is None:
             return

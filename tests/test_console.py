@@ -254,6 +254,6 @@ def test_sla_entries_keep_the_due_time_as_data_and_the_page_shows_it_in_the_zone
                          body="Response target 50% used (due 2026-06-09 07:00 UTC)")  # an old entry
     page = text(AgentClient(app, personas.owner).get(f"/incidents/{incident.id}"))
     with app.test_request_context():
-        shown = app.jinja_env.filters["localtime"](due)
+        shown = app.jinja_env.from_string("{{ due|localtime }}").render(due=due)
     assert f"Resolution target breached (due <time datetime=\"2026-06-09T08:15:00Z\">{shown}</time>)" in page
     assert "Response target 50% used (due 2026-06-09 07:00 UTC)" in page

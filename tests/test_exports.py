@@ -135,3 +135,31 @@ def test_exports_stream_in_constant_memory(app, personas, fmt):
         large_peak, large_size = _peak_bytes(personas, fmt)
     assert large_size > 4 * small_size  # five times the rows ...
     assert large_peak < 1.5 * small_peak  # ... in about the same memory
+
+
+def _export_with_queries(personas: Any, fmt: str, counter: Any, batch: int) -> tuple[int, int]:
+    """(data rows in the file, SQL statements run while writing it)."""
+    before = len(counter.queries)
+    incidents = exports.queue_incidents("open", personas.owner, queues.Filters(), batch=batch)
+    data = b"".join(chunk.encode() if isinstance(chunk, str) else chunk for chunk in
+                    (exports.csv_chunks(incidents) if fmt == "csv" else exports.xlsx_chunks(incidents)))
+    statements = len(counter.queries) - before
+    if fmt == "csv":
+        written = len(list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))) - 1
+    else:
+        written = load_workbook(io.BytesIO(data)).active.max_row - 1
+    return written, statements
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_export_queries_follow_batches_not_rows(app, personas, count_queries, fmt):
+    """Owner, assignee, requester and clocks come with each batch, never one row at a time."""
+    with app.app_context():
+        _bulk_incidents(personas, 40)
+        few, few_statements = _export_with_queries(personas, fmt, count_queries, batch=500)
+        _bulk_incidents(personas, 400)
+        many, many_statements = _export_with_queries(personas, fmt, count_queries, batch=500)
+        more, more_statements = _export_with_queries(personas, fmt, count_queries, batch=100)
+    assert many == few + 400 and more == many  # every row is in the file ...
+    assert many_statements == few_statements  # ... ten times the rows in one batch: same queries
+    assert more_statements == many_statements + 2 * (-(-many // 100) - 1)  # two per extra batch

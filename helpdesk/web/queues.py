@@ -62,12 +62,13 @@ def take_route() -> bool:
 
 def _people() -> dict[str, Any]:
     """Teams and their active agents for the filter and the bulk bar (two queries)."""
-    teams = list(Team.select().order_by(Team.name))
-    members: dict[int, list[Agent]] = {team.id: [] for team in teams}
-    rows = (Membership.select(Membership, Agent).join(Agent)
-            .where(Agent.active == True).order_by(Agent.display_name))  # noqa: E712
-    for membership in rows:
-        members.setdefault(membership.team_id, []).append(membership.agent)
+    teams = list(Team.select(Team.id, Team.name).order_by(Team.name).namedtuples())
+    members: dict[int, list[Any]] = {team.id: [] for team in teams}
+    # Only what the page shows (id and name): whole agent rows cost more than the query.
+    rows = (Membership.select(Membership.team, Agent.id, Agent.display_name).join(Agent)
+            .where(Agent.active == True).order_by(Agent.display_name).namedtuples())  # noqa: E712
+    for row in rows:
+        members.setdefault(row.team, []).append(row)
     return {"teams": teams, "members": members}
 
 
@@ -95,8 +96,9 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
         filters = queues.Filters.parse(args)
         if name == "at_risk" and not args.get("sort"):
             filters.sort = "due"  # the owner's view: nearest breach first
+        my_team_ids = queues.team_ids(current_user)
         page = queues.page(name, current_user, filters, settings.page_size,
-                           after=args.get("after") or None)
+                           after=args.get("after") or None, teams=my_team_ids)
     except DomainError as error:  # a bad filter or a broken page link: the request is wrong
         abort(400, str(error))
     link_args = args.to_dict(flat=False)
@@ -125,7 +127,7 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
         all_columns=queues.COLUMNS,
         view=view,
         can_edit_view=bool(view and queues.can_edit_view(current_user, view)),
-        my_team_ids=queues.team_ids(current_user),
+        my_team_ids=my_team_ids,
         filter_query=urlencode([(key, value) for key, value in MultiDict(args).items(multi=True)
                                 if key in queues.FILTER_KEYS and value]),
         density=current_user.queue_density if current_user.queue_density in DENSITIES else "comfortable",
