@@ -378,6 +378,9 @@ def test_two_web_processes_and_a_worker_on_redis_lose_nothing_through_a_worker_c
         process.stop(signal.SIGTERM)
         assert process.process.returncode == 0
     receiver.server.shutdown()
+    receiver.server.server_close()
+    if proxy is not None:
+        proxy.cut()  # closes its sockets
 
 
 class _Env:
