@@ -10,7 +10,9 @@ and the hooks that need services.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,11 @@ import pluggy
 
 from helpdesk.config import PluginSettings, Settings
 from helpdesk.errors import DomainError
+
+logger = logging.getLogger(__name__)
+#: After the queue failed to take work, requests stop trying for this long: the outbox rows
+#: are committed and the worker's sweep queues them, so no request waits on a queue that is away.
+QUEUE_PAUSE_SECONDS = 5.0
 
 if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
     from huey import Huey
@@ -36,6 +43,29 @@ class Tasks:
     sla_check: Callable[[], Any]
     auto_close: Callable[[], Any]
     sweep_outbox: Callable[[], Any]
+    #: Monotonic time before which :meth:`queue_outbox_rows` does not try the queue (it just failed).
+    queue_paused_until: float = 0.0
+
+    def queue_outbox_rows(self, task: Callable[[int], Any], row_ids: Sequence[int], what: str) -> int:
+        """Queue ``task`` for outbox rows that were just committed; return how many were queued.
+
+        Called after a commit, in the request that made the change. The rows are already in
+        the outbox, so a queue that is away (Redis restarting, unreachable) must not fail or
+        hold the request: the first failure is logged in one line, the rest of the batch and
+        the next :data:`QUEUE_PAUSE_SECONDS` of batches are left to the worker's outbox sweep,
+        which queues every due row once the queue answers again.
+        """
+        if time.monotonic() < self.queue_paused_until:
+            return 0
+        for done, row_id in enumerate(row_ids):
+            try:
+                task(row_id)
+            except Exception as error:  # the queue's client error, whatever the queue
+                self.queue_paused_until = time.monotonic() + QUEUE_PAUSE_SECONDS
+                logger.warning("could not queue %d %s (they stay in the outbox; the worker's sweep "
+                               "queues them when the queue answers): %r", len(row_ids) - done, what, error)
+                return done
+        return len(row_ids)
 
 
 def _registry() -> Registry:

@@ -64,7 +64,8 @@ def record(state: Any, event: str, incident_id: int, payload: dict[str, Any]) ->
     created = [EventDelivery.create(event=event, incident=incident_id, plugin=plugin, payload=data,
                                     event_key=key, next_attempt_at=stamp, created_at=stamp).id
                for plugin in plugins]
-    after_commit(lambda: [state.tasks.fire_event(event_id) for event_id in created])
+    tasks = state.tasks
+    after_commit(lambda: tasks.queue_outbox_rows(tasks.fire_event, created, "plugin events"))
     return created
 
 

@@ -21,6 +21,11 @@ from helpdesk.context import Context, Tasks
 from helpdesk.db import database
 
 logger = logging.getLogger(__name__)
+# Redis that is away must cost a request a bounded wait, never a hang: redis-py before 6 waits
+# without limit by default. A connect on loopback or a LAN takes milliseconds; reads are short
+# commands, except the worker's blocking pop, which waits Huey's read_timeout (1 s) at most.
+QUEUE_CONNECT_SECONDS = 2.0
+QUEUE_SOCKET_SECONDS = 3.0
 
 
 def create_huey(settings: Settings) -> Huey:
@@ -29,7 +34,13 @@ def create_huey(settings: Settings) -> Huey:
         return MemoryHuey("helpdesk", immediate=True, results=False)
     if url.startswith("sqlite:///"):
         return SqliteHuey("helpdesk", filename=unquote(url[len("sqlite:///") :]), results=False)
-    return RedisHuey("helpdesk", url=url, results=False)
+    from redis import ConnectionPool
+
+    # Connections are re-made on the next command after Redis restarts; the worker's consumer
+    # loop logs the failed pops and carries on, so neither web nor worker needs a restart.
+    pool = ConnectionPool.from_url(url, socket_connect_timeout=QUEUE_CONNECT_SECONDS,
+                                   socket_timeout=QUEUE_SOCKET_SECONDS, health_check_interval=30)
+    return RedisHuey("helpdesk", connection_pool=pool, results=False)
 
 
 def register_tasks(app: Flask, huey: Huey, ctx: Context) -> Tasks:

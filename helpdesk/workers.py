@@ -21,6 +21,8 @@ import socket
 import threading
 from typing import Any
 
+import peewee
+
 from helpdesk.clock import now
 from helpdesk.db import database, write_transaction
 from helpdesk.leases import holder_id
@@ -117,13 +119,19 @@ class Heartbeat:
         self.thread = threading.Thread(target=self._run, name="helpdesk-heartbeat", daemon=True)
 
     def start(self) -> Heartbeat:
-        with self.app.app_context(), database.connection_context():
-            lease_seconds = self.app.extensions["helpdesk"].settings.lease_seconds
-            beat(holder_id())
-            taken = reclaim_from_gone(lease_seconds)
+        try:
+            with self.app.app_context(), database.connection_context():
+                lease_seconds = self.app.extensions["helpdesk"].settings.lease_seconds
+                beat(holder_id())
+                taken = reclaim_from_gone(lease_seconds)
             if taken:
-                # Queue them now rather than at the next sweep.
-                self.app.extensions["helpdesk"].tasks.sweep_outbox()
+                self._queue_sweep()  # now rather than at the next beat
+        except (peewee.OperationalError, peewee.InterfaceError) as error:
+            # A worker started while the database is busy or away (SQLite locked by a burst of
+            # writes, PostgreSQL restarting) keeps running: the next beat, and the sweep it
+            # queues, take back what dead workers held once the database answers.
+            logger.warning("first heartbeat failed (database busy or away); trying again each beat: %r",
+                           error)
         self.thread.start()
         return self
 
@@ -135,12 +143,16 @@ class Heartbeat:
                     beat(holder_id())
             except Exception:  # the database may be away for a moment; the next beat may work
                 logger.exception("worker heartbeat failed")
-            try:
-                # A sweep per beat, not only Huey's once a minute: what a queue outage or a dead
-                # worker left behind moves again within seconds (the lease keeps passes apart).
-                self.app.extensions["helpdesk"].tasks.sweep_outbox()
-            except Exception as error:  # the queue is away; say what failed, never hide a bug
-                logger.warning("could not queue the outbox sweep (is the queue reachable?): %r", error)
+            # A sweep per beat, not only Huey's once a minute: what a queue outage or a dead
+            # worker left behind moves again within seconds (the lease keeps passes apart).
+            self._queue_sweep()
+
+    def _queue_sweep(self) -> None:
+        try:
+            self.app.extensions["helpdesk"].tasks.sweep_outbox()
+        except Exception as error:  # the queue is away (a worker started while Redis stalls must
+            # keep running, not die of it); say what failed, never hide a bug
+            logger.warning("could not queue the outbox sweep (is the queue reachable?): %r", error)
 
     def stop(self) -> None:
         """On a clean stop: no more beats, and no row left to look stale."""

@@ -32,7 +32,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -74,6 +74,7 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self.workers, self.command, self.queue_url = workers, command, queue_url
         self.process: subprocess.Popen[str] | None = None
+        self.output: deque[str] = deque(maxlen=2000)  # the last lines, for a failure's message
 
     def start(self) -> None:
         env = self.workers.env(HELPDESK_PORT=str(self.port), HELPDESK_DATABASE_BUSY_SECONDS="1",
@@ -82,9 +83,17 @@ class Server:
         self.process = subprocess.Popen(HELPDESK + self.command, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
         self.workers.processes.append(self.process)
+        # Read what the process logs as it goes: a pipe nobody reads fills (64 KiB), and then
+        # every thread that logs blocks on it -- a hang of the test's making, not the server's.
+        threading.Thread(target=self._read_output, args=(self.process,), daemon=True).start()
         if self.command[0] == "serve":
             wait_until(lambda: self.answers() or self.process.poll() is not None, "the server is up")
         assert self.process.poll() is None
+
+    def _read_output(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.output.append(line)
 
     def answers(self) -> bool:
         try:

@@ -115,7 +115,7 @@ def record_event(ctx: Context, event: str, incident_id: int, payload: dict[str, 
 def _deliver_after_commit(ctx: Context, delivery_ids: list[int]) -> None:
     tasks = ctx.tasks
     if delivery_ids and tasks is not None:
-        after_commit(lambda: [tasks.deliver(delivery_id) for delivery_id in delivery_ids])
+        after_commit(lambda: tasks.queue_outbox_rows(tasks.deliver, delivery_ids, "notification deliveries"))
 
 
 def _write(ctx: Context, channel: str, address: str, *, event: str, kind: str, incident: Incident | None,
