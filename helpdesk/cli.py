@@ -378,7 +378,7 @@ def db_upgrade(ctx: click.Context) -> None:
     click.echo(f"Applied: {', '.join(applied)}." if applied else "The schema is up to date.")
     if any(name.startswith("0015_") for name in applied):  # search and reports start from the data
         ctx.invoke(search_rebuild)
-    if any(name.startswith(("0015_", "0023_")) for name in applied):  # facts and their day rollups
+    if any(name.startswith(("0015_", "0022_")) for name in applied):  # facts and their day rollups
         ctx.invoke(reports_rebuild)
 
 

@@ -58,7 +58,7 @@ class Team(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     #: An inactive team keeps its incidents and history but is assigned no new work.
     active = peewee.BooleanField(default=True)
-    #: Functional escalation (migration 0022): "open" (any agent may reassign its incidents) or
+    #: Functional escalation (migration 0021): "open" (any agent may reassign its incidents) or
     #: "refer" (refer and request: its own agents only hand incidents back to the owner, see
     #: helpdesk.incidents.handback).
     escalation_mode = peewee.CharField(max_length=8, default="open")
