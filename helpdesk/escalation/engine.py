@@ -84,24 +84,42 @@ class Fired:
 # -- conditions and moments ------------------------------------------------------------------------
 
 
-def matches(incident: Incident, conditions: Mapping[str, list[Any]]) -> bool:
+@dataclass(frozen=True)
+class Facts:
+    """What conditions look at, read once per incident (a queue page reads them for all its
+    rows in a few queries: see :func:`upcoming_for`)."""
+
+    priority: int
+    type: str
+    teams: frozenset[str]
+    service: str | None
+    organisation: str | None
+
+
+def _fact(incident: Incident | Facts, key: str) -> Any:
+    """One fact; read from an incident only when a condition asks for it (each costs a query)."""
+    if isinstance(incident, Facts):
+        return getattr(incident, key)
+    if key == "teams":
+        pair = (incident.owner_team, incident.assigned_team)
+        return frozenset(team.name for team in pair if team is not None)
+    if key == "service":
+        return incident.service.name if incident.service is not None else None
+    if key == "organisation":
+        organisation = incident.requester.organisation if incident.requester is not None else None
+        return organisation.name if organisation is not None else None
+    return getattr(incident, key)
+
+
+def matches(incident: Incident | Facts, conditions: Mapping[str, list[Any]]) -> bool:
     """Whether ``incident`` meets every condition given (priority, type, team, service,
     organisation); no conditions match everything."""
     for key, values in conditions.items():
-        if key == "priority" and incident.priority not in values:
-            return False
-        if key == "type" and incident.type not in values:
-            return False
         if key == "team":
-            names = {team.name for team in (incident.owner_team, incident.assigned_team) if team is not None}
-            if not names & set(values):
+            if not _fact(incident, "teams") & set(values):
                 return False
-        if key == "service" and (incident.service is None or incident.service.name not in values):
+        elif key in {"priority", "type", "service", "organisation"} and _fact(incident, key) not in values:
             return False
-        if key == "organisation":
-            organisation = incident.requester.organisation if incident.requester is not None else None
-            if organisation is None or organisation.name not in values:
-                return False
     return True
 
 
@@ -136,10 +154,13 @@ def _cycle(level: Mapping[str, Any], clocks: Mapping[str, SlaClock]) -> int:
 # -- the policy of an incident ----------------------------------------------------------------------
 
 
-def applicable(incident: Incident) -> EscalationPolicy | None:
-    """The first enabled policy (by position, then name) whose conditions the incident meets."""
-    for policy in EscalationPolicy.select().where(EscalationPolicy.enabled == True).order_by(  # noqa: E712
-            EscalationPolicy.position, EscalationPolicy.name):
+def applicable(incident: Incident | Facts, candidates: list[EscalationPolicy] | None = None
+               ) -> EscalationPolicy | None:
+    """The first enabled policy (by position, then name) whose conditions the incident meets
+    (``candidates``: every policy, read once for many incidents)."""
+    if candidates is None:
+        candidates = list(EscalationPolicy.select().where(EscalationPolicy.enabled == True))  # noqa: E712
+    for policy in sorted((p for p in candidates if p.enabled), key=lambda p: (p.position, p.name)):
         if matches(incident, policies.definition_of(policy).get("conditions") or {}):
             return policy
     return None
@@ -164,6 +185,93 @@ def _state(incident_id: int, lock: bool = False) -> EscalationState:
     return state
 
 
+@dataclass(frozen=True)
+class Upcoming:
+    """The level an incident reaches next: its number and title, when (``None``: by hand only,
+    or its SLA clock does not run), whether a snooze holds it, and its steps' names."""
+
+    number: int
+    title: str
+    at: dt.datetime | None
+    steps: tuple[str, ...]
+    manual: bool = False
+    snoozed: bool = False
+
+
+def pending(ctx: Context, facts: Facts | Incident, state: EscalationState, definition: Mapping[str, Any],
+            clocks: Mapping[str, SlaClock]) -> list[tuple[int, Mapping[str, Any], dt.datetime | None]]:
+    """The levels after the incident's current one that apply to it, each with its moment
+    (``None``: manual, or its clock does not run), not before a snooze ends. What the check
+    runs, what it schedules and what pages show as next all come from here."""
+    found = []
+    for number, level in enumerate(definition["levels"], 1):
+        if number <= state.level or not matches(facts, level.get("conditions") or {}):
+            continue
+        when = moment(ctx, level, clocks)
+        if when is not None and state.snoozed_until is not None:
+            when = max(when, state.snoozed_until)
+        found.append((number, level, when))
+    return found
+
+
+def next_level(ctx: Context, facts: Facts | Incident, state: EscalationState, definition: Mapping[str, Any],
+               clocks: Mapping[str, SlaClock]) -> Upcoming | None:
+    """The level the check runs next (the earliest moment among :func:`pending`); with no
+    timed level left, the next one that runs only by hand."""
+    levels = pending(ctx, facts, state, definition, clocks)
+    timed = [item for item in levels if item[2] is not None]
+    if timed:
+        number, level, when = min(timed, key=lambda item: (item[2], item[0]))
+    elif levels:
+        number, level, when = levels[0]
+    else:
+        return None
+    snoozed = when is not None and state.snoozed_until is not None and when == state.snoozed_until
+    return Upcoming(number, level["title"], when, tuple(step["step"] for step in level["steps"]),
+                    level["trigger"] == "manual", snoozed)
+
+
+def upcoming_for(ctx: Context, incidents: list[Incident]) -> dict[int, Upcoming]:
+    """The next level of each active incident (those a policy applies to), for a page of rows:
+    a fixed number of queries whatever the number of incidents, and the same rules as the
+    check (:func:`next_level`)."""
+    from helpdesk.models import Contact, Organisation, Service, Team
+
+    active = [incident for incident in incidents if incident.is_active]
+    if not active:
+        return {}
+    ids = [incident.id for incident in active]
+    states = {s.incident_id: s for s in EscalationState.select().where(EscalationState.incident.in_(ids))}
+    every = list(EscalationPolicy.select())
+    by_id = {policy.id: policy for policy in every}
+    clocks: dict[int, dict[str, SlaClock]] = {}
+    for clock in SlaClock.select().where(SlaClock.incident.in_(ids)):
+        clocks.setdefault(clock.incident_id, {})[clock.target] = clock
+    team_ids = {i.owner_team_id for i in active} | {i.assigned_team_id for i in active}
+    teams = {t.id: t.name for t in Team.select(Team.id, Team.name).where(Team.id.in_(list(team_ids - {None})))
+             } if team_ids - {None} else {}
+    service_ids = [i.service_id for i in active if i.service_id is not None]
+    services = {s.id: s.name for s in Service.select(Service.id, Service.name)
+                .where(Service.id.in_(service_ids))}
+    contact_ids = [i.requester_id for i in active if i.requester_id is not None]
+    organisations = {c.id: c.organisation.name for c in Contact.select(Contact.id, Organisation.name)
+                     .join(Organisation).where(Contact.id.in_(contact_ids))}
+    found = {}
+    for incident in active:
+        pair = (incident.owner_team_id, incident.assigned_team_id)
+        facts = Facts(incident.priority, incident.type, frozenset(teams[t] for t in pair if t in teams),
+                      services.get(incident.service_id), organisations.get(incident.requester_id))
+        state = states.get(incident.id) or EscalationState(incident=incident.id)
+        policy = (by_id.get(state.policy_id) if state.level > 0 and state.policy_id is not None
+                  else applicable(facts, every))
+        if policy is None:
+            continue
+        upcoming = next_level(ctx, facts, state, policies.definition_of(policy), clocks.get(incident.id, {}))
+        if upcoming is not None:
+            found[incident.id] = upcoming
+    return found
+
+
 def _next_at(ctx: Context, incident: Incident, state: EscalationState, at: dt.datetime) -> dt.datetime | None:
     """When the check must look again: a retry's time, or the next level's moment (not before the
     snooze ends); a moment already passed means now."""
@@ -172,13 +280,10 @@ def _next_at(ctx: Context, incident: Incident, state: EscalationState, at: dt.da
     if incident.is_active:
         policy = _policy(incident, state)
         if policy is not None:
-            clocks = clocks_of(incident.id)
-            for number, level in enumerate(policies.definition_of(policy)["levels"], 1):
-                if number <= state.level or not matches(incident, level.get("conditions") or {}):
-                    continue
-                when = moment(ctx, level, clocks)
-                if when is not None:
-                    candidates.append(max(when, state.snoozed_until or when))
+            definition = policies.definition_of(policy)
+            upcoming = next_level(ctx, incident, state, definition, clocks_of(incident.id))
+            if upcoming is not None and upcoming.at is not None:
+                candidates.append(upcoming.at)
     return min(candidates) if candidates else None
 
 
@@ -228,9 +333,8 @@ def process(ctx: Context, incident_id: int, at: dt.datetime, simulated: bool = F
         if incident.is_active and policy is not None and not snoozed:
             definition = policies.definition_of(policy)
             clocks = clocks_of(incident.id)
-            reached = [number for number, level in enumerate(definition["levels"], 1)
-                       if number > state.level and matches(incident, level.get("conditions") or {})
-                       and (when := moment(ctx, level, clocks)) is not None and when <= at]
+            reached = [number for number, _level, when in pending(ctx, incident, state, definition, clocks)
+                       if when is not None and when <= at]
             if reached:
                 skipped = reached[:-1]
                 run = _run_level(ctx, incident, state, policy, reached[-1], at, clocks=clocks,

@@ -39,6 +39,13 @@ SNOOZES = {0: "No snooze", 30: "30 minutes", 60: "1 hour", 120: "2 hours", 240: 
 
 
 @bp.app_template_global()
+def step_titles(names: Any) -> str:
+    """The titles of registered steps (a name stays as it is when its plugin is gone)."""
+    registered = context().registry.escalation_steps
+    return ", ".join(registered[n].title if n in registered else n for n in names)
+
+
+@bp.app_template_global()
 def escalation_view(incident: Incident) -> dict[str, Any]:
     """What the incident page shows: the level, the policy and version that escalated it, an
     acknowledgement or snooze, the next level and when, failed steps, watchers."""
@@ -49,13 +56,8 @@ def escalation_view(incident: Incident) -> dict[str, Any]:
     policy = policy or engine.applicable(incident)
     upcoming = None
     if policy is not None and incident.is_active:
-        clocks = engine.clocks_of(incident.id)
-        done = state.level if state else 0
-        for number, level in enumerate(policies.definition_of(policy)["levels"], 1):
-            if number > done and engine.matches(incident, level.get("conditions") or {}):
-                upcoming = (number, level["title"], engine.moment(context(), level, clocks),
-                            level["trigger"] == "manual")
-                break
+        upcoming = engine.next_level(context(), incident, state or EscalationState(incident=incident.id),
+                                     policies.definition_of(policy), engine.clocks_of(incident.id))
     problems = list(EscalationRun.select().where((EscalationRun.incident == incident.id)
                                                  & (EscalationRun.state.in_(["retrying", "failed"]))))
     return {"state": state, "policy": policy, "upcoming": upcoming, "problems": problems,
