@@ -29,6 +29,10 @@ Rules, in the order they apply:
   shown on the timeline; a temporary failure is retried with backoff (1, 2, 4,
   8 minutes) from the next check, only the steps that did not run, then the run
   is marked failed (listed on the admin Escalation page).
+* **Cost**: a pass reads the policies once per batch of due incidents; a level
+  reads its incident (locked), state, retries and clocks once, and again only
+  after steps ran (they may reassign or retarget). The read policies are the
+  ones of the pass's start: an edit saved meanwhile applies from the next pass.
 * **Snooze**: an acknowledged, snoozed incident runs no automatic level until
   the snooze ends (then the stale rule applies); manual escalation still works.
 """
@@ -166,11 +170,15 @@ def applicable(incident: Incident | Facts, candidates: list[EscalationPolicy] | 
     return None
 
 
-def _policy(incident: Incident, state: EscalationState) -> EscalationPolicy | None:
-    """The incident keeps the policy that escalated it; before that, whichever applies now."""
+def _policy(incident: Incident, state: EscalationState,
+            every: list[EscalationPolicy] | None = None) -> EscalationPolicy | None:
+    """The incident keeps the policy that escalated it; before that, whichever applies now
+    (``every``: all policies, read once for a batch of incidents)."""
     if state.level > 0 and state.policy_id is not None:
+        if every is not None:
+            return next((policy for policy in every if policy.id == state.policy_id), None)
         return EscalationPolicy.get_or_none(EscalationPolicy.id == state.policy_id)
-    return applicable(incident)
+    return applicable(incident, every)
 
 
 def _state(incident_id: int, lock: bool = False) -> EscalationState:
@@ -272,16 +280,19 @@ def upcoming_for(ctx: Context, incidents: list[Incident]) -> dict[int, Upcoming]
     return found
 
 
-def _next_at(ctx: Context, incident: Incident, state: EscalationState, at: dt.datetime) -> dt.datetime | None:
+def _next_at(ctx: Context, incident: Incident, state: EscalationState, at: dt.datetime,
+             every: list[EscalationPolicy] | None = None,
+             clocks: Mapping[str, SlaClock] | None = None) -> dt.datetime | None:
     """When the check must look again: a retry's time, or the next level's moment (not before the
-    snooze ends); a moment already passed means now."""
+    snooze ends); a moment already passed means now. ``every`` and ``clocks``: read already."""
     candidates = [run.next_attempt_at for run in EscalationRun.select(EscalationRun.next_attempt_at).where(
         (EscalationRun.incident == incident.id) & (EscalationRun.state == "retrying"))]
     if incident.is_active:
-        policy = _policy(incident, state)
+        policy = _policy(incident, state, every)
         if policy is not None:
             definition = policies.definition_of(policy)
-            upcoming = next_level(ctx, incident, state, definition, clocks_of(incident.id))
+            upcoming = next_level(ctx, incident, state, definition,
+                                  clocks if clocks is not None else clocks_of(incident.id))
             if upcoming is not None and upcoming.at is not None:
                 candidates.append(upcoming.at)
     return min(candidates) if candidates else None
@@ -310,26 +321,31 @@ def check(ctx: Context, at: dt.datetime | None = None, batch: int = 500) -> list
         fresh = [incident_id for incident_id in due if incident_id not in seen]
         if not fresh:
             return fired
+        every = list(EscalationPolicy.select())  # once per batch, not once per incident
         for incident_id in fresh:
             seen.add(incident_id)
-            fired += process(ctx, incident_id, at)
+            fired += process(ctx, incident_id, at, every=every)
 
 
-def process(ctx: Context, incident_id: int, at: dt.datetime, simulated: bool = False) -> list[Fired]:
+def process(ctx: Context, incident_id: int, at: dt.datetime, simulated: bool = False,
+            every: list[EscalationPolicy] | None = None) -> list[Fired]:
     """One incident's due work at ``at``, in one transaction: retries, then the latest level
-    reached (the stale rule), then the next time to look."""
+    reached (the stale rule), then the next time to look. ``every``: all policies, read once
+    by the check for a batch of incidents."""
     with write_transaction():
-        # Lock order as in the domain: the incident row first, then its escalation state.
-        locked = for_update(Incident.select(Incident.id).where(Incident.id == incident_id)).execute()
-        if not list(locked):
+        # Lock order as in the domain: the incident row first (read whole, in the same
+        # statement), then its escalation state.
+        locked = list(for_update(Incident.select().where(Incident.id == incident_id)))
+        if not locked:
             return []
+        incident = locked[0]
         state = _state(incident_id, lock=True)
         if state.next_at is None or state.next_at > at:
             return []  # another worker got here first
-        incident = Incident.get_by_id(incident_id)
-        fired = _retry_due(ctx, incident, at)
+        fired = _retry_due(ctx, incident, at, every)
         snoozed = state.snoozed_until is not None and at < state.snoozed_until
-        policy = _policy(incident, state)
+        policy = _policy(incident, state, every)
+        clocks = None
         if incident.is_active and policy is not None and not snoozed:
             definition = policies.definition_of(policy)
             clocks = clocks_of(incident.id)
@@ -341,9 +357,10 @@ def process(ctx: Context, incident_id: int, at: dt.datetime, simulated: bool = F
                                  skipped=skipped, simulated=simulated)
                 if run is not None:
                     fired.append(run)
-        state = EscalationState.get_by_id(state.id)
-        incident = Incident.get_by_id(incident_id)
-        next_at = _next_at(ctx, incident, state, at)
+                    every = [policy]  # the incident stays with it (see _run_level)
+        if fired:  # steps may have changed the incident and its clocks (reassigned, retargeted)
+            incident, clocks = Incident.get_by_id(incident_id), None
+        next_at = _next_at(ctx, incident, state, at, every, clocks)
         EscalationState.update(next_at=next_at if next_at is None or next_at > at else None) \
             .where(EscalationState.id == state.id).execute()
     return fired
@@ -368,14 +385,16 @@ def _run_level(ctx: Context, incident: Incident, state: EscalationState, policy:
     previous = state.level
     EscalationState.update(level=number, version=policy.version, policy=policy.id) \
         .where(EscalationState.id == state.id).execute()
+    state.level, state.version, state.policy_id = number, policy.version, policy.id  # as written
     Incident.update(escalation_level=number).where(Incident.id == incident.id).execute()
+    incident.escalation_level = number
     how = f"by {actor} ({reason})" if manual else level["title"]
     note = f"; skipped level {', '.join(map(str, skipped))} (its moment passed meanwhile)" if skipped else ""
     TimelineEntry.create(incident=incident.id, actor=actor, kind="escalation", at=at, field="level",
                          old_value=str(previous), new_value=str(number),
                          body=f"Escalated to level {number} of {policy.title} (v{policy.version}): "
                               f"{how}{note}")
-    fired = _run_steps(ctx, run, level, policy.title, simulated)
+    fired = _run_steps(ctx, run, level, policy.title, simulated, incident=incident)
     events.emit(ctx, "incident_escalated", incident.id, actor, level=number, policy=policy.name,
                 version=policy.version, manual=manual)
     return fired
@@ -386,8 +405,10 @@ def _key(run: EscalationRun) -> str:
 
 
 def _run_steps(ctx: Context, run: EscalationRun, level: Mapping[str, Any], policy_title: str,
-               simulated: bool = False) -> Fired:
-    """The level's steps not yet done, each in a savepoint; the run's state is updated with them."""
+               simulated: bool = False, incident: Incident | None = None) -> Fired:
+    """The level's steps not yet done, each in a savepoint; the run's state is updated with them.
+    ``incident``: as read in this transaction, for the first step (later steps read it again:
+    an earlier step may have changed it)."""
     from helpdesk.escalation.api import notify_agents, watchers
 
     done = [int(i) for i in run.steps_done.split(",") if i]
@@ -405,7 +426,9 @@ def _run_steps(ctx: Context, run: EscalationRun, level: Mapping[str, Any], polic
             if kind is None:
                 raise StepError(f"the step {step['step']!r} is not installed")
             with write_transaction():
-                result = kind.run(ctx, Incident.get_by_id(run.incident_id), info, dict(step["params"]))
+                current = incident if incident is not None else Incident.get_by_id(run.incident_id)
+                incident = None
+                result = kind.run(ctx, current, info, dict(step["params"]))
                 result = result if isinstance(result, StepResult) else StepResult()
                 if not result.ok:
                     raise StepError(result.summary or "the step reported a failure",
@@ -442,7 +465,7 @@ def _run_steps(ctx: Context, run: EscalationRun, level: Mapping[str, Any], polic
     if summaries:
         TimelineEntry.create(incident=run.incident_id, actor=None, kind="escalation", at=at, field="steps",
                              body=f"Level {run.level}: " + "; ".join(summaries))
-    if run.attempts == 1:
+    if run.attempts == 1 and watching:
         incident = Incident.get_by_id(run.incident_id)
         notify_agents(ctx, incident, watching,
                       f"{incident.reference} escalated to level {run.level}: {incident.title}",
@@ -452,12 +475,14 @@ def _run_steps(ctx: Context, run: EscalationRun, level: Mapping[str, Any], polic
                  "; ".join(summaries + failures), run.manual)
 
 
-def _retry_due(ctx: Context, incident: Incident, at: dt.datetime) -> list[Fired]:
+def _retry_due(ctx: Context, incident: Incident, at: dt.datetime,
+               every: list[EscalationPolicy] | None = None) -> list[Fired]:
     fired = []
     for run in EscalationRun.select().where((EscalationRun.incident == incident.id)
                                             & (EscalationRun.state == "retrying")
                                             & (EscalationRun.next_attempt_at <= at)):
-        policy = EscalationPolicy.get_or_none(EscalationPolicy.id == run.policy_id)
+        policy = (next((p for p in every if p.id == run.policy_id), None) if every is not None
+                  else EscalationPolicy.get_or_none(EscalationPolicy.id == run.policy_id))
         if policy is None:
             EscalationRun.update(state="failed", error="the policy was deleted", next_attempt_at=None) \
                 .where(EscalationRun.id == run.id).execute()
