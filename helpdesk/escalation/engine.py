@@ -29,6 +29,10 @@ Rules, in the order they apply:
   shown on the timeline; a temporary failure is retried with backoff (1, 2, 4,
   8 minutes) from the next check, only the steps that did not run, then the run
   is marked failed (listed on the admin Escalation page).
+* **Cost**: a pass reads the policies once per batch of due incidents; a level
+  reads its incident (locked), state, retries and clocks once, and again only
+  after steps ran (they may reassign or retarget). The read policies are the
+  ones of the pass's start: an edit saved meanwhile applies from the next pass.
 * **Snooze**: an acknowledged, snoozed incident runs no automatic level until
   the snooze ends (then the stale rule applies); manual escalation still works.
 """
@@ -84,24 +88,42 @@ class Fired:
 # -- conditions and moments ------------------------------------------------------------------------
 
 
-def matches(incident: Incident, conditions: Mapping[str, list[Any]]) -> bool:
+@dataclass(frozen=True)
+class Facts:
+    """What conditions look at, read once per incident (a queue page reads them for all its
+    rows in a few queries: see :func:`upcoming_for`)."""
+
+    priority: int
+    type: str
+    teams: frozenset[str]
+    service: str | None
+    organisation: str | None
+
+
+def _fact(incident: Incident | Facts, key: str) -> Any:
+    """One fact; read from an incident only when a condition asks for it (each costs a query)."""
+    if isinstance(incident, Facts):
+        return getattr(incident, key)
+    if key == "teams":
+        pair = (incident.owner_team, incident.assigned_team)
+        return frozenset(team.name for team in pair if team is not None)
+    if key == "service":
+        return incident.service.name if incident.service is not None else None
+    if key == "organisation":
+        organisation = incident.requester.organisation if incident.requester is not None else None
+        return organisation.name if organisation is not None else None
+    return getattr(incident, key)
+
+
+def matches(incident: Incident | Facts, conditions: Mapping[str, list[Any]]) -> bool:
     """Whether ``incident`` meets every condition given (priority, type, team, service,
     organisation); no conditions match everything."""
     for key, values in conditions.items():
-        if key == "priority" and incident.priority not in values:
-            return False
-        if key == "type" and incident.type not in values:
-            return False
         if key == "team":
-            names = {team.name for team in (incident.owner_team, incident.assigned_team) if team is not None}
-            if not names & set(values):
+            if not _fact(incident, "teams") & set(values):
                 return False
-        if key == "service" and (incident.service is None or incident.service.name not in values):
+        elif key in {"priority", "type", "service", "organisation"} and _fact(incident, key) not in values:
             return False
-        if key == "organisation":
-            organisation = incident.requester.organisation if incident.requester is not None else None
-            if organisation is None or organisation.name not in values:
-                return False
     return True
 
 
@@ -136,20 +158,27 @@ def _cycle(level: Mapping[str, Any], clocks: Mapping[str, SlaClock]) -> int:
 # -- the policy of an incident ----------------------------------------------------------------------
 
 
-def applicable(incident: Incident) -> EscalationPolicy | None:
-    """The first enabled policy (by position, then name) whose conditions the incident meets."""
-    for policy in EscalationPolicy.select().where(EscalationPolicy.enabled == True).order_by(  # noqa: E712
-            EscalationPolicy.position, EscalationPolicy.name):
+def applicable(incident: Incident | Facts, candidates: list[EscalationPolicy] | None = None
+               ) -> EscalationPolicy | None:
+    """The first enabled policy (by position, then name) whose conditions the incident meets
+    (``candidates``: every policy, read once for many incidents)."""
+    if candidates is None:
+        candidates = list(EscalationPolicy.select().where(EscalationPolicy.enabled == True))  # noqa: E712
+    for policy in sorted((p for p in candidates if p.enabled), key=lambda p: (p.position, p.name)):
         if matches(incident, policies.definition_of(policy).get("conditions") or {}):
             return policy
     return None
 
 
-def _policy(incident: Incident, state: EscalationState) -> EscalationPolicy | None:
-    """The incident keeps the policy that escalated it; before that, whichever applies now."""
+def _policy(incident: Incident, state: EscalationState,
+            every: list[EscalationPolicy] | None = None) -> EscalationPolicy | None:
+    """The incident keeps the policy that escalated it; before that, whichever applies now
+    (``every``: all policies, read once for a batch of incidents)."""
     if state.level > 0 and state.policy_id is not None:
+        if every is not None:
+            return next((policy for policy in every if policy.id == state.policy_id), None)
         return EscalationPolicy.get_or_none(EscalationPolicy.id == state.policy_id)
-    return applicable(incident)
+    return applicable(incident, every)
 
 
 def _state(incident_id: int, lock: bool = False) -> EscalationState:
@@ -164,21 +193,108 @@ def _state(incident_id: int, lock: bool = False) -> EscalationState:
     return state
 
 
-def _next_at(ctx: Context, incident: Incident, state: EscalationState, at: dt.datetime) -> dt.datetime | None:
+@dataclass(frozen=True)
+class Upcoming:
+    """The level an incident reaches next: its number and title, when (``None``: by hand only,
+    or its SLA clock does not run), whether a snooze holds it, and its steps' names."""
+
+    number: int
+    title: str
+    at: dt.datetime | None
+    steps: tuple[str, ...]
+    manual: bool = False
+    snoozed: bool = False
+
+
+def pending(ctx: Context, facts: Facts | Incident, state: EscalationState, definition: Mapping[str, Any],
+            clocks: Mapping[str, SlaClock]) -> list[tuple[int, Mapping[str, Any], dt.datetime | None]]:
+    """The levels after the incident's current one that apply to it, each with its moment
+    (``None``: manual, or its clock does not run), not before a snooze ends. What the check
+    runs, what it schedules and what pages show as next all come from here."""
+    found = []
+    for number, level in enumerate(definition["levels"], 1):
+        if number <= state.level or not matches(facts, level.get("conditions") or {}):
+            continue
+        when = moment(ctx, level, clocks)
+        if when is not None and state.snoozed_until is not None:
+            when = max(when, state.snoozed_until)
+        found.append((number, level, when))
+    return found
+
+
+def next_level(ctx: Context, facts: Facts | Incident, state: EscalationState, definition: Mapping[str, Any],
+               clocks: Mapping[str, SlaClock]) -> Upcoming | None:
+    """The level the check runs next (the earliest moment among :func:`pending`); with no
+    timed level left, the next one that runs only by hand."""
+    levels = pending(ctx, facts, state, definition, clocks)
+    timed = [item for item in levels if item[2] is not None]
+    if timed:
+        number, level, when = min(timed, key=lambda item: (item[2], item[0]))
+    elif levels:
+        number, level, when = levels[0]
+    else:
+        return None
+    snoozed = when is not None and state.snoozed_until is not None and when == state.snoozed_until
+    return Upcoming(number, level["title"], when, tuple(step["step"] for step in level["steps"]),
+                    level["trigger"] == "manual", snoozed)
+
+
+def upcoming_for(ctx: Context, incidents: list[Incident]) -> dict[int, Upcoming]:
+    """The next level of each active incident (those a policy applies to), for a page of rows:
+    a fixed number of queries whatever the number of incidents, and the same rules as the
+    check (:func:`next_level`)."""
+    from helpdesk.models import Contact, Organisation, Service, Team
+
+    active = [incident for incident in incidents if incident.is_active]
+    if not active:
+        return {}
+    ids = [incident.id for incident in active]
+    states = {s.incident_id: s for s in EscalationState.select().where(EscalationState.incident.in_(ids))}
+    every = list(EscalationPolicy.select())
+    by_id = {policy.id: policy for policy in every}
+    clocks: dict[int, dict[str, SlaClock]] = {}
+    for clock in SlaClock.select().where(SlaClock.incident.in_(ids)):
+        clocks.setdefault(clock.incident_id, {})[clock.target] = clock
+    team_ids = {i.owner_team_id for i in active} | {i.assigned_team_id for i in active}
+    teams = {t.id: t.name for t in Team.select(Team.id, Team.name).where(Team.id.in_(list(team_ids - {None})))
+             } if team_ids - {None} else {}
+    service_ids = [i.service_id for i in active if i.service_id is not None]
+    services = {s.id: s.name for s in Service.select(Service.id, Service.name)
+                .where(Service.id.in_(service_ids))}
+    contact_ids = [i.requester_id for i in active if i.requester_id is not None]
+    organisations = {c.id: c.organisation.name for c in Contact.select(Contact.id, Organisation.name)
+                     .join(Organisation).where(Contact.id.in_(contact_ids))}
+    found = {}
+    for incident in active:
+        pair = (incident.owner_team_id, incident.assigned_team_id)
+        facts = Facts(incident.priority, incident.type, frozenset(teams[t] for t in pair if t in teams),
+                      services.get(incident.service_id), organisations.get(incident.requester_id))
+        state = states.get(incident.id) or EscalationState(incident=incident.id)
+        policy = (by_id.get(state.policy_id) if state.level > 0 and state.policy_id is not None
+                  else applicable(facts, every))
+        if policy is None:
+            continue
+        upcoming = next_level(ctx, facts, state, policies.definition_of(policy), clocks.get(incident.id, {}))
+        if upcoming is not None:
+            found[incident.id] = upcoming
+    return found
+
+
+def _next_at(ctx: Context, incident: Incident, state: EscalationState, at: dt.datetime,
+             every: list[EscalationPolicy] | None = None,
+             clocks: Mapping[str, SlaClock] | None = None) -> dt.datetime | None:
     """When the check must look again: a retry's time, or the next level's moment (not before the
-    snooze ends); a moment already passed means now."""
+    snooze ends); a moment already passed means now. ``every`` and ``clocks``: read already."""
     candidates = [run.next_attempt_at for run in EscalationRun.select(EscalationRun.next_attempt_at).where(
         (EscalationRun.incident == incident.id) & (EscalationRun.state == "retrying"))]
     if incident.is_active:
-        policy = _policy(incident, state)
+        policy = _policy(incident, state, every)
         if policy is not None:
-            clocks = clocks_of(incident.id)
-            for number, level in enumerate(policies.definition_of(policy)["levels"], 1):
-                if number <= state.level or not matches(incident, level.get("conditions") or {}):
-                    continue
-                when = moment(ctx, level, clocks)
-                if when is not None:
-                    candidates.append(max(when, state.snoozed_until or when))
+            definition = policies.definition_of(policy)
+            upcoming = next_level(ctx, incident, state, definition,
+                                  clocks if clocks is not None else clocks_of(incident.id))
+            if upcoming is not None and upcoming.at is not None:
+                candidates.append(upcoming.at)
     return min(candidates) if candidates else None
 
 
@@ -205,41 +321,46 @@ def check(ctx: Context, at: dt.datetime | None = None, batch: int = 500) -> list
         fresh = [incident_id for incident_id in due if incident_id not in seen]
         if not fresh:
             return fired
+        every = list(EscalationPolicy.select())  # once per batch, not once per incident
         for incident_id in fresh:
             seen.add(incident_id)
-            fired += process(ctx, incident_id, at)
+            fired += process(ctx, incident_id, at, every=every)
 
 
-def process(ctx: Context, incident_id: int, at: dt.datetime, simulated: bool = False) -> list[Fired]:
+def process(ctx: Context, incident_id: int, at: dt.datetime, simulated: bool = False,
+            every: list[EscalationPolicy] | None = None) -> list[Fired]:
     """One incident's due work at ``at``, in one transaction: retries, then the latest level
-    reached (the stale rule), then the next time to look."""
+    reached (the stale rule), then the next time to look. ``every``: all policies, read once
+    by the check for a batch of incidents."""
     with write_transaction():
-        # Lock order as in the domain: the incident row first, then its escalation state.
-        locked = for_update(Incident.select(Incident.id).where(Incident.id == incident_id)).execute()
-        if not list(locked):
+        # Lock order as in the domain: the incident row first (read whole, in the same
+        # statement), then its escalation state.
+        locked = list(for_update(Incident.select().where(Incident.id == incident_id)))
+        if not locked:
             return []
+        incident = locked[0]
         state = _state(incident_id, lock=True)
         if state.next_at is None or state.next_at > at:
             return []  # another worker got here first
-        incident = Incident.get_by_id(incident_id)
-        fired = _retry_due(ctx, incident, at)
+        fired = _retry_due(ctx, incident, at, every)
         snoozed = state.snoozed_until is not None and at < state.snoozed_until
-        policy = _policy(incident, state)
+        policy = _policy(incident, state, every)
+        clocks = None
         if incident.is_active and policy is not None and not snoozed:
             definition = policies.definition_of(policy)
             clocks = clocks_of(incident.id)
-            reached = [number for number, level in enumerate(definition["levels"], 1)
-                       if number > state.level and matches(incident, level.get("conditions") or {})
-                       and (when := moment(ctx, level, clocks)) is not None and when <= at]
+            reached = [number for number, _level, when in pending(ctx, incident, state, definition, clocks)
+                       if when is not None and when <= at]
             if reached:
                 skipped = reached[:-1]
                 run = _run_level(ctx, incident, state, policy, reached[-1], at, clocks=clocks,
                                  skipped=skipped, simulated=simulated)
                 if run is not None:
                     fired.append(run)
-        state = EscalationState.get_by_id(state.id)
-        incident = Incident.get_by_id(incident_id)
-        next_at = _next_at(ctx, incident, state, at)
+                    every = [policy]  # the incident stays with it (see _run_level)
+        if fired:  # steps may have changed the incident and its clocks (reassigned, retargeted)
+            incident, clocks = Incident.get_by_id(incident_id), None
+        next_at = _next_at(ctx, incident, state, at, every, clocks)
         EscalationState.update(next_at=next_at if next_at is None or next_at > at else None) \
             .where(EscalationState.id == state.id).execute()
     return fired
@@ -264,14 +385,16 @@ def _run_level(ctx: Context, incident: Incident, state: EscalationState, policy:
     previous = state.level
     EscalationState.update(level=number, version=policy.version, policy=policy.id) \
         .where(EscalationState.id == state.id).execute()
+    state.level, state.version, state.policy_id = number, policy.version, policy.id  # as written
     Incident.update(escalation_level=number).where(Incident.id == incident.id).execute()
+    incident.escalation_level = number
     how = f"by {actor} ({reason})" if manual else level["title"]
     note = f"; skipped level {', '.join(map(str, skipped))} (its moment passed meanwhile)" if skipped else ""
     TimelineEntry.create(incident=incident.id, actor=actor, kind="escalation", at=at, field="level",
                          old_value=str(previous), new_value=str(number),
                          body=f"Escalated to level {number} of {policy.title} (v{policy.version}): "
                               f"{how}{note}")
-    fired = _run_steps(ctx, run, level, policy.title, simulated)
+    fired = _run_steps(ctx, run, level, policy.title, simulated, incident=incident)
     events.emit(ctx, "incident_escalated", incident.id, actor, level=number, policy=policy.name,
                 version=policy.version, manual=manual)
     return fired
@@ -282,8 +405,10 @@ def _key(run: EscalationRun) -> str:
 
 
 def _run_steps(ctx: Context, run: EscalationRun, level: Mapping[str, Any], policy_title: str,
-               simulated: bool = False) -> Fired:
-    """The level's steps not yet done, each in a savepoint; the run's state is updated with them."""
+               simulated: bool = False, incident: Incident | None = None) -> Fired:
+    """The level's steps not yet done, each in a savepoint; the run's state is updated with them.
+    ``incident``: as read in this transaction, for the first step (later steps read it again:
+    an earlier step may have changed it)."""
     from helpdesk.escalation.api import notify_agents, watchers
 
     done = [int(i) for i in run.steps_done.split(",") if i]
@@ -301,7 +426,9 @@ def _run_steps(ctx: Context, run: EscalationRun, level: Mapping[str, Any], polic
             if kind is None:
                 raise StepError(f"the step {step['step']!r} is not installed")
             with write_transaction():
-                result = kind.run(ctx, Incident.get_by_id(run.incident_id), info, dict(step["params"]))
+                current = incident if incident is not None else Incident.get_by_id(run.incident_id)
+                incident = None
+                result = kind.run(ctx, current, info, dict(step["params"]))
                 result = result if isinstance(result, StepResult) else StepResult()
                 if not result.ok:
                     raise StepError(result.summary or "the step reported a failure",
@@ -338,7 +465,7 @@ def _run_steps(ctx: Context, run: EscalationRun, level: Mapping[str, Any], polic
     if summaries:
         TimelineEntry.create(incident=run.incident_id, actor=None, kind="escalation", at=at, field="steps",
                              body=f"Level {run.level}: " + "; ".join(summaries))
-    if run.attempts == 1:
+    if run.attempts == 1 and watching:
         incident = Incident.get_by_id(run.incident_id)
         notify_agents(ctx, incident, watching,
                       f"{incident.reference} escalated to level {run.level}: {incident.title}",
@@ -348,12 +475,14 @@ def _run_steps(ctx: Context, run: EscalationRun, level: Mapping[str, Any], polic
                  "; ".join(summaries + failures), run.manual)
 
 
-def _retry_due(ctx: Context, incident: Incident, at: dt.datetime) -> list[Fired]:
+def _retry_due(ctx: Context, incident: Incident, at: dt.datetime,
+               every: list[EscalationPolicy] | None = None) -> list[Fired]:
     fired = []
     for run in EscalationRun.select().where((EscalationRun.incident == incident.id)
                                             & (EscalationRun.state == "retrying")
                                             & (EscalationRun.next_attempt_at <= at)):
-        policy = EscalationPolicy.get_or_none(EscalationPolicy.id == run.policy_id)
+        policy = (next((p for p in every if p.id == run.policy_id), None) if every is not None
+                  else EscalationPolicy.get_or_none(EscalationPolicy.id == run.policy_id))
         if policy is None:
             EscalationRun.update(state="failed", error="the policy was deleted", next_attempt_at=None) \
                 .where(EscalationRun.id == run.id).execute()

@@ -314,18 +314,23 @@ def definition_of(policy: EscalationPolicy, version: int | None = None) -> dict[
 
 
 def as_dict(policy: EscalationPolicy) -> dict[str, Any]:
-    definition = definition_of(policy)
+    """The policy as a TOML file holds it (each step's parameters beside its name)."""
+    return flatten({"name": policy.name, "title": policy.title, "enabled": policy.enabled,
+                    "position": policy.position, **definition_of(policy)})
+
+
+def flatten(checked: Mapping[str, Any]) -> dict[str, Any]:
+    """A policy as :func:`validate` returns it, in the shape a TOML file holds it."""
     levels = []
-    for level in definition["levels"]:
+    for level in checked["levels"]:
         flat = {k: v for k, v in level.items() if k not in {"steps", "conditions"}}
         if level.get("conditions"):
             flat["conditions"] = level["conditions"]
         flat["steps"] = [{"step": s["step"], **s["params"]} for s in level["steps"]]
         levels.append(flat)
-    out: dict[str, Any] = {"name": policy.name, "title": policy.title, "enabled": policy.enabled,
-                           "position": policy.position}
-    if definition.get("conditions"):
-        out["conditions"] = definition["conditions"]
+    out: dict[str, Any] = {key: checked[key] for key in ("name", "title", "enabled", "position")}
+    if checked.get("conditions"):
+        out["conditions"] = checked["conditions"]
     out["levels"] = levels
     return out
 
@@ -345,8 +350,12 @@ def _toml_value(value: Any) -> str:
 
 def to_toml(policy: EscalationPolicy) -> str:
     """The policy as TOML (what :func:`from_toml` reads back), for review in git."""
-    data = as_dict(policy)
-    lines = [f"# Escalation policy {policy.name}, version {policy.version}"]
+    return dict_to_toml(as_dict(policy), f"# Escalation policy {policy.name}, version {policy.version}")
+
+
+def dict_to_toml(data: Mapping[str, Any], header: str = "") -> str:
+    """A policy in the shape of :func:`flatten` as TOML (the editor's draft, an export)."""
+    lines = [header] if header else []
     for key in ("name", "title", "enabled", "position"):
         lines.append(f"{key} = {_toml_value(data[key])}")
     if data.get("conditions"):

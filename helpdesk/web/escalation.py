@@ -21,19 +21,28 @@ from helpdesk.escalation.simulate import simulate
 from helpdesk.models import (
     PRIORITIES,
     TYPES,
+    Agent,
     EscalationPolicy,
     EscalationRun,
     EscalationState,
     Incident,
+    Organisation,
     Service,
     Team,
 )
 from helpdesk.security import AGENT, LEAD, access
-from helpdesk.web import context
+from helpdesk.web import context, escalation_form
 
 bp = Blueprint("escalation", __name__)
 SNOOZES = {0: "No snooze", 30: "30 minutes", 60: "1 hour", 120: "2 hours", 240: "4 hours",
            480: "8 hours", 1440: "1 day"}
+
+
+@bp.app_template_global()
+def step_titles(names: Any) -> str:
+    """The titles of registered steps (a name stays as it is when its plugin is gone)."""
+    registered = context().registry.escalation_steps
+    return ", ".join(registered[n].title if n in registered else n for n in names)
 
 
 @bp.app_template_global()
@@ -47,13 +56,8 @@ def escalation_view(incident: Incident) -> dict[str, Any]:
     policy = policy or engine.applicable(incident)
     upcoming = None
     if policy is not None and incident.is_active:
-        clocks = engine.clocks_of(incident.id)
-        done = state.level if state else 0
-        for number, level in enumerate(policies.definition_of(policy)["levels"], 1):
-            if number > done and engine.matches(incident, level.get("conditions") or {}):
-                upcoming = (number, level["title"], engine.moment(context(), level, clocks),
-                            level["trigger"] == "manual")
-                break
+        upcoming = engine.next_level(context(), incident, state or EscalationState(incident=incident.id),
+                                     policies.definition_of(policy), engine.clocks_of(incident.id))
     problems = list(EscalationRun.select().where((EscalationRun.incident == incident.id)
                                                  & (EscalationRun.state.in_(["retrying", "failed"]))))
     return {"state": state, "policy": policy, "upcoming": upcoming, "problems": problems,
@@ -123,31 +127,101 @@ step = "notify_owner"
 """
 
 
+TRIGGER_LABELS = {"fraction": "A share of the SLA target used", "before_due": "Minutes before the due time",
+                  "breach": "At the breach", "after_breach": "Minutes after the breach",
+                  "manual": "Only by hand (Escalate now)"}
+
+
+def _param_options(param: Any) -> list[tuple[str, str]] | None:
+    """The choices a step parameter's field offers, or None for a text field."""
+    if param.kind == "choice":
+        return [(c, c) for c in param.choices]
+    if param.kind == "team":
+        return [(t.name, t.name) for t in Team.select().order_by(Team.name)]
+    if param.kind in {"agent", "agents"}:
+        return [(a.username, f"{a.display_name} ({a.username})")
+                for a in Agent.select().where(Agent.active == True).order_by(Agent.display_name)]  # noqa: E712
+    if param.kind == "priority":
+        return [(str(k), v) for k, v in PRIORITIES.items()]
+    if param.kind == "bool":
+        return [("true", "Yes"), ("false", "No")]
+    if param.kind == "channel":
+        return [(name, name) for name in sorted(context().registry.channel_types)]
+    return None
+
+
+def _editor(policy: EscalationPolicy | None, draft: dict[str, Any], text: str, *, error: str | None = None,
+            field: str | None = None, toml_open: bool = False, focus: str | None = None) -> str:
+    catalogue = [
+        ("priority", "Priority", [(str(k), v) for k, v in PRIORITIES.items()]),
+        ("type", "Type", list(TYPES.items())),
+        ("team", "Team (owning or assigned)", [(t.name, t.name) for t in Team.select().order_by(Team.name)]),
+        ("service", "Service", [(s.name, s.name) for s in Service.select().order_by(Service.name)]),
+        ("organisation", "Requester's organisation",
+         [(o.name, o.name) for o in Organisation.select().order_by(Organisation.name)]),
+    ]
+    steps = _steps()
+    return render_template("escalation/edit.html", policy=policy, draft=draft, text=text, error=error,
+                           error_id=escalation_form.field_id(field) if field else None,
+                           error_label=escalation_form.field_label(field) if field else None,
+                           toml_open=toml_open, focus=focus, steps=steps,
+                           steps_by_name={s.name: s for s in steps}, triggers=policies.TRIGGERS,
+                           trigger_labels=TRIGGER_LABELS, catalogue=catalogue, param_options=_param_options)
+
+
+def _refused(refused: DomainError) -> tuple[str, str | None]:
+    """A refusal's message without its field prefix, and the field (None: not one field)."""
+    if isinstance(refused, policies.PolicyError):
+        return str(refused).removeprefix(f"{refused.field}: "), refused.field
+    return str(refused), None
+
+
 @bp.route("/escalation/edit", methods=["GET", "POST"])
 @access(LEAD)
 def edit() -> Any:
-    """One form for a new policy and an edit: the policy as TOML, checked on save."""
+    """One page for a new policy and an edit: a structured form (levels, triggers, steps with
+    their parameters), or the policy as TOML; both are checked by the same code on save."""
     name = request.args.get("name", "")
     policy = EscalationPolicy.get_or_none(EscalationPolicy.name == name) if name else None
     if name and policy is None:
         abort(404)
-    text, error, status = (policies.to_toml(policy) if policy else NEW_POLICY), None, 200
-    if request.method == "POST":
+    text = policies.to_toml(policy) if policy else NEW_POLICY
+    stored = escalation_form.from_policy(policies.as_dict(policy) if policy
+                                         else policies.from_toml(NEW_POLICY))
+    if request.method == "GET":
+        return _editor(policy, stored, text)
+    version = request.form.get("version") or None
+    expected = int(version) if version and version.isdigit() else None
+    if "level_count" not in request.form:  # the TOML form
         text = request.form.get("toml", "")
-        version = request.form.get("version") or None
         try:
             raw = policies.from_toml(text)
             if policy is not None and raw.get("name") != policy.name:
                 raise policies.PolicyError("name", "a policy's name cannot change; import it as a new one")
-            saved = policies.save(context(), raw, current_user,
-                                  expected_version=int(version) if version and version.isdigit() else None)
+            saved = policies.save(context(), raw, current_user, expected_version=expected)
         except DomainError as refused:
-            error, status = str(refused), 422
-        else:
-            flash(f"Policy {saved.name} saved (version {saved.version}).")
-            return redirect(url_for("escalation.policy_list"), code=303)
-    return render_template("escalation/edit.html", policy=policy, text=text, error=error,
-                           steps=_steps(), triggers=policies.TRIGGERS), status
+            return _editor(policy, stored, text, error=str(refused), toml_open=True), 422
+        flash(f"Policy {saved.name} saved (version {saved.version}).")
+        return redirect(url_for("escalation.policy_list"), code=303)
+    draft = escalation_form.from_form(context(), request.form)
+    action = request.form.get("action") or "save"
+    handled, focus = escalation_form.apply_action(draft, action)
+    if handled:
+        return _editor(policy, draft, text, focus=focus)
+    raw = escalation_form.to_raw(context(), draft)
+    try:
+        if policy is not None and raw.get("name") != policy.name:
+            raise policies.PolicyError("name", "a policy's name cannot change; import it as a new one")
+        if action == "simulate":
+            checked = policies.validate(context(), raw)
+            draft_toml = policies.dict_to_toml(policies.flatten(checked))
+            return _simulator_page({"draft": draft_toml, "horizon": "72"}, [], None, 200)
+        saved = policies.save(context(), raw, current_user, expected_version=expected)
+    except DomainError as refused:
+        message, field = _refused(refused)
+        return _editor(policy, draft, text, error=message, field=field), 422
+    flash(f"Policy {saved.name} saved (version {saved.version}).")
+    return redirect(url_for("escalation.policy_list"), code=303)
 
 
 @bp.post("/escalation/import")
@@ -158,8 +232,8 @@ def import_policy() -> Any:
     try:
         saved = policies.save(context(), policies.from_toml(text), current_user)
     except DomainError as refused:
-        return render_template("escalation/edit.html", policy=None, text=text, error=str(refused),
-                               steps=_steps(), triggers=policies.TRIGGERS), 422
+        draft = escalation_form.from_policy(policies.from_toml(NEW_POLICY))
+        return _editor(None, draft, text, error=str(refused), toml_open=True), 422
     flash(f"Policy {saved.name} imported (version {saved.version}).")
     return redirect(url_for("escalation.policy_list"), code=303)
 
@@ -233,6 +307,10 @@ def simulator() -> Any:
                                                                    draft=policies.from_toml(draft))))
         except (DomainError, ValueError) as refused:
             error, status = str(refused), 422
+    return _simulator_page(form, results, error, status)
+
+
+def _simulator_page(form: Any, results: list[Any], error: str | None, status: int) -> tuple[str, int]:
     return render_template("escalation/simulate.html", form=form, results=results, error=error,
                            priorities=PRIORITIES, types=TYPES, teams=list(Team.select().order_by(Team.name)),
                            services=list(Service.select().order_by(Service.name))), status

@@ -15,6 +15,7 @@ from helpdesk import incidents as domain
 from helpdesk import queues, sla
 from helpdesk.clock import now
 from helpdesk.errors import DomainError, StaleVersion
+from helpdesk.escalation import engine
 from helpdesk.models import (
     PENDING_REASONS,
     PRIORITIES,
@@ -101,6 +102,8 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
                            after=args.get("after") or None, teams=my_team_ids)
     except DomainError as error:  # a bad filter or a broken page link: the request is wrong
         abort(400, str(error))
+    # What fires next on the owner's At-risk rows: the check's own rules, a few queries a page.
+    next_escalations = engine.upcoming_for(context(), page.rows) if name == "at_risk" else None
     link_args = args.to_dict(flat=False)
     link_args.pop("after", None)
     shown = queues.parse_columns(view.columns.split(",")) if view and view.columns else list(queues.COLUMNS)
@@ -138,6 +141,7 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
         bulk=bulk,
         bulk_limit=BULK_LIMIT,
         bulk_actions=BULK_ACTIONS,
+        next_escalations=next_escalations,
         **_people(),
     )
     return html, status

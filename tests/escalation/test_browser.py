@@ -8,8 +8,10 @@ import re
 
 import pytest
 from browser_kit import log_in, require_chromium
+from playwright.sync_api import expect
 
-from helpdesk.models import EscalationRun, Incident
+from helpdesk.escalation import policies
+from helpdesk.models import EscalationPolicy, EscalationRun, Incident
 
 from .conftest import AT75, AT90, DUE, LOGGED
 
@@ -45,6 +47,58 @@ team = "Network"
 """
 
 
+def _choose_step(page, level, name: str) -> None:
+    """Pick a step type; htmx brings back the form with that step's parameter fields."""
+    select = level.get_by_label("Step", exact=True).last
+    with page.expect_response(lambda r: "/escalation/edit" in r.url and r.request.method == "POST"):
+        select.select_option(name)
+    expect(level.get_by_label("Step", exact=True).last).to_have_value(name)
+
+
+def test_an_admin_builds_a_three_level_policy_in_the_form(server, desk, page):
+    log_in(page, server, desk.p.admin.username)
+    page.goto(f"{server}/escalation")
+    page.get_by_role("link", name="New policy").click()
+    page.wait_for_url(re.compile(r"/escalation/edit$"))
+    policy = page.get_by_role("group", name="Policy", exact=True)
+    policy.get_by_label(re.compile("^Name")).fill("standard")
+    policy.get_by_label("Title").fill("Standard escalation")
+    first = page.get_by_role("group", name="Level 1", exact=True)
+    first.get_by_label("Title", exact=False).first.fill("Owner reviews")
+    first.get_by_label("Trigger", exact=True).select_option("fraction")
+    first.get_by_label(re.compile("^Share of the target")).fill("75")
+    _choose_step(page, first, "notify_owner")
+    page.get_by_role("button", name="Add a level").click()
+    second = page.get_by_role("group", name="Level 2", exact=True)
+    second.get_by_label("Trigger", exact=True).select_option("fraction")
+    second.get_by_label(re.compile("^Share of the target")).fill("90")
+    second.get_by_label("Title", exact=False).first.fill("Team lead")
+    _choose_step(page, second, "notify_owner_team_leads")
+    page.get_by_role("button", name="Add a level").click()
+    third = page.get_by_role("group", name="Level 3", exact=True)
+    third.get_by_label("Trigger", exact=True).select_option("breach")
+    third.get_by_label("Title", exact=False).first.fill("Second line")
+    _choose_step(page, third, "reassign")
+    page.get_by_role("button", name="Save policy").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text('Level 3, step 1, parameter "team": is required')
+    team = page.get_by_role("group", name="Level 3, step 1").get_by_label(re.compile("^Team"))
+    expect(team).to_have_attribute("aria-invalid", "true")
+    assert EscalationPolicy.select().count() == 0
+    team.select_option("Network")
+    page.get_by_role("button", name="Save policy").click()
+    page.wait_for_url(re.compile(r"/escalation$"))
+    expect(page.locator(".flash")).to_contain_text("Policy standard saved (version 1).")
+    with desk.app.app_context():
+        saved = policies.definition_of(EscalationPolicy.get())
+    assert [(lv["title"], lv["trigger"], lv.get("fraction"), [s["step"] for s in lv["steps"]])
+            for lv in saved["levels"]] == [
+        ("Owner reviews", "fraction", 0.75, ["notify_owner"]),
+        ("Team lead", "fraction", 0.9, ["notify_owner_team_leads"]),
+        ("Second line", "breach", None, ["reassign"])]
+    assert saved["levels"][2]["steps"][0]["params"] == {"team": "Network"}
+
+
 def test_a_lead_configures_simulates_and_the_real_run_matches(server, desk, page):
     p = desk.p
     desk.clock.set(LOGGED - dt.timedelta(hours=1))
@@ -52,13 +106,14 @@ def test_a_lead_configures_simulates_and_the_real_run_matches(server, desk, page
     page.locator("details.menu:has(.who) > summary").click()  # the header menu under the agent's name
     page.get_by_role("link", name="Escalation").click()
     page.get_by_role("link", name="New policy").click()
+    page.get_by_text("Advanced: edit as TOML").click()
     page.get_by_label(re.compile("The policy")).fill(POLICY.replace('team = "Network"', 'team = "Netwrk"'))
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save the TOML").click()
     page.get_by_role("alert").wait_for()
     refusal = page.get_by_role("alert").inner_text()
     assert "levels[3].steps[1].team: there is no team named 'Netwrk'" in refusal
     page.get_by_label(re.compile("The policy")).fill(POLICY)
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save the TOML").click()
     page.wait_for_url(re.compile(r"/escalation$"))
     assert "Policy standard saved (version 1)." in page.locator(".flash").inner_text()
 
