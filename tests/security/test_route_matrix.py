@@ -211,6 +211,9 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("/reports", "GET"): AGENT_ONLY,
     ("/reports/compliance.csv", "GET"): AGENT_ONLY,
     ("/reports/mine", "GET"): AGENT_ONLY,
+    ("/reports/backlog", "GET"): AGENT_ONLY,
+    ("/reports/escalations", "GET"): AGENT_ONLY,
+    ("/reports/export/<name>.<fmt>", "GET"): AGENT_ONLY,
     ("/search", "GET"): AGENT_ONLY,
     ("/search/export", "GET"): cells(LOGIN, 400, 400, 400),  # no query given
     ("/static/<path:filename>", "GET"): PUBLIC,
@@ -245,7 +248,7 @@ def url_values(personas: Personas, incident_factory: Any) -> dict[str, Any]:
             "delivery_id": delivery.id if delivery else 1, "event_id": 1, "mail_id": 1,
             "attachment_id": 1, "token": "unknown-link", "source": "generic", "macro_id": 1,
             "team_id": personas.colleague.memberships[0].team_id, "contact_id": incident.requester_id or 1,
-            "view_id": 1}
+            "view_id": 1, "fmt": "csv"}
 
 
 def rules(app: Flask) -> dict[tuple[str, str], Any]:
@@ -259,6 +262,8 @@ def build(rule: Any, values: dict[str, Any]) -> str:
         value = values[name]
         if rule.endpoint == "admin.test_channel":
             value = "inapp"
+        if rule.endpoint == "reports.export" and name == "name":
+            value = "compliance"
         path = path.replace(f"<int:{name}>", str(value)).replace(f"<path:{name}>", str(value))
         path = path.replace(f"<{name}>", str(value))
     return path
