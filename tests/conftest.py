@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from browser_kit import CHROMIUM, CHROMIUM_ARGS
 from flask import Flask
+from waitress import wasyncore
 from waitress.server import create_server
 
 pytest_plugins = ["helpdesk.testing"]
@@ -56,8 +57,20 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
 def server(app: Flask) -> Iterator[str]:
     """The app served by waitress on a free loopback port, as `helpdesk serve` does."""
     httpd = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=httpd.run, daemon=True)
+    stop = threading.Event()
+
+    def serve() -> None:
+        # The loop thread closes the sockets itself once told to stop: closing them from
+        # another thread while it sits in select() fails there with EBADF.
+        try:
+            while not stop.is_set():
+                wasyncore.loop(timeout=0.2, map=httpd._map, count=1)
+        finally:
+            httpd.task_dispatcher.shutdown()
+            wasyncore.close_all(httpd._map)
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.effective_port}"
-    httpd.close()
-    thread.join(timeout=5)
+    stop.set()
+    thread.join(timeout=10)

@@ -214,7 +214,7 @@ def url_values(personas, log_incident) -> dict[str, Any]:
     return {"incident_id": incident.id, "agent_id": personas.owner.id, "name": "open",
             "kind": "categories", "filename": "helpdesk.css", "delivery_id": 1, "event_id": 1,
             "mail_id": 1, "attachment_id": 1, "macro_id": 1, "team_id": personas.network.id,
-            "contact_id": Contact.create(name="Sample Contact").id, "view_id": 1}
+            "contact_id": Contact.create(name="Sample Contact").id, "view_id": 1, "fmt": "csv"}
 
 
 def test_anonymous_get_of_any_non_public_page_redirects_to_login_and_back(app, url_values):
