@@ -17,7 +17,7 @@ from werkzeug.routing import IntegerConverter
 from helpdesk import __version__, clock
 from helpdesk.config import Settings, load_settings
 from helpdesk.context import Context
-from helpdesk.db import database, open_database
+from helpdesk.db import database, open_database, release
 from helpdesk.models import PRIORITIES, STATUSES, Agent
 from helpdesk.plugins import load_plugins
 from helpdesk.rendering import (
@@ -25,8 +25,12 @@ from helpdesk.rendering import (
     format_duration,
     format_percent,
     htmx,
+    id_url,
     local_time,
+    pair_text,
+    priority_badge,
     render_markdown,
+    status_badge,
     target_span,
     time_element,
     zone_stamps,
@@ -181,6 +185,8 @@ def create_app(
             response.headers.setdefault("Cache-Control", "no-store")
         return add_security_headers(response, settings.secure_cookies)
 
+    if not database.is_closed():  # start-up's own: a server that forks after this must not share it
+        database.close()
     return app
 
 
@@ -199,8 +205,7 @@ def _register_database_hooks(app: Flask) -> None:
     # A request connects on its first query (peewee's autoconnect), so /healthz needs no database.
     @app.teardown_request
     def close(exc: BaseException | None) -> None:
-        if not database.is_closed():
-            database.close()
+        release()
 
 
 def _register_template_helpers(app: Flask, settings: Settings) -> None:
@@ -209,7 +214,8 @@ def _register_template_helpers(app: Flask, settings: Settings) -> None:
     from helpdesk.queues import QUEUES
 
     app.jinja_env.globals.update(STATUSES=STATUSES, PRIORITIES=PRIORITIES, QUEUES=QUEUES,
-                                 version=__version__)
+                                 version=__version__, pair_text=pair_text, status_badge_of=status_badge,
+                                 priority_badge_of=priority_badge, id_url=id_url)
 
     @app.context_processor
     def unread_notices() -> dict[str, Any]:

@@ -17,7 +17,7 @@ import hashlib
 import secrets
 
 from helpdesk.clock import now
-from helpdesk.db import write_transaction
+from helpdesk.db import Statement, hydrate, write_transaction
 from helpdesk.models import Agent, AgentSession, Contact, CustomerSession
 
 TOUCH_EVERY = dt.timedelta(seconds=60)  # last use is written at most once a minute per session
@@ -49,14 +49,21 @@ def start(agent: Agent, address: str | None = None, idle_seconds: int | None = N
     return token
 
 
+# Every signed-in request runs this: compiled once (see ``db.Statement``).
+_AGENT_SESSION = Statement(lambda token_hash: AgentSession.select(AgentSession, Agent).join(Agent)
+                           .where(AgentSession.token_hash == token_hash).limit(1))
+
+
 def agent_of(token: object, agent_id: int, idle_seconds: int, lifetime_seconds: int) -> Agent | None:
     """The agent whose live session ``token`` is (one query), or None; an expired session
     is deleted when seen."""
     if not isinstance(token, str) or not token or len(token) > 200:
         return None
-    row = (AgentSession.select(AgentSession, Agent).join(Agent)
-           .where(AgentSession.token_hash == _hash(token)).first())
-    if row is None or row.agent_id != agent_id:
+    found = _AGENT_SESSION.execute(_hash(token)).fetchone()
+    if found is None:
+        return None
+    row, agent = hydrate(found, AgentSession, Agent)
+    if row.agent_id != agent_id:
         return None
     stamp = now()
     if _expired(stamp, row.created_at, row.last_seen_at, idle_seconds, lifetime_seconds):
@@ -64,7 +71,7 @@ def agent_of(token: object, agent_id: int, idle_seconds: int, lifetime_seconds: 
         return None
     if stamp - row.last_seen_at >= TOUCH_EVERY:
         AgentSession.update(last_seen_at=stamp).where(AgentSession.id == row.id).execute()
-    return row.agent
+    return agent
 
 
 def end(token: object) -> None:

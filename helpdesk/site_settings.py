@@ -34,7 +34,7 @@ from huey import Huey
 
 from helpdesk.config import ConfigError
 from helpdesk.context import Context
-from helpdesk.db import database, write_transaction
+from helpdesk.db import Statement, database, write_transaction
 from helpdesk.models import Agent, ConfigChange, StoredSetting, utcnow
 from helpdesk.plugins import REGISTRATIONS, Registry
 
@@ -192,7 +192,10 @@ def stored_value(ctx: Context, name: str, default: Any = None) -> Any:
 
 def revision() -> int:
     """The settings revision: the highest audit id (0 before any change). One indexed query."""
-    return ConfigChange.select(peewee.fn.MAX(ConfigChange.id)).scalar() or 0
+    return _REVISION.execute().fetchone()[0] or 0
+
+
+_REVISION = Statement(lambda: ConfigChange.select(peewee.fn.MAX(ConfigChange.id)))
 
 
 def load() -> dict[str, dict[str, Any]]:

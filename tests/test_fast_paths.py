@@ -1,0 +1,113 @@
+"""The per-request shortcuts behind fast pages keep their meaning: a kept SQLite connection
+carries nothing uncommitted into the next request, a compiled statement binds each call's
+own values, and the Python-built badges and pairs escape what people typed."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from helpdesk import people
+from helpdesk.db import Statement, database, hydrate, is_sqlite, release
+from helpdesk.models import Agent, Incident, Membership, Team
+from helpdesk.rendering import pair_text, priority_badge, status_badge
+
+sqlite_only = pytest.mark.skipif(bool(os.environ.get("HELPDESK_TEST_DATABASE_URL")),
+                                 reason="SQLite keeps its connection; PostgreSQL pools it")
+
+
+@sqlite_only
+def test_sqlite_connection_is_kept_between_requests(app, personas, login):
+    client = login(personas.owner)
+    client.get("/queues/open")
+    first = database.connection()
+    assert client.get("/queues/owned").status_code == 200
+    assert not database.is_closed()
+    assert database.connection() is first  # no reopening (and re-reading the schema) per request
+
+
+@sqlite_only
+def test_release_rolls_back_what_a_request_left_open(app, personas):
+    with app.app_context():
+        assert is_sqlite()
+        database.connect(reuse_if_open=True)
+        database.execute_sql("BEGIN")
+        Team.create(name="Half-written")
+        release()  # what the request teardown does
+        assert database.is_closed()  # a connection with an open transaction is not kept
+        assert Team.get_or_none(Team.name == "Half-written") is None
+        release()  # and a second call on a closed database is harmless
+        Team.create(name="Committed")
+        release()
+        assert not database.is_closed()  # autocommitted work leaves a clean connection, kept
+        assert Team.get(Team.name == "Committed")
+
+
+@sqlite_only
+def test_a_forked_child_does_not_share_the_parents_connection(app):
+    with app.app_context():
+        database.connect(reuse_if_open=True)
+        reader, writer = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child
+            os.write(writer, b"closed" if database.is_closed() else b"shared")
+            os._exit(0)
+        os.waitpid(child, 0)
+        assert os.read(reader, 10) == b"closed"
+        os.close(reader)
+        os.close(writer)
+        assert not database.is_closed()  # the parent's own is untouched
+
+
+def test_statement_binds_each_calls_values(app, personas):
+    members = Statement(lambda agent_id, limit: Membership.select(Membership.team)
+                        .where(Membership.agent == agent_id).order_by(Membership.team).limit(limit))
+    with app.app_context():
+        owner = [row[0] for row in members.execute(personas.owner.id, 10)]
+        assignee = [row[0] for row in members.execute(personas.assignee.id, 10)]
+        sql_once, _ = members.bind(1, 1)
+        sql_again, params = members.bind(personas.assignee.id, 1)
+    assert owner == [personas.service_desk.id]
+    assert assignee == [personas.database_team.id]
+    assert sql_once == sql_again  # compiled once
+    assert params == [personas.assignee.id, 1]
+
+
+def test_hydrate_builds_clean_models_and_none_for_an_absent_join(app, personas, log_incident):
+    with app.app_context():
+        incident = log_incident(title="Printer on fire")
+        query = Statement(lambda incident_id: Incident.select(Incident, Agent)
+                          .join(Agent, on=(Incident.assigned_agent == Agent.id), join_type="LEFT OUTER JOIN")
+                          .where(Incident.id == incident_id))
+        row = query.execute(incident.id).fetchone()
+        found, agent = hydrate(row, Incident, Agent)
+    assert agent is None  # nobody assigned
+    assert found.title == "Printer on fire" and found.id == incident.id
+    assert found.created_at == Incident.get_by_id(incident.id).created_at  # a datetime, converted
+    assert not found._dirty
+
+
+def test_pairs_and_badges_escape_names(app):
+    team = Team(name='<img src=x onerror="alert(1)">')
+    agent = Agent(display_name="Eve & <b>Mallory</b>")
+    shown = (pair_text(team, agent), pair_text(team, agent, titled=True), pair_text(None, agent, titled=True))
+    for html in shown:
+        assert "<img" not in html and "<b>" not in html
+        assert "&lt;b&gt;Mallory&lt;/b&gt;" in html
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in pair_text(team, None, titled=True)
+    assert pair_text(None, None, "Unowned", titled=True) == '<span class="pair none">Unowned</span>'
+    assert pair_text(None, None) == '<span class="pair">— / <em>no agent</em></span>'
+    assert status_badge("in_progress") == '<span class="badge status-in_progress">In progress</span>'
+    assert priority_badge(1) == '<span class="badge p1" title="P1 Critical">P1</span>'
+
+
+def test_queue_page_shows_a_hostile_team_name_as_text(app, personas, login, log_incident):
+    with app.app_context():
+        evil = people.create_team('Ops <script>alert("x")</script>')
+        Membership.create(team=evil, agent=personas.owner)
+        incident = log_incident(title="Escaping check")
+        Incident.update(owner_team=evil.id).where(Incident.id == incident.id).execute()
+    page = login(personas.owner).get("/queues/open").get_data(as_text=True)
+    assert '<script>alert("x")</script>' not in page
+    assert "Ops &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
