@@ -7,6 +7,7 @@ instead of failing half-way. PostgreSQL uses a connection pool over psycopg 3.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import threading
@@ -249,15 +250,41 @@ def instance(model: type[peewee.Model], data: dict[str, Any]) -> Any:
     return made
 
 
+def _datetime_value(field: peewee.Field) -> Callable[[Any], Any]:
+    slow = field.python_value
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, str):
+            try:  # what peewee stores in SQLite, parsed in C (peewee tries strptime formats)
+                return dt.datetime.fromisoformat(value)
+            except ValueError:
+                pass
+        return slow(value)
+    return convert
+
+
+def converters(model: type[peewee.Model]) -> list[tuple[str, Callable[[Any], Any]]]:
+    """(field name, database-to-Python converter) for each field of ``model`` in declared
+    order; date-times parse faster than peewee's own converter, to the same values."""
+    found = _converters.get(model)
+    if found is None:
+        found = _converters[model] = [
+            (field.name, _datetime_value(field) if isinstance(field, peewee.DateTimeField)
+             else field.python_value) for field in model._meta.sorted_fields]
+    return found
+
+
+_converters: dict[type, list[tuple[str, Callable[[Any], Any]]]] = {}
+
+
 def hydrate(row: tuple | list, *models: type[peewee.Model]) -> list[Any]:
     """Instances of ``models`` from one row that selected each model's fields in their
     declared order (``Model.select(A, B)``); a model whose id is NULL (an outer join that
     found nothing) is ``None``."""
     found, values = [], iter(row)
     for model in models:
-        data = {}
-        for field in model._meta.sorted_fields:
-            value = next(values)
-            data[field.name] = None if value is None else field.python_value(value)
+        # A NULL stays None without its field's converter (each returns None for None).
+        data = {name: value if (value := next(values)) is None else convert(value)
+                for name, convert in converters(model)}
         found.append(instance(model, data) if data.get("id") is not None else None)
     return found

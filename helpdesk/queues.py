@@ -19,7 +19,7 @@ from typing import Any
 
 import peewee
 
-from helpdesk.db import Statement, database, instance, is_sqlite
+from helpdesk.db import Statement, database, hydrate, is_sqlite
 from helpdesk.errors import DomainError
 from helpdesk.models import (
     ACTIVE_STATUSES,
@@ -378,22 +378,14 @@ def rows_by_id(ids: list[int]) -> list[Incident]:
     if not ids:
         return []
     sql, leading = _rows_statement(len(ids))
-    groups = [[(f.name, f.python_value) for f in Incident._meta.sorted_fields]]
-    groups += [[(f.name, f.python_value) for f in model._meta.sorted_fields]
-               for _alias, model, _attr, _fk in _JOINED]
     found = []
     for row in database.execute_sql(sql, leading + list(ids)):
-        values = iter(row)
-        # A NULL stays None without its field's converter (each returns None for None).
-        datas = [{name: value if (value := next(values)) is None else convert(value)
-                  for name, convert in group} for group in groups]
-        incident = instance(Incident, datas[0])
-        for (_alias, model, attr, is_fk), data in zip(_JOINED, datas[1:], strict=True):
-            joined = instance(model, data) if data.get("id") is not None else None
+        incident, *joined = hydrate(row, Incident, *(model for _alias, model, _attr, _fk in _JOINED))
+        for (_alias, _model, attr, is_fk), value in zip(_JOINED, joined, strict=True):
             if is_fk:
-                incident.__rel__[attr] = joined
+                incident.__rel__[attr] = value
             else:
-                incident.__dict__[attr] = joined
+                incident.__dict__[attr] = value
         found.append(incident)
     return found
 

@@ -11,6 +11,7 @@ and queues the plugin event hook to fire after commit.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -59,8 +60,14 @@ def _calendar(state: Any, name: str | None) -> Any:
     return calendar
 
 
-def _points(clock: SlaClock) -> list[int]:
-    return sorted(int(round(float(p) * 1000)) for p in clock.warnings.split(",") if p.strip())
+def _points(clock: SlaClock) -> tuple[int, ...]:
+    return _warning_points(clock.warnings)
+
+
+@functools.lru_cache(maxsize=256)
+def _warning_points(warnings: str) -> tuple[int, ...]:
+    # A policy has a few warning lists; a queue page asks for one per row.
+    return tuple(sorted(int(round(float(p) * 1000)) for p in warnings.split(",") if p.strip()))
 
 
 def policy_targets(ctx: Context, incident: Incident) -> tuple[Any, Any] | None:

@@ -118,6 +118,7 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
         abort(400, str(error))
     # What fires next on the owner's At-risk rows: the check's own rules, a few queries a page.
     next_escalations = engine.upcoming_for(context(), page.rows) if name == "at_risk" else None
+    moment = now()  # one instant for every row's SLA state and the escalation column
     link_args = args.to_dict(flat=False)
     link_args.pop("after", None)
     shown = queues.parse_columns(view.columns.split(",")) if view and view.columns else list(queues.COLUMNS)
@@ -129,7 +130,7 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
         filters=filters,
         page=page,
         sorts=queues.SORT_LABELS,
-        sla_status=lambda clock: sla.status(state, clock, now()) if clock else None,
+        sla_status=lambda clock: sla.status(state, clock, moment) if clock else None,
         statuses=STATUSES,
         priorities=PRIORITIES,
         types=TYPES,
@@ -151,7 +152,7 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
         densities=DENSITIES,
         may_take=may_take,
         take_route=take_route(),
-        now=now(),
+        now=moment,
         bulk=bulk,
         bulk_limit=BULK_LIMIT,
         bulk_actions=BULK_ACTIONS,
