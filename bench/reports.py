@@ -70,7 +70,7 @@ def main() -> None:
     from helpdesk import reports, schema, seed
     from helpdesk.app import create_app
     from helpdesk.db import database, is_sqlite
-    from helpdesk.models import Agent, Incident, IncidentFact, ReportDay, ReportDuration, Team
+    from helpdesk.models import Agent, EscalationRun, Incident, IncidentFact, ReportDay, ReportDuration, Team
 
     folder = Path(args.keep or tempfile.mkdtemp(prefix="helpdesk-reports-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -92,6 +92,7 @@ def main() -> None:
                            else None)
             print(f"seeded {args.incidents - have:,} incidents in {time.perf_counter() - started:.0f} s",
                   flush=True)
+        if not EscalationRun.select().exists():  # also for a pool seeded by bench/web.py --keep
             started = time.perf_counter()
             print(f"{escalation_runs(args.incidents):,} escalation runs in "
                   f"{time.perf_counter() - started:.0f} s", flush=True)

@@ -259,12 +259,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--database", default="sqlite", help="sqlite, or a PostgreSQL URL (wiped)")
     parser.add_argument("--keep", type=Path, help="keep each seeded SQLite pool here and reuse it")
+    parser.add_argument("--pages", help="only the pages whose names contain one of these (comma-separated)")
     args = parser.parse_args()
     if shutil.which("wrk") is None or not (BIN / "gunicorn").exists():
         raise SystemExit("needs wrk (apt-get install wrk) and gunicorn (pip install '.[bench]')")
     paths = {f"queue {name}": f"/queues/{name}" for name in QUEUES}
     paths["incident page"] = "/incidents/RANDOM"
     paths["create (POST)"] = "/incidents/new"
+    if args.pages:
+        paths = {name: path for name, path in paths.items() if any(p in name for p in args.pages.split(","))}
     results: dict[int, dict[str, dict]] = {}
     for size in [int(s) for s in args.sizes.split(",")]:
         sqlite = args.database == "sqlite"

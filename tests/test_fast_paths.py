@@ -111,3 +111,44 @@ def test_queue_page_shows_a_hostile_team_name_as_text(app, personas, login, log_
     page = login(personas.owner).get("/queues/open").get_data(as_text=True)
     assert '<script>alert("x")</script>' not in page
     assert "Ops &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+
+
+@sqlite_only
+def test_a_writer_waits_for_the_lock_and_then_writes(app):
+    import sqlite3
+    import threading
+
+    with app.app_context():
+        path = database.obj.database
+        holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.3, holder.commit).start()  # the other writer finishes a little later
+        from helpdesk.db import write_transaction
+
+        with write_transaction():
+            Team.create(name="Written after the wait")
+        holder.close()
+        assert Team.get(Team.name == "Written after the wait")
+        timeout = database.execute_sql("PRAGMA busy_timeout").fetchone()[0]
+    assert timeout == app.extensions["helpdesk"].settings.database_busy_seconds * 1000  # restored
+
+
+@sqlite_only
+def test_a_writer_gives_up_after_the_busy_time_and_writes_nothing(app):
+    import sqlite3
+
+    from helpdesk.db import write_transaction
+
+    with app.app_context():
+        real = database.obj
+        holder = sqlite3.connect(real.database, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        real.busy_seconds, kept = 0.2, real.busy_seconds
+        try:
+            with pytest.raises(Exception, match="locked"), write_transaction():
+                Team.create(name="Never written")
+        finally:
+            real.busy_seconds = kept
+            holder.rollback()
+            holder.close()
+        assert Team.get_or_none(Team.name == "Never written") is None

@@ -4,7 +4,7 @@ changes reported row by row, the row density, saved views and the navigation's c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from flask import Blueprint, Response, abort, current_app, redirect, request, url_for
@@ -14,7 +14,6 @@ from werkzeug.datastructures import MultiDict
 from helpdesk import incidents as domain
 from helpdesk import queues, sla
 from helpdesk.clock import now
-from helpdesk.db import Statement
 from helpdesk.errors import DomainError, StaleVersion
 from helpdesk.escalation import engine
 from helpdesk.models import (
@@ -25,14 +24,13 @@ from helpdesk.models import (
     TYPES,
     Agent,
     Incident,
-    Membership,
     Team,
 )
 from helpdesk.people import is_member
 from helpdesk.rendering import render_page
 from helpdesk.security import AGENT, access, safe_next
 from helpdesk.web import context, plugin_ui
-from helpdesk.web.forms import parse_id
+from helpdesk.web.forms import parse_id, teams_and_members
 
 bp = Blueprint("queues", __name__)
 
@@ -60,31 +58,6 @@ def may_take(incident: Incident) -> bool:
 def take_route() -> bool:
     """Whether the one-step Take route is installed (it lives with the incident pages)."""
     return "incidents.take_work" in current_app.view_functions
-
-
-class _Named(NamedTuple):
-    id: int
-    name: str
-
-
-class _Person(NamedTuple):
-    id: int
-    display_name: str
-
-
-_TEAMS = Statement(lambda: Team.select(Team.id, Team.name).order_by(Team.name))
-# Only what the page shows (id and name): whole agent rows cost more than the query.
-_MEMBERS = Statement(lambda: Membership.select(Membership.team, Agent.id, Agent.display_name).join(Agent)
-                     .where(Agent.active == True).order_by(Agent.display_name))  # noqa: E712
-
-
-def _people() -> dict[str, Any]:
-    """Teams and their active agents for the filter and the bulk bar (two queries)."""
-    teams = [_Named(*row) for row in _TEAMS.execute()]
-    members: dict[int, list[Any]] = {team.id: [] for team in teams}
-    for team_id, agent_id, name in _MEMBERS.execute():
-        members.setdefault(team_id, []).append(_Person(agent_id, name))
-    return {"teams": teams, "members": members}
 
 
 def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
@@ -157,7 +130,7 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
         bulk_limit=BULK_LIMIT,
         bulk_actions=BULK_ACTIONS,
         next_escalations=next_escalations,
-        **_people(),
+        **teams_and_members(),
     )
     return html, status
 
