@@ -38,20 +38,15 @@ def windows(calendar: BusinessCalendar, start: dt.datetime) -> Iterator[tuple[dt
     """Working windows (UTC) in time order that end after ``start``, clipped to begin at it."""
     if not calendar.hours:
         raise CalendarError(f"calendar {calendar.name!r} has no working hours")
-    zone = ZoneInfo(calendar.time_zone)
-    day = start.replace(tzinfo=dt.UTC).astimezone(zone).date() - dt.timedelta(days=1)
+    sums = _sums_for(calendar)
+    day = start.replace(tzinfo=dt.UTC).astimezone(sums.zone).date() - dt.timedelta(days=1)
     idle_days = 0
     while idle_days < _HORIZON_DAYS:
         idle_days += 1
-        hours = calendar.hours.get(day.weekday())
-        if hours is not None and day not in calendar.holidays:
-            opens, closes = hours
-            begin = _instant(day, opens, zone)
-            end_day = day + dt.timedelta(days=1) if closes <= opens else day
-            end = _instant(end_day, closes, zone)
-            if end > start and end > begin:
-                idle_days = 0
-                yield max(begin, start), end
+        window = sums.window(day)
+        if window is not None and window[1] > start:
+            idle_days = 0
+            yield max(window[0], start), window[1]
         day += dt.timedelta(days=1)
     raise CalendarError(f"calendar {calendar.name!r} has no working time in {_HORIZON_DAYS} days")
 
@@ -94,10 +89,22 @@ class _DaySums:
         self.zone = ZoneInfo(calendar.time_zone)
         self.base: dt.date | None = None
         self.sums = [0]  # sums[i]: days base .. base + i - 1
+        self.windows: dict[dt.date, tuple[dt.datetime, dt.datetime] | None] = {}
         self.lock = threading.Lock()
 
+    def window(self, day: dt.date) -> tuple[dt.datetime, dt.datetime] | None:
+        """:func:`_window` of ``day``, remembered: a queue page measures each row's clock
+        over the same few days."""
+        try:
+            return self.windows[day]
+        except KeyError:
+            if len(self.windows) > 5000:
+                self.windows.clear()
+            found = self.windows[day] = _window(self.calendar, self.zone, day)
+            return found
+
     def _length(self, day: dt.date) -> int:
-        window = _window(self.calendar, self.zone, day)
+        window = self.window(day)
         return 0 if window is None else (window[1] - window[0]) // dt.timedelta(microseconds=1)
 
     def total(self, first: dt.date, last: dt.date) -> int:
@@ -146,7 +153,8 @@ def between(calendar: BusinessCalendar | None, start: dt.datetime, end: dt.datet
         return end - start
     if not calendar.hours:
         raise CalendarError(f"calendar {calendar.name!r} has no working hours")
-    zone = ZoneInfo(calendar.time_zone)
+    sums = _sums_for(calendar)
+    zone = sums.zone
     first = start.replace(tzinfo=dt.UTC).astimezone(zone).date()
     last = end.replace(tzinfo=dt.UTC).astimezone(zone).date()
     if (last - first).days < _WALK_DAYS:
@@ -155,11 +163,11 @@ def between(calendar: BusinessCalendar | None, start: dt.datetime, end: dt.datet
     # the start's local date and closes within a day after it opens.
     middle_first = first + dt.timedelta(days=_MARGIN_DAYS)
     middle_last = last - dt.timedelta(days=_MARGIN_DAYS + 1)
-    total = dt.timedelta(microseconds=_sums_for(calendar).total(middle_first, middle_last))
+    total = dt.timedelta(microseconds=sums.total(middle_first, middle_last))
     edges = [first + dt.timedelta(days=n) for n in range(-1, _MARGIN_DAYS)]
     edges += [middle_last + dt.timedelta(days=n) for n in range(1, _MARGIN_DAYS + 2)]
     for day in edges:
-        window = _window(calendar, zone, day)
+        window = sums.window(day)
         if window is not None:
             begin, close = max(window[0], start), min(window[1], end)
             if close > begin:
