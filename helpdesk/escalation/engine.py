@@ -253,8 +253,16 @@ def upcoming_for(ctx: Context, incidents: list[Incident]) -> dict[int, Upcoming]
     every = list(EscalationPolicy.select())
     by_id = {policy.id: policy for policy in every}
     clocks: dict[int, dict[str, SlaClock]] = {}
-    for clock in SlaClock.select().where(SlaClock.incident.in_(ids)):
-        clocks.setdefault(clock.incident_id, {})[clock.target] = clock
+    unread = []
+    for incident in active:  # a queue page's rows come with both clocks (one per target)
+        attached = [incident.__dict__.get(name, False) for name in ("response_clock", "resolution_clock")]
+        if False in attached:
+            unread.append(incident.id)
+        else:
+            clocks[incident.id] = {clock.target: clock for clock in attached if clock is not None}
+    if unread:
+        for clock in SlaClock.select().where(SlaClock.incident.in_(unread)):
+            clocks.setdefault(clock.incident_id, {})[clock.target] = clock
     team_ids = {i.owner_team_id for i in active} | {i.assigned_team_id for i in active}
     teams = {t.id: t.name for t in Team.select(Team.id, Team.name).where(Team.id.in_(list(team_ids - {None})))
              } if team_ids - {None} else {}
