@@ -6,7 +6,7 @@
 
 For each size it bulk-loads a realistic pool (``helpdesk.seed``: ~45 % active, both
 pairs, timeline entries, SLA clocks from the bundled policy and calendar), serves the
-app with gunicorn (``--workers`` sync workers; ``pip install '.[bench]'``) and drives it
+app with gunicorn (``--workers`` sync workers; ``pip install -e '.[bench]'``) and drives it
 with wrk (``apt-get install wrk``) for every queue, the incident page (random ids) and
 create (POST), logged in as an agent of two teams. A bare Flask + peewee page rendering
 50 incident rows from the same database is measured in the same run. Queries per request
@@ -268,7 +268,7 @@ def main() -> None:
     parser.add_argument("--pages", help="only the pages whose names contain one of these (comma-separated)")
     args = parser.parse_args()
     if shutil.which("wrk") is None or not (BIN / "gunicorn").exists():
-        raise SystemExit("needs wrk (apt-get install wrk) and gunicorn (pip install '.[bench]')")
+        raise SystemExit("needs wrk (apt-get install wrk) and gunicorn (pip install -e '.[bench]')")
     paths = {f"queue {name}": f"/queues/{name}" for name in QUEUES}
     paths["incident page"] = "/incidents/RANDOM"
     paths["create (POST)"] = "/incidents/new"
