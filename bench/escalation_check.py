@@ -26,7 +26,7 @@ from pathlib import Path
 from helpdesk import people, schema
 from helpdesk.app import create_app
 from helpdesk.clock import now
-from helpdesk.db import database
+from helpdesk.db import database, is_sqlite
 from helpdesk.escalation import engine, policies
 from helpdesk.events import suppressed
 from helpdesk.models import EscalationRun, EscalationState, Incident, SlaClock
@@ -67,7 +67,7 @@ def main() -> None:
                      load_entry_points=False)
     with app.app_context():
         database.connect(reuse_if_open=True)
-        if not database.obj.__class__.__name__.startswith("Sqlite"):
+        if not is_sqlite():
             database.execute_sql("DROP SCHEMA public CASCADE")
             database.execute_sql("CREATE SCHEMA public")
         schema.upgrade(database)

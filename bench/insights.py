@@ -31,7 +31,7 @@ from peewee import chunked
 
 from helpdesk import exports, people, queues, reports, schema, search
 from helpdesk.app import create_app
-from helpdesk.db import database
+from helpdesk.db import database, is_sqlite
 from helpdesk.models import Agent, Incident, SlaClock, Team, TimelineEntry
 
 BATCH = 5000
@@ -100,7 +100,7 @@ def seed(ctx: Any, count: int, rng: random.Random) -> None:
     started = time.perf_counter()
     reports.rebuild(ctx)
     print(f"reports rebuild: {time.perf_counter() - started:.0f} s")
-    if database.obj.__class__.__name__.startswith("Sqlite"):
+    if is_sqlite():
         database.execute_sql("ANALYZE")
     else:
         database.execute_sql("VACUUM ANALYZE")
@@ -117,7 +117,7 @@ def main() -> None:
     app = create_app(config, load_entry_points=False)
     with app.app_context():
         database.connect(reuse_if_open=True)
-        if not database.obj.__class__.__name__.startswith("Sqlite"):
+        if not is_sqlite():
             database.execute_sql("DROP SCHEMA public CASCADE")
             database.execute_sql("CREATE SCHEMA public")
         schema.upgrade(database)
