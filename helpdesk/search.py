@@ -177,9 +177,14 @@ def _matching(terms: list[Term], part: str) -> peewee.Node:
         columns = {"all": "", "public": "{title public} : ", "title": "{title} : "}[part]
         expression = columns + "(" + " AND ".join(map(_fts_phrase, terms)) + ")"
         return peewee.SQL("(SELECT rowid FROM search_document WHERE search_document MATCH ?)", [expression])
+    return peewee.SQL("(SELECT incident_id FROM search_document WHERE vector @@ %s::tsquery)",
+                      [_pg_tsquery(terms, part)])
+
+
+def _pg_tsquery(terms: list[Term], part: str) -> str:
+    """PostgreSQL's query text for "``part`` holds every term" (weights mark the parts)."""
     weights = {"all": "", "public": "AB", "title": "A"}[part]
-    expression = " & ".join(f"({_pg_phrase(term, weights)})" for term in terms)
-    return peewee.SQL("(SELECT incident_id FROM search_document WHERE vector @@ %s::tsquery)", [expression])
+    return " & ".join(f"({_pg_phrase(term, weights)})" for term in terms)
 
 
 def _excluded(term: Term, part: str) -> peewee.Node:
@@ -188,10 +193,9 @@ def _excluded(term: Term, part: str) -> peewee.Node:
     is compared row by row."""
     if is_sqlite():
         return Incident.id.not_in(_matching([term], part))
-    weights = {"all": "", "public": "AB", "title": "A"}[part]
     return peewee.NodeList((
         peewee.SQL("NOT EXISTS (SELECT 1 FROM search_document AS excluded WHERE excluded.incident_id ="),
-        Incident.id, peewee.SQL("AND excluded.vector @@ %s::tsquery)", [f"({_pg_phrase(term, weights)})"])))
+        Incident.id, peewee.SQL("AND excluded.vector @@ %s::tsquery)", [_pg_tsquery([term], part)])))
 
 
 def _in_titles(terms: list[Term]) -> peewee.Node:
@@ -202,10 +206,9 @@ def _in_titles(terms: list[Term]) -> peewee.Node:
     common word compared each of 400,000 matches with 400,000 title matches (minutes)."""
     if is_sqlite():
         return Incident.id.in_(_matching(terms, "title"))
-    expression = " & ".join(f"({_pg_phrase(term, 'A')})" for term in terms)
     return peewee.NodeList((
         peewee.SQL("EXISTS (SELECT 1 FROM search_document AS title_match WHERE title_match.incident_id ="),
-        Incident.id, peewee.SQL("AND title_match.vector @@ %s::tsquery)", [expression])))
+        Incident.id, peewee.SQL("AND title_match.vector @@ %s::tsquery)", [_pg_tsquery(terms, "title")])))
 
 
 def _filter_condition(name: str, value: str, viewer: Agent, notes: list[str]) -> peewee.Expression:
