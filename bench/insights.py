@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/insights.py [--incidents 100000]
     HELPDESK_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1/bench_h .venv/bin/python bench/insights.py
+        [--seed-only | --reuse]
 
-(the PostgreSQL database given is wiped first: point it at a scratch database)
+(the PostgreSQL database given is wiped first unless --reuse: point it at a scratch database)
 
 Incidents, one public reply and one internal note each, and their SLA clocks are bulk
 inserted (the domain path would take hours at this size) over the past year, with titles
@@ -109,6 +110,9 @@ def seed(ctx: Any, count: int, rng: random.Random) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--incidents", type=int, default=100_000)
+    parser.add_argument("--reuse", action="store_true",
+                        help="PostgreSQL: measure the database as an earlier run left it, no seeding")
+    parser.add_argument("--seed-only", action="store_true", help="seed and build the indexes, then stop")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="helpdesk-bench-"))
     config = {"instance_path": str(folder), "secret_key": "b" * 40, "testing": True}
@@ -117,14 +121,20 @@ def main() -> None:
     app = create_app(config, load_entry_points=False)
     with app.app_context():
         database.connect(reuse_if_open=True)
-        if not is_sqlite():
-            database.execute_sql("DROP SCHEMA public CASCADE")
-            database.execute_sql("CREATE SCHEMA public")
-        schema.upgrade(database)
         ctx = app.extensions["helpdesk"]
-        seed(ctx, args.incidents, random.Random(14))
+        if args.reuse and not is_sqlite():
+            args.incidents = Incident.select().count()
+        else:
+            if not is_sqlite():
+                database.execute_sql("DROP SCHEMA public CASCADE")
+                database.execute_sql("CREATE SCHEMA public")
+            schema.upgrade(database)
+            seed(ctx, args.incidents, random.Random(14))
+            Agent.create(username="lead", display_name="Lead", password_hash="x", role="lead")
+            if args.seed_only:
+                return
         print(f"database: {database.obj.__class__.__name__}, {args.incidents} incidents")
-        lead = Agent.create(username="lead", display_name="Lead", password_hash="x", role="lead")
+        lead = Agent.get(Agent.username == "lead")
         agent = Agent.get(Agent.username == "agent1")
 
         print("queue page (for comparison)")

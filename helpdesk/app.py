@@ -191,13 +191,15 @@ def create_app(
 
 
 def _return_path() -> str | None:
-    """Where to go after logging in: the page asked for, or for a form sent after the
-    session ended, the page the form was on (its POST-only action would answer 405)."""
-    if request.method in {"GET", "HEAD"}:
-        return request.full_path.rstrip("?")
+    """Where to go after logging in: the page asked for; for a form sent after the session
+    ended, the page the form was on (its POST-only action would answer 405); for an htmx
+    request (a poll of the queue counts, say), the page it came from, not the fragment."""
+    asked = request.full_path.rstrip("?") if request.method in {"GET", "HEAD"} else None
+    if asked and not htmx:
+        return asked
     source = urlsplit(request.headers.get("HX-Current-URL") or request.referrer or "")
     if source.netloc != request.host or not source.path:
-        return None
+        return asked
     return source.path + (f"?{source.query}" if source.query else "")
 
 

@@ -30,13 +30,29 @@ def require_chromium() -> None:
                 allow_module_level=True)
 
 
+def leave_page(page: Any, attempts: int = 3) -> None:
+    """Go to about:blank, retrying if the page's own navigation (an htmx "log in" redirect)
+    interrupts it."""
+    from playwright.sync_api import Error
+
+    for attempt in range(attempts):
+        try:
+            page.goto("about:blank")
+            return
+        except Error as error:
+            if "interrupted by another navigation" not in str(error) or attempt == attempts - 1:
+                raise
+            page.wait_for_load_state()
+
+
 def log_in(page: Any, base: str, username: str) -> None:
     """Log in afresh (any earlier session's cookies dropped) and wait for the first queue page."""
     from helpdesk.testing import PASSWORD  # not at import: conftest imports this module early
 
     # Leave the old page first: its htmx requests (queue counts, refreshes) would otherwise be
-    # answered "log in" once the cookies are gone and navigate away under this goto.
-    page.goto("about:blank")
+    # answered "log in" once the cookies are gone and navigate away under this goto. If the
+    # session has already ended, such an answer may be navigating right now: leave again.
+    leave_page(page)
     page.context.clear_cookies()
     page.goto(f"{base}/login")
     page.get_by_label("User name").fill(username)

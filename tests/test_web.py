@@ -286,6 +286,20 @@ def test_htmx_form_sent_without_session_returns_to_its_page_after_login(app, per
     assert fresh(incident).assigned_team_id is None
 
 
+def test_a_background_fragment_after_the_session_ended_returns_to_its_page(app):
+    """The queue counts poll every minute: when the session has ended, logging in must lead
+    back to the page the agent was on, not to the bare counts fragment."""
+    response = app.test_client().get(
+        "/queue-nav?current=open", headers={**HTMX, "HX-Current-URL": "http://localhost/queues/open?sort=age"})
+    assert response.status_code == 401
+    target = urlsplit(response.headers["HX-Redirect"])
+    assert target.path == "/login"
+    assert parse_qs(target.query)["next"] == ["/queues/open?sort=age"]
+    elsewhere = app.test_client().get(
+        "/queue-nav?current=open", headers={**HTMX, "HX-Current-URL": "http://evil.example/queues/open"})
+    assert "evil.example" not in elsewhere.headers["HX-Redirect"]
+
+
 def test_htmx_request_without_session_gets_a_redirect_header_not_the_login_form(app):
     client = app.test_client()
     response = client.get("/queues/open?status=new",
