@@ -194,6 +194,8 @@ class Settings:
     auto_close_days: int = _setting(_int_between(0, 365), 5, "close resolved incidents after (0: never)")
     database_busy_seconds: int = _setting(_int_between(1, 600), 10,
                                           "longest wait for the database before answering 503")
+    search_seconds: int = _setting(_int_between(1, 600), 10,
+                                   "a search running longer is stopped and says so")
     shutdown_seconds: int = _setting(_int_between(1, 3600), 30,
                                      "on SIGTERM, how long requests and tasks in flight may finish")
     lease_seconds: int = _setting(_int_between(1, 3600), 120,

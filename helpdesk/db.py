@@ -149,6 +149,45 @@ def is_sqlite() -> bool:
     return isinstance(database.obj, peewee.SqliteDatabase)
 
 
+class QueryTimeout(Exception):
+    """A read ran past its :func:`time_limit` and was stopped by the database."""
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Stop the queries inside after ``seconds`` with :class:`QueryTimeout`: one agent's
+    search for a word in every incident must not keep a server process (and PostgreSQL's
+    parallel workers) busy for minutes. PostgreSQL: ``statement_timeout`` for a transaction
+    (a savepoint inside one); SQLite: a progress handler that interrupts past the deadline."""
+    if is_sqlite():
+        connection = database.connection()
+        deadline = time.monotonic() + seconds
+        connection.set_progress_handler(lambda: time.monotonic() > deadline, 20_000)
+        try:
+            yield
+        except peewee.OperationalError as error:
+            if "interrupted" in str(error):
+                raise QueryTimeout(str(error)) from error
+            raise
+        finally:
+            connection.set_progress_handler(None, 0)
+        return
+    try:
+        with database.atomic():
+            cursor = database.execute_sql("SELECT current_setting('statement_timeout')")
+            before = cursor.fetchone()[0]
+            database.execute_sql("SELECT set_config('statement_timeout', %s, true)",
+                                 (str(max(1, int(seconds * 1000))),))
+            yield
+            database.execute_sql("SELECT set_config('statement_timeout', %s, true)", (before,))
+    except peewee.OperationalError as error:
+        # peewee wraps the driver's error; psycopg 3 names its code sqlstate, psycopg2 pgcode.
+        for cause in (*error.args[:1], error.__cause__, error.__context__):
+            if (getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)) == "57014":
+                raise QueryTimeout(str(error)) from error  # query_canceled
+        raise
+
+
 _local = threading.local()
 
 

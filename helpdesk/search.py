@@ -24,7 +24,7 @@ import peewee
 from markupsafe import Markup, escape
 
 from helpdesk.context import Context
-from helpdesk.db import database, is_sqlite
+from helpdesk.db import QueryTimeout, database, is_sqlite, time_limit
 from helpdesk.models import ACTIVE_STATUSES, STATUSES, Agent, Contact, Incident, Team, TimelineEntry
 from helpdesk.search_query import MAX_WORD_CHARS, Query, Term, normalise, parse, words
 
@@ -254,76 +254,98 @@ def search(ctx: Context, viewer: Agent | None, query: Query | str, *, page: int 
     then newest first.
 
     ``public_only`` leaves internal notes out of matching and snippets (customers);
-    ``requester`` limits the search to that contact's incidents.
+    ``requester`` limits the search to that contact's incidents. A search that runs past
+    ``search_seconds`` is stopped and says so in its notes rather than holding the server.
     """
     if isinstance(query, str):
         query = parse(query)
     size = size or ctx.settings.page_size
     page = max(1, min(page, 1000))
     notes = list(query.notes)
-    rows = query_rows(query, viewer, notes, public_only=public_only, requester=requester)
-    if rows is None:
+    phases = _phases(query, viewer, notes, public_only=public_only, requester=requester)
+    if phases is None:
         return Results(query, [], page, False, notes)
-    found = list(rows.offset((page - 1) * size).limit(size + 1))
-    has_next = len(found) > size
-    found = found[:size]
-    return Results(query, snippets(found, query, public_only=public_only), page, has_next, notes)
+    try:
+        with time_limit(ctx.settings.search_seconds):
+            ids = _page_ids(phases, (page - 1) * size, size + 1)
+            found = _by_ids(ids[:size])
+    except QueryTimeout:
+        notes.append(f"The search took longer than {ctx.settings.search_seconds} s and was stopped. "
+                     "Add a word, or narrow it with status:, team: or owner:.")
+        return Results(query, [], page, False, notes)
+    return Results(query, snippets(found, query, public_only=public_only), page, len(ids) > size, notes)
 
 
-def _select(query: Query, viewer: Agent | None, notes: list[str], *, public_only: bool,
-            requester: Contact | None) -> tuple[peewee.ModelSelect, peewee.Node] | None:
+NEWEST = (Incident.created_at.desc(), Incident.id.desc())
+
+
+def _phases(query: Query, viewer: Agent | None, notes: list[str], *, public_only: bool,
+            requester: Contact | None) -> list[list[peewee.Node]] | None:
+    """The conditions of each part of the results, in order: incidents whose title holds every
+    word, then the other matches (each part newest first). Two plain parts rather than one
+    rank to sort by: each can be served newest first from the incident table's index, so a
+    word in half of a million incidents is not ranked and sorted in full for one page."""
     if query.empty:
         return None
     part = "public" if public_only else "all"
-    rank: peewee.Node = peewee.Value(0)
-    select = _with_people()
+    conditions: list[peewee.Node] = []
     if query.include:
-        select = select.where(Incident.id.in_(_matching(query.include, part)))
-        rank = peewee.Case(None, [(_in_titles(query.include), 1)], 0)
+        conditions.append(Incident.id.in_(_matching(query.include, part)))
     for term in query.exclude:
-        select = select.where(_excluded(term, part))
+        conditions.append(_excluded(term, part))
     for item in query.filters:
         condition = _filter_condition(item.name, item.value, viewer, notes)
-        select = select.where(~condition if item.negated else condition)
+        conditions.append(~condition if item.negated else condition)
     if requester is not None:
-        select = select.where(Incident.requester == requester.id)
-    return select, rank
+        conditions.append(Incident.requester == requester.id)
+    if not query.include:
+        return [conditions]
+    titled = _in_titles(query.include)
+    return [[*conditions, titled], [*conditions, ~titled]]
 
 
-def query_rows(query: Query, viewer: Agent | None, notes: list[str], *, public_only: bool = False,
-               requester: Contact | None = None) -> peewee.ModelSelect | None:
-    """The ordered incidents a parsed query finds; ``None`` when there is nothing to search for."""
-    found = _select(query, viewer, notes, public_only=public_only, requester=requester)
-    if found is None:
-        return None
-    select, rank = found
-    return select.order_by(rank.desc(), Incident.created_at.desc(), Incident.id.desc())
+def _page_ids(phases: list[list[peewee.Node]], offset: int, limit: int) -> list[int]:
+    """The ids of ``limit`` results from ``offset``, found on the incident table alone."""
+    ids: list[int] = []
+    for conditions in phases:
+        select = Incident.select(Incident.id).where(*conditions)
+        found = [row_id for (row_id,) in select.order_by(*NEWEST).offset(offset)
+                 .limit(limit - len(ids)).tuples()]
+        ids += found
+        if len(ids) >= limit:
+            break
+        # This part ended: the next starts past what this part did not cover of the offset.
+        offset = 0 if found or not offset else offset - select.limit(offset).count()
+    return ids
+
+
+def _by_ids(ids: list[int]) -> list[Incident]:
+    """The incidents with their people, in the order of ``ids`` (one query)."""
+    if not ids:
+        return []
+    rows = {row.id: row for row in _with_people().where(Incident.id.in_(ids))}
+    return [rows[row_id] for row_id in ids if row_id in rows]
 
 
 def each(query: Query, viewer: Agent | None, *, batch: int = 2000, public_only: bool = False,
          requester: Contact | None = None) -> Iterator[Incident]:
     """Every incident a query finds, in page order, a keyset batch at a time (constant memory
     however many match: exports stream this)."""
-    found = _select(query, viewer, [], public_only=public_only, requester=requester)
-    if found is None:
-        return
-    select, rank = found
-    select = select.select_extend(rank.alias("title_rank"))
-    after = None
-    while True:
-        chunk = select
-        if after is not None:
-            r, created, row_id = after
-            chunk = chunk.where((rank < r) | ((rank == r) & (
-                (Incident.created_at < created)
-                | ((Incident.created_at == created) & (Incident.id < row_id)))))
-        rows = list(chunk.order_by(rank.desc(), Incident.created_at.desc(), Incident.id.desc())
-                    .limit(batch))
-        yield from rows
-        if len(rows) < batch:
-            return
-        last = rows[-1]
-        after = (last.title_rank, last.created_at, last.id)
+    phases = _phases(query, viewer, [], public_only=public_only, requester=requester)
+    for conditions in phases or []:
+        select = _with_people().where(*conditions).order_by(*NEWEST)
+        after: tuple[object, int] | None = None
+        while True:
+            chunk = select
+            if after is not None:
+                created, row_id = after
+                chunk = chunk.where((Incident.created_at < created)
+                                    | ((Incident.created_at == created) & (Incident.id < row_id)))
+            rows = list(chunk.limit(batch))
+            yield from rows
+            if len(rows) < batch:
+                break
+            after = (rows[-1].created_at, rows[-1].id)
 
 
 def _with_people() -> peewee.ModelSelect:

@@ -13,6 +13,7 @@ import html
 import os
 import random
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 
 from helpdesk import incidents as domain
 from helpdesk import schema, search
-from helpdesk.db import database, write_transaction
+from helpdesk.db import QueryTimeout, database, is_sqlite, time_limit, write_transaction
 from helpdesk.models import Incident
 from helpdesk.search_query import MAX_QUERY_CHARS, parse, words
 from helpdesk.testing import PG_URL_VARIABLE, make_app, reset_postgres
@@ -292,15 +293,74 @@ def test_sqlite_and_postgresql_find_the_same_incidents_in_the_same_order(tmp_pat
 
 @pytest.mark.skipif(not os.environ.get(PG_URL_VARIABLE), reason="PostgreSQL's plan")
 def test_postgresql_ranks_and_excludes_through_the_indexed_id(app, personas, log_incident):
-    """``id IN (title matches)`` inside the rank's CASE and ``NOT IN (matches)`` for ``-word``
+    """``id IN (title matches)`` inside a rank's CASE and ``NOT IN (matches)`` for ``-word``
     were planned as subplans PostgreSQL did not hash: at 1M incidents a common word compared
-    every match with every title match (minutes). Both are correlated EXISTS now, which it
-    answers from the search table's primary key (4 s for that word at 1M). The plan itself
-    depends on the table's size, so the statement's shape is what is checked here."""
+    every match with every title match (minutes). Title matches and the rest are now two
+    parts of the results, each a correlated EXISTS / NOT EXISTS on the search table's primary
+    key and ordered newest first on the incident table alone. The plan itself depends on the
+    table's size, so the statements' shape is what is checked here."""
     with app.app_context():
         log_incident(title="Printer jams", description="paper mail")
-        statement, _params = search.query_rows(parse("printer -mail"), personas.owner, []).limit(26).sql()
+        phases = search._phases(parse("printer -mail"), personas.owner, [], public_only=False,
+                                requester=None)
+        titled, rest = (Incident.select(Incident.id).where(*conditions).sql()[0] for conditions in phases)
         found = search.search(app.extensions["helpdesk"], personas.owner, "printer -mail", size=25)
-    assert "CASE WHEN EXISTS (SELECT 1 FROM search_document" in statement
-    assert "NOT EXISTS (SELECT 1 FROM search_document" in statement and "NOT IN" not in statement
+    assert "AND EXISTS (SELECT 1 FROM search_document" in titled
+    assert "NOT EXISTS (SELECT 1 FROM search_document" in rest and "NOT IN" not in titled + rest
+    assert "JOIN" not in titled + rest  # the page's ids first; people are joined for those only
     assert found.hits == []  # and "-mail" still excludes the one incident, whose text says mail
+
+
+def test_pages_walk_title_matches_then_the_rest_without_gaps_or_repeats(app, personas, log_incident):
+    """Title matches come first, then the others, each newest first, and paging crosses from
+    one part to the other at any page size without losing or repeating an incident."""
+    with app.app_context():
+        ctx = app.extensions["helpdesk"]
+        titled = [log_incident(title=f"Scanner {n} offline", description="floor two").id for n in range(5)]
+        others = [log_incident(title=f"Desk {n}", description="the scanner beeps").id for n in range(6)]
+        log_incident(title="Unrelated", description="nothing here")
+        expected = titled[::-1] + others[::-1]
+        for size in (1, 2, 4, 5, 7, 11, 20):
+            seen, page = [], 1
+            while True:
+                found = search.search(ctx, personas.owner, "scanner", page=page, size=size)
+                seen += [hit.incident.id for hit in found.hits]
+                if not found.has_next:
+                    break
+                page += 1
+            assert seen == expected, size
+        past_the_end = search.search(ctx, personas.owner, "scanner", page=12, size=1)
+        assert past_the_end.hits == [] and not past_the_end.has_next
+
+
+@pytest.mark.parametrize("settings_overrides", [{"search_seconds": 1}])
+def test_a_search_past_its_time_limit_is_stopped_and_says_so(app, personas, log_incident, monkeypatch):
+    """A search still running after ``search_seconds`` is stopped by the database (not left
+    to hold a server process) and the page tells the agent to narrow it; the connection
+    stays usable."""
+    with app.app_context():
+        ctx = app.extensions["helpdesk"]
+        log_incident(title="Printer jams")
+        slow = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
+                if is_sqlite() else "SELECT pg_sleep(30)")
+        monkeypatch.setattr(search, "_by_ids", lambda ids: database.execute_sql(slow).fetchall())
+        started = time.monotonic()
+        found = search.search(ctx, personas.owner, "printer")
+        assert time.monotonic() - started < 10
+        assert found.hits == [] and any("took longer than 1 s" in note for note in found.notes)
+        monkeypatch.undo()
+        again = search.search(ctx, personas.owner, "printer")
+        assert [hit.incident.title for hit in again.hits] == ["Printer jams"]
+
+
+def test_time_limit_restores_the_previous_limit_and_lets_quick_reads_through(app):
+    with app.app_context():
+        with time_limit(5):
+            assert database.execute_sql("SELECT 1").fetchone()[0] == 1
+        with pytest.raises(QueryTimeout), time_limit(0.2):
+            database.execute_sql(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
+                if is_sqlite() else "SELECT pg_sleep(30)").fetchall()
+        if not is_sqlite():
+            assert database.execute_sql("SHOW statement_timeout").fetchone()[0] == "0"
+        assert database.execute_sql("SELECT 2").fetchone()[0] == 2
