@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, redirect, request, send_from_directory, url_for
+from flask import Flask, Response, g, redirect, request, send_from_directory, url_for
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import pass_context
@@ -27,6 +27,7 @@ from helpdesk.rendering import (
     htmx,
     id_url,
     local_time,
+    options,
     pair_text,
     priority_badge,
     render_markdown,
@@ -217,14 +218,17 @@ def _register_template_helpers(app: Flask, settings: Settings) -> None:
 
     app.jinja_env.globals.update(STATUSES=STATUSES, PRIORITIES=PRIORITIES, QUEUES=QUEUES,
                                  version=__version__, pair_text=pair_text, status_badge_of=status_badge,
-                                 priority_badge_of=priority_badge, id_url=id_url)
+                                 priority_badge_of=priority_badge, id_url=id_url,
+                                 options_of=options)
 
     @app.context_processor
     def unread_notices() -> dict[str, Any]:
         from helpdesk.web.notices import unread_count
 
         if current_user and current_user.is_authenticated:
-            return {"unread": unread_count(current_user.id)}
+            if "unread" not in g:  # a page of two templates (htmx body, full page) counts once
+                g.unread = unread_count(current_user.id)
+            return {"unread": g.unread}
         return {}
 
     def viewer_zone() -> str:

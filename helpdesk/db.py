@@ -290,8 +290,10 @@ class Statement:
     no field converter sees it. The SQL must not depend on the values (no ``IN`` lists).
     """
 
-    def __init__(self, build: Callable[..., peewee.Query]) -> None:
+    def __init__(self, build: Callable[..., peewee.Query],
+                 models: tuple[type[peewee.Model], ...] = ()) -> None:
         self._build = build
+        self._models = models
         self._compiled: dict[type, tuple[str, list[object]]] = {}
 
     def bind(self, *args: object) -> tuple[str, list[object]]:
@@ -308,6 +310,12 @@ class Statement:
     def execute(self, *args: object) -> Any:
         """Run it; the cursor."""
         return database.execute_sql(*self.bind(*args))
+
+    def rows(self, *args: object) -> list[list[Any]]:
+        """Run it; per row, an instance of each of the ``models`` it was made with (which
+        it must select whole, in that order: ``A.select(A, B)``), None for an outer join
+        that found nothing (see :func:`hydrate`)."""
+        return [hydrate(row, *self._models) for row in self.execute(*args)]
 
 
 def instance(model: type[peewee.Model], data: dict[str, Any]) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -111,6 +112,14 @@ def zone_stamps(text: str | None, zone: str) -> str:
 
 
 # -- badges and pairs: Python, not macros, because a queue page shows four per row ------------
+
+
+def options(pairs: Iterable[tuple[int, str]], selected: int | None = None) -> Markup:
+    """``<option>`` elements for (id, name) pairs, built as one string with each name escaped:
+    the requester select's 500 contacts cost Jinja ~15 % of the incident page."""
+    return Markup("".join(  # noqa: S704 - every name escaped, every id an int
+        f'<option value="{int(key)}"{" selected" if key == selected else ""}>{escape(name)}</option>'
+        for key, name in pairs))
 
 
 def status_badge(status: str) -> Markup:

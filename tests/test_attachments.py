@@ -222,3 +222,37 @@ def test_a_failing_scanner_keeps_no_unscanned_file(app, ada, register_plugin):
     assert answer.status_code == 422
     assert "could not be checked" in answer.get_data(as_text=True)
     assert Attachment.select().count() == 0
+
+
+def test_the_incident_page_costs_the_same_queries_however_long_the_conversation(
+        app, ctx, ada, login, personas, count_queries):
+    """Each message's files, its author (agent or customer) and the incident's people are
+    read for the whole page at once: a long e-mail thread is not one query per message."""
+    upload(ada, "/portal/new", [("first.txt", b"with the incident")], title="Printer", urgency="medium")
+    incident = Incident.get()
+    agent = login(personas.owner)
+
+    def converse(rounds: int, start: int) -> None:
+        for n in range(start, start + rounds):
+            answer = upload(ada, f"/portal/incidents/{incident.id}/reply",
+                            [(f"photo{n}.png", b"\x89PNG %d" % n)], body=f"Customer message {n}.")
+            assert answer.status_code == 303
+            with app.app_context():
+                incidents.add_comment(ctx, incident.id, personas.owner, f"Agent answer {n}.", public=True)
+
+    def measure() -> tuple[int, str]:
+        count_queries.queries.clear()
+        page = agent.get(f"/incidents/{incident.id}").get_data(as_text=True)
+        return len(count_queries.queries), page
+
+    converse(1, 0)
+    agent.get(f"/incidents/{incident.id}")  # anything done once per client
+    short, _page = measure()
+    converse(6, 1)
+    long, page = measure()
+    assert long == short, "\n".join(count_queries.queries)
+    assert page.count("Ada Lovelace (customer)") == 7
+    for n in range(7):  # each file under its own message, before the next one
+        message = page.index(f"Customer message {n}.")
+        assert message < page.index(f'download>photo{n}.png</a>') < page.index(f"Agent answer {n}.")
+    assert page.index('download>first.txt</a>') < page.index("Customer message 0.")

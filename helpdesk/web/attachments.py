@@ -8,11 +8,10 @@ the content type derived from the sanitised name — never inline HTML or SVG.
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, abort, send_file
 
 from helpdesk import attachments
+from helpdesk.db import Statement
 from helpdesk.models import Attachment
 from helpdesk.security import AGENT, access
 from helpdesk.web import context
@@ -20,14 +19,17 @@ from helpdesk.web import context
 bp = Blueprint("attachments", __name__)
 
 
-@bp.app_template_global()
-def attachments_of(entry: Any) -> list[Attachment]:
-    """The files that came with a timeline entry; a ``created`` entry shows the incident's own."""
-    entry_id = None if entry.kind == "created" else entry.id
-    query = Attachment.select().where(Attachment.incident == entry.incident_id)
-    query = query.where(Attachment.entry.is_null()) if entry_id is None else query.where(
-        Attachment.entry == entry_id)
-    return list(query.order_by(Attachment.id))
+_FILES = Statement(lambda incident_id: Attachment.select().where(Attachment.incident == incident_id)
+                   .order_by(Attachment.id), models=(Attachment,))
+
+
+def files_by_entry(incident_id: int) -> dict[int | None, list[Attachment]]:
+    """The incident's files by the timeline entry they came with (None: with the incident
+    itself, shown on its ``created`` entry), in one query rather than one per message."""
+    found: dict[int | None, list[Attachment]] = {}
+    for (attachment,) in _FILES.rows(incident_id):
+        found.setdefault(attachment.entry_id, []).append(attachment)
+    return found
 
 
 def serve(attachment: Attachment) -> Response:

@@ -65,6 +65,11 @@ _MEMBERS = Statement(lambda: Membership.select(Membership.team, Agent.id, Agent.
 _CONTACTS = Statement(lambda limit: Contact.select(Contact.id, Contact.name).order_by(Contact.name)
                       .limit(limit))
 
+_CATEGORIES = Statement(lambda: Category.select().where(Category.active == True)  # noqa: E712
+                        .order_by(Category.name), models=(Category,))
+_SERVICES = Statement(lambda: Service.select().where(Service.active == True)  # noqa: E712
+                      .order_by(Service.name), models=(Service,))
+
 
 def teams_and_members() -> dict[str, Any]:
     """Teams, and each team's active agents, for select boxes (two queries, compiled once)."""
@@ -77,11 +82,11 @@ def teams_and_members() -> dict[str, Any]:
 
 def choices() -> dict[str, Any]:
     """Teams with their active agents (grouped), and the catalogue, for select boxes."""
-    contacts = [Choice(*row) for row in _CONTACTS.execute(CONTACT_CHOICES)]
+    contacts = _CONTACTS.execute(CONTACT_CHOICES).fetchall()  # (id, name) pairs: rendering.options
     return {
         **teams_and_members(),
-        "categories": list(Category.select().where(Category.active == True).order_by(Category.name)),  # noqa: E712,E501
-        "services": list(Service.select().where(Service.active == True).order_by(Service.name)),  # noqa: E712,E501
+        "categories": [category for (category,) in _CATEGORIES.rows()],
+        "services": [service for (service,) in _SERVICES.rows()],
         "contacts": contacts,
-        "contact_ids": {contact.id for contact in contacts},
+        "contact_ids": {contact_id for contact_id, _name in contacts},
     }

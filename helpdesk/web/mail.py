@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 
 from helpdesk.clock import now
+from helpdesk.db import Statement
 from helpdesk.errors import DomainError
 from helpdesk.mail.receive import OUTCOMES, raw_message
 from helpdesk.models import InboundMail
@@ -22,12 +23,14 @@ bp = Blueprint("mail", __name__)
 PAGE = 100
 
 
-@bp.app_template_global()
-def inbound_mail_for(entry: Any) -> InboundMail | None:
-    """The received e-mail a timeline entry came from (``None`` for portal messages)."""
-    if entry.kind not in {"customer", "note"} or entry.contact_id is None:
-        return None
-    return InboundMail.get_or_none(InboundMail.entry == entry.id)
+_MAILS = Statement(lambda incident_id: InboundMail.select(InboundMail.entry, InboundMail.id)
+                   .where((InboundMail.incident == incident_id) & InboundMail.entry.is_null(False)))
+
+
+def mails_by_entry(incident_id: int) -> dict[int, int]:
+    """For each of the incident's timeline entries that came by e-mail, the received mail's
+    id (the page links "original e-mail"), in one query rather than one per message."""
+    return dict(_MAILS.execute(incident_id).fetchall())
 
 
 @bp.get("/mail/<int:mail_id>")
