@@ -116,10 +116,22 @@ def zone_stamps(text: str | None, zone: str) -> str:
 
 def options(pairs: Iterable[tuple[int, str]], selected: int | None = None) -> Markup:
     """``<option>`` elements for (id, name) pairs, built as one string with each name escaped:
-    the requester select's 500 contacts cost Jinja ~15 % of the incident page."""
-    return Markup("".join(  # noqa: S704 - every name escaped, every id an int
-        f'<option value="{int(key)}"{" selected" if key == selected else ""}>{escape(name)}</option>'
-        for key, name in pairs))
+    the requester select's 500 contacts cost Jinja ~15 % of the incident page. The last few
+    lists are remembered as text (contacts rarely change between two page views)."""
+    key = tuple(pairs)
+    html = _OPTIONS.get(key)
+    if html is None:
+        html = "".join(f'<option value="{int(value)}">{escape(name)}</option>' for value, name in key)
+        if len(_OPTIONS) >= 8:
+            _OPTIONS.clear()
+        _OPTIONS[key] = html
+    if selected is not None:
+        mark = f'<option value="{int(selected)}"'
+        html = html.replace(f"{mark}>", f"{mark} selected>", 1)
+    return Markup(html)  # noqa: S704 - every name escaped, every value an int
+
+
+_OPTIONS: dict[tuple[tuple[int, str], ...], str] = {}
 
 
 def status_badge(status: str) -> Markup:

@@ -11,7 +11,7 @@ import pytest
 from helpdesk import people
 from helpdesk.db import Statement, database, hydrate, is_sqlite, release
 from helpdesk.models import Agent, Incident, Membership, Team
-from helpdesk.rendering import pair_text, priority_badge, status_badge
+from helpdesk.rendering import options, pair_text, priority_badge, status_badge
 
 sqlite_only = pytest.mark.skipif(bool(os.environ.get("HELPDESK_TEST_DATABASE_URL")),
                                  reason="SQLite keeps its connection; PostgreSQL pools it")
@@ -152,3 +152,25 @@ def test_a_writer_gives_up_after_the_busy_time_and_writes_nothing(app):
             holder.rollback()
             holder.close()
         assert Team.get_or_none(Team.name == "Never written") is None
+
+
+def test_options_escape_names_and_mark_only_the_selected_one():
+    contacts = [(3, 'Ada "<b>" & co'), (31, "Bob"), (13, "Cy")]
+    first = str(options(contacts, 31))
+    assert first == ('<option value="3">Ada &#34;&lt;b&gt;&#34; &amp; co</option>'
+                     '<option value="31" selected>Bob</option><option value="13">Cy</option>')
+    again = str(options(contacts, 3))  # the remembered list does not keep the last selection
+    assert again.count(" selected") == 1 and '<option value="3" selected>' in again
+    assert " selected" not in str(options(contacts, 99)) + str(options(contacts))
+    assert str(options([(31, "Bob renamed")], 31)) == '<option value="31" selected>Bob renamed</option>'
+
+
+def test_incident_page_shows_a_hostile_requester_name_as_text(app, personas, login, log_incident):
+    from helpdesk.models import Contact
+
+    hostile = Contact.create(name='<img src=x onerror="alert(1)">', email="x@example.com")
+    incident = log_incident(title="Requester check", requester=hostile)
+    page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert '<img src=x onerror="alert(1)">' not in page
+    shown = "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;"
+    assert f'<option value="{hostile.id}" selected>{shown}</option>' in page
