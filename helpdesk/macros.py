@@ -21,7 +21,7 @@ import peewee
 
 from helpdesk.clock import now
 from helpdesk.context import Context
-from helpdesk.db import write_transaction
+from helpdesk.db import Statement, write_transaction
 from helpdesk.errors import DomainError, NotFound, PermissionDenied
 from helpdesk.models import (
     PENDING_REASONS,
@@ -107,10 +107,27 @@ def team_ids(agent: Agent) -> list[int]:
 def visible(agent: Agent) -> Any:
     """The macros an agent may see and apply: their own, then their teams' (one query, with
     the team's name)."""
-    mine = Membership.select(Membership.team).where(Membership.agent == agent.id)
+    return _visible(agent.id)
+
+
+def _visible(agent_id: Any) -> Any:
+    mine = Membership.select(Membership.team).where(Membership.agent == agent_id)
     return (Macro.select(Macro, Team).join(Team, peewee.JOIN.LEFT_OUTER, on=(Macro.team == Team.id))
-            .where((Macro.agent == agent.id) | Macro.team.in_(mine))
+            .where((Macro.agent == agent_id) | Macro.team.in_(mine))
             .order_by(Macro.team.is_null(False), Macro.name, Macro.id))
+
+
+_VISIBLE = Statement(_visible, models=(Macro, Team))
+
+
+def visible_list(agent: Agent) -> list[Macro]:
+    """:func:`visible` as a list, from a statement compiled once (the reply box on every
+    incident page)."""
+    found = []
+    for macro, team in _VISIBLE.rows(agent.id):
+        macro.__rel__["team"] = team
+        found.append(macro)
+    return found
 
 
 def get_visible(agent: Agent, macro_id: int) -> Macro:

@@ -9,7 +9,7 @@ import peewee
 
 from helpdesk.clock import now
 from helpdesk.context import Context
-from helpdesk.db import write_transaction
+from helpdesk.db import Statement, write_transaction
 from helpdesk.models import Agent, Incident, Membership, NotificationPreference, TimelineEntry, Watcher
 
 
@@ -24,8 +24,12 @@ def team_leads(team_id: int | None) -> list[Agent]:
 
 def watchers(incident_id: int) -> list[Agent]:
     """The incident's watchers who are still active (a deactivated agent is told nothing)."""
-    return list(Agent.select().join(Watcher, on=(Watcher.agent == Agent.id)).where(
-        (Watcher.incident == incident_id) & (Agent.active == True)).order_by(Agent.id))  # noqa: E712
+    return [agent for (agent,) in _WATCHERS.rows(incident_id)]
+
+
+_WATCHERS = Statement(lambda incident_id: Agent.select().join(Watcher, on=(Watcher.agent == Agent.id)).where(
+    (Watcher.incident == incident_id) & (Agent.active == True)).order_by(Agent.id),  # noqa: E712
+    models=(Agent,))
 
 
 def add_watchers(ctx: Context, incident_id: int, agents: Iterable[Agent],

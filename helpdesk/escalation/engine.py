@@ -50,7 +50,7 @@ import peewee
 from helpdesk import business_time, events
 from helpdesk.clock import now
 from helpdesk.context import Context
-from helpdesk.db import for_update, write_transaction
+from helpdesk.db import Statement, for_update, write_transaction
 from helpdesk.errors import DomainError, PermissionDenied
 from helpdesk.escalation import policies
 from helpdesk.models import (
@@ -158,12 +158,16 @@ def _cycle(level: Mapping[str, Any], clocks: Mapping[str, SlaClock]) -> int:
 # -- the policy of an incident ----------------------------------------------------------------------
 
 
+_ENABLED = Statement(lambda: EscalationPolicy.select().where(EscalationPolicy.enabled == True),  # noqa: E712
+                     models=(EscalationPolicy,))
+
+
 def applicable(incident: Incident | Facts, candidates: list[EscalationPolicy] | None = None
                ) -> EscalationPolicy | None:
     """The first enabled policy (by position, then name) whose conditions the incident meets
     (``candidates``: every policy, read once for many incidents)."""
     if candidates is None:
-        candidates = list(EscalationPolicy.select().where(EscalationPolicy.enabled == True))  # noqa: E712
+        candidates = [policy for (policy,) in _ENABLED.rows()]
     for policy in sorted((p for p in candidates if p.enabled), key=lambda p: (p.position, p.name)):
         if matches(incident, policies.definition_of(policy).get("conditions") or {}):
             return policy

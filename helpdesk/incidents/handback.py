@@ -23,7 +23,7 @@ from __future__ import annotations
 from helpdesk import events
 from helpdesk.clock import now
 from helpdesk.context import Context
-from helpdesk.db import for_update, write_transaction
+from helpdesk.db import Statement, for_update, write_transaction
 from helpdesk.errors import DomainError, NotFound, PermissionDenied
 from helpdesk.incidents.changes import Pair, entry, get
 from helpdesk.models import Agent, HandBack, Incident, Team
@@ -34,8 +34,14 @@ MAX_REQUEST = 2000
 
 def pending(incident_id: int) -> HandBack | None:
     """The incident's hand-back request awaiting a decision, if any."""
-    return (HandBack.select().where((HandBack.incident == incident_id) & (HandBack.state == "pending"))
-            .order_by(HandBack.id.desc()).first())
+    for (request,) in _PENDING.rows(incident_id):
+        return request
+    return None
+
+
+_PENDING = Statement(lambda incident_id: HandBack.select().where(
+    (HandBack.incident == incident_id) & (HandBack.state == "pending")).order_by(HandBack.id.desc()).limit(1),
+    models=(HandBack,))
 
 
 def _owner_side(incident: Incident, actor: Agent) -> bool:

@@ -14,6 +14,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_login import current_user
 
 from helpdesk.clock import now
+from helpdesk.db import Statement
 from helpdesk.errors import DomainError
 from helpdesk.escalation import engine, policies
 from helpdesk.escalation.api import watchers
@@ -45,11 +46,19 @@ def step_titles(names: Any) -> str:
     return ", ".join(registered[n].title if n in registered else n for n in names)
 
 
+# The incident page's panel reads these on every view: compiled once.
+_STATE = Statement(lambda incident_id: EscalationState.select()
+                   .where(EscalationState.incident == incident_id), models=(EscalationState,))
+_PROBLEMS = Statement(lambda incident_id: EscalationRun.select().where(
+    (EscalationRun.incident == incident_id) & EscalationRun.state.in_(["retrying", "failed"]))
+    .order_by(EscalationRun.id), models=(EscalationRun,))
+
+
 @bp.app_template_global()
 def escalation_view(incident: Incident) -> dict[str, Any]:
     """What the incident page shows: the level, the policy and version that escalated it, an
     acknowledgement or snooze, the next level and when, failed steps, watchers."""
-    state = EscalationState.get_or_none(EscalationState.incident == incident.id)
+    state = next((found for (found,) in _STATE.rows(incident.id)), None)
     policy = None
     if state is not None and state.policy_id is not None and state.level > 0:
         policy = EscalationPolicy.get_or_none(EscalationPolicy.id == state.policy_id)
@@ -58,8 +67,7 @@ def escalation_view(incident: Incident) -> dict[str, Any]:
     if policy is not None and incident.is_active:
         upcoming = engine.next_level(context(), incident, state or EscalationState(incident=incident.id),
                                      policies.definition_of(policy), engine.clocks_of(incident.id))
-    problems = list(EscalationRun.select().where((EscalationRun.incident == incident.id)
-                                                 & (EscalationRun.state.in_(["retrying", "failed"]))))
+    problems = [run for (run,) in _PROBLEMS.rows(incident.id)]
     return {"state": state, "policy": policy, "upcoming": upcoming, "problems": problems,
             "watchers": watchers(incident.id), "snoozes": SNOOZES,
             "snoozed": state is not None and state.snoozed_until is not None and state.snoozed_until > now(),

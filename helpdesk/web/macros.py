@@ -33,7 +33,7 @@ def reply_macros() -> list[tuple[Macro, list[str]]]:
     if not current_user.is_authenticated:
         return []
     ctx = context()
-    return [(macro, macros.describe(ctx, macro)) for macro in macros.visible(current_user)]
+    return [(macro, macros.describe(ctx, macro)) for macro in macros.visible_list(current_user)]
 
 
 def _actions() -> list[Any]:
