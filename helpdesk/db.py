@@ -341,18 +341,27 @@ def _datetime_value(field: peewee.Field) -> Callable[[Any], Any]:
     return convert
 
 
-def converters(model: type[peewee.Model]) -> list[tuple[str, Callable[[Any], Any]]]:
+def converters(model: type[peewee.Model]) -> list[tuple[str, Callable[[Any], Any] | None]]:
     """(field name, database-to-Python converter) for each field of ``model`` in declared
-    order; date-times parse faster than peewee's own converter, to the same values."""
+    order; date-times parse faster than peewee's own converter, to the same values. None
+    where the driver already gives the Python value (ids, integers and text: peewee's own
+    converter would only call ``int`` or ``str`` on it again)."""
     found = _converters.get(model)
     if found is None:
-        found = _converters[model] = [
-            (field.name, _datetime_value(field) if isinstance(field, peewee.DateTimeField)
-             else field.python_value) for field in model._meta.sorted_fields]
+        found = _converters[model] = [(field.name, _converter(field)) for field in model._meta.sorted_fields]
     return found
 
 
-_converters: dict[type, list[tuple[str, Callable[[Any], Any]]]] = {}
+def _converter(field: peewee.Field) -> Callable[[Any], Any] | None:
+    if isinstance(field, peewee.DateTimeField):
+        return _datetime_value(field)
+    plain = (peewee.AutoField, peewee.IntegerField, peewee.CharField, peewee.TextField)
+    if isinstance(field, peewee.ForeignKeyField):
+        return None if type(field.rel_field) in plain else field.python_value
+    return None if type(field) in plain else field.python_value
+
+
+_converters: dict[type, list[tuple[str, Callable[[Any], Any] | None]]] = {}
 
 
 def hydrate(row: tuple | list, *models: type[peewee.Model]) -> list[Any]:
@@ -362,7 +371,7 @@ def hydrate(row: tuple | list, *models: type[peewee.Model]) -> list[Any]:
     found, values = [], iter(row)
     for model in models:
         # A NULL stays None without its field's converter (each returns None for None).
-        data = {name: value if (value := next(values)) is None else convert(value)
+        data = {name: value if (value := next(values)) is None or convert is None else convert(value)
                 for name, convert in converters(model)}
         found.append(instance(model, data) if data.get("id") is not None else None)
     return found
