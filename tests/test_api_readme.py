@@ -6,11 +6,9 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
-from waitress import create_server
 
 from helpdesk.api import tokens
 from helpdesk.models import Incident
@@ -26,28 +24,21 @@ def readme_script() -> str:
 
 
 @pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")
-def test_readme_curl_script_logs_and_resolves_an_incident(app, personas):
+def test_readme_curl_script_logs_and_resolves_an_incident(app, personas, server):
     with app.app_context():
         secret = tokens.create(personas.owner, "readme", ["read", "write"]).secret
-    server = create_server(app, host="127.0.0.1", port=0, threads=2)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        env = {**os.environ, "HELPDESK_URL": f"http://127.0.0.1:{server.effective_port}",
-               "HELPDESK_TOKEN": secret}
-        script = readme_script()
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True,
-                              text=True, timeout=60)
-        assert done.returncode == 0, done.stderr + done.stdout
-        incident = Incident.get()
-        assert done.stdout.strip() == f"{incident.reference} resolved"
-        assert (incident.title, incident.status, incident.resolution_note, incident.source) == (
-            "Nightly backup failed", "resolved", "Re-ran the backup job", "api")
-        # the same script again: the create is replayed (no second incident), the stale
-        # resolve is refused and curl fails
-        again = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env,
-                               capture_output=True, text=True, timeout=60)
-        assert again.returncode != 0 and "returned error: 412" in again.stderr
-        assert Incident.select().count() == 1
-    finally:
-        server.close()
+    env = {**os.environ, "HELPDESK_URL": server, "HELPDESK_TOKEN": secret}
+    script = readme_script()
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr + done.stdout
+    incident = Incident.get()
+    assert done.stdout.strip() == f"{incident.reference} resolved"
+    assert (incident.title, incident.status, incident.resolution_note, incident.source) == (
+        "Nightly backup failed", "resolved", "Re-ran the backup job", "api")
+    # the same script again: the create is replayed (no second incident), the stale
+    # resolve is refused and curl fails
+    again = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode != 0 and "returned error: 412" in again.stderr
+    assert Incident.select().count() == 1

@@ -4,12 +4,10 @@ no answer is a server error, and every answer matches the document."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from waitress import create_server
 
 from helpdesk.api import tokens
 
@@ -25,14 +23,11 @@ CHECKS = [schemathesis.checks.not_a_server_error, schemathesis.checks.status_cod
 
 
 @pytest.fixture
-def live(app, personas, log_incident):
-    """The app served by waitress on a loopback port, with an incident to act on."""
+def live(server, personas, log_incident):
+    """The app served by waitress on a loopback port (conftest's ``server``, which stops it
+    from its own loop thread), with an incident to act on."""
     log_incident()
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
+    return server
 
 
 def _run(operation: Any, live: str, bearer: str) -> None:
