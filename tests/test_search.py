@@ -296,18 +296,24 @@ def test_postgresql_ranks_and_excludes_through_the_indexed_id(app, personas, log
     """``id IN (title matches)`` inside a rank's CASE and ``NOT IN (matches)`` for ``-word``
     were planned as subplans PostgreSQL did not hash: at 1M incidents a common word compared
     every match with every title match (minutes). Title matches and the rest are now two
-    parts of the results, each a correlated EXISTS / NOT EXISTS on the search table's primary
-    key and ordered newest first on the incident table alone. The plan itself depends on the
-    table's size, so the statements' shape is what is checked here."""
+    parts of the results, each ordered newest first on the incident table alone; titles are
+    matched on their own words, which an expression index serves (with statistics that tell
+    the planner how rare they are), and the rest leave them out with a correlated NOT EXISTS.
+    The plan itself depends on the table's size, so the statements' shape is checked here."""
     with app.app_context():
         log_incident(title="Printer jams", description="paper mail")
         phases = search._phases(parse("printer -mail"), personas.owner, [], public_only=False,
                                 requester=None)
         titled, rest = (Incident.select(Incident.id).where(*conditions).sql()[0] for conditions in phases)
         found = search.search(app.extensions["helpdesk"], personas.owner, "printer -mail", size=25)
-    assert "AND EXISTS (SELECT 1 FROM search_document" in titled
+    assert "IN (SELECT incident_id FROM search_document WHERE ts_filter(search_document.vector, '{a}')" \
+        in titled
     assert "NOT EXISTS (SELECT 1 FROM search_document" in rest and "NOT IN" not in titled + rest
     assert "JOIN" not in titled + rest  # the page's ids first; people are joined for those only
+    with app.app_context():  # the expression index the title condition is written for
+        index = database.execute_sql(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'search_document_title'")
+        assert "ts_filter(vector, '{a}'" in index.fetchone()[0]
     assert found.hits == []  # and "-mail" still excludes the one incident, whose text says mail
 
 
