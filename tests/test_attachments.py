@@ -256,3 +256,35 @@ def test_the_incident_page_costs_the_same_queries_however_long_the_conversation(
         message = page.index(f"Customer message {n}.")
         assert message < page.index(f'download>photo{n}.png</a>') < page.index(f"Agent answer {n}.")
     assert page.index('download>first.txt</a>') < page.index("Customer message 0.")
+
+
+def test_the_portal_page_costs_the_same_queries_however_long_the_conversation(
+        app, ctx, ada, personas, count_queries):
+    upload(ada, "/portal/new", [("first.txt", b"with the incident")], title="Printer", urgency="medium")
+    incident = Incident.get()
+
+    def converse(rounds: int, start: int) -> None:
+        for n in range(start, start + rounds):
+            upload(ada, f"/portal/incidents/{incident.id}/reply", [(f"photo{n}.png", b"PNG %d" % n)],
+                   body=f"Customer message {n}.")
+            with app.app_context():
+                incidents.add_comment(ctx, incident.id, personas.owner, f"Agent answer {n}.", public=True,
+                                      files=[(f"answer{n}.txt", b"answer %d" % n)])
+                incidents.add_comment(ctx, incident.id, personas.owner, f"Note {n}.", public=False,
+                                      files=[(f"secret{n}.txt", b"internal %d" % n)])
+
+    def measure() -> tuple[int, str]:
+        count_queries.queries.clear()
+        page = ada.get(f"/portal/incidents/{incident.id}").get_data(as_text=True)
+        return len(count_queries.queries), page
+
+    converse(1, 0)
+    ada.get(f"/portal/incidents/{incident.id}")
+    short, _page = measure()
+    converse(5, 1)
+    long, page = measure()
+    assert long == short, "\n".join(count_queries.queries)
+    assert "first.txt" in page and "secret" not in page and "Note " not in page
+    for n in range(6):
+        assert (page.index(f"Customer message {n}.") < page.index(f"photo{n}.png")
+                < page.index(f"Agent answer {n}.") < page.index(f"answer{n}.txt"))

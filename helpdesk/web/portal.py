@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import peewee
 from flask import (
     Blueprint,
     Flask,
@@ -31,11 +32,12 @@ from flask import (
 )
 
 from helpdesk import attachments, customer_links, customers, incidents, sessions
-from helpdesk.db import write_transaction
+from helpdesk.db import Statement, write_transaction
 from helpdesk.errors import DomainError
-from helpdesk.models import Attachment, Contact, Incident, Rating, TimelineEntry
+from helpdesk.models import Agent, Attachment, Contact, Incident, Rating, TimelineEntry
 from helpdesk.security import CUSTOMER, PUBLIC, access
 from helpdesk.web import context
+from helpdesk.web.attachments import files_by_entry
 
 bp = Blueprint("portal", __name__, url_prefix="/portal")
 logger = logging.getLogger(__name__)
@@ -210,10 +212,21 @@ def _files() -> list[tuple[str, bytes]]:
     return files
 
 
+_CONVERSATION = Statement(
+    lambda incident_id: TimelineEntry.select(TimelineEntry, Agent, Contact)
+    .join_from(TimelineEntry, Agent, peewee.JOIN.LEFT_OUTER, on=(TimelineEntry.actor == Agent.id))
+    .join_from(TimelineEntry, Contact, peewee.JOIN.LEFT_OUTER, on=(TimelineEntry.contact == Contact.id))
+    .where((TimelineEntry.incident == incident_id) & TimelineEntry.kind.in_(["reply", "customer"]))
+    .order_by(TimelineEntry.id), models=(TimelineEntry, Agent, Contact))
+
+
 def _conversation(incident: Incident) -> list[TimelineEntry]:
-    return list(TimelineEntry.select().where((TimelineEntry.incident == incident.id)
-                                             & TimelineEntry.kind.in_(["reply", "customer"]))
-                .order_by(TimelineEntry.id))
+    """The public replies and the customer's messages, each with its author (one query)."""
+    entries = []
+    for entry, actor, contact in _CONVERSATION.rows(incident.id):
+        entry.__rel__.update(actor=actor, contact=contact)
+        entries.append(entry)
+    return entries
 
 
 @bp.get("/incidents/<int:incident_id>")
@@ -221,7 +234,12 @@ def _conversation(incident: Incident) -> list[TimelineEntry]:
 def show(incident_id: int, error: str | None = None, status: int = 200) -> Any:
     incident = _own(incident_id)
     rating = Rating.get_or_none(Rating.incident == incident.id)
-    return render_template("portal/incident.html", incident=incident, entries=_conversation(incident),
+    entries = _conversation(incident)
+    # The incident's own files, and each shown message's: files on internal notes are never
+    # looked up, since only public entries are shown.
+    files = files_by_entry(incident.id)
+    return render_template("portal/incident.html", incident=incident, entries=entries,
+                           files_of={key: files.get(key, []) for key in [None, *(e.id for e in entries)]},
                            error=error, rating=rating, ratings=customers.RATINGS,
                            mine=incident.requester_id == g.customer.id), status
 
@@ -292,11 +310,3 @@ def attachment(attachment_id: int) -> Response:
                        g.customer.id, attachment_id)
         abort(404)
     return serve(found)
-
-
-@bp.app_template_global()
-def portal_attachments(incident: Incident, entry: TimelineEntry | None) -> list[Attachment]:
-    query = Attachment.select().where(Attachment.incident == incident.id)
-    query = query.where(Attachment.entry.is_null()) if entry is None else query.where(
-        Attachment.entry == entry.id)
-    return list(query.order_by(Attachment.id))
