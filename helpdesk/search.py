@@ -19,6 +19,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import peewee
 from markupsafe import Markup, escape
@@ -26,6 +27,7 @@ from markupsafe import Markup, escape
 from helpdesk.context import Context
 from helpdesk.db import QueryTimeout, database, is_sqlite, time_limit
 from helpdesk.models import ACTIVE_STATUSES, STATUSES, Agent, Contact, Incident, Team, TimelineEntry
+from helpdesk.queues import rows_by_id
 from helpdesk.search_query import MAX_WORD_CHARS, Query, Term, normalise, parse, words
 
 TABLE = "search_document"
@@ -171,7 +173,7 @@ def _pg_phrase(term: Term, weights: str) -> str:
     return " <-> ".join(f"'{word}'{':' + weights if weights else ''}" for word in term.words)
 
 
-def _matching(terms: list[Term], part: str) -> peewee.Node:
+def _matching(terms: list[Term], part: str) -> peewee.SQL:
     """Ids of incidents whose ``part`` (all, public or title) holds every term."""
     if is_sqlite():
         columns = {"all": "", "public": "{title public} : ", "title": "{title} : "}[part]
@@ -281,7 +283,7 @@ NEWEST = (Incident.created_at.desc(), Incident.id.desc())
 
 
 def _phases(query: Query, viewer: Agent | None, notes: list[str], *, public_only: bool,
-            requester: Contact | None) -> list[list[peewee.Node]] | None:
+            requester: Contact | None) -> list[Part] | None:
     """The conditions of each part of the results, in order: incidents whose title holds every
     word, then the other matches (each part newest first). Two plain parts rather than one
     rank to sort by: each can be served newest first from the incident table's index, so a
@@ -296,18 +298,25 @@ def _phases(query: Query, viewer: Agent | None, notes: list[str], *, public_only
     if requester is not None:
         conditions.append(Incident.requester == requester.id)
     if not query.include:
-        return [conditions]
+        return [Part(conditions)]
     # A title that holds every word matches in any part too.
-    titled = Incident.id.in_(_matching(query.include, "title"))
-    matches = Incident.id.in_(_matching(query.include, part))
-    return [[titled, *conditions], [matches, _absent("title_match", query.include, "title"), *conditions]]
+    return [Part([Incident.id.in_(_matching(query.include, "title")), *conditions]),
+            Part([Incident.id.in_(_matching(query.include, part)),
+                  _absent("title_match", query.include, "title"), *conditions])]
 
 
-def _page_ids(phases: list[list[peewee.Node]], offset: int, limit: int) -> list[int]:
+class Part(NamedTuple):
+    """One part of the results (title matches, then the rest): its conditions on the
+    incident table."""
+
+    conditions: list[peewee.Node]
+
+
+def _page_ids(parts: list[Part], offset: int, limit: int) -> list[int]:
     """The ids of ``limit`` results from ``offset``, found on the incident table alone."""
     ids: list[int] = []
-    for conditions in phases:
-        select = Incident.select(Incident.id).where(*conditions)
+    for part in parts:
+        select = Incident.select(Incident.id).where(*part.conditions)
         found = [row_id for (row_id,) in select.order_by(*NEWEST).offset(offset)
                  .limit(limit - len(ids)).tuples()]
         ids += found
@@ -319,10 +328,11 @@ def _page_ids(phases: list[list[peewee.Node]], offset: int, limit: int) -> list[
 
 
 def _by_ids(ids: list[int]) -> list[Incident]:
-    """The incidents with their people, in the order of ``ids`` (one query)."""
+    """The incidents with their people, in the order of ``ids`` (one query, the queue
+    pages' own: its SQL is cached and its rows built without peewee's row walker)."""
     if not ids:
         return []
-    rows = {row.id: row for row in _with_people().where(Incident.id.in_(ids))}
+    rows = {row.id: row for row in rows_by_id(ids)}
     return [rows[row_id] for row_id in ids if row_id in rows]
 
 
@@ -330,9 +340,8 @@ def each(query: Query, viewer: Agent | None, *, batch: int = 2000, public_only: 
          requester: Contact | None = None) -> Iterator[Incident]:
     """Every incident a query finds, in page order, a keyset batch at a time (constant memory
     however many match: exports stream this)."""
-    phases = _phases(query, viewer, [], public_only=public_only, requester=requester)
-    for conditions in phases or []:
-        select = _with_people().where(*conditions).order_by(*NEWEST)
+    for part in _phases(query, viewer, [], public_only=public_only, requester=requester) or []:
+        select = _with_people().where(*part.conditions).order_by(*NEWEST)
         after: tuple[object, int] | None = None
         while True:
             chunk = select

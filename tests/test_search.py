@@ -304,7 +304,7 @@ def test_postgresql_ranks_and_excludes_through_the_indexed_id(app, personas, log
         log_incident(title="Printer jams", description="paper mail")
         phases = search._phases(parse("printer -mail"), personas.owner, [], public_only=False,
                                 requester=None)
-        titled, rest = (Incident.select(Incident.id).where(*conditions).sql()[0] for conditions in phases)
+        titled, rest = (Incident.select(Incident.id).where(*part.conditions).sql()[0] for part in phases)
         found = search.search(app.extensions["helpdesk"], personas.owner, "printer -mail", size=25)
     assert "IN (SELECT incident_id FROM search_document WHERE ts_filter(search_document.vector, '{a}')" \
         in titled
