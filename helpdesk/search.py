@@ -347,8 +347,9 @@ def each(query: Query, viewer: Agent | None, *, batch: int = 2000, public_only: 
             chunk = select
             if after is not None:
                 created, row_id = after
-                chunk = chunk.where((Incident.created_at < created)
-                                    | ((Incident.created_at == created) & (Incident.id < row_id)))
+                # The first term bounds the index range; the rest breaks ties on the id.
+                chunk = chunk.where((Incident.created_at <= created) & (
+                    (Incident.created_at < created) | (Incident.id < row_id)))
             rows = list(chunk.limit(batch))
             yield from rows
             if len(rows) < batch:
