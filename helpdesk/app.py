@@ -38,6 +38,7 @@ from helpdesk.rendering import (
 )
 from helpdesk.security import PUBLIC, access, add_security_headers, enforce_access
 from helpdesk.tasks import create_huey, register_tasks
+from helpdesk.web import viewer_zone
 from helpdesk.web.hosts import HostCheck, trusted_hosts
 from helpdesk.web.sessions import session_agent
 
@@ -230,12 +231,6 @@ def _register_template_helpers(app: Flask, settings: Settings) -> None:
                 g.unread = unread_count(current_user.id)
             return {"unread": g.unread}
         return {}
-
-    def viewer_zone() -> str:
-        """The signed-in agent's zone, else the instance's (customers and anonymous pages)."""
-        if current_user and current_user.is_authenticated and getattr(current_user, "time_zone", None):
-            return str(current_user.time_zone)
-        return settings.time_zone
 
     @app.context_processor
     def zone_once() -> dict[str, Any]:

@@ -267,6 +267,10 @@ for _name, (_columns, _condition) in queue_indexes().items():
                        .where(peewee.SQL(_condition)))
 
 
+#: The timeline entries a customer sees: agents' replies and the customer's own messages.
+PUBLIC_KINDS = ("reply", "customer")
+
+
 class TimelineEntry(BaseModel):
     """Append-only: database triggers refuse any UPDATE or DELETE (migration 0002)."""
 
@@ -287,7 +291,7 @@ class TimelineEntry(BaseModel):
     @property
     def is_public(self) -> bool:
         """Seen by the customer: agents' replies and the customer's own messages."""
-        return self.kind in {"reply", "customer"}
+        return self.kind in PUBLIC_KINDS
 
 
 class SlaClock(BaseModel):

@@ -22,6 +22,7 @@ from helpdesk.errors import DomainError, StaleVersion
 from helpdesk.models import (
     LEVELS,
     PENDING_REASONS,
+    PUBLIC_KINDS,
     RESOLUTION_CODES,
     STATUSES,
     TYPES,
@@ -46,18 +47,29 @@ bp = Blueprint("incidents", __name__, url_prefix="/incidents")
 BODY = "incident_body"
 
 
-_TIMELINE = Statement(
-    lambda incident_id: TimelineEntry.select(TimelineEntry, Agent, Contact)
-    .join_from(TimelineEntry, Agent, peewee.JOIN.LEFT_OUTER, on=(TimelineEntry.actor == Agent.id))
-    .join_from(TimelineEntry, Contact, peewee.JOIN.LEFT_OUTER, on=(TimelineEntry.contact == Contact.id))
-    .where(TimelineEntry.incident == incident_id).order_by(TimelineEntry.id),
-    models=(TimelineEntry, Agent, Contact))
+def _timeline_statement(public_only: bool) -> Statement:
+    def build(incident_id: Any) -> peewee.Query:
+        wanted = TimelineEntry.incident == incident_id
+        if public_only:
+            wanted &= TimelineEntry.kind.in_(PUBLIC_KINDS)
+        return (TimelineEntry.select(TimelineEntry, Agent, Contact)
+                .join_from(TimelineEntry, Agent, peewee.JOIN.LEFT_OUTER,
+                           on=(TimelineEntry.actor == Agent.id))
+                .join_from(TimelineEntry, Contact, peewee.JOIN.LEFT_OUTER,
+                           on=(TimelineEntry.contact == Contact.id))
+                .where(wanted).order_by(TimelineEntry.id))
+    return Statement(build, models=(TimelineEntry, Agent, Contact))
 
 
-def _timeline(incident_id: int) -> list[TimelineEntry]:
-    """The entries with the agent or customer who wrote each (one query, compiled once)."""
+_TIMELINES = {False: _timeline_statement(False), True: _timeline_statement(True)}
+
+
+def timeline_with_authors(incident_id: int, *, public_only: bool = False) -> list[TimelineEntry]:
+    """The incident's entries, oldest first, each with the agent or customer who wrote it
+    (one query, compiled once; reading ``entry.actor`` per entry was a query each).
+    ``public_only`` keeps what the portal shows the customer."""
     entries = []
-    for entry, actor, contact in _TIMELINE.rows(incident_id):
+    for entry, actor, contact in _TIMELINES[public_only].rows(incident_id):
         entry.__rel__.update(actor=actor, contact=contact)
         entries.append(entry)
     return entries
@@ -88,7 +100,7 @@ def _render(incident_id: int, *, error: str | None = None, status: int = 200,
         "incident.html",
         {BODY},
         incident=incident,
-        timeline=_timeline(incident.id),
+        timeline=timeline_with_authors(incident.id),
         files_by_entry=files_by_entry(incident.id),
         mail_ids=mails_by_entry(incident.id),
         show=show if show in TIMELINE_FILTERS else "all",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import peewee
 from flask import (
     Blueprint,
     Flask,
@@ -32,12 +31,13 @@ from flask import (
 )
 
 from helpdesk import attachments, customer_links, customers, incidents, sessions
-from helpdesk.db import Statement, write_transaction
+from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
-from helpdesk.models import Agent, Attachment, Contact, Incident, Rating, TimelineEntry
+from helpdesk.models import Attachment, Contact, Incident, Rating
 from helpdesk.security import CUSTOMER, PUBLIC, access
 from helpdesk.web import context
 from helpdesk.web.attachments import files_by_entry
+from helpdesk.web.incidents import timeline_with_authors
 
 bp = Blueprint("portal", __name__, url_prefix="/portal")
 logger = logging.getLogger(__name__)
@@ -212,29 +212,12 @@ def _files() -> list[tuple[str, bytes]]:
     return files
 
 
-_CONVERSATION = Statement(
-    lambda incident_id: TimelineEntry.select(TimelineEntry, Agent, Contact)
-    .join_from(TimelineEntry, Agent, peewee.JOIN.LEFT_OUTER, on=(TimelineEntry.actor == Agent.id))
-    .join_from(TimelineEntry, Contact, peewee.JOIN.LEFT_OUTER, on=(TimelineEntry.contact == Contact.id))
-    .where((TimelineEntry.incident == incident_id) & TimelineEntry.kind.in_(["reply", "customer"]))
-    .order_by(TimelineEntry.id), models=(TimelineEntry, Agent, Contact))
-
-
-def _conversation(incident: Incident) -> list[TimelineEntry]:
-    """The public replies and the customer's messages, each with its author (one query)."""
-    entries = []
-    for entry, actor, contact in _CONVERSATION.rows(incident.id):
-        entry.__rel__.update(actor=actor, contact=contact)
-        entries.append(entry)
-    return entries
-
-
 @bp.get("/incidents/<int:incident_id>")
 @access(CUSTOMER)
 def show(incident_id: int, error: str | None = None, status: int = 200) -> Any:
     incident = _own(incident_id)
     rating = Rating.get_or_none(Rating.incident == incident.id)
-    entries = _conversation(incident)
+    entries = timeline_with_authors(incident.id, public_only=True)
     # The incident's own files, and each shown message's: files on internal notes are never
     # looked up, since only public entries are shown.
     files = files_by_entry(incident.id)

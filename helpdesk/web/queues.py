@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from flask import Blueprint, Response, abort, current_app, redirect, request, url_for
 from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
 from werkzeug.datastructures import MultiDict
 
 from helpdesk import incidents as domain
@@ -27,9 +28,10 @@ from helpdesk.models import (
     Team,
 )
 from helpdesk.people import is_member
-from helpdesk.rendering import render_page
+from helpdesk.rendering import id_url, render_page
 from helpdesk.security import AGENT, access, safe_next
-from helpdesk.web import context, plugin_ui
+from helpdesk.web import context, plugin_ui, queue_rows, viewer_zone
+from helpdesk.web.escalation import step_titles
 from helpdesk.web.forms import parse_id, teams_and_members
 
 bp = Blueprint("queues", __name__)
@@ -48,11 +50,6 @@ def index() -> Response:
                             .service_desk_team)
     start = "owned" if desk is not None and is_member(current_user.id, desk) else "assigned"
     return redirect(url_for("queues.show", name=start))
-
-
-def may_take(incident: Incident) -> bool:
-    """The Take button shows for an active incident nobody is assigned to work on."""
-    return incident.is_active and incident.assigned_agent_id is None
 
 
 def take_route() -> bool:
@@ -95,6 +92,17 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
     link_args = args.to_dict(flat=False)
     link_args.pop("after", None)
     shown = queues.parse_columns(view.columns.split(",")) if view and view.columns else list(queues.COLUMNS)
+    first_url = url_for("queues.show", name=name, **link_args)
+    columns = plugin_ui.queue_columns(state)
+    may_take_here = take_route()
+    rows = queue_rows.rows_html(page.rows, queue_rows.RowContext(
+        shown=shown, plugin_columns=columns, zone=viewer_zone(), moment=moment,
+        sla_status=lambda clock: sla.status(state, clock, moment),
+        incident_url=id_url("incidents.show", "incident_id"),
+        take_url=id_url("incidents.take_work", "incident_id") if may_take_here else None,
+        take_token=generate_csrf() if may_take_here else None,
+        here=request.full_path if request.method == "GET" else first_url,
+        next_escalations=next_escalations, step_titles=step_titles))
     html = render_page(
         "queue.html",
         {"queue_list"},
@@ -103,17 +111,17 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
         filters=filters,
         page=page,
         sorts=queues.SORT_LABELS,
-        sla_status=lambda clock: sla.status(state, clock, moment) if clock else None,
         statuses=STATUSES,
         priorities=PRIORITIES,
         types=TYPES,
         pending_reasons=PENDING_REASONS,
         resolution_codes=RESOLUTION_CODES,
-        first_url=url_for("queues.show", name=name, **link_args),
+        first_url=first_url,
         next_url=url_for("queues.show", name=name, after=page.next_cursor, **link_args)
         if page.next_cursor else None,
         refresh_seconds=settings.queue_refresh_seconds,
-        columns=plugin_ui.queue_columns(current_app.extensions["helpdesk"]),
+        columns=columns,
+        rows_html=rows,
         shown=shown,
         all_columns=queues.COLUMNS,
         view=view,
@@ -123,8 +131,6 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
                                 if key in queues.FILTER_KEYS and value]),
         density=current_user.queue_density if current_user.queue_density in DENSITIES else "comfortable",
         densities=DENSITIES,
-        may_take=may_take,
-        take_route=take_route(),
         now=moment,
         bulk=bulk,
         bulk_limit=BULK_LIMIT,
