@@ -27,9 +27,11 @@ from helpdesk.rendering import (
     htmx,
     id_url,
     local_time,
+    member_options,
     options,
     pair_text,
     priority_badge,
+    remembered_url_for,
     render_markdown,
     status_badge,
     target_span,
@@ -220,7 +222,8 @@ def _register_template_helpers(app: Flask, settings: Settings) -> None:
     app.jinja_env.globals.update(STATUSES=STATUSES, PRIORITIES=PRIORITIES, QUEUES=QUEUES,
                                  version=__version__, pair_text=pair_text, status_badge_of=status_badge,
                                  priority_badge_of=priority_badge, id_url=id_url,
-                                 options_of=options)
+                                 options_of=options, member_options_of=member_options,
+                                 url_for=remembered_url_for(app))
 
     @app.context_processor
     def unread_notices() -> dict[str, Any]:

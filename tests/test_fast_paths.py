@@ -5,13 +5,14 @@ own values, and the Python-built badges and pairs escape what people typed."""
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
 from helpdesk import people
 from helpdesk.db import Statement, database, hydrate, is_sqlite, release
 from helpdesk.models import Agent, Incident, Membership, Team
-from helpdesk.rendering import options, pair_text, priority_badge, status_badge
+from helpdesk.rendering import member_options, options, pair_text, priority_badge, status_badge
 
 sqlite_only = pytest.mark.skipif(bool(os.environ.get("HELPDESK_TEST_DATABASE_URL")),
                                  reason="SQLite keeps its connection; PostgreSQL pools it")
@@ -174,3 +175,39 @@ def test_incident_page_shows_a_hostile_requester_name_as_text(app, personas, log
     assert '<img src=x onerror="alert(1)">' not in page
     shown = "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;"
     assert f'<option value="{hostile.id}" selected>{shown}</option>' in page
+
+
+def test_member_options_mark_an_agent_only_under_the_chosen_team():
+    teams = [(1, "Desk"), (2, "DB & <Ops>"), (3, "Empty")]
+    members = {1: [(7, "Ada"), (8, "Bo")], 2: [(7, "Ada")], 3: []}
+    html = str(member_options(teams, members, selected_team=2, selected_agent=7))
+    assert html == ('<optgroup label="Desk"><option value="7">Ada</option><option value="8">Bo</option>'
+                    '</optgroup><optgroup label="DB &amp; &lt;Ops&gt;">'
+                    '<option value="7" selected>Ada</option></optgroup>')
+    assert " selected" not in str(member_options(teams, members, selected_team=3, selected_agent=7))
+
+
+def test_incident_page_selects_the_assignee_under_the_assigned_team(app, personas, login, incident_factory):
+    with app.app_context():  # the assignee also belongs to the service desk
+        Membership.get_or_create(team=personas.service_desk, agent=personas.assignee)
+    incident = incident_factory(title="Two teams", assigned_team=personas.database_team,
+                                assigned_agent=personas.assignee)
+    page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
+    select = page[page.index('<select id="assigned-agent"'):]
+    select = select[:select.index("</select>")]
+    groups = dict(re.findall(r'<optgroup label="([^"]+)">(.*?)</optgroup>', select))
+    assert f'<option value="{personas.assignee.id}" selected>' in groups["Database"]
+    assert f'<option value="{personas.assignee.id}">' in groups[personas.service_desk.name]
+
+
+def test_links_follow_the_prefix_the_app_is_served_under(app, personas, login):
+    """Template links are remembered per script root: the same app behind /desk and at /
+    (two reverse-proxy paths) links each request to its own."""
+    client = login(personas.owner)
+    root = client.get("/queues/open").get_data(as_text=True)
+    prefixed = client.http.get("/queues/open", environ_overrides={"SCRIPT_NAME": "/desk"})
+    prefixed = prefixed.get_data(as_text=True)
+    assert 'href="/queues/assigned"' in root and "/desk/" not in root
+    assert 'href="/desk/queues/assigned"' in prefixed
+    assert 'href="/queues/assigned"' not in prefixed
+    assert 'href="/queues/assigned"' in client.get("/queues/open").get_data(as_text=True)
