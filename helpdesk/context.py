@@ -113,9 +113,9 @@ class Context:
         return f"{self.settings.base_url}/incidents/{incident_id}"
 
     def service_desk(self) -> Team:
-        from helpdesk.models import Team
+        from helpdesk.models import team_named
 
-        team = Team.get_or_none(Team.name == self.settings.service_desk_team)
+        team = team_named(self.settings.service_desk_team)
         if team is None:
             raise DomainError(
                 f"The service-desk team {self.settings.service_desk_team!r} does not exist; "

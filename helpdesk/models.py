@@ -11,7 +11,7 @@ import datetime as dt
 import peewee
 from flask_login import UserMixin
 
-from helpdesk.db import BaseModel
+from helpdesk.db import BaseModel, Statement
 
 ROLES = {"agent": "Agent", "lead": "Team lead", "admin": "Admin"}
 TYPES = {"incident": "Incident", "service_request": "Service request", "query": "Query"}
@@ -265,6 +265,41 @@ for _name, (_columns, _condition) in queue_indexes().items():
     Incident.add_index(Incident.index(*(Incident._meta.columns[c] if c in Incident._meta.columns
                                         else peewee.SQL(c) for c in _columns), name=_name)
                        .where(peewee.SQL(_condition)))
+
+
+_INCIDENT = Statement(lambda incident_id: Incident.select().where(Incident.id == incident_id),
+                      models=(Incident,))
+
+
+def incident_as_stored(incident_id: int) -> Incident:
+    """The incident as the database holds it now, through a statement compiled once: a
+    change's transaction reads it back after writing (SLA, escalation, search, reports,
+    outbox), and peewee spent more building each read than SQLite took to run it.
+    Raises ``Incident.DoesNotExist`` like ``get_by_id``."""
+    for (incident,) in _INCIDENT.rows(incident_id):
+        return incident
+    raise Incident.DoesNotExist(f"no incident {incident_id}")
+
+
+_TEAM_NAMED = Statement(lambda name: Team.select().where(Team.name == name), models=(Team,))
+
+
+def team_named(name: str) -> Team | None:
+    """The team of this name, or None (the service desk is found by name on every create)."""
+    for (team,) in _TEAM_NAMED.rows(name):
+        return team
+    return None
+
+
+_IS_MEMBER = Statement(lambda agent_id, team_id: Membership.select(Membership.id).where(
+    (Membership.agent == agent_id) & (Membership.team == team_id)).limit(1))
+
+
+def is_member(agent: Agent | int, team: Team | int) -> bool:
+    """Whether the agent belongs to the team (one statement compiled once)."""
+    agent_id = agent.id if isinstance(agent, Agent) else agent
+    team_id = team.id if isinstance(team, Team) else team
+    return _IS_MEMBER.execute(agent_id, team_id).fetchone() is not None
 
 
 #: The timeline entries a customer sees: agents' replies and the customer's own messages.

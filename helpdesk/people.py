@@ -15,6 +15,7 @@ from helpdesk.clock import now
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
 from helpdesk.models import ESCALATION_MODES, ROLES, Agent, ConfigChange, Membership, Team, TeamOnCall
+from helpdesk.models import is_member as is_member  # where the domain has always found it
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -158,12 +159,6 @@ def team_ids_of(agent: Agent) -> list[int]:
     return [m.team_id for m in Membership.select(Membership.team).where(Membership.agent == agent)]
 
 
-def is_member(agent: Agent | int, team: Team | int) -> bool:
-    return (
-        Membership.select()
-        .where((Membership.agent == agent) & (Membership.team == team))
-        .exists()
-    )
 
 
 def update_team(team: Team, *, name: str, description: str, active: bool, members: list[Agent],

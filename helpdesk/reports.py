@@ -46,6 +46,7 @@ from helpdesk.models import (
     SlaClock,
     Team,
     TimelineEntry,
+    incident_as_stored,
 )
 
 OUTCOMES = ("met", "late", "breached")
@@ -273,7 +274,7 @@ def apply_delta(old: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]]) ->
 def refresh(ctx: Context, incident_id: int) -> None:
     """Rewrite one incident's fact row; call it in the transaction of the change, after the
     SLA clocks moved."""
-    _write(ctx, [Incident.get_by_id(incident_id)])
+    _write(ctx, [incident_as_stored(incident_id)])
 
 
 def rebuild(ctx: Context, batch: int = 2000) -> int:

@@ -26,7 +26,16 @@ from markupsafe import Markup, escape
 
 from helpdesk.context import Context
 from helpdesk.db import QueryTimeout, database, is_sqlite, time_limit
-from helpdesk.models import ACTIVE_STATUSES, STATUSES, Agent, Contact, Incident, Team, TimelineEntry
+from helpdesk.models import (
+    ACTIVE_STATUSES,
+    STATUSES,
+    Agent,
+    Contact,
+    Incident,
+    Team,
+    TimelineEntry,
+    incident_as_stored,
+)
 from helpdesk.queues import rows_by_id
 from helpdesk.search_query import MAX_WORD_CHARS, Query, Term, normalise, parse, words
 
@@ -124,7 +133,7 @@ def _entries(incident_ids: list[int]) -> dict[int, list[TimelineEntry]]:
 
 def refresh(incident_id: int) -> None:
     """Rewrite one incident's search document; call it inside the transaction of the change."""
-    incident = Incident.get_by_id(incident_id)
+    incident = incident_as_stored(incident_id)
     _write({incident_id: _document(incident, _entries([incident_id])[incident_id])})
 
 

@@ -62,6 +62,7 @@ from helpdesk.models import (
     Membership,
     SlaClock,
     TimelineEntry,
+    incident_as_stored,
 )
 from helpdesk.records import DeliveryError, EscalationLevel, StepError, StepResult
 
@@ -313,7 +314,7 @@ def _next_at(ctx: Context, incident: Incident, state: EscalationState, at: dt.da
 def schedule(ctx: Context, incident: Incident) -> None:
     """Recompute when the check next looks at ``incident`` (called in the change's transaction)."""
     state = _state(incident.id)
-    fresh = Incident.get_by_id(incident.id)
+    fresh = incident_as_stored(incident.id)
     next_at = _next_at(ctx, fresh, state, now())
     if next_at != state.next_at:
         EscalationState.update(next_at=next_at).where(EscalationState.id == state.id).execute()

@@ -31,7 +31,14 @@ import peewee
 from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.db import after_commit, write_transaction
-from helpdesk.models import Agent, Delivery, DeliveryAttempt, Incident, NotificationPreference
+from helpdesk.models import (
+    Agent,
+    Delivery,
+    DeliveryAttempt,
+    Incident,
+    NotificationPreference,
+    incident_as_stored,
+)
 from helpdesk.notify import addresses, conversation, rules
 from helpdesk.notify.message import render_safely
 from helpdesk.records import DeliveryError, Message
@@ -67,8 +74,9 @@ def _call_plugin(ctx: Context, channel: Any, what: str, call: Any) -> Any:
 
 def record_event(ctx: Context, event: str, incident_id: int, payload: dict[str, Any]) -> list[int]:
     """Apply the rules to one event; write its outbox rows; queue their delivery after commit."""
-    incident = Incident.get_or_none(Incident.id == incident_id)
-    if incident is None:
+    try:
+        incident = incident_as_stored(incident_id)
+    except Incident.DoesNotExist:
         return []
     found = rules.recipients(event, incident, payload.get("actor"), payload)
     channels = list(ctx.registry.channel_types.values())
