@@ -159,8 +159,6 @@ def team_ids_of(agent: Agent) -> list[int]:
     return [m.team_id for m in Membership.select(Membership.team).where(Membership.agent == agent)]
 
 
-
-
 def update_team(team: Team, *, name: str, description: str, active: bool, members: list[Agent],
                 service_desk: str, actor: Agent | None = None,
                 escalation_mode: str | None = None) -> dict[str, tuple[str, str]]:

@@ -201,23 +201,25 @@ def id_url(endpoint: str, key: str) -> Any:
 def remembered_url_for(app: Any) -> Callable[..., str]:
     """``url_for`` for templates, remembering each link it built: a page builds ~40 links
     (navigation, forms, static files), each ~10 µs of Flask's URL building. A link depends
-    only on the endpoint, its values and the script root, so it is remembered under those;
-    anything else (a blueprint-relative endpoint, ``_external`` and the other ``_`` options,
-    unhashable values, an app with ``url_defaults`` functions, no request) goes to Flask."""
+    only on the endpoint, its values, the request's method (which rule matches) and the
+    script root, so it is remembered under those. Flask builds it afresh for anything else:
+    a blueprint-relative endpoint, ``_external`` and the other ``_`` options, a value that is
+    not a plain str, int, float, bool or None, an app with ``url_defaults`` functions or
+    host or subdomain matching, and outside a request."""
     from flask import has_request_context, request, url_for
 
     remembered: dict[tuple[Any, ...], str] = {}
+    plain = (str, int, float, bool, type(None))
 
     def build(endpoint: str, **values: Any) -> str:
-        if (endpoint.startswith(".") or app.url_default_functions or not has_request_context()
-                or any(name.startswith("_") for name in values)):
+        if (endpoint.startswith(".") or app.url_default_functions or app.url_map.host_matching
+                or app.subdomain_matching or not has_request_context()
+                or any(name.startswith("_") or type(value) not in plain
+                       for name, value in values.items())):
             return url_for(endpoint, **values)
-        try:
-            key = (request.script_root, endpoint,
-                   *sorted((name, type(value), value) for name, value in values.items()))
-            found = remembered.get(key)
-        except TypeError:  # an unhashable or unorderable value (a list of arguments)
-            return url_for(endpoint, **values)
+        key = (request.script_root, request.method, endpoint,
+               *sorted((name, type(value), value) for name, value in values.items()))
+        found = remembered.get(key)
         if found is None:
             found = url_for(endpoint, **values)
             if len(remembered) >= 4096:  # links with ids in them would grow it without end

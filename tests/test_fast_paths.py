@@ -211,3 +211,13 @@ def test_links_follow_the_prefix_the_app_is_served_under(app, personas, login):
     assert 'href="/desk/queues/assigned"' in prefixed
     assert 'href="/queues/assigned"' not in prefixed
     assert 'href="/queues/assigned"' in client.get("/queues/open").get_data(as_text=True)
+
+
+def test_links_with_list_values_are_built_by_flask_each_time(app, personas, login):
+    """Only plain values are remembered: a tuple of 1 and a tuple of True are different links."""
+    with app.test_request_context("/"):
+        build = app.jinja_env.globals["url_for"]
+        assert build("queues.show", name="open", status=(1,)) == "/queues/open?status=1"
+        assert build("queues.show", name="open", status=(True,)) == "/queues/open?status=True"
+        assert build("queues.show", name="open", page=1) == "/queues/open?page=1"
+        assert build("queues.show", name="open", page=True) == "/queues/open?page=True"

@@ -11,7 +11,6 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-import peewee
 from flask import Blueprint, flash, redirect, request, url_for
 from flask_login import current_user
 
@@ -22,7 +21,6 @@ from helpdesk.errors import DomainError, StaleVersion
 from helpdesk.models import (
     LEVELS,
     PENDING_REASONS,
-    PUBLIC_KINDS,
     RESOLUTION_CODES,
     STATUSES,
     TYPES,
@@ -33,7 +31,6 @@ from helpdesk.models import (
     Service,
     SlaEvent,
     Team,
-    TimelineEntry,
 )
 from helpdesk.rendering import render_page
 from helpdesk.security import AGENT, access, safe_next
@@ -42,37 +39,10 @@ from helpdesk.web.attachments import files_by_entry
 from helpdesk.web.forms import choices, expected_version, optional_id, parse_id
 from helpdesk.web.mail import mails_by_entry
 from helpdesk.web.stale import attempt as stale_attempt
+from helpdesk.web.timeline import timeline_with_authors
 
 bp = Blueprint("incidents", __name__, url_prefix="/incidents")
 BODY = "incident_body"
-
-
-def _timeline_statement(public_only: bool) -> Statement:
-    def build(incident_id: Any) -> peewee.Query:
-        wanted = TimelineEntry.incident == incident_id
-        if public_only:
-            wanted &= TimelineEntry.kind.in_(PUBLIC_KINDS)
-        return (TimelineEntry.select(TimelineEntry, Agent, Contact)
-                .join_from(TimelineEntry, Agent, peewee.JOIN.LEFT_OUTER,
-                           on=(TimelineEntry.actor == Agent.id))
-                .join_from(TimelineEntry, Contact, peewee.JOIN.LEFT_OUTER,
-                           on=(TimelineEntry.contact == Contact.id))
-                .where(wanted).order_by(TimelineEntry.id))
-    return Statement(build, models=(TimelineEntry, Agent, Contact))
-
-
-_TIMELINES = {False: _timeline_statement(False), True: _timeline_statement(True)}
-
-
-def timeline_with_authors(incident_id: int, *, public_only: bool = False) -> list[TimelineEntry]:
-    """The incident's entries, oldest first, each with the agent or customer who wrote it
-    (one query, compiled once; reading ``entry.actor`` per entry was a query each).
-    ``public_only`` keeps what the portal shows the customer."""
-    entries = []
-    for entry, actor, contact in _TIMELINES[public_only].rows(incident_id):
-        entry.__rel__.update(actor=actor, contact=contact)
-        entries.append(entry)
-    return entries
 
 
 def _with_people(incident_id: int) -> Any:

@@ -37,7 +37,7 @@ from helpdesk.models import Attachment, Contact, Incident, Rating
 from helpdesk.security import CUSTOMER, PUBLIC, access
 from helpdesk.web import context
 from helpdesk.web.attachments import files_by_entry
-from helpdesk.web.incidents import timeline_with_authors
+from helpdesk.web.timeline import timeline_with_authors
 
 bp = Blueprint("portal", __name__, url_prefix="/portal")
 logger = logging.getLogger(__name__)
