@@ -159,6 +159,7 @@ def _cycle(level: Mapping[str, Any], clocks: Mapping[str, SlaClock]) -> int:
 # -- the policy of an incident ----------------------------------------------------------------------
 
 
+_EVERY = Statement(lambda: EscalationPolicy.select(), models=(EscalationPolicy,))
 _ENABLED = Statement(lambda: EscalationPolicy.select().where(EscalationPolicy.enabled == True),  # noqa: E712
                      models=(EscalationPolicy,))
 
@@ -253,9 +254,11 @@ def upcoming_for(ctx: Context, incidents: list[Incident]) -> dict[int, Upcoming]
     active = [incident for incident in incidents if incident.is_active]
     if not active:
         return {}
+    every = [policy for (policy,) in _EVERY.rows()]
+    if not every:  # no policy at all: nothing escalates, and the page reads nothing more
+        return {}
     ids = [incident.id for incident in active]
     states = {s.incident_id: s for s in EscalationState.select().where(EscalationState.incident.in_(ids))}
-    every = list(EscalationPolicy.select())
     by_id = {policy.id: policy for policy in every}
     clocks: dict[int, dict[str, SlaClock]] = {}
     unread = []

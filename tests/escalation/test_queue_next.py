@@ -102,3 +102,20 @@ def test_the_column_costs_the_same_queries_for_3_rows_or_30(desk, count_queries)
     assert page.count("<tr data-row") == 30
     assert len(re.findall(levels, page)) == 24 and page.count('class="next-escalation">—') == 6
     assert many == few, "\n".join(count_queries.queries)
+
+
+def test_with_no_policy_at_all_the_column_says_so_and_reads_only_the_policies(desk, count_queries):
+    """A team that has not written a policy pays one query for the column, not five."""
+    incident = desk.log_p2()
+    desk.clock.set(LOGGED + dt.timedelta(minutes=5))
+    client = desk.login(desk.p.owner)
+    client.get("/queues/at_risk")
+    count_queries.queries.clear()
+    page = text(client.get("/queues/at_risk"))
+    assert cell(page, incident.reference) == "—"
+    escalation = [q for q in count_queries.queries
+                  if 'FROM "escalation_' in q or 'FROM "service"' in q or 'JOIN "organisation"' in q]
+    assert len(escalation) == 1 and "escalation_policy" in escalation[0], escalation
+    desk.policy(three_levels())  # once a policy exists, the column reads what it needs
+    page = text(client.get("/queues/at_risk"))
+    assert cell(page, incident.reference).startswith("Level 1 · Notify the owner")
