@@ -212,19 +212,21 @@ def remembered_url_for(app: Any) -> Callable[..., str]:
     plain = (str, int, float, bool, type(None))
 
     def build(endpoint: str, **values: Any) -> str:
-        if (endpoint.startswith(".") or app.url_default_functions or app.url_map.host_matching
-                or app.subdomain_matching or not has_request_context()
-                or any(name.startswith("_") or type(value) not in plain
-                       for name, value in values.items())):
+        if (endpoint[:1] == "." or app.url_default_functions or app.url_map.host_matching
+                or app.subdomain_matching or not has_request_context()):
             return url_for(endpoint, **values)
-        key = (request.script_root, request.method, endpoint,
-               *sorted((name, type(value), value) for name, value in values.items()))
-        found = remembered.get(key)
+        current = request._get_current_object()  # one trip through the proxy, not two
+        key: list[Any] = [current.environ.get("SCRIPT_NAME", ""), current.method, endpoint]
+        for name, value in (sorted(values.items()) if len(values) > 1 else values.items()):
+            if name[:1] == "_" or type(value) not in plain:
+                return url_for(endpoint, **values)
+            key += (name, type(value), value)
+        found = remembered.get(fixed := tuple(key))
         if found is None:
             found = url_for(endpoint, **values)
             if len(remembered) >= 4096:  # links with ids in them would grow it without end
                 remembered.clear()
-            remembered[key] = found
+            remembered[fixed] = found
         return found
 
     return build
