@@ -36,7 +36,9 @@ def response_due(incident_id: int) -> str:
 
 
 def test_a_lead_sets_business_hours_and_a_new_incidents_due_time_follows(server, personas, page,
-                                                                           log_incident):
+                                                                           log_incident, frozen_clock):
+    # Monday 09:00, before the one-hour window below opens: with the real clock, an incident
+    # logged between 10:00 and 11:00 would fall due at that minute four days later, not 11:00.
     before = log_incident(title="Before the change", impact="medium", urgency="medium")  # P3: 4 h
     log_in(page, server, personas.lead.username)
     page.locator("details.menu summary", has_text=personas.lead.display_name).click()  # header menu

@@ -79,6 +79,8 @@ def test_rows_keep_the_contract_the_console_relies_on(app, personas, incident_fa
         assert f'data-version="{incident.version}"' in row
         assert f'<a href="/incidents/{incident.id}" data-open>{incident.reference}</a>' in row
         assert f'value="{incident.id}:{incident.version}" form="bulk-form"' in row
+        text = re.sub(r"<[^>]+>", "", row)  # what a find-in-page or a copy reads: cells apart
+        assert re.search(rf"\b{incident.reference}\s+{re.escape(incident.title)}\b", text), text
     take = re.search(r'<form method="post" action="([^"]+)" class="take">(.*?)</form>',
                      rows[free.id], re.S)
     assert take.group(1) == f"/incidents/{free.id}/take-work"

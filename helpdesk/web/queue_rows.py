@@ -53,7 +53,7 @@ def may_take(incident: Any) -> bool:
 
 def rows_html(incidents: Iterable[Any], rows: RowContext) -> Markup:
     """The ``<tr>`` elements of a queue page, one per incident."""
-    return Markup("".join(_row(incident, rows) for incident in incidents))  # noqa: S704 - escaped
+    return Markup("\n".join(_row(incident, rows) for incident in incidents))  # noqa: S704 - escaped
 
 
 def _time(value: dt.datetime | None, zone: str) -> str:
@@ -138,11 +138,11 @@ def _row(incident: Any, rows: RowContext) -> str:
     parts = [
         f'<tr data-row data-incident="{number}" data-version="{version}">'
         f'<td class="select"><input type="checkbox" name="row" value="{number}:{version}" '
-        f'form="bulk-form" data-select aria-label="Select {reference}"></td>'
-        f'<td class="ref"><a href="{escape(rows.incident_url(number))}" data-open>{reference}</a></td>'
+        f'form="bulk-form" data-select aria-label="Select {reference}"></td>',
+        f'<td class="ref"><a href="{escape(rows.incident_url(number))}" data-open>{reference}</a></td>',
         f'<td class="title"><span class="title-text">{escape(incident.title)}</span>'
         + (f' <small class="requester">{escape(requester.name)}</small>' if requester else "")
-        + "</td>"
+        + "</td>",
     ]
     parts.extend(_cell(name, incident, rows) for name in rows.shown)
     if rows.next_escalations is not None:
@@ -151,14 +151,15 @@ def _row(incident: Any, rows: RowContext) -> str:
     for column in rows.plugin_columns:
         parts.append(f'<td data-column="{escape(column.name)}" data-label="{escape(column.title)}">'
                      f'{escape(column_value(column, incident))}</td>')
-    parts.append('<td class="row-actions">')
+    take = ""
     if rows.take_url is not None and may_take(incident):
-        parts.append(
-            f'<form method="post" action="{escape(rows.take_url(number))}" class="take">'
-            f'<input type="hidden" name="csrf_token" value="{escape(rows.take_token)}">'
-            f'<input type="hidden" name="version" value="{version}">'
-            f'<input type="hidden" name="next" value="{escape(rows.here)}">'
-            f'<button type="submit" data-shortcut="take" aria-label="Take {reference}">Take</button>'
-            "</form>")
-    parts.append("</td></tr>")
-    return "".join(parts)
+        take = (f'<form method="post" action="{escape(rows.take_url(number))}" class="take">'
+                f'<input type="hidden" name="csrf_token" value="{escape(rows.take_token)}">'
+                f'<input type="hidden" name="version" value="{version}">'
+                f'<input type="hidden" name="next" value="{escape(rows.here)}">'
+                f'<button type="submit" data-shortcut="take" aria-label="Take {reference}">Take</button>'
+                "</form>")
+    parts.append(f'<td class="row-actions">{take}</td></tr>')
+    # A line break between cells, as the template wrote them: the row's text (what a test,
+    # a copy or a find-in-page reads) keeps its cells apart ("INC-1 Printer", not "INC-1Printer").
+    return "\n".join(parts)
