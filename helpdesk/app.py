@@ -15,7 +15,7 @@ from markupsafe import Markup
 from werkzeug.routing import IntegerConverter
 
 from helpdesk import __version__, clock
-from helpdesk.config import Settings, load_settings
+from helpdesk.config import load_settings
 from helpdesk.context import Context
 from helpdesk.db import database, open_database, release
 from helpdesk.models import PRIORITIES, STATUSES, Agent
@@ -148,7 +148,7 @@ def create_app(
 
     enforce_access(app, login_manager)
     _register_database_hooks(app)
-    _register_template_helpers(app, settings)
+    _register_template_helpers(app)
     _register_static(app)
     _register_errors(app)
     from helpdesk import api
@@ -214,7 +214,7 @@ def _register_database_hooks(app: Flask) -> None:
         release()
 
 
-def _register_template_helpers(app: Flask, settings: Settings) -> None:
+def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["markdown"] = render_markdown
     app.jinja_env.filters["duration"] = format_duration
     from helpdesk.queues import QUEUES
