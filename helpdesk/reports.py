@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,7 +27,7 @@ import peewee
 
 from helpdesk import sla
 from helpdesk.context import Context
-from helpdesk.db import database
+from helpdesk.db import Statement, database
 from helpdesk.errors import DomainError, PermissionDenied
 from helpdesk.models import (
     ACTIVE_STATUSES,
@@ -124,26 +124,46 @@ def _fact(ctx: Context, incident: Incident, clocks: dict[str, SlaClock], counts:
     }
 
 
-def _status_counts(incident_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """How often each incident was resolved, and reopened (left resolved for an active status)."""
-    resolved_label = STATUSES["resolved"]
-    active = [STATUSES[s] for s in ACTIVE_STATUSES]
+_RESOLVED_LABEL = STATUSES["resolved"]
+_ACTIVE_LABELS = frozenset(STATUSES[s] for s in ACTIVE_STATUSES)
+
+
+def _status_changes(incidents: Any) -> peewee.ModelSelect:
+    """(incident, old, new) of the status changes into or out of resolved (``incidents``: the
+    condition on the incident column's value)."""
+    return (TimelineEntry.select(TimelineEntry.incident, TimelineEntry.old_value, TimelineEntry.new_value)
+            .where(incidents(TimelineEntry.incident) & (TimelineEntry.kind == "change")
+                   & (TimelineEntry.field == "status")
+                   & ((TimelineEntry.new_value == _RESOLVED_LABEL)
+                      | (TimelineEntry.old_value == _RESOLVED_LABEL))))
+
+
+def _tally(rows: Iterable[Any]) -> dict[int, tuple[int, int]]:
+    """How often each incident was resolved, and reopened (left resolved for an active status),
+    from :func:`_status_changes` rows."""
     counts: dict[int, list[int]] = {}
-    query = (TimelineEntry.select(TimelineEntry.incident, TimelineEntry.old_value, TimelineEntry.new_value)
-             .where(TimelineEntry.incident.in_(incident_ids) & (TimelineEntry.kind == "change")
-                    & (TimelineEntry.field == "status")
-                    & ((TimelineEntry.new_value == resolved_label)
-                       | (TimelineEntry.old_value == resolved_label))))
-    for row in query.tuples():
-        pair = counts.setdefault(row[0], [0, 0])
-        if row[2] == resolved_label:
+    for incident_id, old, new in rows:
+        pair = counts.setdefault(incident_id, [0, 0])
+        if new == _RESOLVED_LABEL:
             pair[0] += 1
-        elif row[1] == resolved_label and row[2] in active:
+        elif old == _RESOLVED_LABEL and new in _ACTIVE_LABELS:
             pair[1] += 1
     return {k: (v[0], v[1]) for k, v in counts.items()}
 
 
+# One incident's rewrite runs in the transaction of every change: its reads and writes are
+# compiled once (peewee spent more building them than SQLite running them).
+_CLOCKS = Statement(lambda incident_id: SlaClock.select().where(SlaClock.incident == incident_id),
+                    models=(SlaClock,))
+_STATUS_CHANGES = Statement(lambda incident_id: _status_changes(lambda column: column == incident_id))
+_FACT = Statement(lambda incident_id: IncidentFact.select().where(IncidentFact.incident_id == incident_id),
+                  models=(IncidentFact,))
+_DROP_FACT = Statement(lambda incident_id: IncidentFact.delete()
+                       .where(IncidentFact.incident_id == incident_id))
+
+
 def _write(ctx: Context, incidents: list[Incident]) -> None:
+    """Many incidents' facts at once (:func:`rebuild`)."""
     if not incidents:
         return
     ids = [i.id for i in incidents]
@@ -151,7 +171,7 @@ def _write(ctx: Context, incidents: list[Incident]) -> None:
     clocks: dict[int, dict[str, SlaClock]] = {}
     for clock in SlaClock.select().where(SlaClock.incident.in_(ids)):
         clocks.setdefault(clock.incident_id, {})[clock.target] = clock
-    counts = _status_counts(ids)
+    counts = _tally(_status_changes(lambda column: column.in_(ids)).tuples())
     rows = [_fact(ctx, i, clocks.get(i.id, {}), counts.get(i.id, (0, 0)), zone) for i in incidents]
     old = list(IncidentFact.select().where(IncidentFact.incident_id.in_(ids)).dicts())
     IncidentFact.delete().where(IncidentFact.incident_id.in_(ids)).execute()
@@ -234,29 +254,53 @@ def _contributions(fact: dict[str, Any], sign: int, days: dict[tuple[Any, ...], 
             add(ended, f"ended_age{age}", 1)
 
 
+def _adding(model: type[peewee.Model], keys: tuple[str, ...], columns: tuple[str, ...]
+            ) -> Callable[[Any], peewee.Insert]:
+    """An INSERT of ``model`` rows that, where a row with the same ``keys`` exists, adds the
+    ``columns`` to it instead (``rows``: a list of dicts, or a tuple of placeholders)."""
+    update = {getattr(model, c): getattr(model, c) + peewee.EXCLUDED[c] for c in columns}
+    target = [getattr(model, k) for k in keys]
+
+    def build(rows: Any) -> peewee.Insert:
+        if isinstance(rows, tuple):
+            rows = [dict(zip((*keys, *columns), rows, strict=True))]
+        return model.insert_many(rows).on_conflict(conflict_target=target, update=update)
+    return build
+
+
+_ADD_ONE: dict[tuple[type, tuple[str, ...]], Statement] = {}
+_SPAN_KEYS = (*REPORT_KEYS, "measure", "bucket")
+FEW = 8  # up to this many rows a set of columns, one compiled statement a row (a change's delta)
+
+
+def _add(model: type[peewee.Model], keys: tuple[str, ...], columns: tuple[str, ...],
+         rows: list[tuple[Any, ...]], batch: int) -> None:
+    """Add ``rows`` (key values, then column values) to the aggregate ``model``."""
+    if len(rows) <= FEW:
+        statement = _ADD_ONE.get((model, columns))
+        if statement is None:
+            build = _adding(model, keys, columns)
+            statement = _ADD_ONE[(model, columns)] = Statement(lambda *values: build(values))
+        for row in rows:
+            statement.execute(*row)
+        return
+    build = _adding(model, keys, columns)
+    names = (*keys, *columns)
+    for start in range(0, len(rows), batch):
+        build([dict(zip(names, row, strict=True)) for row in rows[start:start + batch]]).execute()
+
+
 def _upsert(days: dict[tuple[Any, ...], dict[str, int]], spans: dict[tuple[Any, ...], int],
             batch: int = 500) -> None:
-    keys = [getattr(ReportDay, name) for name in REPORT_KEYS]
-    changed = [(k, {c: v for c, v in values.items() if v}) for k, values in days.items()]
-    changed = [(k, v) for k, v in changed if v]
     # One statement per set of columns: an INSERT names the same columns in every row.
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for k, values in changed:
-        by_columns.setdefault(tuple(sorted(values)), []).append({**dict(zip(REPORT_KEYS, k, strict=True)),
-                                                                 **values})
+    by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for key, values in days.items():
+        columns = tuple(sorted(c for c, v in values.items() if v))
+        if columns:
+            by_columns.setdefault(columns, []).append((*key, *(values[c] for c in columns)))
     for columns, rows in by_columns.items():
-        update = {getattr(ReportDay, c): getattr(ReportDay, c) + peewee.EXCLUDED[c] for c in columns}
-        for start in range(0, len(rows), batch):
-            (ReportDay.insert_many(rows[start:start + batch])
-             .on_conflict(conflict_target=keys, update=update).execute())
-    span_rows = [{**dict(zip((*REPORT_KEYS, "measure", "bucket"), k, strict=True)), "count": v}
-                 for k, v in spans.items() if v]
-    span_keys = [getattr(ReportDuration, n) for n in (*REPORT_KEYS, "measure", "bucket")]
-    for start in range(0, len(span_rows), batch):
-        (ReportDuration.insert_many(span_rows[start:start + batch])
-         .on_conflict(conflict_target=span_keys,
-                      update={ReportDuration.count: ReportDuration.count + peewee.EXCLUDED["count"]})
-         .execute())
+        _add(ReportDay, REPORT_KEYS, columns, rows, batch)
+    _add(ReportDuration, _SPAN_KEYS, ("count",), [(*k, v) for k, v in spans.items() if v], batch)
 
 
 def apply_delta(old: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]]) -> None:
@@ -274,7 +318,15 @@ def apply_delta(old: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]]) ->
 def refresh(ctx: Context, incident_id: int) -> None:
     """Rewrite one incident's fact row; call it in the transaction of the change, after the
     SLA clocks moved."""
-    _write(ctx, [incident_as_stored(incident_id)])
+    incident = incident_as_stored(incident_id)
+    clocks = {clock.target: clock for (clock,) in _CLOCKS.rows(incident_id)}
+    counts = _tally(_STATUS_CHANGES.execute(incident_id)).get(incident_id, (0, 0))
+    fact = _fact(ctx, incident, clocks, counts, ZoneInfo(ctx.settings.time_zone))
+    old = [row.__data__ for (row,) in _FACT.rows(incident_id)]
+    if old:
+        _DROP_FACT.execute(incident_id)
+    IncidentFact(**fact).save(force_insert=True)
+    apply_delta(old, [fact])
 
 
 def rebuild(ctx: Context, batch: int = 2000) -> int:

@@ -22,7 +22,7 @@ import peewee
 from helpdesk import business_time, events
 from helpdesk.clock import now
 from helpdesk.context import Context
-from helpdesk.db import for_update, write_transaction
+from helpdesk.db import Statement, for_update, write_transaction
 from helpdesk.escalation.engine import check as escalation_check
 from helpdesk.models import Incident, SlaClock, SlaEvent, TimelineEntry
 
@@ -108,10 +108,12 @@ def _instant_of(state: Any, clock: SlaClock, fraction_per_mille: int) -> dt.date
     return business_time.add(calendar, clock.started_at, work + dt.timedelta(seconds=clock.paused_seconds))
 
 
+_FIRED = Statement(lambda incident_id, target, cycle: SlaEvent.select(SlaEvent.point).where(
+    (SlaEvent.incident == incident_id) & (SlaEvent.target == target) & (SlaEvent.cycle == cycle)))
+
+
 def _fired(clock: SlaClock) -> set[int]:
-    return {row.point for row in SlaEvent.select(SlaEvent.point).where(
-        (SlaEvent.incident == clock.incident_id) & (SlaEvent.target == clock.target)
-        & (SlaEvent.cycle == clock.cycle))}
+    return {point for (point,) in _FIRED.execute(clock.incident_id, clock.target, clock.cycle)}
 
 
 def _schedule(state: Any, clock: SlaClock) -> None:

@@ -187,16 +187,24 @@ def _policy(incident: Incident, state: EscalationState,
     return applicable(incident, every)
 
 
+_STATE = Statement(lambda incident_id: EscalationState.select().where(
+    EscalationState.incident == incident_id), models=(EscalationState,))
+_STATE_LOCKED = Statement(lambda incident_id: for_update(EscalationState.select().where(
+    EscalationState.incident == incident_id)), models=(EscalationState,))
+
+
 def _state(incident_id: int, lock: bool = False) -> EscalationState:
-    query = EscalationState.select().where(EscalationState.incident == incident_id)
-    state = (for_update(query) if lock else query).get_or_none()
-    if state is None:
+    statement = _STATE_LOCKED if lock else _STATE
+    found = statement.rows(incident_id)
+    if not found:
         try:
             with write_transaction():
-                state = EscalationState.create(incident=incident_id)
+                return EscalationState.create(incident=incident_id)
         except peewee.IntegrityError:  # created meanwhile by a concurrent change
-            state = (for_update(query) if lock else query).get()
-    return state
+            found = statement.rows(incident_id)
+            if not found:
+                raise
+    return found[0][0]
 
 
 @dataclass(frozen=True)
@@ -301,8 +309,7 @@ def _next_at(ctx: Context, incident: Incident, state: EscalationState, at: dt.da
              clocks: Mapping[str, SlaClock] | None = None) -> dt.datetime | None:
     """When the check must look again: a retry's time, or the next level's moment (not before the
     snooze ends); a moment already passed means now. ``every`` and ``clocks``: read already."""
-    candidates = [run.next_attempt_at for run in EscalationRun.select(EscalationRun.next_attempt_at).where(
-        (EscalationRun.incident == incident.id) & (EscalationRun.state == "retrying"))]
+    candidates = [run.next_attempt_at for (run,) in _RETRYING.rows(incident.id)]
     if incident.is_active:
         policy = _policy(incident, state, every)
         if policy is not None:
@@ -312,6 +319,10 @@ def _next_at(ctx: Context, incident: Incident, state: EscalationState, at: dt.da
             if upcoming is not None and upcoming.at is not None:
                 candidates.append(upcoming.at)
     return min(candidates) if candidates else None
+
+
+_RETRYING = Statement(lambda incident_id: EscalationRun.select().where(
+    (EscalationRun.incident == incident_id) & (EscalationRun.state == "retrying")), models=(EscalationRun,))
 
 
 def schedule(ctx: Context, incident: Incident) -> None:
