@@ -235,6 +235,8 @@ def queries_per_request(url: str, folder: Path, paths: dict[str, str], ids: dict
     page = client.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
     client.post("/login", data={"username": AGENT, "password": PASSWORD, "csrf_token": token})
+    page = client.get("/queues/open").get_data(as_text=True)  # the login gave a new session
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
     logger = logging.getLogger("peewee")
     logger.setLevel(logging.DEBUG)
     counts = {}
@@ -242,11 +244,14 @@ def queries_per_request(url: str, folder: Path, paths: dict[str, str], ids: dict
         client.get(path)  # warm up anything done once per process
         counter = Counter()
         logger.addHandler(counter)
-        if name == "create":
-            client.post(path, data={"csrf_token": token, "title": "Printer on fire", "type": "incident",
-                                    "impact": "medium", "urgency": "medium", "keep_ownership": "y"})
+        if name.startswith("create"):
+            response = client.post(path, data={"csrf_token": token, "title": "Printer on fire",
+                                               "type": "incident", "impact": "medium", "urgency": "medium",
+                                               "keep_ownership": "y"})
         else:
-            client.get(path.replace("RANDOM", str((ids["first"] + ids["last"]) // 2)))
+            response = client.get(path.replace("RANDOM", str((ids["first"] + ids["last"]) // 2)))
+        if response.status_code >= 400:
+            raise SystemExit(f"{name}: {response.status_code} from {path}; its queries were not counted")
         logger.removeHandler(counter)
         counts[name] = counter.count
     logger.setLevel(logging.WARNING)

@@ -15,6 +15,7 @@ from urllib.parse import unquote
 
 from flask import Flask
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
+from huey.storage import SqliteStorage
 
 from helpdesk.config import Settings
 from helpdesk.context import Context, Tasks
@@ -28,12 +29,30 @@ QUEUE_CONNECT_SECONDS = 2.0
 QUEUE_SOCKET_SECONDS = 3.0
 
 
+class QueueFileStorage(SqliteStorage):
+    """Huey's SQLite queue without a sync to disk per task (``synchronous=NORMAL`` in WAL mode).
+
+    Huey's default syncs each enqueue to disk (~0.3 ms, under the queue's exclusive lock, in
+    every request that changes an incident; ~0.03 ms without). What makes background work
+    durable is the outbox rows, committed in the database with the change; a queue entry
+    only says "look now". In WAL mode a process crash loses nothing; a power cut may lose
+    the last entries but never corrupts the file, and the worker's outbox sweep queues any
+    row whose entry was lost.
+    """
+
+    def _create_connection(self) -> Any:
+        connection = super()._create_connection()
+        connection.execute("PRAGMA synchronous = NORMAL")
+        return connection
+
+
 def create_huey(settings: Settings) -> Huey:
     url = settings.queue_url
     if settings.testing or url == "memory":
         return MemoryHuey("helpdesk", immediate=True, results=False)
     if url.startswith("sqlite:///"):
-        return SqliteHuey("helpdesk", filename=unquote(url[len("sqlite:///") :]), results=False)
+        return SqliteHuey("helpdesk", storage_class=QueueFileStorage,
+                          filename=unquote(url[len("sqlite:///") :]), results=False)
     from redis import ConnectionPool
 
     # Connections are re-made on the next command after Redis restarts; the worker's consumer

@@ -427,3 +427,21 @@ def test_under_socket_activation_a_restart_refuses_no_connection(app, workers):
         assert answers == [200]
     finally:
         listener.close()
+
+
+def test_the_queue_file_skips_a_disk_sync_per_task_and_a_worker_reads_what_the_web_queued(tmp_path):
+    """The SQLite queue runs WAL with synchronous=NORMAL: a process crash loses nothing, and
+    the outbox (not the queue) is the durable record that a power cut cannot lose."""
+    from types import SimpleNamespace
+
+    from helpdesk.tasks import create_huey
+
+    settings = SimpleNamespace(queue_url=f"sqlite:///{tmp_path / 'queue.db'}", testing=False)
+    web, worker = create_huey(settings), create_huey(settings)
+    for huey in (web, worker):
+        connection = huey.storage.conn
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL; Huey's default is FULL
+    web.storage.enqueue(b"look at outbox row 7")
+    assert worker.storage.dequeue() == b"look at outbox row 7"
+    assert worker.storage.dequeue() is None
