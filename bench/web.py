@@ -109,6 +109,22 @@ def prepare(size: int, url: str, folder: Path) -> dict[str, int]:
     return {"first": first, "last": last}
 
 
+def upgrade(url: str, folder: Path) -> None:
+    """Apply the migrations a kept pool has not had yet."""
+    from helpdesk import schema
+    from helpdesk.app import create_app
+    from helpdesk.db import database
+
+    app = create_app({"instance_path": str(folder), "database_url": url, "queue_url": "memory",
+                      "secret_key": "bench-" + "k" * 40})
+    with app.app_context():
+        database.connect(reuse_if_open=True)
+        applied = schema.upgrade(database)
+        database.close()
+    if applied:
+        print(f"  applied {', '.join(applied)} to the kept pool", flush=True)
+
+
 def reset_postgres(url: str) -> None:
     import psycopg
 
@@ -298,6 +314,7 @@ def main() -> None:
         if sqlite and args.keep and ready.exists():
             first, last = map(int, ready.read_text().split())
             ids = {"first": first, "last": last}
+            upgrade(url, folder)  # a pool kept from an older checkout gets this one's migrations
         else:
             ids = prepare(size, url, folder)
             ready.write_text(f"{ids['first']} {ids['last']}")

@@ -155,6 +155,40 @@ def test_the_migration_backfills_the_sla_summary_of_existing_incidents(helpdesk_
     assert after == before
 
 
+def _row_version(incident_id: int) -> Any:
+    """Something that changes whenever the incident row is written: SQLite's count of rows
+    changed on this connection (triggers' included), PostgreSQL's row version."""
+    if is_sqlite():
+        return database.connection().total_changes
+    return database.execute_sql("SELECT xmin::text FROM incident WHERE id = %s", (incident_id,)).fetchone()[0]
+
+
+def test_a_clock_change_that_leaves_the_sla_summary_as_it_was_does_not_rewrite_the_incident(helpdesk_app):
+    """Migration 0025: the triggers write the summary only when it moves (each write also
+    rewrites the row's SLA-keyed queue indexes)."""
+    with helpdesk_app.app_context():
+        seed.incidents(helpdesk_app.extensions["helpdesk"], 200, batch=200)
+        running = (SlaClock.select().join(Incident, on=(SlaClock.incident == Incident.id))
+                   .where(Incident.status.in_(list(ACTIVE_STATUSES)) & SlaClock.met_at.is_null()
+                          & SlaClock.breached_at.is_null() & SlaClock.stopped_at.is_null()
+                          & SlaClock.next_event_at.is_null(False)).first())
+        assert running is not None
+        incident_id = running.incident_id
+        summary = (Incident.select(Incident.sla_due_at, Incident.sla_breached)
+                   .where(Incident.id == incident_id))
+        before, version = summary.tuples().get(), _row_version(incident_id)
+        # the next warning's time moves: nothing the summary is made of
+        SlaClock.update(next_event_at=running.next_event_at + dt.timedelta(minutes=5)).where(
+            SlaClock.id == running.id).execute()
+        assert summary.tuples().get() == before
+        expected = version + 1 if is_sqlite() else version  # SQLite counts the clock's own row
+        assert _row_version(incident_id) == expected, "the incident row was rewritten"
+        # the target breaches: the summary moves, and is written
+        SlaClock.update(breached_at=running.due_at).where(SlaClock.id == running.id).execute()
+        assert bool(summary.tuples().get()[1]) is True
+        assert _row_version(incident_id) != expected
+
+
 # -- plans ----------------------------------------------------------------------------------------
 
 
