@@ -67,7 +67,12 @@ def _insert(row: BaseModel) -> int:
     pk = meta.primary_key
     if meta.auto_increment and row._pk is None:
         data.pop(pk.name, None)
-    names = tuple(data)
+    # A default peewee would add while building the INSERT must be a value here, or it would
+    # be compiled into the statement once and repeated for every later row.
+    for field, default in meta.defaults.items():
+        if field.name not in data and field is not pk:
+            data[field.name] = default() if callable(default) else default
+    names = tuple(name for name in meta.sorted_field_names if name in data)  # one order, one statement
     key = (type(row), names)
     statement = _INSERTS.get(key)
     if statement is None:
@@ -418,5 +423,6 @@ def hydrate(row: tuple | list, *models: type[peewee.Model]) -> list[Any]:
         # A NULL stays None without its field's converter (each returns None for None).
         data = {name: value if (value := next(values)) is None or convert is None else convert(value)
                 for name, convert in converters(model)}
-        found.append(instance(model, data) if data.get(model._meta.primary_key.name) is not None else None)
+        key = getattr(model._meta.primary_key, "name", "id")
+        found.append(instance(model, data) if data.get(key) is not None else None)
     return found

@@ -14,6 +14,8 @@ import functools
 import json
 import operator
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -295,11 +297,39 @@ def branch_statements(queue: str, agent: Agent, filters: Filters, size: int, aft
     return statements
 
 
+_FIRST_PAGES: OrderedDict[tuple[Any, ...], tuple[str, list[Any]] | None] = OrderedDict()
+FIRST_PAGES_KEPT = 256
+_FIRST_PAGES_LOCK = threading.Lock()
+
+
 def ids_statement(queue: str, agent: Agent, filters: Filters, size: int, after: str | None = None,
                   teams: list[int] | None = None) -> tuple[str, list[Any]] | None:
     """The SQL that finds a page's (id, sort key) rows, or None when the queue is empty by
     definition (an agent in no team). Several branches merge in a UNION whose sort reads at
-    most ``size`` + 1 rows per branch."""
+    most ``size`` + 1 rows per branch.
+
+    A first page's statement depends only on the queue, the agent and their teams, the
+    filters and the size, so the last :data:`FIRST_PAGES_KEPT` are kept: peewee took
+    ~0.15 ms a branch to build them, and At risk or My teams has three or four branches."""
+    teams = team_ids(agent) if teams is None else teams
+    if after is not None or filters.text:
+        return _ids_statement(queue, agent, filters, size, after, teams)
+    key = (type(database.obj), queue, agent.id, tuple(teams), tuple(filters.status),
+           tuple(filters.priority), tuple(filters.type), filters.team, filters.sort, size)
+    with _FIRST_PAGES_LOCK:
+        if key in _FIRST_PAGES:
+            _FIRST_PAGES.move_to_end(key)
+            return _FIRST_PAGES[key]
+    statement = _ids_statement(queue, agent, filters, size, None, teams)
+    with _FIRST_PAGES_LOCK:
+        _FIRST_PAGES[key] = statement
+        if len(_FIRST_PAGES) > FIRST_PAGES_KEPT:
+            _FIRST_PAGES.popitem(last=False)
+    return statement
+
+
+def _ids_statement(queue: str, agent: Agent, filters: Filters, size: int, after: str | None,
+                   teams: list[int]) -> tuple[str, list[Any]] | None:
     statements = branch_statements(queue, agent, filters, size, after, teams)
     if len(statements) <= 1:
         return statements[0] if statements else None

@@ -4,6 +4,7 @@ own values, and the Python-built badges and pairs escape what people typed."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 
@@ -87,6 +88,34 @@ def test_hydrate_builds_clean_models_and_none_for_an_absent_join(app, personas, 
     assert found.title == "Printer on fire" and found.id == incident.id
     assert found.created_at == Incident.get_by_id(incident.id).created_at  # a datetime, converted
     assert not found._dirty
+
+
+def test_new_rows_get_their_own_ids_values_and_defaults(app, frozen_clock):
+    """Rows go in through an INSERT compiled once per set of columns: each row still gets its
+    own id and values, and a default evaluated per row (never one compiled into the SQL)."""
+    from helpdesk.models import IncidentFact
+
+    with app.app_context():
+        first = Team.create(name="Printers")
+        frozen_clock.advance(minutes=5)
+        second = Team(name="Plotters", description="Large formats")
+        del second.__data__["created_at"]  # a default peewee itself would fill in at insert
+        second.save()
+        frozen_clock.advance(minutes=5)
+        third = Team(name="Scanners")
+        del third.__data__["created_at"]
+        third.save(force_insert=True)
+        ids = [first.id, second.id, third.id]
+        stored = {team.name: team for team in Team.select().where(Team.id.in_(ids))}
+        # a model whose key is not an auto-increment id keeps the key it was given
+        IncidentFact(incident_id=987654, created_at=frozen_clock.now, created_day="2026-03-02",
+                     owner_team=first.id, priority=3, status="new").save(force_insert=True)
+        fact = IncidentFact.get_by_id(987654)
+    assert len(set(ids)) == 3 and not first._dirty and not second._dirty
+    assert stored["Printers"].created_at + dt.timedelta(minutes=5) == stored["Plotters"].created_at
+    assert stored["Plotters"].created_at + dt.timedelta(minutes=5) == stored["Scanners"].created_at
+    assert stored["Plotters"].description == "Large formats" and stored["Scanners"].description == ""
+    assert (fact.owner_team, fact.priority, fact.response_outcome) == (first.id, 3, "none")
 
 
 def test_pairs_and_badges_escape_names(app):

@@ -78,6 +78,27 @@ def test_rows_carry_the_shortcut_contract_and_say_unassigned_plainly(app, person
     assert '<label for="f-sort">Sort</label>' in page and 'id="f-sort"' in page
 
 
+def test_a_team_joined_or_left_between_two_visits_changes_the_queue_at_once(app, personas, log_incident):
+    """A first page's query is kept per agent and teams: joining the Network team shows its
+    incidents on the next visit to My teams and At risk, and leaving it hides them again."""
+    from helpdesk.models import Membership
+
+    outage = log_incident(title="Core switch down", actor=None, owner_team=personas.network,
+                          assigned_team=personas.network)
+    client = AgentClient(app, personas.assignee)  # Database only
+
+    def shown(queue: str) -> bool:
+        return f'data-incident="{outage.id}"' in text(client.get(f"/queues/{queue}"))
+
+    assert not shown("teams") and not shown("at_risk")
+    with app.app_context():
+        joined = Membership.create(team=personas.network, agent=personas.assignee)
+    assert shown("teams") and shown("at_risk")
+    with app.app_context():
+        joined.delete_instance()
+    assert not shown("teams") and not shown("at_risk")
+
+
 def test_due_column_shows_the_running_due_time_and_marks_a_breach_in_words(app, personas, log_incident,
                                                                            frozen_clock):
     from helpdesk import sla
