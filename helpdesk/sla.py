@@ -94,12 +94,14 @@ def paused_for(state: Any, clock: SlaClock, at: dt.datetime) -> dt.timedelta:
     return paused
 
 
-def elapsed(state: Any, clock: SlaClock, at: dt.datetime) -> dt.timedelta:
-    """Working time on the clock at ``at``: since the start, less the time paused."""
+def elapsed(state: Any, clock: SlaClock, at: dt.datetime, paused: dt.timedelta | None = None
+            ) -> dt.timedelta:
+    """Working time on the clock at ``at``: since the start, less the time paused (``paused``:
+    :func:`paused_for` at the clock's end, when the caller has it already)."""
     calendar = _calendar(state, clock.calendar)
     end = min(at, clock.met_at or at, clock.stopped_at or at)
     total = business_time.between(calendar, clock.started_at, end)
-    return max(dt.timedelta(0), total - paused_for(state, clock, end))
+    return max(dt.timedelta(0), total - (paused_for(state, clock, end) if paused is None else paused))
 
 
 def _instant_of(state: Any, clock: SlaClock, fraction_per_mille: int) -> dt.datetime:
@@ -133,7 +135,9 @@ def _schedule(state: Any, clock: SlaClock) -> None:
 
 
 def status(state: Any, clock: SlaClock, at: dt.datetime) -> Status:
-    used_time = elapsed(state, clock, at)
+    finished = min(at, clock.met_at or at, clock.stopped_at or at)  # a pause ends with the clock
+    paused = paused_for(state, clock, finished)  # once: a paused clock's pause is business time too
+    used_time = elapsed(state, clock, at, paused)
     target = dt.timedelta(seconds=clock.target_seconds)
     used = used_time / target if target else 1.0
     if clock.met_at:
@@ -148,9 +152,7 @@ def status(state: Any, clock: SlaClock, at: dt.datetime) -> Status:
         kind = "warning"
     else:
         kind = "running"
-    finished = min(at, clock.met_at or at, clock.stopped_at or at)  # a pause ends with the clock
-    return Status(clock.target, kind, clock.due_at, used_time, paused_for(state, clock, finished),
-                  target - used_time, used)
+    return Status(clock.target, kind, clock.due_at, used_time, paused, target - used_time, used)
 
 
 # -- changes, called by the domain inside its transaction ---------------------------
