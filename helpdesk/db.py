@@ -53,8 +53,8 @@ class BaseModel(peewee.Model):
                 raise DomainError(f"{label} is limited to {limit} characters.")
         meta = self._meta
         if only is None and meta.primary_key is not False and not meta.composite_key \
-                and (force_insert or self._pk is None):
-            return _insert(self)
+                and (force_insert or self._pk is None) and meta.database is database:
+            return _insert(self)  # (a model bound elsewhere, e.g. by bind_ctx, keeps peewee's path)
         return super().save(force_insert=force_insert, only=only)
 
 
@@ -78,9 +78,9 @@ def _insert(row: BaseModel) -> int:
     if statement is None:
         fields = [meta.fields[name] for name in names]
         model = type(row)
-        statement = _INSERTS[key] = Statement(
-            lambda *slots: model.insert(dict(zip(fields, slots, strict=True))))
+        statement = Statement(lambda *slots: model.insert(dict(zip(fields, slots, strict=True))))
         statement.fields = fields  # type: ignore[attr-defined]
+        _INSERTS[key] = statement  # shared only once complete
     values = [field.db_value(data[field.name]) for field in statement.fields]  # type: ignore[attr-defined]
     cursor = statement.execute(*values)
     if meta.auto_increment and row._pk is None:

@@ -111,11 +111,25 @@ def test_new_rows_get_their_own_ids_values_and_defaults(app, frozen_clock):
         IncidentFact(incident_id=987654, created_at=frozen_clock.now, created_day="2026-03-02",
                      owner_team=first.id, priority=3, status="new").save(force_insert=True)
         fact = IncidentFact.get_by_id(987654)
-    assert len(set(ids)) == 3 and not first._dirty and not second._dirty
+    assert len(set(ids)) == 3 and not first._dirty and not second._dirty and not third._dirty
     assert stored["Printers"].created_at + dt.timedelta(minutes=5) == stored["Plotters"].created_at
     assert stored["Plotters"].created_at + dt.timedelta(minutes=5) == stored["Scanners"].created_at
     assert stored["Plotters"].description == "Large formats" and stored["Scanners"].description == ""
     assert (fact.owner_team, fact.priority, fact.response_outcome) == (first.id, 3, "none")
+
+
+def test_a_model_bound_to_another_database_saves_its_new_rows_there(app, tmp_path):
+    """The compiled INSERT runs on the app's database; a model bound elsewhere (``bind_ctx``,
+    as a copy tool would) keeps peewee's own path and writes where it is bound."""
+    import peewee
+
+    other = peewee.SqliteDatabase(str(tmp_path / "other.db"))
+    with app.app_context(), other.bind_ctx([Team]):
+        other.create_tables([Team])
+        Team.create(name="Elsewhere")
+        assert [team.name for team in Team.select()] == ["Elsewhere"]
+    with app.app_context():
+        assert not Team.select().where(Team.name == "Elsewhere").exists()
 
 
 def test_pairs_and_badges_escape_names(app):
