@@ -108,6 +108,12 @@ class KeptSqliteDatabase(peewee.SqliteDatabase):
     sleeps longer leaves the lock idle: two web workers logging incidents served fewer than
     one did while the polls grew to 4 ms), then every ~2 ms so a long wait costs no CPU.
     A blocking ``flock`` handoff was measured too and was no faster.
+
+    Threads of one process (``helpdesk serve`` runs waitress threads) first queue on a
+    process-wide lock, which hands over at once and costs nothing while waiting; only its
+    holder polls SQLite, for writers in other processes. Without it, eight threads waiting
+    to write would poll thousands of times a second, each poll taking the GIL from the
+    thread that holds the write lock.
     """
 
     #: Poll every ~FAST_POLL seconds for the first FAST_FOR seconds of a wait, then every ~SLOW_POLL.
@@ -116,13 +122,18 @@ class KeptSqliteDatabase(peewee.SqliteDatabase):
     def __init__(self, *args: Any, busy_seconds: float = 10, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.busy_seconds = busy_seconds
+        self.writer = threading.Lock()  # this process's writing thread
+        self._writing = threading.local()
 
     def begin(self, lock_type: str | None = None) -> None:
         if lock_type != "IMMEDIATE":
             return super().begin(lock_type)
-        cursor = self.cursor()
         started = time.monotonic()
         deadline = started + self.busy_seconds
+        if not self.writer.acquire(timeout=self.busy_seconds):
+            raise peewee.OperationalError("database is locked (by another thread of this process)")
+        self._writing.held = True
+        cursor = self.cursor()
         cursor.execute("PRAGMA busy_timeout = 0")
         try:
             while True:
@@ -130,11 +141,33 @@ class KeptSqliteDatabase(peewee.SqliteDatabase):
                     return super().begin(lock_type)
                 except peewee.OperationalError as error:
                     if "locked" not in str(error) or time.monotonic() >= deadline:
+                        self.end_writing()
                         raise
                 pause = self.FAST_POLL if time.monotonic() - started < self.FAST_FOR else self.SLOW_POLL
                 time.sleep(pause * (0.5 + random.random()))  # jitter: waiters do not march in step
+        except BaseException:
+            self.end_writing()
+            raise
         finally:
             cursor.execute(f"PRAGMA busy_timeout = {int(self.busy_seconds * 1000)}")
+
+    def end_writing(self) -> None:
+        """Let this process's next writing thread in (once per transaction, on any ending)."""
+        if getattr(self._writing, "held", False):
+            self._writing.held = False
+            self.writer.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.end_writing()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.end_writing()
 
 
 def _forget_after_fork() -> None:
@@ -143,6 +176,9 @@ def _forget_after_fork() -> None:
     real = database.obj
     if isinstance(real, peewee.SqliteDatabase):
         real._state.reset()
+    if isinstance(real, KeptSqliteDatabase):  # a parent's writing thread does not exist here
+        real.writer = threading.Lock()
+        real._writing = threading.local()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
@@ -160,6 +196,7 @@ def release() -> None:
             return
         real.connection().rollback()
         real._state.transactions.clear()
+        real.end_writing()
     database.close()
 
 

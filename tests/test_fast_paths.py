@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import time
 
 import pytest
 
@@ -196,6 +197,65 @@ def test_a_writer_gives_up_after_the_busy_time_and_writes_nothing(app):
             holder.rollback()
             holder.close()
         assert Team.get_or_none(Team.name == "Never written") is None
+
+
+@sqlite_only
+def test_threads_of_one_process_take_turns_to_write_and_a_late_one_gives_up(app):
+    """Writing threads queue on the process's own lock: eight writing at once all get through;
+    one that waits behind a transaction longer than the busy time fails with "locked" and
+    writes nothing; whatever way a transaction ends (commit, rollback, a request that left it
+    open), the next thread gets in."""
+    import threading
+
+    from helpdesk.db import write_transaction
+
+    def write(name: str, hold: float = 0.0, errors: list | None = None) -> None:
+        with app.app_context():
+            try:
+                with write_transaction():
+                    Team.create(name=name)
+                    time.sleep(hold)
+            except Exception as error:  # noqa: BLE001 - the test looks at it
+                if errors is None:
+                    raise
+                errors.append(error)
+            finally:
+                release()
+
+    writers = [threading.Thread(target=write, args=(f"Crew {n}", 0.01)) for n in range(8)]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join(timeout=30)
+    with app.app_context():
+        assert Team.select().where(Team.name.startswith("Crew ")).count() == 8
+        real = database.obj
+        real.busy_seconds, kept = 0.2, real.busy_seconds
+    errors: list = []
+    try:
+        holder = threading.Thread(target=write, args=("Slow", 0.8))
+        holder.start()
+        time.sleep(0.1)
+        late = threading.Thread(target=write, args=("Late", 0.0, errors))
+        late.start()
+        late.join(timeout=30)
+        holder.join(timeout=30)
+    finally:
+        real.busy_seconds = kept
+    assert len(errors) == 1 and "locked" in str(errors[0])
+    with app.app_context():
+        assert Team.get_or_none(Team.name == "Late") is None and Team.get(Team.name == "Slow")
+        # a rolled-back transaction, then one a request left open, each let the next writer in
+        with pytest.raises(RuntimeError), write_transaction():
+            Team.create(name="Rolled back")
+            raise RuntimeError("the change failed half-way")
+        database.begin("IMMEDIATE")
+        Team.create(name="Left open")
+        release()
+    write("After all that")
+    with app.app_context():
+        assert Team.get(Team.name == "After all that")
+        assert Team.get_or_none(Team.name.in_(["Rolled back", "Left open"])) is None
 
 
 def test_options_escape_names_and_mark_only_the_selected_one():
