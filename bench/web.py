@@ -32,6 +32,7 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -77,17 +78,23 @@ def bare_app(keep: bool = False):
 # -- seeding -----------------------------------------------------------------------------------
 
 
+def bench_app(url: str, folder: Path, queue_url: str = "memory") -> Any:
+    """The app on a pool, in-process (seeding, migrations, counting queries)."""
+    from helpdesk.app import create_app
+
+    return create_app({"instance_path": str(folder), "database_url": url, "queue_url": queue_url,
+                       "secret_key": "bench-" + "k" * 40})
+
+
 def prepare(size: int, url: str, folder: Path) -> dict[str, int]:
     """A fresh database with ``size`` incidents; returns the id range and the agent's id."""
     from helpdesk import people, schema, seed
-    from helpdesk.app import create_app
     from helpdesk.db import database
     from helpdesk.models import Agent, Incident, Membership, Team
 
     if url.startswith("postgresql"):
         reset_postgres(url)
-    app = create_app({"instance_path": str(folder), "database_url": url, "queue_url": "memory",
-                      "secret_key": "bench-" + "k" * 40})
+    app = bench_app(url, folder)
     with app.app_context():
         database.connect(reuse_if_open=True)
         schema.upgrade(database)
@@ -112,11 +119,9 @@ def prepare(size: int, url: str, folder: Path) -> dict[str, int]:
 def upgrade(url: str, folder: Path) -> None:
     """Apply the migrations a kept pool has not had yet."""
     from helpdesk import schema
-    from helpdesk.app import create_app
     from helpdesk.db import database
 
-    app = create_app({"instance_path": str(folder), "database_url": url, "queue_url": "memory",
-                      "secret_key": "bench-" + "k" * 40})
+    app = bench_app(url, folder)
     with app.app_context():
         database.connect(reuse_if_open=True)
         applied = schema.upgrade(database)
@@ -241,12 +246,10 @@ class Counter(logging.Handler):
 
 
 def queries_per_request(url: str, folder: Path, paths: dict[str, str], ids: dict[str, int]) -> dict[str, int]:
-    from helpdesk.app import create_app
     from helpdesk.db import database
 
     # the queue as served: events wait in the SQLite queue file (no worker runs in the bench)
-    app = create_app({"instance_path": str(folder), "database_url": url,
-                      "queue_url": f"sqlite:///{folder / 'queue.db'}", "secret_key": "bench-" + "k" * 40})
+    app = bench_app(url, folder, queue_url=f"sqlite:///{folder / 'queue.db'}")
     client = app.test_client()
     page = client.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)

@@ -19,7 +19,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import peewee
 from markupsafe import Markup, escape
@@ -69,7 +69,7 @@ class _Entry(NamedTuple):
     body: str | None
 
 
-def _document(incident: Incident, entries: Iterable[TimelineEntry | _Entry]) -> Document:
+def _document(incident: Incident, entries: Iterable[_Entry]) -> Document:
     budget = MAX_DOCUMENT_WORDS
 
     def take(text: str | None) -> list[str]:
@@ -125,28 +125,29 @@ def _write(docs: dict[int, Document]) -> None:
             [(i, _tsvector(d)) for i, d in docs.items()])
 
 
-def _entries(incident_ids: list[int]) -> dict[int, list[TimelineEntry]]:
-    found: dict[int, list[TimelineEntry]] = defaultdict(list)
-    query = (TimelineEntry.select(TimelineEntry.incident, TimelineEntry.kind, TimelineEntry.body)
-             .where(TimelineEntry.incident.in_(incident_ids)
-                    & TimelineEntry.kind.in_(PUBLIC_KINDS + INTERNAL_KINDS))
-             .order_by(TimelineEntry.incident, TimelineEntry.id))
-    for item in query:
-        found[item.incident_id].append(item)
+def _searched(incidents: Any) -> peewee.ModelSelect:
+    """(incident, kind, body) of the timeline entries a document holds, in order
+    (``incidents``: the condition on the incident column)."""
+    return (TimelineEntry.select(TimelineEntry.incident, TimelineEntry.kind, TimelineEntry.body)
+            .where(incidents(TimelineEntry.incident) & TimelineEntry.kind.in_(PUBLIC_KINDS + INTERNAL_KINDS))
+            .order_by(TimelineEntry.incident, TimelineEntry.id))
+
+
+def _entries(incident_ids: list[int]) -> dict[int, list[_Entry]]:
+    found: dict[int, list[_Entry]] = defaultdict(list)
+    for incident_id, kind, body in _searched(lambda column: column.in_(incident_ids)).tuples():
+        found[incident_id].append(_Entry(kind, body))
     return found
 
 
-_ENTRIES_OF = Statement(lambda incident_id: TimelineEntry.select(TimelineEntry.kind, TimelineEntry.body)
-                        .where((TimelineEntry.incident == incident_id)
-                               & TimelineEntry.kind.in_(PUBLIC_KINDS + INTERNAL_KINDS))
-                        .order_by(TimelineEntry.id))
+# refresh runs in every change: its read of the timeline is compiled once
+_ENTRIES_OF = Statement(lambda incident_id: _searched(lambda column: column == incident_id))
 
 
 def refresh(incident_id: int) -> None:
-    """Rewrite one incident's search document; call it inside the transaction of the change
-    (its read of the timeline is compiled once: it runs in every change)."""
+    """Rewrite one incident's search document; call it inside the transaction of the change."""
     incident = incident_as_stored(incident_id)
-    entries = [_Entry(kind, body) for kind, body in _ENTRIES_OF.execute(incident_id)]
+    entries = [_Entry(kind, body) for _incident, kind, body in _ENTRIES_OF.execute(incident_id)]
     _write({incident_id: _document(incident, entries)})
 
 
