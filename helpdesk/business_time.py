@@ -21,12 +21,18 @@ from zoneinfo import ZoneInfo
 from helpdesk.records import BusinessCalendar
 
 _HORIZON_DAYS = 366 * 3  # a calendar closed this long fails instead of looping forever
-_WALK_DAYS = 10  # spans shorter than this are walked window by window
-_MARGIN_DAYS = 2  # days each side measured exactly (windows past midnight, DST shifts)
+_EPOCH = dt.datetime(1970, 1, 1)
+_EPOCH_DAY = _EPOCH.toordinal()
+_MICRO = dt.timedelta(microseconds=1)
+_DAY = 86_400_000_000  # microseconds
 
 
 class CalendarError(ValueError):
     """The calendar cannot produce working time (no working hours at all)."""
+
+
+def _micros(moment: dt.datetime) -> int:
+    return (moment - _EPOCH) // _MICRO
 
 
 def _instant(day: dt.date, moment: dt.time, zone: ZoneInfo) -> dt.datetime:
@@ -87,10 +93,13 @@ class _DaySums:
     def __init__(self, calendar: BusinessCalendar) -> None:
         self.calendar = calendar
         self.zone = ZoneInfo(calendar.time_zone)
-        self.base: dt.date | None = None
+        self.base: int | None = None  # a day's ordinal
         self.sums = [0]  # sums[i]: days base .. base + i - 1
+        self.shift = 0  # sums[i] - shift: counted from the first base, which never moves
         self.windows: dict[dt.date, tuple[dt.datetime, dt.datetime] | None] = {}
+        self.spans: dict[int, tuple[int, int] | None] = {}
         self.lock = threading.Lock()
+        self.last: tuple[dt.datetime, int] | None = None  # see position()
 
     def window(self, day: dt.date) -> tuple[dt.datetime, dt.datetime] | None:
         """:func:`_window` of ``day``, remembered: a queue page measures each row's clock
@@ -103,26 +112,63 @@ class _DaySums:
             found = self.windows[day] = _window(self.calendar, self.zone, day)
             return found
 
-    def _length(self, day: dt.date) -> int:
-        window = self.window(day)
-        return 0 if window is None else (window[1] - window[0]) // dt.timedelta(microseconds=1)
+    def span(self, day: int) -> tuple[int, int] | None:
+        """The window opening on the local day of ordinal ``day`` as microseconds since
+        :data:`_EPOCH`: the integers :meth:`position` adds up."""
+        try:
+            return self.spans[day]
+        except KeyError:
+            if len(self.spans) > 5000:
+                self.spans.clear()
+            window = self.window(dt.date.fromordinal(day))
+            found = self.spans[day] = None if window is None else (_micros(window[0]), _micros(window[1]))
+            return found
 
-    def total(self, first: dt.date, last: dt.date) -> int:
-        """Working microseconds of the windows opening on ``first`` .. ``last`` (inclusive)."""
+    def before(self, day: int) -> int:
+        """Working microseconds of the windows opening before the local day of ordinal
+        ``day``, counted from a fixed day of this calendar's: only differences between two
+        answers mean anything."""
         with self.lock:
             if self.base is None:
-                self.base = first
-            if first < self.base:  # grow backwards by at least a year, then rebuild the sums
-                start = min(first, self.base - dt.timedelta(days=366))
+                self.base = day
+            if day < self.base:  # grow backwards by at least a year, then rebuild the sums
+                start = min(day, self.base - 366)
                 prefix = [0]
-                for n in range((self.base - start).days):
-                    prefix.append(prefix[-1] + self._length(start + dt.timedelta(days=n)))
+                for done in range(start, self.base):
+                    prefix.append(prefix[-1] + self._length(done))
                 self.sums = prefix + [prefix[-1] + value for value in self.sums[1:]]
+                self.shift += prefix[-1]
                 self.base = start
-            while len(self.sums) <= (last - self.base).days + 1:
-                day = self.base + dt.timedelta(days=len(self.sums) - 1)
-                self.sums.append(self.sums[-1] + self._length(day))
-            return self.sums[(last - self.base).days + 1] - self.sums[(first - self.base).days]
+            while len(self.sums) <= day - self.base:
+                self.sums.append(self.sums[-1] + self._length(self.base + len(self.sums) - 1))
+            return self.sums[day - self.base] - self.shift
+
+    def _length(self, day: int) -> int:
+        found = self.span(day)
+        return 0 if found is None else found[1] - found[0]
+
+    def position(self, moment: dt.datetime, remember: bool = False) -> int:
+        """Working microseconds before ``moment`` (naive UTC), on the scale of :meth:`before`.
+
+        All in integers, from the moment's UTC day, which is at most a day off its local one:
+        windows opening four or more days before it have closed by then (each closes within
+        a day after it opens, DST included) and come from the sums; the five days around it
+        are clipped at it; later days open after it. The last instant asked with
+        ``remember`` is kept: a page measures every row up to one "now".
+        """
+        last = self.last
+        if last is not None and last[0] == moment:
+            return last[1]
+        at = _micros(moment)
+        day = at // _DAY + _EPOCH_DAY
+        total = self.before(day - 3)
+        for near in range(day - 3, day + 2):
+            found = self.spans.get(near) or self.span(near)
+            if found is not None and found[0] < at:
+                total += min(found[1], at) - found[0]
+        if remember:
+            self.last = (moment, total)
+        return total
 
 
 _day_sums: OrderedDict[int, _DaySums] = OrderedDict()
@@ -144,8 +190,8 @@ def _sums_for(calendar: BusinessCalendar) -> _DaySums:
 def between(calendar: BusinessCalendar | None, start: dt.datetime, end: dt.datetime) -> dt.timedelta:
     """Working time from ``start`` to ``end`` (zero when ``end`` is not after ``start``).
 
-    Long spans count the windows opening on whole days in the middle from running sums,
-    and only the few days at each end window by window.
+    The difference of the two instants' positions on the calendar's running sum of working
+    time: a few dictionary reads each, whether the span is an hour or years long.
     """
     if end <= start:
         return dt.timedelta(0)
@@ -154,34 +200,7 @@ def between(calendar: BusinessCalendar | None, start: dt.datetime, end: dt.datet
     if not calendar.hours:
         raise CalendarError(f"calendar {calendar.name!r} has no working hours")
     sums = _sums_for(calendar)
-    zone = sums.zone
-    first = start.replace(tzinfo=dt.UTC).astimezone(zone).date()
-    last = end.replace(tzinfo=dt.UTC).astimezone(zone).date()
-    if (last - first).days < _WALK_DAYS:
-        return _walk_between(calendar, start, end)
-    # Windows opening on the middle days lie wholly inside (start, end): each opens after
-    # the start's local date and closes within a day after it opens.
-    middle_first = first + dt.timedelta(days=_MARGIN_DAYS)
-    middle_last = last - dt.timedelta(days=_MARGIN_DAYS + 1)
-    total = dt.timedelta(microseconds=sums.total(middle_first, middle_last))
-    edges = [first + dt.timedelta(days=n) for n in range(-1, _MARGIN_DAYS)]
-    edges += [middle_last + dt.timedelta(days=n) for n in range(1, _MARGIN_DAYS + 2)]
-    for day in edges:
-        window = sums.window(day)
-        if window is not None:
-            begin, close = max(window[0], start), min(window[1], end)
-            if close > begin:
-                total += close - begin
-    return total
-
-
-def _walk_between(calendar: BusinessCalendar, start: dt.datetime, end: dt.datetime) -> dt.timedelta:
-    total = dt.timedelta(0)
-    for begin, close in windows(calendar, start):
-        if begin >= end:
-            break
-        total += min(close, end) - begin
-    return total
+    return dt.timedelta(microseconds=sums.position(end, remember=True) - sums.position(start))
 
 
 def is_working(calendar: BusinessCalendar | None, moment: dt.datetime) -> bool:

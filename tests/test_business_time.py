@@ -129,9 +129,32 @@ def test_long_spans_measure_what_the_windows_add_up_to(cal, first, second):
     # Spans of weeks or years are counted from per-day sums, not window by window: the
     # answer must be the plain sum over every working window (DST, holidays, night shifts).
     start, end = sorted((first, second))
-    expected = dt.timedelta(0)
+    assert bt.between(cal, start, end) == walked(cal, start, end)
+
+
+def walked(cal: BusinessCalendar, start: dt.datetime, end: dt.datetime) -> dt.timedelta:
+    total = dt.timedelta(0)
     for begin, close in bt.windows(cal, start) if end > start else ():
         if begin >= end:
             break
-        expected += min(close, end) - begin
-    assert bt.between(cal, start, end) == expected
+        total += min(close, end) - begin
+    return total
+
+
+def test_one_calendar_answers_every_span_alike_as_its_sums_grow_both_ways():
+    # A process keeps one set of sums per calendar: spans asked in any order (later years
+    # first, then earlier ones that grow the sums backwards) and a shared "now" asked again
+    # must still measure what the windows add up to.
+    import random
+
+    rng = random.Random(15)
+    night = calendar("Europe/London", {d: (T(22), T(6)) for d in range(6)},
+                     holidays={dt.date(2026, 12, 25), dt.date(2021, 1, 1)})
+    moment = utc(2026, 11, 30, 23, 30)
+    spans = [(utc(2026, 1, 1), moment), (utc(2019, 3, 31), utc(2019, 4, 2)), (utc(2026, 10, 25), moment)]
+    for _ in range(150):
+        start = utc(2018, 1, 1) + dt.timedelta(minutes=rng.randrange(60 * 24 * 365 * 10))
+        later = start + dt.timedelta(hours=rng.randrange(1, 24 * 40))
+        spans.append((start, moment if rng.random() < 0.5 else later))
+    for start, end in spans + spans[:3]:
+        assert bt.between(night, start, end) == walked(night, start, end), (start, end)
