@@ -1007,3 +1007,23 @@ def test_configured_size_limit_is_the_one_applied(app, personas):
     fits = client.post("/incidents/new", {"title": "Fits", "description": "x" * 6_000})
     assert fits.status_code == 303
     assert [i.title for i in Incident.select()] == ["Fits"]
+
+
+def test_assign_boxes_list_every_team_and_only_its_active_agents(app, personas):
+    # One query feeds the team and agent boxes: a team nobody is in is still a choice, an
+    # agent shows under each of their teams, and a deactivated agent under none.
+    from helpdesk import people
+
+    people.create_team("Facilities")
+    Agent.update(active=False).where(Agent.id == personas.other.id).execute()
+    people.create_agent("lena", "Lena Ortiz", PASSWORD, teams=[personas.database_team, personas.network])
+    page = AgentClient(app, personas.owner).get("/queues/open").get_data(as_text=True)
+    team_box = re.search(r'<select id="bulk-team".*?</select>', page, re.S).group(0)
+    agent_box = re.search(r'<select id="bulk-agent".*?</select>', page, re.S).group(0)
+    teams = re.findall(r'<option value="\d+"[^>]*>([^<]+)</option>', team_box)
+    assert teams == sorted(teams) and {"Database", "Facilities", "Network"} <= set(teams)
+    groups = dict(re.findall(r'<optgroup label="([^"]+)">(.*?)</optgroup>', agent_box, re.S))
+    names = {team: re.findall(r">([^<]+)</option>", body) for team, body in groups.items()}
+    assert names["Database"] == ["Lena Ortiz", "Mateo Silva", "Priya Raman"]  # by name
+    assert names["Network"] == ["Lena Ortiz"]  # Kofi is deactivated
+    assert "Facilities" not in names  # nobody to choose there
