@@ -177,6 +177,9 @@ _day_sums_lock = threading.Lock()
 
 def _sums_for(calendar: BusinessCalendar) -> _DaySums:
     """The running sums of one calendar (records are frozen, so a calendar never changes)."""
+    found = _day_sums.get(id(calendar))  # read without the lock: a queue page asks per row
+    if found is not None and found.calendar is calendar:
+        return found
     with _day_sums_lock:
         found = _day_sums.get(id(calendar))
         if found is None or found.calendar is not calendar:

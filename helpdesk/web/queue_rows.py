@@ -53,7 +53,30 @@ def may_take(incident: Any) -> bool:
 
 def rows_html(incidents: Iterable[Any], rows: RowContext) -> Markup:
     """The ``<tr>`` elements of a queue page, one per incident."""
-    return Markup("\n".join(_row(incident, rows) for incident in incidents))  # noqa: S704 - escaped
+    shared = _Shared(rows)
+    return Markup("\n".join(_row(incident, rows, shared) for incident in incidents))  # noqa: S704
+
+
+class _Shared:
+    """What one page's rows have in common, escaped once: the Take form's fixed fields, the
+    plugin columns' openings, and each owner or assignee pair already written (a page shows
+    a few teams and agents)."""
+
+    def __init__(self, rows: RowContext) -> None:
+        self.take_fields = (f'<input type="hidden" name="csrf_token" value="{escape(rows.take_token)}">'
+                            if rows.take_url is not None else "")
+        self.take_next = f'<input type="hidden" name="next" value="{escape(rows.here)}">'
+        self.columns = [
+            (column, f'<td data-column="{escape(column.name)}" data-label="{escape(column.title)}">')
+            for column in rows.plugin_columns]
+        self.pairs: dict[tuple[Any, ...], str] = {}
+
+    def pair(self, team: Any, agent: Any, empty: str) -> str:
+        key = (team.id, team.name) if team else None, (agent.id, agent.display_name) if agent else None, empty
+        found = self.pairs.get(key)
+        if found is None:
+            found = self.pairs[key] = str(pair_text(team, agent, empty, titled=True))
+        return found
 
 
 def _time(value: dt.datetime | None, zone: str) -> str:
@@ -110,7 +133,7 @@ def _next_escalation(incident: Any, rows: RowContext) -> str:
             + (" (snoozed)" if upcoming.snoozed else ""))
 
 
-def _cell(name: str, incident: Any, rows: RowContext) -> str:
+def _cell(name: str, incident: Any, rows: RowContext, shared: _Shared) -> str:
     if name == "priority":
         level = incident.escalation_level
         escalated = (f' <span class="badge escalated" title="Escalation level">L{int(level)}</span>'
@@ -121,17 +144,17 @@ def _cell(name: str, incident: Any, rows: RowContext) -> str:
     if name == "due":
         return f'<td data-label="Due" class="due">{_due(incident, rows)}</td>'
     if name == "owner":
-        pair = pair_text(incident.owner_team, incident.owner_agent, "Unowned", titled=True)
+        pair = shared.pair(incident.owner_team, incident.owner_agent, "Unowned")
         return f'<td data-label="Owner">{pair}</td>'
     if name == "assignee":
-        pair = pair_text(incident.assigned_team, incident.assigned_agent, "Unassigned", titled=True)
+        pair = shared.pair(incident.assigned_team, incident.assigned_agent, "Unassigned")
         return f'<td data-label="Assignee">{pair}</td>'
     if name == "updated":
         return f'<td data-label="Updated">{_time(incident.updated_at, rows.zone)}</td>'
     return ""
 
 
-def _row(incident: Any, rows: RowContext) -> str:
+def _row(incident: Any, rows: RowContext, shared: _Shared) -> str:
     number, version = int(incident.id), int(incident.version)
     reference = escape(incident.reference)
     requester = incident.requester
@@ -144,19 +167,17 @@ def _row(incident: Any, rows: RowContext) -> str:
         + (f' <small class="requester">{escape(requester.name)}</small>' if requester else "")
         + "</td>",
     ]
-    parts.extend(_cell(name, incident, rows) for name in rows.shown)
+    parts.extend(_cell(name, incident, rows, shared) for name in rows.shown)
     if rows.next_escalations is not None:
         parts.append(f'<td data-label="Next escalation" class="next-escalation">'
                      f'{_next_escalation(incident, rows)}</td>')
-    for column in rows.plugin_columns:
-        parts.append(f'<td data-column="{escape(column.name)}" data-label="{escape(column.title)}">'
-                     f'{escape(column_value(column, incident))}</td>')
+    for column, opening in shared.columns:
+        parts.append(f'{opening}{escape(column_value(column, incident))}</td>')
     take = ""
     if rows.take_url is not None and may_take(incident):
         take = (f'<form method="post" action="{escape(rows.take_url(number))}" class="take">'
-                f'<input type="hidden" name="csrf_token" value="{escape(rows.take_token)}">'
-                f'<input type="hidden" name="version" value="{version}">'
-                f'<input type="hidden" name="next" value="{escape(rows.here)}">'
+                f'{shared.take_fields}<input type="hidden" name="version" value="{version}">'
+                f'{shared.take_next}'
                 f'<button type="submit" data-shortcut="take" aria-label="Take {reference}">Take</button>'
                 "</form>")
     parts.append(f'<td class="row-actions">{take}</td></tr>')
