@@ -45,7 +45,10 @@ def windows(calendar: BusinessCalendar, start: dt.datetime) -> Iterator[tuple[dt
     if not calendar.hours:
         raise CalendarError(f"calendar {calendar.name!r} has no working hours")
     sums = _sums_for(calendar)
-    day = start.replace(tzinfo=dt.UTC).astimezone(sums.zone).date() - dt.timedelta(days=1)
+    # From the UTC day less three, as position() does: a local day is at most a day off
+    # it, and a window opened the day before may still be open (also across a zone's
+    # 24-hour jump over the date line).
+    day = start.date() - dt.timedelta(days=3)
     idle_days = 0
     while idle_days < _HORIZON_DAYS:
         idle_days += 1
@@ -176,7 +179,8 @@ _day_sums_lock = threading.Lock()
 
 
 def _sums_for(calendar: BusinessCalendar) -> _DaySums:
-    """The running sums of one calendar (records are frozen, so a calendar never changes)."""
+    """The running sums of one calendar (records are frozen, so a calendar never changes);
+    those of the last 64 calendars built are kept (a site has a handful)."""
     found = _day_sums.get(id(calendar))  # read without the lock: a queue page asks per row
     if found is not None and found.calendar is calendar:
         return found

@@ -380,10 +380,10 @@ def planned_once(sql: str, params: list[Any]) -> tuple[str, list[Any]]:
     if len(pieces) != len(params) + 1:
         return sql, params
     literals = []
-    for value in params:
-        if isinstance(value, int) and not isinstance(value, bool):
-            literals.append(str(int(value)))
-        elif isinstance(value, str) and _PLAIN_TEXT.fullmatch(value):
+    for value in params:  # exact types: a bool, an enum or a str subclass is written otherwise
+        if type(value) is int:
+            literals.append(f"({value})" if value < 0 else str(value))  # "- -5" is no comment
+        elif type(value) is str and _PLAIN_TEXT.fullmatch(value):
             literals.append(f"'{value}'")
         else:
             return sql, params

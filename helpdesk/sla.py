@@ -142,12 +142,12 @@ def status(state: Any, clock: SlaClock, at: dt.datetime) -> Status:
     breached_at, due_at = data.get("breached_at"), data.get("due_at")
     calendar = _calendar(state, data.get("calendar"))
     finished = min(at, met_at or at, stopped_at or at)  # a pause ends with the clock
-    paused = dt.timedelta(seconds=data.get("paused_seconds") or 0)
+    paused = dt.timedelta(seconds=data.get("paused_seconds"))
     if paused_at is not None and finished > paused_at:
         paused += business_time.between(calendar, paused_at, finished)
     total = business_time.between(calendar, data.get("started_at"), finished)
     used_time = max(dt.timedelta(0), total - paused)
-    target = dt.timedelta(seconds=data.get("target_seconds") or 0)
+    target = dt.timedelta(seconds=data.get("target_seconds"))
     used = used_time / target if target else 1.0
     if met_at:
         kind = "late" if breached_at else "met"

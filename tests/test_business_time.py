@@ -23,8 +23,12 @@ def utc(*args: int) -> dt.datetime:
     return dt.datetime(*args)
 
 
-zones = st.sampled_from(["Europe/London", "America/New_York", "Asia/Kolkata", "UTC", "Australia/Sydney"])
-windows = st.tuples(st.integers(0, 23), st.integers(0, 23)).filter(lambda w: w[0] != w[1])
+# The far ends of the offsets (UTC-12, UTC+14), half-hour ones and a half-hour DST shift:
+# an instant's local day is up to a day off its UTC day.
+zones = st.sampled_from(["Europe/London", "America/New_York", "Asia/Kolkata", "UTC", "Australia/Sydney",
+                         "Etc/GMT+12", "Pacific/Kiritimati", "Australia/Lord_Howe", "America/St_Johns"])
+times = st.builds(T, st.integers(0, 23), st.sampled_from([0, 0, 15, 30, 45, 59]))
+windows = st.tuples(times, times)  # closing at or before opening runs into the next day (24 h if equal)
 
 
 @st.composite
@@ -32,7 +36,7 @@ def calendars(draw: st.DrawFn) -> BusinessCalendar:
     days = draw(st.sets(st.integers(0, 6), min_size=1))
     opens, closes = draw(windows)
     holidays = draw(st.sets(st.dates(dt.date(2026, 1, 1), dt.date(2026, 12, 31)), max_size=10))
-    return calendar(draw(zones), {d: (T(opens), T(closes)) for d in days}, holidays)
+    return calendar(draw(zones), {d: (opens, closes) for d in days}, holidays)
 
 
 instants = st.datetimes(dt.datetime(2026, 1, 1), dt.datetime(2026, 12, 1))

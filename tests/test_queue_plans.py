@@ -321,22 +321,29 @@ def test_the_navigation_counts_read_queue_indexes_bounded_not_the_pool(helpdesk_
 # -- PostgreSQL plans a kept statement once ----------------------------------------------------
 
 
-def test_values_written_into_a_kept_statement_are_only_integers_and_plain_words(helpdesk_app):
-    from helpdesk.db import planned_once
+def test_values_written_into_a_kept_statement_are_only_integers_and_plain_words(helpdesk_app, monkeypatch):
+    import enum
 
+    from helpdesk import db
+
+    class Status(enum.StrEnum):
+        NEW = "new"
+
+    sql = "SELECT id FROM incident WHERE owner_agent_id = %s AND status IN (%s, %s) LIMIT %s"
     with helpdesk_app.app_context():
-        sql = "SELECT id FROM incident WHERE owner_agent_id = %s AND status IN (%s, %s) LIMIT %s"
         if is_sqlite():  # SQLite keeps its own prepared statements: nothing to change
-            assert planned_once(sql, [6, "new", "pending", 26]) == (sql, [6, "new", "pending", 26])
-            return
-        assert planned_once(sql, [6, "new", "in_progress", 26]) == (
+            assert db.planned_once(sql, [6, "new", "pending", 26]) == (sql, [6, "new", "pending", 26])
+        monkeypatch.setattr(db, "is_sqlite", lambda: False)  # what PostgreSQL is given, on either run
+        assert db.planned_once(sql, [6, "new", "in_progress", 26]) == (
             "SELECT id FROM incident WHERE owner_agent_id = 6 AND status IN ('new', 'in_progress') LIMIT 26",
             [])
-        for unsafe in ["it's", "a\\b", "50%", "x" * 65, 1.5, True, None, dt.datetime(2026, 1, 1)]:
-            assert planned_once(sql, [6, unsafe, "new", 26]) == (sql, [6, unsafe, "new", 26]), unsafe
+        # "x -%s" with -5 must not become "x --5", the start of a comment
+        assert db.planned_once("SELECT 1 - %s, %s", [-5, 2]) == ("SELECT 1 - (-5), 2", [])
+        for unsafe in ["it's", "a\\b", "50%", "x" * 65, 1.5, True, None, dt.datetime(2026, 1, 1), Status.NEW]:
+            assert db.planned_once(sql, [6, unsafe, "new", 26]) == (sql, [6, unsafe, "new", 26]), unsafe
         like = "SELECT id FROM incident WHERE title LIKE 'a%%' AND owner_agent_id = %s"
-        assert planned_once(like, [6]) == (like, [6])  # a literal % in the text: left alone
-        assert planned_once(sql, [6, "new"]) == (sql, [6, "new"])  # a miscount: left alone
+        assert db.planned_once(like, [6]) == (like, [6])  # a literal % in the text: left alone
+        assert db.planned_once(sql, [6, "new"]) == (sql, [6, "new"])  # a miscount: left alone
 
 
 @pytest.mark.skipif(is_sqlite_run(), reason="PostgreSQL's plan cache")
