@@ -135,33 +135,24 @@ def _schedule(state: Any, clock: SlaClock) -> None:
 
 
 def status(state: Any, clock: SlaClock, at: dt.datetime) -> Status:
-    """Where ``clock`` stands at ``at``: what :func:`paused_for` and :func:`elapsed` say,
-    worked out together (a queue page asks once per row, so each field is read once)."""
-    data = clock.__data__  # the values peewee's descriptors would return, without them
-    met_at, stopped_at, paused_at = data.get("met_at"), data.get("stopped_at"), data.get("paused_at")
-    breached_at, due_at = data.get("breached_at"), data.get("due_at")
-    calendar = _calendar(state, data.get("calendar"))
-    finished = min(at, met_at or at, stopped_at or at)  # a pause ends with the clock
-    paused = dt.timedelta(seconds=data.get("paused_seconds"))
-    if paused_at is not None and finished > paused_at:
-        paused += business_time.between(calendar, paused_at, finished)
-    total = business_time.between(calendar, data.get("started_at"), finished)
-    used_time = max(dt.timedelta(0), total - paused)
-    target = dt.timedelta(seconds=data.get("target_seconds"))
+    finished = min(at, clock.met_at or at, clock.stopped_at or at)  # a pause ends with the clock
+    paused = paused_for(state, clock, finished)  # once: a paused clock's pause is business time too
+    used_time = elapsed(state, clock, at, paused)
+    target = dt.timedelta(seconds=clock.target_seconds)
     used = used_time / target if target else 1.0
-    if met_at:
-        kind = "late" if breached_at else "met"
-    elif stopped_at:
+    if clock.met_at:
+        kind = "late" if clock.breached_at else "met"
+    elif clock.stopped_at:
         kind = "stopped"
-    elif breached_at or (due_at and at >= due_at):
+    elif clock.breached_at or (clock.due_at and at >= clock.due_at):
         kind = "breached"
-    elif paused_at:
+    elif clock.paused_at:
         kind = "paused"
-    elif (points := _points(clock)) and used * 1000 >= points[0]:
+    elif _points(clock) and used * 1000 >= _points(clock)[0]:
         kind = "warning"
     else:
         kind = "running"
-    return Status(clock.target, kind, due_at, used_time, paused, target - used_time, used)
+    return Status(clock.target, kind, clock.due_at, used_time, paused, target - used_time, used)
 
 
 # -- changes, called by the domain inside its transaction ---------------------------
