@@ -7,7 +7,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, g, redirect, request, send_from_directory, url_for
+from flask import (
+    Flask,
+    Response,
+    g,
+    message_flashed,
+    redirect,
+    request,
+    send_from_directory,
+    session,
+    url_for,
+)
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import pass_context
@@ -182,6 +192,8 @@ def create_app(
     idempotency.init_app(app)  # a repeated form answers with the first result
     metrics.register(app)  # /metrics for Prometheus, behind a token with the metrics scope
 
+    message_flashed.connect(_keep_last_flashes, app)
+
     @app.after_request
     def headers(response: Response) -> Response:
         if response.mimetype == "text/html":
@@ -192,6 +204,18 @@ def create_app(
     if not database.is_closed():  # start-up's own: a server that forks after this must not share it
         database.close()
     return app
+
+
+FLASHES_KEPT = 5  # messages waiting in the session cookie for the next page
+
+
+def _keep_last_flashes(app: Flask, message: str, category: str) -> None:
+    """Keep only the newest few messages waiting to be shown. A client that posts forms
+    without following their redirects (a script, a load test) never reads them, and the
+    signed cookie would grow with each one until browsers refuse it."""
+    waiting = session.get("_flashes")
+    if waiting and len(waiting) > FLASHES_KEPT:
+        session["_flashes"] = waiting[-FLASHES_KEPT:]
 
 
 def _return_path() -> str | None:

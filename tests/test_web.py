@@ -970,6 +970,22 @@ def test_new_incident_with_assigned_team_opens_the_owned_incident(app, personas)
     assert "Service Desk / John Carter" in page and "Database / <em>no agent</em>" in page
 
 
+def test_creates_whose_redirects_are_not_followed_leave_only_the_newest_messages(app, personas):
+    """A script posting the form without reading the pages must not grow the session cookie
+    with every "logged" message until browsers refuse it."""
+    client = AgentClient(app, personas.owner)
+    for number in range(12):
+        response = client.post("/incidents/new", {"title": f"Printer {number} jammed", "impact": "low",
+                                                  "urgency": "low", "type": "incident"})
+        assert response.status_code == 303
+    created = [incident.reference for incident in Incident.select().order_by(Incident.id)]
+    assert len(created) == 12
+    where = response.headers["Location"]
+    page = text(client.get(where))
+    assert [reference for reference in created if f"{reference} logged." in page] == created[-5:]
+    assert not any(f"{reference} logged." in text(client.get(where)) for reference in created)
+
+
 def test_new_incident_left_to_the_pool_is_unowned(app, personas):
     client = AgentClient(app, personas.owner)
     response = client.post("/incidents/new", {"title": "Broken chair", "impact": "low",
