@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import random
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,12 +24,13 @@ from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import pass_context
 from markupsafe import Markup
+from peewee import OperationalError
 from werkzeug.routing import IntegerConverter
 
 from helpdesk import __version__, clock
 from helpdesk.config import load_settings
 from helpdesk.context import Context
-from helpdesk.db import database, open_database, release
+from helpdesk.db import commit_count, database, is_write_conflict, open_database, release
 from helpdesk.models import PRIORITIES, STATUSES, Agent
 from helpdesk.plugins import load_plugins
 from helpdesk.rendering import (
@@ -64,6 +67,33 @@ class BoundedInt(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
+CONFLICT_ATTEMPTS = 4  # runs of a request that keeps losing write races before it answers 503
+
+
+class Helpdesk(Flask):
+    """Flask, with a request that lost a write race on PostgreSQL (a serialization failure or
+    a deadlock, SQLSTATE 40001/40P01) run again from its start instead of answered 503. The
+    database undid the whole transaction, so the second run writes everything once. A request
+    that had already committed a change is not run again: the outage handler answers it."""
+
+    def dispatch_request(self) -> Any:
+        attempt = 1
+        while True:
+            committed = commit_count()
+            try:
+                return super().dispatch_request()
+            except OperationalError as error:
+                if (attempt >= CONFLICT_ATTEMPTS or not is_write_conflict(error)
+                        or commit_count() != committed or database.in_transaction()):
+                    raise
+                logger.info("%s %s lost a write race (attempt %d of %d), running it again: %s",
+                            request.method, request.path, attempt, CONFLICT_ATTEMPTS, error)
+            for _name, upload in request.files.items(multi=True):
+                upload.stream.seek(0)  # the first run read the uploads
+            time.sleep(random.uniform(0.005, 0.025) * attempt)  # let the winner finish
+            attempt += 1
+
+
 def _asset_dir(name: str) -> Path:
     """templates/ and static/ live inside the package when installed from a wheel,
     and beside it in a source checkout."""
@@ -84,7 +114,7 @@ def create_app(
     test kit's default, so results do not depend on what else is installed).
     """
     settings = load_settings(config)
-    app = Flask(
+    app = Helpdesk(
         "helpdesk",
         template_folder=str(_asset_dir("templates")),
         static_folder=None,

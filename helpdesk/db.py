@@ -269,11 +269,29 @@ def time_limit(seconds: float) -> Iterator[None]:
             yield
             database.execute_sql("SELECT set_config('statement_timeout', %s, true)", (before,))
     except peewee.OperationalError as error:
-        # peewee wraps the driver's error; psycopg 3 names its code sqlstate, psycopg2 pgcode.
-        for cause in (*error.args[:1], error.__cause__, error.__context__):
-            if (getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)) == "57014":
-                raise QueryTimeout(str(error)) from error  # query_canceled
+        if sqlstate(error) == "57014":  # query_canceled
+            raise QueryTimeout(str(error)) from error
         raise
+
+
+def sqlstate(error: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE for a database error, or None. peewee wraps the driver's error
+    (``orig``); psycopg 3 names the code ``sqlstate``, psycopg2 ``pgcode``."""
+    for cause in (error, getattr(error, "orig", None), error.__cause__, error.__context__):
+        code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
+#: serialization_failure and deadlock_detected: PostgreSQL undid a transaction because another
+#: one raced it, and running it again from its start is the documented answer.
+WRITE_CONFLICTS = frozenset({"40001", "40P01"})
+
+
+def is_write_conflict(error: BaseException) -> bool:
+    """Whether ``error`` is a race lost to another transaction, which a fresh attempt can win."""
+    return sqlstate(error) in WRITE_CONFLICTS
 
 
 _local = threading.local()
@@ -296,6 +314,7 @@ def write_transaction() -> Iterator[None]:
     pending = _pending()
     outermost = _local.depth == 0
     mark = len(pending)
+    hooks: list[Callable[[], None]] = []
     _local.depth += 1
     try:
         if outermost and is_sqlite():
@@ -305,10 +324,13 @@ def write_transaction() -> Iterator[None]:
         with context:
             yield
             if outermost:
-                for hook in _take_before_commit():
+                hooks = _take_before_commit()
+                for hook in hooks:
                     hook()
     except BaseException:
         del pending[mark:]  # this (sub)transaction rolled back: so do its callbacks
+        if hooks and not getattr(_local, "before_commit", None):
+            _local.before_commit = hooks  # what they wrote rolled back too: the next attempt runs them
         raise
     finally:
         _local.depth -= 1
