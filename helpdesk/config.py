@@ -201,7 +201,7 @@ class Settings:
     lease_seconds: int = _setting(_int_between(1, 3600), 120,
                                   "a worker's claim on periodic work or a delivery, renewed while it works")
     delivery_retry_hours: int = _setting(_int_between(1, 14 * 24), 24,
-                                         "a notification failing temporarily is retried this long")
+                                         "a failing notification or plugin event is retried this long")
     support_address: str = _setting(str, "", "the support mailbox customers write to (inbound mail)")
     mail_max_bytes: int = _setting(_int_between(1024, 1 << 30), 30 * 1024 * 1024,
                                    "larger inbound mail is kept raw and quarantined")

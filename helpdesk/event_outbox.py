@@ -6,9 +6,11 @@ the event's hook, so an event exists exactly when its change does, and a
 plugin that fails is retried, and dead-lettered, alone. After the commit a
 ``fire_event`` task per row calls that plugin's hook; the task claims its row
 with a conditional UPDATE, so a duplicate task does nothing. A hook that
-raises is retried with exponential backoff and jitter, and after
-:data:`MAX_ATTEMPTS` the row is *dead* until an admin retries it (admin
-Plugins page). :func:`sweep` re-queues rows whose retry time came, rows a
+raises is retried with exponential backoff and jitter (at most
+:data:`BACKOFF_CAP` apart) for ``delivery_retry_hours``, as notifications are,
+and at least :data:`MAX_ATTEMPTS` times; then the row is *dead* until an admin
+retries it (admin Plugins page). A receiver down for two hours (G3) must not
+turn its events into dead letters. :func:`sweep` re-queues rows whose retry time came, rows a
 queue outage never delivered to a worker, and rows a dead worker left
 claimed.
 
@@ -32,9 +34,9 @@ from helpdesk.db import after_commit, write_transaction
 from helpdesk.models import Agent, EventDelivery, Incident, Team, TimelineEntry
 
 logger = logging.getLogger(__name__)
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 8  # the fewest attempts before a row may be dead, however old it is
 BACKOFF_BASE = 30.0  # seconds; doubles per attempt, capped
-BACKOFF_CAP = 3600.0
+BACKOFF_CAP = 900.0
 # Payload keys that name a row; the worker loads the row fresh before calling the hook.
 LOADERS: dict[str, Any] = {
     "actor": Agent,
@@ -104,7 +106,7 @@ def deliver(state: Any, event_id: int) -> str | None:
     row = EventDelivery.get_by_id(event_id)
     impl = next((i for i in _implementations(state, row.event) if i.plugin_name == row.plugin), None)
     if impl is None:
-        return _failed(row, f"the plugin {row.plugin!r} is not enabled in this worker", permanent=True)
+        return _failed(state, row, f"the plugin {row.plugin!r} is not enabled in this worker", permanent=True)
     incident = Incident.get_or_none(Incident.id == row.incident_id) if row.incident_id else None
     if incident is None:
         logger.warning("event %s: INC-%s no longer exists", row.event, row.incident_id)
@@ -115,7 +117,7 @@ def deliver(state: Any, event_id: int) -> str | None:
     except Exception as error:
         logger.exception("plugin %r failed in hook %s (attempt %d)", row.plugin, row.event, row.attempts)
         record_failure(row.plugin, row.event, incident, error)
-        return _failed(row, f"{type(error).__name__}: {error}", permanent=False)
+        return _failed(state, row, f"{type(error).__name__}: {error}", permanent=False)
     return _finish(row, "done", "")
 
 
@@ -126,8 +128,9 @@ def _finish(row: EventDelivery, state: str, note: str) -> str:
     return state
 
 
-def _failed(row: EventDelivery, error: str, permanent: bool) -> str:
-    dead = permanent or row.attempts >= MAX_ATTEMPTS
+def _failed(state: Any, row: EventDelivery, error: str, permanent: bool) -> str:
+    window = dt.timedelta(hours=state.settings.delivery_retry_hours)
+    dead = permanent or (row.attempts >= MAX_ATTEMPTS and now() - row.created_at >= window)
     state = "dead" if dead else "pending"
     with write_transaction():
         EventDelivery.update(state=state, claimed_until=None, last_error=error[:2000],

@@ -26,7 +26,8 @@ Families, and the naming rule a test enforces (see :data:`FAMILIES`):
   the background worker, never inside the web request. An event hook that
   raises is logged with the plugin's name and listed on the admin Plugins
   page; it neither undoes the change nor stops other plugins' hooks, and it
-  is called again later (backoff, up to 8 attempts, then an admin may retry
+  is called again later (backoff at most 15 minutes apart, for
+  ``delivery_retry_hours`` and at least 8 attempts, then an admin may retry
   it). Events are delivered **at least once**: after a crash a hook may run
   twice for one event, so handlers must be idempotent. Every event hook
   receives ``event_key``, the same string for every call about one event

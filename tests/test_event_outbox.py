@@ -74,18 +74,41 @@ def test_a_failing_plugin_is_retried_alone_with_backoff(helpdesk_app, incident_f
     assert rows("steady")[0].attempts == 1, "the plugin that worked was not called again"
 
 
-def test_a_plugin_failing_every_time_is_dead_and_an_admin_retries_it(
-        helpdesk_app, incident_factory, frozen_clock, personas, login):
+def sweep_for(helpdesk_app: Any, frozen_clock: Any, hours: float) -> None:
+    """Run the worker's sweep every five minutes of a frozen clock for ``hours``."""
     state = helpdesk_app.extensions["helpdesk"]
-    flaky_failures[:] = [event_outbox.MAX_ATTEMPTS]
-    incident_factory(title="Backup failed")
     with helpdesk_app.app_context():
-        for _ in range(event_outbox.MAX_ATTEMPTS):
-            frozen_clock.advance(hours=2)
+        for _ in range(int(hours * 12)):
+            frozen_clock.advance(minutes=5)
             event_outbox.sweep(state)
+
+
+def test_a_plugin_event_hook_failing_for_two_hours_is_called_once_it_works(
+        helpdesk_app, incident_factory, frozen_clock):
+    """G3 for plugins: an audit service down for two hours gets every event afterwards, once."""
+    flaky_failures[:] = [10**6]
+    first, second = incident_factory(title="Backup failed"), incident_factory(title="Disk full")
+    sweep_for(helpdesk_app, frozen_clock, hours=2)
+    assert all(row.state == "pending" and row.attempts >= 6 for row in rows("flaky"))
+    flaky_failures[:] = [0]  # the service is back
+    sweep_for(helpdesk_app, frozen_clock, hours=0.5)
+    assert [row.state for row in rows("flaky")] == ["done", "done"]
+    assert sorted(c[1] for c in calls if c[0] == "flaky") == sorted([first.reference, second.reference])
+
+
+def test_a_plugin_failing_every_time_is_dead_once_the_retry_window_passed_and_an_admin_retries_it(
+        helpdesk_app, incident_factory, frozen_clock, personas, login):
+    flaky_failures[:] = [10**6]
+    incident_factory(title="Backup failed")
+    window = helpdesk_app.extensions["helpdesk"].settings.delivery_retry_hours
+    sweep_for(helpdesk_app, frozen_clock, hours=window - 1)
     [row] = rows("flaky")
-    assert (row.state, row.attempts) == ("dead", event_outbox.MAX_ATTEMPTS)
+    assert row.state == "pending" and row.attempts > event_outbox.MAX_ATTEMPTS
+    sweep_for(helpdesk_app, frozen_clock, hours=1.5)
+    [row] = rows("flaky")
+    assert row.state == "dead"
     assert [c[0] for c in calls] == ["steady"]
+    flaky_failures[:] = [0]
 
     admin = login(personas.admin)
     page = admin.get("/admin/plugins").get_data(as_text=True)
