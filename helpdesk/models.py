@@ -1045,3 +1045,16 @@ class CustomerSession(BaseModel):
 MODELS += [CustomerSession]
 
 MODELS += [ReportDay, ReportDuration]
+
+
+class SlaCalendar(BaseModel):
+    """Each business calendar as the SLA check last saw it: a fingerprint of its zone, hours and
+    holidays. A different fingerprint means an admin changed the calendar, and the open clocks
+    counting on it are re-timed once (:func:`helpdesk.sla.follow_calendar_changes`)."""
+
+    name = peewee.CharField(max_length=100, primary_key=True)
+    fingerprint = peewee.CharField(max_length=64)
+    seen_at = peewee.DateTimeField()
+
+
+MODELS += [SlaCalendar]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,7 +26,8 @@ from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.db import Statement, for_update, write_transaction
 from helpdesk.escalation.engine import check as escalation_check
-from helpdesk.models import Incident, SlaClock, SlaEvent, TimelineEntry
+from helpdesk.escalation.engine import schedule as escalation_schedule
+from helpdesk.models import Incident, SlaCalendar, SlaClock, SlaEvent, TimelineEntry
 
 logger = logging.getLogger(__name__)
 TARGETS = ("response", "resolution")
@@ -322,6 +325,82 @@ def audit(state: Any, incident: Incident, tolerance: int = 1) -> list[str]:
 # -- the background check -------------------------------------------------------------
 
 
+# -- calendars changed by an admin (H7) ------------------------------------------------
+
+
+def calendar_fingerprint(calendar: Any) -> str:
+    """What decides business time in ``calendar`` (zone, weekly hours, holidays), hashed."""
+    described = {
+        "zone": calendar.time_zone,
+        "hours": sorted((int(day), opens.isoformat(), closes.isoformat())
+                        for day, (opens, closes) in calendar.hours.items()),
+        "holidays": sorted(day.isoformat() for day in calendar.holidays),
+    }
+    return hashlib.sha256(json.dumps(described).encode()).hexdigest()
+
+
+def follow_calendar_changes(state: Any, at: dt.datetime | None = None, batch: int = 200) -> int:
+    """Re-time the open clocks of every business calendar whose zone, hours or holidays changed
+    since the last check saw it; return how many clocks moved.
+
+    The rule (README, SLAs): a running clock's due time and next warning are computed again
+    as if the new calendar had always applied, and the incident's timeline says so. Warnings
+    and breaches already fired stay fired and are not sent again; met, stopped and breached
+    clocks keep the times they were judged by; a paused clock takes the new calendar when it
+    runs again. A calendar seen for the first time (a new install, a new calendar) is only
+    recorded."""
+    at = at or now()
+    seen = {row.name: row.fingerprint for row in SlaCalendar.select()}
+    moved = 0
+    for name, calendar in state.registry.business_calendars.items():
+        fingerprint = calendar_fingerprint(calendar)
+        if seen.get(name) == fingerprint:
+            continue
+        if name in seen:
+            retimed = _retime(state, name, at, batch)
+            logger.warning("SLA: business calendar %r changed; %d open clock(s) re-timed", name, retimed)
+            moved += retimed
+        with write_transaction():
+            SlaCalendar.insert(name=name, fingerprint=fingerprint, seen_at=at).on_conflict(
+                conflict_target=[SlaCalendar.name],
+                update={SlaCalendar.fingerprint: fingerprint, SlaCalendar.seen_at: at}).execute()
+    return moved
+
+
+def _retime(state: Any, name: str, at: dt.datetime, batch: int) -> int:
+    """Reschedule the running clocks on calendar ``name``, a batch per transaction (by id)."""
+    moved, after = 0, 0
+    running = ((SlaClock.calendar == name) & SlaClock.met_at.is_null() & SlaClock.stopped_at.is_null()
+               & SlaClock.breached_at.is_null() & SlaClock.paused_at.is_null())
+    while True:
+        ids = [clock_id for (clock_id,) in SlaClock.select(SlaClock.id).where(running & (SlaClock.id > after))
+               .order_by(SlaClock.id).limit(batch).tuples()]
+        if not ids:
+            return moved
+        after = ids[-1]
+        with write_transaction():
+            # Lock order as in the domain: the incident rows first, then their clocks.
+            incidents = SlaClock.select(SlaClock.incident).where(SlaClock.id.in_(ids))
+            for_update(Incident.select(Incident.id).where(Incident.id.in_(incidents))
+                       .order_by(Incident.id)).execute()
+            retimed: set[int] = set()
+            for clock in for_update(SlaClock.select().where(SlaClock.id.in_(ids) & running)
+                                    .order_by(SlaClock.id)):
+                before = clock.due_at
+                _save(state, clock)
+                if clock.due_at == before:
+                    continue
+                moved += 1
+                retimed.add(clock.incident_id)
+                TimelineEntry.create(
+                    incident=clock.incident_id, actor=None, kind="sla", at=at, field=clock.target,
+                    old_value=clock.due_at.isoformat() if clock.due_at else None, new_value="retimed",
+                    body=f"{clock.target.capitalize()} due time recomputed: the business calendar "
+                         f"{name!r} changed")
+            for incident_id in sorted(retimed):  # escalation levels timed by these clocks follow
+                escalation_schedule(state, Incident(id=incident_id))
+
+
 def check(state: Any, at: dt.datetime | None = None, batch: int = 500) -> int:
     """Fire every SLA event due at ``at`` (default now); return how many fired.
 
@@ -331,6 +410,7 @@ def check(state: Any, at: dt.datetime | None = None, batch: int = 500) -> int:
     crash never fires an event twice.
     """
     at = at or now()
+    follow_calendar_changes(state, at)
     fired = 0
     seen: set[int] = set()
     while True:

@@ -317,6 +317,59 @@ def test_changing_the_hours_with_incidents_open_follows_the_documented_rule(
     )
 
 
+def test_widening_the_hours_brings_open_clocks_forward_at_the_next_check_and_fires_each_event_once(
+    ctx, personas, incident_factory, frozen_clock, sla_check, login
+):
+    """H7, the other way: hours that grow make a running clock due sooner than its stored next
+    event, so waiting for that event would breach late. The next SLA check re-times every open
+    clock of the changed calendar, says so on the timeline, and leaves met clocks alone."""
+    import datetime as dt
+
+    from helpdesk.db import write_transaction
+    from helpdesk.models import Incident, SlaEvent, TimelineEntry
+
+    weekdays = ("mon", "tue", "wed", "thu", "fri")
+    site_settings.save(ctx, {"business_hours.hours": {d: "09:00-10:00" for d in weekdays}}, personas.lead)
+    sla_check()  # the worker has seen the one-hour days
+    incident = incident_factory(impact="medium", urgency="medium")  # P3: 4 working hours to respond
+    answered = incident_factory(impact="medium", urgency="medium")
+
+    def response(incident_id: int) -> SlaClock:
+        return SlaClock.get((SlaClock.incident == incident_id) & (SlaClock.target == "response"))
+
+    assert response(incident.id).due_at == dt.datetime(2026, 3, 5, 10, 0)  # Thursday 10:00
+    frozen_clock.advance(minutes=20)
+    with write_transaction():
+        SlaClock.update(met_at=frozen_clock.now).where(SlaClock.id == response(answered.id).id).execute()
+    resolution_before = SlaClock.get((SlaClock.incident == incident.id) & (SlaClock.target == "resolution"))
+
+    site_settings.save(ctx, {"business_hours.hours": {d: "09:00-17:00" for d in weekdays}}, personas.lead)
+    assert sla_check(dt.datetime(2026, 3, 2, 9, 30)) == 0
+    clock = response(incident.id)
+    assert clock.due_at == dt.datetime(2026, 3, 2, 13, 0)  # Monday 13:00, not Thursday
+    assert clock.next_event_at == dt.datetime(2026, 3, 2, 11, 0)  # 50 % used
+    assert Incident.get_by_id(incident.id).sla_due_at == dt.datetime(2026, 3, 2, 13, 0), "queues see it"
+    resolution = SlaClock.get_by_id(resolution_before.id)
+    assert resolution.due_at < resolution_before.due_at
+    assert response(answered.id).due_at == dt.datetime(2026, 3, 5, 10, 0), "a met clock keeps its times"
+    retimed = list(TimelineEntry.select().where((TimelineEntry.incident == incident.id)
+                                                & (TimelineEntry.new_value == "retimed")))
+    assert sorted(entry.field for entry in retimed) == ["resolution", "response"]
+    assert "business" in retimed[0].body
+
+    assert sla_check(dt.datetime(2026, 3, 2, 9, 31)) == 0, "seen once: not re-timed again"
+    assert sla_check(dt.datetime(2026, 3, 2, 11, 0)) == 1  # 50 %, today rather than Tuesday
+    assert sla_check(dt.datetime(2026, 3, 2, 11, 0)) == 0
+    assert sla_check(dt.datetime(2026, 3, 2, 13, 0)) >= 1  # the breach, today
+    events = SlaEvent.select().where((SlaEvent.incident == incident.id) & (SlaEvent.target == "response"))
+    kinds = sorted((e.kind, e.point) for e in events)
+    assert kinds[0] == ("breach", 1000) and len(kinds) == len(set(kinds))
+    assert TimelineEntry.select().where((TimelineEntry.incident == incident.id)
+                                        & (TimelineEntry.new_value == "retimed")).count() == 2
+    page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert "SLA response due time recomputed" in page and "SLA response warning" in page
+
+
 def test_an_inactive_team_is_given_no_new_work_but_keeps_what_it_has(login, personas, ctx, incident_factory):
     from helpdesk import incidents
     from helpdesk.errors import DomainError
