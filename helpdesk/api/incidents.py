@@ -31,6 +31,7 @@ from helpdesk.api.common import (
 from helpdesk.api.http import ApiError, body, endpoint, expected_version, json_response
 from helpdesk.clock import now
 from helpdesk.errors import DomainError, StaleVersion
+from helpdesk.incidents import handback
 from helpdesk.models import (
     LEVELS,
     PENDING_REASONS,
@@ -41,6 +42,7 @@ from helpdesk.models import (
     Agent,
     Category,
     Contact,
+    HandBack,
     Incident,
     Service,
     SlaClock,
@@ -375,3 +377,72 @@ def sla_status(incident_id: int) -> Response:
             "paused_seconds": int(status.paused.total_seconds()),
             "remaining_seconds": int(status.remaining.total_seconds()), "used": round(status.used, 4)})
     return json_response({"clocks": clocks})
+
+
+# -- refer and request: hand-backs ------------------------------------------------------------------
+
+HAND_BACK = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "incident_id": {"type": "integer"},
+    "state": {"type": "string", "enum": ["pending", "accepted", "rejected", "lapsed"]},
+    "team": REF, "request": {"type": "string"}, "suggested_team": REF,
+    "requested_by": REF, "requested_at": STAMP, "decided_by": REF, "decided_at": STAMP,
+    "decision": {"type": "string"}}}
+NEW_HAND_BACK = {"type": "object", "required": ["request"], "properties": {
+    "request": {"type": "string", "minLength": 1, "maxLength": handback.MAX_REQUEST},
+    "suggested_team_id": OPTIONAL_ID}}
+ACCEPT_HAND_BACK = {"type": "object", "properties": {"team_id": OPTIONAL_ID}}
+REJECT_HAND_BACK = {"type": "object", "required": ["reason"], "properties": {
+    "reason": {"type": "string", "minLength": 1, "maxLength": 2000}}}
+
+
+def hand_back_json(record: HandBack) -> dict[str, Any]:
+    return {"id": record.id, "incident_id": record.incident_id, "state": record.state,
+            "team": ref(record.team), "request": record.request, "suggested_team": ref(record.suggested_team),
+            "requested_by": ref(record.requested_by), "requested_at": stamp(record.requested_at),
+            "decided_by": ref(record.decided_by), "decided_at": stamp(record.decided_at),
+            "decision": record.decision}
+
+
+@endpoint("GET", "/incidents/<int:incident_id>/hand-back", scope="read",
+          summary="The hand-back request awaiting the owner's decision (404 when there is none)",
+          responses={200: ("The pending hand-back", HAND_BACK)})
+def pending_hand_back(incident_id: int) -> Response:
+    domain.get(incident_id)
+    waiting = handback.pending(incident_id)
+    if waiting is None:
+        raise ApiError(404, "Not found", "No hand-back request awaits a decision on this incident.")
+    return json_response(hand_back_json(waiting))
+
+
+@endpoint("POST", "/incidents/<int:incident_id>/hand-back", scope="write",
+          summary="Hand the incident back to its owner with a request (an agent of the assigned team, "
+          "while that team works in refer-and-request mode)", body=NEW_HAND_BACK,
+          responses={201: ("The hand-back, pending", HAND_BACK)})
+def hand_back(incident_id: int) -> Response:
+    data = body(NEW_HAND_BACK)
+    domain.get(incident_id)
+    made = handback.hand_back(context(), incident_id, agent_of_token(), data["request"],
+                              record(Team, data.get("suggested_team_id"), "suggested_team"))
+    return json_response(hand_back_json(HandBack.get_by_id(made.id)), 201)
+
+
+@endpoint("POST", "/incidents/<int:incident_id>/hand-back/accept", scope="write",
+          summary="Accept the pending hand-back (the owner, a lead of the owning team or an admin): "
+          "the incident goes to team_id, else the suggested team, else the owning team",
+          body=ACCEPT_HAND_BACK, responses={200: ("The reassigned incident (ETag: its new version)",
+                                                  INCIDENT)})
+def accept_hand_back(incident_id: int) -> Response:
+    data = body(ACCEPT_HAND_BACK)
+    domain.get(incident_id)
+    return answer(handback.accept(context(), incident_id, agent_of_token(),
+                                  record(Team, data.get("team_id"), "team")))
+
+
+@endpoint("POST", "/incidents/<int:incident_id>/hand-back/reject", scope="write",
+          summary="Reject the pending hand-back with a reason: the incident stays with the team "
+          "that asked", body=REJECT_HAND_BACK, responses={200: ("The rejected hand-back", HAND_BACK)})
+def reject_hand_back(incident_id: int) -> Response:
+    data = body(REJECT_HAND_BACK)
+    domain.get(incident_id)
+    decided = handback.reject(context(), incident_id, agent_of_token(), data["reason"])
+    return json_response(hand_back_json(decided))

@@ -161,12 +161,14 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     **{(f"/api/v1/{path}", "GET"): TOKEN_ONLY for path in (
         "agents", "categories", "contacts", "deliveries", "incidents", "services", "teams",
         "incidents/<int:incident_id>", "incidents/<int:incident_id>/sla",
-        "incidents/<int:incident_id>/timeline")},
+        "incidents/<int:incident_id>/timeline", "incidents/<int:incident_id>/hand-back")},
     **{(f"/api/v1/{path}", "POST"): TOKEN_ONLY for path in (
         "alerts", "incidents", "incidents/<int:incident_id>/assignee",
         "incidents/<int:incident_id>/comments", "incidents/<int:incident_id>/links",
         "incidents/<int:incident_id>/owner", "incidents/<int:incident_id>/priority",
-        "incidents/<int:incident_id>/status", "incidents/<int:incident_id>/take")},
+        "incidents/<int:incident_id>/status", "incidents/<int:incident_id>/take",
+        "incidents/<int:incident_id>/hand-back", "incidents/<int:incident_id>/hand-back/accept",
+        "incidents/<int:incident_id>/hand-back/reject")},
     ("/api/v1/incidents/<int:incident_id>", "PATCH"): TOKEN_ONLY,
     ("/api/v1/alerts/<source>", "POST"): TOKEN_ONLY,
     ("/attachments/<int:attachment_id>", "GET"): AGENT_ONLY,
