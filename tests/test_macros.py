@@ -339,3 +339,49 @@ def test_the_reply_tools_offer_my_macros_escaped_and_post_to_the_macro_route(per
     assert f'formaction="/incidents/{incident.id}/macro"' in html
     assert f'name="macro_version" value="{incident.version}"' in html
     assert 'data-does="Set priority (Priority: P1)"' in html
+
+
+# -- through the API ------------------------------------------------------------------------------
+
+
+def api_client(app, agent):
+    from helpdesk.api import tokens
+
+    with app.app_context():
+        secret = tokens.create(agent, "script", ["read", "write"]).secret
+    client, headers = app.test_client(), {"Authorization": f"Bearer {secret}"}
+    return lambda method, path, body=None, **extra: client.open(
+        f"/api/v1{path}", method=method, json=body, headers={**headers, **extra})
+
+
+def test_the_api_lists_the_macros_an_agent_may_use(app, personas):
+    mine = make(personas.owner, name="Mine", actions=[{"action": "priority", "params": {"priority": 1}}])
+    shared = make(personas.lead, name="Desk macro", team=personas.service_desk)
+    make(personas.colleague, name="Sara's own")
+    make(personas.assignee, name="Database only", team=personas.database_team)
+    listed = api_client(app, personas.owner)("GET", "/macros").get_json()["items"]
+    assert sorted((m["id"], m["name"], m["personal"]) for m in listed) == sorted(
+        [(mine.id, "Mine", True), (shared.id, "Desk macro", False)])
+    assert next(m for m in listed if m["id"] == mine.id)["does"] == ["Set priority (Priority: P1)"]
+
+
+def test_the_api_sends_a_macro_as_one_change_under_if_match(app, personas, incident_factory):
+    incident = incident_factory(assigned_team=personas.service_desk)
+    macro = make(personas.owner, actions=[
+        {"action": "status", "params": {"status": "pending", "pending_reason": "customer"}}])
+    call = api_client(app, personas.owner)
+    path = f"/incidents/{incident.id}/macro"
+    assert call("POST", path, {"macro_id": macro.id}).status_code == 428, "If-Match is required"
+    sent = call("POST", path, {"macro_id": macro.id}, **{"If-Match": f'"{incident.version}"'})
+    assert sent.status_code == 200, sent.get_data(as_text=True)
+    assert (sent.get_json()["status"], sent.get_json()["version"]) == ("pending", incident.version + 1)
+    reply = timeline(incident.id)[1]
+    assert reply.kind == "reply", "the macro's visibility"
+    assert reply.body.endswith(f"about {incident.reference}: please send the logs."), "placeholders filled"
+    stale = call("POST", path, {"macro_id": macro.id, "body": "again"},
+                 **{"If-Match": f'"{incident.version}"'})
+    assert stale.status_code == 412
+    hidden = make(personas.colleague, name="Sara's own")
+    refused = call("POST", path, {"macro_id": hidden.id}, **{"If-Match": f'"{incident.version + 1}"'})
+    assert refused.status_code == 404
+    assert Incident.get_by_id(incident.id).version == incident.version + 1, "nothing more was written"

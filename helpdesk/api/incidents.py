@@ -9,7 +9,7 @@ import peewee
 from flask import Response, request, url_for
 
 from helpdesk import incidents as domain
-from helpdesk import queues, sla
+from helpdesk import macros, queues, sla
 from helpdesk.api.common import (
     ID,
     OPTIONAL_ID,
@@ -446,3 +446,39 @@ def reject_hand_back(incident_id: int) -> Response:
     domain.get(incident_id)
     decided = handback.reject(context(), incident_id, agent_of_token(), data["reason"])
     return json_response(hand_back_json(decided))
+
+
+# -- macros -------------------------------------------------------------------------------------------
+
+MACRO = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "name": {"type": "string"}, "body": {"type": "string"},
+    "public": {"type": "boolean"}, "team": REF, "personal": {"type": "boolean"},
+    "does": {"type": "array", "items": {"type": "string"}}}}
+APPLY_MACRO = {"type": "object", "required": ["macro_id"], "properties": {
+    "macro_id": ID, "body": {"type": ["string", "null"], "maxLength": macros.MAX_BODY},
+    "visibility": {"type": ["string", "null"], "enum": ["public", "internal", None]}}}
+
+
+@endpoint("GET", "/macros", scope="read",
+          summary="The macros the token's agent may use: their own and their teams' shared ones",
+          responses={200: ("Macros", listing(MACRO))})
+def list_macros() -> Response:
+    agent = agent_of_token()
+    items = [{"id": m.id, "name": m.name, "body": m.body, "public": m.public,
+              "team": ref(m.team) if m.team_id else None, "personal": m.agent_id is not None,
+              "does": macros.describe(context(), m)} for m in macros.visible_list(agent)]
+    return json_response({"items": items, "next_cursor": None})
+
+
+@endpoint("POST", "/incidents/<int:incident_id>/macro", scope="write", if_match=True,
+          summary="Reply with a macro and run its actions as one change (body: the reply as edited, "
+          "else the macro's text with its placeholders filled; visibility: else the macro's)",
+          body=APPLY_MACRO, responses=CHANGED)
+def apply_macro(incident_id: int) -> Response:
+    data = body(APPLY_MACRO)
+    version = precondition(incident_id)
+    text, visibility = data.get("body"), data.get("visibility")
+    return answer(macros.apply(
+        context(), incident_id, agent_of_token(), data["macro_id"],
+        text if text is not None and text.strip() else None,
+        public=None if visibility is None else visibility == "public", expected_version=version))

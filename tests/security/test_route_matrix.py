@@ -159,7 +159,7 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/docs", "GET"): AGENT_ONLY,
     ("/api/v1/openapi.json", "GET"): PUBLIC,
     **{(f"/api/v1/{path}", "GET"): TOKEN_ONLY for path in (
-        "agents", "categories", "contacts", "deliveries", "incidents", "services", "teams",
+        "agents", "categories", "contacts", "deliveries", "incidents", "macros", "services", "teams",
         "incidents/<int:incident_id>", "incidents/<int:incident_id>/sla",
         "incidents/<int:incident_id>/timeline", "incidents/<int:incident_id>/hand-back")},
     **{(f"/api/v1/{path}", "POST"): TOKEN_ONLY for path in (
@@ -168,7 +168,7 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
         "incidents/<int:incident_id>/owner", "incidents/<int:incident_id>/priority",
         "incidents/<int:incident_id>/status", "incidents/<int:incident_id>/take",
         "incidents/<int:incident_id>/hand-back", "incidents/<int:incident_id>/hand-back/accept",
-        "incidents/<int:incident_id>/hand-back/reject")},
+        "incidents/<int:incident_id>/hand-back/reject", "incidents/<int:incident_id>/macro")},
     ("/api/v1/incidents/<int:incident_id>", "PATCH"): TOKEN_ONLY,
     ("/api/v1/alerts/<source>", "POST"): TOKEN_ONLY,
     ("/attachments/<int:attachment_id>", "GET"): AGENT_ONLY,
