@@ -7,7 +7,8 @@ plugin that fails is retried, and dead-lettered, alone. After the commit a
 ``fire_event`` task per row calls that plugin's hook; the task claims its row
 with a conditional UPDATE, so a duplicate task does nothing. A hook that
 raises is retried with exponential backoff and jitter (at most
-:data:`BACKOFF_CAP` apart) for ``delivery_retry_hours``, as notifications are,
+15 minutes apart: the notification outbox's :func:`~helpdesk.notify.outbox.backoff`) for
+``delivery_retry_hours``, as notifications are,
 and at least :data:`MAX_ATTEMPTS` times; then the row is *dead* until an admin
 retries it (admin Plugins page). A receiver down for two hours (G3) must not
 turn its events into dead letters. :func:`sweep` re-queues rows whose retry time came, rows a
@@ -25,7 +26,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import random
 import uuid
 from typing import Any
 
@@ -35,8 +35,6 @@ from helpdesk.models import Agent, EventDelivery, Incident, Team, TimelineEntry
 
 logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8  # the fewest attempts before a row may be dead, however old it is
-BACKOFF_BASE = 30.0  # seconds; doubles per attempt, capped
-BACKOFF_CAP = 900.0
 # Payload keys that name a row; the worker loads the row fresh before calling the hook.
 LOADERS: dict[str, Any] = {
     "actor": Agent,
@@ -72,8 +70,10 @@ def record(state: Any, event: str, incident_id: int, payload: dict[str, Any]) ->
 
 
 def backoff(attempts: int) -> dt.timedelta:
-    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1))
-    return dt.timedelta(seconds=delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not crypto
+    """The notification outbox's waits (30 s doubling, jittered, never over 15 minutes)."""
+    from helpdesk.notify.outbox import backoff as notification_backoff
+
+    return notification_backoff(attempts)
 
 
 def claim(event_id: int, holder: str, lease_seconds: int, at: dt.datetime) -> bool:

@@ -359,6 +359,12 @@ class SlaClock(BaseModel):
         indexes = ((("incident", "target"), True),)
 
 
+# The clocks a changed calendar re-times (migration 0026): open, unbreached, by calendar and id.
+SlaClock.add_index(SlaClock.index(SlaClock.calendar, SlaClock.id, name="sla_clock_open_by_calendar")
+                   .where(SlaClock.met_at.is_null() & SlaClock.stopped_at.is_null()
+                          & SlaClock.breached_at.is_null()))
+
+
 class SlaEvent(BaseModel):
     """A warning or breach that fired: the unique row is claimed before any side effect."""
 

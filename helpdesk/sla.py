@@ -328,67 +328,87 @@ def audit(state: Any, incident: Incident, tolerance: int = 1) -> list[str]:
 # -- calendars changed by an admin (H7) ------------------------------------------------
 
 
-def calendar_fingerprint(calendar: Any) -> str:
-    """What decides business time in ``calendar`` (zone, weekly hours, holidays), hashed."""
+def calendar_fingerprint(calendar: Any, year: int) -> str:
+    """What decides business time in ``calendar`` (zone, weekly hours, holidays), hashed. Only
+    holidays from the year before ``year`` to two years after count: calendars built from a
+    country's holidays cover a window of years that moves each new year, and processes started
+    in different years must agree."""
+    years = range(year - 1, year + 3)
     described = {
-        "zone": calendar.time_zone,
-        "hours": sorted((int(day), opens.isoformat(), closes.isoformat())
+        "zone": str(calendar.time_zone),
+        "hours": sorted((int(day), str(opens), str(closes))
                         for day, (opens, closes) in calendar.hours.items()),
-        "holidays": sorted(day.isoformat() for day in calendar.holidays),
+        "holidays": sorted(str(day) for day in calendar.holidays
+                           if isinstance(day, dt.date) and day.year in years),
     }
-    return hashlib.sha256(json.dumps(described).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(described, default=str).encode()).hexdigest()
 
 
 def follow_calendar_changes(state: Any, at: dt.datetime | None = None, batch: int = 200) -> int:
     """Re-time the open clocks of every business calendar whose zone, hours or holidays changed
     since the last check saw it; return how many clocks moved.
 
-    The rule (README, SLAs): a running clock's due time and next warning are computed again
-    as if the new calendar had always applied, and the incident's timeline says so. Warnings
-    and breaches already fired stay fired and are not sent again; met, stopped and breached
-    clocks keep the times they were judged by; a paused clock takes the new calendar when it
+    The rule (README, Settings in the browser): a running clock's pauses are measured again
+    and its due time and next warning computed again, as if the new calendar had always
+    applied, and the incident's timeline says so. Warnings and breaches already fired stay
+    fired and are not sent again; met, stopped and breached clocks keep the times they were
+    judged by; a paused clock's pauses are measured again and it takes the new hours when it
     runs again. A calendar seen for the first time (a new install, a new calendar) is only
-    recorded."""
+    recorded. A calendar that cannot be read is logged and skipped: the check goes on."""
     at = at or now()
     seen = {row.name: row.fingerprint for row in SlaCalendar.select()}
     moved = 0
     for name, calendar in state.registry.business_calendars.items():
-        fingerprint = calendar_fingerprint(calendar)
-        if seen.get(name) == fingerprint:
-            continue
-        if name in seen:
-            retimed = _retime(state, name, at, batch)
-            logger.warning("SLA: business calendar %r changed; %d open clock(s) re-timed", name, retimed)
-            moved += retimed
-        with write_transaction():
-            SlaCalendar.insert(name=name, fingerprint=fingerprint, seen_at=at).on_conflict(
-                conflict_target=[SlaCalendar.name],
-                update={SlaCalendar.fingerprint: fingerprint, SlaCalendar.seen_at: at}).execute()
+        try:
+            fingerprint = calendar_fingerprint(calendar, at.year)
+            if seen.get(name) == fingerprint:
+                continue
+            if name in seen:
+                retimed = _retime(state, name, at, batch)
+                logger.warning("SLA: business calendar %r changed; %d open clock(s) re-timed", name, retimed)
+                moved += retimed
+            with write_transaction():
+                SlaCalendar.insert(name=name, fingerprint=fingerprint, seen_at=at).on_conflict(
+                    conflict_target=[SlaCalendar.name],
+                    update={SlaCalendar.fingerprint: fingerprint, SlaCalendar.seen_at: at}).execute()
+        except Exception:  # a broken calendar must not stop every warning and breach
+            logger.exception("SLA: could not follow changes to business calendar %r", name)
     return moved
 
 
 def _retime(state: Any, name: str, at: dt.datetime, batch: int) -> int:
-    """Reschedule the running clocks on calendar ``name``, a batch per transaction (by id)."""
+    """Re-measure and reschedule the open, unbreached clocks on calendar ``name``, a batch per
+    transaction (by id, through migration 0026's partial index); return how many due times
+    moved."""
     moved, after = 0, 0
-    running = ((SlaClock.calendar == name) & SlaClock.met_at.is_null() & SlaClock.stopped_at.is_null()
-               & SlaClock.breached_at.is_null() & SlaClock.paused_at.is_null())
+    open_clocks = ((SlaClock.calendar == name) & SlaClock.met_at.is_null() & SlaClock.stopped_at.is_null()
+                   & SlaClock.breached_at.is_null())
     while True:
-        ids = [clock_id for (clock_id,) in SlaClock.select(SlaClock.id).where(running & (SlaClock.id > after))
-               .order_by(SlaClock.id).limit(batch).tuples()]
+        ids = [clock_id for (clock_id,) in SlaClock.select(SlaClock.id)
+               .where(open_clocks & (SlaClock.id > after)).order_by(SlaClock.id).limit(batch).tuples()]
         if not ids:
             return moved
         after = ids[-1]
         with write_transaction():
             # Lock order as in the domain: the incident rows first, then their clocks.
-            incidents = SlaClock.select(SlaClock.incident).where(SlaClock.id.in_(ids))
-            for_update(Incident.select(Incident.id).where(Incident.id.in_(incidents))
-                       .order_by(Incident.id)).execute()
+            incidents = {incident.id: incident for incident in for_update(
+                Incident.select(Incident.id, Incident.created_at)
+                .where(Incident.id.in_(SlaClock.select(SlaClock.incident).where(SlaClock.id.in_(ids))))
+                .order_by(Incident.id))}
+            clocks = list(for_update(SlaClock.select().where(SlaClock.id.in_(ids) & open_clocks)
+                                     .order_by(SlaClock.id)))
+            paused_before = {clock.incident_id for clock in clocks if clock.paused_seconds or clock.paused_at}
+            replayed = {incident_id: derive(state, incidents[incident_id]) for incident_id in paused_before}
             retimed: set[int] = set()
-            for clock in for_update(SlaClock.select().where(SlaClock.id.in_(ids) & running)
-                                    .order_by(SlaClock.id)):
-                before = clock.due_at
-                _save(state, clock)
-                if clock.due_at == before:
+            for clock in clocks:
+                before = (clock.due_at, clock.next_event_at, clock.paused_seconds)
+                if clock.incident_id in replayed:  # pauses are working time: measured in the new hours
+                    clock.paused_seconds = replayed[clock.incident_id][clock.target].paused_seconds
+                _schedule(state, clock)
+                if (clock.due_at, clock.next_event_at, clock.paused_seconds) == before:
+                    continue
+                clock.save()
+                if clock.due_at == before[0]:
                     continue
                 moved += 1
                 retimed.add(clock.incident_id)
@@ -410,7 +430,16 @@ def check(state: Any, at: dt.datetime | None = None, batch: int = 500) -> int:
     crash never fires an event twice.
     """
     at = at or now()
-    follow_calendar_changes(state, at)
+    fired = _fire_due(state, at, batch)
+    # After what was due (a re-time of many clocks must not hold back a breach), and again for
+    # the clocks a changed calendar made due at once.
+    if follow_calendar_changes(state, at):
+        fired += _fire_due(state, at, batch)
+    escalation_check(state, at)  # the same pass runs the escalation levels now due
+    return fired
+
+
+def _fire_due(state: Any, at: dt.datetime, batch: int) -> int:
     fired = 0
     seen: set[int] = set()
     while True:
@@ -419,7 +448,6 @@ def check(state: Any, at: dt.datetime | None = None, batch: int = 500) -> int:
                .order_by(SlaClock.next_event_at).limit(batch)]
         fresh = [clock_id for clock_id in due if clock_id not in seen]
         if not fresh:
-            escalation_check(state, at)  # the same pass runs the escalation levels now due
             return fired
         for clock_id in fresh:
             seen.add(clock_id)

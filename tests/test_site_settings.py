@@ -357,17 +357,64 @@ def test_widening_the_hours_brings_open_clocks_forward_at_the_next_check_and_fir
     assert sorted(entry.field for entry in retimed) == ["resolution", "response"]
     assert "business" in retimed[0].body
 
-    assert sla_check(dt.datetime(2026, 3, 2, 9, 31)) == 0, "seen once: not re-timed again"
+    assert sla_check(dt.datetime(2026, 3, 2, 9, 31)) == 0
     assert sla_check(dt.datetime(2026, 3, 2, 11, 0)) == 1  # 50 %, today rather than Tuesday
     assert sla_check(dt.datetime(2026, 3, 2, 11, 0)) == 0
     assert sla_check(dt.datetime(2026, 3, 2, 13, 0)) >= 1  # the breach, today
     events = SlaEvent.select().where((SlaEvent.incident == incident.id) & (SlaEvent.target == "response"))
-    kinds = sorted((e.kind, e.point) for e in events)
-    assert kinds[0] == ("breach", 1000) and len(kinds) == len(set(kinds))
+    assert sorted((e.kind, e.point, e.at) for e in events) == [
+        ("breach", 1000, dt.datetime(2026, 3, 2, 13, 0)), ("warning", 500, dt.datetime(2026, 3, 2, 11, 0))]
     assert TimelineEntry.select().where((TimelineEntry.incident == incident.id)
                                         & (TimelineEntry.new_value == "retimed")).count() == 2
     page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
     assert "SLA response due time recomputed" in page and "SLA response warning" in page
+
+
+def test_a_pause_is_measured_again_in_the_new_hours_and_a_breached_clock_keeps_its_times(
+    app, ctx, personas, incident_factory, frozen_clock, sla_check
+):
+    """H7 with history: a clock paused under one-hour days has its pause measured again in the
+    wider hours (as if they had always applied), so it is not breached the moment the hours
+    grow; a clock already breached keeps the due time it was judged by."""
+    import datetime as dt
+
+    from helpdesk import incidents, sla
+    from helpdesk.db import write_transaction
+    from helpdesk.models import Incident, SlaEvent
+
+    weekdays = ("mon", "tue", "wed", "thu", "fri")
+    site_settings.save(ctx, {"business_hours.hours": {d: "09:00-10:00" for d in weekdays}}, personas.lead)
+    sla_check()
+    paused = incident_factory(impact="medium", urgency="medium")  # P3: 4 working hours to respond
+    late = incident_factory(impact="medium", urgency="medium")
+    frozen_clock.set(dt.datetime(2026, 3, 2, 9, 10))
+    with app.app_context():
+        incidents.change_status(ctx, paused.id, personas.owner, "pending", pending_reason="customer")
+    frozen_clock.set(dt.datetime(2026, 3, 2, 16, 0))
+    with app.app_context():
+        incidents.change_status(ctx, paused.id, personas.owner, "in_progress")
+    clock = SlaClock.get((SlaClock.incident == paused.id) & (SlaClock.target == "response"))
+    assert clock.paused_seconds == 50 * 60  # 09:10-10:00 was the working part of the pause
+    late_clock = SlaClock.get((SlaClock.incident == late.id) & (SlaClock.target == "response"))
+    with write_transaction():  # judged breached under the old hours
+        SlaClock.update(breached_at=dt.datetime(2026, 3, 2, 15, 0)).where(
+            SlaClock.id == late_clock.id).execute()
+
+    frozen_clock.set(dt.datetime(2026, 3, 2, 16, 1))
+    site_settings.save(ctx, {"business_hours.hours": {d: "09:00-17:00" for d in weekdays}}, personas.lead)
+    with app.app_context():
+        moved = sla.follow_calendar_changes(ctx, frozen_clock.now)
+        assert sla.follow_calendar_changes(ctx, frozen_clock.now) == 0, "seen: not re-timed twice"
+    assert moved >= 2  # the paused incident's response and resolution at least
+    clock = SlaClock.get_by_id(clock.id)
+    assert clock.paused_seconds == (6 * 60 + 50) * 60  # 09:10-16:00 in the new hours
+    # 10 min before the pause, 16:00-17:00, then 2 h 50 on Tuesday
+    assert clock.due_at == dt.datetime(2026, 3, 3, 11, 50)
+    assert sla_check(frozen_clock.now) == 0, "not breached by the change"
+    assert not SlaEvent.select().where(SlaEvent.incident == paused.id).exists()
+    with app.app_context():
+        assert sla.audit(ctx, Incident.get_by_id(paused.id)) == []
+    assert SlaClock.get_by_id(late_clock.id).due_at == late_clock.due_at, "a breached clock keeps its times"
 
 
 def test_an_inactive_team_is_given_no_new_work_but_keeps_what_it_has(login, personas, ctx, incident_factory):

@@ -777,3 +777,24 @@ def test_a_retarget_into_another_calendar_measures_the_pause_again(ctx, helpdesk
         assert sla.elapsed(state, clock, frozen_clock.now) == dt.timedelta(0)
         assert clock.due_at == dt.datetime(2026, 3, 10, 14, 0)  # 4 h from now, nothing lost
         assert sla.audit(state, Incident.get_by_id(incident.id)) == []
+
+
+class _UnreadableCalendar:
+    """A plugin whose calendar's hours are in a shape nothing can read."""
+
+    __name__ = "unreadable_calendar"
+
+    @hookimpl
+    def helpdesk_business_calendars(self, ctx: Any) -> list[Any]:
+        from helpdesk.records import BusinessCalendar
+
+        return [BusinessCalendar("unreadable", "Unreadable", "UTC", {0: "09:00-17:00"})]  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize("helpdesk_plugins", [[business_hours, sla_priority, _UnreadableCalendar()]])
+def test_a_calendar_the_check_cannot_read_is_logged_and_warnings_still_fire(desk, caplog):
+    incident = desk.log(utc(3, 2, 9), impact="high", urgency="medium")  # P2: respond in 30 min
+    assert desk.check(utc(3, 2, 9, 15)) == 1  # the 50 % warning, whatever the other calendar is
+    assert desk.check(utc(3, 2, 9, 30)) == 1  # the breach
+    assert [kind for _target, kind, _point, _cycle in desk.events(incident)] == ["warning", "breach"]
+    assert "unreadable" in caplog.text
