@@ -74,7 +74,9 @@ class Helpdesk(Flask):
     """Flask, with a request that lost a write race on PostgreSQL (a serialization failure or
     a deadlock, SQLSTATE 40001/40P01) run again from its start instead of answered 503. The
     database undid the whole transaction, so the second run writes everything once. A request
-    that had already committed a change is not run again: the outage handler answers it."""
+    that had already committed a change is not run again: the outage handler answers it.
+    (Only :func:`~helpdesk.db.write_transaction` commits are counted: a view's write outside
+    one, a single autocommitted statement, must be one that may run twice.)"""
 
     def dispatch_request(self) -> Any:
         attempt = 1
