@@ -381,7 +381,26 @@ def test_the_api_sends_a_macro_as_one_change_under_if_match(app, personas, incid
     stale = call("POST", path, {"macro_id": macro.id, "body": "again"},
                  **{"If-Match": f'"{incident.version}"'})
     assert stale.status_code == 412
-    hidden = make(personas.colleague, name="Sara's own")
-    refused = call("POST", path, {"macro_id": hidden.id}, **{"If-Match": f'"{incident.version + 1}"'})
-    assert refused.status_code == 404
-    assert Incident.get_by_id(incident.id).version == incident.version + 1, "nothing more was written"
+    written = len(timeline(incident.id))
+    for hidden in (make(personas.colleague, name="Sara's own"),
+                   make(personas.assignee, name="Database only", team=personas.database_team)):
+        refused = call("POST", path, {"macro_id": hidden.id}, **{"If-Match": f'"{incident.version + 1}"'})
+        assert refused.status_code == 404 and refused.mimetype == "application/problem+json"
+    assert Incident.get_by_id(incident.id).version == incident.version + 1
+    assert len(timeline(incident.id)) == written, "nothing more was written"
+
+
+def test_the_api_keeps_an_internal_macro_internal_unless_the_reply_is_edited(app, personas, incident_factory):
+    """As on the page: a visibility sent with the macro's own text does not publish it."""
+    incident = incident_factory()
+    internal = make(personas.owner, body="Checked {reference}: disk at 95 %", public=False)
+    call = api_client(app, personas.owner)
+    path = f"/incidents/{incident.id}/macro"
+    sent = call("POST", path, {"macro_id": internal.id, "visibility": "public"},
+                **{"If-Match": f'"{incident.version}"'})
+    assert sent.status_code == 200, sent.get_data(as_text=True)
+    assert timeline(incident.id)[-1].kind == "note"
+    sent = call("POST", path, {"macro_id": internal.id, "body": "We are on it.", "visibility": "public"},
+                **{"If-Match": sent.headers["ETag"]})
+    assert sent.status_code == 200
+    assert (timeline(incident.id)[-1].kind, timeline(incident.id)[-1].body) == ("reply", "We are on it.")

@@ -407,9 +407,8 @@ def hand_back_json(record: HandBack) -> dict[str, Any]:
           summary="The hand-back request awaiting the owner's decision (404 when there is none)",
           responses={200: ("The pending hand-back", HAND_BACK)})
 def pending_hand_back(incident_id: int) -> Response:
-    domain.get(incident_id)
-    waiting = handback.pending(incident_id)
-    if waiting is None:
+    waiting = handback.pending(incident_id) if domain.get(incident_id).is_active else None
+    if waiting is None:  # as on the page: a closed incident has nothing awaiting a decision
         raise ApiError(404, "Not found", "No hand-back request awaits a decision on this incident.")
     return json_response(hand_back_json(waiting))
 
@@ -423,19 +422,19 @@ def hand_back(incident_id: int) -> Response:
     domain.get(incident_id)
     made = handback.hand_back(context(), incident_id, agent_of_token(), data["request"],
                               record(Team, data.get("suggested_team_id"), "suggested_team"))
-    return json_response(hand_back_json(HandBack.get_by_id(made.id)), 201)
+    return json_response(hand_back_json(HandBack.get_by_id(made.id)), 201,
+                         location=url_for("api.pending_hand_back", incident_id=incident_id))
 
 
-@endpoint("POST", "/incidents/<int:incident_id>/hand-back/accept", scope="write",
+@endpoint("POST", "/incidents/<int:incident_id>/hand-back/accept", scope="write", if_match=True,
           summary="Accept the pending hand-back (the owner, a lead of the owning team or an admin): "
-          "the incident goes to team_id, else the suggested team, else the owning team",
-          body=ACCEPT_HAND_BACK, responses={200: ("The reassigned incident (ETag: its new version)",
-                                                  INCIDENT)})
+          "the incident goes to team_id, else the suggested team, else the owning team (never "
+          "back to the team that asked)", body=ACCEPT_HAND_BACK, responses=CHANGED)
 def accept_hand_back(incident_id: int) -> Response:
     data = body(ACCEPT_HAND_BACK)
-    domain.get(incident_id)
+    version = precondition(incident_id)
     return answer(handback.accept(context(), incident_id, agent_of_token(),
-                                  record(Team, data.get("team_id"), "team")))
+                                  record(Team, data.get("team_id"), "team"), version))
 
 
 @endpoint("POST", "/incidents/<int:incident_id>/hand-back/reject", scope="write",
@@ -471,14 +470,16 @@ def list_macros() -> Response:
 
 
 @endpoint("POST", "/incidents/<int:incident_id>/macro", scope="write", if_match=True,
-          summary="Reply with a macro and run its actions as one change (body: the reply as edited, "
-          "else the macro's text with its placeholders filled; visibility: else the macro's)",
-          body=APPLY_MACRO, responses=CHANGED)
+          summary="Reply with a macro and run its actions as one change. body: the reply as edited, "
+          "else the macro's text with its placeholders filled, sent as the macro says (public "
+          "reply or internal note); visibility applies only to an edited body (default: the "
+          "macro's)", body=APPLY_MACRO, responses=CHANGED)
 def apply_macro(incident_id: int) -> Response:
     data = body(APPLY_MACRO)
     version = precondition(incident_id)
     text, visibility = data.get("body"), data.get("visibility")
-    return answer(macros.apply(
-        context(), incident_id, agent_of_token(), data["macro_id"],
-        text if text is not None and text.strip() else None,
-        public=None if visibility is None else visibility == "public", expected_version=version))
+    edited = text is not None and bool(text.strip())
+    # As on the page: the macro's own text goes out as the macro says, never made public here.
+    public = visibility == "public" if edited and visibility is not None else None
+    return answer(macros.apply(context(), incident_id, agent_of_token(), data["macro_id"],
+                               text if edited else None, public=public, expected_version=version))

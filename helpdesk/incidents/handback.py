@@ -161,20 +161,25 @@ def _deciding(incident_id: int, actor: Agent) -> tuple[Incident, HandBack]:
     return incident, request
 
 
-def accept(ctx: Context, incident_id: int, actor: Agent, team: Team | None = None) -> Incident:
+def accept(ctx: Context, incident_id: int, actor: Agent, team: Team | None = None,
+           expected_version: int | None = None) -> Incident:
     """Accept the pending request: the incident goes to ``team`` — by default the suggested
-    team, else the owning team's queue — with no agent. One timeline entry (the reassignment,
-    saying whose request it answers)."""
+    team, else the owning team's queue — with no agent; never back to the team that asked
+    (that is a rejection, which needs a reason). One timeline entry (the reassignment, saying
+    whose request it answers). ``expected_version``: refused if the incident moved since."""
     from helpdesk.incidents.responsibility import reassign_checked
 
     with write_transaction():
         incident, request = _deciding(incident_id, actor)
         target = team or request.suggested_team or incident.owner_team
+        if target.id == request.team_id:
+            raise DomainError(f"{target.name} asked to hand {incident.reference} back; accept it to "
+                              "another team, or reject the request with a reason.")
         HandBack.update(state="accepted", decided_by=actor, decided_at=now(),
                         decision=f"assigned to {target.name}").where(HandBack.id == request.id).execute()
         note = (f"Accepted the hand-back from {request.team.name} ({request.requested_by or 'someone'}): "
                 f"{request.request}")
-        after = reassign_checked(ctx, incident, actor, target, None, note)
+        after = reassign_checked(ctx, incident, actor, target, None, note, expected_version)
         events.emit(ctx, "incident_hand_back_decided", incident.id, actor, hand_back=request.id,
                     requested_by=request.requested_by_id, decision="accepted",
                     assignee=str(Pair(target, None)))

@@ -21,8 +21,9 @@ class Api:
             secret = tokens.create(agent, "script", ["read", "write"]).secret
         self.http, self.headers = desk.app.test_client(), {"Authorization": f"Bearer {secret}"}
 
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        return self.http.open(f"/api/v1{path}", method=method, json=body, headers=self.headers)
+    def call(self, method: str, path: str, body: Any = None, version: int | None = None) -> Any:
+        extra = {"If-Match": f'"{version}"'} if version is not None else {}
+        return self.http.open(f"/api/v1{path}", method=method, json=body, headers={**self.headers, **extra})
 
 
 @pytest.fixture
@@ -49,13 +50,23 @@ def test_a_hand_back_asked_read_and_accepted_through_the_api(desk, case):
     assert (data["state"], data["team"]["name"], data["suggested_team"]["name"]) == (
         "pending", "Database", "Network")
     assert data["requested_by"]["id"] == p.assignee.id and entries(case) == before + 1
+    assert made.headers["Location"].endswith(f"/api/v1{at}")
     assert john.call("GET", at).get_json()["id"] == data["id"]
 
     again = priya.call("POST", at, {"request": "Still waiting"})
     assert again.status_code == 422 and "already has a hand-back" in again.get_json()["detail"]
-    assert priya.call("POST", f"{at}/accept", {}).status_code == 403, "the specialist cannot decide"
+    version = Incident.get_by_id(case.id).version
+    refused = priya.call("POST", f"{at}/accept", {}, version)
+    assert refused.status_code == 403 and refused.mimetype == "application/problem+json", \
+        "the specialist cannot decide"
+    assert john.call("POST", f"{at}/accept", {}).status_code == 428, "accepting moves it: If-Match"
+    assert john.call("POST", f"{at}/accept", {}, version - 1).status_code == 412
+    back = john.call("POST", f"{at}/accept", {"team_id": p.database_team.id}, version)
+    assert back.status_code == 422 and "reject" in back.get_json()["detail"], \
+        "sending it back to the team that asked is a rejection"
+    assert HandBack.get_by_id(data["id"]).state == "pending"
 
-    accepted = john.call("POST", f"{at}/accept", {})
+    accepted = john.call("POST", f"{at}/accept", {}, version)
     assert accepted.status_code == 200, accepted.get_data(as_text=True)
     assert accepted.get_json()["assignee"]["team"]["name"] == "Network"
     assert accepted.headers["ETag"] == f'"{accepted.get_json()["version"]}"'
@@ -82,10 +93,21 @@ def test_a_hand_back_rejected_through_the_api_stays_with_the_team(desk, case):
 def test_a_bad_hand_back_is_refused_naming_the_field_and_writes_nothing(desk, case, body, field):
     before = entries(case)
     response = Api(desk, desk.p.assignee).call("POST", f"/incidents/{case.id}/hand-back", body)
-    assert response.status_code in {400, 422}
+    assert response.status_code == 422
     assert response.mimetype == "application/problem+json"
-    assert field in response.get_data(as_text=True)
+    assert response.get_json()["field"] == field
     assert entries(case) == before and HandBack.select().count() == 0
+
+
+def test_a_closed_incident_has_no_hand_back_awaiting_a_decision(desk, case):
+    from helpdesk import incidents
+
+    p, at = desk.p, f"/incidents/{case.id}/hand-back"
+    assert Api(desk, p.assignee).call("POST", at, {"request": "Please take it back"}).status_code == 201
+    desk.call(None, incidents.change_status, case.id, p.owner, "resolved", resolution_code="fixed",
+              note="Fixed by a restart")
+    missing = Api(desk, p.owner).call("GET", at)
+    assert missing.status_code == 404 and missing.mimetype == "application/problem+json"
 
 
 def test_an_agent_outside_the_assigned_team_cannot_hand_back_and_a_missing_incident_is_404(desk, case):
