@@ -129,8 +129,13 @@ def kill_mid_pass(workers: Workers, task: str) -> None:
 def take_over(workers: Workers, task: str) -> None:
     """A new worker; once the dead holder's lease has expired, the next pass runs."""
     workers.start()
-    wait_until(lambda: Lease.get_or_none(Lease.name == task) is None
-               or Lease.get(Lease.name == task).expires_at < now(), "the lease expired")
+
+    def released() -> bool:
+        # One read: the new worker may take the dead holder's lease back between two.
+        lease = Lease.get_or_none(Lease.name == task)
+        return lease is None or lease.expires_at < now()
+
+    wait_until(released, "the lease expired or was taken back")
     workers.enqueue(task)
 
 
