@@ -26,6 +26,17 @@ logger = logging.getLogger(__name__)
 #: After the queue failed to take work, requests stop trying for this long: the outbox rows
 #: are committed and the worker's sweep queues them, so no request waits on a queue that is away.
 QUEUE_PAUSE_SECONDS = 5.0
+#: The outbox sweeps queue due rows only while fewer entries than this wait in the queue. A row
+#: still due when the queue is that short most likely lost its entry (a queue restart, a crash
+#: between commit and queueing); on a longer queue its entry is probably still waiting, and
+#: another copy per sweep only lengthens the wait for everyone (each heartbeat's sweep used to
+#: queue every due row again: over 7,000 entries piled up after a Redis restart in the
+#: scale-out test, and the last deliveries waited minutes behind copies of finished ones).
+SWEEP_BACKLOG = 100
+#: A row never tried yet was queued right after its commit; the sweeps leave it to that entry for
+#: this long before queueing a copy (a retry, or a row taken back from a dead worker, has no
+#: entry: it is queued as soon as it is due).
+SWEEP_GRACE_SECONDS = 10.0
 
 if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
     from huey import Huey
@@ -43,8 +54,15 @@ class Tasks:
     sla_check: Callable[[], Any]
     auto_close: Callable[[], Any]
     sweep_outbox: Callable[[], Any]
+    #: Entries waiting in the queue (none where tasks run at once, as in tests).
+    backlog: Callable[[], int] = lambda: 0
     #: Monotonic time before which :meth:`queue_outbox_rows` does not try the queue (it just failed).
     queue_paused_until: float = 0.0
+
+    def room_to_sweep(self) -> bool:
+        """Whether a sweep should queue due outbox rows now (see :data:`SWEEP_BACKLOG`);
+        raises the queue's error when the queue is away, as queueing itself would."""
+        return self.backlog() < SWEEP_BACKLOG
 
     def queue_outbox_rows(self, task: Callable[[int], Any], row_ids: Sequence[int], what: str) -> int:
         """Queue ``task`` for outbox rows that were just committed; return how many were queued.

@@ -30,6 +30,7 @@ import uuid
 from typing import Any
 
 from helpdesk.clock import now
+from helpdesk.context import SWEEP_GRACE_SECONDS
 from helpdesk.db import after_commit, write_transaction
 from helpdesk.models import Agent, EventDelivery, Incident, Team, TimelineEntry
 
@@ -149,12 +150,17 @@ def release_claims(condition: Any, reason: str, at: dt.datetime) -> int:
 
 def sweep(state: Any, limit: int = 1000) -> int:
     """Re-queue what is due: rows whose retry time came, rows never handed to a worker,
-    and rows a dead worker left claimed past their lease."""
+    and rows a dead worker left claimed past their lease (queued only while the queue is
+    short, as in :func:`helpdesk.notify.outbox.sweep`)."""
     at = now()
     release_claims(EventDelivery.claimed_until < at,
                    "the worker running it stopped before finishing (lease expired); queued again", at)
+    if not state.tasks.room_to_sweep():
+        return 0  # the rows waiting in the queue run first; a later sweep queues what is left
+    fresh_before = at - dt.timedelta(seconds=SWEEP_GRACE_SECONDS)
     due = [row.id for row in EventDelivery.select(EventDelivery.id).where(
-        (EventDelivery.state == "pending") & (EventDelivery.next_attempt_at <= at))
+        (EventDelivery.state == "pending") & (EventDelivery.next_attempt_at <= at)
+        & ((EventDelivery.attempts > 0) | (EventDelivery.next_attempt_at <= fresh_before)))
         .order_by(EventDelivery.id).limit(limit)]
     for event_id in due:
         state.tasks.fire_event(event_id)

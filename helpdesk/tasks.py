@@ -139,4 +139,4 @@ def register_tasks(app: Flask, huey: Huey, ctx: Context) -> Tasks:
 
     imap.register(app, huey, ctx)  # polls the configured IMAP mailboxes
     return Tasks(fire_event=fire_event, deliver=deliver, sla_check=sla_check, auto_close=auto_close,
-                 sweep_outbox=sweep_outbox)
+                 sweep_outbox=sweep_outbox, backlog=lambda: int(huey.pending_count()))

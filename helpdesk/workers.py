@@ -8,8 +8,9 @@ every outbox sweep, the deliveries and plugin events a gone holder had
 claimed go back to pending (due now) and its leases are freed: recovery takes
 seconds instead of the full ``lease_seconds``. A holder with no heartbeat row
 (a one-off CLI command) keeps its claims until they expire. Each beat also
-queues an outbox sweep, so work a queue outage left in the outbox moves again
-within a beat of the queue's return.
+queues an outbox sweep (unless the queue is backed up: the sweep would wait
+behind the backlog, and queues nothing while it lasts), so work a queue outage
+left in the outbox moves again within a beat of the queue's return.
 """
 
 from __future__ import annotations
@@ -149,7 +150,9 @@ class Heartbeat:
 
     def _queue_sweep(self) -> None:
         try:
-            self.app.extensions["helpdesk"].tasks.sweep_outbox()
+            tasks = self.app.extensions["helpdesk"].tasks
+            if tasks.room_to_sweep():  # on a backlog the sweep would only wait behind it
+                tasks.sweep_outbox()
         except Exception as error:  # the queue is away (a worker started while Redis stalls must
             # keep running, not die of it); say what failed, never hide a bug
             logger.warning("could not queue the outbox sweep (is the queue reachable?): %r", error)

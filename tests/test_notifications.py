@@ -30,6 +30,7 @@ import pytest
 from flask import Flask
 
 from helpdesk import event_outbox, incidents, sla
+from helpdesk.context import SWEEP_GRACE_SECONDS
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
 from helpdesk.models import (
@@ -509,7 +510,7 @@ class TestOutboxAtomicity:
     def test_a_committed_change_is_notified_even_if_the_process_dies_right_after_commit(
             self, ctx: Any, helpdesk_app: Flask, state: Any, personas: Personas, requester: Contact,
             smtp: SmtpServer, http_receiver: Any, incident_factory: Any,
-            monkeypatch: pytest.MonkeyPatch) -> None:
+            monkeypatch: pytest.MonkeyPatch, frozen_clock: FrozenClock) -> None:
         incident = incident_factory(title="Payroll export fails", requester=requester)
         sent_before = len(smtp.received), len(http_receiver.requests)
         with monkeypatch.context() as patch:
@@ -524,7 +525,11 @@ class TestOutboxAtomicity:
         assert waiting >= 4, "the assignee's notice and mail, the requester's mail, the webhook"
         assert Notice.select().where(Notice.agent == personas.assignee.id).count() == 0
 
-        with helpdesk_app.app_context():  # the next worker's periodic sweep
+        with helpdesk_app.app_context():  # a sweep right away leaves the rows to their queue entries
+            assert notifications.sweep(state) == 0
+        assert len(smtp.received) == sent_before[0]
+        frozen_clock.advance(seconds=SWEEP_GRACE_SECONDS + 1)
+        with helpdesk_app.app_context():  # the next worker's periodic sweep: those entries never ran
             assert notifications.sweep(state) == waiting
         assert len(smtp.to(personas.assignee.email)) == 1
         assert len(smtp.to(REQUESTER)) == 2

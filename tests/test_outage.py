@@ -140,3 +140,52 @@ def test_readyz_says_when_the_queue_is_unreachable(tmp_path: Path):
             database.obj.close_all()
     assert ready.status_code == 503
     assert ready.get_json() == {"status": "unavailable", "database": "ok", "queue": "unavailable"}
+
+
+def assert_api_503(response: Any) -> dict[str, Any]:
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json", "an integration reads JSON, not a page"
+    assert int(response.headers["Retry-After"]) > 0
+    problem = response.get_json()
+    assert problem["status"] == 503 and problem["saved"] is False
+    assert "Traceback" not in response.get_data(as_text=True)
+    return problem
+
+
+def test_the_api_answers_an_unreachable_database_with_problem_details(tmp_path):
+    if PG_URL:
+        url = PG_URL.replace("@127.0.0.1:5432/", f"@127.0.0.1:{closed_port()}/")
+    else:
+        (tmp_path / "gone.db").mkdir()
+        url = f"sqlite:///{tmp_path / 'gone.db'}"
+    app = make_app(tmp_path, database_url=url, database_busy_seconds=1)
+    response = app.test_client().get("/api/v1/incidents", headers={"Authorization": "Bearer hdp_anything"})
+    assert "cannot reach its database" in assert_api_503(response)["detail"]
+
+
+def test_an_api_note_while_sqlite_is_locked_answers_problem_details_and_writes_nothing(
+        app, personas, log_incident):
+    if not is_sqlite():
+        pytest.skip("SQLite's file lock")
+    from helpdesk.api import tokens
+
+    incident = log_incident(title="Printer offline")
+    with app.app_context():
+        secret = tokens.create(personas.owner, "monitoring", ["read", "write"]).secret
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {secret}"}
+    comments = f"/api/v1/incidents/{incident.id}/comments"
+    assert client.get(f"/api/v1/incidents/{incident.id}", headers=headers).status_code == 200
+    database_file = Path(app.extensions["helpdesk"].settings.database_url.removeprefix("sqlite:///"))
+    holder = sqlite3.connect(database_file, timeout=0, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+    try:
+        response = client.post(comments, json={"body": TYPED}, headers=headers)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "busy" in assert_api_503(response)["detail"]
+    assert notes(incident.id) == 0, "nothing half-written"
+    again = client.post(comments, json={"body": TYPED}, headers=headers)
+    assert again.status_code == 201, again.get_data(as_text=True)
+    assert notes(incident.id) == 1

@@ -73,3 +73,45 @@ def test_the_sweep_forgets_idempotency_keys_after_a_day(app):
     with app.app_context():
         app.extensions["helpdesk"].tasks.sweep_outbox()
     assert [row.key for row in IdempotentRequest.select()] == ["b" * 32]
+
+
+def test_sweeps_queue_due_rows_once_and_pile_no_copies_onto_a_waiting_queue(app, log_incident, tmp_path,
+                                                                            monkeypatch):
+    """After a queue restart every due row is queued again, once: while the queue still holds a
+    backlog, later sweeps (one per heartbeat) add nothing, and once it is short they queue what is
+    still due, oldest first."""
+    from huey import SqliteHuey
+
+    from helpdesk import event_outbox
+    from helpdesk.context import SWEEP_BACKLOG
+    from helpdesk.notify import outbox
+    from helpdesk.tasks import register_tasks
+
+    ctx = app.extensions["helpdesk"]
+    queue = SqliteHuey("sweep-test", filename=str(tmp_path / "queue.db"), results=False)
+    monkeypatch.setattr(ctx, "tasks", register_tasks(app, queue, ctx))
+    incident = log_incident(title="Mail relay refusing connections")
+    start = now() - dt.timedelta(minutes=10)
+    rows = [Delivery.create(channel="email", recipient=f"r{n}@example.com", event="incident_commented",
+                            incident=incident.id, subject="s", text="t", idempotency_key=f"pile-{n}",
+                            next_attempt_at=start + dt.timedelta(seconds=n), created_at=start)
+            for n in range(SWEEP_BACKLOG + 50)]
+    event = EventDelivery.create(event="incident_commented", incident=incident.id, plugin="activity_log",
+                                 event_key="pile-event", next_attempt_at=start, created_at=start)
+    queue.flush()  # the queue restarted empty: only the outbox knows what is due
+
+    assert outbox.sweep(ctx) == len(rows)
+    assert queue.pending_count() == len(rows)
+    for _ in range(3):  # the next heartbeats' sweeps, while the backlog waits
+        assert outbox.sweep(ctx) == 0
+        assert event_outbox.sweep(ctx) == 0
+        workers.Heartbeat(app)._queue_sweep()
+    assert queue.pending_count() == len(rows), "no copies, and no sweep task behind the backlog"
+
+    while queue.pending_count() > SWEEP_BACKLOG - 20:  # the worker works the queue down
+        queue.dequeue()
+    Delivery.update(state="sent").where(Delivery.id.in_([row.id for row in rows[:-10]])).execute()
+    assert outbox.sweep(ctx) == 10, "what is still due, and only that"
+    assert event_outbox.sweep(ctx) == 1
+    queued = [queue.dequeue() for _ in range(queue.pending_count())][-11:]
+    assert [task.args[0] for task in queued] == [row.id for row in rows[-10:]] + [event.id]

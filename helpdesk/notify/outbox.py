@@ -29,7 +29,7 @@ from typing import Any
 import peewee
 
 from helpdesk.clock import now
-from helpdesk.context import Context
+from helpdesk.context import SWEEP_GRACE_SECONDS, Context
 from helpdesk.db import after_commit, write_transaction
 from helpdesk.models import (
     Agent,
@@ -283,7 +283,11 @@ def _failed(ctx: Context, delivery: Delivery, error: str, permanent: bool) -> st
 
 
 def sweep(ctx: Context, limit: int = 1000) -> int:
-    """Re-queue what is due: rows whose retry time came, and rows a dead worker left claimed."""
+    """Re-queue what is due: rows whose retry time came, and rows a dead worker left claimed.
+
+    Due rows are queued only while the queue is short (:data:`helpdesk.context.SWEEP_BACKLOG`),
+    oldest first, and a row never tried only once its own entry had time to run
+    (:data:`helpdesk.context.SWEEP_GRACE_SECONDS`): sweeps never pile copies onto a backlog."""
     at = now()
     abandoned = [row.id for row in Delivery.select(Delivery.id).where(
         (Delivery.state == "sending") & (Delivery.claimed_until < at))]
@@ -296,11 +300,15 @@ def sweep(ctx: Context, limit: int = 1000) -> int:
                 {"delivery": delivery_id, "at": at, "ok": False,
                  "error": "the worker sending it stopped before finishing (lease expired); queued again"}
                 for delivery_id in abandoned]).execute()
+    if ctx.tasks is None or not ctx.tasks.room_to_sweep():
+        return 0  # the rows waiting in the queue run first; a later sweep queues what is left
+    fresh_before = at - dt.timedelta(seconds=SWEEP_GRACE_SECONDS)
     due = [row.id for row in Delivery.select(Delivery.id).where(
-        (Delivery.state == "pending") & (Delivery.next_attempt_at <= at)).limit(limit)]
-    if ctx.tasks is not None:
-        for delivery_id in due:
-            ctx.tasks.deliver(delivery_id)
+        (Delivery.state == "pending") & (Delivery.next_attempt_at <= at)
+        & ((Delivery.attempts > 0) | (Delivery.next_attempt_at <= fresh_before)))
+        .order_by(Delivery.next_attempt_at, Delivery.id).limit(limit)]
+    for delivery_id in due:
+        ctx.tasks.deliver(delivery_id)
     return len(due)
 
 

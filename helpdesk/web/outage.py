@@ -79,12 +79,36 @@ def unavailable_page(busy: bool) -> str:
     )
 
 
+def _api_unavailable(error: Exception, saved: bool) -> Response:
+    """The API's 503: problem details a client can read, never the page for people. When the
+    change was saved before the database failed, say so: repeating the request would do it twice
+    (unless it carried an ``Idempotency-Key``)."""
+    from helpdesk.api.http import problem
+
+    busy = "locked" in str(error) or "busy" in str(error)
+    logger.warning("%s %s answered 503%s: database %s: %s", request.method, request.path,
+                   " after the change was saved" if saved else "", "busy" if busy else "unavailable", error)
+    _forget_broken_connections()
+    if saved:
+        return problem(503, "Saved, but the answer could not be built",
+                       "The change was saved; the database failed afterwards. Read the resource "
+                       "again instead of repeating the request.",
+                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)}, saved=True)
+    detail = ("The helpdesk is busy and could not save in time." if busy
+              else "The helpdesk cannot reach its database right now.")
+    return problem(503, "Temporarily unavailable", f"{detail} Nothing was changed; try again.",
+                   headers={"Retry-After": str(RETRY_AFTER_SECONDS)}, saved=False)
+
+
 def init_app(app: Flask) -> None:
     """Register the 503 handlers and the health routes."""
 
     def unavailable(error: Exception) -> Response:
+        from helpdesk.api.http import PREFIX
         from helpdesk.web import idempotency
 
+        if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
+            return _api_unavailable(error, saved=idempotency.committed_in_request())
         if request.method == "POST" and idempotency.committed_in_request():
             # The change was saved; the answer failed. Say so, from the committed state.
             logger.warning("%s %s: database failed after the change was saved: %s",

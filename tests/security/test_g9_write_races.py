@@ -116,6 +116,24 @@ def test_g9_an_api_update_that_deadlocks_twice_answers_200_once(
     assert Incident.get_by_id(incident.id).urgency == "high"
 
 
+def test_g9_an_api_update_that_loses_every_race_answers_problem_details_and_changes_nothing(
+        app: Flask, personas: Personas, incident_factory: Any, races: Any) -> None:
+    incident = incident_factory(title="Printer offline")
+    with app.app_context():
+        secret = tokens.create(personas.owner, "script", ["read", "write"]).secret
+    assert incident.urgency != "high"
+    tried = races("incident", "40001", lost=1000)
+    response = app.test_client().patch(
+        f"/api/v1/incidents/{incident.id}", json={"urgency": "high"},
+        headers={"Authorization": f"Bearer {secret}", "If-Match": '"1"'})
+    assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
+    assert response.mimetype == "application/problem+json", "an integration reads JSON, not a page"
+    assert response.get_json()["saved"] is False
+    assert tried() == CONFLICT_ATTEMPTS
+    after = Incident.get_by_id(incident.id)
+    assert (after.urgency, after.version) == (incident.urgency, 1), "nothing changed"
+
+
 def test_g9_a_note_with_a_file_run_again_stores_the_whole_file_once(
         app: Flask, ctx: Any, personas: Personas, incident_factory: Any, races: Any) -> None:
     incident = incident_factory(title="Backup job failed")
