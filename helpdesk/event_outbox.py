@@ -155,13 +155,13 @@ def sweep(state: Any, limit: int = 1000) -> int:
     at = now()
     release_claims(EventDelivery.claimed_until < at,
                    "the worker running it stopped before finishing (lease expired); queued again", at)
-    if not state.tasks.room_to_sweep():
-        return 0  # the rows waiting in the queue run first; a later sweep queues what is left
     fresh_before = at - dt.timedelta(seconds=SWEEP_GRACE_SECONDS)
     due = [row.id for row in EventDelivery.select(EventDelivery.id).where(
         (EventDelivery.state == "pending") & (EventDelivery.next_attempt_at <= at)
         & ((EventDelivery.attempts > 0) | (EventDelivery.next_attempt_at <= fresh_before)))
         .order_by(EventDelivery.id).limit(limit)]
+    if not due or state.tasks is None or not state.tasks.room_to_sweep():
+        return 0  # the entries waiting in the queue run first; a later sweep queues what is left
     for event_id in due:
         state.tasks.fire_event(event_id)
     return len(due)

@@ -122,9 +122,15 @@ def register_tasks(app: Flask, huey: Huey, ctx: Context) -> Tasks:
 
         def work() -> None:
             workers.reclaim_from_gone(ctx.settings.lease_seconds)  # without waiting for leases
-            outbox.sweep(ctx)
-            event_outbox.sweep(ctx)
             workers.forget_old_requests()
+            failures = []
+            for sweep in (outbox.sweep, event_outbox.sweep):  # a queue error in one skips not the other
+                try:
+                    sweep(ctx)
+                except Exception as error:
+                    failures.append(error)
+            if failures:
+                raise failures[0]
 
         exclusive("sweep_outbox", work)
 

@@ -8,9 +8,10 @@ every outbox sweep, the deliveries and plugin events a gone holder had
 claimed go back to pending (due now) and its leases are freed: recovery takes
 seconds instead of the full ``lease_seconds``. A holder with no heartbeat row
 (a one-off CLI command) keeps its claims until they expire. Each beat also
-queues an outbox sweep (unless the queue is backed up: the sweep would wait
-behind the backlog, and queues nothing while it lasts), so work a queue outage
-left in the outbox moves again within a beat of the queue's return.
+queues an outbox sweep, so work a queue outage left in the outbox moves again
+within a beat of the queue's return; while 100 or more entries wait, a sweep
+would only wait behind them, so the beat takes back a dead worker's claims
+itself instead.
 """
 
 from __future__ import annotations
@@ -151,11 +152,15 @@ class Heartbeat:
     def _queue_sweep(self) -> None:
         try:
             tasks = self.app.extensions["helpdesk"].tasks
-            if tasks.room_to_sweep():  # on a backlog the sweep would only wait behind it
+            if tasks.room_to_sweep():
                 tasks.sweep_outbox()
+            else:  # a sweep would wait behind the backlog: take back a dead worker's claims now
+                with self.app.app_context(), database.connection_context():
+                    reclaim_from_gone(self.app.extensions["helpdesk"].settings.lease_seconds)
         except Exception as error:  # the queue is away (a worker started while Redis stalls must
             # keep running, not die of it); say what failed, never hide a bug
-            logger.warning("could not queue the outbox sweep (is the queue reachable?): %r", error)
+            logger.warning("could not queue the outbox sweep or take back a dead worker's claims "
+                           "(is the queue or the database away?): %r", error)
 
     def stop(self) -> None:
         """On a clean stop: no more beats, and no row left to look stale."""

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import peewee
 import pytest
 
 from helpdesk.db import is_sqlite
@@ -188,4 +189,29 @@ def test_an_api_note_while_sqlite_is_locked_answers_problem_details_and_writes_n
     assert notes(incident.id) == 0, "nothing half-written"
     again = client.post(comments, json={"body": TYPED}, headers=headers)
     assert again.status_code == 201, again.get_data(as_text=True)
+    assert notes(incident.id) == 1
+
+
+@pytest.mark.parametrize("failure", [peewee.OperationalError("server closed the connection unexpectedly"),
+                                     RuntimeError("a bug in building the answer")])
+def test_an_api_change_that_fails_after_its_commit_says_it_was_saved(app, personas, log_incident,
+                                                                      monkeypatch, failure):
+    """A client told "nothing happened" would repeat the note; it is told to read it back."""
+    from helpdesk.api import incidents as api_incidents
+    from helpdesk.api import tokens
+
+    incident = log_incident(title="Printer offline")
+    with app.app_context():
+        secret = tokens.create(personas.owner, "monitoring", ["read", "write"]).secret
+
+    def answer_fails(*args: Any, **kwargs: Any) -> Any:
+        raise failure
+
+    monkeypatch.setattr(api_incidents, "entry_json", answer_fails)
+    response = app.test_client().post(f"/api/v1/incidents/{incident.id}/comments", json={"body": TYPED},
+                                      headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == (503 if isinstance(failure, peewee.OperationalError) else 500)
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["saved"] is True
+    assert "Read the resource again" in response.get_json()["detail"]
     assert notes(incident.id) == 1

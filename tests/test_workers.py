@@ -102,11 +102,14 @@ def test_sweeps_queue_due_rows_once_and_pile_no_copies_onto_a_waiting_queue(app,
 
     assert outbox.sweep(ctx) == len(rows)
     assert queue.pending_count() == len(rows)
+    abandoned = claimed_delivery(incident.id, ended_process_holder())
     for _ in range(3):  # the next heartbeats' sweeps, while the backlog waits
         assert outbox.sweep(ctx) == 0
         assert event_outbox.sweep(ctx) == 0
         workers.Heartbeat(app)._queue_sweep()
     assert queue.pending_count() == len(rows), "no copies, and no sweep task behind the backlog"
+    assert Delivery.get_by_id(abandoned.id).state == "pending", "the beat took a dead worker's claim back"
+    abandoned.delete_instance(recursive=True)
 
     while queue.pending_count() > SWEEP_BACKLOG - 20:  # the worker works the queue down
         queue.dequeue()

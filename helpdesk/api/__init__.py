@@ -14,7 +14,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from helpdesk.api import directory, extensions, incidents, intake  # noqa: F401 - they register routes
-from helpdesk.api.http import PREFIX, authenticate, bp, endpoint, http_error, json_response
+from helpdesk.api.http import authenticate, bp, endpoint, http_error, is_api_path, json_response
 
 
 @endpoint("GET", "/openapi.json", scope=None, summary="This document (OpenAPI 3.1)",
@@ -40,7 +40,7 @@ def init_app(app: Flask) -> None:
     pages = app.error_handler_spec[None][None].get(HTTPException)
 
     def error(exc: HTTPException) -> Any:
-        if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
+        if is_api_path(request.path):
             return http_error(exc)
         return pages(exc) if pages else exc
 

@@ -33,6 +33,11 @@ KEEP_ANSWERS = dt.timedelta(hours=24)  # how long a stored answer replays (Idemp
 logger = logging.getLogger(__name__)
 
 
+def is_api_path(path: str) -> bool:
+    """Whether a request path is the API's: its errors are problem details, never pages."""
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
 class ApiError(Exception):
     """A request the API refuses: becomes an ``application/problem+json`` answer."""
 

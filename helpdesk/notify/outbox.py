@@ -300,13 +300,15 @@ def sweep(ctx: Context, limit: int = 1000) -> int:
                 {"delivery": delivery_id, "at": at, "ok": False,
                  "error": "the worker sending it stopped before finishing (lease expired); queued again"}
                 for delivery_id in abandoned]).execute()
-    if ctx.tasks is None or not ctx.tasks.room_to_sweep():
-        return 0  # the rows waiting in the queue run first; a later sweep queues what is left
+    if ctx.tasks is None:
+        return 0
     fresh_before = at - dt.timedelta(seconds=SWEEP_GRACE_SECONDS)
     due = [row.id for row in Delivery.select(Delivery.id).where(
         (Delivery.state == "pending") & (Delivery.next_attempt_at <= at)
         & ((Delivery.attempts > 0) | (Delivery.next_attempt_at <= fresh_before)))
         .order_by(Delivery.next_attempt_at, Delivery.id).limit(limit)]
+    if not due or not ctx.tasks.room_to_sweep():
+        return 0  # the entries waiting in the queue run first; a later sweep queues what is left
     for delivery_id in due:
         ctx.tasks.deliver(delivery_id)
     return len(due)

@@ -140,4 +140,10 @@ def init_app(app: Flask) -> None:
         if request.method != "POST" or not committed_in_request():
             raise error
         logger.exception("%s %s failed after its change was saved", request.method, request.path)
+        from helpdesk.api.http import is_api_path
+
+        if is_api_path(request.path):
+            from helpdesk.web.outage import saved_but_failed
+
+            return saved_but_failed(500)
         return answer_from_committed_state(None, "Saved.")

@@ -22,7 +22,7 @@ from flask import Flask, Response, current_app, jsonify, request
 from markupsafe import escape
 from playhouse.pool import MaxConnectionsExceeded
 
-from helpdesk.db import database
+from helpdesk.db import database, is_write_conflict
 from helpdesk.security import PUBLIC, access
 
 logger = logging.getLogger(__name__)
@@ -80,34 +80,41 @@ def unavailable_page(busy: bool) -> str:
 
 
 def _api_unavailable(error: Exception, saved: bool) -> Response:
-    """The API's 503: problem details a client can read, never the page for people. When the
-    change was saved before the database failed, say so: repeating the request would do it twice
-    (unless it carried an ``Idempotency-Key``)."""
+    """The API's 503: problem details a client can read, never the page for people."""
     from helpdesk.api.http import problem
 
-    busy = "locked" in str(error) or "busy" in str(error)
+    busy = "locked" in str(error) or "busy" in str(error) or is_write_conflict(error)
     logger.warning("%s %s answered 503%s: database %s: %s", request.method, request.path,
-                   " after the change was saved" if saved else "", "busy" if busy else "unavailable", error)
+                   " after a change was saved" if saved else "", "busy" if busy else "unavailable", error)
     _forget_broken_connections()
     if saved:
-        return problem(503, "Saved, but the answer could not be built",
-                       "The change was saved; the database failed afterwards. Read the resource "
-                       "again instead of repeating the request.",
-                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)}, saved=True)
+        return saved_but_failed(503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     detail = ("The helpdesk is busy and could not save in time." if busy
               else "The helpdesk cannot reach its database right now.")
-    return problem(503, "Temporarily unavailable", f"{detail} Nothing was changed; try again.",
+    return problem(503, "Temporarily unavailable",
+                   f"{detail} Try again; with an Idempotency-Key a repeat never saves twice.",
                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)}, saved=False)
+
+
+def saved_but_failed(status: int, headers: dict[str, str] | None = None) -> Response:
+    """An API request that failed after committing a change: say so (``saved: true``), since
+    repeating it without its Idempotency-Key would save it twice."""
+    from helpdesk.api.http import problem
+
+    return problem(status, "Saved, but the answer could not be built",
+                   "A change was saved before the failure (for a batch, perhaps only part of it). "
+                   "Read the resource again instead of repeating the request, unless it carried an "
+                   "Idempotency-Key: then a repeat replays the answer.", headers=headers, saved=True)
 
 
 def init_app(app: Flask) -> None:
     """Register the 503 handlers and the health routes."""
 
     def unavailable(error: Exception) -> Response:
-        from helpdesk.api.http import PREFIX
+        from helpdesk.api.http import is_api_path
         from helpdesk.web import idempotency
 
-        if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
+        if is_api_path(request.path):
             return _api_unavailable(error, saved=idempotency.committed_in_request())
         if request.method == "POST" and idempotency.committed_in_request():
             # The change was saved; the answer failed. Say so, from the committed state.
