@@ -176,6 +176,10 @@ def create_app(
         agent = session_agent(int(raw_id))  # None: logged out, revoked or expired
         if agent is None or not agent.active or token != agent.session_token:
             return None  # deleted, deactivated, or the password changed since this session began
+        facts = agent.session_facts  # read with the session: no query of their own on this page
+        g.settings_revision = facts.settings_revision  # taken by admin.fresh_settings
+        if request.method in {"GET", "HEAD"}:  # a change (marking notices read, joining a team)
+            g.unread, g.team_ids = facts.unread, list(facts.team_ids)  # must be counted after it
         return agent
 
     @login_manager.unauthorized_handler

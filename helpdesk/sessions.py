@@ -15,10 +15,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
 
 from helpdesk.clock import now
-from helpdesk.db import Statement, hydrate, write_transaction
-from helpdesk.models import Agent, AgentSession, Contact, CustomerSession
+from helpdesk.db import Statement, hydrate, is_sqlite, write_transaction
+from helpdesk.models import Agent, AgentSession, ConfigChange, Contact, CustomerSession, Membership, Notice
 
 TOUCH_EVERY = dt.timedelta(seconds=60)  # last use is written at most once a minute per session
 
@@ -49,22 +53,47 @@ def start(agent: Agent, address: str | None = None, idle_seconds: int | None = N
     return token
 
 
+@dataclass(frozen=True)
+class SessionFacts:
+    """What nearly every signed-in page asks besides the agent, read by the session's own
+    query as scalar subqueries: one round trip instead of four (PostgreSQL pays each)."""
+
+    settings_revision: int  # as ``site_settings.revision()``
+    unread: int  # the agent's unread notices (the bell)
+    team_ids: tuple[int, ...]  # the agent's teams, in order (as ``queues.team_ids``)
+
+
+def _agent_session(token_hash: Any, agent_id: Any) -> peewee.Query:
+    team = Membership.team if is_sqlite() else Membership.team.cast("text")
+    teams = peewee.fn.GROUP_CONCAT(team) if is_sqlite() else peewee.fn.string_agg(team, ",")
+    unread = (Notice.agent == agent_id) & Notice.read_at.is_null()
+    return (AgentSession.select(
+        AgentSession, Agent,
+        ConfigChange.select(peewee.fn.MAX(ConfigChange.id)),
+        Notice.select(peewee.fn.COUNT(Notice.id)).where(unread),
+        Membership.select(teams).where(Membership.agent == agent_id))
+        .join(Agent).where(AgentSession.token_hash == token_hash).limit(1))
+
+
 # Every signed-in request runs this: compiled once (see ``db.Statement``).
-_AGENT_SESSION = Statement(lambda token_hash: AgentSession.select(AgentSession, Agent).join(Agent)
-                           .where(AgentSession.token_hash == token_hash).limit(1))
+_AGENT_SESSION = Statement(_agent_session)
 
 
 def agent_of(token: object, agent_id: int, idle_seconds: int, lifetime_seconds: int) -> Agent | None:
     """The agent whose live session ``token`` is (one query), or None; an expired session
-    is deleted when seen."""
+    is deleted when seen. The agent carries the page's :class:`SessionFacts` as
+    ``session_facts``, read in the same query."""
     if not isinstance(token, str) or not token or len(token) > 200:
         return None
-    found = _AGENT_SESSION.execute(_hash(token)).fetchone()
+    found = _AGENT_SESSION.execute(_hash(token), agent_id).fetchone()
     if found is None:
         return None
     row, agent = hydrate(found, AgentSession, Agent)
     if row.agent_id != agent_id:
         return None
+    revision, unread, teams = found[-3:]
+    team_ids = tuple(sorted(int(team) for team in str(teams or "").split(",") if team))
+    agent.session_facts = SessionFacts(int(revision or 0), int(unread or 0), team_ids)
     stamp = now()
     if _expired(stamp, row.created_at, row.last_seen_at, idle_seconds, lifetime_seconds):
         AgentSession.delete().where(AgentSession.id == row.id).execute()

@@ -217,13 +217,14 @@ def build_registry(ctx: Context) -> Registry:
     return registry
 
 
-def refresh(ctx: Context, force: bool = False) -> bool:
+def refresh(ctx: Context, force: bool = False, current: int | None = None) -> bool:
     """Bring this process's copy up to date if the revision moved; True when it reloaded.
 
-    Costs one query when nothing changed. The registry is rebuilt in place, so code holding
+    Costs one query when nothing changed, none when the caller read ``current`` (the
+    revision) moments ago. The registry is rebuilt in place, so code holding
     ``ctx.registry`` sees the new calendars, policies and channel types at once.
     """
-    current = revision()
+    current = revision() if current is None else current
     if current == ctx.settings_revision and not force:
         return False
     if current == 0 and not ctx.stored and not force:

@@ -573,6 +573,30 @@ def test_queue_page_query_count_does_not_grow_with_rows(app, personas, log_incid
     assert large == small, "\n".join(count_queries.queries)
 
 
+def test_a_queue_page_reads_the_bell_the_teams_and_the_settings_revision_with_the_session(
+        app, personas, log_incident, count_queries):
+    """Three facts every signed-in page needs come with the session's query (a round trip each
+    on PostgreSQL otherwise), and they are current: a change shows on the next page."""
+    from helpdesk.models import Membership, Notice
+
+    network = log_incident(title="Core switch fan failing", actor=personas.colleague,
+                           assigned_team=personas.network)
+    client = AgentClient(app, personas.owner)
+    client.get("/queues/teams")  # warm up anything done once per client
+    Notice.create(agent=personas.owner.id, text="INC-1 something happened")
+    Membership.create(agent=personas.owner.id, team=personas.network.id)
+    count_queries.queries.clear()
+    page = text(client.get("/queues/teams"))
+    standalone = [q for q in count_queries.queries
+                  if re.search(r'FROM "(notice|config_change|membership)" AS "t1"', q)]
+    assert not standalone, standalone
+    assert "1 unread" in page, "the bell counts the notice that came since the last page"
+    assert network.title in page, "the team joined since the last page is in My teams"
+
+    client.post("/notices/read", data={"csrf_token": client.csrf_token()})
+    assert "unread" not in text(client.get("/queues/teams"))
+
+
 # -- 8. queue contents, filters and keyset pages ----------------------------------------------
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 from typing import Any
 
 import peewee
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from helpdesk import people
@@ -33,7 +33,8 @@ def fresh_settings() -> None:
     view = current_app.view_functions.get(request.endpoint)
     if getattr(view, "access_level", PUBLIC) == PUBLIC:
         return  # /healthz, static files, the login page: no database needed
-    site_settings.refresh(current_app.extensions["helpdesk"])
+    # The revision the session's query read, when the agent was loaded first (one query less).
+    site_settings.refresh(current_app.extensions["helpdesk"], current=g.pop("settings_revision", None))
 
 CATALOGUES = {
     "categories": (Category, "Categories"),

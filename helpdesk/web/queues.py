@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from flask import Blueprint, Response, abort, current_app, redirect, request, url_for
+from flask import Blueprint, Response, abort, current_app, g, redirect, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from werkzeug.datastructures import MultiDict
@@ -81,7 +81,7 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
         filters = queues.Filters.parse(args)
         if name == "at_risk" and not args.get("sort"):
             filters.sort = "due"  # the owner's view: nearest breach first
-        my_team_ids = queues.team_ids(current_user)
+        my_team_ids = g.team_ids if "team_ids" in g else queues.team_ids(current_user)
         page = queues.page(name, current_user, filters, settings.page_size,
                            after=args.get("after") or None, teams=my_team_ids)
     except DomainError as error:  # a bad filter or a broken page link: the request is wrong
