@@ -215,3 +215,24 @@ def test_an_api_change_that_fails_after_its_commit_says_it_was_saved(app, person
     assert response.get_json()["saved"] is True
     assert "Read the resource again" in response.get_json()["detail"]
     assert notes(incident.id) == 1
+
+
+def test_an_api_edit_that_fails_after_its_commit_says_it_was_saved(app, personas, log_incident, monkeypatch):
+    from helpdesk.api import incidents as api_incidents
+    from helpdesk.api import tokens
+    from helpdesk.models import Incident
+
+    incident = log_incident(title="Printer offline")
+    with app.app_context():
+        secret = tokens.create(personas.owner, "monitoring", ["read", "write"]).secret
+
+    def answer_fails(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in building the answer")
+
+    monkeypatch.setattr(api_incidents, "incident_json", answer_fails)
+    response = app.test_client().patch(f"/api/v1/incidents/{incident.id}", json={"title": "Printer on fire"},
+                                       headers={"Authorization": f"Bearer {secret}", "If-Match": '"1"'})
+    assert response.status_code == 500
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["saved"] is True, "a client told nothing happened would edit again"
+    assert Incident.get_by_id(incident.id).title == "Printer on fire"

@@ -137,12 +137,13 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def failed_after_commit(error: Exception) -> Any:
         """An error after the change committed: show the committed state, not an error page."""
-        if request.method != "POST" or not committed_in_request():
-            raise error
-        logger.exception("%s %s failed after its change was saved", request.method, request.path)
         from helpdesk.api.http import is_api_path
 
-        if is_api_path(request.path):
+        api = is_api_path(request.path)  # the API changes with PATCH and DELETE too
+        if (request.method != "POST" and not api) or not committed_in_request():
+            raise error
+        logger.exception("%s %s failed after its change was saved", request.method, request.path)
+        if api:
             from helpdesk.web.outage import saved_but_failed
 
             return saved_but_failed(500)
