@@ -143,6 +143,16 @@ def test_readyz_says_when_the_queue_is_unreachable(tmp_path: Path):
     assert ready.get_json() == {"status": "unavailable", "database": "ok", "queue": "unavailable"}
 
 
+@pytest.fixture
+def bearer(app, personas) -> dict[str, str]:
+    """The Authorization header of a read+write API token of John's (service desk)."""
+    from helpdesk.api import tokens
+
+    with app.app_context():
+        secret = tokens.create(personas.owner, "monitoring", ["read", "write"]).secret
+    return {"Authorization": f"Bearer {secret}"}
+
+
 def assert_api_503(response: Any) -> dict[str, Any]:
     assert response.status_code == 503
     assert response.mimetype == "application/problem+json", "an integration reads JSON, not a page"
@@ -165,16 +175,12 @@ def test_the_api_answers_an_unreachable_database_with_problem_details(tmp_path):
 
 
 def test_an_api_note_while_sqlite_is_locked_answers_problem_details_and_writes_nothing(
-        app, personas, log_incident):
+        app, log_incident, bearer):
     if not is_sqlite():
         pytest.skip("SQLite's file lock")
-    from helpdesk.api import tokens
-
     incident = log_incident(title="Printer offline")
-    with app.app_context():
-        secret = tokens.create(personas.owner, "monitoring", ["read", "write"]).secret
     client = app.test_client()
-    headers = {"Authorization": f"Bearer {secret}"}
+    headers = bearer
     comments = f"/api/v1/incidents/{incident.id}/comments"
     assert client.get(f"/api/v1/incidents/{incident.id}", headers=headers).status_code == 200
     database_file = Path(app.extensions["helpdesk"].settings.database_url.removeprefix("sqlite:///"))
@@ -194,22 +200,18 @@ def test_an_api_note_while_sqlite_is_locked_answers_problem_details_and_writes_n
 
 @pytest.mark.parametrize("failure", [peewee.OperationalError("server closed the connection unexpectedly"),
                                      RuntimeError("a bug in building the answer")])
-def test_an_api_change_that_fails_after_its_commit_says_it_was_saved(app, personas, log_incident,
+def test_an_api_change_that_fails_after_its_commit_says_it_was_saved(app, log_incident, bearer,
                                                                       monkeypatch, failure):
     """A client told "nothing happened" would repeat the note; it is told to read it back."""
     from helpdesk.api import incidents as api_incidents
-    from helpdesk.api import tokens
-
     incident = log_incident(title="Printer offline")
-    with app.app_context():
-        secret = tokens.create(personas.owner, "monitoring", ["read", "write"]).secret
 
     def answer_fails(*args: Any, **kwargs: Any) -> Any:
         raise failure
 
     monkeypatch.setattr(api_incidents, "entry_json", answer_fails)
     response = app.test_client().post(f"/api/v1/incidents/{incident.id}/comments", json={"body": TYPED},
-                                      headers={"Authorization": f"Bearer {secret}"})
+                                      headers=bearer)
     assert response.status_code == (503 if isinstance(failure, peewee.OperationalError) else 500)
     assert response.mimetype == "application/problem+json"
     assert response.get_json()["saved"] is True
@@ -217,21 +219,18 @@ def test_an_api_change_that_fails_after_its_commit_says_it_was_saved(app, person
     assert notes(incident.id) == 1
 
 
-def test_an_api_edit_that_fails_after_its_commit_says_it_was_saved(app, personas, log_incident, monkeypatch):
+def test_an_api_edit_that_fails_after_its_commit_says_it_was_saved(app, log_incident, bearer, monkeypatch):
     from helpdesk.api import incidents as api_incidents
-    from helpdesk.api import tokens
     from helpdesk.models import Incident
 
     incident = log_incident(title="Printer offline")
-    with app.app_context():
-        secret = tokens.create(personas.owner, "monitoring", ["read", "write"]).secret
 
     def answer_fails(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug in building the answer")
 
     monkeypatch.setattr(api_incidents, "incident_json", answer_fails)
     response = app.test_client().patch(f"/api/v1/incidents/{incident.id}", json={"title": "Printer on fire"},
-                                       headers={"Authorization": f"Bearer {secret}", "If-Match": '"1"'})
+                                       headers={**bearer, "If-Match": '"1"'})
     assert response.status_code == 500
     assert response.mimetype == "application/problem+json"
     assert response.get_json()["saved"] is True, "a client told nothing happened would edit again"

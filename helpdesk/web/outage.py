@@ -55,10 +55,15 @@ def _typed_fields() -> list[tuple[str, str]]:
             if name.lower() not in _HIDDEN_FIELDS and value.strip()]
 
 
+def _reason(busy: bool) -> str:
+    """What a 503 says happened, on the page and in the API's problem details."""
+    return ("The helpdesk is busy and could not save in time." if busy
+            else "The helpdesk cannot reach its database right now.")
+
+
 def unavailable_page(busy: bool) -> str:
     """The 503 page, built without the database (no templates that look up the user)."""
-    reason = ("The helpdesk is busy and could not save in time." if busy
-              else "The helpdesk cannot reach its database right now.")
+    reason = _reason(busy)
     fields = _typed_fields()
     kept = ""
     if fields:
@@ -89,10 +94,8 @@ def _api_unavailable(error: Exception, saved: bool) -> Response:
     _forget_broken_connections()
     if saved:
         return saved_but_failed(503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-    detail = ("The helpdesk is busy and could not save in time." if busy
-              else "The helpdesk cannot reach its database right now.")
     return problem(503, "Temporarily unavailable",
-                   f"{detail} Try again; with an Idempotency-Key a repeat never saves twice.",
+                   f"{_reason(busy)} Try again; with an Idempotency-Key a repeat never saves twice.",
                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)}, saved=False)
 
 
