@@ -31,9 +31,10 @@ def suppressed() -> Iterator[None]:
         _local.suppressed = False
 
 
-def emit(ctx: Context, name: str, incident_id: int, actor: Any, **extra: Any) -> None:
+def emit(ctx: Context, name: str, incident_id: int, actor: Any, as_stored: Any = None, **extra: Any) -> None:
     """Record event ``name`` in the current transaction: its notifications into the outbox,
-    and one row per plugin implementing its hook, fired after the commit (at least once)."""
+    and one row per plugin implementing its hook, fired after the commit (at least once).
+    ``as_stored``: the incident as the database holds it now, when the caller read it already."""
     if getattr(_local, "suppressed", False):
         return
     payload = {
@@ -43,5 +44,5 @@ def emit(ctx: Context, name: str, incident_id: int, actor: Any, **extra: Any) ->
     from helpdesk import event_outbox
     from helpdesk.notify import outbox
 
-    outbox.record_event(ctx, name, incident_id, payload)  # in this transaction
+    outbox.record_event(ctx, name, incident_id, payload, as_stored)  # in this transaction
     event_outbox.record(ctx, name, incident_id, payload)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -315,9 +315,16 @@ def apply_delta(old: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]]) ->
     _upsert(days, spans)
 
 
-def refresh(ctx: Context, incident_id: int) -> None:
+def refresh(ctx: Context, incident_id: int, new: Incident | None = None,
+            new_clocks: Mapping[str, SlaClock] | None = None) -> None:
     """Rewrite one incident's fact row; call it in the transaction of the change, after the
-    SLA clocks moved."""
+    SLA clocks moved. ``new`` (with ``new_clocks``): the incident created in this transaction,
+    as stored, and the clocks it started: it has no fact and no status change to read yet."""
+    if new is not None:
+        fact = _fact(ctx, new, dict(new_clocks or {}), (0, 0), ZoneInfo(ctx.settings.time_zone))
+        IncidentFact(**fact).save(force_insert=True)
+        apply_delta([], [fact])
+        return
     incident = incident_as_stored(incident_id)
     clocks = {clock.target: clock for (clock,) in _CLOCKS.rows(incident_id)}
     counts = _tally(_STATUS_CHANGES.execute(incident_id)).get(incident_id, (0, 0))

@@ -144,8 +144,12 @@ def _entries(incident_ids: list[int]) -> dict[int, list[_Entry]]:
 _ENTRIES_OF = Statement(lambda incident_id: _searched(lambda column: column == incident_id))
 
 
-def refresh(incident_id: int) -> None:
-    """Rewrite one incident's search document; call it inside the transaction of the change."""
+def refresh(incident_id: int, new: Incident | None = None) -> None:
+    """Rewrite one incident's search document; call it inside the transaction of the change
+    (``new``: the incident created in this transaction, as stored: no reply or note yet)."""
+    if new is not None:
+        _write({incident_id: _document(new, [])})
+        return
     incident = incident_as_stored(incident_id)
     entries = [_Entry(kind, body) for _incident, kind, body in _ENTRIES_OF.execute(incident_id)]
     _write({incident_id: _document(incident, entries)})

@@ -121,8 +121,9 @@ def _fired(clock: SlaClock) -> set[int]:
     return {point for (point,) in _FIRED.execute(clock.incident_id, clock.target, clock.cycle)}
 
 
-def _schedule(state: Any, clock: SlaClock) -> None:
-    """Recompute ``due_at`` and ``next_event_at`` from the recorded facts."""
+def _schedule(state: Any, clock: SlaClock, fired: set[int] | None = None) -> None:
+    """Recompute ``due_at`` and ``next_event_at`` from the recorded facts (``fired``: the
+    points already fired, when the caller knows them: none for a new clock)."""
     clock.next_event_at = None
     if clock.met_at or clock.stopped_at:
         return  # finished: the due time stays for the record
@@ -132,7 +133,7 @@ def _schedule(state: Any, clock: SlaClock) -> None:
     clock.due_at = _instant_of(state, clock, BREACH)
     if clock.breached_at is not None:
         return
-    fired = _fired(clock)
+    fired = _fired(clock) if fired is None else fired
     upcoming = [p for p in _points(clock) if p > max(fired, default=0)] + [BREACH]
     clock.next_event_at = _instant_of(state, clock, upcoming[0])
 
@@ -161,11 +162,14 @@ def status(state: Any, clock: SlaClock, at: dt.datetime) -> Status:
 # -- changes, called by the domain inside its transaction ---------------------------
 
 
-def on_created(ctx: Context, incident: Incident) -> None:
+def on_created(ctx: Context, incident: Incident) -> dict[str, SlaClock]:
+    """Start the clocks of a new incident; returns them by target (the create's later steps
+    take them from here instead of reading them back)."""
     applicable = policy_targets(ctx, incident)
     if applicable is None:
-        return
+        return {}
     state, (policy, targets) = ctx, applicable
+    started = {}
     for target, duration in (("response", targets.response), ("resolution", targets.resolution)):
         if duration is None:
             continue
@@ -173,8 +177,10 @@ def on_created(ctx: Context, incident: Incident) -> None:
                          calendar=targets.calendar, target_seconds=int(duration.total_seconds()),
                          warnings=",".join(str(p) for p in policy.warnings),
                          started_at=incident.created_at)
-        _schedule(state, clock)
+        _schedule(state, clock, fired=set())  # a new clock has fired nothing
         clock.save(force_insert=True)
+        started[target] = clock
+    return started
 
 
 def _clocks(incident_id: int, targets: Iterable[str] = TARGETS) -> list[SlaClock]:

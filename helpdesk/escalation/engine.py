@@ -306,10 +306,11 @@ def upcoming_for(ctx: Context, incidents: list[Incident]) -> dict[int, Upcoming]
 
 def _next_at(ctx: Context, incident: Incident, state: EscalationState, at: dt.datetime,
              every: list[EscalationPolicy] | None = None,
-             clocks: Mapping[str, SlaClock] | None = None) -> dt.datetime | None:
+             clocks: Mapping[str, SlaClock] | None = None, retrying: bool = True) -> dt.datetime | None:
     """When the check must look again: a retry's time, or the next level's moment (not before the
-    snooze ends); a moment already passed means now. ``every`` and ``clocks``: read already."""
-    candidates = [run.next_attempt_at for (run,) in _RETRYING.rows(incident.id)]
+    snooze ends); a moment already passed means now. ``every`` and ``clocks``: read already;
+    ``retrying`` false: the incident has no runs to retry (it is new)."""
+    candidates = [run.next_attempt_at for (run,) in _RETRYING.rows(incident.id)] if retrying else []
     if incident.is_active:
         policy = _policy(incident, state, every)
         if policy is not None:
@@ -325,8 +326,16 @@ _RETRYING = Statement(lambda incident_id: EscalationRun.select().where(
     (EscalationRun.incident == incident_id) & (EscalationRun.state == "retrying")), models=(EscalationRun,))
 
 
-def schedule(ctx: Context, incident: Incident) -> None:
-    """Recompute when the check next looks at ``incident`` (called in the change's transaction)."""
+def schedule(ctx: Context, incident: Incident, new_clocks: Mapping[str, SlaClock] | None = None) -> None:
+    """Recompute when the check next looks at ``incident`` (called in the change's transaction).
+
+    ``new_clocks``: ``incident`` was created in this transaction and is given as stored, with
+    the clocks it started; it has no escalation state or runs yet, so none are read."""
+    if new_clocks is not None:
+        next_at = _next_at(ctx, incident, EscalationState(incident=incident.id), now(),
+                           clocks=new_clocks, retrying=False)
+        EscalationState.create(incident=incident.id, next_at=next_at)
+        return
     state = _state(incident.id)
     fresh = incident_as_stored(incident.id)
     next_at = _next_at(ctx, fresh, state, now())

@@ -134,12 +134,14 @@ def check_assignee(team: Team | None, agent: Agent | None) -> None:
         raise DomainError(f"{agent} is not a member of {team.name}; choose an agent of that team.")
 
 
-def check_owner(team: Team | None, agent: Agent | None) -> None:
+def check_owner(team: Team | None, agent: Agent | None, member: bool = False) -> None:
+    """Refuse an owner the rules do not allow (``member``: the agent is known to be in the
+    team, as when the team was found as theirs)."""
     if team is None:
         raise DomainError("An incident always has an owning team.")
     if agent is not None and not agent.active:
         raise DomainError(f"{agent} is deactivated and cannot own incidents.")
-    if agent is not None and not is_member(agent, team):
+    if agent is not None and not member and not is_member(agent, team):
         raise DomainError(f"{agent} is not a member of {team.name}; choose an agent of that team.")
 
 

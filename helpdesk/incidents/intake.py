@@ -21,6 +21,7 @@ from helpdesk.models import (
     Incident,
     Service,
     Team,
+    incident_as_stored,
 )
 from helpdesk.people import is_member
 
@@ -88,6 +89,7 @@ def log_incident(
     )
     incident.priority = derive_priority(ctx, incident.impact, incident.urgency)
 
+    chosen_team = owner_team is not None  # otherwise the owning agent's home team: a member
     if owner_team is None and owner_agent is None:
         if actor is not None and keep_ownership:
             owner_team, owner_agent = home_team(actor, service_desk), actor
@@ -95,7 +97,7 @@ def log_incident(
             owner_team = service_desk
     elif owner_team is None:
         owner_team = home_team(owner_agent, service_desk)
-    check_owner(owner_team, owner_agent)
+    check_owner(owner_team, owner_agent, member=not chosen_team)
 
     if assigned_team is None and assigned_agent is None:
         assigned_team = ctx.pm.hook.helpdesk_route_incident(incident=incident, ctx=ctx)
@@ -110,14 +112,17 @@ def log_incident(
         entry(incident.id, actor, "created",
               body=f"Logged via {SOURCES[incident.source]}; owner {owner(incident)}"
               + (f"; assigned to {assignee(incident)}" if assigned_team else ""))
-        sla.on_created(ctx, incident)
-        escalation.schedule(ctx, incident)
-        search.refresh(incident.id)
-        reports.refresh(ctx, incident.id)
-        events.emit(ctx, "incident_created", incident.id, actor,
+        clocks = sla.on_created(ctx, incident)
+        # Read back once, with the SLA summary the clocks' trigger wrote; the steps below
+        # take it (and the clocks) instead of each reading the row and its empty history.
+        stored = incident_as_stored(incident.id)
+        escalation.schedule(ctx, stored, new_clocks=clocks)
+        search.refresh(incident.id, new=stored)
+        reports.refresh(ctx, incident.id, new=stored, new_clocks=clocks)
+        events.emit(ctx, "incident_created", incident.id, actor, as_stored=stored,
                     **({} if acknowledge else {"acknowledge": False}))
         if assigned_team is not None:
-            events.emit(ctx, "incident_assigned", incident.id, actor, previous_team=None,
-                        previous_agent=None)
+            events.emit(ctx, "incident_assigned", incident.id, actor, as_stored=stored,
+                        previous_team=None, previous_agent=None)
     return incident
 

@@ -72,12 +72,16 @@ def _call_plugin(ctx: Context, channel: Any, what: str, call: Any) -> Any:
 # -- recording (inside the change's transaction) ---------------------------------------------------
 
 
-def record_event(ctx: Context, event: str, incident_id: int, payload: dict[str, Any]) -> list[int]:
-    """Apply the rules to one event; write its outbox rows; queue their delivery after commit."""
-    try:
-        incident = incident_as_stored(incident_id)
-    except Incident.DoesNotExist:
-        return []
+def record_event(ctx: Context, event: str, incident_id: int, payload: dict[str, Any],
+                 as_stored: Incident | None = None) -> list[int]:
+    """Apply the rules to one event; write its outbox rows; queue their delivery after commit
+    (``as_stored``: the incident as stored now, when the caller read it already)."""
+    incident = as_stored
+    if incident is None:
+        try:
+            incident = incident_as_stored(incident_id)
+        except Incident.DoesNotExist:
+            return []
     found = rules.recipients(event, incident, payload.get("actor"), payload)
     channels = list(ctx.registry.channel_types.values())
     agent_ids = [r.agent.id for r in found if r.agent is not None]
