@@ -160,6 +160,20 @@ def test_poll_receives_each_message_then_marks_it_seen(app, ctx, dovecot):
         assert imap.poll(ctx, box).outcomes == []  # nothing new
 
 
+def test_a_sender_name_hiding_a_line_break_does_not_stop_the_mailbox(app, ctx, dovecot):
+    # The standard parser refuses this From outright; one such message must not stop every
+    # mail behind it, poll after poll.
+    dovecot.append(message(1))
+    dovecot.append(b"From: =?utf-8?q?Bob=0D=0ABcc:_x@y?= <bob@example.org>\r\nSubject: s\r\n"
+                   b"Message-ID: <poison@example.org>\r\n\r\nx\r\n")
+    dovecot.append(message(2))
+    (box,) = imap.mailboxes(ctx)
+    with app.app_context():
+        polled = imap.poll(ctx, box)
+    assert polled.outcomes == ["created"] * 3 and not polled.stopped
+    assert dovecot.unseen() == 0
+
+
 def test_a_crash_between_commit_and_seen_delivers_once(app, ctx, dovecot, monkeypatch):
     dovecot.append(message(1))
     real_uid = imaplib.IMAP4.uid

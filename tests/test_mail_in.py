@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from helpdesk import incidents
+from helpdesk import hookimpl, incidents
 from helpdesk.mail.parse import parse, trim_reply
 from helpdesk.mail.receive import Received, receive
 from helpdesk.models import Contact, Delivery, InboundMail, Incident, Notice, TimelineEntry
@@ -160,6 +160,37 @@ def test_unreadable_mail_is_quarantined_and_admins_are_told(take, personas):
     # The same broken message again is the same message: one row, one notice.
     assert take(fixture("missing_boundary.eml")).outcome == "duplicate"
     assert InboundMail.select().count() == 1
+
+
+@pytest.mark.parametrize("sender", ["=?utf-8?q?Bob=0D=0ABcc:_x@y?= <bob@example.org>",
+                                    '"=?utf-8?b?Qm9iCkJjYzogeEB5?=" <bob@example.org>'])
+def test_an_encoded_line_break_in_the_senders_name_is_only_text(take, sender):
+    # The standard parser refuses such an address outright; read as source, it is a name.
+    result = take(f"From: {sender}\r\nSubject: =?utf-8?q?VPN=0D=0ABcc:_x@y?=\r\n"
+                  "Message-ID: <crlf@example.org>\r\n\r\nThe VPN drops every hour.\r\n")
+    assert result.outcome == "created"
+    assert result.incident.requester.email == "bob@example.org"
+    assert result.incident.requester.name == "Bob Bcc: x@y"  # one line, shown escaped
+    assert result.incident.title == "VPN Bcc: x@y"
+
+
+def test_a_message_the_desk_cannot_take_waits_in_quarantine(app, take, personas):
+    # A priority rule that fails (here a plugin's bug) refuses the incident: the message is
+    # kept for an admin instead of failing the intake (mail-in would make the MTA retry it
+    # for days; an IMAP poll would stop at it every minute).
+    class Broken:
+        @hookimpl
+        def helpdesk_priority(self, impact, urgency, ctx):
+            raise RuntimeError("priority table missing")
+
+    app.extensions["helpdesk"].pm.register(Broken(), name="broken-priority")
+    result = take("From: ada@example.org\r\nSubject: Printer\r\nMessage-ID: <refused@example.org>"
+                  "\r\n\r\nIt jams.\r\n")
+    assert result.outcome == "quarantined" and "priority table missing" in result.reason
+    assert Incident.select().count() == 0
+    assert Notice.select().where(Notice.agent == personas.admin.id).count() == 1
+    assert take("From: ada@example.org\r\nSubject: Printer\r\nMessage-ID: <refused@example.org>"
+                "\r\n\r\nIt jams.\r\n").outcome == "duplicate"
 
 
 def test_oversized_mail_is_quarantined_whole(ctx, take):

@@ -143,6 +143,10 @@ def poll(ctx: Context, box: Mailbox, batch: int = BATCH) -> Polled:
                 result.stopped = f"stopped, the rest stays unseen: {type(error).__name__}: {error}"
                 logger.warning("IMAP %s: %s", box.name, result.stopped)
                 break
+            except Exception:  # noqa: BLE001 - a bug on one message: it stays unseen, the rest go on
+                logger.exception("IMAP %s: message %s could not be received; it stays unseen",
+                                 box.name, uid.decode())
+                continue
             result.outcomes.append(received.outcome)
             client.uid("STORE", uid.decode(), "+FLAGS.SILENT", "(\\Seen)")
     except (OSError, imaplib.IMAP4.error) as error:

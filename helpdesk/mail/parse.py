@@ -11,6 +11,7 @@ carries the reason, and the caller keeps the raw message.
 from __future__ import annotations
 
 import email
+import email.header
 import email.policy
 import re
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class Mail:
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ANGLE_ADDRESS = re.compile(r"([^<>]*)<([^<>\s]+)>")
 _MSGID = re.compile(r"<([^<>\s]{1,900})>")
 LOOP_HEADERS = ("auto-submitted", "precedence", "x-auto-response-suppress", "x-autoreply",
                 "x-autorespond", "x-helpdesk-loop", "x-loop", "list-id", "list-unsubscribe",
@@ -68,15 +70,25 @@ def one_line(value: str) -> str:
 
 
 def _header(message: Message, name: str) -> str:
-    """A header as text; a header the parser cannot decode is read raw instead of failing."""
+    """A header as text; a header the parser refuses (an encoded word hiding a line break in
+    an address, say) is read as its source text instead of failing the whole message."""
     try:
         value = message.get(name)
-    except Exception:  # noqa: BLE001 - any malformed header: fall back to its raw bytes
-        raw = message.get_all(name, failobj=[None])
-        value = raw[0] if raw else None
-        if value is not None:
-            value = str(value.encode("ascii", "replace").decode("ascii") if isinstance(value, str) else value)
+    except Exception:  # noqa: BLE001 - any malformed header: fall back to its source
+        value = next((raw for key, raw in message.raw_items() if key.lower() == name.lower()), None)
+        if value is not None:  # undecoded: 8-bit bytes come back as replacement marks
+            value = str(value).encode("ascii", "replace").decode("ascii")
     return "" if value is None else str(value)
+
+
+def _words(value: str) -> str:
+    """Encoded words (RFC 2047) decoded as far as they go, for a header read as source."""
+    if "=?" not in value:
+        return value
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except Exception:  # noqa: BLE001 - keep the source text
+        return value
 
 
 def message_ids(value: str) -> list[str]:
@@ -214,23 +226,37 @@ def _body(message: Message, notes: list[str], attachments: list[Attachment], dep
 
 
 def parse(raw: bytes) -> Mail:
-    """Parse one message, or raise :class:`Unreadable` saying why it cannot be used."""
+    """Parse one message, or raise :class:`Unreadable` saying why it cannot be used (whatever
+    goes wrong: a message must never stop the intake behind it)."""
     try:
         message = email.message_from_bytes(raw, policy=email.policy.default)
     except Exception as error:  # noqa: BLE001 - the parser should not raise, but never trust it
         raise Unreadable(f"the message cannot be parsed: {type(error).__name__}") from None
+    try:
+        return _parsed(message)
+    except Unreadable:
+        raise
+    except Exception as error:  # noqa: BLE001 - an unforeseen header or part: quarantine it
+        raise Unreadable(f"the message cannot be read: {type(error).__name__}: {error}"[:500]) from None
+
+
+def _parsed(message: EmailMessage) -> Mail:
     notes: list[str] = []
     defects = [type(d).__name__ for d in message.defects]
     if any(d in {"NoBoundaryInMultipartDefect", "StartBoundaryNotFoundDefect",
                  "MultipartInvariantViolationDefect"} for d in defects):
         raise Unreadable(f"broken MIME structure: {', '.join(defects)}")
     raw_from = _header(message, "From")
-    try:
-        addresses = getaddresses([raw_from])
-    except Exception:  # noqa: BLE001
-        addresses = [parseaddr(raw_from)]
+    angle = _ANGLE_ADDRESS.fullmatch(raw_from.strip()) if "=?" in raw_from else None
+    if angle:  # read as source (the parser refused it): the name is only words to decode
+        addresses = [(angle.group(1).strip().strip('"'), angle.group(2))]
+    else:
+        try:
+            addresses = getaddresses([raw_from])
+        except Exception:  # noqa: BLE001
+            addresses = [parseaddr(raw_from)]
     name, sender = addresses[0] if addresses else ("", "")
-    sender = one_line(sender).lower()
+    name, sender = _words(name), one_line(sender).lower()
     if sender.count("@") != 1 or any(c in sender for c in " <>,;\"'") or len(sender) > 254:
         raise Unreadable(f"no usable sender address in From: {one_line(raw_from)[:200]!r}")
     attachments: list[Attachment] = []
@@ -251,7 +277,7 @@ def parse(raw: bytes) -> Mail:
     if message.get_all("Return-Path"):
         return_path = one_line(_header(message, "Return-Path"))
     return Mail(message_id=ids[0] if ids else "", sender=sender, sender_name=one_line(name)[:200],
-                subject=one_line(_header(message, "Subject")), text=text.strip(),
+                subject=one_line(_words(_header(message, "Subject"))), text=text.strip(),
                 references=list(dict.fromkeys(references)), headers=headers,
                 attachments=attachments, notes=notes, return_path=return_path,
                 original_id=written[0] if written else "")

@@ -199,6 +199,14 @@ def receive(ctx: Context, raw: bytes) -> Received:
         if existing is None:
             raise
         return Received("duplicate", existing, "this Message-ID was received before")
+    except (peewee.OperationalError, peewee.InterfaceError, OSError):
+        raise  # the database or the instance folder is unavailable: the sender tries again
+    except Exception as error:  # noqa: BLE001 - this message cannot be taken (a rule refused it,
+        # a plugin failed): rolled back, it waits in quarantine rather than stopping the intake
+        logger.exception("inbound mail from %s could not be taken", mail.sender)
+        kept = {name: base[name] for name in ("raw_path", "size", "received_at", "full_text")}
+        return _quarantine(ctx, key, kept, base["message_id"], mail.sender, base["subject"],
+                           f"it could not be taken: {type(error).__name__}: {error}"[:2000])
 
 
 def _quarantine(ctx: Context, key: str, base: dict, message_id: str, sender: str, subject: str,
