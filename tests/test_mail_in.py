@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from helpdesk import hookimpl, incidents
+from helpdesk import customer_links, customers, hookimpl, incidents
 from helpdesk.mail.parse import parse, trim_reply
 from helpdesk.mail.receive import Received, receive
 from helpdesk.models import Contact, Delivery, InboundMail, Incident, Notice, TimelineEntry
@@ -342,12 +342,39 @@ def test_automatic_new_mail_gets_no_acknowledgement(take, smtp):
     assert smtp.to("ada@example.org") == []
 
 
-def test_a_bounce_is_dropped_and_marks_the_address_failing(take, contact_factory):
-    ada = contact_factory(name="Ada", email="ada@example.org")
-    result = take(fixture("bounce.eml"))
+def _bounce_of(message_id: str) -> bytes:
+    """bounce.eml with the headers of the returned message quoted, as MTAs send them."""
+    quoted = (f"--dsn\nContent-Type: text/rfc822-headers\n\nTo: ada@example.org\n"
+              f"Message-ID: {message_id}\n--dsn--\n")
+    return fixture("bounce.eml").replace(b"--dsn--\n", quoted.encode()).replace(b"bounce-1@", b"bounce-2@")
+
+
+def test_a_bounce_of_our_mail_marks_the_address_until_its_owner_writes_again(app, ctx, take, ada_incident):
+    _incident, ack = ada_incident
+    ada = Contact.get(Contact.email == "ada@example.org")
+    with app.app_context():
+        customers.set_portal_password(ada, "a long portal passphrase")
+    result = take(_bounce_of(ack.message["Message-ID"]))
     assert result.outcome == "dropped" and "ada@example.org" in result.reason
     assert Contact.get_by_id(ada.id).email_failing_at is not None
-    assert Incident.select().count() == 0
+    assert Incident.select().count() == 1  # a bounce is no incident
+    with app.app_context():
+        assert customer_links.issue(ctx, "ada@example.org", "client") is None  # no sign-in link to it
+        # Her password needs no mail: she can still sign in.
+        assert customers.portal_sign_in(ctx, "ada@example.org", "a long portal passphrase", "client") == ada
+    take(fixture("new_plain.eml").replace(b"Message-ID: <", b"Message-ID: <again-"))  # she writes in
+    assert Contact.get_by_id(ada.id).email_failing_at is None
+
+
+@pytest.mark.parametrize("forged", [
+    fixture("bounce.eml"),  # quotes none of our messages
+    b"From: someone@evil.example\r\nX-Failed-Recipients: ada@example.org\r\nSubject: hi\r\n"
+    b"Message-ID: <forged@evil.example>\r\nReferences: <made.up@example.com>\r\n\r\nq\r\n",
+])
+def test_a_bounce_that_proves_nothing_we_sent_marks_nobody(take, ada_incident, forged):
+    result = take(forged)
+    assert result.outcome == "dropped"
+    assert Contact.get(Contact.email == "ada@example.org").email_failing_at is None
 
 
 def test_the_loop_brake_stops_acknowledgements_and_tells_admins(take, smtp, personas):

@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 import peewee
 from peewee import fn
 
-from helpdesk import attachments, customers
+from helpdesk import attachments, customers, mail_headers
 from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.db import write_transaction
@@ -55,7 +55,7 @@ from helpdesk.incidents import log_incident
 from helpdesk.incidents.changes import entry
 from helpdesk.mail.parse import Attachment, Mail, Unreadable, message_ids, one_line, parse, trim_reply
 from helpdesk.mail.reference import incident_in_subject
-from helpdesk.models import Agent, Contact, InboundMail, Incident, Notice
+from helpdesk.models import Agent, Contact, Delivery, InboundMail, Incident, Notice
 
 logger = logging.getLogger(__name__)
 OUTCOMES = ("created", "replied", "reopened", "followed_up", "recorded", "dropped", "quarantined")
@@ -243,7 +243,7 @@ def _decide(ctx: Context, mail: Mail, base: dict, raw: bytes) -> Received:
     if loop_mark == our_domain(ctx) or mail.sender in our_addresses(ctx):
         return done("dropped", "our own mail came back (X-Helpdesk-Loop or our From address)")
     if _is_bounce(mail):
-        failed = _bounced_addresses(mail, raw)
+        failed = _bounced_addresses(ctx, mail, raw)
         if failed:
             Contact.update(email_failing_at=now()).where(Contact.email.in_(failed)).execute()
         return done("dropped", "delivery failure report" + (f" for {', '.join(sorted(failed))}" if failed
@@ -257,6 +257,9 @@ def _decide(ctx: Context, mail: Mail, base: dict, raw: bytes) -> Received:
     kept, refused = _triage(ctx, mail)
     notes = list(mail.notes) + refused
     contact = customers.find_or_create_contact(mail.sender, mail.sender_name)
+    if contact.email_failing_at is not None and not automatic:
+        # They wrote to us from it: the address works again (a mailbox that was full, say).
+        Contact.update(email_failing_at=None).where(Contact.id == contact.id).execute()
     incident_id = _thread(ctx, mail)
     incident = Incident.get_or_none(Incident.id == incident_id) if incident_id else None
     if incident is not None and customers.is_participant(incident, contact):
@@ -327,12 +330,25 @@ def _title(mail: Mail) -> str:
     return (title or f"E-mail from {mail.sender}")[:200]
 
 
-def _bounced_addresses(mail: Mail, raw: bytes) -> set[str]:
-    """The recipients a delivery failure report names (X-Failed-Recipients, Final-Recipient)."""
-    found = {a.strip().lower() for a in mail.headers.get("x-failed-recipients", "").split(",") if "@" in a}
+def _bounced_addresses(ctx: Context, mail: Mail, raw: bytes) -> set[str]:
+    """The recipients a delivery failure report names (X-Failed-Recipients, Final-Recipient)
+    that it proves failing: only an address we sent a message to whose Message-ID the report
+    quotes. Anyone can write a "bounce"; without that proof it marks nobody."""
+    named = {a.strip().lower() for a in mail.headers.get("x-failed-recipients", "").split(",") if "@" in a}
     for match in _FINAL_RECIPIENT.finditer(raw[:1_000_000]):
-        found.add(match.group(1).decode("ascii", "replace").lower())
-    return found
+        named.add(match.group(1).decode("ascii", "replace").lower())
+    domain = our_domain(ctx)
+    quoted = {found for found in message_ids(raw[:1_000_000].decode("ascii", "replace"))
+              if found.endswith("@" + domain)}
+    if not quoted:
+        return set()
+    proven = set()
+    for address in sorted(named)[:20]:
+        sent = (Delivery.select(Delivery.idempotency_key).where(fn.LOWER(Delivery.recipient) == address)
+                .order_by(Delivery.id.desc()).limit(500).tuples())
+        if any(mail_headers.message_id(key, domain).lower().strip("<>") in quoted for (key,) in sent):
+            proven.add(address)
+    return proven
 
 
 def received_since(hours: int = 24) -> int:
