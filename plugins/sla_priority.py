@@ -34,11 +34,17 @@ VARIABLE = "HELPDESK_PLUGINS__SLA_PRIORITY"
 logger = logging.getLogger(__name__)
 
 
+LONGEST = dt.timedelta(days=366)  # of working time: a due date the calendars can still reach
+
+
 def duration(text: str, where: str) -> dt.timedelta:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(m|h|d|bd)\s*", str(text))
+    match = re.fullmatch(r"\s*([0-9]{1,9}(?:\.[0-9]{1,6})?)\s*(m|h|d|bd)\s*", str(text))
     if not match:
         raise ConfigError(f"{where}: expected a duration such as 15m, 8h or 3bd, got {text!r}")
-    return dt.timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > LONGEST.total_seconds():
+        raise ConfigError(f"{where}: {text.strip()} is longer than a target can be (at most 366d, or 1098bd)")
+    return dt.timedelta(seconds=seconds)
 
 
 def _table(settings: Any, key: str, default: dict[str, str]) -> dict[int, dt.timedelta]:

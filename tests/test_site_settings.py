@@ -103,6 +103,18 @@ def test_a_lead_changes_targets_and_new_incidents_get_them_running_clocks_keep_t
     assert "Amira Haddad" in page and "sla_priority.response" in page  # the audit on the page
 
 
+@pytest.mark.parametrize("typed", ["3000000d", "99999999999999999999bd", "１h", "1099bd"])
+def test_a_target_too_long_to_reach_a_due_date_is_a_field_error(login, personas, incident_factory, typed):
+    # Saved, it made every new incident of that priority fail (no due date past year 9999).
+    lead = login(personas.lead)
+    response = lead.post("/admin/sla/targets", {f"resolution-p{p}": v for p, v in
+                                                zip("1234", ["4h", "8h", typed, "10bd"], strict=True)})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422 and 'role="alert"' in page and typed in page
+    assert stored() == {}
+    assert incident_factory(impact="medium", urgency="medium").priority == 3
+
+
 def test_invalid_values_are_field_errors_and_nothing_is_saved(login, personas):
     lead, admin = login(personas.lead), login(personas.admin)
     response = lead.post(
