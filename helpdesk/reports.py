@@ -357,6 +357,9 @@ def rebuild(ctx: Context, batch: int = 2000) -> int:
 
 # -- asking ---------------------------------------------------------------------------------
 
+FIRST_DAY, LAST_DAY = dt.date(1970, 1, 1), dt.date(9000, 12, 31)
+
+
 @dataclass
 class Filters:
     """What a report covers: incidents logged from ``start`` to ``end`` (local days, inclusive),
@@ -379,9 +382,12 @@ class Filters:
             if not raw:
                 return default
             try:
-                return dt.date.fromisoformat(raw)
+                found = dt.date.fromisoformat(raw)
             except ValueError:
                 raise DomainError(f"“{raw[:40]}” is not a date; use YYYY-MM-DD.") from None
+            if not FIRST_DAY <= found <= LAST_DAY:  # the period's arithmetic must stay in the calendar
+                raise DomainError(f"Choose a date from {FIRST_DAY} to {LAST_DAY}.")
+            return found
 
         def number(name: str) -> int | None:
             raw = (args.get(name) or "").strip()

@@ -279,6 +279,15 @@ def test_report_page_is_bookmarkable_accessible_and_refuses_bad_filters(app, per
         assert client.get(f"/reports?{bad}").status_code == 422, bad
 
 
+@pytest.mark.parametrize("path", ["/reports", "/reports/backlog", "/reports/mine", "/reports/escalations",
+                                  "/reports/compliance.csv", "/reports/export/compliance.xlsx"])
+@pytest.mark.parametrize("period", ["to=0001-01-10", "to=9999-12-31", "from=9998-01-01&to=9999-12-31"])
+def test_a_period_at_the_ends_of_the_calendar_is_refused_not_a_crash(personas, login, path, period):
+    # A shared report link may carry any date; the period's own arithmetic must not overflow.
+    response = login(personas.lead).get(f"{path}?{period}")
+    assert response.status_code == 422 and "Choose a date from" in response.get_data(as_text=True)
+
+
 def test_the_owners_view_lists_what_they_own_nearest_breach_first(app, ctx, personas, frozen_clock, login):
     with app.app_context():
         slow = incidents.log_incident(ctx, title="Low one", actor=personas.owner, impact="low", urgency="low")
