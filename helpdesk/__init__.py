@@ -49,6 +49,7 @@ _PUBLIC = {
     "DomainError": ("helpdesk.errors", "DomainError"),
     "now": ("helpdesk.clock", "now"),
     "post": ("helpdesk.outbound", "post"),
+    "url_problem": ("helpdesk.outbound", "url_problem"),  # settings checks (plugin API 1.3)
     "format_duration": ("helpdesk.words", "format_duration"),
     "enqueue": ("helpdesk.notify.outbox", "enqueue"),
     "incidents": ("helpdesk.incidents", None),

@@ -39,6 +39,39 @@ def _allowed(host: str, address: str, allow: Iterable[str]) -> bool:
     return ip.is_global
 
 
+def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host names by itself, in any form a resolver accepts (``0x7f000001``,
+    ``2130706433`` and ``127.1`` are all 127.0.0.1)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except (OSError, ValueError):
+        return None
+
+
+def url_problem(url: str, allow_private: Iterable[str] = ()) -> str | None:
+    """Why :func:`post` would refuse ``url``, as far as the URL itself tells (no DNS lookup:
+    for checking settings when they are saved; a name that resolves to a private address is
+    refused when sending). ``None``: nothing wrong with it."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return f"{url!r} is not an http(s) URL"
+    if parts.username or parts.password:
+        return f"{url!r}: URLs with credentials are not allowed"
+    host = parts.hostname.lower().rstrip(".")
+    literal = _literal(host)
+    allow = list(allow_private)
+    if literal is not None and not _allowed(host, str(literal), allow):
+        return f"{url!r} is a private, loopback or link-local address; an admin must allow-list it"
+    if literal is None and (host == "localhost" or host.endswith(".localhost")) and not any(
+            entry.strip().lower() == host for entry in allow):
+        return f"{url!r} names this machine; an admin must allow-list it"
+    return None
+
+
 def resolve(url: str, allow: Iterable[str] = ()) -> tuple[str, str, int, str]:
     """Check a URL and pick the address to connect to: (scheme, host, port, address)."""
     parts = urlsplit(url)

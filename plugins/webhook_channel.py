@@ -27,7 +27,7 @@ import hmac
 import json
 import time
 
-from helpdesk import Context, hookimpl, post
+from helpdesk import ConfigError, Context, hookimpl, post, url_problem
 from helpdesk.records import ChannelType, Message
 
 
@@ -53,6 +53,16 @@ def send(ctx: Context, message: Message) -> None:
 def broadcast(ctx: Context) -> list[str]:
     """Every incident event goes to every configured URL."""
     return ctx.plugin_settings("webhook").list("urls")
+
+
+@hookimpl
+def helpdesk_check_settings(ctx: Context) -> None:
+    """A URL that can only be refused when sending is refused when saved (or at start-up)."""
+    settings = ctx.plugin_settings("webhook")
+    for url in settings.list("urls"):
+        problem = url_problem(str(url), settings.list("allow_private"))
+        if problem:
+            raise ConfigError(f"HELPDESK_PLUGINS__WEBHOOK__URLS: {problem}")
 
 
 @hookimpl

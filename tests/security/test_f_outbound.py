@@ -1,7 +1,7 @@
 """F. Outbound requests (F1, F3, F5): the guarded POST every webhook-style channel uses refuses
 internal addresses and other schemes, and never follows a redirect; "Send test" never echoes
-what the receiver answered and is rate-limited per person. (Refusing such URLs when they are
-saved is part of the notification work; F6 is tested with it.)
+what the receiver answered and is rate-limited per person. (Refusing such URLs when an admin
+saves them: test_f1_on_save.py.)
 """
 
 from __future__ import annotations
