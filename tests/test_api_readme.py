@@ -27,7 +27,7 @@ def readme_script() -> str:
 def test_readme_curl_script_logs_and_resolves_an_incident(app, personas, server):
     with app.app_context():
         secret = tokens.create(personas.owner, "readme", ["read", "write"]).secret
-    env = {**os.environ, "HELPDESK_URL": server, "HELPDESK_TOKEN": secret}
+    env = {**os.environ, "DESK_URL": server, "DESK_TOKEN": secret}
     script = readme_script()
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True,
                           text=True, timeout=60)
