@@ -294,6 +294,17 @@ def test_unknown_or_forbidden_fields_are_422_naming_them(app, personas, api, ext
 
 
 @pytest.mark.parametrize("body,field", [
+    ({"title": "Printer \ud800 jammed"}, "title"),  # JSON can spell a lone surrogate
+    ({"title": "Printer", "description": "nul \x00 here"}, "description"),
+    ({"title": "Printer", "description": "ok", "impact": "\udfff"}, "impact"),
+])
+def test_text_no_database_can_keep_is_422_not_a_crash(app, api, body, field):
+    data = problem(api.post("/incidents", body), 422)
+    assert data["field"] == field and "not text" in data["detail"]
+    assert Incident.select().count() == 0
+
+
+@pytest.mark.parametrize("body,field", [
     ({}, "title"),
     ({"title": ""}, "title"),
     ({"title": "x" * 201}, "title"),

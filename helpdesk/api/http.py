@@ -236,6 +236,9 @@ def current_token() -> ApiToken:
 # -- request bodies ----------------------------------------------------------------------------
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def body(spec_schema: dict[str, Any]) -> dict[str, Any]:
     """The JSON body, checked against the endpoint's schema: unknown or read-only fields,
     wrong types and bad values are a 422 naming the field."""
@@ -244,8 +247,24 @@ def body(spec_schema: dict[str, Any]) -> dict[str, Any]:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise ApiError(400, "Bad request", "The body must be one JSON object.")
+    for name, value in data.items():
+        if _unstorable(name) or _unstorable(value):
+            raise ApiError(422, "Unprocessable content", f"{name[:100]!a}: contains a character that is "
+                           "not text (NUL or a lone surrogate such as \\ud800)", field=name[:100])
     validate(data, spec_schema)
     return data
+
+
+def _unstorable(value: Any) -> bool:
+    """Text no database keeps (JSON can spell a lone surrogate, "\\ud800", or a NUL), anywhere
+    in a value: refused up front rather than failing in the database as a 500."""
+    if isinstance(value, str):
+        return bool(_UNSTORABLE.search(value))
+    if isinstance(value, dict):
+        return any(_unstorable(key) or _unstorable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_unstorable(item) for item in value)
+    return False
 
 
 def validate(data: dict[str, Any], schema: dict[str, Any]) -> None:
