@@ -229,6 +229,13 @@ def test_new_mail_creates_an_incident_for_a_new_requester_and_acknowledges(take,
     assert f"[INC-{incident.id} #" in ack["Subject"]  # the signed token replies can thread by
 
 
+def test_the_acknowledgement_threads_under_the_customers_own_message(ada_incident):
+    _incident, ack = ada_incident
+    theirs = parse(fixture("new_plain.eml")).original_id
+    assert ack.message["In-Reply-To"] == f"<{theirs}>"  # the parent: what they wrote
+    assert f"<{theirs}>" in ack.message["References"].split()
+
+
 def test_an_existing_contact_is_found_whatever_the_case_of_the_address(take, contact_factory):
     ada = contact_factory(name="Ada L.", email="ada@example.org")
     raw = fixture("new_plain.eml").replace(b"<ada@example.org>", b"<ADA@Example.ORG>")

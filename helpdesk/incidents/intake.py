@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from helpdesk import events, reports, search, sla
 from helpdesk.clock import now
 from helpdesk.context import Context
@@ -64,6 +66,7 @@ def log_incident(
     owner_agent: Agent | None = None,
     keep_ownership: bool = True,
     acknowledge: bool = True,
+    logged: Callable[[Incident], None] | None = None,
 ) -> Incident:
     """Log a new incident.
 
@@ -72,6 +75,8 @@ def log_incident(
     or ``keep_ownership`` is false; arriving any other way (``actor`` None),
     the service desk owns it with no owning agent until someone takes it.
     ``acknowledge=False`` sends the requester no acknowledgement (automatic mail: no loops).
+    ``logged(incident)`` runs in the transaction once the incident exists, before its events are
+    recorded: what the events' messages must already see (the mail it came from, say).
     """
     source = source or ("agent" if actor else "api")
     service_desk = service_desk or ctx.service_desk()
@@ -116,6 +121,8 @@ def log_incident(
         # Read back once, with the SLA summary the clocks' trigger wrote; the steps below
         # take it (and the clocks) instead of each reading the row and its empty history.
         stored = incident_as_stored(incident.id)
+        if logged is not None:
+            logged(stored)
         escalation.schedule(ctx, stored, new_clocks=clocks)
         search.refresh(incident.id, new=stored)
         reports.refresh(ctx, incident.id, new=stored, new_clocks=clocks)

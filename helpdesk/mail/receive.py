@@ -294,10 +294,14 @@ def _decide(ctx: Context, mail: Mail, base: dict, raw: bytes) -> Received:
         description = f"Sent as a reply to {incident.reference}.\n\n{description}"
     if notes:
         description += "\n\n_" + "; ".join(notes) + "_"
+
+    def link(incident: Incident) -> None:  # before the acknowledgement: it threads under this mail
+        done("created", reason, incident=incident.id, contact=contact.id)
+
     created = log_incident(ctx, title=_title(mail), actor=None, requester=contact, source="email",
-                           description=description, acknowledge=acknowledge)
+                           description=description, acknowledge=acknowledge, logged=link)
     _keep_attachments(ctx, kept, created.id, None, contact)
-    return done("created", reason, incident=created.id, contact=contact.id)
+    return Received("created", row, reason[:2000])
 
 
 def _triage(ctx: Context, mail: Mail) -> tuple[list[Attachment], list[str]]:
