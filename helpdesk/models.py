@@ -911,7 +911,7 @@ class PeriodicRun(BaseModel):
     name = peewee.CharField(max_length=64, primary_key=True)
     started_at = peewee.DateTimeField()
     finished_at = peewee.DateTimeField(null=True)
-    seconds = peewee.FloatField(default=0)
+    seconds = peewee.DoubleField(default=0)
     runs = peewee.IntegerField(default=0)
     failures = peewee.IntegerField(default=0)
     error = peewee.TextField(default="")
