@@ -109,7 +109,7 @@ def init(ctx: click.Context, demo: bool) -> None:
 
 @main.command()
 @click.option("--host", default=None, help="Listen address (HELPDESK_HOST).")
-@click.option("--port", type=int, default=None, help="Port (HELPDESK_PORT).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (HELPDESK_PORT).")
 @click.option("--no-worker", is_flag=True, help="Do not run the background worker in-process.")
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, no_worker: bool) -> None:
@@ -140,6 +140,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_worker: boo
                       on_listen=lambda: click.echo(
                           f"Helpdesk serving on http://{host}:{port} "
                           f"({'with' if consumer else 'without'} background worker). Ctrl-C stops."))
+    except serving.ListenError as error:
+        raise click.ClickException(str(error)) from None
     finally:
         if consumer is not None:
             consumer.stop(graceful=True)  # tasks in flight finish, within shutdown_seconds

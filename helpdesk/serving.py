@@ -50,6 +50,10 @@ def _close_idle_connections(server: Any) -> None:
             channel.handle_close()
 
 
+class ListenError(RuntimeError):
+    """The server could not take its address (said plainly by the command, not a traceback)."""
+
+
 def serve(app: Any, *, host: str, port: int, threads: int, max_request_bytes: int,
           shutdown_seconds: int, clear_untrusted_proxy_headers: bool = True,
           on_listen: Any = None) -> None:
@@ -66,8 +70,13 @@ def serve(app: Any, *, host: str, port: int, threads: int, max_request_bytes: in
                                "max_request_body_size": max_request_bytes,
                                "clear_untrusted_proxy_headers": clear_untrusted_proxy_headers}
     sockets = inherited_sockets()
-    server = (create_server(app, sockets=sockets, **options) if sockets
-              else create_server(app, host=host, port=port, **options))
+    try:
+        server = (create_server(app, sockets=sockets, **options) if sockets
+                  else create_server(app, host=host, port=port, **options))
+    except (OSError, ValueError) as error:  # in use, not ours to bind, not an address
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        raise ListenError(f"cannot listen on {host}:{port}: {error}") from None
     if on_listen is not None:
         on_listen()
     try:

@@ -126,6 +126,22 @@ def test_serve_runs_web_and_worker_in_one_process_and_stops_cleanly(app, tmp_pat
     assert "with background worker" in output
 
 
+def test_serve_says_plainly_when_it_cannot_listen(app, tmp_path):
+    env = _env(tmp_path)
+    assert _run(["init", "--no-demo"], env).returncode == 0
+    out_of_range = _run(["serve", "--no-worker", "--port", "70000"], env)  # 70000 would wrap to 4464
+    assert out_of_range.returncode == 2 and "70000 is not in the range 1<=x<=65535" in out_of_range.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        in_use = _run(["serve", "--no-worker", "--port", str(port)], env)
+    assert in_use.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in in_use.stderr
+    assert "Traceback" not in in_use.stderr
+    bad_host = _run(["serve", "--no-worker", "--host", "999.1.1.1"], env)
+    assert bad_host.returncode == 1 and "cannot listen on 999.1.1.1" in bad_host.stderr
+
+
 def test_second_init_tells_again_how_to_log_in_to_the_demo(app, tmp_path):
     env = _env(tmp_path)
     first = _run(["init", "--demo"], env)
