@@ -231,9 +231,16 @@ def setting_names() -> list[str]:
 
 def _parse(name: str, value: Any, source: str) -> Any:
     spec = next(f for f in fields(Settings) if f.name == name)
+    kind = spec.type if isinstance(spec.type, str) else getattr(spec.type, "__name__", "")
+    # A TOML file can give any type: text where text is meant, a whole number where one is
+    # (5000.7 is not a port), each said plainly rather than coerced or failing deeper.
+    if kind == "str" and not isinstance(value, str):
+        raise ConfigError(f"{source}: invalid value {value!r}: expected text (in quotes)")
+    if kind == "int" and isinstance(value, float):
+        raise ConfigError(f"{source}: invalid value {value!r}: expected a whole number")
     try:
         return spec.metadata["parse"](value)
-    except ValueError as error:
+    except (ValueError, TypeError, AttributeError) as error:
         raise ConfigError(f"{source}: invalid value {value!r}: {error}") from None
 
 

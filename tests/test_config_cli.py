@@ -58,6 +58,17 @@ def test_bad_instance_file_names_the_file_and_key(tmp_path):
         load_settings(environ={}, instance_path=tmp_path)
 
 
+@pytest.mark.parametrize("line, said", [
+    ("host = 5", "expected text"), ("base_url = 42", "expected text"), ("time_zone = 1", "expected text"),
+    ("support_address = ['a@example.com']", "expected text"), ("port = 5000.7", "whole number"),
+    ("page_size = true", "whole number"),
+])
+def test_a_value_of_the_wrong_type_in_the_instance_file_is_named(tmp_path, line, said):
+    (tmp_path / "helpdesk.toml").write_text(f'secret_key = "{"k" * 40}"\n{line}\n')
+    with pytest.raises(ConfigError, match=f"helpdesk.toml: {line.split()[0]}: invalid value .*{said}"):
+        load_settings(environ={}, instance_path=tmp_path)
+
+
 def test_missing_secret_key_says_how_to_fix(tmp_path):
     with pytest.raises(ConfigError, match="helpdesk init"):
         load_settings(environ={}, instance_path=tmp_path / "nothing")
