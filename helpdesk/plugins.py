@@ -175,10 +175,28 @@ def load_plugins(
         ) from None
 
     registry = ctx.registry if ctx is not None else Registry()
+    from helpdesk import records
+
+    kinds = {"helpdesk_channel_types": records.ChannelType, "helpdesk_sla_policies": records.SlaPolicy,
+             "helpdesk_business_calendars": records.BusinessCalendar,
+             "helpdesk_escalation_steps": records.EscalationStep,
+             "helpdesk_alert_sources": records.AlertSource, "helpdesk_macro_actions": records.MacroAction}
     for hook_name in REGISTRATIONS:
         caller = getattr(pm.hook, hook_name)
         for impl in reversed(caller.get_hookimpls()):
-            for record in impl.function(**({"ctx": ctx} if "ctx" in impl.argnames else {})) or ():
+            how_to_stop = (f"Disable it with HELPDESK_DISABLED_PLUGINS={impl.plugin_name} "
+                           "or fix the plugin.")
+            try:
+                given = list(impl.function(**({"ctx": ctx} if "ctx" in impl.argnames else {})) or ())
+            except Exception as error:
+                raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook_name}: "
+                                  f"{type(error).__name__}: {error}. {how_to_stop}") from error
+            for record in given:
+                kind = kinds[hook_name]
+                named = isinstance(record, kind) and isinstance(record.name, str) and record.name.strip()
+                if not named:
+                    raise PluginError(f"plugin {impl.plugin_name!r}: {hook_name} returned {record!r:.80}, "
+                                      f"not a helpdesk.records.{kind.__name__} with a name. {how_to_stop}")
                 owner = registry.owners.get((hook_name, record.name))
                 if owner is not None:
                     raise PluginError(
@@ -242,6 +260,19 @@ def call_event(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> list[str]:
             if impl.plugin_name not in called]
 
 
-def collect(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[Any]:
-    """Flatten the lists a UI-slot hook returns, plugin by plugin; a failing plugin is skipped."""
-    return [item for _, result in call_each(pm, hook, **kwargs) for item in result or ()]
+def collect(pm: pluggy.PluginManager, hook: str, kind: type | None = None, **kwargs: Any) -> list[Any]:
+    """Flatten the lists a UI-slot hook returns, plugin by plugin; a failing plugin is skipped,
+    and so is anything it returned that is not a ``kind`` (logged and recorded like a failure:
+    one plugin's wrong value must not break the page for everyone)."""
+    found = []
+    for name, result in call_each(pm, hook, **kwargs):
+        items = result or ()
+        if not isinstance(items, (list, tuple)) or (kind is not None and not all(
+                isinstance(item, kind) for item in items)):
+            error = TypeError(f"{hook} returned {result!r:.120}, not a list of "
+                              f"{kind.__name__ if kind else 'records'}")
+            logger.error("plugin %r: %s; skipped", name, error)
+            record_failure(name, hook, kwargs.get("incident"), error)
+            continue
+        found.extend(items)
+    return found

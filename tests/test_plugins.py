@@ -154,6 +154,19 @@ def test_two_plugins_registering_the_same_name_stop_start_up_naming_both():
     assert "acme_sms" in str(error.value) and "other_sms" in str(error.value)
 
 
+def _fails() -> list[ChannelType]:
+    raise KeyError("sms_gateway")
+
+
+@pytest.mark.parametrize("channels", [_fails, lambda: ["webhook"], lambda: [42],
+                                      lambda: [ChannelType("", "No name", lambda message: None)]])
+def test_a_registration_that_raises_or_returns_no_record_stops_start_up_naming_the_plugin(channels):
+    broken = plugin("acme_sms", helpdesk_channel_types=channels)
+    with pytest.raises(PluginError) as error:
+        load_plugins(load_entry_points=False, extra=[broken])
+    assert "acme_sms" in str(error.value) and "HELPDESK_DISABLED_PLUGINS=acme_sms" in str(error.value)
+
+
 def test_a_misspelt_hook_stops_start_up_naming_the_plugin():
     typo = plugin("typo_plugin", incident_creatd=lambda incident, actor: None)
     with pytest.raises(PluginError, match="typo_plugin"):
@@ -240,6 +253,21 @@ def test_a_failing_panel_is_skipped_and_recorded_and_the_page_still_renders(
     assert response.status_code == 200
     assert "Good news" in response.get_data(as_text=True)
     assert PluginFailure.get().plugin == "broken_panel"
+
+
+@pytest.mark.plugins(plugin("odd_column", helpdesk_queue_columns=lambda: [42]),
+                     plugin("odd_panel", helpdesk_incident_panels=lambda incident, agent: ["not a panel"]),
+                     plugin("good_panel", helpdesk_incident_panels=lambda incident, agent: [
+                         Panel("Good news", "error.html", {"code": 200, "message": "all fine"})]))
+def test_a_plugin_returning_the_wrong_records_is_skipped_and_recorded(login, personas, incident_factory):
+    incident = incident_factory()
+    agent = login(personas.owner)
+    assert agent.get("/queues/open").status_code == 200  # every queue page used to fail
+    page = agent.get(f"/incidents/{incident.id}")
+    assert page.status_code == 200 and "Good news" in page.get_data(as_text=True)
+    assert "built-in method" not in page.get_data(as_text=True)
+    failed = {(f.plugin, f.hook) for f in PluginFailure.select()}
+    assert {("odd_column", "helpdesk_queue_columns"), ("odd_panel", "helpdesk_incident_panels")} <= failed
 
 
 _ADMIN_BP = Blueprint("quota_admin", __name__)

@@ -16,7 +16,7 @@ from flask import Flask, Response, abort, render_template, send_from_directory
 from jinja2 import ChoiceLoader, FileSystemLoader
 from markupsafe import Markup
 
-from helpdesk import plugins
+from helpdesk import plugins, records
 from helpdesk.context import Context
 from helpdesk.security import ADMIN, PUBLIC, access
 
@@ -71,7 +71,11 @@ def _assets(state: Any) -> dict[str, Any]:
 
 
 def collect(state: Any, hook: str, **kwargs: Any) -> list[Any]:
-    return plugins.collect(state.pm, hook, ctx=state, **kwargs)
+    return plugins.collect(state.pm, hook, kind=_KINDS.get(hook), ctx=state, **kwargs)
+
+
+_KINDS = {"helpdesk_incident_panels": records.Panel, "helpdesk_incident_actions": records.Action,
+          "helpdesk_queue_columns": records.QueueColumn, "helpdesk_admin_pages": records.AdminPage}
 
 
 def render_panels(state: Any, incident: Any, agent: Any) -> list[tuple[str, Markup]]:
