@@ -77,6 +77,15 @@ def gone_holders(lease_seconds: int, at: dt.datetime | None = None) -> list[str]
                   if _process_gone(holder) or (holder in beats and beats[holder] < stale_before))
 
 
+def not_beating(holder: Any, lease_seconds: int, at: dt.datetime) -> Any:
+    """The condition on a claim's holder column for "not seen alive lately": a lapsed claim is
+    taken back only then, so a live worker's slow work (a plugin hook running past
+    ``lease_seconds``) is not started again beside it; its heartbeat keeps the claim."""
+    alive = WorkerBeat.select(WorkerBeat.holder).where(
+        WorkerBeat.seen_at >= at - dt.timedelta(seconds=3 * beat_seconds(lease_seconds)))
+    return holder.is_null() | holder.not_in(alive)
+
+
 def reclaim(holders: list[str], at: dt.datetime | None = None) -> int:
     """Put what ``holders`` claimed back to pending (due now) and free their leases."""
     if not holders:

@@ -65,6 +65,30 @@ def test_what_a_gone_worker_claimed_goes_back_to_pending_and_its_leases_are_free
     assert not WorkerBeat.select().where(WorkerBeat.holder == ended).exists()
 
 
+def test_a_lapsed_claim_is_taken_back_only_from_a_holder_not_beating(app, ctx, log_incident):
+    # A plugin hook may run past lease_seconds; while its worker beats, nobody starts it again
+    # beside it. A holder that never beat (a one-off command) or stopped beating loses it.
+    from helpdesk import event_outbox
+    from helpdesk.notify import outbox
+
+    incident = log_incident(title="Badge printer jammed")
+    slow, silent, never = "elsewhere:1:slow", "elsewhere:2:silent", "elsewhere:3:never"
+    lapsed = now() - dt.timedelta(seconds=1)
+    rows = {holder: (claimed_event(incident.id, holder), claimed_delivery(incident.id, holder))
+            for holder in (slow, silent, never)}
+    EventDelivery.update(claimed_until=lapsed).execute()
+    Delivery.update(claimed_until=lapsed).where(Delivery.state == "sending").execute()
+    workers.beat(slow, now())
+    workers.beat(silent, now() - dt.timedelta(minutes=2))
+    with app.app_context():
+        event_outbox.sweep(ctx)
+        outbox.sweep(ctx)
+    kept = {holder: (EventDelivery.get_by_id(event.id).state == "running",
+                     Delivery.get_by_id(delivery.id).state == "sending")
+            for holder, (event, delivery) in rows.items()}  # released rows were queued and tried again
+    assert kept == {slow: (True, True), silent: (False, False), never: (False, False)}
+
+
 def test_the_sweep_forgets_idempotency_keys_after_a_day(app):
     from helpdesk.models import IdempotentRequest
 
