@@ -66,6 +66,9 @@ def placeholder_errors(body: str) -> list[str]:
     unknown = [m.group(1) for m in _TOKEN.finditer(body or "")
                if m.group(1) is not None and m.group(1).strip() not in PLACEHOLDERS]
     if not unknown:
+        lone = next((c for c in _TOKEN.sub("", body or "") if c in "{}"), None)
+        if lone:  # "Hi {requester_name" would be sent as typed
+            return [f"A lone {lone} in the text: close the placeholder, or write {lone * 2} for a brace."]
         return []
     known = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
     return [f"Unknown placeholder {{{unknown[0]}}}: use {known} (write {{{{ and }}}} for braces)."]

@@ -68,6 +68,11 @@ def test_unknown_placeholders_are_a_field_error_and_nothing_is_saved(personas, l
     assert "Unknown placeholder {customer}" in page and 'id="body-error"' in page
     assert 'aria-invalid="true" aria-describedby="body-error"' in page or 'aria-invalid="true"' in page
     assert Macro.select().count() == 0
+    unclosed = login(personas.owner).post("/macros/new", form(body="Hi {requester_name, see below"))
+    assert unclosed.status_code == 422 and "A lone {" in unclosed.get_data(as_text=True)
+    assert Macro.select().count() == 0
+    editor = login(personas.owner).get("/macros/new").get_data(as_text=True)
+    assert ">P1 Critical<" in editor and "P1 P1" not in editor
 
 
 def test_a_status_action_asks_for_the_fields_its_status_needs(personas, login):

@@ -339,6 +339,15 @@ def test_pages_walk_title_matches_then_the_rest_without_gaps_or_repeats(app, per
         assert past_the_end.hits == [] and not past_the_end.has_next
 
 
+def test_the_search_page_numbers_from_one_and_says_when_a_page_is_past_the_end(personas, login, log_incident):
+    log_incident(title="Scanner offline")
+    agent = login(personas.owner)
+    first = agent.get("/search?q=scanner&page=0").get_data(as_text=True)
+    assert '<ol class="search-hits" start="1">' in first and 'rel="prev"' not in first
+    past = agent.get("/search?q=scanner&page=50").get_data(as_text=True)
+    assert "past the last one" in past and "No incidents match." not in past
+
+
 @pytest.mark.parametrize("settings_overrides", [{"search_seconds": 1}])
 def test_a_search_past_its_time_limit_is_stopped_and_says_so(app, personas, log_incident, monkeypatch):
     """A search still running after ``search_seconds`` is stopped by the database (not left

@@ -58,7 +58,7 @@ def login() -> Response | tuple[str, int] | str:
         return render_template(
             "login.html", next=target, username=username,
             error="Too many failed attempts. Wait a few minutes before trying again.",
-        ), 429
+        ), 429, {"Retry-After": str(settings.login_window_seconds)}
     # A name with control characters cannot exist (and PostgreSQL refuses NUL): unknown.
     agent = Agent.get_or_none(Agent.username == username) if username.isprintable() and username else None
     # Unknown, deactivated and active accounts cost one password verification each, so

@@ -47,7 +47,7 @@ def _options(param: Any) -> list[tuple[str, str]] | None:
     if param.kind == "choice":
         return [(c, c.replace("_", " ").capitalize()) for c in param.choices]
     if param.kind == "priority":
-        return [(str(p), f"P{p} {label}") for p, label in PRIORITIES.items()]
+        return [(str(p), label) for p, label in PRIORITIES.items()]  # the label names it: "P1 Critical"
     if param.kind == "team":
         return [(t.name, t.name) for t in Team.select().order_by(Team.name)]
     if param.kind == "agent":

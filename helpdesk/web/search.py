@@ -14,7 +14,8 @@ bp = Blueprint("search", __name__)
 
 
 def _page_number(raw: str | None) -> int:
-    return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) < 5 else 1
+    """Page 1 for anything that is not a page (0, -3, words); pages count from 1."""
+    return max(1, int(raw)) if raw and raw.isascii() and raw.isdigit() and len(raw) < 5 else 1
 
 
 @bp.get("/search")
