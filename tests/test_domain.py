@@ -896,6 +896,12 @@ def test_a_duplicate_must_point_at_the_original(ctx, personas, log_incident):
     with pytest.raises(DomainError):
         incidents.link(ctx, second.id, personas.owner, "duplicate_of", first.id)
     assert snapshot(second) == before
+    # Nor can the original become a copy of something else: first would point at a cancelled copy.
+    elsewhere = log_incident(title="Orders slow everywhere")
+    before = snapshot(original)
+    with pytest.raises(DomainError, match=f"INC-{first.id} is marked a duplicate of INC-{original.id}"):
+        incidents.link(ctx, original.id, personas.owner, "duplicate_of", elsewhere.id)
+    assert snapshot(original) == before
 
 
 @pytest.mark.parametrize("status", ["resolved", "closed", "cancelled"])

@@ -51,6 +51,17 @@ def test_an_incident_assigned_to_someone_else_cannot_be_taken(ctx, personas, log
     assert fresh(incident).version == before.version
 
 
+def test_a_take_from_a_stale_page_is_a_conflict_naming_who_took_it(ctx, personas, log_incident, login):
+    incident = log_incident()
+    seen = incident.version  # both pages show this version
+    incidents.take_work(ctx, incident.id, personas.colleague, seen)
+    with pytest.raises(StaleVersion, match="taken by"):
+        incidents.take_work(ctx, incident.id, personas.assignee, seen)
+    answer = login(personas.db_lead).post(f"/incidents/{incident.id}/take-work", {"version": str(seen)})
+    assert answer.status_code == 409 and personas.colleague.display_name in answer.get_data(as_text=True)
+    assert fresh(incident).assigned_agent_id == personas.colleague.id
+
+
 def test_a_pending_incident_taken_goes_back_into_progress(ctx, personas, log_incident):
     incident = log_incident()
     incidents.change_status(ctx, incident.id, personas.owner, "pending", pending_reason="customer")

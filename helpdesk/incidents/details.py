@@ -128,6 +128,10 @@ def link(ctx: Context, incident_id: int, actor: Agent, kind: str, other_id: int 
                 raise DomainError(f"{other.reference} is itself a duplicate; link to the original.")
             if not incident.is_active:
                 raise DomainError(f"{incident.reference} is no longer active.")
+            copy = Incident.select(Incident.id).where(Incident.duplicate_of == incident.id).first()
+            if copy is not None:  # a chain would leave its duplicates pointing at a cancelled copy
+                raise DomainError(f"INC-{copy.id} is marked a duplicate of {incident.reference}, so it is "
+                                  f"the original; mark {other.reference} a duplicate of it instead.")
             change = apply(incident, actor, {"duplicate_of": other, "status": "cancelled"},
                            expected_version,
                            record={"duplicate_of": (None, other), "status": (incident.status, "cancelled")},

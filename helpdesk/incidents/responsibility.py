@@ -70,6 +70,10 @@ def take_work(ctx: Context, incident_id: int, actor: Agent,
             raise DomainError(f"{incident.reference} is {STATUSES[incident.status].lower()}; "
                               "reopen it before taking it.")
         if incident.assigned_agent_id not in (None, actor.id):
+            if expected_version is not None and expected_version != incident.version:
+                raise StaleVersion(f"{incident.reference} was taken by {incident.assigned_agent} since you "
+                                   "opened it (your change was not saved). Here is the current state.",
+                                   incident)
             raise DomainError(f"{incident.reference} is assigned to {incident.assigned_agent}; "
                               "ask them, or reassign it.")
         team = incident.assigned_team
