@@ -111,7 +111,7 @@ class Filters:
         sort = args.get("sort") or "updated"
         if sort not in SORTS:
             raise DomainError(f"Unknown sort {sort!r}.")
-        text = " ".join((args.get("q") or "").split())[:200]
+        text = " ".join((args.get("q") or "").split())[:SEARCH_TEXT_LENGTH]
         return cls(statuses, priorities, types, team, text, sort)
 
 
@@ -502,6 +502,8 @@ COLUMNS = {
 }
 FILTER_KEYS = ("status", "priority", "type", "team", "q", "sort")
 VIEW_NAME_LENGTH = 60
+VIEW_QUERY_LENGTH = 2000
+SEARCH_TEXT_LENGTH = 200  # a queue's search text is cut here
 
 
 def parse_columns(values: list[str]) -> list[str]:
@@ -520,7 +522,11 @@ def view_filters(query: str) -> dict[str, list[str]]:
 
     from werkzeug.datastructures import MultiDict
 
+    if len(query or "") > VIEW_QUERY_LENGTH:  # opening the view redirects to a URL built from it
+        raise DomainError(f"A view's filters have at most {VIEW_QUERY_LENGTH} characters.")
     parsed = parse_qs(query or "", keep_blank_values=False, max_num_fields=50)
+    if any(len(" ".join(text.split())) > SEARCH_TEXT_LENGTH for text in parsed.get("q", [])):
+        raise DomainError(f"A view's search text has at most {SEARCH_TEXT_LENGTH} characters.")
     for key in parsed:
         if key not in FILTER_KEYS:
             raise DomainError(f"Unknown filter {key!r}; filters are: {', '.join(FILTER_KEYS)}.")

@@ -278,6 +278,8 @@ def test_only_the_creator_or_a_lead_of_its_team_changes_a_shared_view(app, perso
     ({"name": "   "}, "Give the view a name"),
     ({"column": ["secret"]}, "Unknown column"),
     ({"queue": "everything"}, "There is no queue"),
+    ({"query": "q=" + "a" * 201}, "search text has at most 200 characters"),
+    ({"query": "status=new&" * 200}, "filters have at most 2000 characters"),  # redirected to, once opened
 ])
 def test_view_input_is_checked_with_a_clear_error(app, personas, fields, message):
     response = save(AgentClient(app, personas.owner), **fields)
