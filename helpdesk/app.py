@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 
 from flask import (
     Flask,
+    Request,
     Response,
     g,
     message_flashed,
@@ -26,6 +28,7 @@ from jinja2 import pass_context
 from markupsafe import Markup
 from peewee import OperationalError
 from werkzeug.routing import IntegerConverter
+from werkzeug.utils import cached_property
 
 from helpdesk import __version__, clock
 from helpdesk.config import load_settings
@@ -70,6 +73,33 @@ class BoundedInt(IntegerConverter):
 CONFLICT_ATTEMPTS = 4  # runs of a request that keeps losing write races before it answers 503
 
 
+_INVISIBLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _visible(values: Any) -> Any:
+    """The same multi-dict without control characters (tabs and line breaks stay)."""
+    if not any(_INVISIBLE.search(value) for value in values.values() if isinstance(value, str)):
+        return values
+    return type(values)([(key, _INVISIBLE.sub("", value) if isinstance(value, str) else value)
+                         for key, value in values.items(multi=True)])
+
+
+class HelpdeskRequest(Request):
+    """Form fields and query arguments arrive without control characters: nobody types a NUL
+    or an escape sequence, PostgreSQL refuses NUL in text while SQLite stores it, and either
+    would reach pages, mail and exports. (The API refuses them instead, naming the field.)"""
+
+    def _load_form_data(self) -> None:
+        loaded = "form" in self.__dict__
+        super()._load_form_data()
+        if not loaded:
+            self.__dict__["form"] = _visible(self.__dict__["form"])
+
+    @cached_property
+    def args(self) -> Any:  # type: ignore[override]
+        return _visible(Request.args.__get__(self, type(self)))
+
+
 class Helpdesk(Flask):
     """Flask, with a request that lost a write race on PostgreSQL (a serialization failure or
     a deadlock, SQLSTATE 40001/40P01) run again from its start instead of answered 503. The
@@ -77,6 +107,8 @@ class Helpdesk(Flask):
     that had already committed a change is not run again: the outage handler answers it.
     (Only :func:`~helpdesk.db.write_transaction` commits are counted: a view's write outside
     one, a single autocommitted statement, must be one that may run twice.)"""
+
+    request_class = HelpdeskRequest
 
     def dispatch_request(self) -> Any:
         attempt = 1

@@ -138,3 +138,15 @@ def test_a_link_may_prefill_the_requester_and_shows_the_duplicate_hint(personas,
     assert f'id="requester-{ada.id}" name="requester" value="{ada.id}" checked' in page
     assert "Is it one of these?" in page and earlier.reference in page
     assert 'aria-live="polite">P2 High</output>' in page
+
+
+def test_control_characters_typed_or_pasted_are_dropped_on_every_database(personas, login):
+    # SQLite kept a NUL and showed it in pages, mail and exports; PostgreSQL refused it (422).
+    agent = login(personas.owner)
+    answer = agent.post("/incidents/new", new_incident(title="Printer\x00 on\x07 fire\x1b[31m",
+                                                       description="Smoke\x00 first.\n\tThen flames."))
+    assert answer.status_code == 303
+    incident = Incident.get()
+    assert incident.title == "Printer on fire[31m"
+    assert incident.description == "Smoke first.\n\tThen flames."  # line breaks and tabs stay
+    assert agent.get("/queues/open?q=Printer%00").status_code == 200
