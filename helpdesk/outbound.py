@@ -23,6 +23,24 @@ from urllib.parse import urlsplit
 from helpdesk.records import DeliveryError
 
 
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A unicast address on the internet. An IPv6 address that carries an IPv4 one (mapped,
+    6to4, NAT64) is judged by that one: ``64:ff9b::7f00:1`` is 127.0.0.1 behind a translator."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return _public(ip.ipv4_mapped)
+        if ip.sixtofour is not None:
+            return _public(ip.sixtofour)
+        if any(ip in network for network in _NAT64):
+            return _public(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if ip.teredo is not None:
+            return False
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
+
+
 def _allowed(host: str, address: str, allow: Iterable[str]) -> bool:
     ip = ipaddress.ip_address(address)
     for entry in allow:
@@ -36,7 +54,7 @@ def _allowed(host: str, address: str, allow: Iterable[str]) -> bool:
                 return True
         except ValueError:
             continue
-    return ip.is_global
+    return _public(ip)
 
 
 def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -60,6 +60,15 @@ def test_f1_internal_addresses_and_other_schemes_are_refused(url: str) -> None:
     assert refused.value.permanent or "resolve" in str(refused.value)
 
 
+@pytest.mark.parametrize("url", [
+    "http://[64:ff9b::7f00:1]/", "http://[2002:7f00:1::]/",  # 127.0.0.1 behind NAT64, and in 6to4
+    "http://224.0.0.1/", "http://[ff02::1]/", "http://240.0.0.1/"])  # multicast, reserved
+def test_f1_an_internal_address_inside_another_form_is_refused_before_connecting(url: str) -> None:
+    with pytest.raises(DeliveryError, match="private, loopback or link-local") as refused:
+        post_json(url, {"text": "hi"}, timeout=2)
+    assert refused.value.permanent
+
+
 def test_f1_a_real_internal_service_is_never_reached(internal_service: str) -> None:
     with pytest.raises(DeliveryError):
         post_json(f"http://{internal_service}/hook", {"text": "hi"}, timeout=2)
