@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 from helpdesk.records import DeliveryError
 
-
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 
 
