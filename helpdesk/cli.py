@@ -9,12 +9,42 @@ from pathlib import Path
 from typing import Any
 
 import click
+import peewee
 
 from helpdesk.config import ConfigError, create_instance, instance_folder
 
 
 def _app(ctx: click.Context) -> Any:
     return _app_for((ctx.obj or {}).get("instance_path"))
+
+
+def _ready(ctx: click.Context) -> Any:
+    """The app, for a command that works on the data. A database that is missing or behind
+    the schema is said plainly, with what to run, before anything else happens (a SQLite file
+    is not created by asking)."""
+    from urllib.parse import unquote
+
+    from helpdesk import schema
+    from helpdesk.config import load_settings
+    from helpdesk.db import database
+
+    try:  # before the app opens (and so creates) the file
+        url = load_settings(instance_path=(ctx.obj or {}).get("instance_path")).database_url
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    if url.startswith("sqlite:///") and not Path(unquote(url[len("sqlite:///"):])).exists():
+        raise click.ClickException(f"there is no database at {url}: run `helpdesk init` first "
+                                   "(or set database_url)")
+    app = _app(ctx)
+    try:
+        with database.connection_context():
+            behind = schema.pending(database)
+    except peewee.OperationalError as error:
+        raise click.ClickException(f"cannot open the database {url}: {error}") from None
+    if behind:
+        raise click.ClickException("the database schema is out of date: run `helpdesk init` "
+                                   "or `helpdesk db upgrade` first")
+    return app
 
 
 class HelpdeskGroup(click.Group):
@@ -117,15 +147,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_worker: boo
 
     SIGTERM stops it gracefully: no new connections, requests and tasks in
     flight finish (for at most ``shutdown_seconds``)."""
-    from helpdesk import schema, serving
-    from helpdesk.db import database
+    from helpdesk import serving
 
-    app = _app(ctx)
+    app = _ready(ctx)
     settings = app.extensions["helpdesk"].settings
-    with database.connection_context():
-        if schema.pending(database):
-            raise click.ClickException("the database schema is out of date: run `helpdesk init` "
-                                       "or `helpdesk db upgrade` first")
     consumer = None
     if not no_worker:
         consumer = _start_consumer(app, settings.workers)
@@ -168,7 +193,7 @@ def worker(ctx: click.Context, workers: int | None) -> None:
     """Run only the background worker (for installations with several processes).
 
     SIGTERM stops it gracefully: tasks in flight finish (for at most ``shutdown_seconds``)."""
-    app = _app(ctx)
+    app = _ready(ctx)
     state = app.extensions["helpdesk"]
     # SIGTERM (systemd's stop) and Ctrl-C let tasks in flight finish, within shutdown_seconds.
     consumer = state.huey.create_consumer(workers=workers or state.settings.workers,
@@ -210,7 +235,7 @@ def user_add(ctx: click.Context, username: str, display_name: str, email: str, r
     from helpdesk.errors import DomainError
     from helpdesk.models import Team
 
-    app = _app(ctx)
+    app = _ready(ctx)
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     with app.app_context(), database.connection_context():
@@ -236,7 +261,7 @@ def demo(ctx: click.Context) -> None:
     from helpdesk.db import database
     from helpdesk.models import Incident
 
-    app = _app(ctx)
+    app = _ready(ctx)
     with app.app_context(), database.connection_context():
         if Incident.select().exists():
             raise click.ClickException("the database already holds incidents; demo data "
@@ -281,7 +306,7 @@ def channels_test(ctx: click.Context, channel: str, recipient: str) -> None:
     from helpdesk.notify.outbox import send_now
     from helpdesk.records import DeliveryError, Message
 
-    app = _app(ctx)
+    app = _ready(ctx)
     with app.app_context():
         try:
             send_now(app.extensions["helpdesk"], channel, Message(
@@ -317,7 +342,7 @@ def sla_check(ctx: click.Context, at_text: str | None, dry_run: bool) -> None:
         raise click.BadParameter(f"{at_text!r} is not an ISO 8601 time", param_hint="--at") from None
     if at.tzinfo is not None:
         at = at.astimezone(dt.UTC).replace(tzinfo=None)
-    app = _app(ctx)
+    app = _ready(ctx)
     with app.app_context(), database.connection_context():
         state = app.extensions["helpdesk"]
         if dry_run:
@@ -340,7 +365,7 @@ def sla_audit(ctx: click.Context, references: tuple[str, ...]) -> None:
     from helpdesk.db import database
     from helpdesk.models import Incident, SlaClock
 
-    app = _app(ctx)
+    app = _ready(ctx)
     with app.app_context(), database.connection_context():
         state = app.extensions["helpdesk"]
         if references:
@@ -417,7 +442,7 @@ def search_rebuild(ctx: click.Context) -> None:
     from helpdesk import search
     from helpdesk.db import database
 
-    app = _app(ctx)
+    app = _ready(ctx)
     with app.app_context(), database.connection_context():
         count = search.rebuild()
     click.echo(f"Indexed {count} incident(s).")
@@ -436,7 +461,7 @@ def reports_rebuild(ctx: click.Context) -> None:
     from helpdesk import reports
     from helpdesk.db import database
 
-    app = _app(ctx)
+    app = _ready(ctx)
     with app.app_context(), database.connection_context():
         count = reports.rebuild(app.extensions["helpdesk"])
     click.echo(f"Counted {count} incident(s).")
@@ -484,7 +509,7 @@ def mail_poll(ctx: click.Context, names: tuple[str, ...]) -> None:
     from helpdesk.db import database
     from helpdesk.mail import imap
 
-    app = _app(ctx)
+    app = _ready(ctx)
     state = app.extensions["helpdesk"]
     try:
         boxes = [box for box in imap.mailboxes(state) if not names or box.name in names]

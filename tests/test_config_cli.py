@@ -232,3 +232,17 @@ def test_events_are_processed_by_a_real_worker_from_the_queue(app, tmp_path, sep
             process.send_signal(signal.SIGINT)
         outputs = [process.communicate(timeout=30)[0] for process in processes]
     assert all(process.returncode == 0 for process in processes), outputs
+
+
+@pytest.mark.parametrize("command", [["worker"], ["sla", "check"], ["user", "add", "ana", "--name", "Ana"],
+                                     ["search", "rebuild"], ["escalation", "export", "standard"]])
+def test_a_command_on_an_instance_with_no_database_says_to_run_init_and_creates_nothing(tmp_path, command):
+    env = _env(tmp_path)
+    env.pop("HELPDESK_DATABASE_URL", None)  # the default: SQLite in the instance folder
+    instance = Path(env["HELPDESK_INSTANCE"])
+    instance.mkdir()
+    (instance / "secret_key").write_text("s" * 40)  # a secret key, no database yet
+    answer = _run(command, env)
+    assert answer.returncode == 1 and "run `helpdesk init` first" in answer.stderr, answer.stderr
+    assert "Traceback" not in answer.stderr
+    assert not list(instance.glob("*.db")), "no empty database file left behind"

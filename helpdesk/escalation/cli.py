@@ -25,11 +25,11 @@ def escalation_group() -> None:
 
 
 def _run(ctx: click.Context, work: Any) -> Any:
-    from helpdesk.cli import _app
+    from helpdesk.cli import _ready
     from helpdesk.db import database
     from helpdesk.errors import DomainError
 
-    app = _app(ctx)
+    app = _ready(ctx)
     with app.app_context(), database.connection_context():
         try:
             return work(app.extensions["helpdesk"])
