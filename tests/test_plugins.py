@@ -382,3 +382,16 @@ def test_plugin_static_files_are_served_under_the_plugin_name(login):
         assert served.status_code == 200 and b"example-chat" in served.data
     assert anonymous.get("/plugins/unknown/static/example_chat/panel.html").status_code == 404
     assert anonymous.get("/plugins/styled/static/../../conftest.py").status_code == 404
+
+
+def test_the_readme_plugin_guide_prints_the_example_plugin_files_as_they_are():
+    """Followed literally, the guide gives a plugin that installs: each file it prints is the
+    tested one in tests/example_plugin/ (a new developer copies these, not the test's)."""
+    root = Path(__file__).resolve().parent.parent
+    guide = (root / "README.md").read_text().split("### Writing a plugin", 1)[1].split("\n### ", 1)[0]
+    folder = root / "tests" / "example_plugin"
+    for name in ("setup.cfg", "pyproject.toml", "helpdesk_example_chat/__init__.py",
+                 "helpdesk_example_chat/templates/example_chat/panel.html"):
+        printed = re.search(rf"^`{re.escape(name)}`.*?\n\n```\w+\n(.*?)```", guide, re.S | re.M)
+        assert printed, f"the guide does not print {name}"
+        assert printed.group(1).strip() == (folder / name).read_text().strip(), name
