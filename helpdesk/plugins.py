@@ -18,6 +18,7 @@ from typing import Any
 import pluggy
 
 from helpdesk import builtin, hookspecs
+from helpdesk.config import ConfigError
 
 logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "helpdesk"
@@ -188,6 +189,8 @@ def load_plugins(
                            "or fix the plugin.")
             try:
                 given = list(impl.function(**({"ctx": ctx} if "ctx" in impl.argnames else {})) or ())
+            except ConfigError:
+                raise  # a setting of the plugin's, named by its variable: said as it is
             except Exception as error:
                 raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook_name}: "
                                   f"{type(error).__name__}: {error}. {how_to_stop}") from error

@@ -43,20 +43,21 @@ def _window(text: str, where: str) -> tuple[dt.time, dt.time]:
 
 def calendar_from(name: str, values: dict[str, Any], defaults: dict[str, Any]) -> BusinessCalendar:
     """Build one calendar from settings, with a clear error naming the bad value."""
-    where = f"{VARIABLE}__{name.upper()}"
+    # The main calendar's keys sit in [plugins.business_hours] itself; others under calendars.
+    where = VARIABLE if name == "business" else f"{VARIABLE}__CALENDARS__{name.upper()}"
     zone = values.get("time_zone", defaults["time_zone"])
     try:
         ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{where}: unknown time zone {zone!r}") from None
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ConfigError(f"{where}__TIME_ZONE: unknown time zone {zone!r}") from None
     hours_in = values.get("hours", defaults["hours"])
     if not isinstance(hours_in, dict):
-        raise ConfigError(f"{where}: hours must be a table such as {{ mon = \"09:00-17:00\" }}")
+        raise ConfigError(f"{where}__HOURS: must be a table such as {{ mon = \"09:00-17:00\" }}")
     hours = {}
     for day, text in hours_in.items():
         if day.lower()[:3] not in DAYS:
-            raise ConfigError(f"{where}: unknown weekday {day!r}")
-        hours[DAYS.index(day.lower()[:3])] = _window(str(text), where)
+            raise ConfigError(f"{where}__HOURS: unknown weekday {day!r}")
+        hours[DAYS.index(day.lower()[:3])] = _window(str(text), f"{where}__HOURS__{day.upper()}")
     holidays_in = values.get("holidays", defaults["holidays"])
     if isinstance(holidays_in, str):
         holidays_in = [h for h in holidays_in.split(",") if h.strip()]
@@ -64,7 +65,7 @@ def calendar_from(name: str, values: dict[str, Any], defaults: dict[str, Any]) -
         holidays = frozenset(h if isinstance(h, dt.date) else dt.date.fromisoformat(str(h).strip())
                              for h in holidays_in)
     except ValueError as error:
-        raise ConfigError(f"{where}: holidays: {error}") from None
+        raise ConfigError(f"{where}__HOLIDAYS: {error}") from None
     country = values.get("country", defaults.get("country"))
     if country:
         holidays |= _public_holidays(str(country), values.get("subdivision", defaults.get("subdivision")),

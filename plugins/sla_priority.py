@@ -48,7 +48,11 @@ def duration(text: str, where: str) -> dt.timedelta:
 
 
 def _table(settings: Any, key: str, default: dict[str, str]) -> dict[int, dt.timedelta]:
-    values = {**default, **{str(k).lower(): v for k, v in (settings.get(key) or {}).items()}}
+    given = settings.get(key) or {}
+    if not isinstance(given, dict):
+        raise ConfigError(f"{VARIABLE}__{key.upper()}: expected a table such as "
+                          '{ p1 = "15m", p2 = "30m" }, got ' f"{given!r:.60}")
+    values = {**default, **{str(k).lower(): v for k, v in given.items()}}
     table = {}
     for priority in (1, 2, 3, 4):
         table[priority] = duration(values[f"p{priority}"], f"{VARIABLE}__{key.upper()}: p{priority}")

@@ -59,6 +59,13 @@ def broadcast(ctx: Context) -> list[str]:
 def helpdesk_check_settings(ctx: Context) -> None:
     """A URL that can only be refused when sending is refused when saved (or at start-up)."""
     settings = ctx.plugin_settings("webhook")
+    timeout = settings.get("timeout", 10)
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if isinstance(timeout, bool) or not 1 <= seconds <= 120:
+        raise ConfigError(f"HELPDESK_PLUGINS__WEBHOOK__TIMEOUT: expected 1 to 120 seconds, got {timeout!r}")
     for url in settings.list("urls"):
         problem = url_problem(str(url), settings.list("allow_private"))
         if problem:

@@ -315,6 +315,23 @@ def test_a_malformed_plugin_variable_is_a_clear_error(tmp_path):
         load_settings(environ={"HELPDESK_PLUGINS__CHAT": "x"}, instance_path=tmp_path)
 
 
+@pytest.mark.parametrize("plugin_settings, named", [
+    ({"sla_priority": {"response": "abc"}}, "HELPDESK_PLUGINS__SLA_PRIORITY__RESPONSE: expected a table"),
+    ({"business_hours": {"time_zone": "Mars/Olympus"}},
+     "HELPDESK_PLUGINS__BUSINESS_HOURS__TIME_ZONE: unknown time zone"),
+    ({"business_hours": {"calendars": {"night": {"hours": {"mon": "late"}}}}},
+     "HELPDESK_PLUGINS__BUSINESS_HOURS__CALENDARS__NIGHT__HOURS__MON: expected HH:MM-HH:MM"),
+    ({"webhook": {"timeout": "abc"}}, "HELPDESK_PLUGINS__WEBHOOK__TIMEOUT: expected 1 to 120 seconds"),
+    ({"webhook": {"timeout": 99999}}, "HELPDESK_PLUGINS__WEBHOOK__TIMEOUT: expected 1 to 120 seconds"),
+])
+def test_a_bad_bundled_plugin_setting_stops_start_up_naming_its_variable(tmp_path, plugin_settings, named):
+    from helpdesk.testing import make_app
+
+    with pytest.raises(ConfigError) as refused:
+        make_app(tmp_path, load_entry_points=True, plugins=plugin_settings)
+    assert named in str(refused.value)
+
+
 # -- visibility ----------------------------------------------------------------------------------
 
 
