@@ -414,6 +414,25 @@ def test_a_rule_the_domain_refuses_is_a_422_with_its_message(app, personas, api,
     assert fresh(incident.id).status == "new"
 
 
+def test_a_refusal_names_the_field_the_client_must_fill(app, personas, api, log_incident):
+    incident = log_incident()
+    pending = problem(api.post(f"/incidents/{incident.id}/status", {"status": "pending"},
+                               If_Match='"1"'), 422)
+    assert pending["field"] == "pending_reason" and "Choose a pending reason" in pending["detail"]
+    unexplained = problem(api.post(f"/incidents/{incident.id}/priority", {"priority": 1, "reason": " "},
+                                   If_Match='"1"'), 422)
+    assert unexplained["field"] == "reason"
+
+
+@pytest.mark.parametrize("body", [{"owner": "someone else"}, [1]])
+def test_an_operation_without_a_body_refuses_fields_it_would_ignore(app, personas, api, log_incident, body):
+    incident = log_incident(keep_ownership=False)  # the desk's, no owning agent yet
+    refused = problem(api.post(f"/incidents/{incident.id}/take", body, If_Match='"1"'), 422)
+    assert "takes no body" in refused["detail"]
+    assert fresh(incident.id).owner_agent_id is None
+    assert api.post(f"/incidents/{incident.id}/take", {}, If_Match='"1"').status_code == 200
+
+
 def test_a_missing_incident_is_a_404_problem(app, personas, api):
     for method, path in (("GET", "/incidents/999"), ("GET", "/incidents/999/timeline"),
                          ("GET", "/incidents/999/sla"), ("POST", "/incidents/999/comments")):
@@ -497,7 +516,7 @@ def test_incident_list_pages_visit_every_match_once_with_queue_filters(app, pers
     ("sort=subject;DROP TABLE incident", "sort"), ("sort=__class__", "sort"), ("status=open", "status"),
     ("priority=٣", "priority"), ("limit=0", "limit"), ("limit=-1", "limit"), ("limit=1e9", "limit"),
     ("limit=101", "limit"), ("after=bm9wZQ", "after"), ("queue=everything", "queue"),
-    ("team=abc", "team"), ("order=asc", "order"),
+    ("team=abc", "team"), ("order=asc", "order"), ("q=" + "x" * 201, "q"),
 ])
 def test_bad_sort_filter_or_page_is_a_400_naming_it(app, personas, api, log_incident, query, field):
     log_incident()

@@ -133,6 +133,8 @@ def handler(spec: Endpoint, view: Callable[..., Any]) -> Callable[..., Response]
         try:
             if spec.query:
                 _check_query(spec)
+            if spec.body is None and spec.method in {"POST", "PATCH", "PUT"}:
+                _no_fields()
             if spec.idempotent and request.headers.get("Idempotency-Key") is not None:
                 return _idempotent(spec, view, kwargs)
             return view(**kwargs)
@@ -159,8 +161,10 @@ def handler(spec: Endpoint, view: Callable[..., Any]) -> Callable[..., Response]
 
 
 _TITLES = {403: "Forbidden", 404: "Not found", 409: "Conflict", 422: "Unprocessable content"}
-_FIELD_WORDS = ("title", "status", "priority", "impact", "urgency", "type", "reason", "note",
-                "pending reason", "resolution code", "team", "agent", "body")
+# In this order: the longer names first, and a reason before what it is for ("Give a reason for
+# overriding the priority" is about the reason).
+_FIELD_WORDS = ("pending reason", "resolution code", "reason", "note", "title", "status", "priority",
+                "impact", "urgency", "type", "team", "agent", "body")
 
 
 def _field_of(message: str) -> list[str] | None:
@@ -313,12 +317,29 @@ def _check(value: Any, schema: dict[str, Any]) -> str | None:
     return None
 
 
+def _no_fields() -> None:
+    """An operation that takes no body: nothing, or an empty JSON object; fields it would
+    ignore are refused as anywhere else (the client meant something by them)."""
+    if not request.content_length and not request.data:
+        return
+    data = request.get_json(silent=True) if request.is_json else None
+    if data != {}:
+        raise ApiError(422, "Unprocessable content", "This operation takes no body (or an empty JSON "
+                       "object); nothing was done.")
+
+
 def _check_query(spec: Endpoint) -> None:
     known = {p["name"] for p in spec.query}
     unknown = sorted(set(request.args) - known)
     if unknown:
         raise ApiError(400, "Bad request", f"Unknown query parameter(s): {', '.join(unknown)}.",
                        fields=unknown)
+    for parameter in spec.query:  # the documented length, which the handler would silently cut
+        longest = parameter.get("schema", {}).get("maxLength")
+        value = request.args.get(parameter["name"])
+        if longest is not None and value is not None and len(value) > longest:
+            raise ApiError(400, "Bad request", f"{parameter['name']}: at most {longest} characters.",
+                           field=parameter["name"])
 
 
 def expected_version(required: bool = True) -> int | None:

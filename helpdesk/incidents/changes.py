@@ -111,6 +111,8 @@ def assignee(incident: Incident) -> Pair:
 
 
 def choice(value: str | None, choices: dict, what: str) -> str:
+    if value is None or value == "":
+        raise DomainError(f"Choose a {what}: one of {', '.join(choices)}.")
     if value not in choices:
         raise DomainError(f"Unknown {what} {value!r}; choose one of: {', '.join(choices)}.")
     return value
