@@ -54,8 +54,9 @@ def test_the_assigned_team_or_the_service_chooses_the_calendar(ctx, helpdesk_app
 
 
 @pytest.mark.parametrize(("plugin", "values", "variable"), [
-    ("business_hours", {"hours": {"mon": "9-5"}}, "HELPDESK_PLUGINS__BUSINESS_HOURS__BUSINESS"),
-    ("business_hours", {"time_zone": "Mars/Base"}, "HELPDESK_PLUGINS__BUSINESS_HOURS__BUSINESS"),
+    # named as the variable that sets them (there is no HELPDESK_PLUGINS__BUSINESS_HOURS__BUSINESS)
+    ("business_hours", {"hours": {"mon": "9-5"}}, "HELPDESK_PLUGINS__BUSINESS_HOURS__HOURS__MON:"),
+    ("business_hours", {"time_zone": "Mars/Base"}, "HELPDESK_PLUGINS__BUSINESS_HOURS__TIME_ZONE:"),
     ("business_hours", {"country": "XX"}, "__COUNTRY"),
     ("sla_priority", {"response": {"p1": "soon"}}, "HELPDESK_PLUGINS__SLA_PRIORITY__RESPONSE"),
     ("sla_priority", {"warnings": [1.5]}, "HELPDESK_PLUGINS__SLA_PRIORITY__WARNINGS"),
