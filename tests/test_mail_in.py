@@ -347,6 +347,10 @@ def test_automatic_new_mail_gets_no_acknowledgement(take, smtp):
     result = take(fixture("auto_reply.eml"))
     assert result.outcome == "created" and result.mail.automatic
     assert smtp.to("ada@example.org") == []
+    looped = take("From: ben@example.org\r\nX-Loop: support@example.org\r\nSubject: Fwd: ticket\r\n"
+                  "Message-ID: <x-loop@example.org>\r\n\r\nForwarded by a list.\r\n")
+    assert looped.outcome == "created" and "x-loop" in looped.mail.automatic
+    assert smtp.to("ben@example.org") == []
 
 
 def _bounce_of(message_id: str) -> bytes:

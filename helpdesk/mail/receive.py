@@ -137,7 +137,7 @@ def is_automatic(mail: Mail) -> str:
         return f"Auto-Submitted: {auto}"
     if h.get("precedence", "").lower() in {"bulk", "junk", "list", "auto_reply"}:
         return f"Precedence: {h['precedence']}"
-    for name in ("x-autoreply", "x-autorespond", "x-auto-response-suppress", "list-id"):
+    for name in ("x-autoreply", "x-autorespond", "x-auto-response-suppress", "list-id", "x-loop"):
         if name in h:
             return f"{name}: {h[name]}"
     if mail.return_path is not None and mail.return_path.strip() in {"<>", ""}:
