@@ -349,7 +349,7 @@ def test_automatic_new_mail_gets_no_acknowledgement(take, smtp):
     assert smtp.to("ada@example.org") == []
     looped = take("From: ben@example.org\r\nX-Loop: support@example.org\r\nSubject: Fwd: ticket\r\n"
                   "Message-ID: <x-loop@example.org>\r\n\r\nForwarded by a list.\r\n")
-    assert looped.outcome == "created" and "x-loop" in looped.mail.automatic
+    assert looped.outcome == "created" and looped.mail.automatic and "x-loop" in looped.reason
     assert smtp.to("ben@example.org") == []
 
 
