@@ -315,6 +315,10 @@ def channels_test(ctx: click.Context, channel: str, recipient: str) -> None:
         except DeliveryError as error:
             kind = "permanent" if error.permanent else "temporary"
             raise click.ClickException(f"{channel}: {kind} delivery failure: {error}") from None
+        except Exception as error:  # noqa: BLE001 - a test says what broke: a plugin's bug, a bad recipient
+            hint = " (its recipient is an agent's id)" if channel == "inapp" else ""
+            raise click.ClickException(f"{channel}: the channel failed: {type(error).__name__}: {error}"
+                                       f"{hint}") from None
     click.echo(f"{channel}: sent to {recipient}.")
 
 
@@ -338,10 +342,12 @@ def sla_check(ctx: click.Context, at_text: str | None, dry_run: bool) -> None:
 
     try:
         at = dt.datetime.fromisoformat(at_text) if at_text else now()
-    except ValueError:
+        if at.tzinfo is not None:
+            at = at.astimezone(dt.UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
         raise click.BadParameter(f"{at_text!r} is not an ISO 8601 time", param_hint="--at") from None
-    if at.tzinfo is not None:
-        at = at.astimezone(dt.UTC).replace(tzinfo=None)
+    if not dt.datetime(1970, 1, 1) <= at <= dt.datetime(9000, 12, 31):  # business time must reach past it
+        raise click.BadParameter(f"{at_text!r}: choose a time from 1970 to 9000", param_hint="--at")
     app = _ready(ctx)
     with app.app_context(), database.connection_context():
         state = app.extensions["helpdesk"]
@@ -372,17 +378,21 @@ def sla_audit(ctx: click.Context, references: tuple[str, ...]) -> None:
             ids = []
             for reference in references:
                 number = reference.upper().removeprefix("INC-")
-                if not number.isdigit():
+                if not (number.isascii() and number.isdigit() and len(number) <= 18):
                     raise click.BadParameter(f"{reference!r} is not an incident reference")
                 ids.append(int(number))
         else:
             ids = [row.incident_id for row in SlaClock.select(SlaClock.incident).distinct()]
-        problems = []
+        problems, audited = [], set()
         for incident in Incident.select().where(Incident.id.in_(ids)):
+            audited.add(incident.id)
             problems += sla.audit(state, incident)
+    missing = [f"INC-{number}" for number in ids if number not in audited]
+    if missing:
+        problems.append(f"no such incident: {', '.join(missing)}")
     for problem in problems:
         click.echo(problem)
-    click.echo(f"{len(ids)} incident(s) audited, {len(problems)} difference(s).")
+    click.echo(f"{len(audited)} incident(s) audited, {len(problems)} difference(s).")
     if problems:
         ctx.exit(1)
 

@@ -246,3 +246,18 @@ def test_a_command_on_an_instance_with_no_database_says_to_run_init_and_creates_
     assert answer.returncode == 1 and "run `helpdesk init` first" in answer.stderr, answer.stderr
     assert "Traceback" not in answer.stderr
     assert not list(instance.glob("*.db")), "no empty database file left behind"
+
+
+def test_odd_arguments_are_refused_in_one_line(app, tmp_path):
+    env = _env(tmp_path)
+    assert _run(["init", "--no-demo"], env).returncode == 0
+    for args, said in [
+        (["sla", "check", "--at", "9999-12-31T23:59"], "choose a time from 1970 to 9000"),
+        (["sla", "check", "--at", "0001-01-01T00:00+01:00"], "is not an ISO 8601 time"),
+        (["sla", "audit", "INC-99999999999999999999"], "is not an incident reference"),
+        (["sla", "audit", "INC-999999"], "no such incident: INC-999999"),
+        (["channels", "test", "inapp", "admin"], "its recipient is an agent's id"),
+    ]:
+        answer = _run(args, env)
+        assert answer.returncode != 0 and said in answer.stdout + answer.stderr, (args, answer.stderr)
+        assert "Traceback" not in answer.stderr, args
