@@ -105,9 +105,11 @@ def import_command(ctx: click.Context, files: tuple[Path, ...]) -> None:
     def work(state: Any) -> None:
         for path in files:
             try:
-                saved = policies.save(state, policies.from_toml(path.read_text()))
+                saved = policies.save(state, policies.from_toml(path.read_text(encoding="utf-8")))
             except policies.PolicyError as error:
                 raise click.ClickException(f"{path}: {error}") from None
+            except UnicodeDecodeError:
+                raise click.ClickException(f"{path}: not UTF-8 text (TOML files are UTF-8)") from None
             click.echo(f"{saved.name}: version {saved.version}")
 
     _run(ctx, work)

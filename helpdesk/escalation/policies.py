@@ -221,8 +221,8 @@ def validate(ctx: Context, raw: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(enabled, bool):
         raise PolicyError("enabled", "must be true or false")
     position = raw.get("position", 0)
-    if not isinstance(position, int) or isinstance(position, bool):
-        raise PolicyError("position", "must be a whole number")
+    if not isinstance(position, int) or isinstance(position, bool) or not -1_000_000 <= position <= 1_000_000:
+        raise PolicyError("position", "must be a whole number from -1000000 to 1000000")
     levels = raw.get("levels")
     if not isinstance(levels, list) or not levels:
         raise PolicyError("levels", "a policy needs at least one level")

@@ -43,6 +43,11 @@ def test_export_import_and_simulate_from_the_command_line(desk, tmp_path):
     refused = _cli(desk, tmp_path, "import", str(broken))
     assert refused.returncode == 1
     assert "levels[3].steps[1].team: there is no team named 'Nowhere'" in refused.stderr
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(exported.stdout.replace("Second line", "Deuxième ligne").encode("latin-1"))
+    refused = _cli(desk, tmp_path, "import", str(latin1))
+    assert refused.returncode == 1 and "not UTF-8 text" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
     simulated = _cli(desk, tmp_path, "simulate", "--at", "2026-03-06T16:30", "--priority", "2",
                      "--horizon", "96")

@@ -38,8 +38,10 @@ def _refused(desk, raw) -> str:
      "levels[1].conditions.service: there is no service named 'Mail'"),
     (lambda p: p.update(name="Not A Name"), "name: lower-case letters"),
     (lambda p: p.update(levels=[]), "levels: a policy needs at least one level"),
+    (lambda p: p.update(position=10 ** 20), "position: must be a whole number from"),
 ], ids=["unknown-team", "missing-param", "unknown-step", "unknown-param", "bad-fraction", "bad-trigger",
-        "bad-target", "bad-priority", "unknown-condition", "unknown-service", "bad-name", "no-levels"])
+        "bad-target", "bad-priority", "unknown-condition", "unknown-service", "bad-name", "no-levels",
+        "huge-position"])
 def test_a_bad_policy_is_refused_with_the_field_named(desk, change, message):
     raw = three_levels()
     change(raw)
