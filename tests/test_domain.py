@@ -946,3 +946,12 @@ def test_incident_cannot_be_linked_to_itself(ctx, personas, log_incident, kind):
     with pytest.raises(DomainError):
         incidents.link(ctx, incident.id, personas.owner, kind, incident.id)
     assert snapshot(incident) == before
+
+
+def test_a_reason_is_a_sentence_or_two_not_a_document(ctx, personas, log_incident):
+    incident = log_incident()
+    before = snapshot(incident)
+    with pytest.raises(DomainError, match="limited to 2000 characters"):
+        incidents.override_priority(ctx, incident.id, personas.owner, 1, "x" * 2001)
+    assert snapshot(incident) == before
+    incidents.override_priority(ctx, incident.id, personas.owner, 1, "Sales stopped " * 100)

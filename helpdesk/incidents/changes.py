@@ -34,6 +34,15 @@ from helpdesk.models import (
 from helpdesk.people import is_member
 
 MAX_TITLE = 200
+MAX_REASON = 2000  # a reason is a sentence or two on the timeline, not a document
+
+
+def reason_text(value: str | None, what: str) -> str:
+    """A reason as recorded: trimmed, and refused when it is far longer than a reason."""
+    cleaned = (value or "").strip()
+    if len(cleaned) > MAX_REASON:
+        raise DomainError(f"The reason for {what} is limited to {MAX_REASON} characters.")
+    return cleaned
 #: Changes that count as an agent acting on the incident (may meet the response target).
 ACTION_FIELDS = frozenset({"owner", "assignee", "status"})
 #: Changes after which the SLA policy may set other targets.

@@ -10,7 +10,7 @@ from helpdesk import attachments, events, reports, search, sla
 from helpdesk.context import Context
 from helpdesk.db import for_update, write_transaction
 from helpdesk.errors import DomainError
-from helpdesk.incidents.changes import apply, choice, entry, follow_up, get
+from helpdesk.incidents.changes import apply, choice, entry, follow_up, get, reason_text
 from helpdesk.incidents.changes import title as clean_title
 from helpdesk.incidents.intake import derive_priority
 from helpdesk.models import LEVELS, PRIORITIES, TYPES, Agent, Incident, TimelineEntry
@@ -22,7 +22,7 @@ EDITABLE = frozenset({"title", "description", "type", "impact", "urgency", "cate
 def override_priority(ctx: Context, incident_id: int, actor: Agent, priority: int | None, reason: str,
                       expected_version: int | None = None) -> Incident:
     """Set the priority by hand (recorded with a reason); ``None`` returns to the derived one."""
-    reason = (reason or "").strip()
+    reason = reason_text(reason, "overriding the priority")
     with write_transaction():
         incident = get(incident_id)
         if priority is None:

@@ -18,6 +18,7 @@ from helpdesk.incidents.changes import (
     follow_up,
     get,
     owner,
+    reason_text,
 )
 from helpdesk.incidents.intake import home_team
 from helpdesk.models import STATUSES, Agent, Incident, Team
@@ -121,7 +122,7 @@ def can_transfer(incident: Incident, actor: Agent) -> bool:
 
 def transfer_ownership(ctx: Context, incident_id: int, actor: Agent, team: Team, agent: Agent | None,
                        reason: str, expected_version: int | None = None) -> Incident:
-    reason = (reason or "").strip()
+    reason = reason_text(reason, "transferring ownership")
     with write_transaction():
         incident = get(incident_id)
         if incident.status in {"closed", "cancelled"}:
