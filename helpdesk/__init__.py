@@ -15,7 +15,7 @@ import pluggy
 
 __version__ = "0.1.0"
 #: The plugin API version: the major number changes only with an incompatible change.
-PLUGIN_API = "1.3"
+PLUGIN_API = "1.4"
 
 #: Decorator plugin authors use to mark their hook implementations.
 hookimpl = pluggy.HookimplMarker("helpdesk")
@@ -49,7 +49,7 @@ _PUBLIC = {
     "DomainError": ("helpdesk.errors", "DomainError"),
     "now": ("helpdesk.clock", "now"),
     "post": ("helpdesk.outbound", "post"),
-    "url_problem": ("helpdesk.outbound", "url_problem"),  # settings checks (plugin API 1.3)
+    "url_problem": ("helpdesk.outbound", "url_problem"),  # settings checks (plugin API 1.4)
     "format_duration": ("helpdesk.words", "format_duration"),
     "enqueue": ("helpdesk.notify.outbox", "enqueue"),
     "incidents": ("helpdesk.incidents", None),

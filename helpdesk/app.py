@@ -78,16 +78,17 @@ _INVISIBLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 def _visible(values: Any) -> Any:
     """The same multi-dict without control characters (tabs and line breaks stay)."""
-    if not any(_INVISIBLE.search(value) for value in values.values() if isinstance(value, str)):
+    pairs = list(values.items(multi=True))  # every value of a repeated field, not only the first
+    if not any(isinstance(value, str) and _INVISIBLE.search(value) for _key, value in pairs):
         return values
     return type(values)([(key, _INVISIBLE.sub("", value) if isinstance(value, str) else value)
-                         for key, value in values.items(multi=True)])
+                         for key, value in pairs])
 
 
 class HelpdeskRequest(Request):
     """Form fields and query arguments arrive without control characters: nobody types a NUL
     or an escape sequence, PostgreSQL refuses NUL in text while SQLite stores it, and either
-    would reach pages, mail and exports. (The API refuses them instead, naming the field.)"""
+    would reach pages, mail and exports. (In an API's JSON body they are a 422 naming the field.)"""
 
     def _load_form_data(self) -> None:
         loaded = "form" in self.__dict__

@@ -23,7 +23,7 @@ from helpdesk import events
 from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.db import for_update, write_transaction
-from helpdesk.errors import DomainError, StaleVersion
+from helpdesk.errors import DomainError, StaleVersion, TryAgain
 from helpdesk.incidents import log_incident
 from helpdesk.incidents.changes import entry, get
 from helpdesk.incidents.lifecycle import _reopen, change_status
@@ -97,7 +97,7 @@ def post_message(ctx: Context, incident_id: int, contact: Contact, body: str, *,
                 return _place(ctx, incident, contact, body, via)
         except StaleVersion:
             continue
-    raise DomainError("The incident kept changing while your message was added; try again.")
+    raise TryAgain("The incident kept changing while your message was added; try again.")
 
 
 def _place(ctx: Context, incident: Incident, contact: Contact, body: str, via: str) -> Posted:

@@ -21,6 +21,12 @@ class NotFound(DomainError):
     status = 404
 
 
+class TryAgain(DomainError):
+    """Refused for now only (lost every race for a row): the same request may succeed later."""
+
+    status = 409
+
+
 class StaleVersion(DomainError):
     """The change was based on an old version; nothing was written (HTTP 409).
 

@@ -33,7 +33,7 @@ from helpdesk.clock import now
 from helpdesk.context import SWEEP_GRACE_SECONDS
 from helpdesk.db import after_commit, write_transaction
 from helpdesk.models import Agent, EventDelivery, Incident, Team, TimelineEntry
-from helpdesk.workers import not_beating
+from helpdesk.workers import lapsed
 
 logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8  # the fewest attempts before a row may be dead, however old it is
@@ -154,9 +154,10 @@ def sweep(state: Any, limit: int = 1000) -> int:
     and rows a dead worker left claimed past their lease (queued only while the queue is
     short, as in :func:`helpdesk.notify.outbox.sweep`)."""
     at = now()
-    release_claims((EventDelivery.claimed_until < at)
-                   & not_beating(EventDelivery.claimed_by, state.settings.lease_seconds, at),
-                   "the worker running it stopped before finishing (lease expired); queued again", at)
+    lease = state.settings.lease_seconds
+    release_claims(lapsed(EventDelivery.claimed_until, EventDelivery.claimed_by, lease, at),
+                   "the worker running it stopped, or hung, before finishing (lease expired); queued again",
+                   at)
     fresh_before = at - dt.timedelta(seconds=SWEEP_GRACE_SECONDS)
     due = [row.id for row in EventDelivery.select(EventDelivery.id).where(
         (EventDelivery.state == "pending") & (EventDelivery.next_attempt_at <= at)

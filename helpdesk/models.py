@@ -422,7 +422,8 @@ class Delivery(BaseModel):
     expires_at = peewee.DateTimeField(null=True)  # not sent after this (its moment has passed)
 
     class Meta:
-        indexes = ((("state", "next_attempt_at"), False), (("state", "claimed_until"), False))
+        indexes = ((("state", "next_attempt_at"), False), (("state", "claimed_until"), False),
+                   (("recipient",), False))  # bounces are proven against it (migration 0028)
 
 
 class DeliveryAttempt(BaseModel):

@@ -195,8 +195,9 @@ def load_plugins(
                 raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook_name}: "
                                   f"{type(error).__name__}: {error}. {how_to_stop}") from error
             for record in given:
-                kind = kinds[hook_name]
-                named = isinstance(record, kind) and isinstance(record.name, str) and record.name.strip()
+                kind = kinds.get(hook_name, object)
+                named = isinstance(record, kind) and isinstance(getattr(record, "name", None), str) \
+                    and record.name.strip()
                 if not named:
                     raise PluginError(f"plugin {impl.plugin_name!r}: {hook_name} returned {record!r:.80}, "
                                       f"not a helpdesk.records.{kind.__name__} with a name. {how_to_stop}")

@@ -77,13 +77,18 @@ def gone_holders(lease_seconds: int, at: dt.datetime | None = None) -> list[str]
                   if _process_gone(holder) or (holder in beats and beats[holder] < stale_before))
 
 
-def not_beating(holder: Any, lease_seconds: int, at: dt.datetime) -> Any:
-    """The condition on a claim's holder column for "not seen alive lately": a lapsed claim is
-    taken back only then, so a live worker's slow work (a plugin hook running past
-    ``lease_seconds``) is not started again beside it; its heartbeat keeps the claim."""
+HUNG_LEASES = 10  # a claim this many leases past its end is taken back even from a live worker
+
+
+def lapsed(claimed_until: Any, holder: Any, lease_seconds: int, at: dt.datetime) -> Any:
+    """The condition for a claim to take back: lapsed, and its holder not seen alive lately,
+    so a live worker's slow work (a plugin hook running past ``lease_seconds``) is not started
+    again beside it; or lapsed by :data:`HUNG_LEASES` leases, so work hung in a live worker is
+    tried again all the same (at least once, never lost)."""
     alive = WorkerBeat.select(WorkerBeat.holder).where(
         WorkerBeat.seen_at >= at - dt.timedelta(seconds=3 * beat_seconds(lease_seconds)))
-    return holder.is_null() | holder.not_in(alive)
+    hung = at - dt.timedelta(seconds=HUNG_LEASES * lease_seconds)
+    return (claimed_until < at) & (holder.is_null() | holder.not_in(alive) | (claimed_until < hung))
 
 
 def reclaim(holders: list[str], at: dt.datetime | None = None) -> int:

@@ -42,22 +42,27 @@ def _window(text: str, where: str) -> tuple[dt.time, dt.time]:
 
 
 def calendar_from(name: str, values: dict[str, Any], defaults: dict[str, Any]) -> BusinessCalendar:
-    """Build one calendar from settings, with a clear error naming the bad value."""
-    # The main calendar's keys sit in [plugins.business_hours] itself; others under calendars.
-    where = VARIABLE if name == "business" else f"{VARIABLE}__CALENDARS__{name.upper()}"
+    """Build one calendar from settings, with a clear error naming the bad value: the main
+    calendar's plain keys by their variable, the rest by where they sit in the instance file
+    (a nested key has no variable of its own)."""
+    table = "[plugins.business_hours]" if name == "business" else f"[plugins.business_hours.calendars.{name}]"
+
+    def where(key: str) -> str:
+        return f"{VARIABLE}__{key.upper()}" if name == "business" and "." not in key else f"{table} {key}"
+
     zone = values.get("time_zone", defaults["time_zone"])
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ConfigError(f"{where}__TIME_ZONE: unknown time zone {zone!r}") from None
+        raise ConfigError(f"{where('time_zone')}: unknown time zone {zone!r}") from None
     hours_in = values.get("hours", defaults["hours"])
     if not isinstance(hours_in, dict):
-        raise ConfigError(f"{where}__HOURS: must be a table such as {{ mon = \"09:00-17:00\" }}")
+        raise ConfigError(f"{where('hours')}: must be a table such as {{ mon = \"09:00-17:00\" }}")
     hours = {}
     for day, text in hours_in.items():
         if day.lower()[:3] not in DAYS:
-            raise ConfigError(f"{where}__HOURS: unknown weekday {day!r}")
-        hours[DAYS.index(day.lower()[:3])] = _window(str(text), f"{where}__HOURS__{day.upper()}")
+            raise ConfigError(f"{where('hours')}: unknown weekday {day!r}")
+        hours[DAYS.index(day.lower()[:3])] = _window(str(text), where(f"hours.{day}"))
     holidays_in = values.get("holidays", defaults["holidays"])
     if isinstance(holidays_in, str):
         holidays_in = [h for h in holidays_in.split(",") if h.strip()]
@@ -65,11 +70,11 @@ def calendar_from(name: str, values: dict[str, Any], defaults: dict[str, Any]) -
         holidays = frozenset(h if isinstance(h, dt.date) else dt.date.fromisoformat(str(h).strip())
                              for h in holidays_in)
     except ValueError as error:
-        raise ConfigError(f"{where}__HOLIDAYS: {error}") from None
+        raise ConfigError(f"{where('holidays')}: {error}") from None
     country = values.get("country", defaults.get("country"))
     if country:
         holidays |= _public_holidays(str(country), values.get("subdivision", defaults.get("subdivision")),
-                                     where)
+                                     where("country"))
     return BusinessCalendar(name, name.replace("_", " ").capitalize(), zone, hours, holidays)
 
 
@@ -78,14 +83,14 @@ def _public_holidays(country: str, subdivision: str | None, where: str) -> froze
     try:
         import holidays as holiday_data
     except ImportError:
-        raise ConfigError(f"{where}__COUNTRY: install the holidays package "
+        raise ConfigError(f"{where}: install the holidays package "
                           "(pip install 'helpdesk[holidays]') or remove the setting") from None
     year = dt.date.today().year
     try:
         found = holiday_data.country_holidays(country, subdiv=subdivision,
                                               years=range(year - 1, year + 4))
     except NotImplementedError:
-        raise ConfigError(f"{where}__COUNTRY: no public holidays known for {country!r}") from None
+        raise ConfigError(f"{where}: no public holidays known for {country!r}") from None
     return frozenset(found.keys())
 
 

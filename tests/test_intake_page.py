@@ -150,3 +150,9 @@ def test_control_characters_typed_or_pasted_are_dropped_on_every_database(person
     assert incident.title == "Printer on fire[31m"
     assert incident.description == "Smoke first.\n\tThen flames."  # line breaks and tabs stay
     assert agent.get("/queues/open?q=Printer%00").status_code == 200
+    from werkzeug.test import EnvironBuilder
+
+    from helpdesk.app import HelpdeskRequest
+
+    repeated = HelpdeskRequest(EnvironBuilder(query_string="status=new&status=x%00y").get_environ())
+    assert repeated.args.getlist("status") == ["new", "xy"]  # every value of a repeated field

@@ -347,10 +347,10 @@ def test_automatic_new_mail_gets_no_acknowledgement(take, smtp):
     result = take(fixture("auto_reply.eml"))
     assert result.outcome == "created" and result.mail.automatic
     assert smtp.to("ada@example.org") == []
-    looped = take("From: ben@example.org\r\nX-Loop: support@example.org\r\nSubject: Fwd: ticket\r\n"
-                  "Message-ID: <x-loop@example.org>\r\n\r\nForwarded by a list.\r\n")
-    assert looped.outcome == "created" and looped.mail.automatic and "x-loop" in looped.reason
-    assert smtp.to("ben@example.org") == []
+    # X-Loop alone is no sign of a machine: procmail and Sieve forwarding rules add it to people's mail.
+    forwarded = take("From: ben@example.org\r\nX-Loop: ben@example.org\r\nSubject: VPN down\r\n"
+                     "Message-ID: <x-loop@example.org>\r\n\r\nIt drops every hour.\r\n")
+    assert forwarded.outcome == "created" and not forwarded.mail.automatic
 
 
 def _bounce_of(message_id: str) -> bytes:

@@ -320,7 +320,7 @@ def test_a_malformed_plugin_variable_is_a_clear_error(tmp_path):
     ({"business_hours": {"time_zone": "Mars/Olympus"}},
      "HELPDESK_PLUGINS__BUSINESS_HOURS__TIME_ZONE: unknown time zone"),
     ({"business_hours": {"calendars": {"night": {"hours": {"mon": "late"}}}}},
-     "HELPDESK_PLUGINS__BUSINESS_HOURS__CALENDARS__NIGHT__HOURS__MON: expected HH:MM-HH:MM"),
+     "[plugins.business_hours.calendars.night] hours.mon: expected HH:MM-HH:MM"),
     ({"webhook": {"timeout": "abc"}}, "HELPDESK_PLUGINS__WEBHOOK__TIMEOUT: expected 1 to 120 seconds"),
     ({"webhook": {"timeout": 99999}}, "HELPDESK_PLUGINS__WEBHOOK__TIMEOUT: expected 1 to 120 seconds"),
 ])

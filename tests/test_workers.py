@@ -87,6 +87,17 @@ def test_a_lapsed_claim_is_taken_back_only_from_a_holder_not_beating(app, ctx, l
                      Delivery.get_by_id(delivery.id).state == "sending")
             for holder, (event, delivery) in rows.items()}  # released rows were queued and tried again
     assert kept == {slow: (True, True), silent: (False, False), never: (False, False)}
+    # Hung: ten leases past its end, the live worker's claim is taken back all the same.
+    long_ago = now() - dt.timedelta(seconds=workers.HUNG_LEASES * ctx.settings.lease_seconds + 1)
+    EventDelivery.update(claimed_until=long_ago).where(EventDelivery.claimed_by == slow).execute()
+    Delivery.update(claimed_until=long_ago).where(Delivery.claimed_by == slow).execute()
+    workers.beat(slow, now())
+    with app.app_context():
+        event_outbox.sweep(ctx)
+        outbox.sweep(ctx)
+    event, delivery = rows[slow]
+    assert EventDelivery.get_by_id(event.id).state != "running"
+    assert Delivery.get_by_id(delivery.id).state != "sending"
 
 
 def test_the_sweep_forgets_idempotency_keys_after_a_day(app):

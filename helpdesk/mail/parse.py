@@ -69,15 +69,17 @@ def one_line(value: str) -> str:
     return " ".join(_CONTROL.sub(" ", value or "").split())
 
 
-def _header(message: Message, name: str) -> str:
+def _header(message: Message, name: str, words: bool = False) -> str:
     """A header as text; a header the parser refuses (an encoded word hiding a line break in
-    an address, say) is read as its source text instead of failing the whole message."""
+    an address, say) is read as its source text instead of failing the whole message, with
+    its encoded words decoded when ``words`` (not for addresses: see :func:`_parsed`)."""
     try:
         value = message.get(name)
     except Exception:  # noqa: BLE001 - any malformed header: fall back to its source
         value = next((raw for key, raw in message.raw_items() if key.lower() == name.lower()), None)
         if value is not None:  # undecoded: 8-bit bytes come back as replacement marks
             value = str(value).encode("ascii", "replace").decode("ascii")
+            value = _words(value) if words else value
     return "" if value is None else str(value)
 
 
@@ -246,17 +248,20 @@ def _parsed(message: EmailMessage) -> Mail:
     if any(d in {"NoBoundaryInMultipartDefect", "StartBoundaryNotFoundDefect",
                  "MultipartInvariantViolationDefect"} for d in defects):
         raise Unreadable(f"broken MIME structure: {', '.join(defects)}")
-    raw_from = _header(message, "From")
-    angle = _ANGLE_ADDRESS.fullmatch(raw_from.strip()) if "=?" in raw_from else None
+    try:
+        raw_from, as_source = str(message.get("From") or ""), False
+    except Exception:  # noqa: BLE001 - the parser refused it: read its source
+        raw_from, as_source = _header(message, "From"), True
+    angle = _ANGLE_ADDRESS.fullmatch(raw_from.strip()) if as_source else None
     if angle:  # read as source (the parser refused it): the name is only words to decode
-        addresses = [(angle.group(1).strip().strip('"'), angle.group(2))]
+        addresses = [(_words(angle.group(1).strip().strip('"')), angle.group(2))]
     else:
         try:
             addresses = getaddresses([raw_from])
         except Exception:  # noqa: BLE001
             addresses = [parseaddr(raw_from)]
     name, sender = addresses[0] if addresses else ("", "")
-    name, sender = _words(name), one_line(sender).lower()
+    sender = one_line(sender).lower()
     if sender.count("@") != 1 or any(c in sender for c in " <>,;\"'") or len(sender) > 254:
         raise Unreadable(f"no usable sender address in From: {one_line(raw_from)[:200]!r}")
     attachments: list[Attachment] = []
@@ -277,7 +282,7 @@ def _parsed(message: EmailMessage) -> Mail:
     if message.get_all("Return-Path"):
         return_path = one_line(_header(message, "Return-Path"))
     return Mail(message_id=ids[0] if ids else "", sender=sender, sender_name=one_line(name)[:200],
-                subject=one_line(_words(_header(message, "Subject"))), text=text.strip(),
+                subject=one_line(_header(message, "Subject", words=True)), text=text.strip(),
                 references=list(dict.fromkeys(references)), headers=headers,
                 attachments=attachments, notes=notes, return_path=return_path,
                 original_id=written[0] if written else "")

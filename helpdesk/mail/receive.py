@@ -50,7 +50,7 @@ from helpdesk import attachments, customers, mail_headers
 from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.db import write_transaction
-from helpdesk.errors import DomainError
+from helpdesk.errors import DomainError, StaleVersion, TryAgain
 from helpdesk.incidents import log_incident
 from helpdesk.incidents.changes import entry
 from helpdesk.mail.parse import Attachment, Mail, Unreadable, message_ids, one_line, parse, trim_reply
@@ -137,7 +137,7 @@ def is_automatic(mail: Mail) -> str:
         return f"Auto-Submitted: {auto}"
     if h.get("precedence", "").lower() in {"bulk", "junk", "list", "auto_reply"}:
         return f"Precedence: {h['precedence']}"
-    for name in ("x-autoreply", "x-autorespond", "x-auto-response-suppress", "list-id", "x-loop"):
+    for name in ("x-autoreply", "x-autorespond", "x-auto-response-suppress", "list-id"):
         if name in h:
             return f"{name}: {h[name]}"
     if mail.return_path is not None and mail.return_path.strip() in {"<>", ""}:
@@ -199,14 +199,20 @@ def receive(ctx: Context, raw: bytes) -> Received:
         if existing is None:
             raise
         return Received("duplicate", existing, "this Message-ID was received before")
-    except (peewee.OperationalError, peewee.InterfaceError, OSError):
-        raise  # the database or the instance folder is unavailable: the sender tries again
+    except peewee.DataError as error:  # the message's own content (a value no column takes)
+        return _refused(ctx, key, base, mail, error)
+    except (peewee.DatabaseError, OSError, StaleVersion, TryAgain):
+        raise  # the database, the instance folder or a race, for now: the sender tries again
     except Exception as error:  # noqa: BLE001 - this message cannot be taken (a rule refused it,
         # a plugin failed): rolled back, it waits in quarantine rather than stopping the intake
-        logger.exception("inbound mail from %s could not be taken", mail.sender)
-        kept = {name: base[name] for name in ("raw_path", "size", "received_at", "full_text")}
-        return _quarantine(ctx, key, kept, base["message_id"], mail.sender, base["subject"],
-                           f"it could not be taken: {type(error).__name__}: {error}"[:2000])
+        return _refused(ctx, key, base, mail, error)
+
+
+def _refused(ctx: Context, key: str, base: dict, mail: Mail, error: Exception) -> Received:
+    logger.error("inbound mail from %s could not be taken", mail.sender, exc_info=error)
+    kept = {name: base[name] for name in ("raw_path", "size", "received_at", "full_text")}
+    return _quarantine(ctx, key, kept, base["message_id"], mail.sender, base["subject"],
+                       f"it could not be taken: {type(error).__name__}: {error}"[:2000])
 
 
 def _quarantine(ctx: Context, key: str, base: dict, message_id: str, sender: str, subject: str,
@@ -346,13 +352,10 @@ def _bounced_addresses(ctx: Context, mail: Mail, raw: bytes) -> set[str]:
               if found.endswith("@" + domain)}
     if not quoted:
         return set()
-    proven = set()
-    for address in sorted(named)[:20]:
-        sent = (Delivery.select(Delivery.idempotency_key).where(fn.LOWER(Delivery.recipient) == address)
-                .order_by(Delivery.id.desc()).limit(500).tuples())
-        if any(mail_headers.message_id(key, domain).lower().strip("<>") in quoted for (key,) in sent):
-            proven.add(address)
-    return proven
+    sent = (Delivery.select(Delivery.recipient, Delivery.idempotency_key)  # delivery_recipient index
+            .where(Delivery.recipient.in_(sorted(named)[:20])).order_by(Delivery.id.desc()).limit(5000).tuples())
+    return {recipient for recipient, key in sent
+            if mail_headers.message_id(key, domain).lower().strip("<>") in quoted}
 
 
 def received_since(hours: int = 24) -> int:

@@ -42,7 +42,7 @@ from helpdesk.models import (
 from helpdesk.notify import addresses, conversation, rules
 from helpdesk.notify.message import render_safely
 from helpdesk.records import DeliveryError, Message
-from helpdesk.workers import not_beating
+from helpdesk.workers import lapsed
 
 logger = logging.getLogger(__name__)
 LEASE = dt.timedelta(minutes=5)  # a claimed row is re-queued after this if its worker died
@@ -295,8 +295,8 @@ def sweep(ctx: Context, limit: int = 1000) -> int:
     (:data:`helpdesk.context.SWEEP_GRACE_SECONDS`): sweeps never pile copies onto a backlog."""
     at = now()
     abandoned = [row.id for row in Delivery.select(Delivery.id).where(
-        (Delivery.state == "sending") & (Delivery.claimed_until < at)
-        & not_beating(Delivery.claimed_by, ctx.settings.lease_seconds, at))]
+        (Delivery.state == "sending")
+        & lapsed(Delivery.claimed_until, Delivery.claimed_by, ctx.settings.lease_seconds, at))]
     if abandoned:
         with write_transaction():
             Delivery.update(state="pending", claimed_until=None, next_attempt_at=at) \

@@ -54,8 +54,8 @@ def test_the_assigned_team_or_the_service_chooses_the_calendar(ctx, helpdesk_app
 
 
 @pytest.mark.parametrize(("plugin", "values", "variable"), [
-    # named as the variable that sets them (there is no HELPDESK_PLUGINS__BUSINESS_HOURS__BUSINESS)
-    ("business_hours", {"hours": {"mon": "9-5"}}, "HELPDESK_PLUGINS__BUSINESS_HOURS__HOURS__MON:"),
+    # a plain key by its variable, a nested one by its place in the instance file
+    ("business_hours", {"hours": {"mon": "9-5"}}, r"\[plugins.business_hours\] hours.mon:"),
     ("business_hours", {"time_zone": "Mars/Base"}, "HELPDESK_PLUGINS__BUSINESS_HOURS__TIME_ZONE:"),
     ("business_hours", {"country": "XX"}, "__COUNTRY"),
     ("sla_priority", {"response": {"p1": "soon"}}, "HELPDESK_PLUGINS__SLA_PRIORITY__RESPONSE"),
