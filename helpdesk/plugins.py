@@ -175,7 +175,22 @@ def load_plugins(
             f"plugin {name!r}: {error} (a misspelt hook name? see helpdesk.hookspecs)"
         ) from None
 
-    registry = ctx.registry if ctx is not None else Registry()
+    registry = registrations(pm, ctx, ctx.registry if ctx is not None else Registry())
+    for (hook_name, record_name), plugin_name in registry.owners.items():
+        infos[plugin_name].records.setdefault(REGISTRATIONS[hook_name], []).append(record_name)
+
+    for name, info in infos.items():
+        plugin = pm.get_plugin(name)
+        if plugin is not None:
+            info.hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or ())
+    return Plugins(pm, infos, registry)
+
+
+def registrations(pm: pluggy.PluginManager, ctx: Any, registry: Registry) -> Registry:
+    """Call every registration hook into ``registry`` (at start-up, and again when settings
+    saved in the browser change what plugins register). A plugin that raises, returns
+    something other than its record, or takes a name another plugin has, is a
+    :class:`PluginError` naming it; its settings' :class:`ConfigError` passes as it is."""
     from helpdesk import records
 
     kinds = {"helpdesk_channel_types": records.ChannelType, "helpdesk_sla_policies": records.SlaPolicy,
@@ -183,8 +198,7 @@ def load_plugins(
              "helpdesk_escalation_steps": records.EscalationStep,
              "helpdesk_alert_sources": records.AlertSource, "helpdesk_macro_actions": records.MacroAction}
     for hook_name in REGISTRATIONS:
-        caller = getattr(pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):
+        for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
             how_to_stop = (f"Disable it with HELPDESK_DISABLED_PLUGINS={impl.plugin_name} "
                            "or fix the plugin.")
             try:
@@ -209,15 +223,7 @@ def load_plugins(
                     )
                 registry.of(hook_name)[record.name] = record
                 registry.owners[(hook_name, record.name)] = impl.plugin_name
-                infos[impl.plugin_name].records.setdefault(REGISTRATIONS[hook_name], []).append(
-                    record.name
-                )
-
-    for name, info in infos.items():
-        plugin = pm.get_plugin(name)
-        if plugin is not None:
-            info.hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or ())
-    return Plugins(pm, infos, registry)
+    return registry
 
 
 def _register(pm: pluggy.PluginManager, plugin: Any, name: str) -> None:

@@ -32,11 +32,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import peewee
 from huey import Huey
 
+from helpdesk import plugins
 from helpdesk.config import ConfigError
 from helpdesk.context import Context
 from helpdesk.db import Statement, database, write_transaction
 from helpdesk.models import Agent, ConfigChange, StoredSetting, utcnow
-from helpdesk.plugins import REGISTRATIONS, Registry
+from helpdesk.plugins import Registry
 
 logger = logging.getLogger(__name__)
 _refresh_lock = threading.Lock()
@@ -208,13 +209,7 @@ def load() -> dict[str, dict[str, Any]]:
 
 def build_registry(ctx: Context) -> Registry:
     """Call the registration hooks again with ``ctx`` (as start-up does) into a new registry."""
-    registry = Registry()
-    for hook_name in REGISTRATIONS:
-        for impl in reversed(getattr(ctx.pm.hook, hook_name).get_hookimpls()):
-            for record in impl.function(**({"ctx": ctx} if "ctx" in impl.argnames else {})) or ():
-                registry.of(hook_name)[record.name] = record
-                registry.owners[(hook_name, record.name)] = impl.plugin_name
-    return registry
+    return plugins.registrations(ctx.pm, ctx, Registry())
 
 
 def refresh(ctx: Context, force: bool = False, current: int | None = None) -> bool:
@@ -330,7 +325,7 @@ def save(ctx: Context, changes: Mapping[str, Any], actor: Agent | None) -> list[
         return []
     try:
         check(ctx, candidate)
-    except ConfigError as error:
+    except (ConfigError, plugins.PluginError) as error:  # refused as at start-up: nothing saved
         field = field_for_error(str(error), list(changes)) or next(iter(changes))
         raise Invalid({field: _plain(str(error))}) from None
     with write_transaction():

@@ -270,6 +270,23 @@ def test_a_plugin_returning_the_wrong_records_is_skipped_and_recorded(login, per
     assert {("odd_column", "helpdesk_queue_columns"), ("odd_panel", "helpdesk_incident_panels")} <= failed
 
 
+def _fragile_channels(ctx):
+    if ctx.plugin_settings("email").get("host") == "boom.example":
+        raise RuntimeError("cannot reach boom.example")
+    return []
+
+
+@pytest.mark.plugins(plugin("fragile", helpdesk_channel_types=_fragile_channels))
+def test_a_setting_a_plugin_fails_on_when_saved_is_refused_naming_it(login, personas):
+    from helpdesk.models import StoredSetting
+
+    answer = login(personas.admin).post("/admin/channels/email", {"email.host": "boom.example"})
+    assert answer.status_code == 422  # was a 500: the browser's save skipped start-up's isolation
+    assert "fragile" in answer.get_data(as_text=True) and "cannot reach boom.example" in answer.get_data(
+        as_text=True)
+    assert StoredSetting.select().count() == 0
+
+
 _ADMIN_BP = Blueprint("quota_admin", __name__)
 
 
