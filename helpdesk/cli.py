@@ -339,6 +339,7 @@ def sla_check(ctx: click.Context, at_text: str | None, dry_run: bool) -> None:
     from helpdesk import sla
     from helpdesk.clock import now
     from helpdesk.db import database
+    from helpdesk.reports import FIRST_DAY, LAST_DAY
 
     try:
         at = dt.datetime.fromisoformat(at_text) if at_text else now()
@@ -346,7 +347,7 @@ def sla_check(ctx: click.Context, at_text: str | None, dry_run: bool) -> None:
             at = at.astimezone(dt.UTC).replace(tzinfo=None)
     except (ValueError, OverflowError):
         raise click.BadParameter(f"{at_text!r} is not an ISO 8601 time", param_hint="--at") from None
-    if not dt.datetime(1970, 1, 1) <= at <= dt.datetime(9000, 12, 31):  # business time must reach past it
+    if not FIRST_DAY <= at.date() <= LAST_DAY:  # the reports' bounds: business time must reach past it
         raise click.BadParameter(f"{at_text!r}: choose a time from 1970 to 9000", param_hint="--at")
     app = _ready(ctx)
     with app.app_context(), database.connection_context():
