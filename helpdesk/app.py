@@ -35,7 +35,7 @@ from helpdesk.config import load_settings
 from helpdesk.context import Context
 from helpdesk.db import commit_count, database, is_write_conflict, open_database, release
 from helpdesk.models import PRIORITIES, STATUSES, Agent
-from helpdesk.plugins import load_plugins
+from helpdesk.plugins import check_settings, load_plugins
 from helpdesk.rendering import (
     DEFAULT_TIME_FORMAT,
     format_duration,
@@ -181,7 +181,7 @@ def create_app(
     ctx.tasks = register_tasks(app, ctx.huey, ctx)
     app.extensions["helpdesk"] = ctx
     with app.app_context():
-        loaded.pm.hook.helpdesk_check_settings(registry=loaded.registry, ctx=ctx)
+        check_settings(loaded.pm, loaded.registry, ctx)
         from helpdesk import site_settings
 
         site_settings.install(ctx, ctx.huey)  # settings saved in the browser, current in every process

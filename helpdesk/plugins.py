@@ -17,7 +17,7 @@ from typing import Any
 
 import pluggy
 
-from helpdesk import builtin, hookspecs
+from helpdesk import builtin, hookspecs, records
 from helpdesk.config import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,15 @@ REGISTRATIONS = {
     "helpdesk_escalation_steps": "escalation steps",
     "helpdesk_alert_sources": "alert sources",
     "helpdesk_macro_actions": "macro actions",
+}
+# The record type each registration hook must return (what the hookspecs document).
+RECORD_TYPES: dict[str, type] = {
+    "helpdesk_channel_types": records.ChannelType,
+    "helpdesk_sla_policies": records.SlaPolicy,
+    "helpdesk_business_calendars": records.BusinessCalendar,
+    "helpdesk_escalation_steps": records.EscalationStep,
+    "helpdesk_alert_sources": records.AlertSource,
+    "helpdesk_macro_actions": records.MacroAction,
 }
 
 
@@ -191,16 +200,9 @@ def registrations(pm: pluggy.PluginManager, ctx: Any, registry: Registry) -> Reg
     saved in the browser change what plugins register). A plugin that raises, returns
     something other than its record, or takes a name another plugin has, is a
     :class:`PluginError` naming it; its settings' :class:`ConfigError` passes as it is."""
-    from helpdesk import records
-
-    kinds = {"helpdesk_channel_types": records.ChannelType, "helpdesk_sla_policies": records.SlaPolicy,
-             "helpdesk_business_calendars": records.BusinessCalendar,
-             "helpdesk_escalation_steps": records.EscalationStep,
-             "helpdesk_alert_sources": records.AlertSource, "helpdesk_macro_actions": records.MacroAction}
     for hook_name in REGISTRATIONS:
         for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
-            how_to_stop = (f"Disable it with HELPDESK_DISABLED_PLUGINS={impl.plugin_name} "
-                           "or fix the plugin.")
+            how_to_stop = _how_to_stop(impl.plugin_name)
             try:
                 given = list(impl.function(**({"ctx": ctx} if "ctx" in impl.argnames else {})) or ())
             except ConfigError:
@@ -209,7 +211,7 @@ def registrations(pm: pluggy.PluginManager, ctx: Any, registry: Registry) -> Reg
                 raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook_name}: "
                                   f"{type(error).__name__}: {error}. {how_to_stop}") from error
             for record in given:
-                kind = kinds.get(hook_name, object)
+                kind = RECORD_TYPES[hook_name]
                 named = isinstance(record, kind) and isinstance(getattr(record, "name", None), str) \
                     and record.name.strip()
                 if not named:
@@ -224,6 +226,25 @@ def registrations(pm: pluggy.PluginManager, ctx: Any, registry: Registry) -> Reg
                 registry.of(hook_name)[record.name] = record
                 registry.owners[(hook_name, record.name)] = impl.plugin_name
     return registry
+
+
+def check_settings(pm: pluggy.PluginManager, registry: Registry, ctx: Any) -> None:
+    """Call every ``helpdesk_check_settings`` on its own: a :class:`ConfigError` passes as it is
+    (the plugin's answer about a value), anything else is the plugin failing, a
+    :class:`PluginError` naming it, so that start-up and a settings save both say who broke."""
+    for impl in reversed(pm.hook.helpdesk_check_settings.get_hookimpls()):
+        given = {"registry": registry, "ctx": ctx}
+        try:
+            impl.function(**{name: given[name] for name in impl.argnames})
+        except ConfigError:
+            raise
+        except Exception as error:
+            raise PluginError(f"plugin {impl.plugin_name!r} failed in helpdesk_check_settings: "
+                              f"{type(error).__name__}: {error}. {_how_to_stop(impl.plugin_name)}") from error
+
+
+def _how_to_stop(plugin_name: str) -> str:
+    return f"Disable it with HELPDESK_DISABLED_PLUGINS={plugin_name} or fix the plugin."
 
 
 def _register(pm: pluggy.PluginManager, plugin: Any, name: str) -> None:

@@ -278,7 +278,7 @@ def check(ctx: Context, stored: dict[str, dict[str, Any]]) -> None:
     candidate = dataclasses.replace(ctx, stored=stored, registry=Registry())
     registry = build_registry(candidate)
     candidate.registry = registry
-    ctx.pm.hook.helpdesk_check_settings(registry=registry, ctx=candidate)
+    plugins.check_settings(ctx.pm, registry, candidate)
 
 
 def field_for_error(message: str, names: list[str]) -> str | None:

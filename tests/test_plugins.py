@@ -167,6 +167,16 @@ def test_a_registration_that_raises_or_returns_no_record_stops_start_up_naming_t
     assert "acme_sms" in str(error.value) and "HELPDESK_DISABLED_PLUGINS=acme_sms" in str(error.value)
 
 
+def test_a_settings_check_that_fails_stops_start_up_naming_the_plugin(tmp_path):
+    def check(ctx):
+        raise KeyError("smtp_relay")
+
+    with pytest.raises(PluginError) as error:
+        make_app(tmp_path, with_plugins=[plugin("acme_check", helpdesk_check_settings=check)])
+    assert "acme_check" in str(error.value) and "KeyError" in str(error.value)
+    assert "HELPDESK_DISABLED_PLUGINS=acme_check" in str(error.value)
+
+
 def test_a_misspelt_hook_stops_start_up_naming_the_plugin():
     typo = plugin("typo_plugin", incident_creatd=lambda incident, actor: None)
     with pytest.raises(PluginError, match="typo_plugin"):
