@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -59,6 +58,7 @@ from helpdesk.tasks import create_huey, register_tasks
 from helpdesk.web import viewer_zone
 from helpdesk.web.hosts import HostCheck, trusted_hosts
 from helpdesk.web.sessions import session_agent
+from helpdesk.words import CONTROL_CHARACTERS
 
 _PACKAGE = Path(__file__).resolve().parent
 logger = logging.getLogger(__name__)
@@ -73,15 +73,14 @@ class BoundedInt(IntegerConverter):
 CONFLICT_ATTEMPTS = 4  # runs of a request that keeps losing write races before it answers 503
 
 
-_INVISIBLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _visible(values: Any) -> Any:
     """The same multi-dict without control characters (tabs and line breaks stay)."""
     pairs = list(values.items(multi=True))  # every value of a repeated field, not only the first
-    if not any(isinstance(value, str) and _INVISIBLE.search(value) for _key, value in pairs):
+    if not any(isinstance(value, str) and CONTROL_CHARACTERS.search(value) for _key, value in pairs):
         return values
-    return type(values)([(key, _INVISIBLE.sub("", value) if isinstance(value, str) else value)
+    return type(values)([(key, CONTROL_CHARACTERS.sub("", value) if isinstance(value, str) else value)
                          for key, value in pairs])
 
 

@@ -13,17 +13,16 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from helpdesk import queues
 from helpdesk.models import PRIORITIES, STATUSES, TYPES, Agent, Incident
+from helpdesk.words import CONTROL_CHARACTERS
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 #: Characters XML 1.0 cannot hold (an XLSX cell must not contain them).
-_XML_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 #: Rows fetched per query while streaming.
 BATCH = 500
 #: Rows an XLSX sheet can hold below its header.
@@ -104,7 +103,7 @@ def write_rows_xlsx(table: Iterable[list[Any]], out: IO[bytes], title: str) -> i
             break
         cells = []
         for value in row:
-            cell = WriteOnlyCell(sheet, value=_XML_ILLEGAL.sub("", value) if isinstance(value, str)
+            cell = WriteOnlyCell(sheet, value=CONTROL_CHARACTERS.sub("", value) if isinstance(value, str)
                                  else value)
             if isinstance(value, str):
                 cell.data_type = "s"  # never a formula, whatever it starts with

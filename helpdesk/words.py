@@ -4,6 +4,12 @@ texts the way the pages do ("3 hours 20 minutes", "50 %", "8 business hours").""
 from __future__ import annotations
 
 import datetime as dt
+import re
+
+# Control characters that no person types: C0 but tab, line feed and carriage return, and DEL.
+# Forms drop them, mail headers turn them into spaces, spreadsheets (whose XML refuses them)
+# leave them out.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _count(number: int, unit: str) -> str:

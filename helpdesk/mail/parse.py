@@ -21,6 +21,8 @@ from html.parser import HTMLParser
 
 import nh3
 
+from helpdesk.words import CONTROL_CHARACTERS
+
 MAX_PARTS = 500
 MAX_DEPTH = 10
 MAX_TEXT = 200_000  # characters of body text kept on the timeline
@@ -57,7 +59,6 @@ class Mail:
     original_id: str = ""
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ANGLE_ADDRESS = re.compile(r"([^<>]*)<([^<>\s]+)>")
 _MSGID = re.compile(r"<([^<>\s]{1,900})>")
 LOOP_HEADERS = ("auto-submitted", "precedence", "x-auto-response-suppress", "x-autoreply",
@@ -66,7 +67,7 @@ LOOP_HEADERS = ("auto-submitted", "precedence", "x-auto-response-suppress", "x-a
 
 
 def one_line(value: str) -> str:
-    return " ".join(_CONTROL.sub(" ", value or "").split())
+    return " ".join(CONTROL_CHARACTERS.sub(" ", value or "").split())
 
 
 def _header(message: Message, name: str, words: bool = False) -> str:
