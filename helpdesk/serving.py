@@ -11,6 +11,7 @@ refused.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -21,6 +22,9 @@ from typing import Any
 
 from waitress import create_server, wasyncore
 from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer
+from waitress.task import ErrorTask
+from waitress.utilities import RequestEntityTooLarge
 
 logger = logging.getLogger(__name__)
 SD_LISTEN_FDS_START = 3
@@ -34,6 +38,47 @@ def inherited_sockets() -> list[socket.socket]:
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)  # not for child processes
     return [socket.socket(fileno=SD_LISTEN_FDS_START + n) for n in range(count)]
+
+
+class _TooLargeTask(ErrorTask):
+    """Waitress refuses a body over ``max_request_bytes`` before the app sees it, in plain
+    text; this answers in the app's own kind instead: problem details for the API (what
+    its clients parse), a short page for a browser."""
+
+    def execute(self) -> None:
+        if not isinstance(self.request.error, RequestEntityTooLarge):
+            return super().execute()
+        limit = self.channel.server.adj.max_request_body_size
+        if (self.request.path or "").startswith("/api/"):
+            content_type = "application/problem+json"
+            body = json.dumps({"type": "about:blank", "title": "Request too large", "status": 413,
+                               "detail": f"The request body is over {limit} bytes."})
+        else:
+            content_type = "text/html; charset=utf-8"
+            body = ("<!doctype html><meta charset=utf-8><title>Request too large</title>"
+                    f"<p>The request is too large (over {limit // 1024} KB). Nothing was saved.</p>")
+        self.status = "413 Request Entity Too Large"
+        self.response_headers.extend([("Content-Type", content_type), ("Cache-Control", "no-store")])
+        self.set_close_on_finish()
+        encoded = body.encode()
+        self.content_length = len(encoded)
+        self.write(encoded)
+        return None
+
+
+class _Channel(HTTPChannel):
+    error_task_class = _TooLargeTask
+
+
+def make_server(app: Any, **options: Any) -> Any:
+    """A waitress server for ``app`` (options as waitress takes them) whose refusals of a too
+    large request come in the app's own kind; used by `helpdesk serve` and the tests alike."""
+    server = create_server(app, **options)
+    listeners = getattr(server, "map", None) or server._map
+    for listener in list(listeners.values()):
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = _Channel
+    return server
 
 
 def _busy(server: Any) -> bool:
@@ -71,8 +116,8 @@ def serve(app: Any, *, host: str, port: int, threads: int, max_request_bytes: in
                                "clear_untrusted_proxy_headers": clear_untrusted_proxy_headers}
     sockets = inherited_sockets()
     try:
-        server = (create_server(app, sockets=sockets, **options) if sockets
-                  else create_server(app, host=host, port=port, **options))
+        server = (make_server(app, sockets=sockets, **options) if sockets
+                  else make_server(app, host=host, port=port, **options))
     except (OSError, ValueError) as error:  # in use, not ours to bind, not an address
         for sig, handler in previous.items():
             signal.signal(sig, handler)

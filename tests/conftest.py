@@ -15,7 +15,8 @@ import pytest
 from browser_kit import CHROMIUM, CHROMIUM_ARGS
 from flask import Flask
 from waitress import wasyncore
-from waitress.server import create_server
+
+from helpdesk.serving import make_server
 
 pytest_plugins = ["helpdesk.testing"]
 
@@ -56,7 +57,8 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
 @pytest.fixture
 def server(app: Flask) -> Iterator[str]:
     """The app served by waitress on a free loopback port, as `helpdesk serve` does."""
-    httpd = create_server(app, host="127.0.0.1", port=0, threads=4)
+    httpd = make_server(app, host="127.0.0.1", port=0, threads=4,
+                        max_request_body_size=app.extensions["helpdesk"].settings.max_request_bytes)
     stop = threading.Event()
 
     def serve() -> None:

@@ -1049,6 +1049,37 @@ def test_configured_size_limit_is_the_one_applied(app, personas):
     assert [i.title for i in Incident.select()] == ["Fits"]
 
 
+@overrides(max_request_bytes=8192)
+def test_the_served_app_refuses_a_too_large_body_in_its_own_kind(app, personas, server):
+    # Over HTTP the server refuses before the app reads the body: the API still answers
+    # problem details (what its clients parse), a browser a page, and nothing is saved.
+    import urllib.error
+    import urllib.request
+
+    from helpdesk.api import tokens
+
+    with app.app_context():
+        secret = tokens.create(personas.owner, "big", ["read", "write"]).secret
+    answers = {}
+    for path, body, kind in (
+            ("/api/v1/incidents", json.dumps({"title": "Big", "description": "x" * 10_000}),
+             "application/json"),
+            ("/incidents/new", "title=Big&description=" + "x" * 10_000, "application/x-www-form-urlencoded")):
+        request = urllib.request.Request(f"{server}{path}", data=body.encode(), method="POST", headers={
+            "Content-Type": kind, "Authorization": f"Bearer {secret}"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        answers[path] = refused.value
+    api = answers["/api/v1/incidents"]
+    assert api.code == 413 and api.headers["Content-Type"] == "application/problem+json"
+    assert json.loads(api.read()) == {"type": "about:blank", "title": "Request too large", "status": 413,
+                                      "detail": "The request body is over 8192 bytes."}
+    page = answers["/incidents/new"]
+    assert page.code == 413 and page.headers["Content-Type"].startswith("text/html")
+    assert "The request is too large" in page.read().decode()
+    assert Incident.select().count() == 0
+
+
 def test_assign_boxes_list_every_team_and_only_its_active_agents(app, personas):
     # One query feeds the team and agent boxes: a team nobody is in is still a choice, an
     # agent shows under each of their teams, and a deactivated agent under none.
