@@ -34,7 +34,7 @@ from helpdesk.config import load_settings
 from helpdesk.context import Context
 from helpdesk.db import commit_count, database, is_write_conflict, open_database, release
 from helpdesk.models import PRIORITIES, STATUSES, Agent
-from helpdesk.plugins import check_settings, load_plugins
+from helpdesk.plugins import check_settings, load_plugins, unclaimed_settings
 from helpdesk.rendering import (
     DEFAULT_TIME_FORMAT,
     format_duration,
@@ -177,6 +177,10 @@ def create_app(
         loaded = load_plugins(settings.disabled_plugins, load_entry_points=load_entry_points,
                               extra=plugins, ctx=ctx)
     ctx.pm, ctx.plugins = loaded.pm, loaded.infos
+    if load_entry_points:  # (plugins given to create_app are named by their module, not their entry point)
+        ctx.unclaimed_settings = unclaimed_settings(settings, loaded.infos)
+        for warning in ctx.unclaimed_settings:
+            logger.warning("%s", warning)
     ctx.tasks = register_tasks(app, ctx.huey, ctx)
     app.extensions["helpdesk"] = ctx
     with app.app_context():

@@ -279,6 +279,8 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 
     state = _app(ctx).extensions["helpdesk"]
     infos = [info.as_dict() for info in state.plugins.values()]
+    for warning in state.unclaimed_settings:
+        click.echo(f"Warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(infos, indent=2))
         return

@@ -109,6 +109,9 @@ class Context:
     #: ``helpdesk.site_settings.refresh`` (``settings_revision`` is what was last read).
     stored: dict[str, dict[str, Any]] = field(default_factory=dict)
     settings_revision: int | None = None
+    #: Plugin settings that no installed plugin reads (a misspelt ``[plugins.<name>]``), said
+    #: at start-up, by ``helpdesk plugins`` and on the Plugins page.
+    unclaimed_settings: list[str] = field(default_factory=list)
 
     @property
     def instance_path(self) -> Path:

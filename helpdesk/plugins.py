@@ -228,6 +228,19 @@ def registrations(pm: pluggy.PluginManager, ctx: Any, registry: Registry) -> Reg
     return registry
 
 
+def unclaimed_settings(settings: Any, infos: dict[str, PluginInfo]) -> list[str]:
+    """One sentence per ``[plugins.<name>]`` table or ``HELPDESK_PLUGINS__<NAME>__…`` variable
+    whose name is no installed plugin's (enabled or disabled): a misspelling, or a plugin
+    since uninstalled, whose settings nothing would ever read."""
+    found = []
+    for plugin in sorted(set(settings.plugins) - set(infos)):
+        where = sorted({settings.sources.get(f"{plugin}.{key}", "the configuration")
+                        for key in settings.plugins[plugin]})
+        found.append(f"settings for {plugin!r} ({', '.join(where)}) are not used: no plugin of that "
+                     f"name is installed (installed: {', '.join(sorted(infos))})")
+    return found
+
+
 def check_settings(pm: pluggy.PluginManager, registry: Registry, ctx: Any) -> None:
     """Call every ``helpdesk_check_settings`` on its own: a :class:`ConfigError` passes as it is
     (the plugin's answer about a value), anything else is the plugin failing, a

@@ -365,10 +365,17 @@ def test_a_bad_bundled_plugin_setting_stops_start_up_naming_its_variable(tmp_pat
 def test_helpdesk_plugins_lists_what_is_loaded_and_why(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
     env.update(HELPDESK_INSTANCE=str(tmp_path), HELPDESK_SECRET_KEY="k" * 40,
-               HELPDESK_DISABLED_PLUGINS="age")
+               HELPDESK_DISABLED_PLUGINS="age", HELPDESK_PLUGINS__WEBHOK__URLS="https://x.example")
+    # A misspelt table is said, not silently ignored; a disabled plugin's own table is fine.
+    (tmp_path / "helpdesk.toml").write_text('[plugins.emial]\nhost = "smtp.example.com"\n'
+                                            '[plugins.age]\nhours = 4\n')
     result = subprocess.run([sys.executable, "-m", "helpdesk.cli", "plugins", "--json"], env=env,
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
+    assert len(warnings) == 2 and "'emial'" in warnings[0] and "helpdesk.toml" in warnings[0]
+    assert "'webhok'" in warnings[1] and "HELPDESK_PLUGINS__WEBHOK__URLS" in warnings[1]
+    assert "no plugin of that name is installed" in warnings[0] and "email" in warnings[0]
     listed = {p["name"]: p for p in json.loads(result.stdout)}
     assert listed["builtin"]["source"] == "built-in"
     assert listed["builtin"]["hooks"] == ["helpdesk_alert_sources", "helpdesk_channel_types",
@@ -382,6 +389,26 @@ def test_helpdesk_plugins_lists_what_is_loaded_and_why(tmp_path):
     text = subprocess.run([sys.executable, "-m", "helpdesk.cli", "plugins"], env=env,
                           capture_output=True, text=True, timeout=60, check=True).stdout
     assert re.search(r"^age .*DISABLED", text, re.MULTILINE)
+
+
+def test_the_plugins_page_warns_of_settings_no_plugin_reads(tmp_path):
+    from helpdesk import people, schema
+    from helpdesk.db import database
+    from helpdesk.testing import PASSWORD, AgentClient, reset_postgres
+
+    if os.environ.get("HELPDESK_TEST_DATABASE_URL"):
+        reset_postgres(os.environ["HELPDESK_TEST_DATABASE_URL"])
+    app = make_app(tmp_path, load_entry_points=True, plugins={"emial": {"host": "smtp.example.com"}})
+    with app.app_context():
+        schema.upgrade(database)
+        admin = people.create_agent("root", "Root", PASSWORD, role="admin",
+                                    teams=[people.ensure_team("Service Desk")])
+    page = AgentClient(app, admin).get("/admin/plugins").get_data(as_text=True)
+    assert "settings for &#39;emial&#39; (configuration given to create_app) are not used" in page
+    if not database.is_closed():
+        database.close()
+    if hasattr(database.obj, "close_all"):
+        database.obj.close_all()  # the PostgreSQL pool
 
 
 def test_admin_plugins_page_is_admin_only(login, personas):

@@ -240,7 +240,8 @@ def plugins() -> Any:
         (EventDelivery.state == "dead") | ((EventDelivery.state != "done") & (EventDelivery.attempts > 0)))
         .order_by((EventDelivery.state == "dead").desc(), EventDelivery.id.desc()).limit(100))
     return render_template("admin/plugins.html", plugins=list(state.plugins.values()),
-                           failures=failures, owed=owed, event_counts=event_outbox.counts())
+                           unclaimed_settings=state.unclaimed_settings, failures=failures, owed=owed,
+                           event_counts=event_outbox.counts())
 
 
 @bp.post("/plugins/events/<int:event_id>/retry")
