@@ -66,6 +66,8 @@ class Field:
     choices: tuple[str, ...] = ()
     parse: Callable[[str], Any] | None = None
     default: str = ""  # what the plugin uses when nothing is set (shown as a placeholder)
+    #: Where the channel's secret is sent: changing it needs the secret typed again.
+    carries_secret: bool = False
 
     @property
     def name(self) -> str:
@@ -125,10 +127,12 @@ def _names(text: str) -> list[str]:
 #: The channel settings the Channels page edits, per channel (what each plugin reads).
 CHANNEL_FIELDS: dict[str, tuple[Field, ...]] = {
     "email": (
-        Field("email", "host", "SMTP host", help="Without a host, e-mail is off.", parse=_host),
+        Field("email", "host", "SMTP host", help="Without a host, e-mail is off.", parse=_host,
+              carries_secret=True),
         Field("email", "port", "Port", "int", "25, 587 (STARTTLS) or 465 (TLS)", parse=_port,
-              default="25 (465 with TLS)"),
-        Field("email", "security", "Security", "choice", choices=("none", "starttls", "tls"), default="none"),
+              default="25 (465 with TLS)", carries_secret=True),
+        Field("email", "security", "Security", "choice", choices=("none", "starttls", "tls"), default="none",
+              carries_secret=True),
         Field("email", "username", "User name", help="Leave empty for no login."),
         Field("email", "password", "Password", "secret"),
         Field("email", "from_address", "From", help="Helpdesk <helpdesk@example.com>", parse=_mailbox),
@@ -299,6 +303,32 @@ def _shown(name: str, value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
+def _secret_follows(ctx: Context, changes: Mapping[str, Any]) -> None:
+    """Refuse to send a kept secret somewhere new: whoever moves the server (host, port,
+    security) must type the secret again, or else "write-only" would only mean "readable by
+    pointing the channel at your own server"."""
+    for fields in CHANNEL_FIELDS.values():
+        secret = next((spec for spec in fields if spec.secret), None)
+        if secret is None or secret.name in changes:
+            continue  # no secret, or a new one given (or the old one removed) in the same save
+        moved = [spec.name for spec in fields if spec.carries_secret and spec.name in changes
+                 and changes[spec.name] != effective(ctx, spec.name)]
+        if not moved:
+            continue
+        try:
+            kept = ctx.plugin_settings(secret.plugin).secret(secret.key) is not None
+        except ConfigError:
+            kept = True  # a secret file that cannot be read is still a secret
+        if not kept:
+            continue
+        source = locked_by(ctx, secret.name)
+        if source:
+            raise Invalid({moved[0]: f"The {secret.label.lower()} is set in {source}: "
+                                     "change this there too."})
+        raise Invalid({secret.name: f"Type the {secret.label.lower()} again (or remove it): it would "
+                                    "be sent to the new server."})
+
+
 def save(ctx: Context, changes: Mapping[str, Any], actor: Agent | None) -> list[str]:
     """Store ``changes`` (``"<plugin>.<key>"`` -> value, ``None`` to go back to the default)
     after the plugins' own checks; audit each change; return the names that changed.
@@ -323,6 +353,7 @@ def save(ctx: Context, changes: Mapping[str, Any], actor: Agent | None) -> list[
             candidate.setdefault(plugin, {})[key] = value
     if not changed:
         return []
+    _secret_follows(ctx, changes)
     try:
         check(ctx, candidate)
     except (ConfigError, plugins.PluginError) as error:  # refused as at start-up: nothing saved

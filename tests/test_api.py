@@ -548,7 +548,7 @@ def test_deliveries_need_the_admin_scope_and_a_current_admin(app, personas, issu
     admin_token = issue(personas.admin, ["admin"])
     assert Api(app, admin_token).get("/deliveries").status_code == 200
     Agent.update(role="agent").where(Agent.id == personas.admin.id).execute()
-    assert problem(Api(app, admin_token).get("/deliveries"), 404)
+    assert "is for admins" in problem(Api(app, admin_token).get("/deliveries"), 403)["detail"]
 
 
 # -- the OpenAPI document ---------------------------------------------------------------------------

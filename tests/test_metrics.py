@@ -12,7 +12,7 @@ from helpdesk import leases
 from helpdesk.api import tokens
 from helpdesk.clock import now
 from helpdesk.errors import PermissionDenied
-from helpdesk.models import Delivery, PeriodicRun
+from helpdesk.models import Agent, Delivery, PeriodicRun
 
 
 @pytest.fixture
@@ -49,6 +49,13 @@ def test_only_a_metrics_token_reads_them(app, personas, login):
     assert client.get("/metrics", headers={"Authorization": f"Bearer {reader}"}).status_code == 403
     admin = login(personas.admin)  # a signed-in admin's session cookie is not a token
     assert admin.get("/metrics").status_code == 401
+    # An admin's token stops reading them once its agent is no longer an admin.
+    with app.app_context():
+        scraper = tokens.create(personas.admin, "scraper", ["metrics"], kind="service").secret
+    assert client.get("/metrics", headers={"Authorization": f"Bearer {scraper}"}).status_code == 200
+    Agent.update(role="lead").where(Agent.id == personas.admin.id).execute()
+    refused = client.get("/metrics", headers={"Authorization": f"Bearer {scraper}"})
+    assert refused.status_code == 403 and "is for admins" in refused.get_json()["detail"]
 
 
 def test_figures_follow_the_outbox_and_the_incidents(app, personas, log_incident, scrape):

@@ -59,12 +59,16 @@ NEW_ROUTES = [
     ("post", "/admin/teams/1"),
     ("get", "/admin/contacts/1"),
     ("post", "/admin/contacts/1"),
+    # Where messages go is an admin's: a lead pointing SMTP at their own server would read
+    # every mail the desk sends, customers' sign-in links included.
+    ("get", "/admin/channels"),
+    ("post", "/admin/channels/email"),
+    ("post", "/admin/channels/email/test"),
 ]
-LEAD_ROUTES = [("get", "/admin/sla"), ("post", "/admin/sla/calendar"), ("post", "/admin/sla/targets"),
-               ("get", "/admin/channels"), ("post", "/admin/channels/email")]
+LEAD_ROUTES = [("get", "/admin/sla"), ("post", "/admin/sla/calendar"), ("post", "/admin/sla/targets")]
 
 
-def test_agents_may_not_use_any_new_page_and_leads_only_sla_and_channels(login, personas, contact_factory):
+def test_agents_may_not_use_any_new_page_and_leads_only_sla(login, personas, contact_factory):
     contact_factory(name="Ann", email="ann@example.com")
     agent, lead, admin = login(personas.owner), login(personas.lead), login(personas.admin)
     for method, url in NEW_ROUTES + LEAD_ROUTES:
@@ -74,7 +78,8 @@ def test_agents_may_not_use_any_new_page_and_leads_only_sla_and_channels(login, 
     for method, url in LEAD_ROUTES:
         assert getattr(lead, method)(url).status_code in {200, 303}, url
         assert getattr(admin, method)(url).status_code in {200, 303}, url
-    assert "/admin/sla" in lead.get("/", follow_redirects=True).get_data(as_text=True)  # the header link
+    lead_page = lead.get("/", follow_redirects=True).get_data(as_text=True)
+    assert "/admin/sla" in lead_page and "/admin/channels" not in lead_page  # the header links
 
 
 def test_a_post_without_the_csrf_token_is_refused_and_saves_nothing(login, personas):
@@ -170,10 +175,25 @@ def test_secrets_are_write_only_and_redacted_in_the_audit(login, personas, ctx):
         assert "email.password" in page and "••••••" in page, url  # the change is listed, redacted
     assert "Password (set — leave empty to keep)" in admin.get("/admin/channels").get_data(as_text=True)
     assert not any(SECRET in (c.old_value + c.new_value) for c in ConfigChange.select())
-    # Empty keeps the secret; "remove" forgets it.
-    admin.post("/admin/channels/email", {"email.host": "smtp2.example.com", "email.password": ""})
+    # Empty keeps the secret while the server stays; "remove" forgets it.
+    kept = admin.post("/admin/channels/email", {"email.host": "smtp.example.com", "email.password": "",
+                                                "email.from_address": "desk@example.com"})
+    assert kept.status_code == 303, kept.get_data(as_text=True)
     assert ctx.plugin_settings("email").secret("password") == SECRET
-    admin.post("/admin/channels/email", {"email.host": "smtp2.example.com", "email.password.forget": "on"})
+    assert ctx.plugin_settings("email")["from_address"] == "desk@example.com"
+    # Moving the server (host or security) with the secret kept would send it there: refused
+    # until it is typed again, and nothing is saved.
+    changes = ConfigChange.select().count()
+    for moved in ({"email.host": "attacker.example.com"}, {"email.security": "starttls"}):
+        response = admin.post("/admin/channels/email", {
+            "email.host": "smtp.example.com", **moved, "email.password": ""})
+        page = response.get_data(as_text=True)
+        assert response.status_code == 422 and 'id="err-email-password"' in page, moved
+        assert "Type the password again" in page
+    assert ConfigChange.select().count() == changes and stored()["email.host"] == "smtp.example.com"
+    admin.post("/admin/channels/email", {"email.host": "smtp2.example.com", "email.password": "new-pass"})
+    assert ctx.plugin_settings("email").secret("password") == "new-pass"
+    admin.post("/admin/channels/email", {"email.host": "smtp3.example.com", "email.password.forget": "on"})
     assert ctx.plugin_settings("email").secret("password") is None
     assert not any(SECRET in (c.old_value + c.new_value) for c in ConfigChange.select())
 

@@ -198,6 +198,9 @@ def authenticate(view: Any) -> Response | None:
                        "agent is deactivated.",
                        headers={"WWW-Authenticate": 'Bearer realm="helpdesk", error="invalid_token"'})
     scope = getattr(view, "api_scope", None)
+    if scope in tokens.ADMIN_SCOPES and not token.agent.is_admin:
+        return problem(403, "Forbidden", f"The {scope!r} scope is for admins, and this token's agent "
+                       "is not one (any more).")
     if scope not in tokens.scopes_of(token):
         logger.warning("API: token %d (%r) lacks scope %r for %s %s", token.id, token.name, scope,
                        request.method, request.path)

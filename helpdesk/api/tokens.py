@@ -108,8 +108,16 @@ def revoke(token_id: int, actor: Agent) -> ApiToken:
     return ApiToken.get_by_id(token.id)
 
 
+#: Scopes only an admin's token may use: checked against the agent's role at every request,
+#: since the role may have been taken away after the token was issued.
+ADMIN_SCOPES = frozenset({"admin", "metrics"})
+
+
 def scopes_of(token: ApiToken) -> frozenset[str]:
-    return frozenset(s for s in token.scopes.split(",") if s)
+    """What the token may do now: its scopes, less the admin ones if its agent is no longer
+    an admin (a token never does more than its agent may)."""
+    given = frozenset(s for s in token.scopes.split(",") if s)
+    return given if token.agent.is_admin else given - ADMIN_SCOPES
 
 
 def state(token: ApiToken, at: dt.datetime | None = None) -> str:
