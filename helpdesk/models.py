@@ -374,6 +374,7 @@ class SlaEvent(BaseModel):
     point = peewee.IntegerField()  # per mille of the target; 1000 for a breach
     cycle = peewee.IntegerField()
     at = peewee.DateTimeField(default=utcnow)
+    due_at = peewee.DateTimeField(null=True)  # the due time it was fired for (migration 0029)
 
     class Meta:
         indexes = ((("incident", "target", "kind", "point", "cycle"), True),)

@@ -14,7 +14,7 @@ from flask_htmx import HTMX
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
-from helpdesk.words import format_duration, format_percent, target_span  # noqa: F401 - the filters
+from helpdesk.words import format_duration, format_percent, format_work, target_span  # noqa: F401 - the filters
 
 #: Reads the HX-* request headers; stateless, attached to each app by the factory.
 htmx = HTMX()

@@ -46,6 +46,7 @@ class Status:
     paused: dt.timedelta
     remaining: dt.timedelta
     used: float  # fraction of the target used
+    calendar: str | None = None  # what ``elapsed`` and ``remaining`` are counted in (None: wall time)
 
     @property
     def label(self) -> str:
@@ -117,6 +118,15 @@ _FIRED = Statement(lambda incident_id, target, cycle: SlaEvent.select(SlaEvent.p
     (SlaEvent.incident == incident_id) & (SlaEvent.target == target) & (SlaEvent.cycle == cycle)))
 
 
+def _said_before(clock: SlaClock, kind: str, point: int) -> bool:
+    """Whether this event was fired in an earlier cycle for the same due time (P3 -> P4 -> P3
+    comes back to it): a re-target that changes nothing in the end is not news."""
+    return (SlaEvent.select(SlaEvent.id).where(
+        (SlaEvent.incident == clock.incident_id) & (SlaEvent.target == clock.target)
+        & (SlaEvent.kind == kind) & (SlaEvent.point == point) & (SlaEvent.due_at == clock.due_at)
+        & (SlaEvent.cycle < clock.cycle)).exists())
+
+
 def _fired(clock: SlaClock) -> set[int]:
     return {point for (point,) in _FIRED.execute(clock.incident_id, clock.target, clock.cycle)}
 
@@ -145,7 +155,9 @@ def status(state: Any, clock: SlaClock, at: dt.datetime) -> Status:
     target = dt.timedelta(seconds=clock.target_seconds)
     used = used_time / target if target else 1.0
     if clock.met_at:
-        kind = "late" if clock.breached_at else "met"
+        # Late whether or not a check ran between the due time and the meeting (``breached_at``
+        # is set by either); ``used`` also judges clocks met before that was so.
+        kind = "late" if clock.breached_at or used_time > target else "met"
     elif clock.stopped_at:
         kind = "stopped"
     elif clock.breached_at or (clock.due_at and at >= clock.due_at):
@@ -156,7 +168,8 @@ def status(state: Any, clock: SlaClock, at: dt.datetime) -> Status:
         kind = "warning"
     else:
         kind = "running"
-    return Status(clock.target, kind, clock.due_at, used_time, paused, target - used_time, used)
+    return Status(clock.target, kind, clock.due_at, used_time, paused, target - used_time, used,
+                  clock.calendar)
 
 
 # -- changes, called by the domain inside its transaction ---------------------------
@@ -201,6 +214,19 @@ def on_status(ctx: Context, incident: Incident, old: str, new: str) -> None:
         _save(state, clock)
 
 
+def _meet(state: Any, clock: SlaClock, at: dt.datetime) -> None:
+    """The target is met at ``at``; met after its due time, it is on the breached record too,
+    whether or not a check ran in between (nothing is sent: the target is met)."""
+    clock.met_at = at
+    if clock.breached_at is not None or clock.started_at is None:
+        return
+    if clock.due_at is not None and clock.paused_at is None:
+        if at > clock.due_at:
+            clock.breached_at = clock.due_at
+    elif clock.paused_at is not None and elapsed(state, clock, at).total_seconds() > clock.target_seconds:
+        clock.breached_at = _instant_of(state, clock, BREACH)
+
+
 def _move(state: Any, clock: SlaClock, old: str, new: str, at: dt.datetime) -> None:
     """One status change applied to one clock: the rule both live changes and audits use."""
     pausing = set(state.settings.sla_pause_statuses)
@@ -211,7 +237,7 @@ def _move(state: Any, clock: SlaClock, old: str, new: str, at: dt.datetime) -> N
             clock.stopped_at = at
     elif new == "resolved":
         if not clock.met_at:
-            clock.met_at = at  # restoring service answers the customer too
+            _meet(state, clock, at)  # restoring service answers the customer too
         if clock.target == "resolution" and not was_paused:
             clock.paused_at = at  # while resolved the clock stands; reopening resumes it
     elif old == "resolved" and clock.target == "resolution":
@@ -228,7 +254,7 @@ def _move(state: Any, clock: SlaClock, old: str, new: str, at: dt.datetime) -> N
         clock.paused_at = None
     if (clock.target == "response" and not clock.met_at and new == "in_progress"
             and state.settings.sla_response_met_by == "action"):
-        clock.met_at = at
+        _meet(state, clock, at)
 
 
 def on_response(ctx: Context, incident: Incident, public_reply: bool) -> None:
@@ -238,7 +264,7 @@ def on_response(ctx: Context, incident: Incident, public_reply: bool) -> None:
         return
     for clock in _clocks(incident.id, ["response"]):
         if clock.met_at is None and clock.stopped_at is None:
-            clock.met_at = now()
+            _meet(state, clock, now())
             _save(state, clock)
 
 
@@ -423,8 +449,11 @@ def _retime(state: Any, name: str, at: dt.datetime, batch: int) -> int:
                     old_value=clock.due_at.isoformat() if clock.due_at else None, new_value="retimed",
                     body=f"{clock.target.capitalize()} due time recomputed: the business calendar "
                          f"{name!r} changed")
-            for incident_id in sorted(retimed):  # escalation levels timed by these clocks follow
+            from helpdesk import reports  # (it reads the clocks through this module)
+
+            for incident_id in sorted(retimed):  # escalation levels and report facts follow
                 escalation_schedule(state, Incident(id=incident_id))
+                reports.refresh(state, incident_id)
 
 
 def check(state: Any, at: dt.datetime | None = None, batch: int = 500) -> int:
@@ -503,12 +532,14 @@ def _process(state: Any, clock_id: int, at: dt.datetime) -> int:
         try:
             with write_transaction():
                 SlaEvent.create(incident=clock.incident_id, target=clock.target, kind=kind, point=point,
-                                cycle=clock.cycle, at=at)
+                                cycle=clock.cycle, at=at, due_at=clock.due_at)
         except peewee.IntegrityError:
             return 0  # fired already (another worker, or an earlier run)
         if kind == "breach":
             clock.breached_at = clock.due_at or at
         _save(state, clock)
+        if clock.cycle > 1 and clock.due_at is not None and _said_before(clock, kind, point):
+            return 0  # said already for this very due time, before re-targets brought it back
         TimelineEntry.create(
             incident=clock.incident_id, actor=None, kind="sla", at=at, field=clock.target,
             # The due time is data (ISO, naive UTC as stored), so pages show it in the reader's

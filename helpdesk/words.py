@@ -49,12 +49,23 @@ def target_span(seconds: int | float | None, calendar: str | None = None) -> str
         return "none"
     if not calendar:
         return f"{format_duration(dt.timedelta(seconds=seconds))}, around the clock"
-    hours, minutes = divmod(max(0, int(seconds) // 60), 60)
     if calendar != "business":
+        hours, minutes = divmod(max(0, int(seconds) // 60), 60)
         words = " ".join(([_count(hours, "hour")] if hours else [])
                          + ([_count(minutes, "minute")] if minutes or not hours else []))
         return f"{words} in the {calendar} calendar"
+    return format_work(dt.timedelta(seconds=seconds), calendar)
+
+
+def format_work(delta: dt.timedelta, calendar: str | None = None) -> str:
+    """Time on an SLA clock in words: wall time as :func:`format_duration`, time counted in a
+    calendar in hours ("100 business hours", "3 working hours 20 minutes"), since 24 of them
+    are three working days, not one."""
+    if not calendar:
+        return format_duration(delta)
+    hours, minutes = divmod(max(0, int(delta.total_seconds() // 60)), 60)
+    kind = "business" if calendar == "business" else "working"
     if not hours:
-        return f"{minutes} business minute{'s' if minutes != 1 else ''}"
-    text = f"{hours} business hour{'s' if hours != 1 else ''}"
+        return f"{minutes} {kind} minute{'s' if minutes != 1 else ''}"
+    text = f"{hours} {kind} hour{'s' if hours != 1 else ''}"
     return text + (f" {_count(minutes, 'minute')}" if minutes else "")

@@ -798,3 +798,86 @@ def test_a_calendar_the_check_cannot_read_is_logged_and_warnings_still_fire(desk
     assert desk.check(utc(3, 2, 9, 30)) == 1  # the breach
     assert [kind for _target, kind, _point, _cycle in desk.events(incident)] == ["warning", "breach"]
     assert "unreadable" in caplog.text
+
+
+# -- 9. numbers that do not depend on when the check happened to run ---------------------------
+
+
+def test_a_target_met_after_its_due_time_is_met_late_whether_or_not_a_check_ran(desk):
+    p = desk.p
+    # P2: the response is due within 30 minutes (09:30). No check runs before the replies.
+    late = desk.log(utc(3, 2, 9), impact="high", urgency="medium")
+    in_time = desk.log(utc(3, 2, 9), impact="high", urgency="medium")
+    desk.reply(utc(3, 2, 9, 45), late)
+    desk.reply(utc(3, 2, 9, 20), in_time)
+    assert desk.standing(late, "response").state == "late"
+    assert desk.clock_of(late, "response").breached_at == utc(3, 2, 9, 30)
+    assert desk.standing(in_time, "response").state == "met"
+    assert desk.clock_of(in_time, "response").breached_at is None
+    # Met during a pause that began after the due time: late too, breached when it ran out.
+    paused = desk.log(utc(3, 2, 9), impact="high", urgency="medium")
+    desk.status(utc(3, 2, 9, 40), paused, "pending", pending_reason="customer")
+    desk.reply(utc(3, 2, 10), paused, p.owner)
+    assert desk.standing(paused, "response").state == "late"
+    assert desk.clock_of(paused, "response").breached_at == utc(3, 2, 9, 30)
+    # Nothing was sent after the fact: the target is met.
+    assert desk.check(utc(3, 2, 10, 1)) == 0
+    assert [e for e in desk.sla_entries() if e.new_value == "breach"] == []
+
+
+def test_a_priority_changed_while_resolved_applies_when_the_incident_is_reopened(desk):
+    p = desk.p
+    # P3 on Monday 09:00 (3 business days), resolved at 10:00, raised to P1 (4 h around the
+    # clock) at 11:00 while resolved, reopened at 12:00: 1 h worked + 2 h resolved (not counted)
+    # -> due 15:00 on P1's target, not on P3's.
+    incident = desk.log(utc(3, 2, 9), impact="medium", urgency="medium")
+    desk.reply(utc(3, 2, 9, 5), incident)
+    desk.status(utc(3, 2, 10), incident, "resolved", note="Restarted the service")
+    desk.do(utc(3, 2, 11), incidents.override_priority, incident.id, p.owner, 1, "Whole site down")
+    desk.status(utc(3, 2, 12), incident, "in_progress", note="Down again")
+    clock = desk.clock_of(incident)
+    assert (clock.target_seconds, clock.calendar, clock.due_at) == (4 * 3600, None, utc(3, 2, 15))
+    assert desk.clock_of(incident, "response").met_at == utc(3, 2, 9, 5)  # judged as it was
+    assert desk.check(utc(3, 2, 15)) == 1
+    assert resolution_events(desk, incident)[-1][:2] == ("breach", 1000)
+
+
+def test_a_priority_flip_back_to_the_same_due_time_does_not_repeat_the_breach(desk, register_plugin):
+    recorder = register_plugin(Recorder())
+    # P3: response 4 business hours from Monday 09:00 -> due 13:00, breached at the 13:05 check.
+    incident = desk.log(utc(3, 2, 9), impact="medium", urgency="medium")
+    assert desk.check(utc(3, 2, 13, 5)) == 1
+    desk.do(utc(3, 2, 13, 10), incidents.override_priority, incident.id, desk.p.owner, 4, "Minor")
+    assert desk.standing(incident, "response").state != "breached"  # P4: 8 business hours
+    desk.do(utc(3, 2, 13, 15), incidents.override_priority, incident.id, desk.p.owner, 3, "No, back")
+    assert desk.check(utc(3, 2, 13, 16)) == 0  # the same breach, for the same due time
+    clock = desk.clock_of(incident, "response")
+    assert (clock.due_at, clock.breached_at) == (utc(3, 2, 13), utc(3, 2, 13))
+    assert desk.standing(incident, "response").state == "breached"
+    breaches = [e for e in desk.sla_entries(incident) if e.new_value == "breach"]
+    assert len(breaches) == 1
+    sent = [call for call in recorder.calls if call[2] == "breach"]
+    assert sent == [(incident.id, "response", "breach", None)]
+    # A flip to a target that is breached at another due time is news: P2 (30 min) -> 09:30
+    # (and its 8-hour resolution target is 54 % used: the 50 % warning).
+    desk.do(utc(3, 2, 13, 20), incidents.override_priority, incident.id, desk.p.owner, 2, "Worse")
+    assert desk.check(utc(3, 2, 13, 21)) == 2
+    assert [(e.field, e.old_value) for e in desk.sla_entries(incident) if e.new_value == "breach"] == [
+        ("response", "2026-03-02T13:00:00"), ("response", "2026-03-02T09:30:00")]
+
+
+def test_a_calendar_change_moves_the_report_facts_with_the_due_times(desk):
+    from helpdesk import site_settings
+    from helpdesk.models import IncidentFact
+
+    # P3 on Monday 09:00: resolution due Wednesday 17:00 (3 business days).
+    incident = desk.log(utc(3, 2, 9), impact="medium", urgency="medium")
+    desk.reply(utc(3, 2, 9, 5), incident)
+    desk.check(utc(3, 2, 9, 10))  # the worker has seen the calendar
+    assert IncidentFact.get_by_id(incident.id).resolution_breach_at == utc(3, 4, 17)
+    longer_days = {day: "09:00-21:00" for day in ("mon", "tue", "wed", "thu", "fri")}
+    desk.do(utc(3, 2, 10), site_settings.save, {"business_hours.hours": longer_days}, desk.p.lead)
+    desk.check(utc(3, 2, 10, 1))  # re-timed: 12 h a day -> due Tuesday 21:00
+    assert desk.clock_of(incident).due_at == utc(3, 3, 21)
+    fact = IncidentFact.get_by_id(incident.id)
+    assert (fact.resolution_breach_at, fact.next_breach_at) == (utc(3, 3, 21), utc(3, 3, 21))

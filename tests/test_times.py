@@ -12,6 +12,7 @@ from jinja2 import Template
 from helpdesk.rendering import (
     format_duration,
     format_percent,
+    format_work,
     local_time,
     target_span,
     time_element,
@@ -41,6 +42,14 @@ def test_sla_targets_say_what_kind_of_hours_they_count():
     assert target_span(24 * 3600, "business") == "24 business hours"  # three business days, not "1 day"
     assert target_span(4 * 3600, None) == "4 hours, around the clock"
     assert target_span(90 * 60, "uk-support") == "1 hour 30 minutes in the uk-support calendar"
+
+
+def test_time_over_or_left_on_a_clock_is_said_in_its_calendars_hours():
+    # 100 business hours over is twelve and a half working days, not "4 days 4 hours".
+    assert format_work(dt.timedelta(hours=100), "business") == "100 business hours"
+    assert format_work(dt.timedelta(hours=3, minutes=20), "uk-support") == "3 working hours 20 minutes"
+    assert format_work(dt.timedelta(minutes=1), "business") == "1 business minute"
+    assert format_work(dt.timedelta(hours=100), None) == "4 days 4 hours"  # around the clock
 
 
 def test_a_local_time_names_its_zone_and_keeps_a_custom_format():

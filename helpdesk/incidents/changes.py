@@ -267,7 +267,10 @@ def follow_up(ctx: Context, change: Change, actor: Agent | None, *, reason: str 
         sla.on_status(ctx, after, status[0], status[1])
     if actor is not None and ACTION_FIELDS & recorded.keys():
         sla.on_response(ctx, after, public_reply=False)
-    if RETARGET_FIELDS & recorded.keys():
+    # A reopened incident's resolution clock runs again: on the targets of the incident as it is
+    # now (a priority changed while it was resolved left that clock alone, as it was met).
+    reopened = status is not None and status[0] == "resolved" and status[1] not in {"closed", "cancelled"}
+    if RETARGET_FIELDS & recorded.keys() or reopened:
         sla.on_retarget(ctx, after)
     reports.refresh(ctx, after.id)
     if "owner" in recorded:

@@ -23,7 +23,7 @@ from markupsafe import Markup, escape
 
 from helpdesk.rendering import DEFAULT_TIME_FORMAT, local_time, pair_text, priority_badge, status_badge
 from helpdesk.web.plugin_ui import column_value
-from helpdesk.words import format_duration
+from helpdesk.words import format_duration, format_work
 
 #: The SLA states whose due time the Due column shows.
 _DUE_SHOWN = frozenset({"running", "warning", "breached", "paused"})
@@ -103,10 +103,10 @@ def _due(incident: Any, rows: RowContext) -> str:
     if due.due_at and due.state in _DUE_SHOWN:
         if due.state == "breached":
             opening, left = ('<span class="due-breached" data-breached><strong>Breached</strong> · ',
-                             f"{format_duration(-due.remaining)} over")
+                             f"{format_work(-due.remaining, due.calendar)} over")
         else:
             opening = f'<span class="due-{due.state}">'
-            left = "paused" if due.state == "paused" else f"{format_duration(due.remaining)} left"
+            left = "paused" if due.state == "paused" else f"{format_work(due.remaining, due.calendar)} left"
         return (f'{opening}<time datetime="{due.due_at.isoformat()}Z">{_time(due.due_at, rows.zone)}'
                 f'</time> · <span class="left">{escape(left)}</span></span>')
     if due.state == "late":
