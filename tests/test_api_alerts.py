@@ -243,3 +243,19 @@ def test_grafana_alerting_webhook_payload(app, personas, source):
     incident = Incident.get_by_id(incident_id)
     assert (what, incident.title, incident.impact, incident.source) == (
         "created", "Checkout latency over 2 s", "high", "monitoring")
+
+
+def test_an_unknown_severity_or_service_is_logged_on_the_defaults_and_said(app, personas, source):
+    # Refusing the alert would lose the outage: it is logged, and the incident says what the
+    # desk did not understand.
+    [(what, incident_id)] = outcome(send(app, source(), generic(severity="disaster", service="CRM2")))
+    incident = Incident.get_by_id(incident_id)
+    assert what == "created" and (incident.impact, incident.urgency, incident.service_id) == (
+        "medium", "medium", None)
+    assert "Severity 'disaster' is not one the desk maps" in incident.description
+    assert "Service 'CRM2' is not an active service of the desk" in incident.description
+    Service.create(name="CRM")
+    [(_, known)] = outcome(send(app, source(), generic(fingerprint="other", severity="critical",
+                                                       service="CRM")))
+    said = Incident.get_by_id(known).description
+    assert "not one the desk maps" not in said and "not an active service" not in said

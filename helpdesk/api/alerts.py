@@ -235,13 +235,24 @@ def _summary(alert: Alert) -> str:
 
 
 def _log(ctx: Context, alert: Alert) -> Incident:
+    # An alert is never refused for a severity or service the desk does not know (monitoring
+    # would retry or drop it, and the outage would go unrecorded): it is logged on the
+    # defaults, and the incident says what was not understood, for the desk to fix by hand.
+    unknown = []
     impact, urgency = SEVERITIES.get((alert.severity or "").lower(), ("medium", "medium"))
+    if alert.severity and alert.severity.lower() not in SEVERITIES:
+        unknown.append(f"Severity {alert.severity!r} is not one the desk maps "
+                       f"({', '.join(SEVERITIES)}): logged at medium impact and urgency.")
     service = Service.get_or_none((Service.name == alert.service) & (Service.active == True)) \
         if alert.service else None  # noqa: E712
+    if alert.service and service is None:
+        unknown.append(f"Service {alert.service!r} is not an active service of the desk: logged "
+                       "without a service.")
     title = " ".join(alert.title.split())
     if len(title) > domain.MAX_TITLE:
         title = title[: domain.MAX_TITLE - 1] + "…"
-    return domain.log_incident(ctx, title=title, actor=None, description=_summary(alert),
+    description = "\n\n".join(filter(None, [_summary(alert), *unknown]))
+    return domain.log_incident(ctx, title=title, actor=None, description=description,
                                impact=impact, urgency=urgency, service=service, source="monitoring")
 
 
