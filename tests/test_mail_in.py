@@ -214,6 +214,65 @@ def test_a_20_mb_attachment_still_creates_the_incident_with_a_note(take):
     assert "server.log.gz (20971520 bytes)" in result.incident.description  # over the limit: noted
 
 
+def _raw(headers: str, body: str) -> bytes:
+    return (headers.strip().replace("\n", "\r\n") + "\r\n\r\n" + body.replace("\n", "\r\n")).encode("latin-1")
+
+
+def test_a_nul_in_the_text_is_dropped_not_a_message_stuck_forever(take):
+    # A UTF-16 body labelled UTF-8 decodes to text full of NULs, which PostgreSQL refuses:
+    # the message used to be retried by the MTA forever and to block an IMAP mailbox.
+    body = "Scanner says: paper jam".encode("utf-16-le")
+    import base64
+
+    raw = _raw("From: scanner@example.org\nTo: help@example.com\nSubject: Scan\n"
+               "Message-ID: <nul-1@example.org>\nContent-Type: text/plain; charset=utf-8\n"
+               "Content-Transfer-Encoding: base64", base64.b64encode(body).decode())
+    result = take(raw)
+    assert result.outcome == "created", result.reason
+    assert "\x00" not in result.incident.description and "S" in result.incident.description
+
+
+def test_every_text_part_and_text_file_of_a_message_is_kept(take):
+    from helpdesk.models import Attachment
+
+    raw = _raw(
+        "From: ben@example.org\nTo: help@example.com\nSubject: Error after update\n"
+        "Message-ID: <parts-1@example.org>\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/mixed; boundary="b1"',
+        "--b1\nContent-Type: text/plain; charset=utf-8\n\nFirst part, before the screenshot.\n"
+        "--b1\nContent-Type: image/png; name=shot.png\nContent-Disposition: inline; filename=shot.png\n"
+        "Content-Transfer-Encoding: base64\n\niVBORw0KGgo=\n"
+        "--b1\nContent-Type: text/plain; charset=utf-8\n\nSecond part: the error code is 0x80070005.\n"
+        '--b1\nContent-Type: text/csv; name="report.csv"\n\nhost,state\ndb1,down\n'
+        '--b1\nContent-Type: multipart/alternative; boundary="b2"\n\n'
+        "--b2\nContent-Type: text/plain\n\nInvitation: call at 10:00\n"
+        "--b2\nContent-Type: text/calendar; method=REQUEST\n\nBEGIN:VCALENDAR\nEND:VCALENDAR\n"
+        "--b2--\n--b1--\n")
+    result = take(raw)
+    text = result.incident.description
+    assert "First part, before the screenshot." in text and "the error code is 0x80070005" in text
+    files = {a.filename: a.content_type for a in Attachment.select().where(
+        Attachment.incident == result.incident.id)}
+    assert files["report.csv"] == "text/csv" and files["shot.png"] == "image/png"
+    assert any(name.endswith(".ics") for name in files), files
+
+
+def test_text_in_a_lying_or_missing_charset_is_read_as_windows_1252_with_a_note():
+    lying = parse(_raw("From: jose@example.org\nSubject: x\nContent-Type: text/plain; charset=utf-8\n"
+                       "Content-Transfer-Encoding: 8bit", "Déjà vu, résumé"))
+    assert lying.text == "Déjà vu, résumé"
+    assert lying.notes == ["the text was not valid utf-8: read as Windows-1252"]
+    undeclared = parse(_raw("From: jose@example.org\nSubject: x\nContent-Transfer-Encoding: 8bit",
+                            "Caf\xe9 na\xefve"))
+    assert undeclared.text == "Café naïve" and undeclared.notes == [
+        "8-bit text with no charset: read as Windows-1252"]
+
+
+def test_line_breaks_are_stored_as_newlines_whatever_the_mail_sent():
+    mail = parse(_raw("From: ada@example.org\nSubject: x\nContent-Type: text/plain", "one\ntwo\nthree"))
+    assert mail.text == "one\ntwo\nthree"
+
+
 # -- new mail ------------------------------------------------------------------------------------
 
 

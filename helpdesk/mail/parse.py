@@ -13,6 +13,7 @@ from __future__ import annotations
 import email
 import email.header
 import email.policy
+import mimetypes
 import re
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
@@ -95,22 +96,43 @@ def _words(value: str) -> str:
 
 
 def message_ids(value: str) -> list[str]:
-    return [found.strip().lower() for found in _MSGID.findall(value or "")]
+    return [found.strip().lower() for found in _MSGID.findall(CONTROL_CHARACTERS.sub("", value or ""))]
+
+
+def _text(content: str) -> str:
+    """Text as the desk stores it: line breaks as ``\\n``, no control characters (a NUL from a
+    UTF-16 body labelled UTF-8 is refused by PostgreSQL and shown by nothing)."""
+    return CONTROL_CHARACTERS.sub("", content.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 def _decode(part: Message, notes: list[str]) -> str:
-    """A text part's content; an unknown or lying charset is read as UTF-8 with replacements."""
+    """A text part's content in its declared charset. Bytes that are not in that charset (a
+    lying or missing declaration: Latin-1 sent as UTF-8, raw 8-bit with none) are read as
+    UTF-8 if they are UTF-8, else as Windows-1252, with a note, rather than as replacement
+    marks; an unknown charset is read the same way."""
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):  # not a leaf the parser can decode: what it gives
+        try:
+            content = part.get_content()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001
+            content = str(part.get_payload())
+        return _text(content if isinstance(content, str) else "")
+    declared = part.get_content_charset()
     try:
-        content = part.get_content()  # type: ignore[attr-defined]
-        if isinstance(content, str):
-            return content
-    except (LookupError, UnicodeError, AssertionError, KeyError, ValueError):
-        pass
-    payload = part.get_payload(decode=True) or b""
-    if not isinstance(payload, bytes):
-        payload = str(payload).encode("utf-8", "replace")
-    notes.append(f"unreadable charset {part.get_content_charset()!r}: read as UTF-8")
-    return payload.decode("utf-8", "replace")
+        return _text(payload.decode(declared or "us-ascii"))
+    except LookupError:
+        problem = f"unreadable charset {declared!r}"
+    except UnicodeDecodeError:
+        problem = f"the text was not valid {declared}" if declared else "8-bit text with no charset"
+    for fallback, label in (("utf-8", "UTF-8"), ("cp1252", "Windows-1252"), ("latin-1", "Latin-1")):
+        try:
+            content = payload.decode(fallback)
+        except UnicodeDecodeError:
+            continue
+        if declared or fallback != "utf-8":  # (undeclared UTF-8 is only a sloppy sender)
+            notes.append(f"{problem}: read as {label}")
+        return _text(content)
+    raise AssertionError("Latin-1 decodes any bytes")  # pragma: no cover
 
 
 class _Text(HTMLParser):
@@ -194,6 +216,11 @@ def _body(message: Message, notes: list[str], attachments: list[Attachment], dep
         return ""
     texts: list[str] = []
     body = None
+    # The plain and HTML parts of a multipart/alternative render one text; any other text
+    # part is more of the message (the text after an inline picture) or a file (a .csv, an
+    # invitation) and is kept.
+    renderings = {id(leaf) for part in message.walk() if part.get_content_type() == "multipart/alternative"
+                  for leaf in part.walk() if leaf.get_content_type() in {"text/plain", "text/html"}}
     if isinstance(message, EmailMessage):
         try:
             body = message.get_body(preferencelist=("plain", "html"))
@@ -220,10 +247,15 @@ def _body(message: Message, notes: list[str], attachments: list[Attachment], dep
             texts.append(html_to_text(content) if ctype == "text/html" else content)
             body = part
             continue
-        if ctype.startswith("multipart/") or (ctype.startswith("text/") and disposition is None):
-            continue  # alternative renderings of the body
+        if ctype.startswith("multipart/") or id(part) in renderings and disposition != "attachment":
+            continue  # another rendering of the body
+        if ctype in {"text/plain", "text/html"} and disposition != "attachment" and not part.get_filename():
+            content = _decode(part, notes)
+            texts.append(html_to_text(content) if ctype == "text/html" else content)
+            continue
         data = part.get_payload(decode=True) or b""
-        name = part.get_filename() or f"part-{count[0]}.{ctype.rpartition('/')[2] or 'bin'}"
+        extension = mimetypes.guess_extension(ctype) or f".{ctype.rpartition('/')[2] or 'bin'}"
+        name = part.get_filename() or f"part-{count[0]}{extension}"
         attachments.append(Attachment(one_line(str(name))[:255], ctype, len(data), data))
     return "\n\n".join(t.strip() for t in texts if t and t.strip())
 
@@ -277,7 +309,8 @@ def _parsed(message: EmailMessage) -> Mail:
         text = text[:MAX_TEXT]
     references = message_ids(_header(message, "In-Reply-To")) + message_ids(_header(message, "References"))
     ids = message_ids(_header(message, "Message-ID"))
-    written = [found.strip() for found in _MSGID.findall(_header(message, "Message-ID") or "")]
+    written = [found.strip() for found in
+               _MSGID.findall(CONTROL_CHARACTERS.sub("", _header(message, "Message-ID")))]
     headers = {h: one_line(_header(message, h))[:500] for h in LOOP_HEADERS if message.get_all(h)}
     return_path = None
     if message.get_all("Return-Path"):

@@ -211,6 +211,8 @@ def receive(ctx: Context, raw: bytes) -> Received:
 def _refused(ctx: Context, key: str, base: dict, mail: Mail, error: Exception) -> Received:
     logger.error("inbound mail from %s could not be taken", mail.sender, exc_info=error)
     kept = {name: base[name] for name in ("raw_path", "size", "received_at", "full_text")}
+    if isinstance(error, peewee.DataError):  # the text itself may be what no column takes
+        kept["full_text"] = "(not kept: see the raw message)"
     return _quarantine(ctx, key, kept, base["message_id"], mail.sender, base["subject"],
                        f"it could not be taken: {type(error).__name__}: {error}"[:2000])
 
