@@ -228,12 +228,16 @@ def registrations(pm: pluggy.PluginManager, ctx: Any, registry: Registry) -> Reg
     return registry
 
 
+#: ``[plugins.<name>]`` tables the core itself reads (IMAP mailboxes, monitoring alerts).
+CORE_SETTINGS = frozenset({"imap", "alerts"})
+
+
 def unclaimed_settings(settings: Any, infos: dict[str, PluginInfo]) -> list[str]:
     """One sentence per ``[plugins.<name>]`` table or ``HELPDESK_PLUGINS__<NAME>__…`` variable
-    whose name is no installed plugin's (enabled or disabled): a misspelling, or a plugin
-    since uninstalled, whose settings nothing would ever read."""
+    whose name is neither the core's nor an installed plugin's (enabled or disabled): a
+    misspelling, or a plugin since uninstalled, whose settings nothing would ever read."""
     found = []
-    for plugin in sorted(set(settings.plugins) - set(infos)):
+    for plugin in sorted(set(settings.plugins) - set(infos) - CORE_SETTINGS):
         where = sorted({settings.sources.get(f"{plugin}.{key}", "the configuration")
                         for key in settings.plugins[plugin]})
         found.append(f"settings for {plugin!r} ({', '.join(where)}) are not used: no plugin of that "

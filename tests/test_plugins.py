@@ -368,7 +368,8 @@ def test_helpdesk_plugins_lists_what_is_loaded_and_why(tmp_path):
                HELPDESK_DISABLED_PLUGINS="age", HELPDESK_PLUGINS__WEBHOK__URLS="https://x.example")
     # A misspelt table is said, not silently ignored; a disabled plugin's own table is fine.
     (tmp_path / "helpdesk.toml").write_text('[plugins.emial]\nhost = "smtp.example.com"\n'
-                                            '[plugins.age]\nhours = 4\n')
+                                            '[plugins.age]\nhours = 4\n'
+                                            '[plugins.alerts]\nflap_minutes = 30\n')
     result = subprocess.run([sys.executable, "-m", "helpdesk.cli", "plugins", "--json"], env=env,
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
@@ -389,6 +390,16 @@ def test_helpdesk_plugins_lists_what_is_loaded_and_why(tmp_path):
     text = subprocess.run([sys.executable, "-m", "helpdesk.cli", "plugins"], env=env,
                           capture_output=True, text=True, timeout=60, check=True).stdout
     assert re.search(r"^age .*DISABLED", text, re.MULTILINE)
+
+
+def test_every_settings_table_the_core_reads_is_known_as_the_cores():
+    # A table the core reads (IMAP mailboxes) must never be called unused.
+    from helpdesk.plugins import CORE_SETTINGS
+
+    core = Path(__file__).resolve().parent.parent / "helpdesk"
+    read = {name for path in core.rglob("*.py")
+            for name in re.findall(r'plugin_settings\("([a-z_]+)"\)', path.read_text(encoding="utf-8"))}
+    assert read - set(bundled_names()) == CORE_SETTINGS
 
 
 def test_the_plugins_page_warns_of_settings_no_plugin_reads(tmp_path):
