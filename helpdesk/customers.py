@@ -133,15 +133,17 @@ def _announce(ctx: Context, incident: Incident, note: TimelineEntry, contact: Co
 
 
 def recent_acknowledgements(contact: Contact, hours: int = 1) -> int:
-    """Acknowledgements written to this contact's incidents lately (the loop brake counts them)."""
+    """Acknowledgements mailed to this contact's address lately (the loop brake counts them):
+    deliveries of new incidents to that very address, so the same event's webhook or chat
+    broadcasts (no agent either) are not taken for mail to the sender."""
     import datetime as dt
 
     from helpdesk.models import Delivery
 
     since = now() - dt.timedelta(hours=hours)
-    return (Delivery.select().join(Incident, on=(Delivery.incident == Incident.id))
-            .where((Incident.requester == contact.id) & (Delivery.event == "incident_created")
-                   & (Delivery.agent.is_null()) & (Delivery.created_at >= since)).count())
+    return (Delivery.select().where(
+        (Delivery.recipient == contact.email) & (Delivery.event == "incident_created")
+        & (Delivery.agent.is_null()) & (Delivery.created_at >= since)).count())
 
 
 # -- the portal's accounts: passwords, shared organisations, ratings ---------------------------
