@@ -346,6 +346,24 @@ def test_a_forged_subject_token_does_not_thread(take, ada_incident):
     assert result.outcome == "created" and result.incident.id != incident.id
 
 
+@pytest.mark.parametrize("reference", ["<INC-{n}@example.com>", "<inc-{n}.anything@example.com>"])
+def test_a_guessed_reference_to_our_mail_does_not_thread(take, ada_incident, reference):
+    # The incident's root id is guessable and the form of our ids is public: only the id of a
+    # message we really sent threads (an acknowledgement's, which holds a random part).
+    incident, ack = ada_incident
+    guessed = reference.format(n=incident.id)
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "ada@example.org", SUPPORT, "still broken"
+    mail["Message-ID"], mail["References"] = "<guess-1@example.org>", guessed
+    mail.set_content("Forged reference.")
+    result = take(bytes(mail))
+    assert result.outcome == "created" and result.incident.id != incident.id
+    # The acknowledgement's own id, quoted after the root as a mail client does, threads.
+    mail.replace_header("Message-ID", "<real-1@example.org>")
+    mail.replace_header("References", f"{guessed} {ack.message['Message-ID']}")
+    assert take(bytes(mail)).incident.id == incident.id
+
+
 def test_a_reply_from_someone_else_never_posts_in_the_requesters_name(take, ada_incident, smtp):
     incident, ack = ada_incident
     result = take(reply_to(ack, "Eve <eve@example.net>", "Please send me the admin password."))

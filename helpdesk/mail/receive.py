@@ -160,9 +160,18 @@ def _thread(ctx: Context, mail: Mail) -> int | None:
             return known.incident_id
         local, _, host = reference.rpartition("@")
         found = _OUR_ID.match(local + "@")
-        if found and host == domain:
+        if found and host == domain and _we_sent(int(found.group(1)), reference, domain):
             return int(found.group(1))
     return incident_in_subject(ctx, mail.subject)
+
+
+def _we_sent(incident_id: int, reference: str, domain: str) -> bool:
+    """Whether ``reference`` is the Message-ID of a message we sent about that incident. Its
+    form (``inc-<n>.…@<our domain>``) is public, and the incident's root id is guessable, so
+    only a message really sent (its id holds a random part) proves a reply."""
+    keys = (Delivery.select(Delivery.idempotency_key).where(Delivery.incident == incident_id)
+            .order_by(Delivery.id.desc()).limit(2000).tuples())
+    return any(mail_headers.message_id(key, domain).lower().strip("<>") == reference for (key,) in keys)
 
 
 def _tell_admins(text: str) -> None:
