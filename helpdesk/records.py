@@ -48,6 +48,9 @@ class Message:
     #: Earlier messages of this conversation with the recipient, as ``<id@domain>`` Message-IDs,
     #: oldest first; the last is the message this one answers (mail threads by them).
     references: tuple[str, ...] = ()
+    #: False for words a person wrote to the recipient (an agent's public reply): mail then
+    #: carries no ``Auto-Submitted``, so the other side treats it as a person's answer.
+    automatic: bool = True
 
 
 @dataclass(frozen=True)

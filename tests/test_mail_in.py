@@ -288,6 +288,18 @@ def test_new_mail_creates_an_incident_for_a_new_requester_and_acknowledges(take,
     assert f"[INC-{incident.id} #" in ack["Subject"]  # the signed token replies can thread by
 
 
+def test_an_agents_reply_is_mailed_as_a_persons_answer(app, ctx, take, ada_incident, smtp, personas):
+    # RFC 3834: Auto-Submitted marks machine mail; a person's reply without it is answered
+    # and reopens things at the other end (another helpdesk), as a person's mail should.
+    incident, ack = ada_incident
+    assert ack.message["Auto-Submitted"] == "auto-generated"
+    with app.app_context():
+        incidents.add_comment(ctx, incident.id, personas.owner, "Replaced the fuser.", public=True)
+    reply = smtp.to("ada@example.org")[-1].message
+    assert "Replaced the fuser." in reply.get_body(("plain",)).get_content()
+    assert reply["Auto-Submitted"] is None and reply["X-Helpdesk-Loop"] == "example.com"
+
+
 def test_the_acknowledgement_threads_under_the_customers_own_message(ada_incident):
     _incident, ack = ada_incident
     theirs = parse(fixture("new_plain.eml")).original_id

@@ -192,6 +192,10 @@ def enqueue(ctx: Context, channel: str, recipient: str, subject: str, text: str,
 # -- delivery (worker) ------------------------------------------------------------------------------
 
 
+#: Kinds of message whose words a person wrote (an agent's public reply to the requester).
+PERSONAL_KINDS = frozenset({"requester_reply"})
+
+
 def message_for(delivery: Delivery, ctx: Context | None = None) -> Message:
     """The message a delivery sends; with ``ctx`` (at send time) a reply's files are read from
     storage now, and the text says which could not be attached (see :mod:`.conversation`)."""
@@ -203,7 +207,8 @@ def message_for(delivery: Delivery, ctx: Context | None = None) -> Message:
                    html=delivery.html, event=delivery.event, kind=data.get("kind", ""),
                    incident_reference=data.get("incident"), incident_id=delivery.incident_id,
                    idempotency_key=delivery.idempotency_key, url=data.get("url"), data=data,
-                   attachments=files, references=references)
+                   attachments=files, references=references,
+                   automatic=data.get("kind") not in PERSONAL_KINDS)
 
 
 def send_now(ctx: Context, channel: str, message: Message) -> None:
