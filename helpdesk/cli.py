@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,16 @@ def _app(ctx: click.Context) -> Any:
     return _app_for((ctx.obj or {}).get("instance_path"))
 
 
-def _ready(ctx: click.Context) -> Any:
+#: Seconds between tries while a long-running process waits for its database at start.
+WAIT_SECONDS = 5
+
+
+def _ready(ctx: click.Context, wait: bool = False) -> Any:
     """The app, for a command that works on the data. A database that is missing or behind
     the schema is said plainly, with what to run, before anything else happens (a SQLite file
-    is not created by asking)."""
+    is not created by asking). With ``wait`` (`serve`, `worker`), a database that cannot be
+    reached is waited for, a line every few seconds, so a process started before its database
+    (at boot, during a fail-over) comes up with it instead of exiting for systemd to give up."""
     from urllib.parse import unquote
 
     from helpdesk import schema
@@ -36,11 +43,17 @@ def _ready(ctx: click.Context) -> Any:
         raise click.ClickException(f"there is no database at {url}: run `helpdesk init` first "
                                    "(or set database_url)")
     app = _app(ctx)
-    try:
-        with database.connection_context():
-            behind = schema.pending(database)
-    except peewee.OperationalError as error:
-        raise click.ClickException(f"cannot open the database {url}: {error}") from None
+    while True:
+        try:
+            with database.connection_context():
+                behind = schema.pending(database)
+            break
+        except peewee.OperationalError as error:
+            if not wait:
+                raise click.ClickException(f"cannot open the database {url}: {error}") from None
+            click.echo(f"waiting for the database ({error}); trying again in {WAIT_SECONDS} s",
+                       err=True)
+            time.sleep(WAIT_SECONDS)
     if behind:
         raise click.ClickException("the database schema is out of date: run `helpdesk init` "
                                    "or `helpdesk db upgrade` first")
@@ -149,7 +162,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_worker: boo
     flight finish (for at most ``shutdown_seconds``)."""
     from helpdesk import serving
 
-    app = _ready(ctx)
+    app = _ready(ctx, wait=True)
     settings = app.extensions["helpdesk"].settings
     consumer = None
     if not no_worker:
@@ -193,7 +206,7 @@ def worker(ctx: click.Context, workers: int | None) -> None:
     """Run only the background worker (for installations with several processes).
 
     SIGTERM stops it gracefully: tasks in flight finish (for at most ``shutdown_seconds``)."""
-    app = _ready(ctx)
+    app = _ready(ctx, wait=True)
     state = app.extensions["helpdesk"]
     # SIGTERM (systemd's stop) and Ctrl-C let tasks in flight finish, within shutdown_seconds.
     consumer = state.huey.create_consumer(workers=workers or state.settings.workers,

@@ -174,7 +174,8 @@ class Settings:
     port: int = _setting(_int_between(1, 65535), 5000, "port `helpdesk serve` listens on")
     threads: int = _setting(_int_between(1, 256), 8, "web server threads")
     workers: int = _setting(_int_between(1, 128), 16, "background worker threads")
-    max_request_bytes: int = _setting(_int_between(1024, 1 << 30), 2 * 1024 * 1024, "")
+    # One attachment of attachment_max_bytes (10 MiB) and the form around it fit in a request.
+    max_request_bytes: int = _setting(_int_between(1024, 1 << 30), 12 * 1024 * 1024, "")
     trusted_proxies: int = _setting(_int_between(0, 5), 0, "reverse proxies in front (X-Forwarded-*)")
     login_max_failures: int = _setting(_int_between(1, 1000), 5, "failed logins per window")
     login_window_seconds: int = _setting(_int_between(1, 86400), 900, "rate-limit window")

@@ -227,10 +227,18 @@ def open_database(url: str, busy_seconds: int = 10) -> peewee.Database:
             max_connections=int(options.pop("max_connections", 32)),
             stale_timeout=300,
             timeout=busy_seconds,  # waiting for a free pooled connection
-            **({"connect_timeout": busy_seconds} if "connect_timeout" not in options else {}),
-            **options,
+            **{**_pg_network_defaults(busy_seconds), **options},
         )
     raise ValueError(f"unsupported database URL scheme {parts.scheme!r}")
+
+
+def _pg_network_defaults(busy_seconds: int) -> dict[str, int]:
+    """libpq's network settings unless the URL sets them: a server that does not answer the
+    connection, or a host that vanishes mid-query (sent data never acknowledged), fails the
+    request after ``busy_seconds`` (a 503) instead of holding a server thread until the
+    kernel gives up, minutes later; keepalives find a pooled connection whose host is gone."""
+    return {"connect_timeout": busy_seconds, "tcp_user_timeout": busy_seconds * 1000,
+            "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 
 def is_sqlite() -> bool:

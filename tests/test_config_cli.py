@@ -261,3 +261,72 @@ def test_odd_arguments_are_refused_in_one_line(app, tmp_path):
         answer = _run(args, env)
         assert answer.returncode != 0 and said in answer.stdout + answer.stderr, (args, answer.stderr)
         assert "Traceback" not in answer.stderr, args
+
+
+def _forward(listener: socket.socket, upstream: tuple[str, int]) -> None:
+    """A TCP forwarder to ``upstream`` (the database comes up when it starts accepting)."""
+    import threading
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            sink.close()
+
+    while True:
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            return
+        server = socket.create_connection(upstream)
+        for a, b in ((client, server), (server, client)):
+            threading.Thread(target=pump, args=(a, b), daemon=True).start()
+
+
+@pytest.mark.parametrize("command", [["worker"], ["serve", "--no-worker"]])
+def test_a_process_started_before_its_database_waits_for_it(app, tmp_path, command):
+    # At boot or during a fail-over the database may come up after the desk's processes: they
+    # wait for it (a line every few seconds) instead of exiting for systemd to give up on them.
+    import threading
+    from urllib.parse import urlsplit
+
+    env = _env(tmp_path, HELPDESK_PORT=str(_free_port()))
+    assert _run(["init", "--no-demo"], env).returncode == 0
+    port = _free_port()
+    target = urlsplit(PG_URL) if PG_URL else None
+    through = f"{target.username or 'postgres'}@127.0.0.1:{port}" if target else ""
+    env["HELPDESK_DATABASE_URL"] = (PG_URL.replace(target.netloc, through) if target
+                                    else f"postgresql://postgres@127.0.0.1:{port}/helpdesk")
+    process = subprocess.Popen(HELPDESK + command, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    reader.start()
+    listener = None
+    try:
+        deadline = time.monotonic() + 30
+        while not any("waiting for the database" in line for line in lines):
+            assert process.poll() is None and time.monotonic() < deadline, lines
+            time.sleep(0.2)
+        time.sleep(1)
+        assert process.poll() is None, lines  # still there, waiting
+        if target is None:
+            return  # (the database coming up needs PostgreSQL)
+        listener = socket.create_server(("127.0.0.1", port))
+        threading.Thread(target=_forward, args=(listener, (target.hostname, target.port or 5432)),
+                         daemon=True).start()
+        started = "Helpdesk worker running" if command == ["worker"] else "Helpdesk serving on"
+        deadline = time.monotonic() + 30
+        while not any(started in line for line in lines):
+            assert process.poll() is None and time.monotonic() < deadline, lines
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        reader.join(timeout=10)
+        process.stdout.close()
+        if listener is not None:
+            listener.close()

@@ -220,3 +220,7 @@ def test_the_readme_nginx_config_serves_https_with_each_clients_address(
                                     headers={"Referer": f"{base}/login"})
     assert status == 302, "the real admin, elsewhere, is not locked out"
     assert "secure" in headers.get("Set-Cookie", "").lower()  # an https base_url: cookies stay on TLS
+    # An upload over max_request_bytes is nginx's 413 every time: had it reached the app,
+    # which refuses before reading the body, nginx would often see a reset and answer 502.
+    too_big = {"body": "x" * (13 * 1024 * 1024)}
+    assert [admin.post("/login", too_big)[0] for _ in range(5)] == [413] * 5
