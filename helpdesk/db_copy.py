@@ -15,7 +15,9 @@ import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import peewee
 
@@ -50,6 +52,8 @@ def copy_database(source_url: str, target_url: str, *, batch: int = 1000,
     """Copy every table from ``source_url`` into the empty database at ``target_url``."""
     if source_url == target_url:
         raise CopyError("the source and the target are the same database")
+    if source_url.startswith("sqlite:///") and not Path(unquote(source_url[len("sqlite:///"):])).is_file():
+        raise CopyError(f"there is no source database at {source_url}")  # (opening it would make one)
     source, target = open_database(source_url), open_database(target_url)
     models = peewee.sort_models(MODELS)
     try:
@@ -73,6 +77,8 @@ def copy_database(source_url: str, target_url: str, *, batch: int = 1000,
 
                 result.indexed = search.rebuild()
             return result
+    except peewee.OperationalError as error:  # unreachable, missing, refused: said in one line
+        raise CopyError(f"a database could not be used: {' '.join(str(error).split())}") from None
     finally:
         for db in (source, target):
             db.close_all() if hasattr(db, "close_all") else db.close()  # a pool: every connection

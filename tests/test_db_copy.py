@@ -118,6 +118,18 @@ def test_a_source_behind_the_schema_is_refused_before_anything_is_written(app, t
     assert db.get_tables() == []
 
 
+def test_a_misspelt_source_or_an_unreachable_target_is_one_line_and_leaves_nothing(app, desk, tmp_path):
+    misspelt = tmp_path / "helpdsk.db"
+    answer = CliRunner().invoke(main, ["db", "copy", "--from", f"sqlite:///{misspelt}",
+                                       "--to", f"sqlite:///{tmp_path / 'new.db'}"])
+    assert answer.exit_code == 1 and f"there is no source database at sqlite:///{misspelt}" in answer.output
+    assert not misspelt.exists(), "no empty file made by asking"
+    unreachable = "postgresql://postgres@127.0.0.1:9/nowhere?connect_timeout=2"
+    answer = CliRunner().invoke(main, ["db", "copy", "--from", _source_url(app), "--to", unreachable])
+    assert answer.exit_code == 1 and "a database could not be used" in answer.output
+    assert answer.exception is None or isinstance(answer.exception, SystemExit)
+
+
 def test_copying_a_database_onto_itself_is_refused(app):
     with pytest.raises(CopyError, match="same database"):
         copy_database(_source_url(app), _source_url(app))
