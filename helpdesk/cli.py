@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import signal
 import sys
@@ -17,6 +18,43 @@ from helpdesk.config import ConfigError, create_instance, instance_folder
 
 def _app(ctx: click.Context) -> Any:
     return _app_for((ctx.obj or {}).get("instance_path"))
+
+
+class RepeatFilter(logging.Filter):
+    """At most one record a minute per kind of warning or error (logger family, message, and
+    exception type); the next one says how many were left out. A queue or database that is
+    away makes every worker thread log the same traceback on every poll — about 700 MB a day —
+    and hides what else happened."""
+
+    def __init__(self, seconds: float = 60) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self._seen: dict[tuple[str, str, Any], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name.split(".")[0], str(record.msg), record.exc_info[0] if record.exc_info else None)
+        moment = time.monotonic()
+        last = self._seen.get(key)
+        if last is not None and moment - last[0] < self.seconds:
+            self._seen[key] = (last[0], last[1] + 1)
+            return False
+        if last is not None and last[1]:
+            record.msg = f"{record.msg} (and {last[1]} more like it in the last {self.seconds:g} s)"
+        self._seen[key] = (moment, 0)
+        return True
+
+
+def _log_to_stderr() -> None:
+    """Warnings and errors of a long-running process, stamped, to standard error (journald
+    or the supervisor reads it), with repeats folded (:class:`RepeatFilter`)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RepeatFilter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
 
 
 #: Seconds between tries while a long-running process waits for its database at start.
@@ -162,6 +200,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_worker: boo
     flight finish (for at most ``shutdown_seconds``)."""
     from helpdesk import serving
 
+    _log_to_stderr()
     app = _ready(ctx, wait=True)
     settings = app.extensions["helpdesk"].settings
     consumer = None
@@ -206,6 +245,7 @@ def worker(ctx: click.Context, workers: int | None) -> None:
     """Run only the background worker (for installations with several processes).
 
     SIGTERM stops it gracefully: tasks in flight finish (for at most ``shutdown_seconds``)."""
+    _log_to_stderr()
     app = _ready(ctx, wait=True)
     state = app.extensions["helpdesk"]
     # SIGTERM (systemd's stop) and Ctrl-C let tasks in flight finish, within shutdown_seconds.

@@ -330,3 +330,18 @@ def test_a_process_started_before_its_database_waits_for_it(app, tmp_path, comma
         process.stdout.close()
         if listener is not None:
             listener.close()
+
+
+def test_a_worker_whose_queue_is_away_logs_each_kind_of_failure_once_a_minute(app, tmp_path):
+    # With Redis away every worker thread fails on every poll; a traceback each time filled
+    # ~700 MB of log a day. One record a minute per kind is kept (with a count of the rest).
+    env = _env(tmp_path, HELPDESK_QUEUE_URL=f"redis://127.0.0.1:{_free_port()}/0", HELPDESK_WORKERS="8")
+    assert _run(["init", "--no-demo"], env).returncode == 0
+    worker = subprocess.Popen(HELPDESK + ["worker"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    time.sleep(8)
+    worker.send_signal(signal.SIGTERM)
+    output, _ = worker.communicate(timeout=60)
+    said = "ERROR huey.consumer.Worker: Error reading from queue"
+    reading = [line for line in output.splitlines() if said in line]
+    assert len(reading) == 1, output  # 8 threads, polling for 8 s: said once
