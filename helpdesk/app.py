@@ -220,13 +220,21 @@ def create_app(
         return agent
 
     @login_manager.unauthorized_handler
-    def unauthorized() -> Response:
+    def unauthorized() -> Any:
         target = url_for("auth.login", next=_return_path())
         if htmx:
-            # An expired session must not swap the login page into a fragment.
+            # The session ended under an open page (idle, logged out elsewhere). helpdesk.js goes
+            # to the login page (and back here after) only if nothing typed would be lost;
+            # otherwise the page stays, with the text, and says how to go on. Navigating away
+            # at once, as a background poll used to, threw a half-written reply away.
             response = Response("", status=401)
-            response.headers["HX-Redirect"] = target
+            response.headers["X-Helpdesk-Login"] = target  # where to log in, and come back to
             return response
+        kept = _typed_text()
+        if kept:  # a form sent without JavaScript: what was written is shown back, not lost
+            from flask import render_template
+
+            return render_template("login.html", next=_return_path(), kept=kept), 401
         return redirect(target)
 
     enforce_access(app, login_manager)
@@ -302,6 +310,15 @@ def _return_path() -> str | None:
     if source.netloc != request.host or not source.path:
         return asked
     return source.path + (f"?{source.query}" if source.query else "")
+
+
+def _typed_text() -> str:
+    """The text a person wrote in a form being refused for an ended session (a reply, a
+    description), to be shown back for copying; empty for anything else."""
+    if request.method != "POST":
+        return ""
+    return "\n\n".join(value for name in ("body", "description")
+                        if (value := (request.form.get(name) or "").strip()))
 
 
 def _register_database_hooks(app: Flask) -> None:

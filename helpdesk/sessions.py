@@ -79,10 +79,12 @@ def _agent_session(token_hash: Any, agent_id: Any) -> peewee.Query:
 _AGENT_SESSION = Statement(_agent_session)
 
 
-def agent_of(token: object, agent_id: int, idle_seconds: int, lifetime_seconds: int) -> Agent | None:
+def agent_of(token: object, agent_id: int, idle_seconds: int, lifetime_seconds: int,
+             touch: bool = True) -> Agent | None:
     """The agent whose live session ``token`` is (one query), or None; an expired session
     is deleted when seen. The agent carries the page's :class:`SessionFacts` as
-    ``session_facts``, read in the same query."""
+    ``session_facts``, read in the same query. ``touch=False`` (a page's background refresh)
+    leaves the session's idle clock alone: an open tab nobody uses still times out."""
     if not isinstance(token, str) or not token or len(token) > 200:
         return None
     found = _AGENT_SESSION.execute(_hash(token), agent_id).fetchone()
@@ -98,7 +100,7 @@ def agent_of(token: object, agent_id: int, idle_seconds: int, lifetime_seconds: 
     if _expired(stamp, row.created_at, row.last_seen_at, idle_seconds, lifetime_seconds):
         AgentSession.delete().where(AgentSession.id == row.id).execute()
         return None
-    if stamp - row.last_seen_at >= TOUCH_EVERY:
+    if touch and stamp - row.last_seen_at >= TOUCH_EVERY:
         AgentSession.update(last_seen_at=stamp).where(AgentSession.id == row.id).execute()
     return agent
 

@@ -2,7 +2,20 @@
 document.addEventListener("htmx:configRequest", function (event) {
   var meta = document.querySelector('meta[name="csrf-token"]');
   if (meta) { event.detail.headers["X-CSRFToken"] = meta.content; }
+  // A background refresh is not the person at work: it does not keep the session alive.
+  if (event.detail.elt && event.detail.elt.hasAttribute("data-poll")) {
+    event.detail.headers["X-Helpdesk-Poll"] = "1";
+  }
 });
+
+// Whether the page holds something a person typed or chose and has not sent.
+function typedSomething() {
+  return Array.prototype.some.call(document.querySelectorAll("main textarea, main input"), function (field) {
+    if (field.type === "file") { return field.files && field.files.length > 0; }
+    if (field.type === "hidden" || field.type === "checkbox" || field.type === "radio") { return false; }
+    return field.value !== field.defaultValue;
+  });
+}
 
 // A response htmx does not swap (503 while the database is busy or away, a 500): say so, and
 // leave the page as it is, so whatever the person typed is still in the form to send again.
@@ -15,6 +28,19 @@ document.addEventListener("htmx:responseError", function (event) {
     box.className = "error";
     box.setAttribute("role", "alert");
     (document.getElementById("main") || document.body).prepend(box);
+  }
+  if (status === 401) {  // the session ended under this page (idle, logged out elsewhere)
+    var login = event.detail.xhr.getResponseHeader("X-Helpdesk-Login") || "/login";
+    if (!typedSomething()) { window.location.assign(login); return; }  // nothing to lose
+    box.textContent = "Your session has ended, so nothing was sent or changed. What you typed is " +
+      "still here: log in again in another tab, then send it again. ";
+    var link = document.createElement("a");
+    link.href = login;
+    link.target = "_blank";
+    link.rel = "noopener";
+    link.textContent = "Log in (new tab)";
+    box.appendChild(link);
+    return;
   }
   box.textContent = status === 503
     ? "The helpdesk is busy or cannot reach its database; nothing was changed. " +
@@ -57,3 +83,36 @@ document.addEventListener("click", function (event) {
     if (!menu.contains(event.target)) { menu.open = false; }
   });
 });
+
+// An unsent reply survives the other actions on the incident page (priority, status, assign,
+// take, a conflict view): they swap the whole incident body, which holds the reply form, so its
+// text, visibility and chosen files are carried over into the new one. The reply's own answer
+// decides for itself (sent: an empty box; refused: the server shows the text back).
+(function () {
+  var kept = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    if (!event.detail.shouldSwap || !target || target.id !== "incident-body") { return; }
+    var reply = target.querySelector("form.reply");
+    var source = event.detail.requestConfig && event.detail.requestConfig.elt;
+    if (!reply || (source && reply.contains(source))) { return; }
+    var body = reply.querySelector("#reply-body");
+    var files = reply.querySelector("#reply-files");
+    var visibility = reply.querySelector('input[name="visibility"]:checked');
+    if (!body || (!body.value.trim() && !(files && files.files.length))) { return; }
+    kept = {text: body.value, visibility: visibility ? visibility.value : null,
+            files: files && files.files.length ? files : null};
+    if (kept.files) { kept.files.remove(); }  // the element itself, with its chosen files
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    var body = kept && document.getElementById("reply-body");
+    if (!body) { return; }  // no reply box in this view (a conflict): kept for the next one
+    if (!body.value.trim()) { body.value = kept.text; }
+    var choice = kept.visibility && document.querySelector('form.reply input[name="visibility"][value="' +
+                                                           kept.visibility + '"]');
+    if (choice) { choice.checked = true; }
+    var files = document.getElementById("reply-files");
+    if (kept.files && files && !files.files.length) { files.replaceWith(kept.files); }
+    kept = null;
+  });
+}());

@@ -170,3 +170,35 @@ def test_a_stale_details_edit_keeps_what_was_typed_and_applies_it_in_one_click(
     page.wait_for_selector("#incident-body .description:has-text('Toner light blinks')")
     assert page.get_by_role("region", name="Your change, not saved").count() == 0
     assert "floor 3" in page.locator("#incident-title").inner_text()
+
+
+def test_an_unsent_reply_survives_other_actions_and_an_ended_session(ctx, server, personas, page,
+                                                                     log_incident, app, tmp_path):
+    from helpdesk.models import AgentSession
+
+    incident = log_incident(title="Printer jams on every job")
+    log_in(page, server, personas.owner.username)
+    page.goto(f"{server}/incidents/{incident.id}")
+    page.get_by_label("Reply to customer").check()
+    page.get_by_label("Message (Markdown)").fill("Please send a photo of the jam.")
+    chosen = tmp_path / "jam-guide.txt"
+    chosen.write_text("open tray 2")
+    page.get_by_label("Attach files").set_input_files(str(chosen))
+    # Set the status while the reply is still being written: the body is swapped, the draft stays.
+    status = page.get_by_role("region", name="Status")
+    status.get_by_label("Move to").select_option("in_progress")
+    status.get_by_role("button", name="Change status").click()
+    page.wait_for_selector("#status-heading + .current:has-text('In progress')")
+    assert page.get_by_label("Message (Markdown)").input_value() == "Please send a photo of the jam."
+    assert page.get_by_label("Reply to customer").is_checked()
+    assert page.eval_on_selector("#reply-files", "input => input.files[0].name") == "jam-guide.txt"
+    # The session ends (logged out elsewhere); the next action is refused, the page stays.
+    with app.app_context():
+        AgentSession.delete().execute()
+    status.get_by_label("Move to").select_option("pending")
+    status.get_by_role("button", name="Change status").click()
+    alert = page.locator("#request-error")
+    alert.wait_for()
+    assert "Your session has ended" in alert.inner_text()
+    assert page.get_by_label("Message (Markdown)").input_value() == "Please send a photo of the jam."
+    assert "/login?next=" in page.get_by_role("link", name="Log in (new tab)").get_attribute("href")

@@ -280,10 +280,27 @@ def test_htmx_form_sent_without_session_returns_to_its_page_after_login(app, per
         headers={**HTMX, "HX-Target": "incident-body",
                  "HX-Current-URL": f"http://localhost/incidents/{incident.id}"})
     assert response.status_code == 401
-    target = urlsplit(response.headers["HX-Redirect"])
+    # Not sent straight to the login page (helpdesk.js goes there only if nothing typed would
+    # be lost): told where to log in, and come back to.
+    assert "HX-Redirect" not in response.headers
+    target = urlsplit(response.headers["X-Helpdesk-Login"])
     assert target.path == "/login"
     assert parse_qs(target.query)["next"] == [f"/incidents/{incident.id}"]
     assert fresh(incident).assigned_team_id is None
+
+
+def test_a_reply_sent_without_javascript_after_the_session_ended_is_shown_back(app, personas,
+                                                                               log_incident):
+    incident = log_incident()
+    response = AgentClient(app, None).post(
+        f"/incidents/{incident.id}/comments", {"body": "The fuser was replaced <b>today</b>.",
+                                               "visibility": "public"},
+        headers={"Referer": f"http://localhost/incidents/{incident.id}"})
+    page = text(response)
+    assert response.status_code == 401 and "not sent" in page
+    assert "The fuser was replaced &lt;b&gt;today&lt;/b&gt;." in page  # to copy, escaped
+    assert f'name="next" value="/incidents/{incident.id}"' in page  # logging in leads back
+    assert TimelineEntry.select().where(TimelineEntry.kind == "reply").count() == 0
 
 
 def test_a_background_fragment_after_the_session_ended_returns_to_its_page(app):
@@ -292,12 +309,12 @@ def test_a_background_fragment_after_the_session_ended_returns_to_its_page(app):
     response = app.test_client().get(
         "/queue-nav?current=open", headers={**HTMX, "HX-Current-URL": "http://localhost/queues/open?sort=age"})
     assert response.status_code == 401
-    target = urlsplit(response.headers["HX-Redirect"])
+    target = urlsplit(response.headers["X-Helpdesk-Login"])
     assert target.path == "/login"
     assert parse_qs(target.query)["next"] == ["/queues/open?sort=age"]
     elsewhere = app.test_client().get(
         "/queue-nav?current=open", headers={**HTMX, "HX-Current-URL": "http://evil.example/queues/open"})
-    assert "evil.example" not in elsewhere.headers["HX-Redirect"]
+    assert "evil.example" not in elsewhere.headers["X-Helpdesk-Login"]
 
 
 def test_htmx_request_without_session_gets_a_redirect_header_not_the_login_form(app):
@@ -305,7 +322,7 @@ def test_htmx_request_without_session_gets_a_redirect_header_not_the_login_form(
     response = client.get("/queues/open?status=new",
                           headers={**HTMX, "HX-Target": "queue-list"})
     assert response.status_code == 401
-    target = urlsplit(response.headers["HX-Redirect"])
+    target = urlsplit(response.headers["X-Helpdesk-Login"])
     assert target.path == "/login"
     assert parse_qs(target.query)["next"] == ["/queues/open?status=new"]
     body = text(response)

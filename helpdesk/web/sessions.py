@@ -41,4 +41,5 @@ def session_agent(agent_id: int) -> Agent | None:
     """For the user loader: the agent, if this request's token is one of their live sessions."""
     settings = current_app.extensions["helpdesk.settings"]
     return sessions.agent_of(session.get(KEY), agent_id, settings.session_idle_seconds,
-                             settings.session_lifetime_seconds)
+                             settings.session_lifetime_seconds,
+                             touch=request.headers.get("X-Helpdesk-Poll") is None)

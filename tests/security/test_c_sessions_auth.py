@@ -149,6 +149,20 @@ def test_sessions_expire_when_idle_and_after_their_lifetime(
     assert AgentSession.select().count() == 0, "expired sessions are deleted when seen"
 
 
+@pytest.mark.parametrize("settings_overrides", [
+    {"session_idle_seconds": 600, "session_lifetime_seconds": 3600}])
+def test_a_tab_left_open_times_out_although_its_bell_and_queue_refresh_themselves(
+        app: Flask, personas: Personas, frozen_clock: FrozenClock) -> None:
+    tab = AgentClient(app, personas.owner)
+    poll = {"HX-Request": "true", "X-Helpdesk-Poll": "1"}
+    for _ in range(3):  # 9 minutes of the bell polling, nobody at the keyboard
+        frozen_clock.advance(minutes=3)
+        assert tab.get("/notices/bell", headers=poll).status_code == 200
+    frozen_clock.advance(minutes=3)
+    assert tab.get("/notices/bell", headers=poll).status_code == 401  # idle past 10 minutes
+    assert not logged_in(tab)
+
+
 def test_sessions_abandoned_in_a_closed_browser_are_deleted_at_the_next_login(
         app: Flask, personas: Personas, frozen_clock: FrozenClock) -> None:
     for _ in range(3):
