@@ -111,6 +111,11 @@ class Helpdesk(Flask):
 
     request_class = HelpdeskRequest
 
+    def select_jinja_autoescape(self, filename: str | None) -> bool:
+        """Every page template escapes, whatever its name ends in: Flask's rule (``.html``
+        and a few more) left a plugin's ``panel.jinja`` rendering an incident title raw."""
+        return True
+
     def dispatch_request(self) -> Any:
         attempt = 1
         while True:

@@ -265,6 +265,16 @@ def test_a_failing_panel_is_skipped_and_recorded_and_the_page_still_renders(
     assert PluginFailure.get().plugin == "broken_panel"
 
 
+@pytest.mark.plugins(plugin("jinja_panel", helpdesk_incident_panels=lambda incident, agent: [
+    Panel("Linked ticket", "linked.jinja", {})]))
+def test_a_panel_template_escapes_user_text_whatever_its_name_ends_in(app, login, personas, incident_factory):
+    (Path(app.instance_path) / "templates").mkdir(exist_ok=True)
+    (Path(app.instance_path) / "templates" / "linked.jinja").write_text("<p>{{ incident.title }}</p>")
+    incident = incident_factory(title="<script>alert(1)</script>")
+    page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>" in page and "<script>alert(1)" not in page
+
+
 @pytest.mark.plugins(plugin("odd_column", helpdesk_queue_columns=lambda: [42]),
                      plugin("odd_panel", helpdesk_incident_panels=lambda incident, agent: ["not a panel"]),
                      plugin("good_panel", helpdesk_incident_panels=lambda incident, agent: [
