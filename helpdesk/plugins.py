@@ -301,6 +301,25 @@ def record_failure(plugin: str, hook: str, incident: Any, error: Exception) -> N
         logger.exception("could not record the failure of plugin %r", plugin)
 
 
+def first_answer(pm: pluggy.PluginManager, name: str, kind: type, **kwargs: Any) -> Any:
+    """A decision hook's answer (``firstresult``: the first plugin not answering ``None``),
+    with each plugin on its own: one that raises, or answers something other than a
+    ``kind``, is recorded for the Plugins page and the next one decides, so a bug in one
+    plugin's decision never stops incidents from being logged."""
+    for impl in reversed(getattr(pm.hook, name).get_hookimpls()):
+        try:
+            answer = impl.function(**{a: kwargs.get(a) for a in impl.argnames})
+            if answer is not None and not isinstance(answer, kind):
+                raise TypeError(f"{name} answered {answer!r:.120}, not a {kind.__name__} or None")
+        except Exception as error:  # noqa: BLE001 - a plugin's bug: recorded, the next decides
+            logger.error("plugin %r failed in %s: %s", impl.plugin_name, name, error)
+            record_failure(impl.plugin_name, name, kwargs.get("incident"), error)
+            continue
+        if answer is not None:
+            return answer
+    return None
+
+
 def call_event(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> list[str]:
     """Fire an event hook (worker, after commit); returns the names of plugins that failed."""
     called = {plugin for plugin, _ in call_each(pm, name, **kwargs)}

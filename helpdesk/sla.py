@@ -75,15 +75,30 @@ def _warning_points(warnings: str) -> tuple[int, ...]:
 
 
 def policy_targets(ctx: Context, incident: Incident) -> tuple[Any, Any] | None:
-    """The policy that applies to ``incident`` and the targets it sets, or ``None`` (no SLA)."""
-    name = ctx.pm.hook.helpdesk_sla_policy(incident=incident, ctx=ctx)
+    """The policy that applies to ``incident`` and the targets it sets, or ``None`` (no SLA).
+
+    A plugin failing here (its choice of policy, or its policy's targets) is recorded for the
+    Plugins page and the incident goes on without those targets: a bug in an SLA plugin must
+    not stop incidents from being logged or changed."""
+    from helpdesk.plugins import first_answer, record_failure
+    from helpdesk.records import SlaTargets
+
+    name = first_answer(ctx.pm, "helpdesk_sla_policy", str, incident=incident, ctx=ctx)
     if name is None:
         return None
     policy = ctx.registry.sla_policies.get(name)
     if policy is None:
         logger.warning("SLA: policy %r chosen for %s is not registered", name, incident.reference)
         return None
-    targets = policy.targets(ctx, incident)
+    try:
+        targets = policy.targets(ctx, incident)
+        if targets is not None and not isinstance(targets, SlaTargets):
+            raise TypeError(f"policy {name!r} gave {targets!r:.120}, not SlaTargets or None")
+    except Exception as error:  # noqa: BLE001 - the policy's plugin failed: recorded, no targets
+        owner = ctx.registry.owners.get(("helpdesk_sla_policies", name), name)
+        logger.error("SLA: policy %r failed for %s: %s", name, incident.reference, error)
+        record_failure(owner, f"SlaPolicy({name!r}).targets", incident, error)
+        return None
     return (policy, targets) if targets is not None else None
 
 

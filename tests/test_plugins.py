@@ -19,7 +19,7 @@ from helpdesk import hookimpl, hookspecs, incidents
 from helpdesk.config import ConfigError, load_settings
 from helpdesk.models import Incident, PluginFailure
 from helpdesk.plugins import PluginError, load_plugins
-from helpdesk.records import AdminPage, ChannelType, Panel, PluginAssets
+from helpdesk.records import AdminPage, ChannelType, Panel, PluginAssets, SlaPolicy
 from helpdesk.security import PUBLIC, access
 from helpdesk.testing import make_app
 
@@ -273,6 +273,34 @@ def test_a_panel_template_escapes_user_text_whatever_its_name_ends_in(app, login
     incident = incident_factory(title="<script>alert(1)</script>")
     page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
     assert "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>" in page and "<script>alert(1)" not in page
+
+
+def _broken_targets(ctx, incident):
+    raise KeyError("tier")
+
+
+def _no_decision(incident, ctx):
+    raise RuntimeError("policy service down")
+
+
+def _tiered_for_p1(incident, ctx):
+    return "tiered" if incident.priority == 1 else None
+
+
+@pytest.mark.plugins(plugin("tiered_sla", helpdesk_sla_policy=_tiered_for_p1,
+                            helpdesk_sla_policies=lambda: [SlaPolicy("tiered", "Tiered", _broken_targets)]),
+                     plugin("flaky_decider", helpdesk_sla_policy=_no_decision))
+def test_a_failing_sla_plugin_never_stops_an_incident_from_being_logged(login, personas):
+    agent = login(personas.owner)
+    for impact in ("high", "low"):  # P1: the tiered policy fails; P4: the decider fails, next decides
+        answer = agent.post("/incidents/new", {"title": f"Mail down ({impact})", "type": "incident",
+                                               "impact": impact, "urgency": impact, "keep_ownership": "y"})
+        assert answer.status_code == 303, answer.get_data(as_text=True)
+    assert Incident.select().count() == 2
+    failed = {(f.plugin, f.hook) for f in PluginFailure.select()}
+    assert ("tiered_sla", "SlaPolicy('tiered').targets") in failed
+    assert ("flaky_decider", "helpdesk_sla_policy") in failed
+    assert "policy service down" in login(personas.admin).get("/admin/plugins").get_data(as_text=True)
 
 
 @pytest.mark.plugins(plugin("odd_column", helpdesk_queue_columns=lambda: [42]),

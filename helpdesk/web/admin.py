@@ -471,7 +471,7 @@ def _sla_view(errors: dict[str, str] | None = None, form: Any = None, status: in
     """The SLA page: what applies (read-only), and the forms for the built-in calendar and policy."""
     from flask import current_app
 
-    from helpdesk import incidents, site_settings
+    from helpdesk import incidents, site_settings, sla
     from helpdesk.errors import NotFound
 
     state = current_app.extensions["helpdesk"]
@@ -483,9 +483,9 @@ def _sla_view(errors: dict[str, str] | None = None, form: Any = None, status: in
             if incident_id is None:
                 raise NotFound("Give an incident reference such as INC-42.")
             sample = incidents.get(incident_id)
-            name = state.pm.hook.helpdesk_sla_policy(incident=sample, ctx=state)
-            policy = state.registry.sla_policies.get(name)
-            applied = (name, policy, policy.targets(state, sample) if policy else None)
+            found = sla.policy_targets(state, sample)
+            name = found[0].name if found else None
+            applied = (name, found[0] if found else None, found[1] if found else None)
         except DomainError as refused:
             error = str(refused)
     business = state.registry.business_calendars.get("business")
