@@ -249,7 +249,8 @@ def render_page(template: str, blocks: set[str], **context: Any) -> str:
     block = fragment_target(htmx, blocks)
     if block is None:
         return render_template(template, **context)
-    return render_block(template, block, **context)
+    # ``as_fragment``: the block may add out-of-band swaps for what it changes outside itself.
+    return render_block(template, block, as_fragment=True, **context)
 
 
 def render_block(template_name: str, block: str, **context: Any) -> str:

@@ -75,6 +75,11 @@ def test_queue_filter_swaps_only_the_list_and_updates_the_address(server, person
     assert "VPN drops" in page.locator("#queue-list").inner_text()
     # The page itself was not reloaded: the same heading element is still attached.
     assert heading.evaluate("node => node.isConnected")
+    # What acts on "this list" follows the filter: the exports and the way back after a change.
+    assert "priority=1" in page.get_by_role("link", name="CSV").get_attribute("href")
+    assert "priority=1" in page.locator("#bulk-back").get_attribute("value")
+    assert "priority=1" in page.locator("#density-back").get_attribute("value")
+    assert page.locator("#export-links").count() == 1
 
 
 def test_no_console_errors_or_csp_violations(server, personas, page, log_incident):
