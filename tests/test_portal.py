@@ -270,6 +270,20 @@ def test_reply_reopen_and_confirm(customer, two_incidents, app, ctx, personas):
     assert ada.post(f"/portal/incidents/{mine.id}/confirm").status_code == 422  # already closed
 
 
+def test_a_refused_reply_shows_the_customers_text_back(customer, two_incidents):
+    from io import BytesIO
+
+    mine, _ = two_incidents
+    ada = customer("ada@example.org").sign_in()
+    eleven = [(BytesIO(b"x"), f"shot-{n}.png") for n in range(11)]
+    answer = ada.http.post(f"/portal/incidents/{mine.id}/reply", content_type="multipart/form-data", data={
+        "csrf_token": ada.csrf(), "body": "The <b>left</b> tray jams.", "files": eleven})
+    assert answer.status_code == 422
+    shown = page(answer)
+    assert "Nothing was sent" in shown and ">The &lt;b&gt;left&lt;/b&gt; tray jams.</textarea>" in shown
+    assert TimelineEntry.select().where(TimelineEntry.kind == "customer").count() == 0
+
+
 def test_portal_forms_need_the_csrf_token(customer, two_incidents):
     mine, _ = two_incidents
     ada = customer("ada@example.org").sign_in()

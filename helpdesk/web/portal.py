@@ -214,7 +214,7 @@ def _files() -> list[tuple[str, bytes]]:
 
 @bp.get("/incidents/<int:incident_id>")
 @access(CUSTOMER)
-def show(incident_id: int, error: str | None = None, status: int = 200) -> Any:
+def show(incident_id: int, error: str | None = None, status: int = 200, typed: str = "") -> Any:
     incident = _own(incident_id)
     rating = Rating.get_or_none(Rating.incident == incident.id)
     entries = timeline_with_authors(incident.id, public_only=True)
@@ -223,7 +223,7 @@ def show(incident_id: int, error: str | None = None, status: int = 200) -> Any:
     files = files_by_entry(incident.id)
     return render_template("portal/incident.html", incident=incident, entries=entries,
                            files_of={key: files.get(key, []) for key in [None, *(e.id for e in entries)]},
-                           error=error, rating=rating, ratings=customers.RATINGS,
+                           error=error, rating=rating, ratings=customers.RATINGS, typed=typed,
                            mine=incident.requester_id == g.customer.id), status
 
 
@@ -239,8 +239,9 @@ def reply(incident_id: int) -> Any:
             for name, data in files:
                 attachments.store(context(), posted.incident.id, posted.entry.id if posted.entry else None,
                                   name, data, contact=g.customer)
-    except DomainError as error:
-        return show(incident_id, error=str(error), status=422)
+    except DomainError as error:  # nothing saved; what the customer wrote is shown back
+        return show(incident_id, error=f"{error} Nothing was sent; your message is still below.",
+                    status=422, typed=request.form.get("body", ""))
     flash({"reopened": "Thank you. We reopened the incident.",
            "followed_up": f"This incident is closed, so we logged your message as "
                           f"{posted.incident.reference}."}.get(posted.outcome,
