@@ -129,6 +129,7 @@ def load_plugins(
     hook that does not exist (a misspelling), or registers a record name that
     another plugin registered too.
     """
+    _recorded.clear()  # a new set of plugins: their failures are news again
     disabled = set(disabled)
     if BUILTIN in disabled:
         raise PluginError("HELPDESK_DISABLED_PLUGINS: the built-in defaults cannot be disabled; "
@@ -290,9 +291,22 @@ def call_each(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> list[tuple[
     return results
 
 
+#: A failure already recorded is recorded again after this long at the soonest (per process):
+#: a broken queue column fails on every page render, and must not bury every other failure.
+RECORD_AGAIN_SECONDS = 600
+_recorded: dict[tuple[str, str, str], float] = {}
+
+
 def record_failure(plugin: str, hook: str, incident: Any, error: Exception) -> None:
+    """Keep a plugin's failure for the admin Plugins page (the log has every one)."""
+    import time
+
     from helpdesk.models import PluginFailure
 
+    key, moment = (plugin, hook, f"{type(error).__name__}: {error}"[:300]), time.monotonic()
+    if moment - _recorded.get(key, -RECORD_AGAIN_SECONDS) < RECORD_AGAIN_SECONDS:
+        return
+    _recorded[key] = moment
     try:
         PluginFailure.create(plugin=plugin, hook=hook, incident=getattr(incident, "id", None),
                              error=f"{type(error).__name__}: {error}"[:2000],

@@ -303,6 +303,25 @@ def test_a_failing_sla_plugin_never_stops_an_incident_from_being_logged(login, p
     assert "policy service down" in login(personas.admin).get("/admin/plugins").get_data(as_text=True)
 
 
+def _columns_down():
+    raise RuntimeError("column service down")
+
+
+@pytest.mark.plugins(plugin("noisy_column", helpdesk_queue_columns=_columns_down),
+                     plugin("broken_panel", helpdesk_incident_panels=_broken_panels))
+def test_a_plugin_failing_on_every_page_does_not_bury_the_other_failures(login, personas, incident_factory):
+    incident = incident_factory()
+    agent = login(personas.owner)
+    for _ in range(5):  # every render fails the same way: recorded once
+        assert agent.get("/queues/open").status_code == 200
+    assert agent.get(f"/incidents/{incident.id}").status_code == 200
+    for _ in range(5):
+        agent.get("/queues/open")
+    assert PluginFailure.select().where(PluginFailure.plugin == "noisy_column").count() == 1
+    page = login(personas.admin).get("/admin/plugins").get_data(as_text=True)
+    assert "column service down" in page and "panel broke" in page
+
+
 @pytest.mark.plugins(plugin("odd_column", helpdesk_queue_columns=lambda: [42]),
                      plugin("odd_panel", helpdesk_incident_panels=lambda incident, agent: ["not a panel"]),
                      plugin("good_panel", helpdesk_incident_panels=lambda incident, agent: [

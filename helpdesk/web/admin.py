@@ -234,7 +234,12 @@ def plugins() -> Any:
     from helpdesk.models import EventDelivery, PluginFailure
 
     state = current_app.extensions["helpdesk"]
-    failures = list(PluginFailure.select().order_by(PluginFailure.id.desc()).limit(50))
+    # The latest of each kind of failure (plugin, hook, error), newest first: one plugin failing
+    # over and over does not push the others off the page.
+    latest = (PluginFailure.select(peewee.fn.MAX(PluginFailure.id))
+              .group_by(PluginFailure.plugin, PluginFailure.hook, PluginFailure.error))
+    failures = list(PluginFailure.select().where(PluginFailure.id.in_(latest))
+                    .order_by(PluginFailure.id.desc()).limit(50))
     # Events still owed to a plugin: dead ones first, then those waiting for a retry or running.
     owed = list(EventDelivery.select().where(
         (EventDelivery.state == "dead") | ((EventDelivery.state != "done") & (EventDelivery.attempts > 0)))
