@@ -8,6 +8,27 @@ document.addEventListener("htmx:configRequest", function (event) {
   }
 });
 
+// After logging in again in another tab, this page's CSRF token belongs to the ended session:
+// coming back to the page fetches the new session's token, so what was typed can be sent.
+var sessionEnded = false;
+window.addEventListener("focus", function () {
+  if (!sessionEnded) { return; }
+  fetch("/session/csrf", {credentials: "same-origin", headers: {"Accept": "application/json"}})
+    .then(function (response) { return response.ok ? response.json() : null; })
+    .then(function (answer) {
+      if (!answer || !answer.csrf_token) { return; }  // not logged in yet
+      sessionEnded = false;
+      var meta = document.querySelector('meta[name="csrf-token"]');
+      if (meta) { meta.content = answer.csrf_token; }
+      document.querySelectorAll('input[name="csrf_token"]').forEach(function (field) {
+        field.value = answer.csrf_token;
+      });
+      var box = document.getElementById("request-error");
+      if (box) { box.textContent = "You are logged in again: send what you typed now."; }
+    })
+    .catch(function () {});
+});
+
 // Whether the page holds something a person typed or chose and has not sent.
 function typedSomething() {
   return Array.prototype.some.call(document.querySelectorAll("main textarea, main input"), function (field) {
@@ -33,13 +54,14 @@ document.addEventListener("htmx:responseError", function (event) {
     var login = event.detail.xhr.getResponseHeader("X-Helpdesk-Login") || "/login";
     if (!typedSomething()) { window.location.assign(login); return; }  // nothing to lose
     box.textContent = "Your session has ended, so nothing was sent or changed. What you typed is " +
-      "still here: log in again in another tab, then send it again. ";
+      "still here: log in again in another tab, then come back here and send it again. ";
     var link = document.createElement("a");
     link.href = login;
     link.target = "_blank";
     link.rel = "noopener";
     link.textContent = "Log in (new tab)";
     box.appendChild(link);
+    sessionEnded = true;
     return;
   }
   box.textContent = status === 503
@@ -101,12 +123,14 @@ document.addEventListener("click", function (event) {
     var visibility = reply.querySelector('input[name="visibility"]:checked');
     if (!body || (!body.value.trim() && !(files && files.files.length))) { return; }
     kept = {text: body.value, visibility: visibility ? visibility.value : null,
-            files: files && files.files.length ? files : null};
+            files: files && files.files.length ? files : null, form: reply.getAttribute("action")};
     if (kept.files) { kept.files.remove(); }  // the element itself, with its chosen files
   });
   document.addEventListener("htmx:afterSettle", function () {
     var body = kept && document.getElementById("reply-body");
     if (!body) { return; }  // no reply box in this view (a conflict): kept for the next one
+    var reply = body.closest("form.reply");
+    if (!reply || reply.getAttribute("action") !== kept.form) { kept = null; return; }  // another incident
     if (!body.value.trim()) { body.value = kept.text; }
     var choice = kept.visibility && document.querySelector('form.reply input[name="visibility"][value="' +
                                                            kept.visibility + '"]');

@@ -207,3 +207,17 @@ def test_an_unsent_reply_survives_other_actions_and_an_ended_session(ctx, server
     assert "Your session has ended" in alert.inner_text()
     assert page.get_by_label("Message (Markdown)").input_value() == "Please send a photo of the jam."
     assert "/login?next=" in page.get_by_role("link", name="Log in (new tab)").get_attribute("href")
+    # Logged in again in another tab, back here: the reply goes out as typed, with its file.
+    other = page.context.new_page()
+    log_in(other, server, personas.owner.username)
+    other.close()
+    page.bring_to_front()
+    page.evaluate("window.dispatchEvent(new Event('focus'))")
+    page.wait_for_selector("#request-error:has-text('logged in again')")
+    page.get_by_role("button", name="Add").click()
+    page.wait_for_selector("text=Please send a photo of the jam.")
+    from helpdesk.models import Attachment, TimelineEntry
+
+    reply = TimelineEntry.get(TimelineEntry.kind == "reply")
+    assert reply.body == "Please send a photo of the jam."
+    assert [a.filename for a in Attachment.select().where(Attachment.entry == reply.id)] == ["jam-guide.txt"]

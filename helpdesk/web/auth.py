@@ -39,6 +39,19 @@ from helpdesk.web.sessions import current_token, end_session, start_session
 bp = Blueprint("auth", __name__)
 
 
+@bp.get("/session/csrf")
+@access(AGENT)
+def fresh_csrf() -> Any:
+    """This session's CSRF token, for a page opened before its agent logged in again (in
+    another tab, after the session had ended): with it, what was typed there can be sent."""
+    from flask import jsonify
+    from flask_wtf.csrf import generate_csrf
+
+    response = jsonify(csrf_token=generate_csrf())
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @access(PUBLIC)
 def login() -> Response | tuple[str, int] | str:
