@@ -268,6 +268,21 @@ def test_text_in_a_lying_or_missing_charset_is_read_as_windows_1252_with_a_note(
         "8-bit text with no charset: read as Windows-1252"]
 
 
+def test_a_plain_and_an_html_copy_side_by_side_are_one_text():
+    mail = parse(_raw('From: ada@example.org\nSubject: x\nContent-Type: multipart/mixed; boundary="b"',
+                      "--b\nContent-Type: text/plain\n\nThe VPN drops.\n"
+                      "--b\nContent-Type: text/html\n\n<p>The VPN <b>drops</b>.</p>\n--b--\n"))
+    assert mail.text == "The VPN drops."
+
+
+@pytest.mark.parametrize("charset", ["undefined", "utf-8\x00x"])
+def test_a_charset_no_codec_has_is_read_with_a_note_not_quarantined(charset):
+    mail = parse(_raw(f'From: ada@example.org\nSubject: x\nContent-Type: text/plain; charset="{charset}"\n'
+                      "Content-Transfer-Encoding: 8bit", "caf\xe9"))
+    assert mail.text == "café" and len(mail.notes) == 1 and "unreadable charset" in mail.notes[0]
+    assert "\x00" not in mail.notes[0]
+
+
 def test_line_breaks_are_stored_as_newlines_whatever_the_mail_sent():
     mail = parse(_raw("From: ada@example.org\nSubject: x\nContent-Type: text/plain", "one\ntwo\nthree"))
     assert mail.text == "one\ntwo\nthree"

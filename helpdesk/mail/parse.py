@@ -118,12 +118,13 @@ def _decode(part: Message, notes: list[str]) -> str:
             content = str(part.get_payload())
         return _text(content if isinstance(content, str) else "")
     declared = part.get_content_charset()
+    named = CONTROL_CHARACTERS.sub("", declared or "")  # (the name goes into a note)
     try:
         return _text(payload.decode(declared or "us-ascii"))
-    except LookupError:
-        problem = f"unreadable charset {declared!r}"
     except UnicodeDecodeError:
-        problem = f"the text was not valid {declared}" if declared else "8-bit text with no charset"
+        problem = f"the text was not valid {named}" if declared else "8-bit text with no charset"
+    except (LookupError, ValueError, UnicodeError):  # a name no codec has ("undefined", a NUL in it)
+        problem = f"unreadable charset {named!r}"
     for fallback, label in (("utf-8", "UTF-8"), ("cp1252", "Windows-1252"), ("latin-1", "Latin-1")):
         try:
             content = payload.decode(fallback)
@@ -251,7 +252,9 @@ def _body(message: Message, notes: list[str], attachments: list[Attachment], dep
             continue  # another rendering of the body
         if ctype in {"text/plain", "text/html"} and disposition != "attachment" and not part.get_filename():
             content = _decode(part, notes)
-            texts.append(html_to_text(content) if ctype == "text/html" else content)
+            text = html_to_text(content) if ctype == "text/html" else content
+            if " ".join(text.split()) not in {" ".join(t.split()) for t in texts}:
+                texts.append(text)  # (not the same words again: a plain and an HTML copy side by side)
             continue
         data = part.get_payload(decode=True) or b""
         extension = mimetypes.guess_extension(ctype) or f".{ctype.rpartition('/')[2] or 'bin'}"
