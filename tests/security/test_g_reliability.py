@@ -189,7 +189,7 @@ class TestPausedFigure:
         rows = re.findall(r'<tr>\s*<th scope="row">(\w+).*?</tr>', sla_table, re.S)
         paused = {target: re.findall(r"<td>(.*?)</td>", row, re.S)[3] for target, row in zip(
             rows, re.findall(r'<tr>\s*<th scope="row">.*?</tr>', sla_table, re.S), strict=True)}
-        assert paused == {"Response": "45 minutes", "Resolution": "45 minutes"}
+        assert paused == {"Response": "45 business minutes", "Resolution": "45 business minutes"}
 
 
 def test_the_resolution_note_says_it_goes_to_the_requester(
