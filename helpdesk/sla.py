@@ -229,6 +229,12 @@ def on_status(ctx: Context, incident: Incident, old: str, new: str) -> None:
         _save(state, clock)
 
 
+def _breach_sent(clock: SlaClock) -> bool:
+    return SlaEvent.select().where(
+        (SlaEvent.incident == clock.incident_id) & (SlaEvent.target == clock.target)
+        & (SlaEvent.kind == "breach") & (SlaEvent.cycle == clock.cycle)).exists()
+
+
 def _meet(state: Any, clock: SlaClock, at: dt.datetime) -> None:
     """The target is met at ``at``; met after its due time, it is on the breached record too,
     whether or not a check ran in between (nothing is sent: the target is met)."""
@@ -257,6 +263,8 @@ def _move(state: Any, clock: SlaClock, old: str, new: str, at: dt.datetime) -> N
             clock.paused_at = at  # while resolved the clock stands; reopening resumes it
     elif old == "resolved" and clock.target == "resolution":
         clock.met_at = None  # reopened: the resolution clock resumes where it stood
+        if clock.breached_at is not None and clock.id is not None and not _breach_sent(clock):
+            clock.breached_at = None  # marked when met late, never announced: the check will
         if was_paused:
             clock.paused_seconds += int(business_time.between(calendar, clock.paused_at, at).total_seconds())
             clock.paused_at = None

@@ -881,3 +881,17 @@ def test_a_calendar_change_moves_the_report_facts_with_the_due_times(desk):
     assert desk.clock_of(incident).due_at == utc(3, 3, 21)
     fact = IncidentFact.get_by_id(incident.id)
     assert (fact.resolution_breach_at, fact.next_breach_at) == (utc(3, 3, 21), utc(3, 3, 21))
+
+
+def test_a_resolution_met_late_then_reopened_announces_its_breach_once(desk):
+    # P2: 8 business hours from Monday 09:00 -> due 17:00. Resolved at 17:30 with no check
+    # run in between (a cron-only install), reopened on Tuesday: the breach is announced then.
+    incident = desk.log(utc(3, 2, 9), impact="high", urgency="medium")
+    desk.reply(utc(3, 2, 9, 5), incident)
+    desk.status(utc(3, 2, 17, 30), incident, "resolved", note="Rebooted")
+    assert desk.standing(incident).state == "late"
+    desk.status(utc(3, 3, 9), incident, "in_progress", note="Back again")
+    assert desk.check(utc(3, 3, 9, 1)) == 1
+    assert desk.check(utc(3, 3, 9, 2)) == 0
+    assert [e.new_value for e in desk.sla_entries(incident)] == ["breach"]
+    assert desk.standing(incident).state == "breached"
