@@ -21,36 +21,43 @@ def _app(ctx: click.Context) -> Any:
 
 
 class RepeatFilter(logging.Filter):
-    """At most one record a minute per kind of warning or error (logger family, message, and
-    exception type); the next one says how many were left out. A queue or database that is
-    away makes every worker thread log the same traceback on every poll — about 700 MB a day —
-    and hides what else happened."""
+    """At most one record a minute per kind of warning or error — the logger, the message
+    before its arguments, and the exception with its text — the next one of that kind saying
+    how many were left out. A queue or database that is away makes every worker thread log
+    the same traceback on every poll (about 700 MB a day), which hides what else happened."""
 
     def __init__(self, seconds: float = 60) -> None:
         super().__init__()
         self.seconds = seconds
-        self._seen: dict[tuple[str, str, Any], tuple[float, int]] = {}
+        self._seen: dict[tuple[str, str, str], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        key = (record.name.split(".")[0], str(record.msg), record.exc_info[0] if record.exc_info else None)
+        error = record.exc_info[1] if record.exc_info else None
+        key = (record.name, str(record.msg), f"{type(error).__name__}: {error}"[:300] if error else "")
         moment = time.monotonic()
         last = self._seen.get(key)
         if last is not None and moment - last[0] < self.seconds:
             self._seen[key] = (last[0], last[1] + 1)
             return False
-        if last is not None and last[1]:
-            record.msg = f"{record.msg} (and {last[1]} more like it in the last {self.seconds:g} s)"
+        record.left_out = last[1] if last is not None else 0  # said by the formatter
         self._seen[key] = (moment, 0)
         return True
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        left_out = getattr(record, "left_out", 0)
+        return f"{text}\n  ({left_out} more like it were left out)" if left_out else text
 
 
 def _log_to_stderr() -> None:
     """Warnings and errors of a long-running process, stamped, to standard error (journald
     or the supervisor reads it), with repeats folded (:class:`RepeatFilter`)."""
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.addHandler(handler)

@@ -306,11 +306,11 @@ def record_failure(plugin: str, hook: str, incident: Any, error: Exception) -> N
     key, moment = (plugin, hook, f"{type(error).__name__}: {error}"[:300]), time.monotonic()
     if moment - _recorded.get(key, -RECORD_AGAIN_SECONDS) < RECORD_AGAIN_SECONDS:
         return
-    _recorded[key] = moment
     try:
         PluginFailure.create(plugin=plugin, hook=hook, incident=getattr(incident, "id", None),
                              error=f"{type(error).__name__}: {error}"[:2000],
                              trace="".join(traceback.format_exception(error))[-8000:])
+        _recorded[key] = moment
     except Exception:  # the database may be what failed; the log has it
         logger.exception("could not record the failure of plugin %r", plugin)
 
@@ -320,7 +320,19 @@ def first_answer(pm: pluggy.PluginManager, name: str, kind: type, **kwargs: Any)
     with each plugin on its own: one that raises, or answers something other than a
     ``kind``, is recorded for the Plugins page and the next one decides, so a bug in one
     plugin's decision never stops incidents from being logged."""
-    for impl in reversed(getattr(pm.hook, name).get_hookimpls()):
+    impls = getattr(pm.hook, name).get_hookimpls()
+    if any(impl.hookwrapper or getattr(impl, "wrapper", False) for impl in impls):
+        # A wrapper sees the whole call: pluggy makes it; a failure is the chain's.
+        try:
+            answer = getattr(pm.hook, name)(**kwargs)
+            if answer is not None and not isinstance(answer, kind):
+                raise TypeError(f"{name} answered {answer!r:.120}, not a {kind.__name__} or None")
+            return answer
+        except Exception as error:  # noqa: BLE001
+            logger.error("a plugin failed in %s: %s", name, error)
+            record_failure("(several: a hook wrapper)", name, kwargs.get("incident"), error)
+            return None
+    for impl in reversed(impls):
         try:
             answer = impl.function(**{a: kwargs.get(a) for a in impl.argnames})
             if answer is not None and not isinstance(answer, kind):
