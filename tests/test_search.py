@@ -379,3 +379,13 @@ def test_time_limit_restores_the_previous_limit_and_lets_quick_reads_through(app
         if not is_sqlite():
             assert database.execute_sql("SHOW statement_timeout").fetchone()[0] == "0"
         assert database.execute_sql("SELECT 2").fetchone()[0] == 2
+
+
+def test_an_incidents_reference_in_the_search_box_opens_it(app, personas, log_incident, login):
+    incident = log_incident(title="Printer offline")
+    agent = login(personas.owner)
+    for typed in (f"INC-{incident.id}", f"inc {incident.id}", f" inc-{incident.id} "):
+        answer = agent.get(f"/search?q={typed}")
+        assert answer.status_code == 303 and answer.headers["Location"].endswith(f"/incidents/{incident.id}")
+    missing = agent.get(f"/search?q=INC-{incident.id + 1000}")
+    assert missing.status_code == 200  # no such incident: the search says what it found

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, request, url_for
+from typing import Any
+
+from flask import Blueprint, redirect, request, url_for
 from flask_login import current_user
 
 from helpdesk import search
-from helpdesk.rendering import render_page
+from helpdesk.rendering import htmx, render_page
 from helpdesk.security import AGENT, access
 from helpdesk.web import context
 
@@ -20,8 +22,15 @@ def _page_number(raw: str | None) -> int:
 
 @bp.get("/search")
 @access(AGENT)
-def results() -> str:
+def results() -> Any:
     text = request.args.get("q", "")
+    reference = text.strip().upper().replace(" ", "-")
+    if reference.startswith("INC-") and not htmx:  # an incident's reference typed in: go there
+        from helpdesk.models import Incident
+
+        incident_id = Incident.parse_reference(reference)
+        if incident_id is not None and Incident.select().where(Incident.id == incident_id).exists():
+            return redirect(url_for("incidents.show", incident_id=incident_id), code=303)
     query = search.parse(text)
     page = _page_number(request.args.get("page"))
     size = context().settings.page_size
