@@ -10,6 +10,10 @@ import re
 # Forms drop them, mail headers turn them into spaces, spreadsheets (whose XML refuses them)
 # leave them out.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Bidi embeddings, overrides and isolates: in a one-line text (a title, a mail subject) they
+# make it read differently from what it holds ("gpj.exe" shown as "exe.jpg"); the Unicode
+# bidi algorithm lays out right-to-left words without them.
+BIDI_OVERRIDES = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def _count(number: int, unit: str) -> str:

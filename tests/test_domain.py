@@ -955,3 +955,15 @@ def test_a_reason_is_a_sentence_or_two_not_a_document(ctx, personas, log_inciden
         incidents.override_priority(ctx, incident.id, personas.owner, 1, "x" * 2001)
     assert snapshot(incident) == before
     incidents.override_priority(ctx, incident.id, personas.owner, 1, "Sales stopped " * 100)
+
+
+def test_bidi_overrides_are_dropped_from_titles(ctx, app, personas):
+    # U+202E makes "gnp.exe" read as "exe.png": a title must read as what it holds.
+    from helpdesk import incidents
+
+    with app.app_context():
+        logged = incidents.log_incident(ctx, title="Invoice \u202egnp.exe\u202c attached", actor=personas.owner,
+                                        service_desk=personas.service_desk)
+        assert logged.title == "Invoice gnp.exe attached"
+        changed = incidents.update_details(ctx, logged.id, personas.owner, title="\u2067שלום\u2069 printer")
+        assert changed.title == "שלום printer"

@@ -32,6 +32,7 @@ from helpdesk.models import (
     TimelineEntry,
 )
 from helpdesk.people import is_member
+from helpdesk.words import BIDI_OVERRIDES
 
 MAX_TITLE = 200
 MAX_REASON = 2000  # a reason is a sentence or two on the timeline, not a document
@@ -128,7 +129,7 @@ def choice(value: str | None, choices: dict, what: str) -> str:
 
 
 def title(value: str | None) -> str:
-    cleaned = " ".join((value or "").split())
+    cleaned = " ".join(BIDI_OVERRIDES.sub("", value or "").split())
     if not cleaned:
         raise DomainError("A title is required.")
     if len(cleaned) > MAX_TITLE:
