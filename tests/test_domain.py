@@ -962,8 +962,8 @@ def test_bidi_overrides_are_dropped_from_titles(ctx, app, personas):
     from helpdesk import incidents
 
     with app.app_context():
-        logged = incidents.log_incident(ctx, title="Invoice \u202egnp.exe\u202c attached", actor=personas.owner,
-                                        service_desk=personas.service_desk)
+        logged = incidents.log_incident(ctx, title="Invoice \u202egnp.exe\u202c attached",
+                                        actor=personas.owner, service_desk=personas.service_desk)
         assert logged.title == "Invoice gnp.exe attached"
         changed = incidents.update_details(ctx, logged.id, personas.owner, title="\u2067שלום\u2069 printer")
         assert changed.title == "שלום printer"
