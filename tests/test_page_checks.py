@@ -57,7 +57,8 @@ KNOWN: dict[tuple[str, str, str], str] = {}
 
 # htmx fragments: GET routes that answer a piece of a page, not a page.
 FRAGMENTS = {"notices.bell", "queues.nav", "macros.text", "incidents.team_agents",
-             "incidents.requester_incidents", "incidents.priority_preview", "incidents.find_requester"}
+             "incidents.requester_incidents", "incidents.priority_preview", "incidents.find_requester",
+             "auth.fresh_csrf"}  # (JSON for helpdesk.js: the session's CSRF token)
 
 # Pages worth seeing in a second state (a query string) besides their plain address.
 VARIANTS = {
