@@ -126,7 +126,7 @@ document.addEventListener("click", function (event) {
             files: files && files.files.length ? files : null, form: reply.getAttribute("action")};
     if (kept.files) { kept.files.remove(); }  // the element itself, with its chosen files
   });
-  document.addEventListener("htmx:afterSettle", function () {
+  document.addEventListener("htmx:afterSwap", function () {  // (before settling: no gap to type in)
     var body = kept && document.getElementById("reply-body");
     if (!body) { return; }  // no reply box in this view (a conflict): kept for the next one
     var reply = body.closest("form.reply");

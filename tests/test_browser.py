@@ -194,6 +194,7 @@ def test_an_unsent_reply_survives_other_actions_and_an_ended_session(ctx, server
     status.get_by_label("Move to").select_option("in_progress")
     status.get_by_role("button", name="Change status").click()
     page.wait_for_selector("#status-heading + .current:has-text('In progress')")
+    page.wait_for_function("document.getElementById('reply-body').value !== ''", timeout=5000)
     assert page.get_by_label("Message (Markdown)").input_value() == "Please send a photo of the jam."
     assert page.get_by_label("Reply to customer").is_checked()
     assert page.eval_on_selector("#reply-files", "input => input.files[0].name") == "jam-guide.txt"
