@@ -25,22 +25,15 @@ ENTRY_POINT_GROUP = "helpdesk"
 BUILTIN = "builtin"
 
 # registration hook -> what the admin pages call its records
-REGISTRATIONS = {
-    "helpdesk_channel_types": "channel types",
-    "helpdesk_sla_policies": "SLA policies",
-    "helpdesk_business_calendars": "business calendars",
-    "helpdesk_escalation_steps": "escalation steps",
-    "helpdesk_alert_sources": "alert sources",
-    "helpdesk_macro_actions": "macro actions",
-}
-# The record type each registration hook must return (what the hookspecs document).
-RECORD_TYPES: dict[str, type] = {
-    "helpdesk_channel_types": records.ChannelType,
-    "helpdesk_sla_policies": records.SlaPolicy,
-    "helpdesk_business_calendars": records.BusinessCalendar,
-    "helpdesk_escalation_steps": records.EscalationStep,
-    "helpdesk_alert_sources": records.AlertSource,
-    "helpdesk_macro_actions": records.MacroAction,
+# Each registration hook: what its records are called, and the record type it must return
+# (what the hookspecs document).
+REGISTRATIONS: dict[str, tuple[str, type]] = {
+    "helpdesk_channel_types": ("channel types", records.ChannelType),
+    "helpdesk_sla_policies": ("SLA policies", records.SlaPolicy),
+    "helpdesk_business_calendars": ("business calendars", records.BusinessCalendar),
+    "helpdesk_escalation_steps": ("escalation steps", records.EscalationStep),
+    "helpdesk_alert_sources": ("alert sources", records.AlertSource),
+    "helpdesk_macro_actions": ("macro actions", records.MacroAction),
 }
 
 
@@ -187,7 +180,7 @@ def load_plugins(
 
     registry = registrations(pm, ctx, ctx.registry if ctx is not None else Registry())
     for (hook_name, record_name), plugin_name in registry.owners.items():
-        infos[plugin_name].records.setdefault(REGISTRATIONS[hook_name], []).append(record_name)
+        infos[plugin_name].records.setdefault(REGISTRATIONS[hook_name][0], []).append(record_name)
 
     for name, info in infos.items():
         plugin = pm.get_plugin(name)
@@ -212,7 +205,7 @@ def registrations(pm: pluggy.PluginManager, ctx: Any, registry: Registry) -> Reg
                 raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook_name}: "
                                   f"{type(error).__name__}: {error}. {how_to_stop}") from error
             for record in given:
-                kind = RECORD_TYPES[hook_name]
+                kind = REGISTRATIONS[hook_name][1]
                 named = isinstance(record, kind) and isinstance(getattr(record, "name", None), str) \
                     and record.name.strip()
                 if not named:
@@ -221,7 +214,7 @@ def registrations(pm: pluggy.PluginManager, ctx: Any, registry: Registry) -> Reg
                 owner = registry.owners.get((hook_name, record.name))
                 if owner is not None:
                     raise PluginError(
-                        f"{REGISTRATIONS[hook_name]}: the name {record.name!r} is registered by "
+                        f"{REGISTRATIONS[hook_name][0]}: the name {record.name!r} is registered by "
                         f"both {owner!r} and {impl.plugin_name!r}; disable one of them"
                     )
                 registry.of(hook_name)[record.name] = record

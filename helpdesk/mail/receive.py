@@ -153,6 +153,7 @@ def _is_bounce(mail: Mail) -> bool:
 
 def _thread(ctx: Context, mail: Mail) -> int | None:
     domain = our_domain(ctx)
+    sent: dict[int, set[str]] = {}  # per incident: the ids of what we sent (read once)
     for reference in mail.references:
         known = InboundMail.select(InboundMail.incident).where(
             (InboundMail.key == _key(reference, b"")) & InboundMail.incident.is_null(False)).first()
@@ -160,18 +161,22 @@ def _thread(ctx: Context, mail: Mail) -> int | None:
             return known.incident_id
         local, _, host = reference.rpartition("@")
         found = _OUR_ID.match(local + "@")
-        if found and host == domain and _we_sent(int(found.group(1)), reference, domain):
-            return int(found.group(1))
+        if found and host == domain:
+            incident_id = int(found.group(1))
+            if incident_id not in sent:
+                sent[incident_id] = _sent_ids(incident_id, domain)
+            if reference in sent[incident_id]:
+                return incident_id
     return incident_in_subject(ctx, mail.subject)
 
 
-def _we_sent(incident_id: int, reference: str, domain: str) -> bool:
-    """Whether ``reference`` is the Message-ID of a message we sent about that incident. Its
-    form (``inc-<n>.…@<our domain>``) is public, and the incident's root id is guessable, so
-    only a message really sent (its id holds a random part) proves a reply."""
+def _sent_ids(incident_id: int, domain: str) -> set[str]:
+    """The Message-IDs of the messages we sent about an incident. The form of our ids
+    (``inc-<n>.…@<our domain>``) is public and the incident's root id is guessable, so only a
+    message really sent (its id holds a random part) proves that a mail replies to us."""
     keys = (Delivery.select(Delivery.idempotency_key).where(Delivery.incident == incident_id)
             .order_by(Delivery.id.desc()).limit(2000).tuples())
-    return any(mail_headers.message_id(key, domain).lower().strip("<>") == reference for (key,) in keys)
+    return {mail_headers.message_id(key, domain).lower().strip("<>") for (key,) in keys}
 
 
 def _tell_admins(text: str) -> None:
