@@ -8,11 +8,13 @@ active incident it is simply added; to a resolved one it reopens it (the
 grace period before auto-close is the time a customer has to say "not
 fixed"); to one pending on the customer it resumes work; to a closed or
 cancelled one it becomes a new incident that names the old one, so nothing
-the customer wrote is lost.
+the customer wrote is lost. Further messages to that closed incident join its
+follow-up while the follow-up is open (one follow-up, not one per message).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,12 +76,15 @@ class Posted:
 
 
 def post_message(ctx: Context, incident_id: int, contact: Contact, body: str, *,
-                 via: str = "email", seen: bool = False) -> Posted:
+                 via: str = "email", seen: bool = False,
+                 logged: Callable[[Incident], None] | None = None) -> Posted:
     """Add a customer's message to an incident they take part in (see the module docstring).
 
     Runs in the caller's transaction when there is one. An agent closing the
     incident at the same moment is resolved by the version check: the message
     is then placed again on the fresh state (a follow-up incident if it closed).
+    ``logged(follow_up)`` runs when the message opens a follow-up, before its
+    acknowledgement is written (see :func:`helpdesk.incidents.log_incident`).
     """
     body = (body or "").strip()[:MAX_MESSAGE]
     if not body:
@@ -94,18 +99,22 @@ def post_message(ctx: Context, incident_id: int, contact: Contact, body: str, *,
                 # (their own, or their organisation's shared one); mail must be a participant.
                 if not seen and not is_participant(incident, contact):
                     raise DomainError(f"{contact.email} is not part of {incident.reference}.")
-                return _place(ctx, incident, contact, body, via)
+                return _place(ctx, incident, contact, body, via, logged)
         except StaleVersion:
             continue
     raise TryAgain("The incident kept changing while your message was added; try again.")
 
 
-def _place(ctx: Context, incident: Incident, contact: Contact, body: str, via: str) -> Posted:
+def _place(ctx: Context, incident: Incident, contact: Contact, body: str, via: str,
+           logged: Callable[[Incident], None] | None = None) -> Posted:
     if incident.status in {"closed", "cancelled"}:
+        current = _open_follow_up(incident, contact)
+        if current is not None:
+            return _place(ctx, current, contact, body, via)
         follow = log_incident(
             ctx, title=_follow_up_title(incident), actor=None, requester=contact, source=via,
             description=f"Follow-up to {incident.reference} ({incident.status}), from {contact.name}:"
-                        f"\n\n{body}")
+                        f"\n\n{body}", follow_up_of=incident.id, logged=logged)
         return Posted("followed_up", follow, None)
     note = entry(incident.id, None, "customer", body=body, contact=contact.id)
     Incident.update(updated_at=note.at).where(Incident.id == incident.id).execute()
@@ -120,6 +129,21 @@ def _place(ctx: Context, incident: Incident, contact: Contact, body: str, via: s
                                  note=f"{contact.name} answered.")
     _announce(ctx, incident, note, contact)
     return Posted("replied", incident, note)
+
+
+def _open_follow_up(incident: Incident, contact: Contact) -> Incident | None:
+    """The latest follow-up of a closed incident that is still open and that this contact
+    takes part in, locked for the change (None: a new follow-up is opened)."""
+    found = (Incident.select(Incident.id)
+             .where((Incident.follow_up_of == incident.id)
+                    & Incident.status.not_in(("closed", "cancelled")))
+             .order_by(Incident.id.desc()).first())
+    if found is None:
+        return None
+    current = for_update(Incident.select().where(Incident.id == found.id)).first()
+    if current is None or current.status in {"closed", "cancelled"} or not is_participant(current, contact):
+        return None
+    return current
 
 
 def _follow_up_title(incident: Incident) -> str:

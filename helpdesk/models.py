@@ -180,6 +180,9 @@ class Incident(BaseModel):
     resolution_note = peewee.TextField(null=True)
     duplicate_of = peewee.ForeignKeyField("self", null=True, backref="duplicates")
     parent = peewee.ForeignKeyField("self", null=True, backref="children")
+    # The closed incident this one follows up (a customer wrote again after it closed); a plain
+    # id, looked up only: their further replies join this one while it is open.
+    follow_up_of = peewee.IntegerField(null=True, index=True)
     version = peewee.IntegerField(default=1)
     # Denormalised from the SLA clocks by database triggers (migration 0011), in the same
     # statement as the clock change, so the queues filter and sort without joining clocks:
@@ -623,15 +626,18 @@ class AlertGroup(BaseModel):
 
     class Meta:
         indexes = ((("source", "fingerprint"), True),)
+
+
 class InboundMail(BaseModel):
     """One received e-mail and what became of it; the unique key makes intake exactly-once.
 
     ``key`` is a hash of the ``Message-ID`` (or of the raw bytes when there is
-    none). ``outcome``: created, replied, reopened, followed_up (new incident
-    linked to a closed one), recorded (auto-reply kept on the incident, no
-    answer), dropped (our own mail, loops, bounces) or quarantined (could not
-    be read or placed: an admin looks at it). The raw message is kept in the
-    instance folder (``raw_path``) and the untrimmed text in ``full_text``.
+    none; of both when another message used that id first). ``outcome``: created,
+    replied, reopened, followed_up (new incident linked to a closed one), recorded
+    (auto-reply kept on the incident, no answer), dropped (our own mail, loops,
+    bounces) or quarantined (could not be read or placed: an admin looks at it).
+    The raw message is kept in the instance folder (``raw_path``) and the
+    untrimmed text in ``full_text``.
     """
 
     key = peewee.CharField(max_length=64, unique=True)

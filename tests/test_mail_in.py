@@ -174,6 +174,40 @@ def test_an_encoded_line_break_in_the_senders_name_is_only_text(take, sender):
     assert result.incident.title == "VPN Bcc: x@y"
 
 
+def test_a_message_fetched_again_with_other_transport_headers_is_still_a_duplicate(take):
+    # IMAP and the MTA hand over the same message with different Received lines.
+    raw = fixture("new_plain.eml")
+    assert take(raw).outcome == "created"
+    again = take(b"Received: from relay.example.org by mx.example.com; Tue, 1 Dec 2026\r\n" + raw)
+    assert again.outcome == "duplicate"
+    assert Incident.select().count() == 1
+
+
+def test_another_message_reusing_a_message_id_is_taken_not_dropped(take, ada_incident, smtp):
+    # A careless mailer (or a hostile one) sends every message with the same Message-ID: the
+    # second message is someone's words, never a "duplicate" that leaves no trace.
+    incident, _ack = ada_incident
+    reused = parse(fixture("new_plain.eml")).message_id
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "Bob <bob@example.net>", SUPPORT, "VPN down"
+    mail["Message-ID"] = f"<{reused}>"
+    mail.set_content("The VPN refuses my certificate.")
+    result = take(bytes(mail))
+    assert result.outcome == "created" and result.incident.id != incident.id
+    assert "The VPN refuses my certificate." in result.incident.description
+    assert InboundMail.select().where(InboundMail.message_id == reused).count() == 2
+    # Each of the two is still received once.
+    assert take(bytes(mail)).outcome == "duplicate"
+    assert take(fixture("new_plain.eml")).outcome == "duplicate"
+    assert Incident.select().count() == 2
+    # A reference to that id still threads to the first holder of it.
+    reply = EmailMessage()
+    reply["From"], reply["To"], reply["Subject"] = "ada@example.org", SUPPORT, "more"
+    reply["Message-ID"], reply["In-Reply-To"] = "<ada-2@example.org>", f"<{reused}>"
+    reply.set_content("Tray 2 as well.")
+    assert take(bytes(reply)).incident.id == incident.id
+
+
 def test_a_message_the_desk_cannot_take_waits_in_quarantine(app, take, personas):
     # A priority rule that fails (here a plugin's bug) refuses the incident: the message is
     # kept for an admin instead of failing the intake (mail-in would make the MTA retry it
@@ -230,6 +264,18 @@ def test_a_nul_in_the_text_is_dropped_not_a_message_stuck_forever(take):
     result = take(raw)
     assert result.outcome == "created", result.reason
     assert "\x00" not in result.incident.description and "S" in result.incident.description
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])
+def test_raw_8_bit_headers_are_read_not_turned_into_replacement_marks(take, encoding):
+    # Many mailers put the sender's name and the subject in raw bytes instead of encoded words.
+    raw = ("From: Jürgen Weiß <jw@example.org>\r\nSubject: Drucker im Büro – kaputt\r\n"
+           "Message-ID: <8bit@example.org>\r\n\r\nDer Drucker druckt nicht.\r\n").encode(encoding)
+    result = take(raw)
+    assert result.outcome == "created"
+    assert result.incident.title == "Drucker im Büro – kaputt"
+    assert result.incident.requester.name == "Jürgen Weiß"
+    assert result.incident.requester.email == "jw@example.org"
 
 
 def test_every_text_part_and_text_file_of_a_message_is_kept(take):
@@ -423,6 +469,53 @@ def test_a_reply_to_a_closed_incident_starts_a_follow_up(take, ada_incident, per
     assert f"Follow-up to {incident.reference}" in follow.title
     assert "It happened again today." in follow.description
     assert Incident.get_by_id(incident.id).status == "closed"
+
+
+def test_further_replies_to_a_closed_incident_join_its_open_follow_up(
+        take, ada_incident, personas, ctx, app, smtp):
+    incident, ack = ada_incident
+    with app.app_context():
+        incidents.change_status(ctx, incident.id, personas.owner, "resolved", note="Cleared the jam.")
+        incidents.change_status(ctx, incident.id, None, "closed", note="Closed automatically.")
+    first = take(reply_to(ack, "ada@example.org", "It happened again today."))
+    follow = first.incident
+    # The follow-up's acknowledgement answers the mail that opened it.
+    (follow_ack,) = [m for m in smtp.to("ada@example.org") if follow.reference in m.message["Subject"]]
+    assert follow_ack.message["In-Reply-To"] == f"<{first.mail.message_id}>"
+    # Ada answers the old thread twice more (her client still holds the closed incident's mail).
+    second = take(reply_to(ack, "ada@example.org", "And again just now."))
+    third = take(reply_to(ack, "ada@example.org", "Tray 2 too."))
+    assert second.outcome == "replied" and second.incident.id == follow.id
+    assert third.incident.id == follow.id
+    assert [e.body for e in customer_entries(follow.id)] == ["And again just now.", "Tray 2 too."]
+    assert Incident.select().where(Incident.follow_up_of == incident.id).count() == 1
+    # Once the follow-up is resolved, a reply to the old thread reopens it ("not fixed").
+    with app.app_context():
+        incidents.change_status(ctx, follow.id, personas.owner, "resolved", note="New tray.")
+    assert take(reply_to(ack, "ada@example.org", "Still jams.")).outcome == "reopened"
+    # Once it is closed too, the next reply opens a new follow-up.
+    with app.app_context():
+        incidents.change_status(ctx, follow.id, personas.owner, "resolved", note="Replaced.")
+        incidents.change_status(ctx, follow.id, None, "closed", note="Closed automatically.")
+    later = take(reply_to(ack, "ada@example.org", "A month later: jammed."))
+    assert later.outcome == "followed_up" and later.incident.id not in {incident.id, follow.id}
+
+
+def test_another_participant_of_the_closed_incident_gets_a_follow_up_of_their_own(
+        take, ada_incident, personas, ctx, app):
+    # Grace wrote on Ada's incident while it was open; once it closed, Ada's follow-up is hers:
+    # Grace's later mail to the old thread does not speak on it.
+    incident, ack = ada_incident
+    with app.app_context():
+        grace = customers.find_or_create_contact("grace@example.org", "Grace")
+        customers.post_message(ctx, incident.id, grace, "Mine jams too.", seen=True)
+        incidents.change_status(ctx, incident.id, personas.owner, "resolved", note="Cleared the jam.")
+        incidents.change_status(ctx, incident.id, None, "closed", note="Closed automatically.")
+    follow = take(reply_to(ack, "ada@example.org", "It happened again today.")).incident
+    theirs = take(reply_to(ack, "Grace <grace@example.org>", "Mine again as well."))
+    assert theirs.outcome == "followed_up" and theirs.incident.id != follow.id
+    assert theirs.incident.requester.email == "grace@example.org"
+    assert customer_entries(follow.id) == []
 
 
 # -- loops ---------------------------------------------------------------------------------------

@@ -67,6 +67,7 @@ def log_incident(
     keep_ownership: bool = True,
     acknowledge: bool = True,
     logged: Callable[[Incident], None] | None = None,
+    follow_up_of: int | None = None,
 ) -> Incident:
     """Log a new incident.
 
@@ -77,6 +78,7 @@ def log_incident(
     ``acknowledge=False`` sends the requester no acknowledgement (automatic mail: no loops).
     ``logged(incident)`` runs in the transaction once the incident exists, before its events are
     recorded: what the events' messages must already see (the mail it came from, say).
+    ``follow_up_of``: the closed incident a customer wrote to again (see :mod:`helpdesk.customers`).
     """
     source = source or ("agent" if actor else "api")
     service_desk = service_desk or ctx.service_desk()
@@ -91,6 +93,7 @@ def log_incident(
         requester=requester,
         source=choice(source, SOURCES, "source"),
         created_by=actor,
+        follow_up_of=follow_up_of,
     )
     incident.priority = derive_priority(ctx, incident.impact, incident.urgency)
 

@@ -77,12 +77,27 @@ def _header(message: Message, name: str, words: bool = False) -> str:
     its encoded words decoded when ``words`` (not for addresses: see :func:`_parsed`)."""
     try:
         value = message.get(name)
+        if value is not None and "\ufffd" in str(value):  # raw 8-bit bytes the parser gave up on
+            value = _eight_bit(message, name) or value
     except Exception:  # noqa: BLE001 - any malformed header: fall back to its source
-        value = next((raw for key, raw in message.raw_items() if key.lower() == name.lower()), None)
-        if value is not None:  # undecoded: 8-bit bytes come back as replacement marks
-            value = str(value).encode("ascii", "replace").decode("ascii")
+        value = _eight_bit(message, name) or next(
+            (str(raw) for key, raw in message.raw_items() if key.lower() == name.lower()), None)
+        if value is not None:
             value = _words(value) if words else value
     return "" if value is None else str(value)
+
+
+def _eight_bit(message: Message, name: str) -> str | None:
+    """A header sent as raw 8-bit bytes instead of encoded words (many mailers do), read as
+    UTF-8 or else Windows-1252; None when its source is plain ASCII."""
+    source = next((str(raw) for key, raw in message.raw_items() if key.lower() == name.lower()), None)
+    if source is None or not any("\udc80" <= char <= "\udcff" for char in source):
+        return None
+    data = source.encode("utf-8", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", "replace")
 
 
 def _words(value: str) -> str:
@@ -286,6 +301,8 @@ def _parsed(message: EmailMessage) -> Mail:
         raise Unreadable(f"broken MIME structure: {', '.join(defects)}")
     try:
         raw_from, as_source = str(message.get("From") or ""), False
+        if "\ufffd" in raw_from:  # raw 8-bit bytes in the sender's name
+            raw_from = _eight_bit(message, "From") or raw_from
     except Exception:  # noqa: BLE001 - the parser refused it: read its source
         raw_from, as_source = _header(message, "From"), True
     angle = _ANGLE_ADDRESS.fullmatch(raw_from.strip()) if as_source else None

@@ -5,7 +5,9 @@ Order of decisions (each one is recorded on the message's ``InboundMail`` row):
 
 1. **Once**: the row's unique key (the ``Message-ID``, or the raw bytes' hash)
    is claimed in the same transaction as the incident change, so a message
-   fetched twice, or by two pollers at once, lands once (``duplicate``).
+   fetched twice, or by two pollers at once, lands once (``duplicate``). Another
+   message reusing a ``Message-ID`` (other sender, subject or text) is not a
+   duplicate: it is claimed under the id and its own bytes.
 2. **Kept**: the raw bytes are written to ``<instance>/mail/`` before
    anything else; mail too large or unreadable is ``quarantined`` for an
    admin (the Inbound mail page), never dropped.
@@ -192,50 +194,79 @@ def receive(ctx: Context, raw: bytes) -> Received:
     base = {"raw_path": raw_path, "size": len(raw), "received_at": now()}
     if len(raw) > ctx.settings.mail_max_bytes:
         message_id, sender, subject = _quick_headers(raw)
-        return _quarantine(ctx, _key(message_id, raw), base, message_id, sender, subject,
+        return _quarantine(ctx, _keys(message_id, raw), base, message_id, sender, subject,
                            f"larger than mail_max_bytes ({len(raw)} > {ctx.settings.mail_max_bytes} bytes)")
     try:
         mail = parse(raw)
     except Unreadable as error:
         message_id, sender, subject = _quick_headers(raw)
-        return _quarantine(ctx, _key(message_id, raw), base, message_id, sender, subject, str(error))
-    key = _key(mail.message_id, raw)
-    existing = InboundMail.get_or_none(InboundMail.key == key)
-    if existing is not None:
-        return Received("duplicate", existing, "this Message-ID was received before")
-    base.update(key=key, message_id=mail.original_id or mail.message_id, sender=mail.sender,
+        return _quarantine(ctx, _keys(message_id, raw), base, message_id, sender, subject, str(error))
+    base.update(message_id=mail.original_id or mail.message_id, sender=mail.sender,
                 subject=mail.subject[:300], full_text=mail.text)
+    for key in _keys(mail.message_id, raw):
+        existing = InboundMail.get_or_none(InboundMail.key == key)
+        if existing is None:
+            try:
+                return _take(ctx, mail, {**base, "key": key}, raw)
+            except peewee.IntegrityError:  # claimed at this moment by another receiver
+                existing = InboundMail.get_or_none(InboundMail.key == key)
+                if existing is None:
+                    raise
+        if _same_message(existing, base):
+            return Received("duplicate", existing, "this Message-ID was received before")
+        logger.warning("inbound mail from %s reuses the Message-ID of mail %s from %s: taken as "
+                       "another message", mail.sender, existing.id, existing.sender)
+    raise AssertionError("unreachable: the last key names this very message")
+
+
+def _keys(message_id: str, raw: bytes) -> tuple[str, ...]:
+    """The keys a message may be claimed under: its Message-ID, then (when another message
+    used that id before, a careless or hostile sender) the id and the message's own bytes."""
+    if not message_id:
+        return (_key("", raw),)
+    return (_key(message_id, raw),
+            hashlib.sha256(f"message-id:{message_id}\0".encode() + hashlib.sha256(raw).digest()).hexdigest())
+
+
+def _same_message(existing: InboundMail, base: dict) -> bool:
+    """Is this the message already received (fetched twice, or by IMAP and the MTA, with other
+    transport headers), not another one carrying the same Message-ID?"""
+    if existing.raw_path == base["raw_path"]:
+        return True
+    return (existing.sender, existing.subject, existing.full_text) == (
+        base["sender"], base["subject"], base["full_text"])
+
+
+def _take(ctx: Context, mail: Mail, base: dict, raw: bytes) -> Received:
     try:
         with write_transaction():
             return _decide(ctx, mail, base, raw)
-    except peewee.IntegrityError:  # the same message, claimed at this moment by another receiver
-        existing = InboundMail.get_or_none(InboundMail.key == key)
-        if existing is None:
-            raise
-        return Received("duplicate", existing, "this Message-ID was received before")
     except peewee.DataError as error:  # the message's own content (a value no column takes)
-        return _refused(ctx, key, base, mail, error)
+        return _refused(ctx, base, mail, raw, error)
     except (peewee.DatabaseError, OSError, StaleVersion, TryAgain):
         raise  # the database, the instance folder or a race, for now: the sender tries again
     except Exception as error:  # noqa: BLE001 - this message cannot be taken (a rule refused it,
         # a plugin failed): rolled back, it waits in quarantine rather than stopping the intake
-        return _refused(ctx, key, base, mail, error)
+        return _refused(ctx, base, mail, raw, error)
 
 
-def _refused(ctx: Context, key: str, base: dict, mail: Mail, error: Exception) -> Received:
+def _refused(ctx: Context, base: dict, mail: Mail, raw: bytes, error: Exception) -> Received:
     logger.error("inbound mail from %s could not be taken", mail.sender, exc_info=error)
     kept = {name: base[name] for name in ("raw_path", "size", "received_at", "full_text")}
     if isinstance(error, peewee.DataError):  # the text itself may be what no column takes
         kept["full_text"] = "(not kept: see the raw message)"
-    return _quarantine(ctx, key, kept, base["message_id"], mail.sender, base["subject"],
-                       f"it could not be taken: {type(error).__name__}: {error}"[:2000])
+    return _quarantine(ctx, _keys(mail.message_id, raw), kept, base["message_id"], mail.sender,
+                       base["subject"], f"it could not be taken: {type(error).__name__}: {error}"[:2000])
 
 
-def _quarantine(ctx: Context, key: str, base: dict, message_id: str, sender: str, subject: str,
-                reason: str) -> Received:
-    existing = InboundMail.get_or_none(InboundMail.key == key)
-    if existing is not None:
-        return Received("duplicate", existing, "this message was received before")
+def _quarantine(ctx: Context, keys: tuple[str, ...], base: dict, message_id: str, sender: str,
+                subject: str, reason: str) -> Received:
+    for key in keys:  # the first one free, unless this very message holds one already
+        existing = InboundMail.get_or_none(InboundMail.key == key)
+        if existing is None:
+            break
+        if existing.raw_path == base["raw_path"]:
+            return Received("duplicate", existing, "this message was received before")
     with write_transaction():
         row = InboundMail.create(key=key, message_id=message_id, sender=sender, subject=subject,
                                  outcome="quarantined", reason=reason, **base)
@@ -294,7 +325,10 @@ def _decide(ctx: Context, mail: Mail, base: dict, raw: bytes) -> Received:
                               f"answering:\n\n{text}")
             _keep_attachments(ctx, kept, incident.id, note.id, contact)
             return done("recorded", automatic, incident=incident.id, entry=note.id, contact=contact.id)
-        posted = customers.post_message(ctx, incident.id, contact, text, via="email")
+        def followed(follow_up: Incident) -> None:  # its acknowledgement threads under this mail
+            done("followed_up", "", incident=follow_up.id, contact=contact.id)
+
+        posted = customers.post_message(ctx, incident.id, contact, text, via="email", logged=followed)
         _keep_attachments(ctx, kept, posted.incident.id, posted.entry.id if posted.entry else None, contact)
         return done(posted.outcome, "", incident=posted.incident.id,
                     entry=posted.entry.id if posted.entry else None, contact=contact.id)
