@@ -232,13 +232,16 @@ def open_database(url: str, busy_seconds: int = 10) -> peewee.Database:
     raise ValueError(f"unsupported database URL scheme {parts.scheme!r}")
 
 
-def _pg_network_defaults(busy_seconds: int) -> dict[str, int]:
+def _pg_network_defaults(busy_seconds: int) -> dict[str, int | str]:
     """libpq's network settings unless the URL sets them: a server that does not answer the
     connection, or a host that vanishes mid-query (sent data never acknowledged), fails the
     request after ``busy_seconds`` (a 503) instead of holding a server thread until the
-    kernel gives up, minutes later; keepalives find a pooled connection whose host is gone."""
+    kernel gives up, minutes later; keepalives find a pooled connection whose host is gone.
+    ``lock_timeout`` does the same for a row or table lock held by someone else (a stuck
+    session, a long manual transaction), as SQLite's busy timeout does for its file lock."""
     return {"connect_timeout": busy_seconds, "tcp_user_timeout": busy_seconds * 1000,
-            "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+            "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+            "options": f"-c lock_timeout={busy_seconds * 1000}"}
 
 
 def is_sqlite() -> bool:

@@ -76,6 +76,28 @@ def test_a_note_while_sqlite_is_locked_waits_a_bounded_time_then_answers_503_kee
 
 
 @pytest.mark.skipif(not PG_URL, reason="a PostgreSQL server connection")
+def test_a_note_while_postgresql_holds_a_lock_waits_a_bounded_time_then_answers_503(
+        app, personas, log_incident, login):
+    import psycopg
+
+    incident = log_incident(title="Printer offline")
+    client = login(personas.owner)
+    client.csrf_token()
+    with psycopg.connect(PG_URL) as holder:  # a stuck session holding the incident's row
+        holder.execute("SELECT id FROM incident WHERE id = %s FOR UPDATE", (incident.id,))
+        started = time.monotonic()
+        response = client.post(f"/incidents/{incident.id}/comments", data={"body": TYPED})
+        waited = time.monotonic() - started
+        holder.rollback()
+    assert "&lt;b&gt;the" in assert_honest_503(response)
+    assert waited < 5, "a bounded wait (database_busy_seconds = 1), then the answer"
+    assert notes(incident.id) == 0, "nothing half-written"
+    again = client.post(f"/incidents/{incident.id}/comments", data={"body": TYPED})
+    assert again.status_code in {200, 303}
+    assert notes(incident.id) == 1
+
+
+@pytest.mark.skipif(not PG_URL, reason="a PostgreSQL server connection")
 def test_a_dropped_postgresql_connection_answers_503_once_and_the_next_request_works(
         app, personas, log_incident, login):
     import psycopg
