@@ -80,6 +80,9 @@
       return response.json().catch(function () { return {ok: false, error: null}; });
     }).then(function (answer) {
       if (answer.ok) { window.location.assign(answer.url); return; }
+      // Someone else changed the incident: the next send is meant for the version now current.
+      var version = form.querySelector('input[name="macro_version"]');
+      if (version && answer.version) { version.value = answer.version; }
       button.disabled = false;
       say(result, answer.error || "Something went wrong and nothing was changed; try again.");
     }).catch(function () {

@@ -68,6 +68,31 @@ def test_a_refused_macro_says_why_and_keeps_the_edited_reply(server, personas, p
     assert TimelineEntry.select().where(TimelineEntry.incident == incident.id).count() == 1
 
 
+def test_a_macro_refused_after_someone_else_changed_the_incident_sends_on_a_second_try(
+        server, personas, page, log_incident, ctx, app):
+    from helpdesk import incidents
+
+    incident = log_incident(title="Printer jam")
+    Macro.create(name="Urgent", public=False, agent=personas.owner, created_by=personas.owner,
+                 body="Raising {reference}.", actions=json.dumps([{"action": "priority",
+                                                                    "params": {"priority": 1}}]))
+    log_in(page, server, personas.owner.username)
+    page.goto(f"{server}/incidents/{incident.id}")
+    with app.app_context():  # a colleague edits the incident while the page is open
+        incidents.update_details(ctx, incident.id, personas.colleague, incident.version,
+                                 title="Printer on fire")
+    page.get_by_label("Canned reply (macro)").select_option(label="Urgent")
+    reply = page.locator("textarea[name=body]")
+    page.wait_for_function("el => el.value.startsWith('Raising')", arg=reply.element_handle())
+    page.get_by_role("button", name="Send with macro").click()
+    page.locator("#macro-result").get_by_text("send again").wait_for()
+    assert Incident.get_by_id(incident.id).priority != 1
+    page.get_by_role("button", name="Send with macro").click()
+    page.get_by_text(f"{incident.reference} is now version").wait_for()  # the page after sending
+    after = Incident.get_by_id(incident.id)
+    assert (after.priority, after.title) == (1, "Printer on fire")
+
+
 def test_new_incident_with_requester_search_priority_preview_and_duplicate_hint(
         server, personas, page, log_incident, contact_factory):
     ada = contact_factory(name="Ada Lovelace", email="ada@example.com")

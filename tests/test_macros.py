@@ -222,6 +222,17 @@ def test_a_stale_version_refuses_the_macro(personas, login, incident_factory, ct
     assert answer.status_code == 409
     assert Incident.get_by_id(incident.id).priority != 1
     assert [e.kind for e in timeline(incident.id)] == ["created", "change"]
+    # The page's script asks for JSON: told the current version, its next send goes through.
+    as_json = login(personas.owner).post(f"/incidents/{incident.id}/macro", {
+        "macro": macro.id, "body": "hello", "macro_version": incident.version},
+        headers={"Accept": "application/json"})
+    assert as_json.status_code == 409 and "send again" in as_json.get_json()["error"]
+    current = as_json.get_json()["version"]
+    assert current == incident.version + 1
+    again = login(personas.owner).post(f"/incidents/{incident.id}/macro", {
+        "macro": macro.id, "body": "hello", "macro_version": current},
+        headers={"Accept": "application/json"})
+    assert again.status_code == 200 and Incident.get_by_id(incident.id).priority == 1
 
 
 def test_sending_with_a_macro_needs_the_csrf_token(personas, login, incident_factory):

@@ -178,8 +178,11 @@ def apply(incident_id: int) -> Any:
     except DomainError as refused:
         if refused.status == 404:
             raise
-        return _refused(incident_id, macro_id, typed, str(refused),
-                        409 if isinstance(refused, StaleVersion) else refused.status)
+        if isinstance(refused, StaleVersion):  # say what changed; a second send is on the fresh state
+            return _refused(incident_id, macro_id, typed, f"{refused} Check the incident, then send "
+                            "again: it will be applied to the version you now see.", 409,
+                            version=refused.incident.version)
+        return _refused(incident_id, macro_id, typed, str(refused), refused.status)
     done = f"Sent with the macro; {incident.reference} is now version {incident.version}."
     page = url_for("incidents.show", incident_id=incident_id)
     if _wants_json():
@@ -193,12 +196,14 @@ def apply(incident_id: int) -> Any:
     return redirect(page, code=303)
 
 
-def _refused(incident_id: int, macro_id: int | None, typed: str, message: str, status: int) -> Any:
-    """Nothing was written: say why, and keep what the agent typed."""
+def _refused(incident_id: int, macro_id: int | None, typed: str, message: str, status: int,
+             version: int | None = None) -> Any:
+    """Nothing was written: say why, and keep what the agent typed (``version``: the incident's
+    current one, after a race, for the page's next send)."""
     from helpdesk import incidents
 
     if _wants_json():
-        return jsonify(ok=False, error=message), status
+        return jsonify(ok=False, error=message, **({} if version is None else {"version": version})), status
     if request.headers.get("HX-Request"):
         response: Response = make_response(f'<p class="error">{escape(message)}</p>', status)
         response.headers["HX-Retarget"] = "#macro-result"
