@@ -290,8 +290,13 @@ def test_view_input_is_checked_with_a_clear_error(app, personas, fields, message
 def test_view_names_are_unique_per_owner_and_shared_only_with_own_teams(app, personas):
     owner = AgentClient(app, personas.owner)
     assert save(owner).status_code == 303
-    again = save(owner)
+    again = save(owner, column=["owner", "priority"])
     assert again.status_code == 422 and "already a view named" in html.unescape(text(again))
+    # The queue again, with the form open on what was typed: nothing to type twice.
+    page = text(again)
+    assert '<details class="save-view" open>' in page and 'value="P1 in Database"' in page
+    assert 'value="owner" checked' in page and 'value="status" checked' not in page
+    assert 'name="query" value="priority=1&amp;sort=due"' in page
     assert save(AgentClient(app, personas.colleague)).status_code == 303  # another owner: fine
     foreign = save(owner, name="Other", team_share=personas.network.id)
     assert foreign.status_code == 422 and "one of your teams" in text(foreign)

@@ -58,7 +58,7 @@ def take_route() -> bool:
 
 
 def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
-                  status: int = 200) -> tuple[str, int]:
+                  status: int = 200, view_form: dict[str, Any] | None = None) -> tuple[str, int]:
     if name not in queues.QUEUES:
         abort(404)
     state = current_app.extensions["helpdesk"]
@@ -136,6 +136,7 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
         bulk_limit=BULK_LIMIT,
         bulk_actions=BULK_ACTIONS,
         next_escalations=next_escalations,
+        view_form=view_form,
         **teams_and_members(),
     )
     return html, status
@@ -323,10 +324,24 @@ def _view_fields() -> dict[str, Any]:
             "team": team}
 
 
-def _view_error(error: DomainError) -> Any:
+def _view_error(error: DomainError, view_id: int | None = None) -> Any:
+    """A refused save: the queue again, the form open with what was typed and why (422)."""
     if error.status == 403:
         abort(403, str(error))
-    abort(422, str(error))
+    name = request.form.get("queue", "")
+    if name not in queues.QUEUES:
+        abort(422, str(error))
+    args = MultiDict(parse_qsl(request.form.get("query", "")[:2000]))
+    try:
+        queues.Filters.parse(args)
+    except DomainError:  # the filters were what was refused: the queue without them
+        args = MultiDict()
+    if view_id is not None:
+        args["view"] = str(view_id)
+    typed = {"error": str(error), "name": request.form.get("name", "")[:60],
+             "team": parse_id(request.form.get("team_share") or ""),
+             "columns": request.form.getlist("column")}
+    return _render_queue(name, args, status=422, view_form=typed)
 
 
 @bp.post("/views")
@@ -350,7 +365,7 @@ def update_view(view_id: int) -> Any:
     except DomainError as error:
         if error.status == 404:
             abort(404)
-        return _view_error(error)
+        return _view_error(error, view_id)
     return redirect(url_for("queues.show", name=view.queue, view=view.id), code=303)
 
 
