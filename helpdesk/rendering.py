@@ -144,7 +144,7 @@ def member_options(teams: Iterable[tuple[int, str]], members: dict[int, list[tup
         if not members.get(team_id):
             continue
         html = str(options(members[team_id], selected_agent if team_id == selected_team else None))
-        groups.append(f'<optgroup label="{escape(name)}">{html}</optgroup>')
+        groups.append(f'<optgroup label="{escape(name)}" data-team="{int(team_id)}">{html}</optgroup>')
     return Markup("".join(groups))  # noqa: S704 - every name escaped, every value an int
 
 

@@ -140,3 +140,26 @@ document.addEventListener("click", function (event) {
     kept = null;
   });
 }());
+
+// Choosing a team narrows its agent box to that team's agents (the agent boxes group agents by
+// team); an agent chosen under another team is unchosen. With no team chosen, all are offered.
+// Without JavaScript every group stays, and the server refuses an agent outside the team.
+(function () {
+  function narrow(team) {
+    var agents = document.getElementById(team.getAttribute("data-narrows"));
+    if (!agents) { return; }
+    agents.querySelectorAll("optgroup[data-team]").forEach(function (group) {
+      var shown = !team.value || group.getAttribute("data-team") === team.value;
+      group.hidden = !shown;
+      group.disabled = !shown;
+    });
+    var chosen = agents.selectedOptions[0];
+    if (chosen && chosen.parentElement && chosen.parentElement.disabled) { agents.value = ""; }
+  }
+  function all() { document.querySelectorAll("select[data-narrows]").forEach(narrow); }
+  document.addEventListener("change", function (event) {
+    if (event.target.matches && event.target.matches("select[data-narrows]")) { narrow(event.target); }
+  });
+  document.addEventListener("DOMContentLoaded", all);
+  document.addEventListener("htmx:afterSettle", all);
+}());

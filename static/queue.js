@@ -40,10 +40,12 @@
     form.elements.query.value = params.toString();
   }, true);
 
-  // The list refreshes itself every few seconds; not while the agent has rows selected.
+  // The list refreshes itself every few seconds; not while the agent has rows selected, nor
+  // while the keyboard focus is in it (the new list would drop it back to the page's start).
   document.addEventListener("htmx:beforeRequest", function (event) {
     var elt = event.detail && event.detail.elt;
-    if (elt && elt.id === "queue-list" && anySelected()) event.preventDefault();
+    if (!elt || elt.id !== "queue-list") return;
+    if (anySelected() || elt.contains(document.activeElement)) event.preventDefault();
   });
 
   document.addEventListener("DOMContentLoaded", showBulkFields);

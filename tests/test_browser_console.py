@@ -143,6 +143,28 @@ def test_the_status_form_shows_only_what_the_target_needs(ctx, app, server, pers
     assert page.locator("label[for=status-note]").inner_text() == "Reason for cancelling (required)"
 
 
+def test_choosing_a_team_offers_only_its_agents(server, personas, page, log_incident):
+    incident = log_incident(title="Database slow", assigned_team=personas.database_team,
+                            assigned_agent=personas.assignee)
+    log_in(page, server, personas.owner.username)
+    page.goto(f"{server}/incidents/{incident.id}")
+    assignee = page.get_by_role("region", name="Assignee")
+    agents = assignee.get_by_label("Assigned agent")
+
+    def offered() -> set[str]:
+        return set(agents.evaluate("box => [...box.querySelectorAll('optgroup:not([disabled]) option')]"
+                                   ".map(o => o.textContent)"))
+
+    database = {personas.assignee.display_name}
+    assert database <= offered() and personas.owner.display_name not in offered()
+    assert agents.input_value() == str(personas.assignee.id)
+    assignee.get_by_label("Assigned team").select_option(label=personas.service_desk.name)
+    assert personas.assignee.display_name not in offered() and personas.owner.display_name in offered()
+    assert agents.input_value() == ""  # the Database agent is no longer chosen
+    assignee.get_by_label("Assigned team").select_option(label="— none —")
+    assert {personas.assignee.display_name, personas.owner.display_name} <= offered()
+
+
 def test_a_move_to_pending_adds_one_timeline_entry(ctx, app, server, personas, page, log_incident):
     from helpdesk import incidents
 

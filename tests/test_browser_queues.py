@@ -50,6 +50,24 @@ def test_bulk_assign_reports_the_row_changed_meanwhile_and_applies_the_others(
     assert "Network / Kofi Mensah" in stale_row.locator('td[data-label="Assignee"]').inner_text()
 
 
+def test_the_list_does_not_refresh_under_the_keyboard_focus(server, personas, page, log_incident, ctx):
+    import dataclasses
+
+    ctx.settings = dataclasses.replace(ctx.settings, queue_refresh_seconds=1)
+    first = log_incident(title="Printer jam")
+    log_in(page, server, personas.owner.username)
+    page.goto(f"{server}/queues/open")
+    link = page.locator(f'tr[data-incident="{first.id}"] a').first
+    link.focus()
+    later = log_incident(title="Mail down")
+    page.wait_for_timeout(2500)  # two refresh periods: held while the focus is in the list
+    assert page.locator(f'tr[data-incident="{later.id}"]').count() == 0
+    assert page.evaluate("document.activeElement.closest('tr') && "
+                         "document.activeElement.closest('tr').dataset.incident") == str(first.id)
+    page.evaluate("document.activeElement.blur()")
+    page.locator(f'tr[data-incident="{later.id}"]').wait_for(timeout=5000)  # and then it comes
+
+
 def test_a_view_saved_and_shared_with_the_team_is_used_by_a_teammate(server, personas, page, log_incident):
     page.set_viewport_size({"width": 1366, "height": 900})
     critical = log_incident(title="Payroll down", impact="high", urgency="high")

@@ -284,8 +284,9 @@ def test_member_options_mark_an_agent_only_under_the_chosen_team():
     teams = [(1, "Desk"), (2, "DB & <Ops>"), (3, "Empty")]
     members = {1: [(7, "Ada"), (8, "Bo")], 2: [(7, "Ada")], 3: []}
     html = str(member_options(teams, members, selected_team=2, selected_agent=7))
-    assert html == ('<optgroup label="Desk"><option value="7">Ada</option><option value="8">Bo</option>'
-                    '</optgroup><optgroup label="DB &amp; &lt;Ops&gt;">'
+    assert html == ('<optgroup label="Desk" data-team="1"><option value="7">Ada</option>'
+                    '<option value="8">Bo</option></optgroup>'
+                    '<optgroup label="DB &amp; &lt;Ops&gt;" data-team="2">'
                     '<option value="7" selected>Ada</option></optgroup>')
     assert " selected" not in str(member_options(teams, members, selected_team=3, selected_agent=7))
 
@@ -298,7 +299,7 @@ def test_incident_page_selects_the_assignee_under_the_assigned_team(app, persona
     page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
     select = page[page.index('<select id="assigned-agent"'):]
     select = select[:select.index("</select>")]
-    groups = dict(re.findall(r'<optgroup label="([^"]+)">(.*?)</optgroup>', select))
+    groups = dict(re.findall(r'<optgroup label="([^"]+)" data-team="\d+">(.*?)</optgroup>', select))
     assert f'<option value="{personas.assignee.id}" selected>' in groups["Database"]
     assert f'<option value="{personas.assignee.id}">' in groups[personas.service_desk.name]
 

@@ -1113,7 +1113,7 @@ def test_assign_boxes_list_every_team_and_only_its_active_agents(app, personas):
     agent_box = re.search(r'<select id="bulk-agent".*?</select>', page, re.S).group(0)
     teams = re.findall(r'<option value="\d+"[^>]*>([^<]+)</option>', team_box)
     assert teams == sorted(teams) and {"Database", "Facilities", "Network"} <= set(teams)
-    groups = dict(re.findall(r'<optgroup label="([^"]+)">(.*?)</optgroup>', agent_box, re.S))
+    groups = dict(re.findall(r'<optgroup label="([^"]+)" data-team="\d+">(.*?)</optgroup>', agent_box, re.S))
     names = {team: re.findall(r">([^<]+)</option>", body) for team, body in groups.items()}
     assert names["Database"] == ["Lena Ortiz", "Mateo Silva", "Priya Raman"]  # by name
     assert names["Network"] == ["Lena Ortiz"]  # Kofi is deactivated
