@@ -8,9 +8,11 @@ installed package; the last two are found through the entry-point group
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import traceback
-from collections.abc import Iterable
+import zoneinfo
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -196,21 +198,25 @@ def registrations(pm: pluggy.PluginManager, ctx: Any, registry: Registry) -> Reg
     :class:`PluginError` naming it; its settings' :class:`ConfigError` passes as it is."""
     for hook_name in REGISTRATIONS:
         for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
-            how_to_stop = _how_to_stop(impl.plugin_name)
+            stop = how_to_stop(impl.plugin_name)
             try:
                 given = list(impl.function(**({"ctx": ctx} if "ctx" in impl.argnames else {})) or ())
             except ConfigError:
                 raise  # a setting of the plugin's, named by its variable: said as it is
             except Exception as error:
                 raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook_name}: "
-                                  f"{type(error).__name__}: {error}. {how_to_stop}") from error
+                                  f"{type(error).__name__}: {error}. {stop}") from error
             for record in given:
                 kind = REGISTRATIONS[hook_name][1]
                 named = isinstance(record, kind) and isinstance(getattr(record, "name", None), str) \
                     and record.name.strip()
                 if not named:
                     raise PluginError(f"plugin {impl.plugin_name!r}: {hook_name} returned {record!r:.80}, "
-                                      f"not a helpdesk.records.{kind.__name__} with a name. {how_to_stop}")
+                                      f"not a helpdesk.records.{kind.__name__} with a name. {stop}")
+                problem = _malformed(record)
+                if problem:
+                    raise PluginError(f"plugin {impl.plugin_name!r}: {REGISTRATIONS[hook_name][0]} "
+                                      f"{record.name!r}: {problem}. {stop}")
                 owner = registry.owners.get((hook_name, record.name))
                 if owner is not None:
                     raise PluginError(
@@ -220,6 +226,33 @@ def registrations(pm: pluggy.PluginManager, ctx: Any, registry: Registry) -> Reg
                 registry.of(hook_name)[record.name] = record
                 registry.owners[(hook_name, record.name)] = impl.plugin_name
     return registry
+
+
+def _malformed(record: Any) -> str:
+    """What is wrong with a registered record's values, checked once at start-up rather than
+    failing on every SLA check that uses it ("" when nothing is)."""
+    if isinstance(record, records.BusinessCalendar):
+        try:
+            zoneinfo.ZoneInfo(record.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+            return f"unknown time zone {record.time_zone!r}"
+        hours = record.hours if isinstance(record.hours, Mapping) else None
+        if not hours:
+            return "no working hours (hours maps weekdays 0-6 to (opens, closes) times)"
+        for day, window in hours.items():
+            if not (isinstance(day, int) and 0 <= day <= 6):
+                return f"weekday {day!r} is not 0 (Monday) to 6 (Sunday)"
+            if not (isinstance(window, tuple) and len(window) == 2
+                    and all(isinstance(moment, dt.time) for moment in window)):
+                return f"the hours of weekday {day} are {window!r:.60}, not (opens, closes) times"
+        if not all(isinstance(day, dt.date) for day in record.holidays):
+            return "holidays must be dates"
+    if isinstance(record, records.SlaPolicy):
+        warnings = record.warnings
+        if not (isinstance(warnings, (tuple, list)) and all(
+                isinstance(share, (int, float)) and 0 < share < 1 for share in warnings)):
+            return f"warnings are {warnings!r:.60}, not a tuple of shares between 0 and 1"
+    return ""
 
 
 #: ``[plugins.<name>]`` tables the core itself reads (IMAP mailboxes, monitoring alerts).
@@ -251,10 +284,11 @@ def check_settings(pm: pluggy.PluginManager, registry: Registry, ctx: Any) -> No
             raise
         except Exception as error:
             raise PluginError(f"plugin {impl.plugin_name!r} failed in helpdesk_check_settings: "
-                              f"{type(error).__name__}: {error}. {_how_to_stop(impl.plugin_name)}") from error
+                              f"{type(error).__name__}: {error}. {how_to_stop(impl.plugin_name)}") from error
 
 
-def _how_to_stop(plugin_name: str) -> str:
+def how_to_stop(plugin_name: str) -> str:
+    """The sentence every start-up error about a plugin ends with."""
     return f"Disable it with HELPDESK_DISABLED_PLUGINS={plugin_name} or fix the plugin."
 
 
@@ -290,6 +324,11 @@ RECORD_AGAIN_SECONDS = 600
 _recorded: dict[tuple[str, str, str], float] = {}
 
 
+def forget_recorded_failures() -> None:
+    """Record the next failure of every kind at once again (a new app in the same process)."""
+    _recorded.clear()
+
+
 def record_failure(plugin: str, hook: str, incident: Any, error: Exception) -> None:
     """Keep a plugin's failure for the admin Plugins page (the log has every one)."""
     import time
@@ -300,7 +339,7 @@ def record_failure(plugin: str, hook: str, incident: Any, error: Exception) -> N
     if moment - _recorded.get(key, -RECORD_AGAIN_SECONDS) < RECORD_AGAIN_SECONDS:
         return
     try:
-        PluginFailure.create(plugin=plugin, hook=hook, incident=getattr(incident, "id", None),
+        PluginFailure.create(plugin=plugin[:100], hook=hook[:100], incident=getattr(incident, "id", None),
                              error=f"{type(error).__name__}: {error}"[:2000],
                              trace="".join(traceback.format_exception(error))[-8000:])
         _recorded[key] = moment
@@ -350,6 +389,12 @@ def collect(pm: pluggy.PluginManager, hook: str, kind: type | None = None, **kwa
     """Flatten the lists a UI-slot hook returns, plugin by plugin; a failing plugin is skipped,
     and so is anything it returned that is not a ``kind`` (logged and recorded like a failure:
     one plugin's wrong value must not break the page for everyone)."""
+    return [item for _plugin, item in collect_owned(pm, hook, kind, **kwargs)]
+
+
+def collect_owned(pm: pluggy.PluginManager, hook: str, kind: type | None = None,
+                  **kwargs: Any) -> list[tuple[str, Any]]:
+    """:func:`collect`, each record with the plugin that gave it (to name it when it fails later)."""
     found = []
     for name, result in call_each(pm, hook, **kwargs):
         items = result or ()
@@ -360,5 +405,5 @@ def collect(pm: pluggy.PluginManager, hook: str, kind: type | None = None, **kwa
             logger.error("plugin %r: %s; skipped", name, error)
             record_failure(name, hook, kwargs.get("incident"), error)
             continue
-        found.extend(items)
+        found.extend((name, item) for item in items)
     return found

@@ -211,7 +211,9 @@ class EscalationStep:
     """A kind of escalation step (notify the owner, reassign, raise priority …).
 
     ``run(ctx, incident, level, params) -> StepResult`` performs the step for
-    one :class:`EscalationLevel`; ``params`` are the values a policy gives,
+    one :class:`EscalationLevel` (``None`` counts as a plain success; any other
+    value is a broken step: rolled back, retried and shown on the Plugins
+    page); ``params`` are the values a policy gives,
     already checked against ``params`` (a tuple of :class:`StepParam`). The
     engine calls it inside the transaction that claims the level, so whatever
     the step writes (through the domain functions, ``helpdesk.enqueue`` …)

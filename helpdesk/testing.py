@@ -32,7 +32,7 @@ from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 
-from helpdesk import clock, people, schema
+from helpdesk import clock, people, plugins, schema
 from helpdesk.app import create_app
 from helpdesk.context import Context
 from helpdesk.db import database, open_database
@@ -134,6 +134,7 @@ def helpdesk_app(
     if pg_url:
         reset_postgres(pg_url)
     chosen = [bundled_plugin(name) for name in helpdesk_bundled_plugins] + list(helpdesk_plugins)
+    plugins.forget_recorded_failures()  # a fresh app is a fresh process: nothing throttled yet
     app = make_app(tmp_path, chosen, helpdesk_load_entry_points, **helpdesk_settings)
     with app.app_context():
         schema.upgrade(database)

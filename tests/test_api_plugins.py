@@ -25,6 +25,8 @@ def who_is_on_call(ctx: Any, agent: Any, data: Any) -> dict[str, Any]:
 def page_on_call(ctx: Any, agent: Any, data: dict[str, Any], incident_id: int) -> Any:
     if data["message"].startswith("!"):
         raise DomainError("Pages cannot start with '!'.")
+    if data["message"] == "crash":
+        raise RuntimeError("pager gateway client bug")
     note = incidents.add_comment(ctx, incident_id, agent, f"Paged on-call: {data['message']}",
                                  public=False)
     return 201, {"entry": note.id}
@@ -79,6 +81,25 @@ def test_a_plugin_operation_gets_the_same_body_checks_and_problems(app, personas
     # a logged-in browser cannot use it: cookies do not authenticate the API
     assert AgentClient(app, personas.owner).post(url, {"message": "x"}).status_code == 401
     assert TimelineEntry.select().where(TimelineEntry.kind == "note").count() == 0
+
+
+def test_a_failing_plugin_operation_is_a_500_and_shown_to_admins(app, personas, log_incident):
+    from helpdesk.models import PluginFailure
+
+    incident = log_incident()
+    client = app.test_client()
+    writer = bearer(app, personas.owner, ["write"])
+    url = f"/api/v1/plugins/oncall/{incident.id}/page"
+    assert client.post(url, json={"message": "!now"}, headers=writer).status_code == 422
+    assert PluginFailure.select().count() == 0  # a refusal is the operation's answer, not a bug
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # answered as in production, not raised in the test
+    crashed = client.post(url, json={"message": "crash"}, headers=writer)
+    assert crashed.status_code == 500 and crashed.mimetype == "application/problem+json"
+    failure = PluginFailure.get()
+    assert "POST /plugins/oncall/<int:incident_id>/page" in failure.hook
+    assert "pager gateway client bug" in failure.error
+    assert "pager gateway client bug" in AgentClient(app, personas.admin).get("/admin/plugins").get_data(
+        as_text=True)
 
 
 def test_plugin_operations_are_in_the_openapi_document(app):

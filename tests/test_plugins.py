@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.metadata
 import inspect
 import json
@@ -19,7 +20,15 @@ from helpdesk import hookimpl, hookspecs, incidents
 from helpdesk.config import ConfigError, load_settings
 from helpdesk.models import Incident, PluginFailure
 from helpdesk.plugins import PluginError, load_plugins
-from helpdesk.records import AdminPage, ChannelType, Panel, PluginAssets, SlaPolicy
+from helpdesk.records import (
+    AdminPage,
+    BusinessCalendar,
+    ChannelType,
+    Panel,
+    PluginAssets,
+    QueueColumn,
+    SlaPolicy,
+)
 from helpdesk.security import PUBLIC, access
 from helpdesk.testing import make_app
 
@@ -167,6 +176,46 @@ def test_a_registration_that_raises_or_returns_no_record_stops_start_up_naming_t
     assert "acme_sms" in str(error.value) and "HELPDESK_DISABLED_PLUGINS=acme_sms" in str(error.value)
 
 
+_NINE_TO_FIVE = {day: (dt.time(9), dt.time(17)) for day in range(5)}
+
+
+@pytest.mark.parametrize(("calendar", "message"), [
+    (BusinessCalendar("office", "Office", "Europe/Lodnon", _NINE_TO_FIVE), "unknown time zone"),
+    (BusinessCalendar("office", "Office", "UTC", {}), "no working hours"),
+    (BusinessCalendar("office", "Office", "UTC", {"mon": (dt.time(9), dt.time(17))}), "weekday 'mon'"),
+    (BusinessCalendar("office", "Office", "UTC", {7: (dt.time(9), dt.time(17))}), "weekday 7"),
+    (BusinessCalendar("office", "Office", "UTC", {0: ("09:00", "17:00")}), "not (opens, closes) times"),
+    (BusinessCalendar("office", "Office", "UTC", _NINE_TO_FIVE, frozenset({"2026-12-25"})), "must be dates"),
+])
+def test_a_malformed_business_calendar_stops_start_up_saying_what_is_wrong(calendar, message):
+    # Said once at start-up, not as a failure of every SLA check that would use it.
+    broken = plugin("acme_hours", helpdesk_business_calendars=lambda: [calendar])
+    with pytest.raises(PluginError) as error:
+        load_plugins(load_entry_points=False, extra=[broken])
+    assert "acme_hours" in str(error.value) and "'office'" in str(error.value)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("warnings", [(0.5, 75), (0,), "0.5", (0.5, None)])
+def test_sla_policy_warnings_outside_zero_to_one_stop_start_up(warnings):
+    policy = SlaPolicy("tiered", "Tiered", lambda ctx, incident: None, warnings=warnings)
+    with pytest.raises(PluginError, match="warnings are"):
+        load_plugins(load_entry_points=False,
+                     extra=[plugin("acme_sla", helpdesk_sla_policies=lambda: [policy])])
+
+
+def _no_folder(ctx):
+    raise FileNotFoundError("templates folder missing")
+
+
+@pytest.mark.parametrize("assets", [_no_folder, lambda: "templates/"])
+def test_a_plugin_whose_assets_fail_stops_start_up_naming_it(tmp_path, assets):
+    with pytest.raises(PluginError) as error:
+        make_app(tmp_path, with_plugins=[plugin("acme_look", helpdesk_assets=assets)])
+    assert "acme_look" in str(error.value) and "helpdesk_assets" in str(error.value)
+    assert "HELPDESK_DISABLED_PLUGINS=acme_look" in str(error.value)
+
+
 def test_a_settings_check_that_fails_stops_start_up_naming_the_plugin(tmp_path):
     def check(ctx):
         raise KeyError("smtp_relay")
@@ -263,6 +312,35 @@ def test_a_failing_panel_is_skipped_and_recorded_and_the_page_still_renders(
     assert response.status_code == 200
     assert "Good news" in response.get_data(as_text=True)
     assert PluginFailure.get().plugin == "broken_panel"
+
+
+@pytest.mark.plugins(plugin("panel_with_a_bug", helpdesk_incident_panels=lambda incident, agent: [
+    Panel("Broken template", "no_such_panel.html", {})]))
+def test_a_panel_whose_template_fails_is_recorded_for_admins(login, personas, incident_factory):
+    incident = incident_factory()
+    page = login(personas.owner).get(f"/incidents/{incident.id}")
+    assert page.status_code == 200 and "This panel could not be shown" in page.get_data(as_text=True)
+    failure = PluginFailure.get()
+    assert (failure.plugin, failure.incident) == ("panel_with_a_bug", incident.id)
+    assert "render" in failure.hook
+
+
+def _tier(incident):
+    return {"Database": "gold"}[incident.title]  # a KeyError for every other title
+
+
+@pytest.mark.plugins(plugin("tier_column",
+                            helpdesk_queue_columns=lambda: [QueueColumn("tier", "Tier", _tier)]))
+def test_a_queue_column_that_fails_shows_a_mark_and_is_recorded_once(login, personas, incident_factory):
+    for title in ("Database", "Printer", "Mail"):
+        incident_factory(title=title)
+    agent = login(personas.owner)
+    for _ in range(2):
+        page = agent.get("/queues/open").get_data(as_text=True)
+        assert "gold" in page and page.count(">?<") >= 2
+    failures = list(PluginFailure.select())
+    assert {f.plugin for f in failures} == {"tier_column"}
+    assert len(failures) == 2  # one per distinct error, not one per row and page view
 
 
 @pytest.mark.plugins(plugin("jinja_panel", helpdesk_incident_panels=lambda incident, agent: [
@@ -369,6 +447,15 @@ def test_plugin_admin_pages_are_for_admins_only_and_linked_in_the_admin_menu(log
     assert login(personas.admin).get("/admin/plugins/quota/").get_data(as_text=True) == "quota settings"
     assert login(personas.lead).get("/admin/plugins/quota/").status_code == 403
     assert "/admin/plugins/quota/" in login(personas.admin).get("/admin/agents").get_data(as_text=True)
+
+
+def test_two_plugins_with_one_admin_page_name_stop_start_up_naming_both(tmp_path):
+    other = Blueprint("quota_admin_2", __name__)
+    first = plugin("quota", helpdesk_admin_pages=lambda: [AdminPage("quota", "Quotas", _ADMIN_BP)])
+    second = plugin("quota_plus", helpdesk_admin_pages=lambda: [AdminPage("quota", "Quotas+", other)])
+    with pytest.raises(PluginError) as error:
+        make_app(tmp_path, with_plugins=[first, second])
+    assert "'quota'" in str(error.value) and "'quota_plus'" in str(error.value)
 
 
 # -- plugin settings ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from helpdesk.api.http import (
 )
 from helpdesk.config import ConfigError
 from helpdesk.context import Context
+from helpdesk.errors import DomainError
 
 NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 RULE = re.compile(r"(/([a-z0-9_-]+|<int:[a-z_]+>))*")
@@ -36,7 +37,7 @@ def register(app: Flask, ctx: Context) -> list[Endpoint]:
     """
     table = list(ENDPOINTS)
     seen: set[tuple[str, str]] = set()
-    for record in plugins.collect(ctx.pm, "helpdesk_api_endpoints", ctx=ctx):
+    for plugin, record in plugins.collect_owned(ctx.pm, "helpdesk_api_endpoints", ctx=ctx):
         where = f"API endpoint {getattr(record, 'name', record)!r}"
         if not NAME.fullmatch(record.name) or not RULE.fullmatch(record.rule):
             raise ConfigError(f"{where}: the name takes a-z, 0-9, _ and -, the rule /segments "
@@ -55,7 +56,7 @@ def register(app: Flask, ctx: Context) -> list[Endpoint]:
         spec = Endpoint(record.method, rule, operation, record.scope, record.summary,
                         dict(record.body) if record.body else None, [], responses,
                         idempotent=record.method == "POST")
-        view = handler(spec, _call(ctx, record, spec))
+        view = handler(spec, _call(ctx, plugin, record, spec))
         view.__module__ = __name__
         app.add_url_rule(PREFIX + rule, f"api.{operation}", view, methods=[record.method])
         app.extensions["csrf"].exempt(view)  # tokens only, never cookies: nothing to forge
@@ -63,13 +64,20 @@ def register(app: Flask, ctx: Context) -> list[Endpoint]:
     return table
 
 
-def _call(ctx: Context, record: Any, spec: Endpoint) -> Any:
+def _call(ctx: Context, plugin: str, record: Any, spec: Endpoint) -> Any:
     def view(**url_values: Any) -> Response:
         agent = current_token().agent
         if record.scope == "admin" and not agent.is_admin:  # demoted since the token was made
             raise ApiError(404, "Not found", "There is nothing at this address.")
         data = body(spec.body) if spec.body is not None else None
-        answer = record.view(ctx, agent, data, **url_values)
+        try:
+            answer = record.view(ctx, agent, data, **url_values)
+        except (ApiError, DomainError):
+            raise  # the operation's own answer (problem details), not a failure
+        except Exception as error:  # a bug: the admin sees it on the Plugins page, the caller a 500
+            plugins.record_failure(plugin, f"helpdesk_api_endpoints ({record.method} {spec.rule})",
+                                   None, error)
+            raise
         status, payload = answer if isinstance(answer, tuple) else (200, answer)
         return json_response(payload, status)
 

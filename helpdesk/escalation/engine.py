@@ -465,7 +465,11 @@ def _run_steps(ctx: Context, run: EscalationRun, level: Mapping[str, Any], polic
                 current = incident if incident is not None else Incident.get_by_id(run.incident_id)
                 incident = None
                 result = kind.run(ctx, current, info, dict(step["params"]))
-                result = result if isinstance(result, StepResult) else StepResult()
+                if result is None:  # a step that returns nothing did its work
+                    result = StepResult()
+                elif not isinstance(result, StepResult):  # False, a text …: not a sign of success
+                    raise TypeError(f"the step returned {type(result).__name__}, not a StepResult "
+                                    "(or None); nothing it wrote is kept")
                 if not result.ok:
                     raise StepError(result.summary or "the step reported a failure",
                                     temporary=result.temporary)

@@ -41,7 +41,15 @@ def init_app(app: Flask, state: Context) -> None:
     for blueprint in collect(state, "helpdesk_blueprints"):
         app.register_blueprint(blueprint)
 
-    admin_pages = collect(state, "helpdesk_admin_pages")
+    owned_pages = plugins.collect_owned(state.pm, "helpdesk_admin_pages", records.AdminPage, ctx=state)
+    taken: dict[str, str] = {}
+    for plugin, page in owned_pages:  # two pages at one address: say so instead of Flask's error
+        for key in (f"page {page.name!r}", f"blueprint {page.blueprint.name!r}"):
+            if key in taken:
+                raise plugins.PluginError(f"admin pages: the {key} is registered by both "
+                                          f"{taken[key]!r} and {plugin!r}; disable one of them")
+            taken[key] = plugin
+    admin_pages = [page for _plugin, page in owned_pages]
     for page in admin_pages:
         app.register_blueprint(page.blueprint, url_prefix=f"/admin/plugins/{page.name}")
         # Admin pages are for admins only, whatever the plugin declared.
@@ -62,11 +70,23 @@ def init_app(app: Flask, state: Context) -> None:
 
 
 def _assets(state: Any) -> dict[str, Any]:
+    """Each plugin's templates and static folders; one that fails or answers something else
+    stops start-up naming the plugin (its pages would be broken otherwise)."""
     found = {}
     for impl in state.pm.hook.helpdesk_assets.get_hookimpls():
-        record = impl.function(**({"ctx": state} if "ctx" in impl.argnames else {}))
-        if record is not None:
-            found[record.name] = record
+        try:
+            record = impl.function(**({"ctx": state} if "ctx" in impl.argnames else {}))
+        except Exception as error:
+            raise plugins.PluginError(f"plugin {impl.plugin_name!r} failed in helpdesk_assets: "
+                                      f"{type(error).__name__}: {error}. "
+                                      f"{plugins.how_to_stop(impl.plugin_name)}") from error
+        if record is None:
+            continue
+        if not isinstance(record, records.PluginAssets):
+            raise plugins.PluginError(f"plugin {impl.plugin_name!r}: helpdesk_assets returned "
+                                      f"{record!r:.80}, not a helpdesk.records.PluginAssets. "
+                                      f"{plugins.how_to_stop(impl.plugin_name)}")
+        found[record.name] = record
     return found
 
 
@@ -80,23 +100,33 @@ _KINDS = {"helpdesk_incident_panels": records.Panel, "helpdesk_incident_actions"
 
 def render_panels(state: Any, incident: Any, agent: Any) -> list[tuple[str, Markup]]:
     panels = []
-    for panel in collect(state, "helpdesk_incident_panels", incident=incident, agent=agent):
+    for plugin, panel in plugins.collect_owned(state.pm, "helpdesk_incident_panels", records.Panel,
+                                               ctx=state, incident=incident, agent=agent):
         try:
             html = render_template(panel.template, incident=incident, agent=agent, **panel.context)
-        except Exception:
-            logger.exception("panel %r failed to render", panel.title)
-            html = "<p>This panel could not be shown; the error is in the server log.</p>"
+        except Exception as error:
+            logger.exception("panel %r of plugin %r failed to render", panel.title, plugin)
+            plugins.record_failure(plugin, "helpdesk_incident_panels (render)", incident, error)
+            html = "<p>This panel could not be shown; the error is on the Plugins page.</p>"
         panels.append((panel.title, Markup(html)))  # noqa: S704 - rendered by autoescaping Jinja
     return panels
 
 
+#: Which plugin gave each queue column (by its name), to name it when its value fails.
+_column_owners: dict[str, str] = {}
+
+
 def queue_columns(state: Any) -> list[Any]:
-    return collect(state, "helpdesk_queue_columns")
+    owned = plugins.collect_owned(state.pm, "helpdesk_queue_columns", records.QueueColumn, ctx=state)
+    _column_owners.update((column.name, plugin) for plugin, column in owned)
+    return [column for _plugin, column in owned]
 
 
 def column_value(column: Any, incident: Any) -> str:
     try:
         return str(column.value(incident))
-    except Exception:
+    except Exception as error:
         logger.exception("queue column %r failed for %s", column.name, incident.reference)
+        plugins.record_failure(_column_owners.get(column.name, column.name),
+                               "helpdesk_queue_columns (value)", incident, error)
         return "?"

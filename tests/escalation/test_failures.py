@@ -22,6 +22,7 @@ class Flaky:
 
     def __init__(self, failures: int, temporary: bool = True, crash: bool = False) -> None:
         self.failures, self.temporary, self.crash, self.calls = failures, temporary, crash, 0
+        self.returns: Any = StepResult("paged")  # once it stops failing
 
     def run(self, ctx: Any, incident: Any, level: Any, params: dict) -> StepResult:
         self.calls += 1
@@ -31,7 +32,7 @@ class Flaky:
             if self.crash:
                 raise ConnectionError("gateway unreachable")
             raise StepError("the pager gateway said 503", temporary=self.temporary)
-        return StepResult("paged")
+        return self.returns
 
     @hookimpl
     def helpdesk_escalation_steps(self, ctx: Any) -> list[EscalationStep]:
@@ -103,3 +104,26 @@ def test_a_permanent_failure_or_retries_used_up_mark_the_level_failed_for_admins
     # The other steps' effects stand and the level is not run again.
     assert len(desk.deliveries(incident, desk.p.owner)) == 1
     assert desk.fresh(incident).escalation_level == 1
+
+
+@pytest.mark.parametrize("returned", [False, "paged", {"ok": False}])
+def test_a_step_returning_something_other_than_a_step_result_is_a_broken_step(desk, flaky, returned):
+    # "return False" from a step that could not page anyone must never read as done.
+    flaky.failures, flaky.returns = 0, returned
+    _policy(desk)
+    incident = desk.log_p2()
+    desk.check(AT75)
+    run = EscalationRun.get()
+    assert run.state == "retrying" and run.steps_done == "0"
+    assert "not a StepResult" in run.error
+    assert _notes(incident) == []  # what it wrote is rolled back
+    assert PluginFailure.select().where(PluginFailure.hook == "run").count() == 1
+
+
+def test_a_step_returning_nothing_is_done(desk, flaky):
+    flaky.failures, flaky.returns = 0, None
+    _policy(desk)
+    incident = desk.log_p2()
+    desk.check(AT75)
+    assert EscalationRun.get().state == "done"
+    assert _notes(incident) == ["flaky attempt 1"]
