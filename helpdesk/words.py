@@ -22,7 +22,7 @@ def _count(number: int, unit: str) -> str:
 
 def format_duration(delta: dt.timedelta) -> str:
     """A duration in words, to the minute and at most two units: "45 minutes",
-    "3 hours 20 minutes", "2 days 4 hours" (negative counts as zero).
+    "3 hours 20 minutes", "2 days 4 hours", "under a minute" (negative counts as zero).
 
     Words, not "3h 20m": the issue found the short form unreadable for people outside the desk.
     """
@@ -33,7 +33,7 @@ def format_duration(delta: dt.timedelta) -> str:
         return _count(days, "day") + (f" {_count(hours, 'hour')}" if hours else "")
     if hours:
         return _count(hours, "hour") + (f" {_count(minutes, 'minute')}" if minutes else "")
-    return _count(minutes, "minute")
+    return _count(minutes, "minute") if minutes else "under a minute"  # not "0 minutes left"
 
 
 def format_percent(fraction: float | None) -> str:
@@ -70,6 +70,6 @@ def format_work(delta: dt.timedelta, calendar: str | None = None) -> str:
     hours, minutes = divmod(max(0, int(delta.total_seconds() // 60)), 60)
     kind = "business" if calendar == "business" else "working"
     if not hours:
-        return f"{minutes} {kind} minute{'s' if minutes != 1 else ''}"
+        return f"{minutes} {kind} minute{'s' if minutes != 1 else ''}" if minutes else "under a minute"
     text = f"{hours} {kind} hour{'s' if hours != 1 else ''}"
     return text + (f" {_count(minutes, 'minute')}" if minutes else "")

@@ -362,6 +362,21 @@ def test_the_header_is_one_row_at_1366_px_with_unread_notices_and_wraps_on_a_pho
     context.close()
 
 
+@pytest.mark.parametrize("queue", ["open", "at_risk"])
+def test_a_queue_with_every_column_fits_1366_px_without_scrolling(app, server, browser, personas, walk_data,
+                                                                   queue):
+    """Every column shown (plugins' too, such as the bundled Age), the At-risk queue's next
+    escalation as well: the list fits its box, the times and plugin columns wrap instead."""
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    log_in(page, server, personas.lead.username)
+    page.goto(f"{server}/queues/{queue}")
+    assert page.locator("tr[data-row]").count() > 0 and page.locator("th", has_text="Age").count() == 1
+    sizes = page.locator("#queue-list").evaluate("el => [el.scrollWidth, el.clientWidth]")
+    assert sizes[0] <= sizes[1], sizes
+    context.close()
+
+
 def test_what_the_walk_skips_is_really_no_page(app, login, personas, walk_data):
     """Each skipped GET route that can be filled in answers something other than a full page
     (a download, JSON, a file, a fragment), so the skip rule cannot hide a page."""

@@ -80,7 +80,11 @@ class _Shared:
 
 
 def _time(value: dt.datetime | None, zone: str) -> str:
-    return str(escape(local_time(value, zone, DEFAULT_TIME_FORMAT, with_zone=True)))
+    """A moment as the page's time format; where a narrow cell wraps it, it wraps between the
+    date and the time, never inside the date."""
+    text = str(escape(local_time(value, zone, DEFAULT_TIME_FORMAT, with_zone=True)))
+    day, space, rest = text.partition(" ")
+    return f'<span class="day">{day}</span> {rest}' if space else text
 
 
 def _clock(incident: Any) -> Any:
@@ -150,7 +154,7 @@ def _cell(name: str, incident: Any, rows: RowContext, shared: _Shared) -> str:
         pair = shared.pair(incident.assigned_team, incident.assigned_agent, "Unassigned")
         return f'<td data-label="Assignee">{pair}</td>'
     if name == "updated":
-        return f'<td data-label="Updated">{_time(incident.updated_at, rows.zone)}</td>'
+        return f'<td data-label="Updated" class="updated">{_time(incident.updated_at, rows.zone)}</td>'
     return ""
 
 
