@@ -221,8 +221,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_worker: boo
                       max_request_bytes=settings.max_request_bytes,
                       shutdown_seconds=settings.shutdown_seconds,
                       clear_untrusted_proxy_headers=not settings.trusted_proxies,
-                      on_listen=lambda: click.echo(
-                          f"Helpdesk serving on http://{host}:{port} "
+                      on_listen=lambda where: click.echo(
+                          f"Helpdesk serving on {where} "
                           f"({'with' if consumer else 'without'} background worker). Ctrl-C stops."))
     except serving.ListenError as error:
         raise click.ClickException(str(error)) from None

@@ -99,10 +99,19 @@ class ListenError(RuntimeError):
     """The server could not take its address (said plainly by the command, not a traceback)."""
 
 
+def _address(name: Any) -> str:
+    """``host:port`` of a socket name (``[v6]:port`` for IPv6; a Unix socket's path as it is)."""
+    if isinstance(name, tuple):
+        host, port = name[0], name[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(name)
+
+
 def serve(app: Any, *, host: str, port: int, threads: int, max_request_bytes: int,
           shutdown_seconds: int, clear_untrusted_proxy_headers: bool = True,
           on_listen: Any = None) -> None:
-    """Serve ``app`` until SIGTERM or SIGINT, then stop gracefully (bounded)."""
+    """Serve ``app`` until SIGTERM or SIGINT, then stop gracefully (bounded). ``on_listen(where)``
+    is called once listening, with the address(es) served."""
     stopping = threading.Event()
 
     def stop(signum: int, frame: Any) -> None:
@@ -122,8 +131,9 @@ def serve(app: Any, *, host: str, port: int, threads: int, max_request_bytes: in
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         raise ListenError(f"cannot listen on {host}:{port}: {error}") from None
-    if on_listen is not None:
-        on_listen()
+    if on_listen is not None:  # told where it really listens (socket activation: systemd's socket)
+        on_listen(", ".join(f"http://{_address(sock.getsockname())}" for sock in sockets) if sockets
+                  else f"http://{_address((server.effective_host, server.effective_port))}")
     try:
         while not stopping.is_set():
             wasyncore.loop(timeout=0.5, map=server._map, count=1)

@@ -415,8 +415,10 @@ def test_under_socket_activation_a_restart_refuses_no_connection(app, workers):
         first = start()
         wait_until(lambda: _answers(f"{base}/healthz") or first.poll() is not None, "the first server")
         first.send_signal(signal.SIGTERM)
-        first.wait(timeout=20)
+        output, _ = first.communicate(timeout=20)
         assert first.returncode == 0
+        # It says where it really listens: systemd's socket, not the configured address.
+        assert f"Helpdesk serving on {base} " in output, output
         answers: list[int] = []
 
         def request() -> None:
