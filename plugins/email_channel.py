@@ -59,6 +59,7 @@ def build(message: Message, from_address: str) -> EmailMessage:
     mail["Message-ID"] = message_id(message.idempotency_key, domain)
     if message.automatic:  # (an agent's reply is a person's answer: RFC 3834)
         mail["Auto-Submitted"] = "auto-generated"
+        mail["X-Auto-Response-Suppress"] = "All"  # Exchange/Outlook: no out-of-office answer
     mail["X-Helpdesk-Loop"] = domain  # inbound mail carrying our own mark is dropped (no loops)
     if message.incident_reference:
         root = message_id(message.incident_reference, domain)

@@ -208,6 +208,33 @@ def test_another_message_reusing_a_message_id_is_taken_not_dropped(take, ada_inc
     assert take(bytes(reply)).incident.id == incident.id
 
 
+def test_a_portal_sign_in_link_in_mail_is_never_stored_for_agents_to_use(app, ctx, take, smtp):
+    # An out-of-office reply quoting the sign-in mail, or a customer forwarding their link:
+    # whoever reads the incident could sign in as the customer. The link never gets stored.
+    from helpdesk import customer_links
+
+    with app.app_context():
+        ada = customers.find_or_create_contact("ada@example.org", "Ada")
+        _contact, token = customer_links.issue(ctx, ada.email, "127.0.0.1")
+        customer_links.send(ctx, ada, f"{ctx.base_url}/portal/sign-in/{token}", wait=True)
+    (sign_in,) = smtp.to("ada@example.org")
+    assert sign_in.message["X-Auto-Response-Suppress"] == "All"  # asks Outlook not to answer
+    link = f"/portal/sign-in/{token}"
+    text = sign_in.message.get_body(("plain",)).get_content()
+    quoted = "\n".join("> " + line for line in text.splitlines())
+    automatic = take(reply_to(sign_in, "ada@example.org", f"I am out of the office.\n\n{quoted}",
+                              subject="Automatic reply: Your sign-in link", auto_submitted="auto-replied"))
+    assert automatic.outcome == "dropped" and "sign-in" in automatic.reason
+    assert link not in automatic.mail.full_text
+    forwarded = take(reply_to(sign_in, "ada@example.org", f"This link does not work:\n{ctx.base_url}{link}",
+                              headers=False, subject="Fwd: Your sign-in link"))
+    assert forwarded.outcome == "created"
+    assert token not in forwarded.incident.description and token not in forwarded.mail.full_text
+    assert "/portal/sign-in/(link removed" in forwarded.incident.description
+    with app.app_context():
+        assert customer_links.redeem(ctx, token) is not None  # still Ada's own to use
+
+
 def test_a_message_the_desk_cannot_take_waits_in_quarantine(app, take, personas):
     # A priority rule that fails (here a plugin's bug) refuses the incident: the message is
     # kept for an admin instead of failing the intake (mail-in would make the MTA retry it
@@ -744,6 +771,10 @@ def test_admins_list_quarantined_mail_and_mark_it_handled(take, login, personas)
     admin = login(personas.admin)
     page = admin.get("/admin/mail?outcome=quarantined").get_data(as_text=True)
     assert "1 quarantined message waiting" in page and "no usable sender" in page
+    # A message on no incident is the admins' to read: an agent counting ids finds nothing.
+    for path in (f"/mail/{result.mail.id}", f"/mail/{result.mail.id}/original.eml"):
+        assert login(personas.owner).get(path).status_code == 404
+        assert admin.get(path).status_code == 200
     assert admin.http.post(f"/admin/mail/{result.mail.id}/handled").status_code == 400  # no CSRF token
     assert admin.post(f"/admin/mail/{result.mail.id}/handled").status_code == 303
     assert InboundMail.get_by_id(result.mail.id).handled_at is not None

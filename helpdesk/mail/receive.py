@@ -12,7 +12,8 @@ Order of decisions (each one is recorded on the message's ``InboundMail`` row):
    anything else; mail too large or unreadable is ``quarantined`` for an
    admin (the Inbound mail page), never dropped.
 3. **No loops**: our own mail coming back (``X-Helpdesk-Loop`` with our
-   domain, or ``From`` one of our addresses) and bounces are ``dropped``
+   domain, or ``From`` one of our addresses), automatic answers to a portal
+   sign-in message, and bounces are ``dropped``
    (a bounce marks the failing contact's address); automatic mail
    (``Auto-Submitted``, ``Precedence: bulk|junk|list``, ``X-Autoreply``,
    mailing lists, an empty ``Return-Path``) never gets an acknowledgement, and
@@ -63,6 +64,8 @@ logger = logging.getLogger(__name__)
 OUTCOMES = ("created", "replied", "reopened", "followed_up", "recorded", "dropped", "quarantined")
 _OUR_ID = re.compile(r"^inc-(\d{1,18})[.@]")
 _BOUNCE_SENDERS = ("mailer-daemon@", "postmaster@")
+#: A portal sign-in link (one-time, signs in as the customer): never stored where agents read.
+_SIGN_IN_LINK = re.compile(r"(/portal/sign-in/)[A-Za-z0-9_.=-]{8,}")
 _FINAL_RECIPIENT = re.compile(rb"(?im)^(?:final|original)-recipient:\s*rfc822\s*;\s*<?([^\s<>;]+@[^\s<>;]+)")
 
 
@@ -201,6 +204,7 @@ def receive(ctx: Context, raw: bytes) -> Received:
     except Unreadable as error:
         message_id, sender, subject = _quick_headers(raw)
         return _quarantine(ctx, _keys(message_id, raw), base, message_id, sender, subject, str(error))
+    mail.text = _SIGN_IN_LINK.sub(r"\1(link removed: it would sign in as the customer)", mail.text)
     base.update(message_id=mail.original_id or mail.message_id, sender=mail.sender,
                 subject=mail.subject[:300], full_text=mail.text)
     for key in _keys(mail.message_id, raw):
@@ -295,6 +299,9 @@ def _decide(ctx: Context, mail: Mail, base: dict, raw: bytes) -> Received:
     loop_mark = mail.headers.get("x-helpdesk-loop", "").lower()
     if loop_mark == our_domain(ctx) or mail.sender in our_addresses(ctx):
         return done("dropped", "our own mail came back (X-Helpdesk-Loop or our From address)")
+    if automatic and any(reference.startswith("portal-sign-in.") and reference.endswith("@" + our_domain(ctx))
+                         for reference in mail.references):
+        return done("dropped", "an automatic answer to a portal sign-in message (no incident for it)")
     if _is_bounce(mail):
         failed = _bounced_addresses(ctx, mail, raw)
         if failed:

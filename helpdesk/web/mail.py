@@ -1,5 +1,6 @@
 """Inbound mail for the desk: the original of a customer's message (any agent, as the
-incident page), and the admins' list of every received message with the quarantine.
+incident page; a message on no incident, admins only), and the admins' list of every
+received message with the quarantine.
 
 The raw message is offered only as a download (``attachment``, ``nosniff``,
 ``CSP: sandbox``); its text is shown as text, never as HTML.
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 
 from helpdesk.clock import now
 from helpdesk.db import Statement
@@ -33,21 +35,26 @@ def mails_by_entry(incident_id: int) -> dict[int, int]:
     return dict(_MAILS.execute(incident_id).fetchall())
 
 
+def _readable(mail_id: int) -> InboundMail:
+    """A received message this agent may read: one placed on an incident (any agent, as the
+    incident page); one that is on no incident (quarantined, dropped) only an admin, as the
+    Inbound mail list. Anything else is not there (404, ids are counted)."""
+    mail = InboundMail.get_or_none(InboundMail.id == mail_id)
+    if mail is None or (mail.incident_id is None and not current_user.is_admin):
+        abort(404)
+    return mail
+
+
 @bp.get("/mail/<int:mail_id>")
 @access(AGENT)
 def show(mail_id: int) -> Any:
-    mail = InboundMail.get_or_none(InboundMail.id == mail_id)
-    if mail is None:
-        abort(404)
-    return render_template("mail.html", mail=mail)
+    return render_template("mail.html", mail=_readable(mail_id))
 
 
 @bp.get("/mail/<int:mail_id>/original.eml")
 @access(AGENT)
 def original(mail_id: int) -> Response:
-    mail = InboundMail.get_or_none(InboundMail.id == mail_id)
-    if mail is None:
-        abort(404)
+    mail = _readable(mail_id)
     try:
         raw = raw_message(context(), mail)
     except (DomainError, OSError):
