@@ -26,13 +26,17 @@ class RepeatFilter(logging.Filter):
     how many were left out. A queue or database that is away makes every worker thread log
     the same traceback on every poll (about 700 MB a day), which hides what else happened."""
 
+    #: Security events (failed logins, refused access) are each an audit record: a password
+    #: spray or someone probing admin pages must leave every attempt in the log.
+    NEVER_FOLDED = frozenset({"helpdesk.security"})
+
     def __init__(self, seconds: float = 60) -> None:
         super().__init__()
         self.seconds = seconds
         self._seen: dict[tuple[str, str, str], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        if record.levelno < logging.WARNING or record.name in self.NEVER_FOLDED:
             return True
         error = record.exc_info[1] if record.exc_info else None
         key = (record.name, str(record.msg), f"{type(error).__name__}: {error}"[:300] if error else "")

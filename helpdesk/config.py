@@ -235,14 +235,18 @@ def _parse(name: str, value: Any, source: str) -> Any:
     kind = spec.type if isinstance(spec.type, str) else getattr(spec.type, "__name__", "")
     # A TOML file can give any type: text where text is meant, a whole number where one is
     # (5000.7 is not a port), each said plainly rather than coerced or failing deeper.
+    # A secret is never repeated in the error (it would land in the journal).
+    shown = "(not shown: a secret)" if any(word in name for word in ("secret", "password", "token")) \
+        else repr(re.sub(r"(//[^/:@]*:)[^/@]*@", r"\1***@", value) if name.endswith("_url")
+                  and isinstance(value, str) else value)  # a URL's password neither
     if kind == "str" and not isinstance(value, str):
-        raise ConfigError(f"{source}: invalid value {value!r}: expected text (in quotes)")
+        raise ConfigError(f"{source}: invalid value {shown}: expected text (in quotes)")
     if kind == "int" and isinstance(value, float):
-        raise ConfigError(f"{source}: invalid value {value!r}: expected a whole number")
+        raise ConfigError(f"{source}: invalid value {shown}: expected a whole number")
     try:
         return spec.metadata["parse"](value)
     except (ValueError, TypeError, AttributeError) as error:
-        raise ConfigError(f"{source}: invalid value {value!r}: {error}") from None
+        raise ConfigError(f"{source}: invalid value {shown}: {error}") from None
 
 
 def instance_folder(explicit: str | os.PathLike[str] | None = None,
