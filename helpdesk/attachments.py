@@ -22,6 +22,7 @@ from pathlib import Path
 from helpdesk.context import Context
 from helpdesk.errors import DomainError
 from helpdesk.models import Agent, Attachment, Contact, TimelineEntry
+from helpdesk.words import format_size
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +70,8 @@ def check(ctx: Context, files: list[tuple[str, bytes]]) -> None:
     limit = ctx.settings.attachment_max_bytes
     for name, data in files:
         if len(data) > limit:
-            raise DomainError(f"{sanitise_name(name)} is {len(data) // 1024} KiB; the limit is "
-                              f"{limit // 1024} KiB per file.")
+            raise DomainError(f"{sanitise_name(name)} is {format_size(len(data))} ({len(data):,} bytes); "
+                              f"the limit is {format_size(limit)} ({limit:,} bytes) per file.")
     for name, data in files:
         reason = verdict(ctx, name, data)
         if reason:

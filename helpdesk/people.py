@@ -67,6 +67,8 @@ def spend_password_time(password: str) -> bool:
 def validate_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise DomainError(f"The password must be at least {MIN_PASSWORD} characters long.")
+    if not password.strip():
+        raise DomainError("The password must be more than spaces.")
 
 
 def create_agent(

@@ -73,3 +73,11 @@ def format_work(delta: dt.timedelta, calendar: str | None = None) -> str:
         return f"{minutes} {kind} minute{'s' if minutes != 1 else ''}" if minutes else "under a minute"
     text = f"{hours} {kind} hour{'s' if hours != 1 else ''}"
     return text + (f" {_count(minutes, 'minute')}" if minutes else "")
+
+
+def format_size(count: int) -> str:
+    """A file's size as people read it: "512 KB", "10.2 MB" (one decimal: a file just over
+    a 10 MB limit must not read "10 MB")."""
+    if count >= 1024 * 1024:
+        return f"{count / (1024 * 1024):.1f} MB"
+    return f"{max(1, -(-count // 1024))} KB" if count else "0 KB"

@@ -103,7 +103,8 @@ def test_download_names_use_rfc_5987_for_non_ascii(ada, login, personas):
 
 def test_limits_give_clear_errors_and_keep_nothing(ada):
     too_big = upload(ada, "/portal/new", [("dump.bin", b"x" * (65 * 1024))], title="Dump", urgency="low")
-    assert too_big.status_code == 422 and "the limit is 64 KiB per file" in too_big.get_data(as_text=True)
+    assert too_big.status_code == 422
+    assert "the limit is 64 KB (65,536 bytes) per file" in too_big.get_data(as_text=True)
     too_many = upload(ada, "/portal/new", [(f"f{i}.txt", b"x") for i in range(11)], title="Many",
                       urgency="low")
     assert too_many.status_code == 422 and "At most 10 files" in too_many.get_data(as_text=True)

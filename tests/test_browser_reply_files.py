@@ -63,7 +63,7 @@ def test_agent_attaches_files_to_a_reply_and_sees_them_on_the_timeline(
     page.locator("#reply-body").fill("Please install the attached firmware.")
     page.get_by_label("Attach files").set_input_files(str(too_big))
     page.get_by_role("button", name="Add").click()
-    page.wait_for_selector("#reply-error:has-text('firmware.bin is 17 KiB')")
+    page.wait_for_selector("#reply-error:has-text('firmware.bin is 17 KB')")
     assert page.locator("#reply-body").input_value() == "Please install the attached firmware."
     assert page.locator("#vis-public").is_checked()
     assert page.locator(".entry-reply").count() == 0

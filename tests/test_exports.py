@@ -49,7 +49,7 @@ def test_formula_cells_are_neutralised_in_csv_and_xlsx(app, personas, log_incide
                      requester=contact_factory(name=text))
     client = login(personas.owner)
     response = client.get("/queues/open/export?format=csv")
-    assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert response.status_code == 200 and response.headers["Content-Type"] == "text/csv; charset=utf-8"
     assert response.headers["Content-Disposition"].startswith('attachment; filename="queue-open-')
     rows = csv_rows(response)
     requesters = {row[9] for row in rows[1:]}

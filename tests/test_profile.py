@@ -31,6 +31,13 @@ def test_password_change_needs_the_current_password(login, personas):
     assert not check_password(fresh, PASSWORD)
 
 
+def test_a_password_of_only_spaces_is_refused(login, personas):
+    refused = login(personas.owner).post("/profile", {"current_password": PASSWORD,
+                                                      "new_password": " " * 14})
+    assert refused.status_code == 422 and "more than spaces" in refused.get_data(as_text=True)
+    assert check_password(Agent.get_by_id(personas.owner.id), PASSWORD)
+
+
 def test_unknown_time_zone_is_refused(login, personas):
     response = login(personas.owner).post("/profile", {"time_zone": "Mars/Olympus"})
     assert response.status_code == 422

@@ -189,7 +189,7 @@ def test_a_file_over_the_limit_writes_nothing_and_keeps_the_text(
                         [("small.txt", b"fine"), ("dump.bin", b"x" * (65 * 1024))], public=True, htmx=htmx)
     assert answer.status_code == 422
     page = answer.get_data(as_text=True)
-    assert "dump.bin is 65 KiB; the limit is 64 KiB per file." in page
+    assert "dump.bin is 65 KB (66,560 bytes); the limit is 64 KB (65,536 bytes) per file." in page
     assert "choose the files again" in page
     textarea = re.search(r'<textarea id="reply-body"[^>]*>(.*?)</textarea>', page, re.S).group(1)
     assert textarea == "Dear Ada, &lt;see&gt; the dump attached."  # kept, escaped

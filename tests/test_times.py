@@ -125,3 +125,13 @@ def test_escalation_triggers_say_their_delay_in_words():
         "1 hour 30 minutes after the resolution breach"
     assert describe_trigger({"trigger": "before_due", "target": "response", "minutes": 30}) == \
         "30 minutes before the response due time"
+
+
+@pytest.mark.parametrize(("count", "words"), [
+    (0, "0 KB"), (1, "1 KB"), (1024, "1 KB"), (1025, "2 KB"), (10 * 1024 * 1024, "10.0 MB"),
+    (10 * 1024 * 1024 + 200_000, "10.2 MB"),
+])
+def test_sizes_read_as_people_read_them_and_never_round_under_a_limit(count, words):
+    from helpdesk.words import format_size
+
+    assert format_size(count) == words

@@ -114,4 +114,6 @@ def files_for(ctx: Context, delivery: Delivery, data: dict[str, Any]) -> tuple[t
 
 
 def _size(count: int) -> str:
-    return f"{count / (1024 * 1024):.1f} MB" if count >= 1024 * 1024 else f"{max(1, count // 1024)} KB"
+    from helpdesk.words import format_size
+
+    return format_size(count)

@@ -15,7 +15,7 @@ from helpdesk.security import AGENT, access
 
 bp = Blueprint("exports", __name__)
 FORMATS = {
-    "csv": "text/csv; charset=utf-8",
+    "csv": "text/csv",  # (Werkzeug adds "; charset=utf-8" to a text type)
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
 
