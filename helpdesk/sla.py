@@ -124,9 +124,41 @@ def elapsed(state: Any, clock: SlaClock, at: dt.datetime, paused: dt.timedelta |
 
 
 def _instant_of(state: Any, clock: SlaClock, fraction_per_mille: int) -> dt.datetime:
+    """When the clock reaches this share of its target. Only the pauses taken before that
+    moment move it: a pause that began once the target was used up (pending after a breach)
+    does not push the due time later."""
     calendar = _calendar(state, clock.calendar)
     work = dt.timedelta(seconds=clock.target_seconds * fraction_per_mille / 1000)
-    return business_time.add(calendar, clock.started_at, work + dt.timedelta(seconds=clock.paused_seconds))
+    pauses = _pause_spans(state, clock) if clock.paused_seconds else []
+    if not pauses:
+        return business_time.add(calendar, clock.started_at,
+                                 work + dt.timedelta(seconds=clock.paused_seconds))
+    position = clock.started_at
+    for begin, end in pauses:
+        if end <= position:
+            continue
+        before = business_time.between(calendar, position, max(begin, position))
+        if before >= work:
+            break
+        work, position = work - before, end
+    return business_time.add(calendar, position, work)
+
+
+def _pause_spans(state: Any, clock: SlaClock) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The stored clock's finished pauses, replayed from the incident's timeline, in order; []
+    when they cannot be (a clock not stored yet, a replay that does not add up to the stored
+    pause time): the total then stands for them, as before."""
+    if clock.id is None or clock.incident_id is None:
+        return []
+    incident = (Incident.select(Incident.id, Incident.created_at)
+                .where(Incident.id == clock.incident_id).first())
+    if incident is None:
+        return []
+    spans = derive(state, incident, spans=True).get(clock.target)
+    found = getattr(spans, "spans", None) or []
+    calendar = _calendar(state, clock.calendar)
+    total = sum(int(business_time.between(calendar, begin, end).total_seconds()) for begin, end in found)
+    return found if abs(total - clock.paused_seconds) <= 60 else []
 
 
 _FIRED = Statement(lambda incident_id, target, cycle: SlaEvent.select(SlaEvent.point).where(
@@ -311,7 +343,11 @@ def on_retarget(ctx: Context, incident: Incident) -> None:
         clock.target_seconds, clock.policy, clock.calendar = seconds, policy.name, targets.calendar
         clock.warnings = ",".join(str(p) for p in policy.warnings)
         clock.cycle += 1
-        clock.breached_at = None
+        breached, clock.breached_at = clock.breached_at, None
+        if breached is not None and elapsed(state, clock, now()).total_seconds() >= clock.target_seconds:
+            # Still overdue on the new target: the breach was announced, and is not news again
+            # (an escalation's reassign or raise of priority re-targets exactly then).
+            clock.breached_at = breached
         _save(state, clock)
 
 
@@ -322,14 +358,17 @@ AUDITED = ("paused_seconds", "paused_at", "met_at", "stopped_at")
 ACTION_FIELDS = {"owner", "assignee", "status"}  # the changes that count as an agent's action
 
 
-def derive(state: Any, incident: Incident, calendars: dict[str, str | None] | None = None
-           ) -> dict[str, SlaClock]:
+def derive(state: Any, incident: Incident, calendars: dict[str, str | None] | None = None,
+           spans: bool = False) -> dict[str, SlaClock]:
     """Replay the incident's timeline through the same rules to rebuild its clocks' facts.
 
     Start, pauses, meeting and stopping come only from the timeline entries
     (status changes, replies, agent actions); the target and calendar are the
     stored ones unless ``calendars`` names others (a re-target keeps the start
-    and every pause, measured again in the new calendar).
+    and every pause, measured again in the new calendar). ``spans``: each
+    rebuilt clock also lists its finished pauses as ``(begin, end)`` in ``.spans``
+    (a pause still open at the end of the timeline ends now: the change that
+    ends it may be written after the clock is scheduled).
     """
     from helpdesk.models import STATUSES
 
@@ -347,13 +386,21 @@ def derive(state: Any, incident: Incident, calendars: dict[str, str | None] | No
         if entry.kind == "change" and entry.field == "status":
             old, new = by_label.get(entry.old_value), by_label.get(entry.new_value)
             for clock in clocks.values():
+                began = clock.paused_at
                 _move(state, clock, old, new, entry.at)
+                if spans and began is not None and clock.paused_at is None:
+                    ended = min(entry.at, clock.met_at or entry.at)
+                    clock.spans = [*getattr(clock, "spans", []), (began, ended)]
         if response is None or response.met_at or response.stopped_at:
             continue
         agent_action = entry.actor_id is not None and (
             entry.kind == "note" or (entry.kind == "change" and entry.field in ACTION_FIELDS))
         if entry.kind == "reply" or (action_meets and agent_action):
             response.met_at = entry.at
+    if spans:
+        for clock in clocks.values():
+            if clock.paused_at is not None:
+                clock.spans = [*getattr(clock, "spans", []), (clock.paused_at, now())]
     return clocks
 
 
