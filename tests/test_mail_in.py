@@ -235,6 +235,22 @@ def test_a_portal_sign_in_link_in_mail_is_never_stored_for_agents_to_use(app, ct
         assert customer_links.redeem(ctx, token) is not None  # still Ada's own to use
 
 
+def test_two_scans_under_one_message_id_with_other_files_are_both_kept(take):
+    # A scanner sends every scan with the same Message-ID, sender, subject and text.
+    def scan(content: bytes) -> bytes:
+        mail = EmailMessage()
+        mail["From"], mail["To"], mail["Subject"] = "scanner@example.org", SUPPORT, "Scan"
+        mail["Message-ID"] = "<scan@scanner.example.org>"
+        mail.set_content("Scanned document attached.")
+        mail.add_attachment(content, maintype="application", subtype="pdf", filename="scan.pdf")
+        return bytes(mail)
+
+    first, second = take(scan(b"%PDF-1 invoice")), take(scan(b"%PDF-1 delivery note"))
+    assert (first.outcome, second.outcome) == ("created", "created")
+    assert first.incident.id != second.incident.id
+    assert take(b"Received: by relay.example.org\r\n" + scan(b"%PDF-1 delivery note")).outcome == "duplicate"
+
+
 def test_a_message_the_desk_cannot_take_waits_in_quarantine(app, take, personas):
     # A priority rule that fails (here a plugin's bug) refuses the incident: the message is
     # kept for an admin instead of failing the intake (mail-in would make the MTA retry it
@@ -291,6 +307,17 @@ def test_a_nul_in_the_text_is_dropped_not_a_message_stuck_forever(take):
     result = take(raw)
     assert result.outcome == "created", result.reason
     assert "\x00" not in result.incident.description and "S" in result.incident.description
+
+
+def test_an_html_mail_with_an_empty_plain_rendering_keeps_its_words(take):
+    raw = _raw("From: ben@example.org\nTo: help@example.com\nSubject: Printer\n"
+               'Message-ID: <alt-1@example.org>\nMIME-Version: 1.0\n'
+               'Content-Type: multipart/alternative; boundary="b"',
+               '--b\nContent-Type: text/plain; charset=utf-8\n\n\n--b\nContent-Type: text/html; charset=utf-8'
+               "\n\n<p>The <b>printer</b> on floor 2 is on fire.</p>\n--b--\n")
+    result = take(raw)
+    assert result.outcome == "created"
+    assert "The printer on floor 2 is on fire." in result.incident.description
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])

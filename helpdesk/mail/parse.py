@@ -244,6 +244,15 @@ def _body(message: Message, notes: list[str], attachments: list[Attachment], dep
             body = None
     if body is not None:
         content = _decode(body, notes)
+        if body.get_content_subtype() == "plain" and not content.strip():
+            # An empty plain rendering beside an HTML one (some mailers send it): the words are
+            # in the HTML, which is read instead.
+            try:
+                richer = message.get_body(preferencelist=("html",))
+            except Exception:  # noqa: BLE001 - keep the empty plain part
+                richer = None
+            if richer is not None:
+                body, content = richer, _decode(richer, notes)
         texts.append(html_to_text(content) if body.get_content_subtype() == "html" else content)
     for part in _leaves(message, count):
         if part is body:

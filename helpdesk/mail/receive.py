@@ -207,7 +207,7 @@ def receive(ctx: Context, raw: bytes) -> Received:
     mail.text = _SIGN_IN_LINK.sub(r"\1(link removed: it would sign in as the customer)", mail.text)
     base.update(message_id=mail.original_id or mail.message_id, sender=mail.sender,
                 subject=mail.subject[:300], full_text=mail.text)
-    for key in _keys(mail.message_id, raw):
+    for key in _keys(mail.message_id, raw, mail):
         existing = InboundMail.get_or_none(InboundMail.key == key)
         if existing is None:
             try:
@@ -216,29 +216,45 @@ def receive(ctx: Context, raw: bytes) -> Received:
                 existing = InboundMail.get_or_none(InboundMail.key == key)
                 if existing is None:
                     raise
-        if _same_message(existing, base):
+        if _same_message(ctx, existing, base, mail):
             return Received("duplicate", existing, "this Message-ID was received before")
         logger.warning("inbound mail from %s reuses the Message-ID of mail %s from %s: taken as "
                        "another message", mail.sender, existing.id, existing.sender)
-    raise AssertionError("unreachable: the last key names this very message")
+    # The last key names this very content: what holds it is this message, received before.
+    return Received("duplicate", existing, "this message was received before")
 
 
-def _keys(message_id: str, raw: bytes) -> tuple[str, ...]:
+def _keys(message_id: str, raw: bytes, mail: Mail | None = None) -> tuple[str, ...]:
     """The keys a message may be claimed under: its Message-ID, then (when another message
-    used that id before, a careless or hostile sender) the id and the message's own bytes."""
+    used that id before, a careless or hostile sender) the id and the message's content: its
+    sender, subject, text and files (the same message again through another hop has the same
+    content), or its bytes when it could not be read."""
     if not message_id:
         return (_key("", raw),)
+    content = (hashlib.sha256("\0".join([mail.sender, mail.subject, mail.text, *_files(mail)]).encode())
+               if mail is not None else hashlib.sha256(raw)).digest()
     return (_key(message_id, raw),
-            hashlib.sha256(f"message-id:{message_id}\0".encode() + hashlib.sha256(raw).digest()).hexdigest())
+            hashlib.sha256(f"message-id:{message_id}\0".encode() + content).hexdigest())
 
 
-def _same_message(existing: InboundMail, base: dict) -> bool:
+def _same_message(ctx: Context, existing: InboundMail, base: dict, mail: Mail) -> bool:
     """Is this the message already received (fetched twice, or by IMAP and the MTA, with other
-    transport headers), not another one carrying the same Message-ID?"""
+    transport headers), not another one carrying the same Message-ID (another sender, subject,
+    text or files: a scanner that sends every scan under one id)?"""
     if existing.raw_path == base["raw_path"]:
         return True
-    return (existing.sender, existing.subject, existing.full_text) == (
-        base["sender"], base["subject"], base["full_text"])
+    if (existing.sender, existing.subject, existing.full_text) != (
+            base["sender"], base["subject"], base["full_text"]):
+        return False
+    try:
+        earlier = parse(raw_message(ctx, existing))
+    except (DomainError, OSError, Unreadable):
+        return True  # its original is not kept: the same words from the same sender it is
+    return _files(earlier) == _files(mail)
+
+
+def _files(mail: Mail) -> list[str]:
+    return sorted(hashlib.sha256(attachment.data).hexdigest() for attachment in mail.attachments)
 
 
 def _take(ctx: Context, mail: Mail, base: dict, raw: bytes) -> Received:
@@ -259,7 +275,7 @@ def _refused(ctx: Context, base: dict, mail: Mail, raw: bytes, error: Exception)
     kept = {name: base[name] for name in ("raw_path", "size", "received_at", "full_text")}
     if isinstance(error, peewee.DataError):  # the text itself may be what no column takes
         kept["full_text"] = "(not kept: see the raw message)"
-    return _quarantine(ctx, _keys(mail.message_id, raw), kept, base["message_id"], mail.sender,
+    return _quarantine(ctx, _keys(mail.message_id, raw, mail), kept, base["message_id"], mail.sender,
                        base["subject"], f"it could not be taken: {type(error).__name__}: {error}"[:2000])
 
 
