@@ -716,6 +716,11 @@ def test_two_helpdesks_answering_each_other_stop(app, take, smtp, tmp_path, rela
     ("Sure.\nSent from my iPhone", "Sure."),
     ("> all quoted\n> nothing new", "> all quoted\n> nothing new"),  # kept whole, not emptied
     ("Point one:\n> your question\nmy answer", "Point one:\n> your question\nmy answer"),
+    # Answered below the quote (bottom-posting), or between its lines: their words are kept.
+    ("Hi,\n\nOn Mon, 30 Nov 2026, Helpdesk wrote:\n> Is the printer on?\n\nYes, and it still jams."
+     "\n\n-- \nAda", "Hi,\n\nYes, and it still jams."),
+    ("On Mon, 30 Nov 2026, Helpdesk wrote:\n> Which floor?\nThird.\n> Which tray?\nTray 2.",
+     "Third.\n\nTray 2."),
 ])
 def test_trimming_keeps_only_the_new_words(text, kept):
     assert trim_reply(text) == kept

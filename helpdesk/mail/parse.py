@@ -389,5 +389,32 @@ def trim_reply(text: str) -> str:
     kept = lines[:cut]
     while kept and (not kept[-1].strip() or kept[-1].lstrip().startswith(">")):
         kept.pop()
-    result = "\n".join(kept).strip()
+    below = _below_quote(lines, cut) if cut < len(lines) else ""
+    result = "\n\n".join(part for part in ("\n".join(kept).strip(), below) if part)
     return result or text.strip()
+
+
+def _below_quote(lines: list[str], cut: int) -> str:
+    """Words written under (or between) the lines of a ``>`` quote that follows an "On …
+    wrote:" line: a customer who answers below the quote must not be cut to "Hi,". Only a
+    quote marked with ``>`` tells its lines from theirs; a signature ends their words."""
+    attribution = lines[cut].strip()
+    if not (_CUT[3].match(attribution) or attribution.startswith(("On ", "Am ", "Le "))):
+        return ""
+    theirs: list[str] = []
+    quoted = False
+    for line in lines[cut + 1:]:
+        stripped = line.strip()
+        if stripped.startswith(">"):
+            quoted = True
+            if theirs and theirs[-1]:
+                theirs.append("")  # an answer between quoted lines: its own paragraph
+            continue
+        if not quoted:
+            if stripped and not re.search(r"(wrote|schrieb|a écrit)\s?:\s*$", stripped):
+                return ""  # no quote under the attribution: nothing to tell apart
+            continue
+        if _CUT[0].match(stripped) or _CUT[4].match(stripped) or any(p.match(stripped) for p in _CUT[1:4]):
+            break  # their signature, or an older quoted message
+        theirs.append(line.rstrip())
+    return "\n".join(theirs).strip()
