@@ -329,7 +329,9 @@ def on_retarget(ctx: Context, incident: Incident) -> None:
     if applicable is None:
         return
     state, (policy, targets) = ctx, applicable
-    for clock in _clocks(incident.id):
+    clocks = _clocks(incident.id)
+    _start_missing(state, incident, policy, targets, {clock.target for clock in clocks})
+    for clock in clocks:
         duration = targets.response if clock.target == "response" else targets.resolution
         if duration is None or clock.met_at or clock.stopped_at:
             continue
@@ -349,6 +351,28 @@ def on_retarget(ctx: Context, incident: Incident) -> None:
             # (an escalation's reassign or raise of priority re-targets exactly then).
             clock.breached_at = breached
         _save(state, clock)
+
+
+def _start_missing(state: Any, incident: Incident, policy: Any, targets: Any, present: set[str]) -> None:
+    """Clocks a target now applies to but that never started (the policy failed or did not
+    apply when the incident was logged): started from the incident's start, with what the
+    timeline says since (pauses, a reply, resolving), so the incident does not stay without
+    an SLA for good."""
+    if incident.status in {"closed", "cancelled"}:
+        return
+    for target, duration in (("response", targets.response), ("resolution", targets.resolution)):
+        if duration is None or target in present:
+            continue
+        clock = SlaClock(incident=incident.id, target=target, policy=policy.name, calendar=targets.calendar,
+                         target_seconds=int(duration.total_seconds()),
+                         warnings=",".join(str(p) for p in policy.warnings), started_at=incident.created_at)
+        clock.save(force_insert=True)
+        replayed = derive(state, incident).get(target)
+        if replayed is not None:
+            for name in AUDITED:
+                setattr(clock, name, getattr(replayed, name))
+        _save(state, clock)
+        logger.info("SLA: %s clock of %s started late (policy %r)", target, incident.reference, policy.name)
 
 
 # -- audit: the clocks again, from the timeline alone ----------------------------------

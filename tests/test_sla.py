@@ -779,6 +779,49 @@ def test_a_retarget_into_another_calendar_measures_the_pause_again(ctx, helpdesk
         assert sla.audit(state, Incident.get_by_id(incident.id)) == []
 
 
+class _FlakyPolicy:
+    """A policy whose targets fail while ``broken`` (its settings service was down, say)."""
+
+    __name__ = "flaky_policy"
+    broken = True
+
+    def targets(self, ctx: Any, incident: Any) -> Any:
+        from helpdesk.records import SlaTargets
+
+        if _FlakyPolicy.broken:
+            raise ConnectionError("tier service unreachable")
+        return SlaTargets(response=dt.timedelta(hours=1), resolution=dt.timedelta(hours=8))
+
+    @hookimpl
+    def helpdesk_sla_policies(self) -> list[Any]:
+        from helpdesk.records import SlaPolicy
+
+        return [SlaPolicy("flaky", "Flaky", self.targets)]
+
+    @hookimpl
+    def helpdesk_sla_policy(self, incident: Any) -> str:
+        return "flaky"
+
+
+@pytest.mark.parametrize("helpdesk_plugins", [[business_hours, sla_priority, _FlakyPolicy()]])
+def test_an_incident_logged_while_its_policy_failed_gets_its_clocks_at_the_next_change(desk):
+    _FlakyPolicy.broken = True
+    try:
+        incident = desk.log(utc(3, 2, 9), impact="medium", urgency="medium")
+        assert SlaClock.select().where(SlaClock.incident == incident.id).count() == 0
+        _FlakyPolicy.broken = False
+        desk.status(utc(3, 2, 9, 10), incident, "pending", pending_reason="customer")
+        desk.status(utc(3, 2, 9, 40), incident, "in_progress")
+        desk.do(utc(3, 2, 9, 45), incidents.override_priority, incident.id, desk.p.owner, 2, "Worse")
+        response = desk.clock_of(incident, "response")  # from the start, with the pause kept
+        assert (response.started_at, response.paused_seconds) == (utc(3, 2, 9), 30 * 60)
+        assert response.due_at == utc(3, 2, 10, 30)  # 1 h around the clock + 30 min pending
+        assert desk.check(utc(3, 2, 10, 31)) >= 1
+        assert desk.standing(incident, "response").state == "breached"
+    finally:
+        _FlakyPolicy.broken = True
+
+
 # -- 9. numbers that do not depend on when the check happened to run ---------------------------
 
 
