@@ -64,13 +64,22 @@ document.addEventListener("htmx:responseError", function (event) {
     sessionEnded = true;
     return;
   }
+  // A refusal that says why (404 "There is no incident INC-99999", say) is shown as it is.
+  var said = "";
+  if (status >= 400 && status < 500 && status !== 413 && event.detail.xhr.responseText) {
+    var answer = new DOMParser().parseFromString(event.detail.xhr.responseText, "text/html");
+    var reason = answer.querySelector("main .error") || answer.querySelector(".error");
+    said = reason ? reason.textContent.trim() : "";
+  }
   box.textContent = status === 503
     ? "The helpdesk is busy or cannot reach its database; nothing was changed. " +
       "What you typed is still here: try again in a few seconds."
     : status === 413
       ? "That was too large to send at once (the files together are over the server's limit); " +
         "nothing was changed. What you typed is still here: send fewer or smaller files."
-      : "Something went wrong and nothing was changed; try again.";
+      : said
+        ? said + (/nothing was/i.test(said) ? "" : " Nothing was changed.")
+        : "Something went wrong and nothing was changed; try again.";
 });
 
 // A table wider than a phone screen scrolls inside itself (helpdesk.css); one that does gets

@@ -343,6 +343,20 @@ def test_a_queue_column_that_fails_shows_a_mark_and_is_recorded_once(login, pers
     assert len(failures) == 2  # one per distinct error, not one per row and page view
 
 
+@pytest.mark.plugins(plugin("tier_column",
+                            helpdesk_queue_columns=lambda: [QueueColumn("tier", "Tier", _tier)]),
+                     plugin("tier_again",
+                            helpdesk_queue_columns=lambda: [QueueColumn("tier", "Tier 2", str)]))
+def test_a_second_queue_column_of_a_taken_name_is_left_out_and_said(login, personas, incident_factory):
+    incident_factory(title="Database")
+    page = login(personas.owner).get("/queues/open").get_data(as_text=True)
+    kept = ">Tier<" in page
+    assert kept != (">Tier 2<" in page)  # one of the two, never both
+    failure = PluginFailure.get()
+    assert failure.plugin == ("tier_again" if kept else "tier_column")
+    assert f"already given by {'tier_column' if kept else 'tier_again'!r}" in failure.error
+
+
 @pytest.mark.plugins(plugin("jinja_panel", helpdesk_incident_panels=lambda incident, agent: [
     Panel("Linked ticket", "linked.jinja", {})]))
 def test_a_panel_template_escapes_user_text_whatever_its_name_ends_in(app, login, personas, incident_factory):

@@ -53,6 +53,15 @@ def test_odd_ids_in_forms_are_refused_not_crashed(login, personas, incident_fact
     assert not Team.select().where(Team.name == "N" * 101).exists()
 
 
+def test_a_link_to_an_incident_that_does_not_exist_is_said_on_the_page(login, personas, incident_factory):
+    incident = incident_factory()
+    answer = login(personas.owner).post(f"/incidents/{incident.id}/links",
+                                        {"kind": "parent", "other": "INC-99999", "version": incident.version},
+                                        headers={"HX-Request": "true"})
+    assert answer.status_code == 422  # the page answers, saying why (not a 404 of the page itself)
+    assert "There is no incident INC-99999." in answer.get_data(as_text=True)
+
+
 def test_saving_details_keeps_a_retired_category_and_service(login, personas, incident_factory):
     category, service = Category.create(name="Legacy"), Service.create(name="Old CRM")
     incident = incident_factory(category=category, service=service)

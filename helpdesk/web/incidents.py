@@ -318,6 +318,9 @@ def link(incident_id: int) -> Any:
         other = Incident.parse_reference(raw)
         if raw and other is None:
             raise DomainError("Name the other incident by its reference, e.g. INC-42.")
+        if other is not None and not Incident.select().where(Incident.id == other).exists():
+            # Said on this incident's page (422), not as a 404 of the page itself.
+            raise DomainError(f"There is no incident {Incident(id=other).reference}.")
         domain.link(context(), incident_id, current_user, request.form.get("kind", ""),
                     other, expected_version())
 

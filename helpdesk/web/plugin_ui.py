@@ -117,9 +117,20 @@ _column_owners: dict[str, str] = {}
 
 
 def queue_columns(state: Any) -> list[Any]:
-    owned = plugins.collect_owned(state.pm, "helpdesk_queue_columns", records.QueueColumn, ctx=state)
-    _column_owners.update((column.name, plugin) for plugin, column in owned)
-    return [column for _plugin, column in owned]
+    """The plugins' queue columns; a second column of a name already taken is left out and
+    recorded for the Plugins page (a failure of either would be blamed on the wrong one)."""
+    columns: dict[str, Any] = {}
+    owners: dict[str, str] = {}
+    for plugin, column in plugins.collect_owned(state.pm, "helpdesk_queue_columns", records.QueueColumn,
+                                                ctx=state):
+        if column.name in columns:
+            plugins.record_failure(plugin, "helpdesk_queue_columns", None, ValueError(
+                f"a queue column named {column.name!r} is already given by {owners[column.name]!r}; "
+                "this one is left out (give it another name)"))
+            continue
+        columns[column.name], owners[column.name] = column, plugin
+    _column_owners.update(owners)
+    return list(columns.values())
 
 
 def column_value(column: Any, incident: Any) -> str:
