@@ -39,6 +39,7 @@ from helpdesk.rendering import (
     DEFAULT_TIME_FORMAT,
     format_duration,
     format_percent,
+    format_size,
     format_work,
     htmx,
     id_url,
@@ -337,6 +338,7 @@ def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["markdown"] = render_markdown
     app.jinja_env.filters["duration"] = format_duration
     app.jinja_env.filters["work"] = format_work  # time on an SLA clock, in its calendar's hours
+    app.jinja_env.filters["size"] = format_size  # a file's size: "512 KB", "10.2 MB"
     from helpdesk.queues import QUEUES
 
     app.jinja_env.globals.update(STATUSES=STATUSES, PRIORITIES=PRIORITIES, QUEUES=QUEUES,

@@ -14,7 +14,13 @@ from flask_htmx import HTMX
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
-from helpdesk.words import format_duration, format_percent, format_work, target_span  # noqa: F401 - the filters
+from helpdesk.words import (  # noqa: F401 - the filters
+    format_duration,
+    format_percent,
+    format_size,
+    format_work,
+    target_span,
+)
 
 #: Reads the HX-* request headers; stateless, attached to each app by the factory.
 htmx = HTMX()

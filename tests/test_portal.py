@@ -268,6 +268,9 @@ def test_reply_reopen_and_confirm(customer, two_incidents, app, ctx, personas):
     assert ada.post(f"/portal/incidents/{mine.id}/confirm").status_code == 303
     assert Incident.get_by_id(mine.id).status == "closed"
     assert ada.post(f"/portal/incidents/{mine.id}/confirm").status_code == 422  # already closed
+    # Closed, the page still says how it was solved (beside the rating it asks for).
+    closed = page(ada.get(f"/portal/incidents/{mine.id}"))
+    assert "How it was solved" in closed and "New drum." in closed
 
 
 def test_a_refused_reply_shows_the_customers_text_back(customer, two_incidents):
