@@ -23,6 +23,7 @@ from helpdesk.plugins import PluginError, load_plugins
 from helpdesk.records import (
     AdminPage,
     BusinessCalendar,
+    ChannelField,
     ChannelType,
     Panel,
     PluginAssets,
@@ -635,3 +636,22 @@ def test_the_readme_plugin_guide_prints_the_example_plugin_files_as_they_are():
         printed = re.search(rf"^`{re.escape(name)}`.*?\n\n```\w+\n(.*?)```", guide, re.S | re.M)
         assert printed, f"the guide does not print {name}"
         assert printed.group(1).strip() == (folder / name).read_text().strip(), name
+
+
+def _page_hook(ctx, message):
+    return None
+
+
+@pytest.mark.parametrize("helpdesk_settings",
+                         [{"plugins": {"acme_paging": {"allow_private": ["127.0.0.1"]}}}])
+@pytest.mark.plugins(plugin("acme_paging", helpdesk_channel_types=lambda: [ChannelType(
+    "pager", "Pager", _page_hook, agent_fields=(ChannelField("hook", "Hook URL", kind="url"),))]))
+def test_a_channels_url_fields_read_allow_private_from_its_plugins_own_settings(app, helpdesk_settings):
+    # The channel is "pager", its plugin "acme_paging": the plugin's table allows the address,
+    # as its own sending does (the channel's name is no settings table of anyone's).
+    from helpdesk.notify.addresses import check_value
+
+    ctx = app.extensions["helpdesk"]
+    pager = ctx.registry.channel_types["pager"]
+    assert check_value(ctx, pager, "hook", "http://127.0.0.1:5199/page") == "http://127.0.0.1:5199/page"
+    assert ctx.unclaimed_settings == []
