@@ -97,6 +97,10 @@ def _insert(row: BaseModel) -> int:
 _INSERTS: dict[tuple[type, tuple[str, ...]], Statement] = {}
 
 
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 class KeptSqliteDatabase(peewee.SqliteDatabase):
     """SQLite whose connection each thread keeps from one request to the next (see
     :func:`release`): opening a WAL database and setting its pragmas costs about 0.7 ms,
@@ -122,6 +126,10 @@ class KeptSqliteDatabase(peewee.SqliteDatabase):
 
     def __init__(self, *args: Any, busy_seconds: float = 10, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # SQLite's own LOWER() folds only A-Z: "ZOË" would never match "zoë" in a
+        # case-insensitive lookup (a requester, team or agent by name), as it does on
+        # PostgreSQL. No index is built on LOWER(), so replacing it changes no stored order.
+        self.register_function(_lower, "lower", 1, deterministic=True)
         self.busy_seconds = busy_seconds
         self.writer = threading.Lock()  # this process's writing thread
         self._writing = threading.local()

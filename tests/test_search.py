@@ -67,6 +67,16 @@ def test_phrases_exclusions_and_fields(app, ctx, personas, log_incident):
         assert ids(search.search(ctx, personas.owner, "mail status:pending")) == [a.id]
 
 
+def test_a_name_filter_matches_whatever_the_case_of_its_accented_capitals(app, ctx, personas, log_incident,
+                                                                            contact_factory):
+    zoe = contact_factory(name="ZOË Ñúñez", email="zoe@example.org")
+    wanted = log_incident(title="Printer jam", requester=zoe)
+    log_incident(title="Printer jam")
+    with app.app_context():
+        for query in ('printer requester:"ZOË Ñúñez"', 'printer requester:"zoë ñúñez"'):
+            assert ids(search.search(ctx, personas.owner, query)) == [wanted.id], query
+
+
 def test_title_matches_come_first_then_the_newest(app, ctx, personas, log_incident, frozen_clock):
     old_title = log_incident(title="VPN drops", description="")
     frozen_clock.advance(hours=1)
