@@ -415,6 +415,11 @@ def sla_check(ctx: click.Context, at_text: str | None, dry_run: bool) -> None:
         raise click.BadParameter(f"{at_text!r} is not an ISO 8601 time", param_hint="--at") from None
     if not FIRST_DAY <= at.date() <= LAST_DAY:  # the reports' bounds: business time must reach past it
         raise click.BadParameter(f"{at_text!r}: choose a time from 1970 to 9000", param_hint="--at")
+    if not dry_run and at > now() + dt.timedelta(minutes=1):
+        # A real pass at a later time would record breaches and run escalation steps early.
+        raise click.BadParameter(f"{at_text!r} is later than now: a real check would fire breaches and "
+                                 "escalation steps ahead of time; add --dry-run to see what would fire then",
+                                 param_hint="--at")
     app = _ready(ctx)
     with app.app_context(), database.connection_context():
         state = app.extensions["helpdesk"]
