@@ -99,6 +99,12 @@ def policy_targets(ctx: Context, incident: Incident) -> tuple[Any, Any] | None:
         logger.error("SLA: policy %r failed for %s: %s", name, incident.reference, error)
         record_failure(owner, f"SlaPolicy({name!r}).targets", incident, error)
         return None
+    if targets is not None and targets.calendar and targets.calendar not in ctx.registry.business_calendars:
+        # A misspelt calendar counts around the clock: said where admins look, not only in a log.
+        owner = ctx.registry.owners.get(("helpdesk_sla_policies", name), name)
+        record_failure(owner, f"SlaPolicy({name!r}).targets", incident, LookupError(
+            f"business calendar {targets.calendar!r} is not registered: its targets are counted "
+            "around the clock until it is"))
     return (policy, targets) if targets is not None else None
 
 

@@ -822,6 +822,31 @@ def test_an_incident_logged_while_its_policy_failed_gets_its_clocks_at_the_next_
         _FlakyPolicy.broken = True
 
 
+class _MisspeltCalendarPolicy:
+    __name__ = "misspelt_calendar"
+
+    @hookimpl
+    def helpdesk_sla_policies(self) -> list[Any]:
+        from helpdesk.records import SlaPolicy, SlaTargets
+
+        return [SlaPolicy("office", "Office", lambda ctx, incident: SlaTargets(
+            response=dt.timedelta(hours=1), resolution=dt.timedelta(hours=8), calendar="buisness"))]
+
+    @hookimpl
+    def helpdesk_sla_policy(self, incident: Any) -> str:
+        return "office"
+
+
+@pytest.mark.parametrize("helpdesk_plugins", [[business_hours, sla_priority, _MisspeltCalendarPolicy()]])
+def test_a_policy_naming_a_calendar_nobody_registered_is_shown_to_admins(desk):
+    from helpdesk.models import PluginFailure
+
+    incident = desk.log(utc(3, 2, 9), impact="medium", urgency="medium")
+    assert desk.clock_of(incident, "response").due_at == utc(3, 2, 10)  # around the clock, as said
+    failure = PluginFailure.get()
+    assert failure.plugin == "misspelt_calendar" and "'buisness' is not registered" in failure.error
+
+
 # -- 9. numbers that do not depend on when the check happened to run ---------------------------
 
 
