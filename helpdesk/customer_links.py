@@ -75,6 +75,19 @@ def issue(ctx: Context, address: str, client: str | None) -> tuple[Contact, str]
     return contact, _serializer(ctx).dumps(raw)
 
 
+def revoke(ctx: Context, signed: str) -> bool:
+    """Use up a link that came back to the desk (quoted in an out-of-office reply, forwarded):
+    whoever can read that mail must not sign in with it. True when a live link was revoked."""
+    try:
+        raw = _serializer(ctx).loads(signed or "", max_age=LINK_MINUTES * 60)
+    except BadSignature:
+        return False
+    if not isinstance(raw, str):
+        return False
+    return PortalToken.update(used_at=now()).where(
+        (PortalToken.token_hash == _hash(raw)) & PortalToken.used_at.is_null()).execute() == 1
+
+
 def redeem(ctx: Context, signed: str) -> Contact | None:
     """The contact a link signs in, once; ``None`` for anything else (tampered, expired,
     used, unknown)."""

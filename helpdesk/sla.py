@@ -129,13 +129,15 @@ def elapsed(state: Any, clock: SlaClock, at: dt.datetime, paused: dt.timedelta |
     return max(dt.timedelta(0), total - (paused_for(state, clock, end) if paused is None else paused))
 
 
-def _instant_of(state: Any, clock: SlaClock, fraction_per_mille: int) -> dt.datetime:
+def _instant_of(state: Any, clock: SlaClock, fraction_per_mille: int,
+                pauses: list[tuple[dt.datetime, dt.datetime]] | None = None) -> dt.datetime:
     """When the clock reaches this share of its target. Only the pauses taken before that
     moment move it: a pause that began once the target was used up (pending after a breach)
     does not push the due time later."""
     calendar = _calendar(state, clock.calendar)
     work = dt.timedelta(seconds=clock.target_seconds * fraction_per_mille / 1000)
-    pauses = _pause_spans(state, clock) if clock.paused_seconds else []
+    if pauses is None:
+        pauses = _pause_spans(state, clock) if clock.paused_seconds else []
     if not pauses:
         return business_time.add(calendar, clock.started_at,
                                  work + dt.timedelta(seconds=clock.paused_seconds))
@@ -193,12 +195,13 @@ def _schedule(state: Any, clock: SlaClock, fired: set[int] | None = None) -> Non
     if clock.paused_at:
         clock.due_at = None  # unknown until the clock runs again
         return
-    clock.due_at = _instant_of(state, clock, BREACH)
+    pauses = _pause_spans(state, clock) if clock.paused_seconds else []  # read once for both
+    clock.due_at = _instant_of(state, clock, BREACH, pauses)
     if clock.breached_at is not None:
         return
     fired = _fired(clock) if fired is None else fired
     upcoming = [p for p in _points(clock) if p > max(fired, default=0)] + [BREACH]
-    clock.next_event_at = _instant_of(state, clock, upcoming[0])
+    clock.next_event_at = _instant_of(state, clock, upcoming[0], pauses)
 
 
 def status(state: Any, clock: SlaClock, at: dt.datetime) -> Status:
@@ -268,9 +271,11 @@ def on_status(ctx: Context, incident: Incident, old: str, new: str) -> None:
 
 
 def _breach_sent(clock: SlaClock) -> bool:
+    """Whether this target's breach was announced: in this cycle, or in an earlier one whose
+    breach a re-target kept (still overdue on the new length, see :func:`on_retarget`)."""
     return SlaEvent.select().where(
         (SlaEvent.incident == clock.incident_id) & (SlaEvent.target == clock.target)
-        & (SlaEvent.kind == "breach") & (SlaEvent.cycle == clock.cycle)).exists()
+        & (SlaEvent.kind == "breach") & (SlaEvent.cycle <= clock.cycle)).exists()
 
 
 def _meet(state: Any, clock: SlaClock, at: dt.datetime) -> None:
@@ -410,7 +415,10 @@ def derive(state: Any, incident: Incident, calendars: dict[str, str | None] | No
                                          target_seconds=stored.target_seconds,
                                          started_at=incident.created_at, paused_seconds=0)
     action_meets = state.settings.sla_response_met_by == "action"
-    entries = TimelineEntry.select().where(TimelineEntry.incident == incident.id).order_by(TimelineEntry.id)
+    entries = (TimelineEntry.select(TimelineEntry.id, TimelineEntry.kind, TimelineEntry.field,
+                                    TimelineEntry.actor, TimelineEntry.old_value, TimelineEntry.new_value,
+                                    TimelineEntry.at)
+               .where(TimelineEntry.incident == incident.id).order_by(TimelineEntry.id))  # not the bodies
     for entry in entries:
         response = clocks.get("response")
         if entry.kind == "change" and entry.field == "status":

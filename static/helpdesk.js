@@ -163,7 +163,12 @@ document.addEventListener("click", function (event) {
       group.disabled = !shown;
     });
     var chosen = agents.selectedOptions[0];
-    if (chosen && chosen.parentElement && chosen.parentElement.disabled) { agents.value = ""; }
+    if (chosen && chosen.parentElement && chosen.parentElement.disabled) {
+      // The same agent under the chosen team (an agent of both teams) stays chosen.
+      var same = agents.querySelector('optgroup[data-team="' + team.value + '"] option[value="' +
+                                      chosen.value + '"]');
+      if (same) { same.selected = true; } else { agents.value = ""; }
+    }
   }
   function all() { document.querySelectorAll("select[data-narrows]").forEach(narrow); }
   document.addEventListener("change", function (event) {

@@ -231,8 +231,16 @@ def test_a_portal_sign_in_link_in_mail_is_never_stored_for_agents_to_use(app, ct
     assert forwarded.outcome == "created"
     assert token not in forwarded.incident.description and token not in forwarded.mail.full_text
     assert "/portal/sign-in/(link removed" in forwarded.incident.description
+    with app.app_context():  # and the link is used up: the raw message, kept, still holds it
+        assert customer_links.redeem(ctx, token) is None
+        _contact, fresh = customer_links.issue(ctx, ada.email, "127.0.0.2")
+    # A gateway's rewritten link (Safe Links encodes the path) is caught too.
+    wrapped = take(reply_to(sign_in, "ada@example.org", "Fwd: https://eu.safelinks.protection.outlook.com/"
+                            f"?url=https%3A%2F%2Fhelp.example.com%2Fportal%2Fsign-in%2F{fresh}&data=0",
+                            headers=False, subject="Fwd: link"))
+    assert fresh not in wrapped.incident.description
     with app.app_context():
-        assert customer_links.redeem(ctx, token) is not None  # still Ada's own to use
+        assert customer_links.redeem(ctx, fresh) is None
 
 
 def test_two_scans_under_one_message_id_with_other_files_are_both_kept(take):
@@ -268,6 +276,14 @@ def test_a_message_the_desk_cannot_take_waits_in_quarantine(app, take, personas)
     assert Notice.select().where(Notice.agent == personas.admin.id).count() == 1
     assert take("From: ada@example.org\r\nSubject: Printer\r\nMessage-ID: <refused@example.org>"
                 "\r\n\r\nIt jams.\r\n").outcome == "duplicate"
+
+
+def test_an_unreadable_message_through_two_routes_is_quarantined_once(take, personas):
+    raw = fixture("missing_boundary.eml")
+    assert take(raw).outcome == "quarantined"
+    again = take(b"Received: from relay.example.org by mx.example.com\r\n" + raw)
+    assert again.outcome == "duplicate"
+    assert InboundMail.select().count() == 1
 
 
 def test_oversized_mail_is_quarantined_whole(ctx, take):
@@ -721,6 +737,9 @@ def test_two_helpdesks_answering_each_other_stop(app, take, smtp, tmp_path, rela
      "\n\n-- \nAda", "Hi,\n\nYes, and it still jams."),
     ("On Mon, 30 Nov 2026, Helpdesk wrote:\n> Which floor?\nThird.\n> Which tray?\nTray 2.",
      "Third.\n\nTray 2."),
+    # Written on top: what the server adds under the quote (a disclaimer) is not theirs.
+    ("Thanks, it works now.\n\nOn Mon, 30 Nov 2026, Helpdesk wrote:\n> Try again.\n\n"
+     "This e-mail is confidential.", "Thanks, it works now."),
 ])
 def test_trimming_keeps_only_the_new_words(text, kept):
     assert trim_reply(text) == kept

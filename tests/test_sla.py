@@ -933,6 +933,21 @@ def test_a_breach_is_announced_once_while_it_lasts_whatever_re_targets_it(desk, 
     assert len([call for call in recorder.calls if call[1:3] == ("response", "breach")]) == 2
 
 
+def test_a_kept_breach_is_not_announced_again_after_resolving_and_reopening(desk, register_plugin):
+    recorder = register_plugin(Recorder())
+    # P2: resolution due 17:00 (8 business hours); breached at 17:05; raised to P1 while
+    # overdue (kept); resolved, reopened: the resolution breach was told once, and stays told.
+    incident = desk.log(utc(3, 2, 9), impact="high", urgency="medium")
+    desk.reply(utc(3, 2, 9, 5), incident)
+    desk.check(utc(3, 2, 17, 5))
+    desk.do(utc(3, 2, 17, 10), incidents.override_priority, incident.id, desk.p.owner, 1, "Worse")
+    desk.status(utc(3, 2, 17, 20), incident, "resolved", note="Fixed")
+    desk.status(utc(3, 2, 17, 30), incident, "in_progress", note="Down again")
+    desk.check(utc(3, 2, 17, 35))
+    assert [call for call in recorder.calls if call[1:3] == ("resolution", "breach")] == [
+        (incident.id, "resolution", "breach", None)]
+
+
 def test_a_pause_taken_after_the_target_ran_out_does_not_move_the_due_time(desk):
     # P2: response due 09:30. Breached at 09:31; pending (customer) 10:00-11:00; the due time
     # stays 09:30 (a pause after the target was used up gives it no more time).

@@ -389,7 +389,11 @@ def trim_reply(text: str) -> str:
     kept = lines[:cut]
     while kept and (not kept[-1].strip() or kept[-1].lstrip().startswith(">")):
         kept.pop()
-    below = _below_quote(lines, cut) if cut < len(lines) else ""
+    # Words under the quote count only when nothing but a greeting ("Hi,") is above it: a reply
+    # written on top leaves whatever follows the quote (a disclaimer the server adds) out.
+    above = [line.strip() for line in kept if line.strip()]
+    greeting_only = not above or (len(above) == 1 and above[0].endswith(",") and len(above[0]) <= 40)
+    below = _below_quote(lines, cut) if cut < len(lines) and greeting_only else ""
     result = "\n\n".join(part for part in ("\n".join(kept).strip(), below) if part)
     return result or text.strip()
 

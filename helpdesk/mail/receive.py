@@ -65,7 +65,7 @@ OUTCOMES = ("created", "replied", "reopened", "followed_up", "recorded", "droppe
 _OUR_ID = re.compile(r"^inc-(\d{1,18})[.@]")
 _BOUNCE_SENDERS = ("mailer-daemon@", "postmaster@")
 #: A portal sign-in link (one-time, signs in as the customer): never stored where agents read.
-_SIGN_IN_LINK = re.compile(r"(/portal/sign-in/)[A-Za-z0-9_.=-]{8,}")
+_SIGN_IN_LINK = re.compile(r"((?:/|%2F)portal(?:/|%2F)sign-in(?:/|%2F))([A-Za-z0-9_.=-]{8,})", re.IGNORECASE)
 _FINAL_RECIPIENT = re.compile(rb"(?im)^(?:final|original)-recipient:\s*rfc822\s*;\s*<?([^\s<>;]+@[^\s<>;]+)")
 
 
@@ -204,6 +204,7 @@ def receive(ctx: Context, raw: bytes) -> Received:
     except Unreadable as error:
         message_id, sender, subject = _quick_headers(raw)
         return _quarantine(ctx, _keys(message_id, raw), base, message_id, sender, subject, str(error))
+    _revoke_sign_in_links(ctx, raw, mail.text)
     mail.text = _SIGN_IN_LINK.sub(r"\1(link removed: it would sign in as the customer)", mail.text)
     base.update(message_id=mail.original_id or mail.message_id, sender=mail.sender,
                 subject=mail.subject[:300], full_text=mail.text)
@@ -222,6 +223,17 @@ def receive(ctx: Context, raw: bytes) -> Received:
                        "another message", mail.sender, existing.id, existing.sender)
     # The last key names this very content: what holds it is this message, received before.
     return Received("duplicate", existing, "this message was received before")
+
+
+def _revoke_sign_in_links(ctx: Context, raw: bytes, text: str) -> None:
+    """A portal sign-in link that comes back in a message is used up at once: the text keeps no
+    trace of it, but the raw message does, and so would a quote the text missed."""
+    from helpdesk import customer_links
+
+    source = raw[:5_000_000].decode("latin-1") + "\n" + text
+    for signed in {found.group(2) for found in _SIGN_IN_LINK.finditer(source)}:
+        if customer_links.revoke(ctx, signed):
+            logger.warning("a portal sign-in link came back in inbound mail and was revoked")
 
 
 def _keys(message_id: str, raw: bytes, mail: Mail | None = None) -> tuple[str, ...]:
@@ -285,7 +297,10 @@ def _quarantine(ctx: Context, keys: tuple[str, ...], base: dict, message_id: str
         existing = InboundMail.get_or_none(InboundMail.key == key)
         if existing is None:
             break
-        if existing.raw_path == base["raw_path"]:
+        if existing.raw_path == base["raw_path"] or (
+                message_id and (existing.sender, existing.subject) == (sender, subject)):
+            # (the same message through another hop: other transport headers, the same id,
+            # sender and subject; it could not be read, so its words cannot be compared)
             return Received("duplicate", existing, "this message was received before")
     with write_transaction():
         row = InboundMail.create(key=key, message_id=message_id, sender=sender, subject=subject,
