@@ -71,9 +71,12 @@ def check_value(ctx: Context, channel: ChannelType, field_name: str, value: str)
         from helpdesk.outbound import resolve
 
         try:
-            # The plugin's own settings table (a channel may be named otherwise than its plugin).
+            # The plugin's own settings table (a channel may be named otherwise than its plugin),
+            # else one named after the channel (a plugin registered under another name).
             owner = ctx.registry.owners.get(("helpdesk_channel_types", channel.name), channel.name)
-            resolve(value, ctx.plugin_settings(owner).list("allow_private"))
+            allowed = (ctx.plugin_settings(owner).list("allow_private")
+                       or ctx.plugin_settings(channel.name).list("allow_private"))
+            resolve(value, allowed)
         except DeliveryError as error:
             if error.permanent:  # a name that does not resolve today may tomorrow: kept
                 raise DomainError(f"{label}: {error}") from None
