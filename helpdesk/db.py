@@ -226,6 +226,10 @@ def open_database(url: str, busy_seconds: int = 10) -> peewee.Database:
                                   busy_seconds=busy_seconds)
     if parts.scheme in {"postgres", "postgresql"}:
         options = dict(parse_qsl(parts.query))
+        if "options=" in parts.query.split("&"):
+            # ``?options=`` sends no startup options (PgBouncer before 1.20 refuses them);
+            # parse_qsl drops blank values, which would bring the default back.
+            options["options"] = ""
         return PooledPostgresqlDatabase(
             unquote(parts.path.lstrip("/")),
             user=unquote(parts.username) if parts.username else None,

@@ -257,3 +257,17 @@ def test_an_api_edit_that_fails_after_its_commit_says_it_was_saved(app, log_inci
     assert response.mimetype == "application/problem+json"
     assert response.get_json()["saved"] is True, "a client told nothing happened would edit again"
     assert Incident.get_by_id(incident.id).title == "Printer on fire"
+
+
+@pytest.mark.skipif(not PG_URL, reason="a PostgreSQL server connection")
+@pytest.mark.parametrize(("query", "expected"), [("", "3s"), ("?options=", "0")])
+def test_a_blank_options_parameter_sends_no_startup_options_for_pgbouncer(query, expected):
+    """PgBouncer before 1.20 refuses a connection that sends startup ``options``; the README
+    says ``?options=`` turns them off (lock_timeout then comes from the role's settings)."""
+    from helpdesk.db import open_database
+
+    database = open_database(PG_URL.split("?")[0] + query, busy_seconds=3)
+    try:
+        assert database.execute_sql("SHOW lock_timeout").fetchone()[0] == expected
+    finally:
+        database.close_all()
