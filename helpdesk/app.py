@@ -346,6 +346,12 @@ def _register_template_helpers(app: Flask) -> None:
                                  priority_badge_of=priority_badge, id_url=id_url,
                                  options_of=options, member_options_of=member_options,
                                  url_for=remembered_url_for(app))
+    settings = app.extensions["helpdesk"].settings
+    # A file input's limits, checked in the browser before sending (static/files.js): a request
+    # over max_request_bytes is refused before the app reads it, so its text could not come back.
+    app.jinja_env.globals["file_limits"] = Markup(
+        'data-max-file-bytes="{}" data-max-request-bytes="{}"').format(
+        settings.attachment_max_bytes, settings.max_request_bytes)
 
     @app.context_processor
     def unread_notices() -> dict[str, Any]:

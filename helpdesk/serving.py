@@ -56,7 +56,9 @@ class _TooLargeTask(ErrorTask):
         else:
             content_type = "text/html; charset=utf-8"
             body = ("<!doctype html><meta charset=utf-8><title>Request too large</title>"
-                    f"<p>The request is too large (over {limit // 1024} KB). Nothing was saved.</p>")
+                    f"<p>The request is too large (over {limit // 1024} KB). Nothing was saved.</p>"
+                    "<p>Go back to the form and send fewer or smaller files; what you typed is "
+                    "still there in most browsers.</p>")
         self.status = "413 Request Entity Too Large"
         self.response_headers.extend([("Content-Type", content_type), ("Cache-Control", "no-store")])
         self.set_close_on_finish()

@@ -58,6 +58,12 @@ def test_agent_attaches_files_to_a_reply_and_sees_them_on_the_timeline(
     log_in(page, server, personas.owner.username)
     page.goto(f"{server}/incidents/{incident.id}")
 
+    # The server's own checks: the browser's check before sending (static/files.js, see
+    # test_browser_file_limits.py) is taken off, as for a client without scripts.
+    def without_browser_check() -> None:
+        page.locator("#reply-files").evaluate("input => input.removeAttribute('data-max-request-bytes')")
+
+    without_browser_check()
     # A file over the limit: nothing is sent, the text stays, the error says why.
     page.locator("#vis-public").check()
     page.locator("#reply-body").fill("Please install the attached firmware.")
@@ -71,6 +77,7 @@ def test_agent_attaches_files_to_a_reply_and_sees_them_on_the_timeline(
     # A request over max_request_bytes (413, not swapped by htmx): said so, the text is kept.
     huge = tmp_path / "disk-image.bin"
     huge.write_bytes(b"\0" * (80 * 1024))
+    without_browser_check()  # the refusal above brought a new form
     page.get_by_label("Attach files").set_input_files(str(huge))
     page.get_by_role("button", name="Add").click()
     page.wait_for_selector("#request-error:has-text('too large to send at once')")

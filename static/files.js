@@ -1,0 +1,58 @@
+// Chosen files are checked against the server's limits before the form is sent. A request
+// over max_request_bytes is refused by the server before the app reads it, so the page that
+// answers cannot give the typed text back; refused here, nothing leaves the page. The server
+// still checks both limits: this only spares the round trip and the lost words.
+(function () {
+  "use strict";
+
+  function size(bytes) {
+    if (bytes >= 1048576) return (bytes / 1048576).toFixed(1).replace(/\.0$/, "") + " MB";
+    return Math.ceil(bytes / 1024) + " KB";
+  }
+
+  function textBytes(form) {
+    let total = 0;
+    for (const field of form.querySelectorAll("textarea, input:not([type=file])")) {
+      total += new Blob([field.name + "=" + field.value]).size + 200;  // part headers
+    }
+    return total;
+  }
+
+  function check(input) {
+    const perFile = Number(input.dataset.maxFileBytes) || 0;
+    const perRequest = Number(input.dataset.maxRequestBytes) || 0;
+    let message = "";
+    let total = input.form ? textBytes(input.form) : 0;
+    for (const file of input.files) {
+      total += file.size + 300;
+      if (perFile && file.size > perFile) {
+        message = `${file.name} is ${size(file.size)}; one file may be at most ${size(perFile)}.`;
+        break;
+      }
+    }
+    if (!message && perRequest && total > perRequest) {
+      message = `These files and your text come to ${size(total)}; one message may carry at most ` +
+        `${size(perRequest)}. Send fewer or smaller files, and the rest in another message.`;
+    }
+    input.setCustomValidity(message);
+    return message;
+  }
+
+  const selector = "input[type=file][data-max-request-bytes]";
+  document.addEventListener("change", function (event) {
+    if (event.target.matches && event.target.matches(selector) && check(event.target)) {
+      event.target.reportValidity();
+    }
+  });
+  // The text counts too: typed after the files were chosen, it is checked again on send.
+  document.addEventListener("submit", function (event) {
+    for (const input of event.target.querySelectorAll(selector)) {
+      if (check(input)) {
+        event.preventDefault();
+        event.stopImmediatePropagation();
+        input.reportValidity();
+        return;
+      }
+    }
+  }, true);
+})();
