@@ -29,11 +29,24 @@ def test_panel_counts_public_replies_and_time_since_the_last(ctx, helpdesk_app, 
         incidents.add_comment(ctx, incident.id, personas.owner, "On it", public=True)
         incidents.add_comment(ctx, incident.id, personas.owner, "internal", public=False)
     frozen_clock.advance(minutes=25)
+    with helpdesk_app.app_context():
+        incidents.add_comment(ctx, incident.id, personas.owner, "Found the cause", public=True)
+        incidents.add_comment(ctx, incident.id, personas.owner, "internal again", public=False)
+    frozen_clock.advance(minutes=10)
     page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
     assert "Customer contact" in page
-    assert "<dt>Public replies</dt><dd>1</dd>" in page
-    assert "<dd>25 minutes ago</dd>" in page
-    assert "<dt>Open for</dt><dd>1 hour 25 minutes</dd>" in page
+    assert "<dt>Public replies</dt><dd>2</dd>" in page
+    assert "<dd>10 minutes ago</dd>" in page, "since the latest public reply"
+    assert "<dt>Open for</dt><dd>1 hour 35 minutes</dd>" in page
+
+
+def test_panel_of_an_incident_nobody_has_answered(helpdesk_app, login, personas, incident_factory,
+                                                 frozen_clock):
+    incident = incident_factory()
+    frozen_clock.advance(hours=2)
+    page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert "<dt>Public replies</dt><dd>0</dd>" in page
+    assert "<dd>never (2 hours since logging)</dd>" in page
 
 
 def test_the_instance_folder_can_override_a_plugin_template(helpdesk_app, login, personas,
