@@ -9,7 +9,7 @@ import peewee
 from flask import abort, request
 
 from helpdesk.db import Statement
-from helpdesk.models import Agent, Category, Contact, Membership, Service, Team
+from helpdesk.models import Agent, Category, Membership, Service, Team
 
 _ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and small enough for a 64-bit column
 
@@ -56,9 +56,6 @@ class Person(NamedTuple):
     display_name: str
 
 
-#: Requesters offered in the incident page's select (the New incident page searches instead).
-CONTACT_CHOICES = 500
-
 # Every team with its active agents, one row per pair (a team nobody active is in: one row
 # without an agent). Only what the boxes show (ids and names): whole rows cost more than
 # the query, and one query is one round trip to PostgreSQL, not two.
@@ -67,9 +64,6 @@ _TEAMS_AND_MEMBERS = Statement(lambda: Team.select(Team.id, Team.name, Agent.id,
                                .join(Agent, peewee.JOIN.LEFT_OUTER,
                                      on=(Membership.agent == Agent.id) & (Agent.active == True))  # noqa: E712
                                .order_by(Team.name, Team.id, Agent.display_name, Agent.id))
-_CONTACTS = Statement(lambda limit: Contact.select(Contact.id, Contact.name).order_by(Contact.name)
-                      .limit(limit))
-
 _CATEGORIES = Statement(lambda: Category.select().where(Category.active == True)  # noqa: E712
                         .order_by(Category.name), models=(Category,))
 _SERVICES = Statement(lambda: Service.select().where(Service.active == True)  # noqa: E712
@@ -90,12 +84,11 @@ def teams_and_members() -> dict[str, Any]:
 
 
 def choices() -> dict[str, Any]:
-    """Teams with their active agents (grouped), and the catalogue, for select boxes."""
-    contacts = _CONTACTS.execute(CONTACT_CHOICES).fetchall()  # (id, name) pairs: rendering.options
+    """Teams with their active agents (grouped), and the catalogue, for select boxes. Contacts
+    are searched instead (a select of them all would not scale, and one of the first few
+    hundred left the rest unreachable)."""
     return {
         **teams_and_members(),
         "categories": [category for (category,) in _CATEGORIES.rows()],
         "services": [service for (service,) in _SERVICES.rows()],
-        "contacts": contacts,
-        "contact_ids": {contact_id for contact_id, _name in contacts},
     }

@@ -66,6 +66,7 @@ def _render(incident_id: int, *, error: str | None = None, status: int = 200,
     mine = [team for team in found["teams"]
             if any(agent.id == current_user.id for agent in found["members"].get(team.id, []))]
     show = request.args.get("show", "all")
+    requester_query = request.args.get("requester_query") if request.method == "GET" else None
     html = render_page(
         "incident.html",
         {BODY},
@@ -95,6 +96,9 @@ def _render(incident_id: int, *, error: str | None = None, status: int = 200,
         resolution_codes=RESOLUTION_CODES,
         sla_clocks=_sla(incident),
         parse_time=dt.datetime.fromisoformat,
+        requester_query=requester_query,
+        requester_choices=(_intake.requester_matches(requester_query, incident.requester) if requester_query
+                           else [incident.requester] if incident.requester else []),
         **found,
     )
     return html, status

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, StringField, TextAreaField
@@ -87,7 +87,8 @@ def _chosen(raw: Any) -> Contact | None:
     return Contact.get_or_none(Contact.id == record_id) if record_id is not None else None
 
 
-def _matches(query: str, chosen: Contact | None) -> list[Contact]:
+def requester_matches(query: str, chosen: Contact | None) -> list[Contact]:
+    """Contacts matching ``query`` (name or address), the chosen one always among them."""
     found = requesters.search(query)
     if chosen is not None and chosen.id not in {c.id for c in found}:
         found.insert(0, chosen)  # the chosen requester stays on the list whatever is typed
@@ -101,7 +102,8 @@ def _page(form: NewIncidentForm, error: str | None, status: int) -> Any:
     return render_page(
         "incident_new.html", {"incident_form"}, form=form, error=error, types=TYPES, levels=LEVELS,
         priority_preview=preview(form.impact.data, form.urgency.data),
-        matches=_matches(form.requester_query.data or "", chosen), query=form.requester_query.data or "",
+        matches=requester_matches(form.requester_query.data or "", chosen),
+        query=form.requester_query.data or "",
         chosen=chosen, open_incidents=requesters.open_incidents(chosen.id) if chosen else [],
         team_agents=team_members(team_id) if team_id else None, **listing,
     ), status
@@ -153,11 +155,19 @@ def priority_preview() -> Any:
     return preview(request.args.get("impact"), request.args.get("urgency"))
 
 
+#: Where the requester search is on a page: the New incident page (with the hint of the chosen
+#: requester's open incidents), or the incident page's Edit details form (``d-``, no hint).
+REQUESTER_BOXES = {"": True, "d-": False}
+
+
 def find_requester() -> Any:
     chosen = _chosen(request.args.get("requester"))
     query = request.args.get("requester_query", "")
-    return render_template("intake/requester_matches.html", matches=_matches(query, chosen),
-                           chosen=chosen, query=query)
+    prefix = request.args.get("prefix", "")
+    if prefix not in REQUESTER_BOXES:
+        abort(400, "Unknown requester box.")
+    return render_template("intake/requester_matches.html", matches=requester_matches(query, chosen),
+                           chosen=chosen, query=query, prefix=prefix, hint=REQUESTER_BOXES[prefix])
 
 
 def requester_incidents() -> Any:

@@ -1,0 +1,74 @@
+"""The requester on the incident page's Edit details: found by searching (as on the New
+incident page), so every contact can be chosen however many there are, and the page does
+not list them all on every view."""
+
+from __future__ import annotations
+
+import re
+
+from helpdesk.models import Contact, Incident
+
+
+def many_contacts(count: int) -> None:
+    Contact.insert_many([{"name": f"Aaron {n:04d}", "email": f"aaron{n}@example.org"}
+                         for n in range(count)]).execute()
+
+
+def details_form(incident: Incident, **changes: str) -> dict[str, str]:
+    return {"version": str(incident.version), "title": incident.title, "description": "",
+            "type": incident.type, "impact": incident.impact, "urgency": incident.urgency,
+            "category": "", "service": "", "requester": str(incident.requester_id or ""), **changes}
+
+
+def test_a_contact_after_hundreds_of_others_can_be_found_and_chosen(personas, login, contact_factory,
+                                                                     incident_factory):
+    many_contacts(700)
+    zoe = contact_factory(name="Zoë Zimmermann", email="zoe@example.org")
+    incident = incident_factory(title="VPN drops")
+    client = login(personas.owner)
+
+    page = client.get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert "Aaron 0000" not in page, "the page no longer lists every contact"
+    assert 'id="d-requester-none"' in page and "checked" in page.split('id="d-requester-none"')[1][:40]
+
+    # without scripts: the search box's own form reloads the page with the matches, details open
+    found = client.get(f"/incidents/{incident.id}?requester_query=zimmer").get_data(as_text=True)
+    assert re.search(r"<details open>\s*<summary>Edit details", found)
+    assert f'id="d-requester-{zoe.id}"' in found and "1 match for “zimmer”" in found
+    # with scripts: only the matches, with the incident page's ids and no duplicate hint
+    live = client.get("/incidents/new/requesters", query_string={"requester_query": "ZOE@", "prefix": "d-"})
+    html = live.get_data(as_text=True)
+    assert f'id="d-requester-{zoe.id}"' in html and "duplicate-hint" not in html
+
+    response = client.post(f"/incidents/{incident.id}/details",
+                           data=details_form(incident, requester=str(zoe.id)))
+    assert response.status_code == 303
+    assert Incident.get_by_id(incident.id).requester_id == zoe.id
+
+
+def test_saving_other_details_keeps_the_requester(personas, login, contact_factory, incident_factory):
+    ada = contact_factory(name="Ada Lovelace", email="ada@example.org")
+    incident = incident_factory(title="Printer", requester=ada)
+    client = login(personas.owner)
+    page = client.get(f"/incidents/{incident.id}").get_data(as_text=True)
+    chosen = re.search(rf'<input type="radio" id="d-requester-{ada.id}"[^>]*>', page).group(0)
+    assert "checked" in chosen, "the current requester is the chosen one when the form opens"
+    assert client.post(f"/incidents/{incident.id}/details",
+                       data=details_form(incident, title="Printer jams")).status_code == 303
+    fresh = Incident.get_by_id(incident.id)
+    assert (fresh.title, fresh.requester_id) == ("Printer jams", ada.id)
+
+
+def test_the_requester_box_of_another_page_is_refused(personas, login):
+    client = login(personas.owner)
+    answer = client.get("/incidents/new/requesters", query_string={"requester_query": "a", "prefix": '"><b>'})
+    assert answer.status_code == 400
+
+
+def test_the_search_escapes_what_was_typed_and_found(personas, login, contact_factory, incident_factory):
+    contact_factory(name="<b>Bob</b>", email="bob@example.org")
+    incident = incident_factory()
+    page = login(personas.owner).get(f"/incidents/{incident.id}",
+                                      query_string={"requester_query": "<b>"}).get_data(as_text=True)
+    assert "&lt;b&gt;Bob&lt;/b&gt;" in page and "<b>Bob" not in page
+    assert 'value="&lt;b&gt;"' in page
