@@ -740,9 +740,41 @@ def test_two_helpdesks_answering_each_other_stop(app, take, smtp, tmp_path, rela
     # Written on top: what the server adds under the quote (a disclaimer) is not theirs.
     ("Thanks, it works now.\n\nOn Mon, 30 Nov 2026, Helpdesk wrote:\n> Try again.\n\n"
      "This e-mail is confidential.", "Thanks, it works now."),
+    # A bare "--" (the client dropped the delimiter's space) ends the words only above a signature.
+    ("Thanks!\n\n--\nAda Lovelace\nAnalyst, Example Ltd.\n+44 20 7946 0000", "Thanks!"),
+    ("Thanks!\n--\nAda\n\nOn Mon, 30 Nov 2026, Helpdesk wrote:\n> old", "Thanks!"),
+    ("Step one works.\n--\nStep two fails:\nerror 42", "Step one works.\n--\nStep two fails:\nerror 42"),
+    ("Tray 1 is fine.\n--\nThe printer on floor 2 prints blank pages since Monday.",
+     "Tray 1 is fine.\n--\nThe printer on floor 2 prints blank pages since Monday."),
+    ("Tray 1 is fine.\n--\nFloor 2 too\n\nAnd floor 4", "Tray 1 is fine.\n--\nFloor 2 too\n\nAnd floor 4"),
+    ("Part one\n--\nPart two\n--\nAda", "Part one\n--\nPart two"),
+    ("Hi,\n\nOn Mon, 30 Nov 2026, Helpdesk wrote:\n> Which tray?\nTray 2\n--\nAda", "Hi,\n\nTray 2"),
 ])
 def test_trimming_keeps_only_the_new_words(text, kept):
     assert trim_reply(text) == kept
+
+
+def test_words_below_a_bare_double_dash_are_the_customers_not_a_signature(take, ada_incident):
+    # Ada parts her reply with "--" and writes on below it: every word reaches the timeline.
+    incident, ack = ada_incident
+    body = ("Tray 1 is fine now.\n--\nBut the printer on floor 2 prints blank pages since Monday.\n\n"
+            "Could someone look at it today?\n\nAda")
+    result = take(reply_to(ack, "ada@example.org", body))
+    assert result.outcome == "replied"
+    (entry,) = customer_entries(incident.id)
+    assert entry.body == body
+
+
+def test_an_html_reply_loses_its_signature_even_without_the_delimiters_space(take, ada_incident):
+    # Turned into text, an HTML line keeps no trailing space: "-- " arrives as "--".
+    incident, ack = ada_incident
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "ada@example.org", SUPPORT, "Re: " + ack.message["Subject"]
+    mail["Message-ID"], mail["In-Reply-To"] = "<html-sig@example.org>", ack.message["Message-ID"]
+    mail.set_content("<p>Still jammed.</p><p>-- <br>Ada Lovelace<br>Floor 3</p>", subtype="html")
+    assert take(bytes(mail)).outcome == "replied"
+    (entry,) = customer_entries(incident.id)
+    assert entry.body == "Still jammed."
 
 
 def test_a_lying_charset_is_read_with_a_note():

@@ -353,16 +353,68 @@ def _parsed(message: EmailMessage) -> Mail:
 
 # -- trimming ---------------------------------------------------------------------------------
 
+_ATTRIBUTION = re.compile(r"^(On|Am|Le|El|Il|Op)\s.{0,300}"
+                          r"(wrote|schrieb|a écrit|escribió|ha scritto|schreef)\b.{0,200}:\s*$", re.I)
+#: Lines where the quoted earlier message (or a mobile client's tag line) begins.
 _CUT = [
-    re.compile(r"^-- ?$"),  # signature separator
     re.compile(r"^_{8,}\s*$"),  # Outlook's rule above the quoted message
     re.compile(r"^-{2,}\s*(Original Message|Ursprüngliche Nachricht|Message d'origine)\s*-{2,}", re.I),
-    re.compile(r"^(On|Am|Le|El|Il|Op)\s.{0,300}"
-               r"(wrote|schrieb|a écrit|escribió|ha scritto|schreef)\b.{0,200}:\s*$", re.I),
+    _ATTRIBUTION,
     re.compile(r"^Sent from my \w+", re.I),
 ]
 _OUTLOOK_FROM = re.compile(r"^\*?(From|Von|De):\*?\s", re.I)
 _OUTLOOK_NEXT = re.compile(r"^\*?(Sent|Date|Gesendet|Envoyé|To|An):\*?\s", re.I)
+#: What a signature under a bare "--" may hold: a few short lines (a name, a title, a phone
+#: number), none of them a sentence.
+SIGNATURE_LINES = 5
+SIGNATURE_WIDTH = 60
+SIGNATURE_WORDS = 6
+
+
+def _quote_starts(lines: list[str], index: int) -> bool:
+    """Does the quoted earlier message start at this line (an attribution, Outlook's headers)?"""
+    stripped = lines[index].strip()
+    if any(p.match(stripped) for p in _CUT):
+        return True
+    if index + 1 < len(lines) and stripped.startswith(("On ", "Am ", "Le ")) \
+            and re.search(r"(wrote|schrieb|a écrit)\s?:\s*$", lines[index + 1].strip()):
+        return True  # "On <date>, <name>" wrapped onto two lines
+    return bool(_OUTLOOK_FROM.match(stripped) and any(_OUTLOOK_NEXT.match(n.strip())
+                                                      for n in lines[index + 1:index + 4]))
+
+
+def _signature_starts(lines: list[str], index: int) -> bool:
+    """Does the signature start at this line? ``-- `` (the standard delimiter) always starts
+    one. A bare ``--`` (many mail clients, and HTML turned into text, drop the trailing space)
+    starts one only when what follows it, up to the quoted message or the end, reads as a
+    signature: one block of a few short lines, none a sentence. A customer who uses ``--`` to
+    separate parts of their message keeps every word below it."""
+    line = lines[index]
+    if line.strip() != "--":
+        return False
+    if line.rstrip() != line:
+        return True  # "-- "
+    block: list[str] = []
+    for following in range(index + 1, len(lines)):
+        stripped = lines[following].strip()
+        if stripped.startswith(">") or _quote_starts(lines, following):
+            break
+        if stripped == "--":
+            return False  # another separator below: this one parts the message
+        block.append(stripped)
+    while block and not block[-1]:
+        block.pop()
+    while block and not block[0]:
+        block.pop(0)
+    if "" in block or len(block) > SIGNATURE_LINES:
+        return False  # paragraphs, or more than a signature holds: more of the message
+    for text in block:
+        words = len(text.split())
+        if len(text) > SIGNATURE_WIDTH or words > SIGNATURE_WORDS:
+            return False
+        if text.endswith(("?", "!", ":")) or (text.endswith(".") and words > 3):
+            return False  # a sentence ("Example Ltd." is not one)
+    return True
 
 
 def trim_reply(text: str) -> str:
@@ -373,17 +425,8 @@ def trim_reply(text: str) -> str:
     """
     lines = text.replace("\r\n", "\n").split("\n")
     cut = len(lines)
-    for index, line in enumerate(lines):
-        stripped = line.strip()
-        if any(p.match(stripped) for p in _CUT):
-            cut = index
-            break
-        if index + 1 < len(lines) and stripped.startswith(("On ", "Am ", "Le ")) \
-                and re.search(r"(wrote|schrieb|a écrit)\s?:\s*$", lines[index + 1].strip()):
-            cut = index  # "On <date>, <name>" wrapped onto two lines
-            break
-        if _OUTLOOK_FROM.match(stripped) and any(_OUTLOOK_NEXT.match(n.strip())
-                                                  for n in lines[index + 1:index + 4]):
+    for index in range(len(lines)):
+        if _signature_starts(lines, index) or _quote_starts(lines, index):
             cut = index
             break
     kept = lines[:cut]
@@ -403,11 +446,12 @@ def _below_quote(lines: list[str], cut: int) -> str:
     wrote:" line: a customer who answers below the quote must not be cut to "Hi,". Only a
     quote marked with ``>`` tells its lines from theirs; a signature ends their words."""
     attribution = lines[cut].strip()
-    if not (_CUT[3].match(attribution) or attribution.startswith(("On ", "Am ", "Le "))):
+    if not (_ATTRIBUTION.match(attribution) or attribution.startswith(("On ", "Am ", "Le "))):
         return ""
     theirs: list[str] = []
     quoted = False
-    for line in lines[cut + 1:]:
+    for index in range(cut + 1, len(lines)):
+        line = lines[index]
         stripped = line.strip()
         if stripped.startswith(">"):
             quoted = True
@@ -418,7 +462,7 @@ def _below_quote(lines: list[str], cut: int) -> str:
             if stripped and not re.search(r"(wrote|schrieb|a écrit)\s?:\s*$", stripped):
                 return ""  # no quote under the attribution: nothing to tell apart
             continue
-        if _CUT[0].match(stripped) or _CUT[4].match(stripped) or any(p.match(stripped) for p in _CUT[1:4]):
+        if _signature_starts(lines, index) or any(p.match(stripped) for p in _CUT):
             break  # their signature, or an older quoted message
         theirs.append(line.rstrip())
     return "\n".join(theirs).strip()
