@@ -44,11 +44,23 @@ def sanitise_name(name: str | None) -> str:
     name = "".join(c for c in name if unicodedata.category(c)[0] != "C")  # controls, NUL, format
     name = name.replace("\\", "/").rsplit("/", 1)[-1]  # no path, whatever the separator
     name = re.sub(r'[<>:"|?*]', "_", name).strip().lstrip(".").strip()
-    if len(name) > MAX_NAME:
-        stem, dot, ext = name.rpartition(".")
-        ext = ext[:16] if dot and stem else ""
-        name = (stem if dot and stem else name)[: MAX_NAME - len(ext) - 1] + ("." + ext if ext else "")
-    return name or "attachment"
+    return shorten_name(name) or "attachment"
+
+
+def shorten_name(name: str, limit: int = MAX_NAME) -> str:
+    """A file name of at most ``limit`` characters, cut in the middle of its stem: the start and
+    the end (where "-final-v2" and dates are) and the extension, which gives the file its type,
+    all stay (``Quarterly-report-…-final-v2.pdf``)."""
+    if len(name) <= limit:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    if dot and stem and 0 < len(extension) <= 16 and not any(c.isspace() for c in extension):
+        extension = "." + extension
+    else:  # no extension, or words after a dot ("Minutes. Part two of the meeting"): cut the whole
+        stem, extension = name, ""
+    room = limit - len(extension) - 1  # (one character for the ellipsis)
+    head = (room + 1) // 2
+    return stem[:head] + "\u2026" + stem[len(stem) - (room - head):] + extension
 
 
 def content_type(name: str) -> str:

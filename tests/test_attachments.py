@@ -61,10 +61,32 @@ def upload(customer: Customer, url: str, files: list[tuple[str, bytes]], **field
     ("invoice\u202egpj.exe", "invoicegpj.exe"),  # a bidi override would show "exe.jpg"
     (".htaccess", "htaccess"),
     ("", "attachment"),
-    ("a" * 10_000 + ".pdf", "a" * 116 + ".pdf"),  # 120 characters, the extension kept
 ])
 def test_names_are_sanitised(given, expected):
     assert sanitise_name(given) == expected
+
+
+LONG_NAME = "Quarterly-report-" + "-".join(["north", "south", "east", "west"] * 40) + "-final-v2.pdf"
+
+
+@pytest.mark.parametrize("given, start, end", [
+    (LONG_NAME, "Quarterly-report-north-", "-west-final-v2.pdf"),
+    ("../reports/" + LONG_NAME.replace("north", "nor\x00th"), "Quarterly-report-north-", "-final-v2.pdf"),
+    ("Minutes. " + "words " * 40 + "the end", "Minutes. words", "the end"),  # no extension after the dot
+])
+def test_a_long_name_is_cut_in_the_middle_and_keeps_its_extension(given, start, end):
+    name = sanitise_name(given)
+    assert len(name) == 120
+    assert name.startswith(start) and name.endswith(end) and "\u2026" in name
+    assert "/" not in name and "\x00" not in name
+
+
+def test_a_long_name_from_the_portal_keeps_its_type(ada):
+    answer = upload(ada, "/portal/new", [(LONG_NAME, b"%PDF-1.4")], title="Report", urgency="low")
+    assert answer.status_code == 303
+    (stored,) = Attachment.select()
+    assert stored.filename.startswith("Quarterly-report-") and stored.filename.endswith("-final-v2.pdf")
+    assert len(stored.filename) == 120 and stored.content_type == "application/pdf"
 
 
 @pytest.mark.parametrize("name, content, served_as", [
@@ -172,6 +194,25 @@ def test_mail_attachments_are_kept_and_oversized_ones_noted(app, ctx, login, per
     assert "huge.bin (102400 bytes)" in result.incident.description
     page = login(personas.owner).get(f"/incidents/{result.incident.id}").get_data(as_text=True)
     assert "small.png" in page
+
+
+def test_a_mail_attachment_with_a_long_name_keeps_its_extension_and_type(app, ctx, login, personas):
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "ada@example.org", "help@example.com", "Report"
+    mail["Message-ID"] = "<long-name-1@example.org>"
+    mail.set_content("The report is attached.")
+    mail.add_attachment(b"%PDF-1.4", maintype="application", subtype="pdf", filename=LONG_NAME)
+    assert len(LONG_NAME) > 255  # longer than anything mail intake keeps of a name
+    with app.app_context():
+        result = receive(ctx, bytes(mail))
+    assert result.outcome == "created"
+    (kept,) = Attachment.select()
+    assert kept.filename.startswith("Quarterly-report-") and kept.filename.endswith("-final-v2.pdf")
+    assert kept.content_type == "application/pdf"  # the type comes from the name: it needs the extension
+    download = login(personas.owner).get(f"/attachments/{kept.id}")
+    assert download.mimetype == "application/pdf"
+    assert "final-v2.pdf" in download.headers["Content-Disposition"]
+    download.close()
 
 
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"

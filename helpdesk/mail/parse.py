@@ -22,6 +22,7 @@ from html.parser import HTMLParser
 
 import nh3
 
+from helpdesk.attachments import shorten_name
 from helpdesk.words import CONTROL_CHARACTERS
 
 MAX_PARTS = 500
@@ -283,7 +284,7 @@ def _body(message: Message, notes: list[str], attachments: list[Attachment], dep
         data = part.get_payload(decode=True) or b""
         extension = mimetypes.guess_extension(ctype) or f".{ctype.rpartition('/')[2] or 'bin'}"
         name = part.get_filename() or f"part-{count[0]}{extension}"
-        attachments.append(Attachment(one_line(str(name))[:255], ctype, len(data), data))
+        attachments.append(Attachment(shorten_name(one_line(str(name)), 255), ctype, len(data), data))
     return "\n\n".join(t.strip() for t in texts if t and t.strip())
 
 
