@@ -655,6 +655,34 @@ def test_a_bounce_that_proves_nothing_we_sent_marks_nobody(take, ada_incident, f
     assert Contact.get(Contact.email == "ada@example.org").email_failing_at is None
 
 
+def test_a_postmaster_writing_a_message_gets_an_incident_not_a_bounce(take, smtp):
+    # The postmaster of a customer's domain is a person too (or a system writing a notice).
+    result = take("From: Postmaster <postmaster@example.org>\r\nTo: help@example.com\r\n"
+                  "Subject: Our mail relay rejects your replies\r\nMessage-ID: <pm-1@example.org>\r\n"
+                  "Return-Path: <postmaster@example.org>\r\n\r\n"
+                  "Since this morning our relay refuses mail from your desk.\r\n"
+                  "Please check your SPF record.\r\n")
+    assert result.outcome == "created", result.reason
+    assert "Please check your SPF record." in result.incident.description
+    assert result.incident.requester.email == "postmaster@example.org"
+    assert len(smtp.to("postmaster@example.org")) == 1  # acknowledged like anyone
+
+
+def test_a_delivery_report_from_postmaster_is_still_a_bounce(take, ada_incident):
+    _incident, ack = ada_incident
+    report = _bounce_of(ack.message["Message-ID"]).replace(b"MAILER-DAEMON@mx.example.com",
+                                                           b"postmaster@mx.example.com")
+    result = take(report)
+    assert result.outcome == "dropped" and "ada@example.org" in result.reason
+    assert Contact.get(Contact.email == "ada@example.org").email_failing_at is not None
+    # An old-style report in plain text, sent with the null sender, is one too.
+    plain = take("From: postmaster@mx.example.com\r\nTo: help@example.com\r\nReturn-Path: <>\r\n"
+                 "Subject: Delivery failure\r\nMessage-ID: <pm-2@mx.example.com>\r\n\r\n"
+                 "Your message to ben@example.org could not be delivered.\r\n")
+    assert plain.outcome == "dropped" and "delivery failure" in plain.reason
+    assert Incident.select().count() == 1
+
+
 def test_the_loop_brake_stops_acknowledgements_and_tells_admins(take, smtp, personas):
     for number in range(8):  # a robot that sets no Auto-Submitted header, mailing again and again
         raw = fixture("new_plain.eml").replace(b"<new-plain-1@", f"<robot-{number}@".encode())

@@ -63,7 +63,6 @@ from helpdesk.models import Agent, Contact, Delivery, InboundMail, Incident, Not
 logger = logging.getLogger(__name__)
 OUTCOMES = ("created", "replied", "reopened", "followed_up", "recorded", "dropped", "quarantined")
 _OUR_ID = re.compile(r"^inc-(\d{1,18})[.@]")
-_BOUNCE_SENDERS = ("mailer-daemon@", "postmaster@")
 #: A portal sign-in link (one-time, signs in as the customer): never stored where agents read.
 _SIGN_IN_LINK = re.compile(r"((?:/|%2F)portal(?:/|%2F)sign-in(?:/|%2F))([A-Za-z0-9_.=-]{8,})", re.IGNORECASE)
 _FINAL_RECIPIENT = re.compile(rb"(?im)^(?:final|original)-recipient:\s*rfc822\s*;\s*<?([^\s<>;]+@[^\s<>;]+)")
@@ -151,9 +150,19 @@ def is_automatic(mail: Mail) -> str:
 
 
 def _is_bounce(mail: Mail) -> bool:
+    """Is this a delivery failure report? Told by its form (a ``multipart/report`` of delivery
+    status, Exim's ``X-Failed-Recipients``), by the mailer daemon sending it, or by a message
+    from ``postmaster@`` that a machine sent (a null ``Return-Path``, ``Auto-Submitted``): a
+    postmaster is also a person, and what they write is a message like any other."""
     ctype = mail.headers.get("content-type", "").lower()
-    return (mail.sender.startswith(_BOUNCE_SENDERS) or "report-type=delivery-status" in ctype.replace(" ", "")
-            or "x-failed-recipients" in mail.headers)
+    if ("report-type=delivery-status" in ctype.replace(" ", "").replace('"', "")
+            or "x-failed-recipients" in mail.headers or mail.sender.startswith("mailer-daemon@")):
+        return True
+    if not mail.sender.startswith("postmaster@"):
+        return False
+    auto = mail.headers.get("auto-submitted", "").lower()
+    null_sender = mail.return_path is not None and mail.return_path.strip() in {"<>", ""}
+    return null_sender or bool(auto and not auto.startswith("no"))
 
 
 def _thread(ctx: Context, mail: Mail) -> int | None:
