@@ -208,6 +208,28 @@ def test_another_message_reusing_a_message_id_is_taken_not_dropped(take, ada_inc
     assert take(bytes(reply)).incident.id == incident.id
 
 
+def test_a_messages_content_is_hashed_only_when_another_message_holds_its_id(take, monkeypatch):
+    # The content key tells two messages under one Message-ID apart; a message whose id is new
+    # (nearly all of them) is claimed under its id without reading its text and files again.
+    from helpdesk.mail import receive as receiving
+
+    hashed: list[str] = []
+    files = receiving._files
+
+    def counted(mail):
+        hashed.append(mail.message_id)
+        return files(mail)
+
+    monkeypatch.setattr(receiving, "_files", counted)
+    assert take(fixture("new_plain.eml")).outcome == "created"
+    assert take(fixture("new_plain.eml")).outcome == "duplicate"
+    assert hashed == []
+    reused = parse(fixture("new_plain.eml")).message_id
+    other = fixture("new_plain.eml").replace(b"paper jam", b"blank pages")
+    assert take(other).outcome == "created"  # another message under that id: its content tells
+    assert reused in hashed
+
+
 def test_a_portal_sign_in_link_in_mail_is_never_stored_for_agents_to_use(app, ctx, take, smtp):
     # An out-of-office reply quoting the sign-in mail, or a customer forwarding their link:
     # whoever reads the incident could sign in as the customer. The link never gets stored.

@@ -41,6 +41,7 @@ import hashlib
 import logging
 import os
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
@@ -245,17 +246,19 @@ def _revoke_sign_in_links(ctx: Context, raw: bytes, text: str) -> None:
             logger.warning("a portal sign-in link came back in inbound mail and was revoked")
 
 
-def _keys(message_id: str, raw: bytes, mail: Mail | None = None) -> tuple[str, ...]:
-    """The keys a message may be claimed under: its Message-ID, then (when another message
-    used that id before, a careless or hostile sender) the id and the message's content: its
-    sender, subject, text and files (the same message again through another hop has the same
-    content), or its bytes when it could not be read."""
+def _keys(message_id: str, raw: bytes, mail: Mail | None = None) -> Iterator[str]:
+    """The keys a message may be claimed under, in turn: its Message-ID, then (when another
+    message used that id before, a careless or hostile sender) the id and the message's
+    content: its sender, subject, text and files (the same message again through another hop
+    has the same content), or its bytes when it could not be read. The content is hashed only
+    when the caller asks for that second key: almost every message is claimed under its id."""
     if not message_id:
-        return (_key("", raw),)
+        yield _key("", raw)
+        return
+    yield _key(message_id, raw)
     content = (hashlib.sha256("\0".join([mail.sender, mail.subject, mail.text, *_files(mail)]).encode())
                if mail is not None else hashlib.sha256(raw)).digest()
-    return (_key(message_id, raw),
-            hashlib.sha256(f"message-id:{message_id}\0".encode() + content).hexdigest())
+    yield hashlib.sha256(f"message-id:{message_id}\0".encode() + content).hexdigest()
 
 
 def _same_message(ctx: Context, existing: InboundMail, base: dict, mail: Mail) -> bool:
@@ -300,7 +303,7 @@ def _refused(ctx: Context, base: dict, mail: Mail, raw: bytes, error: Exception)
                        base["subject"], f"it could not be taken: {type(error).__name__}: {error}"[:2000])
 
 
-def _quarantine(ctx: Context, keys: tuple[str, ...], base: dict, message_id: str, sender: str,
+def _quarantine(ctx: Context, keys: Iterable[str], base: dict, message_id: str, sender: str,
                 subject: str, reason: str) -> Received:
     for key in keys:  # the first one free, unless this very message holds one already
         existing = InboundMail.get_or_none(InboundMail.key == key)
