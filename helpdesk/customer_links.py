@@ -8,14 +8,18 @@ same whatever the address: unknown addresses, failing ones and rate-limited
 requests simply get no mail. The link goes straight to the e-mail channel's
 transport (in a background thread, so the answer does not wait on SMTP and
 takes the same time either way) and is never written to the outbox, where
-admins could read it.
+admins could read it. Its Message-ID carries a MAC of the address under the
+secret key, so a delivery failure report quoting it proves the address failing
+as an outbox message's would, with nothing stored.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import logging
+import re
 import secrets
 import threading
 
@@ -108,6 +112,30 @@ def redeem(ctx: Context, signed: str) -> Contact | None:
         return Contact.get_or_none(Contact.id == token.contact_id)
 
 
+_SIGN_IN_MESSAGE = re.compile(r"portal-sign-in\.([0-9a-f]{16})\.([0-9a-f]{32})@[^@\s]+")
+
+
+def _message_mac(ctx: Context, nonce: str, address: str) -> str:
+    key = ctx.settings.secret_key.encode()
+    return hmac.new(key, f"portal-sign-in-message\0{nonce}\0{address.strip().lower()}".encode(),
+                    hashlib.sha256).hexdigest()[:32]
+
+
+def message_key(ctx: Context, address: str) -> str:
+    """The key (and so the Message-ID, ``<portal-sign-in.<random>.<mac>@…>``) of one sign-in
+    message to this address. The MAC lets a bounce prove that we mailed the address; the id
+    holds nothing that signs anyone in."""
+    nonce = secrets.token_hex(8)
+    return f"portal-sign-in:{nonce}.{_message_mac(ctx, nonce, address)}"
+
+
+def mailed_to(ctx: Context, message_id: str, address: str) -> bool:
+    """Is ``message_id`` (lower case, without brackets) that of a sign-in message we sent to
+    ``address``? (The caller checks that its domain is ours.)"""
+    found = _SIGN_IN_MESSAGE.fullmatch(message_id)
+    return bool(found) and hmac.compare_digest(found.group(2), _message_mac(ctx, found.group(1), address))
+
+
 def send(ctx: Context, contact: Contact, url: str, *, wait: bool = False) -> threading.Thread | None:
     """Mail the link through the e-mail channel's transport (not the outbox: it is a secret)."""
     channel = ctx.registry.channel_types.get("email")
@@ -118,7 +146,7 @@ def send(ctx: Context, contact: Contact, url: str, *, wait: bool = False) -> thr
     if not recipient:
         return None
     message = Message(recipient=str(recipient), subject="Your sign-in link", event="portal_sign_in",
-                      kind="portal_sign_in", idempotency_key=f"portal-sign-in:{secrets.token_hex(8)}",
+                      kind="portal_sign_in", idempotency_key=message_key(ctx, str(recipient)),
                       text=(f"Hello {contact.name},\n\nopen this link within {LINK_MINUTES} minutes to "
                             f"see your requests:\n\n{url}\n\nIt works once. If you did not ask for it, "
                             "ignore this message.\n"))

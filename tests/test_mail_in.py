@@ -677,6 +677,31 @@ def test_a_bounce_that_proves_nothing_we_sent_marks_nobody(take, ada_incident, f
     assert Contact.get(Contact.email == "ada@example.org").email_failing_at is None
 
 
+def test_a_bounce_of_a_portal_sign_in_message_marks_the_address(app, ctx, take, smtp):
+    # Sign-in mail never goes through the outbox (it holds a secret), yet its bounce proves the
+    # address failing: no more links are mailed into the void.
+    with app.app_context():
+        for address in ("ada@example.org", "bob@example.org"):
+            contact = customers.find_or_create_contact(address, address.partition("@")[0])
+            _contact, token = customer_links.issue(ctx, address, "127.0.0.1")
+            customer_links.send(ctx, contact, f"{ctx.base_url}/portal/sign-in/{token}", wait=True)
+    (to_ada,), (to_bob,) = smtp.to("ada@example.org"), smtp.to("bob@example.org")
+    ada = Contact.get(Contact.email == "ada@example.org")
+    # A report naming Ada that quotes the sign-in message sent to Bob proves nothing about her.
+    other = take(_bounce_of(to_bob.message["Message-ID"]))
+    assert other.outcome == "dropped" and "ada@example.org" not in other.reason
+    assert Contact.get_by_id(ada.id).email_failing_at is None
+    # (This report also names the message in In-Reply-To, as some servers do: still a bounce.)
+    bounce = _bounce_of(to_ada.message["Message-ID"]).replace(b"bounce-2@", b"bounce-3@")
+    answering = f"In-Reply-To: {to_ada.message['Message-ID']}\nSubject:".encode()
+    result = take(bounce.replace(b"Subject:", answering))
+    assert result.outcome == "dropped" and "ada@example.org" in result.reason
+    assert Contact.get_by_id(ada.id).email_failing_at is not None
+    with app.app_context():
+        assert customer_links.issue(ctx, "ada@example.org", "127.0.0.2") is None  # no link into the void
+    assert len(smtp.to("ada@example.org")) == 1 and Incident.select().count() == 0
+
+
 def test_a_postmaster_writing_a_message_gets_an_incident_not_a_bounce(take, smtp):
     # The postmaster of a customer's domain is a person too (or a system writing a notice).
     result = take("From: Postmaster <postmaster@example.org>\r\nTo: help@example.com\r\n"

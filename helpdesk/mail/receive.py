@@ -342,15 +342,15 @@ def _decide(ctx: Context, mail: Mail, base: dict, raw: bytes) -> Received:
     loop_mark = mail.headers.get("x-helpdesk-loop", "").lower()
     if loop_mark == our_domain(ctx) or mail.sender in our_addresses(ctx):
         return done("dropped", "our own mail came back (X-Helpdesk-Loop or our From address)")
-    if automatic and any(reference.startswith("portal-sign-in.") and reference.endswith("@" + our_domain(ctx))
-                         for reference in mail.references):
-        return done("dropped", "an automatic answer to a portal sign-in message (no incident for it)")
-    if _is_bounce(mail):
+    if _is_bounce(mail):  # (before the rule below: a bounce of a sign-in message proves an address)
         failed = _bounced_addresses(ctx, mail, raw)
         if failed:
             Contact.update(email_failing_at=now()).where(Contact.email.in_(failed)).execute()
         return done("dropped", "delivery failure report" + (f" for {', '.join(sorted(failed))}" if failed
                                                              else ""))
+    if automatic and any(reference.startswith("portal-sign-in.") and reference.endswith("@" + our_domain(ctx))
+                         for reference in mail.references):
+        return done("dropped", "an automatic answer to a portal sign-in message (no incident for it)")
 
     if Agent.select().where(fn.LOWER(Agent.email) == mail.sender).exists():
         # Anyone can write an agent's address in From: mail never speaks for an agent.
@@ -443,7 +443,10 @@ def _title(mail: Mail) -> str:
 def _bounced_addresses(ctx: Context, mail: Mail, raw: bytes) -> set[str]:
     """The recipients a delivery failure report names (X-Failed-Recipients, Final-Recipient)
     that it proves failing: only an address we sent a message to whose Message-ID the report
-    quotes. Anyone can write a "bounce"; without that proof it marks nobody."""
+    quotes (one from the outbox, or a portal sign-in message, whose id is signed for its
+    address). Anyone can write a "bounce"; without that proof it marks nobody."""
+    from helpdesk import customer_links
+
     named = {a.strip().lower() for a in mail.headers.get("x-failed-recipients", "").split(",") if "@" in a}
     for match in _FINAL_RECIPIENT.finditer(raw[:1_000_000]):
         named.add(match.group(1).decode("ascii", "replace").lower())
@@ -452,10 +455,14 @@ def _bounced_addresses(ctx: Context, mail: Mail, raw: bytes) -> set[str]:
               if found.endswith("@" + domain)}
     if not quoted:
         return set()
+    addresses = sorted(named)[:20]
     sent = (Delivery.select(Delivery.recipient, Delivery.idempotency_key)  # delivery_recipient index
-            .where(Delivery.recipient.in_(sorted(named)[:20])).order_by(Delivery.id.desc()).limit(5000).tuples())
-    return {recipient for recipient, key in sent
-            if mail_headers.message_id(key, domain).lower().strip("<>") in quoted}
+            .where(Delivery.recipient.in_(addresses)).order_by(Delivery.id.desc()).limit(5000).tuples())
+    failed = {recipient for recipient, key in sent
+              if mail_headers.message_id(key, domain).lower().strip("<>") in quoted}
+    sign_ins = [found for found in quoted if found.startswith("portal-sign-in.")][:20]
+    return failed | {address for address in addresses
+                     if any(customer_links.mailed_to(ctx, found, address) for found in sign_ins)}
 
 
 def received_since(hours: int = 24) -> int:
