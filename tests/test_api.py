@@ -359,6 +359,25 @@ def test_changes_require_if_match_and_a_stale_one_gets_412_with_the_current_stat
     assert api.get(f"/incidents/{incident.id}").headers["ETag"] == '"2"'
 
 
+def test_if_match_must_name_the_version_read_neither_any_nor_a_weak_etag(
+        app, personas, api, log_incident):
+    """If-Match is the lost-update guard: '*' would let any change through and a weak ETag
+    never matches under If-Match's strong comparison (RFC 9110), so neither saves anything."""
+    incident = log_incident()
+    path = f"/incidents/{incident.id}/assignee"
+    body = {"team_id": personas.database_team.id}
+    anything = problem(api.post(path, body, If_Match="*"), 428)
+    assert anything["field"] == "If-Match" and "*" in anything["detail"]
+    weak = api.post(path, body, If_Match='W/"1"')
+    refused = problem(weak, 412)
+    assert refused["field"] == "If-Match" and "weak" in refused["detail"]
+    assert refused["current"]["version"] == 1 and weak.headers["ETag"] == '"1"'
+    assert problem(api.patch(f"/incidents/{incident.id}", {"title": "Mine"}, If_Match="*"), 428)
+    assert fresh(incident.id).assigned_team_id != personas.database_team.id
+    assert fresh(incident.id).title != "Mine" and fresh(incident.id).version == 1
+    assert api.post(path, body, If_Match='"1"').status_code == 200
+
+
 def test_every_agent_action_through_the_api(app, personas, issue, log_incident):
     """Owner, assignee, status, priority, details, reply, note, links: each one call, each
     recorded on the timeline as the token's agent, exactly as from the pages."""

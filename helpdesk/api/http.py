@@ -346,7 +346,12 @@ def _check_query(spec: Endpoint) -> None:
 
 
 def expected_version(required: bool = True) -> int | None:
-    """The version an ``If-Match`` header names; a change without one is refused (428)."""
+    """The version an ``If-Match`` header names; a change without one is refused (428).
+
+    If-Match is what stops a lost update, so it must name the version the client read:
+    ``*`` (any current version, RFC 9110) would let a stale change through and is refused
+    (428), and a weak ETag (``W/"3"``) never matches, as If-Match compares strongly (412).
+    """
     raw = request.headers.get("If-Match")
     if raw is None:
         if required:
@@ -356,11 +361,19 @@ def expected_version(required: bool = True) -> int | None:
         return None
     raw = raw.strip()
     if raw == "*":
-        return None
-    match = re.fullmatch(r'(?:W/)?"?([0-9]{1,9})"?', raw)
+        raise ApiError(428, "Precondition required",
+                       "If-Match: * matches any version, so it would not stop this change from "
+                       "overwriting someone else's; send the ETag you read, such as \"3\". "
+                       "Nothing was saved.", field="If-Match")
+    match = re.fullmatch(r'(W/)?"?([0-9]{1,9})"?', raw)
     if match is None:
         raise ApiError(400, "Bad request", "If-Match takes an ETag such as \"3\".", field="If-Match")
-    return int(match.group(1))
+    if match.group(1):
+        raise ApiError(412, "Precondition failed",
+                       f"If-Match compares ETags strongly and a weak ETag ({raw}) never matches; "
+                       f"send the ETag as the API gave it (\"{match.group(2)}\"). Nothing was saved.",
+                       field="If-Match")
+    return int(match.group(2))
 
 
 # -- idempotency keys -------------------------------------------------------------------------

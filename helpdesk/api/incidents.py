@@ -125,8 +125,8 @@ INCIDENT_PARAMS = [
 ]
 ONE = {200: ("The incident (ETag: its version)", INCIDENT)}
 CHANGED = {200: ("The changed incident (ETag: its new version)", INCIDENT),
-           412: ("Stale If-Match: the current incident is in 'current'", None),
-           428: ("If-Match missing", None)}
+           412: ("Stale or weak If-Match: the current incident is in 'current'", None),
+           428: ("If-Match missing, or '*' (a change must name the version it was based on)", None)}
 
 
 # -- representations ----------------------------------------------------------------------------
@@ -174,7 +174,15 @@ def precondition(incident_id: int) -> int | None:
     """The ``If-Match`` version, checked before anything else as HTTP orders it (a stale
     request is a 412 even when the change itself would also be refused); the domain checks
     it again, atomically, when it writes."""
-    version = expected_version()
+    try:
+        version = expected_version()
+    except ApiError as refused:
+        if refused.status != 412:
+            raise
+        incident = domain.get(incident_id)  # a weak ETag: refused, with the current state to read
+        refused.headers["ETag"] = f'"{incident.version}"'
+        refused.extra["current"] = incident_json(incident)
+        raise
     incident = domain.get(incident_id)
     if version is not None and version != incident.version:
         raise StaleVersion(f"{incident.reference} was changed since you read it (your ETag is "

@@ -48,7 +48,9 @@ def _operation(spec: Endpoint) -> dict[str, Any]:
                   for name, integer in _path_names(spec)] + list(spec.query)
     if spec.if_match:
         parameters.append({"name": "If-Match", "in": "header", "required": True,
-                           "description": "The ETag (version) you read", "schema": {"type": "string"}})
+                           "description": 'The ETag (version) you read, such as "3". Compared strongly: '
+                           'a weak ETag (W/"3") never matches (412), and * is refused (428), '
+                           "as it would not stop a lost update", "schema": {"type": "string"}})
     if spec.idempotent:
         parameters.append({"name": "Idempotency-Key", "in": "header", "required": False,
                            "description": "Send the same key to retry safely: the first answer "
