@@ -15,7 +15,7 @@ import pluggy
 
 __version__ = "0.1.0"
 #: The plugin API version: the major number changes only with an incompatible change.
-PLUGIN_API = "1.4"
+PLUGIN_API = "1.5"
 
 #: Decorator plugin authors use to mark their hook implementations.
 hookimpl = pluggy.HookimplMarker("helpdesk")
@@ -47,6 +47,9 @@ _PUBLIC = {
     "ConfigError": ("helpdesk.config", "ConfigError"),
     "DeliveryError": ("helpdesk.records", "DeliveryError"),
     "DomainError": ("helpdesk.errors", "DomainError"),
+    # refusals with their own status, e.g. from an API operation (plugin API 1.5)
+    "NotFound": ("helpdesk.errors", "NotFound"),
+    "PermissionDenied": ("helpdesk.errors", "PermissionDenied"),
     "now": ("helpdesk.clock", "now"),
     "post": ("helpdesk.outbound", "post"),
     "url_problem": ("helpdesk.outbound", "url_problem"),  # settings checks (plugin API 1.4)

@@ -18,6 +18,8 @@ class PermissionDenied(DomainError):
 
 
 class NotFound(DomainError):
+    """What the request names does not exist, or the actor may not know it does (HTTP 404)."""
+
     status = 404
 
 

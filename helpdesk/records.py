@@ -283,7 +283,9 @@ class ApiEndpoint:
 
     ``view(ctx, agent, data, **url_values)`` gets the token's agent (act only as they may) and
     the checked body (``None`` without one); it returns the JSON answer (status 200) or a
-    ``(status, answer)`` pair, and raises :class:`helpdesk.DomainError` to refuse.
+    ``(status, answer)`` pair. To refuse it raises :class:`helpdesk.DomainError` (422),
+    :class:`helpdesk.NotFound` (404: nothing there, or nothing this agent may see) or
+    :class:`helpdesk.PermissionDenied` (403); the message is the problem's ``detail``.
     """
 
     name: str

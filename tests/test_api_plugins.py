@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from helpdesk import DomainError, hookimpl, incidents
+from helpdesk import DomainError, Incident, NotFound, PermissionDenied, hookimpl, incidents
 from helpdesk.api import tokens
 from helpdesk.config import ConfigError
 from helpdesk.models import TimelineEntry
@@ -32,6 +32,16 @@ def page_on_call(ctx: Any, agent: Any, data: dict[str, Any], incident_id: int) -
     return 201, {"entry": note.id}
 
 
+def incident_pager(ctx: Any, agent: Any, data: Any, incident_id: int) -> dict[str, Any]:
+    """Who gets paged about an incident: only its owner may ask (a plugin's own rule)."""
+    incident = Incident.get_or_none(Incident.id == incident_id)
+    if incident is None:
+        raise NotFound(f"There is no incident {incident_id}.")
+    if incident.owner_agent_id != agent.id:
+        raise PermissionDenied(f"Only the owner of {incident.reference} may see who is paged.")
+    return {"pager": "Priya Raman"}
+
+
 class OnCall:
     @hookimpl
     def helpdesk_api_endpoints(self, ctx: Any) -> list[ApiEndpoint]:
@@ -40,6 +50,8 @@ class OnCall:
                         response={"type": "object", "properties": {"on_call": {"type": "string"}}}),
             ApiEndpoint("oncall", "POST", "write", "Page the on-call engineer about an incident",
                         page_on_call, rule="/<int:incident_id>/page", body=PAGE),
+            ApiEndpoint("oncall", "GET", "read", "Who is paged about an incident", incident_pager,
+                        rule="/<int:incident_id>/pager"),
         ]
 
 
@@ -81,6 +93,27 @@ def test_a_plugin_operation_gets_the_same_body_checks_and_problems(app, personas
     # a logged-in browser cannot use it: cookies do not authenticate the API
     assert AgentClient(app, personas.owner).post(url, {"message": "x"}).status_code == 401
     assert TimelineEntry.select().where(TimelineEntry.kind == "note").count() == 0
+
+
+def test_a_plugin_operation_answers_not_found_and_forbidden_as_problems(app, personas, log_incident):
+    """NotFound and PermissionDenied from the public face: the API's own 404 and 403 problem
+    details, with the plugin's message, and no failure recorded (they are answers, not bugs)."""
+    from helpdesk.models import PluginFailure
+
+    incident = log_incident()
+    client = app.test_client()
+    owner, other = bearer(app, personas.owner, ["read"]), bearer(app, personas.assignee, ["read"])
+    assert client.get(f"/api/v1/plugins/oncall/{incident.id}/pager", headers=owner).get_json() == {
+        "pager": "Priya Raman"}
+    missing = client.get(f"/api/v1/plugins/oncall/{incident.id + 100}/pager", headers=owner)
+    assert (missing.status_code, missing.mimetype) == (404, "application/problem+json")
+    assert missing.get_json()["title"] == "Not found"
+    assert missing.get_json()["detail"] == f"There is no incident {incident.id + 100}."
+    refused = client.get(f"/api/v1/plugins/oncall/{incident.id}/pager", headers=other)
+    assert (refused.status_code, refused.mimetype) == (403, "application/problem+json")
+    assert refused.get_json()["title"] == "Forbidden"
+    assert refused.get_json()["detail"] == f"Only the owner of {incident.reference} may see who is paged."
+    assert PluginFailure.select().count() == 0
 
 
 def test_a_failing_plugin_operation_is_a_500_and_shown_to_admins(app, personas, log_incident):
