@@ -345,6 +345,8 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     infos = [info.as_dict() for info in state.plugins.values()]
     for warning in state.unclaimed_settings:
         click.echo(f"Warning: {warning}", err=True)
+    for plugin, hook, problem in state.plugin_problems:
+        click.echo(f"Warning: plugin {plugin!r} ({hook}): {problem}", err=True)
     if as_json:
         click.echo(json.dumps(infos, indent=2))
         return

@@ -112,6 +112,10 @@ class Context:
     #: Plugin settings that no installed plugin reads (a misspelt ``[plugins.<name>]``), said
     #: at start-up, by ``helpdesk plugins`` and on the Plugins page.
     unclaimed_settings: list[str] = field(default_factory=list)
+    #: What start-up found wrong in a plugin but could go on without (a blueprint route that
+    #: declares no audience stays refused to everyone): ``(plugin, hook, problem)``, said in the
+    #: log, by ``helpdesk plugins`` and on the Plugins page from the first request on.
+    plugin_problems: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def instance_path(self) -> Path:

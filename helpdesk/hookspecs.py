@@ -370,7 +370,8 @@ def helpdesk_blueprints(ctx: Any) -> list[Any] | None:
 
     Fires once at start-up in the web process. Every view must declare who
     may use it with ``@helpdesk.access(...)``; a view that declares nothing is
-    refused with 403. Return ``None`` or ``[]`` to add nothing.
+    refused with 403, and named (plugin and route) on the Plugins page from
+    start-up on. Return ``None`` or ``[]`` to add nothing.
     """
 
 

@@ -464,6 +464,33 @@ def test_plugin_admin_pages_are_for_admins_only_and_linked_in_the_admin_menu(log
     assert "/admin/plugins/quota/" in login(personas.admin).get("/admin/agents").get_data(as_text=True)
 
 
+_REPORTS_BP = Blueprint("team_reports", __name__, url_prefix="/team-reports")
+
+
+@_REPORTS_BP.get("/")
+@access("agent")
+def _reports_index():
+    return "team reports"
+
+
+@_REPORTS_BP.get("/export")
+def _reports_export():  # the @access line forgotten
+    return "every team's figures"
+
+
+@pytest.mark.plugins(plugin("team_reports", helpdesk_blueprints=lambda: [_REPORTS_BP]))
+def test_a_plugin_route_without_an_audience_is_named_on_the_plugins_page_from_start_up(
+        app, login, personas):
+    """Found when the plugin registers its blueprint, not by the first visitor refused: the
+    Plugins page names the plugin and the route before anyone opened it; it stays refused."""
+    page = login(personas.admin).get("/admin/plugins").get_data(as_text=True)
+    assert "team_reports (helpdesk_blueprints): the route /team-reports/export" in page
+    assert "/team-reports/ " not in page  # the declared route is fine
+    assert login(personas.owner).get("/team-reports/").get_data(as_text=True) == "team reports"
+    assert login(personas.admin).get("/team-reports/export").status_code == 403
+    assert app.test_client().get("/team-reports/export").status_code == 403
+
+
 def test_two_plugins_with_one_admin_page_name_stop_start_up_naming_both(tmp_path):
     other = Blueprint("quota_admin_2", __name__)
     first = plugin("quota", helpdesk_admin_pages=lambda: [AdminPage("quota", "Quotas", _ADMIN_BP)])

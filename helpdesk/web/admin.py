@@ -245,7 +245,8 @@ def plugins() -> Any:
         (EventDelivery.state == "dead") | ((EventDelivery.state != "done") & (EventDelivery.attempts > 0)))
         .order_by((EventDelivery.state == "dead").desc(), EventDelivery.id.desc()).limit(100))
     return render_template("admin/plugins.html", plugins=list(state.plugins.values()),
-                           unclaimed_settings=state.unclaimed_settings, failures=failures, owed=owed,
+                           unclaimed_settings=state.unclaimed_settings,
+                           plugin_problems=state.plugin_problems, failures=failures, owed=owed,
                            event_counts=event_outbox.counts())
 
 

@@ -38,8 +38,13 @@ def init_app(app: Flask, state: Context) -> None:
             abort(404)
         return send_from_directory(static[name], filename, max_age=3600)
 
-    for blueprint in collect(state, "helpdesk_blueprints"):
+    for plugin, blueprint in plugins.collect_owned(state.pm, "helpdesk_blueprints", ctx=state):
         app.register_blueprint(blueprint)
+        for rule in undeclared_routes(app, blueprint.name):
+            problem = (f"the route {rule.rule} ({rule.endpoint}) declares no audience with "
+                       "@helpdesk.access(...), so it is refused to everyone until it does")
+            logger.error("plugin %r: %s", plugin, problem)
+            state.plugin_problems.append((plugin, "helpdesk_blueprints", problem))
 
     owned_pages = plugins.collect_owned(state.pm, "helpdesk_admin_pages", records.AdminPage, ctx=state)
     taken: dict[str, str] = {}
@@ -67,6 +72,13 @@ def init_app(app: Flask, state: Context) -> None:
             "plugin_admin_pages": admin_pages,
             "column_value": column_value,
         }
+
+
+def undeclared_routes(app: Flask, blueprint: str) -> list[Any]:
+    """The routes of a registered blueprint whose view declares no audience: found when the
+    plugin registers it, rather than by the first visitor refused at request time."""
+    return [rule for rule in app.url_map.iter_rules() if rule.endpoint.startswith(f"{blueprint}.")
+            and getattr(app.view_functions[rule.endpoint], "access_level", None) is None]
 
 
 def _assets(state: Any) -> dict[str, Any]:
