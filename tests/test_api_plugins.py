@@ -9,8 +9,8 @@ import pytest
 
 from helpdesk import DomainError, Incident, NotFound, PermissionDenied, hookimpl, incidents
 from helpdesk.api import tokens
-from helpdesk.config import ConfigError
 from helpdesk.models import TimelineEntry
+from helpdesk.plugins import PluginError
 from helpdesk.records import ApiEndpoint
 from helpdesk.testing import AgentClient, make_app
 
@@ -148,15 +148,39 @@ def test_plugin_operations_are_in_the_openapi_document(app):
     (ApiEndpoint("oncall", "GET", "alerts", "x", who_is_on_call), "scope one of"),
     (ApiEndpoint("oncall", "TRACE", "read", "x", who_is_on_call), "method is one of"),
     (ApiEndpoint("oncall", "GET", "read", "x", who_is_on_call, rule="/../admin"), "the rule"),
+    ({"name": "oncall", "method": "GET"}, "not a helpdesk.records.ApiEndpoint"),
 ])
-def test_a_malformed_plugin_operation_stops_start_up(tmp_path, record, message):
+def test_a_malformed_plugin_operation_stops_start_up_naming_the_plugin(tmp_path, record, message):
     class Broken:
         @hookimpl
         def helpdesk_api_endpoints(self, ctx: Any) -> list[ApiEndpoint]:
             return [record]
 
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(PluginError, match=message) as error:
         make_app(tmp_path, [Broken()])
+    assert "plugin 'Broken'" in str(error.value)
+    assert "HELPDESK_DISABLED_PLUGINS=Broken" in str(error.value)
+
+
+def test_two_plugins_answering_one_api_address_stop_start_up_naming_both(tmp_path):
+    """The same method and path, even with the value named differently, would reach only one
+    of them: start-up names both plugins instead."""
+    class Pager:
+        @hookimpl
+        def helpdesk_api_endpoints(self, ctx: Any) -> list[ApiEndpoint]:
+            return [ApiEndpoint("oncall", "POST", "write", "Page", page_on_call,
+                                rule="/<int:incident_id>/page", body=PAGE)]
+
+    class OtherPager:
+        @hookimpl
+        def helpdesk_api_endpoints(self, ctx: Any) -> list[ApiEndpoint]:
+            return [ApiEndpoint("oncall", "POST", "write", "Page too", page_on_call,
+                                rule="/<int:ticket>/page", body=PAGE)]
+
+    with pytest.raises(PluginError) as error:
+        make_app(tmp_path, [Pager(), OtherPager()])
+    assert "'Pager'" in str(error.value) and "'OtherPager'" in str(error.value)
+    assert "POST /plugins/oncall/<int:" in str(error.value)
 
 
 def test_plugin_body_schemas_may_use_numbers_objects_and_untyped_fields(app, personas):

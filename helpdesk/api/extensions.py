@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask, Response
 
-from helpdesk import plugins
+from helpdesk import plugins, records
 from helpdesk.api.http import (
     ENDPOINTS,
     PREFIX,
@@ -20,7 +20,6 @@ from helpdesk.api.http import (
     handler,
     json_response,
 )
-from helpdesk.config import ConfigError
 from helpdesk.context import Context
 from helpdesk.errors import DomainError
 
@@ -33,25 +32,38 @@ SCOPES = {"read", "write", "admin"}
 def register(app: Flask, ctx: Context) -> list[Endpoint]:
     """Mount every plugin operation on ``app``; returns the app's full route table.
 
-    A malformed record stops start-up with a message naming it, as a duplicate does.
+    A malformed record, or one at an address another operation answers already, stops
+    start-up with a :class:`~helpdesk.plugins.PluginError` naming the plugin (and the other
+    plugin, for a clash), as a duplicate registration does.
     """
     table = list(ENDPOINTS)
-    seen: set[tuple[str, str]] = set()
+    taken: dict[tuple[str, str], str] = {}  # (method, rule with its values unnamed) -> plugin
     for plugin, record in plugins.collect_owned(ctx.pm, "helpdesk_api_endpoints", ctx=ctx):
-        where = f"API endpoint {getattr(record, 'name', record)!r}"
-        if not NAME.fullmatch(record.name) or not RULE.fullmatch(record.rule):
-            raise ConfigError(f"{where}: the name takes a-z, 0-9, _ and -, the rule /segments "
-                              "and <int:name> values.")
-        if record.method not in METHODS or record.scope not in SCOPES:
-            raise ConfigError(f"{where}: method is one of {sorted(METHODS)}, scope one of "
-                              f"{sorted(SCOPES)}.")
+        stop = plugins.how_to_stop(plugin)
+        if not isinstance(record, records.ApiEndpoint):
+            raise plugins.PluginError(f"plugin {plugin!r}: helpdesk_api_endpoints returned "
+                                      f"{record!r:.80}, not a helpdesk.records.ApiEndpoint. {stop}")
+        where = f"plugin {plugin!r}: API endpoint {record.name!r}"
+        if not (isinstance(record.name, str) and NAME.fullmatch(record.name)
+                and isinstance(record.rule, str) and RULE.fullmatch(record.rule)):
+            raise plugins.PluginError(f"{where}: the name takes a-z, 0-9, _ and -, the rule "
+                                      f"/segments and <int:name> values (rule {record.rule!r}). {stop}")
+        if not (isinstance(record.method, str) and record.method in METHODS
+                and isinstance(record.scope, str) and record.scope in SCOPES):
+            raise plugins.PluginError(f"{where}: method is one of {sorted(METHODS)}, scope one of "
+                                      f"{sorted(SCOPES)} (not {record.method!r}, {record.scope!r}). "
+                                      f"{stop}")
         if record.body is not None and "properties" not in record.body:
-            raise ConfigError(f"{where}: body is a JSON schema of an object with properties.")
+            raise plugins.PluginError(f"{where}: body is a JSON schema of an object with "
+                                      f"properties. {stop}")
         rule = f"/plugins/{record.name}{record.rule}"
-        if (record.method, rule) in seen:
-            raise ConfigError(f"{where}: {record.method} {rule} is registered twice.")
-        seen.add((record.method, rule))
-        operation = f"plugin_{record.name}_{record.method.lower()}_{len(seen)}"
+        address = (record.method, re.sub(r"<int:[a-z_]+>", "<int>", rule))
+        if address in taken:
+            also = "itself" if taken[address] == plugin else repr(taken[address])
+            raise plugins.PluginError(f"{where}: {record.method} {rule} is answered already by "
+                                      f"{also}; disable one or give it another rule")
+        taken[address] = plugin
+        operation = f"plugin_{record.name}_{record.method.lower()}_{len(taken)}"
         responses = {200: ("The answer", dict(record.response) if record.response else None)}
         spec = Endpoint(record.method, rule, operation, record.scope, record.summary,
                         dict(record.body) if record.body else None, [], responses,
