@@ -34,7 +34,7 @@ from helpdesk.config import load_settings
 from helpdesk.context import Context
 from helpdesk.db import commit_count, database, is_write_conflict, open_database, release
 from helpdesk.models import PRIORITIES, STATUSES, Agent
-from helpdesk.plugins import check_settings, load_plugins, unclaimed_settings
+from helpdesk.plugins import BUILTIN, check_settings, load_plugins, unclaimed_settings
 from helpdesk.rendering import (
     DEFAULT_TIME_FORMAT,
     format_duration,
@@ -188,6 +188,12 @@ def create_app(
         ctx.unclaimed_settings = unclaimed_settings(settings, loaded.infos)
         for warning in ctx.unclaimed_settings:
             logger.warning("%s", warning)
+    from helpdesk.sla import missing_default_policy
+
+    no_default = missing_default_policy(ctx)
+    if no_default:
+        logger.warning("SLA: %s", no_default)
+        ctx.plugin_problems.append((BUILTIN, "helpdesk_sla_policy", no_default))
     ctx.tasks = register_tasks(app, ctx.huey, ctx)
     app.extensions["helpdesk"] = ctx
     with app.app_context():

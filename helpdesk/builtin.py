@@ -32,9 +32,13 @@ def helpdesk_route_incident(incident: Any) -> None:
     return None
 
 
+#: The policy the built-in default chooses for every incident no plugin picks one for.
+DEFAULT_SLA_POLICY = "priority"
+
+
 @hookimpl(trylast=True)
 def helpdesk_sla_policy(incident: Any) -> str:
-    return "priority"
+    return DEFAULT_SLA_POLICY
 
 
 def _send_inapp(ctx: Any, message: Message) -> None:

@@ -225,7 +225,8 @@ def helpdesk_sla_policy(incident: Any, ctx: Any) -> str | None:
     team). Return the name of a registered policy (see
     ``helpdesk_sla_policies``), or ``None`` to let the next plugin decide; the
     built-in default names the ``priority`` policy. A name no plugin
-    registered means the incident has no SLA (and is logged as a warning).
+    registered means the incident has no SLA: logged, recorded on the Plugins
+    page (naming the plugin that chose it), and said on the incident page.
     """
 
 

@@ -352,6 +352,16 @@ def first_answer(pm: pluggy.PluginManager, name: str, kind: type, **kwargs: Any)
     with each plugin on its own: one that raises, or answers something other than a
     ``kind``, is recorded for the Plugins page and the next one decides, so a bug in one
     plugin's decision never stops incidents from being logged."""
+    return first_answer_owned(pm, name, kind, **kwargs)[1]
+
+
+WRAPPED = "(several: a hook wrapper)"
+
+
+def first_answer_owned(pm: pluggy.PluginManager, name: str, kind: type,
+                       **kwargs: Any) -> tuple[str | None, Any]:
+    """:func:`first_answer` with the plugin that gave it (``None`` when nobody answered), to
+    name that plugin when its answer turns out unusable later (an SLA policy nobody has)."""
     impls = getattr(pm.hook, name).get_hookimpls()
     if any(impl.hookwrapper or getattr(impl, "wrapper", False) for impl in impls):
         # A wrapper sees the whole call: pluggy makes it; a failure is the chain's.
@@ -359,11 +369,11 @@ def first_answer(pm: pluggy.PluginManager, name: str, kind: type, **kwargs: Any)
             answer = getattr(pm.hook, name)(**kwargs)
             if answer is not None and not isinstance(answer, kind):
                 raise TypeError(f"{name} answered {answer!r:.120}, not a {kind.__name__} or None")
-            return answer
+            return (WRAPPED if answer is not None else None), answer
         except Exception as error:  # noqa: BLE001
             logger.error("a plugin failed in %s: %s", name, error)
-            record_failure("(several: a hook wrapper)", name, kwargs.get("incident"), error)
-            return None
+            record_failure(WRAPPED, name, kwargs.get("incident"), error)
+            return None, None
     for impl in reversed(impls):
         try:
             answer = impl.function(**{a: kwargs.get(a) for a in impl.argnames})
@@ -374,8 +384,8 @@ def first_answer(pm: pluggy.PluginManager, name: str, kind: type, **kwargs: Any)
             record_failure(impl.plugin_name, name, kwargs.get("incident"), error)
             continue
         if answer is not None:
-            return answer
-    return None
+            return impl.plugin_name, answer
+    return None, None
 
 
 def call_event(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> list[str]:

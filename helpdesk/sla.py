@@ -74,21 +74,57 @@ def _warning_points(warnings: str) -> tuple[int, ...]:
     return tuple(sorted(int(round(float(p) * 1000)) for p in warnings.split(",") if p.strip()))
 
 
+def chosen_policy(ctx: Context, incident: Incident) -> tuple[str | None, str | None]:
+    """The plugin that chose ``incident``'s SLA policy and the policy's name (``None``s: no
+    plugin chose one), whether or not a plugin registered a policy of that name."""
+    from helpdesk.plugins import first_answer_owned
+
+    return first_answer_owned(ctx.pm, "helpdesk_sla_policy", str, incident=incident, ctx=ctx)
+
+
+def unavailable_policy(ctx: Context, incident: Incident) -> str | None:
+    """The name of the policy chosen for ``incident`` when no plugin registers it (its plugin
+    disabled, uninstalled or misspelt): why the incident has no SLA, for the pages to say."""
+    name = chosen_policy(ctx, incident)[1]
+    return name if name is not None and name not in ctx.registry.sla_policies else None
+
+
+def missing_policy_problem(name: str) -> LookupError:
+    """What the Plugins page says when a chosen policy is not there (one line for all the
+    incidents it is chosen for, with the latest of them)."""
+    return LookupError(f"SLA policy {name!r} is not registered (no enabled plugin provides it): "
+                       "the incidents it is chosen for have no SLA")
+
+
+def missing_default_policy(ctx: Context) -> str | None:
+    """What to say when the policy the built-in default chooses is not registered (its plugin
+    disabled or not installed): every incident no plugin picks another policy for has no
+    SLA. Said once, at start-up and on the Plugins and SLA pages, rather than per incident."""
+    from helpdesk.builtin import DEFAULT_SLA_POLICY
+
+    if DEFAULT_SLA_POLICY in ctx.registry.sla_policies:
+        return None
+    return (f"the default SLA policy {DEFAULT_SLA_POLICY!r} is not registered (no enabled plugin "
+            "provides it): incidents no plugin picks another policy for have no SLA")
+
+
 def policy_targets(ctx: Context, incident: Incident) -> tuple[Any, Any] | None:
     """The policy that applies to ``incident`` and the targets it sets, or ``None`` (no SLA).
 
     A plugin failing here (its choice of policy, or its policy's targets) is recorded for the
     Plugins page and the incident goes on without those targets: a bug in an SLA plugin must
-    not stop incidents from being logged or changed."""
-    from helpdesk.plugins import first_answer, record_failure
+    not stop incidents from being logged or changed. So is a chosen policy nobody registered."""
+    from helpdesk.plugins import BUILTIN, record_failure
     from helpdesk.records import SlaTargets
 
-    name = first_answer(ctx.pm, "helpdesk_sla_policy", str, incident=incident, ctx=ctx)
+    chooser, name = chosen_policy(ctx, incident)
     if name is None:
         return None
     policy = ctx.registry.sla_policies.get(name)
     if policy is None:
         logger.warning("SLA: policy %r chosen for %s is not registered", name, incident.reference)
+        if chooser != BUILTIN:  # a plugin's choice; the default's is said once (missing_default_policy)
+            record_failure(chooser or name, "helpdesk_sla_policy", incident, missing_policy_problem(name))
         return None
     try:
         targets = policy.targets(ctx, incident)

@@ -396,6 +396,48 @@ def test_a_failing_sla_plugin_never_stops_an_incident_from_being_logged(login, p
     assert "policy service down" in login(personas.admin).get("/admin/plugins").get_data(as_text=True)
 
 
+@pytest.mark.plugins(plugin("gold_contracts", helpdesk_sla_policy=lambda incident: "gold"))
+def test_a_chosen_sla_policy_nobody_registers_is_said_on_the_incident_and_plugins_pages(
+        login, personas, incident_factory):
+    incident = incident_factory()
+    page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert "No SLA: policy gold is not available" in page
+    failure = PluginFailure.get()
+    assert (failure.plugin, failure.hook, failure.incident) == (
+        "gold_contracts", "helpdesk_sla_policy", incident.id)
+    assert "SLA policy 'gold' is not registered" in failure.error
+    admin = login(personas.admin)
+    plugins_page = admin.get("/admin/plugins").get_data(as_text=True)
+    assert "SLA policy &#39;gold&#39; is not registered" in plugins_page
+    assert f"INC-{incident.id}" in plugins_page
+    sla_page = admin.get(f"/admin/sla?incident=INC-{incident.id}").get_data(as_text=True)
+    assert "the chosen policy gold is not registered" in sla_page
+
+
+def test_without_the_default_sla_policy_the_plugins_and_sla_pages_say_so(
+        login, personas, incident_factory):
+    """No plugin registers 'priority' (sla_priority disabled): said once, not per incident."""
+    incident = incident_factory()
+    admin = login(personas.admin)
+    assert "the default SLA policy &#39;priority&#39; is not registered" in admin.get(
+        "/admin/plugins").get_data(as_text=True)
+    assert "No SLA: the default SLA policy &#39;priority&#39; is not registered" in admin.get(
+        "/admin/sla").get_data(as_text=True)
+    assert "No SLA: policy priority is not available" in admin.get(
+        f"/incidents/{incident.id}").get_data(as_text=True)
+    assert PluginFailure.select().count() == 0
+
+
+@pytest.mark.parametrize("helpdesk_bundled_plugins", [["sla_priority", "business_hours"]])
+def test_with_the_default_sla_policy_nothing_is_said_missing(login, personas, incident_factory):
+    incident = incident_factory()
+    admin = login(personas.admin)
+    assert "is not registered" not in admin.get("/admin/plugins").get_data(as_text=True)
+    assert "No SLA" not in admin.get("/admin/sla").get_data(as_text=True)
+    page = admin.get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert "not available" not in page and "Policy: priority" in page
+
+
 def _columns_down():
     raise RuntimeError("column service down")
 

@@ -490,7 +490,7 @@ def _sla_view(errors: dict[str, str] | None = None, form: Any = None, status: in
                 raise NotFound("Give an incident reference such as INC-42.")
             sample = incidents.get(incident_id)
             found = sla.policy_targets(state, sample)
-            name = found[0].name if found else None
+            name = found[0].name if found else sla.unavailable_policy(state, sample)
             applied = (name, found[0] if found else None, found[1] if found else None)
         except DomainError as refused:
             error = str(refused)
@@ -510,6 +510,7 @@ def _sla_view(errors: dict[str, str] | None = None, form: Any = None, status: in
         weekdays=["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
         days=site_settings.DAYS,
         sample=sample, applied=applied, error=error, query=request.args.get("incident", ""),
+        missing_default=sla.missing_default_policy(state),
         business=business if editable_calendar else None,
         holidays=sorted(str(h) for h in site_settings.holiday_list(state)),
         targets=(response, resolution) if editable_targets else None,

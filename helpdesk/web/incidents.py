@@ -61,12 +61,14 @@ def _render(incident_id: int, *, error: str | None = None, status: int = 200,
     """The incident page (or its body for HTMX); ``announce`` is read out politely and
     ``focus`` names the element that changed, where console.js puts the focus; ``reply`` is
     what the agent typed in the reply box when it was refused (shown again)."""
+    from helpdesk import sla
     incident = incident or _with_people(incident_id)
     found = choices()
     mine = [team for team in found["teams"]
             if any(agent.id == current_user.id for agent in found["members"].get(team.id, []))]
     show = request.args.get("show", "all")
     requester_query = request.args.get("requester_query") if request.method == "GET" else None
+    clocks = _sla(incident)
     html = render_page(
         "incident.html",
         {BODY},
@@ -94,7 +96,8 @@ def _render(incident_id: int, *, error: str | None = None, status: int = 200,
         types=TYPES,
         pending_reasons=PENDING_REASONS,
         resolution_codes=RESOLUTION_CODES,
-        sla_clocks=_sla(incident),
+        sla_clocks=clocks,
+        sla_unavailable=None if clocks else sla.unavailable_policy(context(), incident),
         parse_time=dt.datetime.fromisoformat,
         requester_query=requester_query,
         requester_choices=(_intake.requester_matches(requester_query, incident.requester) if requester_query
