@@ -345,6 +345,25 @@ def test_a_queue_column_that_fails_shows_a_mark_and_is_recorded_once(login, pers
 
 
 @pytest.mark.plugins(plugin("tier_column",
+                            helpdesk_queue_columns=lambda: [QueueColumn("tier", "Tier", _tier)]))
+def test_two_apps_in_one_process_each_blame_their_own_queue_columns_plugin(app, tmp_path, incident_factory):
+    """A column's failure names the plugin of the app that showed it, even when another app in
+    the same process (tests, an embedding) gave a column of that name meanwhile."""
+    from helpdesk.web import plugin_ui
+
+    incident = incident_factory(title="Printer")  # _tier fails for it
+    other = make_app(tmp_path, [plugin("tier_mirror", helpdesk_queue_columns=lambda: [
+        QueueColumn("tier", "Tier", _tier)])])
+    with app.test_request_context():
+        (column,) = plugin_ui.queue_columns(app.extensions["helpdesk"])
+    with other.test_request_context():
+        plugin_ui.queue_columns(other.extensions["helpdesk"])
+    with app.test_request_context():
+        assert plugin_ui.column_value(column, incident) == "?"
+    assert PluginFailure.get().plugin == "tier_column"
+
+
+@pytest.mark.plugins(plugin("tier_column",
                             helpdesk_queue_columns=lambda: [QueueColumn("tier", "Tier", _tier)]),
                      plugin("tier_again",
                             helpdesk_queue_columns=lambda: [QueueColumn("tier", "Tier 2", str)]))

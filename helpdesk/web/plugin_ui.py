@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, abort, render_template, send_from_directory
+from flask import Flask, Response, abort, current_app, render_template, send_from_directory
 from jinja2 import ChoiceLoader, FileSystemLoader
 from markupsafe import Markup
 
@@ -62,6 +62,7 @@ def init_app(app: Flask, state: Context) -> None:
             if endpoint.startswith(f"{page.blueprint.name}."):
                 view.access_level = ADMIN
     app.extensions["helpdesk.admin_pages"] = admin_pages
+    app.extensions[COLUMN_OWNERS] = {}
 
     @app.context_processor
     def plugin_helpers() -> dict[str, Any]:
@@ -124,13 +125,15 @@ def render_panels(state: Any, incident: Any, agent: Any) -> list[tuple[str, Mark
     return panels
 
 
-#: Which plugin gave each queue column (by its name), to name it when its value fails.
-_column_owners: dict[str, str] = {}
+#: ``app.extensions`` key: which plugin gave each queue column (by its name), to name it when
+#: its value fails. Per app, so two apps in one process never blame each other's plugins.
+COLUMN_OWNERS = "helpdesk.column_owners"
 
 
 def queue_columns(state: Any) -> list[Any]:
-    """The plugins' queue columns; a second column of a name already taken is left out and
-    recorded for the Plugins page (a failure of either would be blamed on the wrong one)."""
+    """The plugins' queue columns (in a request); a second column of a name already taken is
+    left out and recorded for the Plugins page (a failure of either would be blamed on the
+    wrong one)."""
     columns: dict[str, Any] = {}
     owners: dict[str, str] = {}
     for plugin, column in plugins.collect_owned(state.pm, "helpdesk_queue_columns", records.QueueColumn,
@@ -141,7 +144,7 @@ def queue_columns(state: Any) -> list[Any]:
                 "this one is left out (give it another name)"))
             continue
         columns[column.name], owners[column.name] = column, plugin
-    _column_owners.update(owners)
+    current_app.extensions.setdefault(COLUMN_OWNERS, {}).update(owners)
     return list(columns.values())
 
 
@@ -150,6 +153,7 @@ def column_value(column: Any, incident: Any) -> str:
         return str(column.value(incident))
     except Exception as error:
         logger.exception("queue column %r failed for %s", column.name, incident.reference)
-        plugins.record_failure(_column_owners.get(column.name, column.name),
+        owners = current_app.extensions.get(COLUMN_OWNERS, {})
+        plugins.record_failure(owners.get(column.name, column.name),
                                "helpdesk_queue_columns (value)", incident, error)
         return "?"
