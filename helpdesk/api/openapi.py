@@ -18,6 +18,9 @@ PROBLEM_SCHEMA = {
         "field": {"type": "string", "description": "The (first) field, header or parameter that failed"},
         "fields": {"type": "array", "items": {"type": "string"}},
         "current": {"type": "object", "description": "On 412: the current incident"},
+        "saved": {"type": "boolean", "description": "On 500 and 503: whether a change was committed "
+                  "before the failure. If true, read the resource back instead of repeating the "
+                  "request (a request with an Idempotency-Key may always be repeated)"},
     },
 }
 COMMON_ERRORS = {
@@ -28,6 +31,14 @@ COMMON_ERRORS = {
     405: "This method is not offered at this address",
     422: "The body names an unknown field or a value the rules refuse",
     429: "Rate limit reached (Retry-After says when to try again)",
+    500: "Server error; with saved: true a change was committed before it",
+    503: "The database is unavailable or busy (Retry-After says when to try again); saved says "
+         "whether a change was committed before it",
+}
+#: What only an operation that takes a body answers.
+BODY_ERRORS = {
+    413: "The body is over max_request_bytes: refused before it was read, nothing was saved",
+    415: "The body is not application/json",
 }
 
 
@@ -38,7 +49,8 @@ def _operation(spec: Endpoint) -> dict[str, Any]:
             else {"application/json": {"schema": schema}} if schema else None
         responses[str(status)] = {"description": description, **({"content": content} if content else {})}
     if spec.scope:
-        for status, description in COMMON_ERRORS.items():
+        errors = {**COMMON_ERRORS, **(BODY_ERRORS if spec.body is not None else {})}
+        for status, description in sorted(errors.items()):
             responses.setdefault(str(status), {
                 "description": description,
                 "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}})
