@@ -5,7 +5,8 @@
 // Queues (rows are <tr data-row>): j / k select the next / previous row (its a[data-open]
 // takes the focus), o (or Enter on the row link) opens it, t takes it ([data-shortcut=take]).
 // Incident page: r focuses the reply box, n switches to an internal note and focuses it,
-// t takes the incident. ? shows the list; Escape closes it. Nothing fires while typing in a
+// t takes the incident. t only claims (claim_only=1): never resumes a pending incident, and
+// does nothing to one already yours. ? shows the list; Escape closes it. Nothing fires while typing in a
 // field or with Ctrl, Alt or Meta held.
 (function () {
   "use strict";
@@ -80,6 +81,21 @@
     var control = scope && scope.querySelector(selector);
     if (!control || control.disabled) { return false; }
     control.click();
+    return true;
+  }
+
+  // The t key takes "only": it claims an incident that is not yours yet and moves nothing else
+  // (a pending one stays pending; one already yours stays as it is). The Take button itself,
+  // clicked, still starts work. The field rides along with this one submission only.
+  function takeIn(scope) {
+    var control = scope && scope.querySelector("[data-shortcut=take]");
+    if (!control || control.disabled || !control.form) { return false; }
+    var only = document.createElement("input");
+    only.type = "hidden";
+    only.name = "claim_only";
+    only.value = "1";
+    control.form.appendChild(only);
+    try { control.click(); } finally { only.remove(); }
     return true;
   }
 
@@ -192,8 +208,7 @@
     } else if (key === "Enter" && selectedRow() && event.target === document.body) {
       handled = clickIn(selectedRow(), "a[data-open]");
     } else if (key === "t") {
-      handled = rows().length ? clickIn(selectedRow(), "[data-shortcut=take]")
-        : clickIn(document, "[data-shortcut=take]");
+      handled = rows().length ? takeIn(selectedRow()) : takeIn(document);
     } else if (key === "r") {
       handled = focusReply(false);
     } else if (key === "n") {

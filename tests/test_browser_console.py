@@ -245,3 +245,52 @@ def test_the_incident_page_does_not_overflow_a_phone(server, personas, page, log
         .map(e => e.tagName + '#' + e.id + '.' + e.className)""")
     assert wide == []
     assert page.evaluate("document.getElementById('main').scrollWidth") <= PHONE["width"]
+
+
+def test_a_stray_t_on_my_pending_incident_changes_nothing(ctx, app, server, personas, page, log_incident):
+    from helpdesk import incidents
+    from helpdesk.models import Incident
+
+    incident = log_incident(title="Waiting for the customer's log file", assigned_team=personas.database_team)
+    with app.app_context():
+        incidents.take_work(ctx, incident.id, personas.assignee)
+        incidents.change_status(ctx, incident.id, personas.assignee, "pending", pending_reason="customer")
+    before = Incident.get_by_id(incident.id)
+    page.set_viewport_size(DESKTOP)
+    log_in(page, server, personas.assignee.username)
+    page.goto(f"{server}/incidents/{incident.id}")
+    page.locator("#incident-title").click()
+    page.keyboard.press("t")
+    wait_until(page, "document.getElementById('console-announce').textContent !== ''")
+    after = Incident.get_by_id(incident.id)
+    assert (after.status, after.pending_reason, after.version) == ("pending", "customer", before.version)
+    assert "is already yours; nothing changed" in page.locator("#console-announce").inner_text()
+    assert "Pending" in page.get_by_role("region", name="Status").inner_text()
+
+
+def test_t_in_a_queue_claims_a_pending_incident_without_resuming_it(ctx, app, server, personas, page,
+                                                                    log_incident):
+    from helpdesk import incidents
+    from helpdesk.models import Incident
+
+    incident = log_incident(title="Awaiting the vendor's patch", assigned_team=personas.database_team)
+    with app.app_context():
+        incidents.change_status(ctx, incident.id, personas.owner, "pending", pending_reason="third_party")
+    page.set_viewport_size(DESKTOP)
+    log_in(page, server, personas.assignee.username)
+    page.goto(f"{server}/queues/teams")
+    page.wait_for_selector("tr[data-row]")
+    page.keyboard.press("j")
+    page.keyboard.press("t")
+    page.wait_for_selector(".flash:has-text('still pending')")
+    after = Incident.get_by_id(incident.id)
+    assert (after.assigned_agent_id, after.status, after.pending_reason) == (
+        personas.assignee.id, "pending", "third_party")
+    # The Take button clicked (not the key) still means "work on it now".
+    other = log_incident(title="Also waiting", assigned_team=personas.database_team)
+    with app.app_context():
+        incidents.change_status(ctx, other.id, personas.owner, "pending", pending_reason="third_party")
+    page.goto(f"{server}/queues/teams")
+    page.get_by_role("button", name=f"Take {other.reference}").click()
+    page.wait_for_selector(".flash:has-text('and in progress')")
+    assert Incident.get_by_id(other.id).status == "in_progress"

@@ -92,6 +92,25 @@ def test_taking_an_incident_someone_else_works_on_is_refused(app, personas, log_
     assert fresh(incident).assigned_agent_id == personas.db_lead.id
 
 
+@pytest.mark.parametrize("htmx", [False, True], ids=["form", "htmx"])
+def test_the_t_keys_take_does_not_resume_my_pending_incident(app, personas, log_incident, htmx):
+    incident = log_incident()
+    ctx = incidents_ctx(app)
+    incidents.take_work(ctx, incident.id, personas.assignee)
+    incidents.change_status(ctx, incident.id, personas.assignee, "pending", pending_reason="customer")
+    client = AgentClient(app, personas.assignee)
+    page = text(client.get(f"/incidents/{incident.id}"))
+    assert 'data-shortcut="take"' in page  # the button still resumes it when clicked
+    before = fresh(incident)
+    response = client.post(f"/incidents/{incident.id}/take-work",
+                           {"version": before.version, "claim_only": "1"}, headers=HTMX if htmx else {})
+    assert response.status_code == (200 if htmx else 303)
+    after = fresh(incident)
+    assert (after.status, after.pending_reason, after.version) == ("pending", "customer", before.version)
+    said = text(response) if htmx else text(client.get(f"/incidents/{incident.id}"))
+    assert f"{incident.reference} is already yours; nothing changed." in said
+
+
 def test_take_work_needs_csrf_a_session_and_an_incident(app, personas, log_incident):
     incident = log_incident()
     client = AgentClient(app, personas.assignee)

@@ -112,3 +112,21 @@ def test_of_two_agents_taking_at_once_exactly_one_wins(app, ctx, personas, log_i
     winner = getattr(personas, winners[0])
     assert fresh(incident).assigned_agent_id == winner.id
     assert winner.display_name in str(results[loser])  # the loser is told who has it
+
+
+def test_a_claim_leaves_a_pending_incident_pending_and_one_already_mine_alone(ctx, personas, log_incident):
+    """The t key's take (claim_only): a key pressed by mistake never resumes a pending incident."""
+    waiting = log_incident()
+    incidents.change_status(ctx, waiting.id, personas.owner, "pending", pending_reason="customer")
+    incidents.take_work(ctx, waiting.id, personas.assignee, fresh(waiting).version, claim_only=True)
+    claimed = fresh(waiting)
+    assert (claimed.assigned_agent_id, claimed.status, claimed.pending_reason) == (
+        personas.assignee.id, "pending", "customer")
+    # Mine now: claiming again (or from a page showing "Assigned") changes nothing at all.
+    incidents.take_work(ctx, waiting.id, personas.assignee, claimed.version, claim_only=True)
+    assert fresh(waiting).version == claimed.version and fresh(waiting).status == "pending"
+    assigned = log_incident()
+    incidents.assign(ctx, assigned.id, personas.owner, personas.database_team, personas.assignee)
+    before = fresh(assigned)
+    incidents.take_work(ctx, assigned.id, personas.assignee, before.version, claim_only=True)
+    assert (fresh(assigned).version, fresh(assigned).status) == (before.version, before.status)

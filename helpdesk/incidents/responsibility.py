@@ -57,19 +57,25 @@ def take_ownership(ctx: Context, incident_id: int, actor: Agent,
 
 
 def take_work(ctx: Context, incident_id: int, actor: Agent,
-              expected_version: int | None = None) -> Incident:
+              expected_version: int | None = None, *, claim_only: bool = False) -> Incident:
     """"Take": assign the incident to me and start work on it, in one change.
 
     The assigned team stays when I am in it, otherwise it becomes my home team. Only an
     incident with no assigned agent (or already mine) can be taken, so of two agents
     taking at once exactly one wins; the other is told who did. A pending incident is
     taken back into progress, since taking it means working on it now.
+
+    ``claim_only`` is the keyboard's take (a key pressed by mistake must not move what the
+    agent did not mean to move): an incident already mine is left exactly as it is, and a
+    pending one stays pending, waiting as before; only the assignee pair becomes mine.
     """
     with write_transaction():
         incident = get(incident_id)
         if not incident.is_active:
             raise DomainError(f"{incident.reference} is {STATUSES[incident.status].lower()}; "
                               "reopen it before taking it.")
+        if claim_only and incident.assigned_agent_id == actor.id:
+            return incident  # already mine: nothing to claim, nothing else moves
         if incident.assigned_agent_id not in (None, actor.id):
             if expected_version is not None and expected_version != incident.version:
                 raise StaleVersion(f"{incident.reference} was taken by {incident.assigned_agent} since you "
@@ -84,7 +90,7 @@ def take_work(ctx: Context, incident_id: int, actor: Agent,
         record: dict[str, tuple[Any, Any]] = {}
         if (incident.assigned_team_id, incident.assigned_agent_id) != (team.id, actor.id):
             record["assignee"] = (assignee(incident), Pair(team, actor))
-        if incident.status != "in_progress":
+        if incident.status != "in_progress" and not (claim_only and incident.status == "pending"):
             changes.update(status="in_progress", pending_reason=None)
             record["status"] = (incident.status, "in_progress")
             if incident.pending_reason is not None:
@@ -102,7 +108,8 @@ def take_work(ctx: Context, incident_id: int, actor: Agent,
                            record=record, one_entry=True,
                            body=" ".join(filter(None, [f"Took it: {' and '.join(done)}.", lapsed])))
         except StaleVersion as lost:
-            if lost.incident.assigned_agent_id == actor.id and lost.incident.status == "in_progress":
+            if lost.incident.assigned_agent_id == actor.id and (claim_only
+                                                                or lost.incident.status == "in_progress"):
                 return lost.incident  # my own other request won: taking it again is a no-op
             if lost.incident.assigned_agent_id not in (None, actor.id):
                 lost.args = (f"{incident.reference} was just taken by {lost.incident.assigned_agent}.",)

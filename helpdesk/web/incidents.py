@@ -189,12 +189,27 @@ def take(incident_id: int) -> Any:
 @bp.post("/<int:incident_id>/take-work")
 @access(AGENT)
 def take_work(incident_id: int) -> Any:
-    """Take: assign the incident to me and start work on it (race-safe in the domain)."""
+    """Take: assign the incident to me and start work on it (race-safe in the domain).
+
+    ``claim_only=1`` is what the t key sends: it only claims (see ``take_work`` in the
+    domain), so a stray key never resumes a pending incident or touches one already mine.
+    """
+    claim_only = request.form.get("claim_only") == "1"
+    seen = expected_version()
+    # Only to word the answer: a claim of an incident already mine changes nothing.
+    mine = claim_only and domain.get(incident_id).assigned_agent_id == current_user.id
+
+    def took(incident: Any) -> str:
+        if mine and incident.assigned_agent_id == current_user.id:
+            return f"{incident.reference} is already yours; nothing changed."
+        if incident.status == "pending":
+            return f"Took it: a{_assigned(incident)[1:-1]}; still pending."
+        return f"Took it: a{_assigned(incident)[1:-1]} and in progress."
+
     return _respond(
         incident_id,
-        lambda: domain.take_work(context(), incident_id, current_user, expected_version()),
-        lambda incident: f"Took it: a{_assigned(incident)[1:-1]} and in progress.",
-        "assignee-heading", back=request.form.get("next"),
+        lambda: domain.take_work(context(), incident_id, current_user, seen, claim_only=claim_only),
+        took, "assignee-heading", back=request.form.get("next"),
     )
 
 
