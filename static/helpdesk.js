@@ -118,7 +118,8 @@ document.addEventListener("click", function (event) {
 // An unsent reply survives the other actions on the incident page (priority, status, assign,
 // take, a conflict view): they swap the whole incident body, which holds the reply form, so its
 // text, visibility and chosen files are carried over into the new one. The reply's own answer
-// decides for itself (sent: an empty box; refused: the server shows the text back).
+// decides for itself (sent: an empty box; refused: the server shows the text back), except for
+// the chosen files, which a page cannot send back: a reply held back (409) keeps them here.
 (function () {
   var kept = null;
   document.addEventListener("htmx:beforeSwap", function (event) {
@@ -126,10 +127,19 @@ document.addEventListener("click", function (event) {
     if (!event.detail.shouldSwap || !target || target.id !== "incident-body") { return; }
     var reply = target.querySelector("form.reply");
     var source = event.detail.requestConfig && event.detail.requestConfig.elt;
-    if (!reply || (source && reply.contains(source))) { return; }
+    if (!reply) { return; }
     var body = reply.querySelector("#reply-body");
     var files = reply.querySelector("#reply-files");
     var visibility = reply.querySelector('input[name="visibility"]:checked');
+    if (source && reply.contains(source)) {
+      // Only a reply held back because the conversation moved (409): its files were fine. A
+      // refused file (422) is chosen again by the agent, not sent again as it was.
+      var held = event.detail.xhr && event.detail.xhr.status === 409;
+      if (!held || !files || !files.files.length) { return; }
+      kept = {text: "", visibility: null, files: files, form: reply.getAttribute("action")};
+      files.remove();
+      return;
+    }
     if (!body || (!body.value.trim() && !(files && files.files.length))) { return; }
     kept = {text: body.value, visibility: visibility ? visibility.value : null,
             files: files && files.files.length ? files : null, form: reply.getAttribute("action")};
@@ -145,7 +155,14 @@ document.addEventListener("click", function (event) {
                                                            kept.visibility + '"]');
     if (choice) { choice.checked = true; }
     var files = document.getElementById("reply-files");
-    if (kept.files && files && !files.files.length) { files.replaceWith(kept.files); }
+    if (kept.files && files && !files.files.length) {
+      files.replaceWith(kept.files);
+      var lost = reply.querySelector("[data-files-lost]");
+      if (lost) {
+        var names = Array.prototype.map.call(kept.files.files, function (f) { return f.name; });
+        lost.textContent = "Nothing was saved; your files are still chosen: " + names.join(", ") + ".";
+      }
+    }
     kept = null;
   });
 }());

@@ -294,3 +294,45 @@ def test_t_in_a_queue_claims_a_pending_incident_without_resuming_it(ctx, app, se
     page.get_by_role("button", name=f"Take {other.reference}").click()
     page.wait_for_selector(".flash:has-text('and in progress')")
     assert Incident.get_by_id(other.id).status == "in_progress"
+
+
+def test_a_reply_from_a_stale_tab_is_held_with_its_text_and_files_after_another_tab_resolved(
+        ctx, app, server, personas, page, log_incident, tmp_path):
+    from helpdesk import incidents
+    from helpdesk.models import TimelineEntry
+
+    incident = log_incident(title="Scanner jams", assigned_team=personas.database_team)
+    with app.app_context():
+        incidents.take_work(ctx, incident.id, personas.assignee)
+    log_in(page, server, personas.assignee.username)
+    page.goto(f"{server}/incidents/{incident.id}")
+    page.locator("#vis-public").check()
+    page.locator("#reply-body").fill("Could you send a photo of the jam?")
+    photo = tmp_path / "how-to-photograph.txt"
+    photo.write_text("Open the lid, then take the photo from above.")
+    page.get_by_label("Attach files").set_input_files(str(photo))
+
+    # Meanwhile, in another tab, the incident is resolved.
+    other = page.context.new_page()
+    other.goto(f"{server}/incidents/{incident.id}")
+    other.locator("#resolve-canned").select_option(index=0)
+    other.locator("form.resolve button[type=submit]").click()
+    other.wait_for_selector("#status-heading ~ .current:has-text('Resolved')")
+    other.close()
+
+    page.get_by_role("button", name="Add").click()
+    page.wait_for_selector("#reply-error:has-text('Your reply was not sent')")
+    assert "to Resolved" in page.locator("#reply-error").inner_text()
+    assert page.locator("#reply-body").input_value() == "Could you send a photo of the jam?"
+    assert page.locator("#vis-public").is_checked()
+    assert page.evaluate("[...document.getElementById('reply-files').files].map(f => f.name)") == [
+        "how-to-photograph.txt"]
+    assert "your files are still chosen: how-to-photograph.txt" in page.locator("#reply-error").inner_text()
+    assert "Resolved" in page.get_by_role("region", name="Status").inner_text()  # what changed shows
+    assert TimelineEntry.select().where((TimelineEntry.incident == incident.id)
+                                        & (TimelineEntry.kind == "reply")).count() == 0
+    # The agent decides to send it anyway: it goes, with its file.
+    page.get_by_role("button", name="Add").click()
+    entry = page.locator(".entry-reply:has-text('send a photo of the jam')")
+    entry.wait_for()
+    assert entry.locator("ul.attachments a", has_text="how-to-photograph.txt").count() == 1

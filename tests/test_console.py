@@ -276,3 +276,67 @@ def test_sla_entries_keep_the_due_time_as_data_and_the_page_shows_it_in_the_zone
         shown = app.jinja_env.from_string("{{ due|localtime }}").render(due=due)
     assert f"Resolution target breached (due <time datetime=\"2026-06-09T08:15:00Z\">{shown}</time>)" in page
     assert "Response target 50% used (due 2026-06-09 07:00 UTC)" in page
+
+
+# -- a reply from a stale tab ------------------------------------------------------------------
+
+
+def reply_form(page: str) -> dict[str, str]:
+    """The hidden fields of the page's reply box, as a browser would post them."""
+    form = re.search(r'<form class="reply".*?</form>', page, re.S).group(0)
+    return dict(re.findall(r'<input type="hidden" name="(version|seen)" value="(\d+)"', form))
+
+
+@pytest.mark.parametrize("htmx", [False, True], ids=["form", "htmx"])
+def test_a_reply_from_a_tab_opened_before_the_resolve_is_held_back_with_its_text(
+        app, personas, log_incident, htmx):
+    incident = log_incident(title="Printer offline")
+    ctx = incidents_ctx(app)
+    incidents.take_work(ctx, incident.id, personas.assignee)
+    client = AgentClient(app, personas.assignee)
+    stale = reply_form(text(client.get(f"/incidents/{incident.id}")))
+    assert set(stale) == {"version", "seen"}
+    incidents.change_status(ctx, incident.id, personas.colleague, "resolved", note="Toner replaced.",
+                            resolution_code="fixed")
+    typed = "We are still looking into it & will call you at 3."
+    response = client.post(f"/incidents/{incident.id}/comments",
+                           {**stale, "visibility": "public", "body": typed}, headers=HTMX if htmx else {})
+    assert response.status_code == 409
+    page = text(response)
+    assert "Your reply was not sent" in page and "to Resolved by Sara Berg" in page
+    assert "We are still looking into it &amp; will call you at 3.</textarea>" in page
+    assert 'id="vis-public" name="visibility" value="public" checked' in page
+    assert not [e for e in entries(incident) if e.kind == "reply"]
+    # The agent read it and still wants it sent: the box now carries the fresh page's version.
+    again = client.post(f"/incidents/{incident.id}/comments",
+                        {**reply_form(page), "visibility": "public", "body": typed},
+                        headers=HTMX if htmx else {})
+    assert again.status_code == (200 if htmx else 303)
+    assert [e.body for e in entries(incident) if e.kind == "reply"] == [typed]
+
+
+def test_a_newer_customer_message_holds_a_reply_but_a_field_edit_or_a_note_does_not(
+        app, personas, log_incident, contact_factory):
+    from helpdesk import customers
+
+    requester = contact_factory(name="Ana Lima")
+    incident = log_incident(title="VPN drops", requester=requester)
+    ctx = incidents_ctx(app)
+    client = AgentClient(app, personas.owner)
+    stale = reply_form(text(client.get(f"/incidents/{incident.id}")))
+    # Someone else overrides the priority: a field edit, the reply still goes.
+    incidents.override_priority(ctx, incident.id, personas.colleague, 1, "CEO affected")
+    sent = client.post(f"/incidents/{incident.id}/comments",
+                       {**stale, "visibility": "public", "body": "Looking into it."})
+    assert sent.status_code == 303
+    # The customer writes again: a reply from the same old page waits for the agent to read it.
+    customers.post_message(ctx, incident.id, requester, "It works again, never mind.", seen=True)
+    held = client.post(f"/incidents/{incident.id}/comments",
+                       {**stale, "visibility": "public", "body": "Please restart your laptop."})
+    assert held.status_code == 409 and "Ana Lima wrote again" in text(held)
+    # An internal note never reaches the customer: it is not held back.
+    note = client.post(f"/incidents/{incident.id}/comments",
+                       {**stale, "visibility": "note", "body": "Customer may have fixed it."})
+    assert note.status_code == 303
+    assert [e.body for e in entries(incident) if e.kind in ("reply", "note")] == [
+        "Looking into it.", "Customer may have fixed it."]

@@ -9,11 +9,11 @@ from typing import Any
 from helpdesk import attachments, events, reports, search, sla
 from helpdesk.context import Context
 from helpdesk.db import for_update, write_transaction
-from helpdesk.errors import DomainError
+from helpdesk.errors import DomainError, StaleVersion
 from helpdesk.incidents.changes import apply, choice, entry, follow_up, get, reason_text
 from helpdesk.incidents.changes import title as clean_title
 from helpdesk.incidents.intake import derive_priority
-from helpdesk.models import LEVELS, PRIORITIES, TYPES, Agent, Incident, TimelineEntry
+from helpdesk.models import LEVELS, PRIORITIES, STATUSES, TYPES, Agent, Incident, TimelineEntry
 
 EDITABLE = frozenset({"title", "description", "type", "impact", "urgency", "category", "service",
                       "requester"})
@@ -64,13 +64,53 @@ def update_details(ctx: Context, incident_id: int, actor: Agent, expected_versio
         return follow_up(ctx, apply(incident, actor, values, expected_version), actor)
 
 
+#: Status labels (as status entries record them) of an incident whose work ended.
+ENDED = frozenset(STATUSES[name] for name in ("resolved", "closed", "cancelled"))
+
+
+def reply_conflict(incident: Incident, actor: Agent, expected_version: int | None,
+                   seen: int | None) -> str | None:
+    """Why a public reply written on an older page should not go out unseen, or ``None``.
+
+    ``seen`` is the newest timeline entry the agent's page showed, ``expected_version`` the
+    incident's version there. What the customer would notice counts: the incident was
+    resolved, closed or cancelled (or reopened) meanwhile, the customer wrote again, or
+    another agent replied to them. A field edit, a reassignment or a note does not.
+    """
+    if seen is None:
+        if expected_version is None or expected_version == incident.version:
+            return None
+        if incident.status in {"resolved", "closed", "cancelled"}:
+            return f"{incident.reference} is {STATUSES[incident.status].lower()} now"
+        return None
+    for later in (TimelineEntry.select().where((TimelineEntry.incident == incident.id)
+                                               & (TimelineEntry.id > seen)).order_by(TimelineEntry.id)):
+        if (later.kind == "change" and later.field == "status"
+                and ({later.old_value, later.new_value} & ENDED)):
+            by = f" by {later.actor.display_name}" if later.actor_id else ""
+            return (f"{incident.reference} went from {later.old_value} to {later.new_value}{by} "
+                    "since your page was loaded")
+        if later.kind == "customer":
+            who = later.contact.name if later.contact_id else "The customer"
+            return f"{who} wrote again since your page was loaded"
+        if later.kind == "reply" and later.actor_id != actor.id:
+            who = later.actor.display_name if later.actor_id else "Someone"
+            return f"{who} replied to the customer since your page was loaded"
+    return None
+
+
 def add_comment(ctx: Context, incident_id: int, actor: Agent, body: str, *, public: bool,
-                files: Sequence[tuple[str, bytes]] = ()) -> TimelineEntry:
+                files: Sequence[tuple[str, bytes]] = (), expected_version: int | None = None,
+                seen: int | None = None) -> TimelineEntry:
     """Add a public reply to the customer or an internal note, with the agent's ``files``
     (name, bytes) attached to it.
 
     Comments never conflict with edits: they append to the timeline and do not
     bump the version, so an agent typing a reply does not block an owner change.
+    A public reply written on an older page (``expected_version``, ``seen``: the version
+    and newest timeline entry that page showed) is refused with :class:`StaleVersion` when
+    the conversation moved meanwhile (:func:`reply_conflict`); sent again from the fresh
+    page, it goes. Notes are never refused so: they stay with the desk.
     The files pass the same checks as a customer's (limits, ``helpdesk_attachment_verdict``,
     failing closed) before anything is written, and are recorded in the entry's transaction:
     a refused file leaves no entry, an entry never misses its files. A public reply's files
@@ -87,6 +127,11 @@ def add_comment(ctx: Context, incident_id: int, actor: Agent, body: str, *, publ
         incident = get(incident_id)
         if incident.status in {"closed", "cancelled"} and public:
             raise DomainError(f"{incident.reference} is {incident.status}; reply on a new incident.")
+        moved = reply_conflict(incident, actor, expected_version, seen) if public else None
+        if moved:
+            raise StaleVersion(f"Your reply was not sent: {moved}. It is still here: read what "
+                               "changed, then send it as it is, change it, or make it an internal "
+                               "note.", incident)
         note = entry(incident.id, actor, "reply" if public else "note", body=body)
         for name, data in files:
             attachments.store(ctx, incident.id, note.id, name, data, agent=actor)

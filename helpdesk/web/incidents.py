@@ -142,6 +142,8 @@ def _respond(incident_id: int, change: Callable[[], Any], done: str | Callable[[
     try:
         result = change()
     except StaleVersion as stale:
+        if reply is not None:  # a reply: its box shows the text again, beside why it waited
+            return _render(incident_id, error=str(stale), status=409, focus="reply-body", reply=reply)
         return _render(incident_id, error=str(stale), status=409, incident=stale.incident,
                        attempt=stale_attempt(stale.incident), focus="incident-title", reply=reply)
     except DomainError as error:
@@ -312,14 +314,18 @@ def details(incident_id: int) -> Any:
 @access(AGENT)
 def comment(incident_id: int) -> Any:
     """A reply or a note, with the files chosen in the reply box (``files``, multipart). A
-    refused file refuses the whole post: nothing is written and the box keeps what was typed."""
+    refused file refuses the whole post: nothing is written and the box keeps what was typed.
+    The form sends the version and newest entry its page showed (``version``, ``seen``): a
+    reply from a page the conversation has moved past is refused the same way (409)."""
     public = request.form.get("visibility") == "public"
     files = uploaded_files()
     noun = "Reply sent to the customer" if public else "Internal note added"
+    seen = parse_id(request.form.get("seen"))
     return _respond(
         incident_id,
         lambda: domain.add_comment(context(), incident_id, current_user, request.form.get("body", ""),
-                                   public=public, files=files),
+                                   public=public, files=files, expected_version=expected_version(),
+                                   seen=seen),
         f"{noun} with {len(files)} file{'s' if len(files) != 1 else ''}." if files else f"{noun}.",
         lambda note: f"entry-{note.id}",
         reply={"body": request.form.get("body", ""), "public": public, "files": len(files)},
