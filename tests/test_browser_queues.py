@@ -157,3 +157,24 @@ def test_phone_cards_keep_owner_and_assignee_labels_without_overflow(server, per
         cell = page.locator(f'tr[data-row] td[data-label="{label}"]').first
         before = cell.evaluate("el => getComputedStyle(el, '::before').content")
         assert label in before and cell.is_visible()
+
+
+def test_a_take_from_a_row_that_lost_the_race_comes_back_to_the_queue_saying_who_won(
+        server, personas, page, log_incident, ctx):
+    page.set_viewport_size({"width": 1366, "height": 900})
+    incident = log_incident(title="Label printer offline")
+    log_in(page, server, personas.owner.username)
+    page.goto(f"{server}/queues/open?sort=oldest")
+    row = page.locator(f'tr[data-incident="{incident.id}"]')
+    # Sara takes it after this page was loaded.
+    domain.take_work(ctx, incident.id, personas.colleague)
+    row.get_by_role("button", name=f"Take {incident.reference}").click()
+    flash = page.locator(".flash .error")
+    flash.wait_for()
+    said = f"{incident.reference} was taken by Sara Berg before you; nothing was changed."
+    assert said in flash.inner_text()
+    assert re.search(r"/queues/open\?sort=oldest$", page.url), page.url
+    assert page.get_by_role("heading", level=1).inner_text() == "All open"
+    fresh_row = page.locator(f'tr[data-incident="{incident.id}"]')
+    assert "Sara Berg" in fresh_row.locator('td[data-label="Assignee"]').inner_text()
+    assert fresh_row.get_by_role("button", name=f"Take {incident.reference}").count() == 0

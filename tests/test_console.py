@@ -92,6 +92,28 @@ def test_taking_an_incident_someone_else_works_on_is_refused(app, personas, log_
     assert fresh(incident).assigned_agent_id == personas.db_lead.id
 
 
+def test_a_take_from_a_queue_that_lost_the_race_goes_back_to_the_queue_with_why(app, personas,
+                                                                                  log_incident):
+    raced, resolved = log_incident(), log_incident(title="Already fixed")
+    ctx = incidents_ctx(app)
+    seen = raced.version  # the queue page showed this version
+    incidents.take_work(ctx, raced.id, personas.colleague, seen)
+    incidents.change_status(ctx, resolved.id, personas.owner, "resolved", note="Fixed.")
+    client = AgentClient(app, personas.assignee)
+    lost = client.post(f"/incidents/{raced.id}/take-work",
+                       {"version": seen, "next": "/queues/teams?sort=due"})
+    assert lost.status_code == 303 and lost.headers["Location"].endswith("/queues/teams?sort=due")
+    queue = text(client.get("/queues/teams?sort=due"))
+    said = f"{raced.reference} was taken by Sara Berg before you; nothing was changed."
+    assert f'<p class="error">{said}</p>' in queue
+    refused = client.post(f"/incidents/{resolved.id}/take-work",
+                          {"version": fresh(resolved).version, "next": "/queues/open"})
+    assert refused.status_code == 303 and refused.headers["Location"].endswith("/queues/open")
+    assert "is resolved; reopen it before taking it. Nothing was changed." in text(client.get("/queues/open"))
+    assert fresh(raced).assigned_agent_id == personas.colleague.id
+    assert fresh(resolved).assigned_agent_id is None
+
+
 @pytest.mark.parametrize("htmx", [False, True], ids=["form", "htmx"])
 def test_the_t_keys_take_does_not_resume_my_pending_incident(app, personas, log_incident, htmx):
     incident = log_incident()

@@ -139,9 +139,14 @@ def _respond(incident_id: int, change: Callable[[], Any], done: str | Callable[[
     the message is flashed and the redirect's fragment scrolls to what changed (or, with
     ``back``, a local path such as the queue the action came from, goes back there).
     """
+    from helpdesk.rendering import htmx
+
+    to_body = bool(htmx and htmx.target == BODY.replace("_", "-"))
     try:
         result = change()
     except StaleVersion as stale:
+        if back and not to_body:  # from another page (a queue's row): back there, told why
+            return _refused_back(back, incident_id, _lost_race(stale))
         if reply is not None:  # a reply: its box shows the text again, beside why it waited
             return _render(incident_id, error=str(stale), status=409, focus="reply-body", reply=reply)
         return _render(incident_id, error=str(stale), status=409, incident=stale.incident,
@@ -149,20 +154,37 @@ def _respond(incident_id: int, change: Callable[[], Any], done: str | Callable[[
     except DomainError as error:
         if error.status == 404:
             raise
+        if back and not to_body:
+            return _refused_back(back, incident_id, f"{error} Nothing was changed.")
         return _render(incident_id, error=str(error), status=error.status,
                        focus="reply-body" if reply else "incident-title", reply=reply)
-    from helpdesk.rendering import htmx
-
     if result is None:  # a change that returns nothing: describe the incident as it is now
         result = domain.get(incident_id)
     message = done(result) if callable(done) else done
     target = focus(result) if callable(focus) else focus
-    if htmx and htmx.target == BODY.replace("_", "-"):
+    if to_body:
         return _render(incident_id, announce=message, focus=target)
     flash(message)
     anchor = f"#{target}" if target else ""
     here = url_for("incidents.show", incident_id=incident_id) + anchor
     return redirect(safe_next(back, here) if back else here, code=303)
+
+
+def _lost_race(stale: StaleVersion) -> str:
+    """What a Take from a queue row that lost to a newer change says (the row shows the rest)."""
+    fresh = stale.incident
+    if fresh.assigned_agent_id not in (None, current_user.id):
+        return f"{fresh.reference} was taken by {fresh.assigned_agent} before you; nothing was changed."
+    return (f"{fresh.reference} was changed by someone else since this page was loaded, so it was "
+            "not taken; its row shows it as it is now.")
+
+
+def _refused_back(back: str, incident_id: int, message: str) -> Any:
+    """A refused action from another page (``next``: a queue) returns there with the reason,
+    rather than leaving the agent on the incident page under the action's POST address."""
+    flash(message, "error")
+    here = url_for("incidents.show", incident_id=incident_id)
+    return redirect(safe_next(back, here), code=303)
 
 
 def _assigned(incident: Any) -> str:
