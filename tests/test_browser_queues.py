@@ -178,3 +178,40 @@ def test_a_take_from_a_row_that_lost_the_race_comes_back_to_the_queue_saying_who
     fresh_row = page.locator(f'tr[data-incident="{incident.id}"]')
     assert "Sara Berg" in fresh_row.locator('td[data-label="Assignee"]').inner_text()
     assert fresh_row.get_by_role("button", name=f"Take {incident.reference}").count() == 0
+
+
+def test_a_refused_bulk_change_keeps_the_ticked_rows_and_the_chosen_action(
+        server, personas, page, log_incident, ctx):
+    page.set_viewport_size({"width": 1366, "height": 900})
+    incidents = [log_incident(title=f"Monitor flickers {n}") for n in range(3)]
+    log_in(page, server, personas.owner.username)
+    page.goto(f"{server}/queues/open")
+    for incident in incidents[:2]:
+        page.get_by_label(f"Select {incident.reference}").check()
+    bar = page.get_by_role("form", name="Change the selected incidents")
+    bar.get_by_label("With selected").select_option("assign")
+    bar.get_by_role("button", name="Apply to selected").click()  # neither team nor agent chosen
+
+    page.locator(".bulk-report .error").wait_for()
+    assert "Choose a team or an agent to assign to." in page.locator(".bulk-report").inner_text()
+    ticked = page.locator("input[data-select]:checked")
+    assert sorted(ticked.evaluate_all("boxes => boxes.map(b => b.value.split(':')[0])")) == sorted(
+        str(incident.id) for incident in incidents[:2])
+    bar = page.get_by_role("form", name="Change the selected incidents")
+    assert bar.get_by_label("With selected").input_value() == "assign"
+    assert bar.get_by_label("Assign to team").is_visible()  # the action's own fields are shown
+
+    # Now a team, and one of the two changed by someone else meanwhile (a stale row).
+    domain.assign(ctx, incidents[1].id, personas.colleague, personas.network, personas.other)
+    bar.get_by_label("Assign to team").select_option(label="Database")
+    bar.get_by_label("Assign to agent").select_option(label="Priya Raman")
+    bar.get_by_role("button", name="Apply to selected").click()
+    page.get_by_role("status").filter(has_text="applied").wait_for()
+    assert "1 applied, 1 not applied." in page.locator(".bulk-report").inner_text()
+    # Only the row not applied is still ticked, and the bar still says what was chosen.
+    ticked = page.locator("input[data-select]:checked")
+    assert ticked.evaluate_all("boxes => boxes.map(b => b.value.split(':')[0])") == [str(incidents[1].id)]
+    bar = page.get_by_role("form", name="Change the selected incidents")
+    assert bar.get_by_label("With selected").input_value() == "assign"
+    assert bar.get_by_label("Assign to team").input_value() == str(personas.database_team.id)
+    assert bar.get_by_label("Assign to agent").input_value() == str(personas.assignee.id)

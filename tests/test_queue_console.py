@@ -197,6 +197,23 @@ def test_bulk_status_and_priority_go_through_the_domain_rules(app, personas, log
     assert "1 applied, 0 not applied." in page and fresh(one).status == "pending"
 
 
+def test_a_refused_bulk_change_comes_back_with_the_rows_ticked_and_the_bar_as_it_was(
+        app, personas, log_incident):
+    one, two, other = log_incident(title="A"), log_incident(title="B"), log_incident(title="C")
+    client = AgentClient(app, personas.owner)
+    response = bulk(client, [row_value(one), row_value(two)], action="status", status="cancelled-ish",
+                    note="Duplicate of the outage")
+    assert response.status_code == 422
+    page = text(response)
+    assert "Choose the status to set. Nothing was changed; your selection is kept." in page
+    box = r'value="(\d+):\d+" form="bulk-form" data-select aria-label="[^"]+" checked'
+    ticked = set(re.findall(box, page))
+    assert ticked == {str(one.id), str(two.id)}  # and not C
+    assert '<option value="status" selected>' in page
+    assert 'id="bulk-note" name="note" maxlength="2000" value="Duplicate of the outage"' in page
+    assert fresh(one).version == one.version and fresh(other).version == other.version
+
+
 def test_bulk_needs_csrf_a_login_and_a_bounded_selection(app, personas, log_incident):
     incident = log_incident(title="Guarded")
     row = row_value(incident)

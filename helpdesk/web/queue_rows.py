@@ -44,6 +44,7 @@ class RowContext:
     here: str  # where a Take returns to
     next_escalations: Mapping[int, Any] | None = None  # the At-risk page's extra column
     step_titles: Callable[[Iterable[str]], str] | None = None
+    ticked: frozenset[int] = frozenset()  # rows shown ticked (kept after a refused bulk change)
 
 
 def may_take(incident: Any) -> bool:
@@ -165,7 +166,8 @@ def _row(incident: Any, rows: RowContext, shared: _Shared) -> str:
     parts = [
         f'<tr data-row data-incident="{number}" data-version="{version}">'
         f'<td class="select"><input type="checkbox" name="row" value="{number}:{version}" '
-        f'form="bulk-form" data-select aria-label="Select {reference}"></td>',
+        f'form="bulk-form" data-select aria-label="Select {reference}"'
+        f'{" checked" if number in rows.ticked else ""}></td>',
         f'<td class="ref"><a href="{escape(rows.incident_url(number))}" data-open>{reference}</a></td>',
         f'<td class="title"><span class="title-text">{escape(incident.title)}</span>'
         + (f' <small class="requester">{escape(requester.name)}</small>' if requester else "")

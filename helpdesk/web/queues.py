@@ -58,7 +58,10 @@ def take_route() -> bool:
 
 
 def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
-                  status: int = 200, view_form: dict[str, Any] | None = None) -> tuple[str, int]:
+                  status: int = 200, view_form: dict[str, Any] | None = None,
+                  ticked: frozenset[int] = frozenset(), bulk_form: bool = False) -> tuple[str, int]:
+    """The queue page; after a bulk change, ``ticked`` rows come back ticked and, with
+    ``bulk_form``, the bulk bar shows what was posted to it."""
     if name not in queues.QUEUES:
         abort(404)
     state = current_app.extensions["helpdesk"]
@@ -102,7 +105,8 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
         take_url=id_url("incidents.take_work", "incident_id") if may_take_here else None,
         take_token=generate_csrf() if may_take_here else None,
         here=request.full_path if request.method == "GET" else first_url,
-        next_escalations=next_escalations, step_titles=step_titles))
+        next_escalations=next_escalations, step_titles=step_titles, ticked=ticked))
+    people = teams_and_members()
     html = render_page(
         "queue.html",
         {"queue_list"},
@@ -137,7 +141,10 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
         bulk_actions=BULK_ACTIONS,
         next_escalations=next_escalations,
         view_form=view_form,
-        **teams_and_members(),
+        bulk_form=_bulk_choices(people["members"]) if bulk_form else None,
+        all_ticked=bool(ticked) and len(ticked) == len(page.rows)
+        and all(row.id in ticked for row in page.rows),
+        **people,
     )
     return html, status
 
@@ -212,6 +219,7 @@ class RowResult:
 class BulkReport:
     action: str
     rows: list[RowResult]
+    refused: str = ""  # the whole request was refused (nothing run): why
 
     @property
     def applied(self) -> list[RowResult]:
@@ -240,24 +248,25 @@ def _optional(model: Any, field: str) -> Any:
         return None
     record = model.get_or_none(model.id == record_id) if record_id is not None else None
     if record is None:
-        abort(422, f"The chosen {field.replace('_', ' ')} does not exist.")
+        raise DomainError(f"The chosen {field.replace('_', ' ')} does not exist.")
     return record
 
 
 def _change(action: str) -> Any:
-    """The domain change one row gets, from the bulk bar's fields (checked once)."""
+    """The domain change one row gets, from the bulk bar's fields (checked once; a
+    ``DomainError`` (422) refuses the whole request before any row is touched)."""
     ctx, actor, form = context(), current_user._get_current_object(), request.form
     if action == "assign":
         team, agent = _optional(Team, "assigned_team"), _optional(Agent, "assigned_agent")
         if team is None and agent is None:
-            abort(422, "Choose a team or an agent to assign to.")
+            raise DomainError("Choose a team or an agent to assign to.")
         return lambda incident_id, version: domain.assign(ctx, incident_id, actor, team, agent, version)
     if action == "take":
         return lambda incident_id, version: domain.take_work(ctx, incident_id, actor, version)
     if action == "status":
         target = form.get("status", "")
         if target not in STATUSES:
-            abort(422, "Choose the status to set.")
+            raise DomainError("Choose the status to set.")
         return lambda incident_id, version: domain.change_status(
             ctx, incident_id, actor, target, version, note=form.get("note", ""),
             pending_reason=form.get("pending_reason") or None,
@@ -265,10 +274,30 @@ def _change(action: str) -> Any:
     if action == "priority":
         value = parse_id(form.get("priority"))
         if value not in PRIORITIES:
-            abort(422, "Choose a priority from P1 to P4.")
+            raise DomainError("Choose a priority from P1 to P4.")
         return lambda incident_id, version: domain.override_priority(
             ctx, incident_id, actor, value, form.get("reason", ""), version)
-    abort(422, "Choose what to do with the selected rows.")
+    raise DomainError("Choose what to do with the selected rows.")
+
+
+#: The bulk bar's own fields (besides the rows), shown again as chosen after a refusal.
+BULK_FIELDS = ("action", "status", "pending_reason", "resolution_code", "note", "priority", "reason")
+
+
+def _bulk_choices(members: dict[int, list[Any]]) -> dict[str, Any]:
+    """What the bulk bar had chosen, to choose it again on the page that answers: the agent
+    box marks an agent under one team, so an agent chosen without a team is marked under
+    the first team listing them."""
+    form = request.form
+    chosen: dict[str, Any] = {name: form.get(name, "")[:2000] for name in BULK_FIELDS}
+    team, agent = parse_id(form.get("assigned_team")), parse_id(form.get("assigned_agent"))
+    if agent is not None and team is None:
+        team_of_agent = next((team_id for team_id, people in members.items()
+                              if any(person.id == agent for person in people)), None)
+    else:
+        team_of_agent = team
+    chosen.update(assigned_team=team, assigned_agent=agent, agent_team=team_of_agent)
+    return chosen
 
 
 def run_bulk(action: str, rows: list[tuple[int, int]]) -> BulkReport:
@@ -303,12 +332,21 @@ def bulk() -> Any:
     if back:
         back_args = MultiDict(parse_qsl(urlsplit(back).query))
         back_args.pop("after", None)
+    action = request.form.get("action", "")
     if not rows:
-        return _render_queue(name, back_args, bulk=BulkReport("none", []), status=422)
+        return _render_queue(name, back_args, bulk=BulkReport("none", []), status=422, bulk_form=True)
     if len(rows) > BULK_LIMIT:
         abort(413, f"Select at most {BULK_LIMIT} rows for one bulk change ({len(rows)} were sent).")
-    report = run_bulk(request.form.get("action", ""), rows)
-    return _render_queue(name, back_args, bulk=report, status=200)
+    try:
+        report = run_bulk(action, rows)
+    except DomainError as refused:  # the bar's fields: nothing ran; the ticks and choices stay
+        return _render_queue(name, back_args, bulk=BulkReport(action, [], refused=str(refused)),
+                             status=422, ticked=frozenset(incident_id for incident_id, _ in rows),
+                             bulk_form=True)
+    # The rows not applied stay ticked (with the version now shown), and the bar keeps its
+    # choices, so the agent can look and run it again; all applied: a clean bar.
+    left = frozenset(row.incident_id for row in report.not_applied)
+    return _render_queue(name, back_args, bulk=report, status=200, ticked=left, bulk_form=bool(left))
 
 
 # -- saved views ------------------------------------------------------------------------------
