@@ -15,7 +15,7 @@
     ["j", "Queue: select the next incident"],
     ["k", "Queue: select the previous incident"],
     ["o", "Queue: open the selected incident (Enter works too)"],
-    ["t", "Take: assign to me and start work (queue: the selected row)"],
+    ["t", "Take: make it mine (queue: the selected row); a pending one stays pending"],
     ["r", "Incident: write in the reply box"],
     ["n", "Incident: write an internal note"],
     ["?", "Show these shortcuts"]
