@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -192,7 +192,7 @@ def _write(ctx: Context, incidents: list[Incident]) -> None:
 #: Buckets of the duration histograms: under a minute, then a factor of 1.25 each.
 BUCKET_BASE, BUCKET_RATIO, BUCKET_LAST = 60, 1.25, 90
 #: Up to this many targets met in a period, percentiles are exact (from the facts); beyond,
-#: they come from the histograms (within 12 %, or 30 s under a minute).
+#: they come from the histograms (within 12 % plus 30 s).
 EXACT_PERCENTILES = 20_000
 _OUTCOME_COLUMNS = {"met": "met", "late": "late"}
 
@@ -549,18 +549,36 @@ def _compliance_rows(by: str, grouped: dict[Any, dict[str, dict[str, int]]]) -> 
 
 @dataclass
 class Durations:
+    """Counts and seconds of one measure; every figure in whole seconds, a half rounded up."""
+
     count: int
-    mean: float | None
-    p50: float | None
-    p90: float | None
+    mean: int | None
+    p50: int | None
+    p90: int | None
 
 
-def _nearest_rank(ordered: list[int], fraction: float) -> float | None:
-    """The nearest-rank percentile: the smallest value with at least ``fraction`` of the values
-    at or below it."""
+def percentile(ordered: Sequence[int], percent: int) -> int | None:
+    """The ``percent`` percentile of sorted whole seconds, interpolated linearly between the
+    two nearest ranks (rank ``(n - 1) · percent / 100`` counted from 0, as spreadsheets'
+    PERCENTILE.INC and numpy's default): the median of an even count is the mean of the two
+    middle values. Rounded to whole seconds, a half up (:func:`whole_seconds`), in integers
+    so no float drift moves a figure across a half."""
     if not ordered:
         return None
-    return ordered[max(1, -(-int(len(ordered) * fraction * 1000) // 1000)) - 1]  # ceil, no float drift
+    low, rest = divmod((len(ordered) - 1) * percent, 100)
+    if not rest:
+        return ordered[low]
+    return _round_half_up(ordered[low] * (100 - rest) + ordered[low + 1] * rest, 100)
+
+
+def _round_half_up(numerator: int, denominator: int) -> int:
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
+def whole_seconds(value: float | None) -> int | None:
+    """A duration figure of a report in whole seconds, a half second rounded up (means and
+    histogram estimates; :func:`percentile` rounds the same way in integers)."""
+    return None if value is None else math.floor(value + 0.5)
 
 
 MEASURES = ("response_business", "response_wall", "resolution_business", "resolution_wall")
@@ -583,8 +601,9 @@ def durations_from_facts(filters: Filters, scope: Scope) -> dict[str, Durations]
     found = {}
     for measure, numbers in values.items():
         numbers.sort()
-        found[measure] = Durations(len(numbers), sum(numbers) / len(numbers) if numbers else None,
-                                   _nearest_rank(numbers, 0.5), _nearest_rank(numbers, 0.9))
+        found[measure] = Durations(len(numbers),
+                                   _round_half_up(sum(numbers), len(numbers)) if numbers else None,
+                                   percentile(numbers, 50), percentile(numbers, 90))
     return found
 
 
@@ -690,34 +709,44 @@ def compliance(filters: Filters, scope: Scope, at: dt.datetime) -> list[Complian
     return _compliance_rows(filters.by, grouped)
 
 
-def _histogram_rank(counts: dict[int, int], fraction: float) -> float | None:
-    """The nearest-rank percentile of a histogram, as the figure its bucket stands for."""
+def _histogram_percentile(counts: dict[int, int], percent: int) -> int | None:
+    """:func:`percentile` of a histogram: each value taken as the figure its bucket stands
+    for, interpolated between the two nearest ranks the same way, in whole seconds."""
     total = sum(counts.values())
     if not total:
         return None
-    rank, seen = max(1, math.ceil(total * fraction)), 0
-    for index in sorted(counts):
-        seen += counts[index]
-        if seen >= rank:
-            return bucket_value(index)
-    return None  # pragma: no cover - the loop reaches the total
+    low, rest = divmod((total - 1) * percent, 100)
+
+    def at(rank: int) -> float:  # the figure of the value at 0-based ``rank``
+        seen = 0
+        for index in sorted(counts):
+            seen += counts[index]
+            if seen > rank:
+                return bucket_value(index)
+        raise AssertionError("rank beyond the total")  # pragma: no cover
+
+    first = at(low)
+    value = first if not rest else first + (at(low + 1) - first) * rest / 100
+    return whole_seconds(value)
 
 
 def durations(filters: Filters, scope: Scope, exact_limit: int = EXACT_PERCENTILES) -> dict[str, Durations]:
     """Mean, median and 90th percentile seconds to respond and to resolve (targets met), in
     working time on the clock ("business") and in wall time.
 
-    Counts and means are exact, from the aggregates' sums. Percentiles are exact (nearest
-    rank over the facts) while the period has at most ``exact_limit`` targets met; beyond,
-    they come from the per-day histograms: the bucket holding the nearest-rank value, given
-    as its geometric middle, so within 12 % of the exact figure (or 30 s under a minute)."""
+    Counts and means are exact, from the aggregates' sums. Percentiles (:func:`percentile`:
+    interpolated between the two nearest ranks, so the median of an even count is the mean
+    of the middle two) are exact over the facts while the period has at most
+    ``exact_limit`` targets met; beyond, they come from the per-day histograms, each value
+    taken as its bucket's geometric middle, so within 12 % plus 30 s of the exact figure.
+    Every figure is whole seconds, a half rounded up."""
     columns = []
     for measure in MEASURES:
         columns += [peewee.fn.SUM(getattr(ReportDay, f"{measure}_n")),
                     peewee.fn.SUM(getattr(ReportDay, f"{measure}_sum"))]
     sums = ReportDay.select(*columns).where(_where(filters, scope, ReportDay.day)).tuples().get()
     counts = {m: int(sums[2 * i] or 0) for i, m in enumerate(MEASURES)}
-    means = {m: (int(sums[2 * i + 1] or 0) / counts[m] if counts[m] else None)
+    means = {m: (_round_half_up(int(sums[2 * i + 1] or 0), counts[m]) if counts[m] else None)
              for i, m in enumerate(MEASURES)}
     if max(counts.values()) <= exact_limit:
         exact = durations_from_facts(filters, scope) if max(counts.values()) else {}
@@ -731,8 +760,8 @@ def durations(filters: Filters, scope: Scope, exact_limit: int = EXACT_PERCENTIL
     for measure, index, count in query.tuples():
         if count:
             histograms[measure][index] = int(count)
-    return {m: Durations(counts[m], means[m], _histogram_rank(histograms[i], 0.5),
-                         _histogram_rank(histograms[i], 0.9)) for i, m in enumerate(MEASURES)}
+    return {m: Durations(counts[m], means[m], _histogram_percentile(histograms[i], 50),
+                         _histogram_percentile(histograms[i], 90)) for i, m in enumerate(MEASURES)}
 
 
 def _days(filters: Filters) -> list[str]:

@@ -14,11 +14,12 @@ import csv
 import datetime as dt
 import io
 import itertools
-import math
 import os
 import re
+import statistics
 import subprocess
 import sys
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -150,9 +151,17 @@ def account(incident_ids: list[int], at: dt.datetime) -> dict[str, Any]:
     return {"counts": counts, "times": times, "opened": opened, "reopens": (resolved_once, reopened)}
 
 
-def nearest_rank(values: list[float], fraction: float) -> float | None:
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(len(ordered) * fraction)) - 1] if ordered else None
+def half_up(value: float) -> int:
+    return int(Decimal(str(value)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def quantile(values: list[float], percent: int) -> int:
+    """The percentile as spreadsheets' PERCENTILE.INC gives it, in whole seconds (half up)."""
+    if len(values) == 1:
+        return half_up(values[0])
+    if percent == 50:
+        return half_up(statistics.median(values))
+    return half_up(statistics.quantiles(values, n=100, method="inclusive")[percent - 1])
 
 
 # -- random histories ----------------------------------------------------------------------
@@ -217,9 +226,9 @@ def test_report_figures_match_an_independent_account_of_the_timeline(
             found = durations[key]
             assert found.count == len(values), key
             if values:
-                assert found.mean == pytest.approx(sum(values) / len(values)), key
-                assert found.p50 == nearest_rank(values, 0.5), key
-                assert found.p90 == nearest_rank(values, 0.9), key
+                assert found.mean == half_up(sum(values) / len(values)), key
+                assert found.p50 == quantile(values, 50), key
+                assert found.p90 == quantile(values, 90), key
         opened = {d.day: d.opened for d in reports.flow(filters, everything) if d.opened}
         assert opened == expected["opened"]
         reopen = reports.reopens(filters, everything)
@@ -247,6 +256,37 @@ def test_a_winter_incident_keeps_its_business_hours_when_the_report_runs_in_summ
         times = reports.durations(filters, reports.Scope(True, personas.lead.id))
         assert times["response_business"].mean == 8 * 3600
         assert times["response_wall"].mean == (3 * 24 - 1) * 3600
+
+
+def test_the_median_of_an_even_count_is_the_mean_of_the_middle_two(app, ctx, personas, frozen_clock,
+                                                                    login):
+    # Four P1 incidents (around the clock) answered after 600, 1,201, 2,400 and 4,260 seconds.
+    with app.app_context():
+        for minute, answered in enumerate((600, 1201, 2400, 4260)):
+            frozen_clock.set(dt.datetime(2026, 3, 2, 9, minute))
+            incident = incidents.log_incident(ctx, title="Mail down", actor=personas.owner,
+                                              impact="high", urgency="high")
+            frozen_clock.advance(seconds=answered)
+            incidents.add_comment(ctx, incident.id, personas.owner, "Looking", public=True)
+        frozen_clock.set(dt.datetime(2026, 3, 3, 12, 0))
+        filters = reports.Filters(dt.date(2026, 3, 1), dt.date(2026, 3, 31))
+        lead = reports.Scope(True, personas.lead.id)
+        exact = reports.durations(filters, lead)["response_business"]
+        # Median (1,201 + 2,400) / 2 = 1,800.5, a half rounded up; 90th percentile at rank
+        # 3 × 0.9 = 2.7: 2,400 + 0.7 × (4,260 - 2,400) = 3,702; mean 8,461 / 4 = 2,115.25.
+        assert (exact.count, exact.mean, exact.p50, exact.p90) == (4, 2115, 1801, 3702)
+        assert reports.durations(filters, lead)["response_wall"] == exact
+        # From the histograms: the same rule over the figures the buckets stand for.
+        rough = reports.durations(filters, lead, exact_limit=0)["response_business"]
+        low, high = (reports.bucket_value(reports.bucket(s)) for s in (1201, 2400))
+        assert (rough.mean, rough.p50) == (2115, int((low + high) / 2 + 0.5))
+        assert low < rough.p50 < high
+    client = login(personas.lead)
+    rows = list(csv.reader(io.StringIO(client.get("/reports/export/times.csv?from=2026-03-01&to=2026-03-31")
+                                       .get_data(as_text=True).removeprefix("\ufeff"))))
+    assert rows[1] == ["Respond, business time", "4", "2115", "1801", "3702"]
+    page = client.get("/reports?from=2026-03-01&to=2026-03-31").get_data(as_text=True)
+    assert "<td>4</td><td>35 minutes</td><td>30 minutes</td><td>1 hour 1 minute</td>" in page
 
 
 def test_agents_see_their_own_and_their_teams_figures_only(app, personas, log_incident, login):
