@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from helpdesk import queues
+from helpdesk.clock import now
 from helpdesk.models import PRIORITIES, STATUSES, TYPES, Agent, Incident
 from helpdesk.words import CONTROL_CHARACTERS
 
@@ -37,21 +38,37 @@ def _time(value: dt.datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
-COLUMNS: list[tuple[str, Callable[[Incident], Any]]] = [
-    ("Reference", lambda i: i.reference),
-    ("Title", lambda i: i.title),
-    ("Type", lambda i: TYPES.get(i.type, i.type)),
-    ("Status", lambda i: STATUSES.get(i.status, i.status)),
-    ("Priority", lambda i: PRIORITIES.get(i.priority, i.priority)),
-    ("Owning team", lambda i: _name(i.owner_team.name if i.owner_team else None)),
-    ("Owner", lambda i: _name(i.owner_agent.display_name if i.owner_agent else None)),
-    ("Assigned team", lambda i: _name(i.assigned_team.name if i.assigned_team else None)),
-    ("Assignee", lambda i: _name(i.assigned_agent.display_name if i.assigned_agent else None)),
-    ("Requester", lambda i: _name(i.requester.name if i.requester else None)),
-    ("Requester e-mail", lambda i: _name(i.requester.email if i.requester else None)),
-    ("Created (UTC)", lambda i: _time(i.created_at)),
-    ("Updated (UTC)", lambda i: _time(i.updated_at)),
-    ("Resolved (UTC)", lambda i: _time(i.resolved_at)),
+def _due(incident: Incident, at: dt.datetime) -> str:
+    """The nearest running SLA due time (the denormalised ``sla_due_at`` the queues sort by),
+    for an active incident; a finished one has none left to meet."""
+    return _time(incident.sla_due_at) if incident.is_active else ""
+
+
+def _breached(incident: Incident, at: dt.datetime) -> str:
+    """Whether a target was breached: recorded by the SLA check, or its due time passed before
+    the check came (the queue's Due cell says "Breached" then too)."""
+    overdue = incident.is_active and incident.sla_due_at is not None and incident.sla_due_at <= at
+    return "Yes" if incident.sla_breached or overdue else "No"
+
+
+#: (header, cell of an incident at the moment of the export); read from the row alone.
+COLUMNS: list[tuple[str, Callable[[Incident, dt.datetime], Any]]] = [
+    ("Reference", lambda i, at: i.reference),
+    ("Title", lambda i, at: i.title),
+    ("Type", lambda i, at: TYPES.get(i.type, i.type)),
+    ("Status", lambda i, at: STATUSES.get(i.status, i.status)),
+    ("Priority", lambda i, at: PRIORITIES.get(i.priority, i.priority)),
+    ("Owning team", lambda i, at: _name(i.owner_team.name if i.owner_team else None)),
+    ("Owner", lambda i, at: _name(i.owner_agent.display_name if i.owner_agent else None)),
+    ("Assigned team", lambda i, at: _name(i.assigned_team.name if i.assigned_team else None)),
+    ("Assignee", lambda i, at: _name(i.assigned_agent.display_name if i.assigned_agent else None)),
+    ("Requester", lambda i, at: _name(i.requester.name if i.requester else None)),
+    ("Requester e-mail", lambda i, at: _name(i.requester.email if i.requester else None)),
+    ("Created (UTC)", lambda i, at: _time(i.created_at)),
+    ("Updated (UTC)", lambda i, at: _time(i.updated_at)),
+    ("Resolved (UTC)", lambda i, at: _time(i.resolved_at)),
+    ("SLA due (UTC)", _due),
+    ("SLA breached", _breached),
 ]
 
 
@@ -62,11 +79,13 @@ def neutralise(value: Any) -> Any:
     return value
 
 
-def rows(incidents: Iterable[Incident]) -> Iterator[list[Any]]:
-    """The header, then one neutralised row per incident."""
+def rows(incidents: Iterable[Incident], at: dt.datetime | None = None) -> Iterator[list[Any]]:
+    """The header, then one neutralised row per incident, every row judged at one moment
+    (``at``, default now: when the export began)."""
+    at = at or now()
     yield [title for title, _ in COLUMNS]
     for incident in incidents:
-        yield [neutralise(value(incident)) for _, value in COLUMNS]
+        yield [neutralise(value(incident, at)) for _, value in COLUMNS]
 
 
 def csv_chunks(incidents: Iterable[Incident]) -> Iterator[str]:

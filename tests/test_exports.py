@@ -163,3 +163,46 @@ def test_export_queries_follow_batches_not_rows(app, personas, count_queries, fm
     assert many == few + 400 and more == many  # every row is in the file ...
     assert many_statements == few_statements  # ... ten times the rows in one batch: same queries
     assert more_statements == many_statements + 2 * (-(-many // 100) - 1)  # two per extra batch
+
+
+@pytest.mark.parametrize("helpdesk_bundled_plugins", [["sla_priority", "business_hours"]])
+def test_a_queue_export_says_each_incidents_sla_due_time_and_breach(app, ctx, personas, log_incident, login,
+                                                                     frozen_clock, sla_check,
+                                                                     helpdesk_bundled_plugins):
+    from helpdesk import incidents
+
+    # Monday 2 March 2026 09:00 UTC; business hours Monday-Friday 09:00-17:00 UTC.
+    log_incident(title="Printer jam", impact="medium", urgency="medium")  # 4 business hours
+    answered = log_incident(title="Mail down, answered", impact="high", urgency="high")  # P1: 15 min, 4 h
+    log_incident(title="VPN down, checked", impact="high", urgency="high")
+    frozen_clock.set(dt.datetime(2026, 3, 2, 9, 10))
+    with app.app_context():
+        incidents.add_comment(ctx, answered.id, personas.owner, "On it", public=True)
+    frozen_clock.set(dt.datetime(2026, 3, 2, 9, 20))
+    assert sla_check() == 1  # the checked one's response breach (09:15), recorded
+    log_incident(title="Phones down, not checked yet", impact="high", urgency="high")
+    resolved = log_incident(title="Router down, resolved", impact="high", urgency="high")
+    with app.app_context():
+        incidents.change_status(ctx, resolved.id, personas.owner, "resolved", resolution_code="fixed",
+                                note="Fixed")
+    frozen_clock.set(dt.datetime(2026, 3, 2, 9, 40))  # the unchecked one's response ran out at 09:35
+
+    client = login(personas.owner)
+    for link in ("/queues/owned/export?format=csv", "/search/export?q=down&format=csv"):
+        header, *rows = csv_rows(client.get(link))
+        due, breached = header.index("SLA due (UTC)"), header.index("SLA breached")
+        found = {row[1]: (row[due], row[breached]) for row in rows}
+        expected = {
+            "Mail down, answered": ("2026-03-02 13:00:00", "No"),  # response met: resolution, 4 h
+            "VPN down, checked": ("", "Yes"),  # breached: no running due time is nearer than that
+            "Phones down, not checked yet": ("2026-03-02 09:35:00", "Yes"),
+        }
+        if "queues" in link:  # the queue of what the owner has open
+            expected["Printer jam"] = ("2026-03-02 13:00:00", "No")
+        else:  # search finds the resolved one too: nothing left to meet
+            expected["Router down, resolved"] = ("", "No")
+        assert found == expected, link
+    sheet = load_workbook(io.BytesIO(client.get("/queues/owned/export?format=xlsx").get_data())).active
+    values = [[cell.value for cell in row] for row in sheet.iter_rows()]
+    assert values[0][-2:] == ["SLA due (UTC)", "SLA breached"]
+    assert {row[1]: tuple(row[-2:]) for row in values[1:]}["Printer jam"] == ("2026-03-02 13:00:00", "No")
