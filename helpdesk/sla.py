@@ -209,13 +209,32 @@ _FIRED = Statement(lambda incident_id, target, cycle: SlaEvent.select(SlaEvent.p
     (SlaEvent.incident == incident_id) & (SlaEvent.target == target) & (SlaEvent.cycle == cycle)))
 
 
-def _said_before(clock: SlaClock, kind: str, point: int) -> bool:
-    """Whether this event was fired in an earlier cycle for the same due time (P3 -> P4 -> P3
-    comes back to it): a re-target that changes nothing in the end is not news."""
-    return (SlaEvent.select(SlaEvent.id).where(
-        (SlaEvent.incident == clock.incident_id) & (SlaEvent.target == clock.target)
-        & (SlaEvent.kind == kind) & (SlaEvent.point == point) & (SlaEvent.due_at == clock.due_at)
-        & (SlaEvent.cycle < clock.cycle)).exists())
+def repeats(event: Any, earlier: Iterable[Any]) -> bool:
+    """Whether ``event`` (an :class:`SlaEvent` claimed by the check) repeats one fired in an
+    earlier cycle for the very same due time (P3 -> P4 -> P3 comes back to it): its row is
+    claimed, so it never fires again, but it is not news and nothing is sent. The one rule
+    the check, the incident page and the simulator judge sent and unsent events by."""
+    if event.cycle <= 1 or event.due_at is None:
+        return False
+    return any(other.target == event.target and other.kind == event.kind and other.point == event.point
+               and other.due_at == event.due_at and other.cycle < event.cycle for other in earlier)
+
+
+def announced(events: Iterable[Any]) -> list[tuple[Any, bool]]:
+    """Each of one incident's claimed SLA events with whether it was sent (see :func:`repeats`)."""
+    found = list(events)
+    return [(event, not repeats(event, found)) for event in found]
+
+
+def _said_before(event: SlaEvent) -> bool:
+    """:func:`repeats` for an event just claimed, against the earlier cycles' rows of its point."""
+    if event.cycle <= 1 or event.due_at is None:
+        return False
+    earlier = SlaEvent.select().where(
+        (SlaEvent.incident == event.incident_id) & (SlaEvent.target == event.target)
+        & (SlaEvent.kind == event.kind) & (SlaEvent.point == event.point) & (SlaEvent.due_at == event.due_at)
+        & (SlaEvent.cycle < event.cycle))
+    return repeats(event, earlier)
 
 
 def _fired(clock: SlaClock) -> set[int]:
@@ -675,14 +694,14 @@ def _process(state: Any, clock_id: int, at: dt.datetime) -> int:
         kind, point = event
         try:
             with write_transaction():
-                SlaEvent.create(incident=clock.incident_id, target=clock.target, kind=kind, point=point,
-                                cycle=clock.cycle, at=at, due_at=clock.due_at)
+                event_row = SlaEvent.create(incident=clock.incident_id, target=clock.target, kind=kind,
+                                            point=point, cycle=clock.cycle, at=at, due_at=clock.due_at)
         except peewee.IntegrityError:
             return 0  # fired already (another worker, or an earlier run)
         if kind == "breach":
             clock.breached_at = clock.due_at or at
         _save(state, clock)
-        if clock.cycle > 1 and clock.due_at is not None and _said_before(clock, kind, point):
+        if _said_before(event_row):
             return 0  # said already for this very due time, before re-targets brought it back
         TimelineEntry.create(
             incident=clock.incident_id, actor=None, kind="sla", at=at, field=clock.target,

@@ -916,6 +916,24 @@ def test_a_priority_flip_back_to_the_same_due_time_does_not_repeat_the_breach(de
     assert desk.clock_of(incident, "response").due_at == utc(3, 2, 9, 30)  # the new target's
 
 
+def test_the_sla_panel_does_not_list_a_repeat_breach_as_fired(desk, login):
+    # P3 breached at 13:00 (the 13:05 check tells it); P4 and back to P3: the 13:16 check claims
+    # the same breach for the same due time again and sends nothing. The panel lists one breach
+    # fired, and the repeat as not sent.
+    incident = desk.log(utc(3, 2, 9), impact="medium", urgency="medium")
+    assert desk.check(utc(3, 2, 13, 5)) == 1
+    desk.do(utc(3, 2, 13, 10), incidents.override_priority, incident.id, desk.p.owner, 4, "Minor")
+    desk.do(utc(3, 2, 13, 15), incidents.override_priority, incident.id, desk.p.owner, 3, "No, back")
+    assert desk.check(utc(3, 2, 13, 16)) == 0
+    assert [e[:2] for e in desk.events(incident) if e[0] == "response"] == [("response", "breach")] * 2
+    panel = _sla_panel(login(desk.p.owner).get(f"/incidents/{incident.id}"))
+    row = re.search(r'<th scope="row">Response .*?</tr>', panel, re.S).group(0)
+    last_cell = r"<td>([^<]*)(<br><small[^>]*>(.*?)</small>)?</td>\s*</tr>"
+    fired, _, unsent = re.search(last_cell, row, re.S).groups()
+    assert fired == "breach (2026-03-02 13:05 GMT)"
+    assert unsent == "Not sent, already announced for the same due time: breach (2026-03-02 13:16 GMT)"
+
+
 def test_a_breach_is_announced_once_while_it_lasts_whatever_re_targets_it(desk, register_plugin):
     recorder = register_plugin(Recorder())
     # P3 breached at 13:00; raised to P2 and then P1 while overdue: one announcement. Lowered to

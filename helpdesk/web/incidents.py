@@ -111,22 +111,25 @@ _SLA_EVENTS = Statement(lambda incident_id: SlaEvent.select().where(SlaEvent.inc
                         .order_by(SlaEvent.id), models=(SlaEvent,))
 
 
-def _sla(incident: Any) -> list[tuple[Any, Any, list[Any]]]:
-    """Each SLA clock of the incident with where it stands and the events already fired."""
+def _sla(incident: Any) -> list[tuple[Any, Any, list[Any], list[Any]]]:
+    """Each SLA clock of the incident with where it stands, the events fired (sent), and those
+    the check claimed but did not send (already announced for the same due time)."""
     from helpdesk import sla
     from helpdesk.clock import now
     from helpdesk.models import SlaClock
 
     state = context()
     fired: dict[str, list[Any]] = {}
-    for (event,) in _SLA_EVENTS.rows(incident.id):
-        fired.setdefault(event.target, []).append(event)
+    unsent: dict[str, list[Any]] = {}
+    for event, sent in sla.announced(event for (event,) in _SLA_EVENTS.rows(incident.id)):
+        (fired if sent else unsent).setdefault(event.target, []).append(event)
     if "resolution_clock" in incident.__dict__:  # joined in by _with_people
         clocks = [c for c in (incident.response_clock, incident.resolution_clock) if c is not None]
     else:
         clocks = list(SlaClock.select().where(SlaClock.incident == incident.id)
                       .order_by(SlaClock.target.desc()))
-    return [(clock, sla.status(state, clock, now()), fired.get(clock.target, [])) for clock in clocks]
+    return [(clock, sla.status(state, clock, now()), fired.get(clock.target, []),
+             unsent.get(clock.target, [])) for clock in clocks]
 
 
 def _respond(incident_id: int, change: Callable[[], Any], done: str | Callable[[Any], str],
