@@ -653,11 +653,16 @@ def _fire_due(state: Any, at: dt.datetime, batch: int) -> int:
 
 
 def preview(state: Any, at: dt.datetime) -> list[tuple[int, str, str, int]]:
-    """What a check at ``at`` would fire, without firing it: (incident id, target, kind, point)."""
+    """What a check at ``at`` would fire, without firing it: (incident id, target, kind, point).
+    An event it would claim but not send (:func:`repeats`) is left out, as the check counts it."""
     due = []
     for clock in SlaClock.select().where(SlaClock.next_event_at <= at).order_by(SlaClock.next_event_at):
         event = _due_event(state, clock, at)
-        if event is not None:
+        if event is None:
+            continue
+        claimed = SlaEvent(incident=clock.incident_id, target=clock.target, kind=event[0], point=event[1],
+                           cycle=clock.cycle, due_at=clock.due_at)
+        if not _said_before(claimed):
             due.append((clock.incident_id, clock.target, *event))
     return due
 

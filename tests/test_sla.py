@@ -924,6 +924,8 @@ def test_the_sla_panel_does_not_list_a_repeat_breach_as_fired(desk, login):
     assert desk.check(utc(3, 2, 13, 5)) == 1
     desk.do(utc(3, 2, 13, 10), incidents.override_priority, incident.id, desk.p.owner, 4, "Minor")
     desk.do(utc(3, 2, 13, 15), incidents.override_priority, incident.id, desk.p.owner, 3, "No, back")
+    with desk.app.app_context():  # `sla check --dry-run` foresees what the check sends
+        assert sla.preview(desk.state, utc(3, 2, 13, 16)) == []
     assert desk.check(utc(3, 2, 13, 16)) == 0
     assert [e[:2] for e in desk.events(incident) if e[0] == "response"] == [("response", "breach")] * 2
     panel = _sla_panel(login(desk.p.owner).get(f"/incidents/{incident.id}"))

@@ -3,8 +3,10 @@ over a horizon, under the current policies and calendars (or a draft policy).
 
 It is not a model of the check: it runs the check's own per-event code
 (:func:`helpdesk.sla._process` for each due clock, then
-:func:`helpdesk.escalation.engine.process`) inside one transaction that is
-rolled back at the end, with this thread's clock held at each instant where
+:func:`helpdesk.escalation.engine.process`) and lists only the SLA events the
+check sends (:func:`helpdesk.sla.announced`: not one a re-target brought back
+to a due time already announced), inside one transaction that is rolled back
+at the end, with this thread's clock held at each instant where
 something is due. Steps write, they don't send (the records' rule), so
 nothing leaves the system; the outbox rows they would queue are rolled back
 with everything else.
@@ -139,9 +141,15 @@ def _run(ctx: Context, incident_id: int, sim: Simulation) -> None:
                     .order_by(SlaClock.next_event_at)]:
                 sla._process(ctx, clock_id, moment)
             engine.process(ctx, incident_id, moment, simulated=True)
-        for event in SlaEvent.select().where(
-                (SlaEvent.incident == incident_id) & (SlaEvent.id > last_event)).order_by(SlaEvent.id):
+        # What the check claimed and sent: an event a re-target brought back to a due time
+        # already announced is claimed but not sent (the check's own rule, sla.repeats).
+        events = list(SlaEvent.select().where(SlaEvent.incident == incident_id).order_by(SlaEvent.id))
+        for event, sent in sla.announced(events):
+            if event.id <= last_event:
+                continue
             last_event = event.id
+            if not sent:
+                continue
             what = (f"{event.target} breached" if event.kind == "breach"
                     else f"{event.target} {event.point / 10:g}%")
             sim.happenings.append(Happening(event.at, f"sla_{event.kind}", what))

@@ -4,6 +4,7 @@ leaves nothing behind; what it shows is what then happens."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
@@ -76,6 +77,27 @@ def test_an_existing_incident_is_simulated_from_where_it_stands(desk):
     assert desk.fresh(incident).assigned_team_id == desk.p.database_team.id
 
 
+def test_a_breach_a_re_target_brought_back_to_its_announced_due_time_is_not_listed(desk):
+    from helpdesk import incidents
+
+    # P3 logged Monday 09:00: response due 13:00, breached and told at the 13:05 check. Lowered to
+    # P4 and back to P3: the same breach for the same due time is claimed again but never sent.
+    incident = desk.call(utc(3, 2, 9), incidents.log_incident, title="Printer", actor=desk.p.owner,
+                         service_desk=desk.p.service_desk, impact="medium", urgency="medium")
+    desk.check(utc(3, 2, 13, 5))
+    desk.call(utc(3, 2, 13, 10), incidents.override_priority, incident.id, desk.p.owner, 4, "Minor")
+    desk.call(utc(3, 2, 13, 15), incidents.override_priority, incident.id, desk.p.owner, 3, "No, back")
+    sim = desk.call(None, simulate, incident_id=incident.id, horizon=dt.timedelta(days=1))
+    # Only the resolution's 50 % (12 of 24 business hours: Monday's 8, then Tuesday 09:00-13:00).
+    assert [(h.at, h.kind, h.what) for h in sim.happenings] == [
+        (utc(3, 3, 13), "sla_warning", "resolution 50%")]
+    for instant in sim.instants:
+        desk.check(instant)
+    told = [(e.at, e.field, e.new_value) for e in TimelineEntry.select().where(
+        (TimelineEntry.incident == incident.id) & (TimelineEntry.kind == "sla")).order_by(TimelineEntry.id)]
+    assert told == [(utc(3, 2, 13, 5), "response", "breach"), (utc(3, 3, 13), "resolution", "warning")]
+
+
 # -- the property: the simulation is what happens -------------------------------------------------------
 
 STEPS = [{"step": "notify_owner"}, {"step": "notify_owner_team_leads"}, {"step": "raise_priority"},
@@ -98,10 +120,13 @@ def level(draw: Any) -> dict[str, Any]:
 
 
 def _happened(incident_id: int) -> list[tuple[dt.datetime, str, str]]:
-    """What fired for the incident, read from the rows the check wrote, as the simulator says it."""
-    events = [(e.at, f"sla_{e.kind}", f"{e.target} breached" if e.kind == "breach"
-               else f"{e.target} {e.point / 10:g}%")
-              for e in SlaEvent.select().where(SlaEvent.incident == incident_id)]
+    """What fired for the incident, read from the timeline entries the check wrote for what it
+    sent (not the events it claimed), as the simulator says it."""
+    entries = TimelineEntry.select().where(
+        (TimelineEntry.incident == incident_id) & (TimelineEntry.kind == "sla")
+        & TimelineEntry.new_value.in_(["warning", "breach"]))
+    events = [(e.at, f"sla_{e.new_value}", f"{e.field} breached" if e.new_value == "breach"
+               else f"{e.field} {re.search(r'target (.+%) used', e.body).group(1)}") for e in entries]
     runs = [(r.at, "escalation", f"level {r.level} of {r.policy_name} (v{r.version})")
             for r in EscalationRun.select().where(EscalationRun.incident == incident_id)]
     return sorted(events + runs)
