@@ -1062,13 +1062,16 @@ MODELS += [ReportDay, ReportDuration]
 
 
 class SlaCalendar(BaseModel):
-    """Each business calendar as the SLA check last saw it: a fingerprint of its zone, hours and
-    holidays. A different fingerprint means an admin changed the calendar, and the open clocks
-    counting on it are re-timed once (:func:`helpdesk.sla.follow_calendar_changes`)."""
+    """Each business calendar as the SLA check last saw it: its zone, hours and the holidays of
+    the years around the sighting (``definition``, JSON; migration 0031) and their hash. A
+    different zone or hours, or different holidays in a year both sightings cover, means an
+    admin changed the calendar, and the open clocks counting on it are re-timed once
+    (:func:`helpdesk.sla.follow_calendar_changes`); a new year alone is no change."""
 
     name = peewee.CharField(max_length=100, primary_key=True)
     fingerprint = peewee.CharField(max_length=64)
     seen_at = peewee.DateTimeField()
+    definition = peewee.TextField(null=True)  # None: written before 0031 (only the fingerprint)
 
 
 MODELS += [SlaCalendar]

@@ -15,7 +15,7 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -523,11 +523,26 @@ def audit(state: Any, incident: Incident, tolerance: int = 1) -> list[str]:
 # -- calendars changed by an admin (H7) ------------------------------------------------
 
 
+def calendar_definition(calendar: Any, year: int) -> dict[str, Any]:
+    """What decides business time in ``calendar``: zone, weekly hours, and the holidays from
+    the year before ``year`` to two years after, with those years. Calendars built from a
+    country's holidays cover a window of years that moves each new year (and depends on when
+    their process started), so only the holidays of years two sightings both cover are
+    compared (:func:`calendar_changed`)."""
+    years = (year - 1, year + 2)
+    return {
+        "zone": str(calendar.time_zone),
+        "hours": sorted([int(day), str(opens), str(closes)]
+                        for day, (opens, closes) in calendar.hours.items()),
+        "years": list(years),
+        "holidays": sorted(str(day) for day in calendar.holidays
+                           if isinstance(day, dt.date) and years[0] <= day.year <= years[1]),
+    }
+
+
 def calendar_fingerprint(calendar: Any, year: int) -> str:
-    """What decides business time in ``calendar`` (zone, weekly hours, holidays), hashed. Only
-    holidays from the year before ``year`` to two years after count: calendars built from a
-    country's holidays cover a window of years that moves each new year, and processes started
-    in different years must agree."""
+    """The hash a check before migration 0031 stored for ``calendar`` seen in ``year`` (read
+    once to judge a row written then; see :func:`calendar_definition` for the years)."""
     years = range(year - 1, year + 3)
     described = {
         "zone": str(calendar.time_zone),
@@ -537,6 +552,26 @@ def calendar_fingerprint(calendar: Any, year: int) -> str:
                            if isinstance(day, dt.date) and day.year in years),
     }
     return hashlib.sha256(json.dumps(described, default=str).encode()).hexdigest()
+
+
+def calendar_changed(before: Mapping[str, Any], now_seen: Mapping[str, Any]) -> bool:
+    """Whether a calendar's definition changed between two sightings: its zone or weekly hours,
+    or its holidays in a year both sightings cover. A new year moves the years compared, and
+    that alone is no change."""
+    if before["zone"] != now_seen["zone"] or before["hours"] != now_seen["hours"]:
+        return True
+    first = max(before["years"][0], now_seen["years"][0])
+    last = min(before["years"][1], now_seen["years"][1])
+
+    def within(found: Mapping[str, Any]) -> list[str]:
+        return [day for day in found["holidays"] if first <= int(day[:4]) <= last]
+    return within(before) != within(now_seen)
+
+
+def _seen_changed(row: SlaCalendar, calendar: Any, definition: dict[str, Any]) -> bool:
+    if row.definition is None:  # written before 0031: judged by its hash, in its own year
+        return row.fingerprint != calendar_fingerprint(calendar, row.seen_at.year)
+    return calendar_changed(json.loads(row.definition), definition)
 
 
 def follow_calendar_changes(state: Any, at: dt.datetime | None = None, batch: int = 200) -> int:
@@ -549,23 +584,30 @@ def follow_calendar_changes(state: Any, at: dt.datetime | None = None, batch: in
     fired and are not sent again; met, stopped and breached clocks keep the times they were
     judged by; a paused clock's pauses are measured again and it takes the new hours when it
     runs again. A calendar seen for the first time (a new install, a new calendar) is only
-    recorded. A calendar that cannot be read is logged and skipped: the check goes on."""
+    recorded, and so is one seen again in a new year with the same definition
+    (:func:`calendar_changed`). A calendar that cannot be read is logged and skipped: the
+    check goes on."""
     at = at or now()
-    seen = {row.name: row.fingerprint for row in SlaCalendar.select()}
+    seen = {row.name: row for row in SlaCalendar.select()}
     moved = 0
     for name, calendar in state.registry.business_calendars.items():
         try:
-            fingerprint = calendar_fingerprint(calendar, at.year)
-            if seen.get(name) == fingerprint:
+            definition = calendar_definition(calendar, at.year)
+            text = json.dumps(definition, sort_keys=True)
+            row = seen.get(name)
+            if row is not None and row.definition == text:
                 continue
-            if name in seen:
+            if row is not None and _seen_changed(row, calendar, definition):
                 retimed = _retime(state, name, at, batch)
                 logger.warning("SLA: business calendar %r changed; %d open clock(s) re-timed", name, retimed)
                 moved += retimed
+            fingerprint = hashlib.sha256(text.encode()).hexdigest()
             with write_transaction():
-                SlaCalendar.insert(name=name, fingerprint=fingerprint, seen_at=at).on_conflict(
+                SlaCalendar.insert(name=name, fingerprint=fingerprint, seen_at=at,
+                                   definition=text).on_conflict(
                     conflict_target=[SlaCalendar.name],
-                    update={SlaCalendar.fingerprint: fingerprint, SlaCalendar.seen_at: at}).execute()
+                    update={SlaCalendar.fingerprint: fingerprint, SlaCalendar.seen_at: at,
+                            SlaCalendar.definition: text}).execute()
         except Exception:  # a broken calendar must not stop every warning and breach
             logger.exception("SLA: could not follow changes to business calendar %r", name)
     return moved

@@ -1,9 +1,13 @@
 """An escalation level timed by an SLA clock follows the clock when the admin widens the
-calendar's hours: the level runs at the new moment, once (SECURITY-CASES H7)."""
+calendar's hours: the level runs at the new moment, once (SECURITY-CASES H7). A calendar
+counts as changed only when its definition changed, not when a new year begins."""
 
 from __future__ import annotations
 
-from helpdesk import site_settings
+import datetime as dt
+
+from helpdesk import incidents, site_settings
+from helpdesk.models import SlaCalendar, SlaClock, TimelineEntry
 
 from .conftest import LOGGED, three_levels, utc
 
@@ -20,3 +24,59 @@ def test_wider_hours_bring_the_owner_review_forward_and_it_runs_once(desk):
     assert desk.check(utc(3, 9, 10, 30)) == 1
     assert desk.check(utc(3, 9, 10, 31)) == 1, "never twice"
     assert [(level, at) for level, _version, at, _state in desk.runs(incident)] == [(1, utc(3, 9, 10, 30))]
+
+
+def test_a_new_year_alone_does_not_count_as_a_calendar_change(desk, caplog):
+    def clock(target: str = "response") -> SlaClock:
+        return SlaClock.get((SlaClock.incident == incident.id) & (SlaClock.target == target))
+
+    def recomputed() -> list[str]:
+        return [e.field for e in TimelineEntry.select().where((TimelineEntry.incident == incident.id)
+                                                                & (TimelineEntry.new_value == "retimed"))]
+
+    def said_changed() -> bool:
+        return any("changed" in r.getMessage() for r in caplog.records if r.name == "helpdesk.sla")
+
+    christmas = ["2026-12-25", "2026-12-28", "2027-12-27", "2027-12-28"]
+    desk.call(dt.datetime(2027, 12, 1), site_settings.save, {"business_hours.holidays": christmas},
+              desk.p.lead)
+    # A P4 logged Friday 31 December 2027 16:00 (London = UTC in winter): 1 h on Friday, 7 h from
+    # Monday 3 January 09:00 -> response due Monday 16:00.
+    incident = desk.call(dt.datetime(2027, 12, 31, 16), incidents.log_incident, title="Badge reader",
+                         actor=desk.p.owner, service_desk=desk.p.service_desk, impact="low", urgency="low")
+    desk.check(dt.datetime(2027, 12, 31, 16, 1))  # the worker sees the calendar in 2027
+    assert clock().due_at == dt.datetime(2028, 1, 3, 16)
+    # New year: the years compared move (2026 leaves them); the calendar is the same.
+    desk.check(dt.datetime(2028, 1, 1, 0, 1))
+    assert not said_changed() and recomputed() == []
+    assert SlaCalendar.get_by_id("business").seen_at == dt.datetime(2028, 1, 1, 0, 1)  # seen anew
+    desk.check(dt.datetime(2028, 1, 1, 0, 2))
+    assert not said_changed()
+    # An admin makes Monday 3 January a holiday: that is a change, and the due time moves a day.
+    desk.call(dt.datetime(2028, 1, 1, 10), site_settings.save,
+              {"business_hours.holidays": [*christmas, "2028-01-03"]}, desk.p.lead)
+    desk.check(dt.datetime(2028, 1, 1, 10, 1))
+    assert said_changed() and sorted(recomputed()) == ["resolution", "response"]
+    assert clock().due_at == dt.datetime(2028, 1, 4, 16)
+
+
+def test_a_calendar_seen_before_the_upgrade_is_judged_by_its_old_fingerprint(desk, caplog):
+    from helpdesk import sla
+    from helpdesk.db import write_transaction
+
+    def said_changed() -> bool:
+        return any("changed" in r.getMessage() for r in caplog.records if r.name == "helpdesk.sla")
+
+    desk.call(dt.datetime(2027, 12, 1), site_settings.save, {"business_hours.holidays": ["2026-12-25"]},
+              desk.p.lead)
+    calendar = desk.ctx.registry.business_calendars["business"]
+    with write_transaction():  # as a check before migration 0031 left it, in 2027
+        SlaCalendar.create(name="business", fingerprint=sla.calendar_fingerprint(calendar, 2027),
+                           seen_at=dt.datetime(2027, 6, 1))
+    desk.check(dt.datetime(2028, 1, 1, 0, 1))
+    assert not said_changed()
+    assert SlaCalendar.get_by_id("business").definition is not None  # recorded in the new form
+    with write_transaction():  # a fingerprint of other hours: a change made while upgrading
+        SlaCalendar.update(fingerprint="0" * 64, definition=None).execute()
+    desk.check(dt.datetime(2028, 1, 1, 0, 2))
+    assert said_changed()
