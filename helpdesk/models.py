@@ -357,6 +357,9 @@ class SlaClock(BaseModel):
     breached_at = peewee.DateTimeField(null=True)
     stopped_at = peewee.DateTimeField(null=True)  # closed or cancelled without meeting it
     next_event_at = peewee.DateTimeField(null=True, index=True)
+    # Working time when the target was met, in the calendar in force then (migration 0032);
+    # None while unmet, and for clocks met before 0032 (measured in the current calendar).
+    worked_seconds = peewee.IntegerField(null=True)
 
     class Meta:
         indexes = ((("incident", "target"), True),)

@@ -74,7 +74,7 @@ def _target(ctx: Context, clock: SlaClock | None) -> tuple[str, dt.datetime | No
     if clock is None:
         return "none", None, None, None
     if clock.met_at is not None:
-        worked = sla.elapsed(ctx, clock, clock.met_at)
+        worked = sla.met_elapsed(ctx, clock)  # as measured when met, in the calendar then
         outcome = "met" if worked.total_seconds() <= clock.target_seconds else "late"
         wall = int((clock.met_at - clock.started_at).total_seconds())
         return outcome, None, int(worked.total_seconds()), wall

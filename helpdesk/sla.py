@@ -165,6 +165,15 @@ def elapsed(state: Any, clock: SlaClock, at: dt.datetime, paused: dt.timedelta |
     return max(dt.timedelta(0), total - (paused_for(state, clock, end) if paused is None else paused))
 
 
+def met_elapsed(state: Any, clock: SlaClock) -> dt.timedelta:
+    """Working time on a met clock when it was met, as measured then (a later change of the
+    calendar does not re-judge a met target); a clock met before migration 0032 is measured
+    in its calendar as it is now."""
+    if clock.worked_seconds is not None:
+        return dt.timedelta(seconds=clock.worked_seconds)
+    return elapsed(state, clock, clock.met_at)
+
+
 def _instant_of(state: Any, clock: SlaClock, fraction_per_mille: int,
                 pauses: list[tuple[dt.datetime, dt.datetime]] | None = None) -> dt.datetime:
     """When the clock reaches this share of its target. Only the pauses taken before that
@@ -262,7 +271,7 @@ def _schedule(state: Any, clock: SlaClock, fired: set[int] | None = None) -> Non
 def status(state: Any, clock: SlaClock, at: dt.datetime) -> Status:
     finished = min(at, clock.met_at or at, clock.stopped_at or at)  # a pause ends with the clock
     paused = paused_for(state, clock, finished)  # once: a paused clock's pause is business time too
-    used_time = elapsed(state, clock, at, paused)
+    used_time = met_elapsed(state, clock) if clock.met_at else elapsed(state, clock, at, paused)
     target = dt.timedelta(seconds=clock.target_seconds)
     used = used_time / target if target else 1.0
     if clock.met_at:
@@ -337,6 +346,8 @@ def _meet(state: Any, clock: SlaClock, at: dt.datetime) -> None:
     """The target is met at ``at``; met after its due time, it is on the breached record too,
     whether or not a check ran in between (nothing is sent: the target is met)."""
     clock.met_at = at
+    if clock.started_at is not None:  # kept as measured now: a later calendar does not re-judge it
+        clock.worked_seconds = int(elapsed(state, clock, at).total_seconds())
     if clock.breached_at is not None or clock.started_at is None:
         return
     if clock.due_at is not None and clock.paused_at is None:
@@ -360,7 +371,7 @@ def _move(state: Any, clock: SlaClock, old: str, new: str, at: dt.datetime) -> N
         if clock.target == "resolution" and not was_paused:
             clock.paused_at = at  # while resolved the clock stands; reopening resumes it
     elif old == "resolved" and clock.target == "resolution":
-        clock.met_at = None  # reopened: the resolution clock resumes where it stood
+        clock.met_at = clock.worked_seconds = None  # reopened: the resolution clock resumes where it stood
         if clock.breached_at is not None and clock.id is not None and not _breach_sent(clock):
             clock.breached_at = None  # marked when met late, never announced: the check will
         if was_paused:
@@ -437,6 +448,8 @@ def _start_missing(state: Any, incident: Incident, policy: Any, targets: Any, pr
         if replayed is not None:
             for name in AUDITED:
                 setattr(clock, name, getattr(replayed, name))
+            if clock.met_at is not None:
+                clock.worked_seconds = int(elapsed(state, clock, clock.met_at).total_seconds())
         _save(state, clock)
         logger.info("SLA: %s clock of %s started late (policy %r)", target, incident.reference, policy.name)
 

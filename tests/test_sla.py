@@ -1009,6 +1009,36 @@ def test_a_calendar_change_moves_the_report_facts_with_the_due_times(desk):
     assert (fact.resolution_breach_at, fact.next_breach_at) == (utc(3, 3, 21), utc(3, 3, 21))
 
 
+def test_a_met_target_keeps_the_business_time_it_was_met_in_after_the_hours_change(desk, login):
+    from helpdesk import reports, site_settings
+    from helpdesk.models import IncidentFact
+
+    # P3 logged Monday 09:00, answered 13:30: 4 h 30 of the 4 business hours -> met late.
+    incident = desk.log(utc(3, 2, 9), impact="medium", urgency="medium")
+    desk.check(utc(3, 2, 9, 1))  # the worker has seen the calendar
+    desk.reply(utc(3, 2, 13, 30), incident)
+    # The hours become 10:00-18:00: counted in them, 10:00-13:30 would be 3 h 30 and on time.
+    later_days = {day: "10:00-18:00" for day in ("mon", "tue", "wed", "thu", "fri")}
+    desk.do(utc(3, 2, 14), site_settings.save, {"business_hours.hours": later_days}, desk.p.lead)
+    desk.check(utc(3, 2, 14, 1))
+    desk.do(utc(3, 2, 14, 30), incidents.add_comment, incident.id, desk.p.owner, "Noted", public=False)
+
+    panel = _sla_panel(login(desk.p.owner).get(f"/incidents/{incident.id}"))
+    row = re.search(r'<th scope="row">Response .*?</tr>', panel, re.S).group(0)
+    assert "Met late" in row and "<td>4 business hours 30 minutes</td>" in row
+    live = IncidentFact.get_by_id(incident.id)
+    assert (live.response_outcome, live.response_business_seconds) == ("late", 4 * 3600 + 1800)
+    with desk.app.app_context():
+        reports.rebuild(desk.state)
+    rebuilt = IncidentFact.get_by_id(incident.id)
+    assert (rebuilt.response_outcome, rebuilt.response_business_seconds) == ("late", 4 * 3600 + 1800)
+    lead = reports.Scope(True, desk.p.lead.id)
+    period = reports.Filters(dt.date(2026, 3, 1), dt.date(2026, 3, 31))
+    [row_counts] = reports.compliance(period, lead, utc(3, 2, 15))
+    assert row_counts.counts["response"] == {"met": 0, "late": 1, "breached": 0}
+    assert reports.durations(period, lead)["response_business"].mean == 4 * 3600 + 1800
+
+
 def test_a_resolution_met_late_then_reopened_announces_its_breach_once(desk):
     # P2: 8 business hours from Monday 09:00 -> due 17:00. Resolved at 17:30 with no check
     # run in between (a cron-only install), reopened on Tuesday: the breach is announced then.
