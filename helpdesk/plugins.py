@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import traceback
 import zoneinfo
 from collections.abc import Iterable, Mapping
@@ -310,12 +311,36 @@ def call_each(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> list[tuple[
     """
     results = []
     for impl in reversed(getattr(pm.hook, name).get_hookimpls()):
+        started = time.monotonic()
         try:
             results.append((impl.plugin_name, impl.function(**{a: kwargs.get(a) for a in impl.argnames})))
         except Exception as error:
             logger.exception("plugin %r failed in hook %s", impl.plugin_name, name)
             record_failure(impl.plugin_name, name, kwargs.get("incident"), error)
+        if name in PAGE_HOOKS:
+            note_if_slow(impl.plugin_name, name, kwargs.get("incident"), time.monotonic() - started)
     return results
+
+
+#: Hooks a page waits for while it renders (its panels, its actions, its queue columns).
+PAGE_HOOKS = frozenset({"helpdesk_incident_panels", "helpdesk_incident_actions", "helpdesk_queue_columns"})
+#: A page hook (or one queue cell's value) slower than this is recorded for the Plugins page:
+#: a thread cannot be stopped from outside, so a slow plugin is named rather than cut short.
+SLOW_PAGE_HOOK_SECONDS = 0.5
+
+
+class SlowHook(Exception):
+    """A plugin's page hook took longer than :data:`SLOW_PAGE_HOOK_SECONDS`."""
+
+
+def note_if_slow(plugin: str, hook: str, incident: Any, seconds: float) -> None:
+    """Record a page hook that kept a page waiting (once per kind every few minutes, as
+    failures are); the log says each time how long it took."""
+    if seconds <= SLOW_PAGE_HOOK_SECONDS:
+        return
+    logger.warning("plugin %r took %.2f s in %s; the page waited for it", plugin, seconds, hook)
+    record_failure(plugin, hook, incident, SlowHook(
+        f"took longer than {SLOW_PAGE_HOOK_SECONDS:g} s, and every page that shows it waits for it"))
 
 
 #: A failure already recorded is recorded again after this long at the soonest (per process):
@@ -331,8 +356,6 @@ def forget_recorded_failures() -> None:
 
 def record_failure(plugin: str, hook: str, incident: Any, error: Exception) -> None:
     """Keep a plugin's failure for the admin Plugins page (the log has every one)."""
-    import time
-
     from helpdesk.models import PluginFailure
 
     key, moment = (plugin, hook, f"{type(error).__name__}: {error}"[:300]), time.monotonic()

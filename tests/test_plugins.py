@@ -326,6 +326,44 @@ def test_a_panel_whose_template_fails_is_recorded_for_admins(login, personas, in
     assert "render" in failure.hook
 
 
+def _slow_panel(incident, agent):
+    import time
+
+    time.sleep(0.15)
+    return [Panel("Slow news", "error.html", {"code": 200, "message": "eventually"})]
+
+
+def _slow_tier(incident):
+    import time
+
+    time.sleep(0.15)
+    return "silver"
+
+
+@pytest.mark.plugins(plugin("slow_panel", helpdesk_incident_panels=_slow_panel),
+                     plugin("quick_panel", helpdesk_incident_panels=lambda incident, agent: [
+                         Panel("Quick news", "error.html", {"code": 200, "message": "at once"})]),
+                     plugin("slow_column",
+                            helpdesk_queue_columns=lambda: [QueueColumn("tier", "Tier", _slow_tier)]))
+def test_a_plugin_that_keeps_pages_waiting_is_named_on_the_plugins_page(login, personas, incident_factory,
+                                                                      monkeypatch):
+    """A running hook cannot be stopped from outside; a slow one is named, so an admin knows
+    which plugin makes the pages slow (and the page still shows what it gave)."""
+    from helpdesk import plugins as plugin_machinery
+
+    monkeypatch.setattr(plugin_machinery, "SLOW_PAGE_HOOK_SECONDS", 0.1)
+    incident = incident_factory()
+    agent = login(personas.owner)
+    page = agent.get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert "Slow news" in page and "Quick news" in page
+    assert "silver" in agent.get("/queues/open").get_data(as_text=True)
+    slow = {(f.plugin, f.hook) for f in PluginFailure.select() if "took longer than 0.1 s" in f.error}
+    assert slow == {("slow_panel", "helpdesk_incident_panels"),
+                    ("slow_column", "helpdesk_queue_columns (value)")}
+    admin_page = login(personas.admin).get("/admin/plugins").get_data(as_text=True)
+    assert "slow_panel" in admin_page and "every page that shows it waits for it" in admin_page
+
+
 def _tier(incident):
     return {"Database": "gold"}[incident.title]  # a KeyError for every other title
 

@@ -9,6 +9,7 @@ recorded for admins, and the rest of the page still renders.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -149,8 +150,15 @@ def queue_columns(state: Any) -> list[Any]:
 
 
 def column_value(column: Any, incident: Any) -> str:
+    started = time.monotonic()
     try:
-        return str(column.value(incident))
+        value = str(column.value(incident))
+        elapsed = time.monotonic() - started
+        if elapsed > plugins.SLOW_PAGE_HOOK_SECONDS:  # one cell: a queue page has dozens
+            owners = current_app.extensions.get(COLUMN_OWNERS, {})
+            plugins.note_if_slow(owners.get(column.name, column.name), "helpdesk_queue_columns (value)",
+                                 incident, elapsed)
+        return value
     except Exception as error:
         logger.exception("queue column %r failed for %s", column.name, incident.reference)
         owners = current_app.extensions.get(COLUMN_OWNERS, {})
