@@ -204,7 +204,13 @@ def _filter_condition(filters: Filters) -> peewee.Expression:
         condition &= (Incident.assigned_team == filters.team) | (Incident.owner_team == filters.team)
     if filters.text:
         reference = _small_int(filters.text.upper().removeprefix("INC-"))
-        match = peewee.fn.LOWER(Incident.title).contains(filters.text.lower())
+        if filters.text.isascii():
+            # LIKE (SQLite) and ILIKE (PostgreSQL) ignore the case of ASCII letters by
+            # themselves; SQLite's LOWER() is a Python function here (see db._lower), which
+            # costs about five times as much for each row the filter reads.
+            match = Incident.title.contains(filters.text)
+        else:
+            match = peewee.fn.LOWER(Incident.title).contains(filters.text.lower())
         if reference is not None:
             match = match | (Incident.id == reference)
         condition &= match

@@ -391,3 +391,21 @@ def test_queue_page_query_count_is_the_same_at_page_size_10_and_100(app, persona
             assert text(response).count("<tr data-row") == size
         measured[size] = len(count_queries.queries)
     assert measured[10] == measured[100], measured
+
+
+def test_the_queue_filter_finds_words_whatever_their_case_and_takes_wildcards_literally(
+        personas, login, incident_factory):
+    titles = ["Printer on floor 3", "Laptop of ZOË", "Disk 500 GB full", "Disk 50% full", "Mail_relay down"]
+    for title in titles:
+        incident_factory(title=title)
+    agent = login(personas.owner)
+
+    def found(query: str) -> list[str]:
+        page = agent.get("/queues/open", query_string={"q": query}).get_data(as_text=True)
+        return [title for title in titles if title in page.replace("&amp;", "&")]
+
+    assert found("PRINTER") == ["Printer on floor 3"]
+    assert found("zoë") == ["Laptop of ZOË"]
+    assert found("50%") == ["Disk 50% full"]
+    assert found("l_r") == ["Mail_relay down"]
+    assert found("lr") == []
