@@ -302,11 +302,13 @@ def describe(ctx: Context, macro: Macro) -> list[str]:
 
 def apply(ctx: Context, incident_id: int, actor: Agent, macro_id: int, body: str | None, *,
           public: bool | None, expected_version: int | None,
-          files: Sequence[tuple[str, bytes]] = ()) -> Incident:
+          files: Sequence[tuple[str, bytes]] = (), seen: int | None = None) -> Incident:
     """Send the reply (as edited by the agent; the macro's own text when ``body`` is None) with
     the agent's ``files`` and run the macro's actions, as one change: one transaction, one
     version check, one version bump. A refused action or file refuses the whole macro with
-    the domain's message."""
+    the domain's message. ``seen`` (the newest timeline entry the agent's page showed) holds
+    back a public reply the conversation has moved past, as a plain reply is
+    (:func:`helpdesk.incidents.details.reply_conflict`)."""
     from helpdesk import incidents
 
     macro = get_visible(actor, macro_id)
@@ -316,7 +318,8 @@ def apply(ctx: Context, incident_id: int, actor: Agent, macro_id: int, body: str
             raise DomainError("Files go with a message: write one, or choose a macro with a reply.")
         if text.strip():
             incidents.add_comment(ctx, incident.id, actor, text,
-                                  public=macro.public if public is None else public, files=files)
+                                  public=macro.public if public is None else public, files=files,
+                                  seen=seen)
         for item in actions_of(macro):
             kind = ctx.registry.macro_actions.get(item.get("action"))
             if kind is None:

@@ -80,9 +80,12 @@
       return response.json().catch(function () { return {ok: false, error: null}; });
     }).then(function (answer) {
       if (answer.ok) { window.location.assign(answer.url); return; }
-      // Someone else changed the incident: the next send is meant for the version now current.
+      // Someone else changed the incident (or wrote to the customer): the next send is meant
+      // for what the agent has now been told about.
       var version = form.querySelector('input[name="macro_version"]');
       if (version && answer.version) { version.value = answer.version; }
+      var seen = form.querySelector('input[name="seen"]');
+      if (seen && answer.seen) { seen.value = answer.seen; }
       button.disabled = false;
       say(result, answer.error || "Something went wrong and nothing was changed; try again.");
     }).catch(function () {

@@ -420,3 +420,33 @@ def test_the_api_keeps_an_internal_macro_internal_unless_the_reply_is_edited(app
                 **{"If-Match": sent.headers["ETag"]})
     assert sent.status_code == 200
     assert (timeline(incident.id)[-1].kind, timeline(incident.id)[-1].body) == ("reply", "We are on it.")
+
+
+def test_a_public_reply_with_a_macro_waits_when_the_customer_wrote_meanwhile(personas, login, ctx, app,
+                                                                            log_incident, contact_factory):
+    """The macro button sits in the reply box: it holds a reply back as Add does when the
+    customer wrote after the page was loaded, and says what moved; sent again, it goes."""
+    import re
+
+    from helpdesk import customers
+
+    ana = contact_factory(name="Ana Lima")
+    incident = log_incident(title="VPN drops", requester=ana)
+    macro = make(personas.owner, public=True, actions=[{"action": "priority", "params": {"priority": 2}}])
+    agent = login(personas.owner)
+    page = agent.get(f"/incidents/{incident.id}").get_data(as_text=True)
+    seen = re.search(r'<input type="hidden" name="seen" value="(\d+)"', page).group(1)
+    with app.app_context():
+        customers.post_message(ctx, incident.id, ana, "It works again, never mind.", seen=True)
+    form = {"macro": macro.id, "body": "Please restart your laptop.", "visibility": "public",
+            "macro_version": incident.version, "seen": seen}
+    held = agent.post(f"/incidents/{incident.id}/macro", form, headers={"Accept": "application/json"})
+    assert held.status_code == 409 and "Ana Lima wrote again" in held.get_json()["error"]
+    assert Incident.get_by_id(incident.id).priority != 2
+    assert [e.kind for e in timeline(incident.id)] == ["created", "customer"]
+    fresh = held.get_json()
+    again = agent.post(f"/incidents/{incident.id}/macro", {**form, "seen": fresh["seen"],
+                                                           "macro_version": fresh["version"]},
+                       headers={"Accept": "application/json"})
+    assert again.status_code == 200 and Incident.get_by_id(incident.id).priority == 2
+    assert [e.kind for e in timeline(incident.id)][-2:] == ["reply", "change"]

@@ -14,10 +14,11 @@ from typing import Any
 from flask import Blueprint, Response, abort, flash, jsonify, make_response, redirect, request, url_for
 from flask_login import current_user
 from markupsafe import escape
+from peewee import fn
 
 from helpdesk import macros
 from helpdesk.errors import DomainError, StaleVersion
-from helpdesk.models import PRIORITIES, Agent, Macro, Team
+from helpdesk.models import PRIORITIES, Agent, Macro, Team, TimelineEntry
 from helpdesk.rendering import render_page
 from helpdesk.security import AGENT, access
 from helpdesk.web import context
@@ -174,14 +175,14 @@ def apply(incident_id: int) -> Any:
         incident = macros.apply(
             context(), incident_id, current_user, macro_id, typed if typed.strip() else None,
             public=(request.form.get("visibility") == "public") if typed.strip() else None,
-            expected_version=version, files=uploaded_files())
+            expected_version=version, files=uploaded_files(), seen=parse_id(request.form.get("seen")))
     except DomainError as refused:
         if refused.status == 404:
             raise
         if isinstance(refused, StaleVersion):  # say what changed; a second send is on the fresh state
             return _refused(incident_id, macro_id, typed, f"{refused} Check the incident, then send "
                             "again: it will be applied to the version you now see.", 409,
-                            version=refused.incident.version)
+                            version=refused.incident.version, seen=_newest_entry(incident_id))
         return _refused(incident_id, macro_id, typed, str(refused), refused.status)
     done = f"Sent with the macro; {incident.reference} is now version {incident.version}."
     page = url_for("incidents.show", incident_id=incident_id)
@@ -196,14 +197,21 @@ def apply(incident_id: int) -> Any:
     return redirect(page, code=303)
 
 
+def _newest_entry(incident_id: int) -> int | None:
+    return (TimelineEntry.select(fn.MAX(TimelineEntry.id))
+            .where(TimelineEntry.incident == incident_id).scalar())
+
+
 def _refused(incident_id: int, macro_id: int | None, typed: str, message: str, status: int,
-             version: int | None = None) -> Any:
-    """Nothing was written: say why, and keep what the agent typed (``version``: the incident's
-    current one, after a race, for the page's next send)."""
+             version: int | None = None, seen: int | None = None) -> Any:
+    """Nothing was written: say why, and keep what the agent typed (``version`` and ``seen``:
+    the incident's current version and newest entry, after a race, for the page's next send:
+    the agent has been told what moved)."""
     from helpdesk import incidents
 
     if _wants_json():
-        return jsonify(ok=False, error=message, **({} if version is None else {"version": version})), status
+        fresh = {key: value for key, value in (("version", version), ("seen", seen)) if value is not None}
+        return jsonify(ok=False, error=message, **fresh), status
     if request.headers.get("HX-Request"):
         response: Response = make_response(f'<p class="error">{escape(message)}</p>', status)
         response.headers["HX-Retarget"] = "#macro-result"
