@@ -214,6 +214,29 @@ def test_a_refused_bulk_change_comes_back_with_the_rows_ticked_and_the_bar_as_it
     assert fresh(one).version == one.version and fresh(other).version == other.version
 
 
+def test_after_a_bulk_run_a_refused_row_stays_ticked_but_a_row_someone_changed_does_not(
+        app, personas, log_incident):
+    """Ticked again with its new version, a row another agent changed meanwhile would be
+    overwritten by one more click on Apply, unseen (SECURITY-CASES G12)."""
+    ready, raced, held = log_incident(title="Ready"), log_incident(title="Raced"), log_incident(title="Held")
+    ctx = app.extensions["helpdesk"]
+    with app.app_context():
+        domain.change_status(ctx, held.id, personas.owner, "in_progress")
+    seen = [row_value(ready), row_value(raced), row_value(fresh(held))]
+    with app.app_context():
+        domain.override_priority(ctx, raced.id, personas.colleague, 1, "CEO affected")
+    client = AgentClient(app, personas.owner)
+    page = text(bulk(client, seen, action="status", status="in_progress"))  # Held: already so
+    report = html.unescape(re.search(r'class="bulk-report.*?</section>', page, re.S).group(0))
+    assert "1 applied, 2 not applied." in report, report
+    box = r'value="(\d+):\d+" form="bulk-form" data-select aria-label="[^"]+"( checked)?'
+    ticked = {row for row, checked in re.findall(box, page) if checked}
+    assert ticked == {str(held.id)}, "a refused row stays ticked; a changed one waits for a deliberate tick"
+    assert fresh(raced).priority == 1 and fresh(raced).status == "new"
+    assert "already in progress" in report and "Changed by someone else" in report
+    assert '<option value="status" selected>' in page, "the bar keeps its choices"
+
+
 def test_bulk_needs_csrf_a_login_and_a_bounded_selection(app, personas, log_incident):
     incident = log_incident(title="Guarded")
     row = row_value(incident)

@@ -343,10 +343,14 @@ def bulk() -> Any:
         return _render_queue(name, back_args, bulk=BulkReport(action, [], refused=str(refused)),
                              status=422, ticked=frozenset(incident_id for incident_id, _ in rows),
                              bulk_form=True)
-    # The rows not applied stay ticked (with the version now shown), and the bar keeps its
-    # choices, so the agent can look and run it again; all applied: a clean bar.
-    left = frozenset(row.incident_id for row in report.not_applied)
-    return _render_queue(name, back_args, bulk=report, status=200, ticked=left, bulk_form=bool(left))
+    # The rows a rule refused stay ticked and the bar keeps its choices, so the agent can fix
+    # the cause and run it again. A row someone else changed meanwhile comes back unticked,
+    # showing what they did: ticked with its new version, one more click would overwrite
+    # their change unseen (SECURITY-CASES G12); ticking it again is a decision. All applied:
+    # a clean bar.
+    left = frozenset(row.incident_id for row in report.not_applied if row.outcome != "stale")
+    return _render_queue(name, back_args, bulk=report, status=200, ticked=left,
+                         bulk_form=bool(report.not_applied))
 
 
 # -- saved views ------------------------------------------------------------------------------
