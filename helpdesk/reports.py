@@ -75,6 +75,8 @@ def _target(ctx: Context, clock: SlaClock | None) -> tuple[str, dt.datetime | No
         return "none", None, None, None
     if clock.met_at is not None:
         worked = sla.met_elapsed(ctx, clock)  # as measured when met, in the calendar then
+        # Late when met after its due time: the time met in is stored rounded up, so a part of
+        # a second late is late here as on the incident page.
         outcome = "met" if worked.total_seconds() <= clock.target_seconds else "late"
         wall = int((clock.met_at - clock.started_at).total_seconds())
         return outcome, None, int(worked.total_seconds()), wall

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -347,7 +348,7 @@ def _meet(state: Any, clock: SlaClock, at: dt.datetime) -> None:
     whether or not a check ran in between (nothing is sent: the target is met)."""
     clock.met_at = at
     if clock.started_at is not None:  # kept as measured now: a later calendar does not re-judge it
-        clock.worked_seconds = int(elapsed(state, clock, at).total_seconds())
+        clock.worked_seconds = math.ceil(elapsed(state, clock, at).total_seconds())
     if clock.breached_at is not None or clock.started_at is None:
         return
     if clock.due_at is not None and clock.paused_at is None:
@@ -449,7 +450,7 @@ def _start_missing(state: Any, incident: Incident, policy: Any, targets: Any, pr
             for name in AUDITED:
                 setattr(clock, name, getattr(replayed, name))
             if clock.met_at is not None:
-                clock.worked_seconds = int(elapsed(state, clock, clock.met_at).total_seconds())
+                clock.worked_seconds = math.ceil(elapsed(state, clock, clock.met_at).total_seconds())
         _save(state, clock)
         logger.info("SLA: %s clock of %s started late (policy %r)", target, incident.reference, policy.name)
 

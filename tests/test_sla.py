@@ -1039,6 +1039,21 @@ def test_a_met_target_keeps_the_business_time_it_was_met_in_after_the_hours_chan
     assert reports.durations(period, lead)["response_business"].mean == 4 * 3600 + 1800
 
 
+def test_a_target_met_part_of_a_second_late_is_late_on_the_page_and_in_every_report(desk, login):
+    from helpdesk import reports
+    from helpdesk.models import IncidentFact
+
+    # P3 logged Monday 09:00: the response is due at 13:00; answered 13:00:00.4.
+    incident = desk.log(utc(3, 2, 9), impact="medium", urgency="medium")
+    desk.reply(utc(3, 2, 13) + dt.timedelta(milliseconds=400), incident)
+    panel = _sla_panel(login(desk.p.owner).get(f"/incidents/{incident.id}"))
+    assert "Met late" in re.search(r'<th scope="row">Response .*?</tr>', panel, re.S).group(0)
+    assert IncidentFact.get_by_id(incident.id).response_outcome == "late"
+    with desk.app.app_context():
+        reports.rebuild(desk.state)
+    assert IncidentFact.get_by_id(incident.id).response_outcome == "late"
+
+
 def test_a_resolution_met_late_then_reopened_announces_its_breach_once(desk):
     # P2: 8 business hours from Monday 09:00 -> due 17:00. Resolved at 17:30 with no check
     # run in between (a cron-only install), reopened on Tuesday: the breach is announced then.
