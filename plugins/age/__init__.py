@@ -7,8 +7,6 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from peewee import fn
-
 from helpdesk import TimelineEntry, format_duration, hookimpl, now
 from helpdesk.records import Panel, PluginAssets, QueueColumn
 
@@ -30,14 +28,13 @@ def helpdesk_queue_columns() -> list[QueueColumn]:
 
 @hookimpl
 def helpdesk_incident_panels(incident: Any, agent: Any) -> list[Panel]:
-    # One aggregate query: the page is opened far more often than replies are written.
-    replies, last = (TimelineEntry
-                     .select(fn.COUNT(TimelineEntry.id), fn.MAX(TimelineEntry.at))
-                     .where((TimelineEntry.incident == incident.id) & (TimelineEntry.kind == "reply"))
-                     .scalar(as_tuple=True))
-    since = TimelineEntry.at.python_value(last) if last else incident.created_at
+    replies = TimelineEntry.select().where((TimelineEntry.incident == incident.id)
+                                           & (TimelineEntry.kind == "reply"))
+    count = replies.count()  # (before first(), which limits the query it is called on)
+    last = replies.order_by(TimelineEntry.id.desc()).first() if count else None
+    since = last.at if last else incident.created_at
     return [Panel("Customer contact", "age/panel.html", {
-        "replies": replies,
+        "replies": count,
         "waiting": humanize(now() - since),
         "open_for": humanize(now() - incident.created_at),
     })]
