@@ -139,13 +139,20 @@ class SlaPolicy:
 
 @dataclass(frozen=True)
 class BusinessCalendar:
-    """Working hours per weekday (0 = Monday) in a time zone, and holidays."""
+    """Working hours per weekday (0 = Monday) in a time zone, and holidays.
+
+    ``holiday_years`` (first, last), when the holidays are known only for those years (a
+    country's, loaded for a few years around the process's start): SLA checks then compare
+    two sightings' holidays only in years both know, so a process started in another year is
+    not taken for a change of calendar. ``None``: the holidays are the whole list.
+    """
 
     name: str
     title: str
     time_zone: str
     hours: Mapping[int, tuple[dt.time, dt.time]]
     holidays: frozenset[dt.date] = frozenset()
+    holiday_years: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -539,11 +539,14 @@ def audit(state: Any, incident: Incident, tolerance: int = 1) -> list[str]:
 
 def calendar_definition(calendar: Any, year: int) -> dict[str, Any]:
     """What decides business time in ``calendar``: zone, weekly hours, and the holidays from
-    the year before ``year`` to two years after, with those years. Calendars built from a
-    country's holidays cover a window of years that moves each new year (and depends on when
-    their process started), so only the holidays of years two sightings both cover are
-    compared (:func:`calendar_changed`)."""
+    the year before ``year`` to two years after (within the years its holidays are known for,
+    ``holiday_years``), with those years. Calendars built from a country's holidays cover a
+    window of years that moves each new year (and depends on when their process started), so
+    only the holidays of years two sightings both cover are compared (:func:`calendar_changed`)."""
     years = (year - 1, year + 2)
+    known = getattr(calendar, "holiday_years", None)
+    if known is not None:  # holidays known only for some years: compare within those
+        years = (max(years[0], known[0]), min(years[1], known[1]))
     return {
         "zone": str(calendar.time_zone),
         "hours": sorted([int(day), str(opens), str(closes)]

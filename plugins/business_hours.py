@@ -72,23 +72,26 @@ def calendar_from(name: str, values: dict[str, Any], defaults: dict[str, Any]) -
     except ValueError as error:
         raise ConfigError(f"{where('holidays')}: {error}") from None
     country = values.get("country", defaults.get("country"))
+    known = defaults.get("holiday_years")
     if country:
+        known = (dt.date.today().year - 1, dt.date.today().year + 3)
         holidays |= _public_holidays(str(country), values.get("subdivision", defaults.get("subdivision")),
-                                     where("country"))
-    return BusinessCalendar(name, name.replace("_", " ").capitalize(), zone, hours, holidays)
+                                     where("country"), known)
+    return BusinessCalendar(name, name.replace("_", " ").capitalize(), zone, hours, holidays,
+                            holiday_years=known)
 
 
-def _public_holidays(country: str, subdivision: str | None, where: str) -> frozenset[dt.date]:
-    """A country's public holidays from last year to three years ahead."""
+def _public_holidays(country: str, subdivision: str | None, where: str,
+                     years: tuple[int, int]) -> frozenset[dt.date]:
+    """A country's public holidays in ``years`` (first, last: last year to three years ahead)."""
     try:
         import holidays as holiday_data
     except ImportError:
         raise ConfigError(f"{where}: install the holidays package "
                           "(pip install 'helpdesk[holidays]') or remove the setting") from None
-    year = dt.date.today().year
     try:
         found = holiday_data.country_holidays(country, subdiv=subdivision,
-                                              years=range(year - 1, year + 4))
+                                              years=range(years[0], years[1] + 1))
     except NotImplementedError:
         raise ConfigError(f"{where}: no public holidays known for {country!r}") from None
     return frozenset(found.keys())
@@ -105,6 +108,6 @@ def helpdesk_business_calendars(ctx: Context) -> list[BusinessCalendar]:
     }
     main = calendar_from("business", settings, defaults)
     inherited = {"time_zone": main.time_zone, "hours": DEFAULT_HOURS, "holidays": sorted(main.holidays),
-                 "country": None}
+                 "country": None, "holiday_years": main.holiday_years}
     extra = settings.get("calendars") or {}
     return [main] + [calendar_from(name, values, inherited) for name, values in extra.items()]

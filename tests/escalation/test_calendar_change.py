@@ -80,3 +80,27 @@ def test_a_calendar_seen_before_the_upgrade_is_judged_by_its_old_fingerprint(des
         SlaCalendar.update(fingerprint="0" * 64, definition=None).execute()
     desk.check(dt.datetime(2028, 1, 1, 0, 2))
     assert said_changed()
+
+
+def test_processes_started_in_different_years_agree_on_a_country_calendar():
+    """A country's holidays are loaded for a few years around a process's start. In 2028, one
+    process started in 2026 (holidays 2025-2029) and one started in 2028 (2027-2031) must not
+    take each other's sighting for a change (each check would re-time every open clock)."""
+    from helpdesk import sla
+    from helpdesk.records import BusinessCalendar
+
+    def country(started: int) -> BusinessCalendar:
+        years = (started - 1, started + 3)
+        holidays = frozenset(dt.date(year, month, day) for year in range(years[0], years[1] + 1)
+                             for month, day in ((1, 1), (12, 25)))
+        return BusinessCalendar("business", "Business", "Europe/London", {0: (dt.time(9), dt.time(17))},
+                                holidays, holiday_years=years)
+
+    old, new = (sla.calendar_definition(country(started), 2028) for started in (2026, 2028))
+    assert not sla.calendar_changed(old, new) and not sla.calendar_changed(new, old)
+    # A list of holidays typed in is known whole: one added for a later year is a change.
+    typed = BusinessCalendar("business", "Business", "Europe/London", {0: (dt.time(9), dt.time(17))},
+                             frozenset({dt.date(2028, 12, 25)}))
+    more = BusinessCalendar("business", "Business", "Europe/London", {0: (dt.time(9), dt.time(17))},
+                            frozenset({dt.date(2028, 12, 25), dt.date(2029, 1, 2)}))
+    assert sla.calendar_changed(sla.calendar_definition(typed, 2028), sla.calendar_definition(more, 2028))
