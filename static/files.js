@@ -44,7 +44,16 @@
       event.target.reportValidity();
     }
   });
-  // The text counts too: typed after the files were chosen, it is checked again on send.
+  // The text counts too: shortened, it may make the message fit again (the browser checks
+  // the standing verdict before the form's submit event, so it is brought up to date here).
+  document.addEventListener("input", function (event) {
+    const form = event.target.form;
+    if (!form || (event.target.matches && event.target.matches(selector))) return;
+    for (const input of form.querySelectorAll(selector)) {
+      if (input.validationMessage) check(input);
+    }
+  });
+  // Typed after the files were chosen, the text is checked again on send.
   document.addEventListener("submit", function (event) {
     for (const input of event.target.querySelectorAll(selector)) {
       if (check(input)) {
