@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,10 +35,14 @@ _ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "th": {"align"},
 
 
 #: Texts up to this many characters are remembered once rendered (the timeline is append-only,
-#: so an incident page renders the same entries at every view, at about a tenth of its time);
-#: with :data:`_REMEMBERED` entries at most, the memory stays a few MB per process.
+#: so an incident page renders the same entries at every view, at about a tenth of its time),
+#: the least recently shown dropped first once text and HTML together pass
+#: :data:`_REMEMBER_BYTES` characters (16 MB at most per process, whatever customers write).
 _REMEMBER_UP_TO = 4096
-_REMEMBERED = 2048
+_REMEMBER_BYTES = 4_000_000
+_remembered: OrderedDict[str, Markup] = OrderedDict()
+_remembered_size = 0
+_remembered_lock = threading.Lock()
 
 
 def render_markdown(text: str | None) -> Markup:
@@ -46,8 +51,24 @@ def render_markdown(text: str | None) -> Markup:
     ``hx-*`` and event attributes never survive (they are not allow-listed), and
     callers put the result inside an ``hx-disable`` container as a second fence.
     """
+    global _remembered_size
     text = text or ""
-    return _remembered(text) if len(text) <= _REMEMBER_UP_TO else _render(text)
+    if len(text) > _REMEMBER_UP_TO:
+        return _render(text)
+    with _remembered_lock:
+        html = _remembered.get(text)
+        if html is not None:
+            _remembered.move_to_end(text)
+            return html
+    html = _render(text)
+    with _remembered_lock:
+        if text not in _remembered:
+            _remembered[text] = html
+            _remembered_size += len(text) + len(html)
+            while _remembered_size > _REMEMBER_BYTES:
+                old_text, old_html = _remembered.popitem(last=False)
+                _remembered_size -= len(old_text) + len(old_html)
+    return html
 
 
 def _render(text: str) -> Markup:
@@ -61,8 +82,6 @@ def _render(text: str) -> Markup:
     )
     return Markup(clean)  # noqa: S704 - sanitised by nh3 just above
 
-
-_remembered = functools.lru_cache(maxsize=_REMEMBERED)(_render)
 
 
 DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M"

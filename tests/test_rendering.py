@@ -1,0 +1,26 @@
+"""Markdown as the pages show it: sanitised, and remembered within a bounded memory."""
+
+from __future__ import annotations
+
+from helpdesk import rendering
+
+
+def test_markdown_is_sanitised_every_time_it_is_shown():
+    hostile = 'Hi <script>alert(1)</script> [x](javascript:alert(1)) **bold**'
+    for _ in range(2):  # the second time from memory
+        html = str(rendering.render_markdown(hostile))
+        assert "<script>" not in html and "href=\"javascript" not in html and "<strong>bold</strong>" in html
+
+
+def test_remembered_markdown_stays_within_its_budget(monkeypatch):
+    monkeypatch.setattr(rendering, "_REMEMBER_BYTES", 2000)
+    monkeypatch.setattr(rendering, "_remembered", rendering.OrderedDict())
+    monkeypatch.setattr(rendering, "_remembered_size", 0)
+    texts = [f"Entry {n}: " + "* item\n" * 20 for n in range(50)]
+    shown = [str(rendering.render_markdown(text)) for text in texts]
+    kept = sum(len(text) + len(html) for text, html in rendering._remembered.items())
+    assert 0 < kept <= 2000 and kept == rendering._remembered_size
+    assert texts[-1] in rendering._remembered and texts[0] not in rendering._remembered
+    assert [str(rendering.render_markdown(text)) for text in texts] == shown
+    long = "word " * 2000  # over the length remembered: rendered, not kept
+    assert "word" in str(rendering.render_markdown(long)) and long not in rendering._remembered
