@@ -590,6 +590,18 @@ def test_a_plugin_route_without_an_audience_is_named_on_the_plugins_page_from_st
     assert app.test_client().get("/team-reports/export").status_code == 403
 
 
+_STATIC_BP = Blueprint("badge_wall", __name__, url_prefix="/badges", static_folder=str(Path(__file__).parent),
+                       static_url_path="/static")
+
+
+@pytest.mark.plugins(plugin("badge_wall", helpdesk_blueprints=lambda: [_STATIC_BP]))
+def test_a_plugin_blueprint_static_folder_is_said_to_belong_in_its_assets(app, login, personas):
+    page = login(personas.admin).get("/admin/plugins").get_data(as_text=True)
+    assert "static folder (/badges/static/&lt;path:filename&gt;) is not served" in page
+    assert "PluginAssets(static=...)" in page
+    assert login(personas.admin).get("/badges/static/conftest.py").status_code == 403
+
+
 def test_two_plugins_with_one_admin_page_name_stop_start_up_naming_both(tmp_path):
     other = Blueprint("quota_admin_2", __name__)
     first = plugin("quota", helpdesk_admin_pages=lambda: [AdminPage("quota", "Quotas", _ADMIN_BP)])

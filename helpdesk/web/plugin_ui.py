@@ -42,8 +42,12 @@ def init_app(app: Flask, state: Context) -> None:
     for plugin, blueprint in plugins.collect_owned(state.pm, "helpdesk_blueprints", ctx=state):
         app.register_blueprint(blueprint)
         for rule in undeclared_routes(app, blueprint.name):
-            problem = (f"the route {rule.rule} ({rule.endpoint}) declares no audience with "
-                       "@helpdesk.access(...), so it is refused to everyone until it does")
+            if rule.endpoint == f"{blueprint.name}.static":  # Flask's own view: no place for @access
+                problem = (f"the blueprint's static folder ({rule.rule}) is not served; give its "
+                           "files through helpdesk_assets (PluginAssets(static=...)) instead")
+            else:
+                problem = (f"the route {rule.rule} ({rule.endpoint}) declares no audience with "
+                           "@helpdesk.access(...), so it is refused to everyone until it does")
             logger.error("plugin %r: %s", plugin, problem)
             state.plugin_problems.append((plugin, "helpdesk_blueprints", problem))
 
