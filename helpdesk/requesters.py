@@ -33,8 +33,12 @@ def search(query: str, limit: int = MAX_MATCHES) -> list[Contact]:
     query = " ".join((query or "").split())[:100]
     if not query:
         return []
-    return list(Contact.select().where(Contact.name.contains(query) | Contact.email.contains(query))
-                .order_by(Contact.name, Contact.id).limit(limit))
+    if query.isascii():  # LIKE/ILIKE ignore ASCII case themselves, and cost less than LOWER()
+        match = Contact.name.contains(query) | Contact.email.contains(query)
+    else:  # "ångström" finds "Ångström" on SQLite too (its LIKE folds only A-Z)
+        folded = query.lower()
+        match = fn.LOWER(Contact.name).contains(folded) | fn.LOWER(Contact.email).contains(folded)
+    return list(Contact.select().where(match).order_by(Contact.name, Contact.id).limit(limit))
 
 
 def open_incidents(contact_id: int, limit: int = MAX_MATCHES) -> list[Incident]:

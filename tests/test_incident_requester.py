@@ -72,3 +72,24 @@ def test_the_search_escapes_what_was_typed_and_found(personas, login, contact_fa
                                       query_string={"requester_query": "<b>"}).get_data(as_text=True)
     assert "&lt;b&gt;Bob&lt;/b&gt;" in page and "<b>Bob" not in page
     assert 'value="&lt;b&gt;"' in page
+
+
+def test_the_match_count_says_what_the_search_found_and_when_to_type_more(personas, login, contact_factory,
+                                                                         incident_factory):
+    ada = contact_factory(name="Ada Lovelace", email="ada@example.org")
+    for n in range(12):
+        contact_factory(name=f"Smith {n:02d}", email=f"smith{n}@example.org")
+    contact_factory(name="Ångström Lab", email="lab@example.org")
+    incident = incident_factory(requester=ada)
+    client = login(personas.owner)
+
+    def box(query: str) -> str:
+        page = client.get(f"/incidents/{incident.id}", query_string={"requester_query": query})
+        return re.search(r'<div id="d-requester-matches".*?</fieldset>', page.get_data(as_text=True),
+                         re.S).group(0)
+
+    many = box("smith")
+    assert "the first 10 matches for “smith”; type more to narrow" in many
+    assert many.count('name="requester" value="') == 12  # none, Ada (the chosen one) and 10
+    assert "1 match for “ångström”" in box("ångström")  # the case of letters beyond A-Z too
+    assert "No contact matches “nobody”." in box("nobody") and "Ada Lovelace" in box("nobody")

@@ -87,12 +87,22 @@ def _chosen(raw: Any) -> Contact | None:
     return Contact.get_or_none(Contact.id == record_id) if record_id is not None else None
 
 
-def requester_matches(query: str, chosen: Contact | None) -> list[Contact]:
+class Matches(list):
+    """The contacts to offer: those ``found`` for the query (``more``: there are more than
+    shown, type more to narrow), and the chosen one whatever was typed."""
+
+    found: int = 0
+    more: bool = False
+
+
+def requester_matches(query: str, chosen: Contact | None) -> Matches:
     """Contacts matching ``query`` (name or address), the chosen one always among them."""
-    found = requesters.search(query)
-    if chosen is not None and chosen.id not in {c.id for c in found}:
-        found.insert(0, chosen)  # the chosen requester stays on the list whatever is typed
-    return found
+    found = requesters.search(query, requesters.MAX_MATCHES + 1)
+    matches = Matches(found[:requesters.MAX_MATCHES])
+    matches.found, matches.more = len(matches), len(found) > requesters.MAX_MATCHES
+    if chosen is not None and chosen.id not in {c.id for c in matches}:
+        matches.insert(0, chosen)  # the chosen requester stays on the list whatever is typed
+    return matches
 
 
 def _page(form: NewIncidentForm, error: str | None, status: int) -> Any:
