@@ -234,6 +234,14 @@ def test_after_a_bulk_run_a_refused_row_stays_ticked_but_a_row_someone_changed_d
     assert ticked == {str(held.id)}, "a refused row stays ticked; a changed one waits for a deliberate tick"
     assert fresh(raced).priority == 1 and fresh(raced).status == "new"
     assert "already in progress" in report and "Changed by someone else" in report
+    # Refused by a rule and changed by someone else as well: not ticked either.
+    with app.app_context():
+        domain.override_priority(ctx, held.id, personas.colleague, 1, "VIP")
+    page = text(bulk(client, [row_value(fresh(ready)), row_value(held)], action="status",
+                     status="in_progress"))
+    assert "0 applied, 2 not applied." in html.unescape(page)
+    ticked = {row for row, checked in re.findall(box, page) if checked}
+    assert ticked == {str(ready.id)}, "only the row as the agent saw it stays ticked"
     assert '<option value="status" selected>' in page, "the bar keeps its choices"
 
 

@@ -348,7 +348,10 @@ def bulk() -> Any:
     # showing what they did: ticked with its new version, one more click would overwrite
     # their change unseen (SECURITY-CASES G12); ticking it again is a decision. All applied:
     # a clean bar.
-    left = frozenset(row.incident_id for row in report.not_applied if row.outcome != "stale")
+    refused = [row.incident_id for row in report.not_applied if row.outcome == "refused"]
+    sent = dict(rows)  # a rule may refuse a row someone changed too: that one is not ticked either
+    left = frozenset(incident_id for incident_id, version in Incident.select(Incident.id, Incident.version)
+                     .where(Incident.id.in_(refused)).tuples() if version == sent[incident_id])
     return _render_queue(name, back_args, bulk=report, status=200, ticked=left,
                          bulk_form=bool(report.not_applied))
 
