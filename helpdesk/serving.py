@@ -26,6 +26,8 @@ from waitress.server import BaseWSGIServer
 from waitress.task import ErrorTask
 from waitress.utilities import RequestEntityTooLarge
 
+from helpdesk.words import format_size
+
 logger = logging.getLogger(__name__)
 SD_LISTEN_FDS_START = 3
 
@@ -56,7 +58,7 @@ class _TooLargeTask(ErrorTask):
         else:
             content_type = "text/html; charset=utf-8"
             body = ("<!doctype html><meta charset=utf-8><title>Request too large</title>"
-                    f"<p>The request is too large (over {limit // 1024} KB). Nothing was saved.</p>"
+                    f"<p>The request is too large (over {format_size(limit)}). Nothing was saved.</p>"
                     "<p>Go back to the form and send fewer or smaller files; what you typed is "
                     "still there in most browsers.</p>")
         self.status = "413 Request Entity Too Large"

@@ -5,9 +5,9 @@
 (function () {
   "use strict";
 
-  function size(bytes) {
-    if (bytes >= 1048576) return (bytes / 1048576).toFixed(1).replace(/\.0$/, "") + " MB";
-    return Math.ceil(bytes / 1024) + " KB";
+  function size(bytes) {  // as the server says it (helpdesk.words.format_size)
+    if (bytes >= 1048576) return (bytes / 1048576).toFixed(1) + " MB";
+    return Math.max(1, Math.ceil(bytes / 1024)) + " KB";
   }
 
   function textBytes(form) {
@@ -39,6 +39,14 @@
   }
 
   const selector = "input[type=file][data-max-request-bytes]";
+  // For scripts that send a form themselves (Send with macro): the first refusal, or "".
+  window.checkChosenFiles = function (form) {
+    for (const input of form.querySelectorAll(selector)) {
+      const message = check(input);
+      if (message) return message;
+    }
+    return "";
+  };
   document.addEventListener("change", function (event) {
     if (event.target.matches && event.target.matches(selector) && check(event.target)) {
       event.target.reportValidity();

@@ -69,6 +69,9 @@
     var result = box.querySelector("[data-macro-result]");
     var pick = box.querySelector("[data-macro-pick]");
     if (!pick || !pick.value) { say(result, "Choose a macro first."); pick && pick.focus(); return; }
+    // Files over the size limits are refused here, before sending (static/files.js).
+    var tooBig = window.checkChosenFiles ? window.checkChosenFiles(form) : "";
+    if (tooBig) { say(result, tooBig + " Nothing was sent."); return; }
     button.disabled = true;
     say(result, "");
     fetch(button.getAttribute("formaction"), {
@@ -77,6 +80,10 @@
     }).then(function (response) {
       // A repeat of a request already saved is answered with the incident page: go there.
       if (response.redirected) { return {ok: true, url: response.url}; }
+      if (response.status === 413) {
+        return {ok: false, error: "The files are too large to send at once; nothing was changed. " +
+                "Choose fewer or smaller files."};
+      }
       return response.json().catch(function () { return {ok: false, error: null}; });
     }).then(function (answer) {
       if (answer.ok) { window.location.assign(answer.url); return; }

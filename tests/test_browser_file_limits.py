@@ -5,6 +5,7 @@ not give the customer's typed text back (static/files.js)."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from browser_kit import log_in, require_chromium
 
 from helpdesk import customer_links
-from helpdesk.models import Attachment, Incident, TimelineEntry
+from helpdesk.models import Attachment, Incident, Macro, TimelineEntry
 
 require_chromium()
 
@@ -119,3 +120,25 @@ def test_an_agent_reply_with_a_file_over_the_limit_is_not_sent(server, app, pers
     assert page.get_by_label("Message (Markdown)").input_value() == TYPED
     assert TimelineEntry.select().where(TimelineEntry.incident == incident.id,
                                         TimelineEntry.body.contains("scanner")).count() == 0
+
+
+def test_send_with_macro_checks_the_files_too(server, app, personas, log_incident, page, tmp_path):
+    Macro.create(name="Ask for logs", body="Please send the logs.", public=True, agent=personas.owner,
+                 created_by=personas.owner, actions="[]")
+    incident = log_incident(title="Printer offline")
+    log_in(page, server, personas.owner.username)
+    page.goto(f"{server}/incidents/{incident.id}")
+    page.get_by_label("Canned reply (macro)").select_option(label="Ask for logs")
+    deadline = time.monotonic() + 10  # (no wait_for_function: the page's CSP forbids eval)
+    while "send the logs" not in page.get_by_label("Message (Markdown)").input_value():
+        assert time.monotonic() < deadline, "the macro's text never came"
+        page.wait_for_timeout(50)
+    page.get_by_label("Message (Markdown)").fill(TYPED)  # the macro's text, then the agent's own
+    page.get_by_label("Attach files").set_input_files([file_of(tmp_path, "a.log", 100),
+                                                       file_of(tmp_path, "b.log", 110)])
+    page.get_by_role("button", name="Send with macro").click()
+    page.locator("#macro-result", has_text="one message may carry at most 200 KB").wait_for()
+    assert "Nothing was sent." in page.locator("#macro-result").inner_text()
+    assert page.get_by_label("Message (Markdown)").input_value() == TYPED
+    entries = TimelineEntry.select().where(TimelineEntry.incident == incident.id)
+    assert [e.kind for e in entries] == ["created"]
