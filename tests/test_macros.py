@@ -450,3 +450,19 @@ def test_a_public_reply_with_a_macro_waits_when_the_customer_wrote_meanwhile(per
                        headers={"Accept": "application/json"})
     assert again.status_code == 200 and Incident.get_by_id(incident.id).priority == 2
     assert [e.kind for e in timeline(incident.id)][-2:] == ["reply", "change"]
+
+
+def test_the_not_sent_page_shows_the_visibility_the_macro_would_use(personas, login, incident_factory, ctx,
+                                                                    app):
+    """Nothing typed: the macro's own text goes as the macro says (here a reply to the customer),
+    so the page that offers to send it again must not show 'Internal note' chosen."""
+    incident = incident_factory()
+    macro = make(personas.owner, public=True)
+    with app.app_context():
+        incidents.update_details(ctx, incident.id, personas.colleague, incident.version, title="Changed")
+    page = login(personas.owner).post(f"/incidents/{incident.id}/macro", {
+        "macro": macro.id, "body": "", "visibility": "note", "macro_version": incident.version})
+    assert page.status_code == 409
+    html = page.get_data(as_text=True)
+    assert 'id="vis-public" name="visibility" value="public" checked' in html
+    assert 'value="note" checked' not in html

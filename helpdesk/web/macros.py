@@ -218,9 +218,14 @@ def _refused(incident_id: int, macro_id: int | None, typed: str, message: str, s
         response.headers["HX-Reswap"] = "innerHTML"
         return response
     incident = incidents.get(incident_id)
-    if macro_id is not None and not macros.visible(current_user).where(Macro.id == macro_id).exists():
+    macro = macros.visible(current_user).where(Macro.id == macro_id).first() if macro_id else None
+    if macro_id is not None and macro is None:
         abort(404)
+    # With nothing typed the macro's own text goes, as the macro says (a reply or a note):
+    # the page shows that, not the radio the agent never needed to touch.
+    public = macro.public if macro is not None and not typed.strip() else (
+        request.form.get("visibility") == "public")
     html = render_page("macros/refused.html", set(), incident=incident, error=message, typed=typed,
-                       macro_id=macro_id, public=request.form.get("visibility") == "public")
+                       macro_id=macro_id, public=public)
     return html, status
 
