@@ -1,5 +1,6 @@
 """How long incidents have waited: an Age column in the queues and a panel on the incident
-page with the time since the customer last heard from us."""
+page with the time since the customer last heard from us (a public reply, or the
+resolution, whose note the requester is sent)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from helpdesk import TimelineEntry, format_duration, hookimpl, now
+from helpdesk import STATUSES, TimelineEntry, format_duration, hookimpl, now
 from helpdesk.records import Panel, PluginAssets, QueueColumn
 
 
@@ -29,12 +30,19 @@ def helpdesk_queue_columns() -> list[QueueColumn]:
 @hookimpl
 def helpdesk_incident_panels(incident: Any, agent: Any) -> list[Panel]:
     replies = TimelineEntry.select().where((TimelineEntry.incident == incident.id)
-                                           & (TimelineEntry.kind == "reply"))
-    count = replies.count()  # (before first(), which limits the query it is called on)
-    last = replies.order_by(TimelineEntry.id.desc()).first() if count else None
-    since = last.at if last else incident.created_at
+                                           & (TimelineEntry.kind == "reply")).count()
+    # A resolution is news to the customer too (its note is mailed to the requester), even
+    # when the incident was reopened since: the latest of either is when they last heard.
+    heard = TimelineEntry.select(TimelineEntry.at).where(
+        (TimelineEntry.incident == incident.id)
+        & ((TimelineEntry.kind == "reply")
+           | ((TimelineEntry.kind == "change") & (TimelineEntry.field == "status")
+              & (TimelineEntry.new_value == STATUSES["resolved"])))
+    ).order_by(TimelineEntry.id.desc()).first()
+    since = heard.at if heard else incident.created_at
     return [Panel("Customer contact", "age/panel.html", {
-        "replies": count,
+        "replies": replies,
+        "heard": heard is not None,
         "waiting": humanize(now() - since),
         "open_for": humanize(now() - incident.created_at),
     })]

@@ -40,6 +40,24 @@ def test_panel_counts_public_replies_and_time_since_the_last(ctx, helpdesk_app, 
     assert "<dt>Open for</dt><dd>1 hour 35 minutes</dd>" in page
 
 
+def test_a_resolution_counts_as_hearing_from_us_even_after_a_reopen(ctx, helpdesk_app, login, personas,
+                                                                     incident_factory, frozen_clock):
+    incident = incident_factory()
+    frozen_clock.advance(hours=1)
+    with helpdesk_app.app_context():
+        incidents.add_comment(ctx, incident.id, personas.owner, "On it", public=True)
+    frozen_clock.advance(hours=2)
+    with helpdesk_app.app_context():
+        incidents.change_status(ctx, incident.id, personas.owner, "resolved", note="Restarted the VPN")
+    frozen_clock.advance(minutes=30)
+    with helpdesk_app.app_context():
+        incidents.reopen(ctx, incident.id, personas.owner, note="Customer says it is down again")
+    frozen_clock.advance(minutes=15)
+    page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert "<dt>Public replies</dt><dd>1</dd>" in page
+    assert "<dd>45 minutes ago</dd>" in page, "the resolution mail was the last the customer heard"
+
+
 def test_panel_of_an_incident_nobody_has_answered(helpdesk_app, login, personas, incident_factory,
                                                  frozen_clock):
     incident = incident_factory()
