@@ -81,8 +81,9 @@ def incidents(state: Any, count: int, *, years: float = 2.0, seed: int = 15, bat
     policy = state.registry.sla_policies["priority"]
     calendars = state.registry.business_calendars
     targets_cache: dict[tuple[int, int | None], Any] = {}
-    if is_sqlite():  # dozens of indexes take random inserts: keep their pages in memory
-        database.execute_sql("PRAGMA cache_size = -262144")
+    if is_sqlite():  # dozens of indexes take random inserts: keep their pages in memory (a
+        # million incidents' indexes outgrow 256 MB, and seeding then slows several-fold)
+        database.execute_sql(f"PRAGMA cache_size = -{262_144 if count <= 200_000 else 2_097_152}")
     end = now()
     span = dt.timedelta(days=365 * years)
     desk = teams[0]
