@@ -288,7 +288,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--database", default="sqlite", help="sqlite, or a PostgreSQL URL (wiped)")
-    parser.add_argument("--keep", type=Path, help="keep each seeded SQLite pool here and reuse it")
+    parser.add_argument("--keep", type=Path, help="keep each seeded pool (SQLite: its file here; "
+                        "PostgreSQL: a database per size, the named one's name + _SIZE) and reuse it")
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure each page and the bare page this many times, alternating, and "
                              "report the round with the median share (a machine whose speed swings)")
@@ -306,15 +307,21 @@ def main() -> None:
     results: dict[int, dict[str, dict]] = {}
     for size in [int(s) for s in args.sizes.split(",")]:
         sqlite = args.database == "sqlite"
-        if args.keep and sqlite:
-            folder = args.keep / f"pool-{size}"
+        url = args.database
+        if args.keep:
+            # a kept PostgreSQL pool lives in its own database per size, beside the one named
+            folder = args.keep / (f"pool-{size}" if sqlite else f"pool-pg-{size}")
             folder.mkdir(parents=True, exist_ok=True)
+            if not sqlite:
+                parts = urllib.parse.urlsplit(url)
+                url = urllib.parse.urlunsplit(parts._replace(path=f"{parts.path}_{size}"))
         else:
             folder = Path(tempfile.mkdtemp(prefix=f"helpdesk-web-{size}-"))
-        url = f"sqlite:///{folder / 'helpdesk.db'}" if sqlite else args.database
+        if sqlite:
+            url = f"sqlite:///{folder / 'helpdesk.db'}"
         print(f"{size:,} incidents ({url.split(':')[0]}):", flush=True)
         ready = folder / "ids.txt"
-        if sqlite and args.keep and ready.exists():
+        if args.keep and ready.exists():
             first, last = map(int, ready.read_text().split())
             ids = {"first": first, "last": last}
             upgrade(url, folder)  # a pool kept from an older checkout gets this one's migrations
