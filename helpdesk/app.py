@@ -188,12 +188,14 @@ def create_app(
         ctx.unclaimed_settings = unclaimed_settings(settings, loaded.infos)
         for warning in ctx.unclaimed_settings:
             logger.warning("%s", warning)
-    from helpdesk.sla import missing_default_policy
+    from helpdesk.sla import missing_default_policy, runs_without_sla
 
     no_default = missing_default_policy(ctx)
     if no_default:
         logger.warning("SLA: %s", no_default)
         ctx.plugin_problems.append((BUILTIN, "helpdesk_sla_policy", no_default))
+    elif runs_without_sla(ctx):  # a decision, not a problem: said once, quietly
+        logger.info("SLA: default_sla_policy is \"none\": incidents no plugin picks a policy for have no SLA")
     ctx.tasks = register_tasks(app, ctx.huey, ctx)
     app.extensions["helpdesk"] = ctx
     with app.app_context():

@@ -6,6 +6,7 @@ from typing import Any
 
 from helpdesk import hookimpl
 from helpdesk.clock import now
+from helpdesk.config import DEFAULT_SLA_POLICY, NO_SLA
 from helpdesk.records import ChannelType, Message
 
 # ITIL priority matrix: rows impact, columns urgency.
@@ -32,13 +33,12 @@ def helpdesk_route_incident(incident: Any) -> None:
     return None
 
 
-#: The policy the built-in default chooses for every incident no plugin picks one for.
-DEFAULT_SLA_POLICY = "priority"
-
-
 @hookimpl(trylast=True)
-def helpdesk_sla_policy(incident: Any) -> str:
-    return DEFAULT_SLA_POLICY
+def helpdesk_sla_policy(incident: Any, ctx: Any) -> str | None:
+    """The ``default_sla_policy`` setting (``priority`` unless set); ``None`` when it is
+    ``"none"``: the desk chose to run without an SLA, so the incident gets no clocks."""
+    name = ctx.settings.default_sla_policy if ctx is not None else DEFAULT_SLA_POLICY
+    return None if name == NO_SLA else name
 
 
 def _send_inapp(ctx: Any, message: Message) -> None:

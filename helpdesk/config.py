@@ -107,6 +107,27 @@ def _one_of(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
+#: The policy the built-in default chooses for incidents no plugin picks one for, unless
+#: ``default_sla_policy`` names another.
+DEFAULT_SLA_POLICY = "priority"
+#: ``default_sla_policy = "none"``: the desk runs without an SLA by choice (no clocks, no alert).
+NO_SLA = "none"
+
+
+def _sla_policy_name(value: str) -> str:
+    """A policy name, or ``none``. Empty is refused rather than read as "none": an empty
+    environment variable is more often a template that lost its value than a decision."""
+    name = value.strip()
+    if not name:
+        raise ValueError(f'empty; name an SLA policy (default {DEFAULT_SLA_POLICY!r}), or write '
+                         f'"{NO_SLA}" for no SLA by default')
+    if name.lower() == NO_SLA:
+        return NO_SLA
+    if len(name) > 100 or any(not char.isprintable() for char in name):
+        raise ValueError("expected the name of an SLA policy (as the SLA page lists them) or \"none\"")
+    return name
+
+
 def _statuses(value: Any) -> tuple[str, ...]:
     names = _name_list(value)
     allowed = {"new", "assigned", "in_progress", "pending"}
@@ -192,6 +213,8 @@ class Settings:
     sla_response_met_by: str = _setting(_one_of("reply", "action"), "reply",
                                         "what meets the response target")
     sla_pause_statuses: tuple[str, ...] = _setting(_statuses, ("pending",), "statuses that pause SLAs")
+    default_sla_policy: str = _setting(_sla_policy_name, DEFAULT_SLA_POLICY,
+                                       'SLA policy of incidents no plugin picks one for ("none": no SLA)')
     auto_close_days: int = _setting(_int_between(0, 365), 5, "close resolved incidents after (0: never)")
     database_busy_seconds: int = _setting(_int_between(1, 600), 10,
                                           "longest wait for the database before answering 503")

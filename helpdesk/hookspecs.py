@@ -224,7 +224,9 @@ def helpdesk_sla_policy(incident: Any, ctx: Any) -> str | None:
     whenever a change may alter its targets (priority, details, assigned
     team). Return the name of a registered policy (see
     ``helpdesk_sla_policies``), or ``None`` to let the next plugin decide; the
-    built-in default names the ``priority`` policy. A name no plugin
+    built-in default names the policy of the ``default_sla_policy`` setting
+    (``priority`` unless set), or none at all when it is ``"none"`` (the desk
+    runs without an SLA on purpose: no clocks, nothing reported). A name no plugin
     registered means the incident has no SLA: logged, recorded on the Plugins
     page (naming the plugin that chose it), and said on the incident page.
     """

@@ -24,6 +24,7 @@ import peewee
 
 from helpdesk import business_time, events
 from helpdesk.clock import now
+from helpdesk.config import NO_SLA
 from helpdesk.context import Context
 from helpdesk.db import Statement, for_update, write_transaction
 from helpdesk.escalation.engine import check as escalation_check
@@ -97,16 +98,40 @@ def missing_policy_problem(name: str) -> LookupError:
                        "the incidents it is chosen for have no SLA")
 
 
-def missing_default_policy(ctx: Context) -> str | None:
-    """What to say when the policy the built-in default chooses is not registered (its plugin
-    disabled or not installed): every incident no plugin picks another policy for has no
-    SLA. Said once, at start-up and on the Plugins and SLA pages, rather than per incident."""
-    from helpdesk.builtin import DEFAULT_SLA_POLICY
+def runs_without_sla(ctx: Context) -> bool:
+    """Whether the desk chose to run without a default SLA (``default_sla_policy = "none"``):
+    incidents no plugin picks a policy for get no clocks, and that is no problem to report."""
+    return ctx.settings.default_sla_policy == NO_SLA
 
-    if DEFAULT_SLA_POLICY in ctx.registry.sla_policies:
+
+def policy_pickers(ctx: Context) -> list[str]:
+    """The plugins besides the built-in default that pick SLA policies for incidents."""
+    from helpdesk.plugins import BUILTIN
+
+    return sorted({impl.plugin_name for impl in ctx.pm.hook.helpdesk_sla_policy.get_hookimpls()}
+                  - {BUILTIN})
+
+
+def without_sla_by_choice(ctx: Context, incident: Incident) -> bool:
+    """Whether ``incident`` has no SLA because the desk runs without one by default and no
+    plugin picked a policy for it (the incident page says so, rather than "not available")."""
+    return runs_without_sla(ctx) and chosen_policy(ctx, incident)[1] is None
+
+
+def missing_default_policy(ctx: Context) -> str | None:
+    """What to say when the policy the built-in default chooses (``default_sla_policy``) is not
+    registered (its plugin disabled or not installed, the setting misspelt): every incident no
+    plugin picks another policy for has no SLA. Said once, at start-up and on the Plugins and
+    SLA pages, rather than per incident. Nothing when the desk runs without an SLA on purpose."""
+    if runs_without_sla(ctx):
         return None
-    return (f"the default SLA policy {DEFAULT_SLA_POLICY!r} is not registered (no enabled plugin "
-            "provides it): incidents no plugin picks another policy for have no SLA")
+    name = ctx.settings.default_sla_policy
+    if name in ctx.registry.sla_policies:
+        return None
+    return (f"the default SLA policy {name!r} is not registered (no enabled plugin provides it): "
+            "incidents no plugin picks another policy for have no SLA. Enable its plugin, name "
+            "another policy in default_sla_policy, or set default_sla_policy = \"none\" to run "
+            "without an SLA on purpose")
 
 
 def policy_targets(ctx: Context, incident: Incident) -> tuple[Any, Any] | None:

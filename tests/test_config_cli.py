@@ -384,3 +384,24 @@ def test_every_security_event_is_logged_each_one_whatever_the_folding():
     assert [line for line in lines if "login failed" in line] == [
         f"login failed user={user} address=127.0.0.1" for user in ("lena", "kofi", "root")]
     assert len([line for line in lines if "queue away" in line]) == 1
+
+
+@pytest.mark.parametrize(("given", "read"), [("none", "none"), (" None ", "none"), ("gold", "gold")])
+def test_default_sla_policy_takes_a_policy_name_or_none(tmp_path, given, read):
+    (tmp_path / "secret_key").write_text("s" * 40)
+    assert load_settings(environ={}, instance_path=tmp_path).default_sla_policy == "priority"
+    settings = load_settings(environ={"HELPDESK_DEFAULT_SLA_POLICY": given}, instance_path=tmp_path)
+    assert settings.default_sla_policy == read
+
+
+@pytest.mark.parametrize(("line", "said"), [
+    ('default_sla_policy = ""', 'write "none" for no SLA by default'),
+    ("default_sla_policy = false", "expected text"),
+    ('default_sla_policy = "gold\\ttier"', 'or "none"'),
+])
+def test_a_bad_default_sla_policy_stops_start_up_saying_how_to_write_it(tmp_path, line, said):
+    """An empty value is not taken for "none": switching the SLA off is said in words."""
+    (tmp_path / "helpdesk.toml").write_text(f'secret_key = "{"k" * 40}"\n{line}\n')
+    with pytest.raises(ConfigError, match="helpdesk.toml: default_sla_policy: invalid value") as error:
+        load_settings(environ={}, instance_path=tmp_path)
+    assert said in str(error.value)

@@ -18,7 +18,7 @@ from flask import Blueprint
 
 from helpdesk import hookimpl, hookspecs, incidents
 from helpdesk.config import ConfigError, load_settings
-from helpdesk.models import Incident, PluginFailure
+from helpdesk.models import Incident, PluginFailure, SlaClock
 from helpdesk.plugins import PluginError, load_plugins
 from helpdesk.records import (
     AdminPage,
@@ -29,6 +29,7 @@ from helpdesk.records import (
     PluginAssets,
     QueueColumn,
     SlaPolicy,
+    SlaTargets,
 )
 from helpdesk.security import PUBLIC, access
 from helpdesk.testing import make_app
@@ -437,6 +438,10 @@ def _tiered_for_p1(incident, ctx):
     return "tiered" if incident.priority == 1 else None
 
 
+def _p1_targets(ctx, incident):
+    return SlaTargets(response=dt.timedelta(minutes=15), resolution=dt.timedelta(hours=4))
+
+
 @pytest.mark.plugins(plugin("tiered_sla", helpdesk_sla_policy=_tiered_for_p1,
                             helpdesk_sla_policies=lambda: [SlaPolicy("tiered", "Tiered", _broken_targets)]),
                      plugin("flaky_decider", helpdesk_sla_policy=_no_decision))
@@ -483,6 +488,62 @@ def test_without_the_default_sla_policy_the_plugins_and_sla_pages_say_so(
     assert "No SLA: policy priority is not available" in admin.get(
         f"/incidents/{incident.id}").get_data(as_text=True)
     assert PluginFailure.select().count() == 0
+
+
+@pytest.mark.parametrize("helpdesk_settings", [{"default_sla_policy": "none"}])
+def test_a_desk_that_runs_without_an_sla_on_purpose_gets_no_clocks_and_no_alert(
+        login, personas, incident_factory, helpdesk_ctx, caplog):
+    """sla_priority disabled and ``default_sla_policy = "none"``: a decision, not a loss."""
+    incident = incident_factory()
+    assert SlaClock.select().where(SlaClock.incident == incident.id).count() == 0
+    page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert "No SLA: this desk runs without an SLA" in page and "not available" not in page
+    admin = login(personas.admin)
+    plugins_page = admin.get("/admin/plugins").get_data(as_text=True)
+    assert "is not registered" not in plugins_page and "Problems found at start-up" not in plugins_page
+    sla_page = admin.get(f"/admin/sla?incident=INC-{incident.id}").get_data(as_text=True)
+    assert 'role="alert"' not in sla_page and "is not registered" not in sla_page
+    assert "This desk runs without an SLA by default" in sla_page
+    assert "this desk runs without an SLA by default, so no SLA applies" in sla_page
+    assert helpdesk_ctx.plugin_problems == [] and PluginFailure.select().count() == 0
+    said = [r.getMessage() for r in caplog.get_records("setup") if r.levelname == "WARNING"]
+    assert not [message for message in said if "SLA" in message]
+
+
+@pytest.mark.plugins(plugin("gold_contracts", helpdesk_sla_policy=_tiered_for_p1,
+                            helpdesk_sla_policies=lambda: [SlaPolicy("tiered", "Tiered", _p1_targets)]))
+@pytest.mark.parametrize("helpdesk_settings", [{"default_sla_policy": "None"}])
+def test_without_a_default_sla_a_plugins_own_choice_still_gets_clocks(
+        login, personas, incident_factory):
+    p1 = incident_factory(impact="high", urgency="high")
+    p4 = incident_factory(impact="low", urgency="low")
+    assert {c.policy for c in SlaClock.select().where(SlaClock.incident == p1.id)} == {"tiered"}
+    assert SlaClock.select().where(SlaClock.incident == p4.id).count() == 0
+    page = login(personas.owner).get(f"/incidents/{p4.id}").get_data(as_text=True)
+    assert "No SLA: this desk runs without an SLA by default, and no policy was picked" in page
+    sla_page = login(personas.admin).get("/admin/sla").get_data(as_text=True)
+    assert "only incidents a plugin picks a policy for (gold_contracts)" in sla_page
+
+
+@pytest.mark.parametrize("helpdesk_bundled_plugins", [["sla_priority", "business_hours"]])
+@pytest.mark.parametrize("helpdesk_settings", [{"default_sla_policy": "gold"}])
+def test_a_default_sla_policy_nobody_registers_is_still_reported(
+        login, personas, incident_factory, helpdesk_ctx, caplog):
+    """The setting names a policy no enabled plugin has (a misspelling, a plugin removed):
+    an accident, said as when sla_priority is disabled under the default setting."""
+    said = [r.getMessage() for r in caplog.get_records("setup") if r.levelname == "WARNING"]
+    assert [message for message in said if "default SLA policy 'gold'" in message]
+    incident = incident_factory()
+    assert SlaClock.select().where(SlaClock.incident == incident.id).count() == 0
+    assert [problem for _, _, problem in helpdesk_ctx.plugin_problems if "'gold'" in problem]
+    admin = login(personas.admin)
+    assert "the default SLA policy &#39;gold&#39; is not registered" in admin.get(
+        "/admin/plugins").get_data(as_text=True)
+    sla_page = admin.get("/admin/sla").get_data(as_text=True)
+    assert "No SLA: the default SLA policy &#39;gold&#39; is not registered" in sla_page
+    assert "default_sla_policy = &#34;none&#34;" in sla_page  # how to say it is on purpose
+    assert "No SLA: policy gold is not available" in admin.get(
+        f"/incidents/{incident.id}").get_data(as_text=True)
 
 
 @pytest.mark.parametrize("helpdesk_bundled_plugins", [["sla_priority", "business_hours"]])

@@ -481,7 +481,7 @@ def _sla_view(errors: dict[str, str] | None = None, form: Any = None, status: in
     from helpdesk.errors import NotFound
 
     state = current_app.extensions["helpdesk"]
-    sample, applied, error = None, None, None
+    sample, applied, error, sample_by_choice = None, None, None, False
     raw = (request.args.get("incident") or "").strip()
     if raw:
         try:
@@ -492,6 +492,7 @@ def _sla_view(errors: dict[str, str] | None = None, form: Any = None, status: in
             found = sla.policy_targets(state, sample)
             name = found[0].name if found else sla.unavailable_policy(state, sample)
             applied = (name, found[0] if found else None, found[1] if found else None)
+            sample_by_choice = not found and sla.without_sla_by_choice(state, sample)
         except DomainError as refused:
             error = str(refused)
     business = state.registry.business_calendars.get("business")
@@ -511,6 +512,8 @@ def _sla_view(errors: dict[str, str] | None = None, form: Any = None, status: in
         days=site_settings.DAYS,
         sample=sample, applied=applied, error=error, query=request.args.get("incident", ""),
         missing_default=sla.missing_default_policy(state),
+        without_sla=sla.runs_without_sla(state), pickers=sla.policy_pickers(state),
+        sample_by_choice=sample_by_choice,
         business=business if editable_calendar else None,
         holidays=sorted(str(h) for h in site_settings.holiday_list(state)),
         targets=(response, resolution) if editable_targets else None,

@@ -98,6 +98,8 @@ def _render(incident_id: int, *, error: str | None = None, status: int = 200,
         resolution_codes=RESOLUTION_CODES,
         sla_clocks=clocks,
         sla_unavailable=None if clocks else sla.unavailable_policy(context(), incident),
+        sla_by_choice=not clocks and sla.without_sla_by_choice(context(), incident),
+        sla_pickers=[] if clocks else sla.policy_pickers(context()),
         parse_time=dt.datetime.fromisoformat,
         requester_query=requester_query,
         requester_choices=(_intake.requester_matches(requester_query, incident.requester) if requester_query
