@@ -15,7 +15,7 @@ import pluggy
 
 __version__ = "0.1.0"
 #: The plugin API version: the major number changes only with an incompatible change.
-PLUGIN_API = "1.5"
+PLUGIN_API = "1.6"
 
 #: Decorator plugin authors use to mark their hook implementations.
 hookimpl = pluggy.HookimplMarker("helpdesk")

@@ -34,7 +34,7 @@ from helpdesk.config import load_settings
 from helpdesk.context import Context
 from helpdesk.db import commit_count, database, is_write_conflict, open_database, release
 from helpdesk.models import PRIORITIES, STATUSES, Agent
-from helpdesk.plugins import BUILTIN, check_settings, load_plugins, unclaimed_settings
+from helpdesk.plugins import BUILTIN, check_settings, load_plugins, unclaimed_settings, unread_setting_keys
 from helpdesk.rendering import (
     DEFAULT_TIME_FORMAT,
     format_duration,
@@ -186,8 +186,12 @@ def create_app(
     ctx.pm, ctx.plugins = loaded.pm, loaded.infos
     if load_entry_points:  # (plugins given to create_app are named by their module, not their entry point)
         ctx.unclaimed_settings = unclaimed_settings(settings, loaded.infos)
-        for warning in ctx.unclaimed_settings:
-            logger.warning("%s", warning)
+    # Keys are checked against the tables plugins declare by name, however the plugins came.
+    unread, declaration_problems = unread_setting_keys(loaded.pm, settings, ctx)
+    ctx.unclaimed_settings += unread
+    ctx.plugin_problems += declaration_problems
+    for warning in ctx.unclaimed_settings:
+        logger.warning("%s", warning)
     from helpdesk.sla import missing_default_policy, runs_without_sla
 
     no_default = missing_default_policy(ctx)

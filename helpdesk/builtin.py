@@ -7,7 +7,7 @@ from typing import Any
 from helpdesk import hookimpl
 from helpdesk.clock import now
 from helpdesk.config import DEFAULT_SLA_POLICY, NO_SLA
-from helpdesk.records import ChannelType, Message
+from helpdesk.records import ChannelType, Message, SettingsTable
 
 # ITIL priority matrix: rows impact, columns urgency.
 PRIORITY_MATRIX = {
@@ -78,3 +78,10 @@ def helpdesk_macro_actions() -> list[Any]:
     from helpdesk.macros import BUILTIN_ACTIONS
 
     return list(BUILTIN_ACTIONS)
+
+
+@hookimpl(trylast=True)
+def helpdesk_settings_tables() -> list[SettingsTable]:
+    """The tables the core reads itself, so a misspelt key there is said too."""
+    return [SettingsTable("alerts", ("flap_minutes", "max_flaps", "secrets", "resolve")),
+            SettingsTable("imap", ("mailboxes",))]

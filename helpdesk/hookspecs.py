@@ -173,6 +173,20 @@ def helpdesk_check_settings(registry: Any, ctx: Any) -> None:
     """
 
 
+@_family("registration")
+@hookspec
+def helpdesk_settings_tables(ctx: Any) -> list[Any] | None:
+    """Declare the settings this plugin reads, as :class:`~helpdesk.records.SettingsTable`
+    records: ``SettingsTable("my_plugin", ("url", "timeout"))`` for ``[plugins.my_plugin]``.
+
+    Fires once at start-up in every process, after every plugin is loaded. A key given in a
+    declared table that no declaration lists (``resolutoin`` for ``resolution``) is said in
+    the log, on the Plugins page and by ``helpdesk plugins``; start-up goes on. Two plugins
+    declaring one table add up. Return ``None`` or ``[]`` (or do not implement the hook) to
+    leave your tables unchecked.
+    """
+
+
 # -- decision hooks ---------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ installed package; the last two are found through the entry-point group
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import logging
 import time
 import traceback
@@ -271,6 +272,47 @@ def unclaimed_settings(settings: Any, infos: dict[str, PluginInfo]) -> list[str]
         found.append(f"settings for {plugin!r} ({', '.join(where)}) are not used: no plugin of that "
                      f"name is installed (installed: {', '.join(sorted(infos))})")
     return found
+
+
+def unread_setting_keys(pm: pluggy.PluginManager, settings: Any,
+                        ctx: Any = None) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """One sentence per key of a ``[plugins.<name>]`` table that the plugins declaring that
+    table (``helpdesk_settings_tables``) do not read: a misspelt key, silently ignored
+    otherwise. A table nobody declares is not checked (plugins written before the hook).
+
+    Returns the sentences and the problems of plugins whose declaration failed, ``(plugin,
+    hook, problem)``: those tables go unchecked, and start-up goes on (it is advice)."""
+    declared: dict[str, set[str]] = {}
+    readers: dict[str, list[str]] = {}
+    problems = []
+    for impl in reversed(pm.hook.helpdesk_settings_tables.get_hookimpls()):
+        try:
+            tables = list(impl.function(**({"ctx": ctx} if "ctx" in impl.argnames else {})) or ())
+            for table in tables:
+                if not (isinstance(table, records.SettingsTable) and isinstance(table.name, str)
+                        and not isinstance(table.keys, str)
+                        and all(isinstance(key, str) for key in table.keys)):
+                    raise TypeError(f"returned {table!r:.80}, not a helpdesk.records.SettingsTable "
+                                    "with a name and a tuple of keys")
+        except Exception as error:  # noqa: BLE001 - a declaration is advice: its table goes unchecked
+            logger.warning("plugin %r failed in helpdesk_settings_tables: %s", impl.plugin_name, error)
+            problems.append((impl.plugin_name, "helpdesk_settings_tables",
+                             f"{type(error).__name__}: {error}; its settings keys are not checked"))
+            continue
+        for table in tables:
+            declared.setdefault(table.name.lower(), set()).update(table.keys)
+            readers.setdefault(table.name.lower(), []).append(impl.plugin_name)
+    found = []
+    for name in sorted(set(declared) & set(settings.plugins)):
+        known = declared[name]
+        for key in sorted(set(settings.plugins[name]) - known):
+            where = settings.sources.get(f"{name}.{key}", "the configuration")
+            close = difflib.get_close_matches(key.lower(), sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            found.append(f"setting {key!r} of [plugins.{name}] ({where}) is not used: "
+                         f"{hint}({', '.join(sorted(set(readers[name])))} reads only "
+                         f"{', '.join(sorted(known)) or 'no keys'})")
+    return found, problems
 
 
 def check_settings(pm: pluggy.PluginManager, registry: Registry, ctx: Any) -> None:

@@ -370,3 +370,18 @@ class MacroAction:
     params: tuple[StepParam, ...] = ()
     check: Callable[[Any, Mapping[str, Any]], None] | None = None
     description: str = ""
+
+
+@dataclass(frozen=True)
+class SettingsTable:
+    """The keys a plugin reads from ``[plugins.<name>]`` (and ``HELPDESK_PLUGINS__<NAME>__<KEY>``),
+    returned by ``helpdesk_settings_tables`` (plugin API 1.6).
+
+    Any other key given there in the instance file, the environment or to ``create_app`` is
+    reported at start-up (log, Plugins page, ``helpdesk plugins``) as a key nothing reads: a
+    misspelling would otherwise be silently ignored. Only the table's own keys are checked,
+    not what nested tables hold. List ``<key>_file`` too where the plugin reads a secret with
+    ``settings.secret(key)``. A table no plugin declares is not checked."""
+
+    name: str
+    keys: tuple[str, ...]

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from helpdesk import Context, hookimpl, now
+from helpdesk.records import SettingsTable
 
 _lock = threading.Lock()
 
@@ -88,3 +89,9 @@ def helpdesk_cli_commands(ctx: Context) -> list[click.Command]:
                 click.echo(line.rstrip("\n"))
 
     return [activity]
+
+
+@hookimpl
+def helpdesk_settings_tables() -> list[SettingsTable]:
+    """The keys of [plugins.activity_log] this plugin reads: any other is reported as a misspelling."""
+    return [SettingsTable("activity_log", ("path",))]

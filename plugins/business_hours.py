@@ -26,7 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from helpdesk import ConfigError, Context, hookimpl
-from helpdesk.records import BusinessCalendar
+from helpdesk.records import BusinessCalendar, SettingsTable
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_HOURS = {day: "09:00-17:00" for day in DAYS[:5]}
@@ -111,3 +111,10 @@ def helpdesk_business_calendars(ctx: Context) -> list[BusinessCalendar]:
                  "country": None, "holiday_years": main.holiday_years}
     extra = settings.get("calendars") or {}
     return [main] + [calendar_from(name, values, inherited) for name, values in extra.items()]
+
+
+@hookimpl
+def helpdesk_settings_tables() -> list[SettingsTable]:
+    """The keys of [plugins.business_hours] this plugin reads: any other is reported as a misspelling."""
+    return [SettingsTable("business_hours", ("calendars", "country", "holidays", "hours",
+                                             "subdivision", "time_zone"))]

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from helpdesk import PRIORITIES, Context, hookimpl, post
-from helpdesk.records import ChannelField, ChannelType, Message
+from helpdesk.records import ChannelField, ChannelType, Message, SettingsTable
 
 
 def escape(text: str) -> str:
@@ -52,3 +52,9 @@ def helpdesk_channel_types() -> list[ChannelType]:
         agent_fields=(ChannelField("url", "Chat webhook URL (Slack, Mattermost, Rocket.Chat)", "url",
                                    help="https://chat.example.com/hooks/…"),),
         address_for=address_for, enabled_by_default=True)]
+
+
+@hookimpl
+def helpdesk_settings_tables() -> list[SettingsTable]:
+    """The keys of [plugins.chat] this plugin reads: any other is reported as a misspelling."""
+    return [SettingsTable("chat", ("allow_private", "timeout"))]

@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from helpdesk import ConfigError, Context, hookimpl, mail_headers
-from helpdesk.records import ChannelType, DeliveryError, Message
+from helpdesk.records import ChannelType, DeliveryError, Message, SettingsTable
 
 # Safe headers from user text whatever the Python: encoded words decoded and defused, breaks removed.
 UnsafeHeader, header_text = mail_headers.UnsafeHeader, mail_headers.header_text
@@ -162,3 +162,10 @@ def helpdesk_channel_types(ctx: Context) -> list[ChannelType]:
         return []  # no SMTP server configured: no e-mail, rather than a pile of failed deliveries
     return [ChannelType("email", "E-mail (SMTP)", send, "Threaded e-mail to agents and requesters",
                         address_for=address_for, contact_address_for=contact_address_for)]
+
+
+@hookimpl
+def helpdesk_settings_tables() -> list[SettingsTable]:
+    """The keys of [plugins.email] this plugin reads: any other is reported as a misspelling."""
+    return [SettingsTable("email", ("from_address", "host", "password", "password_file", "port",
+                                    "security", "timeout", "username"))]

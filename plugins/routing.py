@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 from helpdesk import ConfigError, Context, Team, hookimpl
+from helpdesk.records import SettingsTable
 
 logger = logging.getLogger(__name__)
 
@@ -63,3 +64,9 @@ def helpdesk_route_incident(ctx: Context, incident: Any) -> Any:
             continue
         return team
     return None
+
+
+@hookimpl
+def helpdesk_settings_tables() -> list[SettingsTable]:
+    """The keys of [plugins.routing] this plugin reads: any other is reported as a misspelling."""
+    return [SettingsTable("routing", ("by_category", "by_service"))]

@@ -24,7 +24,7 @@ import re
 from typing import Any
 
 from helpdesk import ConfigError, Context, hookimpl
-from helpdesk.records import SlaPolicy, SlaTargets
+from helpdesk.records import SettingsTable, SlaPolicy, SlaTargets
 
 DEFAULT_RESPONSE = {"p1": "15m", "p2": "30m", "p3": "4h", "p4": "1bd"}
 DEFAULT_RESOLUTION = {"p1": "4h", "p2": "8h", "p3": "3bd", "p4": "10bd"}
@@ -113,3 +113,10 @@ def helpdesk_check_settings(ctx: Context, registry: Any) -> None:
         if name not in registry.business_calendars:
             known = ", ".join(sorted(registry.business_calendars)) or "none (is business_hours disabled?)"
             raise ConfigError(f"{VARIABLE}__{key}: no business calendar named {name!r}; known: {known}")
+
+
+@hookimpl
+def helpdesk_settings_tables() -> list[SettingsTable]:
+    """The keys of [plugins.sla_priority] this plugin reads: any other is reported as a misspelling."""
+    return [SettingsTable("sla_priority", ("around_the_clock", "calendar", "calendar_by_service",
+                                           "calendar_by_team", "resolution", "response", "warnings"))]

@@ -28,7 +28,7 @@ import json
 import time
 
 from helpdesk import ConfigError, Context, hookimpl, post, url_problem
-from helpdesk.records import ChannelType, Message
+from helpdesk.records import ChannelType, Message, SettingsTable
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -76,3 +76,9 @@ def helpdesk_check_settings(ctx: Context) -> None:
 def helpdesk_channel_types() -> list[ChannelType]:
     return [ChannelType("webhook", "Webhook (signed JSON)", send, "Every event to configured URLs",
                         broadcast=broadcast)]
+
+
+@hookimpl
+def helpdesk_settings_tables() -> list[SettingsTable]:
+    """The keys of [plugins.webhook] this plugin reads: any other is reported as a misspelling."""
+    return [SettingsTable("webhook", ("allow_private", "secret", "secret_file", "timeout", "urls"))]
