@@ -218,6 +218,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_worker: boo
     if not no_worker:
         consumer = _start_consumer(app, settings.workers)
     host, port = host or settings.host, port or settings.port
+    mismatch = base_url_mismatch(settings.base_url, port)
+    if mismatch:
+        click.echo(mismatch, err=True)
     try:
         # Behind trusted proxies waitress must pass X-Forwarded-* on (it drops them by default):
         # the app's ProxyFix takes the address the nearest `trusted_proxies` proxies saw.
@@ -234,6 +237,28 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_worker: boo
         if consumer is not None:
             consumer.stop(graceful=True)  # tasks in flight finish, within shutdown_seconds
             consumer.heartbeat.stop()
+
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+def base_url_mismatch(base_url: str, port: int) -> str | None:
+    """A warning when ``base_url`` is a loopback address on another port than the one served:
+    every link in mail, notices and API answers (sign-in links too) is built from ``base_url``,
+    so with the default ``http://127.0.0.1:5000`` and ``serve --port 8080`` none of them opens.
+    A public ``base_url`` is left alone (a proxy in front answers on its own port)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    if parts.hostname not in LOOPBACK_NAMES:
+        return None
+    linked = parts.port or (443 if parts.scheme == "https" else 80)
+    if linked == port:
+        return None
+    return (f"Warning: base_url is {base_url}, but this server listens on port {port}: links "
+            f"in mail, notifications and API answers will point to port {linked}. Set base_url "
+            f"(helpdesk.toml, or HELPDESK_BASE_URL) to the address people open, e.g. "
+            f"http://127.0.0.1:{port}.")
 
 
 def _start_consumer(app: Any, workers: int) -> Any:

@@ -148,6 +148,41 @@ def test_serve_runs_web_and_worker_in_one_process_and_stops_cleanly(app, tmp_pat
     assert "with background worker" in output
 
 
+def test_serve_warns_when_links_would_point_to_another_port(app, tmp_path):
+    # The first hour: `init`, then `serve --port 8631` with no base_url set. Every link in mail
+    # (sign-in links too) would name the default port 5000, where nothing answers.
+    env = _env(tmp_path)
+    assert _run(["init", "--no-demo"], env).returncode == 0
+    port = _free_port()
+    server = subprocess.Popen(HELPDESK + ["serve", "--no-worker", "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+    assert (f"base_url is http://127.0.0.1:5000, but this server listens on port {port}"
+            in output), output
+    assert "HELPDESK_BASE_URL" in output
+
+
+def test_no_port_warning_when_base_url_matches_or_is_public():
+    from helpdesk.cli import base_url_mismatch
+
+    assert base_url_mismatch("http://127.0.0.1:8631", 8631) is None
+    assert base_url_mismatch("http://localhost:5000/", 5000) is None
+    assert base_url_mismatch("https://help.example.com", 5000) is None  # a proxy in front
+    assert "port 80" in base_url_mismatch("http://localhost", 5000)
+
+
 def test_serve_says_plainly_when_it_cannot_listen(app, tmp_path):
     env = _env(tmp_path)
     assert _run(["init", "--no-demo"], env).returncode == 0
