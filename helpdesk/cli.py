@@ -396,7 +396,7 @@ def channels() -> None:
 @click.pass_context
 def channels_test(ctx: click.Context, channel: str, recipient: str) -> None:
     """Send a test message through CHANNEL to RECIPIENT, now, and say what happened."""
-    from helpdesk.notify.outbox import send_now
+    from helpdesk.notify.outbox import send_now, send_test_key
     from helpdesk.records import DeliveryError, Message
 
     app = _ready(ctx)
@@ -404,7 +404,8 @@ def channels_test(ctx: click.Context, channel: str, recipient: str) -> None:
         try:
             send_now(app.extensions["helpdesk"], channel, Message(
                 recipient=recipient, subject="Helpdesk test message",
-                text="If you can read this, the channel works."))
+                text="If you can read this, the channel works.",
+                idempotency_key=send_test_key(channel)))
         except DeliveryError as error:
             kind = "permanent" if error.permanent else "temporary"
             raise click.ClickException(f"{channel}: {kind} delivery failure: {error}") from None

@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import logging
 import random
+import secrets
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -218,6 +219,13 @@ def send_now(ctx: Context, channel: str, message: Message) -> None:
     if transport is None:
         raise DeliveryError(f"no channel type named {channel!r} is registered", permanent=True)
     transport.send(ctx, message)
+
+
+def send_test_key(channel: str) -> str:
+    """A key of its own for each test message: the e-mail's Message-ID and a webhook's
+    Idempotency-Key derive from it, and a receiver drops a repeat of one it has seen (Gmail
+    does), so a second test after a fix would say "sent" and never arrive."""
+    return f"test-{channel}-{secrets.token_hex(8)}"
 
 
 def backoff(attempts: int) -> dt.timedelta:

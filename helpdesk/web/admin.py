@@ -320,7 +320,7 @@ SEND_TESTS_PER_WINDOW = 10
 @access(ADMIN)
 def test_channel(name: str) -> Any:
     """Send a test message through a channel type now, and say what happened."""
-    from helpdesk.notify.outbox import send_now
+    from helpdesk.notify.outbox import send_now, send_test_key
     from helpdesk.records import DeliveryError, Message
     from helpdesk.security import claim_login_attempt
     from helpdesk.web import context
@@ -338,7 +338,7 @@ def test_channel(name: str) -> Any:
         try:
             send_now(context(), name, Message(recipient=recipient, subject="Helpdesk test message",
                                   text="If you can read this, the channel works.",
-                                  idempotency_key=f"test-{name}"))
+                                  idempotency_key=send_test_key(name)))
         except DeliveryError as error:
             flash(f"{name}: {'permanent' if error.permanent else 'temporary'} failure: {error}")
         else:
