@@ -112,10 +112,20 @@ def agent(agent_id: int) -> Any:
         else:
             flash(f"Agent {record.username} saved.")
             return redirect(url_for("admin.agent", agent_id=agent_id), code=303)
+    # A refused save shows what was typed (but the password), not the stored values.
+    shown = {"display_name": record.display_name, "email": record.email or "",
+             "role": record.role, "active": record.active}
+    member_of = set(people.team_ids_of(record))
+    if error:
+        shown = {"display_name": request.form.get("display_name", ""),
+                 "email": request.form.get("email", ""), "role": request.form.get("role", ""),
+                 "active": request.form.get("active") == "on"}
+        member_of = {team.id for team in _form_teams()}
     return render_template(
         "admin/agent.html",
         agent=record,
-        member_of=set(people.team_ids_of(record)),
+        shown=shown,
+        member_of=member_of,
         teams=list(Team.select().order_by(Team.name)),
         roles=ROLES,
         error=error,
@@ -143,6 +153,7 @@ def teams() -> Any:
         teams=list(Team.select().order_by(Team.name)),
         members=members,
         error=error,
+        form=request.form if error else {},
     ), status
 
 

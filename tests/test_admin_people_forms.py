@@ -1,0 +1,25 @@
+"""Admin → Teams and Admin → Agents → an agent: a refused save keeps what the admin typed."""
+
+
+def test_a_refused_new_team_keeps_its_name_and_description(login, personas):
+    admin = login(personas.admin)
+    response = admin.post("/admin/teams", {"name": personas.database_team.name,
+                                           "description": "Owns the Oracle and Postgres servers"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422 and "already exists" in page
+    assert 'value="Owns the Oracle and Postgres servers"' in page
+    assert f'value="{personas.database_team.name}"' in page
+
+
+def test_a_refused_agent_save_shows_what_was_typed_not_the_stored_values(login, personas):
+    agent = personas.owner
+    admin = login(personas.admin)
+    response = admin.post(f"/admin/agents/{agent.id}", {
+        "display_name": "Renamed Person", "email": "renamed@example.com", "role": "lead",
+        "active": "on", "teams": [str(personas.database_team.id)], "password": "short"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert 'value="Renamed Person"' in page and 'value="renamed@example.com"' in page
+    assert '<option value="lead" selected>' in page
+    assert f'value="{personas.database_team.id}" checked' in page
+    assert "short" not in page.split("<main")[1].split('name="password"')[1][:80]  # never echoed
