@@ -322,18 +322,25 @@ def user_add(ctx: click.Context, username: str, display_name: str, email: str, r
     from helpdesk import people
     from helpdesk.db import database
     from helpdesk.errors import DomainError
-    from helpdesk.models import Team
+    from helpdesk.models import Agent, Team
 
     app = _ready(ctx)
-    if password is None:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    # What can be checked is checked before the password is asked for (typed twice, for nothing).
     with app.app_context(), database.connection_context():
+        if Agent.select().where(Agent.username == username.strip()).exists():
+            raise click.ClickException(f"the user name {username.strip()!r} is already taken")
         teams = []
         for name in team_names:
             team = Team.get_or_none(Team.name == name)
             if team is None:
-                raise click.ClickException(f"there is no team named {name!r}")
+                known = ", ".join(repr(t.name) for t in Team.select().order_by(Team.name))
+                raise click.ClickException(
+                    f"there is no team named {name!r} (teams: {known}); an admin adds teams "
+                    "under Admin → Teams")
             teams.append(team)
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with app.app_context(), database.connection_context():
         try:
             agent = people.create_agent(username, display_name, password, email=email,
                                         role=role, teams=teams)

@@ -183,6 +183,18 @@ def test_no_port_warning_when_base_url_matches_or_is_public():
     assert "port 80" in base_url_mismatch("http://localhost", 5000)
 
 
+def test_user_add_names_the_teams_before_asking_for_a_password(app, tmp_path):
+    env = _env(tmp_path)
+    assert _run(["init", "--no-demo"], env).returncode == 0
+    # No password on stdin: had it been asked for first, the command would stop at the prompt.
+    unknown = _run(["user", "add", "ana", "--name", "Ana", "--team", "Network"], env)
+    assert unknown.returncode == 1, unknown.stderr
+    assert "there is no team named 'Network' (teams: 'Service Desk')" in unknown.stderr
+    assert "Admin → Teams" in unknown.stderr and "Password" not in unknown.stderr + unknown.stdout
+    taken = _run(["user", "add", "admin", "--name", "Another Admin"], env)
+    assert taken.returncode == 1 and "the user name 'admin' is already taken" in taken.stderr
+
+
 def test_serve_says_plainly_when_it_cannot_listen(app, tmp_path):
     env = _env(tmp_path)
     assert _run(["init", "--no-demo"], env).returncode == 0
