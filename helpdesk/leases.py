@@ -101,12 +101,13 @@ def run_exclusive(name: str, seconds: int, work: Callable[[], T]) -> T | None:
     finally:
         stop.set()
         renewer.join()
-        _record(name, started, time.monotonic() - clock_start, error)
+        record_pass(name, started, time.monotonic() - clock_start, error)
         release(name, holder)
 
 
-def _record(name: str, started: dt.datetime, seconds: float, error: str) -> None:
-    """Note the pass for /metrics; never let the note itself fail the work."""
+def record_pass(name: str, started: dt.datetime, seconds: float, error: str) -> None:
+    """Note the pass for /metrics (and, for a mailbox's poll, the Inbound mail page); never let
+    the note itself fail the work."""
     try:
         PeriodicRun.insert(name=name, started_at=started, finished_at=now(), seconds=seconds,
                            runs=1, failures=1 if error else 0, error=error).on_conflict(

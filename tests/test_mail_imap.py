@@ -286,3 +286,20 @@ def test_the_worker_polls_every_configured_mailbox_each_minute(app, ctx, dovecot
     assert periodic.validate_datetime(dt.datetime(2026, 3, 2, 9, 1))  # every minute
     ctx.huey.enqueue(periodic)
     assert Incident.select().count() == 1 and dovecot.unseen() == 0
+
+
+def test_the_inbound_mail_page_says_when_a_mailbox_cannot_be_reached(app, ctx, dovecot, login, personas):
+    # A wrong host or password showed only in the worker's log: the admin saw an empty, calm
+    # Inbound mail page while customers' mail waited in the mailbox.
+    admin = login(personas.admin)
+    assert "not yet" in admin.get("/admin/mail").get_data(as_text=True)
+    (box,) = imap.mailboxes(ctx)
+    with app.app_context():
+        imap.poll(ctx, box)
+    page = admin.get("/admin/mail").get_data(as_text=True)
+    assert f"support at 127.0.0.1:{dovecot.port} (INBOX)" in page and "working" in page
+    dovecot.stop()
+    with app.app_context():
+        imap.poll(ctx, box)
+    page = admin.get("/admin/mail").get_data(as_text=True)
+    assert "cannot reach the mailbox" in page and "Mail waits in the mailbox" in page

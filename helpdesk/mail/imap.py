@@ -27,6 +27,7 @@ import imaplib
 import logging
 import re
 import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,8 +119,25 @@ def _raw(fetched: list[Any]) -> bytes | None:
     return None
 
 
+def pass_name(box: str) -> str:
+    """The name a mailbox's polls are recorded under (``PeriodicRun``; /metrics shows it)."""
+    return f"imap:{box}"[:64]  # the column's length
+
+
 def poll(ctx: Context, box: Mailbox, batch: int = BATCH) -> Polled:
-    """Receive up to ``batch`` unseen messages of one mailbox (see the module docstring)."""
+    """Receive up to ``batch`` unseen messages of one mailbox (see the module docstring), and
+    record the poll with why it stopped: a mailbox that cannot be reached (a wrong host or
+    password) would otherwise show only in the worker's log while customers' mail waits."""
+    from helpdesk.clock import now
+    from helpdesk.leases import record_pass
+
+    started, clock_start = now(), time.monotonic()
+    result = _poll(ctx, box, batch)
+    record_pass(pass_name(box.name), started, time.monotonic() - clock_start, result.stopped)
+    return result
+
+
+def _poll(ctx: Context, box: Mailbox, batch: int) -> Polled:
     result = Polled(box.name)
     try:
         client = _connect(box)

@@ -14,6 +14,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_login import current_user
 
 from helpdesk.clock import now
+from helpdesk.config import ConfigError
 from helpdesk.db import Statement
 from helpdesk.errors import DomainError
 from helpdesk.mail.receive import OUTCOMES, raw_message
@@ -78,7 +79,24 @@ def inbox() -> Any:
     waiting = InboundMail.select().where((InboundMail.outcome == "quarantined")
                                          & InboundMail.handled_at.is_null()).count()
     return render_template("admin/mail.html", mails=list(query), outcome=outcome, outcomes=OUTCOMES,
-                           waiting=waiting)
+                           waiting=waiting, mailboxes=_mailbox_states())
+
+
+def _mailbox_states() -> list[dict[str, Any]]:
+    """Each configured IMAP mailbox with its last poll (when, and why it stopped), so a wrong
+    host or password shows here and not only in the worker's log."""
+    from helpdesk.mail import imap
+    from helpdesk.models import PeriodicRun
+
+    try:
+        boxes = imap.mailboxes(context())
+    except ConfigError as error:
+        return [{"name": "—", "where": "", "run": None, "error": str(error)}]
+    runs = {run.name: run for run in PeriodicRun.select().where(
+        PeriodicRun.name.in_([imap.pass_name(box.name) for box in boxes]))} if boxes else {}
+    return [{"name": box.name, "where": f"{box.username} at {box.host}:{box.port} ({box.folder})",
+             "run": runs.get(imap.pass_name(box.name)),
+             "error": getattr(runs.get(imap.pass_name(box.name)), "error", "")} for box in boxes]
 
 
 @bp.post("/admin/mail/<int:mail_id>/handled")
