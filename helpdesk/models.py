@@ -1010,6 +1010,20 @@ class SavedView(BaseModel):
 MODELS += [SavedView]
 
 
+class BulkResult(BaseModel):
+    """What one bulk change on a queue did, kept a short while so the queue page that follows
+    it is a plain GET (Post/Redirect/Get: reloading shows the result again and changes
+    nothing). Only the agent who ran it reads it, by the random ``key`` in the address."""
+
+    key = peewee.CharField(max_length=32, unique=True)
+    agent = peewee.ForeignKeyField(Agent, backref="+", on_delete="CASCADE")
+    result = peewee.TextField()  # JSON: the rows' outcomes, the rows kept ticked, the bar's choices
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+
+
+MODELS += [BulkResult]
+
+
 ESCALATION_MODES = {"open": "Open (any agent may reassign)",
                     "refer": "Refer and request (hand back to the owner with a request)"}
 

@@ -10,7 +10,7 @@ import pytest
 from browser_kit import log_in, require_chromium
 
 from helpdesk import incidents as domain
-from helpdesk.models import Notice
+from helpdesk.models import Incident, Notice
 
 require_chromium()
 
@@ -48,6 +48,14 @@ def test_bulk_assign_reports_the_row_changed_meanwhile_and_applies_the_others(
         assert "Database / Priya Raman" in row.locator('td[data-label="Assignee"]').inner_text()
     stale_row = page.locator(f'tr[data-incident="{stale.id}"]')
     assert "Network / Kofi Mensah" in stale_row.locator('td[data-label="Assignee"]').inner_text()
+    # The result is a GET page (Post/Redirect/Get): reloading shows it again, sends nothing.
+    assert re.search(r"/queues/open\?bulk=[\w-]+$", page.url), page.url
+    versions = [Incident.get_by_id(incident.id).version for incident in incidents]
+    posts: list[str] = []
+    page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
+    page.reload()
+    assert "2 applied, 1 not applied." in page.get_by_role("status").filter(has_text="applied").inner_text()
+    assert posts == [] and [Incident.get_by_id(i.id).version for i in incidents] == versions
 
 
 def test_the_list_does_not_refresh_under_the_keyboard_focus(server, personas, page, log_incident, ctx):

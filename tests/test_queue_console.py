@@ -136,8 +136,16 @@ def test_every_queue_sorts_by_due_time_with_rows_without_one_last(app, personas,
 # -- bulk changes -------------------------------------------------------------------------------
 
 
+def post_bulk(client: AgentClient, rows: list[str], back: str = "/queues/open", **fields: Any) -> Any:
+    return client.post("/queue-bulk", data={"queue": "open", "back": back, "row": rows, **fields})
+
+
 def bulk(client: AgentClient, rows: list[str], **fields: Any) -> Any:
-    return client.post("/queue-bulk", data={"queue": "open", "back": "/queues/open", "row": rows, **fields})
+    """The bar's POST answers with a redirect to the queue (Post/Redirect/Get): that page."""
+    posted = post_bulk(client, rows, **fields)
+    assert posted.status_code == 303, text(posted)
+    assert posted.headers["Location"].startswith("/queues/open?")
+    return client.get(posted.headers["Location"])
 
 
 def test_bulk_assign_applies_each_row_and_reports_the_stale_one(app, ctx, personas, log_incident):
@@ -161,12 +169,49 @@ def test_after_a_bulk_change_the_page_keeps_the_queue_and_its_filters(app, perso
     one = log_incident(title="Kept filter", impact="high", urgency="high")
     log_incident(title="Filtered out", impact="low", urgency="low")
     client = AgentClient(app, personas.owner)
-    response = client.post("/queue-bulk", data={"queue": "open", "back": "/queues/open?priority=1&sort=due",
-                                                "row": [row_value(one)], "action": "take"})
-    page = text(response)
+    posted = post_bulk(client, [row_value(one)], back="/queues/open?priority=1&sort=due", action="take")
+    assert posted.status_code == 303
+    page = text(client.get(posted.headers["Location"]))
     assert "1 applied, 0 not applied." in page and "Filtered out" not in page
     # the forms on the result page return to the filtered queue, not to the bulk route
     assert page.count('name="back" value="/queues/open?priority=1&amp;sort=due"') == 2
+
+
+def test_the_page_after_a_bulk_change_is_a_get_a_reload_shows_again_and_changes_nothing(
+        app, ctx, personas, log_incident):
+    """Post/Redirect/Get: reloading the result page must not send the bulk change again (nor
+    make the browser ask to resend form data); the result, the ticks and the bar stay."""
+    free = log_incident(title="Free", impact="high", urgency="high")
+    taken = log_incident(title="Taken", impact="high", urgency="high",
+                         assigned_team=personas.database_team, assigned_agent=personas.assignee)
+    client = AgentClient(app, personas.owner)
+    posted = post_bulk(client, [row_value(free), row_value(taken)], back="/queues/open?priority=1&sort=due",
+                       action="take")
+    assert posted.status_code == 303
+    target = posted.headers["Location"]
+    assert re.fullmatch(r"/queues/open\?priority=1&sort=due&bulk=[\w-]+", target), target
+    versions = {i.id: fresh(i).version for i in (free, taken)}
+    first, again = text(client.get(target)), text(client.get(target))  # the page, then a reload
+    assert {i.id: fresh(i).version for i in (free, taken)} == versions, "a reload changed nothing"
+    for page in (first, again):
+        report = html.unescape(re.search(r'class="bulk-report.*?</section>', page, re.S).group(0))
+        assert "1 applied, 1 not applied." in report and f"INC-{taken.id}" in report
+        box = r'value="(\d+):\d+" form="bulk-form" data-select aria-label="[^"]+"( checked)?'
+        assert {row for row, checked in re.findall(box, page) if checked} == {str(taken.id)}
+        assert '<option value="take" selected>' in page
+    # What the page links to or posts back to is the queue with its filters, not this result.
+    assert first.count('name="back" value="/queues/open?priority=1&amp;sort=due"') == 2
+    assert "bulk=" not in re.search(r'id="queue-list"[^>]*hx-get="([^"]*)"', first).group(1)
+    # Changed by someone else after the result was shown: a reload does not tick it again.
+    domain.override_priority(ctx, taken.id, personas.colleague, 2, "Only one floor")
+    later = text(client.get(target.replace("priority=1", "priority=2")))
+    assert "1 applied, 1 not applied." in html.unescape(later)
+    assert f'value="{taken.id}:{fresh(taken).version}" form="bulk-form" data-select' in later
+    assert not re.search(rf'value="{taken.id}:\d+" form="bulk-form" data-select aria-label="[^"]+" checked',
+                         later)
+    # Only the agent who ran it sees the result; for anyone else it is the plain queue.
+    other = text(AgentClient(app, personas.colleague).get(target))
+    assert "bulk-report" not in other and "<h1>" in other
 
 
 def test_bulk_reports_the_domains_reason_for_a_refused_row(app, ctx, personas, log_incident):
@@ -203,7 +248,6 @@ def test_a_refused_bulk_change_comes_back_with_the_rows_ticked_and_the_bar_as_it
     client = AgentClient(app, personas.owner)
     response = bulk(client, [row_value(one), row_value(two)], action="status", status="cancelled-ish",
                     note="Duplicate of the outage")
-    assert response.status_code == 422
     page = text(response)
     assert "Choose the status to set. Nothing was changed; your selection is kept." in page
     box = r'value="(\d+):\d+" form="bulk-form" data-select aria-label="[^"]+" checked'
@@ -255,13 +299,13 @@ def test_bulk_needs_csrf_a_login_and_a_bounded_selection(app, personas, log_inci
                                                                  "action": "take"})
     assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
     assert fresh(incident).version == incident.version
-    too_many = bulk(client, [f"{n}:1" for n in range(1, 202)], action="take")
+    too_many = post_bulk(client, [f"{n}:1" for n in range(1, 202)], action="take")
     assert too_many.status_code == 413 and "at most 200 rows" in text(too_many)
-    assert bulk(client, ["x:1"], action="take").status_code == 400
+    assert post_bulk(client, ["x:1"], action="take").status_code == 400
     nothing = bulk(client, [], action="take")
-    assert nothing.status_code == 422 and "Select at least one row" in text(nothing)
+    assert "Select at least one row" in text(nothing)
     unknown = bulk(client, [row], action="delete")
-    assert unknown.status_code == 422 and fresh(incident).version == incident.version
+    assert "Choose what to do" in text(unknown) and fresh(incident).version == incident.version
 
 
 # -- saved views --------------------------------------------------------------------------------

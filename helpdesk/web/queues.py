@@ -1,5 +1,6 @@
 """Queue pages: full page by default, only the list when the list asks for itself; bulk
-changes reported row by row, the row density, saved views and the navigation's counts."""
+changes reported row by row on the page they redirect to, the row density, saved views and
+the navigation's counts."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from helpdesk.models import (
 from helpdesk.people import is_member
 from helpdesk.rendering import id_url, render_page
 from helpdesk.security import AGENT, access, safe_next
-from helpdesk.web import context, plugin_ui, queue_rows, viewer_zone
+from helpdesk.web import bulk_results, context, plugin_ui, queue_rows, viewer_zone
 from helpdesk.web.escalation import step_titles
 from helpdesk.web.forms import parse_id, teams_and_members
 
@@ -59,9 +60,10 @@ def take_route() -> bool:
 
 def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
                   status: int = 200, view_form: dict[str, Any] | None = None,
-                  ticked: frozenset[int] = frozenset(), bulk_form: bool = False) -> tuple[str, int]:
-    """The queue page; after a bulk change, ``ticked`` rows come back ticked and, with
-    ``bulk_form``, the bulk bar shows what was posted to it."""
+                  ticked: frozenset[int] = frozenset(),
+                  bulk_form: dict[str, Any] | None = None) -> tuple[str, int]:
+    """The queue page; after a bulk change, ``ticked`` rows come back ticked and the bulk bar
+    shows ``bulk_form``, what was posted to it."""
     if name not in queues.QUEUES:
         abort(404)
     state = current_app.extensions["helpdesk"]
@@ -94,17 +96,23 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
     moment = now()  # one instant for every row's SLA state and the escalation column
     link_args = args.to_dict(flat=False)
     link_args.pop("after", None)
+    link_args.pop("bulk", None)  # a bulk change's result belongs to the page after it only
     shown = queues.parse_columns(view.columns.split(",")) if view and view.columns else list(queues.COLUMNS)
     first_url = url_for("queues.show", name=name, **link_args)
     columns = plugin_ui.queue_columns(state)
     may_take_here = take_route()
+    if request.method == "GET":  # this page as asked for, without a bulk change's result
+        list_url = f"{request.path}?" + urlencode([(key, value) for key, value in
+                                                    request.args.items(multi=True) if key != "bulk"])
+    else:
+        list_url = first_url
     rows = queue_rows.rows_html(page.rows, queue_rows.RowContext(
         shown=shown, plugin_columns=columns, zone=viewer_zone(), moment=moment,
         sla_status=lambda clock: sla.status(state, clock, moment),
         incident_url=id_url("incidents.show", "incident_id"),
         take_url=id_url("incidents.take_work", "incident_id") if may_take_here else None,
         take_token=generate_csrf() if may_take_here else None,
-        here=request.full_path if request.method == "GET" else first_url,
+        here=list_url,
         next_escalations=next_escalations, step_titles=step_titles, ticked=ticked))
     people = teams_and_members()
     html = render_page(
@@ -121,6 +129,7 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
         pending_reasons=PENDING_REASONS,
         resolution_codes=RESOLUTION_CODES,
         first_url=first_url,
+        list_url=list_url,
         next_url=url_for("queues.show", name=name, after=page.next_cursor, **link_args)
         if page.next_cursor else None,
         refresh_seconds=settings.queue_refresh_seconds,
@@ -141,7 +150,7 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
         bulk_actions=BULK_ACTIONS,
         next_escalations=next_escalations,
         view_form=view_form,
-        bulk_form=_bulk_choices(people["members"]) if bulk_form else None,
+        bulk_form=_bulk_choices(people["members"], bulk_form) if bulk_form else None,
         all_ticked=bool(ticked) and len(ticked) == len(page.rows)
         and all(row.id in ticked for row in page.rows),
         **people,
@@ -161,9 +170,16 @@ def show(name: str) -> Any:
         except DomainError:
             abort(404)
         if queues.view_args(view):
-            return redirect(url_for("queues.show", name=name, view=view.id,
+            kept = {"bulk": request.args["bulk"]} if request.args.get("bulk") else {}
+            return redirect(url_for("queues.show", name=name, view=view.id, **kept,
                                     **MultiDict(queues.view_args(view)).to_dict(flat=False)), code=303)
-    return _render_queue(name, request.args)
+    result = bulk_results.recall(current_user.id, request.args.get("bulk"))
+    if result is None:
+        return _render_queue(name, request.args)
+    return _render_queue(name, request.args, bulk=BulkReport(
+        result["action"], [RowResult(incident_id, Incident(id=incident_id).reference, outcome, message)
+                           for incident_id, outcome, message in result["rows"]],
+        refused=result["refused"]), ticked=_still_as_sent(result["ticked"]), bulk_form=result["bar"])
 
 
 # -- the navigation: counts and saved views, loaded after the page ------------------------------
@@ -284,13 +300,21 @@ def _change(action: str) -> Any:
 BULK_FIELDS = ("action", "status", "pending_reason", "resolution_code", "note", "priority", "reason")
 
 
-def _bulk_choices(members: dict[int, list[Any]]) -> dict[str, Any]:
+def _posted_choices() -> dict[str, Any]:
+    """The bulk bar's fields as posted, kept with the result to show them chosen again."""
+    form = request.form
+    chosen: dict[str, Any] = {name: form.get(name, "")[:2000] for name in BULK_FIELDS}
+    chosen.update(assigned_team=parse_id(form.get("assigned_team")),
+                  assigned_agent=parse_id(form.get("assigned_agent")))
+    return chosen
+
+
+def _bulk_choices(members: dict[int, list[Any]], posted: dict[str, Any]) -> dict[str, Any]:
     """What the bulk bar had chosen, to choose it again on the page that answers: the agent
     box marks an agent under one team, so an agent chosen without a team is marked under
     the first team listing them."""
-    form = request.form
-    chosen: dict[str, Any] = {name: form.get(name, "")[:2000] for name in BULK_FIELDS}
-    team, agent = parse_id(form.get("assigned_team")), parse_id(form.get("assigned_agent"))
+    chosen = {name: str(posted.get(name) or "") for name in BULK_FIELDS}
+    team, agent = posted.get("assigned_team"), posted.get("assigned_agent")
     if agent is not None and team is None:
         team_of_agent = next((team_id for team_id, people in members.items()
                               if any(person.id == agent for person in people)), None)
@@ -319,10 +343,36 @@ def run_bulk(action: str, rows: list[tuple[int, int]]) -> BulkReport:
     return BulkReport(action, results)
 
 
+def _still_as_sent(sent: list[list[int]]) -> frozenset[int]:
+    """The rows to show ticked: those still at the version the bar was sent with. A row
+    someone changed since comes back unticked, showing what they did: ticked with its new
+    version, one more click would overwrite their change unseen (SECURITY-CASES G12);
+    ticking it again is a decision. Checked on every showing, reloads included."""
+    versions = dict(sent)
+    if not versions:
+        return frozenset()
+    return frozenset(incident_id for incident_id, version in Incident.select(Incident.id, Incident.version)
+                     .where(Incident.id.in_(list(versions))).tuples() if version == versions[incident_id])
+
+
+def _answer(name: str, back_args: MultiDict, report: BulkReport, ticked: list[tuple[int, int]],
+            keep_bar: bool) -> Response:
+    """Keep the result and send the browser to the queue it came from, filters and all, where
+    it is shown (Post/Redirect/Get: a reload there shows it again and sends nothing)."""
+    key = bulk_results.keep(current_user.id, {
+        "action": report.action, "refused": report.refused,
+        "rows": [[row.incident_id, row.outcome, row.message] for row in report.rows],
+        "ticked": [list(pair) for pair in ticked],
+        "bar": _posted_choices() if keep_bar else None})
+    args = {key_: back_args.getlist(key_) for key_ in (*queues.FILTER_KEYS, "view") if key_ in back_args}
+    return redirect(url_for("queues.show", name=name, **args, bulk=key), code=303)
+
+
 @bp.post("/queue-bulk")
 @access(AGENT)
 def bulk() -> Any:
-    """Change the selected rows; the queue page comes back with the outcome of each."""
+    """Change the selected rows, then send the browser to the queue page (a GET) that says
+    what happened to each."""
     name = request.form.get("queue", "")
     if name not in queues.QUEUES:
         abort(400, "Unknown queue.")
@@ -331,29 +381,22 @@ def bulk() -> Any:
     back = _back("")
     if back:
         back_args = MultiDict(parse_qsl(urlsplit(back).query))
-        back_args.pop("after", None)
     action = request.form.get("action", "")
     if not rows:
-        return _render_queue(name, back_args, bulk=BulkReport("none", []), status=422, bulk_form=True)
+        return _answer(name, back_args, BulkReport("none", []), ticked=[], keep_bar=True)
     if len(rows) > BULK_LIMIT:
         abort(413, f"Select at most {BULK_LIMIT} rows for one bulk change ({len(rows)} were sent).")
     try:
         report = run_bulk(action, rows)
     except DomainError as refused:  # the bar's fields: nothing ran; the ticks and choices stay
-        return _render_queue(name, back_args, bulk=BulkReport(action, [], refused=str(refused)),
-                             status=422, ticked=frozenset(incident_id for incident_id, _ in rows),
-                             bulk_form=True)
-    # The rows a rule refused stay ticked and the bar keeps its choices, so the agent can fix
-    # the cause and run it again. A row someone else changed meanwhile comes back unticked,
-    # showing what they did: ticked with its new version, one more click would overwrite
-    # their change unseen (SECURITY-CASES G12); ticking it again is a decision. All applied:
-    # a clean bar.
-    refused = [row.incident_id for row in report.not_applied if row.outcome == "refused"]
-    sent = dict(rows)  # a rule may refuse a row someone changed too: that one is not ticked either
-    left = frozenset(incident_id for incident_id, version in Incident.select(Incident.id, Incident.version)
-                     .where(Incident.id.in_(refused)).tuples() if version == sent[incident_id])
-    return _render_queue(name, back_args, bulk=report, status=200, ticked=left,
-                         bulk_form=bool(report.not_applied))
+        return _answer(name, back_args, BulkReport(action, [], refused=str(refused)), ticked=rows,
+                       keep_bar=True)
+    # The rows a rule refused stay ticked (while nobody else changes them, see _still_as_sent)
+    # and the bar keeps its choices, so the agent can fix the cause and run it again. All
+    # applied: a clean bar.
+    refused = {row.incident_id for row in report.not_applied if row.outcome == "refused"}
+    return _answer(name, back_args, report, ticked=[pair for pair in rows if pair[0] in refused],
+                   keep_bar=bool(report.not_applied))
 
 
 # -- saved views ------------------------------------------------------------------------------

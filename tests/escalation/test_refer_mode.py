@@ -164,7 +164,8 @@ def test_bulk_queue_changes_obey_the_rule(desk, case):
     response = priya.post("/queue-bulk", data={
         "queue": "open", "back": "/queues/open", "row": [f"{case.id}:{desk.fresh(case).version}"],
         "action": "assign", "assigned_team": p.network.id, "assigned_agent": ""})
-    page = html.unescape(response.get_data(as_text=True))
+    assert response.status_code == 303  # to the queue, where the result is shown
+    page = html.unescape(priya.get(response.headers["Location"]).get_data(as_text=True))
     assert "0 applied, 1 not applied." in page and "refer-and-request" in page
     assert desk.fresh(case).assigned_team_id == p.database_team.id
 
