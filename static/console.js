@@ -217,6 +217,23 @@
     if (handled) { event.preventDefault(); }
   });
 
+  // Edit details: its first button is the requester Search (so that, without scripts, Enter in
+  // the search box searches and keeps the other edits). With scripts, Enter in the search box
+  // asks for the matches alone, and Enter in another field saves, as it always did.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Enter" || event.isComposing || event.defaultPrevented) { return; }
+    var field = event.target;
+    var form = field && field.form;
+    if (!form || !form.hasAttribute("data-details") || !/^(INPUT|SELECT)$/.test(field.tagName)) { return; }
+    event.preventDefault();
+    if (field.id === "d-requester-query") {
+      var search = document.getElementById("d-requester-search");
+      if (search && window.htmx) { window.htmx.trigger(search, "submit"); }
+    } else {
+      form.requestSubmit(form.querySelector("button[data-save]"));
+    }
+  });
+
   document.addEventListener("click", function (event) {
     var target = event.target.closest ? event.target : null;
     if (!target) { return; }

@@ -41,3 +41,24 @@ def test_the_agent_finds_and_sets_another_requester(server, personas, page, cont
     fresh = Incident.get_by_id(incident.id)
     assert (fresh.requester_id, fresh.title) == (zoe.id, "VPN drops every hour")
     assert "Zoë Zimmermann" in page.locator("#incident-body").inner_text()
+
+
+def test_the_search_button_keeps_typed_edits_and_enter_in_the_title_still_saves(
+        server, personas, page, contact_factory, log_incident):
+    zoe = contact_factory(name="Zoë Zimmermann", email="zoe@example.org")
+    incident = log_incident(title="VPN drops")
+    log_in(page, server, personas.owner.username)
+    page.goto(f"{server}/incidents/{incident.id}")
+    page.get_by_text("Edit details").click()
+    page.get_by_label("Title").fill("VPN drops at noon")
+    page.get_by_label("Find a contact by name or e-mail").fill("zimm")
+    page.locator("form[data-details]").get_by_role("button", name="Search").click()  # nothing saved
+    page.get_by_label("Zoë Zimmermann <zoe@example.org>").wait_for()
+    page.wait_for_timeout(300)
+    assert Incident.get_by_id(incident.id).title == "VPN drops"
+    assert page.get_by_label("Title").input_value() == "VPN drops at noon", "typed edits stay"
+    page.get_by_label("Zoë Zimmermann <zoe@example.org>").check()
+    page.get_by_label("Title").press("Enter")  # the form's first button is Search; Enter saves
+    page.get_by_text("Details saved.").wait_for()
+    fresh = Incident.get_by_id(incident.id)
+    assert (fresh.requester_id, fresh.title) == (zoe.id, "VPN drops at noon")

@@ -93,3 +93,59 @@ def test_the_match_count_says_what_the_search_found_and_when_to_type_more(person
     assert many.count('name="requester" value="') == 12  # none, Ada (the chosen one) and 10
     assert "1 match for “ångström”" in box("ångström")  # the case of letters beyond A-Z too
     assert "No contact matches “nobody”." in box("nobody") and "Ada Lovelace" in box("nobody")
+
+
+def test_without_scripts_the_search_keeps_what_was_typed_and_saves_nothing(
+        personas, login, contact_factory, incident_factory):
+    from helpdesk.models import Category, TimelineEntry
+
+    ada = contact_factory(name="Ada Lovelace", email="ada@example.org")
+    zoe = contact_factory(name="Zoë Zimmermann", email="zoe@example.org")
+    network = Category.create(name="Network")
+    incident = incident_factory(title="VPN drops", requester=ada)
+    entries = TimelineEntry.select().where(TimelineEntry.incident == incident.id).count()
+    client = login(personas.owner)
+    typed = details_form(incident, title="VPN drops every hour", description="Since <b>Monday</b>.",
+                         impact="high", category=str(network.id), requester="",
+                         requester_query="zimmer", find_requester="1")
+    answer = client.post(f"/incidents/{incident.id}/details", data=typed)
+    assert answer.status_code == 200
+    page = answer.get_data(as_text=True)
+    form = re.search(r'<form method="post" action="/incidents/\d+/details".*?</form>', page, re.S).group(0)
+    assert 'value="VPN drops every hour"' in form
+    assert ">Since &lt;b&gt;Monday&lt;/b&gt;.</textarea>" in form
+    assert re.search(r'<select id="d-impact".*?<option value="high" selected>', form, re.S)
+    assert f'<option value="{network.id}" selected>Network</option>' in form
+    assert f'name="version" value="{incident.version}"' in form
+    assert f'id="d-requester-{zoe.id}"' in form and "1 match for “zimmer”" in form
+    assert 'value="zimmer"' in form
+    none = re.search(r'<input type="radio" id="d-requester-none"[^>]*>', form).group(0)
+    assert "checked" in none, "the requester as chosen in the form (none), not as saved (Ada)"
+    # nothing was saved by the search
+    fresh = Incident.get_by_id(incident.id)
+    assert (fresh.title, fresh.impact, fresh.category_id, fresh.requester_id, fresh.version) == (
+        "VPN drops", incident.impact, None, ada.id, incident.version)
+    assert TimelineEntry.select().where(TimelineEntry.incident == incident.id).count() == entries
+    # choosing from the matches and saving keeps the typed edits
+    saved = dict(typed, requester=str(zoe.id))
+    del saved["find_requester"]
+    assert client.post(f"/incidents/{incident.id}/details", data=saved).status_code == 303
+    fresh = Incident.get_by_id(incident.id)
+    assert (fresh.title, fresh.impact, fresh.category_id, fresh.requester_id) == (
+        "VPN drops every hour", "high", network.id, zoe.id)
+
+
+def test_a_search_does_not_move_the_form_past_someone_elses_change(personas, login, ctx, incident_factory):
+    """The form comes back with the version the agent loaded: saving after a search still
+    notices a change made meanwhile (409) instead of overwriting it (SECURITY-CASES G12)."""
+    from helpdesk import incidents as domain
+
+    incident = incident_factory(title="VPN drops")
+    client = login(personas.owner)
+    domain.update_details(ctx, incident.id, personas.colleague, incident.version, title="VPN down")
+    typed = details_form(incident, title="VPN drops hourly", requester_query="x", find_requester="1")
+    page = client.post(f"/incidents/{incident.id}/details", data=typed).get_data(as_text=True)
+    assert f'name="version" value="{incident.version}"' in page
+    del typed["find_requester"]
+    assert client.post(f"/incidents/{incident.id}/details", data=typed).status_code == 409
+    assert Incident.get_by_id(incident.id).title == "VPN down"

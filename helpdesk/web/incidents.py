@@ -57,10 +57,12 @@ TIMELINE_FILTERS = {"all": "All", "public": "Public", "internal": "Internal", "s
 
 def _render(incident_id: int, *, error: str | None = None, status: int = 200,
             incident: Any = None, attempt: Any = None, announce: str = "",
-            focus: str = "", reply: dict[str, Any] | None = None) -> tuple[str, int]:
+            focus: str = "", reply: dict[str, Any] | None = None,
+            typed: dict[str, Any] | None = None) -> tuple[str, int]:
     """The incident page (or its body for HTMX); ``announce`` is read out politely and
     ``focus`` names the element that changed, where console.js puts the focus; ``reply`` is
-    what the agent typed in the reply box when it was refused (shown again)."""
+    what the agent typed in the reply box when it was refused (shown again); ``typed``, what
+    the Edit details form held when its requester search was sent (filled in again, unsaved)."""
     from helpdesk import sla
     incident = incident or _with_people(incident_id)
     found = choices()
@@ -68,6 +70,9 @@ def _render(incident_id: int, *, error: str | None = None, status: int = 200,
             if any(agent.id == current_user.id for agent in found["members"].get(team.id, []))]
     show = request.args.get("show", "all")
     requester_query = request.args.get("requester_query") if request.method == "GET" else None
+    chosen = incident.requester
+    if typed is not None:
+        requester_query, chosen = typed["requester_query"], typed["requester"]
     clocks = _sla(incident)
     html = render_page(
         "incident.html",
@@ -102,8 +107,10 @@ def _render(incident_id: int, *, error: str | None = None, status: int = 200,
         sla_pickers=[] if clocks else sla.policy_pickers(context()),
         parse_time=dt.datetime.fromisoformat,
         requester_query=requester_query,
-        requester_choices=(_intake.requester_matches(requester_query, incident.requester) if requester_query
-                           else [incident.requester] if incident.requester else []),
+        requester_chosen=chosen,
+        requester_choices=(_intake.requester_matches(requester_query, chosen) if requester_query
+                           else [chosen] if chosen else []),
+        typed=typed,
         **found,
     )
     return html, status
@@ -318,9 +325,33 @@ def priority(incident_id: int) -> Any:
                     "priority-heading")
 
 
+def _typed_details(incident: Any) -> dict[str, Any]:
+    """The Edit details form as sent, to fill it in again: the version stays the one the
+    agent loaded (a save after the search still notices someone else's change), and an
+    unknown requester id keeps the incident's own."""
+    form = request.form
+    typed: dict[str, Any] = {name: form.get(name, "") for name in (
+        "version", "title", "description", "type", "impact", "urgency", "category", "service")}
+    typed["requester_query"] = form.get("requester_query", "")[:200]
+    requester_id = parse_id(form.get("requester"))
+    if not form.get("requester"):
+        typed["requester"] = None
+    else:
+        found = Contact.get_or_none(Contact.id == requester_id) if requester_id is not None else None
+        typed["requester"] = found or incident.requester
+    return typed
+
+
 @bp.post("/<int:incident_id>/details")
 @access(AGENT)
 def details(incident_id: int) -> Any:
+    """Save the details; with ``find_requester`` (the requester box's Search button, without
+    JavaScript), only show the matches, with everything typed in the form kept and unsaved."""
+    if "find_requester" in request.form:
+        incident = _with_people(incident_id)
+        return _render(incident_id, incident=incident, typed=_typed_details(incident),
+                       focus="d-requester-query")
+
     def change() -> None:
         domain.update_details(
             context(), incident_id, current_user, expected_version(),
