@@ -638,8 +638,7 @@ def mail_poll(ctx: click.Context, names: tuple[str, ...]) -> None:
     with app.app_context(), database.connection_context():
         for box in boxes:
             polled = imap.poll(state, box)
-            click.echo(f"{box.name}: {', '.join(polled.outcomes) or 'nothing new'}"
-                       + (f" ({polled.stopped})" if polled.stopped else ""))
+            click.echo(f"{box.name}: {polled.summary()}")
             stopped = stopped or bool(polled.stopped)
     if stopped:
         ctx.exit(75)

@@ -279,6 +279,31 @@ def test_two_pollers_at_once_deliver_each_message_once(app, dovecot):
     assert lines.count("created") == 6  # each message created by exactly one of the two
 
 
+def test_mail_poll_says_a_failed_poll_failed_rather_than_nothing_new(app, dovecot):
+    dovecot.append(message(1))
+    settings = app.extensions["helpdesk"].settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
+    env.update({"HELPDESK_INSTANCE": str(settings.instance_path),
+                "HELPDESK_DATABASE_URL": settings.database_url,
+                "HELPDESK_SECRET_KEY": settings.secret_key, "HELPDESK_QUEUE_URL": "memory"})
+    (Path(settings.instance_path) / "helpdesk.toml").write_text(
+        "[plugins.imap.mailboxes.support]\n"
+        f'host = "127.0.0.1"\nport = {dovecot.port}\nsecurity = "none"\n'
+        'username = "support"\npassword = "not-the-password"\n')
+    poller = subprocess.run([sys.executable, "-m", "helpdesk.cli", "mail-poll"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert poller.returncode == 75, poller
+    assert poller.stdout.startswith("support: FAILED, cannot reach the mailbox"), poller.stdout
+    assert "nothing new" not in poller.stdout
+    assert dovecot.unseen() == 1  # still waiting for the next poll
+
+
+def test_a_poll_that_stops_part_way_says_what_it_took_first():
+    polled = imap.Polled("support", ["created", "replied"], "connection lost: EOF")
+    assert polled.summary() == "created, replied; then connection lost: EOF"
+    assert imap.Polled("support").summary() == "nothing new"
+
+
 def test_the_worker_polls_every_configured_mailbox_each_minute(app, ctx, dovecot):
     """The periodic task the worker runs (Huey runs it immediately in tests)."""
     dovecot.append(message(7))

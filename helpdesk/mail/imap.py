@@ -63,6 +63,14 @@ class Polled:
     outcomes: list[str] = field(default_factory=list)
     stopped: str = ""
 
+    def summary(self) -> str:
+        """One line for people: what was received, and why the poll stopped. A poll that
+        failed before any message must not read "nothing new": the mail is still waiting."""
+        done = ", ".join(self.outcomes)
+        if not self.stopped:
+            return done or "nothing new"
+        return f"{done}; then {self.stopped}" if done else f"FAILED, {self.stopped}"
+
 
 def mailboxes(ctx: Context) -> list[Mailbox]:
     """The configured mailboxes, checked (a :class:`ConfigError` names the bad one)."""
