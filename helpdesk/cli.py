@@ -327,7 +327,7 @@ def user_add(ctx: click.Context, username: str, display_name: str, email: str, r
     app = _ready(ctx)
     # What can be checked is checked before the password is asked for (typed twice, for nothing).
     with app.app_context(), database.connection_context():
-        if Agent.select().where(Agent.username == username.strip()).exists():
+        if Agent.select().where(Agent.username == username.strip().lower()).exists():  # stored so
             raise click.ClickException(f"the user name {username.strip()!r} is already taken")
         teams = []
         for name in team_names:

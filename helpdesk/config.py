@@ -54,6 +54,13 @@ def _base_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.netloc:
         raise ValueError("expected an absolute http:// or https:// URL")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+    except ValueError:
+        raise ValueError("expected an absolute http:// or https:// URL with a port from 1 to "
+                         "65535, if any") from None
+    if not parts.hostname:
+        raise ValueError("expected an absolute http:// or https:// URL naming a host")
     return value.rstrip("/")
 
 

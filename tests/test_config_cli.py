@@ -80,6 +80,14 @@ def test_a_value_of_the_wrong_type_in_the_instance_file_is_named(tmp_path, line,
         load_settings(environ={}, instance_path=tmp_path)
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.1:abc", "http://127.0.0.1:99999", "https://:8080"])
+def test_a_base_url_with_a_bad_port_or_no_host_is_refused_at_start(tmp_path, url):
+    # It passed, and `serve` then died with a traceback (and every link in mail was broken).
+    (tmp_path / "helpdesk.toml").write_text(f'secret_key = "{"k" * 40}"\nbase_url = "{url}"\n')
+    with pytest.raises(ConfigError, match="helpdesk.toml: base_url: invalid value"):
+        load_settings(environ={}, instance_path=tmp_path)
+
+
 def test_missing_secret_key_says_how_to_fix(tmp_path):
     with pytest.raises(ConfigError, match="helpdesk init"):
         load_settings(environ={}, instance_path=tmp_path / "nothing")
@@ -193,6 +201,9 @@ def test_user_add_names_the_teams_before_asking_for_a_password(app, tmp_path):
     assert "Admin → Teams" in unknown.stderr and "Password" not in unknown.stderr + unknown.stdout
     taken = _run(["user", "add", "admin", "--name", "Another Admin"], env)
     assert taken.returncode == 1 and "the user name 'admin' is already taken" in taken.stderr
+    taken = _run(["user", "add", "Admin", "--name", "Another Admin"], env)  # names are kept lower-case
+    assert taken.returncode == 1 and "the user name 'Admin' is already taken" in taken.stderr
+    assert "Password" not in taken.stderr + taken.stdout
 
 
 def test_serve_says_plainly_when_it_cannot_listen(app, tmp_path):

@@ -26,7 +26,7 @@ import pytest
 
 from helpdesk.db import database
 from helpdesk.mail import imap
-from helpdesk.models import InboundMail, Incident
+from helpdesk.models import InboundMail, Incident, PeriodicRun
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 PASSWORD = "imap-test-password"  # noqa: S105 - a throw-away server's password
@@ -253,6 +253,20 @@ def test_an_unreachable_mailbox_is_reported_not_raised(app, ctx, dovecot):
     with app.app_context():
         polled = imap.poll(ctx, box)
     assert polled.outcomes == [] and "cannot reach" in polled.stopped
+
+
+def test_a_password_imap_cannot_send_is_reported_and_recorded(app, ctx, dovecot):
+    # imaplib sends ASCII only: a password with "ä" raised out of the poll, so nothing was
+    # recorded and the Inbound mail page went on saying the mailbox was fine.
+    dovecot.append(message(1))
+    box = imap.Mailbox("support", "127.0.0.1", dovecot.port, "none", "support", "pässwort", timeout=5)
+    with app.app_context():
+        polled = imap.poll(ctx, box)
+    assert polled.outcomes == [] and polled.stopped.startswith("cannot reach the mailbox")
+    assert "pässwort" not in polled.stopped
+    run = PeriodicRun.get(PeriodicRun.name == imap.pass_name("support"))
+    assert run.failures == 1 and run.error == polled.stopped
+    assert dovecot.unseen() == 1
 
 
 def test_two_pollers_at_once_deliver_each_message_once(app, dovecot):

@@ -23,6 +23,7 @@ Mailboxes are configured in the instance file::
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import logging
 import re
@@ -107,12 +108,17 @@ def _connect(box: Mailbox) -> imaplib.IMAP4:
             box.host, box.port, ssl_context=ssl.create_default_context(), timeout=box.timeout)
     else:
         client = imaplib.IMAP4(box.host, box.port, timeout=box.timeout)
+    try:
         if box.security == "starttls":
             client.starttls(ssl_context=ssl.create_default_context())
-    client.login(box.username, box.password)
-    status, _ = client.select(_quote(box.folder))
-    if status != "OK":
-        raise imaplib.IMAP4.error(f"cannot open folder {box.folder!r}")
+        client.login(box.username, box.password)
+        status, _ = client.select(_quote(box.folder))
+        if status != "OK":
+            raise imaplib.IMAP4.error(f"cannot open folder {box.folder!r}")
+    except BaseException:
+        with contextlib.suppress(OSError):  # the connection is open: a refused login (or
+            client.shutdown()  # a password imaplib cannot send) must not leave it so
+        raise
     return client
 
 
@@ -140,7 +146,13 @@ def poll(ctx: Context, box: Mailbox, batch: int = BATCH) -> Polled:
     from helpdesk.leases import record_pass
 
     started, clock_start = now(), time.monotonic()
-    result = _poll(ctx, box, batch)
+    result = Polled(box.name)
+    try:
+        result = _poll(ctx, box, batch)
+    except Exception as error:  # noqa: BLE001 - a bug: said like any other failed poll (the
+        # Inbound mail page, mail-poll, /metrics), not a silent crash every minute
+        result.stopped = f"the poll failed: {type(error).__name__}: {error}"
+        logger.exception("IMAP %s: the poll failed", box.name)
     record_pass(pass_name(box.name), started, time.monotonic() - clock_start, result.stopped)
     return result
 
@@ -149,7 +161,8 @@ def _poll(ctx: Context, box: Mailbox, batch: int) -> Polled:
     result = Polled(box.name)
     try:
         client = _connect(box)
-    except (OSError, imaplib.IMAP4.error) as error:
+    except (OSError, imaplib.IMAP4.error, ValueError) as error:  # ValueError: imaplib sends
+        # ASCII only, so a user name, password or folder with "ä" in it cannot be sent
         result.stopped = f"cannot reach the mailbox: {error}"
         logger.warning("IMAP %s: %s", box.name, result.stopped)
         return result
