@@ -300,12 +300,13 @@ def unread_setting_keys(pm: pluggy.PluginManager, settings: Any,
                              f"{type(error).__name__}: {error}; its settings keys are not checked"))
             continue
         for table in tables:
-            declared.setdefault(table.name.lower(), set()).update(table.keys)
+            # lower-cased, as keys from the environment arrive (HELPDESK_PLUGINS__X__APIKEY)
+            declared.setdefault(table.name.lower(), set()).update(key.lower() for key in table.keys)
             readers.setdefault(table.name.lower(), []).append(impl.plugin_name)
     found = []
     for name in sorted(set(declared) & set(settings.plugins)):
         known = declared[name]
-        for key in sorted(set(settings.plugins[name]) - known):
+        for key in sorted(key for key in settings.plugins[name] if key.lower() not in known):
             where = settings.sources.get(f"{name}.{key}", "the configuration")
             close = difflib.get_close_matches(key.lower(), sorted(known), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""

@@ -847,6 +847,20 @@ def test_a_plugin_that_declares_no_keys_is_not_checked(ctx):
         "SettingsTable with a name and a tuple of keys; its settings keys are not checked"]
 
 
+def _declares_api_key(ctx):
+    return [SettingsTable("camel", ("apiKey",))]
+
+
+@pytest.mark.parametrize("helpdesk_settings", [{"plugins": {"camel": {"apikey": "from-env",
+                                                                      "apiKye": "typo"}}}])
+@pytest.mark.plugins(plugin("camel", helpdesk_settings_tables=_declares_api_key))
+def test_a_declared_key_matches_whatever_its_case(ctx):
+    """Keys from the environment arrive lower-cased (HELPDESK_PLUGINS__CAMEL__APIKEY): a plugin
+    declaring "apiKey" must not be told that "apikey" is unused; a real misspelling still is."""
+    assert len(ctx.unclaimed_settings) == 1
+    assert "setting 'apiKye' of [plugins.camel]" in ctx.unclaimed_settings[0]
+
+
 def test_every_key_a_bundled_plugin_reads_is_one_it_declares():
     """A key read but not declared would be reported to admins as unused although it works
     (as far as the source tells: keys read through a variable are not found here)."""
