@@ -26,6 +26,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from jinja2 import pass_context
 from markupsafe import Markup
 from peewee import OperationalError
+from playhouse.pool import PooledDatabase
 from werkzeug.routing import IntegerConverter
 from werkzeug.utils import cached_property
 
@@ -176,7 +177,12 @@ def create_app(
         TESTING=settings.testing,
     )
 
+    replaced = database.obj
     database.initialize(open_database(settings.database_url, settings.database_busy_seconds))
+    if isinstance(replaced, PooledDatabase):
+        # An app made again in the same process (the CLI inside a test, a second create_app)
+        # would otherwise leave the old pool's idle connections to the garbage collector.
+        replaced.close_idle()
     app.extensions["helpdesk.settings"] = settings
     ctx = Context(settings=settings, huey=create_huey(settings),
                   template_folders=(Path(settings.instance_path) / "templates", _asset_dir("templates")))
