@@ -21,8 +21,9 @@ import pytest
 from flask import Flask
 
 from helpdesk import customer_links, customers, hookimpl, incidents
+from helpdesk.errors import DomainError
 from helpdesk.mail.parse import parse, trim_reply
-from helpdesk.mail.receive import Received, receive
+from helpdesk.mail.receive import Received, receive, receive_again
 from helpdesk.models import Contact, Delivery, InboundMail, Incident, Notice, TimelineEntry
 from helpdesk.testing import SmtpServer
 
@@ -987,3 +988,90 @@ def test_an_answer_to_an_incident_waiting_for_the_customer_resumes_it(take, ada_
     result = take(reply_to(ack, "ada@example.org", "Floor 3, by the window."))
     assert result.outcome == "replied"
     assert Incident.get_by_id(incident.id).status == "in_progress"
+
+
+# -- receiving a quarantined message again ----------------------------------------------------------
+
+
+def test_an_oversized_message_received_again_becomes_the_incident_it_would_have_been(
+        ctx, take, login, personas, smtp):
+    """The admin decides the big message is wanted: it is taken as if it had just arrived (the
+    size limit not applied again), on its own row, and Ada gets her acknowledgement."""
+    ctx.settings = dataclasses.replace(ctx.settings, mail_max_bytes=4096)
+    raw = fixture("new_plain.eml").replace(b"Ada\r\n", b"Ada\r\n" + b"x" * 8000 + b"\r\n")
+    held = take(raw).mail
+    assert held.outcome == "quarantined" and smtp.to("ada@example.org") == []
+
+    assert login(personas.owner).post(f"/admin/mail/{held.id}/receive-again").status_code == 403
+    admin = login(personas.admin)
+    assert admin.http.post(f"/admin/mail/{held.id}/receive-again").status_code == 400  # no CSRF token
+    assert Incident.select().count() == 0
+    answer = admin.post(f"/admin/mail/{held.id}/receive-again")
+    assert answer.status_code == 303
+    incident = Incident.get()
+    assert f"received again: created, {incident.reference}" in admin.get(
+        answer.headers["Location"]).get_data(as_text=True)
+    assert "the printer on floor 3 shows paper jam" in incident.description
+    assert "held in quarantine until" in incident.description  # the clocks start now: said why
+    assert incident.requester.email == "ada@example.org"
+    row = InboundMail.get_by_id(held.id)
+    assert (row.outcome, row.incident_id, row.received_at) == ("created", incident.id, held.received_at)
+    assert row.handled_at is not None and "received again by root" in row.reason
+    assert "mail_max_bytes" in row.reason  # what held it is still told
+    assert InboundMail.select().count() == 1
+    assert len(smtp.to("ada@example.org")) == 1
+    # A second click (another tab, another admin) takes nothing twice.
+    page = admin.get(admin.post(f"/admin/mail/{held.id}/receive-again").headers["Location"])
+    assert f"Message {held.id} is not waiting in quarantine." in page.get_data(as_text=True)
+    assert Incident.select().count() == 1 and len(smtp.to("ada@example.org")) == 1
+    # The same message arriving once more is still the one received.
+    assert take(raw).outcome == "duplicate"
+
+
+def test_a_quarantined_reply_received_again_lands_on_its_incident(app, ctx, take, ada_incident):
+    incident, ack = ada_incident
+    ctx.settings = dataclasses.replace(ctx.settings, mail_max_bytes=4096)
+    held = take(reply_to(ack, "ada@example.org", "Still jammed.\n" + "log line\n" * 600)).mail
+    assert held.outcome == "quarantined"
+    with app.app_context():
+        received = receive_again(ctx, held.id, by="root")
+    assert received.outcome == "replied" and received.incident.id == incident.id
+    assert "Still jammed." in customer_entries(incident.id)[0].body
+    assert Incident.select().count() == 1
+
+
+def test_a_message_still_refused_waits_on_with_the_new_reason(app, ctx, take, personas):
+    class Broken:
+        @hookimpl
+        def helpdesk_priority(self, impact, urgency, ctx):
+            raise RuntimeError("priority table missing")
+
+    app.extensions["helpdesk"].pm.register(Broken(), name="broken-priority")
+    held = take("From: ada@example.org\r\nSubject: Printer\r\nMessage-ID: <again@example.org>"
+                "\r\n\r\nIt jams.\r\n").mail
+    with app.app_context():
+        still = receive_again(ctx, held.id, by="root")
+    assert still.outcome == "quarantined" and Incident.select().count() == 0
+    row = InboundMail.get_by_id(held.id)
+    assert row.outcome == "quarantined" and row.handled_at is None  # still waiting for an admin
+    assert row.reason.startswith("it could not be taken: RuntimeError: priority table missing "
+                                 "(received again by root")
+    app.extensions["helpdesk"].pm.unregister(name="broken-priority")  # the admin fixes the plugin
+    with app.app_context():
+        taken = receive_again(ctx, held.id, by="root")
+    assert taken.outcome == "created" and taken.incident.title == "Printer"
+    assert InboundMail.get_by_id(held.id).reason.count("received again") == 1  # no pile of tries
+
+
+def test_unreadable_and_agent_mail_stay_quarantined_when_received_again(app, ctx, take, ada_incident,
+                                                                         personas):
+    incident, ack = ada_incident
+    unreadable = take(fixture("missing_boundary.eml")).mail
+    agent = take(reply_to(ack, personas.owner.email, "Close it, I am the owner.")).mail
+    with app.app_context():
+        assert receive_again(ctx, unreadable.id, by="root").reason.startswith("still unreadable")
+        assert "agent" in receive_again(ctx, agent.id, by="root").reason  # the rule holds
+        assert InboundMail.get_by_id(agent.id).handled_at is None
+        with pytest.raises(DomainError, match="not waiting in quarantine"):
+            receive_again(ctx, InboundMail.get(InboundMail.outcome == "created").id, by="root")
+    assert customer_entries(incident.id) == [] and Incident.select().count() == 1

@@ -326,9 +326,13 @@ def _record(base: dict, outcome: str, reason: str = "", **values: object) -> Inb
     return InboundMail.create(outcome=outcome, reason=reason, **base, **values)
 
 
-def _decide(ctx: Context, mail: Mail, base: dict, raw: bytes) -> Received:
+def _decide(ctx: Context, mail: Mail, base: dict, raw: bytes, again: InboundMail | None = None,
+            late: str = "") -> Received:
     # Claim the key first: a concurrent receiver of the same message waits here, then fails.
-    row = _record(base, "dropped", "being received")
+    # (A message received again from quarantine was claimed by receive_again: its row goes on.)
+    row = _record(base, "dropped", "being received") if again is None else again
+    for name, value in (base.items() if again is not None else ()):
+        setattr(row, name, value)
     automatic = is_automatic(mail)
     row.automatic = bool(automatic)
 
@@ -358,7 +362,7 @@ def _decide(ctx: Context, mail: Mail, base: dict, raw: bytes) -> Received:
         return done("quarantined", "sent from an agent's address: agents answer in the helpdesk, "
                                    "and mail never acts in an agent's name")
     kept, refused = _triage(ctx, mail)
-    notes = list(mail.notes) + refused
+    notes = list(mail.notes) + refused + ([late] if late else [])
     contact = customers.find_or_create_contact(mail.sender, mail.sender_name)
     if contact.email_failing_at is not None and not automatic:
         # They wrote to us from it: the address works again (a mailbox that was full, say).
@@ -408,6 +412,70 @@ def _decide(ctx: Context, mail: Mail, base: dict, raw: bytes) -> Received:
                            description=description, acknowledge=acknowledge, logged=link)
     _keep_attachments(ctx, kept, created.id, None, contact)
     return Received("created", row, reason[:2000])
+
+
+class _NotWaiting(Exception):
+    """Someone else received this message again, or marked it handled, a moment ago."""
+
+
+def receive_again(ctx: Context, mail_id: int, by: str) -> Received:
+    """Take a quarantined message in again, as if it had just arrived, once an admin has
+    fixed what stopped it (a plugin's failure, a rule, a parser bug fixed by an upgrade) or
+    decided that a message over ``mail_max_bytes`` is wanted after all: the size limit is not
+    applied again. The same ``InboundMail`` row goes on (its id, key and received time), so
+    links to it hold. What it becomes is decided afresh: a reply, a new incident with an
+    acknowledgement, or quarantine again; the text says when the customer sent it, since
+    the desk's clocks start when it is taken. Raises :class:`DomainError` when the message
+    is not waiting in quarantine or its original is not kept."""
+    row = InboundMail.get_or_none(InboundMail.id == mail_id)
+    if row is None or row.outcome != "quarantined" or row.handled_at is not None:
+        raise DomainError(f"Message {mail_id} is not waiting in quarantine.")
+    try:
+        raw = raw_message(ctx, row)
+    except OSError as error:
+        raise DomainError(f"The original of message {mail_id} cannot be read ({error.strerror}).") from error
+    was = row.reason.split(" (received again by ")[0]  # not the history of earlier tries
+    stamp = now()
+    history = f"received again by {by} at {stamp:%Y-%m-%d %H:%M} UTC; quarantined before: {was}"
+    try:
+        mail = parse(raw)
+    except Unreadable as error:
+        return _quarantined_again(row, f"still unreadable: {error}", history)
+    _revoke_sign_in_links(ctx, raw, mail.text)
+    mail.text = _SIGN_IN_LINK.sub(r"\1(link removed: it would sign in as the customer)", mail.text)
+    base = {"key": row.key, "raw_path": row.raw_path, "size": row.size, "received_at": row.received_at,
+            "message_id": mail.original_id or mail.message_id, "sender": mail.sender,
+            "subject": mail.subject[:300], "full_text": mail.text}
+    late = (f"sent to the desk at {row.received_at:%Y-%m-%d %H:%M} UTC, held in quarantine "
+            f"until {stamp:%Y-%m-%d %H:%M} UTC")
+    try:
+        with write_transaction():
+            claimed = InboundMail.update(outcome="dropped", reason="being received").where(
+                (InboundMail.id == row.id) & (InboundMail.outcome == "quarantined")
+                & InboundMail.handled_at.is_null()).execute()
+            if not claimed:
+                raise _NotWaiting
+            received = _decide(ctx, mail, base, raw, again=row, late=late)
+            row.reason = "; ".join(filter(None, [received.reason, history]))[:2000]
+            if received.outcome != "quarantined":
+                row.handled_at = stamp
+            row.save()
+    except _NotWaiting:
+        raise DomainError(f"Message {mail_id} is not waiting in quarantine.") from None
+    except (peewee.OperationalError, peewee.InterfaceError, OSError, StaleVersion, TryAgain):
+        raise  # the database or the instance folder, for now: the admin tries again
+    except Exception as error:  # noqa: BLE001 - still refused (a rule, a plugin): it waits on
+        logger.error("quarantined mail %s could not be taken again", mail_id, exc_info=error)
+        return _quarantined_again(row, f"it could not be taken: {type(error).__name__}: {error}", history)
+    logger.info("quarantined mail %s received again by %s: %s", mail_id, by, received.outcome)
+    return Received(received.outcome, row, row.reason)
+
+
+def _quarantined_again(row: InboundMail, reason: str, history: str) -> Received:
+    """Still refused: the message waits on, with today's reason first."""
+    text = f"{reason} ({history})"[:2000]
+    InboundMail.update(reason=text).where(InboundMail.id == row.id).execute()
+    return Received("quarantined", InboundMail.get_by_id(row.id), text)
 
 
 def _triage(ctx: Context, mail: Mail) -> tuple[list[Attachment], list[str]]:

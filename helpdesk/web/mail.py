@@ -17,7 +17,7 @@ from helpdesk.clock import now
 from helpdesk.config import ConfigError
 from helpdesk.db import Statement
 from helpdesk.errors import DomainError
-from helpdesk.mail.receive import OUTCOMES, raw_message
+from helpdesk.mail.receive import OUTCOMES, raw_message, receive_again
 from helpdesk.models import InboundMail
 from helpdesk.security import ADMIN, AGENT, access
 from helpdesk.web import context
@@ -108,4 +108,25 @@ def handled(mail_id: int) -> Any:
     if not updated:
         abort(404)
     flash(f"Message {mail_id} marked as handled.")
+    return redirect(url_for("mail.inbox", outcome="quarantined"), code=303)
+
+
+@bp.post("/admin/mail/<int:mail_id>/receive-again")
+@access(ADMIN)
+def again(mail_id: int) -> Any:
+    """Take a quarantined message in again once its cause is fixed (or its size accepted)."""
+    if InboundMail.get_or_none(InboundMail.id == mail_id) is None:
+        abort(404)
+    try:
+        received = receive_again(context(), mail_id, by=current_user.username)
+    except DomainError as error:
+        flash(str(error), "error")
+        return redirect(url_for("mail.inbox", outcome="quarantined"), code=303)
+    if received.outcome == "quarantined":
+        flash(f"Message {mail_id} is still quarantined: {received.reason}", "error")
+    elif received.incident is not None:
+        flash(f"Message {mail_id} received again: {received.outcome.replace('_', ' ')}, "
+              f"{received.incident.reference}.")
+    else:
+        flash(f"Message {mail_id} received again: {received.outcome} ({received.reason}).")
     return redirect(url_for("mail.inbox", outcome="quarantined"), code=303)
