@@ -47,7 +47,9 @@ def test_an_agent_makes_uses_and_revokes_a_token_in_the_browser(server, personas
     assert api_status(server, secret) == 200
     page.goto(f"{server}/profile/tokens")  # shown once: the list shows only its start
     assert secret not in page.content() and secret[:8] in page.content()
-    page.get_by_role("button", name="Revoke").click()
+    page.get_by_text("Revoke…").click()  # one click alone does not revoke: it asks first
+    assert api_status(server, secret) == 200
+    page.get_by_role("button", name="Revoke Nightly report").click()
     page.wait_for_selector("text=Token Nightly report revoked.")
     assert api_status(server, secret) == 401
     page.get_by_role("link", name="reference").click()
