@@ -342,3 +342,12 @@ def test_the_inbound_mail_page_says_when_a_mailbox_cannot_be_reached(app, ctx, d
         imap.poll(ctx, box)
     page = admin.get("/admin/mail").get_data(as_text=True)
     assert "cannot reach the mailbox" in page and "Mail waits in the mailbox" in page
+
+
+def test_long_mailbox_names_alike_at_the_start_keep_their_own_status():
+    """The status row's name has 64 characters: two mailboxes whose names differ only past
+    that point would share one row, and one's failure would show as the other's."""
+    first, second = "helpdesk-" + "x" * 60 + "-eu", "helpdesk-" + "x" * 60 + "-us"
+    names = {imap.pass_name(first), imap.pass_name(second)}
+    assert len(names) == 2 and all(len(name) <= 64 for name in names)
+    assert imap.pass_name("support") == "imap:support"  # a short name stays as it reads

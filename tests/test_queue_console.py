@@ -202,6 +202,8 @@ def test_the_page_after_a_bulk_change_is_a_get_a_reload_shows_again_and_changes_
     # What the page links to or posts back to is the queue with its filters, not this result.
     assert first.count('name="back" value="/queues/open?priority=1&amp;sort=due"') == 2
     assert "bulk=" not in re.search(r'id="queue-list"[^>]*hx-get="([^"]*)"', first).group(1)
+    exports = re.findall(r'href="(/queues/open/export[^"]*)"', first)
+    assert len(exports) == 2 and all("priority=1" in link and "bulk=" not in link for link in exports)
     # Changed by someone else after the result was shown: a reload does not tick it again.
     domain.override_priority(ctx, taken.id, personas.colleague, 2, "Only one floor")
     later = text(client.get(target.replace("priority=1", "priority=2")))

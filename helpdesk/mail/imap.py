@@ -24,6 +24,7 @@ Mailboxes are configured in the instance file::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import imaplib
 import logging
 import re
@@ -135,7 +136,12 @@ def _raw(fetched: list[Any]) -> bytes | None:
 
 def pass_name(box: str) -> str:
     """The name a mailbox's polls are recorded under (``PeriodicRun``; /metrics shows it)."""
-    return f"imap:{box}"[:64]  # the column's length
+    name = f"imap:{box}"
+    if len(name) <= 64:  # the column's length
+        return name
+    # Two long names alike in their first characters must not share one row: cut, and tell
+    # them apart by a hash of the whole name.
+    return f"{name[:55]}~{hashlib.sha256(box.encode()).hexdigest()[:8]}"
 
 
 def poll(ctx: Context, box: Mailbox, batch: int = BATCH) -> Polled:

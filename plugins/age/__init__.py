@@ -33,12 +33,13 @@ def helpdesk_incident_panels(incident: Any, agent: Any) -> list[Panel]:
                                            & (TimelineEntry.kind == "reply")).count()
     # A resolution is news to the customer too (its note is mailed to the requester), even
     # when the incident was reopened since: the latest of either is when they last heard.
+    # Without a requester nobody was sent the resolution.
+    told = TimelineEntry.kind == "reply"
+    if incident.requester_id is not None:
+        told |= ((TimelineEntry.kind == "change") & (TimelineEntry.field == "status")
+                 & (TimelineEntry.new_value == STATUSES["resolved"]))
     heard = TimelineEntry.select(TimelineEntry.at).where(
-        (TimelineEntry.incident == incident.id)
-        & ((TimelineEntry.kind == "reply")
-           | ((TimelineEntry.kind == "change") & (TimelineEntry.field == "status")
-              & (TimelineEntry.new_value == STATUSES["resolved"])))
-    ).order_by(TimelineEntry.id.desc()).first()
+        (TimelineEntry.incident == incident.id) & told).order_by(TimelineEntry.id.desc()).first()
     since = heard.at if heard else incident.created_at
     return [Panel("Customer contact", "age/panel.html", {
         "replies": replies,

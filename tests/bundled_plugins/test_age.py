@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from helpdesk import incidents
+from helpdesk import customers, incidents
 from helpdesk_plugins import age
 
 
@@ -42,7 +42,9 @@ def test_panel_counts_public_replies_and_time_since_the_last(ctx, helpdesk_app, 
 
 def test_a_resolution_counts_as_hearing_from_us_even_after_a_reopen(ctx, helpdesk_app, login, personas,
                                                                      incident_factory, frozen_clock):
-    incident = incident_factory()
+    with helpdesk_app.app_context():
+        ada = customers.find_or_create_contact("ada@example.org", "Ada")
+    incident = incident_factory(requester=ada)
     frozen_clock.advance(hours=1)
     with helpdesk_app.app_context():
         incidents.add_comment(ctx, incident.id, personas.owner, "On it", public=True)
@@ -87,3 +89,15 @@ def test_humanize_says_durations_in_words(minutes, shown):
     import datetime as dt
 
     assert age.humanize(dt.timedelta(minutes=minutes)) == shown
+
+
+def test_a_resolution_without_a_requester_told_nobody(ctx, helpdesk_app, login, personas,
+                                                      incident_factory, frozen_clock):
+    incident = incident_factory()  # logged by an agent for a service, no customer on it
+    frozen_clock.advance(hours=1)
+    with helpdesk_app.app_context():
+        incidents.change_status(ctx, incident.id, personas.owner, "resolved", note="Restarted the VPN")
+        incidents.reopen(ctx, incident.id, personas.owner, note="Down again")
+    frozen_clock.advance(minutes=20)
+    page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert "<dd>never (1 hour 20 minutes since logging)</dd>" in page
