@@ -116,18 +116,27 @@ def prepare(size: int, url: str, folder: Path) -> dict[str, int]:
     return {"first": first, "last": last}
 
 
-def upgrade(url: str, folder: Path) -> None:
-    """Apply the migrations a kept pool has not had yet."""
+def upgrade(url: str, folder: Path, ids: dict[str, int]) -> bool:
+    """Apply the migrations a kept pool has not had yet; False when the pool no longer holds
+    the incidents its saved ids name (its database was dropped or wiped by hand)."""
+    import peewee
+
     from helpdesk import schema
     from helpdesk.db import database
+    from helpdesk.models import Incident
 
     app = bench_app(url, folder)
     with app.app_context():
-        database.connect(reuse_if_open=True)
+        try:
+            database.connect(reuse_if_open=True)
+        except peewee.OperationalError:  # its database is gone
+            return False
         applied = schema.upgrade(database)
+        held = Incident.select().where(Incident.id.in_([ids["first"], ids["last"]])).count() == 2
         database.close()
     if applied:
         print(f"  applied {', '.join(applied)} to the kept pool", flush=True)
+    return held
 
 
 def reset_postgres(url: str) -> None:
@@ -321,11 +330,15 @@ def main() -> None:
             url = f"sqlite:///{folder / 'helpdesk.db'}"
         print(f"{size:,} incidents ({url.split(':')[0]}):", flush=True)
         ready = folder / "ids.txt"
+        ids = {}
         if args.keep and ready.exists():
             first, last = map(int, ready.read_text().split())
             ids = {"first": first, "last": last}
-            upgrade(url, folder)  # a pool kept from an older checkout gets this one's migrations
-        else:
+            # a pool kept from an older checkout gets this one's migrations
+            if not upgrade(url, folder, ids):
+                print("  the kept pool no longer holds its incidents: seeding it again", flush=True)
+                ids = {}
+        if not ids:
             ids = prepare(size, url, folder)
             ready.write_text(f"{ids['first']} {ids['last']}")
         counts = queries_per_request(url, folder, paths, ids)
