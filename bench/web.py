@@ -166,6 +166,7 @@ def serve(target: str, env: dict[str, str], workers: int) -> tuple[subprocess.Po
     port = free_port()
     process = subprocess.Popen(
         [str(BIN / "gunicorn"), "-w", str(workers), "-k", "sync", "-b", f"127.0.0.1:{port}",
+         "-c", str(ROOT / "bench" / "gunicorn_settle.py"),
          "--pythonpath", str(ROOT / "bench"), "--log-level", "warning", target],
         env={**os.environ, **env}, cwd=ROOT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"

@@ -221,6 +221,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_worker: boo
     mismatch = base_url_mismatch(settings.base_url, port)
     if mismatch:
         click.echo(mismatch, err=True)
+    serving.settle()
     try:
         # Behind trusted proxies waitress must pass X-Forwarded-* on (it drops them by default):
         # the app's ProxyFix takes the address the nearest `trusted_proxies` proxies saw.

@@ -11,6 +11,7 @@ refused.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -40,6 +41,16 @@ def inherited_sockets() -> list[socket.socket]:
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)  # not for child processes
     return [socket.socket(fileno=SD_LISTEN_FDS_START + n) for n in range(count)]
+
+
+def settle() -> None:
+    """Once the app is built and before the first request: what start-up made (modules, the
+    app, plugins, settings) lives as long as the process, so it is moved out of the cyclic
+    garbage collector's sight. Otherwise each full collection walks all of it again (some
+    84,000 objects: 23-39 ms, measured in-process on a queue page), and every request queued
+    behind that pause waits too. Objects made later are collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 class _TooLargeTask(ErrorTask):
