@@ -282,16 +282,19 @@ def test_two_scans_under_one_message_id_with_other_files_are_both_kept(take):
     assert take(b"Received: by relay.example.org\r\n" + scan(b"%PDF-1 delivery note")).outcome == "duplicate"
 
 
+class BrokenPriority:
+    """A plugin whose priority rule fails: every incident it would decide is refused."""
+
+    @hookimpl
+    def helpdesk_priority(self, impact, urgency, ctx):
+        raise RuntimeError("priority table missing")
+
+
 def test_a_message_the_desk_cannot_take_waits_in_quarantine(app, take, personas):
     # A priority rule that fails (here a plugin's bug) refuses the incident: the message is
     # kept for an admin instead of failing the intake (mail-in would make the MTA retry it
     # for days; an IMAP poll would stop at it every minute).
-    class Broken:
-        @hookimpl
-        def helpdesk_priority(self, impact, urgency, ctx):
-            raise RuntimeError("priority table missing")
-
-    app.extensions["helpdesk"].pm.register(Broken(), name="broken-priority")
+    app.extensions["helpdesk"].pm.register(BrokenPriority(), name="broken-priority")
     result = take("From: ada@example.org\r\nSubject: Printer\r\nMessage-ID: <refused@example.org>"
                   "\r\n\r\nIt jams.\r\n")
     assert result.outcome == "quarantined" and "priority table missing" in result.reason
@@ -1041,12 +1044,7 @@ def test_a_quarantined_reply_received_again_lands_on_its_incident(app, ctx, take
 
 
 def test_a_message_still_refused_waits_on_with_the_new_reason(app, ctx, take, personas):
-    class Broken:
-        @hookimpl
-        def helpdesk_priority(self, impact, urgency, ctx):
-            raise RuntimeError("priority table missing")
-
-    app.extensions["helpdesk"].pm.register(Broken(), name="broken-priority")
+    app.extensions["helpdesk"].pm.register(BrokenPriority(), name="broken-priority")
     held = take("From: ada@example.org\r\nSubject: Printer\r\nMessage-ID: <again@example.org>"
                 "\r\n\r\nIt jams.\r\n").mail
     with app.app_context():
