@@ -22,7 +22,7 @@ from typing import Any
 import pluggy
 
 from helpdesk import builtin, hookspecs, records
-from helpdesk.config import ConfigError
+from helpdesk.config import NO_SLA, ConfigError
 
 logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "helpdesk"
@@ -250,6 +250,9 @@ def _malformed(record: Any) -> str:
         if not all(isinstance(day, dt.date) for day in record.holidays):
             return "holidays must be dates"
     if isinstance(record, records.SlaPolicy):
+        if record.name.strip().lower() == NO_SLA:
+            return (f"the name {NO_SLA!r} is reserved: default_sla_policy = {NO_SLA!r} means no SLA, "
+                    "so this policy could never be the default; give it another name")
         warnings = record.warnings
         if not (isinstance(warnings, (tuple, list)) and all(
                 isinstance(share, (int, float)) and 0 < share < 1 for share in warnings)):

@@ -207,6 +207,16 @@ def test_sla_policy_warnings_outside_zero_to_one_stop_start_up(warnings):
                      extra=[plugin("acme_sla", helpdesk_sla_policies=lambda: [policy])])
 
 
+@pytest.mark.parametrize("name", ["none", "None"])
+def test_a_policy_named_none_stops_start_up(name):
+    """default_sla_policy = "none" means no SLA: a policy of that name could never be chosen
+    as the default, and an admin naming it would silently get no SLA at all."""
+    policy = SlaPolicy(name, "No-nonsense SLA", lambda ctx, incident: None)
+    with pytest.raises(PluginError, match="the name 'none' is reserved"):
+        load_plugins(load_entry_points=False,
+                     extra=[plugin("acme_sla", helpdesk_sla_policies=lambda: [policy])])
+
+
 def _no_folder(ctx):
     raise FileNotFoundError("templates folder missing")
 
