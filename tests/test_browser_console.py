@@ -143,6 +143,37 @@ def test_the_status_form_shows_only_what_the_target_needs(ctx, app, server, pers
     assert page.locator("label[for=status-note]").inner_text() == "Reason for cancelling (required)"
 
 
+def test_a_refused_status_or_priority_change_keeps_what_was_chosen_beside_its_error(
+        server, personas, page, log_incident):
+    incident = log_incident(title="Share permissions", assigned_team=personas.database_team)
+    log_in(page, server, personas.owner.username)
+    page.goto(f"{server}/incidents/{incident.id}")
+    status = page.get_by_role("region", name="Status")
+    status.get_by_label("Move to").select_option("resolved")
+    status.get_by_label("Resolution code").select_option("workaround")
+    status.get_by_role("button", name="Change status").click()  # no resolution note: refused
+    error = status.get_by_role("alert")
+    error.wait_for()
+    assert "resolution note" in error.inner_text()
+    assert status.get_by_label("Move to").input_value() == "resolved"
+    assert status.get_by_label("Resolution code").input_value() == "workaround"
+    wait_until(page, "document.activeElement.id === 'status-error'")
+
+    priority = page.get_by_role("region", name="Priority")
+    priority.locator("summary").click()
+    priority.get_by_label("Priority", exact=True).select_option("1")
+    priority.get_by_role("button", name="Set priority").click()  # no reason: refused
+    priority.get_by_role("alert").wait_for()
+    assert "reason" in priority.get_by_role("alert").inner_text()
+    assert priority.get_by_label("Priority", exact=True).is_visible()  # the form stays open
+    assert priority.get_by_label("Priority", exact=True).input_value() == "1"
+    assert status.get_by_role("alert").count() == 0  # only the refused form's error is shown
+    wait_until(page, "document.activeElement.id === 'priority-error'")
+    priority.get_by_label("Reason").fill("Whole floor affected")
+    priority.get_by_role("button", name="Set priority").click()
+    page.wait_for_selector("#priority-heading ~ p:has-text('P1 Critical')")
+
+
 def test_choosing_a_team_offers_only_its_agents(server, personas, page, log_incident):
     incident = log_incident(title="Database slow", assigned_team=personas.database_team,
                             assigned_agent=personas.assignee)

@@ -58,11 +58,13 @@ TIMELINE_FILTERS = {"all": "All", "public": "Public", "internal": "Internal", "s
 def _render(incident_id: int, *, error: str | None = None, status: int = 200,
             incident: Any = None, attempt: Any = None, announce: str = "",
             focus: str = "", reply: dict[str, Any] | None = None,
-            typed: dict[str, Any] | None = None) -> tuple[str, int]:
+            typed: dict[str, Any] | None = None, refused: str = "") -> tuple[str, int]:
     """The incident page (or its body for HTMX); ``announce`` is read out politely and
     ``focus`` names the element that changed, where console.js puts the focus; ``reply`` is
     what the agent typed in the reply box when it was refused (shown again); ``typed``, what
-    the Edit details form held when its requester search was sent (filled in again, unsaved)."""
+    the Edit details form held when its requester search was sent (filled in again, unsaved);
+    ``refused``, the side-panel form (``status``, ``priority``) whose post was refused: it
+    shows the error beside it, filled in again with what was sent."""
     from helpdesk import sla
     incident = incident or _with_people(incident_id)
     found = choices()
@@ -111,6 +113,8 @@ def _render(incident_id: int, *, error: str | None = None, status: int = 200,
         requester_choices=(_intake.requester_matches(requester_query, chosen) if requester_query
                            else [chosen] if chosen else []),
         typed=typed,
+        refused=refused,
+        posted=request.form if refused else {},
         **found,
     )
     return html, status
@@ -168,8 +172,12 @@ def _respond(incident_id: int, change: Callable[[], Any], done: str | Callable[[
             raise
         if back and not to_body:
             return _refused_back(back, incident_id, f"{error} Nothing was changed.")
-        return _render(incident_id, error=str(error), status=error.status,
-                       focus="reply-body" if reply else "incident-title", reply=reply)
+        panel = _REFILLED.get(request.endpoint or "", "")
+        if panel == "status" and request.form.get("canned"):
+            panel = ""  # the quick Resolve: its own small form, the error stays at the top
+        return _render(incident_id, error=str(error), status=error.status, refused=panel,
+                       focus=f"{panel}-error" if panel else "reply-body" if reply else "incident-title",
+                       reply=reply)
     if result is None:  # a change that returns nothing: describe the incident as it is now
         result = domain.get(incident_id)
     message = done(result) if callable(done) else done
@@ -180,6 +188,11 @@ def _respond(incident_id: int, change: Callable[[], Any], done: str | Callable[[
     anchor = f"#{target}" if target else ""
     here = url_for("incidents.show", incident_id=incident_id) + anchor
     return redirect(safe_next(back, here) if back else here, code=303)
+
+
+#: Side-panel forms that a refusal fills in again (endpoint → panel): the agent's choices are
+#: not lost to a missing reason or note.
+_REFILLED = {"incidents.status": "status", "incidents.priority": "priority"}
 
 
 def _lost_race(stale: StaleVersion) -> str:
