@@ -90,7 +90,7 @@ def test_no_console_errors_or_csp_violations(server, personas, page, log_inciden
     log_in(page, server, personas.owner.username)
     page.goto(f"{server}/incidents/{incident.id}")
     page.get_by_label("Message (Markdown)").fill("Checked the cable.")
-    page.get_by_role("button", name="Add").click()
+    page.get_by_role("button", name="Add note").click()
     page.wait_for_selector(".entry-note:has-text('Checked the cable.')")
     assert problems == []
 
@@ -215,7 +215,7 @@ def test_an_unsent_reply_survives_other_actions_and_an_ended_session(ctx, server
     page.bring_to_front()
     page.evaluate("window.dispatchEvent(new Event('focus'))")
     page.wait_for_selector("#request-error:has-text('logged in again')")
-    page.get_by_role("button", name="Add").click()
+    page.get_by_role("button", name="Send reply").click()
     page.wait_for_selector("text=Please send a photo of the jam.")
     from helpdesk.models import Attachment, TimelineEntry
 

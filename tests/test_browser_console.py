@@ -174,6 +174,22 @@ def test_a_refused_status_or_priority_change_keeps_what_was_chosen_beside_its_er
     page.wait_for_selector("#priority-heading ~ p:has-text('P1 Critical')")
 
 
+def test_the_reply_button_says_whether_it_adds_a_note_or_sends_to_the_customer(
+        server, personas, page, log_incident):
+    incident = log_incident(title="Mail merge question")
+    log_in(page, server, personas.owner.username)
+    page.goto(f"{server}/incidents/{incident.id}")
+    reply = page.locator("form.reply")
+    assert reply.get_by_role("button", name="Add note", exact=True).is_visible()
+    assert reply.get_by_role("button", name="Send reply", exact=True).count() == 0
+    reply.get_by_label("Reply to customer").check()
+    assert reply.get_by_role("button", name="Send reply", exact=True).is_visible()
+    assert reply.get_by_role("button", name="Add note", exact=True).count() == 0
+    page.locator("#incident-title").click()
+    page.keyboard.press("n")  # the shortcut switches back to a note
+    assert reply.get_by_role("button", name="Add note", exact=True).is_visible()
+
+
 def test_choosing_a_team_offers_only_its_agents(server, personas, page, log_incident):
     incident = log_incident(title="Database slow", assigned_team=personas.database_team,
                             assigned_agent=personas.assignee)
@@ -221,7 +237,7 @@ def test_after_a_note_the_focus_is_on_the_new_entry_and_it_is_announced(server, 
     log_in(page, server, personas.owner.username)
     page.goto(f"{server}/incidents/{incident.id}")
     page.locator("#reply-body").fill("Sent the how-to link.")
-    page.get_by_role("button", name="Add").click()
+    page.get_by_role("button", name="Add note").click()
     page.wait_for_selector(".entry-note:has-text('Sent the how-to link.')")
     wait_until(page, "document.activeElement.classList.contains('entry-note')")
     assert "Sent the how-to link." in page.evaluate("document.activeElement.textContent")
@@ -351,7 +367,7 @@ def test_a_reply_from_a_stale_tab_is_held_with_its_text_and_files_after_another_
     other.wait_for_selector("#status-heading ~ .current:has-text('Resolved')")
     other.close()
 
-    page.get_by_role("button", name="Add").click()
+    page.get_by_role("button", name="Send reply").click()
     page.wait_for_selector("#reply-error:has-text('Your reply was not sent')")
     assert "to Resolved" in page.locator("#reply-error").inner_text()
     assert page.locator("#reply-body").input_value() == "Could you send a photo of the jam?"
@@ -363,7 +379,7 @@ def test_a_reply_from_a_stale_tab_is_held_with_its_text_and_files_after_another_
     assert TimelineEntry.select().where((TimelineEntry.incident == incident.id)
                                         & (TimelineEntry.kind == "reply")).count() == 0
     # The agent decides to send it anyway: it goes, with its file.
-    page.get_by_role("button", name="Add").click()
+    page.get_by_role("button", name="Send reply").click()
     entry = page.locator(".entry-reply:has-text('send a photo of the jam')")
     entry.wait_for()
     assert entry.locator("ul.attachments a", has_text="how-to-photograph.txt").count() == 1

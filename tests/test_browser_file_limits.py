@@ -116,7 +116,7 @@ def test_an_agent_reply_with_a_file_over_the_limit_is_not_sent(server, app, pers
     page.get_by_label("Message (Markdown)").fill(TYPED)
     page.get_by_label("Attach files").set_input_files(file_of(tmp_path, "trace.log", 150))
     assert "trace.log is 150 KB" in validation_message(page, "Attach files")
-    page.get_by_role("button", name="Add").click()
+    page.get_by_role("button", name="Add note").click()
     assert page.get_by_label("Message (Markdown)").input_value() == TYPED
     assert TimelineEntry.select().where(TimelineEntry.incident == incident.id,
                                         TimelineEntry.body.contains("scanner")).count() == 0

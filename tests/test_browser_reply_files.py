@@ -68,7 +68,7 @@ def test_agent_attaches_files_to_a_reply_and_sees_them_on_the_timeline(
     page.locator("#vis-public").check()
     page.locator("#reply-body").fill("Please install the attached firmware.")
     page.get_by_label("Attach files").set_input_files(str(too_big))
-    page.get_by_role("button", name="Add").click()
+    page.get_by_role("button", name="Send reply").click()
     page.wait_for_selector("#reply-error:has-text('firmware.bin is 17 KB')")
     assert page.locator("#reply-body").input_value() == "Please install the attached firmware."
     assert page.locator("#vis-public").is_checked()
@@ -79,7 +79,7 @@ def test_agent_attaches_files_to_a_reply_and_sees_them_on_the_timeline(
     huge.write_bytes(b"\0" * (80 * 1024))
     without_browser_check()  # the refusal above brought a new form
     page.get_by_label("Attach files").set_input_files(str(huge))
-    page.get_by_role("button", name="Add").click()
+    page.get_by_role("button", name="Send reply").click()
     page.wait_for_selector("#request-error:has-text('too large to send at once')")
     assert page.locator("#reply-body").input_value() == "Please install the attached firmware."
     assert page.locator(".entry-reply").count() == 0
@@ -87,7 +87,7 @@ def test_agent_attaches_files_to_a_reply_and_sees_them_on_the_timeline(
     # The right file: the reply and its file appear under the new entry.
     page.locator("#reply-body").fill("Here is the guide; page 2 shows the fix.")
     page.get_by_label("Attach files").set_input_files(str(guide))
-    page.get_by_role("button", name="Add").click()
+    page.get_by_role("button", name="Send reply").click()
     entry = page.locator(".entry-reply:has-text('page 2 shows the fix')")
     entry.wait_for()
     link = entry.locator("ul.attachments a", has_text="Anleitung für Drucker.pdf")
