@@ -223,3 +223,22 @@ def test_a_refused_bulk_change_keeps_the_ticked_rows_and_the_chosen_action(
     assert bar.get_by_label("With selected").input_value() == "assign"
     assert bar.get_by_label("Assign to team").input_value() == str(personas.database_team.id)
     assert bar.get_by_label("Assign to agent").input_value() == str(personas.assignee.id)
+
+
+def test_the_bulk_status_choice_offers_only_reachable_statuses_and_starts_unchosen(
+        server, personas, page, log_incident):
+    incidents = [log_incident(title=f"Badge reader {n}") for n in range(2)]
+    log_in(page, server, personas.owner.username)
+    page.goto(f"{server}/queues/open")
+    for incident in incidents:
+        page.get_by_label(f"Select {incident.reference}").check()
+    bar = page.get_by_role("form", name="Change the selected incidents")
+    bar.get_by_label("With selected").select_option("status")
+    status = bar.get_by_label("New status")
+    offered = status.evaluate("box => [...box.options].map(o => o.value)")
+    assert offered == ["", "in_progress", "pending", "resolved", "closed", "cancelled"]
+    assert status.input_value() == ""  # not "New", which every row would refuse
+    bar.get_by_role("button", name="Apply to selected").click()
+    page.locator(".bulk-report .error").wait_for()
+    assert "Choose the status to set." in page.locator(".bulk-report").inner_text()
+    assert page.locator("input[data-select]:checked").count() == 2

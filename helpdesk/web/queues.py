@@ -40,6 +40,10 @@ bp = Blueprint("queues", __name__)
 #: At most this many rows in one bulk change (a clear error above it).
 BULK_LIMIT = 200
 DENSITIES = {"comfortable": "Comfortable", "compact": "Compact"}
+#: The statuses the bulk bar offers: those some status can move to (never new or assigned, which
+#: no status change reaches), so the bar does not offer a move every row then refuses.
+BULK_STATUSES = {value: label for value, label in STATUSES.items()
+                 if any(value in targets for targets in domain.TRANSITIONS.values())}
 BULK_ACTIONS = {"assign": "Assign", "take": "Take", "status": "Set status", "priority": "Set priority"}
 
 
@@ -124,6 +128,7 @@ def _render_queue(name: str, args: MultiDict, *, bulk: BulkReport | None = None,
         page=page,
         sorts=queues.SORT_LABELS,
         statuses=STATUSES,
+        bulk_statuses=BULK_STATUSES,
         priorities=PRIORITIES,
         types=TYPES,
         pending_reasons=PENDING_REASONS,
