@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 from email.message import EmailMessage
@@ -1073,3 +1074,32 @@ def test_unreadable_and_agent_mail_stay_quarantined_when_received_again(app, ctx
         with pytest.raises(DomainError, match="not waiting in quarantine"):
             receive_again(ctx, InboundMail.get(InboundMail.outcome == "created").id, by="root")
     assert customer_entries(incident.id) == [] and Incident.select().count() == 1
+
+
+def test_what_the_acknowledgement_asks_of_the_customer_threads(take, ada_incident, smtp):
+    # The acknowledgement tells a customer how to write about their request again: a reply,
+    # or a new message carrying what it says to put in the subject. Doing as told must reach
+    # the same incident (a bare "INC-1" in a subject is guessable and does not thread).
+    incident, ack = ada_incident
+    text = ack.message.get_body(("plain",)).get_content()
+    assert "reply to this message" in text
+    tag = re.search(r"copy (\[INC-\d+ #[0-9a-f]+\]) into its subject", text).group(1)
+    mail = EmailMessage()
+    mail["From"], mail["To"] = "Ada Lovelace <ada@example.org>", SUPPORT
+    mail["Subject"] = f"{tag} one more thing"
+    mail["Message-ID"] = "<new-message-1@example.org>"
+    mail.set_content("It is the printer by the kitchen.")
+    result = take(bytes(mail))
+    assert result.outcome == "replied" and result.incident.id == incident.id
+
+
+def test_a_follow_ups_acknowledgement_names_the_closed_incident(take, ada_incident, ctx, app, personas,
+                                                                smtp):
+    incident, ack = ada_incident
+    with app.app_context():
+        incidents.change_status(ctx, incident.id, personas.owner, "resolved", note="Cleared the jam.")
+        incidents.change_status(ctx, incident.id, None, "closed", note="Closed automatically.")
+    follow = take(reply_to(ack, "ada@example.org", "It happened again today.")).incident
+    (follow_ack,) = [m for m in smtp.to("ada@example.org") if follow.reference in m.message["Subject"]]
+    text = follow_ack.message.get_body(("plain",)).get_content()
+    assert f"It follows up {incident.reference}, which was already closed." in text
