@@ -430,8 +430,6 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError) -> tuple[str, int]:
-        from flask import render_template
+        from helpdesk.web.errors import error_page
 
-        return render_template("error.html", code=400, message=(
-            "Your form expired or came from another site; reload the page and try again."
-        )), 400
+        return error_page(400, "Your form expired or came from another site; reload the page and try again.")

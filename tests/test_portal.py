@@ -327,3 +327,19 @@ def test_every_customer_route_sends_strangers_to_the_portal_sign_in(app, two_inc
             assert answer.status_code == 302 and answer.headers["Location"].endswith("/portal/sign-in")
         walked.append(rule.endpoint)
     assert {"portal.index", "portal.show", "portal.reply", "portal.confirm", "portal.new"} <= set(walked)
+
+
+def test_a_customer_meets_errors_in_the_portal_not_on_the_agents_pages(customer, two_incidents):
+    """Someone else's incident, an address that does not exist, an expired form: the portal's
+    own page, leading back to the customer's requests, not to the agents' queues."""
+    _, theirs = two_incidents
+    ada = customer("ada@example.org").sign_in()
+    expired = ada.http.post(f"/portal/incidents/{theirs.id}/reply", data={"body": "x"})  # no token
+    for answer in (ada.get(f"/portal/incidents/{theirs.id}"), ada.get("/portal/no-such-page"), expired):
+        shown = page(answer)
+        assert answer.status_code in {400, 404}
+        assert 'href="/portal/">Back to your requests</a>' in shown
+        assert "queues" not in shown and 'class="portal"' in shown
+    assert "Your form expired" in page(expired)
+    # The agents keep theirs.
+    assert "Back to the queues" in page(ada.get("/incidents/no-such-page"))

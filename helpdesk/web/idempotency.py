@@ -23,12 +23,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import peewee
-from flask import Flask, Response, flash, g, redirect, render_template, request, url_for
+from flask import Flask, Response, flash, g, redirect, request, url_for
 from flask_login import current_user
 from markupsafe import Markup
 
 from helpdesk.db import commit_count, with_next_commit
 from helpdesk.models import IdempotentRequest
+from helpdesk.web.errors import error_page
 
 logger = logging.getLogger(__name__)
 FIELD = "idempotency_key"
@@ -131,8 +132,7 @@ def init_app(app: Flask) -> None:
                 return answer_from_committed_state(
                     earlier.location, "That was already saved; it was not saved a second time.")
         logger.error("integrity error in %s %s: %s", request.method, request.path, error)
-        message = "Something went wrong; nothing was saved."
-        return render_template("error.html", code=500, message=message), 500
+        return error_page(500, "Something went wrong; nothing was saved.")
 
     @app.errorhandler(Exception)
     def failed_after_commit(error: Exception) -> Any:
