@@ -343,3 +343,25 @@ def test_a_customer_meets_errors_in_the_portal_not_on_the_agents_pages(customer,
     assert "Your form expired" in page(expired)
     # The agents keep theirs.
     assert "Back to the queues" in page(ada.get("/incidents/no-such-page"))
+
+
+def test_a_message_on_a_closed_incident_says_which_follow_up_it_joined(customer, two_incidents, app, ctx,
+                                                                       personas):
+    mine, _ = two_incidents
+    ada = customer("ada@example.org").sign_in()
+    with app.app_context():
+        incidents.change_status(ctx, mine.id, personas.owner, "resolved", note="New drum.")
+        incidents.change_status(ctx, mine.id, None, "closed", note="Closed automatically.")
+    first = ada.post(f"/portal/incidents/{mine.id}/reply", {"body": "Streaks again."})
+    follow = Incident.get(Incident.follow_up_of == mine.id)
+    assert f"so we logged your message as {follow.reference}" in page(ada.get(first.headers["Location"]))
+    # Written again on the closed incident's page, the message joins that follow-up: the
+    # customer lands on the follow-up's page and is told why.
+    again = ada.post(f"/portal/incidents/{mine.id}/reply", {"body": "And on page 2."})
+    assert again.headers["Location"].endswith(f"/portal/incidents/{follow.id}")
+    assert (f"{mine.reference} is closed, so we added your message to its follow-up {follow.reference}."
+            in page(ada.get(again.headers["Location"])))
+    with app.app_context():
+        incidents.change_status(ctx, follow.id, personas.owner, "resolved", note="Cleaned.")
+    third = ada.post(f"/portal/incidents/{mine.id}/reply", {"body": "Still streaks."})
+    assert f"to its follow-up {follow.reference} and reopened it." in page(ada.get(third.headers["Location"]))

@@ -242,11 +242,20 @@ def reply(incident_id: int) -> Any:
     except DomainError as error:  # nothing saved; what the customer wrote is shown back
         return show(incident_id, error=f"{error} Nothing was sent; your message is still below.",
                     status=422, typed=request.form.get("body", ""))
-    flash({"reopened": "Thank you. We reopened the incident.",
-           "followed_up": f"This incident is closed, so we logged your message as "
-                          f"{posted.incident.reference}."}.get(posted.outcome,
-                                                              "Thank you, we got your message."))
+    flash(_reply_outcome(incident, posted))
     return redirect(url_for("portal.show", incident_id=posted.incident.id), code=303)
+
+
+def _reply_outcome(incident: Incident, posted: customers.Posted) -> str:
+    """What became of the message, in words: the customer lands on another incident's page
+    when a closed one passed it to its follow-up, and must be told why."""
+    if posted.outcome == "followed_up":
+        return f"This incident is closed, so we logged your message as {posted.incident.reference}."
+    reopened = posted.outcome == "reopened"
+    if posted.incident.id != incident.id:
+        return (f"{incident.reference} is closed, so we added your message to its follow-up "
+                f"{posted.incident.reference}" + (" and reopened it." if reopened else "."))
+    return "Thank you. We reopened the incident." if reopened else "Thank you, we got your message."
 
 
 @bp.post("/incidents/<int:incident_id>/confirm")
