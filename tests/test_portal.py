@@ -365,3 +365,17 @@ def test_a_message_on_a_closed_incident_says_which_follow_up_it_joined(customer,
         incidents.change_status(ctx, follow.id, personas.owner, "resolved", note="Cleaned.")
     third = ada.post(f"/portal/incidents/{mine.id}/reply", {"body": "Still streaks."})
     assert f"to its follow-up {follow.reference} and reopened it." in page(ada.get(third.headers["Location"]))
+
+
+def test_an_incident_waiting_for_the_customer_says_so_in_their_words(customer, two_incidents, app, ctx,
+                                                                     personas):
+    mine, _ = two_incidents
+    with app.app_context():
+        incidents.change_status(ctx, mine.id, personas.owner, "pending", pending_reason="customer")
+    ada = customer("ada@example.org").sign_in()
+    assert "Waiting for your reply" in page(ada.get("/portal/"))
+    shown = page(ada.get(f"/portal/incidents/{mine.id}"))
+    assert "<strong>Waiting for your reply</strong>" in shown and "We need an answer from you" in shown
+    assert ada.post(f"/portal/incidents/{mine.id}/reply", {"body": "Tray 2."}).status_code == 303
+    shown = page(ada.get(f"/portal/incidents/{mine.id}"))  # answered: back in progress
+    assert "Waiting for your reply" not in shown and "We need an answer" not in shown

@@ -33,7 +33,7 @@ from flask import (
 from helpdesk import attachments, customer_links, customers, incidents, sessions
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
-from helpdesk.models import Attachment, Contact, Incident, Rating
+from helpdesk.models import STATUSES, Attachment, Contact, Incident, Rating
 from helpdesk.security import CUSTOMER, PUBLIC, access
 from helpdesk.web import context
 from helpdesk.web.attachments import files_by_entry
@@ -44,8 +44,18 @@ logger = logging.getLogger(__name__)
 SESSION_KEY = "portal_sid"  # the token of a server-side CustomerSession
 #: Plain words for urgency (what the customer can tell us); impact is the desk's judgement.
 URGENCY = {"high": "I cannot work at all", "medium": "It slows me down", "low": "It can wait"}
+#: Statuses said from the customer's side where the desk's word hides who is to act.
+WAITING = {"customer": "Waiting for your reply", "third_party": "Waiting for a third party"}
 SENT = ("If this address is known to us, a sign-in link is on its way. "
         "It works once, within 15 minutes.")
+
+
+@bp.app_template_global()
+def portal_status(incident: Incident) -> str:
+    """The status as the customer reads it: "Pending" says nothing about who is to act."""
+    if incident.status == "pending" and incident.pending_reason in WAITING:
+        return WAITING[incident.pending_reason]
+    return STATUSES.get(incident.status, incident.status)
 
 
 def current_customer() -> Contact | None:
