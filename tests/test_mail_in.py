@@ -1103,3 +1103,15 @@ def test_a_follow_ups_acknowledgement_names_the_closed_incident(take, ada_incide
     (follow_ack,) = [m for m in smtp.to("ada@example.org") if follow.reference in m.message["Subject"]]
     text = follow_ack.message.get_body(("plain",)).get_content()
     assert f"It follows up {incident.reference}, which was already closed." in text
+
+
+def test_the_resolution_mail_says_how_long_a_reply_reopens_and_where_to_confirm(
+        take, ada_incident, ctx, app, personas, smtp):
+    incident, _ = ada_incident
+    with app.app_context():
+        incidents.change_status(ctx, incident.id, personas.owner, "resolved", note="Cleared the jam.")
+    mail = smtp.to("ada@example.org")[-1].message
+    text = " ".join(mail.get_body(("plain",)).get_content().split())
+    assert "Cleared the jam." in text
+    assert f"reply to this message within {ctx.settings.auto_close_days} days and we will reopen it" in text
+    assert f"http://127.0.0.1:5000/portal/incidents/{incident.id}" in text  # the portal, not the agents' page

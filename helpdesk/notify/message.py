@@ -15,6 +15,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from helpdesk.context import Context
 from helpdesk.mail.reference import subject_tag
 from helpdesk.models import Incident
+from helpdesk.notify.conversation import portal_url
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ def render(ctx: Context, kind: str, incident: Incident, payload: dict[str, Any])
         "payload": payload,
         "kind": kind,
         "reply_tag": subject_tag(ctx, incident.id),  # signed: replies thread by it (helpdesk.mail)
+        "portal_url": portal_url(ctx, incident.id),  # for requesters' mail
+        "auto_close_days": ctx.settings.auto_close_days,  # how long "not solved" reopens it
         "owner": f"{incident.owner_team.name} / {incident.owner_agent or '—'}",
         "assignee": (f"{incident.assigned_team.name} / {incident.assigned_agent or '—'}"
                      if incident.assigned_team_id else "unassigned"),
