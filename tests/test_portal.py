@@ -284,7 +284,15 @@ def test_a_refused_reply_shows_the_customers_text_back(customer, two_incidents):
     assert answer.status_code == 422
     shown = page(answer)
     assert "Nothing was sent" in shown and ">The &lt;b&gt;left&lt;/b&gt; tray jams.</textarea>" in shown
+    assert "Please choose the files again." in shown  # a browser never keeps them
     assert TimelineEntry.select().where(TimelineEntry.kind == "customer").count() == 0
+    # Without files, no word about them.
+    assert "choose the files" not in page(ada.post(f"/portal/incidents/{mine.id}/reply", {"body": " "}))
+    # The new-incident form says the same when a file is refused.
+    answer = ada.http.post("/portal/new", content_type="multipart/form-data", data={
+        "csrf_token": ada.csrf(), "title": "Tray", "urgency": "low",
+        "files": [(BytesIO(b"x"), f"shot-{n}.png") for n in range(11)]})
+    assert answer.status_code == 422 and "Please choose the files again." in page(answer)
 
 
 def test_portal_forms_need_the_csrf_token(customer, two_incidents):

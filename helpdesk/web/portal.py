@@ -209,7 +209,8 @@ def new() -> Any:
             for name, data in files:
                 attachments.store(context(), incident.id, None, name, data, contact=g.customer)
     except DomainError as error:
-        return render_template("portal/new.html", urgency=URGENCY, form=form, error=str(error)), 422
+        return render_template("portal/new.html", urgency=URGENCY, form=form,
+                               error=f"{error}{_files_again()}"), 422
     flash(f"Thank you. Your request is {incident.reference}.")
     return redirect(url_for("portal.show", incident_id=incident.id), code=303)
 
@@ -220,6 +221,12 @@ def _files() -> list[tuple[str, bytes]]:
              if upload and upload.filename]
     attachments.check(context(), files)
     return files
+
+
+def _files_again() -> str:
+    """A browser keeps the typed text on a refused form but never the chosen files: say so."""
+    chosen = any(upload and upload.filename for upload in request.files.getlist("files"))
+    return " Please choose the files again." if chosen else ""
 
 
 @bp.get("/incidents/<int:incident_id>")
@@ -250,7 +257,8 @@ def reply(incident_id: int) -> Any:
                 attachments.store(context(), posted.incident.id, posted.entry.id if posted.entry else None,
                                   name, data, contact=g.customer)
     except DomainError as error:  # nothing saved; what the customer wrote is shown back
-        return show(incident_id, error=f"{error} Nothing was sent; your message is still below.",
+        return show(incident_id, error=f"{error} Nothing was sent; your message is still below."
+                                       f"{_files_again()}",
                     status=422, typed=request.form.get("body", ""))
     flash(_reply_outcome(incident, posted))
     return redirect(url_for("portal.show", incident_id=posted.incident.id), code=303)
