@@ -59,6 +59,10 @@ class Customer:
         body = mails[-1].message.get_body(("plain",)).get_content()
         return re.search(r"http://127\.0\.0\.1:5000(/portal/sign-in/\S+)", body).group(1)
 
+    def sign_in_link(self) -> str:
+        assert self.ask_for_link().status_code == 200
+        return self.last_link()
+
     def follow(self, path: str) -> Any:
         answer = self.http.post(path, data={"csrf_token": self.csrf()})
         if answer.status_code == 303:
@@ -76,7 +80,7 @@ class Customer:
 
     def post(self, url: str, data: dict[str, Any] | None = None) -> Any:
         answer = self.http.post(url, data={"csrf_token": self.csrf(), **(data or {})})
-        if url.endswith("password-sign-in") and answer.status_code == 303:
+        if url.endswith(("password-sign-in", "sign-out")) and answer.status_code == 303:
             self._token = None
         return answer
 
@@ -387,3 +391,19 @@ def test_an_incident_waiting_for_the_customer_says_so_in_their_words(customer, t
     assert ada.post(f"/portal/incidents/{mine.id}/reply", {"body": "Tray 2."}).status_code == 303
     shown = page(ada.get(f"/portal/incidents/{mine.id}"))  # answered: back in progress
     assert "Waiting for your reply" not in shown and "We need an answer" not in shown
+
+
+def test_a_link_to_an_incident_leads_there_once_signed_in(customer, two_incidents):
+    """The resolution mail links to the incident in the portal: a signed-out customer opening
+    it signs in and lands on that incident, not on the list where they must find it again."""
+    mine, theirs = two_incidents
+    ada = customer("ada@example.org")
+    assert ada.get(f"/portal/incidents/{mine.id}").headers["Location"].endswith("/portal/sign-in")
+    assert ada.follow(ada.sign_in_link()).headers["Location"].endswith(f"/portal/incidents/{mine.id}")
+    # Only the page asked for with GET, once; other addresses lead to the list as before.
+    ada.post("/portal/sign-out")
+    assert ada.follow(ada.sign_in_link()).headers["Location"].endswith("/portal/")
+    # Someone else's incident asked for: signing in leads there, and it is a 404 as ever.
+    bob = customer("ada@example.org")
+    bob.get(f"/portal/incidents/{theirs.id}")
+    assert bob.get(bob.follow(bob.sign_in_link()).headers["Location"]).status_code == 404

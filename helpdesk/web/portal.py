@@ -13,6 +13,7 @@ changes; forms read only the fields they offer.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from flask import (
@@ -42,6 +43,8 @@ from helpdesk.web.timeline import timeline_with_authors
 bp = Blueprint("portal", __name__, url_prefix="/portal")
 logger = logging.getLogger(__name__)
 SESSION_KEY = "portal_sid"  # the token of a server-side CustomerSession
+NEXT_KEY = "portal_next"  # the incident page a signed-out customer asked for
+_INCIDENT_PAGE = re.compile(r"/portal/incidents/\d{1,18}")
 #: Plain words for urgency (what the customer can tell us); impact is the desk's judgement.
 URGENCY = {"high": "I cannot work at all", "medium": "It slows me down", "low": "It can wait"}
 #: Statuses said from the customer's side where the desk's word hides who is to act.
@@ -65,18 +68,25 @@ def current_customer() -> Contact | None:
                                 settings.session_lifetime_seconds)
 
 
-def _start_customer_session(contact: Contact) -> None:
+def _start_customer_session(contact: Contact) -> str:
     """Nothing of the signed-out session survives (CSRF token included, C3); the new
-    session lives server-side, so signing out or a new password can end it (C4)."""
+    session lives server-side, so signing out or a new password can end it (C4). Returns
+    where to go: the incident a signed-out visit asked for (a link in our mail), else the list."""
+    asked = session.get(NEXT_KEY)
     session.clear()
     settings = current_app.extensions["helpdesk.settings"]
     session[SESSION_KEY] = sessions.start_customer(contact, settings.session_idle_seconds,
                                                    settings.session_lifetime_seconds)
+    if isinstance(asked, str) and _INCIDENT_PAGE.fullmatch(asked):
+        return asked
+    return url_for("portal.index")
 
 
 def _gate() -> Response | None:
     contact = current_customer()
     if contact is None:
+        if request.method == "GET" and _INCIDENT_PAGE.fullmatch(request.path):
+            session[NEXT_KEY] = request.path  # kept for after signing in (only such a path)
         return redirect(url_for("portal.sign_in"))
     g.customer = contact
     return None
@@ -130,8 +140,7 @@ def password_sign_in() -> Any:
     if contact is None:
         return render_template("portal/sign_in.html", email=email, error=(
             "That address and password do not match. Forgot it? Ask for a sign-in link.")), 401
-    _start_customer_session(contact)
-    return redirect(url_for("portal.index"), code=303)
+    return redirect(_start_customer_session(contact), code=303)
 
 
 @bp.route("/password", methods=["GET", "POST"])
@@ -166,8 +175,7 @@ def redeem(token: str) -> Any:
     if contact is None:
         return render_template("portal/sign_in.html", error=(
             "This link is invalid, expired or already used. Ask for a new one.")), 400
-    _start_customer_session(contact)
-    return redirect(url_for("portal.index"), code=303)
+    return redirect(_start_customer_session(contact), code=303)
 
 
 @bp.post("/sign-out")
