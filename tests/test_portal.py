@@ -407,3 +407,19 @@ def test_a_link_to_an_incident_leads_there_once_signed_in(customer, two_incident
     bob = customer("ada@example.org")
     bob.get(f"/portal/incidents/{theirs.id}")
     assert bob.get(bob.follow(bob.sign_in_link()).headers["Location"]).status_code == 404
+
+
+def test_a_cancelled_incident_still_lets_the_customer_write(customer, two_incidents, app, ctx, personas):
+    """By mail, a message to a cancelled incident starts a follow-up; the portal offers the same
+    instead of a page without a way to answer."""
+    mine, _ = two_incidents
+    with app.app_context():
+        incidents.change_status(ctx, mine.id, personas.owner, "cancelled", note="Logged twice.")
+    ada = customer("ada@example.org").sign_in()
+    shown = page(ada.get(f"/portal/incidents/{mine.id}"))
+    assert "This request was cancelled" in shown and 'id="reply-body"' in shown
+    assert "Logged twice." not in shown  # the desk's note on the change stays the desk's
+    answer = ada.post(f"/portal/incidents/{mine.id}/reply", {"body": "It is not a duplicate."})
+    follow = Incident.get(Incident.follow_up_of == mine.id)
+    assert answer.headers["Location"].endswith(f"/portal/incidents/{follow.id}")
+    assert "It is not a duplicate." in follow.description
