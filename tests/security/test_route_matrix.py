@@ -155,6 +155,7 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("/admin/teams", "POST"): ADMIN_ONLY,
     ("/admin/mail", "GET"): ADMIN_ONLY,
     ("/admin/mail/<int:mail_id>/handled", "POST"): ADMIN_ONLY,
+    ("/admin/mail/<int:mail_id>/receive-again", "POST"): ADMIN_ONLY,
     ("/admin/tokens", "GET"): ADMIN_ONLY,
     ("/admin/tokens", "POST"): ADMIN_ONLY,
     ("/admin/tokens/revoke", "POST"): ADMIN_ONLY,
