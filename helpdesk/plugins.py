@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import logging
+import re
 import time
 import traceback
 import zoneinfo
@@ -179,7 +180,8 @@ def load_plugins(
     except pluggy.PluginValidationError as error:
         name = pm.get_name(error.plugin) or repr(error.plugin)
         raise PluginError(
-            f"plugin {name!r}: {error} (a misspelt hook name? see helpdesk.hookspecs)"
+            f"plugin {name!r}: {error} (a misspelt hook name? see helpdesk.hookspecs). "
+            f"{how_to_stop(name)}"
         ) from None
 
     registry = registrations(pm, ctx, ctx.registry if ctx is not None else Registry())
@@ -202,14 +204,18 @@ def registrations(pm: pluggy.PluginManager, ctx: Any, registry: Registry) -> Reg
         for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
             stop = how_to_stop(impl.plugin_name)
             try:
-                given = list(impl.function(**({"ctx": ctx} if "ctx" in impl.argnames else {})) or ())
+                result = impl.function(**({"ctx": ctx} if "ctx" in impl.argnames else {}))
             except ConfigError:
                 raise  # a setting of the plugin's, named by its variable: said as it is
             except Exception as error:
                 raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook_name}: "
                                   f"{type(error).__name__}: {error}. {stop}") from error
-            for record in given:
-                kind = REGISTRATIONS[hook_name][1]
+            kind = REGISTRATIONS[hook_name][1]
+            if result is not None and not isinstance(result, (list, tuple)):
+                # one record, a name or a dict: said as such, not as "not iterable" or a letter
+                raise PluginError(f"plugin {impl.plugin_name!r}: {hook_name} returned {result!r:.80}, "
+                                  f"not a list of helpdesk.records.{kind.__name__}. {stop}")
+            for record in result or ():
                 named = isinstance(record, kind) and isinstance(getattr(record, "name", None), str) \
                     and record.name.strip()
                 if not named:
@@ -343,7 +349,11 @@ def _register(pm: pluggy.PluginManager, plugin: Any, name: str) -> None:
     try:
         pm.register(plugin, name=name)
     except pluggy.PluginValidationError as error:
-        raise PluginError(f"plugin {name!r}: {error}") from None
+        # pluggy says which argument is unknown, not which ones the hook has
+        hook = re.search(r"for hook '(\w+)'", str(error))
+        spec = getattr(getattr(pm.hook, hook.group(1), None), "spec", None) if hook else None
+        takes = f" {hook.group(1)} takes ({', '.join(spec.argnames)}) or any of them." if spec else ""
+        raise PluginError(f"plugin {name!r}: {error}.{takes} {how_to_stop(name)}") from None
     except ValueError as error:  # registered twice under two names
         raise PluginError(f"plugin {name!r}: {error}") from None
 

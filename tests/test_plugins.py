@@ -241,14 +241,30 @@ def test_a_settings_check_that_fails_stops_start_up_naming_the_plugin(tmp_path):
 
 def test_a_misspelt_hook_stops_start_up_naming_the_plugin():
     typo = plugin("typo_plugin", incident_creatd=lambda incident, actor: None)
-    with pytest.raises(PluginError, match="typo_plugin"):
+    with pytest.raises(PluginError, match="typo_plugin") as error:
         load_plugins(load_entry_points=False, extra=[typo])
+    assert "HELPDESK_DISABLED_PLUGINS=typo_plugin" in str(error.value)
 
 
-def test_a_hook_with_an_unknown_argument_is_refused():
+def test_a_hook_with_an_unknown_argument_is_refused_saying_which_arguments_it_has():
     wrong = plugin("wrong_args", incident_created=lambda incident, actor, colour: None)
-    with pytest.raises(PluginError, match="wrong_args"):
+    with pytest.raises(PluginError, match="wrong_args") as error:
         load_plugins(load_entry_points=False, extra=[wrong])
+    assert "{'colour'}" in str(error.value)
+    assert "incident_created takes (incident, actor, ctx, event_key) or any of them" in str(error.value)
+    assert "HELPDESK_DISABLED_PLUGINS=wrong_args" in str(error.value)
+
+
+@pytest.mark.parametrize("returned", [ChannelType("sms", "SMS", lambda message: None), "sms",
+                                      {"sms": "SMS"}])
+def test_a_registration_returning_one_record_instead_of_a_list_says_so(returned):
+    # list() of one record said "'ChannelType' object is not iterable"; of a name, "returned 's'"
+    single = plugin("acme_sms", helpdesk_channel_types=lambda: returned)
+    with pytest.raises(PluginError) as error:
+        load_plugins(load_entry_points=False, extra=[single])
+    assert "acme_sms" in str(error.value)
+    assert "not a list of helpdesk.records.ChannelType" in str(error.value)
+    assert "HELPDESK_DISABLED_PLUGINS=acme_sms" in str(error.value)
 
 
 def test_a_plugin_that_fails_to_import_stops_start_up_saying_how_to_disable_it(monkeypatch, tmp_path):
