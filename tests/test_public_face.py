@@ -89,3 +89,20 @@ def test_the_readme_example_plugin_is_the_installed_one_line_for_line():
 def test_the_readme_escalation_step_is_the_installed_one_line_for_line():
     printed = _readme_block("`helpdesk_example_step/__init__.py`", "python")
     assert printed == (ROOT / "tests/example_step/helpdesk_example_step/__init__.py").read_text()
+
+
+def test_the_example_plugins_tests_run_with_only_the_kit(tmp_path):
+    """A plugin author copies the example's tests next to a conftest.py that only enables the
+    kit, as "Testing a plugin" says: no fixture may come from this repository's conftest."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["helpdesk.testing"]\n')
+    (tmp_path / "test_example_chat.py").write_text(
+        (ROOT / "tests/example_plugin/test_example_chat.py").read_text())
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "passed" in run.stdout and "skipped" not in run.stdout

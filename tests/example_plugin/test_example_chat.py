@@ -19,11 +19,11 @@ def helpdesk_settings(http_receiver):
                                          "allow_private": ["127.0.0.1"]}}}
 
 
-def test_assignment_is_announced_in_the_chat_room(ctx, helpdesk_app, personas, incident_factory,
-                                                  http_receiver):
+def test_assignment_is_announced_in_the_chat_room(helpdesk_ctx, helpdesk_app, personas,
+                                                  incident_factory, http_receiver):
     incident = incident_factory(title="VPN down")
     with helpdesk_app.app_context():
-        incidents.assign(ctx, incident.id, personas.owner, personas.database_team, None)
+        incidents.assign(helpdesk_ctx, incident.id, personas.owner, personas.database_team, None)
     (request,) = http_receiver.requests
     assert request.path == "/hook"
     assert request.json() == {"text": f"{incident.reference} assigned to Database\nVPN down",
