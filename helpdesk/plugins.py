@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import inspect
 import logging
 import re
 import time
@@ -263,6 +264,32 @@ def _malformed(record: Any) -> str:
         if not (isinstance(warnings, (tuple, list)) and all(
                 isinstance(share, (int, float)) and 0 < share < 1 for share in warnings)):
             return f"warnings are {warnings!r:.60}, not a tuple of shares between 0 and 1"
+    for kind, (attribute, arguments) in _CALLED_WITH.items():
+        if isinstance(record, kind):
+            return _cannot_take(getattr(record, attribute), attribute, arguments)
+    return ""
+
+
+#: The callables a record carries and the arguments the core passes them (positionally).
+_CALLED_WITH: dict[type, tuple[str, tuple[str, ...]]] = {
+    records.ChannelType: ("send", ("ctx", "message")),
+    records.SlaPolicy: ("targets", ("ctx", "incident")),
+    records.EscalationStep: ("run", ("ctx", "incident", "level", "params")),
+    records.MacroAction: ("run", ("ctx", "incident", "actor", "params")),
+}
+
+
+def _cannot_take(function: Any, attribute: str, arguments: tuple[str, ...]) -> str:
+    """Why ``function`` cannot be called with ``arguments`` ("" when it can): said at start-up,
+    not as a failed delivery, SLA or escalation step when it is first called."""
+    if not callable(function):
+        return f"{attribute} is {function!r:.60}, not a function"
+    try:
+        inspect.signature(function).bind(*arguments)
+    except TypeError as error:
+        return f"{attribute} must take ({', '.join(arguments)}): {error}"
+    except ValueError:  # no signature to read (some built-ins): found out when called
+        pass
     return ""
 
 

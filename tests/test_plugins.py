@@ -25,6 +25,8 @@ from helpdesk.records import (
     BusinessCalendar,
     ChannelField,
     ChannelType,
+    EscalationStep,
+    MacroAction,
     Panel,
     PluginAssets,
     QueueColumn,
@@ -156,7 +158,7 @@ def test_the_bundled_plugins_are_installed_under_their_own_import_name():
 
 def test_two_plugins_registering_the_same_name_stop_start_up_naming_both():
     def channels():
-        return [ChannelType("sms", "SMS", lambda message: None)]
+        return [ChannelType("sms", "SMS", lambda ctx, message: None)]
 
     first, second = plugin("acme_sms", helpdesk_channel_types=channels), plugin(
         "other_sms", helpdesk_channel_types=channels)
@@ -171,7 +173,7 @@ def _fails() -> list[ChannelType]:
 
 
 @pytest.mark.parametrize("channels", [_fails, lambda: ["webhook"], lambda: [42],
-                                      lambda: [ChannelType("", "No name", lambda message: None)]])
+                                      lambda: [ChannelType("", "No name", lambda ctx, message: None)]])
 def test_a_registration_that_raises_or_returns_no_record_stops_start_up_naming_the_plugin(channels):
     broken = plugin("acme_sms", helpdesk_channel_types=channels)
     with pytest.raises(PluginError) as error:
@@ -197,6 +199,26 @@ def test_a_malformed_business_calendar_stops_start_up_saying_what_is_wrong(calen
         load_plugins(load_entry_points=False, extra=[broken])
     assert "acme_hours" in str(error.value) and "'office'" in str(error.value)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize(("record", "message"), [
+    (ChannelType("sms", "SMS", lambda message: None), "send must take (ctx, message): "),
+    (SlaPolicy("tiered", "Tiered", lambda incident: None), "targets must take (ctx, incident): "),
+    (EscalationStep("page", "Page", lambda ctx, incident, params: None),
+     "run must take (ctx, incident, level, params): "),
+    (MacroAction("tag", "Tag", lambda ctx, incident, actor, params, extra: None),
+     "run must take (ctx, incident, actor, params): "),
+    (EscalationStep("page", "Page", "page_on_call"), "run is 'page_on_call', not a function"),
+])
+def test_a_record_whose_function_cannot_take_the_arguments_given_stops_start_up(record, message):
+    # Found when the plugin loads, not as a dead delivery, a missing SLA or a retried step later.
+    hook = {ChannelType: "helpdesk_channel_types", SlaPolicy: "helpdesk_sla_policies",
+            EscalationStep: "helpdesk_escalation_steps", MacroAction: "helpdesk_macro_actions"}
+    broken = plugin("acme_bits", **{hook[type(record)]: lambda: [record]})
+    with pytest.raises(PluginError) as error:
+        load_plugins(load_entry_points=False, extra=[broken])
+    assert "acme_bits" in str(error.value) and message in str(error.value)
+    assert "HELPDESK_DISABLED_PLUGINS=acme_bits" in str(error.value)
 
 
 @pytest.mark.parametrize("warnings", [(0.5, 75), (0,), "0.5", (0.5, None)])
@@ -255,7 +277,7 @@ def test_a_hook_with_an_unknown_argument_is_refused_saying_which_arguments_it_ha
     assert "HELPDESK_DISABLED_PLUGINS=wrong_args" in str(error.value)
 
 
-@pytest.mark.parametrize("returned", [ChannelType("sms", "SMS", lambda message: None), "sms",
+@pytest.mark.parametrize("returned", [ChannelType("sms", "SMS", lambda ctx, message: None), "sms",
                                       {"sms": "SMS"}])
 def test_a_registration_returning_one_record_instead_of_a_list_says_so(returned):
     # list() of one record said "'ChannelType' object is not iterable"; of a name, "returned 's'"
