@@ -180,9 +180,11 @@ def load_plugins(
         pm.check_pending()
     except pluggy.PluginValidationError as error:
         name = pm.get_name(error.plugin) or repr(error.plugin)
+        unknown = re.search(r"unknown hook '(\w+)'", str(error))
+        near = difflib.get_close_matches(unknown.group(1), _hook_names(), n=1) if unknown else []
+        guess = f"did you mean {near[0]!r}?" if near else "a misspelt hook name?"
         raise PluginError(
-            f"plugin {name!r}: {error} (a misspelt hook name? see helpdesk.hookspecs). "
-            f"{how_to_stop(name)}"
+            f"plugin {name!r}: {error} ({guess} see helpdesk.hookspecs). {how_to_stop(name)}"
         ) from None
 
     registry = registrations(pm, ctx, ctx.registry if ctx is not None else Registry())
@@ -365,6 +367,12 @@ def check_settings(pm: pluggy.PluginManager, registry: Registry, ctx: Any) -> No
         except Exception as error:
             raise PluginError(f"plugin {impl.plugin_name!r} failed in helpdesk_check_settings: "
                               f"{type(error).__name__}: {error}. {how_to_stop(impl.plugin_name)}") from error
+
+
+def _hook_names() -> list[str]:
+    """Every hook a plugin may implement (the specs in :mod:`helpdesk.hookspecs`)."""
+    return [name for name, spec in vars(hookspecs).items()
+            if callable(spec) and hasattr(spec, "helpdesk_spec")]
 
 
 def how_to_stop(plugin_name: str) -> str:

@@ -265,6 +265,7 @@ def test_a_misspelt_hook_stops_start_up_naming_the_plugin():
     typo = plugin("typo_plugin", incident_creatd=lambda incident, actor: None)
     with pytest.raises(PluginError, match="typo_plugin") as error:
         load_plugins(load_entry_points=False, extra=[typo])
+    assert "did you mean 'incident_created'?" in str(error.value)
     assert "HELPDESK_DISABLED_PLUGINS=typo_plugin" in str(error.value)
 
 
