@@ -50,6 +50,16 @@ def test_every_public_name_resolves_and_the_api_has_a_version():
     assert major.isdigit() and minor.isdigit()
 
 
+def test_every_public_name_is_described_in_the_readme():
+    """A plugin author reads the public face from the README: a name exported but not described
+    there is stable API nobody knows about."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### The public face", 1)[1].split("\n### ", 1)[0]
+    missing = [name for name in helpdesk.__all__ if name != "__version__"
+               and f"`{name}" not in section and f"`helpdesk.{name}`" not in section]
+    assert not missing, f"helpdesk.{missing} are public but not in the README's public face"
+
+
 def test_every_hook_has_a_family_and_follows_its_naming_rule():
     specs = {name for name, value in vars(hookspecs).items()
              if callable(value) and hasattr(value, "helpdesk_spec")}
