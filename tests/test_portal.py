@@ -244,6 +244,10 @@ def test_a_customer_logs_an_incident_in_plain_words(customer, customers, persona
     shown = page(ada.get(answer.headers["Location"]))
     assert "&lt;img src=x onerror=alert(1)&gt;" in shown and "<img src=x" not in shown
     assert ada.post("/portal/new", {"title": "x", "urgency": "whenever"}).status_code == 422
+    untitled = ada.post("/portal/new", {"title": "  ", "description": "It jams.", "urgency": "low"})
+    assert untitled.status_code == 422
+    assert "Tell us in one line what is affected." in page(untitled)  # the field's own words
+    assert ">It jams.</textarea>" in page(untitled)
 
 
 def test_reply_reopen_and_confirm(customer, two_incidents, app, ctx, personas):
@@ -290,8 +294,10 @@ def test_a_refused_reply_shows_the_customers_text_back(customer, two_incidents):
     assert "Nothing was sent" in shown and ">The &lt;b&gt;left&lt;/b&gt; tray jams.</textarea>" in shown
     assert "Please choose the files again." in shown  # a browser never keeps them
     assert TimelineEntry.select().where(TimelineEntry.kind == "customer").count() == 0
-    # Without files, no word about them.
-    assert "choose the files" not in page(ada.post(f"/portal/incidents/{mine.id}/reply", {"body": " "}))
+    # Without files, no word about them; and with nothing typed, no word of a kept message.
+    empty = page(ada.post(f"/portal/incidents/{mine.id}/reply", {"body": " "}))
+    assert "Write something before sending." in empty
+    assert "choose the files" not in empty and "your message is still below" not in empty
     # The new-incident form says the same when a file is refused.
     answer = ada.http.post("/portal/new", content_type="multipart/form-data", data={
         "csrf_token": ada.csrf(), "title": "Tray", "urgency": "low",

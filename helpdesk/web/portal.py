@@ -207,6 +207,8 @@ def new() -> Any:
         return render_template("portal/new.html", urgency=URGENCY, form={})
     form = {name: (request.form.get(name) or "").strip() for name in ("title", "description", "urgency")}
     try:
+        if not form["title"]:  # in the words of the form's own label
+            raise DomainError("Tell us in one line what is affected.")
         if form["urgency"] not in URGENCY:
             raise DomainError("Tell us how urgent it is.")
         files = _files()
@@ -265,9 +267,9 @@ def reply(incident_id: int) -> Any:
                 attachments.store(context(), posted.incident.id, posted.entry.id if posted.entry else None,
                                   name, data, contact=g.customer)
     except DomainError as error:  # nothing saved; what the customer wrote is shown back
-        return show(incident_id, error=f"{error} Nothing was sent; your message is still below."
-                                       f"{_files_again()}",
-                    status=422, typed=request.form.get("body", ""))
+        typed = request.form.get("body", "")
+        kept = " Nothing was sent; your message is still below." if typed.strip() else ""
+        return show(incident_id, error=f"{error}{kept}{_files_again()}", status=422, typed=typed)
     flash(_reply_outcome(incident, posted))
     return redirect(url_for("portal.show", incident_id=posted.incident.id), code=303)
 
