@@ -375,6 +375,32 @@ def test_lead_of_the_owning_team_transfers_ownership(app, personas, log_incident
                                                            personas.colleague.id)
 
 
+def test_a_refused_transfer_or_assignment_keeps_the_choice_beside_its_error(app, personas, log_incident):
+    """The team and agent chosen (and the reason typed) come back as chosen, with the error in
+    that panel: reset to the current pair, a second Save would quietly change nothing."""
+    incident = log_incident()  # owned by John: a transfer needs a reason
+    before = snapshot(incident)
+    client = AgentClient(app, personas.owner)
+    answer = client.post(f"/incidents/{incident.id}/owner", {
+        "owner_team": personas.service_desk.id, "owner_agent": personas.colleague.id,
+        "reason": "  ", "version": incident.version})
+    assert answer.status_code == 422
+    page = text(answer)
+    owner = page[page.index('id="owner-heading"'):page.index('id="status-heading"')]
+    assert 'id="owner-error"' in owner and "Give a reason for transferring ownership." in owner
+    assert "<details open>" in owner
+    assert re.search(rf'<option value="{personas.colleague.id}"[^>]* selected', owner)
+    answer = client.post(f"/incidents/{incident.id}/assignee", {
+        "assigned_team": personas.database_team.id, "assigned_agent": personas.colleague.id,
+        "version": incident.version})  # Mary is not in Database
+    assert answer.status_code == 422
+    page = text(answer)
+    assignee = page[page.index('id="assignee-heading"'):page.index('id="owner-heading"')]
+    assert 'id="assignee-error"' in assignee and "not a member of Database" in assignee
+    assert re.search(rf'<option value="{personas.database_team.id}"[^>]* selected', assignee)
+    assert snapshot(incident) == before  # nothing was changed
+
+
 @pytest.mark.parametrize("who", ["colleague", "other", "db_lead"])
 def test_others_cannot_transfer_ownership(app, personas, log_incident, who):
     incident = log_incident()

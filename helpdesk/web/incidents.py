@@ -63,8 +63,8 @@ def _render(incident_id: int, *, error: str | None = None, status: int = 200,
     ``focus`` names the element that changed, where console.js puts the focus; ``reply`` is
     what the agent typed in the reply box when it was refused (shown again); ``typed``, what
     the Edit details form held when its requester search was sent (filled in again, unsaved);
-    ``refused``, the side-panel form (``status``, ``priority``) whose post was refused: it
-    shows the error beside it, filled in again with what was sent."""
+    ``refused``, the side-panel form (``status``, ``priority``, ``assignee``, ``owner``) whose
+    post was refused: it shows the error beside it, filled in again with what was sent."""
     from helpdesk import sla
     incident = incident or _with_people(incident_id)
     found = choices()
@@ -115,6 +115,7 @@ def _render(incident_id: int, *, error: str | None = None, status: int = 200,
         typed=typed,
         refused=refused,
         posted=request.form if refused else {},
+        chosen_pair=_chosen_pair(refused),
         **found,
     )
     return html, status
@@ -192,7 +193,22 @@ def _respond(incident_id: int, change: Callable[[], Any], done: str | Callable[[
 
 #: Side-panel forms that a refusal fills in again (endpoint → panel): the agent's choices are
 #: not lost to a missing reason or note.
-_REFILLED = {"incidents.status": "status", "incidents.priority": "priority"}
+_REFILLED = {"incidents.status": "status", "incidents.priority": "priority",
+             "incidents.assign": "assignee", "incidents.transfer": "owner"}
+
+
+def _chosen_pair(refused: str) -> dict[str, Any] | None:
+    """The team and agent a refused assignment or transfer chose, as the page's selects take
+    them (``{"id": …}`` or None), so they come back as chosen rather than as they were."""
+    prefix = {"assignee": "assigned", "owner": "owner"}.get(refused)
+    if prefix is None:
+        return None
+
+    def picked(name: str) -> dict[str, int] | None:
+        value = request.form.get(f"{prefix}_{name}", "")
+        return {"id": int(value)} if value.isdigit() and len(value) < 19 else None
+
+    return {"team": picked("team"), "agent": picked("agent")}
 
 
 def _lost_race(stale: StaleVersion) -> str:
