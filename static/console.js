@@ -135,9 +135,10 @@
     applyTimelineFilter(body);
     var message = body.getAttribute("data-announce");
     var live = document.getElementById("console-announce");
-    if (live && message) {
+    if (live) {
+      // A refusal announces nothing (its error is an alert): the last success must not linger.
       live.textContent = "";
-      window.setTimeout(function () { live.textContent = message; }, 50);
+      if (message) { window.setTimeout(function () { live.textContent = message; }, 50); }
     }
     var id = body.getAttribute("data-focus");
     if (id) { focusTarget(document.getElementById(id)); }

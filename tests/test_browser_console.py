@@ -172,6 +172,13 @@ def test_a_refused_status_or_priority_change_keeps_what_was_chosen_beside_its_er
     priority.get_by_label("Reason").fill("Whole floor affected")
     priority.get_by_role("button", name="Set priority").click()
     page.wait_for_selector("#priority-heading ~ p:has-text('P1 Critical')")
+    page.wait_for_selector("#console-announce:has-text('Priority')", state="attached")
+    # Refused again: the success just read out does not linger beside the new error.
+    status.get_by_label("Move to").select_option("resolved")
+    status.get_by_role("button", name="Change status").click()
+    status.get_by_role("alert").wait_for()
+    wait_until(page, "document.activeElement.id === 'status-error'")  # settled
+    assert page.locator("#console-announce").text_content() == ""
 
 
 def test_the_reply_button_says_whether_it_adds_a_note_or_sends_to_the_customer(
