@@ -115,13 +115,16 @@ def record_event(ctx: Context, event: str, incident_id: int, payload: dict[str, 
                                       incident=incident, agent=recipient.agent, subject=subject, text=text,
                                       payload=payload, expires_at=rules.expires_at(recipient.kind, payload),
                                       references=thread))
+    told: tuple[str, str] | None = None  # what a broadcast says, written once for every address
     for channel in channels:
         if channel.broadcast is None:
             continue
         for address in _call_plugin(ctx, channel, "broadcast", lambda c=channel: c.broadcast(ctx)) or ():
+            if told is None:  # a room or a feed reads it too, not only a machine's payload
+                told = render_safely(ctx, "broadcast", incident, {**payload, "event": event})
             created.append(_write(ctx, channel.name, str(address), event=event, kind=event,
-                                  incident=incident, agent=None, subject=f"{incident.reference} {event}",
-                                  text="", payload=payload, expires_at=None))
+                                  incident=incident, agent=None, subject=told[0], text=told[1],
+                                  payload=payload, expires_at=None))
     _deliver_after_commit(ctx, created)
     return created
 
