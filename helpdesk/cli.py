@@ -214,6 +214,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_worker: boo
     _log_to_stderr()
     app = _ready(ctx, wait=True)
     settings = app.extensions["helpdesk"].settings
+    serving.settle()  # before the worker's threads hold tasks in flight
     consumer = None
     if not no_worker:
         consumer = _start_consumer(app, settings.workers)
@@ -221,7 +222,6 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_worker: boo
     mismatch = base_url_mismatch(settings.base_url, port)
     if mismatch:
         click.echo(mismatch, err=True)
-    serving.settle()
     try:
         # Behind trusted proxies waitress must pass X-Forwarded-* on (it drops them by default):
         # the app's ProxyFix takes the address the nearest `trusted_proxies` proxies saw.

@@ -1070,7 +1070,10 @@ def test_unreadable_and_agent_mail_stay_quarantined_when_received_again(app, ctx
     with app.app_context():
         assert receive_again(ctx, unreadable.id, by="root").reason.startswith("still unreadable")
         assert "agent" in receive_again(ctx, agent.id, by="root").reason  # the rule holds
-        assert InboundMail.get_by_id(agent.id).handled_at is None
+        receive_again(ctx, agent.id, by="root")
+        held = InboundMail.get_by_id(agent.id)
+        assert held.handled_at is None and held.outcome == "quarantined"
+        assert held.reason.count("received again") == 1, "each try replaces the last, no pile"
         with pytest.raises(DomainError, match="not waiting in quarantine"):
             receive_again(ctx, InboundMail.get(InboundMail.outcome == "created").id, by="root")
     assert customer_entries(incident.id) == [] and Incident.select().count() == 1
@@ -1102,7 +1105,7 @@ def test_a_follow_ups_acknowledgement_names_the_closed_incident(take, ada_incide
     follow = take(reply_to(ack, "ada@example.org", "It happened again today.")).incident
     (follow_ack,) = [m for m in smtp.to("ada@example.org") if follow.reference in m.message["Subject"]]
     text = follow_ack.message.get_body(("plain",)).get_content()
-    assert f"It follows up {incident.reference}, which was already closed." in text
+    assert f"It follows up {incident.reference}, which is no longer open." in text
 
 
 def test_the_resolution_mail_says_how_long_a_reply_reopens_and_where_to_confirm(

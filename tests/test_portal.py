@@ -399,7 +399,7 @@ def test_an_incident_waiting_for_the_customer_says_so_in_their_words(customer, t
     assert "Waiting for your reply" not in shown and "We need an answer" not in shown
 
 
-def test_a_link_to_an_incident_leads_there_once_signed_in(customer, two_incidents):
+def test_a_link_to_an_incident_leads_there_once_signed_in(customer, two_incidents, monkeypatch):
     """The resolution mail links to the incident in the portal: a signed-out customer opening
     it signs in and lands on that incident, not on the list where they must find it again."""
     mine, theirs = two_incidents
@@ -413,6 +413,13 @@ def test_a_link_to_an_incident_leads_there_once_signed_in(customer, two_incident
     bob = customer("ada@example.org")
     bob.get(f"/portal/incidents/{theirs.id}")
     assert bob.get(bob.follow(bob.sign_in_link()).headers["Location"]).status_code == 404
+    # A page asked for long before signing in (a link opened last week) is forgotten.
+    from helpdesk.web import portal
+
+    late = customer("bob@example.org")  # (Ada asked for her three links of the quarter hour)
+    late.get(f"/portal/incidents/{theirs.id}")
+    monkeypatch.setattr(portal, "NEXT_FOR", -1)  # as if the hour had passed
+    assert late.follow(late.sign_in_link()).headers["Location"].endswith("/portal/")
 
 
 def test_a_cancelled_incident_still_lets_the_customer_write(customer, two_incidents, app, ctx, personas):
@@ -429,3 +436,5 @@ def test_a_cancelled_incident_still_lets_the_customer_write(customer, two_incide
     follow = Incident.get(Incident.follow_up_of == mine.id)
     assert answer.headers["Location"].endswith(f"/portal/incidents/{follow.id}")
     assert "It is not a duplicate." in follow.description
+    assert f"This incident is cancelled, so we logged your message as {follow.reference}." in page(
+        ada.get(answer.headers["Location"]))  # not "closed": it was never solved

@@ -399,6 +399,10 @@ def test_a_refused_transfer_or_assignment_keeps_the_choice_beside_its_error(app,
     assert 'id="assignee-error"' in assignee and "not a member of Database" in assignee
     assert re.search(rf'<option value="{personas.database_team.id}"[^>]* selected', assignee)
     assert snapshot(incident) == before  # nothing was changed
+    # Whatever a crafted form holds, the refusal is an answer, not a crash.
+    odd = client.post(f"/incidents/{incident.id}/owner", {
+        "owner_team": "", "owner_agent": "²", "reason": "x", "version": incident.version})
+    assert odd.status_code == 422 and "Choose the owning team." in text(odd)
 
 
 @pytest.mark.parametrize("who", ["colleague", "other", "db_lead"])

@@ -456,8 +456,10 @@ def receive_again(ctx: Context, mail_id: int, by: str) -> Received:
             if not claimed:
                 raise _NotWaiting
             received = _decide(ctx, mail, base, raw, again=row, late=late)
-            row.reason = "; ".join(filter(None, [received.reason, history]))[:2000]
-            if received.outcome != "quarantined":
+            if received.outcome == "quarantined":  # a rule holds it again: today's reason first
+                row.reason = f"{received.reason} ({history})"[:2000]
+            else:
+                row.reason = "; ".join(filter(None, [received.reason, history]))[:2000]
                 row.handled_at = stamp
             row.save()
     except _NotWaiting:

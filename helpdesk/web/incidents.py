@@ -205,8 +205,8 @@ def _chosen_pair(refused: str) -> dict[str, Any] | None:
         return None
 
     def picked(name: str) -> dict[str, int] | None:
-        value = request.form.get(f"{prefix}_{name}", "")
-        return {"id": int(value)} if value.isdigit() and len(value) < 19 else None
+        found = parse_id(request.form.get(f"{prefix}_{name}"))
+        return {"id": found} if found is not None else None
 
     return {"team": picked("team"), "agent": picked("agent")}
 

@@ -13,7 +13,7 @@ changes; forms read only the fields they offer.
 from __future__ import annotations
 
 import logging
-import re
+import time
 from typing import Any
 
 from flask import (
@@ -43,8 +43,8 @@ from helpdesk.web.timeline import timeline_with_authors
 bp = Blueprint("portal", __name__, url_prefix="/portal")
 logger = logging.getLogger(__name__)
 SESSION_KEY = "portal_sid"  # the token of a server-side CustomerSession
-NEXT_KEY = "portal_next"  # the incident page a signed-out customer asked for
-_INCIDENT_PAGE = re.compile(r"/portal/incidents/\d{1,18}")
+NEXT_KEY = "portal_next"  # the incident a signed-out customer asked for, and when
+NEXT_FOR = 3600  # seconds: a link followed today, not a page asked for last week
 #: Plain words for urgency (what the customer can tell us); impact is the desk's judgement.
 URGENCY = {"high": "I cannot work at all", "medium": "It slows me down", "low": "It can wait"}
 #: Statuses said from the customer's side where the desk's word hides who is to act.
@@ -77,16 +77,18 @@ def _start_customer_session(contact: Contact) -> str:
     settings = current_app.extensions["helpdesk.settings"]
     session[SESSION_KEY] = sessions.start_customer(contact, settings.session_idle_seconds,
                                                    settings.session_lifetime_seconds)
-    if isinstance(asked, str) and _INCIDENT_PAGE.fullmatch(asked):
-        return asked
+    if (isinstance(asked, list) and len(asked) == 2 and all(isinstance(n, int) for n in asked)
+            and 0 <= time.time() - asked[1] <= NEXT_FOR):
+        return url_for("portal.show", incident_id=asked[0])  # still checked as theirs there
     return url_for("portal.index")
 
 
 def _gate() -> Response | None:
     contact = current_customer()
     if contact is None:
-        if request.method == "GET" and _INCIDENT_PAGE.fullmatch(request.path):
-            session[NEXT_KEY] = request.path  # kept for after signing in (only such a path)
+        if request.method == "GET" and request.endpoint == "portal.show":
+            # kept for after signing in: only an incident's id, never an address
+            session[NEXT_KEY] = [request.view_args["incident_id"], int(time.time())]
         return redirect(url_for("portal.sign_in"))
     g.customer = contact
     return None
@@ -277,11 +279,12 @@ def reply(incident_id: int) -> Any:
 def _reply_outcome(incident: Incident, posted: customers.Posted) -> str:
     """What became of the message, in words: the customer lands on another incident's page
     when a closed one passed it to its follow-up, and must be told why."""
+    ended = STATUSES.get(incident.status, incident.status).lower()  # closed, or cancelled
     if posted.outcome == "followed_up":
-        return f"This incident is closed, so we logged your message as {posted.incident.reference}."
+        return f"This incident is {ended}, so we logged your message as {posted.incident.reference}."
     reopened = posted.outcome == "reopened"
     if posted.incident.id != incident.id:
-        return (f"{incident.reference} is closed, so we added your message to its follow-up "
+        return (f"{incident.reference} is {ended}, so we added your message to its follow-up "
                 f"{posted.incident.reference}" + (" and reopened it." if reopened else "."))
     return "Thank you. We reopened the incident." if reopened else "Thank you, we got your message."
 
