@@ -248,6 +248,24 @@ def test_the_rate_limit_window_moves_on(app, personas, issue, frozen_clock):
     assert client.get("/teams").status_code == 200
 
 
+def test_a_request_from_just_before_the_minute_turned_counts_in_the_new_minute(app, personas, issue,
+                                                                               frozen_clock):
+    """Concurrent requests straddling a minute boundary: one that read the clock at :59.99 may
+    reach the counter after one from :00.01 started the next minute. It was refused (429)
+    with the budget untouched; it counts in the minute already started."""
+    from helpdesk.api import tokens as api_tokens
+
+    secret = issue(personas.owner, rate_limit=3)
+    token = ApiToken.get(ApiToken.hint == secret[:8])
+    later = frozen_clock.now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    ApiToken.update(window_start=later, window_count=1).where(ApiToken.id == token.id).execute()
+    with app.app_context():
+        assert api_tokens.spend(ApiToken.get_by_id(token.id)) is None
+        assert api_tokens.spend(ApiToken.get_by_id(token.id)) is None
+        assert api_tokens.spend(ApiToken.get_by_id(token.id)) is not None  # that minute's 3 are spent
+    assert ApiToken.get_by_id(token.id).window_count == 3
+
+
 def test_admin_makes_a_service_token_acting_as_a_chosen_agent(app, personas):
     admin = AgentClient(app, personas.admin)
     page = admin.post("/admin/tokens", {"name": "prometheus", "scopes": ["alerts"],

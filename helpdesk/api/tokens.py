@@ -163,9 +163,13 @@ def spend(token: ApiToken) -> int | None:
             & (ApiToken.window_start.is_null() | (ApiToken.window_start < minute))).execute()
         if started:
             return None
-        # Neither: this minute's budget is spent, or a concurrent request just started the minute.
+        # Neither: this minute's budget is spent, or a concurrent request just started the minute,
+        # or the next one (a request that read the clock a moment before the minute turned, and
+        # got here after one that read it after): it is counted in that later minute.
         current = ApiToken.select(ApiToken.window_start, ApiToken.window_count, ApiToken.rate_limit) \
             .where(ApiToken.id == token.id).get()
+        if current.window_start is not None and current.window_start > minute:
+            minute = current.window_start
         if current.window_start == minute and current.window_count >= current.rate_limit:
             break
     return max(1, 60 - stamp.second)
