@@ -51,6 +51,8 @@ def password_sign_in(customer: Customer, email: str, password: str) -> Any:
 
 def test_a_customer_chooses_a_password_and_signs_in_with_it(app, smtp, acme):
     ada = Customer(app, smtp, "ada@example.org").sign_in()
+    # The way there is a link that says so, on every portal page (not only the name's tooltip).
+    assert re.search(r'<a href="/portal/password">Password</a>', ada.get("/portal/").get_data(as_text=True))
     chosen = ada.post("/portal/password", {"password": PASSWORD, "again": PASSWORD})
     assert chosen.status_code == 303
     stored = Contact.get_by_id(acme["ada"].id).password_hash
