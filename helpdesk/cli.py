@@ -367,6 +367,17 @@ def demo(ctx: click.Context) -> None:
     click.echo(demo_data.LOGIN_HELP)
 
 
+class _HeldRecords(logging.Handler):
+    """Warnings logged while a short command builds the app, for the command to say itself."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
@@ -374,12 +385,23 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     """List every plugin: where it came from, its hooks and records, enabled or disabled."""
     import json
 
-    state = _app(ctx).extensions["helpdesk"]
+    # Start-up logs what it finds wrong; this command says it once, as its own warnings.
+    held = _HeldRecords()
+    app_logger = logging.getLogger("helpdesk")
+    app_logger.addHandler(held)
+    propagate, app_logger.propagate = app_logger.propagate, False
+    try:
+        state = _app(ctx).extensions["helpdesk"]
+    finally:
+        app_logger.removeHandler(held)
+        app_logger.propagate = propagate
     infos = [info.as_dict() for info in state.plugins.values()]
-    for warning in state.unclaimed_settings:
+    said = list(state.unclaimed_settings) + [f"plugin {plugin!r} ({hook}): {problem}"
+                                             for plugin, hook, problem in state.plugin_problems]
+    said += [message for message in (record.getMessage() for record in held.records)
+             if not any(message in text or text in message for text in said)]
+    for warning in said:
         click.echo(f"Warning: {warning}", err=True)
-    for plugin, hook, problem in state.plugin_problems:
-        click.echo(f"Warning: plugin {plugin!r} ({hook}): {problem}", err=True)
     if as_json:
         click.echo(json.dumps(infos, indent=2))
         return

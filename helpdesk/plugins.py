@@ -347,8 +347,8 @@ def unread_setting_keys(pm: pluggy.PluginManager, settings: Any,
         for key in sorted(key for key in settings.plugins[name] if key.lower() not in known):
             where = settings.sources.get(f"{name}.{key}", "the configuration")
             close = difflib.get_close_matches(key.lower(), sorted(known), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            found.append(f"setting {key!r} of [plugins.{name}] ({where}) is not used: "
+            hint = f": did you mean {close[0]!r}? " if close else " "
+            found.append(f"setting {key!r} of [plugins.{name}] ({where}) is not used"
                          f"{hint}({', '.join(sorted(set(readers[name])))} reads only "
                          f"{', '.join(sorted(known)) or 'no keys'})")
     return found, problems

@@ -773,7 +773,7 @@ def test_a_bad_bundled_plugin_setting_stops_start_up_naming_its_variable(tmp_pat
 def test_helpdesk_plugins_lists_what_is_loaded_and_why(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
     env.update(HELPDESK_INSTANCE=str(tmp_path), HELPDESK_SECRET_KEY="k" * 40,
-               HELPDESK_DISABLED_PLUGINS="age", HELPDESK_PLUGINS__WEBHOK__URLS="https://x.example")
+               HELPDESK_DISABLED_PLUGINS="age,gone", HELPDESK_PLUGINS__WEBHOK__URLS="https://x.example")
     # A misspelt table is said, not silently ignored; a disabled plugin's own table is fine.
     (tmp_path / "helpdesk.toml").write_text('[plugins.emial]\nhost = "smtp.example.com"\n'
                                             '[plugins.age]\nhours = 4\n'
@@ -782,8 +782,11 @@ def test_helpdesk_plugins_lists_what_is_loaded_and_why(tmp_path):
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
-    assert len(warnings) == 2 and "'emial'" in warnings[0] and "helpdesk.toml" in warnings[0]
+    # Each said once, as the command's own warning (start-up's log lines are not repeated).
+    assert result.stderr.splitlines() == warnings
+    assert len(warnings) == 3 and "'emial'" in warnings[0] and "helpdesk.toml" in warnings[0]
     assert "'webhok'" in warnings[1] and "HELPDESK_PLUGINS__WEBHOK__URLS" in warnings[1]
+    assert warnings[2] == "Warning: HELPDESK_DISABLED_PLUGINS names 'gone', which is not installed"
     assert "no plugin of that name is installed" in warnings[0] and "email" in warnings[0]
     listed = {p["name"]: p for p in json.loads(result.stdout)}
     assert listed["builtin"]["source"] == "built-in"
@@ -850,6 +853,7 @@ def test_a_misspelt_key_in_a_plugins_table_is_reported_where_a_misspelt_table_is
         '[plugins.sla_priority]\nresponse = { p3 = "2h" }\nresolutoin = { p3 = "1bd" }\n'
         '[plugins.alerts]\nmax_flaps = 5\nflap_minute = 30\n', encoding="utf-8")
     monkeypatch.setenv("HELPDESK_PLUGINS__WEBHOOK__TIMEOUTS", "5")
+    monkeypatch.setenv("HELPDESK_PLUGINS__WEBHOOK__SOUND", "beep")  # nothing close to it
     app = make_app(instance, load_entry_points=True)
     unread = app.extensions["helpdesk"].unclaimed_settings
     toml = instance / "helpdesk.toml"
@@ -859,6 +863,8 @@ def test_a_misspelt_key_in_a_plugins_table_is_reported_where_a_misspelt_table_is
         f"setting 'resolutoin' of [plugins.sla_priority] ({toml}) is not used: did you mean "
         "'resolution'? (sla_priority reads only around_the_clock, calendar, calendar_by_service, "
         "calendar_by_team, resolution, response, warnings)",
+        "setting 'sound' of [plugins.webhook] (HELPDESK_PLUGINS__WEBHOOK__SOUND) is not used "
+        "(webhook reads only allow_private, secret, secret_file, timeout, urls)",
         "setting 'timeouts' of [plugins.webhook] (HELPDESK_PLUGINS__WEBHOOK__TIMEOUTS) is not used: "
         "did you mean 'timeout'? (webhook reads only allow_private, secret, secret_file, timeout, urls)"]
     assert any("'resolutoin'" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
