@@ -40,7 +40,8 @@ def child(folder: Path, queue: str, fmt: str) -> dict:
 
     class Counter(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            statements.append(1)
+            if isinstance(record.msg, tuple):  # a statement, not the pool's own log lines
+                statements.append(1)
 
     with app.app_context():
         database.connect(reuse_if_open=True)

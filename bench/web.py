@@ -252,7 +252,10 @@ class Counter(logging.Handler):
         self.count = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.count += 1
+        # peewee logs each statement as (sql, params); its pool also logs lines such as
+        # "Returning … to pool", which are not statements
+        if isinstance(record.msg, tuple):
+            self.count += 1
 
 
 def queries_per_request(url: str, folder: Path, paths: dict[str, str], ids: dict[str, int]) -> dict[str, int]:

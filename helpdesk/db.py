@@ -496,6 +496,8 @@ def _datetime_value(field: peewee.Field) -> Callable[[Any], Any]:
     slow = field.python_value
 
     def convert(value: Any) -> Any:
+        if value.__class__ is dt.datetime:  # PostgreSQL's driver gives date-times as they are
+            return value
         if isinstance(value, str):
             try:  # what peewee stores in SQLite, parsed in C (peewee tries strptime formats)
                 return dt.datetime.fromisoformat(value)

@@ -316,7 +316,10 @@ class QueryCounter(logging.Handler):
         self.queries: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.queries.append(record.getMessage())
+        # A statement is logged as (sql, params); the PostgreSQL pool's own lines
+        # ("Returning … to pool") are not statements.
+        if isinstance(record.msg, tuple):
+            self.queries.append(record.getMessage())
 
 
 @pytest.fixture
