@@ -7,8 +7,9 @@
 For each size it bulk-loads a realistic pool (``helpdesk.seed``: ~45 % active, both
 pairs, timeline entries, SLA clocks from the bundled policy and calendar), serves the
 app with gunicorn (``--workers`` sync workers; ``pip install -e '.[bench]'``) and drives it
-with wrk (``apt-get install wrk``) for every queue, the incident page (random ids) and
-create (POST), logged in as an agent of two teams. A bare Flask + peewee page rendering
+with wrk (``apt-get install wrk``) for every queue, the incident page (random ids),
+create (POST), a public reply (POST, to random active incidents), a search and the reports
+page, logged in as an agent of two teams. A bare Flask + peewee page rendering
 50 incident rows from the same database is measured in the same run. Queries per request
 are counted in-process with the test client. Needs loopback only; each run is bounded
 by ``--seconds``.
@@ -211,10 +212,14 @@ def wrk(url: str, cookie: str, seconds: int, connections: int, script: str | Non
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
             "p50": latency.get("50"), "p99": latency.get("99"),
+            "requests": int(re.search(r"(\d+) requests in", output).group(1)),
             "errors": int(errors.group(1)) if errors else 0}
 
 
-def lua_scripts(folder: Path, ids: dict[str, int], token: str) -> dict[str, str]:
+REPLY = {"body": "Looking into it now; I will write again within the hour.", "visibility": "public"}
+
+
+def lua_scripts(folder: Path, ids: dict[str, int], token: str, active: list[int]) -> dict[str, str]:
     incident = folder / "incident.lua"
     incident.write_text(
         f"math.randomseed(15)\nrequest = function()\n"
@@ -225,7 +230,46 @@ def lua_scripts(folder: Path, ids: dict[str, int], token: str) -> dict[str, str]
     create.write_text(
         f"wrk.method = 'POST'\nwrk.body = '{body}'\n"
         "wrk.headers['Content-Type'] = 'application/x-www-form-urlencoded'\n")
-    return {"incident": str(incident), "create": str(create)}
+    # a public reply (mailed to the requester through the outbox) to a random active incident
+    reply = folder / "reply.lua"
+    body = urllib.parse.urlencode({"csrf_token": token, **REPLY})
+    # (wrk.format with a headers table would send those headers alone: no session cookie)
+    reply.write_text(
+        f"math.randomseed(16)\nids = {{{', '.join(map(str, active))}}}\n"
+        f"wrk.method = 'POST'\nwrk.body = '{body}'\n"
+        "wrk.headers['Content-Type'] = 'application/x-www-form-urlencoded'\n"
+        "request = function()\n"
+        "  return wrk.format(nil, '/incidents/' .. ids[math.random(#ids)] .. '/comments')\nend\n")
+    return {"incident": str(incident), "create": str(create), "reply": str(reply)}
+
+
+def written(url: str, folder: Path) -> tuple[int, int]:
+    """Incidents and replies in the pool: a POST page's run must add one per request."""
+    from helpdesk.db import database
+    from helpdesk.models import Incident, TimelineEntry
+
+    app = bench_app(url, folder)
+    with app.app_context():
+        database.connect(reuse_if_open=True)
+        replies = TimelineEntry.select().where(TimelineEntry.kind == "reply").count()
+        found = (Incident.select().count(), replies)
+        database.close()
+    return found
+
+
+def active_sample(url: str, folder: Path, count: int = 500) -> list[int]:
+    """Ids of active incidents spread over the pool, for replies."""
+    from helpdesk.db import database
+    from helpdesk.models import ACTIVE_STATUSES, Incident
+
+    app = bench_app(url, folder)
+    with app.app_context():
+        database.connect(reuse_if_open=True)
+        step = max(1, Incident.select().count() // (count * 3))
+        found = [row.id for row in Incident.select(Incident.id).where(
+            Incident.status.in_(ACTIVE_STATUSES) & (Incident.id % step == 0)).limit(count)]
+        database.close()
+    return found
 
 
 def worker_rss(process: subprocess.Popen) -> list[int]:
@@ -258,7 +302,8 @@ class Counter(logging.Handler):
             self.count += 1
 
 
-def queries_per_request(url: str, folder: Path, paths: dict[str, str], ids: dict[str, int]) -> dict[str, int]:
+def queries_per_request(url: str, folder: Path, paths: dict[str, str], ids: dict[str, int],
+                        active: list[int]) -> dict[str, int]:
     from helpdesk.db import database
 
     # the queue as served: events wait in the SQLite queue file (no worker runs in the bench)
@@ -273,13 +318,16 @@ def queries_per_request(url: str, folder: Path, paths: dict[str, str], ids: dict
     logger.setLevel(logging.DEBUG)
     counts = {}
     for name, path in paths.items():
-        client.get(path)  # warm up anything done once per process
+        client.get(path.replace("RANDOM", str(ids["first"])).replace("ACTIVE", str(active[0])))  # warm up
         counter = Counter()
         logger.addHandler(counter)
         if name.startswith("create"):
             response = client.post(path, data={"csrf_token": token, "title": "Printer on fire",
                                                "type": "incident", "impact": "medium", "urgency": "medium",
                                                "keep_ownership": "y"})
+        elif name.startswith("reply"):
+            response = client.post(path.replace("ACTIVE", str(active[0])),
+                                   data={"csrf_token": token, **REPLY})
         else:
             response = client.get(path.replace("RANDOM", str((ids["first"] + ids["last"]) // 2)))
         if response.status_code >= 400:
@@ -315,6 +363,9 @@ def main() -> None:
     paths = {f"queue {name}": f"/queues/{name}" for name in QUEUES}
     paths["incident page"] = "/incidents/RANDOM"
     paths["create (POST)"] = "/incidents/new"
+    paths["reply (POST)"] = "/incidents/ACTIVE/comments"
+    paths["search"] = "/search?q=printer+jam"
+    paths["reports"] = "/reports"
     if args.pages:
         paths = {name: path for name, path in paths.items() if any(p in name for p in args.pages.split(","))}
     results: dict[int, dict[str, dict]] = {}
@@ -345,7 +396,8 @@ def main() -> None:
         if not ids:
             ids = prepare(size, url, folder)
             ready.write_text(f"{ids['first']} {ids['last']}")
-        counts = queries_per_request(url, folder, paths, ids)
+        active = active_sample(url, folder)
+        counts = queries_per_request(url, folder, paths, ids, active)
         env = {"HELPDESK_INSTANCE": str(folder), "HELPDESK_DATABASE_URL": url,
                "HELPDESK_SECRET_KEY": "bench-" + "k" * 40, "BENCH_DATABASE_URL": url}
         rows: dict[str, dict] = {}
@@ -355,15 +407,22 @@ def main() -> None:
         server, base = serve("helpdesk.app:create_app()", env, args.workers)
         try:
             cookie, token = login(base)
-            scripts = lua_scripts(folder, ids, token)
+            scripts = lua_scripts(folder, ids, token, active)
             for name, path in paths.items():
                 script = scripts["incident"] if name == "incident page" else (
-                    scripts["create"] if name.startswith("create") else None)
-                target = base + path.replace("RANDOM", str(ids["first"]))
+                    scripts["create"] if name.startswith("create") else (
+                        scripts["reply"] if name.startswith("reply") else None))
+                target = base + path.replace("RANDOM", str(ids["first"])).replace("ACTIVE", str(active[0]))
                 wrk(target, cookie, 2, args.connections, script)  # warm up
                 rounds = []
                 for _ in range(args.rounds):
+                    before = written(url, folder) if "POST" in name else None
                     run = wrk(target, cookie, args.seconds, args.connections, script)
+                    if before is not None:  # a 303 to the login page would pass for success
+                        added = [a - b for a, b in zip(written(url, folder), before, strict=True)]
+                        landed = added[0] if name.startswith("create") else added[1]
+                        if landed < run["requests"]:
+                            raise SystemExit(f"{name}: {run['requests']} requests wrote {landed}")
                     run["bare"] = wrk(bare_base + "/", "x=1", args.seconds, args.connections)["rps"]
                     rounds.append(run)
                 # the round whose share of the bare page is the median: one consistent set of figures
