@@ -84,9 +84,15 @@ def test_a_signed_resolve_resolves_when_the_settings_say_so(app, personas):
     assert Incident.get_by_id(created).status == "resolved"
 
 
-@pytest.mark.parametrize("tamper", ["other secret", "old", "body changed", "no signature"])
+@pytest.mark.parametrize("tamper", ["other secret", "old", "body changed", "no signature",
+                                    "non-ASCII signature", "superscript time"])
 def test_a_bad_signature_is_refused_and_changes_nothing(app, personas, tamper):
-    if tamper == "other secret":
+    if tamper in {"non-ASCII signature", "superscript time"}:  # both were a 500, not a refusal
+        body, headers = signed(grafana())
+        stamp, mac = headers["X-Helpdesk-Signature"].split(",")
+        headers["X-Helpdesk-Signature"] = (f"{stamp},v1=\u00e9{mac[4:]}" if tamper == "non-ASCII signature"
+                                           else f"t=\u00b2,{mac}")
+    elif tamper == "other secret":
         body, headers = signed(grafana(), secret="y" * 40)
     elif tamper == "old":
         body, headers = signed(grafana(), at=time.time() - 3600)

@@ -120,10 +120,12 @@ def verify_signature(ctx: Context, source: str, header: str, body: bytes) -> boo
         return False
     parts = dict(part.strip().partition("=")[::2] for part in header.split(",") if "=" in part)
     stamp, given = parts.get("t", ""), parts.get("v1", "")
-    if not stamp.isdigit() or abs(time.time() - int(stamp)) > SIGNATURE_TOLERANCE:
+    # ASCII only: "²".isdigit() holds but int() refuses it, and compare_digest refuses a
+    # non-ASCII str; either was a 500 to whoever sent the header.
+    if not (stamp.isascii() and stamp.isdigit()) or abs(time.time() - int(stamp)) > SIGNATURE_TOLERANCE:
         return False
     expected = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, given)
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
 
 
 def _text(value: Any, where: str, limit: int = 2000, required: bool = False) -> str:
