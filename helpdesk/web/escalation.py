@@ -33,6 +33,7 @@ from helpdesk.models import (
 )
 from helpdesk.security import AGENT, LEAD, access
 from helpdesk.web import context, escalation_form
+from helpdesk.web.forms import parse_id
 
 bp = Blueprint("escalation", __name__)
 SNOOZES = {0: "No snooze", 30: "30 minutes", 60: "1 hour", 120: "2 hours", 240: "4 hours",
@@ -199,7 +200,7 @@ def edit() -> Any:
     if request.method == "GET":
         return _editor(policy, stored, text)
     version = request.form.get("version") or None
-    expected = int(version) if version and version.isdigit() else None
+    expected = parse_id(version)
     if "level_count" not in request.form:  # the TOML form
         text = request.form.get("toml", "")
         try:
@@ -291,7 +292,9 @@ def simulator() -> Any:
     results, error, status = [], None, 200
     if request.method == "POST":
         try:
-            hours = int(form.get("horizon") or 72)
+            hours = parse_id(form.get("horizon") or "72")
+            if hours is None or hours > 24 * 366:  # (a huge number overflowed the timedelta)
+                raise DomainError("The horizon is from a minute to 90 days.")
             horizon = dt.timedelta(hours=hours)
             reference = (form.get("incident") or "").strip()
             kwargs: dict[str, Any] = {"horizon": horizon}
@@ -306,7 +309,7 @@ def simulator() -> Any:
                     "logged_at": _local(form.get("logged_at", "")) or now(),
                     "type": form.get("type") or "incident", "team": form.get("team") or None,
                     "service": form.get("service") or None,
-                    "priority": int(priority) if priority.isdigit() else None,
+                    "priority": parse_id(priority),
                     "impact": form.get("impact") or "medium", "urgency": form.get("urgency") or "medium"}
             results.append(("Live policies", simulate(context(), **kwargs)))
             draft = (form.get("draft") or "").strip()

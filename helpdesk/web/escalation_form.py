@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from helpdesk.escalation import policies
+from helpdesk.web.forms import parse_id
 
 MAX_STEPS = 12
 LIST_KINDS = {"agents"}
@@ -82,7 +83,8 @@ def _conditions_form(form: Any, prefix: str) -> dict[str, list[str]]:
 
 def _count(form: Any, name: str, limit: int) -> int:
     raw = form.get(name, "")
-    return min(int(raw), limit) if raw.isdigit() else 0
+    number = parse_id(raw)  # ASCII digits only: "²" passes isdigit() but not int()
+    return min(number, limit) if number is not None else 0
 
 
 def from_form(ctx: Any, form: Any) -> dict[str, Any]:
@@ -129,7 +131,7 @@ def _typed(kind: str, value: Any) -> Any:
 def to_raw(ctx: Any, draft: Mapping[str, Any]) -> dict[str, Any]:
     """The draft as the dict a TOML file parses to (what ``policies.validate`` checks)."""
     def conditions(raw: Mapping[str, list[str]]) -> dict[str, list[Any]]:
-        return {k: [int(v) if k == "priority" and v.isdigit() else v for v in values]
+        return {k: [parse_id(v) if k == "priority" and parse_id(v) is not None else v for v in values]
                 for k, values in raw.items() if values}
 
     levels = []

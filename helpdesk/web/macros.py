@@ -168,7 +168,7 @@ def apply(incident_id: int) -> Any:
     macro_id = parse_id(request.form.get("macro"))
     typed = request.form.get("body") or ""
     raw_version = request.form.get("macro_version") or request.form.get("version") or ""
-    version = int(raw_version) if raw_version.isdigit() else None
+    version = parse_id(raw_version)
     try:
         if macro_id is None:
             raise DomainError("Choose a macro to send with.")

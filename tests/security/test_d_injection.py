@@ -219,6 +219,31 @@ def test_d1_hostile_sort_filter_and_page_parameters_are_a_clear_400(
     assert client.get("/queues/open").status_code == 200, "the table and the session are intact"
 
 
+FORM_NUMBERS = {  # (path, field) of a number on a form; the other fields as the page sends them
+    "macro version": ("/incidents/{id}/macro", "version", {"macro": "1", "body": "Done"}),
+    "policy version": ("/escalation/edit", "version", {"toml": "x"}),
+    "policy levels": ("/escalation/edit", "level_count", {}),
+    "policy steps": ("/escalation/edit", "l1_step_count", {"level_count": "1"}),
+    "simulator horizon": ("/escalation/simulate", "horizon", {}),
+}
+
+
+@pytest.mark.parametrize("value", ["²", "①", "9" * 30], ids=["superscript", "circled", "huge"])
+@pytest.mark.parametrize("form", FORM_NUMBERS, ids=FORM_NUMBERS)
+def test_d1_a_number_field_holding_a_digit_python_cannot_read_is_refused_not_a_500(
+        helpdesk_app: Flask, personas: Any, incident_factory: Any, form: str, value: str) -> None:
+    """"²".isdigit() is true but int("²") raises, and a 30-digit hour overflows a timedelta: a
+    team lead's or an agent's typo (or a forged form) was a server error."""
+    from helpdesk.testing import AgentClient
+
+    incident = incident_factory(title="Printer jam")
+    path, field, others = FORM_NUMBERS[form]
+    client = AgentClient(helpdesk_app, personas.lead)
+    response = client.post(path.format(id=incident.id), {**others, field: value})
+    assert 400 <= response.status_code < 500, response.status_code
+    assert Incident.get_by_id(incident.id).version == incident.version
+
+
 @pytest.mark.parametrize("text, matches", [
     ("%", ["100% down"]), ("_", ["under_score"]), ("\\", ["back\\slash"]), ('"unbalanced', []),
     ("NEAR(", []), ("*", []), ("x" * 100_000, []), ("' OR 1=1 --", []),
