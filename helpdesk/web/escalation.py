@@ -282,6 +282,8 @@ def _local(text: str) -> dt.datetime | None:
     if moment.tzinfo is None:
         zone = ZoneInfo(current_user.time_zone or context().settings.time_zone)
         moment = moment.replace(tzinfo=zone)
+    if not 1970 <= moment.year <= 9000:  # year 1 or 9999 overflowed on the way to UTC (a 500)
+        raise DomainError("Give a time between the years 1970 and 9000.")
     return moment.astimezone(dt.UTC).replace(tzinfo=None)
 
 

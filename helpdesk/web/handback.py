@@ -83,6 +83,8 @@ def _until(text: str) -> dt.datetime | None:
         raise people.FieldErrors({"until": "Give the end as YYYY-MM-DD HH:MM."}) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(current_user.time_zone or context().settings.time_zone))
+    if not 1970 <= moment.year <= 9000:  # year 1 or 9999 overflowed on the way to UTC (a 500)
+        raise people.FieldErrors({"until": "Give an end between the years 1970 and 9000."})
     return moment.astimezone(dt.UTC).replace(tzinfo=None)
 
 

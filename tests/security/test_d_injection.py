@@ -244,6 +244,27 @@ def test_d1_a_number_field_holding_a_digit_python_cannot_read_is_refused_not_a_5
     assert Incident.get_by_id(incident.id).version == incident.version
 
 
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59", "0001-01-01T00:00+14:00"],
+                         ids=["year 9999", "year 1"])
+@pytest.mark.parametrize("form", ["on-call until", "simulated logging time"])
+def test_d1_a_time_at_the_edge_of_the_calendar_is_refused_not_a_500(
+        helpdesk_app: Flask, personas: Any, form: str, moment: str) -> None:
+    """Turned into UTC from the lead's zone, year 9999 or year 1 left the calendar (OverflowError)."""
+    from helpdesk.models import Agent, TeamOnCall
+    from helpdesk.testing import AgentClient
+
+    Agent.update(time_zone="America/New_York").where(Agent.id == personas.db_lead.id).execute()
+    client = AgentClient(helpdesk_app, personas.db_lead)
+    if form == "on-call until":
+        response = client.post(f"/teams/{personas.database_team.id}/on-call",
+                               {"on_call": str(personas.assignee.id), "until": moment})
+        assert TeamOnCall.select().count() == 0
+    else:
+        response = client.post("/escalation/simulate", {"horizon": "72", "logged_at": moment})
+    assert response.status_code == 422
+    assert "between the years 1970 and 9000" in response.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("text, matches", [
     ("%", ["100% down"]), ("_", ["under_score"]), ("\\", ["back\\slash"]), ('"unbalanced', []),
     ("NEAR(", []), ("*", []), ("x" * 100_000, []), ("' OR 1=1 --", []),
