@@ -75,6 +75,19 @@ def check_reassignment(incident: Incident, actor: Agent | None, team: Team | Non
         "with a request (the owner accepts or rejects it), or ask a team lead.")
 
 
+def check_ownership_change(incident: Incident, actor: Agent | None) -> None:
+    """Refuse a specialist bound by refer mode taking or transferring the ownership of an
+    incident nobody owns: once on the owner's side they were no longer bound, so the two
+    steps moved the incident anywhere (leads and admins may, as they may reassign it)."""
+    if actor is None or actor.is_lead or not bound_by_refer(incident, actor):
+        return
+    specialist = incident.assigned_team
+    raise PermissionDenied(
+        f"{specialist.name} works in refer-and-request mode: its agents cannot take or transfer "
+        f"the ownership of {incident.reference}, which stays with {incident.owner_team.name}. Hand it "
+        "back with a request, or ask a team lead.")
+
+
 def lapse(incident: Incident, new_team_id: int | None) -> str:
     """When the incident leaves the team that asked, its pending request lapses; returns a line
     for the reassignment's timeline entry ("" when there was none)."""

@@ -39,6 +39,7 @@ def take_ownership(ctx: Context, incident_id: int, actor: Agent,
                 f"{incident.reference} is already owned by {incident.owner_agent}; "
                 "ask them, a team lead or an admin to transfer it."
             )
+        handback.check_ownership_change(incident, actor)
         team = incident.owner_team
         if not is_member(actor, team):
             team = home_team(actor, team)
@@ -139,6 +140,7 @@ def transfer_ownership(ctx: Context, incident_id: int, actor: Agent, team: Team,
                 f"Only the owner ({incident.owner_agent}), a lead of {incident.owner_team} "
                 "or an admin can transfer ownership."
             )
+        handback.check_ownership_change(incident, actor)
         if incident.owner_agent_id is not None and not reason:
             raise DomainError("Give a reason for transferring ownership.")
         check_owner(team, agent)

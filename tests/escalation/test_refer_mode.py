@@ -59,6 +59,32 @@ def test_a_specialist_cannot_move_the_incident_to_another_team_and_nothing_is_wr
     assert desk.fresh(case).assigned_agent_id == p.db_lead.id
 
 
+@pytest.mark.parametrize("how", ["take ownership", "transfer ownership"])
+def test_a_specialist_cannot_own_an_unowned_incident_to_get_out_of_the_rule(desk, case, how):
+    """Nobody owns it (as mail and the portal log them): taking or transferring the ownership put
+    the specialist on the owner's side, where the rule no longer bound them, and the next
+    reassignment sent the incident anywhere."""
+    p = desk.p
+    Incident.update(owner_agent=None).where(Incident.id == case.id).execute()
+    before = len(entries(case))
+    with pytest.raises(PermissionDenied, match="refer-and-request.*take or transfer the ownership"):
+        if how == "take ownership":
+            desk.call(LATER, incidents.take_ownership, case.id, p.assignee)
+        else:
+            desk.call(LATER, incidents.transfer_ownership, case.id, p.assignee, p.network, None, "")
+    with pytest.raises(PermissionDenied, match="refer-and-request"):
+        desk.call(LATER, incidents.assign, case.id, p.assignee, p.network, None)
+    fresh = desk.fresh(case)
+    assert (fresh.owner_team_id, fresh.owner_agent_id, fresh.assigned_team_id) == (
+        p.service_desk.id, None, p.database_team.id)
+    assert len(entries(case)) == before
+    priya = desk.login(p.assignee)  # the page's Take button says so too
+    refused = priya.post(f"/incidents/{case.id}/take", {"version": fresh.version})
+    assert refused.status_code == 403 and "refer-and-request" in html.unescape(refused.get_data(as_text=True))
+    assert desk.fresh(case).owner_agent_id is None
+    desk.call(LATER, incidents.take_ownership, case.id, p.db_lead)  # a lead may, as they may reassign
+
+
 def test_open_mode_and_the_owners_side_are_not_bound(desk):
     p = desk.p
     incident = desk.log_p2()  # Database is open: its agents reassign freely
