@@ -196,6 +196,19 @@ def set_portal_password(contact: Contact, password: str, current: str = "") -> N
     contact.password_hash = None  # never keep the hash on an object a template might see
 
 
+def address_changed(contact_id: int) -> None:
+    """A contact's e-mail address was corrected: whoever had the portal through the old address
+    (a mistyped one may be a stranger's mailbox) loses it. Their sessions end, unused sign-in
+    links stop working and the password goes, so the next sign-in is by a link to the new
+    address (where a password may be chosen again). In the caller's transaction."""
+    from helpdesk.models import CustomerSession, PortalToken
+
+    Contact.update(password_hash=None).where(Contact.id == contact_id).execute()
+    CustomerSession.delete().where(CustomerSession.contact == contact_id).execute()
+    PortalToken.update(used_at=now()).where((PortalToken.contact == contact_id)
+                                            & PortalToken.used_at.is_null()).execute()
+
+
 def portal_sign_in(ctx: Context, address: str, password: str, client: str | None) -> Contact | None:
     """The contact an address and password sign in, or ``None`` for every failure alike
     (unknown address, no password chosen, wrong password, failing address), each costing one

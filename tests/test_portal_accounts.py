@@ -198,3 +198,26 @@ def test_a_deleted_contact_is_signed_out(app, smtp, acme):
     Contact.delete_by_id(acme["ada"].id)
     answer = ada.get("/portal/")
     assert answer.status_code == 302 and "/portal/sign-in" in answer.headers["Location"]
+
+
+def test_correcting_a_contacts_address_shuts_out_whoever_had_the_old_one(app, smtp, acme, login, personas):
+    """The admin had typed Ada's address wrong: the stranger at it signed in, chose a password
+    and kept a link for later. Once the address is corrected, none of that works any more."""
+    Contact.update(email="ada@exampel.org").where(Contact.id == acme["ada"].id).execute()
+    stranger = Customer(app, smtp, "ada@exampel.org").sign_in()
+    stranger.post("/portal/password", {"password": PASSWORD, "again": PASSWORD})
+    spare_link = Customer(app, smtp, "ada@exampel.org").sign_in_link()
+    admin = login(personas.admin)
+    saved = admin.post(f"/admin/contacts/{acme['ada'].id}", {
+        "name": "Ada Lovelace", "email": "ada@example.org", "phone": "", "organisation": "Acme"})
+    assert saved.status_code == 303
+    answer = stranger.get("/portal/")
+    assert answer.status_code == 302 and answer.headers["Location"].endswith("/portal/sign-in")
+    elsewhere = Customer(app, smtp, "x@example.org")
+    assert password_sign_in(elsewhere, "ada@example.org", PASSWORD).status_code == 401
+    assert Customer(app, smtp, "ada@exampel.org").follow(spare_link).status_code == 400
+    ada = Customer(app, smtp, "ada@example.org").sign_in()  # the customer, by a link to the new address
+    assert "Your requests" in page(ada.get("/portal/"))
+    renamed = admin.post(f"/admin/contacts/{acme['ada'].id}", {  # a new name alone signs nobody out
+        "name": "Ada King", "email": "ada@example.org", "phone": "", "organisation": "Acme"})
+    assert renamed.status_code == 303 and ada.get("/portal/").status_code == 200

@@ -10,7 +10,7 @@ import peewee
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from helpdesk import people
+from helpdesk import customers, people
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
 from helpdesk.models import ROLES, Agent, Category, Contact, Incident, Membership, Organisation, Service, Team
@@ -469,6 +469,8 @@ def contact(contact_id: int) -> Any:
                         organisation, _ = Organisation.get_or_create(name=new["organisation"])
                     Contact.update(name=new["name"], email=new["email"] or None, phone=new["phone"],
                                    organisation=organisation).where(Contact.id == record.id).execute()
+                    if "email" in changed:
+                        customers.address_changed(record.id)
                     for key, (before, after) in changed.items():
                         site_settings.record(f"contact:{record.id}.{key}", before, after, current_user)
             except peewee.IntegrityError:
