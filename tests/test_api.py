@@ -347,6 +347,11 @@ def test_a_body_that_is_not_a_json_object_is_refused(app, personas, api):
     broken = api.http.post(f"{API}/incidents", data="{", headers={
         **api.headers, "Content-Type": "application/json"})
     assert problem(broken, 400)
+    for deep in ("[" * 100_000 + "]" * 100_000, '{"title": ' + "[" * 5000 + "]" * 5000 + "}"):
+        nested = api.http.post(f"{API}/incidents", data=deep, headers={  # was a 500 (RecursionError)
+            **api.headers, "Content-Type": "application/json"})
+        assert "nested too deeply" in problem(nested, 400)["detail"]
+    assert Incident.select().count() == 0
 
 
 def test_user_text_is_returned_as_data_not_html(app, personas, api):

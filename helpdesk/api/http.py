@@ -246,16 +246,29 @@ def current_token() -> ApiToken:
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+def json_payload() -> Any:
+    """The request's JSON (``None`` when it is not JSON). A body nested a thousand deep
+    (``[[[[…]]]]``) is a 400: the parser's RecursionError was a 500."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        raise ApiError(400, "Bad request", "The body is nested too deeply.") from None
+
+
 def body(spec_schema: dict[str, Any]) -> dict[str, Any]:
     """The JSON body, checked against the endpoint's schema: unknown or read-only fields,
     wrong types and bad values are a 422 naming the field."""
     if not request.is_json:
         raise ApiError(415, "Unsupported media type", "Send the body as application/json.")
-    data = request.get_json(silent=True)
+    data = json_payload()
     if not isinstance(data, dict):
         raise ApiError(400, "Bad request", "The body must be one JSON object.")
     for name, value in data.items():
-        if _unstorable(name) or _unstorable(value):
+        try:
+            unstorable = _unstorable(name) or _unstorable(value)
+        except RecursionError:
+            raise ApiError(400, "Bad request", "The body is nested too deeply.") from None
+        if unstorable:
             raise ApiError(422, "Unprocessable content", f"{name[:100]!a}: contains a character that is "
                            "not text (NUL or a lone surrogate such as \\ud800)", field=name[:100])
     validate(data, spec_schema)
@@ -325,7 +338,7 @@ def _no_fields() -> None:
     ignore are refused as anywhere else (the client meant something by them)."""
     if not request.content_length and not request.data:
         return
-    data = request.get_json(silent=True) if request.is_json else None
+    data = json_payload() if request.is_json else None
     if data != {}:
         raise ApiError(422, "Unprocessable content", "This operation takes no body (or an empty JSON "
                        "object); nothing was done.")

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Response, g, request
 
-from helpdesk.api.http import ApiError, current_token, endpoint, json_response
+from helpdesk.api.http import ApiError, current_token, endpoint, json_payload, json_response
 from helpdesk.web import context
 
 GENERIC_ALERT = {
@@ -72,7 +72,7 @@ def _receive(parse: Callable[[Any], Any], signed_source: str | None = None) -> R
 
     if not request.is_json:
         raise ApiError(415, "Unsupported media type", "Send the alert as application/json.")
-    payload = request.get_json(silent=True)
+    payload = json_payload()
     if payload is None:
         raise ApiError(400, "Bad request", "The body is not valid JSON.")
     try:
