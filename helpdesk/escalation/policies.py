@@ -377,3 +377,5 @@ def from_toml(text: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise PolicyError("toml", str(error)) from None
+    except RecursionError:  # arrays nested a thousand deep: the parser's recursion, not a 500
+        raise PolicyError("toml", "values are nested too deeply") from None

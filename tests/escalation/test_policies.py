@@ -77,6 +77,17 @@ def test_a_toml_syntax_error_names_the_line(desk):
         policies.from_toml('name = "x"\ntitle = \n')
 
 
+def test_arrays_nested_a_thousand_deep_are_refused_on_the_lead_s_pages_not_a_500(desk):
+    deep = 'name = "x"\nlevels = ' + "[" * 5000 + "]" * 5000
+    with pytest.raises(policies.PolicyError, match="nested too deeply"):
+        policies.from_toml(deep)
+    lead = desk.login(desk.p.db_lead)
+    for path, form in (("/escalation/edit", {"toml": deep}),
+                       ("/escalation/simulate", {"horizon": "2", "draft": deep})):
+        answer = lead.post(path, form)
+        assert answer.status_code == 422 and "nested too deeply" in answer.get_data(as_text=True), path
+
+
 # -- a step from an installed distribution ------------------------------------------------------------
 
 
