@@ -40,6 +40,11 @@ _ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "th": {"align"},
 #: :data:`_REMEMBER_BYTES` characters (16 MB at most per process, whatever customers write).
 _REMEMBER_UP_TO = 4096
 _REMEMBER_BYTES = 4_000_000
+#: Longer texts are shown as plain text: Markdown costs up to ~40 µs a character on hostile
+#: input ("[[[[…", "*a*a…", wide tables), so a 200,000-character message mailed by anyone
+#: took 5–8 s of a worker on every view of its incident; plain text costs microseconds.
+#: (A pasted log or mail thread is what runs this long, and reads better as it was written.)
+MARKDOWN_UP_TO = 10_000
 _remembered: OrderedDict[str, Markup] = OrderedDict()
 _remembered_size = 0
 _remembered_lock = threading.Lock()
@@ -53,6 +58,8 @@ def render_markdown(text: str | None) -> Markup:
     """
     global _remembered_size
     text = text or ""
+    if len(text) > MARKDOWN_UP_TO:
+        return Markup('<p class="plain-text">{}</p>').format(text)
     if len(text) > _REMEMBER_UP_TO:
         return _render(text)
     with _remembered_lock:

@@ -24,3 +24,25 @@ def test_remembered_markdown_stays_within_its_budget(monkeypatch):
     assert [str(rendering.render_markdown(text)) for text in texts] == shown
     long = "word " * 2000  # over the length remembered: rendered, not kept
     assert "word" in str(rendering.render_markdown(long)) and long not in rendering._remembered
+
+
+def test_a_huge_hostile_message_opens_its_incident_quickly_as_plain_text(app, login, personas,
+                                                                         incident_factory, contact_factory):
+    """Anyone who can mail the desk sent 200,000 '[' (or '*a', or a wide table): Markdown took
+    5–8 s on every view of the incident, holding one of the server's few threads."""
+    import time
+
+    from helpdesk import customers
+
+    stranger = contact_factory(name="Mallory", email="mallory@example.org")
+    incident = incident_factory(title="Look at this", requester=stranger)
+    hostile = "[" * 100_000 + "<script>alert(1)</script>" + "*a" * 49_000
+    with app.app_context():
+        customers.post_message(app.extensions["helpdesk"], incident.id, stranger, hostile)
+    agent = login(personas.owner)
+    started = time.monotonic()
+    page = agent.get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert time.monotonic() - started < 2.5
+    assert '<p class="plain-text">[[[[' in page and "&lt;script&gt;alert(1)&lt;/script&gt;*a*a" in page
+    short = str(rendering.render_markdown("Still **Markdown** below the limit"))
+    assert "<strong>Markdown</strong>" in short
