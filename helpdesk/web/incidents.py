@@ -18,6 +18,7 @@ from helpdesk import incidents as domain
 from helpdesk import queues
 from helpdesk.db import Statement
 from helpdesk.errors import DomainError, StaleVersion
+from helpdesk.incidents import handback
 from helpdesk.models import (
     LEVELS,
     PENDING_REASONS,
@@ -76,6 +77,8 @@ def _render(incident_id: int, *, error: str | None = None, status: int = 200,
     if typed is not None:
         requester_query, chosen = typed["requester_query"], typed["requester"]
     clocks = _sla(incident)
+    # A specialist bound by refer mode is offered no ownership change (the domain refuses it).
+    bound = not current_user.is_lead and handback.bound_by_refer(incident, current_user)
     html = render_page(
         "incident.html",
         {BODY},
@@ -90,8 +93,9 @@ def _render(incident_id: int, *, error: str | None = None, status: int = 200,
         reply=reply or {},
         announce=announce,
         focus=focus,
-        can_transfer=(domain.can_transfer(incident, current_user)
+        can_transfer=(domain.can_transfer(incident, current_user) and not bound
                       and incident.status not in {"closed", "cancelled"}),
+        can_own=not bound,
         can_take=(incident.is_active and incident.assigned_agent_id in (None, current_user.id)
                   and not (incident.assigned_agent_id == current_user.id
                            and incident.status == "in_progress")),

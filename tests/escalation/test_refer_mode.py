@@ -78,7 +78,9 @@ def test_a_specialist_cannot_own_an_unowned_incident_to_get_out_of_the_rule(desk
     assert (fresh.owner_team_id, fresh.owner_agent_id, fresh.assigned_team_id) == (
         p.service_desk.id, None, p.database_team.id)
     assert len(entries(case)) == before
-    priya = desk.login(p.assignee)  # the page's Take button says so too
+    priya = desk.login(p.assignee)  # the page offers neither; a forged Take is refused
+    shown = html.unescape(priya.get(f"/incidents/{case.id}").get_data(as_text=True))
+    assert "Take ownership" not in shown and "Choose an owner" not in shown
     refused = priya.post(f"/incidents/{case.id}/take", {"version": fresh.version})
     assert refused.status_code == 403 and "refer-and-request" in html.unescape(refused.get_data(as_text=True))
     assert desk.fresh(case).owner_agent_id is None
