@@ -189,8 +189,9 @@ def check_param(ctx: Context, param: StepParam, raw: str) -> Any:
     if param.kind == "choice" and value not in param.choices:
         raise ValueError(f"choose one of {', '.join(_label(c) for c in param.choices)}")
     if param.kind in {"int", "priority"}:
-        if not value.isdigit():
-            raise ValueError("a whole number" if param.kind == "int" else "choose P1 to P4")
+        # ASCII digits, at most 9: "²" passes isdigit() but not int(), and 30 digits overflow a column
+        if not (value.isascii() and value.isdigit() and len(value) <= 9):
+            raise ValueError("a whole number (up to 9 digits)" if param.kind == "int" else "choose P1 to P4")
         number = int(value)
         if param.kind == "priority" and number not in PRIORITIES:
             raise ValueError("choose P1 to P4")

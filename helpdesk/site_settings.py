@@ -79,7 +79,7 @@ class Field:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit() and len(text) <= 5) or not 0 < int(text) < 65536:
         raise ValueError("a port from 1 to 65535")
     return int(text)
 

@@ -84,6 +84,12 @@ def test_a_status_action_asks_for_the_fields_its_status_needs(personas, login):
     assert "resolving needs a resolution note" in page
     assert "Set priority: Priority: choose P1 to P4" in page
     assert Macro.select().count() == 0
+    # a digit Python's int() cannot read says the same, not int()'s own message
+    answer = login(personas.owner).post("/macros/new", form(**{
+        "action-priority": "on", "action-priority-priority": "²"}))
+    assert answer.status_code == 422
+    assert "Set priority: Priority: choose P1 to P4" in answer.get_data(as_text=True)
+    assert Macro.select().count() == 0
 
 
 def test_other_agents_personal_macros_are_not_found(personas, login, incident_factory):

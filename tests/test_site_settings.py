@@ -477,3 +477,13 @@ def test_an_inactive_team_is_given_no_new_work_but_keeps_what_it_has(login, pers
     assert incidents.assign(ctx, kept.id, personas.owner, network, personas.other).assigned_agent_id == (
         personas.other.id
     )
+
+
+@pytest.mark.parametrize("typed", ["\u00b2", "\u0665", "0" * 30 + "25", "65536", "0"])
+def test_a_port_python_would_misread_is_refused_with_the_fields_own_words(typed):
+    """"²" and "٥" pass isdigit() but not int() (whose own message would be shown), and a port
+    padded with 30 zeros is no port anyone meant."""
+    port = next(field for field in site_settings.CHANNEL_FIELDS["email"] if field.key == "port")
+    with pytest.raises(ValueError, match="^a port from 1 to 65535$"):
+        port.parse(typed)
+    assert port.parse("587") == 587
