@@ -34,17 +34,18 @@ _ALLOWED_TAGS = {
 _ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "th": {"align"}, "td": {"align"}}
 
 
-#: Texts up to this many characters are remembered once rendered (the timeline is append-only,
-#: so an incident page renders the same entries at every view, at about a tenth of its time),
-#: the least recently shown dropped first once text and HTML together pass
-#: :data:`_REMEMBER_BYTES` characters (16 MB at most per process, whatever customers write).
-_REMEMBER_UP_TO = 4096
-_REMEMBER_BYTES = 4_000_000
-#: Longer texts are shown as plain text: Markdown costs up to ~40 µs a character on hostile
-#: input ("[[[[…", "*a*a…", wide tables), so a 200,000-character message mailed by anyone
-#: took 5–8 s of a worker on every view of its incident; plain text costs microseconds.
-#: (A pasted log or mail thread is what runs this long, and reads better as it was written.)
+#: Texts rendered as Markdown are remembered (the timeline is append-only, so an incident page
+#: renders the same entries at every view, at about a tenth of its time; a hostile text of
+#: 9,000 characters costs ~0.2 s once per process, not on every view), the least recently
+#: shown dropped first once text and HTML together pass :data:`_REMEMBER_BYTES` characters
+#: (16 MB at most per process, whatever customers write).
+#: Texts over :data:`MARKDOWN_UP_TO` are shown as plain text: Markdown costs up to ~40 µs a
+#: character on hostile input ("[[[[…", "*a*a…", wide tables), so a 200,000-character message
+#: mailed by anyone took 5–8 s of a worker on every view of its incident; plain text costs
+#: microseconds. (A pasted log or mail thread is what runs this long, and reads better as it
+#: was written.)
 MARKDOWN_UP_TO = 10_000
+_REMEMBER_BYTES = 4_000_000
 _remembered: OrderedDict[str, Markup] = OrderedDict()
 _remembered_size = 0
 _remembered_lock = threading.Lock()
@@ -60,8 +61,6 @@ def render_markdown(text: str | None) -> Markup:
     text = text or ""
     if len(text) > MARKDOWN_UP_TO:
         return Markup('<p class="plain-text">{}</p>').format(text)
-    if len(text) > _REMEMBER_UP_TO:
-        return _render(text)
     with _remembered_lock:
         html = _remembered.get(text)
         if html is not None:
@@ -69,7 +68,7 @@ def render_markdown(text: str | None) -> Markup:
             return html
     html = _render(text)
     with _remembered_lock:
-        if text not in _remembered:
+        if text not in _remembered and len(text) + len(html) <= _REMEMBER_BYTES:
             _remembered[text] = html
             _remembered_size += len(text) + len(html)
             while _remembered_size > _REMEMBER_BYTES:

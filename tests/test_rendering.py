@@ -22,8 +22,22 @@ def test_remembered_markdown_stays_within_its_budget(monkeypatch):
     assert 0 < kept <= 2000 and kept == rendering._remembered_size
     assert texts[-1] in rendering._remembered and texts[0] not in rendering._remembered
     assert [str(rendering.render_markdown(text)) for text in texts] == shown
-    long = "word " * 2000  # over the length remembered: rendered, not kept
+    long = "word " * 2000  # larger than the whole budget: rendered, not kept (nor emptying it)
     assert "word" in str(rendering.render_markdown(long)) and long not in rendering._remembered
+    assert texts[-1] in rendering._remembered
+
+
+def test_a_long_hostile_message_still_shown_as_markdown_is_rendered_once(monkeypatch):
+    """9,000 '[' cost Markdown ~0.2 s: twenty such replies made every view of their incident
+    take seconds. Each is now rendered once and then taken from memory."""
+    monkeypatch.setattr(rendering, "_remembered", rendering.OrderedDict())
+    monkeypatch.setattr(rendering, "_remembered_size", 0)
+    renders = []
+    real = rendering._render
+    monkeypatch.setattr(rendering, "_render", lambda text: renders.append(text) or real(text))
+    hostile = "[" * 9_000
+    first = rendering.render_markdown(hostile)
+    assert rendering.render_markdown(hostile) == first and renders == [hostile]
 
 
 def test_a_huge_hostile_message_opens_its_incident_quickly_as_plain_text(app, login, personas,
