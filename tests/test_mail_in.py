@@ -267,6 +267,31 @@ def test_a_portal_sign_in_link_in_mail_is_never_stored_for_agents_to_use(app, ct
         assert customer_links.redeem(ctx, fresh) is None
 
 
+def test_a_sign_in_link_in_a_forwarded_file_is_used_up_too(app, ctx, take):
+    # "Forward as attachment" keeps the sign-in mail whole, its body base64 inside the file, and a
+    # text file is base64 on the wire: agents can download either, so the link must be dead.
+    with app.app_context():
+        ada = customers.find_or_create_contact("ada@example.org", "Ada")
+        _contact, in_eml = customer_links.issue(ctx, ada.email, "127.0.0.1")
+        _contact, in_txt = customer_links.issue(ctx, ada.email, "127.0.0.2")
+    sign_in = EmailMessage()
+    sign_in["From"], sign_in["To"], sign_in["Subject"] = SUPPORT, ada.email, "Your sign-in link"
+    sign_in.set_content(f"Sign in: {ctx.base_url}/portal/sign-in/{in_eml}\n", cte="base64")
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = ada.email, SUPPORT, "Fwd: this does not work"
+    mail["Message-ID"] = make_msgid()
+    mail.set_content("See the attached mail.")
+    mail.add_attachment(sign_in.as_bytes(), maintype="application", subtype="octet-stream",
+                        filename="sign-in.eml")
+    mail.add_attachment(f"{ctx.base_url}/portal/sign-in/{in_txt}\n".encode(), maintype="text",
+                        subtype="plain", filename="link.txt", cte="base64")
+    assert in_eml not in mail.as_string() and in_txt not in mail.as_string()  # as on the wire
+    assert take(mail.as_bytes()).outcome == "created"
+    with app.app_context():
+        assert customer_links.redeem(ctx, in_eml) is None
+        assert customer_links.redeem(ctx, in_txt) is None
+
+
 def test_two_scans_under_one_message_id_with_other_files_are_both_kept(take):
     # A scanner sends every scan with the same Message-ID, sender, subject and text.
     def scan(content: bytes) -> bytes:

@@ -214,7 +214,7 @@ def receive(ctx: Context, raw: bytes) -> Received:
     except Unreadable as error:
         message_id, sender, subject = _quick_headers(raw)
         return _quarantine(ctx, _keys(message_id, raw), base, message_id, sender, subject, str(error))
-    _revoke_sign_in_links(ctx, raw, mail.text)
+    _revoke_sign_in_links(ctx, raw, mail)
     mail.text = _SIGN_IN_LINK.sub(r"\1(link removed: it would sign in as the customer)", mail.text)
     base.update(message_id=mail.original_id or mail.message_id, sender=mail.sender,
                 subject=mail.subject[:300], full_text=mail.text)
@@ -235,15 +235,30 @@ def receive(ctx: Context, raw: bytes) -> Received:
     return Received("duplicate", existing, "this message was received before")
 
 
-def _revoke_sign_in_links(ctx: Context, raw: bytes, text: str) -> None:
+def _revoke_sign_in_links(ctx: Context, raw: bytes, mail: Mail) -> None:
     """A portal sign-in link that comes back in a message is used up at once: the text keeps no
-    trace of it, but the raw message does, and so would a quote the text missed."""
+    trace of it, but the raw message does, and so would a quote the text missed, or a file agents
+    can download (the sign-in mail forwarded as an attachment, its body base64 inside)."""
     from helpdesk import customer_links
 
-    source = raw[:5_000_000].decode("latin-1") + "\n" + text
-    for signed in {found.group(2) for found in _SIGN_IN_LINK.finditer(source)}:
+    sources = [raw[:5_000_000].decode("latin-1"), mail.text, *_file_texts(mail)]
+    for signed in {found.group(2) for source in sources for found in _SIGN_IN_LINK.finditer(source)}:
         if customer_links.revoke(ctx, signed):
             logger.warning("a portal sign-in link came back in inbound mail and was revoked")
+
+
+def _file_texts(mail: Mail) -> Iterator[str]:
+    """The files of a message as text a link could be read from: each file's bytes, and the
+    decoded parts of a message attached whole (``.eml``, ``message/rfc822``)."""
+    for file in mail.attachments:
+        data = file.data[:5_000_000]
+        yield data.decode("latin-1")
+        if file.content_type.lower() == "message/rfc822" or file.filename.lower().endswith(".eml"):
+            inner = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(data)
+            for part in inner.walk():
+                payload = part.get_payload(decode=True)
+                if isinstance(payload, bytes):
+                    yield payload[:5_000_000].decode("latin-1")
 
 
 def _keys(message_id: str, raw: bytes, mail: Mail | None = None) -> Iterator[str]:
@@ -441,7 +456,7 @@ def receive_again(ctx: Context, mail_id: int, by: str) -> Received:
         mail = parse(raw)
     except Unreadable as error:
         return _quarantined_again(row, f"still unreadable: {error}", history)
-    _revoke_sign_in_links(ctx, raw, mail.text)
+    _revoke_sign_in_links(ctx, raw, mail)
     mail.text = _SIGN_IN_LINK.sub(r"\1(link removed: it would sign in as the customer)", mail.text)
     base = {"key": row.key, "raw_path": row.raw_path, "size": row.size, "received_at": row.received_at,
             "message_id": mail.original_id or mail.message_id, "sender": mail.sender,
