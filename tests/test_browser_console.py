@@ -181,6 +181,26 @@ def test_a_refused_status_or_priority_change_keeps_what_was_chosen_beside_its_er
     assert page.locator("#console-announce").text_content() == ""
 
 
+def test_a_priority_set_by_hand_is_not_shown_as_what_impact_and_urgency_give(
+        server, personas, page, log_incident):
+    # Logged medium × medium (P3); a lead raises it to P1 by hand. The panel said
+    # "Impact Medium × urgency Medium → P1 Critical", a derivation that does not exist.
+    incident = log_incident(title="Payroll export slow")
+    log_in(page, server, personas.lead.username)
+    page.goto(f"{server}/incidents/{incident.id}")
+    priority = page.get_by_role("region", name="Priority")
+    assert "Impact Medium × urgency Medium → P3 Medium" in priority.locator("p").first.inner_text()
+    priority.locator("summary").click()
+    priority.get_by_label("Priority", exact=True).select_option("1")
+    priority.get_by_label("Reason").fill("Month-end payroll run blocked")
+    priority.get_by_role("button", name="Set priority").click()
+    page.wait_for_selector("#priority-heading ~ p:has-text('Set by hand')")
+    said = page.get_by_role("region", name="Priority").locator("p").first.inner_text()
+    assert "Set by hand to P1 Critical" in said
+    assert "impact Medium × urgency Medium would give P3 Medium" in said
+    assert "→ P1" not in said
+
+
 def test_the_reply_button_says_whether_it_adds_a_note_or_sends_to_the_customer(
         server, personas, page, log_incident):
     incident = log_incident(title="Mail merge question")

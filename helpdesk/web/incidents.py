@@ -104,6 +104,8 @@ def _render(incident_id: int, *, error: str | None = None, status: int = 200,
         next_status=domain.NEXT_STATUS.get(incident.status),
         canned_resolutions=domain.CANNED_RESOLUTIONS,
         levels=LEVELS,
+        derived_priority=(domain.derive_priority(context(), incident.impact, incident.urgency)
+                          if incident.priority_overridden else incident.priority),
         types=TYPES,
         pending_reasons=PENDING_REASONS,
         resolution_codes=RESOLUTION_CODES,
