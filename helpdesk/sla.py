@@ -283,7 +283,14 @@ def _schedule(state: Any, clock: SlaClock, fired: set[int] | None = None) -> Non
     if clock.met_at or clock.stopped_at:
         return  # finished: the due time stays for the record
     if clock.paused_at:
-        clock.due_at = None  # unknown until the clock runs again
+        # Unknown until the clock runs again, unless the target ran out before the pause (no
+        # check came in between): that due time stands, and the check announces the breach.
+        clock.due_at = None
+        if elapsed(state, clock, clock.paused_at).total_seconds() >= clock.target_seconds:
+            due = _instant_of(state, clock, BREACH)  # (only then: it may replay the pauses)
+            clock.due_at = due if due <= clock.paused_at else None
+        if clock.due_at is not None and clock.breached_at is None:
+            clock.next_event_at = clock.due_at
         return
     pauses = _pause_spans(state, clock) if clock.paused_seconds else []  # read once for both
     clock.due_at = _instant_of(state, clock, BREACH, pauses)
@@ -752,9 +759,13 @@ def preview(state: Any, at: dt.datetime) -> list[tuple[int, str, str, int]]:
 
 
 def _due_event(state: Any, clock: SlaClock, at: dt.datetime) -> tuple[str, int] | None:
-    """The event a running clock has due at ``at``: the breach, or the latest warning point."""
-    if clock.met_at or clock.stopped_at or clock.paused_at or clock.breached_at:
+    """The event a running clock has due at ``at``: the breach, or the latest warning point; a
+    paused clock has only the breach of a target that ran out before the pause."""
+    if clock.met_at or clock.stopped_at or clock.breached_at:
         return None
+    if clock.paused_at:
+        overdue = clock.due_at is not None and clock.due_at <= min(clock.paused_at, at)
+        return ("breach", BREACH) if overdue else None
     seconds = clock.target_seconds
     used = elapsed(state, clock, at)
     per_mille = int(used.total_seconds() * 1000 // seconds) if seconds else BREACH

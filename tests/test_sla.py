@@ -992,6 +992,41 @@ def test_a_pause_taken_after_the_target_ran_out_does_not_move_the_due_time(desk)
     assert desk.clock_of(third, "response").due_at == utc(3, 4, 10)
 
 
+def test_a_target_that_ran_out_before_a_pause_no_check_saw_is_still_breached_and_announced(
+        desk, login):
+    # P1: resolution due 13:00 (4 h around the clock). The worker was down, or its minute had
+    # not come: no check ran before the incident went pending at 14:00. The clock was shown
+    # "Paused" with no due time, never announced, and missing from the Breached queue, while
+    # the report counted it breached.
+    p = desk.p
+    incident = desk.log(utc(3, 2, 9), impact="high", urgency="high")
+    desk.reply(utc(3, 2, 9, 10), incident)
+    desk.status(utc(3, 2, 14), incident, "pending", pending_reason="customer")
+    clock = desk.clock_of(incident)
+    assert clock.due_at == utc(3, 2, 13)  # ran out before the pause: the due time stands
+    assert desk.standing(incident, when=utc(3, 2, 14, 1)).state == "breached"
+    assert desk.check(utc(3, 2, 14, 1)) == 1  # the next check announces it, once
+    assert desk.check(utc(3, 2, 14, 2)) == 0
+    assert resolution_events(desk, incident) == [("breach", 1000, 1)]
+    assert desk.clock_of(incident).breached_at == utc(3, 2, 13)
+    assert [n.agent_id for n in desk.notices(incident=incident)] == [p.owner.id]
+    owner = login(p.owner)
+    assert _listed(owner.get("/queues/breached")) == [incident.id]
+    panel = _sla_panel(owner.get(f"/incidents/{incident.id}"))
+    assert "Resolution: Breached" in panel and "2026-03-02 13:00" in panel
+    # Back from pending, the due time does not move (the pause came after it).
+    desk.status(utc(3, 2, 16), incident, "in_progress")
+    assert desk.clock_of(incident).due_at == utc(3, 2, 13)
+    assert desk.check(utc(3, 2, 16, 1)) == 0
+    # A pause taken with time left is still just paused: nothing due, nothing fired.
+    waiting = desk.log(utc(3, 3, 9), impact="high", urgency="high")
+    desk.reply(utc(3, 3, 9, 5), waiting)
+    desk.status(utc(3, 3, 10), waiting, "pending", pending_reason="customer")
+    assert desk.clock_of(waiting).due_at is None
+    assert desk.standing(waiting, when=utc(3, 3, 20)).state == "paused"
+    assert desk.check(utc(3, 3, 20)) == 0
+
+
 def test_a_calendar_change_moves_the_report_facts_with_the_due_times(desk):
     from helpdesk import site_settings
     from helpdesk.models import IncidentFact
