@@ -69,8 +69,10 @@ def format_work(delta: dt.timedelta, calendar: str | None = None) -> str:
         return format_duration(delta)
     hours, minutes = divmod(max(0, int(delta.total_seconds() // 60)), 60)
     kind = "business" if calendar == "business" else "working"
+    if not minutes and not hours:  # a breach overnight is not "under a minute over"
+        return f"under a {kind} minute"
     if not hours:
-        return f"{minutes} {kind} minute{'s' if minutes != 1 else ''}" if minutes else "under a minute"
+        return f"{minutes} {kind} minute{'s' if minutes != 1 else ''}"
     text = f"{hours} {kind} hour{'s' if hours != 1 else ''}"
     return text + (f" {_count(minutes, 'minute')}" if minutes else "")
 

@@ -1027,6 +1027,18 @@ def test_a_target_that_ran_out_before_a_pause_no_check_saw_is_still_breached_and
     assert desk.check(utc(3, 3, 20)) == 0
 
 
+def test_a_breach_overnight_says_no_business_time_passed_not_that_it_just_ran_out(desk, login):
+    # P2 logged Monday 09:00: resolution due 17:00. Read on Tuesday at 07:30, before the day's
+    # hours, the Breached queue said "under a minute over", as if it had only just breached.
+    incident = desk.log(utc(3, 2, 9), impact="high", urgency="medium")
+    desk.reply(utc(3, 2, 9, 5), incident)
+    desk.check(utc(3, 2, 17, 1))
+    desk.clock.set(utc(3, 3, 7, 30))
+    row = login(desk.p.owner).get("/queues/breached").get_data(as_text=True)
+    assert '<time datetime="2026-03-02T17:00:00Z">' in row
+    assert "under a business minute over" in row and "under a minute over" not in row
+
+
 def test_a_calendar_change_moves_the_report_facts_with_the_due_times(desk):
     from helpdesk import site_settings
     from helpdesk.models import IncidentFact

@@ -49,7 +49,11 @@ def test_time_over_or_left_on_a_clock_is_said_in_its_calendars_hours():
     assert format_work(dt.timedelta(hours=100), "business") == "100 business hours"
     assert format_work(dt.timedelta(hours=3, minutes=20), "uk-support") == "3 working hours 20 minutes"
     assert format_work(dt.timedelta(minutes=1), "business") == "1 business minute"
-    assert format_work(dt.timedelta(seconds=20), "business") == "under a minute"  # not "0 … minutes left"
+    # Not "0 … minutes left"; and not "under a minute", which a target breached at 17:00 still
+    # read the next morning (no business time since), as if it had only just run out.
+    assert format_work(dt.timedelta(seconds=20), "business") == "under a business minute"
+    assert format_work(dt.timedelta(seconds=20), "uk-support") == "under a working minute"
+    assert format_work(dt.timedelta(seconds=20), None) == "under a minute"  # around the clock
     assert format_work(dt.timedelta(hours=100), None) == "4 days 4 hours"  # around the clock
 
 
