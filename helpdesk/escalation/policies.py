@@ -247,8 +247,9 @@ def describe_trigger(level: Mapping[str, Any]) -> str:
 
 
 def save(ctx: Context, raw: Mapping[str, Any], actor: Agent | None = None,
-         expected_version: int | None = None) -> EscalationPolicy:
-    """Check and store a policy: a new one at version 1, an edit as the next version.
+         expected_version: int | None = None, *, new: bool = False) -> EscalationPolicy:
+    """Check and store a policy: a new one at version 1, an edit as the next version
+    (``new``: only a new one; a policy of that name is refused, not replaced).
 
     Open incidents are looked at again by the next check (their next level may
     now come sooner); levels already run are never run again (see
@@ -259,6 +260,9 @@ def save(ctx: Context, raw: Mapping[str, Any], actor: Agent | None = None,
                             sort_keys=True)
     with write_transaction():
         policy = EscalationPolicy.get_or_none(EscalationPolicy.name == checked["name"])
+        if new and policy is not None:
+            raise PolicyError("name", f"a policy named {policy.name!r} exists already; choose another "
+                                      "name, or edit that policy from the list")
         stamp = now()
         if policy is None:
             policy = EscalationPolicy.create(name=checked["name"], title=checked["title"],

@@ -207,7 +207,8 @@ def edit() -> Any:
             raw = policies.from_toml(text)
             if policy is not None and raw.get("name") != policy.name:
                 raise policies.PolicyError("name", "a policy's name cannot change; import it as a new one")
-            saved = policies.save(context(), raw, current_user, expected_version=expected)
+            saved = policies.save(context(), raw, current_user, expected_version=expected,
+                                  new=policy is None)
         except DomainError as refused:
             return _editor(policy, stored, text, error=str(refused), toml_open=True), 422
         flash(f"Policy {saved.name} saved (version {saved.version}).")
@@ -225,7 +226,8 @@ def edit() -> Any:
             checked = policies.validate(context(), raw)
             draft_toml = policies.dict_to_toml(policies.flatten(checked))
             return _simulator_page({"draft": draft_toml, "horizon": "72"}, [], None, 200)
-        saved = policies.save(context(), raw, current_user, expected_version=expected)
+        saved = policies.save(context(), raw, current_user, expected_version=expected,
+                              new=policy is None)
     except DomainError as refused:
         message, field = _refused(refused)
         return _editor(policy, draft, text, error=message, field=field), 422

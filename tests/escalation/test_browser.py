@@ -99,6 +99,38 @@ def test_an_admin_builds_a_three_level_policy_in_the_form(server, desk, page):
     assert saved["levels"][2]["steps"][0]["params"] == {"team": "Network"}
 
 
+def test_a_new_policy_with_a_taken_name_is_refused_not_saved_over_the_existing_one(server, desk, page):
+    # The New policy form starts as a draft named "standard". A second lead saving it kept
+    # that name and silently replaced the first lead's "standard" policy (as its version 2).
+    with desk.app.app_context():
+        policies.save(desk.app.extensions["helpdesk"], policies.from_toml(POLICY), desk.p.lead)
+    log_in(page, server, desk.p.db_lead.username)
+    page.goto(f"{server}/escalation")
+    page.get_by_role("link", name="New policy").click()
+    page.wait_for_url(re.compile(r"/escalation/edit$"))
+    policy = page.get_by_role("group", name="Policy", exact=True)
+    expect(policy.get_by_label(re.compile("^Name"))).to_have_value("standard")
+    policy.get_by_label("Title").fill("Database out of hours")
+    page.get_by_role("button", name="Save policy").click()
+    expect(page.get_by_role("alert")).to_contain_text("a policy named 'standard' exists already")
+    name = policy.get_by_label(re.compile("^Name"))
+    expect(name).to_have_attribute("aria-invalid", "true")
+    expect(policy.get_by_label("Title")).to_have_value("Database out of hours")  # nothing typed is lost
+    with desk.app.app_context():
+        kept = EscalationPolicy.get()
+        assert (kept.version, kept.title, len(policies.definition_of(kept)["levels"])) == (
+            1, "Standard escalation", 3)
+    name.fill("database-nights")
+    page.get_by_role("button", name="Save policy").click()
+    page.wait_for_url(re.compile(r"/escalation$"))
+    expect(page.locator(".flash")).to_contain_text("Policy database-nights saved (version 1).")
+    # Editing the existing policy still saves it as its next version.
+    page.goto(f"{server}/escalation/edit?name=standard")
+    page.get_by_role("group", name="Policy", exact=True).get_by_label("Title").fill("Standard, reviewed")
+    page.get_by_role("button", name="Save policy").click()
+    expect(page.locator(".flash")).to_contain_text("Policy standard saved (version 2).")
+
+
 def test_a_lead_configures_simulates_and_the_real_run_matches(server, desk, page):
     p = desk.p
     desk.clock.set(LOGGED - dt.timedelta(hours=1))
