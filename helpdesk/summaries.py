@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.models import ACTIVE_STATUSES, Agent, Incident, Membership, NotificationPreference, Team
-from helpdesk.rendering import format_duration
+from helpdesk.rendering import format_duration, format_percent
 
 KIND = "weekly_summary"
 
@@ -43,7 +43,8 @@ class Summary:
             decided = sum(counts)
             if not decided:
                 return "none decided"
-            return (f"{round(100 * counts[0] / decided)} % met on time ({counts[0]} met, "
+            # The share as the report's "On time" column says it (87.5 %, not a rounded 88 %).
+            return (f"{format_percent(counts[0] / decided)} met on time ({counts[0]} met, "
                     f"{counts[1]} met late, {counts[2]} breached)")
 
         oldest = f", the oldest open for {format_duration(self.oldest)}" if self.oldest else ""

@@ -63,6 +63,20 @@ def test_each_lead_gets_their_teams_week_once(app, ctx, personas, last_week, smt
     assert len(smtp_server.to(personas.lead.email)) == 1
 
 
+def test_the_summary_gives_the_same_share_met_on_time_as_the_report_it_links_to(app, personas):
+    # The report's On time column says 12.5 % and 87.5 %; the mail said "12 % met on time" and
+    # "88 %" (rounded half to even), so a lead comparing the two saw different figures.
+    week = summaries.Summary(personas.service_desk, dt.date(2026, 11, 23), dt.date(2026, 11, 29),
+                             opened=8, resolved=8, response=(1, 0, 7), resolution=(7, 1, 0),
+                             backlog=0, oldest=None)
+    text = week.text("https://help.example.com/reports")
+    assert "Response targets: 12.5 % met on time (1 met, 0 met late, 7 breached)." in text
+    assert "Resolution targets: 87.5 % met on time (7 met, 1 met late, 0 breached)." in text
+    with app.app_context():
+        percent = app.jinja_env.filters["percent"]  # what the report page writes
+        assert f"{percent(1 / 8)} met on time" in text and f"{percent(7 / 8)} met on time" in text
+
+
 def test_a_lead_who_switched_mail_off_gets_it_in_app_only_and_deactivated_leads_get_nothing(
         app, ctx, personas, last_week, smtp_server):
     with app.app_context():
