@@ -80,8 +80,22 @@ def _filters() -> tuple[reports.Filters, reports.Scope]:
         filters = reports.Filters.parse(request.args, dt.date.fromisoformat(today))
         scope.check(filters)
     except DomainError as error:
-        abort(error.status, str(error))
+        if error.status != 422 or request.endpoint not in TITLES:
+            abort(error.status, str(error))
+        # A period or filter the report cannot take: the report's own page with the form as
+        # sent and the reason beside it, so the lead corrects it there (the generic error page
+        # had no form: back, and guess which field was wrong).
+        default = reports.Filters.parse({}, dt.date.fromisoformat(today))
+        page = render_page("reports/refused.html", set(), title=TITLES[request.endpoint],
+                           action=request.endpoint, filters=default, scope=scope, sent=request.args,
+                           error=str(error), dimensions=reports.DIMENSIONS, **_choices(scope))
+        abort(Response(page, status=422))
     return filters, scope
+
+
+#: The report pages whose filters are refused on the page itself, with their headings.
+TITLES = {"reports.index": "Reports", "reports.backlog": "Backlog by age",
+          "reports.escalations": "Escalations per level"}
 
 
 @bp.get("/reports")
