@@ -488,8 +488,13 @@ def sla_check(ctx: click.Context, at_text: str | None, dry_run: bool) -> None:
                            + (f" {point / 10:g}%" if kind == "warning" else ""))
             click.echo(f"{len(due)} event(s) would fire at {at:%Y-%m-%d %H:%M} UTC.")
             return
-        fired = sla.check(state, at)
-    click.echo(f"{fired} SLA event(s) fired at {at:%Y-%m-%d %H:%M} UTC.")
+        from helpdesk.models import EscalationRun
+
+        before = EscalationRun.select(peewee.fn.MAX(EscalationRun.id)).scalar() or 0
+        fired = sla.check(state, at)  # the same pass runs the escalation levels now due
+        ran = EscalationRun.select().where((EscalationRun.id > before) & (EscalationRun.at == at)
+                                           & ~EscalationRun.manual).count()  # this pass's, not a worker's
+    click.echo(f"{fired} SLA event(s) fired and {ran} escalation level(s) run at {at:%Y-%m-%d %H:%M} UTC.")
 
 
 @sla_group.command("audit")

@@ -3,15 +3,16 @@ admin would run them (another process on the same database)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from helpdesk.models import EscalationPolicy
+from helpdesk.models import EscalationPolicy, EscalationRun
 
-from .conftest import three_levels
+from .conftest import AT75, three_levels
 
 ROOT = Path(__file__).resolve().parents[2]
 USED = {"business_hours", "sla_priority", "escalation_steps"}
@@ -57,3 +58,22 @@ def test_export_import_and_simulate_from_the_command_line(desk, tmp_path):
                                                         "2026-03-09 16:30 UTC"]
     assert "level 3 of standard (v2) — Level 3: reassigned to Network" in levels[2]
     assert EscalationPolicy.get().version == 2  # nothing saved by the simulation
+
+
+def test_sla_check_says_which_escalation_levels_its_pass_ran(desk, tmp_path):
+    # A lead runs `helpdesk sla check` to watch a new policy work: the pass ran its levels, but
+    # the command said only "2 SLA event(s) fired", nothing about escalation.
+    desk.policy(three_levels())
+    incident = desk.log_p2()  # 75 % of its resolution target at AT75 (level 1)
+    env = {**os.environ, "HELPDESK_DATABASE_URL": desk.ctx.settings.database_url,
+           "HELPDESK_SECRET_KEY": "s" * 40, "HELPDESK_INSTANCE": str(tmp_path / "cli"),
+           "HELPDESK_QUEUE_URL": "memory", "HELPDESK_TIME_ZONE": "Europe/London",
+           "HELPDESK_DISABLED_PLUGINS": ",".join(sorted({ep.name for ep in entry_points(group="helpdesk")}
+                                                        - USED))}
+    at = (AT75 + dt.timedelta(minutes=5)).isoformat()
+    done = subprocess.run([sys.executable, "-m", "helpdesk.cli", "sla", "check", "--at", at], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ("2 SLA event(s) fired and 1 escalation level(s) run at "
+                                   f"{AT75 + dt.timedelta(minutes=5):%Y-%m-%d %H:%M} UTC.")
+    assert [(run.incident_id, run.level) for run in EscalationRun.select()] == [(incident.id, 1)]
