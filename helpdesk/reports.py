@@ -792,7 +792,9 @@ def reopens(filters: Filters, scope: Scope) -> Reopens:
 
 
 #: Backlog age buckets: (label, from days, to days); ages are whole local days since logging.
-AGE_BUCKETS = (("under 1 day", 0, 1), ("1–3 days", 1, 3), ("3–7 days", 3, 7), ("over 7 days", 7, None))
+#: Whole days since the day logged, [low, high): labels say the days each holds ("over 7 days" held
+#: those logged exactly 7 days before, and "1–3" and "3–7" both seemed to hold 3).
+AGE_BUCKETS = (("under 1 day", 0, 1), ("1–2 days", 1, 3), ("3–6 days", 3, 7), ("7 days or more", 7, None))
 
 
 @dataclass

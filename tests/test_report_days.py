@@ -148,6 +148,32 @@ def test_backlog_by_age_as_a_lead_reads_it(app, ctx, personas, frozen_clock, log
     assert re.findall(r"<td>(\d+)</td>", row) == ["2", "1", "0", "1", "0"]
 
 
+def test_backlog_age_columns_say_which_whole_days_they_hold(app, ctx, personas, frozen_clock, login):
+    # Logged on 1 March; on 4 March it is 3 days old, on 8 March exactly 7. The columns read
+    # "1–3 days", "3–7 days" and "over 7 days": 3 days fitted two of them, and 7 days old was
+    # counted "over 7 days".
+    with app.app_context():
+        frozen_clock.set(dt.datetime(2026, 3, 1, 10, 0))
+        incidents.log_incident(ctx, title="Week-old printer", actor=personas.owner)
+        frozen_clock.set(dt.datetime(2026, 3, 9, 10, 0))
+    body = login(personas.lead).get("/reports/backlog?from=2026-03-01&to=2026-03-08").get_data(as_text=True)
+    head = re.search(r"<thead>(.*?)</thead>", body.split("<caption>Open at the end")[1]).group(1)
+    assert re.findall(r'<th scope="col">([^<]*)</th>', head) == [
+        "Day", "Open", "Under 1 day", "1–2 days", "3–6 days", "7 days or more"]
+
+    def ages(day: str) -> list[str]:
+        row = re.search(rf'<tr><th scope="row">{day}</th>(.*?)</tr>', body).group(1)
+        return re.findall(r"<td>(\d+)</td>", row)[1:]
+
+    assert ages("2026-03-03") == ["0", "1", "0", "0"]  # 2 days old
+    assert ages("2026-03-04") == ["0", "0", "1", "0"]  # 3 days old
+    assert ages("2026-03-07") == ["0", "0", "1", "0"]  # 6 days old
+    assert ages("2026-03-08") == ["0", "0", "0", "1"]  # 7 days old
+    csv_head = login(personas.lead).get("/reports/export/backlog.csv?from=2026-03-01&to=2026-03-08")
+    assert csv_head.get_data(as_text=True).removeprefix("\ufeff").splitlines()[0] == (
+        "Day,Open,Open under 1 day,Open 1–2 days,Open 3–6 days,Open 7 days or more")
+
+
 def test_escalations_per_level_respect_filters_and_scope(app, ctx, personas, log_incident, login,
                                                          frozen_clock):
     desk = log_incident(title="Desk incident")
