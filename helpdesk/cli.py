@@ -363,8 +363,11 @@ def demo(ctx: click.Context) -> None:
         if Incident.select().exists():
             raise click.ClickException("the database already holds incidents; demo data "
                                        "goes into a new instance only")
-        demo_data.seed(app.extensions["helpdesk"], progress=True)
+        kept = demo_data.seed(app.extensions["helpdesk"], progress=True)
     click.echo(demo_data.LOGIN_HELP)
+    if kept:
+        keeps = "keeps the password it had" if len(kept) == 1 else "keep the passwords they had"
+        click.echo(f"  ({', '.join(kept)} existed already and {keeps}.)")
 
 
 class _HeldRecords(logging.Handler):

@@ -16,7 +16,7 @@ import click
 from helpdesk import clock, events, people, sla
 from helpdesk import incidents as domain
 from helpdesk.db import write_transaction
-from helpdesk.models import Category, Contact, Organisation, Service
+from helpdesk.models import Agent, Category, Contact, Membership, Organisation, Service
 
 PASSWORD = "helpdesk-demo"  # noqa: S105 - demo data only, printed to the user
 AGENTS = [
@@ -49,16 +49,27 @@ SERVICES = ["E-mail", "CRM", "Billing", "VPN", "Intranet", "File shares"]
 CATEGORIES = ["Hardware", "Software", "Network", "Access", "Database"]
 
 
-def seed(state: Any, *, count: int = 200, progress: bool = False, seed_value: int = 7) -> None:
-    """Fill an empty database with demo teams, agents, contacts and incidents."""
+def seed(state: Any, *, count: int = 200, progress: bool = False, seed_value: int = 7) -> list[str]:
+    """Fill an empty database with demo teams, agents, contacts and incidents.
+
+    An account that exists already under a demo user name (the first admin ``helpdesk
+    init`` made) is used as it is, with its own password; their names are returned.
+    """
     rng = random.Random(seed_value)
     real_now = clock.now()
     with write_transaction(), events.suppressed():
         teams = {name: people.ensure_team(name) for name in TOPICS}
         desk = people.ensure_team(state.settings.service_desk_team)
         teams[state.settings.service_desk_team] = desk
-        agents = {}
+        agents, kept = {}, []
         for username, name, role, team_names in AGENTS:
+            existing = Agent.get_or_none(Agent.username == username)
+            if existing is not None:
+                agents[username] = existing
+                kept.append(username)
+                for team_name in team_names:
+                    Membership.get_or_create(team=teams[team_name], agent=existing)
+                continue
             agents[username] = people.create_agent(
                 username, name, PASSWORD, role=role, email=f"{username}@example.com",
                 teams=[teams[t] for t in team_names],
@@ -157,3 +168,4 @@ def seed(state: Any, *, count: int = 200, progress: bool = False, seed_value: in
                 bar.__exit__(None, None, None)
         # Record the warnings and breaches the demo history has already reached.
         sla.check(state, real_now)
+    return kept

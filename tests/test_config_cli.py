@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -230,6 +231,31 @@ def test_second_init_tells_again_how_to_log_in_to_the_demo(app, tmp_path):
     assert again.returncode == 0, again.stderr
     assert "helpdesk-demo" in again.stdout
     assert "Creating demo incidents" not in again.stdout
+
+
+def test_demo_after_init_keeps_the_first_admin_and_loads_the_demo(app, tmp_path):
+    # `init` without demo data made `admin`; `helpdesk demo` used to stop on that name
+    # with a traceback ("The user name 'admin' is already taken") and load nothing.
+    env = _env(tmp_path)
+    first = _run(["init", "--no-demo"], env)
+    assert first.returncode == 0, first.stderr
+    password = first.stdout.split("password:")[1].split()[0]
+    demo = _run(["demo"], env)
+    assert demo.returncode == 0, demo.stderr
+    assert "Traceback" not in demo.stderr
+    assert "admin existed already and keeps the password it had" in demo.stdout
+    assert "Demo data is loaded" in demo.stdout
+    if PG_URL:  # the processes and this test share the database
+        from helpdesk.models import Agent, Incident
+        incidents = Incident.select().count()
+        hashed = Agent.get(Agent.username == "admin").password_hash
+    else:
+        with sqlite3.connect(tmp_path / "instance" / "helpdesk.db") as db:
+            incidents = db.execute("SELECT COUNT(*) FROM incident").fetchone()[0]
+            hashed = db.execute("SELECT password_hash FROM agent WHERE username = 'admin'").fetchone()[0]
+    assert incidents >= 190
+    from argon2 import PasswordHasher
+    assert PasswordHasher().verify(hashed, password)  # the first admin's password still works
 
 
 def _wait_for(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
