@@ -35,6 +35,9 @@ def backup_sqlite(source: Path, target: Path) -> BackupResult:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
     partial.unlink(missing_ok=True)
+    # The copy holds password hashes, stored secrets and every customer's words: readable by
+    # its owner only, whatever the umask (SQLite takes an empty file as a new database).
+    os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     live = sqlite3.connect(source, timeout=10)  # the backup only reads from it
     try:
         copy = sqlite3.connect(partial)

@@ -71,6 +71,21 @@ def test_backup_never_overwrites_an_existing_file(app, tmp_path, log_incident):
     assert target.read_text() == "yesterday's backup"
 
 
+@pytest.mark.skipif(PG, reason="SQLite only")
+def test_backup_file_is_readable_by_its_owner_only(app, tmp_path, log_incident):
+    # Under the usual umask 022 the copy used to be world-readable (-rw-r--r--) in
+    # /var/backups, handing any local user the password hashes and stored SMTP secrets.
+    log_incident(title="Private")
+    target = tmp_path / "backups" / "helpdesk-2.db"
+    old = os.umask(0o022)
+    try:
+        result = run_backup(tmp_path, target)
+    finally:
+        os.umask(old)
+    assert result.returncode == 0, result.stderr
+    assert target.stat().st_mode & 0o777 == 0o600
+
+
 @pytest.mark.skipif(not PG, reason="the PostgreSQL hint")
 def test_backup_of_postgresql_points_to_pg_dump(app, tmp_path):
     result = run_backup(tmp_path, tmp_path / "x.db")
