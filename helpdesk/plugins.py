@@ -198,6 +198,25 @@ def load_plugins(
     return Plugins(pm, infos, registry)
 
 
+_PLUGIN_VARIABLE = re.compile(r"HELPDESK_PLUGINS__([A-Z0-9_]+?)__([A-Z0-9_/]+)")
+
+
+def where_set(error: ConfigError, ctx: Any) -> ConfigError:
+    """A plugin names a bad setting by its variable (``HELPDESK_PLUGINS__EMAIL__SECURITY``);
+    when the value came from the instance file, the message says so, with the table and key
+    to look for there, instead of sending the admin after a variable nobody set."""
+    found = _PLUGIN_VARIABLE.search(str(error))
+    sources = getattr(getattr(ctx, "settings", None), "sources", None) or {}
+    if found is None:
+        return error
+    plugin = found.group(1).lower()
+    for key in found.group(2).lower().split("/"):
+        source = sources.get(f"{plugin}.{key}")
+        if source is not None and not source.startswith("HELPDESK_"):
+            return ConfigError(f"{error} (set as {key} in [plugins.{plugin}] of {source})")
+    return error
+
+
 def registrations(pm: pluggy.PluginManager, ctx: Any, registry: Registry) -> Registry:
     """Call every registration hook into ``registry`` (at start-up, and again when settings
     saved in the browser change what plugins register). A plugin that raises, returns
@@ -208,8 +227,8 @@ def registrations(pm: pluggy.PluginManager, ctx: Any, registry: Registry) -> Reg
             stop = how_to_stop(impl.plugin_name)
             try:
                 result = impl.function(**({"ctx": ctx} if "ctx" in impl.argnames else {}))
-            except ConfigError:
-                raise  # a setting of the plugin's, named by its variable: said as it is
+            except ConfigError as error:
+                raise where_set(error, ctx) from None  # a setting of the plugin's, named by its variable
             except Exception as error:
                 raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook_name}: "
                                   f"{type(error).__name__}: {error}. {stop}") from error
@@ -362,8 +381,8 @@ def check_settings(pm: pluggy.PluginManager, registry: Registry, ctx: Any) -> No
         given = {"registry": registry, "ctx": ctx}
         try:
             impl.function(**{name: given[name] for name in impl.argnames})
-        except ConfigError:
-            raise
+        except ConfigError as error:
+            raise where_set(error, ctx) from None
         except Exception as error:
             raise PluginError(f"plugin {impl.plugin_name!r} failed in helpdesk_check_settings: "
                               f"{type(error).__name__}: {error}. {how_to_stop(impl.plugin_name)}") from error

@@ -258,6 +258,28 @@ def test_demo_after_init_keeps_the_first_admin_and_loads_the_demo(app, tmp_path)
     assert PasswordHasher().verify(hashed, password)  # the first admin's password still works
 
 
+def test_a_bad_plugin_value_in_the_instance_file_is_said_to_be_there(app, tmp_path):
+    # The e-mail channel names its settings by variable; an admin who wrote the value in
+    # helpdesk.toml used to be told only "HELPDESK_PLUGINS__EMAIL__SECURITY: …", a variable
+    # they never set, and went looking for it in the environment.
+    env = _env(tmp_path)
+    assert _run(["init", "--no-demo"], env).returncode == 0
+    config = tmp_path / "instance" / "helpdesk.toml"
+    config.write_text('[plugins.email]\nhost = "smtp.example.com"\nsecurity = "ssl"\n')
+    result = _run(["sla", "check", "--dry-run"], env)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "expected none, starttls or tls" in result.stderr
+    assert f"set as security in [plugins.email] of {config}" in result.stderr
+    # Set in the environment, the variable's name says it all.
+    config.write_text("")
+    result = _run(["sla", "check", "--dry-run"], {**env, "HELPDESK_PLUGINS__EMAIL__HOST": "smtp.example.com",
+                                                  "HELPDESK_PLUGINS__EMAIL__SECURITY": "ssl"})
+    assert result.returncode != 0
+    assert "HELPDESK_PLUGINS__EMAIL__SECURITY: expected none, starttls or tls" in result.stderr
+    assert "set as" not in result.stderr
+
+
 def _wait_for(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while True:
