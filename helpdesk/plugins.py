@@ -188,8 +188,7 @@ def load_plugins(
         ) from None
 
     registry = registrations(pm, ctx, ctx.registry if ctx is not None else Registry())
-    for (hook_name, record_name), plugin_name in registry.owners.items():
-        infos[plugin_name].records.setdefault(REGISTRATIONS[hook_name][0], []).append(record_name)
+    note_records(infos, registry)
 
     for name, info in infos.items():
         plugin = pm.get_plugin(name)
@@ -215,6 +214,16 @@ def where_set(error: ConfigError, ctx: Any) -> ConfigError:
         if source is not None and not source.startswith("HELPDESK_"):
             return ConfigError(f"{error} (set as {key} in [plugins.{plugin}] of {source})")
     return error
+
+
+def note_records(infos: Mapping[str, PluginInfo], registry: Registry) -> None:
+    """What each plugin registered, for ``helpdesk plugins`` and the admin page: at start-up,
+    and again when settings saved in the browser change it (an e-mail channel switched on)."""
+    for info in infos.values():
+        info.records = {}
+    for (hook_name, record_name), plugin_name in registry.owners.items():
+        if plugin_name in infos:
+            infos[plugin_name].records.setdefault(REGISTRATIONS[hook_name][0], []).append(record_name)
 
 
 def registrations(pm: pluggy.PluginManager, ctx: Any, registry: Registry) -> Registry:

@@ -242,6 +242,7 @@ def refresh(ctx: Context, force: bool = False, current: int | None = None) -> bo
             return False
         ctx.stored = stored
         ctx.registry.records, ctx.registry.owners = registry.records, registry.owners
+        plugins.note_records(ctx.plugins, registry)
         ctx.settings_revision = current
         return True
 

@@ -487,3 +487,20 @@ def test_a_port_python_would_misread_is_refused_with_the_fields_own_words(typed)
     with pytest.raises(ValueError, match="^a port from 1 to 65535$"):
         port.parse(typed)
     assert port.parse("587") == 587
+
+
+def test_the_plugins_page_shows_the_e_mail_channel_once_it_is_switched_on(login, personas):
+    # Saving an SMTP host switched the channel on everywhere, but Admin → Plugins (and
+    # `helpdesk plugins`) kept showing what start-up saw: the e-mail plugin registering
+    # nothing ("—"), so an admin checking their mail setup was told it was off.
+    admin = login(personas.admin)
+
+    def email_row() -> str:
+        page = admin.get("/admin/plugins").get_data(as_text=True)
+        return re.search(r"<td>[\w.]*email[\w.]*</td>.*?</tr>", page, re.S).group(0)
+
+    assert "channel types" not in email_row()
+    assert admin.post("/admin/channels/email", {"email.host": "smtp.example.com"}).status_code == 303
+    assert "channel types: email" in email_row()
+    assert admin.post("/admin/channels/email", {"email.host": ""}).status_code == 303
+    assert "channel types" not in email_row()
