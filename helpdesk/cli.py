@@ -72,6 +72,26 @@ def _log_to_stderr() -> None:
 WAIT_SECONDS = 5
 
 
+def shown_url(url: str) -> str:
+    """A database URL fit to print: its password (``postgresql://user:pw@host/db``) hidden."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _cannot_open(url: str, error: Exception) -> click.ClickException:
+    return click.ClickException(f"cannot open the database {shown_url(url)}: {error}")
+
+
 def _ready(ctx: click.Context, wait: bool = False) -> Any:
     """The app, for a command that works on the data. A database that is missing or behind
     the schema is said plainly, with what to run, before anything else happens (a SQLite file
@@ -99,7 +119,7 @@ def _ready(ctx: click.Context, wait: bool = False) -> Any:
             break
         except peewee.OperationalError as error:
             if not wait:
-                raise click.ClickException(f"cannot open the database {url}: {error}") from None
+                raise _cannot_open(url, error) from None
             click.echo(f"waiting for the database ({error}); trying again in {WAIT_SECONDS} s",
                        err=True)
             time.sleep(WAIT_SECONDS)
@@ -165,38 +185,48 @@ def main(ctx: click.Context, instance: Path | None) -> None:
 @click.pass_context
 def init(ctx: click.Context, demo: bool) -> None:
     """Create the instance folder, secret key and schema; seed a new database once."""
-    from helpdesk import demo as demo_data
-    from helpdesk import people, schema
     from helpdesk.db import database
-    from helpdesk.models import Agent
 
     instance = instance_folder(ctx.obj.get("instance_path"))
     if create_instance(instance):
         click.echo(f"Created instance folder {instance} with a new secret key.")
     app = _app(ctx)
-    with app.app_context(), database.connection_context():
-        applied = schema.upgrade(database)
-        if applied:
-            click.echo(f"Database schema: applied {', '.join(applied)}.")
-        state = app.extensions["helpdesk"]
-        desk = people.ensure_team(state.settings.service_desk_team)
-        if Agent.select().exists():
-            demo_agent = Agent.get_or_none(Agent.username == demo_data.AGENTS[0][0])
-            if demo_agent is not None and people.check_password(demo_agent, demo_data.PASSWORD):
-                click.echo(demo_data.LOGIN_HELP)
-            else:
-                click.echo(f"Log in at {state.settings.base_url} with your account.")
-            return
-        if demo:
-            demo_data.seed(state, progress=True)
+    state = app.extensions["helpdesk"]
+    try:
+        with app.app_context(), database.connection_context():
+            _init_database(state, demo)
+    except peewee.OperationalError as error:
+        raise _cannot_open(state.settings.database_url, error) from None
+
+
+def _init_database(state: Any, demo: bool) -> None:
+    """Migrate, make the service-desk team, and seed a new database once (``init``)."""
+    from helpdesk import demo as demo_data
+    from helpdesk import people, schema
+    from helpdesk.db import database
+    from helpdesk.models import Agent
+
+    applied = schema.upgrade(database)
+    if applied:
+        click.echo(f"Database schema: applied {', '.join(applied)}.")
+    desk = people.ensure_team(state.settings.service_desk_team)
+    if Agent.select().exists():
+        demo_agent = Agent.get_or_none(Agent.username == demo_data.AGENTS[0][0])
+        if demo_agent is not None and people.check_password(demo_agent, demo_data.PASSWORD):
             click.echo(demo_data.LOGIN_HELP)
-            return
-        password = secrets.token_urlsafe(12)
-        people.create_agent("admin", "Administrator", password, role="admin", teams=[desk])
-        click.echo(
-            "Created the first admin account. This password is shown only once:\n"
-            f"  user name: admin\n  password:  {password}"
-        )
+        else:
+            click.echo(f"Log in at {state.settings.base_url} with your account.")
+        return
+    if demo:
+        demo_data.seed(state, progress=True)
+        click.echo(demo_data.LOGIN_HELP)
+        return
+    password = secrets.token_urlsafe(12)
+    people.create_agent("admin", "Administrator", password, role="admin", teams=[desk])
+    click.echo(
+        "Created the first admin account. This password is shown only once:\n"
+        f"  user name: admin\n  password:  {password}"
+    )
 
 
 @main.command()
@@ -547,9 +577,12 @@ def db_upgrade(ctx: click.Context) -> None:
     from helpdesk import schema
     from helpdesk.db import database
 
-    _app(ctx)
-    with database.connection_context():
-        applied = schema.upgrade(database)
+    app = _app(ctx)
+    try:
+        with database.connection_context():
+            applied = schema.upgrade(database)
+    except peewee.OperationalError as error:
+        raise _cannot_open(app.extensions["helpdesk"].settings.database_url, error) from None
     click.echo(f"Applied: {', '.join(applied)}." if applied else "The schema is up to date.")
     if any(name.startswith("0015_") for name in applied):  # search and reports start from the data
         ctx.invoke(search_rebuild)

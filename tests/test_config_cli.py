@@ -280,6 +280,21 @@ def test_a_bad_plugin_value_in_the_instance_file_is_said_to_be_there(app, tmp_pa
     assert "set as" not in result.stderr
 
 
+@pytest.mark.parametrize("command", [["init"], ["db", "upgrade"], ["sla", "check", "--dry-run"]])
+def test_an_unreachable_database_is_said_plainly_without_its_password(tmp_path, command):
+    # `init` and `db upgrade` used to end in a psycopg traceback, and the other commands
+    # printed the database URL with its password ("cannot open the database
+    # postgresql://helpdesk:<password>@…") into the terminal and the journal.
+    env = _env(tmp_path, HELPDESK_SECRET_KEY="k" * 40,
+               HELPDESK_DATABASE_URL="postgresql://helpdesk:Sup3r-s3cret@127.0.0.1:1/helpdesk")
+    (tmp_path / "instance").mkdir()
+    result = _run(command, env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "Error: cannot open the database postgresql://helpdesk:***@127.0.0.1:1/helpdesk" in result.stderr
+    assert "Sup3r-s3cret" not in result.stdout + result.stderr
+
+
 def _wait_for(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while True:
