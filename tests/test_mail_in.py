@@ -569,6 +569,19 @@ def test_a_reply_from_someone_else_never_posts_in_the_requesters_name(take, ada_
     assert "not a participant" in result.reason
 
 
+def test_a_new_incident_from_someone_elses_reply_does_not_carry_the_old_token(take, ada_incident, smtp):
+    # Eve answers Ada's acknowledgement: her new incident used to be titled "Re: [INC-1 #…]
+    # …", so its own mails read "[INC-2 #…] … Re: [INC-1 #…] …", two incidents in one subject.
+    incident, ack = ada_incident
+    result = take(reply_to(ack, "Eve <eve@example.net>", "Same here."))
+    assert result.outcome == "created"
+    assert "[INC-" not in result.incident.title
+    assert result.incident.title.startswith("Re: ")
+    assert ack.message["Subject"].split("] ", 1)[1] in result.incident.title
+    (mail,) = smtp.to("eve@example.net")
+    assert mail.message["Subject"].count("[INC-") == 1
+
+
 def test_a_reply_to_a_resolved_incident_reopens_it(take, ada_incident, personas, ctx, app):
     incident, ack = ada_incident
     with app.app_context():

@@ -58,7 +58,7 @@ from helpdesk.errors import DomainError, StaleVersion, TryAgain
 from helpdesk.incidents import log_incident
 from helpdesk.incidents.changes import entry
 from helpdesk.mail.parse import Attachment, Mail, Unreadable, message_ids, one_line, parse, trim_reply
-from helpdesk.mail.reference import incident_in_subject
+from helpdesk.mail.reference import incident_in_subject, without_tokens
 from helpdesk.models import Agent, Contact, Delivery, InboundMail, Incident, Notice
 
 logger = logging.getLogger(__name__)
@@ -521,7 +521,7 @@ def _keep_attachments(ctx: Context, kept: list[Attachment], incident_id: int, en
 
 
 def _title(mail: Mail) -> str:
-    title = one_line(mail.subject)
+    title = without_tokens(one_line(mail.subject))
     return (title or f"E-mail from {mail.sender}")[:200]
 
 

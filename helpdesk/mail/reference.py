@@ -33,3 +33,10 @@ def incident_in_subject(ctx: Context, subject: str) -> int | None:
         if hmac.compare_digest(sig.lower(), signature(ctx, int(number))):
             return int(number)
     return None
+
+
+def without_tokens(subject: str) -> str:
+    """``subject`` without the incident tokens it quotes (``Re: [INC-2 #…] VPN down`` →
+    ``Re: VPN down``): the title of a new incident made from a reply that did not thread,
+    which would otherwise name another incident and carry its token into every mail."""
+    return " ".join(_TOKEN.sub(" ", subject or "").split())
