@@ -409,8 +409,14 @@ class PluginSettings(Mapping[str, Any]):
 
 
 def create_instance(instance: Path) -> bool:
-    """Create the instance folder and its secret key; return True if it was new."""
-    instance.mkdir(parents=True, exist_ok=True)
+    """Create the instance folder and its secret key; return True if it was new.
+
+    A new folder is closed to other users (0750): the database in it holds password hashes,
+    stored secrets and every customer's message, and SQLite creates it world-readable under
+    the usual umask. A folder that exists already keeps the modes its admin gave it."""
+    if not instance.exists():
+        instance.parent.mkdir(parents=True, exist_ok=True)
+        instance.mkdir(mode=0o750, exist_ok=True)
     secret_file = instance / SECRET_FILE
     if secret_file.exists():
         return False

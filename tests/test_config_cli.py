@@ -125,6 +125,25 @@ def test_init_without_demo_prints_a_one_time_admin_password(app, tmp_path):
     assert password not in again.stdout  # shown once only
 
 
+def test_init_closes_a_new_instance_folder_to_other_users(app, tmp_path):
+    # Under the usual umask 022 the folder was drwxr-xr-x and SQLite's helpdesk.db
+    # -rw-r--r--: any local user could copy the password hashes, the SMTP password saved
+    # in the browser and every customer's mail and files.
+    old = os.umask(0o022)
+    try:
+        result = _run(["init", "--no-demo"], _env(tmp_path))
+    finally:
+        os.umask(old)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "instance").stat().st_mode & 0o777 == 0o750
+    # A folder the admin made keeps its modes (a group shared with the MTA's pipe user).
+    made = tmp_path / "made"
+    made.mkdir(mode=0o775)
+    made.chmod(0o775)
+    assert _run(["--instance", str(made), "init", "--no-demo"], _env(tmp_path)).returncode == 0
+    assert made.stat().st_mode & 0o777 == 0o775
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
