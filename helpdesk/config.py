@@ -14,6 +14,7 @@ import secrets
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -112,6 +113,20 @@ def _one_of(*choices: str) -> Callable[[Any], str]:
         return str(value)
 
     return parse
+
+
+def _mail_address(value: str) -> str:
+    """An e-mail address, given bare or as ``Name <address>``: the bare address is kept, as
+    inbound mail compares it with senders (a display form, kept whole, would never match and
+    mail from the desk's own mailbox would be taken as a customer's)."""
+    text = value.strip()
+    if not text:
+        return ""
+    address = parseaddr(text)[1].strip()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or "." not in domain or any(c.isspace() for c in address):
+        raise ValueError("expected an e-mail address such as support@example.com")
+    return address
 
 
 #: The policy the built-in default chooses for incidents no plugin picks one for, unless
@@ -233,7 +248,8 @@ class Settings:
                                   "a worker's claim on periodic work or a delivery, renewed while it works")
     delivery_retry_hours: int = _setting(_int_between(1, 14 * 24), 24,
                                          "a failing notification or plugin event is retried this long")
-    support_address: str = _setting(str, "", "the support mailbox customers write to (inbound mail)")
+    support_address: str = _setting(_mail_address, "",
+                                    "the support mailbox customers write to (inbound mail)")
     mail_max_bytes: int = _setting(_int_between(1024, 1 << 30), 30 * 1024 * 1024,
                                    "larger inbound mail is kept raw and quarantined")
     mail_auto_reply_limit: int = _setting(_int_between(0, 1000), 5,

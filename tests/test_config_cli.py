@@ -43,6 +43,7 @@ def test_precedence_defaults_file_environment_overrides(tmp_path):
         ("HELPDESK_BASE_URL", "helpdesk.example.com"),
         ("HELPDESK_SECRET_KEY", "short"),
         ("HELPDESK_DATABSE_URL", "sqlite:///x.db"),
+        ("HELPDESK_SUPPORT_ADDRESS", "support"),
     ],
 )
 def test_bad_value_names_the_variable(tmp_path, name, value):

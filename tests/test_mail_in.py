@@ -663,6 +663,25 @@ def test_our_own_mail_coming_back_is_dropped(take, ada_incident, smtp):
     assert Incident.select().count() == 1 and customer_entries(incident.id) == []
 
 
+def test_a_support_address_written_with_a_name_still_stops_our_own_mail(app, ctx, tmp_path):
+    # support_address = "IT Desk <desk@example.com>" was kept whole and never matched a
+    # sender, so mail from the desk's own mailbox (a forwarding rule, a colleague's test)
+    # became a customer's incident, acknowledged back to the mailbox: a loop in the making.
+    from helpdesk.testing import make_app
+
+    other = make_app(tmp_path / "named", [], database_url=ctx.settings.database_url,
+                     support_address="IT Desk <desk@example.com>")
+    assert other.extensions["helpdesk"].settings.support_address == "desk@example.com"
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "IT Desk <desk@example.com>", "desk@example.com", "Hi"
+    mail["Message-ID"] = "<own-1@example.com>"
+    mail.set_content("Forwarded back to ourselves.")
+    with other.app_context():
+        result = receive(other.extensions["helpdesk"], bytes(mail))
+    assert result.outcome == "dropped" and "our own" in result.reason
+    assert Incident.select().count() == 0
+
+
 def test_an_auto_reply_on_an_incident_is_kept_quietly(take, ada_incident, personas, ctx, app, smtp):
     incident, ack = ada_incident
     with app.app_context():
