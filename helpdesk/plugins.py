@@ -372,7 +372,9 @@ def unread_setting_keys(pm: pluggy.PluginManager, settings: Any,
     found = []
     for name in sorted(set(declared) & set(settings.plugins)):
         known = declared[name]
-        for key in sorted(key for key in settings.plugins[name] if key.lower() not in known):
+        # Exactly: the environment's keys arrive lower-cased, and a plugin reads `port`, so a
+        # file's `Port = 2525` is as unread as a misspelling.
+        for key in sorted(key for key in settings.plugins[name] if key not in known):
             where = settings.sources.get(f"{name}.{key}", "the configuration")
             close = difflib.get_close_matches(key.lower(), sorted(known), n=1)
             hint = f": did you mean {close[0]!r}? " if close else " "

@@ -834,6 +834,22 @@ def test_the_plugins_page_warns_of_settings_no_plugin_reads(tmp_path):
         database.obj.close_all()  # the PostgreSQL pool
 
 
+def test_a_key_written_in_capitals_in_the_instance_file_is_reported_as_unread(app, tmp_path):
+    """TOML keys keep their case and the e-mail plugin reads `port`: `Port = 2525` was
+    ignored (mail went to port 25) and, compared lower-cased, never reported."""
+    from helpdesk_plugins import email_channel
+
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / "helpdesk.toml").write_text('[plugins.email]\nhost = "smtp.example.com"\nPort = 2525\n',
+                                            encoding="utf-8")
+    other = make_app(instance, [email_channel], database_url=app.extensions["helpdesk"].settings.database_url)
+    unread = other.extensions["helpdesk"].unclaimed_settings
+    assert len(unread) == 1
+    assert unread[0].startswith(f"setting 'Port' of [plugins.email] ({instance / 'helpdesk.toml'}) is not "
+                                "used: did you mean 'port'?")
+
+
 def test_a_misspelt_key_in_a_plugins_table_is_reported_where_a_misspelt_table_is(
         tmp_path, monkeypatch, caplog):
     """`resolutoin` in [plugins.sla_priority] would silently leave the default targets in force:
