@@ -172,8 +172,9 @@ def _app_for(instance: str | None) -> Any:
 
 
 @click.group(cls=HelpdeskGroup)
+# Eager: read before --help, which lists the commands the instance's plugins add.
 @click.option("--instance", type=click.Path(file_okay=False, path_type=Path), default=None,
-              envvar="HELPDESK_INSTANCE", help="Instance folder (default ./instance).")
+              is_eager=True, envvar="HELPDESK_INSTANCE", help="Instance folder (default ./instance).")
 @click.pass_context
 def main(ctx: click.Context, instance: Path | None) -> None:
     """Run and manage a helpdesk instance."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -143,6 +144,19 @@ def test_init_closes_a_new_instance_folder_to_other_users(app, tmp_path):
     made.chmod(0o775)
     assert _run(["--instance", str(made), "init", "--no-demo"], _env(tmp_path)).returncode == 0
     assert made.stat().st_mode & 0o777 == 0o775
+
+
+def test_help_with_instance_lists_the_commands_its_plugins_add(app, tmp_path):
+    # `helpdesk --instance /var/lib/helpdesk --help` read --help first and listed no
+    # plugin command (`activity`), though `helpdesk --instance … activity` worked.
+    env = _env(tmp_path)
+    env["HELPDESK_INSTANCE"] = str(tmp_path / "desk")  # not ./instance, which --help would find
+    assert _run(["init", "--no-demo"], env).returncode == 0
+    env.pop("HELPDESK_INSTANCE")
+    listed = subprocess.run(HELPDESK + ["--instance", str(tmp_path / "desk"), "--help"], env=env,
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(r"^  activity\s", listed.stdout, re.M), listed.stdout
 
 
 def _free_port() -> int:
