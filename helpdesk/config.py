@@ -320,7 +320,7 @@ def load_settings(
     config_file = instance / CONFIG_FILE
     if config_file.is_file():
         try:
-            data = tomllib.loads(config_file.read_text(encoding="utf-8"))
+            data = tomllib.loads(config_file.read_text(encoding="utf-8-sig"))  # Notepad's BOM too
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise ConfigError(f"{config_file}: not valid TOML: {error}") from None
         for key, value in data.items():

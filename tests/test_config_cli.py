@@ -33,6 +33,14 @@ def test_precedence_defaults_file_environment_overrides(tmp_path):
     assert settings.database_url == f"sqlite:///{tmp_path.resolve() / 'helpdesk.db'}"
 
 
+def test_an_instance_file_saved_with_a_byte_order_mark_is_read(tmp_path):
+    # Notepad (and other Windows editors) save UTF-8 with a BOM: the file used to be refused
+    # as "not valid TOML: Invalid statement (at line 1, column 1)", a line that looks right.
+    (tmp_path / "secret_key").write_text("s" * 40)
+    (tmp_path / "helpdesk.toml").write_bytes(b'\xef\xbb\xbftime_zone = "Europe/London"\r\n')
+    assert load_settings(environ={}, instance_path=tmp_path).time_zone == "Europe/London"
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
