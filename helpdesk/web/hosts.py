@@ -3,7 +3,8 @@
 A request for any other host gets 400 before it reaches a view, so links built from the
 request (redirects, ``next=``, absolute URLs in mail) can never point at an attacker's
 name (Host header poisoning). With a loopback ``base_url`` (the default), 127.0.0.1 and
-localhost are both served, since they are the same machine. Ports are not compared.
+localhost are both served, since they are the same machine; the probes and the metrics
+scrape (:data:`PROBES`) are answered for them whatever ``base_url``. Ports are not compared.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from werkzeug.wsgi import get_host
 from helpdesk.config import Settings
 
 LOOPBACK = ("127.0.0.1", "localhost")
+#: Answered for a loopback host name too, whatever ``base_url`` says: the probes and the
+#: scrape that systemd, a load balancer or Prometheus send to ``127.0.0.1:<port>`` of each
+#: process. They build no link from the request (``/metrics`` still needs its token).
+PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def trusted_hosts(settings: Settings) -> list[str]:
@@ -45,7 +50,9 @@ class HostCheck:
         self.hosts = hosts
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if not host_is_trusted(get_host(environ).lower(), self.hosts):
+        host = get_host(environ).lower()
+        if not host_is_trusted(host, self.hosts) and not (
+                environ.get("PATH_INFO") in PROBES and host_is_trusted(host, list(LOOPBACK))):
             body = b"Unknown host name: this server answers only for its configured address.\n"
             start_response("400 Bad Request", [
                 ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),

@@ -48,6 +48,21 @@ def test_only_the_configured_hosts_are_served(app: Flask, host: str, status: int
             assert "evil" not in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("settings_overrides", [
+    {"base_url": "https://help.example.com", "allowed_hosts": ""}])
+@pytest.mark.parametrize("host", ["127.0.0.1:5000", "localhost:5001"])
+def test_probes_and_the_scrape_on_the_process_port_are_answered(app: Flask, host: str) -> None:
+    """The README's probes and its "scrape each web process on its own port": with a public
+    base_url, `curl http://127.0.0.1:5000/healthz` and Prometheus got 400 Unknown host."""
+    client = app.test_client()
+    assert client.get("/healthz", headers={"Host": host}).status_code == 200
+    assert client.get("/readyz", headers={"Host": host}).status_code == 200
+    assert client.get("/metrics", headers={"Host": host}).status_code == 401  # past the host check: a token
+    for path in ("/login", "/queues/open", "/healthz/x", "/api/v1/incidents"):  # pages still refused
+        assert client.get(path, headers={"Host": host}).status_code == 400, path
+    assert client.get("/healthz", headers={"Host": "evil.example"}).status_code == 400
+
+
 @pytest.mark.parametrize("settings_overrides", [{"base_url": "https://help.example.com"}])
 def test_a_forged_host_cannot_steer_the_login_redirect(app: Flask) -> None:
     response = app.test_client().get("/queues/open", headers={"Host": "evil.example"})
