@@ -62,6 +62,11 @@ def _base_url(value: str) -> str:
                          "65535, if any") from None
     if not parts.hostname:
         raise ValueError("expected an absolute http:// or https:// URL naming a host")
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        # The pages link to /login, /static/…: under a path behind a proxy they would break
+        # while the links in mail (built on base_url) worked.
+        raise ValueError("expected the address of a site's root, such as https://help.example.com: "
+                         "the helpdesk is served at /, not under a path; give it a host name of its own")
     return value.rstrip("/")
 
 

@@ -53,6 +53,7 @@ def test_an_instance_file_saved_with_a_byte_order_mark_is_read(tmp_path):
         ("HELPDESK_SECRET_KEY", "short"),
         ("HELPDESK_DATABSE_URL", "sqlite:///x.db"),
         ("HELPDESK_SUPPORT_ADDRESS", "support"),
+        ("HELPDESK_BASE_URL", "https://example.com/helpdesk"),
     ],
 )
 def test_bad_value_names_the_variable(tmp_path, name, value):
