@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from email.utils import parseaddr
 
 import peewee
 from argon2 import PasswordHasher
@@ -16,6 +17,7 @@ from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
 from helpdesk.models import ESCALATION_MODES, ROLES, Agent, ConfigChange, Membership, Team, TeamOnCall
 from helpdesk.models import is_member as is_member  # where the domain has always found it
+from helpdesk.requesters import EMAIL
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -90,6 +92,7 @@ def create_agent(
         raise DomainError(f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.")
     if not display_name.strip():
         raise DomainError("A display name is required.")
+    email = agent_email(email)
     if check_strength:
         validate_password(password)
     with write_transaction():
@@ -105,6 +108,19 @@ def create_agent(
         for team in teams:
             Membership.create(team=team, agent=agent)
     return agent
+
+
+def agent_email(email: str) -> str:
+    """An agent's e-mail address as kept: bare (``Lee <lee@example.com>`` gives the address),
+    or empty. Inbound mail compares senders with it (mail from an agent's address is never a
+    customer's) and notifications are sent to it, so anything else is refused."""
+    text = email.strip()
+    if not text:
+        return ""
+    address = parseaddr(text)[1].strip()
+    if len(address) > 254 or not EMAIL.fullmatch(address):
+        raise DomainError(f"{text!r} is not an e-mail address.")
+    return address
 
 
 def update_agent(
@@ -123,9 +139,10 @@ def update_agent(
         raise DomainError("A display name is required.")
     if actor is not None and actor.id == agent.id and (role != "admin" or not active):
         raise DomainError("You cannot remove your own admin role or deactivate yourself.")
+    email = agent_email(email)
     with write_transaction():
         Agent.update(
-            display_name=display_name.strip(), email=email.strip(), role=role, active=active
+            display_name=display_name.strip(), email=email, role=role, active=active
         ).where(Agent.id == agent.id).execute()
         if not active or role != agent.role:  # deactivated or role changed: log in again (C4)
             sessions.end_all(agent.id)

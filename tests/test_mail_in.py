@@ -682,6 +682,27 @@ def test_a_support_address_written_with_a_name_still_stops_our_own_mail(app, ctx
     assert Incident.select().count() == 0
 
 
+def test_an_agent_added_with_a_named_address_is_still_known_as_an_agent(take, login, personas, app):
+    # `helpdesk user add lee --email "Lee <Lee@Example.net>"` (or the Agents page) kept the
+    # text whole: mail from lee@example.net was then taken as a customer's, and mail to the
+    # agent went to whatever was typed ("not an email" was kept too).
+    from helpdesk import people
+
+    with app.app_context():
+        lee = people.create_agent("lee", "Lee", "correct-horse-battery", email="Lee <Lee@Example.net>")
+        assert lee.email == "Lee@Example.net"
+        with pytest.raises(DomainError, match="not an e-mail address"):
+            people.create_agent("kim", "Kim", "correct-horse-battery", email="not an email")
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "lee@example.net", SUPPORT, "As an agent"
+    mail.set_content("Close INC-1 please.")
+    assert take(bytes(mail)).outcome == "quarantined"
+    admin = login(personas.admin)
+    page = admin.post(f"/admin/agents/{lee.id}", {"display_name": "Lee", "email": "lee at example",
+                                                  "role": "agent"})
+    assert page.status_code == 422 and "not an e-mail address" in page.get_data(as_text=True)
+
+
 def test_an_auto_reply_on_an_incident_is_kept_quietly(take, ada_incident, personas, ctx, app, smtp):
     incident, ack = ada_incident
     with app.app_context():
