@@ -328,8 +328,8 @@ def test_an_unreachable_database_is_said_plainly_without_its_password(tmp_path, 
     # `init` and `db upgrade` used to end in a psycopg traceback, and the other commands
     # printed the database URL with its password ("cannot open the database
     # postgresql://helpdesk:<password>@…") into the terminal and the journal.
-    env = _env(tmp_path, HELPDESK_SECRET_KEY="k" * 40,
-               HELPDESK_DATABASE_URL="postgresql://helpdesk:Sup3r-s3cret@127.0.0.1:1/helpdesk")
+    env = _env(tmp_path, HELPDESK_SECRET_KEY="k" * 40)
+    env["HELPDESK_DATABASE_URL"] = "postgresql://helpdesk:Sup3r-s3cret@127.0.0.1:1/helpdesk"  # not the test's
     (tmp_path / "instance").mkdir()
     result = _run(command, env)
     assert result.returncode == 1
