@@ -292,6 +292,25 @@ def test_a_sign_in_link_in_a_forwarded_file_is_used_up_too(app, ctx, take):
         assert customer_links.redeem(ctx, in_txt) is None
 
 
+def test_a_body_whose_base64_breaks_halfway_says_that_words_are_missing(take):
+    # Python's decoder stops at padding or junk in the middle of base64 and drops the rest
+    # without a word: the agent read half a message as if it were all of it.
+    import base64
+
+    encoded = base64.b64encode(b"The printer on floor 3 jams. It started after the update on "
+                               b"Monday and every print since has failed.").decode()
+    broken = encoded[:30] + "===" + encoded[30:]
+    raw = (f"From: ada@example.org\nTo: {SUPPORT}\nSubject: Printer\nMessage-ID: {make_msgid()}\n"
+           "MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n"
+           f"Content-Transfer-Encoding: base64\n\n{broken}\n")
+    received = take(raw)
+    assert received.outcome == "created"
+    description = received.incident.description
+    assert description.startswith("The printer on floor")
+    assert "base64 encoding is broken after 22 bytes" in description
+    assert "the original message is kept" in description
+
+
 def test_two_scans_under_one_message_id_with_other_files_are_both_kept(take):
     # A scanner sends every scan with the same Message-ID, sender, subject and text.
     def scan(content: bytes) -> bytes:

@@ -121,12 +121,25 @@ def _text(content: str) -> str:
     return CONTROL_CHARACTERS.sub("", content.replace("\r\n", "\n").replace("\r", "\n"))
 
 
+def _base64_shortfall(encoded: object, decoded: bytes) -> int:
+    """How many bytes the base64 text holds beyond what the decoder gave: Python's decoder stops
+    silently at damage (padding or a stray character in the middle), dropping the rest."""
+    if not isinstance(encoded, str):
+        return 0
+    return len(re.sub(r"[^A-Za-z0-9+/]", "", encoded)) * 3 // 4 - len(decoded)
+
+
 def _decode(part: Message, notes: list[str]) -> str:
     """A text part's content in its declared charset. Bytes that are not in that charset (a
     lying or missing declaration: Latin-1 sent as UTF-8, raw 8-bit with none) are read as
     UTF-8 if they are UTF-8, else as Windows-1252, with a note, rather than as replacement
     marks; an unknown charset is read the same way."""
     payload = part.get_payload(decode=True)
+    if isinstance(payload, bytes) and part.get("Content-Transfer-Encoding", "").strip().lower() == "base64":
+        lost = _base64_shortfall(part.get_payload(decode=False), payload)
+        if lost > 2:  # (a lone trailing character or two is no text)
+            notes.append(f"the text's base64 encoding is broken after {len(payload):,} bytes: about "
+                         f"{lost:,} bytes could not be read (the original message is kept)")
     if not isinstance(payload, bytes):  # not a leaf the parser can decode: what it gives
         try:
             content = part.get_content()  # type: ignore[attr-defined]
