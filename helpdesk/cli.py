@@ -607,7 +607,8 @@ def db_copy(source: str, target: str) -> None:
         result = copy_database(source, target,
                                progress=lambda table, rows: click.echo(f"  {table}: {rows} row(s)"))
     except (CopyError, ValueError) as error:
-        raise click.ClickException(f"nothing usable was copied: {error}") from None
+        said = "the copy is not usable" if getattr(error, "started", False) else "nothing was copied"
+        raise click.ClickException(f"{said}: {error}") from None
     click.echo(f"Copied {result.rows} rows in {len(result.tables)} tables; counts and checksums "
                f"match. Search index rebuilt for {result.indexed} incident(s).")
 

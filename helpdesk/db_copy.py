@@ -27,7 +27,12 @@ from helpdesk.models import MODELS
 
 
 class CopyError(Exception):
-    """The copy cannot start or did not verify; the message says what to do."""
+    """The copy cannot start or did not verify; the message says what to do. ``started``: rows
+    were written to the target (which is then incomplete), else nothing was."""
+
+    def __init__(self, message: str, *, started: bool = False) -> None:
+        super().__init__(message)
+        self.started = started
 
 
 @dataclass
@@ -56,6 +61,7 @@ def copy_database(source_url: str, target_url: str, *, batch: int = 1000,
         raise CopyError(f"there is no source database at {source_url}")  # (opening it would make one)
     source, target = open_database(source_url), open_database(target_url)
     models = peewee.sort_models(MODELS)
+    started = False
     try:
         with source.connection_context(), target.connection_context():
             if schema.pending(source):
@@ -65,6 +71,7 @@ def copy_database(source_url: str, target_url: str, *, batch: int = 1000,
             with source.bind_ctx(models):
                 _check_target_empty(target, models)
                 result = CopyResult()
+                started = True
                 for model in models:
                     rows, checksum = _copy_table(model, source, target, batch)
                     result.tables.append(TableCopy(model._meta.table_name, rows, checksum))
@@ -78,7 +85,8 @@ def copy_database(source_url: str, target_url: str, *, batch: int = 1000,
                 result.indexed = search.rebuild()
             return result
     except peewee.OperationalError as error:  # unreachable, missing, refused: said in one line
-        raise CopyError(f"a database could not be used: {' '.join(str(error).split())}") from None
+        raise CopyError(f"a database could not be used: {' '.join(str(error).split())}",
+                        started=started) from None
     finally:
         for db in (source, target):
             db.close_all() if hasattr(db, "close_all") else db.close()  # a pool: every connection
@@ -178,7 +186,7 @@ def _verify(target: peewee.Database, models: list[type[peewee.Model]], result: C
             if (count, digest.hexdigest()) != (copied.rows, copied.checksum):
                 raise CopyError(f"{model._meta.table_name}: the target holds {count} rows, the source "
                                 f"{copied.rows}, or their contents differ; the target is incomplete — "
-                                "drop it and copy again")
+                                "drop it and copy again", started=True)
 
 
 @contextmanager

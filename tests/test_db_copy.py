@@ -105,7 +105,7 @@ def test_the_command_refuses_a_target_that_holds_data(app, desk, tmp_path):
     assert "counts and checksums match" in first.output
     again = CliRunner().invoke(main, ["db", "copy", "--from", _source_url(app), "--to", target])
     assert again.exit_code != 0
-    assert "already holds data" in again.output
+    assert "Error: nothing was copied: the target database already holds data" in again.output
 
 
 def test_a_source_behind_the_schema_is_refused_before_anything_is_written(app, tmp_path):
@@ -126,7 +126,7 @@ def test_a_misspelt_source_or_an_unreachable_target_is_one_line_and_leaves_nothi
     assert not misspelt.exists(), "no empty file made by asking"
     unreachable = "postgresql://postgres@127.0.0.1:9/nowhere?connect_timeout=2"
     answer = CliRunner().invoke(main, ["db", "copy", "--from", _source_url(app), "--to", unreachable])
-    assert answer.exit_code == 1 and "a database could not be used" in answer.output
+    assert answer.exit_code == 1 and "nothing was copied: a database could not be used" in answer.output
     assert answer.exception is None or isinstance(answer.exception, SystemExit)
 
 
