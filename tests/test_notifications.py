@@ -244,6 +244,27 @@ def test_requester_gets_acknowledgement_reply_and_resolution_as_one_thread(ctx,
     assert resolution in resolved.get_body(("html",)).get_content()
 
 
+def test_the_agents_markdown_reads_as_formatting_in_the_mails_html_part(ctx,
+        helpdesk_app: Flask, personas: Personas, requester: Contact, smtp: SmtpServer) -> None:
+    # The reply box says "Markdown" and the portal renders it; the mail showed "**restart**".
+    reply = ("Please **restart** the router:\n\n1. unplug it\n2. wait a minute\n\n"
+             "<img src=x onerror=alert(1)> [portal](javascript:alert(1))")
+    resolution = "Replaced the `VPN` concentrator's *power supply*."
+    with helpdesk_app.app_context():
+        incident = incidents.log_incident(ctx, title="VPN drops", actor=personas.owner,
+                                          service_desk=personas.service_desk, requester=requester)
+        incidents.add_comment(ctx, incident.id, personas.owner, reply, public=True)
+        incidents.change_status(ctx, incident.id, personas.owner, "resolved", note=resolution)
+    _acknowledgement, answer, resolved = (m.message for m in smtp.to(REQUESTER))
+    answer_html = answer.get_body(("html",)).get_content()
+    assert "<strong>restart</strong>" in answer_html and "<li>unplug it</li>" in answer_html
+    assert "<img" not in answer_html and 'href="javascript' not in answer_html  # sanitised as on the pages
+    assert "Please **restart** the router" in answer.get_body(("plain",)).get_content()
+    resolved_html = resolved.get_body(("html",)).get_content()
+    assert "<code>VPN</code>" in resolved_html and "<em>power supply</em>" in resolved_html
+    assert f"{incident.reference} is resolved" in resolved_html  # the template's own words stay
+
+
 def test_a_retried_mail_is_recognisably_the_same_message(
         helpdesk_app: Flask, state: Any, requester: Contact, smtp: SmtpServer, incident_factory: Any,
         frozen_clock: FrozenClock) -> None:

@@ -6,7 +6,9 @@ Templates are ``notifications/<kind>.txt`` in the instance folder's
 
 from __future__ import annotations
 
+import html
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from jinja2 import ChoiceLoader, FileSystemLoader, TemplateNotFound
@@ -16,6 +18,7 @@ from helpdesk.context import Context
 from helpdesk.mail.reference import subject_tag
 from helpdesk.models import Incident
 from helpdesk.notify.conversation import portal_url
+from helpdesk.rendering import render_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -61,3 +64,29 @@ def render_safely(ctx: Context, kind: str, incident: Incident, payload: dict[str
     except Exception:
         logger.exception("notification template for %r failed; using a plain text", kind)
         return f"[{incident.reference}] {incident.title}", f"{incident.reference}: {incident.title}\n"
+
+
+#: Kinds whose text carries words an agent typed in Markdown (the reply box, the resolution
+#: note): the HTML part of their mail shows them rendered, as the portal does, not as
+#: "**asterisks**".
+MARKDOWN_TYPED: dict[str, Callable[[Incident, dict[str, Any]], str | None]] = {
+    "requester_reply": lambda incident, payload: payload.get("body"),
+    "requester_resolved": lambda incident, payload: incident.resolution_note,
+}
+
+
+def render_html(kind: str, incident: Incident, payload: dict[str, Any], text: str) -> str:
+    """The HTML of a message whose text carries an agent's Markdown (sanitised as on the pages,
+    the rest of the text as escaped paragraphs); "" for any other, which each channel shows as
+    its text (also when an instance's template leaves the typed words out)."""
+    source = MARKDOWN_TYPED.get(kind)
+    typed = str(source(incident, payload) or "").strip() if source is not None else ""
+    if not typed or typed not in text:
+        return ""
+    before, _, after = text.partition(typed)
+    return _paragraphs(before) + str(render_markdown(typed)) + _paragraphs(after)
+
+
+def _paragraphs(text: str) -> str:
+    return "".join(f"<p>{html.escape(part.strip()).replace(chr(10), '<br>')}</p>"
+                   for part in text.split("\n\n") if part.strip())

@@ -41,7 +41,7 @@ from helpdesk.models import (
     incident_as_stored,
 )
 from helpdesk.notify import addresses, conversation, rules
-from helpdesk.notify.message import render_safely
+from helpdesk.notify.message import render_html, render_safely
 from helpdesk.records import DeliveryError, Message
 from helpdesk.workers import lapsed
 
@@ -90,12 +90,13 @@ def record_event(ctx: Context, event: str, incident_id: int, payload: dict[str, 
     settings = addresses.settings_for(agent_ids)
     preferences = {(p.agent_id, p.kind, p.channel): p.enabled for p in NotificationPreference.select()
                    .where(NotificationPreference.agent.in_(agent_ids))} if agent_ids else {}
-    rendered: dict[str, tuple[str, str]] = {}
+    rendered: dict[str, tuple[str, str, str]] = {}
     created: list[int] = []
     for recipient in found:
         if recipient.kind not in rendered:
-            rendered[recipient.kind] = render_safely(ctx, recipient.kind, incident, payload)
-        subject, text = rendered[recipient.kind]
+            subject, text = render_safely(ctx, recipient.kind, incident, payload)
+            rendered[recipient.kind] = (subject, text, render_html(recipient.kind, incident, payload, text))
+        subject, text, html = rendered[recipient.kind]
         for channel in channels:
             if recipient.agent is not None:
                 if not preferences.get((recipient.agent.id, recipient.kind, channel.name), True):
@@ -113,8 +114,8 @@ def record_event(ctx: Context, event: str, incident_id: int, payload: dict[str, 
                                                   recipient.contact) if recipient.contact is not None else []
                 created.append(_write(ctx, channel.name, str(address), event=event, kind=recipient.kind,
                                       incident=incident, agent=recipient.agent, subject=subject, text=text,
-                                      payload=payload, expires_at=rules.expires_at(recipient.kind, payload),
-                                      references=thread))
+                                      html=html, payload=payload, references=thread,
+                                      expires_at=rules.expires_at(recipient.kind, payload)))
     told: tuple[str, str] | None = None  # what a broadcast says, written once for every address
     for channel in channels:
         if channel.broadcast is None:
