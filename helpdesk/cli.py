@@ -516,11 +516,18 @@ def sla_check(ctx: click.Context, at_text: str | None, dry_run: bool) -> None:
     with app.app_context(), database.connection_context():
         state = app.extensions["helpdesk"]
         if dry_run:
+            from helpdesk.escalation import engine
+
             due = sla.preview(state, at)
             for incident_id, target, kind, point in due:
                 click.echo(f"INC-{incident_id} {target} {kind}"
                            + (f" {point / 10:g}%" if kind == "warning" else ""))
-            click.echo(f"{len(due)} event(s) would fire at {at:%Y-%m-%d %H:%M} UTC.")
+            # (levels as the clocks stand now: an event above may still change what comes due)
+            levels = engine.preview(state, at)
+            for incident_id, what, policy in levels:
+                click.echo(f"INC-{incident_id} escalation {what} of {policy}")
+            click.echo(f"{len(due)} SLA event(s) would fire and {len(levels)} escalation level(s) "
+                       f"would run at {at:%Y-%m-%d %H:%M} UTC.")
             return
         from helpdesk.models import EscalationRun
 

@@ -363,6 +363,37 @@ def check(ctx: Context, at: dt.datetime | None = None, batch: int = 500) -> list
             fired += process(ctx, incident_id, at, every=every)
 
 
+def preview(ctx: Context, at: dt.datetime) -> list[tuple[int, str, str]]:
+    """What a check at ``at`` would run, read only: (incident id, what, policy title) for each
+    level (``"level 2 (Team lead)"``, the latest reached, as :func:`process` runs it) and each
+    retry of a failed level then due. Nothing is written (``sla check --dry-run``)."""
+    found: list[tuple[int, str, str]] = []
+    every = list(EscalationPolicy.select())
+    titles = {policy.name: policy.title for policy in every}
+    retrying = (EscalationRun.select().where((EscalationRun.state == "retrying")
+                                             & (EscalationRun.next_attempt_at <= at))
+                .order_by(EscalationRun.next_attempt_at))
+    for run in retrying:
+        found.append((run.incident_id, f"retry of level {run.level}",
+                      titles.get(run.policy_name, run.policy_name)))
+    due = EscalationState.select().where(EscalationState.next_at <= at).order_by(EscalationState.next_at)
+    for state in due:
+        incident = Incident.get_or_none(Incident.id == state.incident_id)
+        if incident is None or not incident.is_active or (
+                state.snoozed_until is not None and at < state.snoozed_until):
+            continue
+        policy = _policy(incident, state, every)
+        if policy is None:
+            continue
+        reached = [(number, level) for number, level, when
+                   in pending(ctx, incident, state, policies.definition_of(policy), clocks_of(incident.id))
+                   if when is not None and when <= at]
+        if reached:
+            number, level = reached[-1]
+            found.append((incident.id, f"level {number} ({level['title']})", policy.title))
+    return found
+
+
 def process(ctx: Context, incident_id: int, at: dt.datetime, simulated: bool = False,
             every: list[EscalationPolicy] | None = None) -> list[Fired]:
     """One incident's due work at ``at``, in one transaction: retries, then the latest level

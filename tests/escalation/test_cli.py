@@ -71,6 +71,15 @@ def test_sla_check_says_which_escalation_levels_its_pass_ran(desk, tmp_path):
            "HELPDESK_DISABLED_PLUGINS": ",".join(sorted({ep.name for ep in entry_points(group="helpdesk")}
                                                         - USED))}
     at = (AT75 + dt.timedelta(minutes=5)).isoformat()
+    # --dry-run lists the level too (it listed only the SLA events), and runs nothing
+    foreseen = subprocess.run([sys.executable, "-m", "helpdesk.cli", "sla", "check", "--at", at, "--dry-run"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert foreseen.returncode == 0, foreseen.stderr
+    lines = foreseen.stdout.strip().splitlines()
+    assert f"INC-{incident.id} escalation level 1 (Owner reviews) of Standard escalation" in lines
+    assert lines[-1] == ("2 SLA event(s) would fire and 1 escalation level(s) would run at "
+                         f"{AT75 + dt.timedelta(minutes=5):%Y-%m-%d %H:%M} UTC.")
+    assert EscalationRun.select().count() == 0
     done = subprocess.run([sys.executable, "-m", "helpdesk.cli", "sla", "check", "--at", at], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
