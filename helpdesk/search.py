@@ -144,13 +144,14 @@ def _entries(incident_ids: list[int]) -> dict[int, list[_Entry]]:
 _ENTRIES_OF = Statement(lambda incident_id: _searched(lambda column: column == incident_id))
 
 
-def refresh(incident_id: int, new: Incident | None = None) -> None:
+def refresh(incident_id: int, new: Incident | None = None, unchanged: Incident | None = None) -> None:
     """Rewrite one incident's search document; call it inside the transaction of the change
-    (``new``: the incident created in this transaction, as stored: no reply or note yet)."""
+    (``new``: the incident created in this transaction, as stored: no reply or note yet;
+    ``unchanged``: as read in this transaction by a change that added to its timeline only)."""
     if new is not None:
         _write({incident_id: _document(new, [])})
         return
-    incident = incident_as_stored(incident_id)
+    incident = unchanged if unchanged is not None else incident_as_stored(incident_id)
     entries = [_Entry(kind, body) for _incident, kind, body in _ENTRIES_OF.execute(incident_id)]
     _write({incident_id: _document(incident, entries)})
 

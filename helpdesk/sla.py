@@ -422,15 +422,19 @@ def _move(state: Any, clock: SlaClock, old: str, new: str, at: dt.datetime) -> N
         _meet(state, clock, at)
 
 
-def on_response(ctx: Context, incident: Incident, public_reply: bool) -> None:
-    """The first public reply (or first agent action, as configured) meets the response target."""
+def on_response(ctx: Context, incident: Incident, public_reply: bool) -> bool:
+    """The first public reply (or first agent action, as configured) meets the response target;
+    returns whether this one did (a clock changed)."""
     state = ctx
     if not public_reply and state.settings.sla_response_met_by != "action":
-        return
+        return False
+    met = False
     for clock in _clocks(incident.id, ["response"]):
         if clock.met_at is None and clock.stopped_at is None:
             _meet(state, clock, now())
             _save(state, clock)
+            met = True
+    return met
 
 
 def on_retarget(ctx: Context, incident: Incident) -> None:

@@ -239,6 +239,28 @@ def test_report_figures_match_an_independent_account_of_the_timeline(
         assert list(IncidentFact.select().where(IncidentFact.incident_id.in_(created)).dicts()) == before
 
 
+def test_only_a_comment_that_moves_a_clock_rewrites_the_report_row(app, ctx, personas, count_queries):
+    # Every reply rewrote the incident's report row and its day aggregates (seven statements of
+    # a reply's sixteen), though only the first public reply, meeting the response target, moves
+    # what the row holds while the incident is open.
+    def fact_statements(public: bool) -> list[str]:
+        count_queries.queries.clear()
+        incidents.add_comment(ctx, incident.id, personas.owner, "Still looking", public=public)
+        return [q for q in count_queries.queries if "incident_fact" in q]
+
+    with app.app_context():
+        incident = incidents.log_incident(ctx, title="VPN", actor=personas.owner, impact="high",
+                                          urgency="high")
+        assert fact_statements(public=True)  # the response target is met: the row changes
+        assert fact_statements(public=True) == [] and fact_statements(public=False) == []
+        kept = {row.incident_id: row.__data__ for row in IncidentFact.select()}
+        reports.rebuild(ctx)  # and what it kept is what a rebuild writes
+        assert {row.incident_id: row.__data__ for row in IncidentFact.select()} == kept
+        incidents.change_status(ctx, incident.id, personas.owner, "resolved", note="Fixed")
+        assert fact_statements(public=False)  # an ended incident's row may follow its last change
+
+
+
 # -- pages and permissions -----------------------------------------------------------------
 
 def test_a_winter_incident_keeps_its_business_hours_when_the_report_runs_in_summer(

@@ -136,9 +136,12 @@ def add_comment(ctx: Context, incident_id: int, actor: Agent, body: str, *, publ
         for name, data in files:
             attachments.store(ctx, incident.id, note.id, name, data, agent=actor)
         Incident.update(updated_at=note.at).where(Incident.id == incident.id).execute()
-        search.refresh(incident.id)
-        sla.on_response(ctx, incident, public_reply=public)
-        reports.refresh(ctx, incident.id)
+        search.refresh(incident.id, unchanged=incident)  # (its words are the entries' and its own)
+        met = sla.on_response(ctx, incident, public_reply=public)
+        if met or not incident.is_active:
+            # An active incident's report fact changes with its clocks only (an ended one's
+            # end day may follow its last change), so a later comment leaves it as it is.
+            reports.refresh(ctx, incident.id)
         events.emit(ctx, "incident_commented", incident.id, actor, entry=note.id, public=public,
                     body=body, actor_name=actor.display_name, attachments=len(files))
     return note
