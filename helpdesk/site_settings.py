@@ -36,6 +36,7 @@ from helpdesk import plugins
 from helpdesk.config import ConfigError
 from helpdesk.context import Context
 from helpdesk.db import Statement, database, write_transaction
+from helpdesk.errors import PermissionDenied
 from helpdesk.models import Agent, ConfigChange, StoredSetting, utcnow
 from helpdesk.plugins import Registry
 
@@ -330,13 +331,27 @@ def _secret_follows(ctx: Context, changes: Mapping[str, Any]) -> None:
                                     "be sent to the new server."})
 
 
+#: Why a team lead is refused: these settings apply to every team.
+ADMINS_ONLY = ("Only an admin can change organisation-wide settings (business hours, holidays, SLA "
+               "targets, channels): they apply to every team. Team leads can view them.")
+
+
+def check_may_change(actor: Agent | None) -> None:
+    """Refuse (:class:`PermissionDenied`, 403) anyone but an admin; no actor is the operator at
+    the command line or a start-up step, who may."""
+    if actor is not None and not actor.is_admin:
+        raise PermissionDenied(ADMINS_ONLY)
+
+
 def save(ctx: Context, changes: Mapping[str, Any], actor: Agent | None) -> list[str]:
     """Store ``changes`` (``"<plugin>.<key>"`` -> value, ``None`` to go back to the default)
     after the plugins' own checks; audit each change; return the names that changed.
 
-    Raises :class:`Invalid` (a message per field) for a locked name or a value the plugins
-    refuse; nothing is saved then.
+    Raises :class:`PermissionDenied` unless ``actor`` is an admin (every stored setting is
+    organisation-wide), and :class:`Invalid` (a message per field) for a locked name or a
+    value the plugins refuse; nothing is saved then.
     """
+    check_may_change(actor)
     locked = {name: source for name in changes if (source := locked_by(ctx, name))}
     if locked:
         raise Invalid({name: f"set in {source}; change it there" for name, source in locked.items()})

@@ -65,18 +65,18 @@ NEW_ROUTES = [
     ("post", "/admin/channels/email"),
     ("post", "/admin/channels/email/test"),
 ]
-LEAD_ROUTES = [("get", "/admin/sla"), ("post", "/admin/sla/calendar"), ("post", "/admin/sla/targets")]
+SLA_ROUTES = [("get", "/admin/sla"), ("post", "/admin/sla/calendar"), ("post", "/admin/sla/targets")]
 
 
-def test_agents_may_not_use_any_new_page_and_leads_only_sla(login, personas, contact_factory):
+def test_agents_may_not_use_any_new_page_and_leads_only_view_sla(login, personas, contact_factory):
     contact_factory(name="Ann", email="ann@example.com")
     agent, lead, admin = login(personas.owner), login(personas.lead), login(personas.admin)
-    for method, url in NEW_ROUTES + LEAD_ROUTES:
+    for method, url in NEW_ROUTES + SLA_ROUTES:
         assert getattr(agent, method)(url).status_code == 403, url
     for method, url in NEW_ROUTES:
         assert getattr(lead, method)(url).status_code == 403, url
-    for method, url in LEAD_ROUTES:
-        assert getattr(lead, method)(url).status_code in {200, 303}, url
+    assert lead.get("/admin/sla").status_code == 200  # leads view the settings; changes are admins'
+    for method, url in SLA_ROUTES:
         assert getattr(admin, method)(url).status_code in {200, 303}, url
     lead_page = lead.get("/", follow_redirects=True).get_data(as_text=True)
     assert "/admin/sla" in lead_page and "/admin/channels" not in lead_page  # the header links
@@ -92,13 +92,13 @@ def test_a_post_without_the_csrf_token_is_refused_and_saves_nothing(login, perso
     assert stored() == {} and ConfigChange.select().count() == 0
 
 
-def test_a_lead_changes_targets_and_new_incidents_get_them_running_clocks_keep_theirs(
+def test_an_admin_changes_targets_and_new_incidents_get_them_running_clocks_keep_theirs(
     login, personas, incident_factory, ctx
 ):
     before = incident_factory(impact="medium", urgency="medium")  # P3: 4 business hours to respond
-    lead = login(personas.lead)
+    admin = login(personas.admin)
     form = {f"response-p{p}": v for p, v in zip("1234", ["15m", "30m", "1h", "1bd"], strict=True)}
-    response = lead.post("/admin/sla/targets", form)
+    response = admin.post("/admin/sla/targets", form)
     assert response.status_code == 303
     assert stored()["sla_priority.response"]["p3"] == "1h"
     after = incident_factory(impact="medium", urgency="medium")
@@ -106,16 +106,16 @@ def test_a_lead_changes_targets_and_new_incidents_get_them_running_clocks_keep_t
     old_clock = SlaClock.get((SlaClock.incident == before.id) & (SlaClock.target == "response"))
     assert clock.target_seconds == 3600 and old_clock.target_seconds == 4 * 3600
     change = ConfigChange.get(ConfigChange.key == "sla_priority.response")
-    assert change.actor_id == personas.lead.id and '"p3": "1h"' in change.new_value
-    page = lead.get("/admin/sla").get_data(as_text=True)
-    assert "Amira Haddad" in page and "sla_priority.response" in page  # the audit on the page
+    assert change.actor_id == personas.admin.id and '"p3": "1h"' in change.new_value
+    page = login(personas.lead).get("/admin/sla").get_data(as_text=True)  # a lead reads it
+    assert "sla_priority.response" in page and "<td>1h</td>" in page  # the audit, the new target
 
 
 @pytest.mark.parametrize("typed", ["3000000d", "99999999999999999999bd", "１h", "1099bd"])
 def test_a_target_too_long_to_reach_a_due_date_is_a_field_error(login, personas, incident_factory, typed):
     # Saved, it made every new incident of that priority fail (no due date past year 9999).
-    lead = login(personas.lead)
-    response = lead.post("/admin/sla/targets", {f"resolution-p{p}": v for p, v in
+    admin = login(personas.admin)
+    response = admin.post("/admin/sla/targets", {f"resolution-p{p}": v for p, v in
                                                 zip("1234", ["4h", "8h", typed, "10bd"], strict=True)})
     page = response.get_data(as_text=True)
     assert response.status_code == 422 and 'role="alert"' in page and typed in page
@@ -124,17 +124,17 @@ def test_a_target_too_long_to_reach_a_due_date_is_a_field_error(login, personas,
 
 
 def test_invalid_values_are_field_errors_and_nothing_is_saved(login, personas):
-    lead, admin = login(personas.lead), login(personas.admin)
-    response = lead.post(
+    admin = login(personas.admin)
+    response = admin.post(
         "/admin/sla/targets",
         {"response-p1": "soon", "response-p2": "30m", "response-p3": "4h", "response-p4": "1bd"},
     )
     page = response.get_data(as_text=True)
     assert response.status_code == 422 and 'id="err-response-p1"' in page and "15m, 8h" in page
     assert 'value="soon"' in page  # what was typed is shown back
-    response = lead.post("/admin/sla/calendar", {"time_zone": "Mars/Olympus", **HOURS})
+    response = admin.post("/admin/sla/calendar", {"time_zone": "Mars/Olympus", **HOURS})
     assert response.status_code == 422 and "IANA time zone" in response.get_data(as_text=True)
-    response = lead.post("/admin/sla/calendar", {"time_zone": "UTC", **HOURS, "open-mon": "25:00"})
+    response = admin.post("/admin/sla/calendar", {"time_zone": "UTC", **HOURS, "open-mon": "25:00"})
     assert response.status_code == 422 and 'id="err-hours-mon"' in response.get_data(as_text=True)
     response = admin.post(
         "/admin/channels/email", {"email.host": "smtp.example.com", "email.security": "ssl"}
@@ -229,8 +229,8 @@ def test_a_second_process_sees_a_change_without_restart(app, login, personas, tm
     )
     other = second.extensions["helpdesk"]
     assert other.registry.business_calendars["business"].hours[0][0].hour == 9
-    lead = login(personas.lead)
-    assert lead.post("/admin/sla/calendar", {"time_zone": "Europe/Paris", **HOURS}).status_code == 303
+    admin = login(personas.admin)
+    assert admin.post("/admin/sla/calendar", {"time_zone": "Europe/Paris", **HOURS}).status_code == 303
     # Its next request reads the revision first and shows the new hours.
     page = AgentClient(second, personas.lead).get("/admin/sla").get_data(as_text=True)
     assert "Europe/Paris" in page and "Mon 10:00–11:00" in page
@@ -241,23 +241,23 @@ def test_a_second_process_sees_a_change_without_restart(app, login, personas, tm
         assert site_settings.refresh(other) is False  # unchanged: one query, nothing reloaded
     # A task in the second process (a Huey worker) checks the revision before it runs.
     form = {f"response-p{p}": v for p, v in zip("1234", ["15m", "30m", "2h", "1bd"], strict=True)}
-    assert lead.post("/admin/sla/targets", form).status_code == 303
+    assert admin.post("/admin/sla/targets", form).status_code == 303
     assert other.stored.get("sla_priority") is None
     other.tasks.sla_check()
     assert other.stored["sla_priority"]["response"]["p3"] == "2h"
 
 
 def test_holidays_are_added_and_removed(login, personas, ctx):
-    lead = login(personas.lead)
-    lead.post("/admin/sla/calendar", {"holidays-present": "1", "add_holiday": "2026-12-25"})
-    lead.post("/admin/sla/calendar", {"holidays-present": "1", "add_holiday": "2026-12-26"})
+    admin = login(personas.admin)
+    admin.post("/admin/sla/calendar", {"holidays-present": "1", "add_holiday": "2026-12-25"})
+    admin.post("/admin/sla/calendar", {"holidays-present": "1", "add_holiday": "2026-12-26"})
     assert {d.isoformat() for d in ctx.registry.business_calendars["business"].holidays} == {
         "2026-12-25",
         "2026-12-26",
     }
-    lead.post("/admin/sla/calendar", {"holidays-present": "1", "remove_holiday": "2026-12-25"})
+    admin.post("/admin/sla/calendar", {"holidays-present": "1", "remove_holiday": "2026-12-25"})
     assert {d.isoformat() for d in ctx.registry.business_calendars["business"].holidays} == {"2026-12-26"}
-    response = lead.post("/admin/sla/calendar", {"holidays-present": "1", "add_holiday": "someday"})
+    response = admin.post("/admin/sla/calendar", {"holidays-present": "1", "add_holiday": "someday"})
     assert response.status_code == 422
 
 
@@ -332,7 +332,7 @@ def test_changing_the_hours_with_incidents_open_follows_the_documented_rule(
     site_settings.save(
         ctx,
         {"business_hours.hours": {d: "09:00-10:00" for d in ("mon", "tue", "wed", "thu", "fri")}},
-        personas.lead,
+        personas.admin,
     )
     clock = SlaClock.get_by_id(clock.id)
     assert (
@@ -372,7 +372,7 @@ def test_widening_the_hours_brings_open_clocks_forward_at_the_next_check_and_fir
     from helpdesk.models import Incident, SlaEvent, TimelineEntry
 
     weekdays = ("mon", "tue", "wed", "thu", "fri")
-    site_settings.save(ctx, {"business_hours.hours": {d: "09:00-10:00" for d in weekdays}}, personas.lead)
+    site_settings.save(ctx, {"business_hours.hours": {d: "09:00-10:00" for d in weekdays}}, personas.admin)
     sla_check()  # the worker has seen the one-hour days
     incident = incident_factory(impact="medium", urgency="medium")  # P3: 4 working hours to respond
     answered = incident_factory(impact="medium", urgency="medium")
@@ -386,7 +386,7 @@ def test_widening_the_hours_brings_open_clocks_forward_at_the_next_check_and_fir
         SlaClock.update(met_at=frozen_clock.now).where(SlaClock.id == response(answered.id).id).execute()
     resolution_before = SlaClock.get((SlaClock.incident == incident.id) & (SlaClock.target == "resolution"))
 
-    site_settings.save(ctx, {"business_hours.hours": {d: "09:00-17:00" for d in weekdays}}, personas.lead)
+    site_settings.save(ctx, {"business_hours.hours": {d: "09:00-17:00" for d in weekdays}}, personas.admin)
     assert sla_check(dt.datetime(2026, 3, 2, 9, 30)) == 0
     clock = response(incident.id)
     assert clock.due_at == dt.datetime(2026, 3, 2, 13, 0)  # Monday 13:00, not Thursday
@@ -426,7 +426,7 @@ def test_a_pause_is_measured_again_in_the_new_hours_and_a_breached_clock_keeps_i
     from helpdesk.models import Incident, SlaEvent
 
     weekdays = ("mon", "tue", "wed", "thu", "fri")
-    site_settings.save(ctx, {"business_hours.hours": {d: "09:00-10:00" for d in weekdays}}, personas.lead)
+    site_settings.save(ctx, {"business_hours.hours": {d: "09:00-10:00" for d in weekdays}}, personas.admin)
     sla_check()
     paused = incident_factory(impact="medium", urgency="medium")  # P3: 4 working hours to respond
     late = incident_factory(impact="medium", urgency="medium")
@@ -444,7 +444,7 @@ def test_a_pause_is_measured_again_in_the_new_hours_and_a_breached_clock_keeps_i
             SlaClock.id == late_clock.id).execute()
 
     frozen_clock.set(dt.datetime(2026, 3, 2, 16, 1))
-    site_settings.save(ctx, {"business_hours.hours": {d: "09:00-17:00" for d in weekdays}}, personas.lead)
+    site_settings.save(ctx, {"business_hours.hours": {d: "09:00-17:00" for d in weekdays}}, personas.admin)
     with app.app_context():
         moved = sla.follow_calendar_changes(ctx, frozen_clock.now)
         assert sla.follow_calendar_changes(ctx, frozen_clock.now) == 0, "seen: not re-timed twice"
@@ -504,3 +504,31 @@ def test_the_plugins_page_shows_the_e_mail_channel_once_it_is_switched_on(login,
     assert "channel types: email" in email_row()
     assert admin.post("/admin/channels/email", {"email.host": ""}).status_code == 303
     assert "channel types" not in email_row()
+
+
+def test_a_lead_views_the_sla_settings_but_only_an_admin_changes_them(login, personas, ctx):
+    # Business hours, holidays and targets apply to every team: a lead changed them for all.
+    from helpdesk.errors import PermissionDenied
+
+    lead, admin = login(personas.lead), login(personas.admin)
+    page = lead.get("/admin/sla").get_data(as_text=True)
+    assert "Only an admin can change the business hours, holidays and targets" in page
+    assert "<td>15m</td>" in page and "<td>10bd</td>" in page  # the targets, read-only
+    assert "Save targets" not in page and "Save business hours" not in page and "Add holiday" not in page
+    form = {f"response-p{p}": v for p, v in zip("1234", ["5m", "30m", "1h", "1bd"], strict=True)}
+    attempts = [("/admin/sla/targets", form), ("/admin/sla/calendar", {"time_zone": "UTC", **HOURS}),
+                ("/admin/sla/calendar", {"time_zone": "Mars/Olympus", **HOURS}),  # the rule comes first
+                ("/admin/sla/calendar", {"holidays-present": "1", "add_holiday": "2026-12-25"})]
+    for url, data in attempts:
+        response = lead.post(url, data)
+        assert response.status_code == 403, url
+        assert "Only an admin can change organisation-wide settings" in response.get_data(as_text=True)
+    assert stored() == {} and ConfigChange.select().count() == 0
+    with pytest.raises(PermissionDenied, match="Only an admin"):
+        site_settings.save(ctx, {"sla_priority.response": {"p1": "5m", "p2": "30m", "p3": "1h", "p4": "1bd"}},
+                           personas.lead)
+    assert stored() == {}
+    admin_page = admin.get("/admin/sla").get_data(as_text=True)
+    assert "Save targets" in admin_page and "Save business hours" in admin_page
+    assert admin.post("/admin/sla/targets", form).status_code == 303
+    assert stored()["sla_priority.response"]["p1"] == "5m"

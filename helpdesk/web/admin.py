@@ -483,7 +483,7 @@ def contact(contact_id: int) -> Any:
                            history=site_settings.changes((f"contact:{contact_id}.",), 20)), status
 
 
-# -- SLA: business hours, holidays, targets (admins and team leads) -------------------------------
+# -- SLA: business hours, holidays, targets (admins change them; team leads view them) -----------
 
 
 def _sla_view(errors: dict[str, str] | None = None, form: Any = None, status: int = 200) -> Any:
@@ -533,6 +533,7 @@ def _sla_view(errors: dict[str, str] | None = None, form: Any = None, status: in
         locked={name: site_settings.locked_by(state, name) for name in site_settings.SLA_KEYS},
         errors=errors or {}, form=form,
         history=site_settings.changes(("business_hours.", "sla_priority."), 20),
+        can_change=current_user.is_admin,
     ), status
 
 
@@ -543,8 +544,8 @@ SLA_DEFAULTS = {"response": {"p1": "15m", "p2": "30m", "p3": "4h", "p4": "1bd"},
 @bp.get("/sla")
 @access(LEAD)
 def sla_overview() -> Any:
-    """Policies, calendars, which policy applies to a sample incident, and the forms to change
-    the business calendar and the targets by priority."""
+    """Policies, calendars, which policy applies to a sample incident, and (for admins) the
+    forms to change the business calendar and the targets by priority."""
     return _sla_view()
 
 
@@ -567,10 +568,12 @@ def _save_settings(changes: dict[str, Any], errors: dict[str, str]) -> dict[str,
 @access(LEAD)
 def sla_calendar() -> Any:
     """Working hours per weekday, the calendar's time zone and its holidays (the ``business``
-    calendar of the business_hours plugin). Changes apply to new computations at once."""
+    calendar of the business_hours plugin). Changes apply to new computations at once.
+    Admins only: a lead is refused (403) naming the rule, before the form is read."""
     from helpdesk import site_settings
     from helpdesk.web import context
 
+    site_settings.check_may_change(current_user)
     state = context()
     errors: dict[str, str] = {}
     changes: dict[str, Any] = {}
@@ -613,9 +616,10 @@ def sla_calendar() -> Any:
 def sla_targets() -> Any:
     """Response and resolution targets per priority (the built-in ``priority`` policy). New
     incidents get them; a running clock is re-targeted only when its incident's priority
-    or policy changes."""
+    or policy changes. Admins only, as the calendar."""
     from helpdesk import site_settings
 
+    site_settings.check_may_change(current_user)
     errors: dict[str, str] = {}
     changes: dict[str, Any] = {}
     for target in ("response", "resolution"):

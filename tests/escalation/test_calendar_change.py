@@ -18,7 +18,7 @@ def test_wider_hours_bring_the_owner_review_forward_and_it_runs_once(desk):
     desk.check(LOGGED)  # the worker has seen the calendar
     desk.call(LOGGED, site_settings.save,
               {"business_hours.hours": {d: "09:00-21:00" for d in ("mon", "tue", "wed", "thu", "fri")}},
-              desk.p.lead)
+              desk.p.admin)
     desk.check(utc(3, 6, 16, 31))  # re-timed: 4 h 30 on Friday, 1 h 30 on Monday → 75 % at 10:30
     assert desk.check(utc(3, 9, 10, 29)) == 0
     assert desk.check(utc(3, 9, 10, 30)) == 1
@@ -39,7 +39,7 @@ def test_a_new_year_alone_does_not_count_as_a_calendar_change(desk, caplog):
 
     christmas = ["2026-12-25", "2026-12-28", "2027-12-27", "2027-12-28"]
     desk.call(dt.datetime(2027, 12, 1), site_settings.save, {"business_hours.holidays": christmas},
-              desk.p.lead)
+              desk.p.admin)
     # A P4 logged Friday 31 December 2027 16:00 (London = UTC in winter): 1 h on Friday, 7 h from
     # Monday 3 January 09:00 -> response due Monday 16:00.
     incident = desk.call(dt.datetime(2027, 12, 31, 16), incidents.log_incident, title="Badge reader",
@@ -54,7 +54,7 @@ def test_a_new_year_alone_does_not_count_as_a_calendar_change(desk, caplog):
     assert not said_changed()
     # An admin makes Monday 3 January a holiday: that is a change, and the due time moves a day.
     desk.call(dt.datetime(2028, 1, 1, 10), site_settings.save,
-              {"business_hours.holidays": [*christmas, "2028-01-03"]}, desk.p.lead)
+              {"business_hours.holidays": [*christmas, "2028-01-03"]}, desk.p.admin)
     desk.check(dt.datetime(2028, 1, 1, 10, 1))
     assert said_changed() and sorted(recomputed()) == ["resolution", "response"]
     assert clock().due_at == dt.datetime(2028, 1, 4, 16)
@@ -68,7 +68,7 @@ def test_a_calendar_seen_before_the_upgrade_is_judged_by_its_old_fingerprint(des
         return any("changed" in r.getMessage() for r in caplog.records if r.name == "helpdesk.sla")
 
     desk.call(dt.datetime(2027, 12, 1), site_settings.save, {"business_hours.holidays": ["2026-12-25"]},
-              desk.p.lead)
+              desk.p.admin)
     calendar = desk.ctx.registry.business_calendars["business"]
     with write_transaction():  # as a check before migration 0031 left it, in 2027
         SlaCalendar.create(name="business", fingerprint=sla.calendar_fingerprint(calendar, 2027),

@@ -140,9 +140,9 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
     ("/admin/notifications", "POST"): ADMIN_ONLY,
     ("/admin/plugins", "GET"): ADMIN_ONLY,
     ("/admin/plugins/events/<int:event_id>/retry", "POST"): ADMIN_ONLY,
-    ("/admin/sla", "GET"): LEAD_ONLY,  # leads configure business hours and targets too
-    ("/admin/sla/calendar", "POST"): LEAD_ONLY,
-    ("/admin/sla/targets", "POST"): LEAD_ONLY,
+    ("/admin/sla", "GET"): LEAD_ONLY,  # leads view business hours and targets; they apply to every
+    ("/admin/sla/calendar", "POST"): ADMIN_ONLY,  # team, so only admins change them (403 naming
+    ("/admin/sla/targets", "POST"): ADMIN_ONLY,  # the rule)
     # Where every message goes: admins only (whoever sets it reads customers' sign-in links).
     ("/admin/channels", "GET"): ADMIN_ONLY,
     ("/admin/channels/<name>", "POST"): ADMIN_ONLY,
