@@ -23,6 +23,11 @@ A policy (as a dict, and as TOML)::
 Conditions: ``priority`` (1-4), ``type``, ``team`` (owning or assigned team's
 name), ``service`` and ``organisation`` (the requester's), each a list; an
 incident matches when every condition given contains its value.
+
+Who may change a policy: its top-level ``team`` condition is what ties it to teams. An admin
+changes any policy; a team lead changes (saves, deletes) only a policy whose ``team``
+condition names teams they are all a member of, before and after the change. A policy
+without a ``team`` condition applies to the whole organisation: only admins change it.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from typing import Any
 from helpdesk.clock import now
 from helpdesk.context import Context
 from helpdesk.db import write_transaction
-from helpdesk.errors import DomainError
+from helpdesk.errors import DomainError, NotFound, PermissionDenied
 from helpdesk.models import (
     ACTIVE_STATUSES,
     PRIORITIES,
@@ -47,6 +52,7 @@ from helpdesk.models import (
     EscalationPolicyVersion,
     EscalationState,
     Incident,
+    Membership,
     Organisation,
     Service,
     Team,
@@ -246,6 +252,51 @@ def describe_trigger(level: Mapping[str, Any]) -> str:
     return "By hand"
 
 
+def teams_of(definition: Mapping[str, Any]) -> list[str]:
+    """The names of the teams a policy belongs to: its own ``team`` condition (empty: the
+    policy applies to the whole organisation)."""
+    return [str(t) for t in (definition.get("conditions") or {}).get("team") or []]
+
+
+def led_teams(actor: Agent) -> list[str]:
+    """The names of the teams whose policies a team lead changes (none for an agent)."""
+    if actor.role != "lead":
+        return []
+    return [name for (name,) in Team.select(Team.name).join(Membership)
+            .where(Membership.agent == actor.id).order_by(Team.name).tuples()]
+
+
+def refusal(actor: Agent | None, name: str, teams: list[str]) -> str | None:
+    """Why ``actor`` may not change the policy ``name`` belonging to ``teams`` (None: they may).
+    No actor is the operator at the command line, who may."""
+    if actor is None or actor.is_admin:
+        return None
+    if not teams:
+        return (f"Only an admin can change the escalation policy {name!r}: it has no team "
+                "condition, so it applies to the whole organisation.")
+    missing = sorted(set(teams) - set(led_teams(actor)))
+    if missing:
+        return (f"Only a lead of {', '.join(sorted(teams))} or an admin can change the escalation "
+                f"policy {name!r}; you do not lead {', '.join(missing)}.")
+    return None
+
+
+def can_change(actor: Agent, policy: EscalationPolicy) -> bool:
+    """Whether the page offers ``actor`` to edit and delete ``policy``."""
+    return refusal(actor, policy.name, teams_of(definition_of(policy))) is None
+
+
+def _check_may_change(actor: Agent | None, name: str, teams: list[str]) -> None:
+    reason = refusal(actor, name, teams)
+    if reason is not None:
+        raise PermissionDenied(reason)
+
+
+def check_may_edit(actor: Agent | None, policy: EscalationPolicy) -> None:
+    """Refuse (403, naming the rule) an actor who may not change the stored ``policy``."""
+    _check_may_change(actor, policy.name, teams_of(definition_of(policy)))
+
+
 def save(ctx: Context, raw: Mapping[str, Any], actor: Agent | None = None,
          expected_version: int | None = None, *, new: bool = False) -> EscalationPolicy:
     """Check and store a policy: a new one at version 1, an edit as the next version
@@ -253,9 +304,11 @@ def save(ctx: Context, raw: Mapping[str, Any], actor: Agent | None = None,
 
     Open incidents are looked at again by the next check (their next level may
     now come sooner); levels already run are never run again (see
-    :mod:`helpdesk.escalation.engine`).
+    :mod:`helpdesk.escalation.engine`). Raises :class:`PermissionDenied` when ``actor`` may
+    not change the policy as stored or as given (see the module's docstring).
     """
     checked = validate(ctx, raw)
+    _check_may_change(actor, checked["name"], teams_of(checked))
     definition = json.dumps({"conditions": checked["conditions"], "levels": checked["levels"]},
                             sort_keys=True)
     with write_transaction():
@@ -263,6 +316,8 @@ def save(ctx: Context, raw: Mapping[str, Any], actor: Agent | None = None,
         if new and policy is not None:
             raise PolicyError("name", f"a policy named {policy.name!r} exists already; choose another "
                                       "name, or edit that policy from the list")
+        if policy is not None:  # nor take over another team's (or the organisation's) policy
+            check_may_edit(actor, policy)
         stamp = now()
         if policy is None:
             policy = EscalationPolicy.create(name=checked["name"], title=checked["title"],
@@ -303,9 +358,15 @@ def revisit(at: Any) -> None:
     EscalationState.update(next_at=at).where(EscalationState.incident.in_(active)).execute()
 
 
-def delete(name: str) -> None:
+def delete(name: str, actor: Agent | None = None) -> None:
+    """Delete a policy (levels it ran stay on the timelines); :class:`PermissionDenied` when
+    ``actor`` may not change it, :class:`NotFound` when there is none of that name."""
     with write_transaction():
-        EscalationPolicy.delete().where(EscalationPolicy.name == name).execute()
+        policy = EscalationPolicy.get_or_none(EscalationPolicy.name == name)
+        if policy is None:
+            raise NotFound(f"There is no escalation policy named {name!r}.")
+        check_may_edit(actor, policy)
+        EscalationPolicy.delete().where(EscalationPolicy.id == policy.id).execute()
 
 
 def definition_of(policy: EscalationPolicy, version: int | None = None) -> dict[str, Any]:
@@ -342,13 +403,14 @@ def flatten(checked: Mapping[str, Any]) -> dict[str, Any]:
 # -- TOML ------------------------------------------------------------------------------------------
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """One value as TOML (a string, a number, a boolean, a list of them)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
 
 
@@ -361,17 +423,17 @@ def dict_to_toml(data: Mapping[str, Any], header: str = "") -> str:
     """A policy in the shape of :func:`flatten` as TOML (the editor's draft, an export)."""
     lines = [header] if header else []
     for key in ("name", "title", "enabled", "position"):
-        lines.append(f"{key} = {_toml_value(data[key])}")
+        lines.append(f"{key} = {toml_value(data[key])}")
     if data.get("conditions"):
-        lines += ["", "[conditions]"] + [f"{k} = {_toml_value(v)}" for k, v in data["conditions"].items()]
+        lines += ["", "[conditions]"] + [f"{k} = {toml_value(v)}" for k, v in data["conditions"].items()]
     for level in data["levels"]:
         lines += ["", "[[levels]]"]
-        lines += [f"{k} = {_toml_value(v)}" for k, v in level.items() if k not in {"steps", "conditions"}]
+        lines += [f"{k} = {toml_value(v)}" for k, v in level.items() if k not in {"steps", "conditions"}]
         if level.get("conditions"):
             lines += ["[levels.conditions]"]
-            lines += [f"{k} = {_toml_value(v)}" for k, v in level["conditions"].items()]
+            lines += [f"{k} = {toml_value(v)}" for k, v in level["conditions"].items()]
         for step in level["steps"]:
-            lines += ["[[levels.steps]]"] + [f"{k} = {_toml_value(v)}" for k, v in step.items()]
+            lines += ["[[levels.steps]]"] + [f"{k} = {toml_value(v)}" for k, v in step.items()]
     return "\n".join(lines) + "\n"
 
 

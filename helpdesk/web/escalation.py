@@ -1,5 +1,6 @@
 """Escalation on the incident page (acknowledge, snooze, escalate by hand) and the policy pages
-(edit as TOML, import, export, the simulator). Team leads and admins manage policies.
+(edit as TOML, import, export, the simulator). Admins manage every policy; a team lead sees
+them all but changes only their own teams' (see :mod:`helpdesk.escalation.policies`).
 
 Every change goes through :mod:`helpdesk.escalation`; these views only parse forms.
 """
@@ -114,8 +115,10 @@ def policy_list() -> Any:
     rows = list(EscalationPolicy.select().order_by(EscalationPolicy.position, EscalationPolicy.name))
     problems = list(EscalationRun.select().where(EscalationRun.state.in_(["retrying", "failed"]))
                     .order_by(EscalationRun.id.desc()).limit(100))
+    changeable = {policy.id for policy in rows if policies.can_change(current_user, policy)}
     return render_template("escalation/policies.html", policies=rows, problems=problems, steps=_steps(),
-                           definition_of=policies.definition_of, describe=policies.describe_trigger)
+                           definition_of=policies.definition_of, describe=policies.describe_trigger,
+                           changeable=changeable)
 
 
 NEW_POLICY = """name = "standard"
@@ -134,6 +137,16 @@ fraction = 0.75
 [[levels.steps]]
 step = "notify_owner"
 """
+
+
+def _new_policy(actor: Any) -> str:
+    """The New policy draft: a team lead's names the teams they lead (a policy without a team
+    condition is organisation-wide, which only admins save)."""
+    teams = [] if actor.is_admin else policies.led_teams(actor)
+    if not teams:
+        return NEW_POLICY
+    return NEW_POLICY.replace("priority = [1, 2]\n",
+                              f"priority = [1, 2]\nteam = {policies.toml_value(teams)}\n")
 
 
 TRIGGER_LABELS = {"fraction": "A share of the SLA target used", "before_due": "Minutes before the due time",
@@ -194,9 +207,13 @@ def edit() -> Any:
     policy = EscalationPolicy.get_or_none(EscalationPolicy.name == name) if name else None
     if name and policy is None:
         abort(404)
-    text = policies.to_toml(policy) if policy else NEW_POLICY
+    if policy is not None and request.method == "GET":  # another team's policy (or an
+        policies.check_may_edit(current_user, policy)  # organisation-wide one): 403 naming the
+    # rule; a POST is refused by the save itself (403 too), keeping what was typed.
+    draft_text = _new_policy(current_user)
+    text = policies.to_toml(policy) if policy else draft_text
     stored = escalation_form.from_policy(policies.as_dict(policy) if policy
-                                         else policies.from_toml(NEW_POLICY))
+                                         else policies.from_toml(draft_text))
     if request.method == "GET":
         return _editor(policy, stored, text)
     version = request.form.get("version") or None
@@ -210,7 +227,7 @@ def edit() -> Any:
             saved = policies.save(context(), raw, current_user, expected_version=expected,
                                   new=policy is None)
         except DomainError as refused:
-            return _editor(policy, stored, text, error=str(refused), toml_open=True), 422
+            return _editor(policy, stored, text, error=str(refused), toml_open=True), refused.status
         flash(f"Policy {saved.name} saved (version {saved.version}).")
         return redirect(url_for("escalation.policy_list"), code=303)
     draft = escalation_form.from_form(context(), request.form)
@@ -230,7 +247,7 @@ def edit() -> Any:
                               new=policy is None)
     except DomainError as refused:
         message, field = _refused(refused)
-        return _editor(policy, draft, text, error=message, field=field), 422
+        return _editor(policy, draft, text, error=message, field=field), refused.status
     flash(f"Policy {saved.name} saved (version {saved.version}).")
     return redirect(url_for("escalation.policy_list"), code=303)
 
@@ -244,7 +261,7 @@ def import_policy() -> Any:
         saved = policies.save(context(), policies.from_toml(text), current_user)
     except DomainError as refused:
         draft = escalation_form.from_policy(policies.from_toml(NEW_POLICY))
-        return _editor(None, draft, text, error=str(refused), toml_open=True), 422
+        return _editor(None, draft, text, error=str(refused), toml_open=True), refused.status
     flash(f"Policy {saved.name} imported (version {saved.version}).")
     return redirect(url_for("escalation.policy_list"), code=303)
 
@@ -263,9 +280,7 @@ def export(name: str) -> Any:
 @access(LEAD)
 def delete() -> Any:
     name = request.form.get("name", "")
-    if EscalationPolicy.get_or_none(EscalationPolicy.name == name) is None:
-        abort(404)
-    policies.delete(name)
+    policies.delete(name, current_user)  # 404 for no such policy, 403 naming the rule
     flash(f"Policy {name} deleted; levels it ran stay on the incidents' timelines.")
     return redirect(url_for("escalation.policy_list"), code=303)
 

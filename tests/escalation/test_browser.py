@@ -103,7 +103,7 @@ def test_a_new_policy_with_a_taken_name_is_refused_not_saved_over_the_existing_o
     # The New policy form starts as a draft named "standard". A second lead saving it kept
     # that name and silently replaced the first lead's "standard" policy (as its version 2).
     with desk.app.app_context():
-        policies.save(desk.app.extensions["helpdesk"], policies.from_toml(POLICY), desk.p.lead)
+        policies.save(desk.app.extensions["helpdesk"], policies.from_toml(POLICY), desk.p.admin)
     log_in(page, server, desk.p.db_lead.username)
     page.goto(f"{server}/escalation")
     page.get_by_role("link", name="New policy").click()
@@ -124,7 +124,12 @@ def test_a_new_policy_with_a_taken_name_is_refused_not_saved_over_the_existing_o
     page.get_by_role("button", name="Save policy").click()
     page.wait_for_url(re.compile(r"/escalation$"))
     expect(page.locator(".flash")).to_contain_text("Policy database-nights saved (version 1).")
-    # Editing the existing policy still saves it as its next version.
+    # The existing policy has no team condition (organisation-wide): its edit is an admin's.
+    refused = page.goto(f"{server}/escalation/edit?name=standard")
+    assert refused.status == 403
+    expect(page.locator("main")).to_contain_text("it has no team condition")
+    # An admin editing it still saves it as its next version.
+    log_in(page, server, desk.p.admin.username)
     page.goto(f"{server}/escalation/edit?name=standard")
     page.get_by_role("group", name="Policy", exact=True).get_by_label("Title").fill("Standard, reviewed")
     page.get_by_role("button", name="Save policy").click()
@@ -139,12 +144,15 @@ def test_a_lead_configures_simulates_and_the_real_run_matches(server, desk, page
     page.get_by_role("link", name="Escalation").click()
     page.get_by_role("link", name="New policy").click()
     page.get_by_text("Advanced: edit as TOML").click()
-    page.get_by_label(re.compile("The policy")).fill(POLICY.replace('team = "Network"', 'team = "Netwrk"'))
+    # Her team's policy (the service desk owns every incident); one without a team condition
+    # would apply to the whole organisation, which only an admin saves.
+    policy = POLICY.replace("priority = [1, 2]\n", 'priority = [1, 2]\nteam = ["Service Desk"]\n')
+    page.get_by_label(re.compile("The policy")).fill(policy.replace('team = "Network"', 'team = "Netwrk"'))
     page.get_by_role("button", name="Save the TOML").click()
     page.get_by_role("alert").wait_for()
     refusal = page.get_by_role("alert").inner_text()
     assert "levels[3].steps[1].team: there is no team named 'Netwrk'" in refusal
-    page.get_by_label(re.compile("The policy")).fill(POLICY)
+    page.get_by_label(re.compile("The policy")).fill(policy)
     page.get_by_role("button", name="Save the TOML").click()
     page.wait_for_url(re.compile(r"/escalation$"))
     assert "Policy standard saved (version 1)." in page.locator(".flash").inner_text()

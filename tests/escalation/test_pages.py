@@ -75,7 +75,7 @@ def test_a_lead_writes_a_policy_in_the_browser_and_a_bad_one_comes_back_with_the
     assert desk.login(desk.p.owner).post("/escalation/edit", data={"toml": "x"}).status_code == 403
     form = _text(lead.get("/escalation/edit"))
     assert "notify_owner" in form and "reassign" in form  # the installed steps are listed
-    bad = ('name = "standard"\n[[levels]]\ntrigger = "breach"\n'
+    bad = ('name = "standard"\n[conditions]\nteam = ["Service Desk"]\n[[levels]]\ntrigger = "breach"\n'
            '[[levels.steps]]\nstep = "reassign"\nteam = "Nope"\n')
     refused = lead.post("/escalation/edit", data={"toml": bad})
     assert refused.status_code == 422
@@ -89,17 +89,17 @@ def test_a_lead_writes_a_policy_in_the_browser_and_a_bad_one_comes_back_with_the
     exported = lead.get("/escalation/standard.toml")
     assert exported.mimetype == "text/plain" and 'team = "Network"' in _text(exported)
     # Editing: another version; a stale form is refused.
-    edited = _text(exported).replace("Network", "Database")
+    edited = _text(exported).replace('"Network"', '"Database"')
     saved = lead.post("/escalation/edit?name=standard", data={"toml": edited, "version": "1"})
     assert saved.status_code == 303
     stale = lead.post("/escalation/edit?name=standard",
-                      data={"toml": edited.replace("Database", "Service Desk"), "version": "1"})
+                      data={"toml": edited.replace('team = "Database"', 'team = "Network"'), "version": "1"})
     assert stale.status_code == 422 and "saved by someone else" in _text(stale)
     assert EscalationPolicy.get().version == 2
 
 
 def test_import_a_policy_file_and_delete_it(desk):
-    lead = desk.login(desk.p.lead)
+    lead = desk.login(desk.p.admin)  # an organisation-wide policy: an admin's
     desk.policy(three_levels())
     text = _text(lead.get("/escalation/standard.toml")).replace("Network", "Database")
     imported = lead.post("/escalation/import", data={"file": (io.BytesIO(text.encode()), "standard.toml")},
