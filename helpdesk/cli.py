@@ -346,16 +346,24 @@ def user() -> None:
 @click.option("--email", default="")
 @click.option("--role", type=click.Choice(["agent", "lead", "admin"]), default="agent")
 @click.option("--team", "team_names", multiple=True, help="Team to join (repeatable).")
-@click.option("--password", default=None, help="Password (prompted when omitted).")
+@click.option("--password", default=None,
+              help="Password. Visible to other users of the machine (ps) and kept in shell "
+                   "history: prefer the prompt or --password-stdin.")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from the first line of standard input (for scripts).")
 @click.pass_context
 def user_add(ctx: click.Context, username: str, display_name: str, email: str, role: str,
-             team_names: tuple[str, ...], password: str | None) -> None:
-    """Add an agent."""
+             team_names: tuple[str, ...], password: str | None, password_stdin: bool) -> None:
+    """Add an agent. The password is asked for (hidden, twice) unless given."""
     from helpdesk import people
     from helpdesk.db import database
     from helpdesk.errors import DomainError
     from helpdesk.models import Agent, Team
 
+    if password is not None and password_stdin:
+        raise click.UsageError("give --password or --password-stdin, not both")
+    if password_stdin:
+        password = _password_from_stdin()
     app = _ready(ctx)
     # What can be checked is checked before the password is asked for (typed twice, for nothing).
     with app.app_context(), database.connection_context():
@@ -379,6 +387,17 @@ def user_add(ctx: click.Context, username: str, display_name: str, email: str, r
         except DomainError as error:
             raise click.ClickException(str(error)) from None
     click.echo(f"Added {agent.role} {agent.username}.")
+
+
+def _password_from_stdin() -> str:
+    """The first line of standard input, without its line ending: a script pipes the password
+    in (``printf '%s\\n' "$PW" | helpdesk user add …``) where ``ps`` and shell history cannot
+    see it. An empty line is refused rather than tried as a password."""
+    line = click.get_text_stream("stdin").readline()
+    password = line.removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise click.UsageError("--password-stdin read no password (an empty first line of input)")
+    return password
 
 
 @main.command()

@@ -1,0 +1,88 @@
+"""What an admin running the desk from a shell meets: passwords kept off command lines, a
+database closed to other users, and a root shell that must not take the instance's files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from helpdesk.cli import main
+
+HELPDESK = [sys.executable, "-m", "helpdesk.cli"]
+
+
+def _env(instance: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
+    env["HELPDESK_INSTANCE"] = str(instance)
+    return env
+
+
+def _run(args: list[str], instance: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(HELPDESK + args, env=_env(instance), input=stdin, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Path:
+    """A SQLite instance made by `helpdesk init`, as an admin makes one."""
+    folder = tmp_path / "instance"
+    made = _run(["init", "--no-demo"], folder)
+    assert made.returncode == 0, made.stderr
+    return folder
+
+
+def _can_log_in(instance: Path, username: str, password: str) -> bool:
+    from helpdesk import people
+    from helpdesk.app import create_app
+    from helpdesk.db import database
+    from helpdesk.models import Agent
+
+    app = create_app({"instance_path": str(instance)})
+    with app.app_context(), database.connection_context():
+        return people.check_password(Agent.get(Agent.username == username), password)
+
+
+# -- passwords off the command line -----------------------------------------------------------
+
+
+def test_user_add_asks_for_the_password_twice_hidden(instance):
+    result = CliRunner().invoke(main, ["--instance", str(instance), "user", "add", "ana", "--name", "Ana"],
+                                input="correct horse battery\ncorrect horse battery\n")
+    assert result.exit_code == 0, result.output
+    assert "Added agent ana." in result.output
+    assert "correct horse battery" not in result.output  # hidden as typed
+    assert "Repeat for confirmation" in result.output
+    assert _can_log_in(instance, "ana", "correct horse battery")
+
+
+def test_user_add_asks_again_when_the_two_passwords_differ(instance):
+    result = CliRunner().invoke(main, ["--instance", str(instance), "user", "add", "ana", "--name", "Ana"],
+                                input="first try phrase\nfirst try phrasx\n"
+                                      "second try phrase\nsecond try phrase\n")
+    assert result.exit_code == 0, result.output
+    assert "do not match" in result.output.lower()
+    assert _can_log_in(instance, "ana", "second try phrase")
+
+
+def test_user_add_reads_the_password_from_stdin_in_a_script(instance):
+    added = _run(["user", "add", "ana", "--name", "Ana", "--password-stdin"], instance,
+                 stdin="piped secret phrase\nthe rest is ignored\n")
+    assert added.returncode == 0, added.stderr
+    assert "Added agent ana." in added.stdout
+    assert "Password" not in added.stdout + added.stderr  # nothing asked
+    assert _can_log_in(instance, "ana", "piped secret phrase")
+
+
+def test_user_add_password_stdin_refuses_an_empty_line_and_a_second_password(instance):
+    empty = _run(["user", "add", "ana", "--name", "Ana", "--password-stdin"], instance, stdin="\n")
+    assert empty.returncode == 2 and "read no password" in empty.stderr
+    both = _run(["user", "add", "ana", "--name", "Ana", "--password-stdin", "--password", "x" * 12],
+                instance, stdin="piped secret phrase\n")
+    assert both.returncode == 2 and "not both" in both.stderr
+    listed = _run(["user", "add", "--help"], instance)
+    assert "Visible to other users" in " ".join(listed.stdout.split())  # --password says so
