@@ -245,6 +245,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_worker: boo
     _log_to_stderr()
     app = _ready(ctx, wait=True)
     settings = app.extensions["helpdesk"].settings
+    _warn_exposed(settings, logging.getLogger("helpdesk.cli").warning)
     serving.settle()  # before the worker's threads hold tasks in flight
     consumer = None
     if not no_worker:
@@ -316,6 +317,7 @@ def worker(ctx: click.Context, workers: int | None) -> None:
     _log_to_stderr()
     app = _ready(ctx, wait=True)
     state = app.extensions["helpdesk"]
+    _warn_exposed(state.settings, logging.getLogger("helpdesk.cli").warning)
     # SIGTERM (systemd's stop) and Ctrl-C let tasks in flight finish, within shutdown_seconds.
     consumer = state.huey.create_consumer(workers=workers or state.settings.workers,
                                           worker_type="thread", periodic=True, graceful_signal="TERM",
@@ -326,6 +328,19 @@ def worker(ctx: click.Context, workers: int | None) -> None:
         consumer.run()
     finally:
         heartbeat.stop()
+
+
+def _warn_exposed(settings: Any, warn: Any) -> None:
+    """Say when the SQLite database or queue file is open to other users of the machine (an
+    instance from before new files were created closed, or one an admin copied with 0644),
+    with the ``chmod`` that closes it: a local user could read every password hash."""
+    from helpdesk.db import exposure_warning
+
+    for url, what, why in ((settings.database_url, "database", "it holds password hashes and stored secrets"),
+                           (settings.queue_url, "task queue", "the worker runs the tasks written in it")):
+        warning = exposure_warning(url, what, why)
+        if warning:
+            warn(warning)
 
 
 def _start_heartbeat(app: Any) -> Any:
@@ -605,6 +620,7 @@ def db_upgrade(ctx: click.Context) -> None:
     from helpdesk.db import database
 
     app = _app(ctx)
+    _warn_exposed(app.extensions["helpdesk"].settings, lambda text: click.echo(f"Warning: {text}", err=True))
     try:
         with database.connection_context():
             applied = schema.upgrade(database)

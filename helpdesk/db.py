@@ -220,6 +220,7 @@ def open_database(url: str, busy_seconds: int = 10) -> peewee.Database:
     if parts.scheme == "sqlite":
         path = Path(unquote(url[len("sqlite:///") :]))
         path.parent.mkdir(parents=True, exist_ok=True)
+        create_closed_file(path)
         pragmas = [(name, busy_seconds * 1000 if name == "busy_timeout" else value)
                    for name, value in SQLITE_PRAGMAS]
         return KeptSqliteDatabase(str(path), pragmas=pragmas, timeout=busy_seconds,
@@ -242,6 +243,52 @@ def open_database(url: str, busy_seconds: int = 10) -> peewee.Database:
             **{**_pg_network_defaults(busy_seconds), **options},
         )
     raise ValueError(f"unsupported database URL scheme {parts.scheme!r}")
+
+
+#: What a new SQLite file is opened with; the umask takes off what it takes off (a group shared
+#: with the MTA's pipe user needs ``umask 007``, see the README), but never others' bits.
+CLOSED_FILE_MODE = 0o660
+
+
+def create_closed_file(path: Path) -> None:
+    """Create ``path`` empty, closed to other users, unless it exists: SQLite would create it
+    with 0644 under the usual umask, readable by every local user, and the database holds
+    password hashes, stored SMTP secrets and every customer's message. SQLite takes an empty
+    file as a new database, and gives the ``-wal`` and ``-shm`` files it makes beside it the
+    database file's own mode."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, CLOSED_FILE_MODE))
+    except OSError:  # there already, or a folder SQLite will report on itself when it opens it
+        pass
+
+
+def exposed_files(url: str) -> list[tuple[Path, int]]:
+    """The SQLite database ``url`` names, and its ``-wal`` and ``-shm`` files, that other users
+    may read or write (mode & 0o007), with their modes. Empty for any other database."""
+    if not url.startswith("sqlite:///"):
+        return []
+    path = Path(unquote(url[len("sqlite:///") :]))
+    found = []
+    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            mode = candidate.stat().st_mode & 0o777
+        except OSError:
+            continue
+        if mode & 0o007:
+            found.append((candidate, mode))
+    return found
+
+
+def exposure_warning(url: str, what: str = "database",
+                     why: str = "it holds password hashes and stored secrets") -> str | None:
+    """A warning naming the files of :func:`exposed_files` and the ``chmod`` that closes them."""
+    found = exposed_files(url)
+    if not found:
+        return None
+    listed = ", ".join(f"{path} (mode {mode:04o})" for path, mode in found)
+    return (f"the SQLite {what} is open to other users of this machine: {listed}. Close it, as "
+            f"{why}: chmod o-rwx "
+            f"{' '.join(str(path) for path, _mode in found)}")
 
 
 def _pg_network_defaults(busy_seconds: int) -> dict[str, int | str]:

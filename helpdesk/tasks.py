@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -19,7 +20,7 @@ from huey.storage import SqliteStorage
 
 from helpdesk.config import Settings
 from helpdesk.context import Context, Tasks
-from helpdesk.db import database
+from helpdesk.db import create_closed_file, database
 
 logger = logging.getLogger(__name__)
 # Redis that is away must cost a request a bounded wait, never a hang: redis-py before 6 waits
@@ -51,8 +52,9 @@ def create_huey(settings: Settings) -> Huey:
     if settings.testing or url == "memory":
         return MemoryHuey("helpdesk", immediate=True, results=False)
     if url.startswith("sqlite:///"):
-        return SqliteHuey("helpdesk", storage_class=QueueFileStorage,
-                          filename=unquote(url[len("sqlite:///") :]), results=False)
+        filename = unquote(url[len("sqlite:///") :])
+        create_closed_file(Path(filename))  # Huey creates it at once, 0644 under the usual umask
+        return SqliteHuey("helpdesk", storage_class=QueueFileStorage, filename=filename, results=False)
     from redis import ConnectionPool
 
     # Connections are re-made on the next command after Redis restarts; the worker's consumer

@@ -86,3 +86,67 @@ def test_user_add_password_stdin_refuses_an_empty_line_and_a_second_password(ins
     assert both.returncode == 2 and "not both" in both.stderr
     listed = _run(["user", "add", "--help"], instance)
     assert "Visible to other users" in " ".join(listed.stdout.split())  # --password says so
+
+
+# -- database files closed to other users -----------------------------------------------------
+
+
+def _run_with_umask(args: list[str], instance: Path, umask: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(HELPDESK + args, env=_env(instance), capture_output=True, text=True,
+                          timeout=120, check=False, preexec_fn=lambda: os.umask(umask))
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_new_database_and_queue_files_are_closed_to_other_users(tmp_path):
+    # Under the usual umask SQLite (and Huey) created helpdesk.db and queue.db 0644: any local
+    # user could read every password hash and stored SMTP secret.
+    folder = tmp_path / "instance"
+    made = _run_with_umask(["init", "--no-demo"], folder, 0o022)
+    assert made.returncode == 0, made.stderr
+    assert _mode(folder / "helpdesk.db") == 0o640
+    assert _mode(folder / "queue.db") == 0o640
+    # The WAL and shared-memory files the running app keeps beside it take the same mode.
+    from helpdesk.app import create_app
+    from helpdesk.db import database
+    from helpdesk.models import Team
+
+    create_app({"instance_path": str(folder)})
+    with database.connection_context():
+        Team.create(name="Network")
+        assert _mode(folder / "helpdesk.db-wal") == 0o640
+        assert _mode(folder / "helpdesk.db-shm") == 0o640
+
+
+def test_a_group_shared_umask_keeps_group_write_but_never_others(tmp_path):
+    folder = tmp_path / "instance"
+    assert _run_with_umask(["init", "--no-demo"], folder, 0o002).returncode == 0
+    assert _mode(folder / "helpdesk.db") == 0o660  # the MTA's pipe user in the group writes too
+
+
+def test_db_upgrade_and_worker_warn_about_a_database_other_users_can_read(instance):
+    database_file = instance / "helpdesk.db"
+    database_file.chmod(0o644)  # as SQLite left it before, or as an admin's cp made it
+    upgraded = _run(["db", "upgrade"], instance)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "The schema is up to date." in upgraded.stdout
+    assert (f"Warning: the SQLite database is open to other users of this machine: {database_file} "
+            "(mode 0644)") in upgraded.stderr
+    assert f"chmod o-rwx {database_file}" in upgraded.stderr
+    assert "task queue" not in upgraded.stderr  # queue.db is closed
+
+    with subprocess.Popen(HELPDESK + ["worker"], env=_env(instance), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True) as worker:
+        try:
+            line = worker.stderr.readline()
+            assert "WARNING helpdesk.cli: the SQLite database is open to other users" in line
+            assert f"chmod o-rwx {database_file}" in line
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+
+    database_file.chmod(0o640)
+    quiet = _run(["db", "upgrade"], instance)
+    assert quiet.returncode == 0 and "Warning" not in quiet.stderr, quiet.stderr
