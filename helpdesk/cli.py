@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -137,6 +138,9 @@ class HelpdeskGroup(click.Group):
             from helpdesk.plugins import PluginError, collect
 
             instance = ctx.params.get("instance")
+            refusal = root_refusal(str(instance) if instance else None)
+            if refusal:  # building the app to list its commands would create queue.db as root
+                raise click.ClickException(refusal)
             try:
                 app = _app_for(str(instance) if instance else None)
             except (click.ClickException, PluginError):
@@ -179,6 +183,40 @@ def _app_for(instance: str | None) -> Any:
 def main(ctx: click.Context, instance: Path | None) -> None:
     """Run and manage a helpdesk instance."""
     ctx.obj = {"instance_path": str(instance)} if instance else {}
+    refusal = root_refusal(ctx.obj.get("instance_path"), ctx.invoked_subcommand)
+    if refusal and ctx.invoked_subcommand == "mail-in":
+        click.echo(f"Error: {refusal}", err=True)
+        sys.exit(75)  # EX_TEMPFAIL: the MTA keeps the message until the alias runs as the owner
+    if refusal:
+        raise click.ClickException(refusal)
+
+
+def root_refusal(instance_path: str | None, command: str | None = None) -> str | None:
+    """Why a command run as root must not touch this instance, or None. Every command opens
+    the instance's files and may create some (``queue.db`` as the app starts, the database's
+    ``-wal`` and ``-shm``, a new attachment folder); made by root in a folder that belongs to
+    the service user, the service could no longer write them (a worker stuck on a root-owned
+    queue file). Refusing, and saying how to run it, leaves nothing half-owned; chown-ing after
+    the fact would miss what SQLite and Huey create on their own."""
+    if os.geteuid() != 0:
+        return None
+    folder = instance_folder(instance_path)
+    try:
+        owner_id = folder.stat().st_uid
+    except OSError:  # no folder yet: `init` as root makes a root-owned instance, all of a piece
+        return None
+    if owner_id == 0:
+        return None
+    import pwd
+
+    try:
+        owner = pwd.getpwuid(owner_id).pw_name
+    except KeyError:
+        owner = f"#{owner_id}"  # sudo's spelling of a user id without a name
+    return (f"the instance folder {folder} belongs to {owner}, and this command runs as root: "
+            f"files it creates there would be root's and the helpdesk service could not write "
+            f"them. Run it as the service user: sudo -u {owner} helpdesk --instance {folder} "
+            f"{command or ''} …".replace("  …", " …"))
 
 
 @main.command()

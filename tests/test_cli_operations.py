@@ -150,3 +150,62 @@ def test_db_upgrade_and_worker_warn_about_a_database_other_users_can_read(instan
     database_file.chmod(0o640)
     quiet = _run(["db", "upgrade"], instance)
     assert quiet.returncode == 0 and "Warning" not in quiet.stderr, quiet.stderr
+
+
+# -- root and the service user's instance ------------------------------------------------------
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def nobodys_instance(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An instance made by `init` and then given to another user (nobody), as a service
+    user's instance is, in a folder that user can reach (pytest's own is root's, 0700)."""
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run a command as root against another user's folder")
+    reachable = Path(tempfile.mkdtemp(prefix="helpdesk-root-"))
+    reachable.chmod(0o711)
+    folder = reachable / "instance"
+    try:
+        made = _run(["init", "--no-demo"], folder)
+        assert made.returncode == 0, made.stderr
+        (folder / "queue.db").unlink()  # as if the service had not started yet
+        for path in [folder, *folder.rglob("*")]:
+            os.chown(path, NOBODY, NOBODY)
+        yield folder
+    finally:
+        shutil.rmtree(reachable)
+
+
+def test_root_is_refused_an_instance_that_belongs_to_the_service_user(nobodys_instance):
+    # As root, `user add` used to create queue.db (and the database's -wal and -shm) owned by
+    # root, and the service user's worker then failed on every write to its queue.
+    before = sorted(path.name for path in nobodys_instance.iterdir())
+    refused = _run(["user", "add", "ana", "--name", "Ana", "--password-stdin"], nobodys_instance,
+                   stdin="piped secret phrase\n")
+    assert refused.returncode == 1
+    message = " ".join(refused.stderr.split())
+    assert (f"the instance folder {nobodys_instance} belongs to nobody, and this command runs "
+            "as root") in message
+    assert f"sudo -u nobody helpdesk --instance {nobodys_instance} user" in message
+    assert sorted(path.name for path in nobodys_instance.iterdir()) == before  # nothing created
+    assert all(path.stat().st_uid == NOBODY for path in nobodys_instance.rglob("*"))
+
+    listing = _run(["--help"], nobodys_instance)  # listing plugin commands builds the app too
+    assert listing.returncode == 1 and "belongs to nobody" in listing.stderr
+    mail = _run(["mail-in"], nobodys_instance, stdin="From: a@example.com\n\nhello\n")
+    assert mail.returncode == 75  # EX_TEMPFAIL: the MTA keeps the message
+    assert "belongs to nobody" in mail.stderr
+    assert sorted(path.name for path in nobodys_instance.iterdir()) == before
+
+
+def test_root_may_use_an_instance_that_is_roots_own(instance):
+    # A desk run as root (its folder root's) is not refused: nothing would end up half-owned.
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    added = _run(["user", "add", "ana", "--name", "Ana", "--password-stdin"], instance,
+                 stdin="piped secret phrase\n")
+    assert added.returncode == 0, added.stderr
