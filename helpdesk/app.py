@@ -33,7 +33,7 @@ from werkzeug.utils import cached_property
 from helpdesk import __version__, clock
 from helpdesk.config import load_settings
 from helpdesk.context import Context
-from helpdesk.db import commit_count, database, is_write_conflict, open_database, release
+from helpdesk.db import commit_count, database, is_write_conflict, open_database, release, statement_limit
 from helpdesk.models import PRIORITIES, STATUSES, Agent
 from helpdesk.plugins import BUILTIN, check_settings, load_plugins, unclaimed_settings, unread_setting_keys
 from helpdesk.rendering import (
@@ -117,6 +117,12 @@ class Helpdesk(Flask):
         """Every page template escapes, whatever its name ends in: Flask's rule (``.html``
         and a few more) left a plugin's ``panel.jinja`` rendering an incident title raw."""
         return True
+
+    def wsgi_app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """Each request under the ``request_statement_seconds`` limit (PostgreSQL), which
+        background work sharing the process's connections does not have."""
+        with statement_limit(self.extensions["helpdesk"].settings.request_statement_seconds):
+            return super().wsgi_app(environ, start_response)
 
     def dispatch_request(self) -> Any:
         attempt = 1

@@ -245,6 +245,9 @@ class Settings:
     auto_close_days: int = _setting(_int_between(0, 365), 5, "close resolved incidents after (0: never)")
     database_busy_seconds: int = _setting(_int_between(1, 600), 10,
                                           "longest wait for the database before answering 503")
+    request_statement_seconds: int = _setting(_int_between(0, 3600), 30,
+                                              "PostgreSQL: a web request's statement running longer "
+                                              "is stopped (503); 0: no limit")
     search_seconds: int = _setting(_int_between(1, 600), 10,
                                    "a search running longer is stopped and says so")
     shutdown_seconds: int = _setting(_int_between(1, 3600), 30,

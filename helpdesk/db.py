@@ -14,6 +14,7 @@ import random
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -231,7 +232,7 @@ def open_database(url: str, busy_seconds: int = 10) -> peewee.Database:
             # ``?options=`` sends no startup options (PgBouncer before 1.20 refuses them);
             # parse_qsl drops blank values, which would bring the default back.
             options["options"] = ""
-        return PooledPostgresqlDatabase(
+        return TimedPostgresqlDatabase(
             unquote(parts.path.lstrip("/")),
             user=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
@@ -289,6 +290,46 @@ def exposure_warning(url: str, what: str = "database",
     return (f"the SQLite {what} is open to other users of this machine: {listed}. Close it, as "
             f"{why}: chmod o-rwx "
             f"{' '.join(str(path) for path, _mode in found)}")
+
+
+class TimedPostgresqlDatabase(PooledPostgresqlDatabase):
+    """PostgreSQL's pool, whose connection takes this thread's :func:`statement_limit` as it is
+    handed out: a web request's statements stop after the limit, while the background work
+    sharing the pool (``serve`` runs the worker in-process) keeps the session's own setting.
+    A connection is changed (one round trip) only when the thread wants another limit than
+    the one it carries, so a web process's connections are set once."""
+
+    def _initialize_connection(self, conn: Any) -> None:
+        super()._initialize_connection(conn)
+        wanted = getattr(_local, "statement_ms", None)
+        carried = _statement_limits.get(conn)
+        if wanted == carried:
+            return
+        with conn.cursor() as cursor:
+            if wanted is None:  # back to the session's default (the role's, the URL's options)
+                cursor.execute("RESET statement_timeout")
+                _statement_limits.pop(conn, None)
+            else:
+                cursor.execute("SELECT set_config('statement_timeout', %s, false)", (str(wanted),))
+                _statement_limits[conn] = wanted
+
+
+#: The statement_timeout (ms) each pooled connection was given by :class:`TimedPostgresqlDatabase`.
+_statement_limits: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def statement_limit(seconds: int) -> Iterator[None]:
+    """Stop each PostgreSQL statement of this thread that runs longer than ``seconds`` (0: no
+    limit): a web request must not hold a server thread without end behind a query gone slow
+    (a plan gone wrong, a table scan), which then fails as any database error does, with a
+    503 and ``Retry-After``. Applies to the connections opened inside; SQLite is left alone."""
+    previous = getattr(_local, "statement_ms", None)
+    _local.statement_ms = seconds * 1000 if seconds else None
+    try:
+        yield
+    finally:
+        _local.statement_ms = previous
 
 
 def _pg_network_defaults(busy_seconds: int) -> dict[str, int | str]:
