@@ -564,6 +564,13 @@ def audit(state: Any, incident: Incident, tolerance: int = 1) -> list[str]:
             if not same:
                 problems.append(f"{incident.reference} {stored.target} {name}: stored {mine}, "
                                 f"timeline says {theirs}")
+        overdue = _overdue_before_pause(state, stored)
+        if overdue is not None and stored.next_event_at is None:
+            # Left so by a version before the rule, and no check will look at it: shown
+            # "Paused", never announced, missing from the Breached queue.
+            problems.append(f"{incident.reference} {stored.target} breached_at: stored None, "
+                            f"timeline says {overdue} (the target ran out before the pause: breached, "
+                            "never announced)")
     return problems
 
 
@@ -752,6 +759,7 @@ def preview(state: Any, at: dt.datetime) -> list[tuple[int, str, str, int]]:
     An event it would claim but not send (:func:`repeats`) is left out, as the check counts it."""
     due = []
     for clock in SlaClock.select().where(SlaClock.next_event_at <= at).order_by(SlaClock.next_event_at):
+        _settle_paused(state, clock)  # (in memory only: nothing is saved here)
         event = _due_event(state, clock, at)
         if event is None:
             continue
@@ -760,6 +768,26 @@ def preview(state: Any, at: dt.datetime) -> list[tuple[int, str, str, int]]:
         if not _said_before(claimed):
             due.append((clock.incident_id, clock.target, *event))
     return due
+
+
+def _overdue_before_pause(state: Any, clock: SlaClock) -> dt.datetime | None:
+    """The due time of an open, unbreached, paused clock whose target ran out before the pause
+    (no check came in between), or ``None``: the rule :func:`_schedule` keeps since a3b71e3,
+    asked of a clock as stored."""
+    if clock.paused_at is None or clock.breached_at or clock.met_at or clock.stopped_at:
+        return None
+    probe = SlaClock(**clock.__data__)  # a copy: the stored one is not changed here
+    _schedule(state, probe)
+    return probe.due_at
+
+
+def _settle_paused(state: Any, clock: SlaClock) -> None:
+    """A paused clock handed to the check without a due time (migration 0034 hands over those
+    an older version paused after their target ran out, never marking the breach) gets the due
+    time the rule gives it, so the check announces that breach now; one only paused stays
+    without (and is rescheduled to nothing)."""
+    if clock.paused_at is not None and clock.due_at is None:
+        clock.due_at = _overdue_before_pause(state, clock)
 
 
 def _due_event(state: Any, clock: SlaClock, at: dt.datetime) -> tuple[str, int] | None:
@@ -791,6 +819,7 @@ def _process(state: Any, clock_id: int, at: dt.datetime) -> int:
         clock = for_update(SlaClock.select().where(SlaClock.id == clock_id)).get_or_none()
         if clock is None or clock.next_event_at is None or clock.next_event_at > at:
             return 0  # another worker got here first
+        _settle_paused(state, clock)
         event = _due_event(state, clock, at)
         if event is None:
             _save(state, clock)  # nothing due after all (paused, met, or moved): reschedule
@@ -814,6 +843,11 @@ def _process(state: Any, clock_id: int, at: dt.datetime) -> int:
             old_value=clock.due_at.isoformat() if clock.due_at else None, new_value=kind,
             body=(f"{clock.target.capitalize()} target breached" if kind == "breach" else
                   f"{clock.target.capitalize()} target {point / 10:g}% used"))
+        if kind == "breach" and clock.paused_at is not None:
+            # A breach found on a paused clock: its escalation levels were scheduled while it
+            # stood paused and not yet breached (a database from before the rule; see
+            # _settle_paused), so they are looked at again, in this pass.
+            escalation_schedule(state, Incident(id=clock.incident_id))
         if kind == "breach":
             events.emit(state, "incident_sla_breached", clock.incident_id, None, target=clock.target,
                         due_at=clock.due_at.isoformat() if clock.due_at else None)

@@ -25,6 +25,7 @@ import pytest
 from flask import Flask
 
 import helpdesk.db
+import helpdesk.schema
 from helpdesk import events, hookimpl, incidents, sla
 from helpdesk.models import Agent, Delivery, Incident, Notice, SlaClock, SlaEvent, TimelineEntry
 from helpdesk.testing import PG_URL_VARIABLE, FrozenClock, Personas
@@ -1037,6 +1038,59 @@ def test_a_breach_overnight_says_no_business_time_passed_not_that_it_just_ran_ou
     row = login(desk.p.owner).get("/queues/breached").get_data(as_text=True)
     assert '<time datetime="2026-03-02T17:00:00Z">' in row
     assert "under a business minute over" in row and "under a minute over" not in row
+
+
+def test_a_paused_breach_left_by_an_older_version_is_reported_then_announced_after_the_upgrade(
+        desk, login, tmp_path):
+    # Before the rule above, the same story left the clock paused with no due time and nothing
+    # scheduled: "Paused" for good, never announced. A database upgraded from then must not keep
+    # it so, and `helpdesk sla audit` must say so meanwhile.
+    p = desk.p
+    incident = desk.log(utc(3, 2, 9), impact="high", urgency="high")
+    desk.reply(utc(3, 2, 9, 10), incident)
+    desk.status(utc(3, 2, 14), incident, "pending", pending_reason="customer")
+    waiting = desk.log(utc(3, 2, 15), impact="high", urgency="high")  # paused with time left
+    desk.reply(utc(3, 2, 15, 5), waiting)
+    desk.status(utc(3, 2, 16), waiting, "pending", pending_reason="customer")
+    with desk.app.app_context():  # as the older version wrote it
+        SlaClock.update(due_at=None, next_event_at=None).where(
+            (SlaClock.incident == incident.id) & (SlaClock.target == "resolution")).execute()
+    assert desk.standing(incident, when=utc(3, 2, 16, 1)).state == "paused"
+    assert desk.check(utc(3, 2, 16, 1)) == 0
+    with desk.app.app_context():
+        found = sla.audit(desk.state, Incident.get_by_id(incident.id))
+        assert sla.audit(desk.state, Incident.get_by_id(waiting.id)) == []
+    assert found == [f"{incident.reference} resolution breached_at: stored None, timeline says "
+                     "2026-03-02 13:00:00 (the target ran out before the pause: breached, never announced)"]
+    others = {ep.name for ep in entry_points(group="helpdesk")} - {"business_hours", "sla_priority"}
+    env = {**os.environ, "HELPDESK_DATABASE_URL": desk.state.settings.database_url,
+           "HELPDESK_SECRET_KEY": "s" * 40, "HELPDESK_INSTANCE": str(tmp_path / "cli"),
+           "HELPDESK_QUEUE_URL": "memory", "HELPDESK_TIME_ZONE": "Europe/London",
+           "HELPDESK_DISABLED_PLUGINS": ",".join(sorted(others))}
+    audited = subprocess.run([sys.executable, "-m", "helpdesk.cli", "sla", "audit"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert audited.returncode == 1, audited.stderr
+    assert found[0] in audited.stdout.splitlines()
+
+    with desk.app.app_context():  # the upgrade hands the paused clocks to the check, once
+        helpdesk.db.database.execute_sql(
+            "DELETE FROM schema_migration WHERE name = '0034_sla_paused_overdue'")
+        assert helpdesk.schema.upgrade(helpdesk.db.database) == ["0034_sla_paused_overdue"]
+        assert sla.audit(desk.state, Incident.get_by_id(incident.id)) == []
+        assert sla.preview(desk.state, utc(3, 2, 16, 2)) == [(incident.id, "resolution", "breach", 1000)]
+    assert desk.check(utc(3, 2, 16, 2)) == 1
+    assert desk.check(utc(3, 2, 16, 3)) == 0
+    assert resolution_events(desk, incident) == [("breach", 1000, 1)]
+    assert desk.clock_of(incident).breached_at == desk.clock_of(incident).due_at == utc(3, 2, 13)
+    assert [n.agent_id for n in desk.notices(incident=incident)] == [p.owner.id]
+    owner = login(p.owner)
+    assert _listed(owner.get("/queues/breached")) == [incident.id]
+    panel = _sla_panel(owner.get(f"/incidents/{incident.id}"))
+    assert "Resolution: Breached" in panel and "2026-03-02 13:00" in panel
+    # The clock paused with time left is just paused again: nothing due, nothing fired.
+    assert desk.clock_of(waiting).due_at is None and desk.clock_of(waiting).next_event_at is None
+    assert desk.events(waiting) == []
+    assert desk.standing(waiting, when=utc(3, 2, 20)).state == "paused"
 
 
 def test_a_calendar_change_moves_the_report_facts_with_the_due_times(desk):
