@@ -14,8 +14,10 @@ Rules, in the order they apply:
   of it applies from the next level on (its current version), and levels
   already run are never run again, whatever their number in the new version.
 * **When**: a level's moment is working time on its SLA clock (paused time
-  does not count, the clock's calendar applies); a met, stopped or paused
-  clock reaches nothing. Manual levels run only by hand.
+  does not count, the clock's calendar applies); a met or stopped clock
+  reaches nothing, a paused one nothing more (a moment reached before the
+  pause stands: a target that ran out before it was breached). Manual levels
+  run only by hand.
 * **Stale levels** (the worker was down, or a snooze ended): of the levels
   whose moment has passed, only the latest runs, once; the ones before it are
   named on the timeline as skipped. (SLA warnings whose moment passed are not
@@ -134,11 +136,14 @@ def clocks_of(incident_id: int) -> dict[str, SlaClock]:
 
 def moment(ctx: Context, level: Mapping[str, Any], clocks: Mapping[str, SlaClock]) -> dt.datetime | None:
     """When an automatic level is reached, in working time of its SLA clock; ``None`` for a
-    manual level or a clock that is missing, paused, met or stopped (it reaches nothing)."""
+    manual level or a clock that is missing, met or stopped (it reaches nothing). A paused
+    clock reaches nothing more, but a moment it reached before the pause stands: a target that
+    ran out before the pause (no check came in between) was breached, and its "at breach"
+    level runs while the incident waits, not only once it resumes."""
     if level["trigger"] == "manual":
         return None
     clock = clocks.get(level["target"])
-    if clock is None or clock.met_at or clock.stopped_at or clock.paused_at:
+    if clock is None or clock.met_at or clock.stopped_at:
         return None
     target = clock.target_seconds
     work = {"fraction": lambda: target * level.get("fraction", 1),
@@ -148,7 +153,10 @@ def moment(ctx: Context, level: Mapping[str, Any], clocks: Mapping[str, SlaClock
     from helpdesk import sla
 
     calendar = sla._calendar(ctx, clock.calendar)  # the SLA module's calendar lookup, on purpose
-    return business_time.add(calendar, clock.started_at, dt.timedelta(seconds=work + clock.paused_seconds))
+    reached = business_time.add(calendar, clock.started_at, dt.timedelta(seconds=work + clock.paused_seconds))
+    if clock.paused_at is not None and reached > clock.paused_at:
+        return None  # (the pauses before this one are in paused_seconds; this one is not yet)
+    return reached
 
 
 def _cycle(level: Mapping[str, Any], clocks: Mapping[str, SlaClock]) -> int:
