@@ -36,8 +36,9 @@ def test_sla_clocks_run_pause_and_are_met_as_the_api_changes_the_incident(app, p
     client.post(f"/api/v1/incidents/{made['id']}/comments", json={"body": "Looking now",
                                                                    "visibility": "public"},
                 headers=headers)
+    # (the reply set the New incident in progress: version 2)
     client.post(f"/api/v1/incidents/{made['id']}/status", json={
-        "status": "pending", "pending_reason": "customer"}, headers={**headers, "If-Match": '"1"'})
+        "status": "pending", "pending_reason": "customer"}, headers={**headers, "If-Match": '"2"'})
     after = clocks(made["id"])
     assert after["response"]["state"] == "met" and after["response"]["met_at"] is not None
     assert after["resolution"]["state"] == "paused"

@@ -825,6 +825,7 @@ def test_priority_override_outside_p1_to_p4_is_refused(ctx, personas, log_incide
 def test_public_reply_and_internal_note_are_kept_apart_and_do_not_bump_the_version(ctx, personas,
                                                                                   log_incident):
     incident = log_incident()
+    incidents.change_status(ctx, incident.id, personas.owner, "in_progress")  # (a reply starts a New one)
     version = reload(incident).version
 
     reply = incidents.add_comment(ctx, incident.id, personas.owner, "We are looking into it", public=True)
@@ -838,8 +839,8 @@ def test_public_reply_and_internal_note_are_kept_apart_and_do_not_bump_the_versi
     assert timeline(incident, kind="reply")[0].body == "We are looking into it"
     assert reload(incident).version == version
     # An edit based on the version read before the comments still goes through.
-    incidents.change_status(ctx, incident.id, personas.owner, "in_progress", version)
-    assert reload(incident).status == "in_progress"
+    incidents.change_status(ctx, incident.id, personas.owner, "pending", version, pending_reason="customer")
+    assert reload(incident).status == "pending"
 
 
 @pytest.mark.parametrize("public", [True, False])

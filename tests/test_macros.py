@@ -425,7 +425,9 @@ def test_the_api_keeps_an_internal_macro_internal_unless_the_reply_is_edited(app
     sent = call("POST", path, {"macro_id": internal.id, "body": "We are on it.", "visibility": "public"},
                 **{"If-Match": sent.headers["ETag"]})
     assert sent.status_code == 200
-    assert (timeline(incident.id)[-1].kind, timeline(incident.id)[-1].body) == ("reply", "We are on it.")
+    reply, started = timeline(incident.id)[-2:]  # a reply to a New incident starts the work
+    assert (reply.kind, reply.body) == ("reply", "We are on it.")
+    assert (started.field, started.new_value) == ("status", "In progress")
 
 
 def test_a_public_reply_with_a_macro_waits_when_the_customer_wrote_meanwhile(personas, login, ctx, app,
@@ -455,7 +457,9 @@ def test_a_public_reply_with_a_macro_waits_when_the_customer_wrote_meanwhile(per
                                                            "macro_version": fresh["version"]},
                        headers={"Accept": "application/json"})
     assert again.status_code == 200 and Incident.get_by_id(incident.id).priority == 2
-    assert [e.kind for e in timeline(incident.id)][-2:] == ["reply", "change"]
+    # The reply, the New incident going in progress with it, then the macro's priority.
+    assert [(e.kind, e.field) for e in timeline(incident.id)][-3:] == [
+        ("reply", None), ("change", "status"), ("change", "priority")]
 
 
 def test_the_not_sent_page_shows_the_visibility_the_macro_would_use(personas, login, incident_factory, ctx,

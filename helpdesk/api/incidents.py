@@ -328,8 +328,8 @@ def change_link(incident_id: int) -> Response:
 
 
 @endpoint("POST", "/incidents/<int:incident_id>/comments", scope="write",
-          summary="A public reply to the requester or an internal note (comments never conflict "
-          "with edits, so no If-Match)", body=COMMENT,
+          summary="A public reply to the requester (on a New incident it also sets it in progress) "
+          "or an internal note (comments never conflict with edits, so no If-Match)", body=COMMENT,
           responses={201: ("The timeline entry", ENTRY)})
 def comment(incident_id: int) -> Response:
     data = body(COMMENT)

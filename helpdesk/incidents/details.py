@@ -13,6 +13,7 @@ from helpdesk.errors import DomainError, StaleVersion
 from helpdesk.incidents.changes import apply, choice, entry, follow_up, get, reason_text
 from helpdesk.incidents.changes import title as clean_title
 from helpdesk.incidents.intake import derive_priority
+from helpdesk.incidents.lifecycle import change_status
 from helpdesk.models import LEVELS, PRIORITIES, STATUSES, TYPES, Agent, Incident, TimelineEntry
 
 EDITABLE = frozenset({"title", "description", "type", "impact", "urgency", "category", "service",
@@ -107,6 +108,10 @@ def add_comment(ctx: Context, incident_id: int, actor: Agent, body: str, *, publ
 
     Comments never conflict with edits: they append to the timeline and do not
     bump the version, so an agent typing a reply does not block an owner change.
+    The one exception: a public reply to a **New** incident moves it in progress (the
+    replying agent's status change, in the same transaction, with its timeline entry and
+    follow-ups): once the desk answered the customer, the incident is being worked (ITIL).
+    A note leaves the status alone, and so does a reply in any other status.
     A public reply written on an older page (``expected_version``, ``seen``: the version
     and newest timeline entry that page showed) is refused with :class:`StaleVersion` when
     the conversation moved meanwhile (:func:`reply_conflict`); sent again from the fresh
@@ -138,13 +143,27 @@ def add_comment(ctx: Context, incident_id: int, actor: Agent, body: str, *, publ
         Incident.update(updated_at=note.at).where(Incident.id == incident.id).execute()
         search.refresh(incident.id, unchanged=incident)  # (its words are the entries' and its own)
         met = sla.on_response(ctx, incident, public_reply=public)
-        if met or not incident.is_active:
+        starts_work = public and incident.status == "new"
+        if (met or not incident.is_active) and not starts_work:
             # An active incident's report fact changes with its clocks only (an ended one's
             # end day may follow its last change), so a later comment leaves it as it is.
+            # (A reply that starts the work refreshes it with its status change.)
             reports.refresh(ctx, incident.id)
         events.emit(ctx, "incident_commented", incident.id, actor, entry=note.id, public=public,
                     body=body, actor_name=actor.display_name, attachments=len(files))
+        if starts_work:
+            _start_work(ctx, incident.id, actor)
     return note
+
+
+def _start_work(ctx: Context, incident_id: int, actor: Agent) -> None:
+    """An agent answered a New incident's customer: it is in progress now, by that agent's
+    status change (timeline entry, SLA, events as for the status form). Read again first: the
+    update of ``updated_at`` above holds the row, so a status another agent set meanwhile is
+    seen here and left as it is."""
+    status = Incident.select(Incident.status).where(Incident.id == incident_id).scalar()
+    if status == "new":
+        change_status(ctx, incident_id, actor, "in_progress")
 
 
 def link(ctx: Context, incident_id: int, actor: Agent, kind: str, other_id: int | None,
