@@ -360,6 +360,10 @@ class SlaClock(BaseModel):
     # Working time when the target was met, in the calendar in force then (migration 0032);
     # None while unmet, and for clocks met before 0032 (measured in the current calendar).
     worked_seconds = peewee.IntegerField(null=True)
+    # The incident's owning team when the outcome was decided (met, breached or stopped;
+    # migration 0034): reports count the target under it, so a later transfer leaves it there.
+    # None while undecided; the first decision holds (a breach met late stays the breaching team's).
+    outcome_team = peewee.IntegerField(null=True)
 
     class Meta:
         indexes = ((("incident", "target"), True),)
@@ -694,7 +698,8 @@ class IncidentFact(BaseModel):
     Per SLA target: ``*_outcome`` is met / late (met after the target) / open / stopped / none;
     ``*_breach_at`` is when an unmet target is (or was) breached, so "breached" is decided
     at report time; the seconds are to the target being met, in working time on the clock
-    (pauses left out) and in wall time.
+    (pauses left out) and in wall time. ``*_team`` is the clock's ``outcome_team``: the team
+    its met, late or breached counts under (None: undecided, it counts under ``owner_team``).
     """
 
     incident_id = peewee.IntegerField(primary_key=True)
@@ -719,6 +724,8 @@ class IncidentFact(BaseModel):
     resolution_breach_at = peewee.DateTimeField(null=True)
     resolution_business_seconds = peewee.IntegerField(null=True)
     resolution_wall_seconds = peewee.IntegerField(null=True)
+    response_team = peewee.IntegerField(null=True)
+    resolution_team = peewee.IntegerField(null=True)
     ended_day = peewee.CharField(max_length=10, null=True)  # left the active statuses (latest)
 
     class Meta:

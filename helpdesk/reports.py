@@ -9,7 +9,10 @@ those rows, indexed by day, so its cost follows the period asked for.
 The figures come from the same SLA clocks the product runs on: a target is *met* when the
 working time on its clock (its calendar, pauses left out — :func:`helpdesk.sla.elapsed`)
 was within the target when it was met, *met late* when it was met after, and *breached*
-when it is still unmet (or was stopped unmet) after its breach instant. Business time
+when it is still unmet (or was stopped unmet) after its breach instant. Each target counts
+under the team that owned the incident when its outcome was decided (the clock's
+``outcome_team``: met, marked breached, or stopped), a target still undecided under the
+owning team now; everything else follows the owning team now. Business time
 uses each instant's own UTC offset (``zoneinfo``), so winter incidents keep their hours
 when a report runs in summer. Days are local days of the instance's time zone.
 """
@@ -92,6 +95,11 @@ def _target(ctx: Context, clock: SlaClock | None) -> tuple[str, dt.datetime | No
     return "open", clock.due_at, None, None
 
 
+def _outcome_team(clock: SlaClock | None) -> int | None:
+    """The team a target's outcome counts under, if decided (:func:`helpdesk.sla._attribute`)."""
+    return None if clock is None else clock.outcome_team
+
+
 def _fact(ctx: Context, incident: Incident, clocks: dict[str, SlaClock], counts: tuple[int, int],
           zone: ZoneInfo) -> dict[str, Any]:
     response = _target(ctx, clocks.get("response"))
@@ -120,6 +128,8 @@ def _fact(ctx: Context, incident: Incident, clocks: dict[str, SlaClock], counts:
         "resolution_breach_at": resolution[1],
         "resolution_business_seconds": resolution[2],
         "resolution_wall_seconds": resolution[3],
+        "response_team": _outcome_team(clocks.get("response")),
+        "resolution_team": _outcome_team(clocks.get("resolution")),
         "ended_day": (None if incident.status in ACTIVE_STATUSES
                       else _local_day(incident.resolved_at or incident.closed_at or incident.updated_at,
                                       zone)),
@@ -213,8 +223,9 @@ def bucket_value(index: int) -> float:
     return BUCKET_BASE * BUCKET_RATIO ** (index - 1) * math.sqrt(BUCKET_RATIO)
 
 
-def _key(fact: dict[str, Any], day: str) -> tuple[Any, ...]:
-    return (day, fact["owner_team"], fact["owner_agent"] or 0, fact["priority"], fact["service"] or 0,
+def _key(fact: dict[str, Any], day: str, team: int | None = None) -> tuple[Any, ...]:
+    """The aggregate row a fact adds to on ``day``: under its owning team, or ``team``."""
+    return (day, team or fact["owner_team"], fact["owner_agent"] or 0, fact["priority"], fact["service"] or 0,
             fact["category"] or 0)
 
 
@@ -230,11 +241,16 @@ def _contributions(fact: dict[str, Any], sign: int, days: dict[tuple[Any, ...], 
 
     add(row, "opened", 1)
     for target in ("response", "resolution"):
+        # A decided target counts under the team that owned the incident when it was decided
+        # (the same day and other keys: a row of its own when that team no longer owns it).
         outcome = fact[f"{target}_outcome"]
         if outcome in ("met", "late"):
-            add(row, f"{target}_{outcome}", 1)
+            column = f"{target}_{outcome}"
         elif outcome == "stopped" and fact[f"{target}_breach_at"] is not None:
-            add(row, f"{target}_breached", 1)
+            column = f"{target}_breached"
+        else:
+            continue
+        add(days.setdefault(_key(fact, fact["created_day"], fact.get(f"{target}_team")), {}), column, 1)
     if fact["resolved_count"]:
         add(row, "resolved_once", 1)
     if fact["reopen_count"]:
@@ -452,30 +468,41 @@ class Scope:
             IncidentFact.owner_team.in_(list(self.team_ids) or [0]))
 
 
-def _filtered(filters: Filters, scope: Scope, model: type[peewee.Model] = IncidentFact
-              ) -> peewee.Expression:
-    """The filters and the viewer's scope on a fact or aggregate ``model`` (any period)."""
+def _filtered(filters: Filters, scope: Scope, model: type[peewee.Model] = IncidentFact,
+              team: peewee.Node | None = None) -> peewee.Expression:
+    """The filters and the viewer's scope on a fact or aggregate ``model`` (any period);
+    ``team``: the team column they read (default the owning team; a target's outcome team
+    for the targets it decided, :func:`_team_of`)."""
     scope.check(filters)
+    if team is None:
+        team = model.owner_team
     condition: peewee.Expression = peewee.SQL("1 = 1")
     for name in ("priority", "service", "category"):
         value = getattr(filters, name)
         if value is not None:
             condition &= getattr(model, name) == value
     if filters.team is not None:
-        condition &= model.owner_team == filters.team
+        condition &= team == filters.team
     if filters.owner is not None:
         condition &= model.owner_agent == filters.owner
     if not scope.everything:
         condition &= ((model.owner_agent == scope.agent_id)
-                      | model.owner_team.in_(list(scope.team_ids) or [0]))
+                      | team.in_(list(scope.team_ids) or [0]))
     return condition
 
 
-def _where(filters: Filters, scope: Scope, day: peewee.Field = IncidentFact.created_day) -> peewee.Expression:
+def _where(filters: Filters, scope: Scope, day: peewee.Field = IncidentFact.created_day,
+           team: peewee.Node | None = None) -> peewee.Expression:
     """The facts (or aggregate rows, by the model of ``day``) a report counts: ``day``
     (logged, by default) within the period, the filters, and only what the viewer may see."""
     return (day.between(filters.start.isoformat(), filters.end.isoformat())
-            & _filtered(filters, scope, day.model))
+            & _filtered(filters, scope, day.model, team))
+
+
+def _team_of(target: str) -> peewee.Node:
+    """The team a fact's ``target`` counts under: the team that owned the incident when its
+    outcome was decided, else (still running undecided) the owning team now."""
+    return peewee.fn.COALESCE(getattr(IncidentFact, f"{target}_team"), IncidentFact.owner_team)
 
 
 def _outcome(target: str, at: dt.datetime) -> peewee.Node:
@@ -499,9 +526,10 @@ class ComplianceRow:
         return self.counts[target]["met"] / decided if decided else None
 
 
-def _group_column(by: str, model: type[peewee.Model] = IncidentFact) -> peewee.Node:
+def _group_column(by: str, model: type[peewee.Model] = IncidentFact, team: peewee.Node | None = None
+                  ) -> peewee.Node:
     day = model.created_day if model is IncidentFact else model.day
-    return {"team": model.owner_team, "priority": model.priority,
+    return {"team": model.owner_team if team is None else team, "priority": model.priority,
             "service": model.service, "category": model.category,
             "owner": model.owner_agent,
             "month": peewee.fn.SUBSTR(day, peewee.SQL("1"), peewee.SQL("7"))}[by]
@@ -520,21 +548,33 @@ def _labels(by: str, keys: list[Any]) -> dict[Any, str]:
             .where(model.id.in_(known))} if known else {}
 
 
+def _no_counts() -> dict[str, dict[str, int]]:
+    return {t: dict.fromkeys(OUTCOMES, 0) for t in ("response", "resolution")}
+
+
 def compliance_from_facts(filters: Filters, scope: Scope, at: dt.datetime) -> list[ComplianceRow]:
     """Response and resolution targets met, met late and breached, grouped by ``filters.by``,
-    counted over the facts (the reference :func:`compliance` must agree with)."""
+    counted over the facts (the reference :func:`compliance` must agree with): a group for
+    every group of incidents logged, and each decided target under the team it was decided
+    in (:func:`_team_of`), which may hold none of them now."""
     group = _group_column(filters.by)
-    columns = [group.alias("key")]
+    grouped: dict[Any, dict[str, dict[str, int]]] = {
+        key: _no_counts() for (key,) in IncidentFact.select(group).where(_where(filters, scope))
+        .group_by(group).tuples()}
     for target in ("response", "resolution"):
+        team = _team_of(target)
+        target_group = _group_column(filters.by, team=team)
         outcome = _outcome(target, at)
+        columns = [target_group.alias("key")]
         for kind in OUTCOMES:
-            columns.append(peewee.fn.SUM(peewee.Case(None, [(outcome == kind, 1)], 0))
-                           .alias(f"{target}_{kind}"))
-    rows = list(IncidentFact.select(*columns).where(_where(filters, scope))
-                .group_by(group).order_by(group).dicts())
-    return _compliance_rows(filters.by, {
-        row["key"]: {t: {k: int(row[f"{t}_{k}"] or 0) for k in OUTCOMES} for t in ("response", "resolution")}
-        for row in rows})
+            columns.append(peewee.fn.SUM(peewee.Case(None, [(outcome == kind, 1)], 0)).alias(kind))
+        for row in (IncidentFact.select(*columns)
+                    .where(_where(filters, scope, team=team) & outcome.is_null(False))
+                    .group_by(target_group).dicts()):
+            counts = grouped.setdefault(row["key"], _no_counts())[target]
+            for kind in OUTCOMES:
+                counts[kind] += int(row[kind] or 0)
+    return _compliance_rows(filters.by, grouped)
 
 
 def _compliance_rows(by: str, grouped: dict[Any, dict[str, dict[str, int]]]) -> list[ComplianceRow]:
@@ -690,24 +730,27 @@ def compliance(filters: Filters, scope: Scope, at: dt.datetime) -> list[Complian
         for kind in OUTCOMES:
             columns.append(peewee.fn.SUM(getattr(ReportDay, f"{target}_{kind}")).alias(f"{target}_{kind}"))
     grouped: dict[Any, dict[str, dict[str, int]]] = {}
+    # A team's rows may hold decided targets only (of incidents another team owns now).
+    counted = peewee.fn.SUM(ReportDay.opened)
+    for target in ("response", "resolution"):
+        for kind in OUTCOMES:
+            counted += peewee.fn.SUM(getattr(ReportDay, f"{target}_{kind}"))
     for row in (ReportDay.select(*columns).where(_where(filters, scope, ReportDay.day))
-                .group_by(group).having(peewee.fn.SUM(ReportDay.opened) > 0).dicts()):
+                .group_by(group).having(counted > 0).dicts()):
         grouped[_agg_key(filters.by, row["key"])] = {
             t: {k: int(row[f"{t}_{k}"] or 0) for k in OUTCOMES} for t in ("response", "resolution")}
-    fact_group = _group_column(filters.by)
-    open_columns = [fact_group.alias("key")]
     for target in ("response", "resolution"):
+        # Open targets past their breach instant, under the team each was breached in (marked by
+        # the check), or the owning team now (not marked yet).
+        team = _team_of(target)
+        fact_group = _group_column(filters.by, team=team)
         outcome = getattr(IncidentFact, f"{target}_outcome")
         breach = getattr(IncidentFact, f"{target}_breach_at")
-        open_columns.append(peewee.fn.SUM(peewee.Case(None, [
-            ((outcome == "open") & breach.is_null(False) & (breach <= at), 1)], 0)).alias(target))
-    still_open = (IncidentFact.response_outcome == "open") | (IncidentFact.resolution_outcome == "open")
-    for row in (IncidentFact.select(*open_columns).where(_where(filters, scope) & still_open)
-                .group_by(fact_group).dicts()):
-        counts = grouped.setdefault(row["key"], {t: dict.fromkeys(OUTCOMES, 0)
-                                                 for t in ("response", "resolution")})
-        for target in ("response", "resolution"):
-            counts[target]["breached"] += int(row[target] or 0)
+        overdue = (outcome == "open") & breach.is_null(False) & (breach <= at)
+        for key, count in (IncidentFact.select(fact_group, peewee.fn.COUNT(IncidentFact.incident_id))
+                           .where(_where(filters, scope, team=team) & overdue)
+                           .group_by(fact_group).tuples()):
+            grouped.setdefault(key, _no_counts())[target]["breached"] += int(count)
     return _compliance_rows(filters.by, grouped)
 
 

@@ -148,13 +148,15 @@ def incidents(state: Any, count: int, *, years: float = 2.0, seed: int = 15, bat
                 stopped = finished if status == "cancelled" or (status == "closed" and met is None) else None
                 paused = touched if status == "pending" and met is None else None
                 late = (met or stopped or end) > due
+                breached = due if late and not (paused and (paused <= due)) else None
                 clocks.append({
                     "incident": incident_id, "target": target, "policy": policy.name,
                     "calendar": targets.calendar, "target_seconds": int(duration.total_seconds()),
                     "warnings": ",".join(str(p) for p in policy.warnings), "cycle": 1,
                     "started_at": created, "paused_seconds": 0, "paused_at": paused,
                     "due_at": None if paused and not late else due, "met_at": met, "stopped_at": stopped,
-                    "breached_at": due if late and not (paused and (paused <= due)) else None,
+                    "breached_at": breached,
+                    "outcome_team": owner_team if met or stopped or breached else None,
                     "next_event_at": due if not (met or stopped or paused or late) else None,
                 })
         with write_transaction():

@@ -354,7 +354,20 @@ def _clocks(incident_id: int, targets: Iterable[str] = TARGETS) -> list[SlaClock
                                         & (SlaClock.target.in_(list(targets)))))
 
 
-def _save(state: Any, clock: SlaClock) -> None:
+def _attribute(clock: SlaClock, owner_team: int | None) -> None:
+    """Keep the team a target's outcome belongs to: the incident's owning team when it was
+    decided (met, breached, or stopped), so a later transfer leaves it where it was decided.
+    The first decision holds (a breach met late is the breaching team's); a target running
+    again undecided (reopened, re-targeted out of its breach) belongs to no team yet."""
+    if clock.met_at is None and clock.breached_at is None and clock.stopped_at is None:
+        clock.outcome_team = None
+    elif clock.outcome_team is None:
+        clock.outcome_team = owner_team
+
+
+def _save(state: Any, clock: SlaClock, owner_team: int | None) -> None:
+    """Schedule and store a clock that moved; ``owner_team``: the incident's owning team now."""
+    _attribute(clock, owner_team)
     _schedule(state, clock)
     clock.save()
 
@@ -364,7 +377,7 @@ def on_status(ctx: Context, incident: Incident, old: str, new: str) -> None:
     state, at = ctx, now()
     for clock in _clocks(incident.id):
         _move(state, clock, old, new, at)
-        _save(state, clock)
+        _save(state, clock, incident.owner_team_id)
 
 
 def _breach_sent(clock: SlaClock) -> bool:
@@ -432,7 +445,7 @@ def on_response(ctx: Context, incident: Incident, public_reply: bool) -> bool:
     for clock in _clocks(incident.id, ["response"]):
         if clock.met_at is None and clock.stopped_at is None:
             _meet(state, clock, now())
-            _save(state, clock)
+            _save(state, clock, incident.owner_team_id)
             met = True
     return met
 
@@ -464,7 +477,7 @@ def on_retarget(ctx: Context, incident: Incident) -> None:
             # Still overdue on the new target: the breach was announced, and is not news again
             # (an escalation's reassign or raise of priority re-targets exactly then).
             clock.breached_at = breached
-        _save(state, clock)
+        _save(state, clock, incident.owner_team_id)
 
 
 def _start_missing(state: Any, incident: Incident, policy: Any, targets: Any, present: set[str]) -> None:
@@ -487,7 +500,7 @@ def _start_missing(state: Any, incident: Incident, policy: Any, targets: Any, pr
                 setattr(clock, name, getattr(replayed, name))
             if clock.met_at is not None:
                 clock.worked_seconds = math.ceil(elapsed(state, clock, clock.met_at).total_seconds())
-        _save(state, clock)
+        _save(state, clock, incident.owner_team_id)
         logger.info("SLA: %s clock of %s started late (policy %r)", target, incident.reference, policy.name)
 
 
@@ -815,14 +828,15 @@ def _process(state: Any, clock_id: int, at: dt.datetime) -> int:
         incident_id = SlaClock.select(SlaClock.incident).where(SlaClock.id == clock_id).scalar()
         if incident_id is None:
             return 0
-        for_update(Incident.select(Incident.id).where(Incident.id == incident_id)).execute()
+        owner_team = for_update(Incident.select(Incident.owner_team)
+                                .where(Incident.id == incident_id)).scalar()
         clock = for_update(SlaClock.select().where(SlaClock.id == clock_id)).get_or_none()
         if clock is None or clock.next_event_at is None or clock.next_event_at > at:
             return 0  # another worker got here first
         _settle_paused(state, clock)
         event = _due_event(state, clock, at)
         if event is None:
-            _save(state, clock)  # nothing due after all (paused, met, or moved): reschedule
+            _save(state, clock, owner_team)  # nothing due after all (paused, met, or moved): reschedule
             return 0
         kind, point = event
         try:
@@ -833,7 +847,11 @@ def _process(state: Any, clock_id: int, at: dt.datetime) -> int:
             return 0  # fired already (another worker, or an earlier run)
         if kind == "breach":
             clock.breached_at = clock.due_at or at
-        _save(state, clock)
+        _save(state, clock, owner_team)  # the breach is the owning team's of this moment
+        if kind == "breach":
+            from helpdesk import reports  # (it reads the clocks through this module)
+
+            reports.refresh(state, clock.incident_id)  # the fact keeps the team it counts under
         if _said_before(event_row):
             return 0  # said already for this very due time, before re-targets brought it back
         TimelineEntry.create(

@@ -39,7 +39,7 @@ def helpdesk_settings() -> dict[str, Any]:
     return {"time_zone": "Europe/London"}
 
 
-ACTIONS = ["reply", "pending", "resume", "resolve", "reopen", "cancel", "transfer", "check"]
+ACTIONS = ["reply", "pending", "resume", "resolve", "reopen", "cancel", "transfer", "hand over", "check"]
 plans = st.lists(st.tuples(st.sampled_from(["high", "medium", "low"]), st.sampled_from(["high", "low"]),
                            st.integers(0, 2 * 24 * 60),
                            st.lists(st.tuples(st.integers(0, 3 * 24 * 60), st.sampled_from(ACTIONS)),
@@ -49,7 +49,8 @@ starts = st.sampled_from([dt.datetime(2026, 3, 26, 8, 30), dt.datetime(2026, 10,
 _teams = itertools.count(1)
 
 
-def act(ctx: Any, incident_id: int, actor: Any, other: Any, team: Any, action: str, sla_check: Any) -> None:
+def act(ctx: Any, incident_id: int, actor: Any, other: Any, team: Any, action: str, sla_check: Any,
+        second: Any = None) -> None:
     try:
         if action == "reply":
             incidents.add_comment(ctx, incident_id, actor, "Looking", public=True)
@@ -66,6 +67,9 @@ def act(ctx: Any, incident_id: int, actor: Any, other: Any, team: Any, action: s
             incidents.change_status(ctx, incident_id, actor, "cancelled", note="Duplicate")
         elif action == "transfer":
             incidents.transfer_ownership(ctx, incident_id, actor, team, other, reason="Holiday")
+        elif action == "hand over":  # to the other team and back: decided targets stay put
+            to = second if incidents.get(incident_id).owner_team_id == team.id else team
+            incidents.transfer_ownership(ctx, incident_id, actor, to, None, reason="Their system")
         else:
             sla_check()
     except DomainError:
@@ -91,16 +95,19 @@ def test_reports_from_the_aggregates_equal_reports_from_the_facts(app, ctx, froz
         team = people.create_team(f"Days team {next(_teams)}")
         lead = people.create_agent(f"d{team.id}a", "Ada", "correct-horse-battery", teams=[team])
         other = people.create_agent(f"d{team.id}b", "Bo", "correct-horse-battery", teams=[team])
+        second = people.create_team(f"Days team {next(_teams)}")
+        people.create_agent(f"d{second.id}c", "Cy", "correct-horse-battery", teams=[second])
         frozen_clock.set(start)
         for impact, urgency, gap, steps in plan:
             frozen_clock.advance(minutes=gap)
             incident = incidents.log_incident(ctx, title="Random", actor=lead, impact=impact, urgency=urgency)
             for minutes, action in steps:
                 frozen_clock.advance(minutes=minutes)
-                act(ctx, incident.id, lead, other, team, action, sla_check)
+                act(ctx, incident.id, lead, other, team, action, sla_check, second)
         at = frozen_clock.advance(hours=1)
         period = (start.date() - dt.timedelta(days=2), at.date() + dt.timedelta(days=3))
-        scopes = [reports.Scope(True, lead.id), reports.Scope(False, other.id, frozenset())]
+        scopes = [reports.Scope(True, lead.id), reports.Scope(False, other.id, frozenset()),
+                  reports.Scope(False, other.id, frozenset({second.id}))]
         later = at + dt.timedelta(days=30)  # open targets breach as the report time moves on
         for scope, by, when in itertools.product(scopes, reports.DIMENSIONS, (at, later)):
             filters = reports.Filters(*period, team=team.id if scope.everything else None, by=by)
