@@ -361,7 +361,7 @@ class SlaClock(BaseModel):
     # None while unmet, and for clocks met before 0032 (measured in the current calendar).
     worked_seconds = peewee.IntegerField(null=True)
     # The incident's owning team when the outcome was decided (met, breached or stopped;
-    # migration 0034): reports count the target under it, so a later transfer leaves it there.
+    # migration 0035): reports count the target under it, so a later transfer leaves it there.
     # None while undecided; the first decision holds (a breach met late stays the breaching team's).
     outcome_team = peewee.IntegerField(null=True)
 

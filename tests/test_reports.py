@@ -433,11 +433,11 @@ def test_rebuild_commands_count_and_index_what_is_already_there(app, ctx, person
         assert IncidentFact.get_by_id(incident.id).owner_agent == personas.owner.id
 
 
-def test_upgrading_to_0034_gives_decided_targets_the_owning_team_and_moves_no_figure(
+def test_upgrading_to_0035_gives_decided_targets_the_owning_team_and_moves_no_figure(
         app, ctx, personas, frozen_clock, sla_check):
-    # Before 0034 a target had no team of its own: the upgrade gives every decided one the
+    # Before 0035 a target had no team of its own: the upgrade gives every decided one the
     # incident's owning team then (the best there is), and the figures do not move.
-    migration = importlib.import_module("helpdesk.migrations.0034_sla_outcome_team")
+    migration = importlib.import_module("helpdesk.migrations.0035_sla_outcome_team")
     with app.app_context():
         answered = incidents.log_incident(ctx, title="Mail slow", actor=personas.owner, impact="high",
                                           urgency="medium")  # P2: 30 minutes, 8 business hours
@@ -449,7 +449,7 @@ def test_upgrading_to_0034_gives_decided_targets_the_owning_team_and_moves_no_fi
         sla_check()  # the P2's resolution and the P4's response breach
         incidents.transfer_ownership(ctx, answered.id, personas.owner, personas.database_team,
                                      personas.assignee, reason="Database work")
-        SlaClock.update(outcome_team=None).execute()  # as the rows stood before 0034
+        SlaClock.update(outcome_team=None).execute()  # as the rows stood before 0035
         reports.rebuild(ctx)  # and the figures as they were counted: under the owning team now
         migration.backfill(database.obj)
         teams = {(c.incident_id, c.target): c.outcome_team for c in SlaClock.select()}
