@@ -198,8 +198,8 @@ def root_refusal(instance_path: str | None, command: str | None = None) -> str |
     the service user, the service could no longer write them (a worker stuck on a root-owned
     queue file). Refusing, and saying how to run it, leaves nothing half-owned; chown-ing after
     the fact would miss what SQLite and Huey create on their own."""
-    if os.geteuid() != 0:
-        return None
+    if os.geteuid() != 0 or os.environ.get("HELPDESK_RUN_AS_ROOT") == "1":
+        return None  # the variable: root on purpose (a container over another user's volume)
     folder = instance_folder(instance_path)
     try:
         owner_id = folder.stat().st_uid
@@ -216,7 +216,8 @@ def root_refusal(instance_path: str | None, command: str | None = None) -> str |
     return (f"the instance folder {folder} belongs to {owner}, and this command runs as root: "
             f"files it creates there would be root's and the helpdesk service could not write "
             f"them. Run it as the service user: sudo -u {owner} helpdesk --instance {folder} "
-            f"{command or ''} …".replace("  …", " …"))
+            f"{command or ''} … (or set HELPDESK_RUN_AS_ROOT=1 if root is meant to run it)"
+            .replace("  …", " …"))
 
 
 @main.command()
@@ -446,7 +447,7 @@ def _password_from_stdin() -> str:
     """The first line of standard input, without its line ending: a script pipes the password
     in (``printf '%s\\n' "$PW" | helpdesk user add …``) where ``ps`` and shell history cannot
     see it. An empty line is refused rather than tried as a password."""
-    line = click.get_text_stream("stdin").readline()
+    line = sys.stdin.readline()
     password = line.removesuffix("\n").removesuffix("\r")
     if not password:
         raise click.UsageError("--password-stdin read no password (an empty first line of input)")

@@ -24,7 +24,7 @@ ENV_PREFIX = "HELPDESK_"
 CONFIG_FILE = "helpdesk.toml"
 SECRET_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
 # Environment names that are not settings but are read elsewhere.
-_ENV_NOT_SETTINGS = {"INSTANCE"}
+_ENV_NOT_SETTINGS = {"INSTANCE", "RUN_AS_ROOT"}
 _ENV_NOT_SETTINGS_PREFIXES = ("TEST_", "BENCH_")
 PLUGIN_ENV_PREFIX = "PLUGINS__"
 
