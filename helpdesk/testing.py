@@ -152,7 +152,7 @@ def _restore_migrated(url: str) -> bool:
             with db.atomic():
                 # Foreign keys and the append-only triggers are triggers: a replica role
                 # skips them, so the tables empty in any order (superusers only).
-                cursor.execute("SET LOCAL session_replication_role = replica")
+                db.execute_sql("SET LOCAL session_replication_role = replica")
                 for table, rows in migrated.rows.items():
                     cursor.execute(f"DELETE FROM {table}")  # noqa: S608 - quoted names
                     if rows:
