@@ -266,24 +266,29 @@ def led_teams(actor: Agent) -> list[str]:
             .where(Membership.agent == actor.id).order_by(Team.name).tuples()]
 
 
-def refusal(actor: Agent | None, name: str, teams: list[str]) -> str | None:
+def refusal(actor: Agent | None, name: str, teams: list[str],
+            led: list[str] | None = None) -> str | None:
     """Why ``actor`` may not change the policy ``name`` belonging to ``teams`` (None: they may).
-    No actor is the operator at the command line, who may."""
+    No actor is the operator at the command line, who may. ``led``: the actor's
+    :func:`led_teams`, when the caller has them already."""
     if actor is None or actor.is_admin:
         return None
     if not teams:
         return (f"Only an admin can change the escalation policy {name!r}: it has no team "
                 "condition, so it applies to the whole organisation.")
-    missing = sorted(set(teams) - set(led_teams(actor)))
+    missing = sorted(set(teams) - set(led_teams(actor) if led is None else led))
     if missing:
         return (f"Only a lead of {', '.join(sorted(teams))} or an admin can change the escalation "
                 f"policy {name!r}; you do not lead {', '.join(missing)}.")
     return None
 
 
-def can_change(actor: Agent, policy: EscalationPolicy) -> bool:
-    """Whether the page offers ``actor`` to edit and delete ``policy``."""
-    return refusal(actor, policy.name, teams_of(definition_of(policy))) is None
+def changeable(actor: Agent, rows: list[EscalationPolicy]) -> set[int]:
+    """The ids of the policies the list offers ``actor`` to edit and delete (the actor's teams
+    read once, not once a policy)."""
+    led = led_teams(actor)
+    return {policy.id for policy in rows
+            if refusal(actor, policy.name, teams_of(definition_of(policy)), led) is None}
 
 
 def _check_may_change(actor: Agent | None, name: str, teams: list[str]) -> None:

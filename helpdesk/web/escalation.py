@@ -115,7 +115,7 @@ def policy_list() -> Any:
     rows = list(EscalationPolicy.select().order_by(EscalationPolicy.position, EscalationPolicy.name))
     problems = list(EscalationRun.select().where(EscalationRun.state.in_(["retrying", "failed"]))
                     .order_by(EscalationRun.id.desc()).limit(100))
-    changeable = {policy.id for policy in rows if policies.can_change(current_user, policy)}
+    changeable = policies.changeable(current_user, rows)
     return render_template("escalation/policies.html", policies=rows, problems=problems, steps=_steps(),
                            definition_of=policies.definition_of, describe=policies.describe_trigger,
                            changeable=changeable)
