@@ -13,6 +13,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from helpdesk import sessions
 from helpdesk.clock import now
+from helpdesk.context import Context
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
 from helpdesk.models import ESCALATION_MODES, ROLES, Agent, ConfigChange, Membership, Team, TeamOnCall
@@ -132,7 +133,12 @@ def update_agent(
     active: bool,
     teams: list[Team],
     actor: Agent | None = None,
-) -> Agent:
+    ctx: Context,
+) -> list[int]:
+    """Save an agent's details, role, activity and teams. Incidents they may no longer answer
+    for (deactivated, or out of the team that owns or works on them) go back to their teams
+    in the same transaction (:func:`helpdesk.incidents.responsibility.release_agent`): their
+    ids are returned."""
     if role not in ROLES:
         raise DomainError(f"Unknown role {role!r}.")
     if not display_name.strip():
@@ -149,7 +155,9 @@ def update_agent(
         Membership.delete().where(Membership.agent == agent).execute()
         for team in teams:
             Membership.create(team=team, agent=agent)
-    return Agent.get_by_id(agent.id)
+        from helpdesk.incidents.responsibility import release_agent  # incidents build on people
+
+        return release_agent(ctx, agent, actor)
 
 
 def set_password(agent: Agent, password: str) -> None:
@@ -179,11 +187,12 @@ def team_ids_of(agent: Agent) -> list[int]:
 
 
 def update_team(team: Team, *, name: str, description: str, active: bool, members: list[Agent],
-                service_desk: str, actor: Agent | None = None,
+                service_desk: str, ctx: Context, actor: Agent | None = None,
                 escalation_mode: str | None = None) -> dict[str, tuple[str, str]]:
     """Rename, describe, (de)activate a team, set its members and its escalation mode (``None``:
     unchanged); audited. Returns what changed (field -> (old, new)). Raises
-    :class:`FieldErrors` with a message per field."""
+    :class:`FieldErrors` with a message per field. A member taken out gives back the team's
+    incidents they owned or worked on, in the same transaction (as :func:`update_agent`)."""
     name = name.strip()
     mode = team.escalation_mode if escalation_mode is None else escalation_mode
     errors = {}
@@ -218,9 +227,16 @@ def update_team(team: Team, *, name: str, description: str, active: bool, member
             Team.update(name=name, description=description.strip(), active=active, escalation_mode=mode) \
                 .where(Team.id == team.id).execute()
             if "members" in changed:
+                gone = Agent.select().join(Membership).where(
+                    (Membership.team == team) & Agent.id.not_in([agent.id for agent in members]))
+                gone = list(gone)
                 Membership.delete().where(Membership.team == team).execute()
                 for agent in members:
                     Membership.create(team=team, agent=agent)
+                from helpdesk.incidents.responsibility import release_agent
+
+                for agent in gone:
+                    release_agent(ctx, agent, actor)
             for field, (old, new) in changed.items():
                 # The configuration audit trail (helpdesk.site_settings reads it).
                 ConfigChange.create(key=f"team:{team.id}.{field}", old_value=old, new_value=new, actor=actor)

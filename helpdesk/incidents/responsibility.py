@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from helpdesk.context import Context
-from helpdesk.db import write_transaction
+from helpdesk.db import for_update, write_transaction
 from helpdesk.errors import DomainError, PermissionDenied, StaleVersion
 from helpdesk.incidents import handback
 from helpdesk.incidents.changes import (
@@ -21,8 +21,8 @@ from helpdesk.incidents.changes import (
     reason_text,
 )
 from helpdesk.incidents.intake import home_team
-from helpdesk.models import STATUSES, Agent, Incident, Team
-from helpdesk.people import is_member
+from helpdesk.models import ACTIVE_STATUSES, STATUSES, Agent, Incident, Team
+from helpdesk.people import is_member, team_ids_of
 
 
 def take_ownership(ctx: Context, incident_id: int, actor: Agent,
@@ -196,3 +196,49 @@ def reassign_checked(ctx: Context, incident: Incident, actor: Agent | None, team
     change = apply(incident, actor, changes, expected_version, record=record, body=note,
                    one_entry=True)
     return follow_up(ctx, change, actor)
+
+
+def release_agent(ctx: Context, agent: Agent, actor: Agent | None = None) -> list[int]:
+    """Give back every incident an agent may no longer answer for: owned or worked on while
+    they are deactivated, or under a team they are no longer in. The pair keeps its team and
+    loses its agent, so the incident shows in that team's Unowned or Unassigned queue; left
+    alone it would sit with someone who cannot log in or act for that team, unreviewed and
+    never announced to anyone. Resolved incidents lose their owner too (the owner reviews
+    them until they close and takes them back when the customer reopens them).
+
+    Written as the system's change (``actor`` is named in the entry, not as its author: no
+    agent acted on the incident, so no SLA response is met). Inside the caller's transaction;
+    returns the incidents' ids."""
+    agent = Agent.get_by_id(agent.id)
+    teams = team_ids_of(agent) if agent.active else []
+    owned = (Incident.owner_agent == agent.id) & Incident.status.not_in(["closed", "cancelled"])
+    worked = (Incident.assigned_agent == agent.id) & Incident.status.in_(list(ACTIVE_STATUSES))
+    if teams:
+        owned &= Incident.owner_team.not_in(teams)
+        worked &= Incident.assigned_team.not_in(teams)
+    with write_transaction():
+        ids = [row.id for row in for_update(Incident.select(Incident.id).where(owned | worked)
+                                            .order_by(Incident.id))]
+        why = (f"{agent} was deactivated" if not agent.active else f"{agent} left the team") \
+            + (f" (by {actor})" if actor is not None else "")
+        for incident_id in ids:
+            incident = get(incident_id)
+            changes: dict[str, Any] = {}
+            record: dict[str, tuple[Any, Any]] = {}
+            if incident.owner_agent_id == agent.id and incident.owner_team_id not in teams \
+                    and incident.status not in {"closed", "cancelled"}:
+                changes["owner_agent"] = None
+                record["owner"] = (owner(incident), Pair(incident.owner_team, None))
+            if incident.assigned_agent_id == agent.id and incident.assigned_team_id not in teams \
+                    and incident.is_active:
+                changes["assigned_agent"] = None
+                record["assignee"] = (assignee(incident), Pair(incident.assigned_team, None))
+            if not changes:
+                continue
+            back = " and ".join(
+                f"{'ownership' if name == 'owner' else 'the work'} back to {new.team.name}"
+                for name, (_old, new) in record.items())
+            change = apply(incident, None, changes, None, record=record,
+                           body=f"{why}: {back}, for someone there to take.")
+            follow_up(ctx, change, None, reason=why)
+    return ids

@@ -13,7 +13,18 @@ from flask_login import current_user
 from helpdesk import customers, people
 from helpdesk.db import write_transaction
 from helpdesk.errors import DomainError
-from helpdesk.models import ROLES, Agent, Category, Contact, Incident, Membership, Organisation, Service, Team
+from helpdesk.models import (
+    ACTIVE_STATUSES,
+    ROLES,
+    Agent,
+    Category,
+    Contact,
+    Incident,
+    Membership,
+    Organisation,
+    Service,
+    Team,
+)
 from helpdesk.security import ADMIN, LEAD, PUBLIC, access
 from helpdesk.web.forms import parse_id
 
@@ -87,16 +98,28 @@ def agents() -> Any:
     ), status
 
 
+def _released_text(ids: list[int]) -> str:
+    """What saving an agent gave back to their teams, for the confirmation."""
+    if not ids:
+        return ""
+    shown = ", ".join(f"INC-{incident_id}" for incident_id in ids[:10])
+    more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
+    return (f" {len(ids)} incident{'s' if len(ids) != 1 else ''} they can no longer answer for "
+            f"went back to their teams' Unowned or Unassigned queues: {shown}{more}.")
+
+
 @bp.route("/agents/<int:agent_id>", methods=["GET", "POST"])
 @access(ADMIN)
 def agent(agent_id: int) -> Any:
+    from helpdesk.web import context
+
     record = Agent.get_or_none(Agent.id == agent_id) or abort(404)
     error, status = None, 200
     if request.method == "POST":
         try:
             if request.form.get("password"):
                 people.validate_password(request.form["password"])  # before anything is saved
-            people.update_agent(
+            released = people.update_agent(
                 record,
                 display_name=request.form.get("display_name", ""),
                 email=request.form.get("email", ""),
@@ -104,13 +127,14 @@ def agent(agent_id: int) -> Any:
                 active=request.form.get("active") == "on",
                 teams=_form_teams(),
                 actor=current_user,
+                ctx=context(),
             )
             if request.form.get("password"):
                 people.set_password(record, request.form["password"])
         except DomainError as refused:
             error, status = str(refused), 422
         else:
-            flash(f"Agent {record.username} saved.")
+            flash(f"Agent {record.username} saved.{_released_text(released)}")
             return redirect(url_for("admin.agent", agent_id=agent_id), code=303)
     # A refused save shows what was typed (but the password), not the stored values.
     shown = {"display_name": record.display_name, "email": record.email or "",
@@ -121,9 +145,14 @@ def agent(agent_id: int) -> Any:
                  "email": request.form.get("email", ""), "role": request.form.get("role", ""),
                  "active": request.form.get("active") == "on"}
         member_of = {team.id for team in _form_teams()}
+    active = Incident.status.in_(list(ACTIVE_STATUSES))
+    unclosed = Incident.status.not_in(["closed", "cancelled"])
+    holds = {"owned": Incident.select().where((Incident.owner_agent == record.id) & unclosed).count(),
+             "assigned": Incident.select().where((Incident.assigned_agent == record.id) & active).count()}
     return render_template(
         "admin/agent.html",
         agent=record,
+        holds=holds,
         shown=shown,
         member_of=member_of,
         teams=list(Team.select().order_by(Team.name)),
@@ -401,7 +430,7 @@ def team(team_id: int) -> Any:
                 record, name=request.form.get("name", ""), description=request.form.get("description", ""),
                 active=request.form.get("active") == "on",
                 members=[a for a in agents if a.id in chosen],
-                service_desk=context().settings.service_desk_team, actor=current_user,
+                service_desk=context().settings.service_desk_team, actor=current_user, ctx=context(),
                 escalation_mode=request.form.get("escalation_mode", record.escalation_mode))
         except people.FieldErrors as refused:
             errors, status = refused.errors, 422

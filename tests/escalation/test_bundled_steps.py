@@ -38,7 +38,7 @@ def test_watchers_hear_of_changes_while_they_are_active(desk):
     assert {w.agent_id for w in Watcher.select()} == {p.db_lead.id, p.other.id}
     assert "Watching: Kofi Mensah, Mateo Silva" in desk.login_page(incident)
     people.update_agent(p.other, display_name=p.other.display_name, email=p.other.email, role="agent",
-                        active=False, teams=[p.network], actor=p.admin)
+                        active=False, teams=[p.network], actor=p.admin, ctx=desk.ctx)
     desk.call(utc(3, 9, 15), incidents.add_comment, incident.id, p.owner, "Restarted",
               public=False)
     told = Delivery.select().where((Delivery.incident == incident.id)

@@ -45,7 +45,7 @@ def test_with_nobody_usable_on_call_the_team_alone_gets_it_and_the_timeline_says
                            until=utc(3, 9, 12) if situation == "ended" else None)
     if situation == "deactivated":
         people.update_agent(p.other, display_name=p.other.display_name, email=p.other.email, role="agent",
-                            active=False, teams=[p.network], actor=p.admin)
+                            active=False, teams=[p.network], actor=p.admin, ctx=desk.ctx)
     desk.policy(on_call_policy())
     incident = desk.log_p2()
     desk.check(DUE)
