@@ -187,9 +187,11 @@ class Incident(BaseModel):
     # Denormalised from the SLA clocks by database triggers (migration 0011), in the same
     # statement as the clock change, so the queues filter and sort without joining clocks:
     # the nearest running due time (None once a target is breached and unmet), and
-    # whether any target of the current clocks was breached.
+    # whether any target of the current clocks was breached; and since when a breached target
+    # is still unmet (None otherwise: migration 0040), so the due sort puts breached rows first.
     sla_due_at = peewee.DateTimeField(null=True)
     sla_breached = peewee.BooleanField(default=False)
+    sla_overdue_since = peewee.DateTimeField(null=True)
     escalation_level = peewee.SmallIntegerField(default=0)  # the last level run (0: none)
     major = peewee.BooleanField(default=False)  # declared a major incident
 
@@ -244,11 +246,12 @@ QUEUE_SORT_COLUMNS = {"updated": "updated_at", "created": "created_at", "priorit
                       "due": "sla_due_at"}
 
 
-# The due sort of every queue but At risk (whose rows all have a due time): rows with no
-# running due time (none, met, or breached) sort after every due one. An expression, not a
-# parameter, so SQLite and PostgreSQL match it to the index (migration 0016).
+# The due sort of every queue but At risk (whose rows all have a due time): breached rows
+# first, most overdue first (their breach), then the running due times, then the rows with
+# none (no SLA, or every target met). An expression, not a parameter, so SQLite and
+# PostgreSQL match it to the index (migrations 0016, 0040).
 DUE_LAST = "9999-12-31 00:00:00"
-DUE_SORT_SQL = f"COALESCE(sla_due_at, '{DUE_LAST}')"
+DUE_SORT_SQL = f"COALESCE(sla_due_at, sla_overdue_since, '{DUE_LAST}')"
 
 
 def queue_indexes() -> dict[str, tuple[list[str], str]]:

@@ -251,10 +251,12 @@ INDEX_SORTS = {"updated": "updated", "newest": "created", "oldest": "created", "
 
 def sort_expression(queue: str, sort: str) -> Any:
     """What a queue's sort orders by: a column, or for the due sort outside At risk (whose
-    rows all have a due time) the due time with the rows that have none last, written as
-    the expression of the queue's due index (see ``models.DUE_SORT_SQL``)."""
+    rows all have a due time) the breach of a breached row, else the due time, with the rows
+    that have neither last, written as the expression of the queue's due index (see
+    ``models.DUE_SORT_SQL``)."""
     if sort == "due" and queue != "at_risk":
-        return peewee.fn.COALESCE(Incident.sla_due_at, peewee.SQL(f"'{DUE_LAST}'"))
+        return peewee.fn.COALESCE(Incident.sla_due_at, Incident.sla_overdue_since,
+                                  peewee.SQL(f"'{DUE_LAST}'"))
     return getattr(Incident, SORTS[sort][0])
 
 

@@ -118,6 +118,46 @@ def test_due_column_shows_the_running_due_time_and_marks_a_breach_in_words(app, 
     assert "Breached" in row.group(1) and "over" in row.group(1)
 
 
+def test_the_due_sort_puts_breached_incidents_first_most_overdue_first(app, personas, log_incident):
+    """ "Nearest SLA breach": a breached, unmet target is the most urgent work, not the least
+    (it has no running due time, and sorted after everything, rows without an SLA included)."""
+    import datetime as dt
+
+    from helpdesk.models import SlaClock
+
+    later_breach = log_incident(title="Breached an hour ago", impact="high", urgency="high")
+    running = log_incident(title="Time left", impact="low", urgency="low")
+    earlier_breach = log_incident(title="Breached two hours ago", impact="low", urgency="low")
+    answered_late = log_incident(title="Answered late, resolution running", impact="low", urgency="medium")
+    no_sla = log_incident(title="No SLA")
+    with app.app_context():
+        def response(incident: Incident) -> Any:
+            return (SlaClock.target == "response") & (SlaClock.incident == incident.id)
+
+        moment = fresh(running).created_at
+        SlaClock.update(breached_at=moment - dt.timedelta(hours=1)).where(response(later_breach)).execute()
+        SlaClock.update(breached_at=moment - dt.timedelta(hours=2)).where(response(earlier_breach)).execute()
+        SlaClock.update(breached_at=moment - dt.timedelta(hours=3), met_at=moment).where(
+            response(answered_late)).execute()
+        SlaClock.delete().where(SlaClock.incident == no_sla.id).execute()
+        assert fresh(answered_late).sla_breached and fresh(answered_late).sla_due_at is not None
+        resolution_due = {i.id: fresh(i).sla_due_at for i in (running, answered_late)}
+        later = sorted([running.id, answered_late.id], key=lambda i: (resolution_due[i], i))
+        expected = [earlier_breach.id, later_breach.id, *later, no_sla.id]
+        for queue in ("open", "teams", "breached", "owned"):
+            ids, _ = queues.page_ids(queue, personas.owner, queues.Filters(sort="due"), 10)
+            assert ids == [i for i in expected if i in ids], queue
+        assert queues.page_ids("open", personas.owner, queues.Filters(sort="due"), 10)[0] == expected
+        breached, _ = queues.page_ids("breached", personas.owner, queues.Filters(sort="due"), 10)
+        assert breached == [earlier_breach.id, later_breach.id, answered_late.id]
+        # a page boundary inside the breached rows keeps the order (the keyset reads the breach)
+        first, after = queues.page_ids("open", personas.owner, queues.Filters(sort="due"), 1)
+        second, _ = queues.page_ids("open", personas.owner, queues.Filters(sort="due"), 2, after)
+        assert first + second == expected[:3]
+    page = text(AgentClient(app, personas.owner).get("/queues/open?sort=due"))
+    assert page.index("Breached two hours ago") < page.index("Breached an hour ago") < page.index("Time left")
+
+
 def test_every_queue_sorts_by_due_time_with_rows_without_one_last(app, personas, log_incident):
     first = log_incident(title="Soon", impact="high", urgency="high")
     later = log_incident(title="Later", impact="low", urgency="low")

@@ -98,14 +98,16 @@ def expected_pages(queue: str, sort: str, agent: Agent) -> list[int]:
             "unowned": incident.owner_agent_id is None,
             "open": True,
         }[queue]
-        if holds:  # a breached, unmet target has no running due time (sla_due_at is NULL)
-            keep.append((incident, None if unmet else due))
+        if holds:  # a breached, unmet target has no running due time, but its breach to sort by
+            overdue = min((c.breached_at for c in clocks.get(incident.id, {}).values()
+                           if c.breached_at is not None and c.met_at is None), default=None)
+            keep.append((incident, overdue if unmet else due))
     keys = {
         "updated": lambda r: (-r[0].updated_at.timestamp(), -r[0].id),
         "newest": lambda r: (-r[0].created_at.timestamp(), -r[0].id),
         "oldest": lambda r: (r[0].created_at, r[0].id),
         "priority": lambda r: (r[0].priority, r[0].id),
-        # rows with no running due time (none, met, or breached) come after every due one
+        # breached rows by their breach (past: first), then due times, then rows with neither
         "due": lambda r: (r[1] or dt.datetime(9999, 12, 31), r[0].id),
     }
     return [incident.id for incident, _due in sorted(keep, key=keys[sort])]
@@ -152,6 +154,18 @@ def test_the_migration_backfills_the_sla_summary_of_existing_incidents(helpdesk_
         migration.backfill(database.obj)
         after = list(Incident.select(Incident.id, Incident.sla_due_at, Incident.sla_breached)
                      .order_by(Incident.id).tuples())
+    assert after == before
+
+
+def test_migration_0040_gives_existing_breached_incidents_their_breach_to_sort_by(helpdesk_app, pool):
+    migration = importlib.import_module("helpdesk.migrations.0040_breached_first")
+    with helpdesk_app.app_context():
+        sla.check(helpdesk_app.extensions["helpdesk"], clock.now() + dt.timedelta(days=3))
+        before = list(Incident.select(Incident.id, Incident.sla_overdue_since).order_by(Incident.id).tuples())
+        assert sum(1 for row in before if row[1]) > 10
+        Incident.update(sla_overdue_since=None).execute()  # rows older than 0040
+        migration.backfill(database.obj)
+        after = list(Incident.select(Incident.id, Incident.sla_overdue_since).order_by(Incident.id).tuples())
     assert after == before
 
 
