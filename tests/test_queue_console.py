@@ -284,6 +284,41 @@ def test_bulk_status_and_priority_go_through_the_domain_rules(app, personas, log
     assert "1 applied, 0 not applied." in page and fresh(one).status == "pending"
 
 
+def test_bulk_ownership_take_and_transfer_follow_the_ownership_rules(app, personas, log_incident):
+    """A lead hands several incidents to another team's agent before leaving (a reason each, as on
+    the incident page); the desk takes ownership of incoming unowned incidents in one go."""
+    p = personas
+    unowned = [log_incident(title=f"From the portal {n}", actor=None) for n in range(2)]
+    owned_elsewhere = log_incident(title="Sara's", actor=p.colleague)
+    rows = [row_value(i) for i in (*unowned, owned_elsewhere)]
+    page = html.unescape(text(bulk(AgentClient(app, p.owner), rows, action="own")))
+    assert "2 applied, 1 not applied." in page and "already owned by Sara Berg" in page
+    assert [fresh(i).owner_agent_id for i in unowned] == [p.owner.id, p.owner.id]
+
+    mine = [fresh(i) for i in unowned]
+    client = AgentClient(app, p.owner)
+    # No reason: the domain's rule refuses every owned row, the bar keeps its choices.
+    page = html.unescape(text(bulk(client, [row_value(i) for i in mine], action="transfer",
+                                   owner_team=p.database_team.id, owner_agent=p.assignee.id)))
+    assert "0 applied, 2 not applied." in page and "Give a reason for transferring ownership" in page
+    assert '<option value="transfer" selected>' in page
+    assert f'<option value="{p.assignee.id}" selected' in page
+    page = html.unescape(text(bulk(client, [row_value(i) for i in mine], action="transfer",
+                                   owner_team=p.database_team.id, owner_agent=p.assignee.id,
+                                   transfer_reason="Database work from now on")))
+    assert "2 applied, 0 not applied." in page
+    assert {(fresh(i).owner_team_id, fresh(i).owner_agent_id) for i in mine} == {(p.database_team.id,
+                                                                                  p.assignee.id)}
+    # An agent may not transfer what someone else owns (the incident page's rule, row by row).
+    page = html.unescape(text(bulk(AgentClient(app, p.owner), [row_value(owned_elsewhere)], action="transfer",
+                                   owner_team=p.service_desk.id, transfer_reason="Mine now")))
+    assert "0 applied, 1 not applied." in page and "Only the owner" in page
+    assert fresh(owned_elsewhere).owner_agent_id == p.colleague.id
+    # A transfer without a team is refused as a whole: nothing runs.
+    page = text(bulk(client, [row_value(fresh(mine[0]))], action="transfer", transfer_reason="x"))
+    assert "Choose the team to transfer ownership to. Nothing was changed" in page
+
+
 def test_a_refused_bulk_change_comes_back_with_the_rows_ticked_and_the_bar_as_it_was(
         app, personas, log_incident):
     one, two, other = log_incident(title="A"), log_incident(title="B"), log_incident(title="C")

@@ -44,7 +44,8 @@ DENSITIES = {"comfortable": "Comfortable", "compact": "Compact"}
 #: no status change reaches), so the bar does not offer a move every row then refuses.
 BULK_STATUSES = {value: label for value, label in STATUSES.items()
                  if any(value in targets for targets in domain.TRANSITIONS.values())}
-BULK_ACTIONS = {"assign": "Assign", "take": "Take", "status": "Set status", "priority": "Set priority"}
+BULK_ACTIONS = {"assign": "Assign", "take": "Take", "status": "Set status", "priority": "Set priority",
+                "own": "Take ownership", "transfer": "Transfer ownership"}
 
 
 @bp.get("/")
@@ -284,6 +285,15 @@ def _change(action: str) -> Any:
         return lambda incident_id, version: domain.assign(ctx, incident_id, actor, team, agent, version)
     if action == "take":
         return lambda incident_id, version: domain.take_work(ctx, incident_id, actor, version)
+    if action == "own":
+        return lambda incident_id, version: domain.take_ownership(ctx, incident_id, actor, version)
+    if action == "transfer":
+        team, agent = _optional(Team, "owner_team"), _optional(Agent, "owner_agent")
+        if team is None:
+            raise DomainError("Choose the team to transfer ownership to.")
+        reason = form.get("transfer_reason", "")
+        return lambda incident_id, version: domain.transfer_ownership(
+            ctx, incident_id, actor, team, agent, reason, version)
     if action == "status":
         target = form.get("status", "")
         if target not in STATUSES:
@@ -302,7 +312,8 @@ def _change(action: str) -> Any:
 
 
 #: The bulk bar's own fields (besides the rows), shown again as chosen after a refusal.
-BULK_FIELDS = ("action", "status", "pending_reason", "resolution_code", "note", "priority", "reason")
+BULK_FIELDS = ("action", "status", "pending_reason", "resolution_code", "note", "priority", "reason",
+               "transfer_reason")
 
 
 def _posted_choices() -> dict[str, Any]:
@@ -310,7 +321,9 @@ def _posted_choices() -> dict[str, Any]:
     form = request.form
     chosen: dict[str, Any] = {name: form.get(name, "")[:2000] for name in BULK_FIELDS}
     chosen.update(assigned_team=parse_id(form.get("assigned_team")),
-                  assigned_agent=parse_id(form.get("assigned_agent")))
+                  assigned_agent=parse_id(form.get("assigned_agent")),
+                  owner_team=parse_id(form.get("owner_team")),
+                  owner_agent=parse_id(form.get("owner_agent")))
     return chosen
 
 
@@ -318,14 +331,18 @@ def _bulk_choices(members: dict[int, list[Any]], posted: dict[str, Any]) -> dict
     """What the bulk bar had chosen, to choose it again on the page that answers: the agent
     box marks an agent under one team, so an agent chosen without a team is marked under
     the first team listing them."""
-    chosen = {name: str(posted.get(name) or "") for name in BULK_FIELDS}
+    chosen: dict[str, Any] = {name: str(posted.get(name) or "") for name in BULK_FIELDS}
+
+    def team_of(team: int | None, agent: int | None) -> int | None:
+        if agent is not None and team is None:
+            return next((team_id for team_id, people in members.items()
+                         if any(person.id == agent for person in people)), None)
+        return team
+
     team, agent = posted.get("assigned_team"), posted.get("assigned_agent")
-    if agent is not None and team is None:
-        team_of_agent = next((team_id for team_id, people in members.items()
-                              if any(person.id == agent for person in people)), None)
-    else:
-        team_of_agent = team
-    chosen.update(assigned_team=team, assigned_agent=agent, agent_team=team_of_agent)
+    chosen.update(assigned_team=team, assigned_agent=agent, agent_team=team_of(team, agent))
+    team, agent = posted.get("owner_team"), posted.get("owner_agent")  # older results lack them
+    chosen.update(owner_team=team, owner_agent=agent, owner_agent_team=team_of(team, agent))
     return chosen
 
 
