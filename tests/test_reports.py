@@ -297,6 +297,15 @@ def test_an_outcome_stays_with_the_team_that_owned_the_incident_when_it_was_deci
         colleague = reports.Scope.of(personas.colleague)
         assert ({r.key: r.counts for r in reports.compliance(filters, colleague, at)}
                 == {personas.service_desk.id: expected[personas.service_desk.id]})
+        # The times to respond are the Service Desk's too (ten minutes each), not Database's.
+        dbt = reports.Filters(dt.date(2026, 3, 1), dt.date(2026, 3, 31), team=personas.database_team.id)
+        for durations in (reports.durations, reports.durations_from_facts):
+            assert (durations(desk, lead)["response_business"].count,
+                    durations(desk, lead)["response_business"].mean) == (2, 600)
+            assert durations(dbt, lead)["response_business"].count == 0
+            assert durations(filters, colleague)["response_wall"].count == 2
+        assert reports.durations(desk, lead, exact_limit=0)["response_business"].p50 is not None
+        assert reports.durations(dbt, lead, exact_limit=0)["response_business"].p50 is None
         # Resolved late by the Database team: still the Service Desk's breach, now met late.
         frozen_clock.advance(hours=1)
         incidents.change_status(ctx, breached.id, personas.assignee, "resolved", resolution_code="fixed",
@@ -461,6 +470,36 @@ def test_upgrading_to_0035_gives_decided_targets_the_owning_team_and_moves_no_fi
     assert teams == {(answered.id, "response"): dbt, (answered.id, "resolution"): dbt,
                      (waiting.id, "response"): desk, (waiting.id, "resolution"): None}
     assert facts == {answered.id: (dbt, dbt), waiting.id: (desk, None)}
+
+
+def test_upgrading_to_0041_moves_the_times_to_respond_to_the_team_they_were_met_in(
+        app, ctx, personas, frozen_clock):
+    migration = importlib.import_module("helpdesk.migrations.0041_durations_met_team")
+    with app.app_context():
+        answered = incidents.log_incident(ctx, title="Mail slow", actor=personas.owner, impact="high",
+                                          urgency="medium")
+        incidents.log_incident(ctx, title="Printer", actor=personas.owner, impact="low", urgency="low")
+        frozen_clock.advance(minutes=10)
+        incidents.add_comment(ctx, answered.id, personas.owner, "Looking", public=True)
+        incidents.transfer_ownership(ctx, answered.id, personas.owner, personas.database_team,
+                                     personas.assignee, reason="Database work")
+        reports.rebuild(ctx)
+        now = day_rows(), duration_rows()
+        migration.move(database.obj, back=True)  # the rows as an older version counted them
+        before = day_rows()
+        assert before != now[0]
+        desk = reports.Filters(YEAR.start, YEAR.end, team=personas.service_desk.id)
+        lead = reports.Scope(True, personas.lead.id)
+        assert reports.durations(desk, lead)["response_business"].count == 0  # it was under Database
+        migration.up(None, database.obj)
+        assert (day_rows(), duration_rows()) == now  # what a rebuild gives
+        assert reports.durations(desk, lead)["response_business"].count == 1
+
+
+def duration_rows() -> list[tuple[Any, ...]]:
+    from helpdesk.models import ReportDuration
+
+    return sorted(row[1:] for row in ReportDuration.select().where(ReportDuration.count != 0).tuples())
 
 
 def day_rows() -> list[dict[str, Any]]:
