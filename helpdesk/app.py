@@ -247,6 +247,7 @@ def create_app(
         g.settings_revision = facts.settings_revision  # taken by admin.fresh_settings
         if request.method in {"GET", "HEAD"}:  # a change (marking notices read, joining a team)
             g.unread, g.team_ids = facts.unread, list(facts.team_ids)  # must be counted after it
+            g.directory_revision = facts.directory_revision  # taken by forms.teams_and_members
         return agent
 
     @login_manager.unauthorized_handler

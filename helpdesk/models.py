@@ -1102,3 +1102,14 @@ class SlaCalendar(BaseModel):
 
 
 MODELS += [SlaCalendar]
+
+
+class DirectoryRevision(BaseModel):
+    """At most one row (id 1; none means 0): a counter that triggers (migration 0039) move
+    whenever a team is added, renamed or removed, a membership changes, or an agent is
+    renamed, (de)activated or removed, whoever does it. A process keeps the teams-with-
+    members list of its select boxes while the revision, read with the session, stays
+    where it was. Not in :data:`MODELS`: it is no data of its own to copy or back up (a
+    copied database counts its own changes from its triggers)."""
+
+    revision = peewee.IntegerField(default=0)

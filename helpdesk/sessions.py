@@ -22,7 +22,16 @@ import peewee
 
 from helpdesk.clock import now
 from helpdesk.db import Statement, hydrate, is_sqlite, write_transaction
-from helpdesk.models import Agent, AgentSession, ConfigChange, Contact, CustomerSession, Membership, Notice
+from helpdesk.models import (
+    Agent,
+    AgentSession,
+    ConfigChange,
+    Contact,
+    CustomerSession,
+    DirectoryRevision,
+    Membership,
+    Notice,
+)
 
 TOUCH_EVERY = dt.timedelta(seconds=60)  # last use is written at most once a minute per session
 
@@ -56,11 +65,13 @@ def start(agent: Agent, address: str | None = None, idle_seconds: int | None = N
 @dataclass(frozen=True)
 class SessionFacts:
     """What nearly every signed-in page asks besides the agent, read by the session's own
-    query as scalar subqueries: one round trip instead of four (PostgreSQL pays each)."""
+    query as scalar subqueries: one round trip instead of four (PostgreSQL pays each), and
+    the revision that says whether this process's teams-with-members list is still true."""
 
     settings_revision: int  # as ``site_settings.revision()``
     unread: int  # the agent's unread notices (the bell)
     team_ids: tuple[int, ...]  # the agent's teams, in order (as ``queues.team_ids``)
+    directory_revision: int = 0  # moves when teams, memberships or agents' names change (0039)
 
 
 def _agent_session(token_hash: Any, agent_id: Any) -> peewee.Query:
@@ -71,7 +82,8 @@ def _agent_session(token_hash: Any, agent_id: Any) -> peewee.Query:
         AgentSession, Agent,
         ConfigChange.select(peewee.fn.MAX(ConfigChange.id)),
         Notice.select(peewee.fn.COUNT(Notice.id)).where(unread),
-        Membership.select(teams).where(Membership.agent == agent_id))
+        Membership.select(teams).where(Membership.agent == agent_id),
+        DirectoryRevision.select(DirectoryRevision.revision).where(DirectoryRevision.id == 1))
         .join(Agent).where(AgentSession.token_hash == token_hash).limit(1))
 
 
@@ -93,9 +105,9 @@ def agent_of(token: object, agent_id: int, idle_seconds: int, lifetime_seconds: 
     row, agent = hydrate(found, AgentSession, Agent)
     if row.agent_id != agent_id:
         return None
-    revision, unread, teams = found[-3:]
+    revision, unread, teams, directory = found[-4:]
     team_ids = tuple(sorted(int(team) for team in str(teams or "").split(",") if team))
-    agent.session_facts = SessionFacts(int(revision or 0), int(unread or 0), team_ids)
+    agent.session_facts = SessionFacts(int(revision or 0), int(unread or 0), team_ids, int(directory or 0))
     stamp = now()
     if _expired(stamp, row.created_at, row.last_seen_at, idle_seconds, lifetime_seconds):
         AgentSession.delete().where(AgentSession.id == row.id).execute()

@@ -6,7 +6,7 @@ import re
 from typing import Any, NamedTuple
 
 import peewee
-from flask import abort, request
+from flask import abort, current_app, g, request
 
 from helpdesk.db import Statement
 from helpdesk.models import Agent, Category, Membership, Service, Team
@@ -70,8 +70,31 @@ _SERVICES = Statement(lambda: Service.select().where(Service.active == True)  # 
                       .order_by(Service.name), models=(Service,))
 
 
+#: Where an app keeps its last teams-with-members list: (directory revision, teams, members).
+KEPT_DIRECTORY = "helpdesk.directory"
+
+
 def teams_and_members() -> dict[str, Any]:
-    """Teams by name, and each team's active agents by name, for select boxes (one query)."""
+    """Teams by name, and each team's active agents by name, for select boxes.
+
+    Every queue page's bulk bar and every incident page lists them, and they seldom change:
+    each app keeps the last list read and reads it again (one query) only when the directory
+    revision the session's own query read (``SessionFacts.directory_revision``; triggers in
+    the database move it on any change, from any process) differs from the one it was read
+    at. A POST reads it afresh: its own change came after the session was read."""
+    revision = g.get("directory_revision")
+    if revision is None:
+        return _read_teams_and_members()
+    kept = current_app.extensions.get(KEPT_DIRECTORY)
+    if kept is None or kept[0] != revision:
+        found = _read_teams_and_members()
+        kept = (revision, found["teams"], found["members"])
+        current_app.extensions[KEPT_DIRECTORY] = kept
+    # copies: a page may add to its lists, never to the kept ones
+    return {"teams": list(kept[1]), "members": {team: list(people) for team, people in kept[2].items()}}
+
+
+def _read_teams_and_members() -> dict[str, Any]:
     teams: list[Choice] = []
     members: dict[int, list[Person]] = {}
     for team_id, team_name, agent_id, agent_name in _TEAMS_AND_MEMBERS.execute():
