@@ -259,3 +259,19 @@ def test_an_unknown_severity_or_service_is_logged_on_the_defaults_and_said(app, 
                                                        service="CRM")))
     said = Incident.get_by_id(known).description
     assert "not one the desk maps" not in said and "not an active service" not in said
+
+
+@pytest.mark.parametrize("payload,field", [
+    (generic(fingerprint="disk\x00db1"), "fingerprint"),
+    (generic(title="Disk \ud800 full"), "title"),
+    ({"alerts": [{"status": "firing", "labels": {"alertname": "HighCPU", "instance": "h1"}},
+                 {"status": "firing", "labels": {"alertname": "Disk\x00", "instance": "h2"}}]},
+     "alerts"),
+])
+def test_text_no_database_can_keep_is_a_422_and_no_alert_of_the_batch_is_logged(app, source,
+                                                                               payload, field):
+    response = send(app, source(), payload)
+    assert response.status_code == 422, response.get_data(as_text=True)
+    data = response.get_json()
+    assert data["field"] == field and "not text" in data["detail"]
+    assert Incident.select().count() == 0 and AlertGroup.select().count() == 0

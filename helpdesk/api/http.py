@@ -263,6 +263,14 @@ def body(spec_schema: dict[str, Any]) -> dict[str, Any]:
     data = json_payload()
     if not isinstance(data, dict):
         raise ApiError(400, "Bad request", "The body must be one JSON object.")
+    refuse_unstorable(data)
+    validate(data, spec_schema)
+    return data
+
+
+def refuse_unstorable(data: dict[str, Any]) -> None:
+    """A 422 naming the top-level field whose value (at any depth) holds text no database
+    keeps; checked before anything is written, so a batch is refused whole, not half saved."""
     for name, value in data.items():
         try:
             unstorable = _unstorable(name) or _unstorable(value)
@@ -271,8 +279,6 @@ def body(spec_schema: dict[str, Any]) -> dict[str, Any]:
         if unstorable:
             raise ApiError(422, "Unprocessable content", f"{name[:100]!a}: contains a character that is "
                            "not text (NUL or a lone surrogate such as \\ud800)", field=name[:100])
-    validate(data, spec_schema)
-    return data
 
 
 def _unstorable(value: Any) -> bool:

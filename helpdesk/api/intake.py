@@ -7,7 +7,14 @@ from typing import Any
 
 from flask import Response, g, request
 
-from helpdesk.api.http import ApiError, current_token, endpoint, json_payload, json_response
+from helpdesk.api.http import (
+    ApiError,
+    current_token,
+    endpoint,
+    json_payload,
+    json_response,
+    refuse_unstorable,
+)
 from helpdesk.web import context
 
 GENERIC_ALERT = {
@@ -75,6 +82,7 @@ def _receive(parse: Callable[[Any], Any], signed_source: str | None = None) -> R
     payload = json_payload()
     if payload is None:
         raise ApiError(400, "Bad request", "The body is not valid JSON.")
+    refuse_unstorable(payload if isinstance(payload, dict) else {"body": payload})
     try:
         parsed = list(parse(payload))
     except alerts.BadAlert as bad:
