@@ -738,3 +738,14 @@ def test_a_page_of_incidents_costs_the_same_queries_whatever_its_size(app, perso
         assert {i["service"]["name"] for i in page["items"]} == {"Mail"}
         counts.append(len(count_queries.queries))
     assert counts[0] == counts[1]
+
+
+@pytest.mark.parametrize("kind", ["parent", "duplicate_of"])
+def test_linking_to_an_incident_that_does_not_exist_is_a_422_naming_other_id(app, personas, api,
+                                                                             log_incident, kind):
+    """The incident in the path exists: a 404 would tell the client it is that one that is gone."""
+    incident = log_incident()
+    refused = problem(api.post(f"/incidents/{incident.id}/links", {"kind": kind, "other_id": 999},
+                               If_Match='"1"'), 422)
+    assert refused["field"] == "other_id" and "INC-999" in refused["detail"]
+    assert (fresh(incident.id).version, fresh(incident.id).status) == (1, "new")

@@ -323,6 +323,11 @@ def change_priority(incident_id: int) -> Response:
 def change_link(incident_id: int) -> Response:
     data = body(LINK)
     version = precondition(incident_id)
+    other_id = data.get("other_id")
+    if other_id is not None and not Incident.select().where(Incident.id == other_id).exists():
+        # The incident named in the body, not the one in the path: a 404 would say the latter.
+        raise ApiError(422, "Unprocessable content", f"There is no incident INC-{other_id} to link to.",
+                       field="other_id")
     return answer(domain.link(context(), incident_id, agent_of_token(), data["kind"],
                               data.get("other_id"), version))
 
