@@ -466,6 +466,24 @@ def test_a_refusal_names_the_field_the_client_must_fill(app, personas, api, log_
     assert unexplained["field"] == "reason"
 
 
+def test_a_refusal_names_the_field_as_this_operation_spells_it(app, personas, api, log_incident):
+    """The domain speaks of "the team" or "a reason"; the client sent team_id, assigned_team_id
+    or note, and a field the operation does not take is never named."""
+    incident = log_incident(keep_ownership=False)
+    path = f"/incidents/{incident.id}"
+    cancelled = problem(api.post(f"{path}/status", {"status": "cancelled"}, If_Match='"1"'), 422)
+    assert "reason" in cancelled["detail"] and cancelled["field"] == "note"
+    agent_only = problem(api.post(f"{path}/assignee", {"agent_id": personas.assignee.id},
+                                  If_Match='"1"'), 422)
+    assert agent_only["field"] == "team_id"
+    new = problem(api.post("/incidents", {"title": "Printer", "assigned_agent_id": personas.assignee.id}),
+                  422)
+    assert new["field"] == "assigned_team_id"
+    taken = log_incident(actor=personas.colleague)
+    refused = problem(api.post(f"/incidents/{taken.id}/take", {}, If_Match='"1"'), 422)
+    assert "already owned" in refused["detail"] and "field" not in refused
+
+
 @pytest.mark.parametrize("body", [{"owner": "someone else"}, [1]])
 def test_an_operation_without_a_body_refuses_fields_it_would_ignore(app, personas, api, log_incident, body):
     incident = log_incident(keep_ownership=False)  # the desk's, no owning agent yet

@@ -149,7 +149,7 @@ def handler(spec: Endpoint, view: Callable[..., Any]) -> Callable[..., Response]
                            current=incident_json(stale.incident))
         except DomainError as refused:
             return problem(refused.status, _TITLES.get(refused.status, "Refused"), str(refused),
-                           fields=_field_of(str(refused)))
+                           fields=_field_of(str(refused), spec.body))
         except peewee.DataError:
             return problem(422, "Unprocessable content",
                            "A value is too long or not valid for its field; nothing was saved.")
@@ -167,12 +167,26 @@ _FIELD_WORDS = ("pending reason", "resolution code", "reason", "note", "title", 
                 "impact", "urgency", "type", "team", "agent", "body")
 
 
-def _field_of(message: str) -> list[str] | None:
-    """The field a domain message is about, when it names one (best effort, for clients)."""
+# A domain word that is not itself a body field: the field that carries it ("Give a reason for
+# cancelling" is about the status change's note).
+_FIELD_ALIASES = {"reason": ("note",)}
+
+
+def _field_of(message: str, schema: dict[str, Any] | None) -> list[str] | None:
+    """The body field a domain message is about, when it names one (best effort, for clients).
+
+    The domain speaks of "the team" or "a reason"; the client sent ``team_id``,
+    ``assigned_team_id`` or ``note``, so a word is answered as the field of this operation's
+    body that carries it, and not at all when the body has no such field.
+    """
     lowered = message.lower()
+    properties = (schema or {}).get("properties", {})
     for word in _FIELD_WORDS:
         if re.search(rf"\b{word}\b", lowered):
-            return [word.replace(" ", "_")]
+            name = word.replace(" ", "_")
+            for candidate in (name, f"{name}_id", f"assigned_{name}_id", *_FIELD_ALIASES.get(name, ())):
+                if candidate in properties:
+                    return [candidate]
     return None
 
 
