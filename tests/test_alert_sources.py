@@ -128,6 +128,24 @@ def test_a_service_token_posts_to_any_source_and_unknown_sources_are_404(app, pe
     assert bad.status_code == 422 and bad.get_json()["field"] == "alerts"
 
 
+def test_a_token_retrying_a_source_post_with_its_idempotency_key_gets_the_first_answer(app, personas):
+    """As on every POST: the key runs the request once per token, so a retried batch does not
+    count its repeats twice; a signed body (no token) with a key is received as without."""
+    with app.app_context():
+        secret = tokens.create(personas.admin, "prometheus", ["alerts"], kind="service").secret
+    auth = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json",
+            "Idempotency-Key": "batch-1"}
+    body = json.dumps({"alerts": [{"status": "firing", "labels": {"alertname": "DiskFull"}}]}).encode()
+    first, again = post(app, "alertmanager", body, auth), post(app, "alertmanager", body, auth)
+    assert first.status_code == again.status_code == 202
+    assert again.get_json() == first.get_json() and again.headers["Idempotent-Replayed"] == "true"
+    assert AlertGroup.get().count == 1
+    changed = post(app, "alertmanager", body.replace(b"DiskFull", b"DiskFuller"), auth)
+    assert changed.status_code == 422 and changed.get_json()["field"] == "Idempotency-Key"
+    payload, headers = signed(grafana())
+    assert post(app, "grafana", payload, {**headers, "Idempotency-Key": "g-1"}).status_code == 202
+
+
 def test_the_flap_limit_and_window_come_from_the_settings(app, personas, frozen_clock):
     [created] = post(app, "grafana", *signed(grafana())).get_json()["results"]
     post(app, "grafana", *signed(grafana("resolved")))

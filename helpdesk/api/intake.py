@@ -62,7 +62,7 @@ def receive_alerts() -> Response:
     return _receive(alerts.parse)
 
 
-@endpoint("POST", "/alerts/<source>", scope="alerts", signed=True, idempotent=False,
+@endpoint("POST", "/alerts/<source>", scope="alerts", signed=True,
           summary="Receive alerts in one registered source's shape (generic, alertmanager, or a "
           "plugin's). Authenticate with a service token, or sign the body with the source's "
           "secret: X-Helpdesk-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of '<t>.<body>'>",
