@@ -315,11 +315,28 @@ def test_unknown_or_forbidden_fields_are_422_naming_them(app, personas, api, ext
     ({"title": "Printer \ud800 jammed"}, "title"),  # JSON can spell a lone surrogate
     ({"title": "Printer", "description": "nul \x00 here"}, "description"),
     ({"title": "Printer", "description": "ok", "impact": "\udfff"}, "impact"),
+    ({"title": "Backup \x1b[31mfailed\x1b[0m"}, "title"),  # an escape sequence, as README says
+    ({"title": "Printer", "description": "bell \x07 and form feed \x0c"}, "description"),
 ])
 def test_text_no_database_can_keep_is_422_not_a_crash(app, api, body, field):
     data = problem(api.post("/incidents", body), 422)
     assert data["field"] == field and "not text" in data["detail"]
     assert Incident.select().count() == 0
+
+
+def test_control_characters_are_422_on_every_operation_and_tabs_and_line_breaks_are_text(
+        app, personas, api, log_incident):
+    incident = log_incident()
+    path = f"/incidents/{incident.id}"
+    assert problem(api.patch(path, {"title": "Printer \x1b]0;owned\x07"}, If_Match='"1"'),
+                   422)["field"] == "title"
+    assert problem(api.post(f"{path}/comments", {"body": "log: \x1b[1mERROR\x1b[0m"}), 422)["field"] == "body"
+    assert problem(api.post(f"{path}/status", {"status": "cancelled", "note": "dup\x7f"},
+                            If_Match='"1"'), 422)["field"] == "note"
+    assert (fresh(incident.id).version, TimelineEntry.select().where(
+        TimelineEntry.incident == incident.id).count()) == (1, 1)
+    kept = api.post("/incidents", {"title": "Printer", "description": "line 1\r\n\tline 2\n"})
+    assert kept.status_code == 201 and kept.get_json()["description"] == "line 1\r\n\tline 2"
 
 
 @pytest.mark.parametrize("body,field", [

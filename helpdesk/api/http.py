@@ -258,7 +258,10 @@ def current_token() -> ApiToken | None:
 # -- request bodies ----------------------------------------------------------------------------
 
 
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Text no database keeps (NUL; a lone surrogate, which JSON can spell as "\ud800") and control
+# characters nobody types (escape sequences, BEL …; not tabs or line breaks), which the pages'
+# forms drop and which would reach mail, exports and terminals.
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
 def json_payload() -> Any:
@@ -293,7 +296,8 @@ def refuse_unstorable(data: dict[str, Any]) -> None:
             raise ApiError(400, "Bad request", "The body is nested too deeply.") from None
         if unstorable:
             raise ApiError(422, "Unprocessable content", f"{name[:100]!a}: contains a character that is "
-                           "not text (NUL or a lone surrogate such as \\ud800)", field=name[:100])
+                           "not text (a control character such as NUL or ESC, or a lone surrogate "
+                           "such as \\ud800)", field=name[:100])
 
 
 def _unstorable(value: Any) -> bool:
