@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -13,9 +14,11 @@ from helpdesk.api.http import (
     endpoint,
     json_payload,
     json_response,
-    refuse_unstorable,
 )
 from helpdesk.web import context
+from helpdesk.words import CONTROL_CHARACTERS
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 GENERIC_ALERT = {
     "type": "object", "required": ["fingerprint", "title"],
@@ -82,7 +85,10 @@ def _receive(parse: Callable[[Any], Any], signed_source: str | None = None) -> R
     payload = json_payload()
     if payload is None:
         raise ApiError(400, "Bad request", "The body is not valid JSON.")
-    refuse_unstorable(payload if isinstance(payload, dict) else {"body": payload})
+    try:
+        payload = _storable(payload)
+    except RecursionError:
+        raise ApiError(400, "Bad request", "The body is nested too deeply.") from None
     try:
         parsed = list(parse(payload))
     except alerts.BadAlert as bad:
@@ -100,3 +106,17 @@ def _receive(parse: Callable[[Any], Any], signed_source: str | None = None) -> R
     results = [alerts.receive(ctx, origin, alert, settings) for alert in parsed]
     return json_response({"results": [{"fingerprint": r.fingerprint, "outcome": r.outcome,
                                        "incident": r.incident} for r in results]}, 202)
+
+
+def _storable(value: Any) -> Any:
+    """The payload without text no database keeps or nobody types: control characters (NUL,
+    escape sequences; not tabs or line breaks) dropped, a lone surrogate made U+FFFD. Unlike
+    other bodies, an alert is not refused for them: monitoring does not retry a 422, and an
+    alert lost is worse than a character."""
+    if isinstance(value, str):
+        return _SURROGATES.sub("\ufffd", CONTROL_CHARACTERS.sub("", value))
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    return value
