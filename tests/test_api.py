@@ -496,6 +496,11 @@ def test_a_refusal_names_the_field_as_this_operation_spells_it(app, personas, ap
     new = problem(api.post("/incidents", {"title": "Printer", "assigned_agent_id": personas.assignee.id}),
                   422)
     assert new["field"] == "assigned_team_id"
+    resolved = api.post(f"{path}/status", {"status": "resolved", "note": "Fixed", "resolution_code": "fixed"},
+                        If_Match='"1"').get_json()
+    reopened = problem(api.post(f"{path}/status", {"status": "in_progress"},
+                                If_Match=f'"{resolved["version"]}"'), 422)
+    assert "Say why" in reopened["detail"] and reopened["field"] == "note"
     taken = log_incident(actor=personas.colleague)
     refused = problem(api.post(f"/incidents/{taken.id}/take", {}, If_Match='"1"'), 422)
     assert "already owned" in refused["detail"] and "field" not in refused

@@ -164,12 +164,12 @@ _TITLES = {403: "Forbidden", 404: "Not found", 409: "Conflict", 422: "Unprocessa
 # In this order: the longer names first, and a reason before what it is for ("Give a reason for
 # overriding the priority" is about the reason).
 _FIELD_WORDS = ("pending reason", "resolution code", "reason", "note", "title", "status", "priority",
-                "impact", "urgency", "type", "team", "agent", "body")
+                "impact", "urgency", "type", "team", "agent", "body", "say why")
 
 
 # A domain word that is not itself a body field: the field that carries it ("Give a reason for
-# cancelling" is about the status change's note).
-_FIELD_ALIASES = {"reason": ("note",)}
+# cancelling" and "Say why the incident is reopened" are about the status change's note).
+_FIELD_ALIASES = {"reason": ("note",), "say_why": ("reason", "note")}
 
 
 def _field_of(message: str, schema: dict[str, Any] | None) -> list[str] | None:
