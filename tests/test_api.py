@@ -626,6 +626,23 @@ def test_timeline_sla_and_directory_reads(app, personas, api, log_incident, cont
     assert api.get("/services").get_json()["items"] == []
 
 
+def test_the_timeline_names_the_customer_who_wrote_a_message(app, personas, api, log_incident,
+                                                             contact_factory):
+    """The page shows who wrote a customer's message; the API said only kind 'customer' with
+    no actor, so a script copying the conversation elsewhere could not attribute it."""
+    from helpdesk import customers
+
+    ann = contact_factory(name="Ann Customer", email="ann@example.org")
+    incident = log_incident(requester=ann)
+    customers.post_message(app.extensions["helpdesk"], incident.id, ann, "Still broken", via="portal",
+                           seen=True)
+    api.post(f"/incidents/{incident.id}/comments", {"body": "Looking", "visibility": "public"})
+    entries = {e["kind"]: e for e in api.get(f"/incidents/{incident.id}/timeline").get_json()["items"]}
+    assert entries["customer"]["contact"] == {"id": ann.id, "name": "Ann Customer"}
+    assert entries["customer"]["actor"] is None and entries["customer"]["body"] == "Still broken"
+    assert entries["reply"]["contact"] is None and entries["reply"]["actor"]["id"] == personas.owner.id
+
+
 def test_deliveries_need_the_admin_scope_and_a_current_admin(app, personas, issue):
     admin_token = issue(personas.admin, ["admin"])
     assert Api(app, admin_token).get("/deliveries").status_code == 200

@@ -107,6 +107,7 @@ LINK = {"type": "object", "required": ["kind"], "properties": {
     "kind": {"type": "string", "enum": ["parent", "duplicate_of"]}, "other_id": OPTIONAL_ID}}
 ENTRY = {"type": "object", "properties": {
     "id": {"type": "integer"}, "at": STAMP, "kind": {"type": "string"}, "actor": REF,
+    "contact": {**REF, "description": "The customer who wrote a 'customer' entry (e-mail or portal)"},
     "field": {"type": ["string", "null"]}, "old_value": {"type": ["string", "null"]},
     "new_value": {"type": ["string", "null"]}, "body": {"type": "string"}}}
 
@@ -346,9 +347,10 @@ def comment(incident_id: int) -> Response:
 
 
 def entry_json(entry: TimelineEntry) -> dict[str, Any]:
+    contact = entry.contact if entry.contact_id is not None else None
     return {"id": entry.id, "at": stamp(entry.at), "kind": entry.kind, "actor": ref(entry.actor),
-            "field": entry.field, "old_value": entry.old_value, "new_value": entry.new_value,
-            "body": entry.body}
+            "contact": ref(contact), "field": entry.field, "old_value": entry.old_value,
+            "new_value": entry.new_value, "body": entry.body}
 
 
 @endpoint("GET", "/incidents/<int:incident_id>/timeline", scope="read",
@@ -358,8 +360,10 @@ def timeline(incident_id: int) -> Response:
     domain.get(incident_id)
     size, after = limit(), after_id()
     rows = list(
-        TimelineEntry.select(TimelineEntry, Agent)
+        TimelineEntry.select(TimelineEntry, Agent, Contact)
         .join(Agent, peewee.JOIN.LEFT_OUTER, on=(TimelineEntry.actor == Agent.id), attr="actor")
+        .switch(TimelineEntry)
+        .join(Contact, peewee.JOIN.LEFT_OUTER, on=(TimelineEntry.contact == Contact.id), attr="contact")
         .where((TimelineEntry.incident == incident_id) & (TimelineEntry.id > after))
         .order_by(TimelineEntry.id).limit(size + 1))
     return page([entry_json(e) for e in rows[:size]], rows, size)
