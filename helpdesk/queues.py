@@ -217,10 +217,12 @@ def _filter_condition(filters: Filters) -> peewee.Expression:
     return condition
 
 
-def encode_cursor(value: Any, row_id: int) -> str:
+def encode_cursor(value: Any, row_id: int, sort: str) -> str:
+    """The next page's key, with the sort it belongs to: a key read under another sort (a
+    client that changed ``sort`` but kept ``after``) would start a page at an arbitrary row."""
     if isinstance(value, dt.datetime):
         value = value.isoformat()
-    raw = json.dumps([value, row_id]).encode()
+    raw = json.dumps([value, row_id, sort]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -229,10 +231,12 @@ def _is_int64(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
 
 
-def decode_cursor(cursor: str, column: str) -> tuple[Any, int]:
+def decode_cursor(cursor: str, column: str, sort: str) -> tuple[Any, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        value, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        value, row_id, sorted_by = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if sorted_by != sort:
+            raise ValueError  # another sort's key: it would start the page at an arbitrary row
         if column.endswith("_at"):
             value = dt.datetime.fromisoformat(value)
         elif not _is_int64(value):
@@ -268,7 +272,7 @@ def id_queries(queue: str, agent: Agent, filters: Filters, size: int, after: str
     column = sort_expression(queue, filters.sort)
     condition = _filter_condition(filters)
     if after:
-        value, row_id = decode_cursor(after, column_name)
+        value, row_id = decode_cursor(after, column_name, filters.sort)
         key = peewee.Tuple(column, Incident.id)
         converter = getattr(Incident, column_name).db_value
         bound = peewee.Tuple(peewee.Value(value, converter=converter), row_id)
@@ -379,7 +383,8 @@ def page_ids(queue: str, agent: Agent, filters: Filters, size: int, after: str |
     next_cursor = None
     if len(rows) > size:
         rows = rows[:size]
-        next_cursor = encode_cursor(*reversed(rows[-1]))
+        row_id, key = rows[-1]
+        next_cursor = encode_cursor(key, row_id, filters.sort)
     return [row_id for row_id, _key in rows], next_cursor
 
 

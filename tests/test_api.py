@@ -594,6 +594,18 @@ def test_incident_list_pages_visit_every_match_once_with_queue_filters(app, pers
     assert [i["title"] for i in searched] == ["Printer 3"]
 
 
+def test_a_page_link_from_another_sort_is_a_400_not_a_page_from_an_arbitrary_row(
+        app, personas, api, log_incident, frozen_clock):
+    for n in range(4):
+        log_incident(title=f"Printer {n}")
+        frozen_clock.advance(minutes=1)
+    cursor = api.get("/incidents?sort=newest&limit=2").get_json()["next_cursor"]
+    assert len(api.get(f"/incidents?sort=newest&limit=2&after={cursor}").get_json()["items"]) == 2
+    for sort in ("oldest", "updated", "due", "priority"):
+        refused = problem(api.get(f"/incidents?sort={sort}&limit=2&after={cursor}"), 400)
+        assert refused["field"] == "after" and "start again" in refused["detail"]
+
+
 @pytest.mark.parametrize("query,field", [
     ("sort=subject;DROP TABLE incident", "sort"), ("sort=__class__", "sort"), ("status=open", "status"),
     ("priority=٣", "priority"), ("limit=0", "limit"), ("limit=-1", "limit"), ("limit=1e9", "limit"),
