@@ -146,6 +146,24 @@ def test_a_token_retrying_a_source_post_with_its_idempotency_key_gets_the_first_
     assert post(app, "grafana", payload, {**headers, "Idempotency-Key": "g-1"}).status_code == 202
 
 
+def test_an_alert_with_a_blank_summary_is_logged_under_its_name_and_the_batch_is_whole(app, personas):
+    """A summary of spaces (or only bidi overrides) made the title blank: the batch was a 422
+    'A title is required' although its earlier alerts had logged incidents, and the alert
+    itself was lost (Grafana does not retry a 4xx)."""
+    payload = grafana()
+    good = payload["alerts"][0]
+    payload["alerts"] = [good, {**good, "fingerprint": "blank-1", "annotations": {"summary": "   "},
+                                "labels": {"alertname": "DiskFull"}},
+                         {**good, "fingerprint": "blank-2", "annotations": {"summary": "\u202e "},
+                          "labels": {}}]
+    response = post(app, "grafana", *signed(payload))
+    assert response.status_code == 202, response.get_data(as_text=True)
+    results = response.get_json()["results"]
+    assert [r["outcome"] for r in results] == ["created"] * 3
+    titles = [Incident.get_by_id(r["incident"]).title for r in results]
+    assert titles == ["CPU above 95 % on db1", "DiskFull", "Alert blank-2"]
+
+
 def test_the_flap_limit_and_window_come_from_the_settings(app, personas, frozen_clock):
     [created] = post(app, "grafana", *signed(grafana())).get_json()["results"]
     post(app, "grafana", *signed(grafana("resolved")))

@@ -41,6 +41,7 @@ from helpdesk.db import for_update, write_transaction
 from helpdesk.errors import DomainError
 from helpdesk.models import Agent, AlertGroup, Incident, Service
 from helpdesk.records import Alert, AlertSource, BadAlert
+from helpdesk.words import BIDI_OVERRIDES
 
 __all__ = ["Alert", "AlertSource", "BadAlert", "Origin", "Options", "options", "parse", "receive",
            "verify_signature"]
@@ -236,6 +237,11 @@ def _summary(alert: Alert) -> str:
     return "\n\n".join(lines)
 
 
+def _one_line(text: str) -> str:
+    """Text as an incident title keeps it (one line, no bidi overrides): blank if nothing is left."""
+    return " ".join(BIDI_OVERRIDES.sub("", text or "").split())
+
+
 def _log(ctx: Context, alert: Alert) -> Incident:
     # An alert is never refused for a severity or service the desk does not know (monitoring
     # would retry or drop it, and the outage would go unrecorded): it is logged on the
@@ -250,7 +256,10 @@ def _log(ctx: Context, alert: Alert) -> Incident:
     if alert.service and service is None:
         unknown.append(f"Service {alert.service!r} is not an active service of the desk: logged "
                        "without a service.")
-    title = " ".join(alert.title.split())
+    # Nor for a blank title (a Grafana summary of spaces): it takes the alert's name, else its
+    # fingerprint. Refused, it lost the alert, and a batch's earlier alerts were logged by then.
+    title = (_one_line(alert.title) or _one_line((alert.labels or {}).get("alertname", ""))
+             or _one_line(f"Alert {alert.fingerprint}"))
     if len(title) > domain.MAX_TITLE:
         title = title[: domain.MAX_TITLE - 1] + "…"
     description = "\n\n".join(filter(None, [_summary(alert), *unknown]))
