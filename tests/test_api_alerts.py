@@ -279,3 +279,15 @@ def test_control_characters_and_lone_surrogates_are_dropped_and_every_alert_is_l
                         {"status": "firing", "labels": {"alertname": "Disk\x00", "instance": "h2"}}]}
     assert [what for what, _ in outcome(send(app, headers, batch))] == ["created", "created"]
     assert Incident.select().count() == 3
+
+
+@pytest.mark.parametrize("labels,field,words", [
+    ({"alertname": "Disk", "runbook": "x" * 2001}, "alerts[0].labels.runbook", "too long"),
+    ({f"l{n}": "v" for n in range(101)}, "alerts[0].labels", "at most 100"),
+    ({"alertname": 5}, "alerts[0].labels", "names to strings"),
+])
+def test_a_label_refusal_says_what_is_wrong_with_it(app, source, labels, field, words):
+    response = send(app, source(), {"alerts": [{"status": "firing", "labels": labels}]})
+    assert response.status_code == 422
+    assert response.get_json()["field"] == field and words in response.get_json()["detail"]
+    assert Incident.select().count() == 0
