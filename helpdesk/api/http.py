@@ -288,7 +288,7 @@ def body(spec_schema: dict[str, Any]) -> dict[str, Any]:
 
 def refuse_unstorable(data: dict[str, Any]) -> None:
     """A 422 naming the top-level field whose value (at any depth) holds text no database
-    keeps; checked before anything is written, so a batch is refused whole, not half saved."""
+    keeps or nobody types; checked before anything is written."""
     for name, value in data.items():
         try:
             unstorable = _unstorable(name) or _unstorable(value)

@@ -8,13 +8,7 @@ from typing import Any
 
 from flask import Response, g, request
 
-from helpdesk.api.http import (
-    ApiError,
-    current_token,
-    endpoint,
-    json_payload,
-    json_response,
-)
+from helpdesk.api.http import ApiError, current_token, endpoint, json_payload, json_response
 from helpdesk.web import context
 from helpdesk.words import CONTROL_CHARACTERS
 
