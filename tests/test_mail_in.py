@@ -768,6 +768,21 @@ def test_a_bounce_of_our_mail_marks_the_address_until_its_owner_writes_again(app
     assert Contact.get_by_id(ada.id).email_failing_at is None
 
 
+@pytest.mark.parametrize("action", ["delayed", "delivered", "relayed", "expanded"])
+def test_a_delivery_report_that_is_no_failure_marks_nobody(app, ctx, take, ada_incident, action):
+    # Exchange reports "Delivery delayed" after a few hours by default; a relay or a delivery
+    # receipt says the message went on. None of them says the address fails: Ada keeps her links.
+    _incident, ack = ada_incident
+    report = _bounce_of(ack.message["Message-ID"]).replace(b"Action: failed\nStatus: 5.1.1",
+                                                           f"Action: {action}\nStatus: 4.4.7".encode())
+    result = take(report)
+    assert result.outcome == "dropped"  # a machine's report all the same: no incident, no answer
+    assert Incident.select().count() == 1
+    assert Contact.get(Contact.email == "ada@example.org").email_failing_at is None
+    with app.app_context():
+        assert customer_links.issue(ctx, "ada@example.org", "client") is not None
+
+
 @pytest.mark.parametrize("forged", [
     fixture("bounce.eml"),  # quotes none of our messages
     b"From: someone@evil.example\r\nX-Failed-Recipients: ada@example.org\r\nSubject: hi\r\n"

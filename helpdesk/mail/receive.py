@@ -67,6 +67,9 @@ _OUR_ID = re.compile(r"^inc-(\d{1,18})[.@]")
 #: A portal sign-in link (one-time, signs in as the customer): never stored where agents read.
 _SIGN_IN_LINK = re.compile(r"((?:/|%2F)portal(?:/|%2F)sign-in(?:/|%2F))([A-Za-z0-9_.=-]{8,})", re.IGNORECASE)
 _FINAL_RECIPIENT = re.compile(rb"(?im)^(?:final|original)-recipient:\s*rfc822\s*;\s*<?([^\s<>;]+@[^\s<>;]+)")
+#: A delivery-status report's per-recipient action (RFC 3464): only ``failed`` says an address fails.
+_ACTION = re.compile(rb"(?im)^action:\s*([a-z]+)")
+_BLANK_LINE = re.compile(rb"\r?\n[ \t]*\r?\n")
 
 
 @dataclass
@@ -526,15 +529,20 @@ def _title(mail: Mail) -> str:
 
 
 def _bounced_addresses(ctx: Context, mail: Mail, raw: bytes) -> set[str]:
-    """The recipients a delivery failure report names (X-Failed-Recipients, Final-Recipient)
+    """The recipients a delivery failure report names (X-Failed-Recipients, Final-Recipient
+    with ``Action: failed``: a report that a message is delayed or went on names no failure)
     that it proves failing: only an address we sent a message to whose Message-ID the report
     quotes (one from the outbox, or a portal sign-in message, whose id is signed for its
     address). Anyone can write a "bounce"; without that proof it marks nobody."""
     from helpdesk import customer_links
 
     named = {a.strip().lower() for a in mail.headers.get("x-failed-recipients", "").split(",") if "@" in a}
-    for match in _FINAL_RECIPIENT.finditer(raw[:1_000_000]):
-        named.add(match.group(1).decode("ascii", "replace").lower())
+    for block in _BLANK_LINE.split(raw[:1_000_000]):  # one block per recipient in the report
+        action = _ACTION.search(block)
+        if action and action.group(1).lower() != b"failed":
+            continue  # delayed, delivered, relayed, expanded: the address works
+        for match in _FINAL_RECIPIENT.finditer(block):
+            named.add(match.group(1).decode("ascii", "replace").lower())
     domain = our_domain(ctx)
     quoted = {found for found in message_ids(raw[:1_000_000].decode("ascii", "replace"))
               if found.endswith("@" + domain)}
