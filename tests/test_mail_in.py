@@ -946,6 +946,21 @@ def test_trimming_keeps_only_the_new_words(text, kept):
     assert trim_reply(text) == kept
 
 
+@pytest.mark.parametrize("text", [
+    # A customer's own sentences that begin like a quote marker: no quote follows them.
+    "Hi,\nThe export still fails.\nOn Monday our CFO wrote this in the ticket:\n"
+    "the numbers for March are missing, please fix before Friday.",
+    "Hi,\nSent from my laptop at home the print job works, but from the office it fails.\n"
+    "It says error 42.",
+])
+def test_a_sentence_that_looks_like_a_quote_marker_keeps_the_words_below_it(take, ada_incident, text):
+    incident, ack = ada_incident
+    assert trim_reply(text) == text
+    assert take(reply_to(ack, "ada@example.org", text)).outcome == "replied"
+    (entry,) = customer_entries(incident.id)
+    assert entry.body == text  # what the owner reads on the timeline is the whole message
+
+
 def test_words_below_a_bare_double_dash_are_the_customers_not_a_signature(take, ada_incident):
     # Ada parts her reply with "--" and writes on below it: every word reaches the timeline.
     incident, ack = ada_incident

@@ -369,12 +369,16 @@ def _parsed(message: EmailMessage) -> Mail:
 
 _ATTRIBUTION = re.compile(r"^(On|Am|Le|El|Il|Op)\s.{0,300}"
                           r"(wrote|schrieb|a écrit|escribió|ha scritto|schreef)\b.{0,200}:\s*$", re.I)
-#: Lines where the quoted earlier message (or a mobile client's tag line) begins.
+#: A mobile client's tag line ("Sent from my iPhone"): a few words, not a customer's sentence
+#: ("Sent from my laptop at home the print job works, …").
+_SENT_FROM = re.compile(r"^Sent from my \S+(?: \S+){0,3}\s*$", re.I)
+#: Lines where the quoted earlier message (or a mobile client's tag line) begins. An
+#: attribution ("On … wrote:") counts only with a quote under it or an address in it (see
+#: :func:`_attribution`): "On Monday our CFO wrote this:" is the customer's own sentence.
 _CUT = [
     re.compile(r"^_{8,}\s*$"),  # Outlook's rule above the quoted message
     re.compile(r"^-{2,}\s*(Original Message|Ursprüngliche Nachricht|Message d'origine)\s*-{2,}", re.I),
-    _ATTRIBUTION,
-    re.compile(r"^Sent from my \w+", re.I),
+    _SENT_FROM,
 ]
 _OUTLOOK_FROM = re.compile(r"^\*?(From|Von|De):\*?\s", re.I)
 _OUTLOOK_NEXT = re.compile(r"^\*?(Sent|Date|Gesendet|Envoyé|To|An):\*?\s", re.I)
@@ -385,13 +389,28 @@ SIGNATURE_WIDTH = 60
 SIGNATURE_WORDS = 6
 
 
+def _quoted_below(lines: list[str], index: int) -> bool:
+    """Is the next line with words under this one a ``>`` quote?"""
+    following = next((line.strip() for line in lines[index + 1:] if line.strip()), "")
+    return following.startswith(">")
+
+
+def _attribution(lines: list[str], index: int) -> bool:
+    """Is this line a mail client's "On <date>, <name> wrote:" above the quoted message? Only
+    with the quote under it or the writer's address in it: a customer's own sentence ("On
+    Monday our CFO wrote this in the ticket:") is neither, and the words under it are theirs."""
+    stripped = lines[index].strip()
+    return bool(_ATTRIBUTION.match(stripped)) and ("@" in stripped or _quoted_below(lines, index))
+
+
 def _quote_starts(lines: list[str], index: int) -> bool:
     """Does the quoted earlier message start at this line (an attribution, Outlook's headers)?"""
     stripped = lines[index].strip()
-    if any(p.match(stripped) for p in _CUT):
+    if any(p.match(stripped) for p in _CUT) or _attribution(lines, index):
         return True
     if index + 1 < len(lines) and stripped.startswith(("On ", "Am ", "Le ")) \
-            and re.search(r"(wrote|schrieb|a écrit)\s?:\s*$", lines[index + 1].strip()):
+            and re.search(r"(wrote|schrieb|a écrit)\s?:\s*$", lines[index + 1].strip()) \
+            and ("@" in stripped + lines[index + 1] or _quoted_below(lines, index + 1)):
         return True  # "On <date>, <name>" wrapped onto two lines
     return bool(_OUTLOOK_FROM.match(stripped) and any(_OUTLOOK_NEXT.match(n.strip())
                                                       for n in lines[index + 1:index + 4]))
@@ -476,7 +495,8 @@ def _below_quote(lines: list[str], cut: int) -> str:
             if stripped and not re.search(r"(wrote|schrieb|a écrit)\s?:\s*$", stripped):
                 return ""  # no quote under the attribution: nothing to tell apart
             continue
-        if _signature_starts(lines, index) or any(p.match(stripped) for p in _CUT):
+        if _signature_starts(lines, index) or any(p.match(stripped) for p in _CUT) \
+                or _attribution(lines, index):
             break  # their signature, or an older quoted message
         theirs.append(line.rstrip())
     return "\n".join(theirs).strip()
