@@ -947,6 +947,37 @@ def test_trimming_keeps_only_the_new_words(text, kept):
 
 
 @pytest.mark.parametrize("text", [
+    # Outlook's header block above the quoted message, as it writes it in other languages.
+    "Toujours en panne.\n\nDe : Helpdesk <help@example.com>\nEnvoyé : jeudi 3 décembre 2026 10:00\n"
+    "À : Ada\nObjet : RE: imprimante\n\nWe have logged your request",
+    "Nog steeds kapot.\n\nVan: Helpdesk <help@example.com>\nVerzonden: donderdag 3 december 2026\n"
+    "Aan: Ada\nOnderwerp: printer\n\nWe have logged your request",
+    "Sigue roto.\n\nDe: Helpdesk <help@example.com>\nEnviado el: jueves, 3 de diciembre de 2026\n"
+    "Para: Ada\nAsunto: impresora\n\nWe have logged your request",
+    "Ancora rotto.\n\nDa: Helpdesk <help@example.com>\nInviato: giovedì 3 dicembre 2026\n"
+    "A: Ada\nOggetto: stampante\n\nWe have logged your request",
+    "Fortfarande trasig.\n\nFrån: Helpdesk <help@example.com>\nSkickat: den 3 december 2026\n"
+    "Till: Ada\nÄmne: skrivare\n\nWe have logged your request",
+    # Gmail's attribution above a ">" quote, in other languages.
+    "Ainda quebrada.\n\nEm qui., 3 de dez. de 2026 às 10:00, Helpdesk <help@example.com> escreveu:\n"
+    "> We have logged your request",
+    "Fortfarande trasig.\n\nDen tors 3 dec. 2026 kl 10:00 skrev Helpdesk <help@example.com>:\n"
+    "> We have logged your request",
+    "Nadal zepsuta.\n\nW dniu czw., 3.12.2026 o 10:00 Helpdesk <help@example.com> napisał(a):\n"
+    "> We have logged your request",
+    "Всё ещё сломан.\n\nчт, 3 дек. 2026 г. в 10:00, Helpdesk <help@example.com>:\n"
+    "> We have logged your request",
+    "まだ壊れています。\n\n2026年12月3日(木) 10:00 Helpdesk <help@example.com>:\n"
+    "> We have logged your request",
+])
+def test_a_reply_from_a_mail_client_in_another_language_loses_the_quoted_message(take, ada_incident, text):
+    incident, ack = ada_incident
+    assert take(reply_to(ack, "ada@example.org", text)).outcome == "replied"
+    (entry,) = customer_entries(incident.id)
+    assert entry.body == text.split("\n\n")[0]  # their words, not the desk's message again
+
+
+@pytest.mark.parametrize("text", [
     # A customer's own sentences that begin like a quote marker: no quote follows them.
     "Hi,\nThe export still fails.\nOn Monday our CFO wrote this in the ticket:\n"
     "the numbers for March are missing, please fix before Friday.",

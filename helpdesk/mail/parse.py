@@ -380,8 +380,17 @@ _CUT = [
     re.compile(r"^-{2,}\s*(Original Message|Ursprüngliche Nachricht|Message d'origine)\s*-{2,}", re.I),
     _SENT_FROM,
 ]
-_OUTLOOK_FROM = re.compile(r"^\*?(From|Von|De):\*?\s", re.I)
-_OUTLOOK_NEXT = re.compile(r"^\*?(Sent|Date|Gesendet|Envoyé|To|An):\*?\s", re.I)
+#: Outlook's header block above the quoted message ("From: … / Sent: … / To: …"), in the
+#: languages it writes it in (French puts a space before the colon).
+_OUTLOOK_FROM = re.compile(r"^\*?(From|Von|De|Van|Da|Från|Fra|Od|От|Lähettäjä|Kimden|差出人|发件人|寄件者)"
+                           r"\s?:\*?\s", re.I)
+_OUTLOOK_NEXT = re.compile(r"^\*?(Sent|Date|Gesendet|Datum|Envoyé|Enviado(?: el)?|Enviada(?: em)?|Inviato|"
+                           r"Verzonden|Skickat|Sendt|Wysłano|Odesláno|Отправлено|Lähetetty|Gönderildi|"
+                           r"送信日時|发送时间|傳送時間|To|An|À|Para|A|Aan|Till|Til|Do|Komu|Кому|"
+                           r"Vastaanottaja|Kime|宛先|收件人)\s?:\*?\s", re.I)
+#: Gmail's attribution in any language: a date and the writer's address, ending in ":" ("Em
+#: qui., 3 de dez. de 2026 às 10:00, Helpdesk <help@example.com> escreveu:"), above a quote.
+_ADDRESSED = re.compile(r"^(?=.*\d).{0,300}<[^<>\s]+@[^<>\s]+>.{0,100}:\s*$")
 #: What a signature under a bare "--" may hold: a few short lines (a name, a title, a phone
 #: number), none of them a sentence.
 SIGNATURE_LINES = 5
@@ -400,6 +409,8 @@ def _attribution(lines: list[str], index: int) -> bool:
     with the quote under it or the writer's address in it: a customer's own sentence ("On
     Monday our CFO wrote this in the ticket:") is neither, and the words under it are theirs."""
     stripped = lines[index].strip()
+    if _ADDRESSED.match(stripped) and _quoted_below(lines, index):
+        return True
     return bool(_ATTRIBUTION.match(stripped)) and ("@" in stripped or _quoted_below(lines, index))
 
 
@@ -479,7 +490,7 @@ def _below_quote(lines: list[str], cut: int) -> str:
     wrote:" line: a customer who answers below the quote must not be cut to "Hi,". Only a
     quote marked with ``>`` tells its lines from theirs; a signature ends their words."""
     attribution = lines[cut].strip()
-    if not (_ATTRIBUTION.match(attribution) or attribution.startswith(("On ", "Am ", "Le "))):
+    if not (_attribution(lines, cut) or attribution.startswith(("On ", "Am ", "Le "))):
         return ""
     theirs: list[str] = []
     quoted = False
