@@ -407,6 +407,20 @@ def test_an_html_mail_with_an_empty_plain_rendering_keeps_its_words(take):
     assert "The printer on floor 2 is on fire." in result.incident.description
 
 
+def test_an_html_form_mail_keeps_its_table_cells_apart_and_no_title_line(take):
+    # A web form or a monitoring tool mails a table; Outlook writes the subject into <title>.
+    raw = _raw("From: forms@example.org\nTo: help@example.com\nSubject: New request\n"
+               "Message-ID: <form-1@example.org>\nMIME-Version: 1.0\nContent-Type: text/html; charset=utf-8",
+               "<html><head><title>New request</title><style>td {padding: 0}</style></head><body>"
+               "<p>A request was submitted:</p><table><tr><th>Field</th><th>Value</th></tr>"
+               "<tr><td>Phone</td><td>0123 456</td></tr><tr><td>Room</td><td>B2.14</td></tr></table>"
+               "</body></html>\n")
+    description = take(raw).incident.description
+    assert description.startswith("A request was submitted:")
+    assert "Phone | 0123 456" in description and "Room | B2.14" in description
+    assert "td {" not in description
+
+
 @pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])
 def test_raw_8_bit_headers_are_read_not_turned_into_replacement_marks(take, encoding):
     # Many mailers put the sender's name and the subject in raw bytes instead of encoded words.

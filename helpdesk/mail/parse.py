@@ -176,10 +176,17 @@ class _Text(HTMLParser):
         self.out: list[str] = []
         self.quote = 0
         self.href: str | None = None
+        self.cells = 0  # cells begun in the current table row
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "blockquote":
             self.quote += 1
+        if tag == "tr":
+            self.cells = 0
+        if tag in {"td", "th"}:  # a form's "Phone | 0123", not "Phone0123"
+            if self.cells:
+                self.out.append(" | ")
+            self.cells += 1
         if tag in self.BLOCKS:
             self.out.append("\n")
         if tag == "li":
@@ -205,11 +212,13 @@ class _Text(HTMLParser):
 
 def html_to_text(markup: str) -> str:
     """HTML mail as plain text: nh3's allowlist first (scripts, styles, remote images,
-    event handlers and unsafe links go), then the remaining structure as line breaks."""
+    event handlers and unsafe links go), then the remaining structure as line breaks (and a
+    table's cells parted by ``|``)."""
     from helpdesk.rendering import _ALLOWED_ATTRIBUTES, _ALLOWED_TAGS
 
     clean = nh3.clean(markup, tags=_ALLOWED_TAGS | {"div", "span"}, attributes=_ALLOWED_ATTRIBUTES,
-                      url_schemes={"http", "https", "mailto"})
+                      url_schemes={"http", "https", "mailto"},
+                      clean_content_tags={"script", "style", "title"})  # (the title is no body text)
     parser = _Text()
     parser.feed(clean)
     parser.close()
