@@ -8,6 +8,7 @@ channel delivers to an aiosmtpd server on loopback, and the tests reply to those
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 import re
@@ -405,6 +406,26 @@ def test_an_html_mail_with_an_empty_plain_rendering_keeps_its_words(take):
     result = take(raw)
     assert result.outcome == "created"
     assert "The printer on floor 2 is on fire." in result.incident.description
+
+
+@pytest.mark.parametrize("charset, words, note", [
+    ("iso-8859-8-i", "המדפסת לא מדפיסה", False),  # Outlook's label for Hebrew
+    ("windows-874", "เครื่องพิมพ์เสีย", False),  # Thai, as Windows names it
+    ("x-mac-roman", "Café crème", False),
+    ("utf-8", "Grüße aus Köln", True),  # Windows-1252 bytes under a UTF-8 label
+])
+def test_a_subject_name_and_text_in_an_odd_or_lying_charset_are_read(take, charset, words, note):
+    codec = {"iso-8859-8-i": "iso-8859-8", "windows-874": "cp874", "x-mac-roman": "mac_roman",
+             "utf-8": "cp1252"}[charset]
+    encoded = base64.b64encode(words.encode(codec)).decode()
+    raw = _raw(f"From: =?{charset}?b?{encoded}?= <odd@example.org>\nTo: help@example.com\n"
+               f"Subject: =?{charset}?b?{encoded}?=\nMessage-ID: <odd-charset@example.org>\n"
+               f"MIME-Version: 1.0\nContent-Type: text/plain; charset={charset}\n"
+               "Content-Transfer-Encoding: base64", encoded + "\n")
+    incident = take(raw).incident
+    assert incident.title == words and incident.requester.name == words
+    assert incident.description.startswith(words)
+    assert ("read as Windows-1252" in incident.description) is note
 
 
 def test_an_html_form_mail_keeps_its_table_cells_apart_and_no_title_line(take):

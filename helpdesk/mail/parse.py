@@ -72,14 +72,65 @@ def one_line(value: str) -> str:
     return " ".join(CONTROL_CHARACTERS.sub(" ", value or "").split())
 
 
+#: Charset labels mail clients write that Python's codecs do not know by that name (Outlook's
+#: Hebrew and Arabic, Windows' Thai, Apple's and Microsoft's "x-" names).
+_CHARSET_ALIASES = {
+    "iso-8859-8-i": "iso-8859-8", "iso-8859-8-e": "iso-8859-8", "iso-8859-6-i": "iso-8859-6",
+    "iso-8859-6-e": "iso-8859-6", "windows-874": "cp874", "x-mac-roman": "mac_roman",
+    "x-mac-cyrillic": "mac_cyrillic", "x-mac-greek": "mac_greek", "x-mac-turkish": "mac_turkish",
+    "x-mac-ce": "mac_latin2", "x-sjis": "shift_jis", "windows-31j": "cp932", "x-euc-jp": "euc_jp",
+    "x-gbk": "gbk", "x-windows-949": "cp949", "x-x-big5": "big5", "cp-850": "cp850",
+}
+
+
+def _codec(charset: str | None) -> str | None:
+    """The codec for a charset label as mail clients write it."""
+    if not charset:
+        return None
+    label = charset.strip().lower()
+    return _CHARSET_ALIASES.get(label, label)
+
+
+def _bytes_text(data: bytes, charset: str | None) -> str:
+    """Bytes in their declared charset, else UTF-8 if they are UTF-8, else Windows-1252."""
+    for codec in (_codec(charset), "utf-8", "cp1252", "latin-1"):
+        if codec:
+            try:
+                return data.decode(codec)
+            except (LookupError, ValueError, UnicodeError):
+                continue
+    raise AssertionError("Latin-1 decodes any bytes")  # pragma: no cover
+
+
+def _lenient_words(value: str) -> str:
+    """Encoded words decoded one by one, each in its charset or else as :func:`_bytes_text`
+    reads bytes: a label no codec knows, or bytes not in it (Windows-1252 labelled UTF-8),
+    become words rather than replacement marks."""
+    try:
+        chunks = email.header.decode_header(value)
+        if not any(charset for _data, charset in chunks):
+            return value
+        texts = [(data.decode("raw-unicode-escape") if charset is None else _bytes_text(data, charset))
+                 if isinstance(data, bytes) else data for data, charset in chunks]
+        return str(email.header.make_header([(text.encode("utf-8"), "utf-8") for text in texts]))
+    except Exception:  # noqa: BLE001 - keep the source text
+        return value
+
+
+def _source(message: Message, name: str) -> str | None:
+    return next((str(raw) for key, raw in message.raw_items() if key.lower() == name.lower()), None)
+
+
 def _header(message: Message, name: str, words: bool = False) -> str:
     """A header as text; a header the parser refuses (an encoded word hiding a line break in
     an address, say) is read as its source text instead of failing the whole message, with
     its encoded words decoded when ``words`` (not for addresses: see :func:`_parsed`)."""
     try:
         value = message.get(name)
-        if value is not None and "\ufffd" in str(value):  # raw 8-bit bytes the parser gave up on
-            value = _eight_bit(message, name) or value
+        if value is not None and "\ufffd" in str(value):  # raw 8-bit bytes the parser gave up on,
+            # or encoded words in a charset it does not know or that does not fit their bytes
+            source = _source(message, name) or ""
+            value = _eight_bit(message, name) or (_lenient_words(source) if words else None) or value
     except Exception:  # noqa: BLE001 - any malformed header: fall back to its source
         value = _eight_bit(message, name) or next(
             (str(raw) for key, raw in message.raw_items() if key.lower() == name.lower()), None)
@@ -149,7 +200,7 @@ def _decode(part: Message, notes: list[str]) -> str:
     declared = part.get_content_charset()
     named = CONTROL_CHARACTERS.sub("", declared or "")  # (the name goes into a note)
     try:
-        return _text(payload.decode(declared or "us-ascii"))
+        return _text(payload.decode(_codec(declared) or "us-ascii"))
     except UnicodeDecodeError:
         problem = f"the text was not valid {named}" if declared else "8-bit text with no charset"
     except (LookupError, ValueError, UnicodeError):  # a name no codec has ("undefined", a NUL in it)
@@ -347,6 +398,10 @@ def _parsed(message: EmailMessage) -> Mail:
             addresses = [parseaddr(raw_from)]
     name, sender = addresses[0] if addresses else ("", "")
     sender = one_line(sender).lower()
+    if "\ufffd" in name:  # encoded words in a charset the parser does not know, or lying
+        written = _ANGLE_ADDRESS.fullmatch((_source(message, "From") or "").strip())
+        if written and one_line(written.group(2)).lower() == sender:
+            name = _lenient_words(written.group(1).strip().strip('"'))
     if sender.count("@") != 1 or any(c in sender for c in " <>,;\"'") or len(sender) > 254:
         raise Unreadable(f"no usable sender address in From: {one_line(raw_from)[:200]!r}")
     attachments: list[Attachment] = []
