@@ -981,6 +981,30 @@ def test_trimming_keeps_only_the_new_words(text, kept):
     assert trim_reply(text) == kept
 
 
+def test_a_reply_forwarding_someone_elses_message_keeps_it_on_the_timeline(take, ada_incident):
+    # Ada passes on what her vendor wrote: inline (as Gmail forwards), and attached whole.
+    incident, ack = ada_incident
+    inline = ("Here is what the vendor answered:\n\n---------- Forwarded message ---------\n"
+              "From: Vendor Support <support@vendor.example>\nDate: Thu, 3 Dec 2026 at 09:00\n"
+              "Subject: Printer error\nTo: <ada@example.org>\n\nError 0x80070005 means the spooler "
+              "lacks rights.\n\nOn Wed, 2 Dec 2026, Ada <ada@example.org> wrote:\n> What is 0x80070005?")
+    assert take(reply_to(ack, "ada@example.org", inline)).outcome == "replied"
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "ada@example.org", SUPPORT, "Re: " + ack.message["Subject"]
+    mail["Message-ID"], mail["In-Reply-To"] = "<fwd-attached@example.org>", ack.message["Message-ID"]
+    mail.set_content("See the attached answer.\n\n-- \nAda Lovelace\nFloor 3")
+    vendor = EmailMessage()
+    vendor["From"], vendor["Subject"] = "Vendor Support <support@vendor.example>", "Fuser"
+    vendor.set_content("Replace the fuser unit, part FU-220.")
+    mail.add_attachment(vendor)
+    assert take(bytes(mail)).outcome == "replied"
+    first, second = customer_entries(incident.id)
+    assert first.body.startswith("Here is what the vendor answered:")
+    assert "Error 0x80070005 means the spooler lacks rights." in first.body
+    assert second.body.startswith("See the attached answer.") and "Ada Lovelace" not in second.body
+    assert "Replace the fuser unit, part FU-220." in second.body
+
+
 @pytest.mark.parametrize("text", [
     # Outlook's header block above the quoted message, as it writes it in other languages.
     "Toujours en panne.\n\nDe : Helpdesk <help@example.com>\nEnvoyé : jeudi 3 décembre 2026 10:00\n"

@@ -446,6 +446,13 @@ _CUT = [
 ]
 #: Outlook's header block above the quoted message ("From: … / Sent: … / To: …"), in the
 #: languages it writes it in (French puts a space before the colon).
+#: Where a forwarded message begins: the mail clients' markers, and the one :func:`_body` writes
+#: above a message attached whole.
+_FORWARD_MARK = re.compile(
+    r"^(-{2,}\s*(Forwarded message|Weitergeleitete Nachricht|Message transféré|Mensaje reenviado|"
+    r"Mensagem encaminhada|Messaggio inoltrato|Doorgestuurd bericht)\b.{0,80}-{2,}"
+    r"|Begin forwarded message:|Anfang der weitergeleiteten Nachricht:|Début du message réexpédié\s?:"
+    r"|---- Forwarded message from .{0,600} ----)$", re.I)
 _OUTLOOK_FROM = re.compile(r"^\*?(From|Von|De|Van|Da|Från|Fra|Od|От|Lähettäjä|Kimden|差出人|发件人|寄件者)"
                            r"\s?:\*?\s", re.I)
 _OUTLOOK_NEXT = re.compile(r"^\*?(Sent|Date|Gesendet|Datum|Envoyé|Enviado(?: el)?|Enviada(?: em)?|Inviato|"
@@ -529,9 +536,17 @@ def trim_reply(text: str) -> str:
     """The new part of a reply: without the quoted earlier message and the signature.
 
     Returns the whole text when trimming would leave nothing (a reply that is
-    all quote is better shown whole than as an empty entry).
+    all quote is better shown whole than as an empty entry). A message forwarded in it (Gmail's
+    "Forwarded message", Apple's "Begin forwarded message:", one attached whole) is the
+    customer's to show: it is kept whole, and only the words above it are trimmed.
     """
     lines = text.replace("\r\n", "\n").split("\n")
+    for index, line in enumerate(lines):  # a message they pass on is theirs to show, kept whole
+        if _FORWARD_MARK.match(line.strip()):
+            head = trim_reply("\n".join(lines[:index])) if any(x.strip() for x in lines[:index]) else ""
+            return "\n\n".join(part for part in (head, "\n".join(lines[index:]).strip()) if part)
+        if _quote_starts(lines, index):
+            break  # (a forward quoted in the earlier message is not theirs)
     cut = len(lines)
     for index in range(len(lines)):
         if _signature_starts(lines, index) or _quote_starts(lines, index):
