@@ -537,6 +537,21 @@ def test_an_agents_reply_is_mailed_as_a_persons_answer(app, ctx, take, ada_incid
     assert reply["Auto-Submitted"] is None and reply["X-Helpdesk-Loop"] == "example.com"
 
 
+def test_a_reply_the_customers_mail_server_refuses_is_said_on_the_incident(app, ctx, ada_incident, smtp,
+                                                                            personas):
+    # Ada's mailbox was closed: her server answers 550. The agent must not wait for an answer
+    # to a reply she never got, with the failure shown only on the admins' Deliveries page.
+    incident, _ack = ada_incident
+    smtp.replies = ["550 5.1.1 <ada@example.org>: mailbox unavailable"]
+    with app.app_context():
+        incidents.add_comment(ctx, incident.id, personas.owner, "Please try tray 2.", public=True)
+    assert len(smtp.refused) == 1 and Delivery.select().where(Delivery.state == "dead").count() == 1
+    (note,) = TimelineEntry.select().where((TimelineEntry.incident == incident.id)
+                                           & (TimelineEntry.kind == "note"))
+    assert "ada@example.org" in note.body and "550" in note.body and "not received" in note.body
+    assert not note.is_public  # for the desk, not the portal
+
+
 def test_the_acknowledgement_threads_under_the_customers_own_message(ada_incident):
     _incident, ack = ada_incident
     theirs = parse(fixture("new_plain.eml")).original_id

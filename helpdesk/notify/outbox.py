@@ -297,11 +297,36 @@ def _failed(ctx: Context, delivery: Delivery, error: str, permanent: bool) -> st
     dead = permanent or (delivery.attempts >= MAX_ATTEMPTS and now() - delivery.created_at >= window)
     state = "dead" if dead else "pending"
     with write_transaction():
-        Delivery.update(state=state, claimed_until=None, last_error=error[:2000],
-                        next_attempt_at=None if dead else now() + backoff(delivery.attempts)) \
+        changed = Delivery.update(state=state, claimed_until=None, last_error=error[:2000],
+                                  next_attempt_at=None if dead else now() + backoff(delivery.attempts)) \
             .where((Delivery.id == delivery.id) & (Delivery.state == "sending")).execute()
         DeliveryAttempt.create(delivery=delivery.id, at=now(), ok=False, error=error[:2000])
+        if dead and changed:
+            _tell_the_desk(delivery, error)
     return state
+
+
+_TO_REQUESTER = {"requester_ack": "acknowledgement", "requester_reply": "public reply",
+                 "requester_resolved": "resolution message"}
+
+
+def _tell_the_desk(delivery: Delivery, error: str) -> None:
+    """A message to the requester that will not be sent (their server refused it, or the
+    retries ran out) is said on the incident as an internal note: otherwise the agent waits
+    for an answer to a reply the customer never got, and only the admins' Deliveries page knows."""
+    from helpdesk.incidents.changes import entry
+
+    try:
+        kind = json.loads(delivery.data or "{}").get("kind", "")
+    except ValueError:
+        return
+    if delivery.incident_id is None or delivery.agent_id is not None or kind not in _TO_REQUESTER:
+        return
+    entry(delivery.incident_id, None, "note",
+          body=f"The {_TO_REQUESTER[kind]} to the requester ({delivery.recipient}) could not be "
+               f"delivered by {delivery.channel}: they have not received it. Reach them another "
+               f"way, or correct their address and retry it on the Deliveries page.\n\n"
+               f"Error: {error[:500]}")
 
 
 def sweep(ctx: Context, limit: int = 1000) -> int:
