@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -591,6 +592,35 @@ def test_a_reply_threads_by_its_headers_once_trimmed_and_tells_owner_and_assigne
     again = take(raw)
     assert again.outcome == "duplicate"
     assert len(customer_entries(incident.id)) == 1
+
+
+def test_a_references_header_of_thousands_of_ids_is_read_in_moments_and_still_threads(
+        take, ada_incident, count_queries):
+    # A mailer gone wrong (or a hostile one) can send 100,000 ids in 3 MB, far under
+    # mail_max_bytes: each was a database lookup, minutes that held the mailbox's intake (and
+    # an MTA pipe past its time limit, retried forever). The latest ids are what threads.
+    incident, ack = ada_incident
+    flood = " ".join(f"<old-{n}@example.org>" for n in range(100_000))
+    raw = reply_to(ack, "ada@example.org", "Still jammed.", headers=False, subject="Re: printer",
+                   References=f"{ack.message['Message-ID']}")  # (no In-Reply-To)
+    raw = raw.replace(b"References:", b"References: " + flood.encode())
+    started = time.monotonic()
+    result = take(raw)  # (count_queries records every statement run meanwhile)
+    assert result.outcome == "replied" and result.incident.id == incident.id
+    assert time.monotonic() - started < 15  # (it took minutes: the header parser is quadratic)
+    assert len(count_queries.queries) < 300
+
+
+def test_headers_of_megabytes_are_read_in_moments(take):
+    words = " ".join(f"word{n}" for n in range(100_000))
+    started = time.monotonic()
+    long_subject = take(f"From: ben@example.org\nSubject: Printer {words}\nMessage-ID: <long-s@example.org>"
+                        "\n\nIt jams.\n")
+    long_from = take(f"From: {words} <ben@example.org>\nSubject: Printer\nMessage-ID: <long-f@example.org>"
+                     "\n\nIt jams.\n")
+    assert time.monotonic() - started < 15
+    assert long_subject.outcome == "created" and long_subject.incident.title.startswith("Printer word0 word1")
+    assert long_from.outcome == "quarantined" and "From header" in long_from.reason  # kept for an admin
 
 
 def test_a_reply_without_headers_threads_by_the_signed_subject_token(take, ada_incident):

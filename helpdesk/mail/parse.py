@@ -28,6 +28,9 @@ from helpdesk.words import CONTROL_CHARACTERS
 MAX_PARTS = 500
 MAX_DEPTH = 10
 MAX_TEXT = 200_000  # characters of body text kept on the timeline
+HEADER_READ = 20_000  # characters of one header given to the email package's parser
+_ID_HEADERS = {"message-id", "in-reply-to", "references"}  # (read by a regular expression)
+REFERENCES_READ = 100  # ids of In-Reply-To, and the latest of References, that may thread a message
 
 
 class Unreadable(Exception):
@@ -124,7 +127,13 @@ def _source(message: Message, name: str) -> str | None:
 def _header(message: Message, name: str, words: bool = False) -> str:
     """A header as text; a header the parser refuses (an encoded word hiding a line break in
     an address, say) is read as its source text instead of failing the whole message, with
-    its encoded words decoded when ``words`` (not for addresses: see :func:`_parsed`)."""
+    its encoded words decoded when ``words`` (not for addresses: see :func:`_parsed`). A header
+    longer than :data:`HEADER_READ` is read as its source too (ids whole, other text cut): the
+    email package's parser takes time growing with the square of its length — minutes."""
+    source = _source(message, name)
+    if source is not None and len(source) > HEADER_READ:
+        text = source if name.lower() in _ID_HEADERS else source[:HEADER_READ]
+        return _words(text) if words else text
     try:
         value = message.get(name)
         if value is not None and "\ufffd" in str(value):  # raw 8-bit bytes the parser gave up on,
@@ -382,6 +391,8 @@ def _parsed(message: EmailMessage) -> Mail:
     if any(d in {"NoBoundaryInMultipartDefect", "StartBoundaryNotFoundDefect",
                  "MultipartInvariantViolationDefect"} for d in defects):
         raise Unreadable(f"broken MIME structure: {', '.join(defects)}")
+    if len(_source(message, "From") or "") > HEADER_READ:
+        raise Unreadable(f"the From header is longer than {HEADER_READ:,} characters")
     try:
         raw_from, as_source = str(message.get("From") or ""), False
         if "\ufffd" in raw_from:  # raw 8-bit bytes in the sender's name
@@ -414,13 +425,17 @@ def _parsed(message: EmailMessage) -> Mail:
     if len(text) > MAX_TEXT:
         notes.append(f"the text was cut at {MAX_TEXT} characters (the original is kept)")
         text = text[:MAX_TEXT]
-    references = message_ids(_header(message, "In-Reply-To")) + message_ids(_header(message, "References"))
+    # The parent and the latest ids of the thread: enough to place any reply, and a header of
+    # thousands of ids (each one a lookup) cannot hold up the intake for minutes.
+    references = (message_ids(_header(message, "In-Reply-To"))[:REFERENCES_READ]
+                  + message_ids(_header(message, "References"))[-REFERENCES_READ:])
     ids = message_ids(_header(message, "Message-ID"))
     written = [found.strip() for found in
                _MSGID.findall(CONTROL_CHARACTERS.sub("", _header(message, "Message-ID")))]
-    headers = {h: one_line(_header(message, h))[:500] for h in LOOP_HEADERS if message.get_all(h)}
+    headers = {h: one_line(_header(message, h))[:500] for h in LOOP_HEADERS
+               if _source(message, h) is not None}
     return_path = None
-    if message.get_all("Return-Path"):
+    if _source(message, "Return-Path") is not None:
         return_path = one_line(_header(message, "Return-Path"))
     return Mail(message_id=ids[0] if ids else "", sender=sender, sender_name=one_line(name)[:200],
                 subject=one_line(_header(message, "Subject", words=True)), text=text.strip(),
