@@ -29,7 +29,7 @@ MAX_PARTS = 500
 MAX_DEPTH = 10
 MAX_TEXT = 200_000  # characters of body text kept on the timeline
 HEADER_READ = 20_000  # characters of one header given to the email package's parser
-_ID_HEADERS = {"message-id", "in-reply-to", "references"}  # (read by a regular expression)
+_ID_HEADERS = {"message-id", "in-reply-to", "references"}  # (a cut keeps their latest ids)
 REFERENCES_READ = 100  # ids of In-Reply-To, and the latest of References, that may thread a message
 
 
@@ -127,13 +127,7 @@ def _source(message: Message, name: str) -> str | None:
 def _header(message: Message, name: str, words: bool = False) -> str:
     """A header as text; a header the parser refuses (an encoded word hiding a line break in
     an address, say) is read as its source text instead of failing the whole message, with
-    its encoded words decoded when ``words`` (not for addresses: see :func:`_parsed`). A header
-    longer than :data:`HEADER_READ` is read as its source too (ids whole, other text cut): the
-    email package's parser takes time growing with the square of its length — minutes."""
-    source = _source(message, name)
-    if source is not None and len(source) > HEADER_READ:
-        text = source if name.lower() in _ID_HEADERS else source[:HEADER_READ]
-        return _words(text) if words else text
+    its encoded words decoded when ``words`` (not for addresses: see :func:`_parsed`)."""
     try:
         value = message.get(name)
         if value is not None and "\ufffd" in str(value):  # raw 8-bit bytes the parser gave up on,
@@ -370,11 +364,50 @@ def _body(message: Message, notes: list[str], attachments: list[Attachment], dep
     return "\n\n".join(t.strip() for t in texts if t and t.strip())
 
 
+def _bounded_headers(raw: bytes) -> bytes:
+    """``raw`` with every header field of the message and of its parts cut to about
+    :data:`HEADER_READ` characters (the ids of ``References`` and the like keep their end,
+    where the latest are): the email package's parser takes time growing with the square of
+    a field's length, even while it splits the parts. The message as received is kept apart."""
+    if len(raw) <= HEADER_READ:
+        return raw
+    out: list[bytes] = []
+    field: list[bytes] = []
+    in_header = True
+
+    def flush() -> None:
+        joined = b"\n".join(field)
+        name, colon, value = joined.partition(b":")
+        if colon and len(value) > HEADER_READ:
+            keep = value[-HEADER_READ - 1:] if name.strip().lower().decode("latin-1") in _ID_HEADERS \
+                else value[:HEADER_READ + 1]
+            joined = name + b": " + b" ".join(keep.split())  # one line, a little over the limit
+        if field:
+            out.append(joined)
+        field.clear()
+
+    for line in raw.split(b"\n"):
+        if not in_header:
+            out.append(line)
+            in_header = line.startswith(b"--")  # a boundary: a part's headers may follow
+        elif not line.rstrip(b"\r"):
+            flush()
+            out.append(line)
+            in_header = False
+        elif line[:1] in (b" ", b"\t") and field:
+            field.append(line)
+        else:
+            flush()
+            field.append(line)
+    flush()
+    return b"\n".join(out)
+
+
 def parse(raw: bytes) -> Mail:
     """Parse one message, or raise :class:`Unreadable` saying why it cannot be used (whatever
     goes wrong: a message must never stop the intake behind it)."""
     try:
-        message = email.message_from_bytes(raw, policy=email.policy.default)
+        message = email.message_from_bytes(_bounded_headers(raw), policy=email.policy.default)
     except Exception as error:  # noqa: BLE001 - the parser should not raise, but never trust it
         raise Unreadable(f"the message cannot be parsed: {type(error).__name__}") from None
     try:
@@ -391,8 +424,6 @@ def _parsed(message: EmailMessage) -> Mail:
     if any(d in {"NoBoundaryInMultipartDefect", "StartBoundaryNotFoundDefect",
                  "MultipartInvariantViolationDefect"} for d in defects):
         raise Unreadable(f"broken MIME structure: {', '.join(defects)}")
-    if len(_source(message, "From") or "") > HEADER_READ:
-        raise Unreadable(f"the From header is longer than {HEADER_READ:,} characters")
     try:
         raw_from, as_source = str(message.get("From") or ""), False
         if "\ufffd" in raw_from:  # raw 8-bit bytes in the sender's name
