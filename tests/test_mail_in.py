@@ -166,6 +166,16 @@ def test_unreadable_mail_is_quarantined_and_admins_are_told(take, personas):
     assert InboundMail.select().count() == 1
 
 
+def test_a_sender_without_an_address_is_not_listed_under_a_word_of_their_name(take, personas):
+    # "From: Just A Name" has no address: the admins' list and notice said it came from "Just".
+    result = take("From: Just A Name\r\nSubject: Printer\r\n"
+                  "Message-ID: <no-address@example.org>\r\n\r\nhi\r\n")
+    assert result.outcome == "quarantined" and "Just A Name" in result.reason
+    assert result.mail.sender == ""
+    (notice,) = Notice.select().where(Notice.agent == personas.admin.id)
+    assert "from an unknown sender" in notice.text
+
+
 @pytest.mark.parametrize("sender", ["=?utf-8?q?Bob=0D=0ABcc:_x@y?= <bob@example.org>",
                                     '"=?utf-8?b?Qm9iCkJjYzogeEB5?=" <bob@example.org>'])
 def test_an_encoded_line_break_in_the_senders_name_is_only_text(take, sender):

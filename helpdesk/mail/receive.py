@@ -131,7 +131,9 @@ def _quick_headers(raw: bytes) -> tuple[str, str, str]:
     try:
         headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw[:65536])
         ids = message_ids(str(headers.get("Message-ID", "")))
-        return (ids[0] if ids else "", one_line(parseaddr(str(headers.get("From", "")))[1])[:254],
+        sender = one_line(parseaddr(str(headers.get("From", "")))[1])
+        # (parseaddr makes "Just" the address of "From: Just A Name": no "@", no address)
+        return (ids[0] if ids else "", sender[:254] if "@" in sender else "",
                 one_line(str(headers.get("Subject", "")))[:300])
     except Exception:  # noqa: BLE001 - we are already on the unreadable path
         return "", "", ""
