@@ -837,6 +837,24 @@ def test_an_auto_reply_on_an_incident_is_kept_quietly(take, ada_incident, person
     assert len(smtp.received) == before  # nobody told, nothing answered
 
 
+def test_an_out_of_office_answer_from_someone_else_is_a_note_not_a_new_incident(take, ada_incident, smtp):
+    # Ada's mail is forwarded to her deputy Carol, who is away: Carol's out-of-office answer
+    # threads under our acknowledgement. It is no request of Carol's (a queue entry with an SLA
+    # nobody can meet), and must not make her a participant of Ada's incident either.
+    incident, ack = ada_incident
+    before = len(smtp.received)
+    away = reply_to(ack, "carol@example.org", "I am away until Monday.", Auto_Submitted="auto-replied")
+    result = take(away)
+    assert result.outcome == "recorded" and result.incident.id == incident.id
+    assert Incident.select().count() == 1 and len(smtp.received) == before
+    (note,) = TimelineEntry.select().where((TimelineEntry.incident == incident.id)
+                                           & (TimelineEntry.kind == "note"))
+    assert "carol@example.org" in note.body and "I am away until Monday." in note.body
+    assert not note.is_public and note.contact_id is None
+    # Carol writing herself is still a new incident of her own, not a word in Ada's name.
+    assert take(reply_to(ack, "carol@example.org", "Ada asked me to add: it is tray 2.")).outcome == "created"
+
+
 def test_automatic_new_mail_gets_no_acknowledgement(take, smtp):
     result = take(fixture("auto_reply.eml"))
     assert result.outcome == "created" and result.mail.automatic

@@ -25,8 +25,8 @@ Order of decisions (each one is recorded on the message's ``InboundMail`` row):
    received or sent, then the signed ``[INC-n #sig]`` subject token.
 5. **Who speaks**: only a participant (the requester, or a contact whose
    messages the incident holds) posts on an incident. Anyone else's reply
-   becomes a new incident with them as requester that names the one they
-   replied to: a spoofed or forwarded reply never speaks for someone else.
+   (but an automatic one: a note, as in 3.) becomes a new incident with them as
+   requester that names the one they replied to: a spoofed or forwarded reply never speaks for someone else.
 6. A reply is trimmed of quotes and signatures (the full text is kept on the
    row, and shown to agents); to a resolved incident it reopens it, to a
    closed one it starts a follow-up incident (:mod:`helpdesk.customers`).
@@ -389,14 +389,18 @@ def _decide(ctx: Context, mail: Mail, base: dict, raw: bytes, again: InboundMail
         Contact.update(email_failing_at=None).where(Contact.id == contact.id).execute()
     incident_id = _thread(ctx, mail)
     incident = Incident.get_or_none(Incident.id == incident_id) if incident_id else None
-    if incident is not None and customers.is_participant(incident, contact):
+    participant = incident is not None and customers.is_participant(incident, contact)
+    if incident is not None and (participant or automatic):
         text = trim_reply(mail.text) or "(empty message)"
         if notes:
             text += "\n\n_" + "; ".join(notes) + "_"
         if automatic:
-            note = entry(incident.id, None, "note", contact=contact.id,
-                         body=f"Automatic reply from {contact.email} ({automatic}), kept without "
-                              f"answering:\n\n{text}")
+            # From anyone (the out-of-office of a colleague the requester's mail reaches): a
+            # note for the desk, not a request; someone else's makes them no participant.
+            stranger = "" if participant else f", who is not a participant of {incident.reference}"
+            note = entry(incident.id, None, "note", contact=contact.id if participant else None,
+                         body=f"Automatic reply from {contact.email}{stranger} ({automatic}), kept "
+                              f"without answering:\n\n{text}")
             _keep_attachments(ctx, kept, incident.id, note.id, contact)
             return done("recorded", automatic, incident=incident.id, entry=note.id, contact=contact.id)
         def followed(follow_up: Incident) -> None:  # its acknowledgement threads under this mail
