@@ -156,6 +156,8 @@ def policy_targets(ctx: Context, incident: Incident) -> tuple[Any, Any] | None:
         targets = policy.targets(ctx, incident)
         if targets is not None and not isinstance(targets, SlaTargets):
             raise TypeError(f"policy {name!r} gave {targets!r:.120}, not SlaTargets or None")
+        if targets is not None:
+            _check_targets(name, targets)
     except Exception as error:  # noqa: BLE001 - the policy's plugin failed: recorded, no targets
         owner = ctx.registry.owners.get(("helpdesk_sla_policies", name), name)
         logger.error("SLA: policy %r failed for %s: %s", name, incident.reference, error)
@@ -168,6 +170,31 @@ def policy_targets(ctx: Context, incident: Incident) -> tuple[Any, Any] | None:
             f"business calendar {targets.calendar!r} is not registered: its targets are counted "
             "around the clock until it is"))
     return (policy, targets) if targets is not None else None
+
+
+#: The longest target a policy may set: anything longer is a unit mistake (days for minutes),
+#: and past some length no due time can even be written down.
+LONGEST_TARGET = dt.timedelta(days=3660)
+
+
+def _check_targets(name: str, targets: Any) -> None:
+    """Refuse targets no clock can run on (a negative or absurdly long duration, minutes given
+    as a number, a calendar that is not a name), so a policy's bug is said on the Plugins page
+    and the incident is logged without those targets, instead of failing to be logged."""
+    for target, duration in (("response", targets.response), ("resolution", targets.resolution)):
+        if duration is None:
+            continue
+        if not isinstance(duration, dt.timedelta):
+            raise TypeError(f"policy {name!r} gave a {target} target of {duration!r:.60}, "
+                            "not a timedelta or None")
+        if duration < dt.timedelta(0):
+            raise ValueError(f"policy {name!r} gave a negative {target} target ({duration})")
+        if duration > LONGEST_TARGET:
+            raise ValueError(f"policy {name!r} gave a {target} target longer than "
+                             f"{LONGEST_TARGET.days} days ({duration.days} days)")
+    if targets.calendar is not None and not isinstance(targets.calendar, str):
+        raise TypeError(f"policy {name!r} gave the calendar {targets.calendar!r:.60}, "
+                        "not a calendar's name or None")
 
 
 # -- clock arithmetic -------------------------------------------------------------

@@ -848,6 +848,48 @@ def test_a_policy_naming_a_calendar_nobody_registered_is_shown_to_admins(desk):
     assert failure.plugin == "misspelt_calendar" and "'buisness' is not registered" in failure.error
 
 
+class _NonsensePolicy:
+    """A policy whose targets are of the right record but make no sense as durations."""
+
+    __name__ = "nonsense_policy"
+    targets: Any = None
+
+    @hookimpl
+    def helpdesk_sla_policies(self) -> list[Any]:
+        from helpdesk.records import SlaPolicy
+
+        return [SlaPolicy("nonsense", "Nonsense", lambda ctx, incident: _NonsensePolicy.targets)]
+
+    @hookimpl
+    def helpdesk_sla_policy(self, incident: Any) -> str:
+        return "nonsense"
+
+
+@pytest.mark.parametrize("helpdesk_plugins", [[business_hours, sla_priority, _NonsensePolicy()]])
+@pytest.mark.parametrize(("response", "resolution", "calendar", "said"), [
+    (dt.timedelta(minutes=-5), dt.timedelta(hours=8), None, "negative"),
+    (dt.timedelta(days=10**8), None, None, "longer than"),
+    (15, 60, None, "not a timedelta"),
+    ("15m", None, None, "not a timedelta"),
+    (dt.timedelta(hours=1), dt.timedelta(hours=8), 42, "calendar"),
+], ids=["negative", "huge", "minutes-as-int", "string", "calendar-not-a-name"])
+def test_an_incident_is_logged_without_an_sla_when_its_policy_gives_nonsense_targets(
+        desk, login, response, resolution, calendar, said):
+    from helpdesk.models import PluginFailure
+    from helpdesk.records import SlaTargets
+
+    _NonsensePolicy.targets = SlaTargets(response, resolution, calendar)
+    incident = desk.log(utc(3, 2, 9), impact="medium", urgency="medium")
+    assert Incident.get_by_id(incident.id).title == "Orders database slow"
+    assert SlaClock.select().where(SlaClock.incident == incident.id).count() == 0
+    failure = PluginFailure.get()
+    assert failure.plugin == "nonsense_policy" and said in failure.error
+    desk.reply(utc(3, 2, 9, 5), incident)  # later changes go through too
+    assert desk.check(utc(3, 9, 9)) == 0
+    page = login(desk.p.owner).get(f"/incidents/{incident.id}", follow_redirects=True)
+    assert page.status_code == 200
+
+
 # -- 9. numbers that do not depend on when the check happened to run ---------------------------
 
 
