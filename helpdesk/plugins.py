@@ -16,7 +16,7 @@ import re
 import time
 import traceback
 import zoneinfo
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -491,18 +491,21 @@ def record_failure(plugin: str, hook: str, incident: Any, error: Exception) -> N
         logger.exception("could not record the failure of plugin %r", plugin)
 
 
-def first_answer(pm: pluggy.PluginManager, name: str, kind: type, **kwargs: Any) -> Any:
+def first_answer(pm: pluggy.PluginManager, name: str, kind: type,
+                 refuse: Callable[[Any], str] | None = None, **kwargs: Any) -> Any:
     """A decision hook's answer (``firstresult``: the first plugin not answering ``None``),
     with each plugin on its own: one that raises, or answers something other than a
-    ``kind``, is recorded for the Plugins page and the next one decides, so a bug in one
-    plugin's decision never stops incidents from being logged."""
-    return first_answer_owned(pm, name, kind, **kwargs)[1]
+    ``kind`` (or what ``refuse(answer)`` finds wrong with), is recorded for the Plugins page
+    and the next one decides, so a bug in one plugin's decision never stops incidents from
+    being logged."""
+    return first_answer_owned(pm, name, kind, refuse, **kwargs)[1]
 
 
 WRAPPED = "(several: a hook wrapper)"
 
 
 def first_answer_owned(pm: pluggy.PluginManager, name: str, kind: type,
+                       refuse: Callable[[Any], str] | None = None,
                        **kwargs: Any) -> tuple[str | None, Any]:
     """:func:`first_answer` with the plugin that gave it (``None`` when nobody answered), to
     name that plugin when its answer turns out unusable later (an SLA policy nobody has)."""
@@ -511,8 +514,7 @@ def first_answer_owned(pm: pluggy.PluginManager, name: str, kind: type,
         # A wrapper sees the whole call: pluggy makes it; a failure is the chain's.
         try:
             answer = getattr(pm.hook, name)(**kwargs)
-            if answer is not None and not isinstance(answer, kind):
-                raise TypeError(f"{name} answered {answer!r:.120}, not a {kind.__name__} or None")
+            _check_answer(name, kind, refuse, answer)
             return (WRAPPED if answer is not None else None), answer
         except Exception as error:  # noqa: BLE001
             logger.error("a plugin failed in %s: %s", name, error)
@@ -521,8 +523,7 @@ def first_answer_owned(pm: pluggy.PluginManager, name: str, kind: type,
     for impl in reversed(impls):
         try:
             answer = impl.function(**{a: kwargs.get(a) for a in impl.argnames})
-            if answer is not None and not isinstance(answer, kind):
-                raise TypeError(f"{name} answered {answer!r:.120}, not a {kind.__name__} or None")
+            _check_answer(name, kind, refuse, answer)
         except Exception as error:  # noqa: BLE001 - a plugin's bug: recorded, the next decides
             logger.error("plugin %r failed in %s: %s", impl.plugin_name, name, error)
             record_failure(impl.plugin_name, name, kwargs.get("incident"), error)
@@ -530,6 +531,17 @@ def first_answer_owned(pm: pluggy.PluginManager, name: str, kind: type,
         if answer is not None:
             return impl.plugin_name, answer
     return None, None
+
+
+def _check_answer(name: str, kind: type, refuse: Callable[[Any], str] | None, answer: Any) -> None:
+    """Raise when a decision's answer is not one the core can use (``None`` always is)."""
+    if answer is None:
+        return
+    if not isinstance(answer, kind) or (kind is not bool and isinstance(answer, bool)):
+        raise TypeError(f"{name} answered {answer!r:.120}, not a {kind.__name__} or None")
+    problem = refuse(answer) if refuse is not None else ""
+    if problem:
+        raise ValueError(f"{name} answered {answer!r:.120}: {problem}")
 
 
 def call_event(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> list[str]:

@@ -18,7 +18,7 @@ from flask import Blueprint
 
 from helpdesk import hookimpl, hookspecs, incidents
 from helpdesk.config import ConfigError, load_settings
-from helpdesk.models import Incident, PluginFailure, SlaClock
+from helpdesk.models import Incident, PluginFailure, SlaClock, Team
 from helpdesk.plugins import PluginError, load_plugins
 from helpdesk.records import (
     AdminPage,
@@ -506,6 +506,36 @@ def test_a_failing_sla_plugin_never_stops_an_incident_from_being_logged(login, p
     assert ("tiered_sla", "SlaPolicy('tiered').targets") in failed
     assert ("flaky_decider", "helpdesk_sla_policy") in failed
     assert "policy service down" in login(personas.admin).get("/admin/plugins").get_data(as_text=True)
+
+
+def _priority_down(impact, urgency):
+    raise ConnectionError("CMDB unreachable")
+
+
+def _route_down(incident):
+    raise ConnectionError("directory unreachable")
+
+
+@pytest.mark.parametrize(("priority_answer", "route_answer"), [
+    (lambda impact, urgency: 7, lambda incident: "Database"),  # not 1-4; a name, not a Team
+    (lambda impact, urgency: "high", lambda incident: 42),
+    (_priority_down, _route_down),
+    (lambda impact, urgency: True, lambda incident: Team(name="Never saved")),
+], ids=["out-of-range-and-a-name", "a-word-and-a-number", "raising", "a-bool-and-an-unsaved-team"])
+def test_a_failing_priority_or_routing_plugin_never_stops_an_incident_from_being_logged(
+        app, login, personas, register_plugin, priority_answer, route_answer):
+    register_plugin(plugin("cmdb_priority", helpdesk_priority=priority_answer))
+    register_plugin(plugin("directory_routing", helpdesk_route_incident=route_answer))
+    answer = login(personas.owner).post("/incidents/new", {
+        "title": "Mail down", "type": "incident", "impact": "high", "urgency": "high",
+        "keep_ownership": "y"})
+    assert answer.status_code == 303, answer.get_data(as_text=True)
+    incident = Incident.get()
+    assert (incident.title, incident.priority, incident.assigned_team) == ("Mail down", 1, None)
+    failed = {f.hook for f in PluginFailure.select()}
+    assert failed == {"helpdesk_priority", "helpdesk_route_incident"}
+    page = login(personas.admin).get("/admin/plugins").get_data(as_text=True)
+    assert "helpdesk_priority" in page and "helpdesk_route_incident" in page
 
 
 @pytest.mark.plugins(plugin("gold_contracts", helpdesk_sla_policy=lambda incident: "gold"))

@@ -29,8 +29,14 @@ from helpdesk.people import is_member
 
 
 def derive_priority(ctx: Context, impact: str, urgency: str) -> int:
-    """Impact × urgency through the ``helpdesk_priority`` decision (built-in: the ITIL matrix)."""
-    priority = ctx.pm.hook.helpdesk_priority(impact=impact, urgency=urgency, ctx=ctx)
+    """Impact × urgency through the ``helpdesk_priority`` decision (built-in: the ITIL matrix).
+    A plugin that raises or answers something other than 1-4 is recorded for the Plugins page
+    and the next decides, so it never stops an incident from being logged or changed."""
+    from helpdesk.plugins import first_answer
+
+    priority = first_answer(ctx.pm, "helpdesk_priority", int,
+                            lambda answer: "" if answer in PRIORITIES else "not a priority 1-4",
+                            impact=impact, urgency=urgency, ctx=ctx)
     if priority not in PRIORITIES:
         raise DomainError(f"The priority rule returned {priority!r}, which is not 1–4.")
     return priority
@@ -108,7 +114,13 @@ def log_incident(
     check_owner(owner_team, owner_agent, member=not chosen_team)
 
     if assigned_team is None and assigned_agent is None:
-        assigned_team = ctx.pm.hook.helpdesk_route_incident(incident=incident, ctx=ctx)
+        # A routing plugin's bug (it raises, names a team rather than returning it) leaves the
+        # incident to the next plugin, finally unassigned: it is logged either way.
+        from helpdesk.plugins import first_answer
+
+        assigned_team = first_answer(ctx.pm, "helpdesk_route_incident", Team,
+                                     lambda team: "" if team.id is not None else "a team never saved",
+                                     incident=incident, ctx=ctx)
     check_assignee(assigned_team, assigned_agent)
 
     incident.owner_team, incident.owner_agent = owner_team, owner_agent
