@@ -313,21 +313,47 @@ def apply(ctx: Context, incident_id: int, actor: Agent, macro_id: int, body: str
     from helpdesk import incidents
 
     macro = get_visible(actor, macro_id)
-    with incidents.one_change(incident_id, expected_version) as incident:
-        text = expand(macro.body, incident, actor) if body is None else body
-        if files and not text.strip():
-            raise DomainError("Files go with a message: write one, or choose a macro with a reply.")
-        if text.strip():
-            incidents.add_comment(ctx, incident.id, actor, text,
-                                  public=macro.public if public is None else public, files=files,
-                                  seen=seen)
-        for item in actions_of(macro):
-            kind = ctx.registry.macro_actions.get(item.get("action"))
-            if kind is None:
-                raise DomainError(f"The macro {macro.name!r} uses the action {item.get('action')!r}, "
-                                  "which is not installed; ask an admin, or edit the macro.")
-            kind.run(ctx, incidents.get(incident.id), actor, dict(item.get("params") or {}))
+    try:
+        with incidents.one_change(incident_id, expected_version) as incident:
+            text = expand(macro.body, incident, actor) if body is None else body
+            if files and not text.strip():
+                raise DomainError("Files go with a message: write one, or choose a macro with a reply.")
+            if text.strip():
+                incidents.add_comment(ctx, incident.id, actor, text,
+                                      public=macro.public if public is None else public, files=files,
+                                      seen=seen)
+            for item in actions_of(macro):
+                kind = ctx.registry.macro_actions.get(item.get("action"))
+                if kind is None:
+                    raise DomainError(f"The macro {macro.name!r} uses the action {item.get('action')!r}, "
+                                      "which is not installed; ask an admin, or edit the macro.")
+                try:
+                    kind.run(ctx, incidents.get(incident.id), actor, dict(item.get("params") or {}))
+                except DomainError:
+                    raise
+                except Exception as error:  # noqa: BLE001 - a plugin's bug: said once rolled back
+                    raise _ActionFailed(kind, error) from error
+    except _ActionFailed as failed:
+        # Recorded after the rollback (inside the transaction the record would go with it); the
+        # agent is refused like any other refusal, so the reply they typed stays in the box.
+        from helpdesk.plugins import record_failure
+
+        kind, error = failed.kind, failed.error
+        plugin = ctx.registry.owners.get(("helpdesk_macro_actions", kind.name), kind.name)
+        record_failure(plugin, f"MacroAction({kind.name!r}).run", incident, error)
+        raise DomainError(f"The macro's action {kind.label!r} failed ({type(error).__name__}: "
+                          f"{str(error)[:200]}), so nothing was sent or changed. Send the reply "
+                          "without the macro, or ask an admin (the Plugins page has the details)."
+                          ) from None
     return incidents.get(incident_id)
+
+
+class _ActionFailed(Exception):
+    """A macro action raised something other than a refusal: carries it out of the transaction."""
+
+    def __init__(self, kind: Any, error: Exception) -> None:
+        super().__init__(str(error))
+        self.kind, self.error = kind, error
 
 
 # -- the built-in actions (registered by helpdesk.builtin) --------------------------------

@@ -283,6 +283,37 @@ def test_a_plugin_registers_a_macro_action_that_is_offered_checked_and_run(perso
     assert [e.body for e in timeline(incident.id)[1:]] == ["Hi", "Tagged vip"]
 
 
+def _call_crm(ctx, incident, actor, params):
+    incidents.add_comment(ctx, incident.id, actor, "Logged in the CRM", public=False)
+    raise ConnectionError("CRM unreachable")
+
+
+class BrokenCrm:
+    """A plugin whose macro action fails with its own bug, not a DomainError."""
+
+    __name__ = "broken_crm"
+
+    @hookimpl
+    def helpdesk_macro_actions(self):
+        return [MacroAction("crm", "Log in the CRM", _call_crm)]
+
+
+@pytest.mark.plugins(BrokenCrm())
+def test_a_macro_action_that_fails_refuses_the_macro_keeps_the_reply_and_tells_the_admin(
+        personas, login, incident_factory):
+    incident = incident_factory()
+    macro = make(personas.owner, actions=[{"action": "crm", "params": {}}])
+    answer = login(personas.owner).post(f"/incidents/{incident.id}/macro",
+                                        {"macro": macro.id, "body": "Your mailbox is back"})
+    assert answer.status_code == 422
+    page = answer.get_data(as_text=True)
+    assert "Log in the CRM" in page and "CRM unreachable" in page
+    assert "Your mailbox is back" in page, "what the agent typed is still in the reply box"
+    assert [e.kind for e in timeline(incident.id)] == ["created"], "nothing of the macro was written"
+    plugins_page = login(personas.admin).get("/admin/plugins").get_data(as_text=True)
+    assert "broken_crm" in plugins_page and "CRM unreachable" in plugins_page
+
+
 def test_a_macro_whose_action_is_no_longer_installed_is_refused_whole(personas, login, incident_factory):
     incident = incident_factory()
     macro = make(personas.owner, actions=[{"action": "gone", "params": {}}])
