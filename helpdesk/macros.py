@@ -183,8 +183,9 @@ def _label(value: str) -> str:
     return value.replace("_", " ").capitalize()
 
 
-def check_param(ctx: Context, param: StepParam, raw: str) -> Any:
-    """One action parameter as typed on the form, checked; ``ValueError`` says what is wrong."""
+def check_param(ctx: Context, param: StepParam, raw: str, plugin: str = "") -> Any:
+    """One action parameter as typed on the form, checked; ``ValueError`` says what is wrong
+    (``plugin``: the action's, named when its own check fails)."""
     value = (raw or "").strip()
     if param.kind == "choice" and value not in param.choices:
         raise ValueError(f"choose one of {', '.join(_label(c) for c in param.choices)}")
@@ -204,7 +205,9 @@ def check_param(ctx: Context, param: StepParam, raw: str) -> Any:
     if param.kind == "text" and len(value) > 2000:
         raise ValueError("at most 2000 characters")
     if param.check is not None:
-        param.check(ctx, value)
+        from helpdesk.plugins import run_check
+
+        run_check(plugin or param.name, f"StepParam({param.name!r}).check", param.check, ctx, value)
     return value
 
 
@@ -214,6 +217,8 @@ def check_actions(ctx: Context, chosen: Mapping[str, Mapping[str, str]]) -> tupl
 
     Returns the actions to store and the errors per form field (``action-<name>-<param>``).
     """
+    from helpdesk.plugins import run_check
+
     registry = ctx.registry.macro_actions
     stored: list[dict[str, Any]] = []
     errors: dict[str, str] = {}
@@ -223,6 +228,7 @@ def check_actions(ctx: Context, chosen: Mapping[str, Mapping[str, str]]) -> tupl
             errors[f"action-{name}"] = f"There is no macro action named {name!r}."
             continue
         params: dict[str, Any] = {}
+        plugin = ctx.registry.owners.get(("helpdesk_macro_actions", name), name)
         for param in kind.params:
             raw = (typed.get(param.name) or "").strip()
             field = f"action-{name}-{param.name}"
@@ -233,12 +239,12 @@ def check_actions(ctx: Context, chosen: Mapping[str, Mapping[str, str]]) -> tupl
                     params[param.name] = param.default
                 continue
             try:
-                params[param.name] = check_param(ctx, param, raw)
+                params[param.name] = check_param(ctx, param, raw, plugin)
             except ValueError as error:
                 errors[field] = f"{kind.label}: {_label(param.name)}: {error}."
         if kind.check is not None and not any(key.startswith(f"action-{name}-") for key in errors):
             try:
-                kind.check(ctx, params)
+                run_check(plugin, f"MacroAction({name!r}).check", kind.check, ctx, params)
             except ValueError as error:
                 errors[f"action-{name}"] = f"{kind.label}: {error}"
         stored.append({"action": name, "params": params})

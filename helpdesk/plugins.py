@@ -491,6 +491,22 @@ def record_failure(plugin: str, hook: str, incident: Any, error: Exception) -> N
         logger.exception("could not record the failure of plugin %r", plugin)
 
 
+def run_check(plugin: str, what: str, check: Callable[..., Any], *args: Any) -> None:
+    """Call a plugin's check of a value someone is saving (a step's or macro action's
+    parameter, an agent's channel field). ``ValueError`` is its refusal and passes through;
+    anything else is the plugin's bug: logged, recorded for the Plugins page, and raised as a
+    ``ValueError`` that says so, so the person saving sees a refusal, never a server error."""
+    try:
+        check(*args)
+    except ValueError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a plugin's bug, said where it is met
+        logger.exception("plugin %r failed in %s", plugin, what)
+        record_failure(plugin, what, None, error)
+        raise ValueError(f"the check of plugin {plugin!r} failed ({type(error).__name__}: "
+                         f"{str(error)[:200]}); ask an admin") from None
+
+
 def first_answer(pm: pluggy.PluginManager, name: str, kind: type,
                  refuse: Callable[[Any], str] | None = None, **kwargs: Any) -> Any:
     """A decision hook's answer (``firstresult``: the first plugin not answering ``None``),

@@ -33,6 +33,7 @@ from helpdesk.records import (
     SettingsTable,
     SlaPolicy,
     SlaTargets,
+    StepParam,
 )
 from helpdesk.security import PUBLIC, access
 from helpdesk.testing import make_app
@@ -1058,3 +1059,47 @@ def test_a_channels_url_fields_read_allow_private_from_its_plugins_own_settings(
     pager = ctx.registry.channel_types["pager"]
     assert check_value(ctx, pager, "hook", "http://127.0.0.1:5199/page") == "http://127.0.0.1:5199/page"
     assert ctx.unclaimed_settings == []
+
+
+def _directory_lookup(ctx, value):
+    raise ConnectionError("directory unreachable")
+
+
+_DIRECTORY_PLUGIN = plugin(
+    "acme_directory",
+    helpdesk_channel_types=lambda: [ChannelType(
+        "pager", "Pager", _page_hook, address_for=lambda ctx, agent, values: values.get("number"),
+        agent_fields=(ChannelField("number", "Pager number", check=_directory_lookup),))],
+    helpdesk_escalation_steps=lambda: [EscalationStep(
+        "page_group", "Page a group", lambda ctx, incident, level, params: None,
+        params=(StepParam("group", "text", required=True, check=_directory_lookup),))],
+    helpdesk_macro_actions=lambda: [MacroAction(
+        "tag_group", "Tag a group", lambda ctx, incident, actor, params: None,
+        params=(StepParam("group", "text", required=True, check=_directory_lookup),))])
+
+_PAGING_POLICY = """
+name = "paging"
+[[levels]]
+title = "Page"
+trigger = "manual"
+[[levels.steps]]
+step = "page_group"
+group = "dba"
+"""
+
+
+@pytest.mark.plugins(_DIRECTORY_PLUGIN)
+@pytest.mark.parametrize(("who", "url", "form"), [
+    ("owner", "/profile", {"channel-pager": "on", "channel-pager-number": "555-0100"}),
+    ("admin", "/escalation/edit", {"toml": _PAGING_POLICY}),
+    ("owner", "/macros/new", {"name": "Page DBAs", "body": "Paging", "visibility": "public",
+                              "action-tag_group": "on", "action-tag_group-group": "dba"}),
+], ids=["agent-channel-field", "escalation-step-param", "macro-action-param"])
+def test_a_plugin_check_that_fails_when_a_value_is_saved_is_a_refusal_not_a_server_error(
+        login, personas, who, url, form):
+    answer = login(getattr(personas, who)).post(url, form)
+    assert answer.status_code == 422, answer.status_code
+    page = answer.get_data(as_text=True)
+    assert "acme_directory" in page and "directory unreachable" in page and "ask an admin" in page
+    assert [(f.plugin, f.hook.split("(")[0]) for f in PluginFailure.select()] == [
+        ("acme_directory", {"/profile": "ChannelField"}.get(url, "StepParam"))], "listed for admins"

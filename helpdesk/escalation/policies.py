@@ -111,8 +111,9 @@ def _conditions(field: str, raw: Any) -> dict[str, list[Any]]:
     return checked
 
 
-def check_param(ctx: Context, where: str, param: StepParam, value: Any) -> Any:
-    """One step parameter as it will be stored, or :class:`PolicyError` naming it."""
+def check_param(ctx: Context, where: str, param: StepParam, value: Any, plugin: str = "") -> Any:
+    """One step parameter as it will be stored, or :class:`PolicyError` naming it (``plugin``:
+    the step's, named when its own check fails)."""
     kind = param.kind
     if kind == "int" and (not isinstance(value, int) or isinstance(value, bool)):
         raise PolicyError(where, "must be a whole number")
@@ -140,8 +141,10 @@ def check_param(ctx: Context, where: str, param: StepParam, value: Any) -> Any:
         raise PolicyError(where, f"there is no channel type named {value!r}; choose from "
                           f"{', '.join(ctx.registry.channel_types) or 'none'}")
     if param.check is not None:
+        from helpdesk.plugins import run_check
+
         try:
-            param.check(ctx, value)
+            run_check(plugin or param.name, f"StepParam({param.name!r}).check", param.check, ctx, value)
         except ValueError as error:
             raise PolicyError(where, str(error)) from None
     return value
@@ -175,7 +178,8 @@ def _steps(ctx: Context, field: str, raw: Any) -> list[dict[str, Any]]:
                 if param.default is not None:
                     params[param.name] = param.default
                 continue
-            params[param.name] = check_param(ctx, f"{where}.{param.name}", param, given[param.name])
+            plugin = ctx.registry.owners.get(("helpdesk_escalation_steps", name), name)
+            params[param.name] = check_param(ctx, f"{where}.{param.name}", param, given[param.name], plugin)
         steps.append({"step": name, "params": params})
     return steps
 

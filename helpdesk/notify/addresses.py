@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from helpdesk.context import Context
 from helpdesk.db import write_transaction
@@ -83,8 +84,11 @@ def check_value(ctx: Context, channel: ChannelType, field_name: str, value: str)
     elif field.kind == "email" and ("@" not in value or " " in value):
         raise DomainError(f"{label} must be an e-mail address.")
     if field.check is not None:
+        from helpdesk.plugins import run_check
+
         try:
-            field.check(ctx, value)
+            owner = ctx.registry.owners.get(("helpdesk_channel_types", channel.name), channel.name)
+            run_check(owner, f"ChannelField({field.name!r}).check", field.check, ctx, value)
         except ValueError as error:
             raise DomainError(f"{label}: {error}") from None
     return value
@@ -95,6 +99,14 @@ def save(ctx: Context, agent: Agent, choices: Mapping[str, tuple[bool, Mapping[s
 
     Every value is checked first; nothing is stored if one is refused.
     """
+    store(agent, choices, checked(ctx, agent, choices))
+
+
+def checked(ctx: Context, agent: Agent, choices: Mapping[str, tuple[bool, Mapping[str, str]]]
+            ) -> list[dict[str, Any]]:
+    """The rows :func:`store` writes for ``choices``, every value checked (:class:`DomainError`
+    for the first refused). Called before a caller's transaction, a plugin's failing check is
+    kept on the Plugins page rather than rolled back with the refused change."""
     channels = ctx.registry.channel_types
     rows = []
     for name, (enabled, values) in choices.items():
@@ -102,10 +114,15 @@ def save(ctx: Context, agent: Agent, choices: Mapping[str, tuple[bool, Mapping[s
         if channel is None or channel.address_for is None:
             raise DomainError(f"There is no channel {name!r} to choose.")
         known = {f.name for f in channel.agent_fields}
-        checked = {key: check_value(ctx, channel, key, value)
-                   for key, value in values.items() if key in known}
+        values_checked = {key: check_value(ctx, channel, key, value)
+                          for key, value in values.items() if key in known}
         rows.append({"agent": agent.id, "channel": name, "enabled": bool(enabled),
-                     "values": json.dumps({k: v for k, v in checked.items() if v}, sort_keys=True)})
+                     "values": json.dumps({k: v for k, v in values_checked.items() if v}, sort_keys=True)})
+    return rows
+
+
+def store(agent: Agent, choices: Mapping[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Replace the agent's choices of the channels in ``choices`` with ``rows`` (from :func:`checked`)."""
     with write_transaction():
         AgentChannel.delete().where((AgentChannel.agent == agent.id)
                                     & (AgentChannel.channel.in_(list(choices)))).execute()

@@ -131,8 +131,9 @@ def profile() -> Any:
                 raise DomainError("Choose a time zone from the list.")
             if new and not check_password(current_user, current):
                 raise DomainError("Your current password is wrong; the password was not changed.")
+            rows = addresses.checked(ctx, current_user, choices)  # before writing anything
             with write_transaction():
-                addresses.save(ctx, current_user, choices)  # checks every value first
+                addresses.store(current_user, choices, rows)
                 if new:
                     set_password(current_user, new)
                 Agent.update(time_zone=zone).where(Agent.id == current_user.id).execute()
