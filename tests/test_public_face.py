@@ -116,3 +116,22 @@ def test_the_example_plugins_tests_run_with_only_the_kit(tmp_path):
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert run.returncode == 0, run.stdout[-3000:]
     assert "passed" in run.stdout and "skipped" not in run.stdout
+
+
+def test_every_context_member_a_plugin_or_the_readme_uses_is_in_the_public_face():
+    """A plugin reaches services through ``ctx``: what the bundled plugins, the examples and the
+    README's own code use of it (``ctx.incident_url``, ``ctx.registry.sla_policies`` …) is
+    stable API, so the public face must say so, or a third party cannot know it may rely on it."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    face = readme.split("### The public face", 1)[1].split("\n### ", 1)[0]
+    guide = readme.split("## Plugins", 1)[1].split("\n## ", 1)[0]
+    sources = [path.read_text() for path in PLUGIN_SOURCES]
+    sources += re.findall(r"```python\n(.*?)```", guide, re.S)
+    used = {match for text in sources for match in re.findall(r"\bctx\.(\w+(?:\.\w+)?)", text)}
+    members = {name.split(".")[0] for name in used}
+    missing = sorted(name for name in members if f"ctx.{name}" not in face)
+    assert not missing, f"ctx.{missing} are used by plugins but not described in the public face"
+    registry = sorted(name.split(".")[1] for name in used if name.startswith("registry."))
+    assert all(f"`{kind}`" in face for kind in registry), registry
