@@ -1103,3 +1103,39 @@ def test_a_plugin_check_that_fails_when_a_value_is_saved_is_a_refusal_not_a_serv
     assert "acme_directory" in page and "directory unreachable" in page and "ask an admin" in page
     assert [(f.plugin, f.hook.split("(")[0]) for f in PluginFailure.select()] == [
         ("acme_directory", {"/profile": "ChannelField"}.get(url, "StepParam"))], "listed for admins"
+
+
+def _example_chat_from_this_checkout() -> types.ModuleType:
+    """The README's example plugin as printed in this checkout (not whatever copy is installed)."""
+    import importlib.util
+
+    path = ROOT / "tests/example_plugin/helpdesk_example_chat/__init__.py"
+    spec = importlib.util.spec_from_file_location("readme_example_chat", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("helpdesk_plugins", [[_example_chat_from_this_checkout()]])
+def test_the_readme_example_announces_an_assignment_once_when_its_event_runs_again(
+        helpdesk_app, ctx, personas, incident_factory, http_receiver, monkeypatch):
+    """Events come at least once: the worker may run a hook, then crash before marking it done,
+    and the sweeper runs it again later, after the incident changed. The README's example must
+    then not announce the assignment twice (its outbox key must be the event's, not the
+    incident's version at the time the hook happens to run)."""
+    from helpdesk import event_outbox
+    from helpdesk.clock import now
+    from helpdesk.models import EventDelivery
+
+    monkeypatch.setitem(ctx.settings.plugins, "example_chat", {
+        "url": f"{http_receiver.url}/hook", "allow_private": ["127.0.0.1"]})
+    incident = incident_factory(title="VPN down")
+    with helpdesk_app.app_context():
+        incidents.assign(ctx, incident.id, personas.owner, personas.database_team, None)
+        assert len(http_receiver.requests) == 1
+        incidents.override_priority(ctx, incident.id, personas.owner, 1, "Whole office affected")
+        event = EventDelivery.get(EventDelivery.event == "incident_assigned")
+        EventDelivery.update(state="pending", next_attempt_at=now()).where(
+            EventDelivery.id == event.id).execute()  # as the sweeper leaves it after the crash
+        assert event_outbox.deliver(ctx, event.id) == "done"
+    assert len(http_receiver.requests) == 1, [r.json() for r in http_receiver.requests]

@@ -28,7 +28,7 @@ def helpdesk_channel_types() -> list[ChannelType]:
 
 
 @hookimpl
-def incident_assigned(ctx: Context, incident: Any) -> None:
+def incident_assigned(ctx: Context, incident: Any, event_key: str) -> None:
     settings = ctx.plugin_settings("example_chat")
     if "url" not in settings:
         return  # not configured: stay quiet
@@ -36,7 +36,7 @@ def incident_assigned(ctx: Context, incident: Any) -> None:
     enqueue(ctx, "example_chat", settings.get("room", "#helpdesk"),
             f"{incident.reference} assigned to {team}", incident.title, incident=incident,
             event="incident_assigned",
-            idempotency_key=f"example_chat:{incident.reference}:v{incident.version}")
+            idempotency_key=f"example_chat:{event_key}")  # an event may come twice: sent once
 
 
 @hookimpl
