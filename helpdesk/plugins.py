@@ -166,6 +166,8 @@ def load_plugins(
             _register(pm, plugin, ep.name)
 
     for plugin in extra:
+        if pm.is_registered(plugin):  # also found through its entry point (tests): one plugin
+            continue
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
         if name in disabled:
             infos[name] = PluginInfo(name, "registered", blocked=True)

@@ -36,7 +36,7 @@ from helpdesk.records import (
     StepParam,
 )
 from helpdesk.security import PUBLIC, access
-from helpdesk.testing import make_app
+from helpdesk.testing import bundled_plugin, make_app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -1139,3 +1139,12 @@ def test_the_readme_example_announces_an_assignment_once_when_its_event_runs_aga
             EventDelivery.id == event.id).execute()  # as the sweeper leaves it after the crash
         assert event_outbox.deliver(ctx, event.id) == "done"
     assert len(http_receiver.requests) == 1, [r.json() for r in http_receiver.requests]
+
+
+@pytest.mark.parametrize("helpdesk_load_entry_points", [True])
+@pytest.mark.parametrize("helpdesk_plugins", [[bundled_plugin("routing")]])
+def test_a_plugin_given_to_the_kit_and_found_through_its_entry_point_too_is_loaded_once(helpdesk_ctx):
+    """A plugin author tests their plugin (``helpdesk_plugins``) with the installed ones
+    (``helpdesk_load_entry_points``), their own among them: the same plugin twice is one plugin."""
+    assert "routing" in helpdesk_ctx.plugins
+    assert helpdesk_ctx.pm.get_plugin("routing") is bundled_plugin("routing")
