@@ -94,16 +94,26 @@ def verdict(ctx: Context, name: str, data: bytes) -> str | None:
     """Ask the plugins (``helpdesk_attachment_verdict``, e.g. a virus scanner) about one file:
     ``None`` to keep it, else the reason it is refused. A plugin that fails refuses the file
     (fail closed): an unscanned file is not kept, the message itself still is."""
+    from helpdesk.plugins import record_failure
+
     clean = sanitise_name(name)
-    try:
-        answer = ctx.pm.hook.helpdesk_attachment_verdict(filename=clean, content_type=content_type(clean),
-                                                        data=data, ctx=ctx)
-    except Exception as failure:  # noqa: BLE001 - any plugin failure: fail closed, and say so
-        logger.warning("attachment %s refused: a verdict plugin failed: %s", clean, failure)
-        return "it could not be checked (try again later)"
-    if answer is None:
-        return None
-    return " ".join(str(answer).split())[:200] or "refused by a plugin"
+    arguments = {"filename": clean, "content_type": content_type(clean), "data": data, "ctx": ctx}
+    hook = ctx.pm.hook.helpdesk_attachment_verdict
+    impls = hook.get_hookimpls()
+    wrapped = any(impl.hookwrapper or getattr(impl, "wrapper", False) for impl in impls)
+    for impl in [None] if wrapped else reversed(impls):  # call order; a wrapper sees the whole call
+        try:
+            answer = (hook(**arguments) if impl is None
+                      else impl.function(**{a: arguments.get(a) for a in impl.argnames}))
+        except Exception as failure:  # noqa: BLE001 - any plugin failure: fail closed, and say so
+            # Every file is refused while, say, the virus scanner is down: the admin hears of it.
+            plugin = impl.plugin_name if impl is not None else "(several: a hook wrapper)"
+            logger.warning("attachment %s refused: plugin %r failed: %s", clean, plugin, failure)
+            record_failure(plugin, "helpdesk_attachment_verdict", None, failure)
+            return "it could not be checked (try again later)"
+        if answer is not None:
+            return " ".join(str(answer).split())[:200] or "refused by a plugin"
+    return None
 
 
 def store(ctx: Context, incident_id: int, entry: TimelineEntry | int | None, name: str, data: bytes, *,

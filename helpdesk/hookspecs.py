@@ -225,7 +225,7 @@ def helpdesk_attachment_verdict(filename: str, content_type: str, data: bytes, c
     the customer, the reply box to the agent (nothing of that reply is written), mail intake
     notes it on the incident (the original message keeps the file) — or ``None`` to let the
     next plugin decide; when no plugin refuses, the file is kept. A plugin that raises
-    refuses the file (fail closed) and is logged.
+    refuses the file (fail closed) and is logged and listed on the admin Plugins page.
     """
 
 

@@ -266,6 +266,14 @@ def test_a_failing_scanner_keeps_no_unscanned_file(app, ada, register_plugin):
     assert Attachment.select().count() == 0
 
 
+def test_a_failing_scanner_is_shown_to_the_admin(app, ada, register_plugin, login, personas):
+    """Every file is refused while the scanner is down: the admin must learn why, not only the log."""
+    register_plugin(Scanner(fail=True))
+    upload(ada, "/portal/new", [("notes.txt", b"plain words")], title="A file", urgency="low")
+    page = login(personas.admin).get("/admin/plugins").get_data(as_text=True)
+    assert "helpdesk_attachment_verdict" in page and "clamd is not answering" in page
+
+
 def test_the_incident_page_costs_the_same_queries_however_long_the_conversation(
         app, ctx, ada, login, personas, count_queries):
     """Each message's files, its author (agent or customer) and the incident's people are
