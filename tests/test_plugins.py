@@ -1148,3 +1148,26 @@ def test_a_plugin_given_to_the_kit_and_found_through_its_entry_point_too_is_load
     (``helpdesk_load_entry_points``), their own among them: the same plugin twice is one plugin."""
     assert "routing" in helpdesk_ctx.plugins
     assert helpdesk_ctx.pm.get_plugin("routing") is bundled_plugin("routing")
+
+
+@pytest.mark.parametrize("helpdesk_plugins", [[bundled_plugin("chat")]])
+@pytest.mark.parametrize(("given", "named"), [
+    ({"expires_at": "tomorrow"}, "expires_at"),  # was queued, then stuck in 'sending' for good
+    ({"expires_at": dt.date(2026, 3, 3)}, "expires_at"),
+    ({"recipient": None}, "recipient"),
+    ({"subject": None}, "subject"),
+    ({"idempotency_key": 1042}, "idempotency_key"),
+    ({"incident": 1}, "incident"),
+], ids=["expiry-as-text", "expiry-as-date", "no-recipient", "no-subject", "key-as-number",
+        "incident-id"])
+def test_enqueue_refuses_arguments_of_the_wrong_kind_before_queueing_anything(
+        helpdesk_app, ctx, incident_factory, outbox, given, named):
+    from helpdesk import enqueue
+
+    incident = incident_factory()
+    arguments = {"recipient": "#ops", "subject": "Escalated", "text": "INC-1", "incident": incident,
+                 **given}
+    with helpdesk_app.app_context(), pytest.raises(TypeError, match=named):
+        enqueue(ctx, "chat", arguments.pop("recipient"), arguments.pop("subject"), arguments.pop("text"),
+                **arguments)
+    assert outbox.rows(channel="chat") == []

@@ -175,6 +175,9 @@ def enqueue(ctx: Context, channel: str, recipient: str, subject: str, text: str,
     the event's key) and a repeated call returns the first row instead of
     queueing a second message. ``expires_at``: not sent after that moment.
     """
+    _check_arguments(recipient=recipient, subject=subject, text=text, html=html, kind=kind,
+                     idempotency_key=idempotency_key, expires_at=expires_at, incident=incident,
+                     agent=agent)
     if channel not in ctx.registry.channel_types:
         raise DeliveryError(f"no channel type named {channel!r} is registered", permanent=True)
     if idempotency_key:
@@ -192,6 +195,19 @@ def enqueue(ctx: Context, channel: str, recipient: str, subject: str, text: str,
             return Delivery.get(Delivery.idempotency_key == idempotency_key[:200]).id
         _deliver_after_commit(ctx, [delivery_id])
     return delivery_id
+
+
+def _check_arguments(**given: Any) -> None:
+    """Refuse a plugin's call with an argument of the wrong kind at once, naming it: queued, it
+    would fail only when sent (an expiry given as text left its row in 'sending' for good)."""
+    kinds: dict[str, tuple[type, ...]] = {
+        "recipient": (str,), "subject": (str,), "text": (str,), "html": (str,), "kind": (str,),
+        "idempotency_key": (str, type(None)), "expires_at": (dt.datetime, type(None)),
+        "incident": (Incident, type(None)), "agent": (Agent, type(None))}
+    for name, value in given.items():
+        if not isinstance(value, kinds[name]):
+            wanted = " or ".join("None" if kind is type(None) else kind.__name__ for kind in kinds[name])
+            raise TypeError(f"enqueue: {name} must be {wanted}, not {type(value).__name__} {value!r:.60}")
 
 
 # -- delivery (worker) ------------------------------------------------------------------------------
