@@ -365,7 +365,9 @@ def helpdesk_incident_actions(incident: Any, agent: Any, ctx: Any) -> list[Any] 
 
     Fires while rendering the page for ``agent``. Each button posts (with the
     CSRF token and the incident version) to the action's URL, usually a route
-    of the plugin's own blueprint. Return ``None`` or ``[]`` to add nothing.
+    of the plugin's own blueprint: it must be a path on this site (``/plugins/…``);
+    any other URL is left out and listed on the Plugins page, as it would hand
+    the token to another site. Return ``None`` or ``[]`` to add nothing.
     """
 
 

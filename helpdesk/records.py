@@ -245,7 +245,8 @@ class Panel:
 
 @dataclass(frozen=True)
 class Action:
-    """An extra button on the incident page; it POSTs (with CSRF) to ``url``."""
+    """An extra button on the incident page; it POSTs (with CSRF) to ``url``, a path on this
+    site (another site's URL is left out: it would receive the agent's CSRF token)."""
 
     label: str
     url: str

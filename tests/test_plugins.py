@@ -21,6 +21,7 @@ from helpdesk.config import ConfigError, load_settings
 from helpdesk.models import Incident, PluginFailure, SlaClock, Team
 from helpdesk.plugins import PluginError, load_plugins
 from helpdesk.records import (
+    Action,
     AdminPage,
     BusinessCalendar,
     ChannelField,
@@ -1171,3 +1172,24 @@ def test_enqueue_refuses_arguments_of_the_wrong_kind_before_queueing_anything(
         enqueue(ctx, "chat", arguments.pop("recipient"), arguments.pop("subject"), arguments.pop("text"),
                 **arguments)
     assert outbox.rows(channel="chat") == []
+
+
+
+def _crm_actions(incident):
+    return [Action("Open in CRM", f"https://crm.example.com/cases/{incident.reference}"),
+            Action("Run script", "javascript:alert(document.cookie)"),
+            Action("Elsewhere", "//crm.example.com/x"),
+            Action("Sync to CRM", f"/plugins/crm/sync/{incident.id}")]
+
+
+@pytest.mark.plugins(plugin("crm_link", helpdesk_incident_actions=_crm_actions))
+def test_a_plugin_action_posts_only_to_this_site_so_the_csrf_token_stays_here(
+        login, personas, incident_factory):
+    """An action button is a form carrying the agent's CSRF token: one that posted to another
+    site (or ran a javascript: URL) would hand the token out. Such actions are left out and said."""
+    incident = incident_factory()
+    page = login(personas.owner).get(f"/incidents/{incident.id}").get_data(as_text=True)
+    assert f'action="/plugins/crm/sync/{incident.id}"' in page
+    assert "crm.example.com" not in page and "javascript:" not in page
+    failures = [f.error for f in PluginFailure.select().where(PluginFailure.plugin == "crm_link")]
+    assert failures and all("not a path on this site" in error for error in failures)

@@ -73,8 +73,7 @@ def init_app(app: Flask, state: Context) -> None:
     def plugin_helpers() -> dict[str, Any]:
         return {
             "plugin_panels": lambda incident, agent: render_panels(state, incident, agent),
-            "plugin_actions": lambda incident, agent: collect(
-                state, "helpdesk_incident_actions", incident=incident, agent=agent),
+            "plugin_actions": lambda incident, agent: local_actions(state, incident, agent),
             "plugin_admin_pages": admin_pages,
             "column_value": column_value,
         }
@@ -114,6 +113,23 @@ def collect(state: Any, hook: str, **kwargs: Any) -> list[Any]:
 
 _KINDS = {"helpdesk_incident_panels": records.Panel, "helpdesk_incident_actions": records.Action,
           "helpdesk_queue_columns": records.QueueColumn, "helpdesk_admin_pages": records.AdminPage}
+
+
+def local_actions(state: Any, incident: Any, agent: Any) -> list[records.Action]:
+    """The plugins' extra buttons whose URL is a path on this site. A button is a form carrying
+    the agent's CSRF token and the incident's version: posted to another site, or run as a
+    ``javascript:`` URL, it would hand the token out. Any other URL is left out and recorded."""
+    found = []
+    for plugin, action in plugins.collect_owned(state.pm, "helpdesk_incident_actions", records.Action,
+                                                ctx=state, incident=incident, agent=agent):
+        url = action.url if isinstance(action.url, str) else ""
+        if not url.startswith("/") or url.startswith("//") or "\\" in url:
+            plugins.record_failure(plugin, "helpdesk_incident_actions", incident, ValueError(
+                f"the action {action.label!r} posts to {action.url!r:.80}, not a path on this site "
+                "(like /plugins/…): left out, as it would send the agent's CSRF token elsewhere"))
+            continue
+        found.append(action)
+    return found
 
 
 def render_panels(state: Any, incident: Any, agent: Any) -> list[tuple[str, Markup]]:
