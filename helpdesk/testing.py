@@ -56,14 +56,44 @@ def _helpdesk_fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(people, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
+#: The comment the kit leaves on a PostgreSQL database it has emptied: it may empty it again.
+KIT_MARK = "helpdesk test kit: emptied before every test"
+
+
 def reset_postgres(url: str) -> None:
-    """Empty the test database (everything in schema public)."""
+    """Empty the test database (everything in schema public).
+
+    Only a database that is empty, that the kit emptied before (its comment says so) or whose
+    name says it is for tests: a development or production helpdesk named by mistake in
+    ``HELPDESK_TEST_DATABASE_URL`` is refused, not dropped."""
     _MIGRATED.pop(url, None)
     db = open_database(url)
-    with db.connection_context():
-        db.execute_sql("DROP SCHEMA IF EXISTS public CASCADE")  # an interrupted run may have left none
-        db.execute_sql("CREATE SCHEMA public")
-    db.close_all()
+    try:
+        with db.connection_context():
+            name, comment = db.execute_sql(
+                "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+                "WHERE datname = current_database()").fetchone()
+            tables = db.execute_sql(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]
+            if tables and comment != KIT_MARK and "test" not in name.lower():
+                raise RuntimeError(
+                    f"{PG_URL_VARIABLE} names the database {name!r}, which holds {tables} tables the "
+                    "test kit did not create; the kit empties its database before every test. "
+                    "Name an empty database (or one whose name contains 'test') instead")
+            db.execute_sql("DROP SCHEMA IF EXISTS public CASCADE")  # an interrupted run may have left none
+            db.execute_sql("CREATE SCHEMA public")
+            if comment != KIT_MARK:
+                try:
+                    with db.atomic():
+                        db.execute_sql(f"COMMENT ON DATABASE {_quoted(name)} IS '{KIT_MARK}'")
+                except peewee.DatabaseError:  # not its owner: such a database is reset while empty
+                    pass
+    finally:
+        db.close_all()
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 # Schema public as the migrations leave it, described by everything a test could change

@@ -120,3 +120,59 @@ def test_a_role_that_may_not_skip_foreign_keys_gets_a_reset_not_an_error(tmp_pat
             admin.execute_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             admin.execute_sql("DROP ROLE IF EXISTS helpdesk_kit_plain")
         admin.close_all()
+
+
+def _other_database(name: str) -> tuple[str, object]:
+    """A database of its own on the test server (an interrupted run's is dropped first)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from helpdesk.db import open_database
+
+    url = os.environ[testing.PG_URL_VARIABLE]
+    admin = open_database(url)
+    with admin.connection_context():
+        admin.execute_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute_sql(f"CREATE DATABASE {name}")
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, "", "")), admin
+
+
+def test_the_kit_refuses_to_empty_a_database_that_holds_someone_elses_tables():
+    """A plugin author who points HELPDESK_TEST_DATABASE_URL at their development helpdesk by
+    mistake must not lose it: the kit empties only an empty database, one it emptied before,
+    or one whose name says it is for tests."""
+    from helpdesk.db import open_database
+
+    url, admin = _other_database("helpdesk_kit_in_use")
+    try:
+        own = open_database(url)
+        with own.connection_context():
+            own.execute_sql("CREATE TABLE incident (id integer, title text)")
+            own.execute_sql("INSERT INTO incident VALUES (1042, 'Mail down')")
+        own.close_all()
+        with pytest.raises(RuntimeError, match="HELPDESK_TEST_DATABASE_URL.*helpdesk_kit_in_use"):
+            testing.reset_postgres(url)
+        with own.connection_context():
+            assert own.execute_sql("SELECT title FROM incident").fetchall() == [("Mail down",)]
+        own.close_all()
+    finally:
+        with admin.connection_context():
+            admin.execute_sql("DROP DATABASE IF EXISTS helpdesk_kit_in_use WITH (FORCE)")
+        admin.close_all()
+
+
+def test_an_empty_database_the_kit_took_stays_the_kits(tmp_path):
+    url, admin = _other_database("helpdesk_kit_fresh")
+    try:
+        testing.reset_postgres(url)
+        app = testing.make_app(tmp_path, database_url=url)
+        with app.app_context():
+            schema.upgrade(database)  # the kit's tables now, not someone else's
+            database.close()
+        database.obj.close_all()
+        testing.reset_postgres(url)  # and emptied again for the next test
+    finally:
+        database.close()
+        with admin.connection_context():
+            admin.execute_sql("DROP DATABASE IF EXISTS helpdesk_kit_fresh WITH (FORCE)")
+        admin.close_all()
