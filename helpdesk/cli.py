@@ -147,7 +147,9 @@ class HelpdeskGroup(click.Group):
                 ctx.meta["plugin_commands"] = {}  # the real command reports the problem
                 return {}
             ctx.meta["plugin_app"] = app
-            commands = collect(app.extensions["helpdesk"].pm, "helpdesk_cli_commands",
+            # Something else than a command in a plugin's list is skipped and recorded, as on
+            # pages: it would otherwise break --help and every plugin command.
+            commands = collect(app.extensions["helpdesk"].pm, "helpdesk_cli_commands", click.Command,
                                ctx=app.extensions["helpdesk"])
             ctx.meta["plugin_commands"] = {c.name: c for c in commands if c.name not in self.commands}
         return ctx.meta["plugin_commands"]

@@ -1193,3 +1193,29 @@ def test_a_plugin_action_posts_only_to_this_site_so_the_csrf_token_stays_here(
     assert "crm.example.com" not in page and "javascript:" not in page
     failures = [f.error for f in PluginFailure.select().where(PluginFailure.plugin == "crm_link")]
     assert failures and all("not a path on this site" in error for error in failures)
+
+
+def _hello_command():
+    import click
+
+    return [click.Command("hello", callback=lambda: click.echo("hello from a plugin"))]
+
+
+@pytest.mark.plugins(plugin("odd_cli", helpdesk_cli_commands=lambda: ["not a command", 42]),
+                     plugin("good_cli", helpdesk_cli_commands=_hello_command))
+def test_a_plugin_returning_something_else_than_commands_leaves_the_cli_working(
+        helpdesk_app, monkeypatch, tmp_path):
+    """``helpdesk --help`` (and every plugin command) used to fail with a traceback because one
+    plugin's list held something that is not a click command: it is skipped and recorded."""
+    from click.testing import CliRunner
+
+    from helpdesk import cli
+
+    monkeypatch.setattr(cli, "_app_for", lambda instance: helpdesk_app)
+    listing = CliRunner().invoke(cli.main, ["--instance", str(tmp_path), "--help"])
+    assert listing.exit_code == 0, listing.output
+    assert "hello" in listing.output and "plugins" in listing.output
+    ran = CliRunner().invoke(cli.main, ["--instance", str(tmp_path), "hello"])
+    assert (ran.exit_code, ran.output) == (0, "hello from a plugin\n")
+    with helpdesk_app.app_context():
+        assert ("odd_cli", "helpdesk_cli_commands") in {(f.plugin, f.hook) for f in PluginFailure.select()}
