@@ -456,14 +456,15 @@ class SlowHook(Exception):
     """A plugin's page hook took longer than :data:`SLOW_PAGE_HOOK_SECONDS`."""
 
 
-def note_if_slow(plugin: str, hook: str, incident: Any, seconds: float) -> None:
-    """Record a page hook that kept a page waiting (once per kind every few minutes, as
-    failures are); the log says each time how long it took."""
+def note_if_slow(plugin: str, hook: str, incident: Any, seconds: float,
+                 waiting: str = "every page that shows it") -> None:
+    """Record a page hook (or a decision) that kept a page waiting (once per kind every few
+    minutes, as failures are); the log says each time how long it took."""
     if seconds <= SLOW_PAGE_HOOK_SECONDS:
         return
-    logger.warning("plugin %r took %.2f s in %s; the page waited for it", plugin, seconds, hook)
+    logger.warning("plugin %r took %.2f s in %s; %s waited for it", plugin, seconds, hook, waiting)
     record_failure(plugin, hook, incident, SlowHook(
-        f"took longer than {SLOW_PAGE_HOOK_SECONDS:g} s, and every page that shows it waits for it"))
+        f"took longer than {SLOW_PAGE_HOOK_SECONDS:g} s, and {waiting} waits for it"))
 
 
 #: A failure already recorded is recorded again after this long at the soonest (per process):
@@ -539,6 +540,7 @@ def first_answer_owned(pm: pluggy.PluginManager, name: str, kind: type,
             record_failure(WRAPPED, name, kwargs.get("incident"), error)
             return None, None
     for impl in reversed(impls):
+        started = time.monotonic()
         try:
             answer = impl.function(**{a: kwargs.get(a) for a in impl.argnames})
             _check_answer(name, kind, refuse, answer)
@@ -546,6 +548,9 @@ def first_answer_owned(pm: pluggy.PluginManager, name: str, kind: type,
             logger.error("plugin %r failed in %s: %s", impl.plugin_name, name, error)
             record_failure(impl.plugin_name, name, kwargs.get("incident"), error)
             continue
+        finally:  # decisions are made while an agent waits (logging, changing an incident)
+            note_if_slow(impl.plugin_name, name, kwargs.get("incident"), time.monotonic() - started,
+                         "the agent logging or changing an incident")
         if answer is not None:
             return impl.plugin_name, answer
     return None, None

@@ -1219,3 +1219,22 @@ def test_a_plugin_returning_something_else_than_commands_leaves_the_cli_working(
     assert (ran.exit_code, ran.output) == (0, "hello from a plugin\n")
     with helpdesk_app.app_context():
         assert ("odd_cli", "helpdesk_cli_commands") in {(f.plugin, f.hook) for f in PluginFailure.select()}
+
+
+def _slow_cmdb_priority(impact, urgency):
+    import time
+
+    time.sleep(0.6)  # a CMDB lookup over a slow link
+    return None
+
+
+@pytest.mark.plugins(plugin("slow_cmdb", helpdesk_priority=_slow_cmdb_priority))
+def test_a_decision_plugin_that_keeps_agents_waiting_is_named_on_the_plugins_page(login, personas):
+    answer = login(personas.owner).post("/incidents/new", {
+        "title": "Mail down", "type": "incident", "impact": "high", "urgency": "high",
+        "keep_ownership": "y"})
+    assert answer.status_code == 303
+    (failure,) = PluginFailure.select().where(PluginFailure.plugin == "slow_cmdb")
+    assert failure.hook == "helpdesk_priority" and failure.error.startswith("SlowHook")
+    plugins_page = login(personas.admin).get("/admin/plugins").get_data(as_text=True)
+    assert "logging or changing an incident" in plugins_page
