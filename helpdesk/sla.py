@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import math
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -140,7 +141,7 @@ def policy_targets(ctx: Context, incident: Incident) -> tuple[Any, Any] | None:
     A plugin failing here (its choice of policy, or its policy's targets) is recorded for the
     Plugins page and the incident goes on without those targets: a bug in an SLA plugin must
     not stop incidents from being logged or changed. So is a chosen policy nobody registered."""
-    from helpdesk.plugins import BUILTIN, record_failure
+    from helpdesk.plugins import BUILTIN, note_if_slow, record_failure
     from helpdesk.records import SlaTargets
 
     chooser, name = chosen_policy(ctx, incident)
@@ -152,8 +153,12 @@ def policy_targets(ctx: Context, incident: Incident) -> tuple[Any, Any] | None:
         if chooser != BUILTIN:  # a plugin's choice; the default's is said once (missing_default_policy)
             record_failure(chooser or name, "helpdesk_sla_policy", incident, missing_policy_problem(name))
         return None
+    started = time.monotonic()
     try:
         targets = policy.targets(ctx, incident)
+        note_if_slow(ctx.registry.owners.get(("helpdesk_sla_policies", name), name),
+                     f"SlaPolicy({name!r}).targets", incident, time.monotonic() - started,
+                     "the agent logging or changing an incident")
         if targets is not None and not isinstance(targets, SlaTargets):
             raise TypeError(f"policy {name!r} gave {targets!r:.120}, not SlaTargets or None")
         if targets is not None:

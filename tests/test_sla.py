@@ -890,6 +890,39 @@ def test_an_incident_is_logged_without_an_sla_when_its_policy_gives_nonsense_tar
     assert page.status_code == 200
 
 
+class _SlowPolicy:
+    """A policy that asks a contracts service over a slow link for every incident."""
+
+    __name__ = "slow_contracts"
+
+    @hookimpl
+    def helpdesk_sla_policies(self) -> list[Any]:
+        import time
+
+        from helpdesk.records import SlaPolicy, SlaTargets
+
+        def targets(ctx: Any, incident: Any) -> Any:
+            time.sleep(0.6)
+            return SlaTargets(dt.timedelta(hours=1), dt.timedelta(hours=8))
+
+        return [SlaPolicy("contract", "Contract", targets)]
+
+    @hookimpl
+    def helpdesk_sla_policy(self, incident: Any) -> str:
+        return "contract"
+
+
+@pytest.mark.parametrize("helpdesk_plugins", [[business_hours, sla_priority, _SlowPolicy()]])
+def test_a_policy_that_keeps_agents_waiting_is_named_on_the_plugins_page(desk):
+    from helpdesk.models import PluginFailure
+
+    incident = desk.log(utc(3, 2, 9), impact="medium", urgency="medium")
+    assert desk.clock_of(incident, "response").policy == "contract"
+    (failure,) = PluginFailure.select()
+    assert (failure.plugin, failure.hook) == ("slow_contracts", "SlaPolicy('contract').targets")
+    assert failure.error.startswith("SlowHook") and "logging or changing an incident" in failure.error
+
+
 # -- 9. numbers that do not depend on when the check happened to run ---------------------------
 
 
