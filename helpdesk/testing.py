@@ -451,12 +451,17 @@ def channel_recorder(helpdesk_app: Flask) -> ChannelRecorder:
 @pytest.fixture
 def register_plugin(helpdesk_app: Flask) -> Iterator[Callable[[Any], Any]]:
     """``register_plugin(obj)`` adds a throw-away plugin to the running app's event and
-    decision hooks; it is always unregistered at the end of the test."""
+    decision hooks; it is always unregistered at the end of the test. Its ``__name__`` (a
+    module's, or a class attribute) names it on the Plugins page and in failures, as the
+    entry-point name does for an installed plugin."""
     pm = helpdesk_app.extensions["helpdesk"].pm
     added: list[Any] = []
 
     def register(plugin: Any) -> Any:
-        pm.register(plugin, name=f"test-plugin-{len(added)}-{id(plugin)}")
+        name = getattr(plugin, "__name__", None)
+        if not isinstance(name, str) or pm.has_plugin(name):
+            name = f"test-plugin-{len(added)}-{id(plugin)}"
+        pm.register(plugin, name=name)
         added.append(plugin)
         return plugin
 
