@@ -15,7 +15,7 @@ import pluggy
 
 __version__ = "0.1.0"
 #: The plugin API version: the major number changes only with an incompatible change.
-PLUGIN_API = "1.6"
+PLUGIN_API = "1.7"
 
 #: Decorator plugin authors use to mark their hook implementations.
 hookimpl = pluggy.HookimplMarker("helpdesk")
@@ -43,6 +43,7 @@ def plugin_settings(name: str) -> PluginSettings:
 # of import cycles (the plugin machinery imports this module first).
 _PUBLIC = {
     "access": ("helpdesk.security", "access"),
+    "current_agent": ("helpdesk.security", "current_agent"),  # who a plugin page acts as (1.7)
     "Context": ("helpdesk.context", "Context"),
     "ConfigError": ("helpdesk.config", "ConfigError"),
     "DeliveryError": ("helpdesk.records", "DeliveryError"),

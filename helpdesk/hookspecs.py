@@ -390,7 +390,9 @@ def helpdesk_blueprints(ctx: Any) -> list[Any] | None:
     Fires once at start-up in the web process. Every view must declare who
     may use it with ``@helpdesk.access(...)``; a view that declares nothing is
     refused with 403, and named (plugin and route) on the Plugins page from
-    start-up on. Return ``None`` or ``[]`` to add nothing.
+    start-up on. A view reaches services through the ``ctx`` given here (close
+    over it) and acts as ``helpdesk.current_agent()``, the signed-in agent.
+    Return ``None`` or ``[]`` to add nothing.
     """
 
 

@@ -50,6 +50,19 @@ def access(level: str) -> Callable[[F], F]:
     return mark
 
 
+def current_agent() -> Any:
+    """The agent signed in to the request being served, or ``None`` (anonymous, a portal
+    customer, or no request at all): what a plugin page acts as (plugin API 1.7)."""
+    from flask import has_request_context
+
+    from helpdesk.models import Agent
+
+    if not has_request_context():
+        return None
+    user = current_user._get_current_object()
+    return user if isinstance(user, Agent) and user.is_authenticated else None
+
+
 def allowed(level: str, user: Any) -> bool:
     if level == PUBLIC:
         return True

@@ -18,7 +18,7 @@ from flask import Blueprint
 
 from helpdesk import hookimpl, hookspecs, incidents
 from helpdesk.config import ConfigError, load_settings
-from helpdesk.models import Incident, PluginFailure, SlaClock, Team
+from helpdesk.models import Incident, PluginFailure, SlaClock, Team, TimelineEntry
 from helpdesk.plugins import PluginError, load_plugins
 from helpdesk.records import (
     Action,
@@ -1238,3 +1238,41 @@ def test_a_decision_plugin_that_keeps_agents_waiting_is_named_on_the_plugins_pag
     assert failure.hook == "helpdesk_priority" and failure.error.startswith("SlowHook")
     plugins_page = login(personas.admin).get("/admin/plugins").get_data(as_text=True)
     assert "logging or changing an incident" in plugins_page
+
+
+class _CrmSync:
+    """A plugin page that acts as the agent who pressed its button, through the public face."""
+
+    __name__ = "crm_sync"
+
+    @hookimpl
+    def helpdesk_blueprints(self, ctx):
+        import helpdesk
+
+        crm = Blueprint("crm_sync", __name__, url_prefix="/plugins/crm")
+
+        @crm.post("/sync/<int:incident_id>")
+        @access("agent")
+        def sync(incident_id):
+            helpdesk.incidents.add_comment(ctx, incident_id, helpdesk.current_agent(), "Synced to the CRM",
+                                           public=False)
+            return "", 204
+
+        @crm.get("/who")
+        @access(PUBLIC)
+        def who():
+            agent = helpdesk.current_agent()
+            return agent.username if agent is not None else "nobody"
+
+        return [crm]
+
+
+@pytest.mark.plugins(_CrmSync())
+def test_a_plugin_page_knows_the_signed_in_agent_through_the_public_face(login, personas, incident_factory):
+    incident = incident_factory()
+    assert login(personas.assignee).post(f"/plugins/crm/sync/{incident.id}").status_code == 204
+    note = (TimelineEntry.select().where(TimelineEntry.incident == incident.id)
+            .order_by(TimelineEntry.id.desc()).get())
+    assert (note.body, note.actor_id) == ("Synced to the CRM", personas.assignee.id)
+    assert login(personas.owner).get("/plugins/crm/who").get_data(as_text=True) == "john"
+    assert login(None).get("/plugins/crm/who").get_data(as_text=True) == "nobody"
