@@ -1276,3 +1276,25 @@ def test_a_plugin_page_knows_the_signed_in_agent_through_the_public_face(login, 
     assert (note.body, note.actor_id) == ("Synced to the CRM", personas.assignee.id)
     assert login(personas.owner).get("/plugins/crm/who").get_data(as_text=True) == "john"
     assert login(None).get("/plugins/crm/who").get_data(as_text=True) == "nobody"
+
+
+@pytest.mark.parametrize("helpdesk_plugins", [[bundled_plugin("chat")]])
+def test_a_message_for_a_channel_this_worker_lacks_waits_for_one_that_has_it(
+        helpdesk_app, ctx, incident_factory, outbox, http_receiver, frozen_clock, monkeypatch):
+    """During a rolling upgrade (or with a plugin installed on the web servers first) a worker
+    may not have the channel a message was queued for: the message is retried, not dead."""
+    from helpdesk import enqueue
+    from helpdesk.db import write_transaction
+
+    monkeypatch.setitem(ctx.settings.plugins, "chat", {"allow_private": ["127.0.0.1"]})
+    incident = incident_factory()
+    with helpdesk_app.app_context(), write_transaction():
+        enqueue(ctx, "chat", f"{http_receiver.url}/room", "Escalated", "INC-1", incident=incident)
+        chat = ctx.registry.channel_types.pop("chat")  # sent after commit, by a worker without it
+    (row,) = outbox.rows(channel="chat")
+    assert row.state == "pending" and "not available" in row.last_error
+    ctx.registry.channel_types["chat"] = chat  # a worker that has it
+    frozen_clock.advance(minutes=30)
+    assert outbox.drain() == 1
+    assert [r.state for r in outbox.rows(channel="chat")] == ["sent"] and len(http_receiver.requests) == 1
+

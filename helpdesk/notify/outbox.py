@@ -292,7 +292,9 @@ def deliver(ctx: Context, delivery_id: int) -> str | None:
     channel = ctx.registry.channel_types.get(delivery.channel)
     try:
         if channel is None:
-            raise DeliveryError(f"the channel type {delivery.channel!r} is not available", permanent=True)
+            # Another worker may have it (a rolling upgrade, a plugin installed on the web servers
+            # first): retried like any temporary failure, dead only after the retry window.
+            raise DeliveryError(f"the channel type {delivery.channel!r} is not available in this worker")
         channel.send(ctx, message_for(delivery, ctx))
     except DeliveryError as error:
         return _failed(ctx, delivery, str(error), error.permanent)
