@@ -108,7 +108,10 @@ def deliver(state: Any, event_id: int) -> str | None:
     row = EventDelivery.get_by_id(event_id)
     impl = next((i for i in _implementations(state, row.event) if i.plugin_name == row.plugin), None)
     if impl is None:
-        return _failed(state, row, f"the plugin {row.plugin!r} is not enabled in this worker", permanent=True)
+        # Another worker may have it (a rolling upgrade, a plugin installed on the web servers
+        # first): retried with backoff, dead only after the retry window, like a raising hook.
+        return _failed(state, row, f"the plugin {row.plugin!r} is not enabled in this worker",
+                       permanent=False)
     incident = Incident.get_or_none(Incident.id == row.incident_id) if row.incident_id else None
     if incident is None:
         logger.warning("event %s: INC-%s no longer exists", row.event, row.incident_id)

@@ -1298,3 +1298,27 @@ def test_a_message_for_a_channel_this_worker_lacks_waits_for_one_that_has_it(
     assert outbox.drain() == 1
     assert [r.state for r in outbox.rows(channel="chat")] == ["sent"] and len(http_receiver.requests) == 1
 
+
+
+def test_an_event_for_a_plugin_this_worker_lacks_waits_for_one_that_has_it(
+        helpdesk_app, ctx, personas, register_plugin, frozen_clock):
+    """The web server that logged the incident has the plugin; the worker that first takes the
+    event does not (yet): the event is retried, not dead, and reaches the plugin later."""
+    from helpdesk import event_outbox
+    from helpdesk.db import write_transaction
+    from helpdesk.models import EventDelivery
+
+    seen = []
+    listener = register_plugin(plugin("late_listener", incident_created=lambda incident: seen.append(
+        incident.reference)))
+    with helpdesk_app.app_context():
+        with write_transaction():
+            incident = incidents.log_incident(ctx, title="Mail down", actor=personas.owner,
+                                              service_desk=personas.service_desk)
+            ctx.pm.unregister(listener)  # the event runs after commit, in a worker without it
+        (row,) = EventDelivery.select().where(EventDelivery.plugin == "late_listener")
+        assert row.state == "pending" and "not enabled in this worker" in row.last_error
+        ctx.pm.register(listener, name="late_listener")  # a worker that has it
+        frozen_clock.advance(minutes=30)
+        assert event_outbox.deliver(ctx, row.id) == "done"
+    assert seen == [incident.reference]
