@@ -188,7 +188,7 @@ class Incident(BaseModel):
     # statement as the clock change, so the queues filter and sort without joining clocks:
     # the nearest running due time (None once a target is breached and unmet), and
     # whether any target of the current clocks was breached; and since when a breached target
-    # is still unmet (None otherwise: migration 0040), so the due sort puts breached rows first.
+    # is still unmet (None otherwise: migration 0037), so the due sort puts breached rows first.
     sla_due_at = peewee.DateTimeField(null=True)
     sla_breached = peewee.BooleanField(default=False)
     sla_overdue_since = peewee.DateTimeField(null=True)
@@ -249,7 +249,7 @@ QUEUE_SORT_COLUMNS = {"updated": "updated_at", "created": "created_at", "priorit
 # The due sort of every queue but At risk (whose rows all have a due time): breached rows
 # first, most overdue first (their breach), then the running due times, then the rows with
 # none (no SLA, or every target met). An expression, not a parameter, so SQLite and
-# PostgreSQL match it to the index (migrations 0016, 0040).
+# PostgreSQL match it to the index (migrations 0016, 0037).
 DUE_LAST = "9999-12-31 00:00:00"
 DUE_SORT_SQL = f"COALESCE(sla_due_at, sla_overdue_since, '{DUE_LAST}')"
 
@@ -1105,7 +1105,7 @@ MODELS += [SlaCalendar]
 
 
 class DirectoryRevision(BaseModel):
-    """At most one row (id 1; none means 0): a counter that triggers (migration 0039) move
+    """At most one row (id 1; none means 0): a counter that triggers (migration 0036) move
     whenever a team is added, renamed or removed, a membership changes, or an agent is
     renamed, (de)activated or removed, whoever does it. A process keeps the teams-with-
     members list of its select boxes while the revision, read with the session, stays

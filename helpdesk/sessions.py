@@ -71,7 +71,7 @@ class SessionFacts:
     settings_revision: int  # as ``site_settings.revision()``
     unread: int  # the agent's unread notices (the bell)
     team_ids: tuple[int, ...]  # the agent's teams, in order (as ``queues.team_ids``)
-    directory_revision: int = 0  # moves when teams, memberships or agents' names change (0039)
+    directory_revision: int = 0  # moves when teams, memberships or agents' names change (0036)
 
 
 def _agent_session(token_hash: Any, agent_id: Any) -> peewee.Query:

@@ -1,5 +1,5 @@
 """The bulk bar's and the incident page's team and agent lists are kept by each process and
-read again only when the directory revision moves (migration 0039's triggers): a change
+read again only when the directory revision moves (migration 0036's triggers): a change
 made by another process (a second gunicorn worker, a command) shows on this one's next page."""
 
 from __future__ import annotations

@@ -157,13 +157,13 @@ def test_the_migration_backfills_the_sla_summary_of_existing_incidents(helpdesk_
     assert after == before
 
 
-def test_migration_0040_gives_existing_breached_incidents_their_breach_to_sort_by(helpdesk_app, pool):
-    migration = importlib.import_module("helpdesk.migrations.0040_breached_first")
+def test_migration_0037_gives_existing_breached_incidents_their_breach_to_sort_by(helpdesk_app, pool):
+    migration = importlib.import_module("helpdesk.migrations.0037_breached_first")
     with helpdesk_app.app_context():
         sla.check(helpdesk_app.extensions["helpdesk"], clock.now() + dt.timedelta(days=3))
         before = list(Incident.select(Incident.id, Incident.sla_overdue_since).order_by(Incident.id).tuples())
         assert sum(1 for row in before if row[1]) > 10
-        Incident.update(sla_overdue_since=None).execute()  # rows older than 0040
+        Incident.update(sla_overdue_since=None).execute()  # rows older than 0037
         migration.backfill(database.obj)
         after = list(Incident.select(Incident.id, Incident.sla_overdue_since).order_by(Incident.id).tuples())
     assert after == before

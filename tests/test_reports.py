@@ -472,9 +472,9 @@ def test_upgrading_to_0035_gives_decided_targets_the_owning_team_and_moves_no_fi
     assert facts == {answered.id: (dbt, dbt), waiting.id: (desk, None)}
 
 
-def test_upgrading_to_0041_moves_the_times_to_respond_to_the_team_they_were_met_in(
+def test_upgrading_to_0038_moves_the_times_to_respond_to_the_team_they_were_met_in(
         app, ctx, personas, frozen_clock):
-    migration = importlib.import_module("helpdesk.migrations.0041_durations_met_team")
+    migration = importlib.import_module("helpdesk.migrations.0038_durations_met_team")
     with app.app_context():
         answered = incidents.log_incident(ctx, title="Mail slow", actor=personas.owner, impact="high",
                                           urgency="medium")
