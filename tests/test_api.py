@@ -534,6 +534,8 @@ def test_idempotency_key_makes_a_retried_create_create_once(app, personas, api):
     assert again.get_json() == first.get_json()
     assert again.headers["Location"] == first.headers["Location"]
     assert again.headers["Idempotent-Replayed"] == "true"
+    # a shared cache must keep the replay no more than the first answer
+    assert again.headers["Cache-Control"] == first.headers["Cache-Control"] == "no-store"
     assert Incident.select().count() == 1
     changed = problem(api.post("/incidents", {"title": "Other"}, Idempotency_Key="create-vpn-1"), 422)
     assert changed["field"] == "Idempotency-Key"

@@ -476,6 +476,7 @@ def _replay(stored: ApiIdempotency, fingerprint: str) -> Response:
     if isinstance(data, dict) and isinstance(data.get("version"), int):
         response.headers["ETag"] = f'"{data["version"]}"'
     response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Cache-Control"] = "no-store"  # as the first answer: it names incidents
     return response
 
 
