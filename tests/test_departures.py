@@ -99,6 +99,10 @@ def test_an_agent_taken_out_of_a_team_gives_back_only_that_team_s_incidents(app,
     assert admin.post(f"/admin/teams/{p.database_team.id}", form).status_code == 303
     with app.app_context():
         assert _pairs(database.id)[1] == (p.database_team.id, None)
+        entry = TimelineEntry.get((TimelineEntry.incident == database.id)
+                                  & (TimelineEntry.field == "assignee"))
+        assert entry.body == ("Priya Raman left Database (by Admin): the work back to Database, "
+                              "for someone there to take.")
         assert _pairs(network.id)[1] == (p.network.id, p.assignee.id)  # still her team
         assert _pairs(theirs.id)[0] == (p.database_team.id, None)
 

@@ -219,8 +219,7 @@ def release_agent(ctx: Context, agent: Agent, actor: Agent | None = None) -> lis
     with write_transaction():
         ids = [row.id for row in for_update(Incident.select(Incident.id).where(owned | worked)
                                             .order_by(Incident.id))]
-        why = (f"{agent} was deactivated" if not agent.active else f"{agent} left the team") \
-            + (f" (by {actor})" if actor is not None else "")
+        by = f" (by {actor})" if actor is not None else ""
         for incident_id in ids:
             incident = get(incident_id)
             changes: dict[str, Any] = {}
@@ -235,10 +234,13 @@ def release_agent(ctx: Context, agent: Agent, actor: Agent | None = None) -> lis
                 record["assignee"] = (assignee(incident), Pair(incident.assigned_team, None))
             if not changes:
                 continue
+            left = " and ".join(dict.fromkeys(new.team.name for _old, new in record.values()))
+            why = f"{agent} was deactivated{by}" if not agent.active else f"{agent} left {left}{by}"
             back = " and ".join(
                 f"{'ownership' if name == 'owner' else 'the work'} back to {new.team.name}"
                 for name, (_old, new) in record.items())
-            change = apply(incident, None, changes, None, record=record,
+            # one entry for the one action (the body says both when both went back)
+            change = apply(incident, None, changes, None, record=record, one_entry=True,
                            body=f"{why}: {back}, for someone there to take.")
             follow_up(ctx, change, None, reason=why)
     return ids
