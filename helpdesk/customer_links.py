@@ -142,7 +142,16 @@ def send(ctx: Context, contact: Contact, url: str, *, wait: bool = False) -> thr
     if channel is None or channel.contact_address_for is None:
         logger.warning("portal sign-in link for contact %s not sent: no e-mail channel", contact.id)
         return None
-    recipient = channel.contact_address_for(ctx, contact)
+    try:
+        recipient = channel.contact_address_for(ctx, contact)
+    except Exception as error:  # a plugin's channel: recorded for the admin, the page answers as usual
+        from helpdesk.plugins import record_failure
+
+        logger.exception("portal sign-in link for contact %s not sent: the e-mail channel failed",
+                         contact.id)
+        record_failure(ctx.registry.owners.get(("helpdesk_channel_types", "email"), "email"),
+                       "contact_address_for", None, error)
+        return None
     if not recipient:
         return None
     message = Message(recipient=str(recipient), subject="Your sign-in link", event="portal_sign_in",

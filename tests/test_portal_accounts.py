@@ -221,3 +221,26 @@ def test_correcting_a_contacts_address_shuts_out_whoever_had_the_old_one(app, sm
     renamed = admin.post(f"/admin/contacts/{acme['ada'].id}", {  # a new name alone signs nobody out
         "name": "Ada King", "email": "ada@example.org", "phone": "", "organisation": "Acme"})
     assert renamed.status_code == 303 and ada.get("/portal/").status_code == 200
+
+
+def test_an_e_mail_channel_that_fails_to_address_the_customer_answers_the_sign_in_as_usual(
+        app, smtp, acme, monkeypatch):
+    """A plugin replacing the e-mail channel whose ``contact_address_for`` raises: the customer
+    is told what every sign-in is told (no 500), and the admin finds the failure named."""
+    import dataclasses
+
+    from helpdesk.models import PluginFailure
+
+    registry = app.extensions["helpdesk"].registry
+
+    def broken(ctx: Any, contact: Any) -> str:
+        raise RuntimeError("the directory is down")
+
+    monkeypatch.setitem(registry.channel_types, "email",
+                        dataclasses.replace(registry.channel_types["email"], contact_address_for=broken))
+    answer = Customer(app, smtp, "ada@example.org").ask_for_link()
+    assert answer.status_code == 200
+    assert "the directory is down" not in answer.get_data(as_text=True)
+    with app.app_context():
+        failure = PluginFailure.get(PluginFailure.hook == "contact_address_for")
+    assert "the directory is down" in failure.error
