@@ -340,11 +340,13 @@ def test_two_scans_under_one_message_id_with_other_files_are_both_kept(take):
 
 
 class BrokenPriority:
-    """A plugin whose priority rule fails: every incident it would decide is refused."""
+    """A plugin whose priority rule wraps every other and fails: no priority can be decided, so
+    every incident is refused. (A plain rule that fails is passed over for the next one.)"""
 
-    @hookimpl
+    @hookimpl(wrapper=True)
     def helpdesk_priority(self, impact, urgency, ctx):
         raise RuntimeError("priority table missing")
+        yield  # a wrapper is a generator
 
 
 def test_a_message_the_desk_cannot_take_waits_in_quarantine(app, take, personas):
@@ -354,7 +356,7 @@ def test_a_message_the_desk_cannot_take_waits_in_quarantine(app, take, personas)
     app.extensions["helpdesk"].pm.register(BrokenPriority(), name="broken-priority")
     result = take("From: ada@example.org\r\nSubject: Printer\r\nMessage-ID: <refused@example.org>"
                   "\r\n\r\nIt jams.\r\n")
-    assert result.outcome == "quarantined" and "priority table missing" in result.reason
+    assert result.outcome == "quarantined" and "The priority rule returned None" in result.reason
     assert Incident.select().count() == 0
     assert Notice.select().where(Notice.agent == personas.admin.id).count() == 1
     assert take("From: ada@example.org\r\nSubject: Printer\r\nMessage-ID: <refused@example.org>"
@@ -1356,8 +1358,8 @@ def test_a_message_still_refused_waits_on_with_the_new_reason(app, ctx, take, pe
     assert still.outcome == "quarantined" and Incident.select().count() == 0
     row = InboundMail.get_by_id(held.id)
     assert row.outcome == "quarantined" and row.handled_at is None  # still waiting for an admin
-    assert row.reason.startswith("it could not be taken: RuntimeError: priority table missing "
-                                 "(received again by root")
+    assert row.reason.startswith("it could not be taken: DomainError: The priority rule returned None, "
+                                 "which is not 1–4. (received again by root")
     app.extensions["helpdesk"].pm.unregister(name="broken-priority")  # the admin fixes the plugin
     with app.app_context():
         taken = receive_again(ctx, held.id, by="root")
