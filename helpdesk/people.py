@@ -227,9 +227,8 @@ def update_team(team: Team, *, name: str, description: str, active: bool, member
             Team.update(name=name, description=description.strip(), active=active, escalation_mode=mode) \
                 .where(Team.id == team.id).execute()
             if "members" in changed:
-                gone = Agent.select().join(Membership).where(
-                    (Membership.team == team) & Agent.id.not_in([agent.id for agent in members]))
-                gone = list(gone)
+                gone = list(Agent.select().join(Membership).where(
+                    (Membership.team == team) & Agent.id.not_in([agent.id for agent in members])))
                 Membership.delete().where(Membership.team == team).execute()
                 for agent in members:
                     Membership.create(team=team, agent=agent)
